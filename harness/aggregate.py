@@ -1,0 +1,60 @@
+"""Turn a worker's events into a `CellResult`: metric values per sample and summaries per cell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.checks import cell_checks
+from harness.metrics import METRICS, sample_values
+from harness.schema import CellResult, CellSpec, CellStatus, Sample
+from harness.stats import summarize
+
+
+def summaries(samples: list[Sample], cell_values: dict[str, float]) -> dict[str, Any]:
+    """Per-metric summaries over the measured (non-warm-up) samples, values pooled."""
+    pooled: dict[str, list[float]] = {}
+    for s in samples:
+        if s.warmup:
+            continue
+        for tag, vals in s.values.items():
+            pooled.setdefault(tag, []).extend(vals)
+    out = {tag: summarize(vals) for tag, vals in pooled.items()}
+    for tag, v in cell_values.items():
+        if tag in METRICS:
+            out[tag] = summarize([v])
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus, error: str | None,
+                started_at: str, finished_at: str, wall_s: float) -> CellResult:
+    samples: list[Sample] = []
+    cell_values: dict[str, float] = {}
+    check_outputs: dict[str, str] = {}
+    notes: list[str] = []
+    model_dir = None
+    for ev in events:
+        kind = ev.get("event")
+        if kind == "sample":
+            s = Sample.model_validate(ev["sample"])
+            s.values = sample_values(s)
+            samples.append(s)
+        elif kind in ("loaded", "done"):
+            cell_values.update(ev.get("cell_values", {}))
+            check_outputs.update(ev.get("check_outputs", {}))
+        elif kind == "prepared":
+            model_dir = ev.get("model_dir")
+            for k in ("model_size_mb", "export_s"):
+                if k in ev:
+                    cell_values[k] = float(ev[k])
+            notes.append("model from cache" if ev.get("cache_hit") else "model exported in this run")
+        elif kind == "error" and error is None:
+            error = ev.get("error")
+    if spec.prompts.vary_per_iteration:
+        notes.append("prompt varies per iteration (prefix caching cannot shorten TTFT)")
+    result = CellResult(
+        key=spec.key, spec=spec, status=status, error=error, started_at=started_at, finished_at=finished_at,
+        wall_s=wall_s, samples=samples, cell_values=cell_values, summaries=summaries(samples, cell_values),
+        check_outputs=check_outputs, model_dir=model_dir, notes=notes,
+    )
+    result.checks = cell_checks(result)
+    return result

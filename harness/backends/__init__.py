@@ -1,0 +1,35 @@
+"""Backends run one cell inside a worker process.
+
+Each backend is a function `run(cell, models, emit)`; `BACKENDS` maps a scenario kind to it,
+so adding a kind is adding an entry, not a branch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.schema import CellSpec
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class CellModels:
+    """Prepared model directories of one cell."""
+
+    target: Path
+    draft: Path | None
+    workdir: Path
+
+
+def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
+    from harness.backends import genai_llm
+
+    backends = {
+        "generate": genai_llm.run,
+        "speculative": genai_llm.run,
+        "prompt_lookup": genai_llm.run,
+    }
+    return backends[kind]

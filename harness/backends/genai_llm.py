@@ -1,0 +1,186 @@
+"""Text generation through openvino-genai's LLMPipeline: plain, speculative and prompt lookup."""
+
+from __future__ import annotations
+
+import gc
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from harness.backends import CellModels, Emit
+from harness.prompts import synthetic_prompt
+from harness.schema import CellSpec, Sample
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux: the kernel's high-water mark for this process alone.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timing_streamer_class() -> type:
+    import openvino_genai as ov_genai
+
+    class TimingStreamer(ov_genai.StreamerBase):
+        """Records the arrival time of every chunk of tokens; does nothing else on the hot path."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.times_ns: list[int] = []
+            self.tokens: list[int] = []
+            self._running = ov_genai.StreamingStatus.RUNNING
+
+        def write(self, token: Any) -> Any:
+            self.times_ns.append(time.perf_counter_ns())
+            self.tokens.append(len(token) if isinstance(token, list) else 1)
+            return self._running
+
+        def end(self) -> None:
+            pass
+
+    return TimingStreamer
+
+
+def build_pipeline(cell: CellSpec, models: CellModels, cache_dir: Path | None) -> Any:
+    """The LLMPipeline a cell measures, with its properties, draft or prompt lookup."""
+    import openvino_genai as ov_genai
+
+    kwargs: dict[str, Any] = dict(cell.properties)
+    if cache_dir is not None:
+        kwargs["CACHE_DIR"] = str(cache_dir)
+    if cell.scenario.kind == "speculative":
+        assert models.draft is not None
+        kwargs["draft_model"] = ov_genai.draft_model(str(models.draft), cell.device)
+    elif cell.scenario.kind == "prompt_lookup":
+        kwargs["prompt_lookup"] = True
+    return ov_genai.LLMPipeline(str(models.target), cell.device, **kwargs)
+
+
+def generation_config(pipe: Any, cell: CellSpec) -> Any:
+    """The pipeline's own config (keeps the model's eos) updated with the cell's settings."""
+    g = cell.generation
+    cfg = pipe.get_generation_config()
+    cfg.max_new_tokens = g.max_new_tokens
+    cfg.min_new_tokens = g.min_new_tokens
+    cfg.ignore_eos = g.ignore_eos
+    cfg.apply_chat_template = g.apply_chat_template
+    cfg.num_return_sequences = 1
+    if g.mode == "sampling":
+        cfg.do_sample, cfg.temperature, cfg.top_p, cfg.top_k, cfg.rng_seed = True, g.temperature, g.top_p, g.top_k, g.seed
+    elif g.mode == "beam":
+        cfg.do_sample, cfg.num_beams = False, g.num_beams
+    else:
+        cfg.do_sample, cfg.num_beams = False, 1
+    for name, value in cell.scenario.params.items():
+        setattr(cfg, name, value)
+    return cfg
+
+
+def _genai_readings(res: Any) -> dict[str, float | None]:
+    pm = res.perf_metrics
+    out: dict[str, float | None] = {
+        "ttft_ms": pm.get_ttft().mean,
+        "tpot_ms": pm.get_tpot().mean,
+        "throughput_tps": pm.get_throughput().mean,
+        "generate_ms": pm.get_generate_duration().mean,
+        "tokenization_ms": pm.get_tokenization_duration().mean,
+        "detokenization_ms": pm.get_detokenization_duration().mean,
+        "input_tokens": float(pm.get_num_input_tokens()),
+        "generated_tokens": float(pm.get_num_generated_tokens()),
+        "load_ms": pm.get_load_time(),
+    }
+    ext = getattr(res, "extended_perf_metrics", None)
+    if ext is not None and hasattr(ext, "get_num_accepted_tokens"):
+        accepted = float(ext.get_num_accepted_tokens())
+        out["accepted_tokens"] = accepted
+        # get_draft_acceptance_rate() is a fraction in [0, 1]; the metric is in percent.
+        out["acceptance_rate_pct"] = float(ext.get_draft_acceptance_rate()) * 100.0
+        draft = getattr(ext, "draft_model_metrics", None)
+        if draft is not None:
+            out["proposed_tokens"] = float(draft.get_num_generated_tokens())
+    return out
+
+
+def _prompt_texts(cell: CellSpec, pipe: Any, count: int) -> list[str]:
+    if cell.prompts.source == "file":
+        texts = cell.prompts.texts
+        return [texts[i % len(texts)] for i in range(count)]
+    tok = pipe.get_tokenizer()
+
+    def encode(text: str) -> list[int]:
+        return [int(x) for x in tok.encode(text, add_special_tokens=False).input_ids.data[0]]
+
+    def decode(ids: list[int]) -> str:
+        return tok.decode(ids, skip_special_tokens=True)
+
+    assert cell.prompts.input_tokens is not None
+    return [synthetic_prompt(i, cell.prompts.input_tokens, encode, decode) for i in range(count)]
+
+
+def _one_call(pipe: Any, prompt: str, cfg: Any, streamer: Any) -> tuple[Any, int, int]:
+    start = time.perf_counter_ns()
+    res = pipe.generate([prompt], cfg, streamer)
+    end = time.perf_counter_ns()
+    return res, start, end
+
+
+def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
+    """Load, warm up, measure; emit load/memory figures, every sample, and the check outputs."""
+    rss_before = _rss_mb()
+    cell_values: dict[str, float] = {}
+    compile_cache = models.workdir / "compile-cache" if cell.load_twice else None
+    t0 = time.perf_counter()
+    pipe = build_pipeline(cell, models, compile_cache)
+    cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
+    cell_values["model_memory_mb"] = _rss_mb() - rss_before
+    if cell.load_twice:
+        del pipe
+        gc.collect()
+        t0 = time.perf_counter()
+        pipe = build_pipeline(cell, models, compile_cache)
+        cell_values["load_cached_ms"] = (time.perf_counter() - t0) * 1000
+    emit({"event": "loaded", "cell_values": cell_values})
+
+    cfg = generation_config(pipe, cell)
+    total = cell.warmup + cell.iterations
+    vary = cell.prompts.vary_per_iteration
+    prompts = _prompt_texts(cell, pipe, total if vary else 1)
+    # Beam search cannot stream in openvino-genai: those cells have no harness-clock TTFT.
+    streamer_cls = _timing_streamer_class() if cell.generation.mode != "beam" else None
+    last_res = None
+    for i in range(total):
+        pidx = i if vary else 0
+        streamer = streamer_cls() if streamer_cls else None
+        res, start, end = _one_call(pipe, prompts[pidx], cfg, streamer)
+        last_res = res
+        genai = _genai_readings(res)
+        if streamer is not None:
+            offsets = [(t - start) / 1e6 for t in streamer.times_ns]
+            chunk_tokens = list(streamer.tokens)
+        else:
+            offsets, chunk_tokens = [], []
+        out_tokens = sum(chunk_tokens) if chunk_tokens else int(genai["generated_tokens"] or 0)
+        sample = Sample(
+            iteration=i, warmup=i < cell.warmup, prompt_index=pidx,
+            input_tokens=int(genai["input_tokens"] or 0), output_tokens=out_tokens,
+            start_ns=start, end_ns=end, chunk_offsets_ms=offsets, chunk_tokens=chunk_tokens,
+            genai=genai, output_text=res.texts[0],
+        )
+        emit({"event": "sample", "sample": sample.model_dump(), "of": total})
+
+    check_outputs: dict[str, str] = {}
+    if cell.generation.mode == "greedy":
+        # Untimed repeat of the first measured prompt: greedy decoding must reproduce it exactly.
+        pidx = cell.warmup if vary else 0
+        res, _, _ = _one_call(pipe, prompts[pidx], cfg, None)
+        check_outputs[f"repeat:{pidx}"] = res.texts[0]
+    if last_res is not None:
+        cell_values["genai_load_ms"] = float(last_res.perf_metrics.get_load_time())
+    cell_values["peak_rss_mb"] = _peak_rss_mb()
+    emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs})

@@ -1,0 +1,89 @@
+"""Correctness checks recorded in the results: within a cell, and across cells of a run."""
+
+from __future__ import annotations
+
+from harness.schema import CellResult, CheckResult
+
+
+def _measured(r: CellResult):
+    return [s for s in r.samples if not s.warmup]
+
+
+def exact_token_count(r: CellResult) -> CheckResult | None:
+    """With ignore_eos (or min_new_tokens >= max_new_tokens) every call must yield max_new_tokens."""
+    g = r.spec.generation
+    if not (g.ignore_eos or g.min_new_tokens >= g.max_new_tokens) or not r.samples:
+        return None
+    bad = [(s.iteration, s.output_tokens) for s in r.samples if s.output_tokens != g.max_new_tokens]
+    if bad:
+        return CheckResult(name="exact_token_count", status="fail",
+                           detail=f"expected {g.max_new_tokens} tokens; (iteration, tokens): {bad[:5]}")
+    return CheckResult(name="exact_token_count", status="pass", detail=f"{len(r.samples)} calls x {g.max_new_tokens} tokens")
+
+
+def repeat_determinism(r: CellResult) -> CheckResult | None:
+    """Greedy decoding of the same prompt twice must give identical text."""
+    if r.spec.generation.mode != "greedy":
+        return None
+    repeats = {int(k.split(":")[1]): v for k, v in r.check_outputs.items() if k.startswith("repeat:")}
+    if not repeats:
+        return None
+    by_prompt = {s.prompt_index: s.output_text for s in _measured(r)}
+    diffs = [p for p, text in repeats.items() if p in by_prompt and by_prompt[p] != text]
+    compared = [p for p in repeats if p in by_prompt]
+    if not compared:
+        return CheckResult(name="repeat_determinism", status="not_run", detail="no measured sample to compare with")
+    if diffs:
+        return CheckResult(name="repeat_determinism", status="fail", detail=f"prompt(s) {diffs} gave different text on repeat")
+    return CheckResult(name="repeat_determinism", status="pass", detail=f"prompt(s) {compared} identical on repeat")
+
+
+def cell_checks(r: CellResult) -> list[CheckResult]:
+    if r.status != "ok":
+        return []
+    return [c for c in (exact_token_count(r), repeat_determinism(r)) if c is not None]
+
+
+def _reference_signature(r: CellResult) -> tuple:
+    s = r.spec
+    return (s.model.name, s.model.source, s.precision, s.device, s.prompts.model_dump_json(),
+            s.generation.model_dump_json(), tuple(sorted(s.properties.items())))
+
+
+def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None:
+    """Speculative decoding and prompt lookup must not change greedy output: same text as the plain
+    greedy cell of the same model, precision, device, prompts and generation settings."""
+    if r.spec.scenario.kind == "generate" or r.spec.generation.mode != "greedy" or r.status != "ok":
+        return None
+    sig = _reference_signature(r)
+    refs = [c for c in cells if c.spec.scenario.kind == "generate" and _reference_signature(c) == sig]
+    if not refs:
+        return CheckResult(name="matches_greedy", status="not_run",
+                           detail="no plain greedy cell with the same model, precision, device and settings in this run")
+    ref = refs[0]
+    if ref.status != "ok":
+        return CheckResult(name="matches_greedy", status="not_run", detail=f"reference cell {ref.key} is {ref.status}")
+    ref_text = {s.prompt_index: s.output_text for s in ref.samples}
+    compared, diffs = 0, []
+    for s in r.samples:
+        if s.prompt_index in ref_text:
+            compared += 1
+            if ref_text[s.prompt_index] != s.output_text:
+                diffs.append(s.prompt_index)
+    if not compared:
+        return CheckResult(name="matches_greedy", status="not_run", detail=f"no common prompts with {ref.key}")
+    if diffs:
+        return CheckResult(name="matches_greedy", status="fail",
+                           detail=f"differs from {ref.key} on prompt(s) {sorted(set(diffs))}")
+    return CheckResult(name="matches_greedy", status="pass", detail=f"{compared} outputs equal to {ref.key}")
+
+
+def run_level_checks(cells: list[CellResult]) -> list[CellResult]:
+    """Cells with cross-cell checks appended (recomputed from the data each time results are assembled)."""
+    out = []
+    for r in cells:
+        extra = matches_greedy(r, cells)
+        if extra is not None:
+            r = r.model_copy(update={"checks": [c for c in r.checks if c.name != extra.name] + [extra]})
+        out.append(r)
+    return out

@@ -1,0 +1,240 @@
+"""Command line: `harness run | report | devices | prepare | schema | metrics`."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from harness.errors import HarnessInputError, ModelPreparationError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark and validate the OpenVINO generative-AI stack.")
+err_console = Console(stderr=True)
+DEFAULT_RESULTS = Path("results")
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("HARNESS_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ov-genai-harness"
+
+
+CacheOpt = Annotated[Path, typer.Option("--cache-dir", help="built models and IR cache (env HARNESS_CACHE_DIR)",
+                                        default_factory=default_cache_dir, show_default=False)]
+
+
+def _validate_sources(cells, suite_file: Path, suite) -> None:
+    """Fail early, naming the suite field, for model sources that cannot work."""
+    from harness.models.prepare import classify_source, validate_ir_dir
+
+    for i, m in enumerate(suite.models):
+        for field, source in (("source", m.source), ("draft", m.draft)):
+            resolved = next((getattr(c.model, field) for c in cells if c.model.name == m.name), source)
+            if not resolved:
+                continue
+            try:
+                if classify_source(resolved) == "ir_dir":
+                    validate_ir_dir(Path(resolved))
+            except ModelPreparationError as e:
+                raise HarnessInputError(str(suite_file), f"models[{i}].{field}", source, str(e)) from None
+
+
+def _apply_overrides(suite, model: str | None, devices: list[str] | None, precisions: list[str] | None):
+    from harness.suite import Suite
+
+    data = suite.model_dump()
+    if model:
+        name = Path(model.rstrip("/")).name or model
+        data["models"] = [{"name": name.replace("/", "_"), "source": model, "draft": None}]
+        data["scenarios"] = [s for s in data["scenarios"] if s["kind"] != "speculative"] or data["scenarios"]
+    if devices:
+        data["devices"] = devices
+    if precisions:
+        data["precisions"] = precisions
+    try:
+        return Suite.model_validate(data)
+    except Exception as e:  # noqa: BLE001
+        err = getattr(e, "errors", lambda: [{"loc": (), "msg": str(e)}])()[0]
+        field = ".".join(str(x) for x in err["loc"])
+        raise HarnessInputError("command line", field, err.get("input"), err["msg"]) from None
+
+
+@app.command()
+def run(
+    suite: Annotated[str | None, typer.Argument(help="suite file or shipped suite name (default: suites/default.yaml)")] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory (default: results/<timestamp>-<suite>)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="run directory of an interrupted run: run only missing cells")] = None,
+    model: Annotated[str | None, typer.Option(help="run the suite on this model instead: HF dir or id, or IR dir")] = None,
+    device: Annotated[list[str] | None, typer.Option(help="override the suite's devices (repeatable)")] = None,
+    precision: Annotated[list[str] | None, typer.Option(help="override the suite's precisions (repeatable)")] = None,
+    cache_dir: CacheOpt = None,  # type: ignore[assignment]
+    fault: Annotated[list[str] | None, typer.Option(hidden=True, help="test only: KEY=crash|hang")] = None,
+) -> None:
+    """Run a suite; write results.json, report.md and report.csv; print the report."""
+    import openvino as ov
+
+    from harness import host
+    from harness.devices import list_devices
+    from harness.progress import RichProgress
+    from harness.runner import RunOptions, now_iso, run_cells
+    from harness.schema import RunMetadata
+    from harness.store import load_metadata, write_metadata
+    from harness.suite import expand, load_suite, resolve_suite_path
+    from reports import render
+
+    suite_path = resolve_suite_path(suite)
+    if resume is not None:
+        meta = load_metadata(resume)
+        if suite is None and meta.suite_file:
+            suite_path = Path(meta.suite_file)
+    parsed, sha = load_suite(suite_path)
+    parsed = _apply_overrides(parsed, model, device, precision)
+    cells = expand(parsed, suite_path)
+    _validate_sources(cells, suite_path, parsed)
+    faults = dict(f.split("=", 1)[::1] for f in (fault or []))
+
+    core = ov.Core()
+    if resume is not None:
+        run_dir = resume
+        meta = load_metadata(run_dir)
+        meta.resumed_at.append(now_iso())
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = out or DEFAULT_RESULTS / f"{stamp}-{parsed.name}"
+        if (run_dir / "cells.jsonl").exists():
+            raise HarnessInputError(str(run_dir), "--out", None, "already holds a run; use --resume to continue it")
+        meta = RunMetadata(
+            run_id=f"{stamp}-{uuid.uuid4().hex[:6]}", suite_name=parsed.name, suite_file=str(suite_path.resolve()),
+            suite_sha256=sha, started_at=now_iso(), command=sys.argv, host=host.host_info(),
+            versions=host.package_versions(), harness_commit=host.git_commit(), devices=list_devices(core),
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_metadata(run_dir, meta)
+    options = RunOptions(cache_dir=cache_dir, available_devices=list(core.available_devices), faults=faults)
+    err_console.print(f"run directory: {run_dir}  ({len(cells)} cells, cache {cache_dir})")
+    try:
+        with RichProgress(err_console, total=len(cells)) as progress:
+            results = run_cells(cells, run_dir, meta, options, progress)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: finished cells are kept in {run_dir}; continue with --resume {run_dir}")
+        raise typer.Exit(130) from None
+    write_metadata(run_dir, meta)
+    for fmt in ("md", "csv"):
+        (run_dir / f"report.{fmt}").write_text(render(results, fmt), encoding="utf-8")
+    typer.echo(render(results, "md"))
+    err_console.print(f"wrote {run_dir / 'results.json'}, {run_dir / 'report.md'}, {run_dir / 'report.csv'}")
+    bad = [c for c in results.cells if c.status not in ("ok", "skipped")]
+    failed_checks = [c for c in results.cells for ch in c.checks if ch.status == "fail"]
+    if bad or failed_checks:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="run directory or results.json")],
+    format: Annotated[str, typer.Option("--format", "-f", help="md | csv | json")] = "md",
+    out: Annotated[Path | None, typer.Option(help="write to this file instead of stdout")] = None,
+) -> None:
+    """Re-render a run's results."""
+    from harness.store import load_results
+    from reports import RENDERERS, render
+
+    if format not in RENDERERS:
+        raise HarnessInputError("command line", "--format", format, f"unknown format; choose from {', '.join(RENDERERS)}")
+    text = render(load_results(run_dir), format)
+    if out:
+        out.write_text(text, encoding="utf-8")
+    else:
+        typer.echo(text)
+
+
+@app.command()
+def devices() -> None:
+    """List OpenVINO devices and their key properties."""
+    from rich.table import Table
+
+    from harness.devices import list_devices
+
+    table = Table("device", "full name", "properties")
+    for d in list_devices():
+        table.add_row(d.name, d.full_name or "?", "\n".join(f"{k}: {v}" for k, v in d.properties.items()))
+    Console().print(table)
+
+
+@app.command()
+def prepare(
+    source: Annotated[str, typer.Argument(help="synthetic:NAME, HF dir or id, or IR dir")],
+    precision: Annotated[str, typer.Option(help="fp16 | int8 | int4")] = "fp16",
+    group_size: int = 128,
+    ratio: float = 1.0,
+    sym: bool = False,
+    cache_dir: CacheOpt = None,  # type: ignore[assignment]
+) -> None:
+    """Build/export a model to OpenVINO IR (cached) and print its directory."""
+    from harness.models.prepare import prepare_model
+    from harness.schema import CompressionSpec
+
+    if precision not in ("fp16", "int8", "int4"):
+        raise HarnessInputError("command line", "--precision", precision, "must be one of fp16, int8, int4")
+    pm = prepare_model(source, precision, CompressionSpec(group_size=group_size, ratio=ratio, sym=sym), cache_dir,
+                       log=lambda m: err_console.print(m))
+    err_console.print(f"{'cache hit' if pm.cache_hit else 'exported'}: {pm.size_mb:.1f} MiB weights"
+                      + (f", export {pm.export_s:.1f} s" if pm.export_s is not None else ""))
+    typer.echo(str(pm.path))
+
+
+@app.command()
+def schema(out: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None) -> None:
+    """Print the JSON Schema of results.json."""
+    import json
+
+    from harness.schema import json_schema
+
+    text = json.dumps(json_schema(), indent=1) + "\n"
+    if out:
+        out.write_text(text)
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command()
+def metrics() -> None:
+    """Print the metric definitions (the table in docs/metrics.md)."""
+    from harness.metrics import markdown_table
+
+    typer.echo(markdown_table())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line and exit code 2 (tracebacks only with --debug)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        rc = app(args=argv, prog_name="harness", standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
+    except (HarnessInputError, ModelPreparationError) as e:
+        if debug:
+            raise
+        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # click usage errors and the like
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise

@@ -1,0 +1,323 @@
+"""Every metric the harness reports, defined once.
+
+One small class per metric: its tag (the key in results.json), unit, direction and, in the
+docstring, its formula. Per-sample metrics compute from a `Sample`'s raw clock readings;
+per-cell metrics are measured once per cell by the worker and only declared here.
+`docs/metrics.md` is generated from this module (`harness metrics --markdown`).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from harness.schema import Sample
+
+
+class Metric:
+    tag: ClassVar[str]
+    title: ClassVar[str]
+    unit: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    scope: ClassVar[str] = "sample"  # "sample": computed per generate() call; "cell": once per cell
+
+    @classmethod
+    def compute(cls, sample: Sample) -> list[float]:
+        """Values contributed by one sample ([] when the metric does not apply)."""
+        raise NotImplementedError
+
+    @classmethod
+    def formula(cls) -> str:
+        return " ".join((cls.__doc__ or "").split())
+
+
+METRICS: dict[str, type[Metric]] = {}
+
+
+def metric(cls: type[Metric]) -> type[Metric]:
+    if cls.tag in METRICS:
+        raise ValueError(f"metric tag {cls.tag!r} defined twice")
+    METRICS[cls.tag] = cls
+    return cls
+
+
+def _e2e_ms(s: Sample) -> float:
+    return (s.end_ns - s.start_ns) / 1e6
+
+
+def _ttft_ms(s: Sample) -> float | None:
+    return s.chunk_offsets_ms[0] if s.chunk_offsets_ms else None
+
+
+# ---------------------------------------------------------------- harness clock (per sample)
+
+
+@metric
+class InputTokens(Metric):
+    """Prompt length in tokens, as counted by the pipeline's tokenizer (PerfMetrics num_input_tokens)."""
+
+    tag, title, unit, higher_is_better = "input_tokens", "input tokens", "tokens", True
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        return [float(s.input_tokens)]
+
+
+@metric
+class OutputTokens(Metric):
+    """Generated tokens: the sum of tokens delivered to the streamer over the call."""
+
+    tag, title, unit, higher_is_better = "output_tokens", "output tokens", "tokens", True
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        return [float(s.output_tokens)]
+
+
+@metric
+class E2ELatency(Metric):
+    """End-to-end latency: generate() return − generate() call, on the harness's monotonic clock."""
+
+    tag, title, unit, higher_is_better = "e2e_ms", "e2e latency", "ms", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        return [_e2e_ms(s)]
+
+
+@metric
+class TTFT(Metric):
+    """Time to first token: arrival of the first streamer chunk − generate() call. Includes tokenization and prefill."""
+
+    tag, title, unit, higher_is_better = "ttft_ms", "TTFT", "ms", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        t = _ttft_ms(s)
+        return [] if t is None else [t]
+
+
+@metric
+class TPOT(Metric):
+    """Time per output token after the first: (e2e − TTFT) / (output tokens − 1). Undefined for one token."""
+
+    tag, title, unit, higher_is_better = "tpot_ms", "TPOT", "ms", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        t = _ttft_ms(s)
+        if t is None or s.output_tokens < 2:
+            return []
+        return [(_e2e_ms(s) - t) / (s.output_tokens - 1)]
+
+
+@metric
+class InterChunkLatency(Metric):
+    """Inter-token latency per streamer chunk: gaps between consecutive chunk arrivals (all gaps of all
+    samples pooled). With speculative decoding or prompt lookup one chunk can carry several tokens, so
+    this is not TPOT."""
+
+    tag, title, unit, higher_is_better = "itl_ms", "inter-chunk latency", "ms", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        o = s.chunk_offsets_ms
+        return [b - a for a, b in zip(o, o[1:], strict=False)]
+
+
+@metric
+class OutputThroughput(Metric):
+    """Output tokens per second over the whole call: output tokens / e2e seconds."""
+
+    tag, title, unit, higher_is_better = "output_tps", "output tok/s", "tokens/s", True
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        e2e = _e2e_ms(s)
+        return [s.output_tokens / (e2e / 1000.0)] if e2e > 0 else []
+
+
+@metric
+class DecodeThroughput(Metric):
+    """Decode tokens per second: (output tokens − 1) / (e2e − TTFT) seconds; 1000 / TPOT."""
+
+    tag, title, unit, higher_is_better = "decode_tps", "decode tok/s", "tokens/s", True
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        return [1000.0 / v for v in TPOT.compute(s) if v > 0]
+
+
+@metric
+class TokensPerChunk(Metric):
+    """Tokens carried per streamer chunk (1 for plain decoding; more when drafts are accepted)."""
+
+    tag, title, unit, higher_is_better = "tokens_per_chunk", "tokens per chunk", "tokens", True
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        return [float(n) for n in s.chunk_tokens]
+
+
+# ---------------------------------------------------------------- openvino-genai PerfMetrics (per sample)
+
+
+class _GenAIReading(Metric):
+    """Base for values read from openvino-genai's PerfMetrics of the same call."""
+
+    reading: ClassVar[str]
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        v = s.genai.get(cls.reading)
+        return [] if v is None else [float(v)]
+
+
+@metric
+class GenAITTFT(_GenAIReading):
+    """openvino-genai PerfMetrics.get_ttft().mean for the call (its own clock; cross-check for ttft_ms)."""
+
+    tag, title, unit, higher_is_better, reading = "genai_ttft_ms", "GenAI TTFT", "ms", False, "ttft_ms"
+
+
+@metric
+class GenAITPOT(_GenAIReading):
+    """openvino-genai PerfMetrics.get_tpot().mean: mean gap between tokens from the second on."""
+
+    tag, title, unit, higher_is_better, reading = "genai_tpot_ms", "GenAI TPOT", "ms", False, "tpot_ms"
+
+
+@metric
+class GenAIThroughput(_GenAIReading):
+    """openvino-genai PerfMetrics.get_throughput().mean = 1000 / its TPOT (decode-only tokens/s)."""
+
+    tag, title, unit, higher_is_better, reading = (
+        "genai_throughput_tps", "GenAI throughput", "tokens/s", True, "throughput_tps")
+
+
+@metric
+class GenAIGenerateDuration(_GenAIReading):
+    """openvino-genai PerfMetrics.get_generate_duration().mean: generate() time on its clock."""
+
+    tag, title, unit, higher_is_better, reading = (
+        "genai_generate_ms", "GenAI generate duration", "ms", False, "generate_ms")
+
+
+@metric
+class TokenizationTime(_GenAIReading):
+    """openvino-genai PerfMetrics.get_tokenization_duration().mean: prompt tokenization time."""
+
+    tag, title, unit, higher_is_better, reading = (
+        "tokenization_ms", "tokenization", "ms", False, "tokenization_ms")
+
+
+@metric
+class DetokenizationTime(_GenAIReading):
+    """openvino-genai PerfMetrics.get_detokenization_duration().mean: output detokenization time."""
+
+    tag, title, unit, higher_is_better, reading = (
+        "detokenization_ms", "detokenization", "ms", False, "detokenization_ms")
+
+
+@metric
+class AcceptanceRate(_GenAIReading):
+    """Speculative decoding / prompt lookup: share of proposed draft tokens the main model accepted,
+    in percent (ExtendedPerfMetrics.get_draft_acceptance_rate(), or accepted / proposed)."""
+
+    tag, title, unit, higher_is_better, reading = (
+        "acceptance_rate_pct", "acceptance rate", "%", True, "acceptance_rate_pct")
+
+
+@metric
+class AcceptedTokens(_GenAIReading):
+    """Speculative decoding / prompt lookup: draft tokens accepted by the main model in the call."""
+
+    tag, title, unit, higher_is_better, reading = (
+        "accepted_tokens", "accepted tokens", "tokens", True, "accepted_tokens")
+
+
+@metric
+class ProposedTokens(_GenAIReading):
+    """Speculative decoding: draft tokens proposed in the call (tokens the draft model generated)."""
+
+    tag, title, unit, higher_is_better, reading = (
+        "proposed_tokens", "proposed tokens", "tokens", True, "proposed_tokens")
+
+
+# ---------------------------------------------------------------- per cell
+
+
+class CellMetric(Metric):
+    scope: ClassVar[str] = "cell"
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        return []
+
+
+@metric
+class LoadTimeCold(CellMetric):
+    """Wall time of the pipeline constructor with an empty compile cache (read + compile)."""
+
+    tag, title, unit, higher_is_better = "load_cold_ms", "load (cold compile)", "ms", False
+
+
+@metric
+class LoadTimeCached(CellMetric):
+    """Wall time of the pipeline constructor when the compile cache (CACHE_DIR) already holds the blob."""
+
+    tag, title, unit, higher_is_better = "load_cached_ms", "load (cached compile)", "ms", False
+
+
+@metric
+class GenAILoadTime(CellMetric):
+    """openvino-genai PerfMetrics.get_load_time() of the pipeline used for measurement."""
+
+    tag, title, unit, higher_is_better = "genai_load_ms", "GenAI load time", "ms", False
+
+
+@metric
+class PeakRSS(CellMetric):
+    """Peak resident set size of the cell's own process (getrusage ru_maxrss), in MiB."""
+
+    tag, title, unit, higher_is_better = "peak_rss_mb", "peak RSS", "MiB", False
+
+
+@metric
+class ModelMemory(CellMetric):
+    """Memory added by the model: RSS after the first pipeline load − RSS before it, in MiB."""
+
+    tag, title, unit, higher_is_better = "model_memory_mb", "model memory", "MiB", False
+
+
+@metric
+class ModelSizeOnDisk(CellMetric):
+    """Size of the model's IR weights on disk (openvino_model.bin + .xml), in MiB."""
+
+    tag, title, unit, higher_is_better = "model_size_mb", "model size on disk", "MiB", False
+
+
+@metric
+class ExportTime(CellMetric):
+    """Wall time of export + compression to OpenVINO IR (measured when the cache entry was built)."""
+
+    tag, title, unit, higher_is_better = "export_s", "export time", "s", False
+
+
+def sample_values(sample: Sample) -> dict[str, list[float]]:
+    """All per-sample metric values of one sample."""
+    out: dict[str, list[float]] = {}
+    for tag, m in METRICS.items():
+        if m.scope == "sample":
+            vals = m.compute(sample)
+            if vals:
+                out[tag] = vals
+    return out
+
+
+def markdown_table() -> str:
+    """The metric reference table used by docs/metrics.md."""
+    rows = ["| tag | name | unit | better | scope | definition |", "|---|---|---|---|---|---|"]
+    for tag, m in METRICS.items():
+        better = "higher" if m.higher_is_better else "lower"
+        rows.append(f"| `{tag}` | {m.title} | {m.unit} | {better} | {m.scope} | {m.formula()} |")
+    return "\n".join(rows)

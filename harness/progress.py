@@ -1,0 +1,65 @@
+"""rich progress for a run: which cell, which iteration, elapsed and remaining."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from harness.runner import ProgressSink
+from harness.schema import CellResult, CellSpec
+
+_STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "timeout": "red", "crashed": "red"}
+
+
+class RichProgress(ProgressSink):
+    def __init__(self, console: Console, total: int) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+        self.task = self.progress.add_task("cells", total=total, detail="")
+
+    def __enter__(self) -> RichProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def cell_started(self, index: int, total: int, cell: CellSpec) -> None:
+        self.current = cell.key
+        self.progress.update(self.task, detail=f"{cell.key} · starting")
+
+    def cell_event(self, cell: CellSpec, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "sample":
+            s = event["sample"]
+            what = "warm-up" if s["warmup"] else "measured"
+            detail = f"iteration {s['iteration'] + 1}/{event['of']} ({what})"
+        elif kind == "phase":
+            detail = {"prepare": "preparing model", "run": "loading pipeline"}.get(event["phase"], event["phase"])
+        elif kind == "log":
+            detail = event["message"]
+        elif kind == "loaded":
+            detail = "pipeline loaded"
+        else:
+            return
+        self.progress.update(self.task, detail=f"{cell.key} · {detail}")
+
+    def cell_finished(self, result: CellResult) -> None:
+        style = _STATUS_STYLE.get(result.status, "white")
+        tail = f" — {result.error}" if result.error else ""
+        self.console.print(f"[{style}]{result.status:>7}[/] {result.key} ({result.wall_s or 0:.1f} s){tail}",
+                           highlight=False, markup=True)
+        self.progress.advance(self.task)

@@ -1,0 +1,184 @@
+"""The one runner: every cell in its own worker process, results appended as they finish."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.aggregate import cell_result
+from harness.checks import run_level_checks
+from harness.devices import missing_devices
+from harness.schema import CellResult, CellSpec, RunMetadata, RunResults
+from harness.store import append_cell, load_cells, write_results
+from harness.worker import WorkerTask
+
+POLL_S = 0.2
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunOptions:
+    cache_dir: Path
+    available_devices: list[str]
+    # Test-only: cell key -> fault the worker injects ("crash", "hang").
+    faults: dict[str, str] = field(default_factory=dict)
+    keep_workdirs: bool = False
+
+
+class ProgressSink:
+    """What the runner tells the user; the CLI plugs rich in, tests can plug in nothing."""
+
+    def cell_started(self, index: int, total: int, cell: CellSpec) -> None: ...
+    def cell_event(self, cell: CellSpec, event: dict[str, Any]) -> None: ...
+    def cell_finished(self, result: CellResult) -> None: ...
+
+
+def _slug(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", key)[:150]
+
+
+def _read_new(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """Complete JSON lines appended since `offset` (a partial last line waits for the next read)."""
+    if not path.exists():
+        return [], offset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    events = []
+    consumed = 0
+    for line in data.split(b"\n")[:-1]:
+        consumed += len(line) + 1
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events, offset + consumed
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: ProgressSink) -> CellResult:
+    """Run one cell in a worker process with its timeout; never raises for the cell's own failures."""
+    started, t0 = now_iso(), time.monotonic()
+    missing = missing_devices(cell.device, options.available_devices)
+    if missing:
+        return cell_result(cell, [], "skipped",
+                           f"device {', '.join(missing)} not available on this host (available: "
+                           f"{', '.join(options.available_devices) or 'none'})", started, now_iso(), 0.0)
+    workdir = run_dir / "work" / _slug(cell.key)
+    workdir.mkdir(parents=True, exist_ok=True)
+    task_path, events_path, log_path = workdir / "task.json", workdir / "events.jsonl", workdir / "worker.log"
+    for p in (events_path,):
+        p.unlink(missing_ok=True)
+    task = WorkerTask(cell=cell, cache_dir=str(options.cache_dir), workdir=str(workdir),
+                      fault=options.faults.get(cell.key))
+    task_path.write_text(task.model_dump_json())
+    events: list[dict[str, Any]] = []
+    offset = 0
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(task_path), str(events_path)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        timed_out = False
+        try:
+            while True:
+                rc = proc.poll()
+                new, offset = _read_new(events_path, offset)
+                for ev in new:
+                    events.append(ev)
+                    progress.cell_event(cell, ev)
+                if rc is not None:
+                    break
+                if time.monotonic() - t0 > cell.timeout_s:
+                    timed_out = True
+                    _kill_group(proc)
+                    break
+                time.sleep(POLL_S)
+        except BaseException:
+            _kill_group(proc)
+            raise
+        new, offset = _read_new(events_path, offset)
+        events.extend(new)
+    wall = time.monotonic() - t0
+    phase = next((e["phase"] for e in reversed(events) if e.get("event") == "phase"), "start")
+    err_event = next((e for e in events if e.get("event") == "error"), None)
+    if timed_out:
+        status, error = "timeout", f"exceeded the cell timeout of {cell.timeout_s:g} s (phase: {phase})"
+    elif err_event is not None:
+        status, error = "failed", err_event["error"]
+    elif rc == 0 and any(e.get("event") == "done" for e in events):
+        status, error = "ok", None
+    elif rc is not None and rc < 0:
+        name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
+        status, error = "crashed", f"worker died with signal {name} (phase: {phase}); log: {_log_tail(log_path)}"
+    else:
+        status, error = "crashed", f"worker exited with code {rc} (phase: {phase}); log: {_log_tail(log_path)}"
+    if not options.keep_workdirs:
+        _remove_tree(workdir / "compile-cache")
+    return cell_result(cell, events, status, error, started, now_iso(), wall)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def assemble(run_dir: Path, meta: RunMetadata, order: list[str] | None = None) -> RunResults:
+    """results.json content from the append-only cell records; cross-cell checks recomputed."""
+    cells = load_cells(run_dir)
+    latest: dict[str, CellResult] = {}
+    for c in cells:
+        latest[c.key] = c
+    keys = list(latest)
+    if order:
+        rank = {k: i for i, k in enumerate(order)}
+        keys.sort(key=lambda k: rank.get(k, len(rank)))
+    return RunResults(metadata=meta, cells=run_level_checks([latest[k] for k in keys]))
+
+
+def run_cells(cells: list[CellSpec], run_dir: Path, meta: RunMetadata, options: RunOptions,
+              progress: ProgressSink, on_results: Callable[[RunResults], None] | None = None) -> RunResults:
+    """Run every cell not already recorded in run_dir; rewrite results.json after each cell."""
+    done = {c.key for c in load_cells(run_dir)}
+    order = [c.key for c in cells]
+    todo = [c for c in cells if c.key not in done]
+    for i, cell in enumerate(todo):
+        progress.cell_started(i, len(todo), cell)
+        result = run_cell(cell, run_dir, options, progress)
+        append_cell(run_dir, result)
+        progress.cell_finished(result)
+        write_results(run_dir, assemble(run_dir, meta, order))
+    meta.finished_at = now_iso()
+    results = assemble(run_dir, meta, order)
+    write_results(run_dir, results)
+    if on_results:
+        on_results(results)
+    return results

@@ -1,0 +1,228 @@
+"""The one versioned result schema. Everything downstream of the runner reads only this.
+
+`results.json` is a `RunResults`. Bump `SCHEMA_VERSION` on any incompatible change and
+re-export `schema/results.schema.json` with `harness schema`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+Precision = Literal["fp16", "int8", "int4"]
+ScenarioKind = Literal["generate", "speculative", "prompt_lookup"]
+CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
+CheckStatus = Literal["pass", "fail", "not_run"]
+PropertyValue = str | int | float | bool
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- what a cell runs
+
+
+class CompressionSpec(Strict):
+    """Weight-compression options for int8/int4 (NNCF through optimum-intel)."""
+
+    group_size: int = Field(128, description="int4 group size; -1 for per-channel")
+    ratio: float = Field(1.0, gt=0, le=1, description="share of layers in int4, the rest int8")
+    sym: bool = Field(False, description="symmetric quantisation")
+
+
+class GenerationSpec(Strict):
+    """Generation config of one cell."""
+
+    max_new_tokens: int = Field(64, ge=1)
+    min_new_tokens: int = Field(0, ge=0)
+    ignore_eos: bool = True
+    mode: Literal["greedy", "sampling", "beam"] = "greedy"
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    seed: int = 42
+    num_beams: int = Field(1, ge=1)
+    apply_chat_template: bool = False
+
+
+class PromptSpec(Strict):
+    """Prompts of one cell: synthetic of a given input length, or texts from a file."""
+
+    source: Literal["synthetic", "file"] = "synthetic"
+    input_tokens: int | None = Field(None, ge=1)
+    file: str | None = None
+    texts: list[str] = Field(default_factory=list)
+    vary_per_iteration: bool = Field(
+        True,
+        description="each iteration gets a different prompt so prefix caching cannot shorten TTFT",
+    )
+
+
+class ModelRef(Strict):
+    name: str
+    source: str
+    draft: str | None = None
+
+
+class ScenarioSpec(Strict):
+    name: str
+    kind: ScenarioKind
+    params: dict[str, PropertyValue] = Field(default_factory=dict)
+
+
+class CellSpec(Strict):
+    """Everything a worker process needs to run one cell, and nothing else."""
+
+    key: str
+    model: ModelRef
+    precision: Precision
+    device: str
+    scenario: ScenarioSpec
+    generation: GenerationSpec
+    prompts: PromptSpec
+    compression: CompressionSpec = Field(default_factory=CompressionSpec)
+    properties: dict[str, PropertyValue] = Field(default_factory=dict)
+    warmup: int = Field(1, ge=0)
+    iterations: int = Field(3, ge=1)
+    timeout_s: float = Field(900, gt=0)
+    load_twice: bool = Field(
+        True, description="load once with an empty compile cache, then again from it (cached compile)"
+    )
+
+    def axes(self) -> dict[str, PropertyValue]:
+        """Flat parameter view used for exclude rules, markers and report columns."""
+        flat: dict[str, PropertyValue] = {
+            "model": self.model.name,
+            "precision": self.precision,
+            "device": self.device,
+            "scenario": self.scenario.name,
+            "kind": self.scenario.kind,
+            "max_new_tokens": self.generation.max_new_tokens,
+            "mode": self.generation.mode,
+        }
+        if self.prompts.input_tokens is not None:
+            flat["input_tokens"] = self.prompts.input_tokens
+        flat.update(self.scenario.params)
+        flat.update(self.properties)
+        return flat
+
+
+# ---------------------------------------------------------------- what a cell produces
+
+
+class Sample(Strict):
+    """One measured (or warm-up) generate() call: raw clock readings plus derived metric values."""
+
+    iteration: int
+    warmup: bool
+    prompt_index: int
+    input_tokens: int
+    output_tokens: int
+    start_ns: int = Field(description="perf_counter_ns at the generate() call")
+    end_ns: int = Field(description="perf_counter_ns when generate() returned")
+    chunk_offsets_ms: list[float] = Field(description="streamer chunk arrival times, ms after start")
+    chunk_tokens: list[int] = Field(description="tokens carried by each streamer chunk")
+    genai: dict[str, float | None] = Field(
+        default_factory=dict, description="openvino-genai PerfMetrics readings for this call"
+    )
+    output_text: str = ""
+    values: dict[str, list[float]] = Field(
+        default_factory=dict, description="metric tag -> values computed from this sample"
+    )
+
+
+class Summary(Strict):
+    """Statistics over one metric's values (see harness/stats.py)."""
+
+    n: int
+    mean: float
+    median: float
+    p90: float
+    p99: float
+    stdev: float | None = Field(description="sample standard deviation (n-1); None when n < 2")
+    min: float
+    max: float
+    cv: float | None = Field(description="stdev / mean; None when undefined")
+    median_ci_low: float | None = Field(description="95% CI of the median (order statistics)")
+    median_ci_high: float | None = None
+
+
+class CheckResult(Strict):
+    name: str
+    status: CheckStatus
+    detail: str = ""
+
+
+class CellResult(Strict):
+    key: str
+    spec: CellSpec
+    status: CellStatus
+    error: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    wall_s: float | None = None
+    samples: list[Sample] = Field(default_factory=list)
+    cell_values: dict[str, float] = Field(
+        default_factory=dict, description="per-cell measurements (load time, memory, size on disk)"
+    )
+    summaries: dict[str, Summary] = Field(default_factory=dict)
+    checks: list[CheckResult] = Field(default_factory=list)
+    check_outputs: dict[str, str] = Field(
+        default_factory=dict, description="untimed generations made only for checks"
+    )
+    model_dir: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- the run
+
+
+class DeviceInfo(Strict):
+    name: str
+    full_name: str | None = None
+    properties: dict[str, str] = Field(default_factory=dict)
+
+
+class HostInfo(Strict):
+    hostname: str
+    os: str
+    python: str
+    cpu_model: str | None
+    cpu_flags: list[str]
+    physical_cores: int | None
+    logical_cores: int | None
+    memory_total_mb: float
+
+
+class RunMetadata(Strict):
+    run_id: str
+    suite_name: str
+    suite_file: str | None
+    suite_sha256: str | None
+    started_at: str
+    finished_at: str | None = None
+    resumed_at: list[str] = Field(default_factory=list)
+    command: list[str] = Field(default_factory=list)
+    host: HostInfo
+    versions: dict[str, str | None]
+    harness_commit: str | None
+    devices: list[DeviceInfo]
+
+
+class RunResults(Strict):
+    schema_version: str = SCHEMA_VERSION
+    metadata: RunMetadata
+    cells: list[CellResult]
+    run_checks: list[CheckResult] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of results.json."""
+    schema = RunResults.model_json_schema()
+    schema["$id"] = f"ov-genai-harness/results/{SCHEMA_VERSION}"
+    return schema

@@ -1,0 +1,58 @@
+"""The one statistics module: summaries of raw metric values.
+
+Percentiles use linear interpolation between order statistics (numpy's default, Hyndman–Fan
+type 7). The standard deviation is the sample one (n − 1). The 95% confidence interval of the
+median is distribution-free, from order statistics: the ranks come from the Binomial(n, 0.5)
+quantiles, so it needs no normality assumption; with fewer than 6 values no such interval
+reaches 95% and it is reported as undefined.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+from harness.schema import Summary
+
+
+def median_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """Order-statistic confidence interval of the median, or None when n is too small."""
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    if n < 2:
+        return None
+    alpha = 1 - confidence
+    # Largest j with P(B <= j-1) <= alpha/2, B ~ Binomial(n, 0.5): the interval [x_(j), x_(n-j+1)]
+    # (1-based) then covers the median with probability >= confidence.
+    j = int(sps.binom.ppf(alpha / 2, n, 0.5))
+    if sps.binom.cdf(j - 1, n, 0.5) > alpha / 2:
+        j -= 1
+    if j < 1:
+        return None
+    return float(x[j - 1]), float(x[n - j])
+
+
+def summarize(values: Sequence[float]) -> Summary | None:
+    """Summary statistics of raw values; None for no values."""
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if x.size == 0:
+        return None
+    mean = float(x.mean())
+    stdev = float(x.std(ddof=1)) if x.size > 1 else None
+    ci = median_ci(x)
+    return Summary(
+        n=int(x.size),
+        mean=mean,
+        median=float(np.median(x)),
+        p90=float(np.percentile(x, 90)),
+        p99=float(np.percentile(x, 99)),
+        stdev=stdev,
+        min=float(x.min()),
+        max=float(x.max()),
+        cv=(stdev / mean) if stdev is not None and mean != 0 else None,
+        median_ci_low=ci[0] if ci else None,
+        median_ci_high=ci[1] if ci else None,
+    )

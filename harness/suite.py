@@ -1,0 +1,336 @@
+"""Suite files (`suites/*.yaml`): the pydantic schema, loading with clear errors, and
+expansion into a matrix of cells with stable keys."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.devices import validate_device_string
+from harness.errors import HarnessInputError
+from harness.schema import (
+    CellSpec,
+    CompressionSpec,
+    GenerationSpec,
+    ModelRef,
+    Precision,
+    PromptSpec,
+    PropertyValue,
+    ScenarioKind,
+    ScenarioSpec,
+)
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+
+# Scenario parameters each kind understands; list values are axes.
+SCENARIO_PARAMS: dict[str, set[str]] = {
+    "generate": set(),
+    "speculative": {"num_assistant_tokens", "assistant_confidence_threshold"},
+    "prompt_lookup": {"num_assistant_tokens", "max_ngram_size"},
+}
+ATTENTION_BACKENDS = {"SDPA", "PA"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SuiteModel(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    source: str = Field(min_length=1, description="synthetic:NAME, a Hugging Face dir or id, or an IR dir")
+    draft: str | None = Field(None, description="draft model for speculative scenarios (same kinds of source)")
+
+
+class SuitePrompts(_Strict):
+    input_tokens: list[int] = Field(default_factory=lambda: [128])
+    file: str | None = Field(None, description=".txt (one prompt a line) or .jsonl with a 'prompt' field")
+    vary_per_iteration: bool = True
+
+    @field_validator("input_tokens")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        for n in v:
+            if n < 1:
+                raise ValueError(f"input token counts must be >= 1, got {n}")
+        return v
+
+
+class SuiteGeneration(GenerationSpec):
+    max_new_tokens: int | list[int] = 64  # type: ignore[assignment]
+
+    @field_validator("max_new_tokens")
+    @classmethod
+    def _positive(cls, v: int | list[int]) -> int | list[int]:
+        for n in v if isinstance(v, list) else [v]:
+            if n < 1:
+                raise ValueError(f"max_new_tokens must be >= 1, got {n}")
+        return v
+
+
+class SuiteScenario(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: ScenarioKind
+    generation: dict[str, Any] = Field(default_factory=dict, description="overrides of the suite's generation")
+    num_assistant_tokens: int | list[int] | None = None
+    assistant_confidence_threshold: float | list[float] | None = None
+    max_ngram_size: int | list[int] | None = None
+
+    @model_validator(mode="after")
+    def _params_fit_kind(self) -> SuiteScenario:
+        allowed = SCENARIO_PARAMS[self.kind]
+        for p in ("num_assistant_tokens", "assistant_confidence_threshold", "max_ngram_size"):
+            v = getattr(self, p)
+            if v is None:
+                continue
+            if p not in allowed:
+                raise ValueError(f"{p} does not apply to kind {self.kind!r}")
+            for x in v if isinstance(v, list) else [v]:
+                if x <= 0:
+                    raise ValueError(f"{p} must be > 0, got {x}")
+        return self
+
+    def param_axes(self) -> dict[str, list[PropertyValue]]:
+        axes: dict[str, list[PropertyValue]] = {}
+        for p in sorted(SCENARIO_PARAMS[self.kind]):
+            v = getattr(self, p)
+            if v is not None:
+                axes[p] = list(v) if isinstance(v, list) else [v]
+        if self.kind == "speculative" and not axes:
+            axes["num_assistant_tokens"] = [5]
+        if self.kind == "prompt_lookup":
+            axes.setdefault("num_assistant_tokens", [5])
+            axes.setdefault("max_ngram_size", [3])
+        return axes
+
+
+class Suite(_Strict):
+    """A suite file."""
+
+    name: str
+    description: str = ""
+    models: list[SuiteModel] = Field(min_length=1)
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp16"], min_length=1)
+    devices: list[str] = Field(default_factory=lambda: ["CPU"], min_length=1)
+    compression: CompressionSpec = Field(default_factory=CompressionSpec)
+    prompts: SuitePrompts = Field(default_factory=SuitePrompts)
+    generation: SuiteGeneration = Field(default_factory=SuiteGeneration)
+    warmup: int = Field(1, ge=0)
+    iterations: int = Field(3, ge=1)
+    timeout_s: float = Field(900, gt=0)
+    load_twice: bool = True
+    properties: dict[str, PropertyValue | list[PropertyValue]] = Field(default_factory=dict)
+    scenarios: list[SuiteScenario] = Field(min_length=1)
+    exclude: list[dict[str, PropertyValue | list[PropertyValue]]] = Field(default_factory=list)
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, v: list[str]) -> list[str]:
+        for d in v:
+            validate_device_string(d)
+        return v
+
+    @field_validator("properties")
+    @classmethod
+    def _properties(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name, value in v.items():
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+                raise ValueError(f"OpenVINO property names are upper case, got {name!r}")
+            if name == "ATTENTION_BACKEND":
+                for x in value if isinstance(value, list) else [value]:
+                    if x not in ATTENTION_BACKENDS:
+                        raise ValueError(f"ATTENTION_BACKEND must be one of {sorted(ATTENTION_BACKENDS)}, got {x!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Suite:
+        names = [s.name for s in self.scenarios]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scenario names must be unique, got {names}")
+        if any(s.kind == "speculative" for s in self.scenarios):
+            for m in self.models:
+                if not m.draft:
+                    raise ValueError(f"model {m.name!r} has no 'draft' but a speculative scenario needs one")
+        known = {"model", "precision", "device", "scenario", "kind", "input_tokens", "max_new_tokens", "mode"}
+        known |= set(self.properties) | set().union(*SCENARIO_PARAMS.values())
+        for i, rule in enumerate(self.exclude):
+            for k in rule:
+                if k not in known:
+                    raise ValueError(f"exclude[{i}] names unknown axis {k!r}; known: {sorted(known)}")
+        return self
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
+    cur = data
+    for part in loc:
+        try:
+            cur = cur[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return cur
+
+
+def load_suite(path: str | Path) -> tuple[Suite, str]:
+    """Parse and validate a suite file; returns the suite and the file's sha256."""
+    p = Path(path)
+    if not p.is_file():
+        raise HarnessInputError(str(p), None, None, "suite file not found")
+    raw = p.read_bytes()
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise HarnessInputError(str(p), where, None, f"malformed YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise HarnessInputError(str(p), None, type(data).__name__, "a suite must be a YAML mapping")
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        value = err.get("input") if err["type"] != "missing" else None
+        if isinstance(value, dict | list):
+            value = _value_at(data, loc)
+            value = value if not isinstance(value, dict | list) else None
+        more = f" (+{len(e.errors()) - 1} more problems)" if len(e.errors()) > 1 else ""
+        raise HarnessInputError(str(p), _format_loc(loc) or None, value, msg + more) from None
+    return suite, hashlib.sha256(raw).hexdigest()
+
+
+def resolve_suite_path(name: str | None) -> Path:
+    """A suite argument: a path, or the name of a shipped suite ('smoke' -> suites/smoke.yaml)."""
+    if name is None:
+        return SUITES_DIR / "default.yaml"
+    p = Path(name)
+    if p.exists() or p.suffix in (".yaml", ".yml"):
+        return p
+    return SUITES_DIR / f"{name}.yaml"
+
+
+def _load_prompt_file(suite_file: Path, rel: str) -> list[str]:
+    import json
+
+    path = (suite_file.parent / rel).resolve()
+    if not path.is_file():
+        raise HarnessInputError(str(suite_file), "prompts.file", rel, "prompt file not found")
+    texts: list[str] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                obj = json.loads(line)
+                texts.append(str(obj["prompt"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise HarnessInputError(str(path), f"line {n}", line[:60], "expected a JSON object with 'prompt'") from None
+        else:
+            texts.append(line)
+    if not texts:
+        raise HarnessInputError(str(suite_file), "prompts.file", rel, "prompt file holds no prompts")
+    return texts
+
+
+def _source(suite_file: Path, source: str | None) -> str | None:
+    """Relative model directories are relative to the suite file."""
+    if source is None or source.startswith("synthetic:"):
+        return source
+    candidate = (suite_file.parent / source)
+    if not Path(source).is_absolute() and candidate.exists():
+        return str(candidate.resolve())
+    return source
+
+
+def _fmt(v: PropertyValue) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def cell_key(spec: CellSpec, prompt_label: str, prop_names: list[str]) -> str:
+    """Stable, human-readable key: model/precision/device/scenario[params]/prompts-out[/props]."""
+    scen = spec.scenario.name
+    if spec.scenario.params:
+        scen += "[" + ",".join(f"{k}={_fmt(v)}" for k, v in sorted(spec.scenario.params.items())) + "]"
+    parts = [spec.model.name, spec.precision, spec.device, scen,
+             f"{prompt_label}-out{spec.generation.max_new_tokens}"]
+    if prop_names:
+        parts.append(",".join(f"{k}={_fmt(spec.properties[k])}" for k in prop_names))
+    return "/".join(parts)
+
+
+def _excluded(axes: dict[str, PropertyValue], rules: list[dict[str, Any]]) -> bool:
+    for rule in rules:
+        if all((axes.get(k) in v) if isinstance(v, list) else axes.get(k) == v for k, v in rule.items()):
+            return True
+    return False
+
+
+def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
+    """Expand a suite into its matrix of cells (after `exclude`)."""
+    suite_file = Path(suite_file)
+    prop_names = sorted(suite.properties)
+    prop_axes = [suite.properties[k] if isinstance(suite.properties[k], list) else [suite.properties[k]]
+                 for k in prop_names]
+    if suite.prompts.file:
+        texts = _load_prompt_file(suite_file, suite.prompts.file)
+        prompt_variants = [(PromptSpec(source="file", file=suite.prompts.file, texts=texts,
+                                       vary_per_iteration=suite.prompts.vary_per_iteration),
+                            "prompts=" + Path(suite.prompts.file).stem)]
+    else:
+        prompt_variants = [(PromptSpec(source="synthetic", input_tokens=n,
+                                       vary_per_iteration=suite.prompts.vary_per_iteration), f"in{n}")
+                           for n in suite.prompts.input_tokens]
+    cells: list[CellSpec] = []
+    seen: set[str] = set()
+    for model, precision, device, scenario in itertools.product(
+            suite.models, suite.precisions, suite.devices, suite.scenarios):
+        gen_base = suite.generation.model_dump()
+        try:
+            gen_base.update(scenario.generation)
+            SuiteGeneration.model_validate(gen_base)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise HarnessInputError(str(suite_file), f"scenarios.{scenario.name}.generation.{_format_loc(tuple(err['loc']))}",
+                                    err.get("input"), err["msg"]) from None
+        max_tokens = gen_base.pop("max_new_tokens")
+        max_tokens = max_tokens if isinstance(max_tokens, list) else [max_tokens]
+        param_axes = scenario.param_axes()
+        pnames = sorted(param_axes)
+        for pvals in itertools.product(*(param_axes[k] for k in pnames)):
+            for (prompts, plabel), mnt, props in itertools.product(prompt_variants, max_tokens,
+                                                                   itertools.product(*prop_axes)):
+                spec = CellSpec(
+                    key="",
+                    model=ModelRef(name=model.name, source=_source(suite_file, model.source),
+                                   draft=_source(suite_file, model.draft)),
+                    precision=precision, device=device,
+                    scenario=ScenarioSpec(name=scenario.name, kind=scenario.kind, params=dict(zip(pnames, pvals, strict=True))),
+                    generation=GenerationSpec(max_new_tokens=mnt, **gen_base),
+                    prompts=prompts, compression=suite.compression,
+                    properties=dict(zip(prop_names, props, strict=True)),
+                    warmup=suite.warmup, iterations=suite.iterations, timeout_s=suite.timeout_s,
+                    load_twice=suite.load_twice,
+                )
+                if _excluded(spec.axes(), suite.exclude):
+                    continue
+                spec.key = cell_key(spec, plabel, prop_names)
+                if spec.key in seen:
+                    raise HarnessInputError(str(suite_file), "scenarios", spec.key, "two cells expand to the same key")
+                seen.add(spec.key)
+                cells.append(spec)
+    return cells

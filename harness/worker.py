@@ -1,0 +1,88 @@
+"""Worker process: prepares the models of one cell and runs it, reporting through an events file.
+
+Run as `python -m harness.worker TASK_JSON EVENTS_JSONL`. Each event is one JSON line, flushed
+at once, so the parent keeps everything measured even if this process is killed or crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from harness.schema import CellSpec
+
+
+class WorkerTask(BaseModel):
+    cell: CellSpec
+    cache_dir: str
+    workdir: str
+    # Test-only fault injection: "crash" (SIGSEGV-like abort), "hang" (sleep forever).
+    fault: str | None = None
+
+
+def _emitter(path: Path):
+    f = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the process
+
+    def emit(event: dict[str, Any]) -> None:
+        f.write(json.dumps(event) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+    return emit
+
+
+def _inject(fault: str | None) -> None:
+    import signal
+    import time
+
+    if fault == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif fault == "hang":
+        while True:
+            time.sleep(3600)
+
+
+def run_task(task: WorkerTask, emit) -> None:
+    from harness.backends import CellModels, backend_for
+    from harness.models.prepare import prepare_model
+
+    cell = task.cell
+    cache = Path(task.cache_dir)
+    log = lambda msg: emit({"event": "log", "message": msg})  # noqa: E731
+    emit({"event": "phase", "phase": "prepare"})
+    target = prepare_model(cell.model.source, cell.precision, cell.compression, cache, log=log)
+    draft = None
+    if cell.scenario.kind == "speculative":
+        draft = prepare_model(cell.model.draft or "", cell.precision, cell.compression, cache, log=log)
+    prepared = {"model_dir": str(target.path), "model_size_mb": target.size_mb, "cache_hit": target.cache_hit}
+    if target.export_s is not None:
+        prepared["export_s"] = target.export_s
+    if draft is not None:
+        prepared["draft_dir"] = str(draft.path)
+    emit({"event": "prepared", **prepared})
+    _inject(task.fault)
+    emit({"event": "phase", "phase": "run"})
+    backend_for(cell.scenario.kind)(cell, CellModels(target.path, draft.path if draft else None, Path(task.workdir)), emit)
+
+
+def main(argv: list[str]) -> int:
+    task_path, events_path = Path(argv[0]), Path(argv[1])
+    emit = _emitter(events_path)
+    task = WorkerTask.model_validate_json(task_path.read_text())
+    try:
+        run_task(task, emit)
+    except Exception as e:  # noqa: BLE001 - every failure becomes a recorded cell error
+        first = str(e).strip().splitlines()
+        emit({"event": "error", "error": f"{type(e).__name__}: {first[0] if first else ''}".strip(),
+              "traceback": traceback.format_exc()})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's virtual environment in .venv.
+# Why a script: torch must come from the local CPU wheel (torch==2.13.0) before
+# optimum-intel resolves it, and PyPI's torchvision (pulled by optimum-intel) fails to
+# import beside that CPU torch and breaks `transformers`, so it is removed afterwards.
+# Re-running is cheap: a stamp keyed by pyproject.toml skips the install when nothing changed.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${HARNESS_VENV:-$root/.venv}"
+python="${PYTHON:-python3}"
+stamp="$venv/.harness-installed"
+want="$(sha256sum "$root/pyproject.toml" "$root/scripts/bootstrap.sh" "$root/scripts/constraints.txt" | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "bootstrap: installing the harness into $venv (first run takes a few minutes)" >&2
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+"${pip[@]}" install --upgrade pip >&2
+"${pip[@]}" install -c "$root/scripts/constraints.txt" "torch==2.13.0" >&2
+"${pip[@]}" install -c "$root/scripts/constraints.txt" -e "$root[export,test]" >&2
+"${pip[@]}" uninstall -y torchvision >&2 2>/dev/null || true
+"$venv/bin/python" -c "import transformers, optimum.intel, openvino_genai" >&2
+echo "$want" > "$stamp"
