@@ -21,14 +21,11 @@ DEFAULT_RESULTS = Path("results")
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("HARNESS_CACHE_DIR")
-    if env:
-        return Path(env)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ov-genai-harness"
 
 
-CacheOpt = Annotated[Path, typer.Option("--cache-dir", help="built models and IR cache (env HARNESS_CACHE_DIR)",
-                                        default_factory=default_cache_dir, show_default=False)]
+CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", envvar="HARNESS_CACHE_DIR", show_default=False,
+                                               help="built models and IR cache [default: ~/.cache/ov-genai-harness]")]
 
 
 def _validate_sources(cells, suite_file: Path, suite) -> None:
@@ -48,6 +45,8 @@ def _validate_sources(cells, suite_file: Path, suite) -> None:
 
 
 def _apply_overrides(suite, model: str | None, devices: list[str] | None, precisions: list[str] | None):
+    from pydantic import ValidationError
+
     from harness.suite import Suite
 
     data = suite.model_dump()
@@ -61,8 +60,8 @@ def _apply_overrides(suite, model: str | None, devices: list[str] | None, precis
         data["precisions"] = precisions
     try:
         return Suite.model_validate(data)
-    except Exception as e:  # noqa: BLE001
-        err = getattr(e, "errors", lambda: [{"loc": (), "msg": str(e)}])()[0]
+    except ValidationError as e:
+        err = e.errors()[0]
         field = ".".join(str(x) for x in err["loc"])
         raise HarnessInputError("command line", field, err.get("input"), err["msg"]) from None
 
@@ -75,7 +74,7 @@ def run(
     model: Annotated[str | None, typer.Option(help="run the suite on this model instead: HF dir or id, or IR dir")] = None,
     device: Annotated[list[str] | None, typer.Option(help="override the suite's devices (repeatable)")] = None,
     precision: Annotated[list[str] | None, typer.Option(help="override the suite's precisions (repeatable)")] = None,
-    cache_dir: CacheOpt = None,  # type: ignore[assignment]
+    cache_dir: CacheOpt = None,
     fault: Annotated[list[str] | None, typer.Option(hidden=True, help="test only: KEY=crash|hang")] = None,
 ) -> None:
     """Run a suite; write results.json, report.md and report.csv; print the report."""
@@ -90,6 +89,7 @@ def run(
     from harness.suite import expand, load_suite, resolve_suite_path
     from reports import render
 
+    cache_dir = cache_dir or default_cache_dir()
     suite_path = resolve_suite_path(suite)
     if resume is not None:
         meta = load_metadata(resume)
@@ -176,12 +176,13 @@ def prepare(
     group_size: int = 128,
     ratio: float = 1.0,
     sym: bool = False,
-    cache_dir: CacheOpt = None,  # type: ignore[assignment]
+    cache_dir: CacheOpt = None,
 ) -> None:
     """Build/export a model to OpenVINO IR (cached) and print its directory."""
     from harness.models.prepare import prepare_model
     from harness.schema import CompressionSpec
 
+    cache_dir = cache_dir or default_cache_dir()
     if precision not in ("fp16", "int8", "int4"):
         raise HarnessInputError("command line", "--precision", precision, "must be one of fp16, int8, int4")
     pm = prepare_model(source, precision, CompressionSpec(group_size=group_size, ratio=ratio, sym=sym), cache_dir,

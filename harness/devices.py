@@ -65,7 +65,11 @@ def missing_devices(device: str, available: list[str]) -> list[str]:
 
 def _prop_text(v: Any) -> str:
     if isinstance(v, list | tuple):
-        return ", ".join(str(x) for x in v)
+        return ", ".join(_prop_text(x) for x in v)
+    if hasattr(v, "to_string"):  # openvino.Type
+        return v.to_string()
+    if hasattr(v, "name") and not isinstance(v, str):  # pybind enums
+        return str(v.name)
     return str(v)
 
 

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from harness.checks import run_level_checks
+from tests.factories import result, sample, spec
+
+
+def _checks(r):
+    return {c.name: c for c in r.checks}
+
+
+def test_exact_token_count_fails_on_short_output():
+    r = result(spec(), [sample(0), sample(1, chunks=(10.0, 11.0))])
+    c = _checks(r)["exact_token_count"]
+    assert c.status == "fail" and "(1, 2)" in c.detail
+
+
+def test_repeat_determinism():
+    same = result(spec(), [sample(0, text="x")], check_outputs={"repeat:0": "x"})
+    assert _checks(same)["repeat_determinism"].status == "pass"
+    diff = result(spec(), [sample(0, text="x")], check_outputs={"repeat:0": "y"})
+    assert _checks(diff)["repeat_determinism"].status == "fail"
+
+
+def test_matches_greedy_across_cells():
+    ref = result(spec("generate"), [sample(0, text="a"), sample(1, text="b")])
+    good = result(spec("speculative"), [sample(0, text="a"), sample(1, text="b")])
+    bad = result(spec("prompt_lookup"), [sample(0, text="a"), sample(1, text="X")])
+    other = result(spec("speculative", precision="int8"), [sample(0, text="a")])
+    cells = {c.key: c for c in run_level_checks([ref, good, bad, other])}
+    assert _checks(cells[good.key])["matches_greedy"].status == "pass"
+    assert _checks(cells[bad.key])["matches_greedy"].status == "fail"
+    assert _checks(cells[other.key])["matches_greedy"].status == "not_run"
+    assert "matches_greedy" not in _checks(cells[ref.key])
+
+
+def test_sampling_cells_are_not_compared():
+    ref = result(spec("generate", mode="sampling"), [sample(0, text="a")])
+    spec_cell = result(spec("speculative", mode="sampling"), [sample(0, text="z")])
+    cells = run_level_checks([ref, spec_cell])
+    assert all("matches_greedy" not in _checks(c) for c in cells)

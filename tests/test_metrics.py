@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.metrics import METRICS, markdown_table, sample_values
+from tests.factories import sample
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_formulas_on_known_sample():
+    s = sample(0, chunks=(10.0, 12.0, 14.0, 16.0), e2e_ms=17.0)
+    v = sample_values(s)
+    assert v["ttft_ms"] == [10.0]
+    assert v["e2e_ms"] == [pytest.approx(17.0)]
+    assert v["tpot_ms"] == [pytest.approx((17.0 - 10.0) / 3)]
+    assert v["itl_ms"] == [pytest.approx(2.0)] * 3
+    assert v["output_tps"] == [pytest.approx(4 / 0.017)]
+    assert v["decode_tps"] == [pytest.approx(3 / 0.007)]
+    assert v["genai_ttft_ms"] == [9.5]
+
+
+def test_multi_token_chunks_tpot_differs_from_itl():
+    # speculative decoding: 2 chunks carrying 3 + 5 tokens
+    s = sample(0, chunks=(10.0, 20.0), tokens=(3, 5), e2e_ms=20.0)
+    v = sample_values(s)
+    assert v["output_tokens"] == [8.0]
+    assert v["itl_ms"] == [10.0]
+    assert v["tpot_ms"] == [pytest.approx(10.0 / 7)]
+    assert v["tokens_per_chunk"] == [3.0, 5.0]
+
+
+def test_single_token_has_no_tpot():
+    v = sample_values(sample(0, chunks=(5.0,), e2e_ms=6.0))
+    assert "tpot_ms" not in v and "itl_ms" not in v
+
+
+def test_every_metric_is_documented():
+    for tag, m in METRICS.items():
+        assert m.unit and m.title and m.formula(), tag
+        assert isinstance(m.higher_is_better, bool)
+
+
+def test_docs_metrics_md_is_current():
+    doc = (ROOT / "docs" / "metrics.md").read_text()
+    assert markdown_table() in doc, "regenerate docs/metrics.md with `harness metrics`"

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessInputError
+from harness.suite import SUITES_DIR, expand, load_suite
+
+BASE = """
+name: t
+models:
+  - {name: m, source: synthetic:tiny, draft: synthetic:tiny-draft}
+precisions: [fp16, int8, int4]
+devices: [CPU, GPU]
+prompts: {input_tokens: [16, 64]}
+generation: {max_new_tokens: 8}
+properties: {KV_CACHE_PRECISION: [u8, f16]}
+scenarios:
+  - {name: greedy, kind: generate}
+  - {name: spec, kind: speculative, num_assistant_tokens: [2, 4]}
+exclude:
+  - {precision: int4, scenario: spec}
+  - {device: GPU, KV_CACHE_PRECISION: f16}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "suite.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_expansion_counts_keys_and_excludes(tmp_path):
+    p = write(tmp_path, BASE)
+    suite, sha = load_suite(p)
+    cells = expand(suite, p)
+    # per precision x device x input x kv: greedy 1 + spec 2 variants; int4 drops spec; GPU drops kv=f16
+    full = 3 * 2 * 2 * 2 * 3
+    int4_spec = 1 * 2 * 2 * 2 * 2
+    gpu_f16 = 3 * 1 * 2 * 1 * 3 - 1 * 1 * 2 * 1 * 2  # minus the overlap already removed by int4 rule
+    assert len(cells) == full - int4_spec - gpu_f16
+    keys = [c.key for c in cells]
+    assert len(set(keys)) == len(keys)
+    assert "m/int8/CPU/spec[num_assistant_tokens=4]/in64-out8/KV_CACHE_PRECISION=u8" in keys
+    assert not any(k.startswith("m/int4/") and "/spec[" in k for k in keys)
+    assert not any("/GPU/" in k and "KV_CACHE_PRECISION=f16" in k for k in keys)
+    assert len(sha) == 64
+
+
+def test_keys_are_stable_across_loads(tmp_path):
+    p = write(tmp_path, BASE)
+    a = [c.key for c in expand(load_suite(p)[0], p)]
+    b = [c.key for c in expand(load_suite(p)[0], p)]
+    assert a == b
+
+
+def test_shipped_suites_validate():
+    for path in sorted(SUITES_DIR.glob("*.yaml")):
+        suite, _ = load_suite(path)
+        assert expand(suite, path), path
+
+
+def test_smoke_suite_covers_precisions_and_scenarios():
+    suite, _ = load_suite(SUITES_DIR / "smoke.yaml")
+    cells = expand(suite, SUITES_DIR / "smoke.yaml")
+    assert {c.precision for c in cells} == {"fp16", "int8", "int4"}
+    assert {c.scenario.kind for c in cells} == {"generate", "speculative", "prompt_lookup"}
+
+
+@pytest.mark.parametrize(
+    "old,new,field,value",
+    [
+        ("precisions: [fp16, int8, int4]", "precisions: [fp16, int3]", "precisions[1]", "int3"),
+        ("generation: {max_new_tokens: 8}", "generation: {max_new_tokens: -5}", "generation.max_new_tokens", -5),
+        ("prompts: {input_tokens: [16, 64]}", "prompts: {input_tokens: [0]}", "prompts.input_tokens", None),
+        ("devices: [CPU, GPU]", "devices: [CPU, TPU]", "devices", None),
+        ("name: t", "name: t\niterations: 0", "iterations", 0),
+        ("name: t", "name: t\nwarmpu: 1", "warmpu", 1),
+        ("name: t", "name: t\niterations: many", "iterations", "many"),
+    ],
+)
+def test_bad_input_names_file_field_value(tmp_path, old, new, field, value):
+    p = write(tmp_path, BASE.replace(old, new))
+    with pytest.raises(HarnessInputError) as ei:
+        load_suite(p)
+    e = ei.value
+    assert e.file == str(p)
+    assert e.field == field
+    if value is not None:
+        assert e.value == value
+        assert repr(value) in e.line()
+    assert "\n" not in e.line()
+
+
+def test_malformed_yaml_names_line(tmp_path):
+    p = write(tmp_path, "name: t\nmodels: [\n  - x: {\n")
+    with pytest.raises(HarnessInputError) as ei:
+        load_suite(p)
+    assert "malformed YAML" in ei.value.line()
+    assert "line" in (ei.value.field or "")
+
+
+def test_speculative_needs_draft(tmp_path):
+    p = write(tmp_path, BASE.replace(", draft: synthetic:tiny-draft", ""))
+    with pytest.raises(HarnessInputError, match="draft"):
+        load_suite(p)
+
+
+def test_unknown_exclude_axis(tmp_path):
+    p = write(tmp_path, BASE.replace("- {precision: int4, scenario: spec}", "- {precison: int4}"))
+    with pytest.raises(HarnessInputError, match="precison"):
+        load_suite(p)
+
+
+def test_param_for_wrong_kind(tmp_path):
+    p = write(tmp_path, BASE.replace("{name: greedy, kind: generate}", "{name: greedy, kind: generate, max_ngram_size: 3}"))
+    with pytest.raises(HarnessInputError, match="max_ngram_size"):
+        load_suite(p)
+
+
+def test_prompt_file_relative_to_suite(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "hello there"}\n{"prompt": "second"}\n')
+    p = write(tmp_path, BASE.replace("prompts: {input_tokens: [16, 64]}", "prompts: {file: p.jsonl}"))
+    cells = expand(load_suite(p)[0], p)
+    assert cells[0].prompts.texts == ["hello there", "second"]
+    assert "/prompts=p-out8" in cells[0].key
+
+
+def test_missing_prompt_file(tmp_path):
+    p = write(tmp_path, BASE.replace("prompts: {input_tokens: [16, 64]}", "prompts: {file: nope.txt}"))
+    with pytest.raises(HarnessInputError) as ei:
+        expand(load_suite(p)[0], p)
+    assert ei.value.field == "prompts.file" and ei.value.value == "nope.txt"
