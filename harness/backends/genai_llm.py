@@ -24,7 +24,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timing_streamer_class() -> type:
+def timing_streamer_class() -> type:
     import openvino_genai as ov_genai
 
     class TimingStreamer(ov_genai.StreamerBase):
@@ -107,7 +107,7 @@ def _genai_readings(res: Any) -> dict[str, float | None]:
     return out
 
 
-def _prompt_texts(cell: CellSpec, pipe: Any, count: int) -> list[str]:
+def prompt_texts(cell: CellSpec, pipe: Any, count: int) -> list[str]:
     if cell.prompts.source == "file":
         texts = cell.prompts.texts
         return [texts[i % len(texts)] for i in range(count)]
@@ -130,6 +130,26 @@ def _one_call(pipe: Any, prompt: str, cfg: Any, streamer: Any) -> tuple[Any, int
     return res, start, end
 
 
+def measure_call(pipe: Any, prompt: str, cfg: Any, streamer_cls: type | None, iteration: int, warmup: bool,
+                 prompt_index: int) -> Sample:
+    """One instrumented generate() call turned into a Sample (the harness's whole per-call work)."""
+    streamer = streamer_cls() if streamer_cls else None
+    res, start, end = _one_call(pipe, prompt, cfg, streamer)
+    genai = _genai_readings(res)
+    if streamer is not None:
+        offsets = [(t - start) / 1e6 for t in streamer.times_ns]
+        chunk_tokens = list(streamer.tokens)
+    else:
+        offsets, chunk_tokens = [], []
+    out_tokens = sum(chunk_tokens) if chunk_tokens else int(genai["generated_tokens"] or 0)
+    return Sample(
+        iteration=iteration, warmup=warmup, prompt_index=prompt_index,
+        input_tokens=int(genai["input_tokens"] or 0), output_tokens=out_tokens,
+        start_ns=start, end_ns=end, chunk_offsets_ms=offsets, chunk_tokens=chunk_tokens,
+        genai=genai, output_text=res.texts[0],
+    )
+
+
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Load, warm up, measure; emit load/memory figures, every sample, and the check outputs."""
     rss_before = _rss_mb()
@@ -150,28 +170,14 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     cfg = generation_config(pipe, cell)
     total = cell.warmup + cell.iterations
     vary = cell.prompts.vary_per_iteration
-    prompts = _prompt_texts(cell, pipe, total if vary else 1)
+    prompts = prompt_texts(cell, pipe, total if vary else 1)
     # Beam search cannot stream in openvino-genai: those cells have no harness-clock TTFT.
-    streamer_cls = _timing_streamer_class() if cell.generation.mode != "beam" else None
-    last_res = None
+    streamer_cls = timing_streamer_class() if cell.generation.mode != "beam" else None
+    load_ms = None
     for i in range(total):
         pidx = i if vary else 0
-        streamer = streamer_cls() if streamer_cls else None
-        res, start, end = _one_call(pipe, prompts[pidx], cfg, streamer)
-        last_res = res
-        genai = _genai_readings(res)
-        if streamer is not None:
-            offsets = [(t - start) / 1e6 for t in streamer.times_ns]
-            chunk_tokens = list(streamer.tokens)
-        else:
-            offsets, chunk_tokens = [], []
-        out_tokens = sum(chunk_tokens) if chunk_tokens else int(genai["generated_tokens"] or 0)
-        sample = Sample(
-            iteration=i, warmup=i < cell.warmup, prompt_index=pidx,
-            input_tokens=int(genai["input_tokens"] or 0), output_tokens=out_tokens,
-            start_ns=start, end_ns=end, chunk_offsets_ms=offsets, chunk_tokens=chunk_tokens,
-            genai=genai, output_text=res.texts[0],
-        )
+        sample = measure_call(pipe, prompts[pidx], cfg, streamer_cls, i, i < cell.warmup, pidx)
+        load_ms = sample.genai.get("load_ms")
         emit({"event": "sample", "sample": sample.model_dump(), "of": total})
 
     check_outputs: dict[str, str] = {}
@@ -180,7 +186,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         pidx = cell.warmup if vary else 0
         res, _, _ = _one_call(pipe, prompts[pidx], cfg, None)
         check_outputs[f"repeat:{pidx}"] = res.texts[0]
-    if last_res is not None:
-        cell_values["genai_load_ms"] = float(last_res.perf_metrics.get_load_time())
+    if load_ms is not None:
+        cell_values["genai_load_ms"] = float(load_ms)
     cell_values["peak_rss_mb"] = _peak_rss_mb()
     emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs})
