@@ -158,6 +158,19 @@ class TokensPerChunk(Metric):
         return [float(n) for n in s.chunk_tokens]
 
 
+@metric
+class StreamedAcceptedTokens(Metric):
+    """Draft (or prompt-lookup) tokens accepted, read off the stream: sum over chunks of (tokens in
+    chunk − 1). Each generation step streams the accepted proposals plus the one token the main model
+    adds, so this is exact for speculative decoding and prompt lookup and 0 for plain decoding."""
+
+    tag, title, unit, higher_is_better = "streamed_accepted_tokens", "accepted tokens (stream)", "tokens", True
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        return [float(sum(n - 1 for n in s.chunk_tokens if n > 1))] if s.chunk_tokens else []
+
+
 # ---------------------------------------------------------------- openvino-genai PerfMetrics (per sample)
 
 

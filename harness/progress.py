@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -38,8 +39,7 @@ class RichProgress(ProgressSink):
         self.progress.__exit__(*exc)
 
     def cell_started(self, index: int, total: int, cell: CellSpec) -> None:
-        self.current = cell.key
-        self.progress.update(self.task, detail=f"{cell.key} · starting")
+        self.progress.update(self.task, detail=escape(f"{cell.key} · starting"))
 
     def cell_event(self, cell: CellSpec, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -55,11 +55,12 @@ class RichProgress(ProgressSink):
             detail = "pipeline loaded"
         else:
             return
-        self.progress.update(self.task, detail=f"{cell.key} · {detail}")
+        self.progress.update(self.task, detail=escape(f"{cell.key} · {detail}"))
 
     def cell_finished(self, result: CellResult) -> None:
         style = _STATUS_STYLE.get(result.status, "white")
         tail = f" — {result.error}" if result.error else ""
-        self.console.print(f"[{style}]{result.status:>7}[/] {result.key} ({result.wall_s or 0:.1f} s){tail}",
+        self.console.print(f"[{style}]{result.status:>7}[/] {escape(result.key)} ({result.wall_s or 0:.1f} s)"
+                           f"{escape(tail)}",
                            highlight=False, markup=True)
         self.progress.advance(self.task)

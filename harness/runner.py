@@ -97,7 +97,7 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(task_path), str(events_path)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent)
         timed_out = False
         try:
             while True:
@@ -135,6 +135,16 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
     if not options.keep_workdirs:
         _remove_tree(workdir / "compile-cache")
     return cell_result(cell, events, status, error, started, now_iso(), wall)
+
+
+def _die_with_parent() -> None:
+    """In the worker, before exec: get SIGKILL if the runner dies, so no orphan keeps measuring."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

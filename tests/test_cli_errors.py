@@ -1,0 +1,81 @@
+"""Bad input: one clear line naming file, field and value; exit code 2; no traceback."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.conftest import run_cli
+
+GOOD = """
+name: bad
+models: [{name: m, source: synthetic:tiny}]
+precisions: [fp16]
+iterations: 1
+scenarios: [{name: greedy, kind: generate}]
+"""
+
+
+def _check_one_line(proc, *needles):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+@pytest.mark.parametrize("old,new,field,value", [
+    ("precisions: [fp16]", "precisions: [fp8]", "precisions[0]", "'fp8'"),
+    ("iterations: 1", "iterations: 0", "iterations", "0"),
+    ("iterations: 1", "iterations: 1\ngeneration: {max_new_tokens: -3}", "generation.max_new_tokens", "-3"),
+    ("iterations: 1", "iterations: 1\ndevices: [XPU]", "devices", "XPU"),
+    ("iterations: 1", "iterations: 1\nfrobnicate: true", "frobnicate", "True"),
+    ("source: synthetic:tiny", "source: /nonexistent/model", "models[0].source", "/nonexistent/model"),
+])
+def test_bad_suite(tmp_path, old, new, field, value):
+    p = tmp_path / "s.yaml"
+    p.write_text(GOOD.replace(old, new))
+    _check_one_line(run_cli("run", str(p), "--out", str(tmp_path / "r")), str(p), field, value)
+    assert not (tmp_path / "r" / "cells.jsonl").exists()
+
+
+def test_malformed_yaml(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: [unclosed\n")
+    _check_one_line(run_cli("run", str(p)), str(p), "malformed YAML")
+
+
+def test_missing_suite_file(tmp_path):
+    _check_one_line(run_cli("run", str(tmp_path / "nope.yaml")), "nope.yaml", "not found")
+
+
+def test_bad_report_format(tmp_path):
+    _check_one_line(run_cli("report", str(tmp_path), "--format", "pdf"), "--format", "pdf")
+
+
+def test_report_of_missing_run(tmp_path):
+    _check_one_line(run_cli("report", str(tmp_path / "none")), "results file not found")
+
+
+@pytest.mark.integration
+def test_truncated_ir(tmp_path, model_cache):
+    from harness.models.prepare import prepare_model
+    from harness.schema import CompressionSpec
+
+    ir = prepare_model("synthetic:tiny", "fp16", CompressionSpec(), model_cache).path
+    bad = tmp_path / "ir"
+    shutil.copytree(ir, bad)
+    binf = bad / "openvino_model.bin"
+    binf.write_bytes(binf.read_bytes()[: binf.stat().st_size // 2])
+    p = tmp_path / "s.yaml"
+    p.write_text(GOOD.replace("synthetic:tiny", str(bad)))
+    _check_one_line(run_cli("run", str(p), cache=model_cache), str(p), "models[0].source", "truncated")
+
+
+def test_debug_shows_traceback(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text(GOOD.replace("iterations: 1", "iterations: 0"))
+    proc = run_cli("run", str(p), "--debug")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr

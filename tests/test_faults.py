@@ -1,0 +1,89 @@
+"""A crash, a hang, a missing device and a SIGKILLed run: none of them loses finished work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.store import load_cells, load_results
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.integration
+
+SUITE = """
+name: faults
+models: [{{name: tiny, source: synthetic:tiny}}]
+precisions: [fp16]
+devices: {devices}
+prompts: {{input_tokens: [8, 12, 16]}}
+generation: {{max_new_tokens: 8}}
+warmup: 0
+iterations: 2
+load_twice: false
+timeout_s: {timeout}
+scenarios: [{{name: greedy, kind: generate}}]
+"""
+
+
+def write_suite(tmp_path, devices="[CPU]", timeout=120):
+    p = tmp_path / "faults.yaml"
+    p.write_text(SUITE.format(devices=devices, timeout=timeout))
+    return p
+
+
+def test_crash_and_hang_do_not_stop_the_run(tmp_path, model_cache):
+    suite = write_suite(tmp_path, timeout=40)
+    out = tmp_path / "run"
+    proc = run_cli("run", str(suite), "--out", str(out),
+                   "--fault", "tiny/fp16/CPU/greedy/in8-out8=crash",
+                   "--fault", "tiny/fp16/CPU/greedy/in12-out8=hang", cache=model_cache)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    cells = {c.key: c for c in load_results(out).cells}
+    crashed = cells["tiny/fp16/CPU/greedy/in8-out8"]
+    assert crashed.status == "crashed" and "SIGSEGV" in crashed.error
+    hung = cells["tiny/fp16/CPU/greedy/in12-out8"]
+    assert hung.status == "timeout" and "40 s" in hung.error
+    assert 35 < hung.wall_s < 80
+    assert cells["tiny/fp16/CPU/greedy/in16-out8"].status == "ok"
+    assert "**crashed**" in (out / "report.md").read_text()
+
+
+def test_missing_device_is_skipped_auto_and_hetero_run(tmp_path, model_cache):
+    suite = write_suite(tmp_path, devices="[GPU, AUTO, 'HETERO:CPU', 'AUTO:NPU']")
+    suite.write_text(suite.read_text().replace("[8, 12, 16]", "[8]"))
+    out = tmp_path / "run"
+    proc = run_cli("run", str(suite), "--out", str(out), cache=model_cache)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    status = {c.spec.device: c for c in load_results(out).cells}
+    assert status["GPU"].status == "skipped" and "GPU not available" in status["GPU"].error
+    assert status["AUTO:NPU"].status == "skipped"
+    assert status["AUTO"].status == "ok" and status["HETERO:CPU"].status == "ok"
+
+
+def test_sigkilled_run_resumes_without_losing_or_repeating_cells(tmp_path, model_cache):
+    suite = write_suite(tmp_path)
+    out = tmp_path / "run"
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(model_cache))
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(suite), "--out", str(out)], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(load_cells(out)) < 1:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = load_cells(out)
+    assert 1 <= len(first) < 3, "the run should be killed part-way"
+    resumed = run_cli("run", "--resume", str(out), cache=model_cache)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = load_cells(out)
+    keys = [c.key for c in after]
+    assert len(keys) == 3 == len(set(keys)), keys
+    for c in first:  # finished cells kept as they were, not re-run
+        assert next(a for a in after if a.key == c.key).started_at == c.started_at
+    res = load_results(out)
+    assert res.metadata.resumed_at and all(c.status == "ok" for c in res.cells)
