@@ -50,9 +50,17 @@ def _reference_signature(r: CellResult) -> tuple:
             s.generation.model_dump_json(), tuple(sorted(s.properties.items())))
 
 
+def first_divergence(a: list[int] | str, b: list[int] | str) -> int | None:
+    """Index of the first differing token (or character), None when equal."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
 def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None:
-    """Speculative decoding and prompt lookup must not change greedy output: same text as the plain
-    greedy cell of the same model, precision, device, prompts and generation settings."""
+    """Speculative decoding and prompt lookup must not change greedy output: same tokens as the plain
+    greedy cell of the same model, precision, device, prompts, generation settings and properties."""
     if r.spec.scenario.kind == "generate" or r.spec.generation.mode != "greedy" or r.status != "ok":
         return None
     sig = _reference_signature(r)
@@ -63,18 +71,21 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
     ref = refs[0]
     if ref.status != "ok":
         return CheckResult(name="matches_greedy", status="not_run", detail=f"reference cell {ref.key} is {ref.status}")
-    ref_text = {s.prompt_index: s.output_text for s in ref.samples}
-    compared, diffs = 0, []
+    ref_out = {s.prompt_index: s.output_ids or s.output_text for s in ref.samples}
+    compared, diverged = 0, []
     for s in r.samples:
-        if s.prompt_index in ref_text:
-            compared += 1
-            if ref_text[s.prompt_index] != s.output_text:
-                diffs.append(s.prompt_index)
+        if s.prompt_index not in ref_out:
+            continue
+        compared += 1
+        at = first_divergence(s.output_ids or s.output_text, ref_out[s.prompt_index])
+        if at is not None:
+            diverged.append((s.prompt_index, at))
     if not compared:
         return CheckResult(name="matches_greedy", status="not_run", detail=f"no common prompts with {ref.key}")
-    if diffs:
+    if diverged:
+        where = ", ".join(f"prompt {p} at token {at}" for p, at in sorted(set(diverged)))
         return CheckResult(name="matches_greedy", status="fail",
-                           detail=f"differs from {ref.key} on prompt(s) {sorted(set(diffs))}")
+                           detail=f"{len(diverged)}/{compared} outputs diverge from {ref.key}: {where}")
     return CheckResult(name="matches_greedy", status="pass", detail=f"{compared} outputs equal to {ref.key}")
 
 

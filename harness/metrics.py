@@ -327,6 +327,23 @@ def sample_values(sample: Sample) -> dict[str, list[float]]:
     return out
 
 
+DOC_PREAMBLE = """# Metrics
+
+Generated from `harness/metrics.py` by `harness metrics --out docs/metrics.md`; do not edit by hand.
+
+Per-sample metrics are computed from each measured generate() call's raw clock readings (kept in
+results.json); summaries pool the values of the measured iterations (warm-up excluded): mean,
+median, p90, p99 (linear interpolation), sample standard deviation (n − 1), min, max,
+CV = sd / mean, and a distribution-free 95% confidence interval of the median from order
+statistics (undefined below 6 values). Per-cell metrics are measured once per cell.
+"""
+
+
+def markdown_doc() -> str:
+    """The whole docs/metrics.md."""
+    return DOC_PREAMBLE + "\n" + markdown_table() + "\n"
+
+
 def markdown_table() -> str:
     """The metric reference table used by docs/metrics.md."""
     rows = ["| tag | name | unit | better | scope | definition |", "|---|---|---|---|---|---|"]

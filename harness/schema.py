@@ -130,6 +130,7 @@ class Sample(Strict):
         default_factory=dict, description="openvino-genai PerfMetrics readings for this call"
     )
     output_text: str = ""
+    output_ids: list[int] = Field(default_factory=list, description="generated token ids, as streamed")
     values: dict[str, list[float]] = Field(
         default_factory=dict, description="metric tag -> values computed from this sample"
     )

@@ -28,7 +28,8 @@ def test_matches_greedy_across_cells():
     other = result(spec("speculative", precision="int8"), [sample(0, text="a")])
     cells = {c.key: c for c in run_level_checks([ref, good, bad, other])}
     assert _checks(cells[good.key])["matches_greedy"].status == "pass"
-    assert _checks(cells[bad.key])["matches_greedy"].status == "fail"
+    failed = _checks(cells[bad.key])["matches_greedy"]
+    assert failed.status == "fail" and "prompt 1 at token 0" in failed.detail
     assert _checks(cells[other.key])["matches_greedy"].status == "not_run"
     assert "matches_greedy" not in _checks(cells[ref.key])
 
@@ -38,3 +39,11 @@ def test_sampling_cells_are_not_compared():
     spec_cell = result(spec("speculative", mode="sampling"), [sample(0, text="z")])
     cells = run_level_checks([ref, spec_cell])
     assert all("matches_greedy" not in _checks(c) for c in cells)
+
+
+def test_first_divergence():
+    from harness.checks import first_divergence
+
+    assert first_divergence([1, 2, 3], [1, 2, 3]) is None
+    assert first_divergence([1, 2, 3], [1, 5, 3]) == 1
+    assert first_divergence([1, 2], [1, 2, 3]) == 2

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, model_cache):
     out = tmp_path_factory.mktemp("smoke") / "run"
-    proc = run_cli("run", "suites/smoke.yaml", "--out", str(out), cache=model_cache)
+    proc = run_cli("run", "suites/smoke.yaml", "--out", str(out), "--fail-on-checks", cache=model_cache)
     return proc, out
 
 
@@ -27,6 +27,7 @@ def test_smoke_run_succeeds_and_prints_report(smoke_run):
     proc, out = smoke_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "| tiny | int4 | CPU | speculative |" in proc.stdout
+    assert "speculative[num_assistant_tokens=3]" in proc.stderr  # progress shows whole keys
     for name in ("results.json", "report.md", "report.csv", "cells.jsonl", "metadata.json"):
         assert (out / name).is_file(), name
 

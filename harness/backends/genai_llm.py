@@ -14,6 +14,9 @@ from harness.backends import CellModels, Emit
 from harness.prompts import synthetic_prompt
 from harness.schema import CellSpec, Sample
 
+# Properties that configure the pipeline itself rather than a compiled model.
+PIPELINE_ONLY_PROPERTIES = {"ATTENTION_BACKEND", "CACHE_DIR"}
+
 
 def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
@@ -34,11 +37,17 @@ def timing_streamer_class() -> type:
             super().__init__()
             self.times_ns: list[int] = []
             self.tokens: list[int] = []
+            self.ids: list[int] = []
             self._running = ov_genai.StreamingStatus.RUNNING
 
         def write(self, token: Any) -> Any:
             self.times_ns.append(time.perf_counter_ns())
-            self.tokens.append(len(token) if isinstance(token, list) else 1)
+            if isinstance(token, list):
+                self.tokens.append(len(token))
+                self.ids.extend(token)
+            else:
+                self.tokens.append(1)
+                self.ids.append(token)
             return self._running
 
         def end(self) -> None:
@@ -56,7 +65,9 @@ def build_pipeline(cell: CellSpec, models: CellModels, cache_dir: Path | None) -
         kwargs["CACHE_DIR"] = str(cache_dir)
     if cell.scenario.kind == "speculative":
         assert models.draft is not None
-        kwargs["draft_model"] = ov_genai.draft_model(str(models.draft), cell.device)
+        # The draft runs with the cell's properties too (precision hints etc.), but not the pipeline-level ones.
+        draft_props = {k: v for k, v in cell.properties.items() if k not in PIPELINE_ONLY_PROPERTIES}
+        kwargs["draft_model"] = ov_genai.draft_model(str(models.draft), cell.device, **draft_props)
     elif cell.scenario.kind == "prompt_lookup":
         kwargs["prompt_lookup"] = True
     return ov_genai.LLMPipeline(str(models.target), cell.device, **kwargs)
@@ -138,15 +149,15 @@ def measure_call(pipe: Any, prompt: str, cfg: Any, streamer_cls: type | None, it
     genai = _genai_readings(res)
     if streamer is not None:
         offsets = [(t - start) / 1e6 for t in streamer.times_ns]
-        chunk_tokens = list(streamer.tokens)
+        chunk_tokens, ids = list(streamer.tokens), list(streamer.ids)
     else:
-        offsets, chunk_tokens = [], []
+        offsets, chunk_tokens, ids = [], [], []
     out_tokens = sum(chunk_tokens) if chunk_tokens else int(genai["generated_tokens"] or 0)
     return Sample(
         iteration=iteration, warmup=warmup, prompt_index=prompt_index,
         input_tokens=int(genai["input_tokens"] or 0), output_tokens=out_tokens,
         start_ns=start, end_ns=end, chunk_offsets_ms=offsets, chunk_tokens=chunk_tokens,
-        genai=genai, output_text=res.texts[0],
+        genai=genai, output_text=res.texts[0], output_ids=ids,
     )
 
 

@@ -1,0 +1,63 @@
+"""Hugging Face directory -> OpenVINO IR with optimum-cli (NNCF weight compression)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.errors import ModelPreparationError
+from harness.schema import CompressionSpec
+
+LOG_NAME = "export.log"
+TOKENIZER_FILES = ("openvino_tokenizer.xml", "openvino_detokenizer.xml")
+_ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*:")
+
+
+def export_command(src: Path, out: Path, precision: str, compression: CompressionSpec) -> list[str]:
+    cmd = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "openvino", "-m", str(src),
+           "--task", "text-generation-with-past", "--weight-format", precision]
+    if precision == "int4":
+        cmd += ["--group-size", str(compression.group_size), "--ratio", str(compression.ratio)]
+        if compression.sym:
+            cmd.append("--sym")
+    return cmd + [str(out)]
+
+
+def export_ir(src: Path, out: Path, precision: str, compression: CompressionSpec) -> None:
+    """Export `src` into the existing directory `out`; its output goes to out/export.log."""
+    # The source is always local by now: keep the CLI from asking the Hub about it.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    log_path = out / LOG_NAME
+    with log_path.open("w") as f:
+        rc = subprocess.run(export_command(src, out, precision, compression), stdout=f,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env).returncode
+    if rc != 0:
+        raise ModelPreparationError(
+            f"optimum-cli export of '{src}' to {precision} failed (exit {rc}): {last_error(log_path.read_text())}")
+    ensure_tokenizers(src, out)
+
+
+def last_error(text: str) -> str:
+    """The line of a log most likely to explain a failure."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return next((line for line in reversed(lines) if _ERROR_LINE.match(line)), lines[-1] if lines else "no output")
+
+
+def ensure_tokenizers(src: Path, out: Path) -> None:
+    """Convert the tokenizer pair into `out` unless optimum-cli already did."""
+    if all((out / f).is_file() for f in TOKENIZER_FILES):
+        return
+    try:
+        import openvino as ov
+        from openvino_tokenizers import convert_tokenizer
+        from transformers import AutoTokenizer
+
+        tok, detok = convert_tokenizer(AutoTokenizer.from_pretrained(src), with_detokenizer=True)
+        for model, name in zip((tok, detok), TOKENIZER_FILES, strict=True):
+            ov.save_model(model, out / name)
+    except Exception as e:  # noqa: BLE001 - any converter failure is one preparation error
+        reason = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ModelPreparationError(f"could not convert the tokenizer of '{src}' to OpenVINO: {reason}") from None
