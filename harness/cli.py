@@ -16,7 +16,7 @@ from harness.errors import HarnessInputError, ModelPreparationError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and validate the OpenVINO generative-AI stack.")
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 DEFAULT_RESULTS = Path("results")
 
 

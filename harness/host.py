@@ -56,9 +56,10 @@ def host_info() -> HostInfo:
     )
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(names: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str, str | None]:
+    """Installed distribution versions, read from metadata so nothing heavy gets imported."""
     out: dict[str, str | None] = {}
-    for name in VERSIONED_PACKAGES:
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -70,6 +70,15 @@ def run_task(task: WorkerTask, emit) -> None:
     backend_for(cell.scenario.kind)(cell, CellModels(target.path, draft.path if draft else None, Path(task.workdir)), emit)
 
 
+def error_line(e: BaseException) -> str:
+    """One informative line for an exception. OpenVINO messages start with source locations
+    ("Exception from src/...", "Check '...' failed at ...") before saying what went wrong."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from ", "Check '"))]
+    text = (useful or lines or [""])[0]
+    return f"{type(e).__name__}: {text[:400]}".rstrip(": ")
+
+
 def main(argv: list[str]) -> int:
     task_path, events_path = Path(argv[0]), Path(argv[1])
     emit = _emitter(events_path)
@@ -77,9 +86,7 @@ def main(argv: list[str]) -> int:
     try:
         run_task(task, emit)
     except Exception as e:  # noqa: BLE001 - every failure becomes a recorded cell error
-        first = str(e).strip().splitlines()
-        emit({"event": "error", "error": f"{type(e).__name__}: {first[0] if first else ''}".strip(),
-              "traceback": traceback.format_exc()})
+        emit({"event": "error", "error": error_line(e), "traceback": traceback.format_exc()})
         return 1
     return 0
 

@@ -25,6 +25,10 @@ def _header(res: RunResults) -> list[str]:
     ]
 
 
+def _mean(s):
+    return None if s is None else s.mean
+
+
 def render_markdown(res: RunResults) -> str:
     """The Markdown report of a run."""
     rows = [cell_row(c) for c in res.cells]
@@ -32,11 +36,12 @@ def render_markdown(res: RunResults) -> str:
     lines += [
         "Values are median ± sample standard deviation over the measured iterations (warm-up excluded). "
         "TTFT and TPOT are on the harness clock: TPOT = (e2e − TTFT) / (output tokens − 1); "
-        "tok/s = output tokens / e2e. Definitions: docs/metrics.md.",
+        "tok/s = output tokens / e2e; tok/step = mean tokens per streamed step (> 1 when drafts are accepted). "
+        "Definitions: docs/metrics.md.",
         "",
         "| model | precision | device | scenario | params | in/out tokens | TTFT ms | TPOT ms | tok/s "
-        "| peak MB | accept % | checks | status |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| peak MB | accept % | tok/step | checks | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s = r.summaries
@@ -46,7 +51,8 @@ def render_markdown(res: RunResults) -> str:
             f"| {r.model} | {r.precision} | {r.device} | {r.scenario} | {r.params or '—'} | {inout} "
             f"| {fmt_spread(s.get('ttft_ms'), 2)} | {fmt_spread(s.get('tpot_ms'), 2)} "
             f"| {fmt_spread(s.get('output_tps'), 1)} | {fmt_spread(s.get('peak_rss_mb'), 0)} "
-            f"| {fmt_spread(s.get('acceptance_rate_pct'), 1)} | {checks} | {r.status} |"
+            f"| {fmt_spread(s.get('acceptance_rate_pct'), 1)} | {fmt_value(_mean(s.get('tokens_per_chunk')), 2)} "
+            f"| {checks} | {r.status} |"
         )
     problems = [r for r in rows if r.status not in ("ok",)]
     if problems:

@@ -14,24 +14,12 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 MiB = 1024 * 1024
 BIG_FILE = 256 * MiB
 EDGE = 16 * MiB
-
-
-def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
-    """Installed distribution versions, read from metadata so nothing heavy gets imported."""
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def digest(obj: Any, length: int = 16) -> str:

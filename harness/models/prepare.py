@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ModelPreparationError
+from harness.host import package_versions
 from harness.models import cache, synthetic
 from harness.models.export import LOG_NAME, export_ir
 from harness.models.ir import ir_size_mb, total_size_mb, validate_ir_dir
@@ -74,7 +75,7 @@ def export_key(src: ResolvedSource, precision: str, compression: CompressionSpec
         "precision": precision,
         # fp16 and int8 (per-channel) ignore the int4 options; keeping them out shares the entry.
         "compression": compression.model_dump() if precision == "int4" else None,
-        "versions": cache.package_versions(EXPORT_LIBS),
+        "versions": package_versions(EXPORT_LIBS),
     }
 
 

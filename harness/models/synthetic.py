@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ModelPreparationError
+from harness.host import package_versions
 from harness.models import cache
 
 # Bump whenever a change here alters what gets built.
@@ -113,7 +114,7 @@ def cache_key(name: str) -> dict[str, Any]:
         "tokenizer": asdict(TOKENIZER),
         "corpus_sha256": corpus.hexdigest(),
         "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-        "versions": cache.package_versions(BUILD_LIBS),
+        "versions": package_versions(BUILD_LIBS),
     }
     if isinstance(spec, DraftSpec):
         key["target"] = cache_key(spec.target)
