@@ -18,7 +18,7 @@ from typing import Any
 from harness.aggregate import cell_result
 from harness.checks import run_level_checks
 from harness.devices import missing_devices
-from harness.schema import CellResult, CellSpec, RunMetadata, RunResults
+from harness.schema import CellResult, CellSpec, CellStatus, RunMetadata, RunResults
 from harness.store import append_cell, load_cells, write_results
 from harness.worker import WorkerTask
 
@@ -76,29 +76,22 @@ def _log_tail(path: Path, lines: int = 3) -> str:
     return " | ".join(line.strip() for line in text[-lines:])
 
 
-def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: ProgressSink) -> CellResult:
-    """Run one cell in a worker process with its timeout; never raises for the cell's own failures."""
-    started, t0 = now_iso(), time.monotonic()
-    missing = missing_devices(cell.device, options.available_devices)
-    if missing:
-        return cell_result(cell, [], "skipped",
-                           f"device {', '.join(missing)} not available on this host (available: "
-                           f"{', '.join(options.available_devices) or 'none'})", started, now_iso(), 0.0)
-    workdir = run_dir / "work" / _slug(cell.key)
-    workdir.mkdir(parents=True, exist_ok=True)
-    task_path, events_path, log_path = workdir / "task.json", workdir / "events.jsonl", workdir / "worker.log"
-    for p in (events_path,):
-        p.unlink(missing_ok=True)
-    task = WorkerTask(cell=cell, cache_dir=str(options.cache_dir), workdir=str(workdir),
-                      fault=options.faults.get(cell.key))
+def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpec,
+                progress: ProgressSink) -> tuple[list[dict[str, Any]], CellStatus, str | None]:
+    """One worker process for one phase of a cell: its events, status and error."""
+    t0 = time.monotonic()
+    name = task.mode
+    task_path, events_path, log_path = (workdir / f"{name}-task.json", workdir / f"{name}-events.jsonl",
+                                        workdir / f"{name}.log")
+    events_path.unlink(missing_ok=True)
     task_path.write_text(task.model_dump_json())
     events: list[dict[str, Any]] = []
     offset = 0
+    timed_out = False
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(task_path), str(events_path)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, preexec_fn=_die_with_parent)
-        timed_out = False
         try:
             while True:
                 rc = proc.poll()
@@ -108,7 +101,7 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
                     progress.cell_event(cell, ev)
                 if rc is not None:
                     break
-                if time.monotonic() - t0 > cell.timeout_s:
+                if time.monotonic() - t0 > timeout_s:
                     timed_out = True
                     _kill_group(proc)
                     break
@@ -118,23 +111,40 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
             raise
         new, offset = _read_new(events_path, offset)
         events.extend(new)
-    wall = time.monotonic() - t0
-    phase = next((e["phase"] for e in reversed(events) if e.get("event") == "phase"), "start")
+    phase = next((e["phase"] for e in reversed(events) if e.get("event") == "phase"), name)
     err_event = next((e for e in events if e.get("event") == "error"), None)
     if timed_out:
-        status, error = "timeout", f"exceeded the cell timeout of {cell.timeout_s:g} s (phase: {phase})"
-    elif err_event is not None:
-        status, error = "failed", err_event["error"]
-    elif rc == 0 and any(e.get("event") == "done" for e in events):
-        status, error = "ok", None
-    elif rc is not None and rc < 0:
-        name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
-        status, error = "crashed", f"worker died with signal {name} (phase: {phase}); log: {_log_tail(log_path)}"
-    else:
-        status, error = "crashed", f"worker exited with code {rc} (phase: {phase}); log: {_log_tail(log_path)}"
+        return events, "timeout", f"exceeded the {name} timeout of {timeout_s:g} s (phase: {phase})"
+    if err_event is not None:
+        return events, "failed", err_event["error"]
+    if rc == 0 and any(e.get("event") == "done" for e in events):
+        return events, "ok", None
+    if rc is not None and rc < 0:
+        sig = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
+        return events, "crashed", f"worker died with signal {sig} (phase: {phase}); log: {_log_tail(log_path)}"
+    return events, "crashed", f"worker exited with code {rc} (phase: {phase}); log: {_log_tail(log_path)}"
+
+
+def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: ProgressSink) -> CellResult:
+    """Run one cell: models prepared in one worker process, measured in a fresh one, so that export
+    work never shows in the cell's peak memory. Never raises for the cell's own failures."""
+    started, t0 = now_iso(), time.monotonic()
+    missing = missing_devices(cell.device, options.available_devices)
+    if missing:
+        return cell_result(cell, [], "skipped",
+                           f"device {', '.join(missing)} not available on this host (available: "
+                           f"{', '.join(options.available_devices) or 'none'})", started, now_iso(), 0.0)
+    workdir = run_dir / "work" / _slug(cell.key)
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = WorkerTask(mode="prepare", cell=cell, cache_dir=str(options.cache_dir), workdir=str(workdir))
+    events, status, error = _run_worker(base, workdir, cell.prepare_timeout_s, cell, progress)
+    if status == "ok":
+        measure = base.model_copy(update={"mode": "measure", "fault": options.faults.get(cell.key)})
+        more, status, error = _run_worker(measure, workdir, cell.timeout_s, cell, progress)
+        events = [e for e in events if e.get("event") == "prepared"] + more
     if not options.keep_workdirs:
         _remove_tree(workdir / "compile-cache")
-    return cell_result(cell, events, status, error, started, now_iso(), wall)
+    return cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)
 
 
 def _die_with_parent() -> None:

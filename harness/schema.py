@@ -88,7 +88,8 @@ class CellSpec(Strict):
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
     warmup: int = Field(1, ge=0)
     iterations: int = Field(3, ge=1)
-    timeout_s: float = Field(900, gt=0)
+    timeout_s: float = Field(900, gt=0, description="limit for loading and measuring the cell")
+    prepare_timeout_s: float = Field(3600, gt=0, description="limit for building/exporting its models")
     load_twice: bool = Field(
         True, description="load once with an empty compile cache, then again from it (cached compile)"
     )

@@ -123,6 +123,7 @@ class Suite(_Strict):
     warmup: int = Field(1, ge=0)
     iterations: int = Field(3, ge=1)
     timeout_s: float = Field(900, gt=0)
+    prepare_timeout_s: float = Field(3600, gt=0)
     load_twice: bool = True
     properties: dict[str, PropertyValue | list[PropertyValue]] = Field(default_factory=dict)
     scenarios: list[SuiteScenario] = Field(min_length=1)
@@ -324,6 +325,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                     prompts=prompts, compression=suite.compression,
                     properties=dict(zip(prop_names, props, strict=True)),
                     warmup=suite.warmup, iterations=suite.iterations, timeout_s=suite.timeout_s,
+                    prepare_timeout_s=suite.prepare_timeout_s,
                     load_twice=suite.load_twice,
                 )
                 if _excluded(spec.axes(), suite.exclude):

@@ -10,7 +10,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -18,6 +18,8 @@ from harness.schema import CellSpec
 
 
 class WorkerTask(BaseModel):
+    # "prepare": build/export the cell's models into the cache; "measure": load them and run the cell.
+    mode: Literal["prepare", "measure"]
     cell: CellSpec
     cache_dir: str
     workdir: str
@@ -59,12 +61,15 @@ def run_task(task: WorkerTask, emit) -> None:
     draft = None
     if cell.scenario.kind == "speculative":
         draft = prepare_model(cell.model.draft or "", cell.precision, cell.compression, cache, log=log)
-    prepared = {"model_dir": str(target.path), "model_size_mb": target.size_mb, "cache_hit": target.cache_hit}
-    if target.export_s is not None:
-        prepared["export_s"] = target.export_s
-    if draft is not None:
-        prepared["draft_dir"] = str(draft.path)
-    emit({"event": "prepared", **prepared})
+    if task.mode == "prepare":
+        prepared = {"model_dir": str(target.path), "model_size_mb": target.size_mb, "cache_hit": target.cache_hit}
+        if target.export_s is not None:
+            prepared["export_s"] = target.export_s
+        if draft is not None:
+            prepared["draft_dir"] = str(draft.path)
+        emit({"event": "prepared", **prepared})
+        emit({"event": "done"})
+        return
     _inject(task.fault)
     emit({"event": "phase", "phase": "run"})
     backend_for(cell.scenario.kind)(cell, CellModels(target.path, draft.path if draft else None, Path(task.workdir)), emit)
