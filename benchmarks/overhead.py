@@ -2,7 +2,8 @@
 
 1. Wall time the harness adds around each generate(): instrumented calls (token streamer +
    Sample building + metric computation, exactly the worker's per-call path) against bare
-   `pipe.generate()` calls, interleaved on the same pipeline, median against median.
+   `pipe.generate()` calls, interleaved on the same pipeline (the order alternates every round so
+   neither side always runs first), median against median. The streamer alone is shown too.
 2. The harness's TPOT and decode tok/s against openvino-genai's PerfMetrics for the same calls.
 
 Run: .venv/bin/python benchmarks/overhead.py [--model synthetic:small] [--precision int8] [--rounds 20]
@@ -20,6 +21,7 @@ from harness.cli import default_cache_dir
 from harness.metrics import sample_values
 from harness.models.prepare import prepare_model
 from harness.schema import CellSpec, CompressionSpec, GenerationSpec, ModelRef, PromptSpec, ScenarioSpec
+from harness.stats import median_ci
 
 
 def main() -> None:
@@ -43,35 +45,60 @@ def main() -> None:
     pipe = ov_genai.LLMPipeline(str(prepared.path), args.device)
     cfg = generation_config(pipe, cell)
     # A distinct prompt per call, so prefix caching cannot favour either side.
-    prompts = prompt_texts(cell, pipe, 2 * args.rounds + 4)
+    prompts = prompt_texts(cell, pipe, 4 * args.rounds + 4)
     streamer_cls = timing_streamer_class()
     for p in prompts[:4]:  # warm-up
         pipe.generate([p], cfg)
-    bare, instrumented, tpot_ratio, tps_ratio, e2e_vs_genai = [], [], [], [], []
+    times: dict[str, list[float]] = {"bare": [], "streamer": [], "instrumented": [], "genai_timing": []}
+    tpot_ratio, tps_ratio, e2e_vs_genai, ttft_genai_ratio = [], [], [], []
+    k = 4
     for r in range(args.rounds):
-        t0 = time.perf_counter()
-        pipe.generate([prompts[4 + 2 * r]], cfg)
-        bare.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        s = measure_call(pipe, prompts[5 + 2 * r], cfg, streamer_cls, r, False, r)
-        s.values = sample_values(s)
-        instrumented.append(time.perf_counter() - t0)
-        tpot, tps = s.values["tpot_ms"][0], s.values["decode_tps"][0]
-        tpot_ratio.append(tpot / s.genai["tpot_ms"])
-        tps_ratio.append(tps / s.genai["throughput_tps"])
+        order = ["bare", "streamer", "instrumented", "genai_timing"]
+        if r % 2:
+            order.reverse()
+        for kind in order:
+            prompt = prompts[k]
+            k += 1
+            t0 = time.perf_counter()
+            if kind == "bare":
+                pipe.generate([prompt], cfg)
+            elif kind == "streamer":
+                pipe.generate([prompt], cfg, streamer_cls())
+            elif kind == "genai_timing":
+                g = measure_call(pipe, prompt, cfg, None, r, False, r)
+                g.values = sample_values(g)
+            else:
+                s = measure_call(pipe, prompt, cfg, streamer_cls, r, False, r)
+                s.values = sample_values(s)
+            times[kind].append(time.perf_counter() - t0)
+        tpot_ratio.append(s.values["tpot_ms"][0] / s.genai["tpot_ms"])
+        tps_ratio.append(s.values["decode_tps"][0] / s.genai["throughput_tps"])
         e2e_vs_genai.append(s.values["e2e_ms"][0] / s.genai["generate_ms"])
+        ttft_genai_ratio.append(g.values["ttft_ms"][0] / g.genai["ttft_ms"])
 
-    mb, mi = statistics.median(bare), statistics.median(instrumented)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    # Per-round ratios (each round runs all three back to back) give a noise-aware interval.
+    def overhead(kind: str) -> str:
+        ratios = [i / b for i, b in zip(times[kind], times["bare"], strict=True)]
+        ci = median_ci(ratios)
+        pct = (med[kind] - med["bare"]) / med["bare"] * 100
+        band = f"; 95% CI of the per-round median {(ci[0] - 1) * 100:+.2f} % … {(ci[1] - 1) * 100:+.2f} %" if ci else ""
+        return f"{pct:+9.2f} %   (target < 2%{band})"
+
     print(f"\nmodel {args.model} {args.precision} on {args.device}: {args.rounds} rounds, "
           f"{args.input_tokens} input / {args.max_new_tokens} output tokens")
-    print(f"bare generate() median wall          {mb * 1000:9.2f} ms")
-    print(f"instrumented call median wall        {mi * 1000:9.2f} ms")
-    print(f"harness overhead per call            {(mi - mb) / mb * 100:+9.2f} %   (target < 2%)")
-    print(f"harness e2e / genai generate_duration {statistics.median(e2e_vs_genai):9.4f}")
-    print(f"harness TPOT / genai TPOT            {statistics.median(tpot_ratio):9.4f}   "
+    print(f"bare generate() median wall             {med['bare'] * 1000:9.2f} ms")
+    print(f"generate() + timing streamer            {med['streamer'] * 1000:9.2f} ms   "
+          f"({(med['streamer'] - med['bare']) / med['bare'] * 100:+.2f} %)")
+    print(f"full instrumented call (harness path)   {med['instrumented'] * 1000:9.2f} ms")
+    print(f"harness overhead, token_timing=streamer {overhead('instrumented')}")
+    print(f"harness overhead, token_timing=genai    {overhead('genai_timing')}")
+    print(f"harness e2e / genai generate_duration   {statistics.median(e2e_vs_genai):9.4f}")
+    print(f"harness TPOT / genai TPOT               {statistics.median(tpot_ratio):9.4f}   "
           f"(|diff| {abs(statistics.median(tpot_ratio) - 1) * 100:.2f}%, target < 1%)")
-    print(f"harness decode tok/s / genai tok/s   {statistics.median(tps_ratio):9.4f}   "
+    print(f"harness decode tok/s / genai tok/s      {statistics.median(tps_ratio):9.4f}   "
           f"(|diff| {abs(statistics.median(tps_ratio) - 1) * 100:.2f}%, target < 1%)")
+    print(f"genai-timing TTFT / streamer-free genai TTFT {statistics.median(ttft_genai_ratio):9.4f}")
 
 
 if __name__ == "__main__":

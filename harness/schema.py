@@ -90,6 +90,11 @@ class CellSpec(Strict):
     iterations: int = Field(3, ge=1)
     timeout_s: float = Field(900, gt=0, description="limit for loading and measuring the cell")
     prepare_timeout_s: float = Field(3600, gt=0, description="limit for building/exporting its models")
+    token_timing: Literal["streamer", "genai"] = Field(
+        "streamer",
+        description="per-token times from a token streamer (exact chunks and ids, costs ~2% on 2 cores) "
+        "or from openvino-genai's raw per-step timestamps on the same monotonic clock (no callback)",
+    )
     load_twice: bool = Field(
         True, description="load once with an empty compile cache, then again from it (cached compile)"
     )

@@ -7,7 +7,7 @@ import hashlib
 import itertools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -125,6 +125,7 @@ class Suite(_Strict):
     timeout_s: float = Field(900, gt=0)
     prepare_timeout_s: float = Field(3600, gt=0)
     load_twice: bool = True
+    token_timing: Literal["streamer", "genai"] = "streamer"
     properties: dict[str, PropertyValue | list[PropertyValue]] = Field(default_factory=dict)
     scenarios: list[SuiteScenario] = Field(min_length=1)
     exclude: list[dict[str, PropertyValue | list[PropertyValue]]] = Field(default_factory=list)
@@ -326,7 +327,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                     properties=dict(zip(prop_names, props, strict=True)),
                     warmup=suite.warmup, iterations=suite.iterations, timeout_s=suite.timeout_s,
                     prepare_timeout_s=suite.prepare_timeout_s,
-                    load_twice=suite.load_twice,
+                    load_twice=suite.load_twice, token_timing=suite.token_timing,
                 )
                 if _excluded(spec.axes(), suite.exclude):
                     continue

@@ -69,7 +69,7 @@ def test_speculative_and_prompt_lookup_report_acceptance(smoke_run):
             assert c.summaries["accepted_tokens"].median > 0
             assert c.summaries["proposed_tokens"].median >= c.summaries["accepted_tokens"].median
         if c.spec.scenario.kind == "prompt_lookup":  # genai gives no acceptance figures: read off the stream
-            assert c.summaries["streamed_accepted_tokens"].n == c.spec.iterations, c.key
+            assert c.summaries["extra_step_tokens"].n == c.spec.iterations, c.key
 
 
 def test_checks_pass(smoke_run):
@@ -111,3 +111,32 @@ def test_report_rerenders(smoke_run, fmt):
         assert len(json.loads(proc.stdout)["cells"]) == 9
     else:
         assert proc.stdout.strip() == (Path(out) / "report.md").read_text().strip()
+
+
+def test_genai_token_timing_without_streamer(tmp_path, model_cache):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("""
+name: genai-timing
+models: [{name: tiny, source: synthetic:tiny, draft: synthetic:tiny-draft}]
+precisions: [fp16]
+prompts: {input_tokens: [16]}
+generation: {max_new_tokens: 16}
+warmup: 1
+iterations: 2
+load_twice: false
+token_timing: genai
+properties: {INFERENCE_PRECISION_HINT: f32, DYNAMIC_QUANTIZATION_GROUP_SIZE: 0}
+scenarios: [{name: greedy, kind: generate}, {name: spec, kind: speculative, num_assistant_tokens: 3}]
+""")
+    proc = run_cli("run", str(suite), "--out", str(tmp_path / "run"), "--fail-on-checks", cache=model_cache)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cells = {c.spec.scenario.kind: c for c in load_results(tmp_path / "run").cells}
+    for c in cells.values():
+        assert c.summaries["output_tokens"].median == 16
+        assert all(not s.output_ids for s in c.samples)  # no streamer, no ids
+        ratio = c.summaries["ttft_ms"].median / c.summaries["genai_ttft_ms"].median
+        assert 0.9 < ratio < 1.3, ratio
+    spec = cells["speculative"]
+    # steps carry several tokens when drafts are accepted
+    assert spec.summaries["tokens_per_chunk"].mean > 1
+    assert spec.summaries["extra_step_tokens"].median > 0 and spec.summaries["accepted_tokens"].median > 0

@@ -141,6 +141,25 @@ def _one_call(pipe: Any, prompt: str, cfg: Any, streamer: Any) -> tuple[Any, int
     return res, start, end
 
 
+def genai_step_times(res: Any, start_ns: int) -> tuple[list[float], list[int]]:
+    """Per-step token times from openvino-genai's raw metrics, as offsets from the harness's start.
+
+    m_new_token_times are steady_clock milliseconds, the CLOCK_MONOTONIC that time.perf_counter_ns
+    reads on Linux (checked by `check_clock`); m_batch_sizes holds the tokens of each step."""
+    raw = res.perf_metrics.raw_metrics
+    times = list(raw.m_new_token_times)
+    sizes = [int(x) for x in raw.m_batch_sizes]
+    offsets = [t - start_ns / 1e6 for t in times]
+    return offsets, sizes if len(sizes) == len(times) else [1] * len(times)
+
+
+def check_clock() -> None:
+    """genai token timing needs perf_counter on the steady clock openvino-genai uses."""
+    impl = time.get_clock_info("perf_counter").implementation
+    if "CLOCK_MONOTONIC" not in impl:
+        raise RuntimeError(f"token_timing: genai needs perf_counter on CLOCK_MONOTONIC, this host has {impl}")
+
+
 def measure_call(pipe: Any, prompt: str, cfg: Any, streamer_cls: type | None, iteration: int, warmup: bool,
                  prompt_index: int) -> Sample:
     """One instrumented generate() call turned into a Sample (the harness's whole per-call work)."""
@@ -151,7 +170,8 @@ def measure_call(pipe: Any, prompt: str, cfg: Any, streamer_cls: type | None, it
         offsets = [(t - start) / 1e6 for t in streamer.times_ns]
         chunk_tokens, ids = list(streamer.tokens), list(streamer.ids)
     else:
-        offsets, chunk_tokens, ids = [], [], []
+        offsets, chunk_tokens = genai_step_times(res, start)
+        ids = []
     out_tokens = sum(chunk_tokens) if chunk_tokens else int(genai["generated_tokens"] or 0)
     return Sample(
         iteration=iteration, warmup=warmup, prompt_index=prompt_index,
@@ -182,8 +202,11 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     total = cell.warmup + cell.iterations
     vary = cell.prompts.vary_per_iteration
     prompts = prompt_texts(cell, pipe, total if vary else 1)
-    # Beam search cannot stream in openvino-genai: those cells have no harness-clock TTFT.
-    streamer_cls = timing_streamer_class() if cell.generation.mode != "beam" else None
+    # Beam search cannot stream in openvino-genai: it always takes the raw per-step timestamps.
+    use_streamer = cell.token_timing == "streamer" and cell.generation.mode != "beam"
+    streamer_cls = timing_streamer_class() if use_streamer else None
+    if not use_streamer:
+        check_clock()
     load_ms = None
     for i in range(total):
         pidx = i if vary else 0
