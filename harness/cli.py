@@ -110,6 +110,9 @@ def run(
         run_dir = resume
         meta = load_metadata(run_dir)
         meta.resumed_at.append(now_iso())
+        if meta.suite_sha256 and meta.suite_sha256 != sha:
+            err_console.print(f"[yellow]warning:[/] {suite_path} changed since the run started; "
+                              "finished cells are kept, missing ones run with the current suite")
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = out or DEFAULT_RESULTS / f"{stamp}-{parsed.name}"

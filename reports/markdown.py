@@ -54,6 +54,16 @@ def render_markdown(res: RunResults) -> str:
             f"| {fmt_spread(s.get('acceptance_rate_pct'), 1)} | {fmt_value(_mean(s.get('tokens_per_chunk')), 2)} "
             f"| {checks} | {r.status} |"
         )
+    lines += ["", "### Load, memory and size", "",
+              "| cell | load cold ms | load cached ms | model memory MB | peak RSS MB | IR size MB | export s |",
+              "|---|---|---|---|---|---|---|"]
+    for c in res.cells:
+        if c.status != "ok":
+            continue
+        v = c.cell_values
+        lines.append(f"| `{c.key}` | {fmt_value(v.get('load_cold_ms'), 0)} | {fmt_value(v.get('load_cached_ms'), 0)} "
+                     f"| {fmt_value(v.get('model_memory_mb'), 0)} | {fmt_value(v.get('peak_rss_mb'), 0)} "
+                     f"| {fmt_value(v.get('model_size_mb'), 1)} | {fmt_value(v.get('export_s'), 1)} |")
     problems = [r for r in rows if r.status not in ("ok",)]
     if problems:
         lines += ["", "## Cells not measured", ""]
