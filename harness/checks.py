@@ -22,8 +22,8 @@ def exact_token_count(r: CellResult) -> CheckResult | None:
 
 
 def repeat_determinism(r: CellResult) -> CheckResult | None:
-    """Greedy decoding of the same prompt twice must give identical text."""
-    if r.spec.generation.mode != "greedy":
+    """Greedy decoding (or seeded sampling) of the same prompt twice must give identical text."""
+    if r.spec.generation.mode not in ("greedy", "sampling"):
         return None
     repeats = {int(k.split(":")[1]): v for k, v in r.check_outputs.items() if k.startswith("repeat:")}
     if not repeats:

@@ -140,3 +140,40 @@ scenarios: [{name: greedy, kind: generate}, {name: spec, kind: speculative, num_
     # steps carry several tokens when drafts are accepted
     assert spec.summaries["tokens_per_chunk"].mean > 1
     assert spec.summaries["extra_step_tokens"].median > 0 and spec.summaries["accepted_tokens"].median > 0
+
+
+def test_generation_modes_and_property_axes(tmp_path, model_cache):
+    suite = tmp_path / "modes.yaml"
+    suite.write_text("""
+name: modes
+models: [{name: tiny, source: synthetic:tiny, draft: synthetic:tiny-draft}]
+precisions: [int8]
+prompts: {input_tokens: [16]}
+generation: {max_new_tokens: 12}
+warmup: 1
+iterations: 2
+load_twice: false
+properties:
+  ATTENTION_BACKEND: [SDPA, PA]
+  KV_CACHE_PRECISION: [u8]
+scenarios:
+  - {name: sample, kind: generate, generation: {mode: sampling, temperature: 0.8, top_k: 20, seed: 7}}
+  - {name: beam, kind: generate, generation: {mode: beam, num_beams: 3}}
+  - {name: spec-conf, kind: speculative, assistant_confidence_threshold: 0.3}
+exclude:
+  - {scenario: spec-conf, ATTENTION_BACKEND: SDPA}   # openvino-genai: speculative needs PA on CPU
+""")
+    proc = run_cli("run", str(suite), "--out", str(tmp_path / "run"), cache=model_cache)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cells = load_results(tmp_path / "run").cells
+    assert len(cells) == 5
+    for c in cells:
+        assert c.status == "ok", (c.key, c.error)
+        assert c.summaries["output_tokens"].median == 12, c.key
+        assert "ttft_ms" in c.summaries and "tpot_ms" in c.summaries, c.key
+        checks = {ch.name: ch.status for ch in c.checks}
+        if c.spec.generation.mode == "sampling":
+            assert checks["repeat_determinism"] == "pass", c.key  # same seed, same text
+    spec = next(c for c in cells if c.spec.scenario.kind == "speculative")
+    assert spec.spec.scenario.params == {"assistant_confidence_threshold": 0.3}
+    assert spec.summaries["accepted_tokens"].median > 0

@@ -215,8 +215,9 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         emit({"event": "sample", "sample": sample.model_dump(), "of": total})
 
     check_outputs: dict[str, str] = {}
-    if cell.generation.mode == "greedy":
-        # Untimed repeat of the first measured prompt: greedy decoding must reproduce it exactly.
+    if cell.generation.mode in ("greedy", "sampling"):
+        # Untimed repeat of the first measured prompt: greedy decoding, and sampling with a fixed
+        # seed, must reproduce it exactly.
         pidx = cell.warmup if vary else 0
         res, _, _ = _one_call(pipe, prompts[pidx], cfg, None)
         check_outputs[f"repeat:{pidx}"] = res.texts[0]
