@@ -122,6 +122,7 @@ def run(
             run_id=f"{stamp}-{uuid.uuid4().hex[:6]}", suite_name=parsed.name, suite_file=str(suite_path.resolve()),
             suite_sha256=sha, started_at=now_iso(), command=sys.argv, host=host.host_info(),
             versions=host.package_versions(), harness_commit=host.git_commit(), devices=list_devices(core),
+            compare_thresholds=parsed.compare_thresholds,
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     write_metadata(run_dir, meta)
@@ -161,6 +162,77 @@ def report(
         out.write_text(text, encoding="utf-8")
     else:
         typer.echo(text)
+
+
+def _load_run(ref: str, db: str | None):
+    """A run directory, a results.json, or a run id / baseline name / last-good from the history."""
+    from harness.store import load_results
+
+    p = Path(ref)
+    if p.exists():
+        return load_results(p)
+    from harness.history import HistoryStore, default_history_url
+
+    return HistoryStore(db or default_history_url()).resolve(ref)
+
+
+def _parse_thresholds(items: list[str] | None) -> dict[str, float]:
+    from harness.metrics import METRICS
+
+    out: dict[str, float] = {}
+    for item in items or []:
+        tag, sep, value = item.partition("=")
+        if not sep or tag not in METRICS:
+            raise HarnessInputError("command line", "--threshold", item,
+                                    f"expected METRIC=FRACTION with a metric from: {', '.join(METRICS)}")
+        try:
+            out[tag] = float(value)
+        except ValueError:
+            raise HarnessInputError("command line", "--threshold", item, "the fraction is not a number") from None
+    return out
+
+
+@app.command()
+def compare(
+    base: Annotated[str, typer.Argument(help="run dir, results.json, run id, baseline name or last-good")],
+    candidate: Annotated[str, typer.Argument(help="run dir, results.json, run id or baseline name")],
+    threshold: Annotated[list[str] | None, typer.Option(help="minimum effect, e.g. tpot_ms=0.05 (repeatable)")] = None,
+    metric: Annotated[list[str] | None, typer.Option(help="compare only these metrics (repeatable)")] = None,
+    alpha: Annotated[float, typer.Option(help="significance level after Holm correction")] = 0.05,
+    format: Annotated[str, typer.Option("--format", "-f", help="table | md | json")] = "table",
+    out: Annotated[Path | None, typer.Option(help="write the report here instead of stdout")] = None,
+    db: Annotated[str | None, typer.Option(help="history database URL (env HARNESS_HISTORY_URL)")] = None,
+) -> None:
+    """Compare two runs; exit code 1 when any metric of any cell regressed."""
+    from harness.compare import DEFAULT_THRESHOLDS, CompareSettings, compare_runs
+    from reports.comparison import comparison_table, render_comparison_json, render_comparison_md
+
+    if format not in ("table", "md", "json"):
+        raise HarnessInputError("command line", "--format", format, "choose from table, md, json")
+    b, c = _load_run(base, db), _load_run(candidate, db)
+    thresholds = {**DEFAULT_THRESHOLDS, **c.metadata.compare_thresholds, **_parse_thresholds(threshold)}
+    if metric:
+        unknown = [m for m in metric if m not in thresholds and m not in _parse_thresholds([f"{m}=0"])]
+        thresholds = {m: thresholds.get(m, 0.05) for m in metric if m not in unknown}
+    comp = compare_runs(b, c, CompareSettings(thresholds=thresholds, alpha=alpha))
+    if format == "table" and out is None:
+        console = Console()
+        console.width = max(console.width, 160)  # keys are long; a pipe or CI log is not 80 columns wide
+        console.print(comparison_table(comp))
+        for d in comp.drift:
+            err_console.print(f"[yellow]drift:[/] {d.field}: {d.base} → {d.candidate}")
+        for k in comp.only_in_base:
+            err_console.print(f"only in base: {k}")
+        for k in comp.only_in_candidate:
+            err_console.print(f"only in candidate: {k}")
+    else:
+        text = render_comparison_json(comp) if format == "json" else render_comparison_md(comp)
+        if out:
+            out.write_text(text, encoding="utf-8")
+        else:
+            typer.echo(text)
+    if comp.regressions():
+        raise typer.Exit(1)
 
 
 @app.command()

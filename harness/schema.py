@@ -218,6 +218,8 @@ class RunMetadata(Strict):
     versions: dict[str, str | None]
     harness_commit: str | None
     devices: list[DeviceInfo]
+    compare_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="the suite's minimum effects per metric for `harness compare`")
 
 
 class RunResults(Strict):

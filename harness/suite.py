@@ -129,6 +129,20 @@ class Suite(_Strict):
     properties: dict[str, PropertyValue | list[PropertyValue]] = Field(default_factory=dict)
     scenarios: list[SuiteScenario] = Field(min_length=1)
     exclude: list[dict[str, PropertyValue | list[PropertyValue]]] = Field(default_factory=list)
+    compare_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="minimum effect per metric tag for `harness compare` (0.05 = 5%)")
+
+    @field_validator("compare_thresholds")
+    @classmethod
+    def _thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        from harness.metrics import METRICS
+
+        for tag, t in v.items():
+            if tag not in METRICS:
+                raise ValueError(f"unknown metric {tag!r}; known: {', '.join(METRICS)}")
+            if not 0 <= t < 10:
+                raise ValueError(f"threshold for {tag} must be a fraction such as 0.05, got {t}")
+        return v
 
     @field_validator("devices")
     @classmethod

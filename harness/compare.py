@@ -1,0 +1,246 @@
+"""Noise-aware comparison of two runs, cell by cell and metric by metric, from the raw samples.
+
+For each (cell, metric): ratio of medians (candidate / base) with a seeded bootstrap 95% CI, a
+two-sided Welch t-test on the log values (a ratio-scale test that keeps power at the 3–10
+iterations a benchmark cell has: a rank test such as Mann–Whitney U cannot reach p < 0.008 with
+5 against 5 samples, let alone after correcting for dozens of tests), Holm's correction over
+every test of the comparison, and a minimum effect per metric. The metric's own direction
+(harness/metrics.py) says what "worse" is.
+
+Verdicts, with `worse` = the ratio oriented so that > 1 is worse and t the minimum effect:
+- regression / improvement: significant after correction, the CI excludes 1, and the point
+  change is at least t in that direction;
+- unchanged: the whole CI lies within ±t, or the change is significant but smaller than t;
+- inconclusive: neither (too few or too noisy samples to rule a t-sized change in or out).
+Per-cell metrics measured once (peak memory, load time) have no samples to test: they are judged
+on the change against t alone and marked `basis: threshold-only`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+from scipy import stats as sps
+
+from harness.metrics import METRICS
+from harness.schema import CellResult, RunResults
+
+Verdict = Literal["regression", "improvement", "unchanged", "inconclusive"]
+COMPARISON_VERSION = "1.0"
+
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "ttft_ms": 0.10,
+    "tpot_ms": 0.05,
+    "e2e_ms": 0.05,
+    "output_tps": 0.05,
+    "peak_rss_mb": 0.05,
+}
+
+
+class CompareSettings(BaseModel):
+    thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    alpha: float = 0.05
+    bootstrap: int = 2000
+    seed: int = 0
+
+
+class MetricComparison(BaseModel):
+    metric: str
+    unit: str
+    higher_is_better: bool
+    basis: Literal["samples", "threshold-only"]
+    n_base: int
+    n_candidate: int
+    base_median: float
+    candidate_median: float
+    ratio: float = Field(description="candidate median / base median")
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = Field(None, description="Holm-adjusted over all tests of the comparison")
+    threshold: float
+    verdict: Verdict
+
+
+class CellComparison(BaseModel):
+    key: str
+    base_status: str
+    candidate_status: str
+    metrics: list[MetricComparison] = Field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        vs = {m.verdict for m in self.metrics}
+        for v in ("regression", "inconclusive", "improvement"):
+            if v in vs:
+                return v  # type: ignore[return-value]
+        return "unchanged"
+
+
+class Drift(BaseModel):
+    field: str
+    base: str | None
+    candidate: str | None
+
+
+class Comparison(BaseModel):
+    version: str = COMPARISON_VERSION
+    base_run: str
+    candidate_run: str
+    settings: CompareSettings
+    drift: list[Drift]
+    cells: list[CellComparison]
+    only_in_base: list[str]
+    only_in_candidate: list[str]
+
+    def counts(self) -> dict[str, int]:
+        out = {"regression": 0, "improvement": 0, "unchanged": 0, "inconclusive": 0}
+        for c in self.cells:
+            for m in c.metrics:
+                out[m.verdict] += 1
+        return out
+
+    def regressions(self) -> list[tuple[str, MetricComparison]]:
+        return [(c.key, m) for c in self.cells for m in c.metrics if m.verdict == "regression"]
+
+
+def measured_values(cell: CellResult, metric: str) -> list[float]:
+    """Raw per-iteration values of a metric (warm-up excluded), or the cell's single value."""
+    if METRICS[metric].scope == "cell":
+        v = cell.cell_values.get(metric)
+        return [] if v is None else [v]
+    out: list[float] = []
+    for s in cell.samples:
+        if not s.warmup:
+            out.extend(s.values.get(metric, []))
+    return out
+
+
+def bootstrap_ratio_ci(x: np.ndarray, y: np.ndarray, resamples: int, rng: np.random.Generator,
+                       confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of median(y) / median(x), both samples resampled independently."""
+    mx = np.median(x[rng.integers(0, len(x), (resamples, len(x)))], axis=1)
+    my = np.median(y[rng.integers(0, len(y), (resamples, len(y)))], axis=1)
+    ratios = my / mx
+    a = (1 - confidence) / 2
+    return float(np.quantile(ratios, a)), float(np.quantile(ratios, 1 - a))
+
+
+def welch_log_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided Welch t-test p-value on log values; 1.0 when both samples are constant and equal."""
+    lx, ly = np.log(x), np.log(y)
+    if np.ptp(lx) == 0 and np.ptp(ly) == 0:
+        return 1.0 if lx[0] == ly[0] else 0.0
+    p = float(sps.ttest_ind(ly, lx, equal_var=False).pvalue)
+    return 1.0 if np.isnan(p) else p
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (same order as given)."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def _worse(ratio: float, higher_is_better: bool) -> float:
+    return 1 / ratio if higher_is_better else ratio
+
+
+def decide(m: MetricComparison, alpha: float) -> Verdict:
+    """The verdict rule of the module docstring."""
+    t = m.threshold
+    worse = _worse(m.ratio, m.higher_is_better)
+    if m.basis == "threshold-only":
+        if worse >= 1 + t:
+            return "regression"
+        if worse <= 1 / (1 + t):
+            return "improvement"
+        return "unchanged"
+    lo, hi = m.ci_low, m.ci_high
+    assert lo is not None and hi is not None and m.p_adjusted is not None
+    worse_lo, worse_hi = sorted((_worse(lo, m.higher_is_better), _worse(hi, m.higher_is_better)))
+    significant = m.p_adjusted < alpha and (worse_lo > 1 or worse_hi < 1)
+    if significant and worse >= 1 + t:
+        return "regression"
+    if significant and worse <= 1 / (1 + t):
+        return "improvement"
+    if worse_lo >= 1 / (1 + t) and worse_hi <= 1 + t:
+        return "unchanged"
+    if significant:
+        return "unchanged"
+    return "inconclusive"
+
+
+def _drift(base: RunResults, cand: RunResults) -> list[Drift]:
+    b, c = base.metadata, cand.metadata
+    out: list[Drift] = []
+    for name in sorted(set(b.versions) | set(c.versions)):
+        if b.versions.get(name) != c.versions.get(name):
+            out.append(Drift(field=f"version {name}", base=b.versions.get(name), candidate=c.versions.get(name)))
+    pairs = {
+        "suite sha256": (b.suite_sha256, c.suite_sha256),
+        "cpu model": (b.host.cpu_model, c.host.cpu_model),
+        "host": (b.host.hostname, c.host.hostname),
+        "logical cores": (str(b.host.logical_cores), str(c.host.logical_cores)),
+        "devices": ("; ".join(f"{d.name}={d.full_name}" for d in b.devices),
+                    "; ".join(f"{d.name}={d.full_name}" for d in c.devices)),
+    }
+    for name, (x, y) in pairs.items():
+        if x != y:
+            out.append(Drift(field=name, base=x, candidate=y))
+    fb, fc = set(b.host.cpu_flags), set(c.host.cpu_flags)
+    if fb != fc:
+        out.append(Drift(field="cpu flags", base=" ".join(sorted(fb - fc)) or None,
+                         candidate=" ".join(sorted(fc - fb)) or None))
+    return out
+
+
+def compare_runs(base: RunResults, cand: RunResults, settings: CompareSettings | None = None) -> Comparison:
+    """Compare two runs cell by cell (matched by key); see the module docstring."""
+    settings = settings or CompareSettings()
+    rng = np.random.default_rng(settings.seed)
+    bcells = {c.key: c for c in base.cells}
+    ccells = {c.key: c for c in cand.cells}
+    cells: list[CellComparison] = []
+    tested: list[MetricComparison] = []
+    for key in [k for k in ccells if k in bcells]:
+        b, c = bcells[key], ccells[key]
+        cc = CellComparison(key=key, base_status=b.status, candidate_status=c.status)
+        cells.append(cc)
+        if b.status != "ok" or c.status != "ok":
+            continue
+        for metric, t in settings.thresholds.items():
+            x = np.asarray(measured_values(b, metric), dtype=float)
+            y = np.asarray(measured_values(c, metric), dtype=float)
+            if len(x) == 0 or len(y) == 0 or np.median(x) == 0:
+                continue
+            m = METRICS[metric]
+            mc = MetricComparison(
+                metric=metric, unit=m.unit, higher_is_better=m.higher_is_better,
+                basis="samples" if m.scope == "sample" and len(x) > 1 and len(y) > 1 else "threshold-only",
+                n_base=len(x), n_candidate=len(y), base_median=float(np.median(x)),
+                candidate_median=float(np.median(y)), ratio=float(np.median(y) / np.median(x)),
+                threshold=t, verdict="inconclusive",
+            )
+            if mc.basis == "samples":
+                mc.ci_low, mc.ci_high = bootstrap_ratio_ci(x, y, settings.bootstrap, rng)
+                mc.p_value = welch_log_p(x, y)
+                tested.append(mc)
+            cc.metrics.append(mc)
+    for mc, p in zip(tested, holm([m.p_value for m in tested]), strict=True):  # type: ignore[misc]
+        mc.p_adjusted = p
+    for cc in cells:
+        for mc in cc.metrics:
+            mc.verdict = decide(mc, settings.alpha)
+    return Comparison(
+        base_run=base.metadata.run_id, candidate_run=cand.metadata.run_id, settings=settings,
+        drift=_drift(base, cand), cells=cells,
+        only_in_base=[k for k in bcells if k not in ccells], only_in_candidate=[k for k in ccells if k not in bcells],
+    )

@@ -1,0 +1,74 @@
+"""Renderers of a `Comparison` (harness/compare.py): Markdown, JSON and a rich terminal table."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from harness.compare import Comparison, MetricComparison
+
+_MARK = {"regression": "REGRESSION", "improvement": "improvement", "unchanged": "unchanged",
+         "inconclusive": "inconclusive"}
+_ORDER = {"regression": 0, "inconclusive": 1, "improvement": 2, "unchanged": 3}
+
+
+def _change(m: MetricComparison) -> str:
+    pct = (m.ratio - 1) * 100
+    ci = f" [{(m.ci_low - 1) * 100:+.1f}, {(m.ci_high - 1) * 100:+.1f}]" if m.ci_low is not None else ""
+    return f"{pct:+.1f}%{ci}"
+
+
+def _p(m: MetricComparison) -> str:
+    return "—" if m.p_adjusted is None else f"{m.p_adjusted:.3g}"
+
+
+def _rows(comp: Comparison) -> list[tuple[str, MetricComparison]]:
+    rows = [(c.key, m) for c in comp.cells for m in c.metrics]
+    return sorted(rows, key=lambda r: (_ORDER[r[1].verdict], r[0], r[1].metric))
+
+
+def render_comparison_md(comp: Comparison) -> str:
+    """Markdown: drift, counts, unmatched cells, then one row per cell and metric, worst first."""
+    n = comp.counts()
+    lines = [f"# Comparison: `{comp.base_run}` → `{comp.candidate_run}`", ""]
+    if comp.drift:
+        lines += ["## Environment drift", "", "| what | base | candidate |", "|---|---|---|"]
+        lines += [f"| {d.field} | {d.base or '—'} | {d.candidate or '—'} |" for d in comp.drift]
+        lines.append("")
+    lines += [f"**{n['regression']} regressions**, {n['improvement']} improvements, {n['unchanged']} unchanged, "
+              f"{n['inconclusive']} inconclusive (alpha {comp.settings.alpha}, Holm-corrected Welch t-test on log values, "
+              f"bootstrap 95% CI of the ratio of medians).", ""]
+    if comp.only_in_base or comp.only_in_candidate:
+        lines += ["Unmatched cells:"]
+        lines += [f"- only in base: `{k}`" for k in comp.only_in_base]
+        lines += [f"- only in candidate: `{k}`" for k in comp.only_in_candidate]
+        lines.append("")
+    status = [c for c in comp.cells if c.base_status != "ok" or c.candidate_status != "ok"]
+    if status:
+        lines += ["Cells not compared (status):"]
+        lines += [f"- `{c.key}`: base {c.base_status}, candidate {c.candidate_status}" for c in status]
+        lines.append("")
+    lines += ["| cell | metric | base median | candidate median | change [95% CI] | p (adj.) | min effect | n | verdict |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for key, m in _rows(comp):
+        lines.append(f"| `{key}` | {m.metric} | {m.base_median:.3g} {m.unit} | {m.candidate_median:.3g} {m.unit} "
+                     f"| {_change(m)} | {_p(m)} | {m.threshold * 100:.0f}% | {m.n_base}/{m.n_candidate} "
+                     f"| {'**' + _MARK[m.verdict] + '**' if m.verdict == 'regression' else _MARK[m.verdict]} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_comparison_json(comp: Comparison) -> str:
+    return comp.model_dump_json(indent=1)
+
+
+def comparison_table(comp: Comparison) -> Table:
+    """rich table for the terminal, worst first."""
+    n = comp.counts()
+    table = Table(title=f"{comp.base_run} → {comp.candidate_run}: {n['regression']} regressions, "
+                        f"{n['improvement']} improvements, {n['unchanged']} unchanged, {n['inconclusive']} inconclusive")
+    for col in ("cell", "metric", "base", "candidate", "change [95% CI]", "p adj.", "min", "verdict"):
+        table.add_column(col)
+    style = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow", "unchanged": ""}
+    for key, m in _rows(comp):
+        table.add_row(key, m.metric, f"{m.base_median:.3g}", f"{m.candidate_median:.3g}", _change(m), _p(m),
+                      f"{m.threshold * 100:.0f}%", f"[{style[m.verdict]}]{m.verdict}[/]" if style[m.verdict] else m.verdict)
+    return table
