@@ -107,15 +107,19 @@ class Comparison(BaseModel):
 
 
 def measured_values(cell: CellResult, metric: str) -> list[float]:
-    """Raw per-iteration values of a metric (warm-up excluded), or the cell's single value."""
+    """The values a comparison tests: per-iteration values (warm-up excluded); with several worker
+    processes, one median per process, since iterations within a process share its state and
+    understate run-to-run variance; for per-cell metrics the cell's single value."""
     if METRICS[metric].scope == "cell":
         v = cell.cell_values.get(metric)
         return [] if v is None else [v]
-    out: list[float] = []
+    per_process: dict[int, list[float]] = {}
     for s in cell.samples:
         if not s.warmup:
-            out.extend(s.values.get(metric, []))
-    return out
+            per_process.setdefault(s.process, []).extend(s.values.get(metric, []))
+    if len(per_process) > 1:
+        return [float(np.median(v)) for v in per_process.values() if v]
+    return [x for v in per_process.values() for x in v]
 
 
 def bootstrap_ratio_ci(x: np.ndarray, y: np.ndarray, resamples: int, rng: np.random.Generator,

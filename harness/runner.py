@@ -139,9 +139,14 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
     base = WorkerTask(mode="prepare", cell=cell, cache_dir=str(options.cache_dir), workdir=str(workdir))
     events, status, error = _run_worker(base, workdir, cell.prepare_timeout_s, cell, progress)
     if status == "ok":
-        measure = base.model_copy(update={"mode": "measure", "fault": options.faults.get(cell.key)})
-        more, status, error = _run_worker(measure, workdir, cell.timeout_s, cell, progress)
-        events = [e for e in events if e.get("event") == "prepared"] + more
+        events = [e for e in events if e.get("event") == "prepared"]
+        for process in range(cell.processes):
+            measure = base.model_copy(update={"mode": "measure", "fault": options.faults.get(cell.key),
+                                              "process": process})
+            more, status, error = _run_worker(measure, workdir, cell.timeout_s, cell, progress)
+            events += more
+            if status != "ok":
+                break
     if not options.keep_workdirs:
         _remove_tree(workdir / "compile-cache")
     return cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)

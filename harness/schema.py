@@ -88,6 +88,9 @@ class CellSpec(Strict):
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
     warmup: int = Field(1, ge=0)
     iterations: int = Field(3, ge=1)
+    processes: int = Field(
+        1, ge=1, description="fresh worker processes per cell, each with its own warm-up and iterations; "
+        "with 2 or more, comparisons use per-process medians so run-to-run variance is accounted for")
     timeout_s: float = Field(900, gt=0, description="limit for loading and measuring the cell")
     prepare_timeout_s: float = Field(3600, gt=0, description="limit for building/exporting its models")
     token_timing: Literal["streamer", "genai"] = Field(
@@ -125,6 +128,7 @@ class Sample(Strict):
 
     iteration: int
     warmup: bool
+    process: int = Field(0, description="which of the cell's worker processes measured it")
     prompt_index: int
     input_tokens: int
     output_tokens: int

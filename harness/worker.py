@@ -25,6 +25,7 @@ class WorkerTask(BaseModel):
     workdir: str
     # Test-only fault injection: "crash" (SIGSEGV-like abort), "hang" (sleep forever).
     fault: str | None = None
+    process: int = 0
 
 
 def _emitter(path: Path):
@@ -72,7 +73,13 @@ def run_task(task: WorkerTask, emit) -> None:
         return
     _inject(task.fault)
     emit({"event": "phase", "phase": "run"})
-    backend_for(cell.scenario.kind)(cell, CellModels(target.path, draft.path if draft else None, Path(task.workdir)), emit)
+    def emit_tagged(event: dict[str, Any]) -> None:
+        if event.get("event") == "sample":
+            event["sample"]["process"] = task.process
+        emit(event)
+
+    models = CellModels(target.path, draft.path if draft else None, Path(task.workdir))
+    backend_for(cell.scenario.kind)(cell, models, emit_tagged)
 
 
 def error_line(e: BaseException) -> str:

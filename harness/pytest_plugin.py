@@ -1,0 +1,179 @@
+"""pytest front door: `pytest suites/ --suite suites/nightly.yaml` runs every cell as a test item.
+
+A cell passes when it ran (a missing device makes it a skip), every recorded check passed, and,
+with `--baseline REF`, no metric regressed against the baseline's cell of the same key. Items carry
+markers for precision, device, scenario kind and model (`-m "int4 and not speculative"`). With
+pytest-benchmark installed, each cell's per-iteration e2e times join its JSON/storage
+(`--benchmark-json`, `--benchmark-autosave`), the LLM metrics in `extra_info`.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from harness.schema import CellResult, CellSpec
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("harness", "OpenVINO GenAI benchmark harness")
+    g.addoption("--suite", action="append", default=[], help="suite file whose cells become test items")
+    g.addoption("--baseline", default=None, help="run dir, results.json, run id, baseline name or last-good")
+    g.addoption("--harness-out", default=None, help="run directory for the results (default: a temp dir)")
+    g.addoption("--harness-cache", default=None, help="model cache (default: ~/.cache/ov-genai-harness)")
+    g.addoption("--harness-db", default=None, help="history database URL for --baseline references")
+
+
+def marker_name(value: str) -> str:
+    """A pytest marker for an axis value: 'HETERO:GPU,CPU' -> 'hetero_gpu_cpu'."""
+    return re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_") or "none"
+
+
+class HarnessRun:
+    """The session's run directory, metadata and baseline, shared by all cell items."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        import openvino as ov
+
+        from harness import host
+        from harness.cli import default_cache_dir
+        from harness.devices import list_devices
+        from harness.runner import RunOptions, now_iso
+        from harness.schema import RunMetadata
+        from harness.store import write_metadata
+
+        out = config.getoption("harness_out")
+        self.run_dir = Path(out) if out else Path(tempfile.mkdtemp(prefix="harness-pytest-"))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        core = ov.Core()
+        cache = config.getoption("harness_cache")
+        self.options = RunOptions(cache_dir=Path(cache) if cache else default_cache_dir(),
+                                  available_devices=list(core.available_devices))
+        self.meta = RunMetadata(
+            run_id=f"pytest-{now_iso()}", suite_name=",".join(Path(s).stem for s in config.getoption("suite")),
+            suite_file=None, suite_sha256=None, started_at=now_iso(), command=["pytest"],
+            host=host.host_info(), versions=host.package_versions(), harness_commit=host.git_commit(),
+            devices=list_devices(core))
+        write_metadata(self.run_dir, self.meta)
+        self.baseline = None
+        ref = config.getoption("baseline")
+        if ref:
+            from harness.cli import _load_run
+
+            self.baseline = _load_run(ref, config.getoption("harness_db"))
+
+
+def _harness_run(config: pytest.Config) -> HarnessRun:
+    if not hasattr(config, "_harness_run"):
+        config._harness_run = HarnessRun(config)  # type: ignore[attr-defined]
+    return config._harness_run  # type: ignore[attr-defined]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    wanted = {Path(s).resolve() for s in parent.config.getoption("suite")}
+    if file_path.suffix in (".yaml", ".yml") and file_path.resolve() in wanted:
+        return SuiteFile.from_parent(parent, path=file_path)
+    return None
+
+
+class SuiteFile(pytest.File):
+    def collect(self):
+        from harness.suite import expand, load_suite
+
+        suite, _ = load_suite(self.path)
+        for cell in expand(suite, self.path):
+            item = CellItem.from_parent(self, name=cell.key, cell=cell)
+            for value in (cell.precision, cell.device, cell.scenario.kind, cell.model.name):
+                name = marker_name(value)
+                self.config.addinivalue_line("markers", f"{name}: harness axis value {value}")
+                item.add_marker(name)
+            yield item
+
+
+class CellFailure(Exception):
+    pass
+
+
+class CellItem(pytest.Item):
+    def __init__(self, *, cell: CellSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cell = cell
+
+    def runtest(self) -> None:
+        from harness.runner import ProgressSink, run_cell
+        from harness.store import append_cell
+
+        hr = _harness_run(self.config)
+        result = run_cell(self.cell, hr.run_dir, hr.options, ProgressSink())
+        append_cell(hr.run_dir, result)
+        self.user_properties.append(("harness_status", result.status))
+        _record_benchmark(self.config, result)
+        if result.status == "skipped":
+            pytest.skip(result.error or "skipped")
+        if result.status != "ok":
+            raise CellFailure(f"{result.status}: {result.error}")
+        failed = [c for c in result.checks if c.status == "fail"]
+        if failed:
+            raise CellFailure("; ".join(f"check {c.name} failed: {c.detail}" for c in failed))
+        if hr.baseline is not None:
+            _gate_on_baseline(hr, result)
+
+    def repr_failure(self, excinfo, style=None):  # noqa: ANN001
+        if isinstance(excinfo.value, CellFailure):
+            return f"{self.cell.key}: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"cell {self.cell.key}"
+
+
+def _gate_on_baseline(hr: HarnessRun, result: CellResult) -> None:
+    from harness.compare import DEFAULT_THRESHOLDS, CompareSettings, compare_runs
+    from harness.schema import RunResults
+
+    base_cell = next((c for c in hr.baseline.cells if c.key == result.key), None)
+    if base_cell is None:
+        pytest.skip(f"no cell {result.key} in the baseline {hr.baseline.metadata.run_id}")
+    thresholds = {**DEFAULT_THRESHOLDS, **hr.baseline.metadata.compare_thresholds}
+    comp = compare_runs(RunResults(metadata=hr.baseline.metadata, cells=[base_cell]),
+                        RunResults(metadata=hr.meta, cells=[result]), CompareSettings(thresholds=thresholds))
+    bad = comp.regressions()
+    if bad:
+        raise CellFailure("regression vs baseline: " + "; ".join(
+            f"{m.metric} {m.base_median:.3g} -> {m.candidate_median:.3g} {m.unit} ({(m.ratio - 1) * 100:+.1f}%)"
+            for _, m in bad))
+
+
+def _record_benchmark(config: pytest.Config, result: CellResult) -> None:
+    """Hand the cell's per-iteration e2e times to pytest-benchmark's session, if it is active."""
+    session = getattr(config, "_benchmarksession", None)
+    measured = [s for s in result.samples if not s.warmup]
+    if session is None or session.disabled or not measured:
+        return
+    from pytest_benchmark.stats import Metadata
+
+    extra = {tag: s.median for tag, s in result.summaries.items()}
+    extra.update({"cell": result.key, "status": result.status, "unit_of_timing": "e2e seconds per generate()"})
+    fixture = SimpleNamespace(name=result.key, fullname=f"harness::{result.key}", group=result.spec.scenario.kind,
+                              param=None, params=result.spec.axes(), extra_info=extra, cprofile_stats=None)
+    meta = Metadata(fixture, iterations=1, options={"source": "ov-genai-harness"})
+    for s in measured:
+        meta.stats.update((s.end_ns - s.start_ns) / 1e9)
+    session.benchmarks.append(meta)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    hr = getattr(session.config, "_harness_run", None)
+    if hr is None:
+        return
+    from harness.runner import assemble, now_iso
+    from harness.store import write_metadata, write_results
+
+    hr.meta.finished_at = now_iso()
+    write_metadata(hr.run_dir, hr.meta)
+    write_results(hr.run_dir, assemble(hr.run_dir, hr.meta))
