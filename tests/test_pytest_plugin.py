@@ -1,0 +1,76 @@
+"""The pytest front door, driven as a user would: `pytest DIR --suite SUITE ...` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness.store import load_results, write_results
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+SUITE = """
+name: front-door
+models: [{name: tiny, source: synthetic:tiny}]
+precisions: [fp16, int8]
+devices: [CPU, GPU]
+prompts: {input_tokens: [16]}
+generation: {max_new_tokens: 8}
+warmup: 1
+iterations: 6
+load_twice: false
+scenarios: [{name: greedy, kind: generate}]
+"""
+
+
+def _pytest(tmp_path, model_cache, *args):
+    return subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "suites"), "--suite",
+                           str(tmp_path / "suites" / "s.yaml"), "--harness-cache", str(model_cache),
+                           "-p", "no:cacheprovider", "-q", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+@pytest.fixture()
+def suite_dir(tmp_path):
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "s.yaml").write_text(SUITE)
+    return tmp_path
+
+
+def test_cells_become_items_with_markers_junit_and_benchmark_json(suite_dir, model_cache):
+    out = suite_dir / "run"
+    proc = _pytest(suite_dir, model_cache, "-m", "int8 or gpu", "--harness-out", str(out),
+                   "--junitxml", str(suite_dir / "j.xml"), "--benchmark-json", str(suite_dir / "b.json"))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "1 passed, 2 skipped, 1 deselected" in proc.stdout
+    cases = ET.parse(suite_dir / "j.xml").getroot().iter("testcase")
+    names = {c.get("name"): c for c in cases}
+    assert "tiny/int8/CPU/greedy/in16-out8" in names
+    assert names["tiny/fp16/GPU/greedy/in16-out8"].find("skipped") is not None
+    bench = json.loads((suite_dir / "b.json").read_text())["benchmarks"]
+    assert [b["name"] for b in bench] == ["tiny/int8/CPU/greedy/in16-out8"]
+    assert bench[0]["stats"]["rounds"] == 6 and bench[0]["extra_info"]["tpot_ms"] > 0
+    res = load_results(out)
+    assert {c.status for c in res.cells} == {"ok", "skipped"}
+
+
+def test_baseline_regression_fails_the_item(suite_dir, model_cache):
+    out = suite_dir / "base"
+    proc = _pytest(suite_dir, model_cache, "-m", "fp16 and cpu", "--harness-out", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    # A baseline 3x faster than anything this machine does: the candidate must be called a regression.
+    fast = load_results(out)
+    for cell in fast.cells:
+        for s in cell.samples:
+            s.values = {k: ([x * 3 for x in v] if k in ("output_tps", "decode_tps") else [x / 3 for x in v])
+                        for k, v in s.values.items()}
+    (suite_dir / "fast").mkdir()
+    write_results(suite_dir / "fast", fast)
+    proc = _pytest(suite_dir, model_cache, "-m", "fp16 and cpu", "--baseline", str(suite_dir / "fast"))
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "regression vs baseline" in proc.stdout and "tpot_ms" in proc.stdout
