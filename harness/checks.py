@@ -38,10 +38,25 @@ def repeat_determinism(r: CellResult) -> CheckResult | None:
     return CheckResult(name="repeat_determinism", status="pass", detail=f"prompt(s) {compared} identical on repeat")
 
 
+def gate_checks(r: CellResult) -> list[CheckResult]:
+    """One check per gate of the cell: the metric's summary statistic within the gate's limits."""
+    out = []
+    for g in r.spec.gates:
+        s = r.summaries.get(g.metric)
+        name = f"gate: {g.describe()}"
+        if s is None:
+            out.append(CheckResult(name=name, status="fail", detail=f"{g.metric} was not measured"))
+            continue
+        v = getattr(s, g.stat)
+        ok = (g.min is None or v >= g.min) and (g.max is None or v <= g.max)
+        out.append(CheckResult(name=name, status="pass" if ok else "fail", detail=f"{g.stat} {v:.4g}"))
+    return out
+
+
 def cell_checks(r: CellResult) -> list[CheckResult]:
     if r.status != "ok":
         return []
-    return [c for c in (exact_token_count(r), repeat_determinism(r)) if c is not None]
+    return [c for c in (exact_token_count(r), repeat_determinism(r)) if c is not None] + gate_checks(r)
 
 
 def _reference_signature(r: CellResult) -> tuple:

@@ -148,16 +148,22 @@ def run(
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="run directory or results.json")],
-    format: Annotated[str, typer.Option("--format", "-f", help="md | csv | json")] = "md",
+    format: Annotated[str, typer.Option("--format", "-f", help="md | csv | json | html")] = "md",
+    kind: Annotated[str, typer.Option(help="run | qualification | release")] = "run",
     out: Annotated[Path | None, typer.Option(help="write to this file instead of stdout")] = None,
 ) -> None:
-    """Re-render a run's results."""
+    """Re-render a run's results (a run report, or a qualification / release verdict)."""
     from harness.store import load_results
     from reports import RENDERERS, render
+    from reports.verdicts import render_qualification, render_release
 
+    kinds = {"qualification": render_qualification, "release": render_release}
+    if kind != "run" and kind not in kinds:
+        raise HarnessInputError("command line", "--kind", kind, "choose from run, qualification, release")
     if format not in RENDERERS:
         raise HarnessInputError("command line", "--format", format, f"unknown format; choose from {', '.join(RENDERERS)}")
-    text = render(load_results(run_dir), format)
+    results = load_results(run_dir)
+    text = kinds[kind](results) if kind in kinds else render(results, format)
     if out:
         out.write_text(text, encoding="utf-8")
     else:

@@ -74,6 +74,19 @@ class ScenarioSpec(Strict):
     params: dict[str, PropertyValue] = Field(default_factory=dict)
 
 
+class Gate(Strict):
+    """A pass/fail limit on one metric's summary, for qualification and release suites."""
+
+    metric: str
+    stat: Literal["median", "mean", "p90", "p99", "min", "max"] = "median"
+    min: float | None = None
+    max: float | None = None
+
+    def describe(self) -> str:
+        parts = [f">= {self.min:g}" if self.min is not None else "", f"<= {self.max:g}" if self.max is not None else ""]
+        return f"{self.metric} {self.stat} " + " and ".join(p for p in parts if p)
+
+
 class CellSpec(Strict):
     """Everything a worker process needs to run one cell, and nothing else."""
 
@@ -98,6 +111,7 @@ class CellSpec(Strict):
         description="per-token times from a token streamer (exact chunks and ids, costs ~2% on 2 cores) "
         "or from openvino-genai's raw per-step timestamps on the same monotonic clock (no callback)",
     )
+    gates: list[Gate] = Field(default_factory=list, description="limits this cell must meet")
     load_twice: bool = Field(
         True, description="load once with an empty compile cache, then again from it (cached compile)"
     )

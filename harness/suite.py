@@ -17,6 +17,7 @@ from harness.errors import HarnessInputError
 from harness.schema import (
     CellSpec,
     CompressionSpec,
+    Gate,
     GenerationSpec,
     ModelRef,
     Precision,
@@ -109,6 +110,26 @@ class SuiteScenario(_Strict):
         return axes
 
 
+class SuiteGate(_Strict):
+    """A gate plus the axis values it applies to (none: every cell), e.g. {precision: int8}."""
+
+    metric: str
+    stat: Literal["median", "mean", "p90", "p99", "min", "max"] = "median"
+    min: float | None = None
+    max: float | None = None
+    where: dict[str, PropertyValue | list[PropertyValue]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _valid(self) -> SuiteGate:
+        from harness.metrics import METRICS
+
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; known: {', '.join(METRICS)}")
+        if self.min is None and self.max is None:
+            raise ValueError("a gate needs min or max")
+        return self
+
+
 class Suite(_Strict):
     """A suite file."""
 
@@ -130,6 +151,7 @@ class Suite(_Strict):
     properties: dict[str, PropertyValue | list[PropertyValue]] = Field(default_factory=dict)
     scenarios: list[SuiteScenario] = Field(min_length=1)
     exclude: list[dict[str, PropertyValue | list[PropertyValue]]] = Field(default_factory=list)
+    gates: list[SuiteGate] = Field(default_factory=list)
     compare_thresholds: dict[str, float] = Field(
         default_factory=dict, description="minimum effect per metric tag for `harness compare` (0.05 = 5%)")
 
@@ -346,6 +368,8 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                 )
                 if _excluded(spec.axes(), suite.exclude):
                     continue
+                spec.gates = [Gate(metric=g.metric, stat=g.stat, min=g.min, max=g.max) for g in suite.gates
+                              if not g.where or _excluded(spec.axes(), [g.where])]
                 spec.key = cell_key(spec, plabel, prop_names)
                 if spec.key in seen:
                     raise HarnessInputError(str(suite_file), "scenarios", spec.key, "two cells expand to the same key")

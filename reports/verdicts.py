@@ -1,0 +1,74 @@
+"""Qualification and release reports: gate verdicts per device, and a models × precisions × devices table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from harness.schema import CellResult, RunResults
+from reports.rows import fmt_spread
+
+
+def _gates(c: CellResult):
+    return [ch for ch in c.checks if ch.name.startswith("gate: ")]
+
+
+def _cell_passes(c: CellResult) -> bool:
+    return c.status == "ok" and all(ch.status == "pass" for ch in c.checks)
+
+
+def render_qualification(res: RunResults) -> str:
+    """One verdict per device: PASS when every cell on it ran and met every gate and check."""
+    by_device: dict[str, list[CellResult]] = defaultdict(list)
+    for c in res.cells:
+        by_device[c.spec.device].append(c)
+    m = res.metadata
+    lines = [f"# Qualification — suite `{m.suite_name}`, run `{m.run_id}`", "",
+             f"Host: {m.host.cpu_model}, {m.host.logical_cores} logical cores; openvino-genai "
+             f"{m.versions.get('openvino-genai')}.", ""]
+    for device, cells in by_device.items():
+        full = next((d.full_name for d in m.devices if d.name == device), None)
+        skipped = [c for c in cells if c.status == "skipped"]
+        if len(skipped) == len(cells):
+            verdict = "NOT RUN"
+        else:
+            verdict = "PASS" if all(_cell_passes(c) for c in cells if c.status != "skipped") else "FAIL"
+        lines += [f"## {device}{f' ({full})' if full else ''}: **{verdict}**", ""]
+        if skipped and len(skipped) == len(cells):
+            lines += [f"- {skipped[0].error}", ""]
+            continue
+        lines += ["| cell | status | gates | failed |", "|---|---|---|---|"]
+        for c in cells:
+            gates = _gates(c)
+            failed = [f"{ch.name.removeprefix('gate: ')} ({ch.detail})" for ch in c.checks if ch.status == "fail"]
+            if c.status not in ("ok", "skipped"):
+                failed.append(c.error or c.status)
+            lines.append(f"| `{c.key}` | {c.status} | {sum(g.status == 'pass' for g in gates)}/{len(gates)} "
+                         f"| {'; '.join(failed) or '—'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_release(res: RunResults) -> str:
+    """Release table: one row per model × precision × scenario, one column per device (tok/s, TTFT, verdict)."""
+    devices = sorted({c.spec.device for c in res.cells})
+    rows: dict[tuple[str, str, str], dict[str, CellResult]] = defaultdict(dict)
+    for c in res.cells:
+        rows[(c.spec.model.name, c.spec.precision, c.spec.scenario.name)][c.spec.device] = c
+    lines = [f"# Release report — suite `{res.metadata.suite_name}`, run `{res.metadata.run_id}`", "",
+             "Each device cell: output tok/s | TTFT ms (median ± sd) | verdict (all gates and checks).", "",
+             "| model | precision | scenario | " + " | ".join(devices) + " |",
+             "|---|---|---|" + "---|" * len(devices)]
+    for (model, precision, scenario), per_dev in sorted(rows.items()):
+        cols = []
+        for d in devices:
+            c = per_dev.get(d)
+            if c is None:
+                cols.append("—")
+            elif c.status != "ok":
+                cols.append(c.status)
+            else:
+                verdict = "pass" if _cell_passes(c) else "**FAIL**"
+                cols.append(f"{fmt_spread(c.summaries.get('output_tps'), 1)} tok/s · "
+                            f"{fmt_spread(c.summaries.get('ttft_ms'), 1)} ms · {verdict}")
+        lines.append(f"| {model} | {precision} | {scenario} | " + " | ".join(cols) + " |")
+    return "\n".join(lines) + "\n"
