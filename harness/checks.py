@@ -86,19 +86,21 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
     ref = refs[0]
     if ref.status != "ok":
         return CheckResult(name="matches_greedy", status="not_run", detail=f"reference cell {ref.key} is {ref.status}")
-    ref_out = {s.prompt_index: s.output_ids or s.output_text for s in ref.samples}
+    by_ids = all(s.output_ids for s in ref.samples + r.samples)
+    unit = "token" if by_ids else "character"  # without a streamer there are no token ids
+    ref_out = {s.prompt_index: s.output_ids if by_ids else s.output_text for s in ref.samples}
     compared, diverged = 0, []
     for s in r.samples:
         if s.prompt_index not in ref_out:
             continue
         compared += 1
-        at = first_divergence(s.output_ids or s.output_text, ref_out[s.prompt_index])
+        at = first_divergence(s.output_ids if by_ids else s.output_text, ref_out[s.prompt_index])
         if at is not None:
             diverged.append((s.prompt_index, at))
     if not compared:
         return CheckResult(name="matches_greedy", status="not_run", detail=f"no common prompts with {ref.key}")
     if diverged:
-        where = ", ".join(f"prompt {p} at token {at}" for p, at in sorted(set(diverged)))
+        where = ", ".join(f"prompt {p} at {unit} {at}" for p, at in sorted(set(diverged)))
         return CheckResult(name="matches_greedy", status="fail",
                            detail=f"{len(diverged)}/{compared} outputs diverge from {ref.key}: {where}")
     return CheckResult(name="matches_greedy", status="pass", detail=f"{compared} outputs equal to {ref.key}")

@@ -29,7 +29,7 @@ def test_matches_greedy_across_cells():
     cells = {c.key: c for c in run_level_checks([ref, good, bad, other])}
     assert _checks(cells[good.key])["matches_greedy"].status == "pass"
     failed = _checks(cells[bad.key])["matches_greedy"]
-    assert failed.status == "fail" and "prompt 1 at token 0" in failed.detail
+    assert failed.status == "fail" and "prompt 1 at character 0" in failed.detail
     assert _checks(cells[other.key])["matches_greedy"].status == "not_run"
     assert "matches_greedy" not in _checks(cells[ref.key])
 
