@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from harness.errors import HarnessInputError, ModelPreparationError
+from harness.history_cli import record_in_history, register
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and validate the OpenVINO generative-AI stack.")
@@ -138,6 +139,7 @@ def run(
     for fmt in ("md", "csv"):
         (run_dir / f"report.{fmt}").write_text(render(results, fmt), encoding="utf-8")
     typer.echo(render(results, "md"))
+    record_in_history(results, run_dir)
     err_console.print(f"wrote {run_dir / 'results.json'}, {run_dir / 'report.md'}, {run_dir / 'report.csv'}")
     bad = [c for c in results.cells if c.status not in ("ok", "skipped")]
     failed_checks = [c for c in results.cells for ch in c.checks if ch.status == "fail"]
@@ -300,6 +302,9 @@ def metrics(out: Annotated[Path | None, typer.Option(help="write the document he
         out.write_text(markdown_doc(), encoding="utf-8")
     else:
         typer.echo(markdown_doc(), nl=False)
+
+
+register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,8 @@ def run_cli(*args: str, cache: Path | None = None, timeout: float = 900, cwd: Pa
     env = dict(os.environ)
     if cache is not None:
         env["HARNESS_CACHE_DIR"] = str(cache)
+    # keep test runs out of the user's history database
+    env.setdefault("HARNESS_HISTORY_URL", f"sqlite:///{ROOT / '.cache' / 'test-history.sqlite'}")
     env.setdefault("COLUMNS", "200")
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=cwd or ROOT)

@@ -1,0 +1,319 @@
+"""The history database: every run, its per-cell metric summaries, and named baselines.
+
+SQLite by default (`results/history.sqlite`), PostgreSQL through a URL (`postgresql+psycopg://...`)
+so many machines can write to one place. The full `results.json` of each run is kept in the
+database, so a run can be re-read and compared after its directory is gone. Timestamps are kept
+as the ISO strings of the result schema, so both engines store and order them the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import (
+    Column,
+    Double,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from harness.errors import HarnessInputError
+from harness.schema import SCHEMA_VERSION, RunResults
+
+LAST_GOOD = "last-good"
+BAD_STATUSES = ("failed", "timeout", "crashed")
+
+metadata = MetaData()
+
+runs = Table(
+    "runs", metadata,
+    Column("run_id", String, primary_key=True),
+    Column("suite_name", String, nullable=False),
+    Column("started_at", String, nullable=False),
+    Column("finished_at", String),
+    Column("hostname", String),
+    Column("cpu_model", String),
+    Column("genai_version", String),
+    Column("openvino_version", String),
+    Column("n_cells", Integer, nullable=False),
+    Column("n_ok", Integer, nullable=False),
+    Column("n_failed", Integer, nullable=False),
+    Column("harness_commit", String),
+    Column("run_dir", Text),
+    Column("recorded_at", String, nullable=False),
+    Column("results_json", Text, nullable=False),
+    Index("ix_runs_suite_started", "suite_name", "started_at"),
+)
+
+cell_metrics = Table(
+    "cell_metrics", metadata,
+    Column("run_id", String, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("cell_key", String, primary_key=True),
+    Column("metric", String, primary_key=True),
+    Column("median", Double, nullable=False),
+    Column("mean", Double, nullable=False),
+    Column("stdev", Double),
+    Column("p90", Double, nullable=False),
+    Column("p99", Double, nullable=False),
+    Column("n", Integer, nullable=False),
+    Index("ix_cell_metrics_cell_metric", "cell_key", "metric"),
+)
+
+baselines = Table(
+    "baselines", metadata,
+    Column("name", String, primary_key=True),
+    Column("run_id", String, ForeignKey("runs.run_id"), nullable=False),
+    Column("set_at", String, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run as listed by `harness history`."""
+
+    run_id: str
+    suite_name: str
+    started_at: str
+    finished_at: str | None
+    hostname: str | None
+    cpu_model: str | None
+    genai_version: str | None
+    openvino_version: str | None
+    n_cells: int
+    n_ok: int
+    n_failed: int
+    harness_commit: str | None
+    run_dir: str | None
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One run's summary of one metric of one cell."""
+
+    run_id: str
+    started_at: str
+    median: float
+    mean: float
+    stdev: float | None
+    n: int
+    p90: float
+    genai_version: str | None
+
+
+def default_history_url() -> str:
+    """HARNESS_HISTORY_URL, else a SQLite file results/history.sqlite under the working directory."""
+    env = os.environ.get("HARNESS_HISTORY_URL", "").strip()
+    return env or f"sqlite:///{Path.cwd() / 'results' / 'history.sqlite'}"
+
+
+def _normalise_url(url: str) -> str:
+    # A plain postgresql:// URL would make SQLAlchemy look for psycopg2; psycopg 3 is what we ship.
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _row_values(results: RunResults, run_dir: str | None) -> dict[str, Any]:
+    meta = results.metadata
+    statuses = [c.status for c in results.cells]
+    return {
+        "suite_name": meta.suite_name, "started_at": meta.started_at, "finished_at": meta.finished_at,
+        "hostname": meta.host.hostname, "cpu_model": meta.host.cpu_model,
+        "genai_version": meta.versions.get("openvino-genai"), "openvino_version": meta.versions.get("openvino"),
+        "n_cells": len(statuses), "n_ok": statuses.count("ok"),
+        "n_failed": sum(s in BAD_STATUSES for s in statuses), "harness_commit": meta.harness_commit,
+        "run_dir": run_dir, "recorded_at": _now(), "results_json": results.model_dump_json(),
+    }
+
+
+def _metric_rows(results: RunResults) -> list[dict[str, Any]]:
+    run_id = results.metadata.run_id
+    return [
+        {"run_id": run_id, "cell_key": cell.key, "metric": tag, "median": s.median, "mean": s.mean,
+         "stdev": s.stdev, "p90": s.p90, "p99": s.p99, "n": s.n}
+        for cell in results.cells for tag, s in cell.summaries.items()
+    ]
+
+
+def _upsert(conn: Connection, table: Table, key: dict[str, Any], values: dict[str, Any]) -> None:
+    """Insert or update one row by primary key, atomically where the engine supports it."""
+    dialects = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+    make = dialects.get(conn.dialect.name)
+    if make is not None:
+        # ON CONFLICT: two machines recording the same run at once cannot both insert.
+        stmt = make(table).values(**key, **values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=values))
+        return
+    where = [table.c[k] == v for k, v in key.items()]
+    if not conn.execute(update(table).where(*where).values(**values)).rowcount:
+        conn.execute(insert(table).values(**key, **values))
+
+
+class HistoryStore:
+    """The history database at one SQLAlchemy URL; creates its tables when missing."""
+
+    def __init__(self, url: str | None = None):
+        url = _normalise_url(url or default_history_url())
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise HarnessInputError(None, "history URL", url, "not a database URL (e.g. sqlite:///path or "
+                                    "postgresql+psycopg://user@host/db)") from None
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.url = parsed.render_as_string(hide_password=True)
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            connect_args["timeout"] = 30  # wait for a concurrent writer instead of failing at once
+        elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = 15  # an unreachable host would otherwise hang the run
+        try:
+            self.engine: Engine = create_engine(parsed, connect_args=connect_args)
+        except ModuleNotFoundError as e:
+            raise HarnessInputError(None, "history URL", self.url, f"database driver not installed: {e.name}") from None
+        except NoSuchModuleError:
+            raise HarnessInputError(None, "history URL", self.url, "unsupported database; use sqlite:///PATH or "
+                                    "postgresql+psycopg://USER@HOST/DB") from None
+        try:
+            metadata.create_all(self.engine)
+        except OperationalError as e:
+            reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+            raise HarnessInputError(None, "history URL", self.url, f"cannot open the history database: {reason}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ writing
+
+    def record_run(self, results: RunResults, run_dir: str | None) -> None:
+        """Insert or replace a run (a resumed run updates its row) and its per-cell summaries."""
+        run_id = results.metadata.run_id
+        values = _row_values(results, run_dir)
+        with self.engine.begin() as conn:
+            # An upsert, not delete-then-insert: baselines keep pointing at the row.
+            _upsert(conn, runs, {"run_id": run_id}, values)
+            conn.execute(delete(cell_metrics).where(cell_metrics.c.run_id == run_id))
+            rows = _metric_rows(results)
+            if rows:
+                conn.execute(insert(cell_metrics), rows)
+
+    def set_baseline(self, name: str, run_id: str) -> None:
+        """Point baseline NAME at a recorded run (replacing what it pointed at)."""
+        with self.engine.begin() as conn:
+            self._require_run(conn, run_id)
+            _upsert(conn, baselines, {"name": name}, {"run_id": run_id, "set_at": _now()})
+
+    # ------------------------------------------------------------ reading
+
+    def has_run(self, run_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first() is not None
+
+    def list_runs(self, limit: int = 20, suite: str | None = None) -> list[RunRow]:
+        """Most recent runs first."""
+        cols = [runs.c[f] for f in RunRow.__dataclass_fields__]
+        q = select(*cols).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(limit)
+        if suite:
+            q = q.where(runs.c.suite_name == suite)
+        with self.engine.connect() as conn:
+            return [RunRow(**r._asdict()) for r in conn.execute(q)]
+
+    def trend(self, cell_key: str, metric: str, limit: int = 50) -> list[TrendPoint]:
+        """The last `limit` runs' summaries of one metric of one cell, oldest first."""
+        m = cell_metrics.c
+        q = (select(m.run_id, runs.c.started_at, m.median, m.mean, m.stdev, m.n, m.p90, runs.c.genai_version)
+             .join(runs, runs.c.run_id == m.run_id)
+             .where(m.cell_key == cell_key, m.metric == metric)
+             .order_by(runs.c.started_at.desc(), m.run_id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            points = [TrendPoint(**r._asdict()) for r in conn.execute(q)]
+        return points[::-1]
+
+    def cell_keys(self, metric: str | None = None) -> list[str]:
+        """Every recorded cell key (having `metric`, when given)."""
+        q = select(cell_metrics.c.cell_key).distinct().order_by(cell_metrics.c.cell_key)
+        if metric:
+            q = q.where(cell_metrics.c.metric == metric)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q).scalars())
+
+    def baselines(self) -> dict[str, str]:
+        """Baseline name -> run id."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(baselines.c.name, baselines.c.run_id).order_by(baselines.c.name))
+            return {name: run_id for name, run_id in rows}
+
+    def load(self, run_id: str) -> RunResults:
+        """The full results of a recorded run."""
+        with self.engine.connect() as conn:
+            text = conn.execute(select(runs.c.results_json).where(runs.c.run_id == run_id)).scalar()
+        if text is None:
+            raise HarnessInputError(self.url, "run", run_id, "no run with this id in the history")
+        try:
+            return RunResults.model_validate_json(text)
+        except ValidationError as e:
+            # The history outlives schema changes: an old run may not read with this harness.
+            raise HarnessInputError(self.url, "run", run_id, f"stored results do not match this harness's "
+                                    f"result schema {SCHEMA_VERSION}: {e.errors()[0]['msg']}") from None
+
+    def last_good(self, suite: str | None = None) -> str | None:
+        """Most recent finished run with no failed, crashed or timed-out cell and at least one ok cell."""
+        q = (select(runs.c.run_id).where(runs.c.n_failed == 0, runs.c.n_ok > 0, runs.c.finished_at.is_not(None))
+             .order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(1))
+        if suite:
+            q = q.where(runs.c.suite_name == suite)
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar()
+
+    def resolve(self, ref: str, suite: str | None = None) -> RunResults:
+        """A run id, a baseline name, or `last-good` (its baseline if set, else the last all-ok run)."""
+        if self.has_run(ref):
+            return self.load(ref)
+        named = self.baselines()
+        if ref in named:
+            return self.load(named[ref])
+        if ref == LAST_GOOD:
+            run_id = self.last_good(suite)
+            if run_id is None:
+                where = f" of suite {suite!r}" if suite else ""
+                raise HarnessInputError(self.url, "baseline", ref, f"no baseline named {LAST_GOOD!r} and no "
+                                        f"finished run{where} with every cell ok or skipped")
+            return self.load(run_id)
+        known = sorted({*named, LAST_GOOD})
+        raise HarnessInputError(self.url, "run", ref, "not a run directory, run id or baseline name "
+                                f"(baselines: {', '.join(known)})")
+
+    def _require_run(self, conn: Connection, run_id: str) -> None:
+        if conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first() is None:
+            raise HarnessInputError(self.url, "run", run_id, "no run with this id in the history "
+                                    "(record it first: harness history record RUN_DIR)")

@@ -1,0 +1,213 @@
+"""Command line of the history database: `harness history [record]` and `harness baseline set|list`.
+
+`harness.history` (and with it SQLAlchemy) is imported inside the commands so other commands
+start without it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import HarnessInputError
+
+if TYPE_CHECKING:
+    from harness.history import HistoryStore, TrendPoint
+    from harness.schema import RunResults
+
+err_console = Console(stderr=True, soft_wrap=True)
+
+DbOpt = Annotated[str | None, typer.Option(
+    "--db", show_default=False,
+    help="history database URL, e.g. postgresql+psycopg://user:pw@host/db "
+         "(default: $HARNESS_HISTORY_URL, else sqlite:///results/history.sqlite)")]
+
+history_app = typer.Typer(help="Runs recorded in the history database, and a metric's trend for a cell.")
+baseline_app = typer.Typer(no_args_is_help=True, help="Named baselines (e.g. last-good) in the history database.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `history` and `baseline` to the harness's command line."""
+    app.add_typer(history_app, name="history")
+    app.add_typer(baseline_app, name="baseline")
+
+
+def record_in_history(results: RunResults, run_dir: Path | str, url: str | None = None) -> bool:
+    """Record a finished run; a database problem is a warning, not a failed run (results are on disk)."""
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from harness.history import HistoryStore
+
+        with HistoryStore(url) as store:
+            store.record_run(results, str(Path(run_dir).resolve()))
+    except (ImportError, HarnessInputError, SQLAlchemyError, OSError) as e:
+        err_console.print(f"[yellow]warning:[/] run not recorded in the history: {e}", highlight=False)
+        return False
+    err_console.print(f"recorded run {results.metadata.run_id} in the history {store.url}", highlight=False)
+    return True
+
+
+def _store(db: str | None) -> HistoryStore:
+    from harness.history import HistoryStore
+
+    return HistoryStore(db)
+
+
+def _wide_console() -> Console:
+    console = Console()
+    console.width = max(console.width, 160)  # run ids and cell keys are long; CI logs are not 80 columns
+    return console
+
+
+def _when(iso: str | None) -> str:
+    return (iso or "")[:16].replace("T", " ")
+
+
+def _num(v: float) -> str:
+    return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+
+
+def _run_dir_of(path: Path) -> str:
+    path = path.resolve()
+    return str(path if path.is_dir() else path.parent)
+
+
+# ---------------------------------------------------------------- harness history
+
+
+@history_app.callback(invoke_without_command=True)
+def history(
+    ctx: typer.Context,
+    db: DbOpt = None,
+    suite: Annotated[str | None, typer.Option(help="only runs of this suite")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, show_default=False,
+                                              help="most recent runs to show (default: 20; trend: 50)")] = None,
+    cell: Annotated[str | None, typer.Option(help="cell key: show the trend of --metric for this cell")] = None,
+    metric: Annotated[str | None, typer.Option(help="metric tag for the trend, e.g. tpot_ms")] = None,
+) -> None:
+    """List recorded runs, or with --cell and --metric a metric's trend for one cell."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if (cell is None) != (metric is None):
+        missing = "--metric" if metric is None else "--cell"
+        raise HarnessInputError("command line", missing, None, "--cell and --metric go together")
+    with _store(db) as store:
+        if cell is not None and metric is not None:
+            _print_trend(store, cell, metric, limit or 50)
+        else:
+            _print_runs(store, limit or 20, suite)
+
+
+def _print_runs(store: HistoryStore, limit: int, suite: str | None) -> None:
+    rows = store.list_runs(limit=limit, suite=suite)
+    if not rows:
+        err_console.print(f"no runs recorded in {store.url}" + (f" for suite {suite!r}" if suite else ""),
+                          highlight=False)
+        return
+    named: dict[str, list[str]] = {}
+    for name, run_id in store.baselines().items():
+        named.setdefault(run_id, []).append(name)
+    table = Table("run", "suite", "started", "host", "cpu", "genai", "openvino", "cells ok/failed/all",
+                  "commit", "baselines", "run dir", title=f"runs in {store.url}")
+    for r in rows:
+        cells = f"{r.n_ok}/{r.n_failed}/{r.n_cells}"
+        table.add_row(r.run_id, r.suite_name, _when(r.started_at), r.hostname or "?", r.cpu_model or "?",
+                      r.genai_version or "?", r.openvino_version or "?",
+                      f"[red]{cells}[/]" if r.n_failed else cells, (r.harness_commit or "")[:12],
+                      ", ".join(named.get(r.run_id, [])), r.run_dir or "")
+    _wide_console().print(table)
+
+
+def _change(prev: TrendPoint | None, cur: TrendPoint, higher_is_better: bool) -> str:
+    if prev is None or prev.median == 0:
+        return ""
+    pct = (cur.median - prev.median) / abs(prev.median) * 100
+    better = pct > 0 if higher_is_better else pct < 0
+    colour = "green" if better else "red" if pct else "default"
+    return f"[{colour}]{pct:+.1f}%[/]"
+
+
+def _print_trend(store: HistoryStore, cell: str, metric: str, limit: int) -> None:
+    import difflib
+
+    from harness.metrics import METRICS
+
+    if metric not in METRICS:
+        raise HarnessInputError("command line", "--metric", metric, f"unknown metric; known: {', '.join(METRICS)}")
+    points = store.trend(cell, metric, limit=limit)
+    if not points:
+        close = difflib.get_close_matches(cell, store.cell_keys(metric), n=3, cutoff=0.5)
+        hint = f"; similar cells: {', '.join(close)}" if close else ""
+        raise HarnessInputError(store.url, "--cell", cell, f"no recorded {metric} values for this cell{hint}")
+    m = METRICS[metric]
+    direction = "higher" if m.higher_is_better else "lower"
+    table = Table("run", "date", f"median ± stdev ({m.unit})", "n", "genai", "vs previous",
+                  title=f"{metric} of {cell} ({direction} is better)")
+    prev = None
+    for p in points:
+        spread = f" ± {_num(p.stdev)}" if p.stdev is not None else ""
+        table.add_row(p.run_id, _when(p.started_at), f"{_num(p.median)}{spread}", str(p.n),
+                      p.genai_version or "?", _change(prev, p, m.higher_is_better))
+        prev = p
+    _wide_console().print(table)
+
+
+@history_app.command("record")
+def record(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run directories or results.json files")],
+    db: DbOpt = None,
+) -> None:
+    """Import existing runs into the history (re-recording a run replaces it)."""
+    from harness.store import load_results
+
+    with _store(db) as store:
+        for path in run_dirs:
+            results = load_results(path)
+            store.record_run(results, _run_dir_of(path))
+            err_console.print(f"recorded {results.metadata.run_id} ({len(results.cells)} cells) from {path}",
+                              highlight=False)
+
+
+# ---------------------------------------------------------------- harness baseline
+
+
+@baseline_app.command("set")
+def baseline_set(
+    name: Annotated[str, typer.Argument(help="baseline name, e.g. last-good")],
+    run: Annotated[str, typer.Argument(help="run id, baseline name, last-good, or a run directory / "
+                                            "results.json (recorded first when missing)")],
+    db: DbOpt = None,
+) -> None:
+    """Point a named baseline at a run."""
+    from harness.store import load_results
+
+    if not name.strip():
+        raise HarnessInputError("command line", "NAME", name, "a baseline needs a name")
+    with _store(db) as store:
+        path = Path(run)
+        if path.exists():
+            results = load_results(path)
+            if not store.has_run(results.metadata.run_id):
+                store.record_run(results, _run_dir_of(path))
+        else:
+            results = store.resolve(run)
+        store.set_baseline(name, results.metadata.run_id)
+    err_console.print(f"baseline {name} -> run {results.metadata.run_id}", highlight=False)
+
+
+@baseline_app.command("list")
+def baseline_list(db: DbOpt = None) -> None:
+    """Show the named baselines."""
+    with _store(db) as store:
+        named = store.baselines()
+        if not named:
+            err_console.print(f"no baselines in {store.url}", highlight=False)
+            return
+        table = Table("baseline", "run", title=f"baselines in {store.url}")
+        for name, run_id in named.items():
+            table.add_row(name, run_id)
+        _wide_console().print(table)

@@ -1,0 +1,382 @@
+"""History database: runs, trends, baselines and last-good on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from harness.errors import HarnessInputError
+from harness.history import HistoryStore, _normalise_url, default_history_url
+from harness.history_cli import record_in_history
+from harness.schema import RunResults
+from harness.store import write_metadata, write_results
+from tests import factories
+from tests.conftest import run_cli
+
+KEY = "m/fp16/CPU/generate/in8-out4"
+KEY_INT8 = "m/int8/CPU/generate/in8-out4"
+
+
+def make_run(run_id: str, started: str, e2e: float = 17.0, status: str = "ok", suite: str = "t",
+             genai: str = "2026.4.1.0", finished: bool = True) -> RunResults:
+    """Two cells (fp16 always ok, int8 with `status`); e2e medians are `e2e + 1`."""
+    samples = [factories.sample(i, e2e_ms=e2e + i) for i in range(3)]
+    cells = [factories.result(factories.spec(), samples),
+             factories.result(factories.spec(precision="int8"), samples, status=status,
+                              error=None if status in ("ok", "skipped") else "boom")]
+    results = factories.run(cells)
+    meta = results.metadata
+    meta.run_id, meta.suite_name, meta.started_at = run_id, suite, started
+    meta.finished_at = started.replace("T00:", "T01:") if finished else None
+    meta.versions = {"openvino": "2026.4.1", "openvino-genai": genai}
+    return results
+
+
+# ---------------------------------------------------------------- PostgreSQL server for the tests
+
+
+def _pg_bindir() -> Path | None:
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    # Debian keeps the server binaries off PATH, one directory per major version.
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(Path(d).parent.name)
+                  if Path(d).parent.name.isdigit() else 0)
+    return Path(dirs[-1]) if dirs and (Path(dirs[-1]) / "pg_ctl").exists() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _unavailable(reason: str) -> None:
+    # A warning as well as the skip: the warnings summary is shown without -rs.
+    warnings.warn(f"PostgreSQL server not available: {reason}", stacklevel=2)
+    pytest.skip(f"PostgreSQL server not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 (free port, socket in tmp); yields an admin URL."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        _unavailable("initdb/pg_ctl not found (scripts/install-test-services.sh installs Debian's postgresql)")
+    as_user: list[str] = []
+    owner = None
+    if os.geteuid() == 0:
+        # The server refuses to run as root.
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            _unavailable("running as root and there is no 'postgres' user to run the server as")
+        runuser = shutil.which("runuser")
+        as_user = [runuser, "-u", "postgres", "--"] if runuser else []
+    # Not under pytest's tmp_path: its parents are private to root, and the server user must reach it.
+    root = Path(tempfile.mkdtemp(prefix="harness-pg-"))
+    data, sock, log = root / "data", root / "sock", root / "server.log"
+    sock.mkdir()
+    if owner is not None:
+        for p in (root, sock):
+            os.chown(p, owner.pw_uid, owner.pw_gid)
+
+    def run(*cmd: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        if owner is not None and not as_user:
+            return subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(cmd)],
+                                  capture_output=True, text=True, timeout=timeout, cwd=root)
+        return subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=timeout, cwd=root)
+
+    def last_lines(text: str) -> str:
+        return "; ".join(text.strip().splitlines()[-2:])
+
+    started = False
+    try:
+        init = run(str(bindir / "initdb"), "-D", str(data), "-U", "harness", "--auth=trust", "-E", "UTF8",
+                   "--no-locale", "--no-sync")
+        if init.returncode != 0:
+            _unavailable(f"initdb failed: {last_lines(init.stderr or init.stdout)}")
+        for _attempt in range(3):  # another process may take the free port before the server binds it
+            port = _free_port()
+            # -F: no fsync, the data is thrown away; -k: socket in tmp, not /var/run/postgresql.
+            opts = f"-h 127.0.0.1 -p {port} -k {sock} -F"
+            start = run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", opts, "start")
+            if start.returncode == 0:
+                break
+        else:
+            reason = last_lines(log.read_text(errors="replace")) if log.exists() else last_lines(start.stderr)
+            _unavailable(f"pg_ctl start failed: {reason}")
+        started = True
+        yield f"postgresql+psycopg://harness@127.0.0.1:{port}/postgres"
+    except (OSError, subprocess.TimeoutExpired) as e:
+        _unavailable(f"{type(e).__name__}: {e}")
+    finally:
+        if started:
+            run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop", timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres_server: str) -> Iterator[str]:
+    """A fresh database per test on the session's server."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    # The plain postgresql:// form, as a user would write it: the store picks psycopg 3.
+    yield postgres_server.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HistoryStore]:
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    s = HistoryStore(url)
+    yield s
+    s.close()
+
+
+# ---------------------------------------------------------------- the store
+
+
+def test_record_list_and_trend(store: HistoryStore) -> None:
+    store.record_run(make_run("r2", "2026-01-02T00:00:00+00:00", e2e=20.0), "/runs/r2")
+    store.record_run(make_run("r1", "2026-01-01T00:00:00+00:00", e2e=10.0, genai="2026.3.0.0"), "/runs/r1")
+    store.record_run(make_run("r3", "2026-01-03T00:00:00+00:00", e2e=30.0, status="failed"), None)
+
+    rows = store.list_runs()
+    assert [r.run_id for r in rows] == ["r3", "r2", "r1"]  # most recent first
+    r3 = rows[0]
+    assert (r3.n_cells, r3.n_ok, r3.n_failed, r3.run_dir) == (2, 1, 1, None)
+    assert (r3.suite_name, r3.hostname, r3.cpu_model, r3.openvino_version) == ("t", "h", "cpu", "2026.4.1")
+    assert rows[2].genai_version == "2026.3.0.0" and rows[2].run_dir == "/runs/r1"
+    assert [r.run_id for r in store.list_runs(limit=2)] == ["r3", "r2"]
+
+    points = store.trend(KEY, "e2e_ms")
+    assert [p.run_id for p in points] == ["r1", "r2", "r3"]  # oldest first
+    assert [p.median for p in points] == pytest.approx([11.0, 21.0, 31.0])
+    assert points[0].n == 3 and points[0].stdev == pytest.approx(1.0) and points[0].genai_version == "2026.3.0.0"
+    assert [p.run_id for p in store.trend(KEY, "e2e_ms", limit=2)] == ["r2", "r3"]  # the latest two
+    assert store.trend(KEY, "no_such_metric") == [] and store.trend("no/such/cell", "e2e_ms") == []
+    assert KEY_INT8 in store.cell_keys("e2e_ms")
+
+
+def test_suite_filter(store: HistoryStore) -> None:
+    store.record_run(make_run("a", "2026-01-01T00:00:00+00:00", suite="smoke"), None)
+    store.record_run(make_run("b", "2026-01-02T00:00:00+00:00", suite="nightly"), None)
+    assert [r.run_id for r in store.list_runs(suite="smoke")] == ["a"]
+    assert store.list_runs(suite="nope") == []
+
+
+def test_rerecording_replaces_the_run(store: HistoryStore) -> None:
+    first = make_run("r1", "2026-01-01T00:00:00+00:00", e2e=10.0, finished=False)
+    store.record_run(first, "/runs/r1")
+    store.set_baseline("keep", "r1")
+    resumed = make_run("r1", "2026-01-01T00:00:00+00:00", e2e=40.0)
+    resumed.cells = resumed.cells[:1]  # a cell dropped: its metric rows must go too
+    store.record_run(resumed, "/runs/r1-resumed")
+
+    rows = store.list_runs()
+    assert len(rows) == 1 and rows[0].n_cells == 1 and rows[0].finished_at is not None
+    assert rows[0].run_dir == "/runs/r1-resumed"
+    assert [p.median for p in store.trend(KEY, "e2e_ms")] == [41.0]
+    assert store.trend(KEY_INT8, "e2e_ms") == []
+    assert store.baselines() == {"keep": "r1"}
+    assert store.load("r1") == resumed
+
+
+def test_load_round_trip(store: HistoryStore) -> None:
+    original = make_run("r1", "2026-01-01T00:00:00+00:00", status="crashed")
+    store.record_run(original, None)
+    loaded = store.load("r1")
+    assert loaded == original
+    assert loaded.model_dump_json() == original.model_dump_json()
+
+
+def test_unreadable_stored_run_is_a_clear_error(store: HistoryStore) -> None:
+    from harness.history import runs
+
+    store.record_run(make_run("r1", "2026-01-01T00:00:00+00:00"), None)
+    with store.engine.begin() as conn:  # as if written by a harness with another result schema
+        conn.execute(runs.update().values(results_json='{"schema_version": "9.0", "metadata": {}}'))
+    with pytest.raises(HarnessInputError, match="result schema") as e:
+        store.load("r1")
+    assert (e.value.field, e.value.value) == ("run", "r1")
+
+
+def test_baselines_and_resolve(store: HistoryStore) -> None:
+    store.record_run(make_run("r1", "2026-01-01T00:00:00+00:00"), None)
+    store.record_run(make_run("r2", "2026-01-02T00:00:00+00:00"), None)
+    assert store.baselines() == {}
+    store.set_baseline("release", "r1")
+    store.set_baseline("nightly", "r2")
+    store.set_baseline("release", "r2")  # moving a baseline replaces it
+    assert store.baselines() == {"nightly": "r2", "release": "r2"}
+    assert store.resolve("r1").metadata.run_id == "r1"
+    assert store.resolve("release").metadata.run_id == "r2"
+
+    with pytest.raises(HarnessInputError) as e:
+        store.set_baseline("x", "nope")
+    assert (e.value.field, e.value.value) == ("run", "nope")
+    with pytest.raises(HarnessInputError) as e:
+        store.resolve("nope")
+    assert (e.value.field, e.value.value) == ("run", "nope")
+    assert "nightly, release" in e.value.line()
+    with pytest.raises(HarnessInputError) as e:
+        store.load("nope")
+    assert e.value.field == "run"
+
+
+def test_last_good(store: HistoryStore) -> None:
+    with pytest.raises(HarnessInputError) as e:
+        store.resolve("last-good")
+    assert (e.value.field, e.value.value) == ("baseline", "last-good")
+
+    store.record_run(make_run("r1", "2026-01-01T00:00:00+00:00"), None)
+    store.record_run(make_run("r2", "2026-01-02T00:00:00+00:00", status="skipped"), None)
+    store.record_run(make_run("r3", "2026-01-03T00:00:00+00:00", status="failed"), None)
+    store.record_run(make_run("r4", "2026-01-04T00:00:00+00:00", status="timeout"), None)
+    store.record_run(make_run("r5", "2026-01-05T00:00:00+00:00", finished=False), None)  # interrupted
+    assert store.resolve("last-good").metadata.run_id == "r2"  # skipped cells are fine, failures are not
+
+    store.record_run(make_run("o1", "2026-01-06T00:00:00+00:00", suite="other"), None)
+    assert store.resolve("last-good").metadata.run_id == "o1"
+    assert store.resolve("last-good", suite="t").metadata.run_id == "r2"
+    with pytest.raises(HarnessInputError, match="suite 'none'"):
+        store.resolve("last-good", suite="none")
+
+    store.set_baseline("last-good", "r1")  # an explicit last-good baseline wins
+    assert store.resolve("last-good").metadata.run_id == "r1"
+
+
+def test_default_url_and_sqlite_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HARNESS_HISTORY_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    url = default_history_url()
+    assert url == f"sqlite:///{tmp_path / 'results' / 'history.sqlite'}"
+    HistoryStore(url).close()
+    assert (tmp_path / "results" / "history.sqlite").is_file()
+    monkeypatch.setenv("HARNESS_HISTORY_URL", "sqlite:///elsewhere.sqlite")
+    assert default_history_url() == "sqlite:///elsewhere.sqlite"
+
+
+def test_url_handling() -> None:
+    assert _normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert _normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert _normalise_url("sqlite:///x.sqlite") == "sqlite:///x.sqlite"
+    for bad in ("not a url", "mysql+nosuchdriver://u@h/db"):
+        with pytest.raises(HarnessInputError) as e:
+            HistoryStore(bad)
+        assert e.value.field == "history URL"
+
+
+def test_record_in_history_warns_instead_of_failing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    results = make_run("r1", "2026-01-01T00:00:00+00:00")
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    assert record_in_history(results, tmp_path, url) is True
+    assert HistoryStore(url).list_runs()[0].run_dir == str(tmp_path.resolve())
+    assert record_in_history(results, tmp_path, f"postgresql://u@127.0.0.1:{_free_port()}/db") is False
+    assert "not recorded in the history" in capsys.readouterr().err
+
+
+def test_unreachable_server_is_one_clear_error() -> None:
+    with pytest.raises(HarnessInputError, match="cannot open the history database") as e:
+        HistoryStore(f"postgresql://nobody:secret@127.0.0.1:{_free_port()}/db?connect_timeout=5")
+    assert "secret" not in e.value.line()
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@pytest.fixture
+def cli_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HistoryStore:
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    monkeypatch.setenv("HARNESS_HISTORY_URL", url)
+    s = HistoryStore(url)
+    s.record_run(make_run("run-one", "2026-01-01T00:00:00+00:00", e2e=10.0), "/runs/one")
+    s.record_run(make_run("run-two", "2026-01-02T00:00:00+00:00", e2e=20.0, status="failed"), "/runs/two")
+    return s
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_cli_history_lists_runs(cli_db: HistoryStore) -> None:
+    proc = run_cli("history")
+    assert proc.returncode == 0, proc.stderr
+    assert "run-one" in proc.stdout and "run-two" in proc.stdout and "1/1/2" in proc.stdout
+    assert proc.stdout.index("run-two") < proc.stdout.index("run-one")
+    proc = run_cli("history", "--suite", "nope")
+    assert proc.returncode == 0 and "no runs recorded" in proc.stderr
+
+
+def test_cli_trend(cli_db: HistoryStore) -> None:
+    proc = run_cli("history", "--cell", KEY, "--metric", "e2e_ms")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.index("run-one") < out.index("run-two")
+    assert "11 ± 1" in out and "21 ± 1" in out and "+90.9%" in out and "2026.4.1.0" in out
+
+    line = _one_error_line(run_cli("history", "--cell", KEY, "--metric", "speed"))
+    assert "--metric" in line and "'speed'" in line and "e2e_ms" in line and "tpot_ms" in line
+    line = _one_error_line(run_cli("history", "--cell", KEY + "x", "--metric", "e2e_ms"))
+    assert "--cell" in line and KEY in line  # suggests the close match
+    _one_error_line(run_cli("history", "--cell", KEY))
+
+
+def test_cli_baselines(cli_db: HistoryStore, tmp_path: Path) -> None:
+    proc = run_cli("baseline", "set", "release", "run-one")
+    assert proc.returncode == 0, proc.stderr
+    assert cli_db.baselines() == {"release": "run-one"}
+
+    # A run directory that is not in the history yet is recorded first.
+    run_dir = tmp_path / "run3"
+    run_dir.mkdir()
+    results = make_run("run-three", "2026-01-03T00:00:00+00:00")
+    write_metadata(run_dir, results.metadata)
+    write_results(run_dir, results)
+    proc = run_cli("baseline", "set", "nightly", str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert cli_db.baselines()["nightly"] == "run-three"
+    assert cli_db.list_runs()[0].run_dir == str(run_dir.resolve())
+
+    proc = run_cli("baseline", "list")
+    assert proc.returncode == 0 and "release" in proc.stdout and "run-three" in proc.stdout
+
+    line = _one_error_line(run_cli("baseline", "set", "x", "no-such-run"))
+    assert "run" in line and "'no-such-run'" in line
+
+
+def test_cli_record_and_compare_last_good(cli_db: HistoryStore, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run4"
+    run_dir.mkdir()
+    results = make_run("run-four", "2026-01-04T00:00:00+00:00", e2e=10.0)
+    write_results(run_dir, results)
+    proc = run_cli("history", "record", str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert cli_db.load("run-four") == results
+
+    # last-good: run-two failed, so it is run-four, compared with itself here.
+    proc = run_cli("compare", "last-good", "run-four")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = _one_error_line(run_cli("compare", "no-such-ref", "run-four"))
+    assert "'no-such-ref'" in line
