@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from harness.errors import HarnessInputError, ModelPreparationError
-from harness.history_cli import record_in_history, register
+from harness.history_cli import history_trends, record_in_history, register
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and validate the OpenVINO generative-AI stack.")
@@ -79,7 +79,7 @@ def run(
     fail_on_checks: Annotated[bool, typer.Option(help="exit 1 also when a check fails, not only a cell")] = False,
     fault: Annotated[list[str] | None, typer.Option(hidden=True, help="test only: KEY=crash|hang")] = None,
 ) -> None:
-    """Run a suite; write results.json, report.md and report.csv; print the report.
+    """Run a suite; write results.json, report.md, report.csv and report.html; print the report.
 
     Exit code: 0 when every cell ran or was skipped for a missing device, 1 when a cell failed,
     crashed or timed out (or, with --fail-on-checks, a check failed), 2 for bad input."""
@@ -140,7 +140,10 @@ def run(
         (run_dir / f"report.{fmt}").write_text(render(results, fmt), encoding="utf-8")
     typer.echo(render(results, "md"))
     record_in_history(results, run_dir)
-    err_console.print(f"wrote {run_dir / 'results.json'}, {run_dir / 'report.md'}, {run_dir / 'report.csv'}")
+    from reports.html import render_html
+
+    (run_dir / "report.html").write_text(render_html(results, trends=history_trends(results, None)), encoding="utf-8")
+    err_console.print(f"wrote {run_dir / 'results.json'}, report.md, report.csv and report.html")
     bad = [c for c in results.cells if c.status not in ("ok", "skipped")]
     failed_checks = [c for c in results.cells for ch in c.checks if ch.status == "fail"]
     if bad or (fail_on_checks and failed_checks):
@@ -153,6 +156,8 @@ def report(
     format: Annotated[str, typer.Option("--format", "-f", help="md | csv | json | html")] = "md",
     kind: Annotated[str, typer.Option(help="run | qualification | release")] = "run",
     out: Annotated[Path | None, typer.Option(help="write to this file instead of stdout")] = None,
+    db: Annotated[str | None, typer.Option(help="history database for the HTML trend charts (env HARNESS_HISTORY_URL)")]
+    = None,
 ) -> None:
     """Re-render a run's results (a run report, or a qualification / release verdict)."""
     from harness.store import load_results
@@ -165,7 +170,14 @@ def report(
     if format not in RENDERERS:
         raise HarnessInputError("command line", "--format", format, f"unknown format; choose from {', '.join(RENDERERS)}")
     results = load_results(run_dir)
-    text = kinds[kind](results) if kind in kinds else render(results, format)
+    if kind in kinds:
+        text = kinds[kind](results)
+    elif format == "html":
+        from reports.html import render_html
+
+        text = render_html(results, trends=history_trends(results, db))
+    else:
+        text = render(results, format)
     if out:
         out.write_text(text, encoding="utf-8")
     else:
@@ -210,6 +222,7 @@ def compare(
     format: Annotated[str, typer.Option("--format", "-f", help="table | md | json")] = "table",
     out: Annotated[Path | None, typer.Option(help="write the report here instead of stdout")] = None,
     db: Annotated[str | None, typer.Option(help="history database URL (env HARNESS_HISTORY_URL)")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="also write a self-contained HTML page here")] = None,
 ) -> None:
     """Compare two runs; exit code 1 when any metric of any cell regressed."""
     from harness.compare import DEFAULT_THRESHOLDS, CompareSettings, compare_runs
@@ -223,6 +236,11 @@ def compare(
         unknown = [m for m in metric if m not in thresholds and m not in _parse_thresholds([f"{m}=0"])]
         thresholds = {m: thresholds.get(m, 0.05) for m in metric if m not in unknown}
     comp = compare_runs(b, c, CompareSettings(thresholds=thresholds, alpha=alpha))
+    if html is not None:
+        from reports.html import render_comparison_html
+
+        html.write_text(render_comparison_html(comp, b, c), encoding="utf-8")
+        err_console.print(f"HTML comparison: {html}")
     if format == "table" and out is None:
         console = Console()
         console.width = max(console.width, 160)  # keys are long; a pipe or CI log is not 80 columns wide

@@ -211,3 +211,26 @@ def baseline_list(db: DbOpt = None) -> None:
         for name, run_id in named.items():
             table.add_row(name, run_id)
         _wide_console().print(table)
+
+
+TREND_METRICS = ("output_tps", "ttft_ms", "tpot_ms")
+
+
+def history_trends(results: RunResults, url: str | None) -> dict[str, list[tuple[str, float]]]:
+    """Per ok cell and headline metric, the history's medians up to this run (when there are two or more)."""
+    try:
+        from harness.history import HistoryStore
+
+        trends = {}
+        with HistoryStore(url) as store:
+            for c in results.cells:
+                if c.status != "ok":
+                    continue
+                for tag in TREND_METRICS:
+                    points = [(p.run_id, p.median) for p in store.trend(c.key, tag) if p.median is not None]
+                    if len(points) >= 2:
+                        trends[f"{c.key} {tag}"] = points
+        return trends
+    except Exception as e:  # a report must not fail because the history is unreachable
+        err_console.print(f"[yellow]no trend charts: history unavailable ({type(e).__name__}: {e})[/]")
+        return {}

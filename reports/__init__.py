@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from harness.schema import RunResults
 from reports.csv_report import render_csv
+from reports.html import render_html
 from reports.json_report import render_json
 from reports.markdown import render_markdown
 
@@ -13,8 +14,9 @@ RENDERERS: dict[str, Callable[[RunResults], str]] = {
     "md": render_markdown,
     "csv": render_csv,
     "json": render_json,
+    "html": render_html,
 }
-EXTENSIONS = {"md": "md", "csv": "csv", "json": "json"}
+EXTENSIONS = {"md": "md", "csv": "csv", "json": "json", "html": "html"}
 
 
 def render(results: RunResults, fmt: str) -> str:

@@ -108,3 +108,17 @@ def test_cli_exit_codes_and_formats(tmp_path):
     assert "| tpot_ms |" in md.stdout and "REGRESSION" in md.stdout
     bad = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "c"), "--threshold", "nonsense=0.1")
     assert bad.returncode == 2 and "--threshold" in bad.stderr
+
+
+def test_cli_writes_html_comparison_and_report(tmp_path):
+    for name, res in (("a", _run("a", (1.0, 1.0), 1)), ("c", _run("c", (1.3, 1.0), 3))):
+        (tmp_path / name).mkdir()
+        write_results(tmp_path / name, res)
+    page = tmp_path / "cmp.html"
+    slower = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "c"), "--html", str(page))
+    assert slower.returncode == 1, slower.stderr
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "regression" in html and "<svg" in html
+    report = run_cli("report", str(tmp_path / "c"), "--format", "html", "--out", str(tmp_path / "c.html"))
+    assert report.returncode == 0, report.stderr
+    assert "<svg" in (tmp_path / "c.html").read_text()

@@ -1,0 +1,415 @@
+"""The HTML reports: escaping and content, and a real render in headless Chromium.
+
+The browser is Debian's chromium (scripts/install-test-browser.sh), driven through the DevTools
+protocol over a pipe (--remote-debugging-pipe): no WebDriver, no port, no Python dependency. The
+browser test loads the page from a file, fails on any console error, uncaught exception or
+network request, checks every SVG chart has a size and marks, and saves a full-page screenshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import re
+import select
+import shutil
+import struct
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.aggregate import summaries
+from harness.compare import compare_runs
+from harness.schema import CheckResult, RunResults
+from reports import render
+from reports.html import render_comparison_html, render_html, render_trend_svg
+from tests.factories import result, run, sample, spec
+
+ROOT = Path(__file__).resolve().parent.parent
+HOSTILE = "<script>alert(1)</script>"
+HOSTILE_KEY = "m/fp16/CPU/generate/<img src=x onerror=alert(1)>"
+SCREENSHOT_COPY = Path("/tmp/html-report.png")
+COMPARISON_COPY = Path("/tmp/html-comparison.png")
+
+
+# ---------------------------------------------------------------- fake runs
+
+
+def _cell(kind: str, precision: str, scale: float, rng, *, n: int = 6, key: str | None = None, text: str = "abc",
+          accept: float | None = None):
+    samples = [sample(0, warmup=True, chunks=(90.0, 95.0, 99.0, 104.0), e2e_ms=105.0)]  # slow warm-up: not shown
+    for i in range(1, n + 1):
+        f = scale * float(np.exp(rng.normal(0, 0.06)))
+        chunks = (10.0, 12.0, 14.0, 16.0) if kind == "generate" else (10.0, 13.0, 16.0)  # 4 tokens either way
+        s = sample(i, text=text, chunks=tuple(x * f for x in chunks), e2e_ms=17.0 * f,
+                   tokens=None if kind == "generate" else (1, 2, 1))
+        if accept is not None:
+            s.genai["acceptance_rate_pct"] = accept + float(rng.normal(0, 4))
+        samples.append(s)
+    r = result(spec(kind, precision=precision, key=key), samples)
+    r.cell_values["model_memory_mb"] = {"fp16": 300.0, "int8": 180.0, "int4": 120.0}[precision]
+    r.cell_values["peak_rss_mb"] = r.cell_values["model_memory_mb"] + 250.0
+    r.summaries = summaries(r.samples, r.cell_values)
+    return r
+
+
+def demo_run(run_id: str = "r1", seed: int = 0, slow: float = 1.0) -> RunResults:
+    """Three precisions × three scenario kinds, one hostile output and key, a failed and a skipped cell,
+    a failed check. `slow` scales the int8 plain-generation cell (for a regression)."""
+    rng = np.random.default_rng(seed)
+    cells = []
+    for precision, speed in (("fp16", 1.0), ("int8", 0.7), ("int4", 0.55)):
+        cells.append(_cell("generate", precision, speed * (slow if precision == "int8" else 1.0), rng,
+                           text=HOSTILE if precision == "fp16" else "The quick brown fox"))
+        cells.append(_cell("speculative", precision, speed * 0.8, rng, accept=62.0))
+        cells.append(_cell("prompt_lookup", precision, speed * 0.9, rng))
+    cells.append(_cell("generate", "fp16", 1.1, rng, key=HOSTILE_KEY))
+    cells[1].checks.append(CheckResult(name="matches_greedy", status="fail", detail="differs at char 3: <b>x</b>"))
+    cells.append(result(spec(precision="int4", key="m/int4/GPU/generate/in8-out4"), [], status="skipped",
+                        error="device GPU not available"))
+    cells.append(result(spec("speculative", precision="int4", key="m/int4/CPU/speculative/in8-out999"), [],
+                        status="failed", error="RuntimeError: <boom> & more"))
+    res = run(cells)
+    res.metadata.run_id = run_id
+    return res
+
+
+TRENDS = {f"m/fp16/CPU/generate/in8-out4 {tag}": [(f"2026-01-{d:02d}", v + (d % 3) * 0.4) for d, v in
+                                                  zip(range(1, 9), np.linspace(base, base * 1.1, 8), strict=True)]
+          for tag, base in (("tpot_ms", 2.0), ("output_tps", 230.0))}
+
+CHART_TITLES = (
+    "output tok/s (tokens/s) by precision and device",
+    "TTFT (ms) by precision and device",
+    "TPOT (ms) by precision and device",
+    "TTFT distribution (ms)",
+    "TPOT distribution (ms)",
+    "Memory per cell (MiB)",
+    "Speculative acceptance rate (%)",
+)
+
+
+def _svg_titles(html: str) -> list[str]:
+    return re.findall(r'<svg class="chart[^"]*"[^>]*><title>([^<]*)</title>', html)
+
+
+# ---------------------------------------------------------------- unit tests
+
+
+def test_model_text_keys_and_errors_are_escaped():
+    html = render_html(demo_run())
+    assert "<script" not in html and "<img" not in html  # the page has no script at all
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "RuntimeError: &lt;boom&gt; &amp; more" in html
+    assert "differs at char 3: &lt;b&gt;x&lt;/b&gt;" in html
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+
+
+def test_every_chart_is_present_with_a_title():
+    html = render_html(demo_run(), trends=TRENDS)
+    titles = _svg_titles(html)
+    for t in CHART_TITLES:
+        assert t in titles, t
+    assert sum(t.startswith("m/fp16/CPU/generate/in8-out4 ") for t in titles) == 2  # one trend chart per entry
+    assert html.count('<svg class="chart') == len(titles) == len(CHART_TITLES) + 2
+
+
+def test_summary_tables_and_outputs_mirror_the_markdown_report():
+    res = demo_run()
+    html = render_html(res)
+    for text in ("cpu", "2 logical", "1.0 GiB", "Linux", "openvino"):
+        assert text in html
+    assert re.search(r'<div class="n">10/12</div><div class="l">cells ok</div>', html)
+    assert re.search(r'<div class="n">1</div><div class="l">cells skipped</div>', html)
+    assert re.search(r'<div class="n">1</div><div class="l">checks failed</div>', html)
+    for title in ("Plain generation", "Speculative decoding", "Prompt lookup decoding"):
+        assert f"<h3>{title} " in html
+    md = render(res, "md")
+    ttft = re.search(r"\| m \| fp16 \| CPU \| generate \| — \| 8/4 \| ([^|]+) \|", md).group(1).strip()
+    assert f'<td class="num">{ttft}</td>' in html  # same figures as the Markdown table
+    assert "device GPU not available" in html
+    assert "The quick brown fox" in html
+    assert render(res, "html") == html  # registered renderer
+
+
+def test_warmup_samples_are_not_in_the_distributions():
+    html = render_html(demo_run())
+    box = html[html.index("<title>TTFT distribution (ms)</title>"):]
+    box = box[:box.index("</svg>")]
+    assert "n=6" in box and "n=7" not in box  # 6 measured iterations, the warm-up left out
+    assert "90" not in re.findall(r"median ([\d.]+)", box)
+
+
+def test_long_outputs_are_cut():
+    res = run([_cell("generate", "fp16", 1.0, np.random.default_rng(0), text="x" * 5000)])
+    html = render_html(res)
+    assert "x" * 399 + "…" in html and "x" * 401 not in html
+
+
+def test_trend_svg_handles_zero_one_and_many_points():
+    for pts in ([], [("a", 1.0)], [(f"r{i}", float(i)) for i in range(30)]):
+        svg = render_trend_svg(pts, "tpot <trend>", "ms")
+        assert svg.startswith('<svg class="chart trend"') and "<title>tpot &lt;trend&gt;</title>" in svg
+
+
+def test_runs_without_measurements_still_render():
+    empty = render_html(run([]))
+    assert "0/0" in empty and "No cell was measured." in empty and '<svg class="chart' not in empty
+    failed = render_html(run([result(spec(), [], status="crashed", error="worker died <signal 9>")]))
+    assert "worker died &lt;signal 9&gt;" in failed and "b-crashed" in failed
+
+
+def test_comparison_page_without_the_runs():
+    comp, _, _ = _comparison()
+    html = render_comparison_html(comp)
+    assert "<h3>base</h3>" not in html and len(_svg_titles(html)) == 2
+
+
+def _comparison():
+    base, cand = demo_run("base", seed=1), demo_run("cand", seed=2, slow=1.4)
+    cand.metadata.versions["openvino"] = "y"
+    return compare_runs(base, cand), base, cand
+
+
+def test_comparison_page_highlights_a_regression():
+    comp, base, cand = _comparison()
+    reg = [(k, m.metric) for k, m in comp.regressions()]
+    assert ("m/int8/CPU/generate/in8-out4", "tpot_ms") in reg
+    html = render_comparison_html(comp, base, cand)
+    row = re.search(r'<tr class="v-regression"><td class="key">m/int8/CPU/generate/in8-out4</td>'
+                    r'<td>tpot_ms</td>', html)
+    assert row, "regression row not highlighted"
+    assert re.search(r'<td class="num v-regression" title="regression: ', html)  # matrix entry
+    assert f'<div class="n">{len(reg)}</div><div class="l">regressions</div>' in html
+    titles = _svg_titles(html)
+    assert titles == ["TPOT: change candidate vs base (%)", "output tok/s: change candidate vs base (%)"]
+    tpot_chart = html[html.index(titles[0]):html.index(titles[1])]
+    assert 'fill="#d62728"' in tpot_chart  # the regressed bar is red
+    assert "version openvino" in html and "<script" not in html and "&lt;img src=x" in html
+
+
+# ---------------------------------------------------------------- headless Chromium over the DevTools pipe
+
+
+def _find_chromium() -> str | None:
+    for candidate in (os.environ.get("HARNESS_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _above_nine(fd: int) -> int:
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
+class DevToolsPipe:
+    """Headless Chromium with the DevTools protocol on fds 3 (commands in) and 4 (replies out):
+    NUL-terminated JSON messages, one flattened session for one page."""
+
+    def __init__(self, binary: str, workdir: Path, timeout: float = 30.0):
+        self.timeout = timeout
+        self.events: list[dict] = []
+        self._next_id = 0
+        self._buffer = b""
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+        # The browser's ends move above fd 9 so the shell's 3<&N 4>&M below cannot clobber one another.
+        to_browser_r, from_browser_w = (_above_nine(fd) for fd in (to_browser_r, from_browser_w))
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--disable-extensions", "--hide-scrollbars", "--mute-audio",
+                 "--remote-debugging-pipe", f"--user-data-dir={workdir / 'profile'}", "about:blank"]
+        self.stderr_path = workdir / "chromium-stderr.log"
+        # bash (dash takes one-digit fds only) maps our pipe ends onto the fds 3 and 4 the browser
+        # expects, then execs it.
+        script = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-'
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(["bash", "-c", script, binary, *flags], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=err,
+                                         pass_fds=(to_browser_r, from_browser_w))
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.call(f"{domain}.enable", session=True)
+
+    def _send(self, message: dict) -> None:
+        data = json.dumps(message).encode() + b"\0"
+        while data:
+            data = data[os.write(self._to_browser, data):]
+
+    def _receive(self, deadline: float) -> dict:
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None and not select.select([self._from_browser], [], [], 0)[0]:
+                raise RuntimeError(f"no DevTools reply from Chromium (exit {self.proc.poll()}); stderr:\n"
+                                   + self.stderr_path.read_text(errors="replace")[-2000:])
+            if select.select([self._from_browser], [], [], min(left, 0.5))[0]:
+                chunk = os.read(self._from_browser, 1 << 20)
+                if not chunk:
+                    raise RuntimeError("Chromium closed the DevTools pipe")
+                self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(raw)
+
+    def call(self, method: str, session: bool = False, **params) -> dict:
+        """Send one command and wait for its reply; events arriving meanwhile are kept in `events`."""
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self.session
+        self._send(message)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            reply = self._receive(deadline)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_for(self, method: str) -> dict:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            found = next((e for e in self.events if e.get("method") == method), None)
+            if found:
+                return found
+            self.events.append(self._receive(deadline))
+
+    def evaluate(self, expression: str):
+        reply = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True,
+                          awaitPromise=True)
+        if "exceptionDetails" in reply:
+            raise RuntimeError(f"evaluate failed: {reply['exceptionDetails']}")
+        return reply["result"].get("value")
+
+    def open(self, url: str, width: int = 1360) -> dict:
+        """Load a page; returns its console problems, network requests and chart boxes."""
+        self.events.clear()
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=900, deviceScaleFactor=1,
+                  mobile=False)
+        self.call("Page.navigate", session=True, url=url)
+        self.wait_for("Page.loadEventFired")
+        self.evaluate("document.fonts.ready.then(() => new Promise(r => requestAnimationFrame(() => r(1))))")
+        charts = self.evaluate("""[...document.querySelectorAll('svg.chart')].map(s => {
+            const r = s.getBoundingClientRect();
+            return {title: s.querySelector(':scope > title')?.textContent, width: r.width, height: r.height,
+                    marks: s.querySelectorAll('rect, circle, polyline').length};
+        })""")
+        self.call("Page.navigate", session=True, url="about:blank")  # flush late console messages
+        self.wait_for("Page.frameStoppedLoading")
+        return {"problems": self._problems(), "requests": self._requests(url), "charts": charts}
+
+    def screenshot(self, url: str, path: Path, width: int = 1360) -> tuple[int, int]:
+        """Full-page PNG of `url`; returns its pixel size."""
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=900, deviceScaleFactor=1,
+                  mobile=False)
+        self.call("Page.navigate", session=True, url=url)
+        self.wait_for("Page.loadEventFired")
+        self.evaluate("document.fonts.ready.then(() => 1)")
+        size = self.call("Page.getLayoutMetrics", session=True)["cssContentSize"]
+        shot = self.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True,
+                         clip={"x": 0, "y": 0, "width": width, "height": size["height"], "scale": 1})
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return struct.unpack(">II", path.read_bytes()[16:24])
+
+    def _problems(self) -> list[str]:
+        out = []
+        for e in self.events:
+            p = e.get("params", {})
+            if e.get("method") == "Runtime.consoleAPICalled" and p["type"] in ("error", "assert", "warning"):
+                args = " ".join(str(a.get("value", a.get("description"))) for a in p["args"])
+                out.append(f"console.{p['type']}: {args}")
+            elif e.get("method") == "Runtime.exceptionThrown":
+                d = p["exceptionDetails"]
+                out.append(f"exception: {d.get('text')} {d.get('exception', {}).get('description', '')}")
+            elif e.get("method") == "Log.entryAdded" and p["entry"]["level"] in ("error", "warning"):
+                out.append(f"log {p['entry']['level']} ({p['entry']['source']}): {p['entry']['text']}")
+        return out
+
+    def _requests(self, page_url: str) -> list[str]:
+        urls = [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
+        return [u for u in urls if u != page_url and u != "about:blank"]
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close")
+        except (RuntimeError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for fd in (self._to_browser, self._from_browser):
+            os.close(fd)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    binary = _find_chromium()
+    if binary is None:
+        subprocess.run(["bash", str(ROOT / "scripts" / "install-test-browser.sh")], timeout=600, check=False)
+        binary = _find_chromium()
+    if binary is None:
+        pytest.skip("no Chromium: /usr/bin/chromium is missing and scripts/install-test-browser.sh could not "
+                    "install Debian's chromium (needs root and apt)")
+    with tempfile.TemporaryDirectory(prefix="html-report-browser-") as work:
+        b = DevToolsPipe(binary, Path(work))
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_browser_catches_console_errors_and_network(browser, tmp_path):
+    """The checks below are not vacuous: a page with a console error and a remote image trips both."""
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><link rel="icon" href="data:,"><img src="http://127.0.0.1:9/x.png">'
+                    '<script>console.error("boom")</script><svg class="chart"><title>t</title></svg>')
+    seen = browser.open(page.as_uri())
+    assert any("boom" in p for p in seen["problems"]), seen
+    assert "http://127.0.0.1:9/x.png" in seen["requests"]
+
+
+def _check_page(browser, path: Path, titles) -> dict:
+    seen = browser.open(path.as_uri())
+    assert seen["problems"] == [], seen["problems"]
+    assert seen["requests"] == [], f"the page fetched something: {seen['requests']}"
+    assert [c["title"] for c in seen["charts"]] == list(titles)
+    for c in seen["charts"]:
+        assert c["width"] > 200 and c["height"] > 60 and c["marks"] > 0, c
+    return seen
+
+
+def test_run_report_renders_in_chromium(browser, tmp_path):
+    html = render_html(demo_run(), trends=TRENDS)
+    page = tmp_path / "report.html"
+    page.write_text(html, encoding="utf-8")
+    seen = _check_page(browser, page, _svg_titles(html))
+    assert len(seen["charts"]) == len(CHART_TITLES) + 2
+    width, height = browser.screenshot(page.as_uri(), tmp_path / "report.png")
+    assert width == 1360 and height > 1500
+    shutil.copyfile(tmp_path / "report.png", SCREENSHOT_COPY)
+
+
+def test_comparison_page_renders_in_chromium(browser, tmp_path):
+    comp, base, cand = _comparison()
+    html = render_comparison_html(comp, base, cand)
+    page = tmp_path / "comparison.html"
+    page.write_text(html, encoding="utf-8")
+    _check_page(browser, page, _svg_titles(html))
+    width, height = browser.screenshot(page.as_uri(), tmp_path / "comparison.png")
+    assert width == 1360 and height > 600
+    shutil.copyfile(tmp_path / "comparison.png", COMPARISON_COPY)
