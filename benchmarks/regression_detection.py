@@ -12,6 +12,7 @@
    base mean × 1.05), on TPOT and e2e, for comparison.
 
 Run: .venv/bin/python benchmarks/regression_detection.py [--suite suites/smoke.yaml] [--runs 4] [--iterations 10]
+     [--processes 6] [--min-measure-s 3]
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--processes", type=int, default=1, help="worker processes per cell (see CellSpec.processes)")
+    ap.add_argument("--min-measure-s", type=float, default=0.0,
+                    help="seconds of measured iterations per process (see CellSpec.min_measure_s)")
     ap.add_argument("--reuse", nargs="*", help="existing run directories instead of new runs")
     args = ap.parse_args()
 
@@ -82,6 +85,7 @@ def main() -> None:
         data = yaml.safe_load(Path(args.suite).read_text())
         data["iterations"] = args.iterations
         data["processes"] = args.processes
+        data["min_measure_s"] = args.min_measure_s
         suite = tmp / "suite.yaml"
         suite.write_text(yaml.safe_dump(data))
         runs = []
@@ -111,8 +115,9 @@ def main() -> None:
         rows.append((label, total, ours_any / total, ours_tpot / total, pb_tpot / total, pb_e2e / total))
 
     spec0 = runs[0].cells[0].spec
-    print(f"\n{len(runs)} runs x {len(runs[0].cells)} cells, {spec0.processes} process(es) x {spec0.iterations} "
-          f"measured iterations each; "
+    n_iter = [sum(not s.warmup for s in c.samples) / c.spec.processes for c in runs[0].cells if c.samples]
+    print(f"\n{len(runs)} runs x {len(runs[0].cells)} cells, {spec0.processes} process(es) x {spec0.iterations}+ "
+          f"measured iterations (min {spec0.min_measure_s:g} s; {np.mean(n_iter):.0f} per process on average); "
           f"{len(pairs)} ordered pairs compared")
     print(f"{'candidate':<26}{'cells':>6}{'harness: any metric':>22}{'harness: TPOT':>16}"
           f"{'pytest-bm mean:5% TPOT':>25}{'pytest-bm e2e':>16}")

@@ -218,7 +218,7 @@ def compare(
     candidate: Annotated[str, typer.Argument(help="run dir, results.json, run id or baseline name")],
     threshold: Annotated[list[str] | None, typer.Option(help="minimum effect, e.g. tpot_ms=0.05 (repeatable)")] = None,
     metric: Annotated[list[str] | None, typer.Option(help="compare only these metrics (repeatable)")] = None,
-    alpha: Annotated[float, typer.Option(help="significance level after Holm correction")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="significance level after Benjamini–Hochberg correction")] = 0.05,
     format: Annotated[str, typer.Option("--format", "-f", help="table | md | json")] = "table",
     out: Annotated[Path | None, typer.Option(help="write the report here instead of stdout")] = None,
     db: Annotated[str | None, typer.Option(help="history database URL (env HARNESS_HISTORY_URL)")] = None,

@@ -3,8 +3,11 @@
 For each (cell, metric): ratio of medians (candidate / base) with a seeded bootstrap 95% CI, a
 two-sided Welch t-test on the log values (a ratio-scale test that keeps power at the 3–10
 iterations a benchmark cell has: a rank test such as Mann–Whitney U cannot reach p < 0.008 with
-5 against 5 samples, let alone after correcting for dozens of tests), Holm's correction over
-every test of the comparison, and a minimum effect per metric. The metric's own direction
+5 against 5 samples, let alone after correcting for dozens of tests), the Benjamini–Hochberg
+correction over every test of the comparison (when nothing changed it bounds the chance of any
+false call at alpha, as Holm's would; when a change hits many cells at once, as a slower build
+does, it keeps the power that a family-wise correction over dozens of tests throws away), and a
+minimum effect per metric. The metric's own direction
 (harness/metrics.py) says what "worse" is.
 
 Verdicts, with `worse` = the ratio oriented so that > 1 is worse and t the minimum effect:
@@ -59,7 +62,7 @@ class MetricComparison(BaseModel):
     ci_low: float | None = None
     ci_high: float | None = None
     p_value: float | None = None
-    p_adjusted: float | None = Field(None, description="Holm-adjusted over all tests of the comparison")
+    p_adjusted: float | None = Field(None, description="Benjamini–Hochberg-adjusted over all tests of the comparison")
     threshold: float
     verdict: Verdict
 
@@ -141,16 +144,11 @@ def welch_log_p(x: np.ndarray, y: np.ndarray) -> float:
     return 1.0 if np.isnan(p) else p
 
 
-def holm(p_values: list[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values (same order as given)."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
+def adjust_p_values(p_values: list[float]) -> list[float]:
+    """Benjamini–Hochberg adjusted p-values (same order as given)."""
+    if not p_values:
+        return []
+    return [float(p) for p in sps.false_discovery_control(np.asarray(p_values, dtype=float), method="bh")]
 
 
 def _worse(ratio: float, higher_is_better: bool) -> float:
@@ -238,7 +236,7 @@ def compare_runs(base: RunResults, cand: RunResults, settings: CompareSettings |
                 mc.p_value = welch_log_p(x, y)
                 tested.append(mc)
             cc.metrics.append(mc)
-    for mc, p in zip(tested, holm([m.p_value for m in tested]), strict=True):  # type: ignore[misc]
+    for mc, p in zip(tested, adjust_p_values([m.p_value for m in tested]), strict=True):  # type: ignore[misc]
         mc.p_adjusted = p
     for cc in cells:
         for mc in cc.metrics:

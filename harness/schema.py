@@ -101,6 +101,10 @@ class CellSpec(Strict):
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
     warmup: int = Field(1, ge=0)
     iterations: int = Field(3, ge=1)
+    min_measure_s: float = Field(
+        0, ge=0, description="keep measuring past `iterations` until this many seconds of measured "
+        "iterations (per process), up to max_iterations")
+    max_iterations: int = Field(10000, ge=1, description="cap on measured iterations per process")
     processes: int = Field(
         1, ge=1, description="fresh worker processes per cell, each with its own warm-up and iterations; "
         "with 2 or more, comparisons use per-process medians so run-to-run variance is accounted for")

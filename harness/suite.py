@@ -143,6 +143,8 @@ class Suite(_Strict):
     generation: SuiteGeneration = Field(default_factory=SuiteGeneration)
     warmup: int = Field(1, ge=0)
     iterations: int = Field(3, ge=1)
+    min_measure_s: float = Field(0, ge=0)
+    max_iterations: int = Field(10000, ge=1)
     processes: int = Field(1, ge=1)
     timeout_s: float = Field(900, gt=0)
     prepare_timeout_s: float = Field(3600, gt=0)
@@ -362,7 +364,8 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                     generation=GenerationSpec(max_new_tokens=mnt, **gen_base),
                     prompts=prompts, compression=suite.compression,
                     properties=dict(zip(prop_names, props, strict=True)),
-                    warmup=suite.warmup, iterations=suite.iterations, processes=suite.processes, timeout_s=suite.timeout_s,
+                    warmup=suite.warmup, iterations=suite.iterations, min_measure_s=suite.min_measure_s,
+                    max_iterations=suite.max_iterations, processes=suite.processes, timeout_s=suite.timeout_s,
                     prepare_timeout_s=suite.prepare_timeout_s,
                     load_twice=suite.load_twice, token_timing=suite.token_timing,
                 )

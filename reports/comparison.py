@@ -35,7 +35,7 @@ def render_comparison_md(comp: Comparison) -> str:
         lines += [f"| {d.field} | {d.base or '—'} | {d.candidate or '—'} |" for d in comp.drift]
         lines.append("")
     lines += [f"**{n['regression']} regressions**, {n['improvement']} improvements, {n['unchanged']} unchanged, "
-              f"{n['inconclusive']} inconclusive (alpha {comp.settings.alpha}, Holm-corrected Welch t-test on log values, "
+              f"{n['inconclusive']} inconclusive (alpha {comp.settings.alpha}, Benjamini–Hochberg-corrected Welch t-test on log values, "
               f"bootstrap 95% CI of the ratio of medians).", ""]
     if comp.only_in_base or comp.only_in_candidate:
         lines += ["Unmatched cells:"]

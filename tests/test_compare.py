@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.compare import CompareSettings, compare_runs, holm
+from harness.compare import CompareSettings, adjust_p_values, compare_runs
 from harness.store import write_results
 from tests.conftest import run_cli
 from tests.factories import result, run, sample, spec
@@ -89,9 +89,10 @@ def test_unmatched_cells_listed_and_drift_reported():
     assert fields["cpu flags"].candidate == "avx512f"
 
 
-def test_holm_adjustment():
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert holm([0.5]) == [0.5]
+def test_benjamini_hochberg_adjustment():
+    assert adjust_p_values([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.04, 0.04])
+    assert adjust_p_values([0.5]) == [0.5]
+    assert adjust_p_values([]) == []
 
 
 def test_cli_exit_codes_and_formats(tmp_path):

@@ -208,11 +208,19 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     if not use_streamer:
         check_clock()
     load_ms = None
-    for i in range(total):
-        pidx = i if vary else 0
+    measure_start = None
+    i = 0
+    # `iterations` is a minimum: with min_measure_s the cell keeps measuring until that much time has
+    # passed, so its median averages over the machine's slow (seconds-long) contention swings.
+    while i < total or (measure_start is not None and i < cell.max_iterations + cell.warmup
+                        and time.perf_counter() - measure_start < cell.min_measure_s):
+        if i == cell.warmup:
+            measure_start = time.perf_counter()
+        pidx = i % len(prompts) if vary else 0
         sample = measure_call(pipe, prompts[pidx], cfg, streamer_cls, i, i < cell.warmup, pidx)
         load_ms = sample.genai.get("load_ms")
-        emit({"event": "sample", "sample": sample.model_dump(), "of": total})
+        i += 1
+        emit({"event": "sample", "sample": sample.model_dump(), "of": max(total, i + 1)})
 
     check_outputs: dict[str, str] = {}
     if cell.generation.mode in ("greedy", "sampling"):
