@@ -10,6 +10,9 @@
    per token left generation speed unchanged.)
 3. The same pairs under pytest-benchmark's `--benchmark-compare-fail=mean:5%` rule (candidate mean >
    base mean × 1.05), on TPOT and e2e, for comparison.
+4. With --history-noise, a second harness column: the same comparisons with the run-to-run noise
+   floor `harness compare` takes from the history, estimated for each pair from the *other* runs
+   only (leave-pair-out, >= 5 runs needed, so --runs 7 or more).
 
 Run: .venv/bin/python benchmarks/regression_detection.py [--suite suites/smoke.yaml] [--runs 4] [--iterations 10]
      [--processes 6] [--min-measure-s 3]
@@ -55,6 +58,16 @@ def median_tpot(res: RunResults) -> dict[str, float]:
     return {c.key: c.summaries["tpot_ms"].median for c in res.cells if "tpot_ms" in c.summaries}
 
 
+def leave_out_noise(others: list[RunResults], key: str, metric: str, min_runs: int = 5) -> tuple[float, int] | None:
+    """Robust sd of the log median of one cell's metric over `others` (as the history would give it)."""
+    meds = [c.summaries[metric].median for r in others for c in r.cells
+            if c.key == key and metric in c.summaries and c.summaries[metric].median > 0]
+    if len(meds) < min_runs:
+        return None
+    logs = np.log(meds)
+    return float(1.4826 * np.median(np.abs(logs - np.median(logs)))), len(meds)
+
+
 def pytest_benchmark_rule(base: RunResults, cand: RunResults, metric: str, pct: float = 5.0) -> set[str]:
     """Cells pytest-benchmark's mean:5% rule would fail (it compares means of the time metric)."""
     flagged = set()
@@ -76,6 +89,8 @@ def main() -> None:
     ap.add_argument("--min-measure-s", type=float, default=0.0,
                     help="seconds of measured iterations per process (see CellSpec.min_measure_s)")
     ap.add_argument("--reuse", nargs="*", help="existing run directories instead of new runs")
+    ap.add_argument("--history-noise", action="store_true",
+                    help="also judge with a noise floor from the other runs (leave-pair-out)")
     args = ap.parse_args()
 
     if args.reuse:
@@ -98,12 +113,22 @@ def main() -> None:
 
     pairs = list(itertools.permutations(range(len(runs)), 2))
     rows = []
+    floors: list[float] = []
     for label, frac in (("A/A (no change)", 0.0), ("+5% of TPOT per token", 0.05), ("+10% of TPOT per token", 0.10)):
-        ours_any = ours_tpot = pb_tpot = pb_e2e = total = 0
+        ours_any = ours_tpot = pb_tpot = pb_e2e = total = noisy_any = 0
         for i, j in pairs:
             base = runs[i]
             cand = delayed(runs[j], {k: frac * v for k, v in median_tpot(base).items()}) if frac else runs[j]
             comp = compare_runs(base, cand)
+            noisy = None
+            if args.history_noise:
+                others = [r for k, r in enumerate(runs) if k not in (i, j)]
+                noisy = compare_runs(base, cand, noise=lambda key, metric, o=others: leave_out_noise(o, key, metric))
+                for cell in noisy.cells:
+                    noisy_any += any(m.verdict == "regression" for m in cell.metrics)
+                    if frac == 0.0:
+                        floors += [m.effective_threshold for m in cell.metrics
+                                   if m.metric == "tpot_ms" and m.effective_threshold is not None]
             for cell in comp.cells:
                 if not cell.metrics:
                     continue
@@ -112,7 +137,8 @@ def main() -> None:
                 ours_tpot += any(m.verdict == "regression" and m.metric == "tpot_ms" for m in cell.metrics)
             pb_tpot += len(pytest_benchmark_rule(base, cand, "tpot_ms"))
             pb_e2e += len(pytest_benchmark_rule(base, cand, "e2e_ms"))
-        rows.append((label, total, ours_any / total, ours_tpot / total, pb_tpot / total, pb_e2e / total))
+        rows.append((label, total, ours_any / total, ours_tpot / total, pb_tpot / total, pb_e2e / total,
+                     noisy_any / total if args.history_noise else None))
 
     spec0 = runs[0].cells[0].spec
     n_iter = [sum(not s.warmup for s in c.samples) / c.spec.processes for c in runs[0].cells if c.samples]
@@ -120,9 +146,13 @@ def main() -> None:
           f"measured iterations (min {spec0.min_measure_s:g} s; {np.mean(n_iter):.0f} per process on average); "
           f"{len(pairs)} ordered pairs compared")
     print(f"{'candidate':<26}{'cells':>6}{'harness: any metric':>22}{'harness: TPOT':>16}"
-          f"{'pytest-bm mean:5% TPOT':>25}{'pytest-bm e2e':>16}")
-    for label, total, a, t, pt, pe in rows:
-        print(f"{label:<26}{total:>6}{a:>22.1%}{t:>16.1%}{pt:>25.1%}{pe:>16.1%}")
+          f"{'pytest-bm mean:5% TPOT':>25}{'pytest-bm e2e':>16}" + (f"{'harness + noise floor':>24}" if args.history_noise else ""))
+    for label, total, a, t, pt, pe, nf in rows:
+        print(f"{label:<26}{total:>6}{a:>22.1%}{t:>16.1%}{pt:>25.1%}{pe:>16.1%}" + (f"{nf:>24.1%}" if nf is not None else ""))
+    if floors:
+        q = np.quantile(floors, [0.1, 0.5, 0.9]) * 100
+        print(f"\nNoise floor on TPOT (smallest change the harness will call, from the other runs' medians): "
+              f"median {q[1]:.0f}%, 10th–90th percentile {q[0]:.0f}–{q[2]:.0f}% over cells and pairs.")
     print("\nA/A row: share of cells wrongly called regressions (goal <= 5%). Other rows: share detected "
           "(goal >= 95% at 10%).")
 

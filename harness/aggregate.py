@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checks import cell_checks
-from harness.metrics import METRICS, sample_values
-from harness.schema import CellResult, CellSpec, CellStatus, Sample
+from harness.metrics import METRICS, batch_values, sample_values
+from harness.schema import BatchRecord, CellResult, CellSpec, CellStatus, Sample
 from harness.stats import summarize
 
 
-def summaries(samples: list[Sample], cell_values: dict[str, float]) -> dict[str, Any]:
-    """Per-metric summaries over the measured (non-warm-up) samples, values pooled."""
+def summaries(samples: list[Sample], cell_values: dict[str, float],
+              batches: list[BatchRecord] | None = None) -> dict[str, Any]:
+    """Per-metric summaries over the measured (non-warm-up) samples and batches, values pooled."""
     pooled: dict[str, list[float]] = {}
-    for s in samples:
+    for s in [*samples, *(batches or [])]:
         if s.warmup:
             continue
         for tag, vals in s.values.items():
@@ -28,6 +29,7 @@ def summaries(samples: list[Sample], cell_values: dict[str, float]) -> dict[str,
 def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus, error: str | None,
                 started_at: str, finished_at: str, wall_s: float) -> CellResult:
     samples: list[Sample] = []
+    batches: list[BatchRecord] = []
     cell_values: dict[str, float] = {}
     check_outputs: dict[str, str] = {}
     notes: list[str] = []
@@ -38,6 +40,10 @@ def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus
             s = Sample.model_validate(ev["sample"])
             s.values = sample_values(s)
             samples.append(s)
+        elif kind == "batch":
+            b = BatchRecord.model_validate(ev["batch"])
+            b.values = batch_values(b)
+            batches.append(b)
         elif kind in ("loaded", "done"):
             # With several processes the first one's figures stand (its compile is the cold one).
             for k, v in ev.get("cell_values", {}).items():
@@ -56,7 +62,8 @@ def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus
         notes.append("prompt varies per iteration (prefix caching cannot shorten TTFT)")
     result = CellResult(
         key=spec.key, spec=spec, status=status, error=error, started_at=started_at, finished_at=finished_at,
-        wall_s=wall_s, samples=samples, cell_values=cell_values, summaries=summaries(samples, cell_values),
+        wall_s=wall_s, samples=samples, batches=batches, cell_values=cell_values,
+        summaries=summaries(samples, cell_values, batches),
         check_outputs=check_outputs, model_dir=model_dir, notes=notes,
     )
     result.checks = cell_checks(result)

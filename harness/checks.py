@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from harness.schema import CellResult, CheckResult
+
+# Scenario kinds that do not generate text (no token counts, no greedy reference).
+NOT_GENERATION = {"tokenizer", "embeddings", "rerank"}
 
 
 def _measured(r: CellResult):
@@ -12,7 +17,7 @@ def _measured(r: CellResult):
 def exact_token_count(r: CellResult) -> CheckResult | None:
     """With ignore_eos (or min_new_tokens >= max_new_tokens) every call must yield max_new_tokens."""
     g = r.spec.generation
-    if not (g.ignore_eos or g.min_new_tokens >= g.max_new_tokens) or not r.samples:
+    if not (g.ignore_eos or g.min_new_tokens >= g.max_new_tokens) or not r.samples or r.spec.scenario.kind in NOT_GENERATION:
         return None
     bad = [(s.iteration, s.output_tokens) for s in r.samples if s.output_tokens != g.max_new_tokens]
     if bad:
@@ -38,6 +43,38 @@ def repeat_determinism(r: CellResult) -> CheckResult | None:
     return CheckResult(name="repeat_determinism", status="pass", detail=f"prompt(s) {compared} identical on repeat")
 
 
+def tokenizer_parity(r: CellResult) -> CheckResult | None:
+    """OpenVINO Tokenizers must give the Hugging Face tokenizer's ids and text on the whole corpus."""
+    raw = r.check_outputs.get("tokenizer_parity")
+    if raw is None:
+        return None
+    found = json.loads(raw)
+    if not found["encode_mismatches"] and not found["decode_mismatches"]:
+        return CheckResult(name="tokenizer_parity", status="pass",
+                           detail=f"{found['texts']} texts: identical ids (with and without special tokens) and text")
+    examples = [f"encode text {e['text']} ({'with' if e['special_tokens'] else 'without'} special tokens) differs "
+                f"at id {e['at']}: {e['text_start']!r}" for e in found["encode_examples"]]
+    examples += [f"decode text {e['text']}: OV {e['ov']!r} vs HF {e['hf']!r}" for e in found["decode_examples"]]
+    return CheckResult(name="tokenizer_parity", status="fail",
+                       detail=f"{found['encode_mismatches']} encode and {found['decode_mismatches']} decode mismatches "
+                              f"over {found['texts']} texts; " + "; ".join(examples))
+
+
+def repeat_vectors(r: CellResult) -> CheckResult | None:
+    """Embeddings and rerank scores of the first measured call must come back the same when repeated."""
+    kind = r.spec.scenario.kind
+    first = {k.split(":")[1]: v for k, v in r.check_outputs.items() if k.startswith(f"{kind}:")}
+    again = {k.split(":")[1]: v for k, v in r.check_outputs.items() if k.startswith(f"{kind}_repeat:")}
+    common = [k for k in first if k in again]
+    if not common:
+        return None
+    worst = max(abs(a - b) for k in common for ra, rb in zip(json.loads(first[k]), json.loads(again[k]), strict=True)
+                for a, b in zip(ra, rb, strict=True))
+    ok = worst <= 1e-5
+    return CheckResult(name="repeat_determinism", status="pass" if ok else "fail",
+                       detail=f"largest difference on repeat {worst:.2e} (limit 1e-5)")
+
+
 def gate_checks(r: CellResult) -> list[CheckResult]:
     """One check per gate of the cell: the metric's summary statistic within the gate's limits."""
     out = []
@@ -56,7 +93,8 @@ def gate_checks(r: CellResult) -> list[CheckResult]:
 def cell_checks(r: CellResult) -> list[CheckResult]:
     if r.status != "ok":
         return []
-    return [c for c in (exact_token_count(r), repeat_determinism(r)) if c is not None] + gate_checks(r)
+    found = (exact_token_count(r), repeat_determinism(r), repeat_vectors(r), tokenizer_parity(r))
+    return [c for c in found if c is not None] + gate_checks(r)
 
 
 def _reference_signature(r: CellResult) -> tuple:
@@ -74,9 +112,9 @@ def first_divergence(a: list[int] | str, b: list[int] | str) -> int | None:
 
 
 def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None:
-    """Speculative decoding and prompt lookup must not change greedy output: same tokens as the plain
+    """Speculative decoding, prompt lookup and continuous batching must not change greedy output: same tokens as the plain
     greedy cell of the same model, precision, device, prompts, generation settings and properties."""
-    if r.spec.scenario.kind == "generate" or r.spec.generation.mode != "greedy" or r.status != "ok":
+    if r.spec.scenario.kind in ("generate", *NOT_GENERATION) or r.spec.generation.mode != "greedy" or r.status != "ok":
         return None
     sig = _reference_signature(r)
     refs = [c for c in cells if c.spec.scenario.kind == "generate" and _reference_signature(c) == sig]
@@ -107,11 +145,24 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
 
 
 def run_level_checks(cells: list[CellResult]) -> list[CellResult]:
-    """Cells with cross-cell checks appended (recomputed from the data each time results are assembled)."""
+    """Cells with cross-cell checks and figures added (recomputed from the data each time results are
+    assembled): output equivalence with greedy, accuracy against fp16, and the gates on those figures."""
+    from harness.accuracy import accuracy_vs_reference, judged_by_gates
+    from harness.stats import summarize
+
     out = []
     for r in cells:
+        checks = list(r.checks)
         extra = matches_greedy(r, cells)
         if extra is not None:
-            r = r.model_copy(update={"checks": [c for c in r.checks if c.name != extra.name] + [extra]})
-        out.append(r)
+            checks = [c for c in checks if c.name != extra.name] + [extra]
+        acc = accuracy_vs_reference(r, cells)
+        if acc is not None:
+            values, check = acc
+            r = r.model_copy(update={"cell_values": {**r.cell_values, **values},
+                                     "summaries": {**r.summaries, **{k: summarize([v]) for k, v in values.items()}}})
+            gates = gate_checks(r)
+            checks = [c for c in checks if not c.name.startswith("gate: ") and c.name != check.name]
+            checks += gates + [judged_by_gates(check, gates) if values else check]
+        out.append(r.model_copy(update={"checks": checks}))
     return out

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from harness.errors import HarnessInputError, ModelPreparationError
-from harness.history_cli import history_trends, record_in_history, register
+from harness.history_cli import history_noise_lookup, history_trends, record_in_history, register
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and validate the OpenVINO generative-AI stack.")
@@ -223,6 +223,8 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="write the report here instead of stdout")] = None,
     db: Annotated[str | None, typer.Option(help="history database URL (env HARNESS_HISTORY_URL)")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="also write a self-contained HTML page here")] = None,
+    history_noise: Annotated[bool, typer.Option(
+        help="raise each cell's minimum effect to its run-to-run noise in the history (>= 5 earlier runs)")] = True,
 ) -> None:
     """Compare two runs; exit code 1 when any metric of any cell regressed."""
     from harness.compare import DEFAULT_THRESHOLDS, CompareSettings, compare_runs
@@ -235,7 +237,8 @@ def compare(
     if metric:
         unknown = [m for m in metric if m not in thresholds and m not in _parse_thresholds([f"{m}=0"])]
         thresholds = {m: thresholds.get(m, 0.05) for m in metric if m not in unknown}
-    comp = compare_runs(b, c, CompareSettings(thresholds=thresholds, alpha=alpha))
+    noise = history_noise_lookup(db, {b.metadata.run_id, c.metadata.run_id}) if history_noise else None
+    comp = compare_runs(b, c, CompareSettings(thresholds=thresholds, alpha=alpha), noise)
     if html is not None:
         from reports.html import render_comparison_html
 

@@ -17,10 +17,19 @@ Verdicts, with `worse` = the ratio oriented so that > 1 is worse and t the minim
 - inconclusive: neither (too few or too noisy samples to rule a t-sized change in or out).
 Per-cell metrics measured once (peak memory, load time) have no samples to test: they are judged
 on the change against t alone and marked `basis: threshold-only`.
+
+Run-to-run noise: iterations and processes of one run share the machine's state of those minutes,
+so on a shared host two runs of the same build can differ by more than their samples suggest. When
+the history holds enough earlier runs of a cell, the spread of their medians (robust sd of the log
+median) raises t for that cell and metric to what noise alone rarely reaches:
+t_eff = max(t, exp(z · sd · √2) − 1), z = `noise_z` (one-sided). The comparison records sd, the
+number of runs it came from and t_eff, so a report says which changes the machine can resolve.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -45,6 +54,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 class CompareSettings(BaseModel):
     thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     alpha: float = 0.05
+    noise_z: float = Field(2.33, description="run-to-run noise multiple a change must exceed (one-sided 1%)")
     bootstrap: int = 2000
     seed: int = 0
 
@@ -63,7 +73,10 @@ class MetricComparison(BaseModel):
     ci_high: float | None = None
     p_value: float | None = None
     p_adjusted: float | None = Field(None, description="Benjamini–Hochberg-adjusted over all tests of the comparison")
-    threshold: float
+    threshold: float = Field(description="the configured minimum effect")
+    noise_sd: float | None = Field(None, description="run-to-run sd of the log median from the history")
+    noise_runs: int | None = Field(None, description="history runs noise_sd was estimated from")
+    effective_threshold: float | None = Field(None, description="minimum effect after the noise floor")
     verdict: Verdict
 
 
@@ -117,7 +130,7 @@ def measured_values(cell: CellResult, metric: str) -> list[float]:
         v = cell.cell_values.get(metric)
         return [] if v is None else [v]
     per_process: dict[int, list[float]] = {}
-    for s in cell.samples:
+    for s in cell.batches if METRICS[metric].scope == "batch" else cell.samples:
         if not s.warmup:
             per_process.setdefault(s.process, []).extend(s.values.get(metric, []))
     if len(per_process) > 1:
@@ -155,9 +168,14 @@ def _worse(ratio: float, higher_is_better: bool) -> float:
     return 1 / ratio if higher_is_better else ratio
 
 
+def noise_floor(sd: float, z: float) -> float:
+    """Smallest relative change two runs' medians rarely show from noise alone: exp(z·sd·√2) − 1."""
+    return math.exp(z * sd * math.sqrt(2)) - 1
+
+
 def decide(m: MetricComparison, alpha: float) -> Verdict:
     """The verdict rule of the module docstring."""
-    t = m.threshold
+    t = m.effective_threshold if m.effective_threshold is not None else m.threshold
     worse = _worse(m.ratio, m.higher_is_better)
     if m.basis == "threshold-only":
         if worse >= 1 + t:
@@ -204,8 +222,13 @@ def _drift(base: RunResults, cand: RunResults) -> list[Drift]:
     return out
 
 
-def compare_runs(base: RunResults, cand: RunResults, settings: CompareSettings | None = None) -> Comparison:
-    """Compare two runs cell by cell (matched by key); see the module docstring."""
+NoiseLookup = Callable[[str, str], "tuple[float, int] | None"]
+
+
+def compare_runs(base: RunResults, cand: RunResults, settings: CompareSettings | None = None,
+                 noise: NoiseLookup | None = None) -> Comparison:
+    """Compare two runs cell by cell (matched by key); see the module docstring. `noise(cell_key, metric)`
+    gives the run-to-run sd of the log median and how many runs it came from (or None)."""
     settings = settings or CompareSettings()
     rng = np.random.default_rng(settings.seed)
     bcells = {c.key: c for c in base.cells}
@@ -231,6 +254,10 @@ def compare_runs(base: RunResults, cand: RunResults, settings: CompareSettings |
                 candidate_median=float(np.median(y)), ratio=float(np.median(y) / np.median(x)),
                 threshold=t, verdict="inconclusive",
             )
+            found = noise(key, metric) if noise is not None and mc.basis == "samples" else None
+            if found is not None:
+                mc.noise_sd, mc.noise_runs = found
+                mc.effective_threshold = max(t, noise_floor(mc.noise_sd, settings.noise_z))
             if mc.basis == "samples":
                 mc.ci_low, mc.ci_high = bootstrap_ratio_ci(x, y, settings.bootstrap, rng)
                 mc.p_value = welch_log_p(x, y)

@@ -8,7 +8,9 @@ as the ISO strings of the result schema, so both engines store and order them th
 
 from __future__ import annotations
 
+import math
 import os
+import statistics
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -258,6 +260,18 @@ class HistoryStore:
         with self.engine.connect() as conn:
             points = [TrendPoint(**r._asdict()) for r in conn.execute(q)]
         return points[::-1]
+
+    def run_to_run_noise(self, cell_key: str, metric: str, exclude: frozenset[str] = frozenset(),
+                         limit: int = 20, min_runs: int = 5) -> tuple[float, int] | None:
+        """Robust sd (1.4826 × MAD) of the log median of one cell's metric over its last `limit` recorded runs
+        (not counting `exclude`), and how many runs that was; None below `min_runs` runs."""
+        points = [p.median for p in self.trend(cell_key, metric, limit + len(exclude))
+                  if p.run_id not in exclude and p.median and p.median > 0][-limit:]
+        if len(points) < min_runs:
+            return None
+        logs = [math.log(v) for v in points]
+        mid = statistics.median(logs)
+        return 1.4826 * statistics.median(abs(v - mid) for v in logs), len(points)
 
     def cell_keys(self, metric: str | None = None) -> list[str]:
         """Every recorded cell key (having `metric`, when given)."""

@@ -234,3 +234,17 @@ def history_trends(results: RunResults, url: str | None) -> dict[str, list[tuple
     except Exception as e:  # a report must not fail because the history is unreachable
         err_console.print(f"[yellow]no trend charts: history unavailable ({type(e).__name__}: {e})[/]")
         return {}
+
+
+def history_noise_lookup(url: str | None, exclude: set[str]):
+    """A (cell key, metric) -> (sd, runs) lookup over the history for `harness compare`, or None when the
+    history cannot be opened (the comparison then uses the configured minimum effects alone)."""
+    try:
+        from harness.history import HistoryStore
+
+        store = HistoryStore(url)
+    except Exception as e:  # noqa: BLE001 - the comparison must not fail because the history is unreachable
+        err_console.print(f"[yellow]no run-to-run noise floor: history unavailable ({type(e).__name__}: {e})[/]")
+        return None
+    frozen = frozenset(exclude)
+    return lambda key, metric: store.run_to_run_noise(key, metric, exclude=frozen)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from harness.schema import Sample
+from harness.schema import BatchRecord, Sample
 
 
 class Metric:
@@ -18,7 +18,8 @@ class Metric:
     title: ClassVar[str]
     unit: ClassVar[str]
     higher_is_better: ClassVar[bool]
-    scope: ClassVar[str] = "sample"  # "sample": computed per generate() call; "cell": once per cell
+    # "sample": per generate() call or request; "batch": per batch of concurrent requests; "cell": once per cell
+    scope: ClassVar[str] = "sample"
 
     @classmethod
     def compute(cls, sample: Sample) -> list[float]:
@@ -70,6 +71,8 @@ class OutputTokens(Metric):
 
     @classmethod
     def compute(cls, s: Sample) -> list[float]:
+        if s.readings:  # not a generate() call
+            return []
         return [float(s.output_tokens)]
 
 
@@ -132,6 +135,8 @@ class OutputThroughput(Metric):
 
     @classmethod
     def compute(cls, s: Sample) -> list[float]:
+        if s.readings:  # not a generate() call
+            return []
         e2e = _e2e_ms(s)
         return [s.output_tokens / (e2e / 1000.0)] if e2e > 0 else []
 
@@ -257,6 +262,143 @@ class ProposedTokens(_GenAIReading):
         "proposed_tokens", "proposed tokens", "tokens", True, "proposed_tokens")
 
 
+# ---------------------------------------------------------------- tokenizers (per sample, from readings)
+
+
+class _TokenizerSpeed(Metric):
+    """Base: corpus tokens / one pass's time in seconds, for one tokenizer and direction."""
+
+    reading: ClassVar[str]
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        ms, tokens = s.readings.get(cls.reading), s.readings.get("tokens")
+        return [tokens / (ms / 1000.0)] if ms and tokens else []
+
+
+@metric
+class OVEncodeSpeed(_TokenizerSpeed):
+    """OpenVINO Tokenizers encode speed: corpus tokens / time to encode every corpus text one by one
+    (openvino_genai.Tokenizer.encode, no special tokens)."""
+
+    tag, title, unit, higher_is_better, reading = "ov_encode_tps", "OV encode", "tokens/s", True, "ov_encode_ms"
+
+
+@metric
+class HFEncodeSpeed(_TokenizerSpeed):
+    """Hugging Face tokenizer encode speed: corpus tokens / time to encode every corpus text one by one
+    (AutoTokenizer.encode, no special tokens)."""
+
+    tag, title, unit, higher_is_better, reading = "hf_encode_tps", "HF encode", "tokens/s", True, "hf_encode_ms"
+
+
+@metric
+class OVDecodeSpeed(_TokenizerSpeed):
+    """OpenVINO Tokenizers decode speed: corpus tokens / time to decode the Hugging Face ids of every text."""
+
+    tag, title, unit, higher_is_better, reading = "ov_decode_tps", "OV decode", "tokens/s", True, "ov_decode_ms"
+
+
+@metric
+class HFDecodeSpeed(_TokenizerSpeed):
+    """Hugging Face tokenizer decode speed: corpus tokens / time to decode the ids of every text."""
+
+    tag, title, unit, higher_is_better, reading = "hf_decode_tps", "HF decode", "tokens/s", True, "hf_decode_ms"
+
+
+# ---------------------------------------------------------------- embeddings and rerank (per call, from readings)
+
+
+@metric
+class DocumentThroughput(Metric):
+    """Embeddings / rerank: documents in the call / e2e seconds (e2e_ms is the call's latency)."""
+
+    tag, title, unit, higher_is_better = "documents_per_s", "documents/s", "documents/s", True
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        docs, e2e = s.readings.get("documents"), _e2e_ms(s)
+        return [docs / (e2e / 1000.0)] if docs and e2e > 0 else []
+
+
+@metric
+class EncoderTokenThroughput(Metric):
+    """Embeddings / rerank: tokens of all texts in the call (with special tokens) / e2e seconds."""
+
+    tag, title, unit, higher_is_better = "input_tps", "input tok/s", "tokens/s", True
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        docs, e2e = s.readings.get("documents"), _e2e_ms(s)
+        return [s.input_tokens / (e2e / 1000.0)] if docs and e2e > 0 else []
+
+
+# ---------------------------------------------------------------- per batch of concurrent requests
+
+
+class BatchMetric(Metric):
+    scope: ClassVar[str] = "batch"
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        return []
+
+    @classmethod
+    def compute_batch(cls, b: BatchRecord) -> list[float]:
+        raise NotImplementedError
+
+
+def _batch_s(b: BatchRecord) -> float:
+    return (b.end_ns - b.start_ns) / 1e9
+
+
+@metric
+class BatchOutputThroughput(BatchMetric):
+    """Continuous batching: output tokens of all requests of a batch / batch duration (first request
+    added → last request finished), in tokens per second."""
+
+    tag, title, unit, higher_is_better = "batch_output_tps", "total output tok/s", "tokens/s", True
+
+    @classmethod
+    def compute_batch(cls, b: BatchRecord) -> list[float]:
+        return [b.output_tokens / _batch_s(b)] if b.end_ns > b.start_ns else []
+
+
+@metric
+class RequestThroughput(BatchMetric):
+    """Continuous batching: requests of a batch / batch duration, in requests per second."""
+
+    tag, title, unit, higher_is_better = "request_rps", "request throughput", "requests/s", True
+
+    @classmethod
+    def compute_batch(cls, b: BatchRecord) -> list[float]:
+        return [b.requests / _batch_s(b)] if b.end_ns > b.start_ns else []
+
+
+@metric
+class BatchDuration(BatchMetric):
+    """Continuous batching: time from adding the first request of a batch to the step that finished its
+    last one."""
+
+    tag, title, unit, higher_is_better = "batch_ms", "batch duration", "ms", False
+
+    @classmethod
+    def compute_batch(cls, b: BatchRecord) -> list[float]:
+        return [_batch_s(b) * 1000]
+
+
+@metric
+class KVCachePeakUsage(BatchMetric):
+    """Continuous batching: highest KV-cache usage the pipeline reported after any step of the batch
+    (ContinuousBatchingPipeline.get_metrics().cache_usage), in percent of the allocated cache."""
+
+    tag, title, unit, higher_is_better = "kv_cache_peak_pct", "KV-cache peak usage", "%", False
+
+    @classmethod
+    def compute_batch(cls, b: BatchRecord) -> list[float]:
+        return [] if b.cache_usage_max_pct is None else [b.cache_usage_max_pct]
+
+
 # ---------------------------------------------------------------- per cell
 
 
@@ -317,6 +459,75 @@ class ExportTime(CellMetric):
     tag, title, unit, higher_is_better = "export_s", "export time", "s", False
 
 
+@metric
+class TokenizerEncodeMismatches(CellMetric):
+    """Corpus texts (each with and without special tokens) whose OpenVINO Tokenizers ids differ from the
+    Hugging Face tokenizer's."""
+
+    tag, title, unit, higher_is_better = "tokenizer_encode_mismatches", "encode mismatches", "texts", False
+
+
+@metric
+class TokenizerDecodeMismatches(CellMetric):
+    """Corpus texts whose Hugging Face ids decode to different text in OpenVINO Tokenizers and Hugging Face."""
+
+    tag, title, unit, higher_is_better = "tokenizer_decode_mismatches", "decode mismatches", "texts", False
+
+
+# ---------------------------------------------------------------- accuracy against the fp16 reference (per cell)
+
+
+@metric
+class TokenMatch(CellMetric):
+    """Greedy int8/int4 output against the fp16 cell of the same run (harness/accuracy.py): share of token
+    positions (over the longer output) holding the same token id, in %, averaged over the prompts."""
+
+    tag, title, unit, higher_is_better = "token_match_pct", "token match vs fp16", "%", True
+
+
+@metric
+class FirstDivergence(CellMetric):
+    """Greedy int8/int4 output against the fp16 cell of the same run: index of the first token that differs
+    (the output length when identical), median over the prompts."""
+
+    tag, title, unit, higher_is_better = "first_divergence_tokens", "first divergence vs fp16", "tokens", True
+
+
+@metric
+class OutputSimilarity(CellMetric):
+    """Greedy int8/int4 output text against the fp16 cell's: difflib SequenceMatcher ratio × 100, averaged over
+    the prompts (100 = identical text)."""
+
+    tag, title, unit, higher_is_better = "output_similarity_pct", "text similarity vs fp16", "%", True
+
+
+@metric
+class EmbeddingCosine(CellMetric):
+    """Embeddings at int8/int4 against the fp16 cell of the same run: cosine similarity of each document's
+    vector with its fp16 vector, mean over the first measured call's documents."""
+
+    tag, title, unit, higher_is_better = "embedding_cosine", "cosine vs fp16", "cosine", True
+
+
+@metric
+class RerankAgreement(CellMetric):
+    """Rerank at int8/int4 against the fp16 cell of the same run: Spearman rank correlation of the documents'
+    scores with the fp16 scores (first measured query)."""
+
+    tag, title, unit, higher_is_better = "rerank_spearman", "rank correlation vs fp16", "rho", True
+
+
+def batch_values(batch: BatchRecord) -> dict[str, list[float]]:
+    """All per-batch metric values of one batch."""
+    out: dict[str, list[float]] = {}
+    for tag, m in METRICS.items():
+        if m.scope == "batch":
+            vals = m.compute_batch(batch)  # type: ignore[attr-defined]
+            if vals:
+                out[tag] = vals
+    return out
+
+
 def sample_values(sample: Sample) -> dict[str, list[float]]:
     """All per-sample metric values of one sample."""
     out: dict[str, list[float]] = {}
@@ -336,7 +547,9 @@ Per-sample metrics are computed from each measured generate() call's raw clock r
 results.json); summaries pool the values of the measured iterations (warm-up excluded): mean,
 median, p90, p99 (linear interpolation), sample standard deviation (n − 1), min, max,
 CV = sd / mean, and a distribution-free 95% confidence interval of the median from order
-statistics (undefined below 6 values). Per-cell metrics are measured once per cell.
+statistics (undefined below 6 values). Per-batch metrics (continuous batching) are computed per
+batch of concurrent requests; the requests of a batch are samples. Per-cell metrics are measured
+once per cell.
 """
 
 

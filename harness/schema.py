@@ -10,10 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 Precision = Literal["fp16", "int8", "int4"]
-ScenarioKind = Literal["generate", "speculative", "prompt_lookup"]
+ScenarioKind = Literal["generate", "speculative", "prompt_lookup", "continuous_batching", "optimum", "tokenizer",
+                       "embeddings", "rerank"]
 CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
 CheckStatus = Literal["pass", "fail", "not_run"]
 PropertyValue = str | int | float | bool
@@ -147,6 +148,7 @@ class Sample(Strict):
     iteration: int
     warmup: bool
     process: int = Field(0, description="which of the cell's worker processes measured it")
+    request: int = Field(0, description="index of the request within a concurrent batch (continuous batching)")
     prompt_index: int
     input_tokens: int
     output_tokens: int
@@ -158,9 +160,34 @@ class Sample(Strict):
         default_factory=dict, description="openvino-genai PerfMetrics readings for this call"
     )
     output_text: str = ""
-    output_ids: list[int] = Field(default_factory=list, description="generated token ids, as streamed")
+    output_ids: list[int] = Field(default_factory=list, description="generated token ids as streamed; with "
+                                  "token_timing genai, the output text re-encoded by the pipeline's tokenizer")
+    readings: dict[str, float] = Field(
+        default_factory=dict, description="raw readings of scenarios other than text generation (e.g. tokenizer "
+        "encode times); text-generation metrics do not apply to a sample that has them")
     values: dict[str, list[float]] = Field(
         default_factory=dict, description="metric tag -> values computed from this sample"
+    )
+
+
+class BatchRecord(Strict):
+    """One batch of concurrent requests (continuous batching): raw readings of the whole batch.
+    Its requests are Samples with the same process and iteration."""
+
+    iteration: int
+    warmup: bool
+    process: int = 0
+    requests: int
+    start_ns: int = Field(description="perf_counter_ns before the first request was added")
+    end_ns: int = Field(description="perf_counter_ns after the step that finished the last request")
+    output_tokens: int
+    input_tokens: int
+    steps: int = Field(description="pipeline steps the batch took")
+    cache_usage_max_pct: float | None = Field(None, description="highest KV-cache usage seen after a step")
+    cache_usage_mean_pct: float | None = Field(None, description="mean KV-cache usage over the steps")
+    kv_cache_size_mb: float | None = Field(None, description="KV-cache size the scheduler allocated")
+    values: dict[str, list[float]] = Field(
+        default_factory=dict, description="metric tag -> values computed from this batch"
     )
 
 
@@ -195,6 +222,7 @@ class CellResult(Strict):
     finished_at: str | None = None
     wall_s: float | None = None
     samples: list[Sample] = Field(default_factory=list)
+    batches: list[BatchRecord] = Field(default_factory=list, description="concurrent batches (continuous batching)")
     cell_values: dict[str, float] = Field(
         default_factory=dict, description="per-cell measurements (load time, memory, size on disk)"
     )

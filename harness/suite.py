@@ -34,7 +34,15 @@ SCENARIO_PARAMS: dict[str, set[str]] = {
     "generate": set(),
     "speculative": {"num_assistant_tokens", "assistant_confidence_threshold"},
     "prompt_lookup": {"num_assistant_tokens", "max_ngram_size"},
+    "continuous_batching": {"concurrency", "cache_size_gb", "num_kv_blocks", "enable_prefix_caching",
+                            "max_num_batched_tokens", "dynamic_split_fuse", "max_num_seqs"},
+    "optimum": set(),
+    "tokenizer": set(),
+    "embeddings": {"batch_size", "pooling", "normalize"},
+    "rerank": {"batch_size", "top_n"},
 }
+POOLING = {"cls", "mean", "last_token"}
+_ALL_SCENARIO_PARAMS = sorted(set().union(*SCENARIO_PARAMS.values()))
 ATTENTION_BACKENDS = {"SDPA", "PA"}
 
 
@@ -81,18 +89,35 @@ class SuiteScenario(_Strict):
     num_assistant_tokens: int | list[int] | None = None
     assistant_confidence_threshold: float | list[float] | None = None
     max_ngram_size: int | list[int] | None = None
+    # continuous batching: requests submitted together per iteration, and SchedulerConfig fields
+    concurrency: int | list[int] | None = None
+    cache_size_gb: int | list[int] | None = None
+    num_kv_blocks: int | list[int] | None = None
+    enable_prefix_caching: bool | list[bool] | None = None
+    max_num_batched_tokens: int | list[int] | None = None
+    dynamic_split_fuse: bool | list[bool] | None = None
+    max_num_seqs: int | list[int] | None = None
+    # embeddings / rerank: documents per call, and the embedding pipeline's pooling and normalisation
+    batch_size: int | list[int] | None = None
+    pooling: str | list[str] | None = None
+    normalize: bool | list[bool] | None = None
+    top_n: int | list[int] | None = None
+    models: list[str] | None = Field(None, description="names of the suite's models this scenario runs on (default: all)")
 
     @model_validator(mode="after")
     def _params_fit_kind(self) -> SuiteScenario:
         allowed = SCENARIO_PARAMS[self.kind]
-        for p in ("num_assistant_tokens", "assistant_confidence_threshold", "max_ngram_size"):
+        for p in _ALL_SCENARIO_PARAMS:
             v = getattr(self, p)
             if v is None:
                 continue
             if p not in allowed:
                 raise ValueError(f"{p} does not apply to kind {self.kind!r}")
             for x in v if isinstance(v, list) else [v]:
-                if x <= 0:
+                if p == "pooling":
+                    if x not in POOLING:
+                        raise ValueError(f"pooling must be one of {sorted(POOLING)}, got {x!r}")
+                elif not isinstance(x, bool) and x <= 0:
                     raise ValueError(f"{p} must be > 0, got {x}")
         return self
 
@@ -104,6 +129,10 @@ class SuiteScenario(_Strict):
                 axes[p] = list(v) if isinstance(v, list) else [v]
         if self.kind == "speculative" and not axes:
             axes["num_assistant_tokens"] = [5]
+        if self.kind == "continuous_batching":
+            axes.setdefault("concurrency", [1])
+        if self.kind in ("embeddings", "rerank"):
+            axes.setdefault("batch_size", [8])
         if self.kind == "prompt_lookup":
             axes.setdefault("num_assistant_tokens", [5])
             axes.setdefault("max_ngram_size", [3])
@@ -193,10 +222,15 @@ class Suite(_Strict):
         names = [s.name for s in self.scenarios]
         if len(set(names)) != len(names):
             raise ValueError(f"scenario names must be unique, got {names}")
-        if any(s.kind == "speculative" for s in self.scenarios):
-            for m in self.models:
-                if not m.draft:
-                    raise ValueError(f"model {m.name!r} has no 'draft' but a speculative scenario needs one")
+        model_names = [m.name for m in self.models]
+        for s in self.scenarios:
+            unknown = [n for n in s.models or [] if n not in model_names]
+            if unknown:
+                raise ValueError(f"scenario {s.name!r} names unknown model(s) {unknown}; the suite has {model_names}")
+            if s.kind == "speculative":
+                for m in self.models:
+                    if (s.models is None or m.name in s.models) and not m.draft:
+                        raise ValueError(f"model {m.name!r} has no 'draft' but speculative scenario {s.name!r} needs one")
         known = {"model", "precision", "device", "scenario", "kind", "input_tokens", "max_new_tokens", "mode"}
         known |= set(self.properties) | set().union(*SCENARIO_PARAMS.values())
         for i, rule in enumerate(self.exclude):
@@ -340,6 +374,8 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
     seen: set[str] = set()
     for model, precision, device, scenario in itertools.product(
             suite.models, suite.precisions, suite.devices, suite.scenarios):
+        if scenario.models is not None and model.name not in scenario.models:
+            continue
         gen_base = suite.generation.model_dump()
         try:
             gen_base.update(scenario.generation)

@@ -74,8 +74,8 @@ def run_task(task: WorkerTask, emit) -> None:
     _inject(task.fault)
     emit({"event": "phase", "phase": "run"})
     def emit_tagged(event: dict[str, Any]) -> None:
-        if event.get("event") == "sample":
-            event["sample"]["process"] = task.process
+        if event.get("event") in ("sample", "batch"):
+            event[event["event"]]["process"] = task.process
         emit(event)
 
     models = CellModels(target.path, draft.path if draft else None, Path(task.workdir))

@@ -21,6 +21,12 @@ def _p(m: MetricComparison) -> str:
     return "—" if m.p_adjusted is None else f"{m.p_adjusted:.3g}"
 
 
+def _min_effect(m: MetricComparison) -> str:
+    """The minimum effect used; marked * when the history's run-to-run noise raised it."""
+    t = m.effective_threshold if m.effective_threshold is not None else m.threshold
+    return f"{t * 100:.0f}%" + ("*" if t > m.threshold else "")
+
+
 def _rows(comp: Comparison) -> list[tuple[str, MetricComparison]]:
     rows = [(c.key, m) for c in comp.cells for m in c.metrics]
     return sorted(rows, key=lambda r: (_ORDER[r[1].verdict], r[0], r[1].metric))
@@ -51,8 +57,11 @@ def render_comparison_md(comp: Comparison) -> str:
               "|---|---|---|---|---|---|---|---|---|"]
     for key, m in _rows(comp):
         lines.append(f"| `{key}` | {m.metric} | {m.base_median:.3g} {m.unit} | {m.candidate_median:.3g} {m.unit} "
-                     f"| {_change(m)} | {_p(m)} | {m.threshold * 100:.0f}% | {m.n_base}/{m.n_candidate} "
+                     f"| {_change(m)} | {_p(m)} | {_min_effect(m)} | {m.n_base}/{m.n_candidate} "
                      f"| {'**' + _MARK[m.verdict] + '**' if m.verdict == 'regression' else _MARK[m.verdict]} |")
+    if any(m.effective_threshold is not None and m.effective_threshold > m.threshold for _, m in _rows(comp)):
+        lines += ["", "\\* minimum effect raised to the cell's run-to-run noise in the history "
+                  f"(exp({comp.settings.noise_z:g} · sd · √2) − 1 over earlier runs' medians)."]
     return "\n".join(lines) + "\n"
 
 
@@ -70,5 +79,5 @@ def comparison_table(comp: Comparison) -> Table:
     style = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow", "unchanged": ""}
     for key, m in _rows(comp):
         table.add_row(key, m.metric, f"{m.base_median:.3g}", f"{m.candidate_median:.3g}", _change(m), _p(m),
-                      f"{m.threshold * 100:.0f}%", f"[{style[m.verdict]}]{m.verdict}[/]" if style[m.verdict] else m.verdict)
+                      _min_effect(m), f"[{style[m.verdict]}]{m.verdict}[/]" if style[m.verdict] else m.verdict)
     return table

@@ -26,7 +26,9 @@ from markupsafe import Markup, escape
 
 from harness.metrics import METRICS
 from harness.schema import CellResult, RunResults, Summary
-from reports.rows import cell_row, fmt_spread, fmt_value
+from reports.goodput import sweep_limits
+from reports.precision_table import precision_groups
+from reports.rows import KIND_NOTES, KIND_TITLES, by_kind, cell_row, columns_for, fmt_spread, fmt_value
 
 if TYPE_CHECKING:  # harness.compare pulls in scipy: imported only when a comparison is rendered
     from harness.compare import Comparison, MetricComparison
@@ -34,8 +36,6 @@ if TYPE_CHECKING:  # harness.compare pulls in scipy: imported only when a compar
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac")
 VERDICT_COLORS = {"regression": "#d62728", "improvement": "#2ca02c", "inconclusive": "#e0a100",
                   "unchanged": "#8c8c8c"}
-KIND_TITLES = {"generate": "Plain generation", "speculative": "Speculative decoding",
-               "prompt_lookup": "Prompt lookup decoding"}
 OUTPUT_CHARS = 400  # sample outputs are cut here
 
 WIDTH = 600  # every chart's viewBox width; the page scales it to its column
@@ -415,12 +415,10 @@ def _sample_outputs(cells: list[CellResult], labels: dict[str, str]) -> list[dic
 
 
 def _scenario_tables(res: RunResults) -> list[dict[str, object]]:
-    """One table per scenario kind, rows like the Markdown report's."""
-    by_kind: dict[str, list[CellResult]] = defaultdict(list)
-    for c in res.cells:
-        by_kind[c.spec.scenario.kind].append(c)
-    return [{"kind": kind, "title": KIND_TITLES.get(kind, kind), "draft": kind != "generate",
-             "rows": [(cell_row(c), c) for c in cells]} for kind, cells in by_kind.items()]
+    """One table per scenario kind, with the kind's columns (reports/rows.py), like the Markdown report's."""
+    return [{"kind": kind, "title": KIND_TITLES.get(kind, kind), "note": KIND_NOTES.get(kind, ""),
+             "columns": columns_for(kind), "rows": [(cell_row(c), c) for c in cells]}
+            for kind, cells in by_kind(res.cells).items()]
 
 
 def _summary(res: RunResults) -> dict[str, object]:
@@ -466,7 +464,8 @@ def render_html(results: RunResults, trends: dict[str, list[tuple[str, float]]] 
         res=results, m=results.metadata, summary=_summary(results), tables=_scenario_tables(results),
         charts=charts, outputs=_sample_outputs(ok, labels), output_chars=OUTPUT_CHARS,
         spread=fmt_spread, value=fmt_value,
-        any_speculative=any(c.spec.scenario.kind != "generate" for c in ok),
+        any_speculative=any(c.spec.scenario.kind in ("speculative", "prompt_lookup") for c in ok),
+        limits=sweep_limits(results.cells), precision_groups=precision_groups(results.cells),
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from harness.schema import RunResults
-from reports.rows import cell_row, fmt_spread, fmt_value
+from harness.schema import CellResult, RunResults
+from reports.goodput import sweep_limits
+from reports.precision_table import precision_groups
+from reports.rows import KIND_NOTES, KIND_TITLES, by_kind, cell_row, columns_for, fmt_value
 
 
 def _header(res: RunResults) -> list[str]:
@@ -25,13 +27,64 @@ def _header(res: RunResults) -> list[str]:
     ]
 
 
-def _mean(s):
-    return None if s is None else s.mean
+def sweep_limit_lines(cells: list[CellResult]) -> list[str]:
+    """The highest concurrency of each gated continuous-batching sweep that met its gates."""
+    limits = sweep_limits(cells)
+    if not limits:
+        return []
+    lines = ["", "Highest concurrency within the suite's gates (SLOs):", ""]
+    for lim in limits:
+        verdict = f"**{lim.max_within}**" if lim.max_within is not None else "**none** of the tried"
+        tail = (f"; concurrency {lim.first_failing} missed {', '.join(lim.failed_gates)}"
+                if lim.first_failing is not None else "; every tried concurrency met them")
+        lines.append(f"- `{lim.sweep}`: {verdict} (tried {', '.join(map(str, lim.tried))}; "
+                     f"gates {', '.join(lim.gates)}){tail}")
+    return lines
+
+
+def scenario_table(kind: str, cells: list[CellResult]) -> list[str]:
+    """One table for the cells of one scenario kind, with the columns that fit it."""
+    cols = columns_for(kind)
+    lines = [f"### {KIND_TITLES.get(kind, kind)}", ""]
+    if kind in KIND_NOTES:
+        lines += [KIND_NOTES[kind], ""]
+    lines += ["| model | precision | device | scenario | params | in/out tokens | "
+              + " | ".join(c.header for c in cols) + " | checks | status |",
+              "|" + "---|" * (len(cols) + 8)]
+    for c in cells:
+        r = cell_row(c)
+        inout = f"{fmt_value(r.input_tokens, 0)}/{fmt_value(r.output_tokens, 0)}"
+        checks = ", ".join(f"{k}: {v}" for k, v in r.checks.items()) or "—"
+        lines.append(f"| {r.model} | {r.precision} | {r.device} | {r.scenario} | {r.params or '—'} | {inout} | "
+                     + " | ".join(col.text(r.summaries) for col in cols) + f" | {checks} | {r.status} |")
+    return lines + [""]
+
+
+def precision_lines(cells: list[CellResult]) -> list[str]:
+    """Per model: the precisions side by side, with speed-up and compression against fp16."""
+    groups = precision_groups(cells)
+    if not groups:
+        return []
+    lines = ["", "### Precisions side by side", "",
+             "Medians. Speed-up = fp16 TPOT / TPOT; compression = fp16 size on disk / size; token match and text "
+             "similarity are greedy outputs against the fp16 cell's on the same prompts (— where not measured).", ""]
+    for g in groups:
+        lines += [f"**{g.title}**", "",
+                  "| precision | TTFT ms | TPOT ms | tok/s | peak MiB | size MiB | speed-up | compression "
+                  "| token match % | similarity % |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in g.rows:
+            lines.append(
+                f"| {r.precision} | {fmt_value(r.ttft_ms, 1)} | {fmt_value(r.tpot_ms, 2)} | {fmt_value(r.output_tps, 1)} "
+                f"| {fmt_value(r.peak_rss_mb, 0)} | {fmt_value(r.size_mb, 1)} "
+                f"| {fmt_value(r.speedup, 2)}{'×' if r.speedup else ''} "
+                f"| {fmt_value(r.compression, 2)}{'×' if r.compression else ''} "
+                f"| {fmt_value(r.token_match_pct, 1)} | {fmt_value(r.similarity_pct, 1)} |")
+        lines.append("")
+    return lines
 
 
 def render_markdown(res: RunResults) -> str:
     """The Markdown report of a run."""
-    rows = [cell_row(c) for c in res.cells]
     lines = _header(res)
     lines += [
         "Values are median ± sample standard deviation over the measured iterations (warm-up excluded). "
@@ -39,21 +92,11 @@ def render_markdown(res: RunResults) -> str:
         "tok/s = output tokens / e2e; tok/step = mean tokens per streamed step (> 1 when drafts are accepted). "
         "Definitions: docs/metrics.md.",
         "",
-        "| model | precision | device | scenario | params | in/out tokens | TTFT ms | TPOT ms | tok/s "
-        "| peak MB | accept % | tok/step | checks | status |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        s = r.summaries
-        inout = f"{fmt_value(r.input_tokens, 0)}/{fmt_value(r.output_tokens, 0)}"
-        checks = ", ".join(f"{k}: {v}" for k, v in r.checks.items()) or "—"
-        lines.append(
-            f"| {r.model} | {r.precision} | {r.device} | {r.scenario} | {r.params or '—'} | {inout} "
-            f"| {fmt_spread(s.get('ttft_ms'), 2)} | {fmt_spread(s.get('tpot_ms'), 2)} "
-            f"| {fmt_spread(s.get('output_tps'), 1)} | {fmt_spread(s.get('peak_rss_mb'), 0)} "
-            f"| {fmt_spread(s.get('acceptance_rate_pct'), 1)} | {fmt_value(_mean(s.get('tokens_per_chunk')), 2)} "
-            f"| {checks} | {r.status} |"
-        )
+    for kind, cells in by_kind(res.cells).items():
+        lines += scenario_table(kind, cells)
+    lines += sweep_limit_lines(res.cells)
+    lines += precision_lines(res.cells)
     lines += ["", "### Load, memory and size", "",
               "| cell | load cold ms | load cached ms | model memory MB | peak RSS MB | IR size MB | export s |",
               "|---|---|---|---|---|---|---|"]
@@ -64,6 +107,7 @@ def render_markdown(res: RunResults) -> str:
         lines.append(f"| `{c.key}` | {fmt_value(v.get('load_cold_ms'), 0)} | {fmt_value(v.get('load_cached_ms'), 0)} "
                      f"| {fmt_value(v.get('model_memory_mb'), 0)} | {fmt_value(v.get('peak_rss_mb'), 0)} "
                      f"| {fmt_value(v.get('model_size_mb'), 1)} | {fmt_value(v.get('export_s'), 1)} |")
+    rows = [cell_row(c) for c in res.cells]
     problems = [r for r in rows if r.status not in ("ok",)]
     if problems:
         lines += ["", "## Cells not measured", ""]

@@ -11,6 +11,85 @@ from harness.schema import CellResult, Summary
 HEADLINE = ("ttft_ms", "tpot_ms", "output_tps", "peak_rss_mb")
 
 
+@dataclass(frozen=True)
+class Column:
+    """One metric column of a scenario table: `stat` is "spread" (median ± sd) or a Summary field."""
+
+    header: str
+    metric: str
+    stat: str = "spread"
+    digits: int = 1
+
+    def text(self, summaries: dict[str, Summary]) -> str:
+        s = summaries.get(self.metric)
+        if self.stat == "spread":
+            return fmt_spread(s, self.digits)
+        return "—" if s is None else fmt_value(getattr(s, self.stat), self.digits)
+
+
+_GENERATE = (Column("TTFT ms", "ttft_ms", digits=2), Column("TPOT ms", "tpot_ms", digits=2),
+             Column("tok/s", "output_tps"), Column("peak MiB", "peak_rss_mb", digits=0),
+             Column("tok/step", "tokens_per_chunk", "mean", 2))
+_DRAFTED = (*_GENERATE[:4], Column("accept %", "acceptance_rate_pct"), _GENERATE[4])
+# The columns that fit each scenario kind, shared by every tabular renderer.
+KIND_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "generate": _GENERATE,
+    "optimum": _GENERATE,
+    "speculative": _DRAFTED,
+    "prompt_lookup": _DRAFTED,
+    "continuous_batching": (
+        Column("total tok/s", "batch_output_tps"), Column("req/s", "request_rps", digits=2),
+        Column("TTFT p50 ms", "ttft_ms", "median"), Column("TTFT p90 ms", "ttft_ms", "p90"),
+        Column("TPOT p50 ms", "tpot_ms", "median", 2), Column("TPOT p90 ms", "tpot_ms", "p90", 2),
+        Column("e2e p90 ms", "e2e_ms", "p90"), Column("KV peak %", "kv_cache_peak_pct", "max"),
+        Column("peak MiB", "peak_rss_mb", digits=0)),
+    "tokenizer": (
+        Column("OV encode tok/s", "ov_encode_tps", digits=0), Column("HF encode tok/s", "hf_encode_tps", digits=0),
+        Column("OV decode tok/s", "ov_decode_tps", digits=0), Column("HF decode tok/s", "hf_decode_tps", digits=0),
+        Column("encode mismatches", "tokenizer_encode_mismatches", "max", 0),
+        Column("decode mismatches", "tokenizer_decode_mismatches", "max", 0)),
+    "embeddings": (
+        Column("docs/s", "documents_per_s"), Column("latency ms", "e2e_ms", digits=2),
+        Column("latency p90 ms", "e2e_ms", "p90", 2), Column("input tok/s", "input_tps", digits=0),
+        Column("peak MiB", "peak_rss_mb", digits=0), Column("cosine vs fp16", "embedding_cosine", "max", 4)),
+    "rerank": (
+        Column("docs/s", "documents_per_s"), Column("latency ms", "e2e_ms", digits=2),
+        Column("latency p90 ms", "e2e_ms", "p90", 2), Column("input tok/s", "input_tps", digits=0),
+        Column("peak MiB", "peak_rss_mb", digits=0), Column("rank corr. vs fp16", "rerank_spearman", "max", 3)),
+}
+KIND_TITLES = {"generate": "Plain generation", "speculative": "Speculative decoding",
+               "prompt_lookup": "Prompt lookup decoding", "continuous_batching": "Continuous batching",
+               "optimum": "Optimum Intel (OVModelForCausalLM.generate)",
+               "tokenizer": "OpenVINO Tokenizers vs Hugging Face", "embeddings": "Text embeddings",
+               "rerank": "Text rerank"}
+KIND_NOTES = {
+    "optimum": "The same IR, prompts and generation settings through Optimum Intel; timed from tokenization to the "
+    "decoded text like GenAI's generate(str), tokens timed by a transformers streamer.",
+    "embeddings": "One TextEmbeddingPipeline.embed_documents call of `batch_size` documents per iteration; latency "
+    "is the call's e2e. Cosine vs fp16: mean over the first measured call's documents.",
+    "rerank": "One TextRerankPipeline.rerank call (a query and `batch_size` documents) per iteration; latency is the "
+    "call's e2e. Rank correlation vs fp16: Spearman rho of the documents' scores.",
+    "tokenizer": "Every text of the fixed multilingual corpus (harness/tokenizer_corpus.py) encoded one by one, and "
+    "the Hugging Face ids decoded, by each tokenizer; mismatches count texts whose ids (with and without special "
+    "tokens) or decoded text differ.",
+    "continuous_batching": "Each iteration submits `concurrency` requests at once to ContinuousBatchingPipeline; "
+    "TTFT, TPOT and e2e are per request from the batch start (p50/p90 over all measured requests); total tok/s "
+    "and req/s are per batch; KV peak = highest KV-cache usage after a step.",
+}
+
+
+def columns_for(kind: str) -> tuple[Column, ...]:
+    return KIND_COLUMNS.get(kind, _GENERATE)
+
+
+def by_kind(cells: list[CellResult]) -> dict[str, list[CellResult]]:
+    """Cells grouped by scenario kind, in order of first appearance."""
+    out: dict[str, list[CellResult]] = {}
+    for c in cells:
+        out.setdefault(c.spec.scenario.kind, []).append(c)
+    return out
+
+
 @dataclass
 class CellRow:
     key: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from harness.schema import CellResult, RunResults
-from reports.rows import fmt_spread
+from reports.rows import Column
 
 
 def _gates(c: CellResult):
@@ -48,14 +48,29 @@ def render_qualification(res: RunResults) -> str:
     return "\n".join(lines)
 
 
+_TEXT = (Column("tok/s", "output_tps"), Column("ms TTFT", "ttft_ms"))
+RELEASE_HEADLINE = {
+    "generate": _TEXT, "speculative": _TEXT, "prompt_lookup": _TEXT, "optimum": _TEXT,
+    "continuous_batching": (Column("total tok/s", "batch_output_tps"), Column("ms TTFT p90", "ttft_ms", "p90")),
+    "embeddings": (Column("docs/s", "documents_per_s"), Column("ms", "e2e_ms", digits=2)),
+    "rerank": (Column("docs/s", "documents_per_s"), Column("ms", "e2e_ms", digits=2)),
+    "tokenizer": (Column("OV encode tok/s", "ov_encode_tps", digits=0),
+                  Column("encode mismatches", "tokenizer_encode_mismatches", "max", 0)),
+}
+
+
 def render_release(res: RunResults) -> str:
     """Release table: one row per model × precision × scenario, one column per device (tok/s, TTFT, verdict)."""
     devices = sorted({c.spec.device for c in res.cells})
     rows: dict[tuple[str, str, str], dict[str, CellResult]] = defaultdict(dict)
     for c in res.cells:
-        rows[(c.spec.model.name, c.spec.precision, c.spec.scenario.name)][c.spec.device] = c
+        params = ",".join(f"{k}={v}" for k, v in sorted(c.spec.scenario.params.items()))
+        rows[(c.spec.model.name, c.spec.precision, c.spec.scenario.name + (f"[{params}]" if params else ""))][
+            c.spec.device] = c
     lines = [f"# Release report — suite `{res.metadata.suite_name}`, run `{res.metadata.run_id}`", "",
-             "Each device cell: output tok/s | TTFT ms (median ± sd) | verdict (all gates and checks).", "",
+             "Each device cell: the scenario's two headline figures (text generation: output tok/s and TTFT; "
+             "continuous batching: total tok/s and TTFT p90; embeddings/rerank: documents/s and latency; "
+             "tokenizer: OpenVINO encode tok/s and mismatches) and the verdict (all gates and checks).", "",
              "| model | precision | scenario | " + " | ".join(devices) + " |",
              "|---|---|---|" + "---|" * len(devices)]
     for (model, precision, scenario), per_dev in sorted(rows.items()):
@@ -68,7 +83,8 @@ def render_release(res: RunResults) -> str:
                 cols.append(c.status)
             else:
                 verdict = "pass" if _cell_passes(c) else "**FAIL**"
-                cols.append(f"{fmt_spread(c.summaries.get('output_tps'), 1)} tok/s · "
-                            f"{fmt_spread(c.summaries.get('ttft_ms'), 1)} ms · {verdict}")
+                first, second = RELEASE_HEADLINE.get(c.spec.scenario.kind, RELEASE_HEADLINE["generate"])
+                cols.append(f"{first.text(c.summaries)} {first.header} · {second.text(c.summaries)} {second.header}"
+                            f" · {verdict}")
         lines.append(f"| {model} | {precision} | {scenario} | " + " | ".join(cols) + " |")
     return "\n".join(lines) + "\n"

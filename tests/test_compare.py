@@ -123,3 +123,19 @@ def test_cli_writes_html_comparison_and_report(tmp_path):
     report = run_cli("report", str(tmp_path / "c"), "--format", "html", "--out", str(tmp_path / "c.html"))
     assert report.returncode == 0, report.stderr
     assert "<svg" in (tmp_path / "c.html").read_text()
+
+
+def test_history_noise_floor_raises_the_minimum_effect():
+    base, slower = _run("a", (1.0, 1.0), 1), _run("c", (1.3, 1.0), 3)
+    plain = compare_runs(base, slower)
+    assert _verdicts(plain)[("generate", "tpot_ms")] == "regression"
+    # a machine whose run medians wander by sd 0.1 (log) cannot resolve 30%: the floor is exp(2.33·0.1·√2) − 1
+    noisy = compare_runs(base, slower, noise=lambda key, metric: (0.1, 8))
+    m = next(m for c in noisy.cells for m in c.metrics if "generate" in c.key and m.metric == "tpot_ms")
+    assert m.noise_sd == 0.1 and m.noise_runs == 8
+    assert m.effective_threshold == pytest.approx(0.390, abs=0.002)
+    assert m.verdict != "regression"
+    # a quiet machine keeps the configured minimum effect
+    quiet = compare_runs(base, slower, noise=lambda key, metric: (0.005, 8))
+    q = next(m for c in quiet.cells for m in c.metrics if "generate" in c.key and m.metric == "tpot_ms")
+    assert q.effective_threshold == q.threshold == 0.05 and q.verdict == "regression"

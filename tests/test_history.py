@@ -176,6 +176,15 @@ def test_record_list_and_trend(store: HistoryStore) -> None:
     assert KEY_INT8 in store.cell_keys("e2e_ms")
 
 
+def test_run_to_run_noise(store: HistoryStore) -> None:
+    for i, e2e in enumerate((10.0, 10.5, 9.5, 10.2, 9.8, 30.0)):  # one outlier run
+        store.record_run(make_run(f"r{i}", f"2026-01-0{i + 1}T00:00:00+00:00", e2e=e2e), None)
+    sd, n = store.run_to_run_noise(KEY, "e2e_ms")
+    assert n == 6 and 0.02 < sd < 0.08  # robust: the 30 ms run barely moves it
+    assert store.run_to_run_noise(KEY, "e2e_ms", exclude=frozenset({"r0", "r1"})) is None  # 4 runs < 5
+    assert store.run_to_run_noise(KEY, "no_such_metric") is None
+
+
 def test_suite_filter(store: HistoryStore) -> None:
     store.record_run(make_run("a", "2026-01-01T00:00:00+00:00", suite="smoke"), None)
     store.record_run(make_run("b", "2026-01-02T00:00:00+00:00", suite="nightly"), None)

@@ -132,3 +132,43 @@ def test_missing_prompt_file(tmp_path):
     with pytest.raises(HarnessInputError) as ei:
         expand(load_suite(p)[0], p)
     assert ei.value.field == "prompts.file" and ei.value.value == "nope.txt"
+
+
+STACK = """
+name: stack
+models:
+  - {name: llm, source: synthetic:tiny}
+  - {name: emb, source: synthetic:tiny-embed}
+precisions: [fp16, int8]
+scenarios:
+  - {name: greedy, kind: generate, models: [llm]}
+  - {name: cb, kind: continuous_batching, models: [llm], concurrency: [1, 2, 4], enable_prefix_caching: [true, false]}
+  - {name: embed, kind: embeddings, models: [emb], batch_size: [1, 8], pooling: mean}
+  - {name: tok, kind: tokenizer}
+exclude:
+  - {kind: tokenizer, precision: int8}
+"""
+
+
+def test_scenarios_run_on_their_models_and_sweep_their_params(tmp_path):
+    cells = expand(load_suite(write(tmp_path, STACK))[0], tmp_path / "suite.yaml")
+    kinds = {}
+    for c in cells:
+        kinds.setdefault(c.scenario.kind, []).append(c)
+    assert {c.model.name for c in kinds["continuous_batching"] + kinds["generate"]} == {"llm"}
+    assert len(kinds["generate"]) == 2 and len(kinds["continuous_batching"]) == 2 * 3 * 2
+    assert {c.model.name for c in kinds["embeddings"]} == {"emb"} and len(kinds["embeddings"]) == 4
+    assert sorted(c.model.name for c in kinds["tokenizer"]) == ["emb", "llm"]
+    assert "cb[concurrency=4,enable_prefix_caching=false]" in next(
+        c.key for c in kinds["continuous_batching"] if c.scenario.params == {"concurrency": 4, "enable_prefix_caching": False})
+
+
+@pytest.mark.parametrize("old,new,match", [
+    ("models: [llm], concurrency", "models: [nope], concurrency", "nope"),
+    ("pooling: mean", "pooling: max", "pooling"),
+    ("concurrency: [1, 2, 4]", "concurrency: [1, 0]", "concurrency"),
+    ("{name: greedy, kind: generate, models: [llm]}", "{name: greedy, kind: generate, batch_size: 2}", "batch_size"),
+])
+def test_bad_stack_scenarios_name_the_field(tmp_path, old, new, match):
+    with pytest.raises(HarnessInputError, match=match):
+        load_suite(write(tmp_path, STACK.replace(old, new)))

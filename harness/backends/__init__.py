@@ -25,9 +25,14 @@ class CellModels:
 
 
 def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
-    from harness.backends import genai_llm
+    from harness.backends import genai_cb, genai_llm, genai_text_encoders, optimum_llm, tokenizer_parity
 
     backends = {
+        "optimum": optimum_llm.run,
+        "embeddings": genai_text_encoders.run_embeddings,
+        "rerank": genai_text_encoders.run_rerank,
+        "tokenizer": tokenizer_parity.run,
+        "continuous_batching": genai_cb.run,
         "generate": genai_llm.run,
         "speculative": genai_llm.run,
         "prompt_lookup": genai_llm.run,

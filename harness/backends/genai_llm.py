@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import gc
-import resource
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from harness.backends import CellModels, Emit
+from harness.backends.process_memory import peak_rss_mb, rss_mb
 from harness.prompts import synthetic_prompt
 from harness.schema import CellSpec, Sample
 
 # Properties that configure the pipeline itself rather than a compiled model.
 PIPELINE_ONLY_PROPERTIES = {"ATTENTION_BACKEND", "CACHE_DIR"}
-
-
-def _rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def _peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux: the kernel's high-water mark for this process alone.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# Scenario parameters that are GenerationConfig fields (the others configure the pipeline or the load).
+GENERATION_CONFIG_PARAMS = {"num_assistant_tokens", "assistant_confidence_threshold", "max_ngram_size"}
 
 
 def timing_streamer_class() -> type:
@@ -76,7 +67,8 @@ def build_pipeline(cell: CellSpec, models: CellModels, cache_dir: Path | None) -
 def generation_config(pipe: Any, cell: CellSpec) -> Any:
     """The pipeline's own config (keeps the model's eos) updated with the cell's settings."""
     g = cell.generation
-    cfg = pipe.get_generation_config()
+    # LLMPipeline.get_generation_config(); ContinuousBatchingPipeline calls it get_config()
+    cfg = pipe.get_generation_config() if hasattr(pipe, "get_generation_config") else pipe.get_config()
     cfg.max_new_tokens = g.max_new_tokens
     cfg.min_new_tokens = g.min_new_tokens
     cfg.ignore_eos = g.ignore_eos
@@ -89,7 +81,8 @@ def generation_config(pipe: Any, cell: CellSpec) -> Any:
     else:
         cfg.do_sample, cfg.num_beams = False, 1
     for name, value in cell.scenario.params.items():
-        setattr(cfg, name, value)
+        if name in GENERATION_CONFIG_PARAMS:
+            setattr(cfg, name, value)
     return cfg
 
 
@@ -118,11 +111,12 @@ def _genai_readings(res: Any) -> dict[str, float | None]:
     return out
 
 
-def prompt_texts(cell: CellSpec, pipe: Any, count: int) -> list[str]:
+def prompt_texts(cell: CellSpec, tok: Any, count: int) -> list[str]:
+    """`count` prompts (or documents) of the cell: from its file, or synthetic of its input length under
+    `tok` (an openvino_genai.Tokenizer)."""
     if cell.prompts.source == "file":
         texts = cell.prompts.texts
         return [texts[i % len(texts)] for i in range(count)]
-    tok = pipe.get_tokenizer()
 
     def encode(text: str) -> list[int]:
         return [int(x) for x in tok.encode(text, add_special_tokens=False).input_ids.data[0]]
@@ -171,7 +165,9 @@ def measure_call(pipe: Any, prompt: str, cfg: Any, streamer_cls: type | None, it
         chunk_tokens, ids = list(streamer.tokens), list(streamer.ids)
     else:
         offsets, chunk_tokens = genai_step_times(res, start)
-        ids = []
+        # No streamer, no ids: the output re-encoded by the pipeline's tokenizer (after the timed call)
+        # stands in, so accuracy against fp16 can still be counted in tokens.
+        ids = [int(x) for x in pipe.get_tokenizer().encode(res.texts[0], add_special_tokens=False).input_ids.data[0]]
     out_tokens = sum(chunk_tokens) if chunk_tokens else int(genai["generated_tokens"] or 0)
     return Sample(
         iteration=iteration, warmup=warmup, prompt_index=prompt_index,
@@ -183,13 +179,13 @@ def measure_call(pipe: Any, prompt: str, cfg: Any, streamer_cls: type | None, it
 
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Load, warm up, measure; emit load/memory figures, every sample, and the check outputs."""
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
     cell_values: dict[str, float] = {}
     compile_cache = models.workdir / "compile-cache" if cell.load_twice else None
     t0 = time.perf_counter()
     pipe = build_pipeline(cell, models, compile_cache)
     cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
-    cell_values["model_memory_mb"] = _rss_mb() - rss_before
+    cell_values["model_memory_mb"] = rss_mb() - rss_before
     if cell.load_twice:
         del pipe
         gc.collect()
@@ -201,7 +197,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     cfg = generation_config(pipe, cell)
     total = cell.warmup + cell.iterations
     vary = cell.prompts.vary_per_iteration
-    prompts = prompt_texts(cell, pipe, total if vary else 1)
+    prompts = prompt_texts(cell, pipe.get_tokenizer(), total if vary else 1)
     # Beam search cannot stream in openvino-genai: it always takes the raw per-step timestamps.
     use_streamer = cell.token_timing == "streamer" and cell.generation.mode != "beam"
     streamer_cls = timing_streamer_class() if use_streamer else None
@@ -231,5 +227,5 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         check_outputs[f"repeat:{pidx}"] = res.texts[0]
     if load_ms is not None:
         cell_values["genai_load_ms"] = float(load_ms)
-    cell_values["peak_rss_mb"] = _peak_rss_mb()
+    cell_values["peak_rss_mb"] = peak_rss_mb()
     emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -16,9 +17,30 @@ TOKENIZER_FILES = ("openvino_tokenizer.xml", "openvino_detokenizer.xml")
 _ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*:")
 
 
+# Hugging Face architecture suffix -> optimum export task (the first match wins).
+TASKS = (
+    ("ForCausalLM", "text-generation-with-past"),
+    ("ForSequenceClassification", "text-classification"),
+    ("Model", "feature-extraction"),
+)
+
+
+def export_task(src: Path) -> str:
+    """The optimum task for the model in `src`, from config.json's architectures (text generation when unknown)."""
+    try:
+        archs = json.loads((src / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError):
+        archs = []
+    for arch in archs:
+        for suffix, task in TASKS:
+            if arch.endswith(suffix):
+                return task
+    return "text-generation-with-past"
+
+
 def export_command(src: Path, out: Path, precision: str, compression: CompressionSpec) -> list[str]:
     cmd = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "openvino", "-m", str(src),
-           "--task", "text-generation-with-past", "--weight-format", precision]
+           "--task", export_task(src), "--weight-format", precision]
     if precision == "int4":
         cmd += ["--group-size", str(compression.group_size), "--ratio", str(compression.ratio)]
         if compression.sym:
@@ -37,7 +59,7 @@ def export_ir(src: Path, out: Path, precision: str, compression: CompressionSpec
     if rc != 0:
         raise ModelPreparationError(
             f"optimum-cli export of '{src}' to {precision} failed (exit {rc}): {last_error(log_path.read_text())}")
-    ensure_tokenizers(src, out)
+    ensure_tokenizers(src, out, pairs=export_task(src) == "text-classification")
 
 
 def last_error(text: str) -> str:
@@ -46,16 +68,18 @@ def last_error(text: str) -> str:
     return next((line for line in reversed(lines) if _ERROR_LINE.match(line)), lines[-1] if lines else "no output")
 
 
-def ensure_tokenizers(src: Path, out: Path) -> None:
-    """Convert the tokenizer pair into `out` unless optimum-cli already did."""
-    if all((out / f).is_file() for f in TOKENIZER_FILES):
+def ensure_tokenizers(src: Path, out: Path, pairs: bool = False) -> None:
+    """Convert the tokenizer pair into `out` unless optimum-cli already did. A cross-encoder (`pairs`)
+    gets a two-input tokenizer (query, document), which optimum-cli does not make."""
+    if all((out / f).is_file() for f in TOKENIZER_FILES) and not pairs:
         return
     try:
         import openvino as ov
         from openvino_tokenizers import convert_tokenizer
         from transformers import AutoTokenizer
 
-        tok, detok = convert_tokenizer(AutoTokenizer.from_pretrained(src), with_detokenizer=True)
+        tok, detok = convert_tokenizer(AutoTokenizer.from_pretrained(src), with_detokenizer=True,
+                                       number_of_inputs=2 if pairs else 1)
         for model, name in zip((tok, detok), TOKENIZER_FILES, strict=True):
             ov.save_model(model, out / name)
     except Exception as e:  # noqa: BLE001 - any converter failure is one preparation error

@@ -1,5 +1,7 @@
-"""Deterministic, offline synthetic Hugging Face models: a BPE tokenizer trained on the Python
-standard library's own sources and Llama causal LMs with seeded random weights.
+"""Deterministic, offline synthetic Hugging Face models: tokenizers trained on the Python standard
+library's own sources (byte-level BPE for the Llama causal LMs, WordPiece for the BERT encoders) and
+models with seeded random weights: Llama causal LMs (and their drafts), BERT encoders for text
+embeddings and BERT cross-encoders for rerank.
 
 torch, transformers and tokenizers are imported only when something has to be built.
 """
@@ -68,6 +70,25 @@ class LlamaSpec:
 
 
 @dataclass(frozen=True)
+class BertSpec:
+    """A BERT encoder with seeded random weights: `head` "none" is a text-embedding model (BertModel,
+    exported for feature extraction), "score" a one-logit cross-encoder for rerank
+    (BertForSequenceClassification, exported for text classification)."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    head: str = "none"
+    # "bert": WordPiece tokenizer, token type ids; "roberta": byte-level BPE, no token type ids (the
+    # shape of XLM-RoBERTa rerankers such as bge-reranker, and what TextRerankPipeline's pair tokenizer feeds)
+    arch: str = "bert"
+    vocab_size: int = 8192
+    max_position_embeddings: int = 514
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class DraftSpec:
     """A draft model made of the target's first `num_layers` layers plus its embeddings, norm and head."""
 
@@ -75,13 +96,20 @@ class DraftSpec:
     num_layers: int
 
 
-SyntheticSpec = LlamaSpec | DraftSpec
+SyntheticSpec = LlamaSpec | DraftSpec | BertSpec
 
 SYNTHETIC_MODELS: dict[str, SyntheticSpec] = {
     "tiny": LlamaSpec(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=768),
     "small": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=2688,
                        max_position_embeddings=4096),
     "tiny-draft": DraftSpec(target="tiny", num_layers=1),
+    # Channel sizes are multiples of 128 so that int4 group compression applies.
+    "tiny-embed": BertSpec(hidden_size=256, num_layers=2, num_heads=4, intermediate_size=512),
+    "tiny-rerank": BertSpec(hidden_size=256, num_layers=2, num_heads=4, intermediate_size=512, head="score",
+                            arch="roberta"),
+    "small-embed": BertSpec(hidden_size=768, num_layers=6, num_heads=12, intermediate_size=3072),
+    "small-rerank": BertSpec(hidden_size=768, num_layers=6, num_heads=12, intermediate_size=3072, head="score",
+                             arch="roberta"),
     "small-draft": DraftSpec(target="small", num_layers=2),
 }
 TOKENIZER = TokenizerSpec()
@@ -155,12 +183,17 @@ def _build(name: str, out: Path, cache_dir: Path, log: Callable[[str], None]) ->
     spec = _spec(name)
     if isinstance(spec, DraftSpec):
         return _build_draft(spec, build_synthetic(spec.target, cache_dir, log), out)
+    if isinstance(spec, BertSpec):
+        tok = build_wordpiece_tokenizer(TOKENIZER) if spec.arch == "bert" else build_tokenizer(TOKENIZER, roberta=True)
+        tok.save_pretrained(out)
+        return _build_bert(spec, out)
     build_tokenizer(TOKENIZER).save_pretrained(out)
     return _build_llama(spec, out)
 
 
-def build_tokenizer(spec: TokenizerSpec):
-    """Byte-level BPE trained on stdlib sources, as a PreTrainedTokenizerFast."""
+def build_tokenizer(spec: TokenizerSpec, roberta: bool = False):
+    """Byte-level BPE trained on stdlib sources, as a PreTrainedTokenizerFast: Llama-style (<s> a), or
+    RoBERTa-style (<s> a </s>, pairs <s> a </s></s> b </s>) for the cross-encoder."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -173,12 +206,74 @@ def build_tokenizer(spec: TokenizerSpec):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator([p.read_text(encoding="utf-8") for p in _corpus_paths(spec)], trainer=trainer)
+    if roberta:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
+            special_tokens=[(bos, BOS_ID), (eos, EOS_ID)])
+        return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad,
+                                       unk_token=unk, cls_token=bos, sep_token=eos, model_max_length=512)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, BOS_ID)])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad, unk_token=unk,
         chat_template=CHAT_TEMPLATE,
     )
+
+
+WORDPIECE_SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4
+
+
+def build_wordpiece_tokenizer(spec: TokenizerSpec):
+    """Lower-casing WordPiece trained on stdlib sources, BERT-style ([CLS] a [SEP] b [SEP])."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    pad, unk, cls, sep, mask = WORDPIECE_SPECIAL
+    tok = Tokenizer(models.WordPiece(unk_token=unk))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=spec.vocab_size, special_tokens=list(WORDPIECE_SPECIAL),
+                                        show_progress=False)
+    tok.train_from_iterator([p.read_text(encoding="utf-8") for p in _corpus_paths(spec)], trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, WORDPIECE_SPECIAL.index(cls)), (sep, WORDPIECE_SPECIAL.index(sep))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=pad, unk_token=unk, cls_token=cls,
+                                   sep_token=sep, mask_token=mask, model_max_length=512)
+
+
+def _build_bert(spec: BertSpec, out: Path) -> int:
+    import torch
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertModel,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+        RobertaModel,
+    )
+
+    torch.manual_seed(spec.seed)
+    common = dict(vocab_size=spec.vocab_size, hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers,
+                  num_attention_heads=spec.num_heads, intermediate_size=spec.intermediate_size,
+                  max_position_embeddings=spec.max_position_embeddings, num_labels=1)
+    if spec.arch == "roberta":
+        config = RobertaConfig(**common, pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID,
+                               type_vocab_size=1)
+        classes = (RobertaForSequenceClassification, RobertaModel)
+    else:
+        config = BertConfig(**common, pad_token_id=0)
+        classes = (BertForSequenceClassification, BertModel)
+    model = (classes[0](config) if spec.head == "score" else classes[1](config)).eval()
+    if spec.head == "score":
+        # Random init leaves every document's score within bf16 rounding of the others (all ties after
+        # sigmoid); a larger output layer spreads them so a ranking exists to compare across precisions.
+        with torch.no_grad():
+            for p in model.classifier.parameters():
+                p.mul_(50.0)
+    model.save_pretrained(out)
+    return sum(p.numel() for p in model.parameters())
 
 
 def _llama_config(spec: LlamaSpec):

@@ -1,0 +1,148 @@
+"""Accuracy of lower-precision cells against the fp16 reference of the same run.
+
+For a greedy text-generation cell at int8/int4, the reference is the plain greedy fp16 cell of the
+same model, device, prompts, generation settings and properties. Its outputs are compared prompt
+by prompt (by prompt index); embeddings by cosine similarity of the vectors and rerank by the rank
+correlation of the scores, on the first measured call; the figures become per-cell values (so reports, gates and comparisons
+see them like any other metric) and an `accuracy_vs_fp16` check. Recomputed whenever results are
+assembled, so a resumed run or re-rendered report never keeps stale figures."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import statistics
+
+from harness.schema import CellResult, CheckResult
+
+REFERENCE_PRECISION = "fp16"
+ACCURACY_TAGS = ("token_match_pct", "first_divergence_tokens", "output_similarity_pct", "embedding_cosine",
+                 "rerank_spearman")
+VECTOR_KINDS = ("embeddings", "rerank")
+
+
+def _signature(r: CellResult) -> tuple:
+    s = r.spec
+    return (s.model.name, s.model.source, s.device, s.prompts.model_dump_json(), s.generation.model_dump_json(),
+            tuple(sorted(s.properties.items())))
+
+
+def token_match(a: list[int], b: list[int]) -> float:
+    """Share of positions (over the longer output) holding the same token, in %."""
+    n = max(len(a), len(b))
+    return 100.0 if n == 0 else 100.0 * sum(x == y for x, y in zip(a, b, strict=False)) / n
+
+
+def first_divergence_index(a: list[int], b: list[int]) -> int:
+    """Index of the first differing token; the common length when one output is a prefix of the other."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+def similarity(a: str, b: str) -> float:
+    """difflib's SequenceMatcher ratio of two texts, in % (100 = identical)."""
+    return 100.0 * difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def _reference(r: CellResult, cells: list[CellResult]) -> CellResult | None:
+    """Text generation: the plain greedy fp16 cell; embeddings and rerank: the fp16 cell of the same kind
+    and parameters."""
+    sig, kind = _signature(r), r.spec.scenario.kind
+    if kind in VECTOR_KINDS:
+        return next((c for c in cells if c.spec.precision == REFERENCE_PRECISION and c.spec.scenario.kind == kind
+                     and c.spec.scenario.params == r.spec.scenario.params and _signature(c) == sig), None)
+    return next((c for c in cells if c.spec.precision == REFERENCE_PRECISION and c.spec.scenario.kind == "generate"
+                 and _signature(c) == sig), None)
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(y * y for y in b))
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (na * nb) if na and nb else 0.0
+
+
+def _vector_figures(r: CellResult, ref: CellResult) -> tuple[dict[str, float], str] | None:
+    """Cosine (embeddings) or Spearman rho (rerank) on the first measured call both cells kept."""
+    from scipy.stats import spearmanr
+
+    kind = r.spec.scenario.kind
+    mine = {k: json.loads(v) for k, v in r.check_outputs.items() if k.startswith(f"{kind}:")}
+    theirs = {k: json.loads(v) for k, v in ref.check_outputs.items() if k.startswith(f"{kind}:")}
+    common = [k for k in mine if k in theirs]
+    if not common:
+        return None
+    a, b = mine[common[0]], theirs[common[0]]
+    if kind == "embeddings":
+        cos = [cosine(x, y) for x, y in zip(a, b, strict=True)]
+        return {"embedding_cosine": statistics.fmean(cos)}, f"{len(cos)} documents, cosine min {min(cos):.4f}"
+    sa, sb = {int(i): s for i, s in a}, {int(i): s for i, s in b}
+    docs = sorted(set(sa) & set(sb))
+    if len(docs) < 2:
+        return None
+    rho = float(spearmanr([sa[d] for d in docs], [sb[d] for d in docs]).statistic)
+    if math.isnan(rho):
+        return {}, "scores tied, rank correlation undefined"
+    top_same = a[0][0] == b[0][0]
+    return {"rerank_spearman": rho}, f"{len(docs)} documents, top document {'the same' if top_same else 'different'}"
+
+
+def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[str, float], CheckResult] | None:
+    """The accuracy figures of `r` against its fp16 reference and the check recording them; None when `r`
+    is not a lower-precision greedy cell."""
+    kind = r.spec.scenario.kind
+    if r.status != "ok" or r.spec.precision == REFERENCE_PRECISION or kind == "tokenizer":
+        return None
+    if kind not in VECTOR_KINDS and r.spec.generation.mode != "greedy":
+        return None
+    ref = _reference(r, cells)
+    name = f"accuracy_vs_{REFERENCE_PRECISION}"
+    if ref is None:
+        what = f"{kind} cell with the same parameters" if kind in VECTOR_KINDS else "plain greedy cell"
+        return {}, CheckResult(name=name, status="not_run",
+                               detail=f"no fp16 {what}, model, device and settings in this run")
+    if ref.status != "ok":
+        return {}, CheckResult(name=name, status="not_run", detail=f"reference cell {ref.key} is {ref.status}")
+    if kind in VECTOR_KINDS:
+        found = _vector_figures(r, ref)
+        if found is None:
+            return {}, CheckResult(name=name, status="not_run", detail=f"no call in common with {ref.key}")
+        values, detail = found
+        if not values:
+            return {}, CheckResult(name=name, status="not_run", detail=f"vs {ref.key}: {detail}")
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+        return values, CheckResult(name=name, status="not_run", detail=f"{figures} vs {ref.key}; {detail}")
+    ref_by_prompt = {s.prompt_index: s for s in ref.samples}
+    pairs = [(s, ref_by_prompt[s.prompt_index]) for s in r.samples if s.prompt_index in ref_by_prompt]
+    # one comparison per prompt: repeated prompts (no per-iteration variation) would weigh it several times
+    pairs = list({s.prompt_index: (s, t) for s, t in pairs}.values())
+    if not pairs:
+        return {}, CheckResult(name=name, status="not_run", detail=f"no prompt in common with {ref.key}")
+    by_ids = all(s.output_ids and t.output_ids for s, t in pairs)
+    values = {"output_similarity_pct": statistics.fmean(similarity(s.output_text, t.output_text) for s, t in pairs)}
+    if by_ids:
+        values["token_match_pct"] = statistics.fmean(token_match(s.output_ids, t.output_ids) for s, t in pairs)
+        values["first_divergence_tokens"] = float(statistics.median(
+            first_divergence_index(s.output_ids, t.output_ids) for s, t in pairs))
+    parts = [f"{len(pairs)} prompts vs {ref.key}"]
+    if by_ids:
+        parts.append(f"token match {values['token_match_pct']:.1f}%, first divergence at token "
+                     f"{values['first_divergence_tokens']:g} (median)")
+    else:
+        parts.append("no token ids recorded, text similarity only")
+    parts.append(f"text similarity {values['output_similarity_pct']:.1f}%")
+    return values, CheckResult(name=name, status="not_run", detail="; ".join(parts))
+
+
+def judged_by_gates(check: CheckResult, gate_results: list[CheckResult]) -> CheckResult:
+    """The accuracy check passes or fails with the suite's gates on accuracy metrics; without such a gate
+    the figures are recorded and the check says no threshold was set."""
+    mine = [g for g in gate_results if any(g.name.startswith(f"gate: {t} ") for t in ACCURACY_TAGS)]
+    if not mine:
+        return check.model_copy(update={"detail": check.detail + "; no accuracy gate set by the suite"})
+    failed = [g for g in mine if g.status == "fail"]
+    status = "fail" if failed else "pass"
+    limits = ", ".join(f"{g.name.removeprefix('gate: ')} ({g.detail})" for g in (failed or mine))
+    return check.model_copy(update={"status": status, "detail": f"{check.detail}; {'missed' if failed else 'met'} "
+                                                                  f"{limits}"})

@@ -1,0 +1,202 @@
+"""Scenarios beyond single-request generation, for real on the tiny model: a continuous-batching
+concurrency sweep next to plain greedy, and OpenVINO Tokenizers parity with Hugging Face."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from harness.store import load_results
+from reports.goodput import sweep_limits
+from tests.conftest import run_cli
+from tests.factories import result, sample, spec
+
+SUITE = {
+    "name": "scenarios-test",
+    "models": [{"name": "tiny", "source": "synthetic:tiny"},
+               {"name": "tiny-embed", "source": "synthetic:tiny-embed"},
+               {"name": "tiny-rerank", "source": "synthetic:tiny-rerank"}],
+    "precisions": ["fp16", "int8"],
+    "prompts": {"input_tokens": [32]},
+    "generation": {"max_new_tokens": 16, "ignore_eos": True},
+    "warmup": 1,
+    "iterations": 2,
+    "timeout_s": 300,
+    # f32 so that batched and one-by-one decoding must agree token for token
+    "properties": {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0},
+    "scenarios": [
+        {"name": "greedy", "kind": "generate", "models": ["tiny"]},
+        {"name": "cb", "kind": "continuous_batching", "models": ["tiny"], "concurrency": [1, 3],
+         "max_num_batched_tokens": 256, "enable_prefix_caching": False},
+        {"name": "tokenizer", "kind": "tokenizer"},
+        {"name": "optimum", "kind": "optimum", "models": ["tiny"]},
+        {"name": "embed", "kind": "embeddings", "models": ["tiny-embed"], "batch_size": 4, "pooling": "mean",
+         "normalize": True},
+        {"name": "rerank", "kind": "rerank", "models": ["tiny-rerank"], "batch_size": 4},
+    ],
+    "exclude": [{"kind": ["continuous_batching", "tokenizer"], "precision": "int8"}],
+    "gates": [{"metric": "ttft_ms", "stat": "p90", "max": 60000, "where": {"kind": "continuous_batching"}},
+              {"metric": "embedding_cosine", "min": 0.9, "where": {"kind": "embeddings", "precision": "int8"}}],
+}
+
+
+@pytest.fixture(scope="module")
+def cb_run(tmp_path_factory, model_cache):
+    d = tmp_path_factory.mktemp("cb")
+    (d / "suite.yaml").write_text(yaml.safe_dump(SUITE))
+    proc = run_cli("run", str(d / "suite.yaml"), "--out", str(d / "run"), cache=model_cache)
+    return proc, d / "run"
+
+
+@pytest.mark.integration
+def test_sweep_measures_every_request_and_batch(cb_run):
+    proc, out = cb_run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = load_results(out)
+    assert len(res.cells) == 13, [c.key for c in res.cells]
+    cb = {int(c.spec.scenario.params["concurrency"]): c for c in res.cells if c.spec.scenario.kind == "continuous_batching"}
+    assert sorted(cb) == [1, 3]
+    for conc, c in cb.items():
+        assert c.status == "ok", c.error
+        measured = [s for s in c.samples if not s.warmup]
+        assert len(measured) == conc * SUITE["iterations"]
+        assert sorted({s.request for s in measured}) == list(range(conc))
+        assert len({s.prompt_index for s in c.samples}) == conc * 3  # every request its own prompt
+        assert [b.requests for b in c.batches] == [conc] * 3 and sum(b.warmup for b in c.batches) == 1
+        for b in c.batches:
+            reqs = [s for s in c.samples if s.iteration == b.iteration]
+            assert b.output_tokens == sum(s.output_tokens for s in reqs) == conc * 16
+            assert b.end_ns == max(s.end_ns for s in reqs)
+            assert 0 < b.cache_usage_max_pct <= 100
+        s = c.summaries
+        assert s["ttft_ms"].n == conc * 2 and s["batch_output_tps"].n == 2
+        # total throughput is the batch's tokens over its duration
+        b = [b for b in c.batches if not b.warmup][0]
+        assert b.values["batch_output_tps"][0] == pytest.approx(b.output_tokens / ((b.end_ns - b.start_ns) / 1e9))
+        checks = {ch.name: ch for ch in c.checks}
+        assert checks["exact_token_count"].status == "pass"
+        assert checks["repeat_determinism"].status == "pass", checks["repeat_determinism"].detail
+        assert checks["matches_greedy"].status == "pass", checks["matches_greedy"].detail
+    # three requests share the steps: the batch makes more tokens per second than one request alone
+    assert cb[3].summaries["batch_output_tps"].median > cb[1].summaries["batch_output_tps"].median
+
+
+@pytest.mark.integration
+def test_report_has_a_batching_table_and_the_sweep_limit(cb_run):
+    _, out = cb_run
+    md = (out / "report.md").read_text()
+    assert "### Continuous batching" in md
+    assert "| tiny | fp16 | CPU | cb | concurrency=3 " in md
+    assert "Highest concurrency within the suite's gates" in md and "**3**" in md
+
+
+def _gated_cell(conc: int, ttft: float):
+    s = spec("generate", key=f"m/fp16/CPU/cb[concurrency={conc}]/in8-out4")
+    s.scenario.kind, s.scenario.params = "continuous_batching", {"concurrency": conc}
+    from harness.schema import Gate
+
+    s.gates = [Gate(metric="ttft_ms", stat="p90", max=12.0)]
+    return result(s, [sample(i, chunks=(ttft, ttft + 1, ttft + 2, ttft + 3), e2e_ms=ttft + 4) for i in range(3)])
+
+
+def test_sweep_limit_is_the_last_concurrency_before_a_gate_fails():
+    cells = [_gated_cell(4, 20.0), _gated_cell(1, 10.0), _gated_cell(2, 11.0), _gated_cell(8, 5.0)]
+    [lim] = sweep_limits(cells)
+    assert lim.sweep == "m/fp16/CPU/cb[concurrency=*]/in8-out4"
+    assert lim.tried == [1, 2, 4, 8]
+    assert lim.max_within == 2 and lim.first_failing == 4
+    assert "ttft_ms p90 <= 12" in lim.failed_gates[0]
+    [none] = sweep_limits([_gated_cell(1, 30.0)])
+    assert none.max_within is None and none.first_failing == 1
+
+
+@pytest.mark.integration
+def test_tokenizer_parity_and_speed(cb_run):
+    _, out = cb_run
+    tok = {c.spec.model.name: c for c in load_results(out).cells if c.spec.scenario.kind == "tokenizer"}
+    assert sorted(tok) == ["tiny", "tiny-embed", "tiny-rerank"]
+    for c in tok.values():
+        assert c.status == "ok", c.error
+        assert next(ch for ch in c.checks if ch.name == "tokenizer_parity").status in ("pass", "fail")
+    c = tok["tiny"]
+    check = next(ch for ch in c.checks if ch.name == "tokenizer_parity")
+    # the synthetic byte-level BPE converts exactly: any mismatch is a real finding, shown with its text
+    assert check.status == "pass", check.detail
+    assert c.cell_values["tokenizer_encode_mismatches"] == 0
+    for tag in ("ov_encode_tps", "hf_encode_tps", "ov_decode_tps", "hf_decode_tps"):
+        assert c.summaries[tag].n == SUITE["iterations"] and c.summaries[tag].median > 0, tag
+    assert "output_tps" not in c.summaries and "exact_token_count" not in {ch.name for ch in c.checks}
+    md = (out / "report.md").read_text()
+    assert "### OpenVINO Tokenizers vs Hugging Face" in md
+
+
+def test_parity_finds_and_describes_a_mismatch():
+    from harness.backends.tokenizer_parity import parity
+
+    class FakeOV:
+        def encode(self, text, add_special_tokens=True):
+            import numpy as np
+
+            class R:
+                pass
+
+            ids = [ord(ch) for ch in text] + ([1] if "x" in text else [])
+            r = R()
+            r.input_ids = type("T", (), {"data": np.array([ids])})()
+            return r
+
+        def decode(self, ids, skip_special_tokens=True):
+            return "".join(chr(i) for i in ids)
+
+    class FakeHF:
+        def encode(self, text, add_special_tokens=True):
+            return [ord(ch) for ch in text]
+
+        def decode(self, ids, skip_special_tokens=True):
+            return "".join(chr(i) for i in ids)
+
+    found = parity(FakeOV(), FakeHF(), ["abc", "xyz", ""])
+    assert found["encode_mismatches"] == 2 and found["decode_mismatches"] == 0  # "xyz" with and without specials
+    assert found["encode_examples"][0]["text"] == 1 and found["encode_examples"][0]["at"] == 3
+
+
+@pytest.mark.integration
+def test_embeddings_and_rerank_with_accuracy_against_fp16(cb_run):
+    _, out = cb_run
+    cells = {(c.spec.scenario.kind, c.spec.precision): c for c in load_results(out).cells
+             if c.spec.scenario.kind in ("embeddings", "rerank")}
+    assert sorted(cells) == [("embeddings", "fp16"), ("embeddings", "int8"), ("rerank", "fp16"), ("rerank", "int8")]
+    for (kind, precision), c in cells.items():
+        assert c.status == "ok", (kind, precision, c.error)
+        measured = [s for s in c.samples if not s.warmup]
+        assert len(measured) == 2 and all(s.readings["documents"] == 4 for s in measured)
+        assert c.summaries["documents_per_s"].median > 0 and c.summaries["e2e_ms"].n == 2
+        checks = {ch.name: ch for ch in c.checks}
+        assert checks["repeat_determinism"].status == "pass", checks["repeat_determinism"].detail
+    emb = cells[("embeddings", "int8")]
+    assert 0.9 < emb.cell_values["embedding_cosine"] <= 1.0 + 1e-6
+    acc = next(ch for ch in emb.checks if ch.name == "accuracy_vs_fp16")
+    assert acc.status == "pass" and "embedding_cosine" in acc.detail
+    rr = cells[("rerank", "int8")]
+    assert -1.0 <= rr.cell_values["rerank_spearman"] <= 1.0
+    md = (out / "report.md").read_text()
+    assert "### Text embeddings" in md and "### Text rerank" in md and "### Precisions side by side" in md
+
+
+@pytest.mark.integration
+def test_optimum_intel_runs_the_same_cells_and_matches_genai(cb_run):
+    _, out = cb_run
+    res = load_results(out)
+    opt = {c.spec.precision: c for c in res.cells if c.spec.scenario.kind == "optimum"}
+    gen = {c.spec.precision: c for c in res.cells if c.spec.scenario.kind == "generate"}
+    assert sorted(opt) == ["fp16", "int8"]
+    for precision, c in opt.items():
+        assert c.status == "ok", c.error
+        checks = {ch.name: ch for ch in c.checks}
+        assert checks["exact_token_count"].status == "pass"
+        # same IR, same prompts, f32: Optimum Intel's greedy tokens are GenAI's
+        assert checks["matches_greedy"].status == "pass", checks["matches_greedy"].detail
+        assert [s.input_tokens for s in c.samples] == [s.input_tokens for s in gen[precision].samples]
+        for tag in ("ttft_ms", "tpot_ms", "itl_ms", "output_tps"):
+            assert c.summaries[tag].n >= 2, tag
+    assert "### Optimum Intel (OVModelForCausalLM.generate)" in (out / "report.md").read_text()
