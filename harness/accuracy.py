@@ -20,6 +20,8 @@ REFERENCE_PRECISION = "fp16"
 ACCURACY_TAGS = ("token_match_pct", "first_divergence_tokens", "output_similarity_pct", "embedding_cosine",
                  "rerank_spearman")
 VECTOR_KINDS = ("embeddings", "rerank")
+# Kinds whose fp16 reference is a cell of the same kind and parameters (not the plain greedy text cell).
+SELF_REFERENCED = (*VECTOR_KINDS, "vlm")
 
 
 def _signature(r: CellResult) -> tuple:
@@ -51,7 +53,7 @@ def _reference(r: CellResult, cells: list[CellResult]) -> CellResult | None:
     """Text generation: the plain greedy fp16 cell; embeddings and rerank: the fp16 cell of the same kind
     and parameters."""
     sig, kind = _signature(r), r.spec.scenario.kind
-    if kind in VECTOR_KINDS:
+    if kind in SELF_REFERENCED:
         return next((c for c in cells if c.spec.precision == REFERENCE_PRECISION and c.spec.scenario.kind == kind
                      and c.spec.scenario.params == r.spec.scenario.params and _signature(c) == sig), None)
     return next((c for c in cells if c.spec.precision == REFERENCE_PRECISION and c.spec.scenario.kind == "generate"
@@ -99,7 +101,7 @@ def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[
     ref = _reference(r, cells)
     name = f"accuracy_vs_{REFERENCE_PRECISION}"
     if ref is None:
-        what = f"{kind} cell with the same parameters" if kind in VECTOR_KINDS else "plain greedy cell"
+        what = f"{kind} cell with the same parameters" if kind in SELF_REFERENCED else "plain greedy cell"
         return {}, CheckResult(name=name, status="not_run",
                                detail=f"no fp16 {what}, model, device and settings in this run")
     if ref.status != "ok":

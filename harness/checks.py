@@ -8,6 +8,8 @@ from harness.schema import CellResult, CheckResult
 
 # Scenario kinds that do not generate text (no token counts, no greedy reference).
 NOT_GENERATION = {"tokenizer", "embeddings", "rerank"}
+# Kinds whose greedy output must equal the plain greedy cell's (same model, prompts and settings).
+SAME_AS_GREEDY = {"speculative", "prompt_lookup", "continuous_batching", "optimum"}
 
 
 def _measured(r: CellResult):
@@ -114,7 +116,7 @@ def first_divergence(a: list[int] | str, b: list[int] | str) -> int | None:
 def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None:
     """Speculative decoding, prompt lookup and continuous batching must not change greedy output: same tokens as the plain
     greedy cell of the same model, precision, device, prompts, generation settings and properties."""
-    if r.spec.scenario.kind in ("generate", *NOT_GENERATION) or r.spec.generation.mode != "greedy" or r.status != "ok":
+    if r.spec.scenario.kind not in SAME_AS_GREEDY or r.spec.generation.mode != "greedy" or r.status != "ok":
         return None
     sig = _reference_signature(r)
     refs = [c for c in cells if c.spec.scenario.kind == "generate" and _reference_signature(c) == sig]

@@ -45,6 +45,11 @@ def _e2e_ms(s: Sample) -> float:
     return (s.end_ns - s.start_ns) / 1e6
 
 
+def _generates(s: Sample) -> bool:
+    """A call that produced tokens (embeddings, rerank and tokenizer passes produce none)."""
+    return s.output_tokens > 0 or bool(s.chunk_tokens)
+
+
 def _ttft_ms(s: Sample) -> float | None:
     return s.chunk_offsets_ms[0] if s.chunk_offsets_ms else None
 
@@ -71,7 +76,7 @@ class OutputTokens(Metric):
 
     @classmethod
     def compute(cls, s: Sample) -> list[float]:
-        if s.readings:  # not a generate() call
+        if not _generates(s):
             return []
         return [float(s.output_tokens)]
 
@@ -135,7 +140,7 @@ class OutputThroughput(Metric):
 
     @classmethod
     def compute(cls, s: Sample) -> list[float]:
-        if s.readings:  # not a generate() call
+        if not _generates(s):
             return []
         e2e = _e2e_ms(s)
         return [s.output_tokens / (e2e / 1000.0)] if e2e > 0 else []
@@ -235,6 +240,15 @@ class DetokenizationTime(_GenAIReading):
 
     tag, title, unit, higher_is_better, reading = (
         "detokenization_ms", "detokenization", "ms", False, "detokenization_ms")
+
+
+@metric
+class VLMEmbeddingsTime(_GenAIReading):
+    """VLM: openvino-genai VLMPerfMetrics.get_prepare_embeddings_duration().mean — image preprocessing, vision
+    encoder and merging the embeddings, part of TTFT."""
+
+    tag, title, unit, higher_is_better, reading = (
+        "vlm_embeddings_ms", "image embeddings", "ms", False, "prepare_embeddings_ms")
 
 
 @metric
@@ -447,7 +461,8 @@ class ModelMemory(CellMetric):
 
 @metric
 class ModelSizeOnDisk(CellMetric):
-    """Size of the model's IR weights on disk (openvino_model.bin + .xml), in MiB."""
+    """Size of the model's IR on disk (every openvino*model.xml + .bin: one file pair, or the parts of a
+    VLM / speech / diffusion pipeline; tokenizers excluded), in MiB."""
 
     tag, title, unit, higher_is_better = "model_size_mb", "model size on disk", "MiB", False
 

@@ -37,6 +37,7 @@ SCENARIO_PARAMS: dict[str, set[str]] = {
     "continuous_batching": {"concurrency", "cache_size_gb", "num_kv_blocks", "enable_prefix_caching",
                             "max_num_batched_tokens", "dynamic_split_fuse", "max_num_seqs"},
     "optimum": set(),
+    "vlm": {"images", "image_size"},
     "tokenizer": set(),
     "embeddings": {"batch_size", "pooling", "normalize"},
     "rerank": {"batch_size", "top_n"},
@@ -102,6 +103,9 @@ class SuiteScenario(_Strict):
     pooling: str | list[str] | None = None
     normalize: bool | list[bool] | None = None
     top_n: int | list[int] | None = None
+    # vlm: generated images per prompt and their side in pixels
+    images: int | list[int] | None = None
+    image_size: int | list[int] | None = None
     models: list[str] | None = Field(None, description="names of the suite's models this scenario runs on (default: all)")
 
     @model_validator(mode="after")

@@ -35,6 +35,7 @@ _DRAFTED = (*_GENERATE[:4], Column("accept %", "acceptance_rate_pct"), _GENERATE
 KIND_COLUMNS: dict[str, tuple[Column, ...]] = {
     "generate": _GENERATE,
     "optimum": _GENERATE,
+    "vlm": (*_GENERATE[:2], Column("image emb. ms", "vlm_embeddings_ms", digits=2), *_GENERATE[2:4]),
     "speculative": _DRAFTED,
     "prompt_lookup": _DRAFTED,
     "continuous_batching": (
@@ -59,10 +60,12 @@ KIND_COLUMNS: dict[str, tuple[Column, ...]] = {
 }
 KIND_TITLES = {"generate": "Plain generation", "speculative": "Speculative decoding",
                "prompt_lookup": "Prompt lookup decoding", "continuous_batching": "Continuous batching",
-               "optimum": "Optimum Intel (OVModelForCausalLM.generate)",
+               "optimum": "Optimum Intel (OVModelForCausalLM.generate)", "vlm": "Vision-language (VLMPipeline)",
                "tokenizer": "OpenVINO Tokenizers vs Hugging Face", "embeddings": "Text embeddings",
                "rerank": "Text rerank"}
 KIND_NOTES = {
+    "vlm": "One VLMPipeline.generate(prompt, images) call per iteration with generated images; TTFT includes image "
+    "preprocessing and the vision encoder (image emb. = openvino-genai's prepare-embeddings time, part of TTFT).",
     "optimum": "The same IR, prompts and generation settings through Optimum Intel; timed from tokenization to the "
     "decoded text like GenAI's generate(str), tokens timed by a transformers streamer.",
     "embeddings": "One TextEmbeddingPipeline.embed_documents call of `batch_size` documents per iteration; latency "

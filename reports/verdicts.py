@@ -50,7 +50,7 @@ def render_qualification(res: RunResults) -> str:
 
 _TEXT = (Column("tok/s", "output_tps"), Column("ms TTFT", "ttft_ms"))
 RELEASE_HEADLINE = {
-    "generate": _TEXT, "speculative": _TEXT, "prompt_lookup": _TEXT, "optimum": _TEXT,
+    "generate": _TEXT, "speculative": _TEXT, "prompt_lookup": _TEXT, "optimum": _TEXT, "vlm": _TEXT,
     "continuous_batching": (Column("total tok/s", "batch_output_tps"), Column("ms TTFT p90", "ttft_ms", "p90")),
     "embeddings": (Column("docs/s", "documents_per_s"), Column("ms", "e2e_ms", digits=2)),
     "rerank": (Column("docs/s", "documents_per_s"), Column("ms", "e2e_ms", digits=2)),

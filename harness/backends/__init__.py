@@ -25,9 +25,17 @@ class CellModels:
 
 
 def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
-    from harness.backends import genai_cb, genai_llm, genai_text_encoders, optimum_llm, tokenizer_parity
+    from harness.backends import (
+        genai_cb,
+        genai_llm,
+        genai_text_encoders,
+        genai_vlm,
+        optimum_llm,
+        tokenizer_parity,
+    )
 
     backends = {
+        "vlm": genai_vlm.run,
         "optimum": optimum_llm.run,
         "embeddings": genai_text_encoders.run_embeddings,
         "rerank": genai_text_encoders.run_rerank,

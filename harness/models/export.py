@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,9 @@ from harness.schema import CompressionSpec
 
 LOG_NAME = "export.log"
 TOKENIZER_FILES = ("openvino_tokenizer.xml", "openvino_detokenizer.xml")
+# Files openvino-genai reads next to the IR that optimum-cli does not always copy (without torchvision it
+# cannot load an image processor, and skips preprocessor_config.json).
+AUX_FILES = ("preprocessor_config.json", "processor_config.json")
 _ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*:")
 
 
@@ -21,6 +25,7 @@ _ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*:")
 TASKS = (
     ("ForCausalLM", "text-generation-with-past"),
     ("ForSequenceClassification", "text-classification"),
+    ("LlavaForConditionalGeneration", "image-text-to-text"),
     ("Model", "feature-extraction"),
 )
 
@@ -60,6 +65,9 @@ def export_ir(src: Path, out: Path, precision: str, compression: CompressionSpec
         raise ModelPreparationError(
             f"optimum-cli export of '{src}' to {precision} failed (exit {rc}): {last_error(log_path.read_text())}")
     ensure_tokenizers(src, out, pairs=export_task(src) == "text-classification")
+    for name in AUX_FILES:
+        if (src / name).is_file() and not (out / name).exists():
+            shutil.copy2(src / name, out / name)
 
 
 def last_error(text: str) -> str:

@@ -10,14 +10,23 @@ from harness.models.cache import MiB, dir_size
 
 MODEL_XML = "openvino_model.xml"
 MODEL_BIN = "openvino_model.bin"
+_NOT_MODELS = ("openvino_tokenizer.xml", "openvino_detokenizer.xml")
 
 
-def validate_ir_dir(path: Path) -> None:
-    """Raise ModelPreparationError unless `path` holds a parseable IR whose weights file is complete."""
-    xml, bin_ = Path(path) / MODEL_XML, Path(path) / MODEL_BIN
-    for f in (xml, bin_):
-        if not f.is_file():
-            raise ModelPreparationError(f"IR file '{f}' is missing")
+def model_irs(path: Path) -> list[Path]:
+    """The model IR files of a directory: openvino_model.xml, or the parts of a multi-model pipeline
+    (openvino_language_model.xml, openvino_vision_embeddings_model.xml, openvino_encoder_model.xml, ...,
+    and one level down for diffusion pipelines: unet/openvino_model.xml, ...). Tokenizers are not models."""
+    path = Path(path)
+    found = [f for pattern in ("openvino*model.xml", "*/openvino*model.xml") for f in sorted(path.glob(pattern))
+             if f.name not in _NOT_MODELS]
+    return found
+
+
+def _validate_one(xml: Path) -> None:
+    bin_ = xml.with_suffix(".bin")
+    if not bin_.is_file():
+        raise ModelPreparationError(f"IR file '{bin_}' is missing")
     try:
         root = ET.parse(xml).getroot()
     except (ET.ParseError, OSError) as e:
@@ -33,9 +42,18 @@ def validate_ir_dir(path: Path) -> None:
             f"IR weights file '{bin_}' is truncated: {have} bytes, the IR needs {needed}")
 
 
+def validate_ir_dir(path: Path) -> None:
+    """Raise ModelPreparationError unless `path` holds parseable IRs whose weights files are complete."""
+    irs = model_irs(path)
+    if not irs:
+        raise ModelPreparationError(f"IR file '{Path(path) / MODEL_XML}' is missing (no openvino*model.xml in {path})")
+    for xml in irs:
+        _validate_one(xml)
+
+
 def ir_size_mb(path: Path) -> float:
-    """openvino_model.xml + .bin in MiB."""
-    return sum((Path(path) / f).stat().st_size for f in (MODEL_XML, MODEL_BIN)) / MiB
+    """Every model IR of the directory (.xml + .bin) in MiB; tokenizers excluded."""
+    return sum(f.stat().st_size + f.with_suffix(".bin").stat().st_size for f in model_irs(path)) / MiB
 
 
 def total_size_mb(path: Path) -> float:

@@ -89,6 +89,21 @@ class BertSpec:
 
 
 @dataclass(frozen=True)
+class LlavaSpec:
+    """A LLaVA vision-language model: a CLIP vision tower, a projector and a Llama `text` model, all with
+    seeded random weights, plus an image processor for `image_size`-pixel square images."""
+
+    text: LlamaSpec
+    vision_hidden_size: int = 128
+    vision_layers: int = 2
+    vision_heads: int = 2
+    vision_intermediate_size: int = 256
+    image_size: int = 64
+    patch_size: int = 16
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class DraftSpec:
     """A draft model made of the target's first `num_layers` layers plus its embeddings, norm and head."""
 
@@ -96,13 +111,19 @@ class DraftSpec:
     num_layers: int
 
 
-SyntheticSpec = LlamaSpec | DraftSpec | BertSpec
+SyntheticSpec = LlamaSpec | DraftSpec | BertSpec | LlavaSpec
 
 SYNTHETIC_MODELS: dict[str, SyntheticSpec] = {
     "tiny": LlamaSpec(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=768),
     "small": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=2688,
                        max_position_embeddings=4096),
     "tiny-draft": DraftSpec(target="tiny", num_layers=1),
+    "tiny-vlm": LlavaSpec(text=LlamaSpec(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2,
+                                          intermediate_size=768)),
+    "small-vlm": LlavaSpec(text=LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4,
+                                           intermediate_size=2688, max_position_embeddings=4096),
+                           vision_hidden_size=384, vision_layers=6, vision_heads=6, vision_intermediate_size=1536,
+                           image_size=224, patch_size=16),
     # Channel sizes are multiples of 128 so that int4 group compression applies.
     "tiny-embed": BertSpec(hidden_size=256, num_layers=2, num_heads=4, intermediate_size=512),
     "tiny-rerank": BertSpec(hidden_size=256, num_layers=2, num_heads=4, intermediate_size=512, head="score",
@@ -183,6 +204,8 @@ def _build(name: str, out: Path, cache_dir: Path, log: Callable[[str], None]) ->
     spec = _spec(name)
     if isinstance(spec, DraftSpec):
         return _build_draft(spec, build_synthetic(spec.target, cache_dir, log), out)
+    if isinstance(spec, LlavaSpec):
+        return _build_llava(spec, out)
     if isinstance(spec, BertSpec):
         tok = build_wordpiece_tokenizer(TOKENIZER) if spec.arch == "bert" else build_tokenizer(TOKENIZER, roberta=True)
         tok.save_pretrained(out)
@@ -274,6 +297,49 @@ def _build_bert(spec: BertSpec, out: Path) -> int:
                 p.mul_(50.0)
     model.save_pretrained(out)
     return sum(p.numel() for p in model.parameters())
+
+
+IMAGE_TOKEN = "<image>"
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] | upper }}: {{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def _build_llava(spec: LlavaSpec, out: Path) -> int:
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tok = build_tokenizer(TOKENIZER)
+    tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    tok.chat_template = LLAVA_CHAT_TEMPLATE
+    text = _llama_config(spec.text)
+    text.vocab_size = len(tok)
+    vision = CLIPVisionConfig(hidden_size=spec.vision_hidden_size, intermediate_size=spec.vision_intermediate_size,
+                              num_hidden_layers=spec.vision_layers, num_attention_heads=spec.vision_heads,
+                              image_size=spec.image_size, patch_size=spec.patch_size,
+                              projection_dim=spec.vision_hidden_size)
+    n_patches = (spec.image_size // spec.patch_size) ** 2
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
+                         image_seq_length=n_patches, vision_feature_select_strategy="default", vision_feature_layer=-2)
+    torch.manual_seed(spec.seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    size = spec.image_size
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
+        tokenizer=tok, patch_size=spec.patch_size, vision_feature_select_strategy="default",
+        chat_template=LLAVA_CHAT_TEMPLATE, num_additional_image_tokens=1)
+    processor.save_pretrained(out)
+    # openvino-genai reads the image processor from preprocessor_config.json, which transformers 5 folds
+    # into processor_config.json unless asked for separately
+    processor.image_processor.save_pretrained(out)
+    return _save(model, out)
 
 
 def _llama_config(spec: LlamaSpec):
