@@ -21,7 +21,7 @@ ACCURACY_TAGS = ("token_match_pct", "first_divergence_tokens", "output_similarit
                  "rerank_spearman")
 VECTOR_KINDS = ("embeddings", "rerank")
 # Kinds whose fp16 reference is a cell of the same kind and parameters (not the plain greedy text cell).
-SELF_REFERENCED = (*VECTOR_KINDS, "vlm")
+SELF_REFERENCED = (*VECTOR_KINDS, "vlm", "speech")
 
 
 def _signature(r: CellResult) -> tuple:

@@ -252,6 +252,33 @@ class VLMEmbeddingsTime(_GenAIReading):
 
 
 @metric
+class RealTimeFactor(Metric):
+    """Speech to text: e2e latency / audio clip length (below 1 = faster than real time)."""
+
+    tag, title, unit, higher_is_better = "rtf", "real-time factor", "x", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        audio = s.readings.get("audio_s")
+        return [_e2e_ms(s) / 1000.0 / audio] if audio else []
+
+
+@metric
+class WhisperFeatures(_GenAIReading):
+    """Speech to text: openvino-genai WhisperPerfMetrics.get_features_extraction_duration().mean (log-mel)."""
+
+    tag, title, unit, higher_is_better, reading = (
+        "speech_features_ms", "feature extraction", "ms", False, "features_ms")
+
+
+@metric
+class WhisperEncode(_GenAIReading):
+    """Speech to text: openvino-genai WhisperPerfMetrics.get_encode_inference_duration().mean (audio encoder)."""
+
+    tag, title, unit, higher_is_better, reading = ("speech_encode_ms", "encoder", "ms", False, "encode_ms")
+
+
+@metric
 class AcceptanceRate(_GenAIReading):
     """Speculative decoding / prompt lookup: share of proposed draft tokens the main model accepted,
     in percent (ExtendedPerfMetrics.get_draft_acceptance_rate(), or accepted / proposed)."""

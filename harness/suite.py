@@ -38,6 +38,7 @@ SCENARIO_PARAMS: dict[str, set[str]] = {
                             "max_num_batched_tokens", "dynamic_split_fuse", "max_num_seqs"},
     "optimum": set(),
     "vlm": {"images", "image_size"},
+    "speech": {"audio_s"},
     "tokenizer": set(),
     "embeddings": {"batch_size", "pooling", "normalize"},
     "rerank": {"batch_size", "top_n"},
@@ -106,6 +107,8 @@ class SuiteScenario(_Strict):
     # vlm: generated images per prompt and their side in pixels
     images: int | list[int] | None = None
     image_size: int | list[int] | None = None
+    # speech: length of the generated audio clip in seconds
+    audio_s: float | list[float] | None = None
     models: list[str] | None = Field(None, description="names of the suite's models this scenario runs on (default: all)")
 
     @model_validator(mode="after")

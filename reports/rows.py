@@ -35,6 +35,9 @@ _DRAFTED = (*_GENERATE[:4], Column("accept %", "acceptance_rate_pct"), _GENERATE
 KIND_COLUMNS: dict[str, tuple[Column, ...]] = {
     "generate": _GENERATE,
     "optimum": _GENERATE,
+    "speech": (Column("RTF", "rtf", digits=3), Column("latency ms", "e2e_ms"), Column("TTFT ms", "ttft_ms", digits=2),
+               Column("TPOT ms", "tpot_ms", digits=2), Column("encoder ms", "speech_encode_ms", digits=2),
+               Column("tok/s", "output_tps"), Column("peak MiB", "peak_rss_mb", digits=0)),
     "vlm": (*_GENERATE[:2], Column("image emb. ms", "vlm_embeddings_ms", digits=2), *_GENERATE[2:4]),
     "speculative": _DRAFTED,
     "prompt_lookup": _DRAFTED,
@@ -61,9 +64,12 @@ KIND_COLUMNS: dict[str, tuple[Column, ...]] = {
 KIND_TITLES = {"generate": "Plain generation", "speculative": "Speculative decoding",
                "prompt_lookup": "Prompt lookup decoding", "continuous_batching": "Continuous batching",
                "optimum": "Optimum Intel (OVModelForCausalLM.generate)", "vlm": "Vision-language (VLMPipeline)",
+               "speech": "Speech to text (WhisperPipeline)",
                "tokenizer": "OpenVINO Tokenizers vs Hugging Face", "embeddings": "Text embeddings",
                "rerank": "Text rerank"}
 KIND_NOTES = {
+    "speech": "One WhisperPipeline.generate call per iteration on a generated speech-like clip; RTF = latency / clip "
+    "length; encoder = openvino-genai's encoder inference time.",
     "vlm": "One VLMPipeline.generate(prompt, images) call per iteration with generated images; TTFT includes image "
     "preprocessing and the vision encoder (image emb. = openvino-genai's prepare-embeddings time, part of TTFT).",
     "optimum": "The same IR, prompts and generation settings through Optimum Intel; timed from tokenization to the "

@@ -16,7 +16,8 @@ SUITE = {
     "models": [{"name": "tiny", "source": "synthetic:tiny"},
                {"name": "tiny-embed", "source": "synthetic:tiny-embed"},
                {"name": "tiny-rerank", "source": "synthetic:tiny-rerank"},
-               {"name": "tiny-vlm", "source": "synthetic:tiny-vlm"}],
+               {"name": "tiny-vlm", "source": "synthetic:tiny-vlm"},
+               {"name": "tiny-whisper", "source": "synthetic:tiny-whisper"}],
     "precisions": ["fp16", "int8"],
     "prompts": {"input_tokens": [32]},
     "generation": {"max_new_tokens": 16, "ignore_eos": True},
@@ -35,9 +36,10 @@ SUITE = {
          "normalize": True},
         {"name": "rerank", "kind": "rerank", "models": ["tiny-rerank"], "batch_size": 4},
         {"name": "vlm", "kind": "vlm", "models": ["tiny-vlm"], "image_size": 96},
+        {"name": "speech", "kind": "speech", "models": ["tiny-whisper"], "audio_s": 4.0},
     ],
     "exclude": [{"kind": ["continuous_batching", "tokenizer"], "precision": "int8"},
-                {"kind": "tokenizer", "model": "tiny-vlm"}],
+                {"kind": "tokenizer", "model": ["tiny-vlm", "tiny-whisper"]}],
     "gates": [{"metric": "ttft_ms", "stat": "p90", "max": 60000, "where": {"kind": "continuous_batching"}},
               {"metric": "embedding_cosine", "min": 0.9, "where": {"kind": "embeddings", "precision": "int8"}}],
 }
@@ -56,7 +58,7 @@ def test_sweep_measures_every_request_and_batch(cb_run):
     proc, out = cb_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = load_results(out)
-    assert len(res.cells) == 15, [c.key for c in res.cells]
+    assert len(res.cells) == 17, [c.key for c in res.cells]
     cb = {int(c.spec.scenario.params["concurrency"]): c for c in res.cells if c.spec.scenario.kind == "continuous_batching"}
     assert sorted(cb) == [1, 3]
     for conc, c in cb.items():
@@ -234,3 +236,30 @@ def test_synthetic_image_is_deterministic_and_not_noise():
     assert not (synthetic_image(4, 64) == a).all()
     # neighbouring pixels are close (a picture, not noise)
     assert abs(a[:, 1:].astype(int) - a[:, :-1].astype(int)).mean() < 40
+
+
+@pytest.mark.integration
+def test_speech_to_text_on_a_generated_clip(cb_run):
+    _, out = cb_run
+    cells = {c.spec.precision: c for c in load_results(out).cells if c.spec.scenario.kind == "speech"}
+    assert sorted(cells) == ["fp16", "int8"]
+    for c in cells.values():
+        assert c.status == "ok", c.error
+        s = c.summaries
+        assert s["output_tokens"].median == 16
+        # RTF is the call's latency over the 4 s clip
+        assert s["rtf"].median == pytest.approx(s["e2e_ms"].median / 4000.0, rel=0.05)
+        assert 0 < s["speech_encode_ms"].median < s["ttft_ms"].median
+        checks = {ch.name: ch for ch in c.checks}
+        assert checks["repeat_determinism"].status == "pass", checks["repeat_determinism"].detail
+    assert "accuracy_vs_fp16" in {ch.name for ch in cells["int8"].checks}
+    assert "### Speech to text (WhisperPipeline)" in (out / "report.md").read_text()
+
+
+def test_synthetic_speech_is_deterministic_and_bounded():
+    from harness.backends.genai_whisper import SAMPLE_RATE, synthetic_speech
+
+    a = synthetic_speech(2, 1.5)
+    assert a.shape == (int(1.5 * SAMPLE_RATE),) and a.dtype.name == "float32"
+    assert (a == synthetic_speech(2, 1.5)).all() and not (a == synthetic_speech(3, 1.5)).all()
+    assert 0.01 < float(abs(a).mean()) and float(abs(a).max()) <= 1.0

@@ -30,12 +30,14 @@ def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
         genai_llm,
         genai_text_encoders,
         genai_vlm,
+        genai_whisper,
         optimum_llm,
         tokenizer_parity,
     )
 
     backends = {
         "vlm": genai_vlm.run,
+        "speech": genai_whisper.run,
         "optimum": optimum_llm.run,
         "embeddings": genai_text_encoders.run_embeddings,
         "rerank": genai_text_encoders.run_rerank,

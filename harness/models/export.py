@@ -26,6 +26,7 @@ TASKS = (
     ("ForCausalLM", "text-generation-with-past"),
     ("ForSequenceClassification", "text-classification"),
     ("LlavaForConditionalGeneration", "image-text-to-text"),
+    ("WhisperForConditionalGeneration", "automatic-speech-recognition-with-past"),
     ("Model", "feature-extraction"),
 )
 
