@@ -18,10 +18,10 @@ from harness.schema import CellResult, CheckResult
 
 REFERENCE_PRECISION = "fp16"
 ACCURACY_TAGS = ("token_match_pct", "first_divergence_tokens", "output_similarity_pct", "embedding_cosine",
-                 "rerank_spearman")
-VECTOR_KINDS = ("embeddings", "rerank")
+                 "rerank_spearman", "image_similarity_pct")
+VECTOR_KINDS = ("embeddings", "rerank", "text2image")
 # Kinds whose fp16 reference is a cell of the same kind and parameters (not the plain greedy text cell).
-SELF_REFERENCED = (*VECTOR_KINDS, "vlm", "speech")
+SELF_REFERENCED = (*VECTOR_KINDS, "vlm", "speech", "text2image")
 
 
 def _signature(r: CellResult) -> tuple:
@@ -70,12 +70,18 @@ def _vector_figures(r: CellResult, ref: CellResult) -> tuple[dict[str, float], s
     from scipy.stats import spearmanr
 
     kind = r.spec.scenario.kind
-    mine = {k: json.loads(v) for k, v in r.check_outputs.items() if k.startswith(f"{kind}:")}
-    theirs = {k: json.loads(v) for k, v in ref.check_outputs.items() if k.startswith(f"{kind}:")}
+    prefix = "image" if kind == "text2image" else kind
+    mine = {k: json.loads(v) for k, v in r.check_outputs.items() if k.startswith(f"{prefix}:")}
+    theirs = {k: json.loads(v) for k, v in ref.check_outputs.items() if k.startswith(f"{prefix}:")}
     common = [k for k in mine if k in theirs]
     if not common:
         return None
     a, b = mine[common[0]], theirs[common[0]]
+    if kind == "text2image":
+        import numpy as np
+
+        mae = float(np.mean(np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))))
+        return {"image_similarity_pct": 100.0 * (1 - mae / 255.0)}, f"mean absolute pixel difference {mae:.1f}/255"
     if kind == "embeddings":
         cos = [cosine(x, y) for x, y in zip(a, b, strict=True)]
         return {"embedding_cosine": statistics.fmean(cos)}, f"{len(cos)} documents, cosine min {min(cos):.4f}"

@@ -279,6 +279,43 @@ class WhisperEncode(_GenAIReading):
 
 
 @metric
+class SecondsPerImage(Metric):
+    """Text to image: e2e of one generate() call (one image at the cell's width, height and steps), in seconds."""
+
+    tag, title, unit, higher_is_better = "image_s", "time per image", "s", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        return [_e2e_ms(s) / 1000.0] if s.readings.get("images") and s.readings.get("steps") else []
+
+
+@metric
+class StepTime(Metric):
+    """Text to image: e2e / denoising steps (includes the text encoder and VAE share), in ms."""
+
+    tag, title, unit, higher_is_better = "step_ms", "time per step", "ms", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        steps = s.readings.get("steps")
+        return [_e2e_ms(s) / steps] if steps else []
+
+
+@metric
+class UNetTime(_GenAIReading):
+    """Text to image: openvino-genai ImageGenerationPerfMetrics.get_unet_infer_duration() (all steps), in ms."""
+
+    tag, title, unit, higher_is_better, reading = ("unet_ms", "UNet inference", "ms", False, "unet_ms")
+
+
+@metric
+class VAEDecoderTime(_GenAIReading):
+    """Text to image: openvino-genai ImageGenerationPerfMetrics.get_vae_decoder_infer_duration(), in ms."""
+
+    tag, title, unit, higher_is_better, reading = ("vae_decoder_ms", "VAE decoder", "ms", False, "vae_decoder_ms")
+
+
+@metric
 class AcceptanceRate(_GenAIReading):
     """Speculative decoding / prompt lookup: share of proposed draft tokens the main model accepted,
     in percent (ExtendedPerfMetrics.get_draft_acceptance_rate(), or accepted / proposed)."""
@@ -557,6 +594,14 @@ class RerankAgreement(CellMetric):
     scores with the fp16 scores (first measured query)."""
 
     tag, title, unit, higher_is_better = "rerank_spearman", "rank correlation vs fp16", "rho", True
+
+
+@metric
+class ImageSimilarity(CellMetric):
+    """Text to image at int8/int4 against the fp16 cell of the same run (same prompt and seed): 100 × (1 − mean
+    absolute pixel difference / 255) on 32×32 block-mean thumbnails of the first measured image."""
+
+    tag, title, unit, higher_is_better = "image_similarity_pct", "pixel similarity vs fp16", "%", True
 
 
 def batch_values(batch: BatchRecord) -> dict[str, list[float]]:

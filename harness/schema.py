@@ -14,7 +14,7 @@ SCHEMA_VERSION = "1.1"
 
 Precision = Literal["fp16", "int8", "int4"]
 ScenarioKind = Literal["generate", "speculative", "prompt_lookup", "continuous_batching", "optimum", "vlm",
-                       "speech", "tokenizer", "embeddings", "rerank"]
+                       "speech", "text2image", "tokenizer", "embeddings", "rerank"]
 CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
 CheckStatus = Literal["pass", "fail", "not_run"]
 PropertyValue = str | int | float | bool

@@ -39,6 +39,7 @@ SCENARIO_PARAMS: dict[str, set[str]] = {
     "optimum": set(),
     "vlm": {"images", "image_size"},
     "speech": {"audio_s"},
+    "text2image": {"width", "height", "steps"},
     "tokenizer": set(),
     "embeddings": {"batch_size", "pooling", "normalize"},
     "rerank": {"batch_size", "top_n"},
@@ -109,6 +110,10 @@ class SuiteScenario(_Strict):
     image_size: int | list[int] | None = None
     # speech: length of the generated audio clip in seconds
     audio_s: float | list[float] | None = None
+    # text2image: image size in pixels and denoising steps
+    width: int | list[int] | None = None
+    height: int | list[int] | None = None
+    steps: int | list[int] | None = None
     models: list[str] | None = Field(None, description="names of the suite's models this scenario runs on (default: all)")
 
     @model_validator(mode="after")

@@ -38,6 +38,10 @@ KIND_COLUMNS: dict[str, tuple[Column, ...]] = {
     "speech": (Column("RTF", "rtf", digits=3), Column("latency ms", "e2e_ms"), Column("TTFT ms", "ttft_ms", digits=2),
                Column("TPOT ms", "tpot_ms", digits=2), Column("encoder ms", "speech_encode_ms", digits=2),
                Column("tok/s", "output_tps"), Column("peak MiB", "peak_rss_mb", digits=0)),
+    "text2image": (Column("s/image", "image_s", digits=3), Column("step ms", "step_ms", digits=2),
+                   Column("UNet ms", "unet_ms", digits=1), Column("VAE dec. ms", "vae_decoder_ms", digits=1),
+                   Column("peak MiB", "peak_rss_mb", digits=0),
+                   Column("pixel sim. vs fp16 %", "image_similarity_pct", "max", 1)),
     "vlm": (*_GENERATE[:2], Column("image emb. ms", "vlm_embeddings_ms", digits=2), *_GENERATE[2:4]),
     "speculative": _DRAFTED,
     "prompt_lookup": _DRAFTED,
@@ -64,10 +68,12 @@ KIND_COLUMNS: dict[str, tuple[Column, ...]] = {
 KIND_TITLES = {"generate": "Plain generation", "speculative": "Speculative decoding",
                "prompt_lookup": "Prompt lookup decoding", "continuous_batching": "Continuous batching",
                "optimum": "Optimum Intel (OVModelForCausalLM.generate)", "vlm": "Vision-language (VLMPipeline)",
-               "speech": "Speech to text (WhisperPipeline)",
+               "speech": "Speech to text (WhisperPipeline)", "text2image": "Text to image (Text2ImagePipeline)",
                "tokenizer": "OpenVINO Tokenizers vs Hugging Face", "embeddings": "Text embeddings",
                "rerank": "Text rerank"}
 KIND_NOTES = {
+    "text2image": "One Text2ImagePipeline.generate call per iteration (fixed width, height, steps and seed); step ms = "
+    "time per image / steps; UNet and VAE decoder times from openvino-genai's ImageGenerationPerfMetrics.",
     "speech": "One WhisperPipeline.generate call per iteration on a generated speech-like clip; RTF = latency / clip "
     "length; encoder = openvino-genai's encoder inference time.",
     "vlm": "One VLMPipeline.generate(prompt, images) call per iteration with generated images; TTFT includes image "

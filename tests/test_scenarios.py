@@ -17,7 +17,8 @@ SUITE = {
                {"name": "tiny-embed", "source": "synthetic:tiny-embed"},
                {"name": "tiny-rerank", "source": "synthetic:tiny-rerank"},
                {"name": "tiny-vlm", "source": "synthetic:tiny-vlm"},
-               {"name": "tiny-whisper", "source": "synthetic:tiny-whisper"}],
+               {"name": "tiny-whisper", "source": "synthetic:tiny-whisper"},
+               {"name": "tiny-sd", "source": "synthetic:tiny-sd"}],
     "precisions": ["fp16", "int8"],
     "prompts": {"input_tokens": [32]},
     "generation": {"max_new_tokens": 16, "ignore_eos": True},
@@ -37,6 +38,7 @@ SUITE = {
         {"name": "rerank", "kind": "rerank", "models": ["tiny-rerank"], "batch_size": 4},
         {"name": "vlm", "kind": "vlm", "models": ["tiny-vlm"], "image_size": 96},
         {"name": "speech", "kind": "speech", "models": ["tiny-whisper"], "audio_s": 4.0},
+        {"name": "t2i", "kind": "text2image", "models": ["tiny-sd"], "width": 64, "height": 64, "steps": 4},
     ],
     "exclude": [{"kind": ["continuous_batching", "tokenizer"], "precision": "int8"},
                 {"kind": "tokenizer", "model": ["tiny-vlm", "tiny-whisper"]}],
@@ -58,7 +60,7 @@ def test_sweep_measures_every_request_and_batch(cb_run):
     proc, out = cb_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = load_results(out)
-    assert len(res.cells) == 17, [c.key for c in res.cells]
+    assert len(res.cells) == 20, [c.key for c in res.cells]
     cb = {int(c.spec.scenario.params["concurrency"]): c for c in res.cells if c.spec.scenario.kind == "continuous_batching"}
     assert sorted(cb) == [1, 3]
     for conc, c in cb.items():
@@ -119,7 +121,7 @@ def test_sweep_limit_is_the_last_concurrency_before_a_gate_fails():
 def test_tokenizer_parity_and_speed(cb_run):
     _, out = cb_run
     tok = {c.spec.model.name: c for c in load_results(out).cells if c.spec.scenario.kind == "tokenizer"}
-    assert sorted(tok) == ["tiny", "tiny-embed", "tiny-rerank"]
+    assert sorted(tok) == ["tiny", "tiny-embed", "tiny-rerank", "tiny-sd"]
     for c in tok.values():
         assert c.status == "ok", c.error
         assert next(ch for ch in c.checks if ch.name == "tokenizer_parity").status in ("pass", "fail")
@@ -263,3 +265,34 @@ def test_synthetic_speech_is_deterministic_and_bounded():
     assert a.shape == (int(1.5 * SAMPLE_RATE),) and a.dtype.name == "float32"
     assert (a == synthetic_speech(2, 1.5)).all() and not (a == synthetic_speech(3, 1.5)).all()
     assert 0.01 < float(abs(a).mean()) and float(abs(a).max()) <= 1.0
+
+
+@pytest.mark.integration
+def test_text_to_image_at_fixed_size_and_steps(cb_run):
+    _, out = cb_run
+    res = load_results(out)
+    cells = {c.spec.precision: c for c in res.cells if c.spec.scenario.kind == "text2image"}
+    assert sorted(cells) == ["fp16", "int8"]
+    for c in cells.values():
+        assert c.status == "ok", c.error
+        s = c.summaries
+        assert s["image_s"].n == 2 and s["step_ms"].median == pytest.approx(s["image_s"].median * 1000 / 4, rel=0.05)
+        assert 0 < s["unet_ms"].median < s["image_s"].median * 1000
+        assert next(ch for ch in c.checks if ch.name == "repeat_determinism").status == "pass"
+    sim = cells["int8"].cell_values["image_similarity_pct"]
+    assert 0 < sim <= 100
+    # the diffusion pipeline's tokenizer (in its tokenizer/ folder) gets its parity check too
+    tok = next(c for c in res.cells if c.spec.scenario.kind == "tokenizer" and c.spec.model.name == "tiny-sd")
+    assert tok.status == "ok", tok.error
+    assert "### Text to image (Text2ImagePipeline)" in (out / "report.md").read_text()
+
+
+def test_thumbnail_block_means():
+    import numpy as np
+
+    from harness.backends.genai_text2image import thumbnail
+
+    img = np.zeros((64, 64, 3), dtype=np.uint8)
+    img[:32, :, 0] = 255
+    t = np.asarray(thumbnail(img, 4))
+    assert t.shape == (4, 4, 3) and (t[:2, :, 0] == 255).all() and (t[2:, :, 0] == 0).all()

@@ -28,6 +28,7 @@ def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
     from harness.backends import (
         genai_cb,
         genai_llm,
+        genai_text2image,
         genai_text_encoders,
         genai_vlm,
         genai_whisper,
@@ -38,6 +39,7 @@ def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
     backends = {
         "vlm": genai_vlm.run,
         "speech": genai_whisper.run,
+        "text2image": genai_text2image.run,
         "optimum": optimum_llm.run,
         "embeddings": genai_text_encoders.run_embeddings,
         "rerank": genai_text_encoders.run_rerank,

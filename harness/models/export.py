@@ -32,7 +32,10 @@ TASKS = (
 
 
 def export_task(src: Path) -> str:
-    """The optimum task for the model in `src`, from config.json's architectures (text generation when unknown)."""
+    """The optimum task for the model in `src`: text-to-image for a diffusers pipeline (model_index.json),
+    else from config.json's architectures (text generation when unknown)."""
+    if (src / "model_index.json").is_file():
+        return "text-to-image"
     try:
         archs = json.loads((src / "config.json").read_text()).get("architectures") or []
     except (OSError, ValueError):
@@ -65,7 +68,13 @@ def export_ir(src: Path, out: Path, precision: str, compression: CompressionSpec
     if rc != 0:
         raise ModelPreparationError(
             f"optimum-cli export of '{src}' to {precision} failed (exit {rc}): {last_error(log_path.read_text())}")
-    ensure_tokenizers(src, out, pairs=export_task(src) == "text-classification")
+    task = export_task(src)
+    if task == "text-to-image":
+        # a diffusion pipeline's tokenizer is converted by optimum-cli into its tokenizer/ folder
+        if not (out / "tokenizer" / TOKENIZER_FILES[0]).is_file():
+            raise ModelPreparationError(f"optimum-cli export of '{src}' made no tokenizer/{TOKENIZER_FILES[0]}")
+    else:
+        ensure_tokenizers(src, out, pairs=task == "text-classification")
     for name in AUX_FILES:
         if (src / name).is_file() and not (out / name).exists():
             shutil.copy2(src / name, out / name)

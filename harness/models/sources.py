@@ -11,7 +11,7 @@ from typing import Literal
 
 from harness.errors import ModelPreparationError
 from harness.models import synthetic
-from harness.models.ir import MODEL_XML
+from harness.models.ir import MODEL_XML, model_irs
 
 SourceKind = Literal["synthetic", "hf_dir", "hf_id", "ir_dir"]
 SYNTHETIC_PREFIX = "synthetic:"
@@ -37,13 +37,13 @@ def classify_source(source: str) -> SourceKind:
     if path.exists():
         if not path.is_dir():
             raise ModelPreparationError(f"model path '{source}' is a file; expected a model directory")
-        if (path / MODEL_XML).is_file():
+        if model_irs(path):
             return "ir_dir"  # checked first: optimum's IR output has a config.json too
-        if (path / "config.json").is_file():
+        if (path / "config.json").is_file() or (path / "model_index.json").is_file():
             return "hf_dir"
         raise ModelPreparationError(
-            f"directory '{source}' is neither a Hugging Face model (no config.json) "
-            f"nor an OpenVINO IR (no {MODEL_XML})")
+            f"directory '{source}' is neither a Hugging Face model (no config.json or model_index.json) "
+            f"nor an OpenVINO IR (no {MODEL_XML} or other openvino*model.xml)")
     if HF_ID.fullmatch(source) and not source.startswith("."):
         return "hf_id"
     raise ModelPreparationError(f"model path not found: {source!r}")
