@@ -71,6 +71,6 @@ def test_precision_table_has_speedup_and_compression():
     fp16, int4 = g.rows
     assert fp16.speedup == 1.0 and fp16.compression == 1.0
     assert int4.compression == 4.0 and int4.speedup == pytest.approx(2.0)
-    assert int4.token_match_pct == 75.0
+    assert int4.cells[g.headers.index("token match %")] == "75.0"
     md = render_markdown(run(cells))
     assert "### Precisions side by side" in md and "| int4 |" in md and "4.00×" in md
