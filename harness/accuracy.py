@@ -49,10 +49,22 @@ def similarity(a: str, b: str) -> float:
     return 100.0 * difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
+def _pytorch_reference(r: CellResult, cells: list[CellResult]) -> CellResult | None:
+    """The suite's PyTorch cell of the same model, prompts and generation settings (any device or precision
+    axis value: it runs the original weights in f32 on the CPU)."""
+    s = r.spec
+    return next((c for c in cells if c.spec.scenario.kind == "pytorch" and c.spec.model.name == s.model.name
+                 and c.spec.prompts == s.prompts and c.spec.generation == s.generation), None)
+
+
 def _reference(r: CellResult, cells: list[CellResult]) -> CellResult | None:
-    """Text generation: the plain greedy fp16 cell; embeddings and rerank: the fp16 cell of the same kind
-    and parameters."""
+    """Text generation: the PyTorch cell when the suite has one, else the plain greedy fp16 cell; other kinds:
+    the fp16 cell of the same kind and parameters."""
     sig, kind = _signature(r), r.spec.scenario.kind
+    if kind not in SELF_REFERENCED:
+        torch_ref = _pytorch_reference(r, cells)
+        if torch_ref is not None:
+            return torch_ref
     if kind in SELF_REFERENCED:
         return next((c for c in cells if c.spec.precision == REFERENCE_PRECISION and c.spec.scenario.kind == kind
                      and c.spec.scenario.params == r.spec.scenario.params and _signature(c) == sig), None)
@@ -100,12 +112,15 @@ def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[
     """The accuracy figures of `r` against its fp16 reference and the check recording them; None when `r`
     is not a lower-precision greedy cell."""
     kind = r.spec.scenario.kind
-    if r.status != "ok" or r.spec.precision == REFERENCE_PRECISION or kind == "tokenizer":
+    if r.status != "ok" or kind in ("tokenizer", "pytorch"):
         return None
     if kind not in VECTOR_KINDS and r.spec.generation.mode != "greedy":
         return None
     ref = _reference(r, cells)
-    name = f"accuracy_vs_{REFERENCE_PRECISION}"
+    if r.spec.precision == REFERENCE_PRECISION and (ref is None or ref.spec.scenario.kind != "pytorch"):
+        return None  # fp16 is the reference unless the suite runs the PyTorch model
+    name = "accuracy_vs_pytorch" if ref is not None and ref.spec.scenario.kind == "pytorch" \
+        else f"accuracy_vs_{REFERENCE_PRECISION}"
     if ref is None:
         what = f"{kind} cell with the same parameters" if kind in SELF_REFERENCED else "plain greedy cell"
         return {}, CheckResult(name=name, status="not_run",

@@ -558,24 +558,25 @@ class TokenizerDecodeMismatches(CellMetric):
 
 @metric
 class TokenMatch(CellMetric):
-    """Greedy int8/int4 output against the fp16 cell of the same run (harness/accuracy.py): share of token
-    positions (over the longer output) holding the same token id, in %, averaged over the prompts."""
+    """Greedy output against the reference of the same run (harness/accuracy.py: the PyTorch cell when the suite
+    has one, else the fp16 greedy cell): share of token positions (over the longer output) holding the same
+    token id, in %, averaged over the prompts."""
 
     tag, title, unit, higher_is_better = "token_match_pct", "token match vs fp16", "%", True
 
 
 @metric
 class FirstDivergence(CellMetric):
-    """Greedy int8/int4 output against the fp16 cell of the same run: index of the first token that differs
-    (the output length when identical), median over the prompts."""
+    """Greedy output against the reference of the same run (PyTorch or fp16): index of the first token that
+    differs (the output length when identical), median over the prompts."""
 
     tag, title, unit, higher_is_better = "first_divergence_tokens", "first divergence vs fp16", "tokens", True
 
 
 @metric
 class OutputSimilarity(CellMetric):
-    """Greedy int8/int4 output text against the fp16 cell's: difflib SequenceMatcher ratio × 100, averaged over
-    the prompts (100 = identical text)."""
+    """Greedy output text against the reference's (PyTorch or fp16): difflib SequenceMatcher ratio × 100, averaged
+    over the prompts (100 = identical text)."""
 
     tag, title, unit, higher_is_better = "output_similarity_pct", "text similarity vs fp16", "%", True
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 SCHEMA_VERSION = "1.1"
 
 Precision = Literal["fp16", "int8", "int4"]
-ScenarioKind = Literal["generate", "speculative", "prompt_lookup", "continuous_batching", "optimum", "vlm",
+ScenarioKind = Literal["generate", "speculative", "prompt_lookup", "continuous_batching", "optimum", "pytorch", "vlm",
                        "speech", "text2image", "tokenizer", "embeddings", "rerank"]
 CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
 CheckStatus = Literal["pass", "fail", "not_run"]

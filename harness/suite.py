@@ -37,6 +37,7 @@ SCENARIO_PARAMS: dict[str, set[str]] = {
     "continuous_batching": {"concurrency", "cache_size_gb", "num_kv_blocks", "enable_prefix_caching",
                             "max_num_batched_tokens", "dynamic_split_fuse", "max_num_seqs"},
     "optimum": set(),
+    "pytorch": set(),
     "vlm": {"images", "image_size"},
     "speech": {"audio_s"},
     "text2image": {"width", "height", "steps"},

@@ -78,7 +78,17 @@ def run_task(task: WorkerTask, emit) -> None:
             event[event["event"]]["process"] = task.process
         emit(event)
 
-    models = CellModels(target.path, draft.path if draft else None, Path(task.workdir))
+    source = None
+    if cell.scenario.kind == "pytorch":
+        from harness.errors import ModelPreparationError
+        from harness.models.sources import resolve_source
+
+        resolved = resolve_source(cell.model.source, cache, log)
+        if resolved.kind == "ir_dir":
+            raise ModelPreparationError(f"the pytorch reference needs a Hugging Face model, not the IR directory "
+                                        f"'{cell.model.source}'")
+        source = resolved.path
+    models = CellModels(target.path, draft.path if draft else None, Path(task.workdir), source)
     backend_for(cell.scenario.kind)(cell, models, emit_tagged)
 
 

@@ -35,6 +35,7 @@ _DRAFTED = (*_GENERATE[:4], Column("accept %", "acceptance_rate_pct"), _GENERATE
 KIND_COLUMNS: dict[str, tuple[Column, ...]] = {
     "generate": _GENERATE,
     "optimum": _GENERATE,
+    "pytorch": _GENERATE,
     "speech": (Column("RTF", "rtf", digits=3), Column("latency ms", "e2e_ms"), Column("TTFT ms", "ttft_ms", digits=2),
                Column("TPOT ms", "tpot_ms", digits=2), Column("encoder ms", "speech_encode_ms", digits=2),
                Column("tok/s", "output_tps"), Column("peak MiB", "peak_rss_mb", digits=0)),
@@ -67,7 +68,8 @@ KIND_COLUMNS: dict[str, tuple[Column, ...]] = {
 }
 KIND_TITLES = {"generate": "Plain generation", "speculative": "Speculative decoding",
                "prompt_lookup": "Prompt lookup decoding", "continuous_batching": "Continuous batching",
-               "optimum": "Optimum Intel (OVModelForCausalLM.generate)", "vlm": "Vision-language (VLMPipeline)",
+               "optimum": "Optimum Intel (OVModelForCausalLM.generate)",
+               "pytorch": "PyTorch reference (original Hugging Face model, f32)", "vlm": "Vision-language (VLMPipeline)",
                "speech": "Speech to text (WhisperPipeline)", "text2image": "Text to image (Text2ImagePipeline)",
                "tokenizer": "OpenVINO Tokenizers vs Hugging Face", "embeddings": "Text embeddings",
                "rerank": "Text rerank"}

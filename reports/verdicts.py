@@ -50,7 +50,7 @@ def render_qualification(res: RunResults) -> str:
 
 _TEXT = (Column("tok/s", "output_tps"), Column("ms TTFT", "ttft_ms"))
 RELEASE_HEADLINE = {
-    "generate": _TEXT, "speculative": _TEXT, "prompt_lookup": _TEXT, "optimum": _TEXT, "vlm": _TEXT,
+    "generate": _TEXT, "speculative": _TEXT, "prompt_lookup": _TEXT, "optimum": _TEXT, "pytorch": _TEXT, "vlm": _TEXT,
     "continuous_batching": (Column("total tok/s", "batch_output_tps"), Column("ms TTFT p90", "ttft_ms", "p90")),
     "speech": (Column("RTF", "rtf", digits=3), Column("ms", "e2e_ms")),
     "text2image": (Column("s/image", "image_s", digits=3), Column("ms/step", "step_ms", digits=1)),

@@ -33,6 +33,7 @@ SUITE = {
          "max_num_batched_tokens": 256, "enable_prefix_caching": False},
         {"name": "tokenizer", "kind": "tokenizer"},
         {"name": "optimum", "kind": "optimum", "models": ["tiny"]},
+        {"name": "torch", "kind": "pytorch", "models": ["tiny"]},
         {"name": "embed", "kind": "embeddings", "models": ["tiny-embed"], "batch_size": 4, "pooling": "mean",
          "normalize": True},
         {"name": "rerank", "kind": "rerank", "models": ["tiny-rerank"], "batch_size": 4},
@@ -40,7 +41,7 @@ SUITE = {
         {"name": "speech", "kind": "speech", "models": ["tiny-whisper"], "audio_s": 4.0},
         {"name": "t2i", "kind": "text2image", "models": ["tiny-sd"], "width": 64, "height": 64, "steps": 4},
     ],
-    "exclude": [{"kind": ["continuous_batching", "tokenizer"], "precision": "int8"},
+    "exclude": [{"kind": ["continuous_batching", "tokenizer", "pytorch"], "precision": "int8"},
                 {"kind": "tokenizer", "model": ["tiny-vlm", "tiny-whisper"]}],
     "gates": [{"metric": "ttft_ms", "stat": "p90", "max": 60000, "where": {"kind": "continuous_batching"}},
               {"metric": "embedding_cosine", "min": 0.9, "where": {"kind": "embeddings", "precision": "int8"}}],
@@ -60,7 +61,7 @@ def test_sweep_measures_every_request_and_batch(cb_run):
     proc, out = cb_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = load_results(out)
-    assert len(res.cells) == 20, [c.key for c in res.cells]
+    assert len(res.cells) == 21, [c.key for c in res.cells]
     cb = {int(c.spec.scenario.params["concurrency"]): c for c in res.cells if c.spec.scenario.kind == "continuous_batching"}
     assert sorted(cb) == [1, 3]
     for conc, c in cb.items():
@@ -207,6 +208,20 @@ def test_optimum_intel_runs_the_same_cells_and_matches_genai(cb_run):
         for tag in ("ttft_ms", "tpot_ms", "itl_ms", "output_tps"):
             assert c.summaries[tag].n >= 2, tag
     assert "### Optimum Intel (OVModelForCausalLM.generate)" in (out / "report.md").read_text()
+
+
+@pytest.mark.integration
+def test_pytorch_reference_is_what_text_cells_are_judged_against(cb_run):
+    _, out = cb_run
+    res = load_results(out)
+    [torch_cell] = [c for c in res.cells if c.spec.scenario.kind == "pytorch"]
+    assert torch_cell.status == "ok", torch_cell.error
+    assert torch_cell.summaries["output_tokens"].median == 16 and torch_cell.summaries["ttft_ms"].n == 2
+    for precision in ("fp16", "int8"):
+        greedy = next(c for c in res.cells if c.spec.scenario.kind == "generate" and c.spec.precision == precision)
+        check = next(ch for ch in greedy.checks if ch.name == "accuracy_vs_pytorch")
+        assert torch_cell.key in check.detail
+        assert 0 <= greedy.cell_values["token_match_pct"] <= 100
 
 
 @pytest.mark.integration

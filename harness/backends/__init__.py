@@ -22,6 +22,7 @@ class CellModels:
     target: Path
     draft: Path | None
     workdir: Path
+    source: Path | None = None  # the original Hugging Face directory (for the PyTorch reference)
 
 
 def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
@@ -41,6 +42,7 @@ def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
         "speech": genai_whisper.run,
         "text2image": genai_text2image.run,
         "optimum": optimum_llm.run,
+        "pytorch": optimum_llm.run_pytorch,
         "embeddings": genai_text_encoders.run_embeddings,
         "rerank": genai_text_encoders.run_rerank,
         "tokenizer": tokenizer_parity.run,

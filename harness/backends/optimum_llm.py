@@ -1,4 +1,5 @@
-"""Text generation through Optimum Intel's OVModelForCausalLM.generate (the same IR as the GenAI cells).
+"""Text generation through transformers' generate(): Optimum Intel's OVModelForCausalLM on the same IR
+as the GenAI cells, or the original Hugging Face model in PyTorch (f32) as the accuracy reference.
 
 Timed like the GenAI streamer mode: the clock starts before tokenization and stops after the output
 is decoded (openvino-genai's generate(str) does both inside the call); a transformers streamer
@@ -93,22 +94,39 @@ def measure_call(model: Any, tok: Any, prompt: str, kwargs: dict[str, Any], stre
                   chunk_tokens=list(streamer.tokens), output_text=text, output_ids=ids)
 
 
+def _load_pytorch(cell: CellSpec, model_dir: Path, cache_dir: Path | None) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+
+
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    """Load (cold, then from the compile cache), warm up, measure; like the GenAI backend's run."""
+    """OVModelForCausalLM: load (cold, then from the compile cache), warm up, measure."""
+    _run(cell, models, emit, _load, models.target, cell.load_twice)
+
+
+def run_pytorch(cell: CellSpec, models: CellModels, emit: Emit) -> None:
+    """The original Hugging Face model in PyTorch (f32), on the same prompts: the accuracy reference."""
+    assert models.source is not None
+    _run(cell, models, emit, _load_pytorch, models.source, False)
+
+
+def _run(cell: CellSpec, models: CellModels, emit: Emit, load: Any, model_dir: Path, load_twice: bool) -> None:
     from transformers import AutoTokenizer
 
     rss_before = rss_mb()
     cell_values: dict[str, float] = {}
-    compile_cache = models.workdir / "compile-cache" if cell.load_twice else None
+    compile_cache = models.workdir / "compile-cache" if load_twice else None
     t0 = time.perf_counter()
-    model = _load(cell, models.target, compile_cache)
+    model = load(cell, model_dir, compile_cache)
     cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
     cell_values["model_memory_mb"] = rss_mb() - rss_before
-    if cell.load_twice:
+    if load_twice:
         del model
         gc.collect()
         t0 = time.perf_counter()
-        model = _load(cell, models.target, compile_cache)
+        model = load(cell, model_dir, compile_cache)
         cell_values["load_cached_ms"] = (time.perf_counter() - t0) * 1000
     emit({"event": "loaded", "cell_values": cell_values})
 
