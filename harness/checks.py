@@ -13,7 +13,7 @@ NOT_GENERATION = {"tokenizer", "embeddings", "rerank", "text2image"}
 # check_outputs key prefix of the kept first output of kinds that keep vectors or images
 OUTPUT_PREFIX = {"text2image": "image"}
 # Kinds whose greedy output must equal the plain greedy cell's (same model, prompts and settings).
-SAME_AS_GREEDY = {"speculative", "prompt_lookup", "continuous_batching", "optimum"}
+SAME_AS_GREEDY = {"speculative", "prompt_lookup", "continuous_batching", "optimum", "serving"}
 
 
 def _measured(r: CellResult):
@@ -83,6 +83,18 @@ def repeat_vectors(r: CellResult) -> CheckResult | None:
                        detail=f"largest difference on repeat {worst:.2e} (limit {limit:g})")
 
 
+def serving_errors(r: CellResult) -> CheckResult | None:
+    """Every measured request of a serving cell must succeed; failures are counted by kind."""
+    raw = r.check_outputs.get("serving_errors")
+    if raw is None:
+        return None
+    found = json.loads(raw)
+    if not found["counts"]:
+        return CheckResult(name="serving_errors", status="pass", detail="no failed request")
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(found["counts"].items()))
+    return CheckResult(name="serving_errors", status="fail", detail=f"{counts}; " + "; ".join(found["first"]))
+
+
 def gate_checks(r: CellResult) -> list[CheckResult]:
     """One check per gate of the cell: the metric's summary statistic within the gate's limits."""
     out = []
@@ -101,7 +113,7 @@ def gate_checks(r: CellResult) -> list[CheckResult]:
 def cell_checks(r: CellResult) -> list[CheckResult]:
     if r.status != "ok":
         return []
-    found = (exact_token_count(r), repeat_determinism(r), repeat_vectors(r), tokenizer_parity(r))
+    found = (exact_token_count(r), repeat_determinism(r), repeat_vectors(r), tokenizer_parity(r), serving_errors(r))
     return [c for c in found if c is not None] + gate_checks(r)
 
 
@@ -124,6 +136,8 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
     greedy cell of the same model, precision, device, prompts, generation settings and properties."""
     if r.spec.scenario.kind not in SAME_AS_GREEDY or r.spec.generation.mode != "greedy" or r.status != "ok":
         return None
+    if r.spec.scenario.kind == "serving" and r.spec.scenario.params.get("api") != "completions":
+        return None  # chat requests go through the chat template: a different prompt from the greedy cell's
     sig = _reference_signature(r)
     refs = [c for c in cells if c.spec.scenario.kind == "generate" and _reference_signature(c) == sig]
     if not refs:

@@ -265,6 +265,37 @@ def compare(
 
 
 @app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="IR dir, Hugging Face dir or id, or synthetic:NAME (exported to fp16)")],
+    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
+    port: int = 8000,
+    device: str = "CPU",
+    properties: Annotated[str, typer.Option(help="OpenVINO properties as a JSON object")] = "{}",
+    embeddings: Annotated[str | None, typer.Option(help="also serve /v3/embeddings with this model")] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """OpenAI-compatible server shaped like OpenVINO Model Server (/v3/chat/completions, /v3/completions,
+    /v3/embeddings, /metrics) on a ContinuousBatchingPipeline."""
+    import json
+
+    from harness.models.prepare import prepare_model
+    from harness.schema import CompressionSpec
+    from harness.serving.server import serve as run_server
+
+    try:
+        props = json.loads(properties)
+        assert isinstance(props, dict)
+    except (ValueError, AssertionError):
+        raise HarnessInputError("command line", "--properties", properties, "expected a JSON object") from None
+    cache_dir = cache_dir or default_cache_dir()
+    log = lambda m: err_console.print(m)  # noqa: E731
+    model_dir = prepare_model(model, "fp16", CompressionSpec(), cache_dir, log=log).path
+    emb_dir = prepare_model(embeddings, "fp16", CompressionSpec(), cache_dir, log=log).path if embeddings else None
+    err_console.print(f"serving {model_dir} on http://{host}:{port}/v3")
+    run_server(model_dir, host=host, port=port, device=device, properties=props, embedding_model_dir=emb_dir)
+
+
+@app.command()
 def devices() -> None:
     """List OpenVINO devices and their key properties."""
     from rich.table import Table

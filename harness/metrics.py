@@ -553,6 +553,30 @@ class TokenizerDecodeMismatches(CellMetric):
     tag, title, unit, higher_is_better = "tokenizer_decode_mismatches", "decode mismatches", "texts", False
 
 
+@metric
+class ErrorRate(CellMetric):
+    """Serving: failed requests (connection, timeout, HTTP 4xx/5xx, malformed or cut SSE, no usage) / all
+    measured requests, in %."""
+
+    tag, title, unit, higher_is_better = "error_rate_pct", "error rate", "%", False
+
+
+@metric
+class ClientCPU(CellMetric):
+    """Serving: the load generator's own CPU time (user + system) / load wall time, in % of one core; near 100%
+    means the client, not the server, may be the bottleneck."""
+
+    tag, title, unit, higher_is_better = "client_cpu_pct", "client CPU", "%", False
+
+
+@metric
+class PeakOutputThroughput(CellMetric):
+    """Serving: the most output tokens delivered in any one-second window of the load (each request's usage
+    token count spread evenly over its streamed chunks)."""
+
+    tag, title, unit, higher_is_better = "peak_output_tps", "busiest second", "tokens/s", True
+
+
 # ---------------------------------------------------------------- accuracy against the fp16 reference (per cell)
 
 

@@ -14,7 +14,7 @@ SCHEMA_VERSION = "1.1"
 
 Precision = Literal["fp16", "int8", "int4"]
 ScenarioKind = Literal["generate", "speculative", "prompt_lookup", "continuous_batching", "optimum", "pytorch", "vlm",
-                       "speech", "text2image", "tokenizer", "embeddings", "rerank"]
+                       "speech", "text2image", "tokenizer", "embeddings", "rerank", "serving"]
 CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
 CheckStatus = Literal["pass", "fail", "not_run"]
 PropertyValue = str | int | float | bool
@@ -117,6 +117,7 @@ class CellSpec(Strict):
         "or from openvino-genai's raw per-step timestamps on the same monotonic clock (no callback)",
     )
     gates: list[Gate] = Field(default_factory=list, description="limits this cell must meet")
+    server: str | None = Field(None, description="serving: `local` or the base URL of the server under load")
     load_twice: bool = Field(
         True, description="load once with an empty compile cache, then again from it (cached compile)"
     )

@@ -41,6 +41,8 @@ SCENARIO_PARAMS: dict[str, set[str]] = {
     "vlm": {"images", "image_size"},
     "speech": {"audio_s"},
     "text2image": {"width", "height", "steps"},
+    "serving": {"concurrency", "rate", "burstiness", "requests", "duration_s", "api", "stream", "api_key_env",
+                "request_timeout_s"},
     "tokenizer": set(),
     "embeddings": {"batch_size", "pooling", "normalize"},
     "rerank": {"batch_size", "top_n"},
@@ -115,6 +117,15 @@ class SuiteScenario(_Strict):
     width: int | list[int] | None = None
     height: int | list[int] | None = None
     steps: int | list[int] | None = None
+    # serving: load against the suite's server (closed loop at `concurrency`, or open loop at `rate` req/s)
+    rate: float | list[float] | None = None
+    burstiness: float | None = None
+    requests: int | None = None
+    duration_s: float | None = None
+    api: Literal["chat", "completions", "embeddings"] | None = None
+    stream: bool | None = None
+    api_key_env: str | None = None
+    request_timeout_s: float | None = None
     models: list[str] | None = Field(None, description="names of the suite's models this scenario runs on (default: all)")
 
     @model_validator(mode="after")
@@ -130,6 +141,8 @@ class SuiteScenario(_Strict):
                 if p == "pooling":
                     if x not in POOLING:
                         raise ValueError(f"pooling must be one of {sorted(POOLING)}, got {x!r}")
+                elif isinstance(x, str):
+                    continue
                 elif not isinstance(x, bool) and x <= 0:
                     raise ValueError(f"{p} must be > 0, got {x}")
         return self
@@ -146,6 +159,10 @@ class SuiteScenario(_Strict):
             axes.setdefault("concurrency", [1])
         if self.kind in ("embeddings", "rerank"):
             axes.setdefault("batch_size", [8])
+        if self.kind == "serving":
+            axes.setdefault("api", ["chat"])
+            if "rate" not in axes:
+                axes.setdefault("concurrency", [1])
         if self.kind == "prompt_lookup":
             axes.setdefault("num_assistant_tokens", [5])
             axes.setdefault("max_ngram_size", [3])
@@ -177,6 +194,8 @@ class Suite(_Strict):
 
     name: str
     description: str = ""
+    server: str = Field("local", description="serving scenarios' target: `local` (harness serve on loopback, "
+                        "started per cell) or the base URL of an OpenAI-compatible server, e.g. http://host:8000/v3")
     models: list[SuiteModel] = Field(min_length=1)
     precisions: list[Precision] = Field(default_factory=lambda: ["fp16"], min_length=1)
     devices: list[str] = Field(default_factory=lambda: ["CPU"], min_length=1)
@@ -417,6 +436,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                     max_iterations=suite.max_iterations, processes=suite.processes, timeout_s=suite.timeout_s,
                     prepare_timeout_s=suite.prepare_timeout_s,
                     load_twice=suite.load_twice, token_timing=suite.token_timing,
+                    server=suite.server if scenario.kind == "serving" else None,
                 )
                 if _excluded(spec.axes(), suite.exclude):
                     continue

@@ -53,6 +53,7 @@ RELEASE_HEADLINE = {
     "generate": _TEXT, "speculative": _TEXT, "prompt_lookup": _TEXT, "optimum": _TEXT, "pytorch": _TEXT, "vlm": _TEXT,
     "continuous_batching": (Column("total tok/s", "batch_output_tps"), Column("ms TTFT p90", "ttft_ms", "p90")),
     "speech": (Column("RTF", "rtf", digits=3), Column("ms", "e2e_ms")),
+    "serving": (Column("req/s", "request_rps", digits=2), Column("ms TTFT p90", "ttft_ms", "p90")),
     "text2image": (Column("s/image", "image_s", digits=3), Column("ms/step", "step_ms", digits=1)),
     "embeddings": (Column("docs/s", "documents_per_s"), Column("ms", "e2e_ms", digits=2)),
     "rerank": (Column("docs/s", "documents_per_s"), Column("ms", "e2e_ms", digits=2)),

@@ -34,6 +34,7 @@ def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
         genai_vlm,
         genai_whisper,
         optimum_llm,
+        serving,
         tokenizer_parity,
     )
 
@@ -41,6 +42,7 @@ def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
         "vlm": genai_vlm.run,
         "speech": genai_whisper.run,
         "text2image": genai_text2image.run,
+        "serving": serving.run,
         "optimum": optimum_llm.run,
         "pytorch": optimum_llm.run_pytorch,
         "embeddings": genai_text_encoders.run_embeddings,

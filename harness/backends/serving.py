@@ -1,0 +1,188 @@
+"""Serving: load against an OpenAI-compatible endpoint (OVMS paths), measured on the client.
+
+The target is the suite's `server`: `local` starts `harness serve` on loopback for the cell's model
+and stops it afterwards; a URL targets a running server (OVMS or any OpenAI-compatible one), with the
+API key read from the environment variable the suite names (never written anywhere). Every measured
+request is a Sample (TTFT = first content chunk, TPOT from the server's usage token count); the whole
+load is one BatchRecord (total output tok/s, requests/s); errors, the busiest second, the client's
+own CPU share and the server's Prometheus counters (deltas) are per-cell values."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.backends import CellModels, Emit
+from harness.errors import ModelPreparationError
+from harness.schema import BatchRecord, CellSpec, Sample
+from harness.serving.client import RequestInput, RequestOutput
+from harness.serving.load import LoadSpec, run_load
+
+LOCAL = "local"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_local_server(model_dir: Path, device: str, properties: dict[str, Any], log_path: Path,
+                       embedding_dir: Path | None = None, timeout_s: float = 180) -> tuple[subprocess.Popen, str]:
+    """`harness serve` in a child process on a free loopback port; returns it and its /v3 base URL."""
+    import httpx
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "harness", "serve", str(model_dir), "--port", str(port), "--device", device,
+           "--properties", json.dumps(properties)]
+    if embedding_dir is not None:
+        cmd += ["--embeddings", str(embedding_dir)]
+    log = open(log_path, "w")  # noqa: SIM115 - handed to the child, closed by the OS with it
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ModelPreparationError(f"harness serve exited with {proc.returncode}: "
+                                        f"{log_path.read_text(errors='replace')[-400:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                return proc, f"http://127.0.0.1:{port}/v3"
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise ModelPreparationError(f"harness serve did not become ready in {timeout_s:g} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def scrape(base_url: str) -> dict[str, float]:
+    """Prometheus text from the server's /metrics as {sample name with labels: value} ({} when absent)."""
+    import httpx
+
+    root = base_url.rsplit("/v", 1)[0]
+    try:
+        r = httpx.get(f"{root}/metrics", timeout=5)
+    except httpx.HTTPError:
+        return {}
+    if r.status_code != 200:
+        return {}
+    out: dict[str, float] = {}
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
+def busiest_second_tps(outputs: list[RequestOutput], start_ns: int) -> float | None:
+    """Most output tokens delivered in any one-second window (tokens spread evenly over a request's chunks)."""
+    import numpy as np
+
+    times, weights = [], []
+    for o in outputs:
+        if o.ok and o.chunk_offsets_ms and o.completion_tokens:
+            share = o.completion_tokens / len(o.chunk_offsets_ms)
+            times += [(o.start_ns - start_ns) / 1e9 + t / 1000 for t in o.chunk_offsets_ms]
+            weights += [share] * len(o.chunk_offsets_ms)
+    if not times:
+        return None
+    t = np.asarray(times)
+    w = np.asarray(weights)
+    order = np.argsort(t)
+    t, w = t[order], np.cumsum(w[order])
+    ends = np.searchsorted(t, t + 1.0, side="left") - 1
+    before = np.concatenate([[0.0], w[:-1]])
+    return float(np.max(w[ends] - before))
+
+
+def _sample(o: RequestOutput, prompt_index: int) -> Sample:
+    return Sample(iteration=o.index, warmup=False, request=o.index, prompt_index=prompt_index,
+                  input_tokens=o.prompt_tokens or 0, output_tokens=o.completion_tokens or 0, start_ns=o.start_ns,
+                  end_ns=o.end_ns, chunk_offsets_ms=o.chunk_offsets_ms, chunk_tokens=[], output_text=o.text)
+
+
+def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
+    """Start (or reach) the server, warm up, run the load, stop; emit requests, the load record and figures."""
+    import openvino_genai as ov_genai
+
+    from harness.backends.genai_llm import prompt_texts
+
+    p = cell.scenario.params
+    api = str(p.get("api", "chat"))
+    target = cell.server or LOCAL
+    spec = LoadSpec(concurrency=int(p.get("concurrency", 1)), rate=float(p["rate"]) if "rate" in p else None,
+                    burstiness=float(p.get("burstiness", 1.0)), requests=int(p.get("requests", 16)),
+                    duration_s=float(p["duration_s"]) if "duration_s" in p else None, warmup=cell.warmup,
+                    timeout_s=float(p.get("request_timeout_s", 60)))
+    tok_dir = models.target
+    prompts = prompt_texts(cell, ov_genai.Tokenizer(str(tok_dir)), spec.requests + spec.warmup)
+
+    def inputs(i: int) -> RequestInput:
+        idx = i if i >= 0 else spec.requests + (-1 - i)  # warm-up requests use prompts after the measured ones
+        return RequestInput(api=api, prompt=prompts[idx % len(prompts)], max_tokens=cell.generation.max_new_tokens,
+                            ignore_eos=cell.generation.ignore_eos, stream=bool(p.get("stream", True)), index=i)
+
+    headers = None
+    key_env = p.get("api_key_env")
+    if key_env:
+        key = os.environ.get(str(key_env))
+        if not key:
+            raise ModelPreparationError(f"environment variable {key_env} (api_key_env) is not set")
+        headers = {"Authorization": f"Bearer {key}"}
+    proc = None
+    cell_values: dict[str, float] = {}
+    if target == LOCAL:
+        t0 = time.perf_counter()
+        proc, base_url = start_local_server(models.target, cell.device, dict(cell.properties),
+                                            models.workdir / "server.log")
+        cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
+    else:
+        base_url = target.rstrip("/")
+    emit({"event": "loaded", "cell_values": cell_values})
+    try:
+        before = scrape(base_url)
+        result = asyncio.run(run_load(base_url, models.target.name if target == LOCAL else cell.model.name, inputs,
+                                      spec, headers))
+        after = scrape(base_url)
+    finally:
+        if proc is not None:
+            stop_server(proc)
+    ok = [o for o in result.measured if o.ok]
+    for o in ok:
+        emit({"event": "sample", "sample": _sample(o, o.index).model_dump(), "of": spec.requests})
+    batch = BatchRecord(iteration=0, warmup=False, requests=len(result.measured), start_ns=result.start_ns,
+                        end_ns=result.end_ns, output_tokens=sum(o.completion_tokens or 0 for o in ok),
+                        input_tokens=sum(o.prompt_tokens or 0 for o in ok), steps=0)
+    emit({"event": "batch", "batch": batch.model_dump()})
+    errors: dict[str, int] = {}
+    for o in result.measured:
+        if not o.ok:
+            errors[o.error_kind or "error"] = errors.get(o.error_kind or "error", 0) + 1
+    wall = (result.end_ns - result.start_ns) / 1e9
+    cell_values["error_rate_pct"] = 100.0 * (len(result.measured) - len(ok)) / max(1, len(result.measured))
+    cell_values["client_cpu_pct"] = 100.0 * result.client_cpu_s / wall if wall > 0 else 0.0
+    peak = busiest_second_tps(ok, result.start_ns)
+    if peak is not None:
+        cell_values["peak_output_tps"] = peak
+    deltas = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+    first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in result.measured if not o.ok][:5]
+    emit({"event": "done", "cell_values": cell_values,
+          "check_outputs": {"serving_errors": json.dumps({"counts": errors, "first": first_errors}),
+                            "server_metrics_delta": json.dumps(deltas)}})

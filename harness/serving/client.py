@@ -1,0 +1,140 @@
+"""One request to an OpenAI-compatible endpoint, timed: typed input and output records.
+
+Streaming responses are read as server-sent events: TTFT is the arrival of the first chunk that
+carries content, every later content chunk adds an inter-chunk latency, and the token count is the
+server's `usage.completion_tokens` (not a count of chunks: one chunk may carry several tokens).
+Every failure — connection refused or dropped, HTTP 4xx/5xx, malformed SSE, a stall past the
+timeout — ends as a record with `error_kind`, never as an exception."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+Api = Literal["chat", "completions", "embeddings"]
+PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
+
+
+@dataclass(frozen=True)
+class RequestInput:
+    api: Api
+    prompt: str  # chat: the user message; completions: the prompt; embeddings: the input text
+    max_tokens: int = 128
+    ignore_eos: bool = True
+    stream: bool = True
+    index: int = 0
+
+
+@dataclass
+class RequestOutput:
+    index: int
+    start_ns: int  # perf_counter_ns when the request was sent
+    end_ns: int = 0
+    ok: bool = False
+    error_kind: str | None = None  # connect, timeout, http_4xx, http_5xx, malformed_sse, disconnected, no_usage
+    error: str = ""
+    status: int | None = None
+    chunk_offsets_ms: list[float] = field(default_factory=list)  # content chunk arrivals after start
+    text: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def payload(inp: RequestInput, model: str) -> dict[str, Any]:
+    """The request body OVMS expects (ignore_eos and stream_options are OVMS/vLLM extensions)."""
+    if inp.api == "embeddings":
+        return {"model": model, "input": inp.prompt}
+    body: dict[str, Any] = {"model": model, "max_tokens": inp.max_tokens, "stream": inp.stream,
+                            "ignore_eos": inp.ignore_eos, "temperature": 0}
+    if inp.stream:
+        body["stream_options"] = {"include_usage": True}
+    if inp.api == "chat":
+        body["messages"] = [{"role": "user", "content": inp.prompt}]
+    else:
+        body["prompt"] = inp.prompt
+    return body
+
+
+def _content(event: dict[str, Any]) -> str:
+    out = ""
+    for ch in event.get("choices") or []:
+        delta = ch.get("delta")
+        out += (delta.get("content") or "") if isinstance(delta, dict) else (ch.get("text") or "")
+    return out
+
+
+async def send(client: httpx.AsyncClient, base_url: str, inp: RequestInput, model: str,
+               headers: dict[str, str] | None = None) -> RequestOutput:
+    """Send one request and time it; the client's timeout bounds every read (a stalled stream times out)."""
+    url = f"{base_url.rstrip('/')}/{PATHS[inp.api]}"
+    out = RequestOutput(index=inp.index, start_ns=time.perf_counter_ns())
+    try:
+        if inp.api == "embeddings" or not inp.stream:
+            r = await client.post(url, json=payload(inp, model), headers=headers)
+            out.status = r.status_code
+            if r.status_code >= 400:
+                return _fail(out, f"http_{r.status_code // 100}xx", r.text[:200])
+            body = r.json()
+            usage = body.get("usage") or {}
+            out.prompt_tokens = usage.get("prompt_tokens")
+            out.completion_tokens = usage.get("completion_tokens")
+            if inp.api != "embeddings":
+                out.text = "".join((c.get("message") or {}).get("content") or c.get("text") or ""
+                                   for c in body.get("choices") or [])
+            out.ok = True
+            return out
+        async with client.stream("POST", url, json=payload(inp, model), headers=headers) as r:
+            out.status = r.status_code
+            if r.status_code >= 400:
+                await r.aread()
+                return _fail(out, f"http_{r.status_code // 100}xx", r.text[:200])
+            done = False
+            async for line in r.aiter_lines():
+                if not line.strip() or line.startswith(":"):
+                    continue
+                if not line.startswith("data:"):
+                    return _fail(out, "malformed_sse", f"unexpected line {line[:80]!r}")
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                try:
+                    event = json.loads(data)
+                except json.JSONDecodeError:
+                    return _fail(out, "malformed_sse", f"not JSON: {data[:80]!r}")
+                if "error" in event:
+                    return _fail(out, "server_error", str(event["error"])[:200])
+                text = _content(event)
+                if text:
+                    out.chunk_offsets_ms.append((time.perf_counter_ns() - out.start_ns) / 1e6)
+                    out.text += text
+                usage = event.get("usage")
+                if usage:
+                    out.prompt_tokens = usage.get("prompt_tokens")
+                    out.completion_tokens = usage.get("completion_tokens")
+            if not done:
+                return _fail(out, "disconnected", "stream ended without data: [DONE]")
+            if out.completion_tokens is None:
+                return _fail(out, "no_usage", "no usage in the stream (stream_options.include_usage unsupported?)")
+            out.ok = True
+            return out
+    except httpx.TimeoutException as e:
+        return _fail(out, "timeout", type(e).__name__)
+    except httpx.ConnectError as e:
+        return _fail(out, "connect", str(e)[:200])
+    except (httpx.RemoteProtocolError, httpx.ReadError) as e:
+        return _fail(out, "disconnected", str(e)[:200])
+    except httpx.HTTPError as e:
+        return _fail(out, "http_error", f"{type(e).__name__}: {e}"[:200])
+    finally:
+        if not out.end_ns:
+            out.end_ns = time.perf_counter_ns()
+
+
+def _fail(out: RequestOutput, kind: str, message: str) -> RequestOutput:
+    out.ok, out.error_kind, out.error, out.end_ns = False, kind, message, time.perf_counter_ns()
+    return out

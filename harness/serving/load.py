@@ -1,0 +1,98 @@
+"""Load generation against an endpoint: closed loop at a fixed concurrency, or open loop at a request
+rate (Poisson arrivals, optional burstiness as a gamma shape), for a request count or a duration.
+Warm-up requests run first and are returned apart. The generator's own CPU time is measured so a
+report can show it was not the bottleneck."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+from harness.serving.client import RequestInput, RequestOutput, send
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    concurrency: int | None = 1  # closed loop: this many requests in flight
+    rate: float | None = None  # open loop: mean requests per second (overrides concurrency)
+    burstiness: float = 1.0  # gamma shape of inter-arrival times; 1 = Poisson
+    requests: int = 16
+    duration_s: float | None = None  # stop sending after this long (whichever comes first)
+    warmup: int = 1
+    timeout_s: float = 60.0
+    seed: int = 0
+
+
+@dataclass
+class LoadResult:
+    warmup: list[RequestOutput]
+    measured: list[RequestOutput]
+    start_ns: int
+    end_ns: int
+    client_cpu_s: float  # user + system CPU of this process while the load ran
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+async def run_load(base_url: str, model: str, inputs: Callable[[int], RequestInput], spec: LoadSpec,
+                   headers: dict[str, str] | None = None) -> LoadResult:
+    """Run warm-up then the measured load; `inputs(i)` makes request i."""
+    limits = httpx.Limits(max_connections=max(64, (spec.concurrency or 1) * 2), max_keepalive_connections=64)
+    timeout = httpx.Timeout(spec.timeout_s, connect=min(10.0, spec.timeout_s))
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        warm = [await send(client, base_url, inputs(-1 - k), model, headers) for k in range(spec.warmup)]
+        cpu0, start = os.times(), time.perf_counter_ns()
+        measured: list[RequestOutput] = []
+        interrupted = False
+        try:
+            if spec.rate:
+                measured = await _open_loop(client, base_url, model, inputs, spec, headers)
+            else:
+                measured = await _closed_loop(client, base_url, model, inputs, spec, headers)
+        except asyncio.CancelledError:
+            interrupted = True
+        cpu1, end = os.times(), time.perf_counter_ns()
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    return LoadResult(warm, sorted(measured, key=lambda o: o.index), start, end, cpu, interrupted)
+
+
+async def _closed_loop(client: httpx.AsyncClient, base_url: str, model: str, inputs: Callable[[int], RequestInput],
+                       spec: LoadSpec, headers: dict[str, str] | None) -> list[RequestOutput]:
+    out: list[RequestOutput] = []
+    counter = iter(range(spec.requests))
+    deadline = time.perf_counter() + spec.duration_s if spec.duration_s else None
+
+    async def worker() -> None:
+        for i in counter:
+            if deadline and time.perf_counter() > deadline:
+                return
+            out.append(await send(client, base_url, inputs(i), model, headers))
+
+    await asyncio.gather(*(worker() for _ in range(max(1, spec.concurrency or 1))))
+    return out
+
+
+async def _open_loop(client: httpx.AsyncClient, base_url: str, model: str, inputs: Callable[[int], RequestInput],
+                     spec: LoadSpec, headers: dict[str, str] | None) -> list[RequestOutput]:
+    rng = np.random.default_rng(spec.seed)
+    assert spec.rate
+    # gamma(shape k, scale 1/(k·rate)) has mean 1/rate; k = 1 is exponential (Poisson arrivals)
+    gaps = rng.gamma(spec.burstiness, 1.0 / (spec.burstiness * spec.rate), size=spec.requests)
+    tasks = []
+    t0 = time.perf_counter()
+    when = 0.0
+    for i, gap in enumerate(gaps):
+        if spec.duration_s and when > spec.duration_s:
+            break
+        delay = t0 + when - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(client, base_url, inputs(i), model, headers)))
+        when += float(gap)
+    return list(await asyncio.gather(*tasks))

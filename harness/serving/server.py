@@ -1,0 +1,276 @@
+"""`harness serve`: an OpenAI-compatible server on loopback shaped like OpenVINO Model Server.
+
+Paths, request fields, SSE chunks and `usage` follow OVMS's documented OpenAI API (`/v3/...`, with
+`/v1/...` accepted too): chat/completions and completions streamed as `data: {...}` chunks ending in
+`data: [DONE]`, the first chat chunk carrying the role with `content: null`, and with
+`stream_options.include_usage` a final chunk with `choices: []` and `usage`. Text generation runs on
+one ContinuousBatchingPipeline (harness/serving/engine.py); `/v3/embeddings` on a
+TextEmbeddingPipeline when an embedding model is given. `/metrics` exposes Prometheus counters named
+like OVMS's (`ovms_requests_success`, `ovms_requests_fail`, `ovms_request_time_us`) plus generated
+tokens. Tests and `server: local` suites use it; it is not a production server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from harness.serving.engine import Engine
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str | None = ""
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _GenerationFields(BaseModel):
+    model: str = ""
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    min_tokens: int | None = Field(None, ge=0)
+    ignore_eos: bool = False
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+class ChatRequest(_GenerationFields):
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+class CompletionRequest(_GenerationFields):
+    prompt: str
+
+
+class EmbeddingRequest(BaseModel):
+    model: str = ""
+    input: str | list[str]
+    encoding_format: Literal["float"] = "float"
+
+
+def _config(pipe: Any, req: _GenerationFields, default_max: int) -> Any:
+    cfg = pipe.get_config()
+    cfg.max_new_tokens = req.max_completion_tokens or req.max_tokens or default_max
+    cfg.ignore_eos = req.ignore_eos
+    if req.min_tokens:
+        cfg.min_new_tokens = req.min_tokens
+    if req.temperature:  # 0 or absent: greedy, as OVMS does
+        cfg.do_sample, cfg.temperature = True, req.temperature
+        if req.top_p:
+            cfg.top_p = req.top_p
+        if req.top_k:
+            cfg.top_k = req.top_k
+        if req.seed is not None:
+            cfg.rng_seed = req.seed
+    else:
+        cfg.do_sample = False
+    return cfg
+
+
+class _Detokenizer:
+    """Turns growing token lists into text deltas; holds back an incomplete UTF-8 sequence."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer, self.ids, self.sent = tokenizer, [], ""
+
+    def push(self, new: list[int]) -> str:
+        self.ids += new
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return ""
+        delta, self.sent = text[len(self.sent):], text
+        return delta
+
+
+def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] | None = None,
+              embedding_model_dir: Path | None = None, served_name: str | None = None,
+              default_max_tokens: int = 256) -> Any:
+    """The FastAPI application (the pipelines load here, before the first request)."""
+    import openvino_genai as ov_genai
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from harness.models.export import export_task
+
+    props = dict(properties or {})
+    if export_task(Path(model_dir)) == "feature-extraction":  # an embedding model: serve /v3/embeddings only
+        embedding_model_dir, pipe, engine = model_dir, None, None
+        tokenizer = ov_genai.Tokenizer(str(model_dir))
+    else:
+        pipe = ov_genai.ContinuousBatchingPipeline(str(model_dir), ov_genai.SchedulerConfig(), device, props)
+        engine = Engine(pipe)
+        tokenizer = engine.tokenizer
+    embedder = (ov_genai.TextEmbeddingPipeline(str(embedding_model_dir), device, **props)
+                if embedding_model_dir else None)
+    name = served_name or Path(model_dir).name
+    embed_lock = asyncio.Lock()
+
+    registry = CollectorRegistry()
+    success = Counter("ovms_requests_success", "Requests answered", ["api"], registry=registry)
+    fail = Counter("ovms_requests_fail", "Requests failed", ["api"], registry=registry)
+    request_time = Histogram("ovms_request_time_us", "Request time, microseconds", ["api"], registry=registry,
+                             buckets=(1e3, 5e3, 1e4, 5e4, 1e5, 5e5, 1e6, 5e6, 1e7, 6e7))
+    generated = Counter("ovms_generated_tokens", "Generated tokens", registry=registry)
+
+    app = FastAPI(title="harness serve", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fail.labels(api=request.url.path.rsplit("/", 1)[-1]).inc()
+        return JSONResponse(status_code=400, content={"error": str(exc.errors()[0].get("msg", exc))})
+
+    @app.get("/v2/health/ready")
+    @app.get("/v2/health/live")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v3/models")
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "harness"}]}
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(registry).decode(), media_type="text/plain; version=0.0.4")
+
+    def _prompt_ids(text: str) -> list[int]:
+        return [int(x) for x in tokenizer.encode(text, add_special_tokens=True).input_ids.data[0]]
+
+    def _chat_prompt(messages: list[ChatMessage]) -> str:
+        history = [{"role": m.role, "content": m.content or ""} for m in messages]
+        try:
+            return tokenizer.apply_chat_template(history, add_generation_prompt=True)
+        except Exception:  # noqa: BLE001 - a model without a chat template: plain concatenation
+            return "\n".join(f"{m['role']}: {m['content']}" for m in history) + "\nassistant:"
+
+    async def _generate(req: _GenerationFields, prompt: str, api: str) -> Any:
+        if engine is None:
+            fail.labels(api=api).inc()
+            raise HTTPException(status_code=404, detail="this server has no text-generation model")
+        started = time.perf_counter()
+        ids = _prompt_ids(prompt) if api == "completions" else [
+            int(x) for x in tokenizer.encode(prompt, add_special_tokens=False).input_ids.data[0]]
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[tuple[list[int], bool, str | None]] = asyncio.Queue()
+        engine.submit(ids, _config(pipe, req, default_max_tokens),
+                      lambda new, done, reason: loop.call_soon_threadsafe(q.put_nowait, (new, done, reason)))
+        rid, created = f"{'chatcmpl' if api == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time())
+        obj = "chat.completion" if api == "chat" else "text_completion"
+        detok = _Detokenizer(tokenizer)
+
+        def usage() -> dict[str, int]:
+            return {"prompt_tokens": len(ids), "completion_tokens": len(detok.ids),
+                    "total_tokens": len(ids) + len(detok.ids)}
+
+        def finish(ok: bool) -> None:
+            (success if ok else fail).labels(api=api).inc()
+            request_time.labels(api=api).observe((time.perf_counter() - started) * 1e6)
+            generated.inc(len(detok.ids))
+
+        def choice(delta: str | None, reason: str | None, first: bool = False) -> dict[str, Any]:
+            if api == "chat":
+                body = {"role": "assistant", "content": None} if first else {"content": delta}
+                return {"index": 0, "delta": body, "finish_reason": reason}
+            return {"index": 0, "text": delta or "", "finish_reason": reason, "logprobs": None}
+
+        if not req.stream:
+            reason = None
+            while True:
+                new, done, reason = await q.get()
+                detok.push(new)
+                if done:
+                    break
+            if reason and reason.startswith("error"):
+                finish(False)
+                raise HTTPException(status_code=500, detail=reason)
+            finish(True)
+            text = detok.tokenizer.decode(detok.ids, skip_special_tokens=True)
+            body = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
+                    if api == "chat" else {"index": 0, "text": text, "finish_reason": reason, "logprobs": None})
+            return {"id": rid, "object": obj, "created": created, "model": name, "choices": [body], "usage": usage()}
+
+        chunk_obj = "chat.completion.chunk" if api == "chat" else "text_completion"
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+        async def events():
+            def sse(payload: dict[str, Any]) -> str:
+                return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+            head = {"id": rid, "object": chunk_obj, "created": created, "model": name}
+            if api == "chat":
+                yield sse({**head, "choices": [choice(None, None, first=True)]})
+            while True:
+                new, done, reason = await q.get()
+                if reason and reason.startswith("error"):
+                    finish(False)
+                    yield sse({"error": {"message": reason}})
+                    break
+                delta = detok.push(new)
+                if delta or done:
+                    yield sse({**head, "choices": [choice(delta, reason if done else None)]})
+                if done:
+                    finish(True)
+                    if include_usage:
+                        yield sse({**head, "choices": [], "usage": usage()})
+                    break
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.post("/v3/chat/completions")
+    @app.post("/v1/chat/completions")
+    async def chat(req: ChatRequest) -> Any:
+        return await _generate(req, _chat_prompt(req.messages), "chat")
+
+    @app.post("/v3/completions")
+    @app.post("/v1/completions")
+    async def completions(req: CompletionRequest) -> Any:
+        return await _generate(req, req.prompt, "completions")
+
+    @app.post("/v3/embeddings")
+    @app.post("/v1/embeddings")
+    async def embeddings(req: EmbeddingRequest) -> Any:
+        if embedder is None:
+            fail.labels(api="embeddings").inc()
+            raise HTTPException(status_code=404, detail="no embedding model is served (harness serve --embeddings)")
+        started = time.perf_counter()
+        texts = [req.input] if isinstance(req.input, str) else req.input
+        async with embed_lock:  # the pipeline has one infer request: calls take turns
+            vectors = await asyncio.to_thread(embedder.embed_documents, texts)
+        tokens = sum(len(tokenizer.encode(t).input_ids.data[0]) for t in texts)
+        success.labels(api="embeddings").inc()
+        request_time.labels(api="embeddings").observe((time.perf_counter() - started) * 1e6)
+        return {"object": "list", "model": req.model or name,
+                "data": [{"object": "embedding", "index": i, "embedding": [float(x) for x in v]}
+                         for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    @app.on_event("shutdown")
+    def _close() -> None:
+        if engine is not None:
+            engine.close()
+
+    return app
+
+
+def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "CPU",
+          properties: dict[str, Any] | None = None, embedding_model_dir: Path | None = None) -> None:
+    """Run the server until interrupted."""
+    import uvicorn
+
+    app = build_app(model_dir, device, properties, embedding_model_dir)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,91 @@
+"""The serving scenario end to end against `harness serve` with the tiny models on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from harness.store import load_results
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.integration
+
+SUITE = {
+    "name": "serving-test",
+    "server": "local",
+    "models": [{"name": "tiny", "source": "synthetic:tiny"}, {"name": "tiny-embed", "source": "synthetic:tiny-embed"}],
+    "precisions": ["fp16"],
+    "prompts": {"input_tokens": [32]},
+    "generation": {"max_new_tokens": 16, "ignore_eos": True},
+    "warmup": 1,
+    "iterations": 1,
+    "timeout_s": 300,
+    "properties": {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0},
+    "scenarios": [
+        {"name": "greedy", "kind": "generate", "models": ["tiny"]},
+        {"name": "completions", "kind": "serving", "models": ["tiny"], "api": "completions", "concurrency": [1, 3],
+         "requests": 6},
+        {"name": "chat", "kind": "serving", "models": ["tiny"], "api": "chat", "concurrency": 2, "requests": 4},
+        {"name": "embed", "kind": "serving", "models": ["tiny-embed"], "api": "embeddings", "concurrency": 2,
+         "requests": 6},
+    ],
+    "gates": [{"metric": "ttft_ms", "stat": "p90", "max": 60000, "where": {"api": "completions"}}],
+}
+
+
+@pytest.fixture(scope="module")
+def serving_run(tmp_path_factory, model_cache):
+    d = tmp_path_factory.mktemp("serving")
+    (d / "suite.yaml").write_text(yaml.safe_dump(SUITE))
+    proc = run_cli("run", str(d / "suite.yaml"), "--out", str(d / "run"), cache=model_cache)
+    return proc, d / "run"
+
+
+def test_every_serving_cell_measures_its_requests(serving_run):
+    proc, out = serving_run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cells = [c for c in load_results(out).cells if c.spec.scenario.kind == "serving"]
+    assert len(cells) == 4
+    for c in cells:
+        assert c.status == "ok", (c.key, c.error)
+        checks = {ch.name: ch for ch in c.checks}
+        assert checks["serving_errors"].status == "pass", checks["serving_errors"].detail
+        n = int(c.spec.scenario.params["requests"])
+        assert len(c.samples) == n and len(c.batches) == 1 and c.batches[0].requests == n
+        assert c.cell_values["error_rate_pct"] == 0 and 0 <= c.cell_values["client_cpu_pct"] < 100
+        server = json.loads(c.check_outputs["server_metrics_delta"])
+        # the server counted the warm-up and measured requests the client sent
+        assert sum(v for k, v in server.items() if k.startswith("ovms_requests_success_total")) == n + 1
+        assert c.summaries["request_rps"].median > 0
+
+
+def test_streamed_generation_is_timed_with_usage_counts(serving_run):
+    _, out = serving_run
+    res = load_results(out)
+    for c in (c for c in res.cells if c.spec.scenario.params.get("api") in ("chat", "completions")):
+        s = c.summaries
+        assert s["output_tokens"].min == s["output_tokens"].max == 16  # usage, with ignore_eos
+        assert s["ttft_ms"].n == len(c.samples) and s["tpot_ms"].median > 0
+        assert c.cell_values["peak_output_tps"] > 0
+        if c.spec.scenario.params["api"] == "completions":
+            # the server's streamed text for a prompt is the in-process greedy output for it
+            check = next(ch for ch in c.checks if ch.name == "matches_greedy")
+            assert check.status == "pass", check.detail
+
+
+def test_report_has_the_serving_table_and_sweep_limit(serving_run):
+    _, out = serving_run
+    md = (out / "report.md").read_text()
+    assert "### Serving (OpenAI-compatible endpoint)" in md
+    assert "Highest concurrency within the suite's gates" in md and "**3**" in md
+
+
+def test_shipped_serving_suite_expands():
+    from harness.suite import expand, load_suite
+
+    suite, _ = load_suite(ROOT / "suites" / "serving.yaml")
+    cells = expand(suite, ROOT / "suites" / "serving.yaml")
+    assert {c.server for c in cells} == {"local"}
+    assert sorted(int(c.scenario.params["concurrency"]) for c in cells if c.scenario.params["api"] == "chat") == [1, 2, 4]

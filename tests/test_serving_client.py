@@ -1,0 +1,139 @@
+"""The serving client and load generator against a deliberately misbehaving local server: every failure
+becomes a counted error kind, nothing raises or hangs, and good requests are timed right."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from harness.backends.serving import busiest_second_tps
+from harness.serving.client import RequestInput, RequestOutput
+from harness.serving.load import LoadSpec, run_load
+
+
+def _chunk(text: str) -> str:
+    return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}) + "\n\n"
+
+
+def _usage(n: int) -> str:
+    return "data: " + json.dumps({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": n,
+                                                          "total_tokens": 5 + n}}) + "\n\n"
+
+
+def _app():
+    app = FastAPI()
+
+    @app.post("/{mode}/v3/chat/completions")
+    async def chat(mode: str, request: Request):
+        body = await request.json()
+        if mode == "http500":
+            return JSONResponse(status_code=500, content={"error": "boom"})
+        if mode == "http400":
+            return JSONResponse(status_code=400, content={"error": "bad request"})
+        if mode == "plain" and not body.get("stream"):
+            return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
+
+        async def events():
+            yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]}) + "\n\n"
+            if mode == "malformed":
+                yield "data: {not json\n\n"
+                return
+            if mode == "garbage":
+                yield "event without data prefix\n\n"
+                return
+            for k in range(4):
+                await asyncio.sleep(0.02)
+                yield _chunk(f"t{k} ")
+                if mode == "stall" and k == 1:
+                    await asyncio.sleep(30)
+                if mode == "cut" and k == 1:
+                    return  # ends the stream without [DONE]
+            if mode != "nousage":
+                yield _usage(6)  # more tokens than chunks: the count comes from usage
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def server():
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(_app(), host="127.0.0.1", port=port, log_level="error")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def _load(base: str, mode: str, requests: int = 3, concurrency: int = 2, timeout_s: float = 2.0, stream: bool = True):
+    spec = LoadSpec(concurrency=concurrency, requests=requests, warmup=0, timeout_s=timeout_s)
+    return asyncio.run(run_load(f"{base}/{mode}/v3", "m", lambda i: RequestInput("chat", f"p{i}", 8, stream=stream,
+                                                                                 index=i), spec))
+
+
+def test_good_stream_is_timed_and_counted_from_usage(server):
+    res = _load(server, "ok")
+    assert [o.ok for o in res.measured] == [True, True, True]
+    o = res.measured[0]
+    assert o.completion_tokens == 6 and o.prompt_tokens == 5 and o.text == "t0 t1 t2 t3 "
+    assert len(o.chunk_offsets_ms) == 4 and o.chunk_offsets_ms == sorted(o.chunk_offsets_ms)
+    assert 0 < o.chunk_offsets_ms[0] < (o.end_ns - o.start_ns) / 1e6  # role-only first chunk is not the first token
+    assert res.client_cpu_s >= 0
+
+
+def test_non_streaming_request(server):
+    res = _load(server, "plain", requests=1, stream=False)
+    assert res.measured[0].ok and res.measured[0].completion_tokens == 2 and res.measured[0].text == "hi"
+
+
+@pytest.mark.parametrize("mode,kind", [("http500", "http_5xx"), ("http400", "http_4xx"), ("malformed", "malformed_sse"),
+                                       ("garbage", "malformed_sse"), ("cut", "disconnected"), ("nousage", "no_usage"),
+                                       ("stall", "timeout"), ("no/such", "http_4xx")])
+def test_every_failure_is_a_counted_error(server, mode, kind):
+    started = time.monotonic()
+    res = _load(server, mode, requests=2, timeout_s=1.0)
+    assert time.monotonic() - started < 10  # a stalled stream ends at the read timeout, not 30 s later
+    assert [o.error_kind for o in res.measured] == [kind, kind], [o.error for o in res.measured]
+    assert not any(o.ok for o in res.measured)
+
+
+def test_refused_connection_is_a_counted_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = _load(f"http://127.0.0.1:{port}", "ok", requests=1)
+    assert res.measured[0].error_kind == "connect"
+
+
+def test_open_loop_sends_at_the_rate(server):
+    spec = LoadSpec(rate=20.0, requests=10, warmup=0, timeout_s=5, seed=1)
+    res = asyncio.run(run_load(f"{server}/ok/v3", "m", lambda i: RequestInput("chat", "p", 8, index=i), spec))
+    assert len(res.measured) == 10 and all(o.ok for o in res.measured)
+    starts = sorted(o.start_ns for o in res.measured)
+    span = (starts[-1] - starts[0]) / 1e9
+    assert 0.1 < span < 2.0  # 9 gaps of mean 50 ms
+
+
+def test_busiest_second():
+    a = RequestOutput(index=0, start_ns=0, ok=True, chunk_offsets_ms=[100, 200, 300, 400], completion_tokens=8)
+    b = RequestOutput(index=1, start_ns=int(2e9), ok=True, chunk_offsets_ms=[100], completion_tokens=3)
+    assert busiest_second_tps([a, b], 0) == pytest.approx(8.0)
