@@ -23,7 +23,8 @@ def _measured(r: CellResult):
 def exact_token_count(r: CellResult) -> CheckResult | None:
     """With ignore_eos (or min_new_tokens >= max_new_tokens) every call must yield max_new_tokens."""
     g = r.spec.generation
-    if not (g.ignore_eos or g.min_new_tokens >= g.max_new_tokens) or not r.samples or r.spec.scenario.kind in NOT_GENERATION:
+    if not (g.ignore_eos or g.min_new_tokens >= g.max_new_tokens) or not r.samples or r.spec.scenario.kind in NOT_GENERATION \
+            or r.spec.scenario.params.get("api") == "embeddings":
         return None
     bad = [(s.iteration, s.output_tokens) for s in r.samples if s.output_tokens != g.max_new_tokens]
     if bad:

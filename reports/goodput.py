@@ -20,7 +20,8 @@ class SweepLimit:
     failed_gates: list[str]  # what the first failing concurrency missed
 
 
-def _sweep_key(c: CellResult) -> str:
+def sweep_key(c: CellResult) -> str:
+    """The cell key with its concurrency replaced by `*`: the same for every cell of one sweep."""
     conc = c.spec.scenario.params.get("concurrency")
     return c.key.replace(f"concurrency={conc}", "concurrency=*", 1)
 
@@ -30,7 +31,7 @@ def sweep_limits(cells: list[CellResult]) -> list[SweepLimit]:
     sweeps: dict[str, list[CellResult]] = {}
     for c in cells:
         if c.status == "ok" and "concurrency" in c.spec.scenario.params and c.spec.gates:
-            sweeps.setdefault(_sweep_key(c), []).append(c)
+            sweeps.setdefault(sweep_key(c), []).append(c)
     out = []
     for key, group in sweeps.items():
         group.sort(key=lambda c: int(c.spec.scenario.params["concurrency"]))

@@ -309,6 +309,53 @@ def render_trend_svg(points: list[tuple[str, float]], title: str, unit: str) -> 
     return str(_svg(title, "", bottom + 26, body, cls="chart trend"))
 
 
+def render_curve_svg(points: list[tuple[str, float, float]], title: str, x_unit: str, y_unit: str,
+                     subtitle: str = "") -> str:
+    """A throughput-vs-latency curve: (label, x, y) points joined in the given order (e.g. by concurrency)."""
+    left, right, top = 56.0, WIDTH - 16.0, _header_height(subtitle) + 24.0
+    bottom = top + 150
+    xs, ys = [x for _, x, _ in points], [y for _, _, y in points]
+    xt = _ticks(0, max(xs) * 1.1 or 1.0, 5)
+    yt = _ticks(0, max(ys) * 1.1 or 1.0, 4)
+    x_of, y_of = _Scale(xt, left, right), _Scale(yt, bottom, top)
+    body: list[Markup] = []
+    for t in yt:
+        body += [_el("line", x1=left, x2=right, y1=y_of(t), y2=y_of(t), class_="grid"),
+                 _text(left - 6, y_of(t) + 4, _tick_label(t, yt), anchor="end", cls="tick")]
+    for t in xt:
+        body.append(_text(x_of(t), bottom + 16, _tick_label(t, xt), anchor="middle", cls="tick"))
+    body += [_text(left - 6, top - 12, y_unit, anchor="end", cls="unit"),
+             _text(right, bottom + 32, x_unit, anchor="end", cls="unit")]
+    xy = [(x_of(x), y_of(y)) for _, x, y in points]
+    body.append(_el("polyline", points=" ".join(f"{x:.1f},{y:.1f}" for x, y in xy), class_="trend"))
+    for (label, x, y), (px, py) in zip(points, xy, strict=True):
+        body.append(_el("circle", _el("title", f"{label}: {_num(x)} {x_unit}, {_num(y)} {y_unit}"), cx=px, cy=py,
+                        r=3.2, class_="trend"))
+        body.append(_text(px + 5, py - 6, label, cls="tick"))
+    return str(_svg(title, subtitle, bottom + 38, body, cls="chart trend"))
+
+
+def _sweep_curves(cells: list[CellResult]) -> list[Markup]:
+    """Per concurrency sweep (serving or continuous batching): output tok/s against TTFT p90, one point per
+    concurrency."""
+    from reports.goodput import sweep_key
+
+    sweeps: dict[str, list[CellResult]] = defaultdict(list)
+    for c in cells:
+        if "concurrency" in c.spec.scenario.params and "batch_output_tps" in c.summaries and "ttft_ms" in c.summaries:
+            sweeps[sweep_key(c)].append(c)
+    out = []
+    for key, group in sweeps.items():
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda c: int(c.spec.scenario.params["concurrency"]))
+        points = [(f"c={c.spec.scenario.params['concurrency']}", c.summaries["batch_output_tps"].median,
+                   c.summaries["ttft_ms"].p90) for c in group]
+        out.append(Markup(render_curve_svg(points, "Throughput vs latency", "output tok/s", "TTFT p90 ms",
+                                           subtitle=_truncate(key, 90))))
+    return out
+
+
 # ---------------------------------------------------------------- run page: labels and data
 
 
@@ -457,6 +504,7 @@ def render_html(results: RunResults, trends: dict[str, list[tuple[str, float]]] 
         "latency": _latency_boxes(ok, labels, series),
         "memory": [c for c in (_memory_chart(ok, labels),) if c is not None],
         "acceptance": [c for c in (_acceptance_chart(ok, labels),) if c is not None],
+        "curves": _sweep_curves(ok),
         "trends": [Markup(render_trend_svg(points, title, _trend_unit(title)))
                    for title, points in (trends or {}).items()],
     }
