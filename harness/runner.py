@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.aggregate import cell_result
 from harness.checks import run_level_checks
+from harness.child_process import die_with_parent
 from harness.devices import missing_devices
 from harness.schema import CellResult, CellSpec, CellStatus, RunMetadata, RunResults
 from harness.store import append_cell, load_cells, write_results
@@ -91,7 +92,7 @@ def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpe
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(task_path), str(events_path)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True, preexec_fn=die_with_parent)
         try:
             while True:
                 rc = proc.poll()
@@ -150,16 +151,6 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
     if not options.keep_workdirs:
         _remove_tree(workdir / "compile-cache")
     return cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)
-
-
-def _die_with_parent() -> None:
-    """In the worker, before exec: get SIGKILL if the runner dies, so no orphan keeps measuring."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -91,3 +91,21 @@ def test_shipped_serving_suite_expands():
     cells = expand(suite, ROOT / "suites" / "serving.yaml")
     assert {c.server for c in cells} == {"local"}
     assert sorted(int(c.scenario.params["concurrency"]) for c in cells if c.scenario.params["api"] == "chat") == [1, 2, 4]
+
+
+def test_load_cut_by_the_timeout_keeps_what_it_measured(tmp_path, model_cache):
+    suite = {**SUITE, "name": "serving-timeout", "timeout_s": 12,
+             "scenarios": [{"name": "long", "kind": "serving", "models": ["tiny"], "api": "completions",
+                            "concurrency": 2, "requests": 100000}]}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "run"), cache=model_cache)
+    assert proc.returncode == 1  # a timed-out cell fails the run ...
+    [c] = load_results(tmp_path / "run").cells
+    assert c.status == "timeout"
+    assert len(c.samples) > 0 and c.summaries["ttft_ms"].n == len(c.samples)  # ... but keeps its requests
+    import psutil
+
+    # the cell's server went with its worker
+    servers = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and "serve" in p.info["cmdline"]
+               and any("harness" in a for a in p.info["cmdline"]) and str(model_cache) in " ".join(p.info["cmdline"])]
+    assert not servers

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends import CellModels, Emit
+from harness.child_process import die_with_parent
 from harness.errors import ModelPreparationError
 from harness.schema import BatchRecord, CellSpec, Sample
 from harness.serving.client import RequestInput, RequestOutput
@@ -45,7 +46,8 @@ def start_local_server(model_dir: Path, device: str, properties: dict[str, Any],
     if embedding_dir is not None:
         cmd += ["--embeddings", str(embedding_dir)]
     log = open(log_path, "w")  # noqa: SIM115 - handed to the child, closed by the OS with it
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -118,6 +120,9 @@ def _sample(o: RequestOutput, prompt_index: int) -> Sample:
                   end_ns=o.end_ns, chunk_offsets_ms=o.chunk_offsets_ms, chunk_tokens=[], output_text=o.text)
 
 
+MAX_DISTINCT_PROMPTS = 512
+
+
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Start (or reach) the server, warm up, run the load, stop; emit requests, the load record and figures."""
     import openvino_genai as ov_genai
@@ -132,10 +137,12 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                     duration_s=float(p["duration_s"]) if "duration_s" in p else None, warmup=cell.warmup,
                     timeout_s=float(p.get("request_timeout_s", 60)))
     tok_dir = models.target
-    prompts = prompt_texts(cell, ov_genai.Tokenizer(str(tok_dir)), spec.requests + spec.warmup)
+    # distinct prompts are made up front, so a long or duration-bound load cycles through a bounded set
+    prompts = prompt_texts(cell, ov_genai.Tokenizer(str(tok_dir)), min(spec.requests + spec.warmup, MAX_DISTINCT_PROMPTS))
 
     def inputs(i: int) -> RequestInput:
-        idx = i if i >= 0 else spec.requests + (-1 - i)  # warm-up requests use prompts after the measured ones
+        # warm-up requests take prompts from the end, after the measured ones when none repeat
+        idx = i if i >= 0 else len(prompts) - 1 - (-1 - i)
         return RequestInput(api=api, prompt=prompts[idx % len(prompts)], max_tokens=cell.generation.max_new_tokens,
                             ignore_eos=cell.generation.ignore_eos, stream=bool(p.get("stream", True)), index=i)
 
@@ -158,15 +165,17 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     emit({"event": "loaded", "cell_values": cell_values})
     try:
         before = scrape(base_url)
+        def emit_request(o: RequestOutput) -> None:
+            if o.ok:
+                emit({"event": "sample", "sample": _sample(o, o.index).model_dump(), "of": spec.requests})
+
         result = asyncio.run(run_load(base_url, models.target.name if target == LOCAL else cell.model.name, inputs,
-                                      spec, headers))
+                                      spec, headers, on_result=emit_request))
         after = scrape(base_url)
     finally:
         if proc is not None:
             stop_server(proc)
     ok = [o for o in result.measured if o.ok]
-    for o in ok:
-        emit({"event": "sample", "sample": _sample(o, o.index).model_dump(), "of": spec.requests})
     batch = BatchRecord(iteration=0, warmup=False, requests=len(result.measured), start_ns=result.start_ns,
                         end_ns=result.end_ns, output_tokens=sum(o.completion_tokens or 0 for o in ok),
                         input_tokens=sum(o.prompt_tokens or 0 for o in ok), steps=0)

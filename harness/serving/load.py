@@ -41,8 +41,10 @@ class LoadResult:
 
 
 async def run_load(base_url: str, model: str, inputs: Callable[[int], RequestInput], spec: LoadSpec,
-                   headers: dict[str, str] | None = None) -> LoadResult:
-    """Run warm-up then the measured load; `inputs(i)` makes request i."""
+                   headers: dict[str, str] | None = None,
+                   on_result: Callable[[RequestOutput], None] | None = None) -> LoadResult:
+    """Run warm-up then the measured load; `inputs(i)` makes request i; `on_result` sees each measured
+    request as soon as it ends (so a load killed midway keeps what it measured)."""
     limits = httpx.Limits(max_connections=max(64, (spec.concurrency or 1) * 2), max_keepalive_connections=64)
     timeout = httpx.Timeout(spec.timeout_s, connect=min(10.0, spec.timeout_s))
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
@@ -51,10 +53,11 @@ async def run_load(base_url: str, model: str, inputs: Callable[[int], RequestInp
         measured: list[RequestOutput] = []
         interrupted = False
         try:
+            report = on_result or (lambda _o: None)
             if spec.rate:
-                measured = await _open_loop(client, base_url, model, inputs, spec, headers)
+                measured = await _open_loop(client, base_url, model, inputs, spec, headers, report)
             else:
-                measured = await _closed_loop(client, base_url, model, inputs, spec, headers)
+                measured = await _closed_loop(client, base_url, model, inputs, spec, headers, report)
         except asyncio.CancelledError:
             interrupted = True
         cpu1, end = os.times(), time.perf_counter_ns()
@@ -63,7 +66,8 @@ async def run_load(base_url: str, model: str, inputs: Callable[[int], RequestInp
 
 
 async def _closed_loop(client: httpx.AsyncClient, base_url: str, model: str, inputs: Callable[[int], RequestInput],
-                       spec: LoadSpec, headers: dict[str, str] | None) -> list[RequestOutput]:
+                       spec: LoadSpec, headers: dict[str, str] | None,
+                       report: Callable[[RequestOutput], None]) -> list[RequestOutput]:
     out: list[RequestOutput] = []
     counter = iter(range(spec.requests))
     deadline = time.perf_counter() + spec.duration_s if spec.duration_s else None
@@ -72,14 +76,22 @@ async def _closed_loop(client: httpx.AsyncClient, base_url: str, model: str, inp
         for i in counter:
             if deadline and time.perf_counter() > deadline:
                 return
-            out.append(await send(client, base_url, inputs(i), model, headers))
+            result = await send(client, base_url, inputs(i), model, headers)
+            out.append(result)
+            report(result)
 
     await asyncio.gather(*(worker() for _ in range(max(1, spec.concurrency or 1))))
     return out
 
 
 async def _open_loop(client: httpx.AsyncClient, base_url: str, model: str, inputs: Callable[[int], RequestInput],
-                     spec: LoadSpec, headers: dict[str, str] | None) -> list[RequestOutput]:
+                     spec: LoadSpec, headers: dict[str, str] | None,
+                     report: Callable[[RequestOutput], None]) -> list[RequestOutput]:
+    async def one(i: int) -> RequestOutput:
+        result = await send(client, base_url, inputs(i), model, headers)
+        report(result)
+        return result
+
     rng = np.random.default_rng(spec.seed)
     assert spec.rate
     # gamma(shape k, scale 1/(k·rate)) has mean 1/rate; k = 1 is exponential (Poisson arrivals)
@@ -93,6 +105,6 @@ async def _open_loop(client: httpx.AsyncClient, base_url: str, model: str, input
         delay = t0 + when - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(send(client, base_url, inputs(i), model, headers)))
+        tasks.append(asyncio.create_task(one(i)))
         when += float(gap)
     return list(await asyncio.gather(*tasks))
