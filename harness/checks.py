@@ -24,7 +24,7 @@ def exact_token_count(r: CellResult) -> CheckResult | None:
     """With ignore_eos (or min_new_tokens >= max_new_tokens) every call must yield max_new_tokens."""
     g = r.spec.generation
     if not (g.ignore_eos or g.min_new_tokens >= g.max_new_tokens) or not r.samples or r.spec.scenario.kind in NOT_GENERATION \
-            or r.spec.scenario.params.get("api") == "embeddings":
+            or r.spec.scenario.params.get("api") in ("embeddings", "rerank"):
         return None
     bad = [(s.iteration, s.output_tokens) for s in r.samples if s.output_tokens != g.max_new_tokens]
     if bad:

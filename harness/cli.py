@@ -272,10 +272,12 @@ def serve(
     device: str = "CPU",
     properties: Annotated[str, typer.Option(help="OpenVINO properties as a JSON object")] = "{}",
     embeddings: Annotated[str | None, typer.Option(help="also serve /v3/embeddings with this model")] = None,
+    rerank: Annotated[str | None, typer.Option(help="also serve /v3/rerank with this model")] = None,
     cache_dir: CacheOpt = None,
 ) -> None:
     """OpenAI-compatible server shaped like OpenVINO Model Server (/v3/chat/completions, /v3/completions,
-    /v3/embeddings, /metrics) on a ContinuousBatchingPipeline."""
+    /v3/embeddings, /v3/rerank, /metrics) on a ContinuousBatchingPipeline. MODEL may also be an
+    embedding or rerank model alone."""
     import json
 
     from harness.models.prepare import prepare_model
@@ -291,8 +293,10 @@ def serve(
     log = lambda m: err_console.print(m)  # noqa: E731
     model_dir = prepare_model(model, "fp16", CompressionSpec(), cache_dir, log=log).path
     emb_dir = prepare_model(embeddings, "fp16", CompressionSpec(), cache_dir, log=log).path if embeddings else None
+    rerank_dir = prepare_model(rerank, "fp16", CompressionSpec(), cache_dir, log=log).path if rerank else None
     err_console.print(f"serving {model_dir} on http://{host}:{port}/v3")
-    run_server(model_dir, host=host, port=port, device=device, properties=props, embedding_model_dir=emb_dir)
+    run_server(model_dir, host=host, port=port, device=device, properties=props, embedding_model_dir=emb_dir,
+               rerank_model_dir=rerank_dir)
 
 
 @app.command()

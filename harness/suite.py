@@ -42,7 +42,7 @@ SCENARIO_PARAMS: dict[str, set[str]] = {
     "speech": {"audio_s"},
     "text2image": {"width", "height", "steps"},
     "serving": {"concurrency", "rate", "burstiness", "requests", "duration_s", "api", "stream", "api_key_env",
-                "request_timeout_s"},
+                "request_timeout_s", "batch_size"},
     "tokenizer": set(),
     "embeddings": {"batch_size", "pooling", "normalize"},
     "rerank": {"batch_size", "top_n"},
@@ -103,7 +103,7 @@ class SuiteScenario(_Strict):
     max_num_batched_tokens: int | list[int] | None = None
     dynamic_split_fuse: bool | list[bool] | None = None
     max_num_seqs: int | list[int] | None = None
-    # embeddings / rerank: documents per call, and the embedding pipeline's pooling and normalisation
+    # embeddings / rerank: documents per call (serving: per request), the embedding pooling and normalisation
     batch_size: int | list[int] | None = None
     pooling: str | list[str] | None = None
     normalize: bool | list[bool] | None = None
@@ -122,7 +122,8 @@ class SuiteScenario(_Strict):
     burstiness: float | None = None
     requests: int | None = None
     duration_s: float | None = None
-    api: Literal["chat", "completions", "embeddings"] | None = None
+    api: Literal["chat", "completions", "embeddings", "rerank"] | list[Literal["chat", "completions", "embeddings",
+                                                                                "rerank"]] | None = None
     stream: bool | None = None
     api_key_env: str | None = None
     request_timeout_s: float | None = None
@@ -145,6 +146,10 @@ class SuiteScenario(_Strict):
                     continue
                 elif not isinstance(x, bool) and x <= 0:
                     raise ValueError(f"{p} must be > 0, got {x}")
+        if self.kind == "serving" and self.batch_size is not None:
+            apis = self.api if isinstance(self.api, list) else [self.api or "chat"]
+            if not set(apis) & {"embeddings", "rerank"}:
+                raise ValueError("batch_size (texts per request) applies to api embeddings or rerank")
         return self
 
     def param_axes(self) -> dict[str, list[PropertyValue]]:

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.integration
 SUITE = {
     "name": "serving-test",
     "server": "local",
-    "models": [{"name": "tiny", "source": "synthetic:tiny"}, {"name": "tiny-embed", "source": "synthetic:tiny-embed"}],
+    "models": [{"name": "tiny", "source": "synthetic:tiny"}, {"name": "tiny-embed", "source": "synthetic:tiny-embed"},
+               {"name": "tiny-rerank", "source": "synthetic:tiny-rerank"}],
     "precisions": ["fp16"],
     "prompts": {"input_tokens": [32]},
     "generation": {"max_new_tokens": 16, "ignore_eos": True},
@@ -30,6 +31,8 @@ SUITE = {
         {"name": "chat", "kind": "serving", "models": ["tiny"], "api": "chat", "concurrency": 2, "requests": 4},
         {"name": "embed", "kind": "serving", "models": ["tiny-embed"], "api": "embeddings", "concurrency": 2,
          "requests": 6},
+        {"name": "rerank", "kind": "serving", "models": ["tiny-rerank"], "api": "rerank", "concurrency": 2,
+         "requests": 4, "batch_size": 5},
     ],
     "gates": [{"metric": "ttft_ms", "stat": "p90", "max": 60000, "where": {"api": "completions"}}],
 }
@@ -47,7 +50,7 @@ def test_every_serving_cell_measures_its_requests(serving_run):
     proc, out = serving_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     cells = [c for c in load_results(out).cells if c.spec.scenario.kind == "serving"]
-    assert len(cells) == 4
+    assert len(cells) == 5
     for c in cells:
         assert c.status == "ok", (c.key, c.error)
         checks = {ch.name: ch for ch in c.checks}
@@ -59,6 +62,8 @@ def test_every_serving_cell_measures_its_requests(serving_run):
         # the server counted the warm-up and measured requests the client sent
         assert sum(v for k, v in server.items() if k.startswith("ovms_requests_success_total")) == n + 1
         assert c.summaries["request_rps"].median > 0
+        if c.spec.scenario.params["api"] == "rerank":  # 5 documents per request
+            assert c.summaries["documents_per_s"].n == n and c.summaries["documents_per_s"].median > 0
 
 
 def test_streamed_generation_is_timed_with_usage_counts(serving_run):
@@ -109,3 +114,50 @@ def test_load_cut_by_the_timeout_keeps_what_it_measured(tmp_path, model_cache):
     servers = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and "serve" in p.info["cmdline"]
                and any("harness" in a for a in p.info["cmdline"]) and str(model_cache) in " ".join(p.info["cmdline"])]
     assert not servers
+
+
+def _sse(lines: list[str]) -> list[dict | str]:
+    return [ln[6:] if ln == "data: [DONE]" else json.loads(ln[6:]) for ln in lines if ln.startswith("data: ")]
+
+
+def test_reference_server_speaks_ovms_shapes(model_cache):
+    """Chunk and usage shapes as OVMS's openai_completions.cpp and rerank_utils.cpp write them."""
+    from fastapi.testclient import TestClient
+
+    from harness.models.prepare import prepare_model
+    from harness.schema import CompressionSpec
+    from harness.serving.server import build_app
+
+    llm = prepare_model("synthetic:tiny", "fp16", CompressionSpec(), model_cache).path
+    reranker = prepare_model("synthetic:tiny-rerank", "fp16", CompressionSpec(), model_cache).path
+    with TestClient(build_app(llm, rerank_model_dir=reranker)) as client:
+        for api, path, obj in (("chat", "/v3/chat/completions", "chat.completion.chunk"),
+                               ("completions", "/v3/completions", "text_completion.chunk")):
+            body = {"model": "asked-name", "max_tokens": 4, "ignore_eos": True, "stream": True,
+                    "stream_options": {"include_usage": True}}
+            body |= {"messages": [{"role": "user", "content": "hi"}]} if api == "chat" else {"prompt": "hi"}
+            with client.stream("POST", path, json=body) as r:
+                assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+                events = _sse(list(r.iter_lines()))
+            assert events[-1] == "[DONE]"
+            *chunks, usage = events[:-1]
+            first = chunks[0]["choices"][0]
+            assert first == ({"index": 0, "logprobs": None, "delta": {"role": "assistant", "content": None},
+                              "finish_reason": None} if api == "chat" else
+                             {"index": 0, "logprobs": None, "text": "", "finish_reason": None})
+            assert all(c["object"] == obj and c["model"] == "asked-name" and c["usage"] is None for c in chunks)
+            assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+            assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 4
+            assert usage["usage"]["total_tokens"] == usage["usage"]["prompt_tokens"] + 4
+        docs = ["alpha beta", "gamma", "delta epsilon zeta", "eta"]
+        r = client.post("/v3/rerank", json={"model": "r", "query": "alpha", "documents": docs, "top_n": 3,
+                                            "return_documents": True})
+        results = r.json()["results"]
+        assert r.status_code == 200 and len(results) == 3
+        scores = [x["relevance_score"] for x in results]
+        assert scores == sorted(scores, reverse=True)
+        assert all(x["document"] == {"text": docs[x["index"]]} for x in results)
+        assert "document" not in client.post("/v3/rerank", json={"query": "a", "documents": docs}).json()["results"][0]
+        too_many = client.post("/v3/rerank", json={"query": "a", "documents": ["x"] * 101})
+        assert too_many.status_code == 400 and "101 documents" in too_many.text
+        assert client.post("/v3/rerank", json={"query": "a", "documents": []}).status_code == 400

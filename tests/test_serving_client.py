@@ -62,6 +62,22 @@ def _app():
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    @app.post("/{mode}/v3/rerank")
+    async def rerank(mode: str, request: Request):
+        body = await request.json()
+        assert isinstance(body["query"], str) and isinstance(body["documents"], list)
+        if mode == "ok":
+            return {"results": [{"index": i, "relevance_score": 1.0 / (1 + i)} for i in range(len(body["documents"]))]}
+        return {"results": "not a list"}
+
+    @app.post("/{mode}/v3/embeddings")
+    async def embeddings(mode: str, request: Request):
+        body = await request.json()
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        n = len(texts) if mode == "ok" else len(texts) - 1  # "short": one vector missing
+        return {"data": [{"index": i, "embedding": [0.0, 1.0]} for i in range(n)],
+                "usage": {"prompt_tokens": 3 * len(texts), "total_tokens": 3 * len(texts)}}
+
     return app
 
 
@@ -137,3 +153,14 @@ def test_busiest_second():
     a = RequestOutput(index=0, start_ns=0, ok=True, chunk_offsets_ms=[100, 200, 300, 400], completion_tokens=8)
     b = RequestOutput(index=1, start_ns=int(2e9), ok=True, chunk_offsets_ms=[100], completion_tokens=3)
     assert busiest_second_tps([a, b], 0) == pytest.approx(8.0)
+
+
+@pytest.mark.parametrize("api,mode,kind", [("rerank", "ok", None), ("rerank", "bad", "malformed_response"),
+                                           ("embeddings", "ok", None), ("embeddings", "short", "malformed_response")])
+def test_encoder_requests_check_one_result_per_input(server, api, mode, kind):
+    spec = LoadSpec(concurrency=1, requests=2, warmup=0, timeout_s=5)
+    docs = ("d1", "d2", "d3")
+    res = asyncio.run(run_load(f"{server}/{mode}/v3", "m", lambda i: RequestInput(api, "q", documents=docs, index=i),
+                               spec))
+    assert [o.error_kind for o in res.measured] == [kind, kind], [o.error for o in res.measured]
+    assert all(o.ok for o in res.measured) == (kind is None)

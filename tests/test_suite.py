@@ -168,6 +168,9 @@ def test_scenarios_run_on_their_models_and_sweep_their_params(tmp_path):
     ("pooling: mean", "pooling: max", "pooling"),
     ("concurrency: [1, 2, 4]", "concurrency: [1, 0]", "concurrency"),
     ("{name: greedy, kind: generate, models: [llm]}", "{name: greedy, kind: generate, batch_size: 2}", "batch_size"),
+    ("{name: greedy, kind: generate, models: [llm]}", "{name: s, kind: serving, api: chat, batch_size: 2}",
+     "batch_size .*embeddings or rerank"),
+    ("{name: greedy, kind: generate, models: [llm]}", "{name: s, kind: serving, api: grpc}", "api"),
 ])
 def test_bad_stack_scenarios_name_the_field(tmp_path, old, new, match):
     with pytest.raises(HarnessInputError, match=match):

@@ -121,6 +121,7 @@ def _sample(o: RequestOutput, prompt_index: int) -> Sample:
 
 
 MAX_DISTINCT_PROMPTS = 512
+DEFAULT_TEXTS_PER_REQUEST = {"rerank": 8}
 
 
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
@@ -137,14 +138,19 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                     duration_s=float(p["duration_s"]) if "duration_s" in p else None, warmup=cell.warmup,
                     timeout_s=float(p.get("request_timeout_s", 60)))
     tok_dir = models.target
+    # texts per request: embeddings send a list of inputs, rerank a query and its documents
+    per_request = int(p.get("batch_size", DEFAULT_TEXTS_PER_REQUEST.get(api, 1)))
     # distinct prompts are made up front, so a long or duration-bound load cycles through a bounded set
-    prompts = prompt_texts(cell, ov_genai.Tokenizer(str(tok_dir)), min(spec.requests + spec.warmup, MAX_DISTINCT_PROMPTS))
+    count = min((spec.requests + spec.warmup) * per_request + (api == "rerank"), MAX_DISTINCT_PROMPTS)
+    prompts = prompt_texts(cell, ov_genai.Tokenizer(str(tok_dir)), max(count, 2 if api == "rerank" else 1))
 
     def inputs(i: int) -> RequestInput:
         # warm-up requests take prompts from the end, after the measured ones when none repeat
-        idx = i if i >= 0 else len(prompts) - 1 - (-1 - i)
-        return RequestInput(api=api, prompt=prompts[idx % len(prompts)], max_tokens=cell.generation.max_new_tokens,
-                            ignore_eos=cell.generation.ignore_eos, stream=bool(p.get("stream", True)), index=i)
+        idx = (i if i >= 0 else len(prompts) // per_request - 1 - (-1 - i)) * per_request
+        texts = [prompts[(idx + k) % len(prompts)] for k in range(per_request + (api == "rerank"))]
+        return RequestInput(api=api, prompt=texts[0], documents=tuple(texts[1:]),
+                            max_tokens=cell.generation.max_new_tokens, ignore_eos=cell.generation.ignore_eos,
+                            stream=bool(p.get("stream", True)), index=i)
 
     headers = None
     key_env = p.get("api_key_env")
@@ -167,7 +173,10 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         before = scrape(base_url)
         def emit_request(o: RequestOutput) -> None:
             if o.ok:
-                emit({"event": "sample", "sample": _sample(o, o.index).model_dump(), "of": spec.requests})
+                sample = _sample(o, o.index)
+                if api in ("embeddings", "rerank"):
+                    sample.readings["documents"] = per_request
+                emit({"event": "sample", "sample": sample.model_dump(), "of": spec.requests})
 
         result = asyncio.run(run_load(base_url, models.target.name if target == LOCAL else cell.model.name, inputs,
                                       spec, headers, on_result=emit_request))

@@ -15,18 +15,20 @@ from typing import Any, Literal
 
 import httpx
 
-Api = Literal["chat", "completions", "embeddings"]
-PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
+Api = Literal["chat", "completions", "embeddings", "rerank"]
+PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings", "rerank": "rerank"}
+UNARY_ONLY = ("embeddings", "rerank")
 
 
 @dataclass(frozen=True)
 class RequestInput:
     api: Api
-    prompt: str  # chat: the user message; completions: the prompt; embeddings: the input text
+    prompt: str  # chat: the user message; completions: the prompt; embeddings: the input; rerank: the query
     max_tokens: int = 128
     ignore_eos: bool = True
     stream: bool = True
     index: int = 0
+    documents: tuple[str, ...] = ()  # embeddings: more inputs after `prompt`; rerank: the documents
 
 
 @dataclass
@@ -35,7 +37,8 @@ class RequestOutput:
     start_ns: int  # perf_counter_ns when the request was sent
     end_ns: int = 0
     ok: bool = False
-    error_kind: str | None = None  # connect, timeout, http_4xx, http_5xx, malformed_sse, disconnected, no_usage
+    # connect, timeout, http_4xx, http_5xx, malformed_sse, malformed_response, disconnected, no_usage
+    error_kind: str | None = None
     error: str = ""
     status: int | None = None
     chunk_offsets_ms: list[float] = field(default_factory=list)  # content chunk arrivals after start
@@ -47,7 +50,9 @@ class RequestOutput:
 def payload(inp: RequestInput, model: str) -> dict[str, Any]:
     """The request body OVMS expects (ignore_eos and stream_options are OVMS/vLLM extensions)."""
     if inp.api == "embeddings":
-        return {"model": model, "input": inp.prompt}
+        return {"model": model, "input": [inp.prompt, *inp.documents] if inp.documents else inp.prompt}
+    if inp.api == "rerank":
+        return {"model": model, "query": inp.prompt, "documents": list(inp.documents)}
     body: dict[str, Any] = {"model": model, "max_tokens": inp.max_tokens, "stream": inp.stream,
                             "ignore_eos": inp.ignore_eos, "temperature": 0}
     if inp.stream:
@@ -73,16 +78,22 @@ async def send(client: httpx.AsyncClient, base_url: str, inp: RequestInput, mode
     url = f"{base_url.rstrip('/')}/{PATHS[inp.api]}"
     out = RequestOutput(index=inp.index, start_ns=time.perf_counter_ns())
     try:
-        if inp.api == "embeddings" or not inp.stream:
+        if inp.api in UNARY_ONLY or not inp.stream:
             r = await client.post(url, json=payload(inp, model), headers=headers)
             out.status = r.status_code
             if r.status_code >= 400:
                 return _fail(out, f"http_{r.status_code // 100}xx", r.text[:200])
-            body = r.json()
+            try:
+                body = r.json()
+            except ValueError:
+                return _fail(out, "malformed_response", f"not JSON: {r.text[:80]!r}")
+            problem = _unary_problem(inp, body)
+            if problem:
+                return _fail(out, "malformed_response", problem)
             usage = body.get("usage") or {}
             out.prompt_tokens = usage.get("prompt_tokens")
             out.completion_tokens = usage.get("completion_tokens")
-            if inp.api != "embeddings":
+            if inp.api not in UNARY_ONLY:
                 out.text = "".join((c.get("message") or {}).get("content") or c.get("text") or ""
                                    for c in body.get("choices") or [])
             out.ok = True
@@ -133,6 +144,20 @@ async def send(client: httpx.AsyncClient, base_url: str, inp: RequestInput, mode
     finally:
         if not out.end_ns:
             out.end_ns = time.perf_counter_ns()
+
+
+def _unary_problem(inp: RequestInput, body: Any) -> str | None:
+    """What is wrong with a unary response body, or None: one result per input is expected."""
+    if not isinstance(body, dict):
+        return f"expected a JSON object, got {type(body).__name__}"
+    key, want = {"embeddings": ("data", 1 + len(inp.documents)), "rerank": ("results", None)}.get(inp.api,
+                                                                                               ("choices", None))
+    items = body.get(key)
+    if not isinstance(items, list) or not items:
+        return f"no {key!r} list in the response"
+    if want is not None and len(items) != want:
+        return f"{len(items)} items in {key!r} for {want} inputs"
+    return None
 
 
 def _fail(out: RequestOutput, kind: str, message: str) -> RequestOutput:

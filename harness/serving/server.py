@@ -1,17 +1,23 @@
 """`harness serve`: an OpenAI-compatible server on loopback shaped like OpenVINO Model Server.
 
-Paths, request fields, SSE chunks and `usage` follow OVMS's documented OpenAI API (`/v3/...`, with
-`/v1/...` accepted too): chat/completions and completions streamed as `data: {...}` chunks ending in
-`data: [DONE]`, the first chat chunk carrying the role with `content: null`, and with
-`stream_options.include_usage` a final chunk with `choices: []` and `usage`. Text generation runs on
-one ContinuousBatchingPipeline (harness/serving/engine.py); `/v3/embeddings` on a
-TextEmbeddingPipeline when an embedding model is given. `/metrics` exposes Prometheus counters named
+Paths, request fields, SSE chunks and `usage` follow OVMS's OpenAI API as its source writes them
+(src/llm/apis/openai_completions.cpp, src/rerank/rerank_utils.cpp): `/v3/...`, with `/v1/...` accepted
+too. A stream opens with a handshake chunk (chat: `delta {role: assistant, content: null}`;
+completions: `text ""`), then content chunks, each choice with `logprobs: null`, objects
+`chat.completion.chunk` / `text_completion.chunk`, `model` copied from the request, `usage: null` on
+every chunk when `stream_options.include_usage` is set and then a last chunk with `choices: []` and
+`usage`, then `data: [DONE]`. Rerank follows OVMS's Cohere-style `/v3/rerank`: `{"results": [{index,
+relevance_score[, document: {text}]}]}` best first, at most 100 documents. Text generation runs on one
+ContinuousBatchingPipeline (harness/serving/engine.py); embeddings on a TextEmbeddingPipeline and
+rerank on a TextRerankPipeline when such a model is given. `/metrics` exposes Prometheus counters named
 like OVMS's (`ovms_requests_success`, `ovms_requests_fail`, `ovms_request_time_us`) plus generated
-tokens. Tests and `server: local` suites use it; it is not a production server."""
+tokens. Tests and `server: local` suites use it; it is not a production server. One deliberate
+addition: responses carry an `id` (OVMS leaves it as a TODO; OpenAI clients expect one)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -52,6 +58,17 @@ class ChatRequest(_GenerationFields):
 
 class CompletionRequest(_GenerationFields):
     prompt: str
+
+
+MAX_RERANK_DOCUMENTS = 100  # OVMS's default limit (max_allowed_chunks)
+
+
+class RerankRequest(BaseModel):
+    model: str = ""
+    query: str
+    documents: list[str] = Field(min_length=1)
+    top_n: int | None = Field(None, ge=1)
+    return_documents: bool = False
 
 
 class EmbeddingRequest(BaseModel):
@@ -96,8 +113,9 @@ class _Detokenizer:
 
 def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] | None = None,
               embedding_model_dir: Path | None = None, served_name: str | None = None,
-              default_max_tokens: int = 256) -> Any:
-    """The FastAPI application (the pipelines load here, before the first request)."""
+              default_max_tokens: int = 256, rerank_model_dir: Path | None = None) -> Any:
+    """The FastAPI application (the pipelines load here, before the first request). `model_dir` may be
+    a text-generation, embedding or rerank model; the other two kinds can be added alongside."""
     import openvino_genai as ov_genai
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
@@ -107,8 +125,13 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
     from harness.models.export import export_task
 
     props = dict(properties or {})
-    if export_task(Path(model_dir)) == "feature-extraction":  # an embedding model: serve /v3/embeddings only
-        embedding_model_dir, pipe, engine = model_dir, None, None
+    task = export_task(Path(model_dir))
+    if task in ("feature-extraction", "text-classification"):  # an encoder alone: no text generation
+        if task == "feature-extraction":
+            embedding_model_dir = model_dir
+        else:
+            rerank_model_dir = model_dir
+        pipe, engine = None, None
         tokenizer = ov_genai.Tokenizer(str(model_dir))
     else:
         pipe = ov_genai.ContinuousBatchingPipeline(str(model_dir), ov_genai.SchedulerConfig(), device, props)
@@ -116,8 +139,13 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
         tokenizer = engine.tokenizer
     embedder = (ov_genai.TextEmbeddingPipeline(str(embedding_model_dir), device, **props)
                 if embedding_model_dir else None)
+    reranker = None
+    if rerank_model_dir:
+        rerank_cfg = ov_genai.TextRerankPipeline.Config()
+        rerank_cfg.top_n = MAX_RERANK_DOCUMENTS  # every score comes back; the request's top_n trims
+        reranker = ov_genai.TextRerankPipeline(str(rerank_model_dir), device, rerank_cfg, **props)
     name = served_name or Path(model_dir).name
-    embed_lock = asyncio.Lock()
+    embed_lock, rerank_lock = asyncio.Lock(), asyncio.Lock()
 
     registry = CollectorRegistry()
     success = Counter("ovms_requests_success", "Requests answered", ["api"], registry=registry)
@@ -126,7 +154,13 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
                              buckets=(1e3, 5e3, 1e4, 5e4, 1e5, 5e5, 1e6, 5e6, 1e7, 6e7))
     generated = Counter("ovms_generated_tokens", "Generated tokens", registry=registry)
 
-    app = FastAPI(title="harness serve", docs_url=None, redoc_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> Any:
+        yield
+        if engine is not None:
+            engine.close()
+
+    app = FastAPI(title="harness serve", docs_url=None, redoc_url=None, lifespan=lifespan)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -183,9 +217,9 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
 
         def choice(delta: str | None, reason: str | None, first: bool = False) -> dict[str, Any]:
             if api == "chat":
-                body = {"role": "assistant", "content": None} if first else {"content": delta}
-                return {"index": 0, "delta": body, "finish_reason": reason}
-            return {"index": 0, "text": delta or "", "finish_reason": reason, "logprobs": None}
+                body = {"role": "assistant", "content": None} if first else ({"content": delta} if delta else {})
+                return {"index": 0, "logprobs": None, "delta": body, "finish_reason": reason}
+            return {"index": 0, "logprobs": None, "text": delta or "", "finish_reason": reason}
 
         if not req.stream:
             reason = None
@@ -201,18 +235,21 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
             text = detok.tokenizer.decode(detok.ids, skip_special_tokens=True)
             body = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
                     if api == "chat" else {"index": 0, "text": text, "finish_reason": reason, "logprobs": None})
-            return {"id": rid, "object": obj, "created": created, "model": name, "choices": [body], "usage": usage()}
+            return {"id": rid, "object": obj, "created": created, "model": req.model or name, "choices": [body],
+                    "usage": usage()}
 
-        chunk_obj = "chat.completion.chunk" if api == "chat" else "text_completion"
+        chunk_obj = "chat.completion.chunk" if api == "chat" else "text_completion.chunk"
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
         async def events():
             def sse(payload: dict[str, Any]) -> str:
                 return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
-            head = {"id": rid, "object": chunk_obj, "created": created, "model": name}
-            if api == "chat":
-                yield sse({**head, "choices": [choice(None, None, first=True)]})
+            head = {"id": rid, "object": chunk_obj, "created": created, "model": req.model or name}
+            if include_usage:
+                head["usage"] = None
+            # the handshake: prefill is over, generation has started (OVMS sends it on both APIs)
+            yield sse({**head, "choices": [choice(None, None, first=True)]})
             while True:
                 new, done, reason = await q.get()
                 if reason and reason.startswith("error"):
@@ -225,7 +262,7 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
                 if done:
                     finish(True)
                     if include_usage:
-                        yield sse({**head, "choices": [], "usage": usage()})
+                        yield sse({**head, "choices": [], "usage": usage()})  # replaces the null usage
                     break
             yield "data: [DONE]\n\n"
 
@@ -259,18 +296,37 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
                          for i, v in enumerate(vectors)],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
-    @app.on_event("shutdown")
-    def _close() -> None:
-        if engine is not None:
-            engine.close()
+    @app.post("/v3/rerank")
+    @app.post("/v1/rerank")
+    async def rerank(req: RerankRequest) -> Any:
+        if reranker is None:
+            fail.labels(api="rerank").inc()
+            raise HTTPException(status_code=404, detail="no rerank model is served (harness serve --rerank)")
+        if len(req.documents) > MAX_RERANK_DOCUMENTS:
+            fail.labels(api="rerank").inc()
+            raise HTTPException(status_code=400, detail=f"{len(req.documents)} documents exceed the limit of "
+                                                        f"{MAX_RERANK_DOCUMENTS}")
+        started = time.perf_counter()
+        async with rerank_lock:
+            ranked = await asyncio.to_thread(reranker.rerank, req.query, req.documents)
+        results = []
+        for index, score in list(ranked)[:req.top_n or len(req.documents)]:
+            item: dict[str, Any] = {"index": int(index), "relevance_score": float(score)}
+            if req.return_documents:
+                item["document"] = {"text": req.documents[int(index)]}
+            results.append(item)
+        success.labels(api="rerank").inc()
+        request_time.labels(api="rerank").observe((time.perf_counter() - started) * 1e6)
+        return {"id": f"rerank-{uuid.uuid4().hex[:24]}", "results": results}
 
     return app
 
 
 def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "CPU",
-          properties: dict[str, Any] | None = None, embedding_model_dir: Path | None = None) -> None:
+          properties: dict[str, Any] | None = None, embedding_model_dir: Path | None = None,
+          rerank_model_dir: Path | None = None) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
-    app = build_app(model_dir, device, properties, embedding_model_dir)
+    app = build_app(model_dir, device, properties, embedding_model_dir, rerank_model_dir=rerank_model_dir)
     uvicorn.run(app, host=host, port=port, log_level="warning")
