@@ -443,8 +443,32 @@ class BatchOutputThroughput(BatchMetric):
 
 
 @metric
+class BatchTotalThroughput(BatchMetric):
+    """Continuous batching and serving: input + output tokens of all requests of a batch / batch duration."""
+
+    tag, title, unit, higher_is_better = "batch_total_tps", "total tok/s (in + out)", "tokens/s", True
+
+    @classmethod
+    def compute_batch(cls, b: BatchRecord) -> list[float]:
+        return [(b.input_tokens + b.output_tokens) / _batch_s(b)] if b.end_ns > b.start_ns else []
+
+
+@metric
+class Goodput(BatchMetric):
+    """Serving: completed requests that met every per-request SLO of the suite (`slo:` TTFT, TPOT, e2e
+    limits) / load duration, in requests per second (vLLM's goodput). Absent when the suite sets no SLO."""
+
+    tag, title, unit, higher_is_better = "goodput_rps", "goodput", "requests/s", True
+
+    @classmethod
+    def compute_batch(cls, b: BatchRecord) -> list[float]:
+        return [b.good_requests / _batch_s(b)] if b.good_requests is not None and b.end_ns > b.start_ns else []
+
+
+@metric
 class RequestThroughput(BatchMetric):
-    """Continuous batching: requests of a batch / batch duration, in requests per second."""
+    """Continuous batching and serving: completed requests of a batch / batch duration, in requests per
+    second (failed serving requests are counted as errors, not here)."""
 
     tag, title, unit, higher_is_better = "request_rps", "request throughput", "requests/s", True
 

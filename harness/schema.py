@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 Precision = Literal["fp16", "int8", "int4"]
 ScenarioKind = Literal["generate", "speculative", "prompt_lookup", "continuous_batching", "optimum", "pytorch", "vlm",
@@ -118,6 +118,8 @@ class CellSpec(Strict):
     )
     gates: list[Gate] = Field(default_factory=list, description="limits this cell must meet")
     server: str | None = Field(None, description="serving: `local` or the base URL of the server under load")
+    slo: dict[str, float] = Field(default_factory=dict, description="serving: per-request limits (metric tag -> "
+                                  "max ms) a request must meet to count towards goodput")
     load_twice: bool = Field(
         True, description="load once with an empty compile cache, then again from it (cached compile)"
     )
@@ -187,6 +189,7 @@ class BatchRecord(Strict):
     cache_usage_max_pct: float | None = Field(None, description="highest KV-cache usage seen after a step")
     cache_usage_mean_pct: float | None = Field(None, description="mean KV-cache usage over the steps")
     kv_cache_size_mb: float | None = Field(None, description="KV-cache size the scheduler allocated")
+    good_requests: int | None = Field(None, description="serving: completed requests that met every SLO")
     values: dict[str, list[float]] = Field(
         default_factory=dict, description="metric tag -> values computed from this batch"
     )

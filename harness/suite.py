@@ -201,6 +201,9 @@ class Suite(_Strict):
     description: str = ""
     server: str = Field("local", description="serving scenarios' target: `local` (harness serve on loopback, "
                         "started per cell) or the base URL of an OpenAI-compatible server, e.g. http://host:8000/v3")
+    slo: dict[Literal["ttft_ms", "tpot_ms", "e2e_ms"], float] = Field(
+        default_factory=dict, description="serving: per-request limits in ms; a request meeting all of them "
+        "counts towards goodput (vLLM's --goodput), e.g. {ttft_ms: 1000, tpot_ms: 100}")
     models: list[SuiteModel] = Field(min_length=1)
     precisions: list[Precision] = Field(default_factory=lambda: ["fp16"], min_length=1)
     devices: list[str] = Field(default_factory=lambda: ["CPU"], min_length=1)
@@ -442,6 +445,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                     prepare_timeout_s=suite.prepare_timeout_s,
                     load_twice=suite.load_twice, token_timing=suite.token_timing,
                     server=suite.server if scenario.kind == "serving" else None,
+                    slo=dict(suite.slo) if scenario.kind == "serving" else {},
                 )
                 if _excluded(spec.axes(), suite.exclude):
                     continue

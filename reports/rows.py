@@ -39,7 +39,8 @@ KIND_COLUMNS: dict[str, tuple[Column, ...]] = {
     "speech": (Column("RTF", "rtf", digits=3), Column("latency ms", "e2e_ms"), Column("TTFT ms", "ttft_ms", digits=2),
                Column("TPOT ms", "tpot_ms", digits=2), Column("encoder ms", "speech_encode_ms", digits=2),
                Column("tok/s", "output_tps"), Column("peak MiB", "peak_rss_mb", digits=0)),
-    "serving": (Column("req/s", "request_rps", digits=2), Column("out tok/s", "batch_output_tps"),
+    "serving": (Column("req/s", "request_rps", digits=2), Column("goodput req/s", "goodput_rps", digits=2),
+                Column("out tok/s", "batch_output_tps"), Column("total tok/s", "batch_total_tps"),
                 Column("TTFT p50 ms", "ttft_ms", "median"), Column("TTFT p90 ms", "ttft_ms", "p90"),
                 Column("TTFT p99 ms", "ttft_ms", "p99"), Column("TPOT p50 ms", "tpot_ms", "median", 2),
                 Column("TPOT p90 ms", "tpot_ms", "p90", 2), Column("TPOT p99 ms", "tpot_ms", "p99", 2),
@@ -82,7 +83,8 @@ KIND_TITLES = {"generate": "Plain generation", "speculative": "Speculative decod
 KIND_NOTES = {
     "serving": "Load on the suite's server (OVMS paths; `local` = harness serve on loopback): closed loop at "
     "`concurrency` or open loop at `rate`. TTFT = first content chunk; TPOT = (e2e − TTFT) / (usage tokens − 1); "
-    "req/s and out tok/s over the whole load; client CPU = the generator's own CPU share.",
+    "req/s (completed requests), out and total (in + out) tok/s over the whole load; goodput = completed requests "
+    "meeting every per-request limit of the suite's `slo:` per second; client CPU = the generator's own CPU share.",
     "text2image": "One Text2ImagePipeline.generate call per iteration (fixed width, height, steps and seed); step ms = "
     "time per image / steps; UNet and VAE decoder times from openvino-genai's ImageGenerationPerfMetrics.",
     "speech": "One WhisperPipeline.generate call per iteration on a generated speech-like clip; RTF = latency / clip "

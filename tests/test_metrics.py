@@ -46,3 +46,20 @@ def test_every_metric_is_documented():
 def test_docs_metrics_md_is_current():
     doc = (ROOT / "docs" / "metrics.md").read_text()
     assert doc == markdown_doc(), "regenerate with `harness metrics --out docs/metrics.md`"
+
+
+def test_goodput_counts_requests_within_every_slo_limit():
+    from harness.backends.serving import meets_slo
+    from harness.metrics import batch_values
+    from harness.schema import BatchRecord
+
+    fast, slow_first = sample(0, chunks=(10.0, 12.0, 14.0, 16.0), e2e_ms=17.0), sample(1, chunks=(90.0, 92.0), e2e_ms=93.0)
+    assert meets_slo(fast, {"ttft_ms": 50, "tpot_ms": 5})
+    assert not meets_slo(slow_first, {"ttft_ms": 50, "tpot_ms": 5})
+    assert meets_slo(slow_first, {"tpot_ms": 5})
+    assert meets_slo(sample(2, chunks=(5.0,), e2e_ms=6.0), {"tpot_ms": 1})  # one token: no TPOT to judge
+    b = BatchRecord(iteration=0, warmup=False, requests=4, start_ns=0, end_ns=2_000_000_000, output_tokens=40,
+                    input_tokens=60, steps=0, good_requests=3)
+    v = batch_values(b)
+    assert v["goodput_rps"] == [1.5] and v["request_rps"] == [2.0] and v["batch_total_tps"] == [50.0]
+    assert "goodput_rps" not in batch_values(b.model_copy(update={"good_requests": None}))

@@ -35,6 +35,7 @@ SUITE = {
          "requests": 4, "batch_size": 5},
     ],
     "gates": [{"metric": "ttft_ms", "stat": "p90", "max": 60000, "where": {"api": "completions"}}],
+    "slo": {"ttft_ms": 60000, "e2e_ms": 60000},
 }
 
 
@@ -62,6 +63,10 @@ def test_every_serving_cell_measures_its_requests(serving_run):
         # the server counted the warm-up and measured requests the client sent
         assert sum(v for k, v in server.items() if k.startswith("ovms_requests_success_total")) == n + 1
         assert c.summaries["request_rps"].median > 0
+        # every request met the lax SLO: goodput is the request throughput
+        assert c.batches[0].good_requests == n
+        assert c.summaries["goodput_rps"].median == pytest.approx(c.summaries["request_rps"].median)
+        assert c.summaries["batch_total_tps"].median >= c.summaries["batch_output_tps"].median
         if c.spec.scenario.params["api"] == "rerank":  # 5 documents per request
             assert c.summaries["documents_per_s"].n == n and c.summaries["documents_per_s"].median > 0
 

@@ -22,6 +22,7 @@ from typing import Any
 from harness.backends import CellModels, Emit
 from harness.child_process import die_with_parent
 from harness.errors import ModelPreparationError
+from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, Sample
 from harness.serving.client import RequestInput, RequestOutput
 from harness.serving.load import LoadSpec, run_load
@@ -114,6 +115,13 @@ def busiest_second_tps(outputs: list[RequestOutput], start_ns: int) -> float | N
     return float(np.max(w[ends] - before))
 
 
+def meets_slo(sample: Sample, slo: dict[str, float]) -> bool:
+    """Whether one request met every per-request limit (a metric the request has no value for, such as
+    TPOT of a one-token answer, does not count against it)."""
+    values = sample_values(sample)
+    return all(v <= limit for tag, limit in slo.items() for v in values.get(tag, []))
+
+
 def _sample(o: RequestOutput, prompt_index: int) -> Sample:
     return Sample(iteration=o.index, warmup=False, request=o.index, prompt_index=prompt_index,
                   input_tokens=o.prompt_tokens or 0, output_tokens=o.completion_tokens or 0, start_ns=o.start_ns,
@@ -185,9 +193,10 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         if proc is not None:
             stop_server(proc)
     ok = [o for o in result.measured if o.ok]
-    batch = BatchRecord(iteration=0, warmup=False, requests=len(result.measured), start_ns=result.start_ns,
+    batch = BatchRecord(iteration=0, warmup=False, requests=len(ok), start_ns=result.start_ns,
                         end_ns=result.end_ns, output_tokens=sum(o.completion_tokens or 0 for o in ok),
-                        input_tokens=sum(o.prompt_tokens or 0 for o in ok), steps=0)
+                        input_tokens=sum(o.prompt_tokens or 0 for o in ok), steps=0,
+                        good_requests=sum(meets_slo(_sample(o, o.index), cell.slo) for o in ok) if cell.slo else None)
     emit({"event": "batch", "batch": batch.model_dump()})
     errors: dict[str, int] = {}
     for o in result.measured:
