@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from harness.checks import cell_checks
 from harness.metrics import METRICS, batch_values, sample_values
 from harness.schema import BatchRecord, CellResult, CellSpec, CellStatus, Sample
@@ -26,6 +28,17 @@ def summaries(samples: list[Sample], cell_values: dict[str, float],
     return {k: v for k, v in out.items() if v is not None}
 
 
+def _add_record(kind: str, ev: dict[str, Any], samples: list[Sample], batches: list[BatchRecord]) -> None:
+    if kind == "sample":
+        s = Sample.model_validate(ev["sample"])
+        s.values = sample_values(s)
+        samples.append(s)
+    else:
+        b = BatchRecord.model_validate(ev["batch"])
+        b.values = batch_values(b)
+        batches.append(b)
+
+
 def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus, error: str | None,
                 started_at: str, finished_at: str, wall_s: float) -> CellResult:
     samples: list[Sample] = []
@@ -34,16 +47,16 @@ def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus
     check_outputs: dict[str, str] = {}
     notes: list[str] = []
     model_dir = None
+    bad_records: list[str] = []
     for ev in events:
         kind = ev.get("event")
-        if kind == "sample":
-            s = Sample.model_validate(ev["sample"])
-            s.values = sample_values(s)
-            samples.append(s)
-        elif kind == "batch":
-            b = BatchRecord.model_validate(ev["batch"])
-            b.values = batch_values(b)
-            batches.append(b)
+        if kind in ("sample", "batch"):
+            try:
+                _add_record(kind, ev, samples, batches)
+            except (ValidationError, KeyError, TypeError) as e:
+                # a record this runner cannot read (e.g. from a worker of another harness version) fails
+                # the cell with the reason; every record that can be read is kept
+                bad_records.append(f"{kind} record unreadable: {' '.join(str(e).split())[:300]}")
         elif kind in ("loaded", "done"):
             # With several processes the first one's figures stand (its compile is the cold one).
             for k, v in ev.get("cell_values", {}).items():
@@ -58,6 +71,9 @@ def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus
             notes.append("model from cache" if ev.get("cache_hit") else "model exported in this run")
         elif kind == "error" and error is None:
             error = ev.get("error")
+    if bad_records:
+        status = "failed" if status == "ok" else status
+        error = error or f"{len(bad_records)} worker records could not be read; first: {bad_records[0]}"
     if spec.prompts.vary_per_iteration:
         notes.append("prompt varies per iteration (prefix caching cannot shorten TTFT)")
     result = CellResult(

@@ -188,7 +188,12 @@ def run_cells(cells: list[CellSpec], run_dir: Path, meta: RunMetadata, options: 
     todo = [c for c in cells if c.key not in done]
     for i, cell in enumerate(todo):
         progress.cell_started(i, len(todo), cell)
-        result = run_cell(cell, run_dir, options, progress)
+        started, t0 = now_iso(), time.monotonic()
+        try:
+            result = run_cell(cell, run_dir, options, progress)
+        except Exception as e:  # noqa: BLE001 - a harness bug in one cell must not end the suite run
+            result = cell_result(cell, [], "failed", f"harness error in this cell: {type(e).__name__}: {e}",
+                                 started, now_iso(), time.monotonic() - t0)
         append_cell(run_dir, result)
         progress.cell_finished(result)
         write_results(run_dir, assemble(run_dir, meta, order))
