@@ -42,7 +42,7 @@ SCENARIO_PARAMS: dict[str, set[str]] = {
     "speech": {"audio_s"},
     "text2image": {"width", "height", "steps"},
     "serving": {"concurrency", "rate", "burstiness", "requests", "duration_s", "api", "stream", "api_key_env",
-                "request_timeout_s", "batch_size"},
+                "request_timeout_s", "batch_size", "range_ratio"},
     "tokenizer": set(),
     "embeddings": {"batch_size", "pooling", "normalize"},
     "rerank": {"batch_size", "top_n"},
@@ -127,6 +127,8 @@ class SuiteScenario(_Strict):
     stream: bool | None = None
     api_key_env: str | None = None
     request_timeout_s: float | None = None
+    range_ratio: float | None = Field(None, ge=0, lt=1, description="serving: input and output lengths drawn "
+                                      "uniformly from ±range_ratio around the nominal ones, per request")
     models: list[str] | None = Field(None, description="names of the suite's models this scenario runs on (default: all)")
 
     @model_validator(mode="after")

@@ -11,7 +11,15 @@ def _checks(r):
 def test_exact_token_count_fails_on_short_output():
     r = result(spec(), [sample(0), sample(1, chunks=(10.0, 11.0))])
     c = _checks(r)["exact_token_count"]
-    assert c.status == "fail" and "(1, 2)" in c.detail
+    assert c.status == "fail" and "(1, 2, 4)" in c.detail
+
+
+def test_exact_token_count_uses_what_each_request_asked_for():
+    asked_two = sample(1, chunks=(10.0, 11.0))
+    asked_two.readings["max_tokens"] = 2
+    assert _checks(result(spec(), [sample(0), asked_two]))["exact_token_count"].status == "pass"
+    asked_two.readings["max_tokens"] = 3
+    assert _checks(result(spec(), [sample(0), asked_two]))["exact_token_count"].status == "fail"
 
 
 def test_repeat_determinism():

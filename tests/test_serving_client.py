@@ -164,3 +164,13 @@ def test_encoder_requests_check_one_result_per_input(server, api, mode, kind):
                                spec))
     assert [o.error_kind for o in res.measured] == [kind, kind], [o.error for o in res.measured]
     assert all(o.ok for o in res.measured) == (kind is None)
+
+
+def test_request_lengths_spread_uniformly_around_the_nominal_ones():
+    from harness.backends.serving import request_lengths
+
+    assert request_lengths(64, 32, 0.0, 5) == (None, [32] * 5)
+    ins, outs = request_lengths(100, 40, 0.5, 2000)
+    assert min(ins) >= 50 and max(ins) <= 150 and min(outs) >= 20 and max(outs) <= 60
+    assert 95 < sum(ins) / len(ins) < 105 and len(set(outs)) > 30  # uniform, not stuck at the nominal
+    assert request_lengths(100, 40, 0.5, 10) == request_lengths(100, 40, 0.5, 10)  # seeded

@@ -111,9 +111,9 @@ def _genai_readings(res: Any) -> dict[str, float | None]:
     return out
 
 
-def prompt_texts(cell: CellSpec, tok: Any, count: int) -> list[str]:
+def prompt_texts(cell: CellSpec, tok: Any, count: int, lengths: list[int] | None = None) -> list[str]:
     """`count` prompts (or documents) of the cell: from its file, or synthetic of its input length under
-    `tok` (an openvino_genai.Tokenizer)."""
+    `tok` (an openvino_genai.Tokenizer), or of `lengths[i]` tokens each when given."""
     if cell.prompts.source == "file":
         texts = cell.prompts.texts
         return [texts[i % len(texts)] for i in range(count)]
@@ -125,7 +125,8 @@ def prompt_texts(cell: CellSpec, tok: Any, count: int) -> list[str]:
         return tok.decode(ids, skip_special_tokens=True)
 
     assert cell.prompts.input_tokens is not None
-    return [synthetic_prompt(i, cell.prompts.input_tokens, encode, decode) for i in range(count)]
+    return [synthetic_prompt(i, lengths[i] if lengths else cell.prompts.input_tokens, encode, decode)
+            for i in range(count)]
 
 
 def _one_call(pipe: Any, prompt: str, cfg: Any, streamer: Any) -> tuple[Any, int, int]:

@@ -115,6 +115,23 @@ def busiest_second_tps(outputs: list[RequestOutput], start_ns: int) -> float | N
     return float(np.max(w[ends] - before))
 
 
+def request_lengths(input_tokens: int | None, output_tokens: int, range_ratio: float, count: int,
+                    seed: int = 0) -> tuple[list[int] | None, list[int]]:
+    """Input and output token counts of `count` distinct requests: the nominal lengths, or with
+    `range_ratio` r > 0 drawn uniformly from [L·(1−r), L·(1+r)] (vLLM's --random-range-ratio), seeded."""
+    if range_ratio <= 0:
+        return None, [output_tokens] * count
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def draw(nominal: int) -> list[int]:
+        lo, hi = max(1, round(nominal * (1 - range_ratio))), max(1, round(nominal * (1 + range_ratio)))
+        return [int(x) for x in rng.integers(lo, hi + 1, size=count)]
+
+    return (draw(input_tokens) if input_tokens else None), draw(output_tokens)
+
+
 def meets_slo(sample: Sample, slo: dict[str, float]) -> bool:
     """Whether one request met every per-request limit (a metric the request has no value for, such as
     TPOT of a one-token answer, does not count against it)."""
@@ -150,14 +167,17 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     per_request = int(p.get("batch_size", DEFAULT_TEXTS_PER_REQUEST.get(api, 1)))
     # distinct prompts are made up front, so a long or duration-bound load cycles through a bounded set
     count = min((spec.requests + spec.warmup) * per_request + (api == "rerank"), MAX_DISTINCT_PROMPTS)
-    prompts = prompt_texts(cell, ov_genai.Tokenizer(str(tok_dir)), max(count, 2 if api == "rerank" else 1))
+    count = max(count, 2 if api == "rerank" else 1)
+    in_lens, out_lens = request_lengths(cell.prompts.input_tokens, cell.generation.max_new_tokens,
+                                        float(p.get("range_ratio", 0.0)), count)
+    prompts = prompt_texts(cell, ov_genai.Tokenizer(str(tok_dir)), count, in_lens)
 
     def inputs(i: int) -> RequestInput:
         # warm-up requests take prompts from the end, after the measured ones when none repeat
         idx = (i if i >= 0 else len(prompts) // per_request - 1 - (-1 - i)) * per_request
         texts = [prompts[(idx + k) % len(prompts)] for k in range(per_request + (api == "rerank"))]
         return RequestInput(api=api, prompt=texts[0], documents=tuple(texts[1:]),
-                            max_tokens=cell.generation.max_new_tokens, ignore_eos=cell.generation.ignore_eos,
+                            max_tokens=out_lens[idx % len(prompts)], ignore_eos=cell.generation.ignore_eos,
                             stream=bool(p.get("stream", True)), index=i)
 
     headers = None
@@ -184,6 +204,8 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                 sample = _sample(o, o.index)
                 if api in ("embeddings", "rerank"):
                     sample.readings["documents"] = per_request
+                else:  # what this request asked for: the token-count check compares with it
+                    sample.readings["max_tokens"] = inputs(o.index).max_tokens
                 emit({"event": "sample", "sample": sample.model_dump(), "of": spec.requests})
 
         result = asyncio.run(run_load(base_url, models.target.name if target == LOCAL else cell.model.name, inputs,
