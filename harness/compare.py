@@ -48,6 +48,13 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "e2e_ms": 0.05,
     "output_tps": 0.05,
     "peak_rss_mb": 0.05,
+    # whole-load and per-call throughput of the other scenario kinds (absent metrics are skipped)
+    "batch_output_tps": 0.05,
+    "request_rps": 0.05,
+    "goodput_rps": 0.05,
+    "documents_per_s": 0.05,
+    "image_s": 0.05,
+    "rtf": 0.05,
 }
 
 

@@ -174,3 +174,16 @@ def test_reference_server_speaks_ovms_shapes(model_cache):
         too_many = client.post("/v3/rerank", json={"query": "a", "documents": ["x"] * 101})
         assert too_many.status_code == 400 and "101 documents" in too_many.text
         assert client.post("/v3/rerank", json={"query": "a", "documents": []}).status_code == 400
+
+
+def test_serving_cells_compare_like_any_other(serving_run):
+    _, out = serving_run
+    proc = run_cli("compare", str(out), str(out), "--format", "json", "--no-history-noise")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    cmp = json.loads(proc.stdout)
+    serving = [c for c in cmp["cells"] if "completions[" in c["key"]]
+    assert serving
+    for c in serving:
+        by_metric = {m["metric"]: m for m in c["metrics"]}
+        assert {"ttft_ms", "tpot_ms", "request_rps", "goodput_rps"} <= set(by_metric)
+        assert all(m["verdict"] in ("unchanged", "inconclusive") for m in c["metrics"])
