@@ -77,6 +77,7 @@ def run(
     precision: Annotated[list[str] | None, typer.Option(help="override the suite's precisions (repeatable)")] = None,
     cache_dir: CacheOpt = None,
     fail_on_checks: Annotated[bool, typer.Option(help="exit 1 also when a check fails, not only a cell")] = False,
+    list_cells: Annotated[bool, typer.Option("--list", help="print the cells the suite expands to and exit")] = False,
     fault: Annotated[list[str] | None, typer.Option(hidden=True, help="test only: KEY=crash|hang")] = None,
 ) -> None:
     """Run a suite; write results.json, report.md, report.csv and report.html; print the report.
@@ -103,6 +104,11 @@ def run(
     parsed, sha = load_suite(suite_path)
     parsed = _apply_overrides(parsed, model, device, precision)
     cells = expand(parsed, suite_path)
+    if list_cells:
+        for c in cells:
+            print(c.key)
+        err_console.print(f"{len(cells)} cells from {suite_path}")
+        return
     _validate_sources(cells, suite_path, parsed)
     faults = dict(f.rsplit("=", 1) for f in (fault or []))
 

@@ -175,3 +175,13 @@ def test_scenarios_run_on_their_models_and_sweep_their_params(tmp_path):
 def test_bad_stack_scenarios_name_the_field(tmp_path, old, new, match):
     with pytest.raises(HarnessInputError, match=match):
         load_suite(write(tmp_path, STACK.replace(old, new)))
+
+
+def test_every_shipped_suite_lists_its_cells():
+    from tests.conftest import ROOT, run_cli
+
+    for path in sorted((ROOT / "suites").glob("*.yaml")):
+        proc = run_cli("run", str(path), "--list")
+        assert proc.returncode == 0, (path, proc.stderr)
+        keys = proc.stdout.split()
+        assert keys and len(keys) == len(set(keys)) and f"{len(keys)} cells" in proc.stderr
