@@ -336,20 +336,21 @@ def render_curve_svg(points: list[tuple[str, float, float]], title: str, x_unit:
 
 
 def _sweep_curves(cells: list[CellResult]) -> list[Markup]:
-    """Per concurrency sweep (serving or continuous batching): output tok/s against TTFT p90, one point per
-    concurrency."""
-    from reports.goodput import sweep_key
+    """Per load sweep (serving or continuous batching, over concurrency or rate): output tok/s against TTFT
+    p90, one point per concurrency or rate."""
+    from reports.goodput import sweep_axis, sweep_key, sweep_value
 
     sweeps: dict[str, list[CellResult]] = defaultdict(list)
     for c in cells:
-        if "concurrency" in c.spec.scenario.params and "batch_output_tps" in c.summaries and "ttft_ms" in c.summaries:
+        if sweep_axis(c) and "batch_output_tps" in c.summaries and "ttft_ms" in c.summaries:
             sweeps[sweep_key(c)].append(c)
     out = []
     for key, group in sweeps.items():
         if len(group) < 2:
             continue
-        group.sort(key=lambda c: int(c.spec.scenario.params["concurrency"]))
-        points = [(f"c={c.spec.scenario.params['concurrency']}", c.summaries["batch_output_tps"].median,
+        group.sort(key=sweep_value)
+        label = {"concurrency": "c", "rate": "r"}
+        points = [(f"{label[sweep_axis(c) or 'concurrency']}={sweep_value(c)}", c.summaries["batch_output_tps"].median,
                    c.summaries["ttft_ms"].p90) for c in group]
         out.append(Markup(render_curve_svg(points, "Throughput vs latency", "output tok/s", "TTFT p90 ms",
                                            subtitle=_truncate(key, 90))))

@@ -28,15 +28,15 @@ def _header(res: RunResults) -> list[str]:
 
 
 def sweep_limit_lines(cells: list[CellResult]) -> list[str]:
-    """The highest concurrency of each gated continuous-batching sweep that met its gates."""
+    """The highest concurrency (or rate) of each gated load sweep that met its gates."""
     limits = sweep_limits(cells)
     if not limits:
         return []
-    lines = ["", "Highest concurrency within the suite's gates (SLOs):", ""]
+    lines = ["", "Highest concurrency or request rate within the suite's gates (SLOs):", ""]
     for lim in limits:
-        verdict = f"**{lim.max_within}**" if lim.max_within is not None else "**none** of the tried"
-        tail = (f"; concurrency {lim.first_failing} missed {', '.join(lim.failed_gates)}"
-                if lim.first_failing is not None else "; every tried concurrency met them")
+        verdict = f"**{lim.axis} {lim.max_within}**" if lim.max_within is not None else "**none** of the tried"
+        tail = (f"; {lim.axis} {lim.first_failing} missed {', '.join(lim.failed_gates)}"
+                if lim.first_failing is not None else f"; every tried {lim.axis} met them")
         lines.append(f"- `{lim.sweep}`: {verdict} (tried {', '.join(map(str, lim.tried))}; "
                      f"gates {', '.join(lim.gates)}){tail}")
     return lines

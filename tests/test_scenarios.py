@@ -95,7 +95,7 @@ def test_report_has_a_batching_table_and_the_sweep_limit(cb_run):
     md = (out / "report.md").read_text()
     assert "### Continuous batching" in md
     assert "| tiny | fp16 | CPU | cb | concurrency=3 " in md
-    assert "Highest concurrency within the suite's gates" in md and "**3**" in md
+    assert "Highest concurrency or request rate within the suite's gates" in md and "**concurrency 3**" in md
 
 
 def _gated_cell(conc: int, ttft: float):
@@ -116,6 +116,18 @@ def test_sweep_limit_is_the_last_concurrency_before_a_gate_fails():
     assert "ttft_ms p90 <= 12" in lim.failed_gates[0]
     [none] = sweep_limits([_gated_cell(1, 30.0)])
     assert none.max_within is None and none.first_failing == 1
+
+
+def test_rate_sweeps_have_limits_too():
+    cells = []
+    for rate, ttft in ((1.0, 5.0), (2.5, 9.0), (4.0, 30.0)):
+        c = _gated_cell(1, ttft)
+        c.key = f"m/fp16/CPU/load[rate={rate}]/in8-out4"
+        c.spec.scenario.kind, c.spec.scenario.params = "serving", {"rate": rate}
+        cells.append(c)
+    [lim] = sweep_limits(cells)
+    assert lim.axis == "rate" and lim.sweep == "m/fp16/CPU/load[rate=*]/in8-out4"
+    assert lim.tried == [1, 2.5, 4] and lim.max_within == 2.5 and lim.first_failing == 4
 
 
 @pytest.mark.integration

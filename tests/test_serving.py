@@ -97,7 +97,7 @@ def test_report_has_the_serving_table_and_sweep_limit(serving_run):
     _, out = serving_run
     md = (out / "report.md").read_text()
     assert "### Serving (OpenAI-compatible endpoint)" in md
-    assert "Highest concurrency within the suite's gates" in md and "**3**" in md
+    assert "Highest concurrency or request rate within the suite's gates" in md and "**concurrency 3**" in md
     html = (out / "report.html").read_text()
     assert "Throughput vs latency" in html and "c=3" in html
 
