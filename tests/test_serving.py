@@ -62,7 +62,8 @@ def test_every_serving_cell_measures_its_requests(serving_run):
         assert c.cell_values["error_rate_pct"] == 0 and 0 <= c.cell_values["client_cpu_pct"] < 100
         server = json.loads(c.check_outputs["server_metrics_delta"])
         # the server counted the warm-up and measured requests the client sent
-        assert sum(v for k, v in server.items() if k.startswith("ovms_requests_success_total")) == n + 1
+        assert sum(v for k, v in server.items() if k.startswith("ovms_requests_accepted_total")) == n + 1
+        assert sum(v for k, v in server.items() if k.startswith("ovms_responses_total")) >= n + 1
         assert c.summaries["request_rps"].median > 0
         # every request met the lax SLO: goodput is the request throughput
         assert c.batches[0].good_requests == n
@@ -174,6 +175,13 @@ def test_reference_server_speaks_ovms_shapes(model_cache):
         too_many = client.post("/v3/rerank", json={"query": "a", "documents": ["x"] * 101})
         assert too_many.status_code == 400 and "101 documents" in too_many.text
         assert client.post("/v3/rerank", json={"query": "a", "documents": []}).status_code == 400
+        # OVMS's V3 graph metric families and labels
+        prom = client.get("/metrics").text
+        labels = f'api="V3",interface="REST",method="Stream",name="{llm.name}"'
+        assert f"ovms_requests_accepted_total{{{labels}}} 2.0" in prom
+        assert f'ovms_current_graphs{{name="{llm.name}"}} 0.0' in prom
+        assert f'ovms_graph_request_latency_us_count{{method="Stream",name="{llm.name}"}} 2.0' in prom
+        assert f'ovms_requests_rejected_total{{api="V3",interface="REST",method="Unary",name="{reranker.name}"}} 2.0' in prom
 
 
 def test_serving_cells_compare_like_any_other(serving_run):

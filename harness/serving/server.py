@@ -9,9 +9,8 @@ every chunk when `stream_options.include_usage` is set and then a last chunk wit
 `usage`, then `data: [DONE]`. Rerank follows OVMS's Cohere-style `/v3/rerank`: `{"results": [{index,
 relevance_score[, document: {text}]}]}` best first, at most 100 documents. Text generation runs on one
 ContinuousBatchingPipeline (harness/serving/engine.py); embeddings on a TextEmbeddingPipeline and
-rerank on a TextRerankPipeline when such a model is given. `/metrics` exposes Prometheus counters named
-like OVMS's (`ovms_requests_success`, `ovms_requests_fail`, `ovms_request_time_us`) plus generated
-tokens. Tests and `server: local` suites use it; it is not a production server. One deliberate
+rerank on a TextRerankPipeline when such a model is given. `/metrics` exposes OVMS's V3 graph metric families
+(harness/serving/server_metrics.py). Tests and `server: local` suites use it; it is not a production server. One deliberate
 addition: responses carry an `id` (OVMS leaves it as a TODO; OpenAI clients expect one)."""
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from harness.serving.engine import Engine
+from harness.serving.server_metrics import Method, ServerMetrics
 
 
 class ChatMessage(BaseModel):
@@ -120,7 +120,6 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
     from harness.models.export import export_task
 
@@ -147,12 +146,9 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
     name = served_name or Path(model_dir).name
     embed_lock, rerank_lock = asyncio.Lock(), asyncio.Lock()
 
-    registry = CollectorRegistry()
-    success = Counter("ovms_requests_success", "Requests answered", ["api"], registry=registry)
-    fail = Counter("ovms_requests_fail", "Requests failed", ["api"], registry=registry)
-    request_time = Histogram("ovms_request_time_us", "Request time, microseconds", ["api"], registry=registry,
-                             buckets=(1e3, 5e3, 1e4, 5e4, 1e5, 5e5, 1e6, 5e6, 1e7, 6e7))
-    generated = Counter("ovms_generated_tokens", "Generated tokens", registry=registry)
+    embed_name = Path(embedding_model_dir).name if embedding_model_dir else name
+    rerank_name = Path(rerank_model_dir).name if rerank_model_dir else name
+    metrics = ServerMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> Any:
@@ -164,7 +160,9 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        fail.labels(api=request.url.path.rsplit("/", 1)[-1]).inc()
+        path = request.url.path
+        metrics.rejected(rerank_name if path.endswith("/rerank") else embed_name if path.endswith("/embeddings")
+                         else name)
         return JSONResponse(status_code=400, content={"error": str(exc.errors()[0].get("msg", exc))})
 
     @app.get("/v2/health/ready")
@@ -178,8 +176,8 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
         return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "harness"}]}
 
     @app.get("/metrics")
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(registry).decode(), media_type="text/plain; version=0.0.4")
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     def _prompt_ids(text: str) -> list[int]:
         return [int(x) for x in tokenizer.encode(text, add_special_tokens=True).input_ids.data[0]]
@@ -192,10 +190,10 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
             return "\n".join(f"{m['role']}: {m['content']}" for m in history) + "\nassistant:"
 
     async def _generate(req: _GenerationFields, prompt: str, api: str) -> Any:
+        method: Method = "Stream" if req.stream else "Unary"
         if engine is None:
-            fail.labels(api=api).inc()
+            metrics.rejected(name, method)
             raise HTTPException(status_code=404, detail="this server has no text-generation model")
-        started = time.perf_counter()
         ids = _prompt_ids(prompt) if api == "completions" else [
             int(x) for x in tokenizer.encode(prompt, add_special_tokens=False).input_ids.data[0]]
         loop = asyncio.get_running_loop()
@@ -211,9 +209,9 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
                     "total_tokens": len(ids) + len(detok.ids)}
 
         def finish(ok: bool) -> None:
-            (success if ok else fail).labels(api=api).inc()
-            request_time.labels(api=api).observe((time.perf_counter() - started) * 1e6)
-            generated.inc(len(detok.ids))
+            if not ok:
+                metrics.error(name, method)
+            metrics.generated(name, len(detok.ids))
 
         def choice(delta: str | None, reason: str | None, first: bool = False) -> dict[str, Any]:
             if api == "chat":
@@ -223,15 +221,17 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
 
         if not req.stream:
             reason = None
-            while True:
-                new, done, reason = await q.get()
-                detok.push(new)
-                if done:
-                    break
-            if reason and reason.startswith("error"):
-                finish(False)
-                raise HTTPException(status_code=500, detail=reason)
-            finish(True)
+            with metrics.request(name, method):
+                while True:
+                    new, done, reason = await q.get()
+                    detok.push(new)
+                    if done:
+                        break
+                if reason and reason.startswith("error"):
+                    finish(False)
+                    raise HTTPException(status_code=500, detail=reason)
+                finish(True)
+                metrics.response(name, method)
             text = detok.tokenizer.decode(detok.ids, skip_special_tokens=True)
             body = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
                     if api == "chat" else {"index": 0, "text": text, "finish_reason": reason, "logprobs": None})
@@ -243,27 +243,29 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
 
         async def events():
             def sse(payload: dict[str, Any]) -> str:
+                metrics.response(name, method)
                 return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
             head = {"id": rid, "object": chunk_obj, "created": created, "model": req.model or name}
             if include_usage:
                 head["usage"] = None
-            # the handshake: prefill is over, generation has started (OVMS sends it on both APIs)
-            yield sse({**head, "choices": [choice(None, None, first=True)]})
-            while True:
-                new, done, reason = await q.get()
-                if reason and reason.startswith("error"):
-                    finish(False)
-                    yield sse({"error": {"message": reason}})
-                    break
-                delta = detok.push(new)
-                if delta or done:
-                    yield sse({**head, "choices": [choice(delta, reason if done else None)]})
-                if done:
-                    finish(True)
-                    if include_usage:
-                        yield sse({**head, "choices": [], "usage": usage()})  # replaces the null usage
-                    break
+            with metrics.request(name, method):
+                # the handshake: prefill is over, generation has started (OVMS sends it on both APIs)
+                yield sse({**head, "choices": [choice(None, None, first=True)]})
+                while True:
+                    new, done, reason = await q.get()
+                    if reason and reason.startswith("error"):
+                        finish(False)
+                        yield sse({"error": {"message": reason}})
+                        break
+                    delta = detok.push(new)
+                    if delta or done:
+                        yield sse({**head, "choices": [choice(delta, reason if done else None)]})
+                    if done:
+                        finish(True)
+                        if include_usage:
+                            yield sse({**head, "choices": [], "usage": usage()})  # replaces the null usage
+                        break
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -282,15 +284,14 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
     @app.post("/v1/embeddings")
     async def embeddings(req: EmbeddingRequest) -> Any:
         if embedder is None:
-            fail.labels(api="embeddings").inc()
+            metrics.rejected(embed_name)
             raise HTTPException(status_code=404, detail="no embedding model is served (harness serve --embeddings)")
-        started = time.perf_counter()
         texts = [req.input] if isinstance(req.input, str) else req.input
-        async with embed_lock:  # the pipeline has one infer request: calls take turns
-            vectors = await asyncio.to_thread(embedder.embed_documents, texts)
-        tokens = sum(len(tokenizer.encode(t).input_ids.data[0]) for t in texts)
-        success.labels(api="embeddings").inc()
-        request_time.labels(api="embeddings").observe((time.perf_counter() - started) * 1e6)
+        with metrics.request(embed_name, "Unary"):
+            async with embed_lock:  # the pipeline has one infer request: calls take turns
+                vectors = await asyncio.to_thread(embedder.embed_documents, texts)
+            tokens = sum(len(tokenizer.encode(t).input_ids.data[0]) for t in texts)
+            metrics.response(embed_name, "Unary")
         return {"object": "list", "model": req.model or name,
                 "data": [{"object": "embedding", "index": i, "embedding": [float(x) for x in v]}
                          for i, v in enumerate(vectors)],
@@ -299,24 +300,22 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
     @app.post("/v3/rerank")
     @app.post("/v1/rerank")
     async def rerank(req: RerankRequest) -> Any:
-        if reranker is None:
-            fail.labels(api="rerank").inc()
-            raise HTTPException(status_code=404, detail="no rerank model is served (harness serve --rerank)")
-        if len(req.documents) > MAX_RERANK_DOCUMENTS:
-            fail.labels(api="rerank").inc()
+        if reranker is None or len(req.documents) > MAX_RERANK_DOCUMENTS:
+            metrics.rejected(rerank_name)
+            if reranker is None:
+                raise HTTPException(status_code=404, detail="no rerank model is served (harness serve --rerank)")
             raise HTTPException(status_code=400, detail=f"{len(req.documents)} documents exceed the limit of "
                                                         f"{MAX_RERANK_DOCUMENTS}")
-        started = time.perf_counter()
-        async with rerank_lock:
-            ranked = await asyncio.to_thread(reranker.rerank, req.query, req.documents)
+        with metrics.request(rerank_name, "Unary"):
+            async with rerank_lock:
+                ranked = await asyncio.to_thread(reranker.rerank, req.query, req.documents)
+            metrics.response(rerank_name, "Unary")
         results = []
         for index, score in list(ranked)[:req.top_n or len(req.documents)]:
             item: dict[str, Any] = {"index": int(index), "relevance_score": float(score)}
             if req.return_documents:
                 item["document"] = {"text": req.documents[int(index)]}
             results.append(item)
-        success.labels(api="rerank").inc()
-        request_time.labels(api="rerank").observe((time.perf_counter() - started) * 1e6)
         return {"id": f"rerank-{uuid.uuid4().hex[:24]}", "results": results}
 
     return app
