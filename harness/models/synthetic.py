@@ -87,6 +87,9 @@ class BertSpec:
     vocab_size: int = 8192
     max_position_embeddings: int = 514
     seed: int = 0
+    # cross-encoders: the output layer is set so that logits over calibration pairs have mean 0 and this
+    # sd; random init otherwise gives all-equal or all-saturated scores (ties after sigmoid, no ranking)
+    score_logit_sd: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,7 @@ def _build(name: str, out: Path, cache_dir: Path, log: Callable[[str], None]) ->
     if isinstance(spec, BertSpec):
         tok = build_wordpiece_tokenizer(TOKENIZER) if spec.arch == "bert" else build_tokenizer(TOKENIZER, roberta=True)
         tok.save_pretrained(out)
-        return _build_bert(spec, out)
+        return _build_bert(spec, out, tok)
     build_tokenizer(TOKENIZER).save_pretrained(out)
     return _build_llama(spec, out)
 
@@ -303,7 +306,13 @@ def build_wordpiece_tokenizer(spec: TokenizerSpec):
                                    sep_token=sep, mask_token=mask, model_max_length=512)
 
 
-def _build_bert(spec: BertSpec, out: Path) -> int:
+CALIBRATION_QUERIES = ("how to open a file", "sort a list of numbers", "what is a thread lock")
+CALIBRATION_DOCUMENTS = ("def open(path, mode='r'): return io.open(path, mode)", "the cat sat on the mat",
+                         "sorted(values, key=abs, reverse=True)", "import threading; lock = threading.Lock()",
+                         "class Queue: a FIFO container", "raise ValueError('bad input')")
+
+
+def _build_bert(spec: BertSpec, out: Path, tok: Any) -> int:
     import torch
     from transformers import (
         BertConfig,
@@ -327,13 +336,25 @@ def _build_bert(spec: BertSpec, out: Path) -> int:
         classes = (BertForSequenceClassification, BertModel)
     model = (classes[0](config) if spec.head == "score" else classes[1](config)).eval()
     if spec.head == "score":
-        # Random init leaves every document's score within bf16 rounding of the others (all ties after
-        # sigmoid); a larger output layer spreads them so a ranking exists to compare across precisions.
-        with torch.no_grad():
-            for p in model.classifier.parameters():
-                p.mul_(50.0)
+        _calibrate_score_head(model, tok, spec.score_logit_sd, token_types=spec.arch == "bert")
     model.save_pretrained(out)
     return sum(p.numel() for p in model.parameters())
+
+
+def _calibrate_score_head(model: Any, tok: Any, sd: float, token_types: bool) -> None:
+    """Rescale the cross-encoder's last linear layer so calibration-pair logits have mean 0 and `sd`."""
+    import torch
+
+    pairs = [(q, d) for q in CALIBRATION_QUERIES for d in CALIBRATION_DOCUMENTS]
+    enc = tok([q for q, _ in pairs], [d for _, d in pairs], padding=True, return_tensors="pt")
+    if not token_types:  # RoBERTa has one token type; its pair tokenizer feeds none
+        enc.pop("token_type_ids", None)
+    last = model.classifier.out_proj if hasattr(model.classifier, "out_proj") else model.classifier
+    with torch.no_grad():
+        logits = model(**enc).logits[:, 0].double()
+        scale = sd / float(logits.std().clamp_min(1e-12))
+        last.weight.mul_(scale)
+        last.bias.mul_(scale).sub_(float(logits.mean()) * scale)
 
 
 IMAGE_TOKEN = "<image>"
