@@ -142,7 +142,9 @@ def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[
     pairs = list({s.prompt_index: (s, t) for s, t in pairs}.values())
     if not pairs:
         return {}, CheckResult(name=name, status="not_run", detail=f"no prompt in common with {ref.key}")
-    by_ids = all(s.output_ids and t.output_ids for s, t in pairs)
+    # ids of one origin on both sides: generated, or both re-encoded from the text by the same tokenizer
+    by_ids = all(s.output_ids and t.output_ids for s, t in pairs) and \
+        len({x.output_ids_source for pair in pairs for x in pair}) == 1
     values = {"output_similarity_pct": statistics.fmean(similarity(s.output_text, t.output_text) for s, t in pairs)}
     if by_ids:
         values["token_match_pct"] = statistics.fmean(token_match(s.output_ids, t.output_ids) for s, t in pairs)
@@ -150,8 +152,9 @@ def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[
             first_divergence_index(s.output_ids, t.output_ids) for s, t in pairs))
     parts = [f"{len(pairs)} prompts vs {ref.key}"]
     if by_ids:
+        reencoded = " (ids re-encoded from the texts)" if pairs[0][0].output_ids_source == "reencoded" else ""
         parts.append(f"token match {values['token_match_pct']:.1f}%, first divergence at token "
-                     f"{values['first_divergence_tokens']:g} (median)")
+                     f"{values['first_divergence_tokens']:g} (median){reencoded}")
     else:
         parts.append("no token ids recorded, text similarity only")
     parts.append(f"text similarity {values['output_similarity_pct']:.1f}%")

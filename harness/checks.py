@@ -152,8 +152,9 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
     ref = refs[0]
     if ref.status != "ok":
         return CheckResult(name="matches_greedy", status="not_run", detail=f"reference cell {ref.key} is {ref.status}")
-    by_ids = all(s.output_ids for s in ref.samples + r.samples)
-    unit = "token" if by_ids else "character"  # without a streamer there are no token ids
+    # re-encoded ids (no streamer) are a canonical tokenization of the text, not what the model generated
+    by_ids = all(s.output_ids and s.output_ids_source == "generated" for s in ref.samples + r.samples)
+    unit = "token" if by_ids else "character"
     ref_out = {s.prompt_index: s.output_ids if by_ids else s.output_text for s in ref.samples}
     compared, diverged = 0, []
     for s in r.samples:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = "1.2"
 
@@ -163,8 +163,11 @@ class Sample(Strict):
         default_factory=dict, description="openvino-genai PerfMetrics readings for this call"
     )
     output_text: str = ""
-    output_ids: list[int] = Field(default_factory=list, description="generated token ids as streamed; with "
-                                  "token_timing genai, the output text re-encoded by the pipeline's tokenizer")
+    output_ids: list[int] = Field(default_factory=list, description="generated token ids as streamed, or (see "
+                                  "output_ids_source) the output text re-encoded by the pipeline's tokenizer")
+    output_ids_source: Literal["generated", "reencoded"] = Field(
+        "generated", description="`reencoded` when no streamer saw the ids (token_timing genai, beam search): "
+        "equal texts then have equal ids, but the ids may differ from the ones the model generated")
     readings: dict[str, float] = Field(
         default_factory=dict, description="raw readings of scenarios other than text generation (e.g. tokenizer "
         "encode times); text-generation metrics do not apply to a sample that has them")
@@ -237,6 +240,18 @@ class CellResult(Strict):
     )
     model_dir: str | None = None
     notes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ids_source_of_older_records(self) -> CellResult:
+        # Schema <= 1.1 had no output_ids_source; its LLMPipeline / VLMPipeline samples taken without a
+        # streamer (token_timing genai, or beam search) held re-encoded ids.
+        s = self.spec
+        no_streamer = s.token_timing == "genai" or s.generation.mode == "beam"
+        if no_streamer and s.scenario.kind in ("generate", "speculative", "prompt_lookup", "vlm"):
+            for x in self.samples:
+                if "output_ids_source" not in x.model_fields_set and x.output_ids:
+                    x.output_ids_source = "reencoded"
+        return self
 
 
 # ---------------------------------------------------------------- the run

@@ -66,3 +66,32 @@ def test_unreadable_worker_record_fails_the_cell_and_keeps_the_rest():
     r = cell_result(s, events, "ok", None, "t0", "t1", 1.0)
     assert r.status == "failed" and "batch record unreadable" in r.error
     assert len(r.samples) == 3 and r.summaries["ttft_ms"].n == 3
+
+
+def test_reencoded_ids_are_compared_as_text():
+    # the model generated "9","9" where re-encoding the text gives "99": same output, different ids
+    ref = sample(0, text="a99")
+    ref.output_ids, ref.output_ids_source = [7, 99], "reencoded"
+    cand = sample(0, text="a99")
+    cand.output_ids = [7, 9, 9]
+    cells = {c.key: c for c in run_level_checks([result(spec("generate"), [ref]), result(spec("speculative"), [cand])])}
+    check = _checks(cells[spec("speculative").key])["matches_greedy"]
+    assert check.status == "pass", check.detail
+    cand.output_text = "a98"
+    cells = {c.key: c for c in run_level_checks([result(spec("generate"), [ref]), result(spec("speculative"), [cand])])}
+    assert "at character 2" in _checks(cells[spec("speculative").key])["matches_greedy"].detail
+
+
+def test_records_without_ids_source_read_as_reencoded_when_no_streamer_ran():
+    from harness.schema import CellResult
+
+    r = result(spec("generate"), [sample(0)])
+    data = r.model_dump()
+    for s in data["samples"]:
+        s.pop("output_ids_source")
+        s["output_ids"] = [1, 2]
+    assert CellResult.model_validate(data).samples[0].output_ids_source == "generated"  # a streamer ran
+    data["spec"]["token_timing"] = "genai"
+    assert CellResult.model_validate(data).samples[0].output_ids_source == "reencoded"
+    data["samples"][0]["output_ids_source"] = "generated"  # written by a harness that knew
+    assert CellResult.model_validate(data).samples[0].output_ids_source == "generated"

@@ -175,6 +175,7 @@ def measure_call(pipe: Any, prompt: str, cfg: Any, streamer_cls: type | None, it
         input_tokens=int(genai["input_tokens"] or 0), output_tokens=out_tokens,
         start_ns=start, end_ns=end, chunk_offsets_ms=offsets, chunk_tokens=chunk_tokens,
         genai=genai, output_text=res.texts[0], output_ids=ids,
+        output_ids_source="generated" if streamer is not None else "reencoded",
     )
 
 

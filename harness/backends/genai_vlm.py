@@ -70,7 +70,8 @@ def measure_call(pipe: Any, prompt: str, images: list[Any], cfg: Any, streamer_c
     return Sample(iteration=iteration, warmup=warmup, prompt_index=prompt_index,
                   input_tokens=int(genai["input_tokens"] or 0), output_tokens=sum(chunks) if chunks else 0,
                   start_ns=start, end_ns=end, chunk_offsets_ms=offsets, chunk_tokens=chunks, genai=genai,
-                  output_text=res.texts[0], output_ids=ids, readings={"images": float(len(images))})
+                  output_text=res.texts[0], output_ids=ids, readings={"images": float(len(images))},
+                  output_ids_source="generated" if streamer is not None else "reencoded")
 
 
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
