@@ -1,11 +1,16 @@
 """Is the load generator the bottleneck? Prints figures.
 
 Runs the harness's client against benchmarks/fast_endpoint.py (a separate process whose TTFT and
-inter-token gap are known: 50 ms and 10 ms, 32 tokens) at a target concurrency and at twice it, and
-prints the client's own CPU share and how far its measured TTFT / TPOT medians and p90s are from the
-truth. If the figures hold at 2x, they hold at the target.
+inter-token gap are known: 50 ms and 10 ms, 32 tokens) at a target concurrency and at twice it. The
+endpoint logs when each request arrived and when it sent each chunk, on the same monotonic clock the
+client reads, so the table separates:
+- request delay: the client's send stamp -> the endpoint's handler (HTTP transfer and parsing);
+- chunk delay: the endpoint's send -> the client's read of the chunk (transfer plus the client's own
+  event-loop delay): the client-side error in every TTFT / inter-chunk reading;
+- the measured TTFT and TPOT against the truth, and both processes' CPU use.
+If the chunk delay stays small and flat from 1x to 2x, the client is not the bottleneck at 1x.
 
-Run: .venv/bin/python benchmarks/serving_client.py [--concurrency 16] [--requests 160]
+Run: .venv/bin/python benchmarks/serving_client.py [--concurrency 16] [--requests 320]
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 from harness.serving.client import RequestInput
 from harness.serving.load import LoadSpec, run_load
@@ -28,41 +34,59 @@ HERE = Path(__file__).resolve().parent
 TTFT_MS, ITL_MS, TOKENS = 50.0, 10.0, 32
 
 
+def _p(xs: list[float], q: float) -> float:
+    return float(np.quantile(xs, q)) if xs else float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--requests", type=int, default=160)
+    ap.add_argument("--requests", type=int, default=320)
     args = ap.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, str(HERE / "fast_endpoint.py"), str(port), str(TTFT_MS), str(ITL_MS),
                                str(TOKENS)])
+    base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        print(f"fast endpoint: TTFT {TTFT_MS:g} ms, then {TOKENS} tokens {ITL_MS:g} ms apart "
-              f"(true TPOT {ITL_MS:g} ms)\n")
-        print(f"{'concurrency':>12}{'req/s':>9}{'client CPU %':>14}{'TTFT p50 err ms':>17}{'TTFT p90 err ms':>17}"
-              f"{'TPOT p50 err %':>16}{'TPOT p90 err %':>16}{'errors':>8}")
+        endpoint = psutil.Process(server.pid)
+        print(f"fast endpoint: first chunk {TTFT_MS:g} ms after arrival, then {TOKENS} chunks {ITL_MS:g} ms apart\n")
+        print(f"{'concurrency':>11}{'req/s':>7}{'chunks/s':>9}{'client CPU%':>12}{'endpoint CPU%':>14}"
+              f"{'request delay ms p50/p90':>26}{'chunk delay ms p50/p90/p99':>28}{'TTFT err ms p50':>16}"
+              f"{'TPOT err % p50':>15}{'errors':>7}")
         for conc in (args.concurrency, 2 * args.concurrency):
             spec = LoadSpec(concurrency=conc, requests=args.requests, warmup=2, timeout_s=30)
-            res = asyncio.run(run_load(f"http://127.0.0.1:{port}/v3", "m",
-                                       lambda i: RequestInput("chat", "hello", TOKENS, index=i), spec))
+            httpx.get(f"{base}/log", timeout=5)  # forget earlier loads
+            ep0 = sum(endpoint.cpu_times()[:2])
+            res = asyncio.run(run_load(f"{base}/v3", "m",
+                                       lambda i: RequestInput("chat", f"request {i}", TOKENS, index=i), spec))
+            wall = (res.end_ns - res.start_ns) / 1e9
+            endpoint_cpu = 100 * (sum(endpoint.cpu_times()[:2]) - ep0) / wall  # includes warm-up: an upper bound
+            log = httpx.get(f"{base}/log", timeout=5).json()
             ok = [o for o in res.measured if o.ok]
+            req_delay, chunk_delay = [], []
+            for o in ok:
+                arrival, *sent = log[f"request {o.index}"]
+                req_delay.append((arrival - o.start_ns) / 1e6)
+                chunk_delay += [(o.start_ns + off * 1e6 - t) / 1e6 for off, t in zip(o.chunk_offsets_ms, sent, strict=True)]
             ttft = np.array([o.chunk_offsets_ms[0] for o in ok])
             tpot = np.array([((o.end_ns - o.start_ns) / 1e6 - o.chunk_offsets_ms[0]) / (o.completion_tokens - 1)
                              for o in ok])
-            wall = (res.end_ns - res.start_ns) / 1e9
-            print(f"{conc:>12}{len(ok) / wall:>9.1f}{100 * res.client_cpu_s / wall:>14.1f}"
-                  f"{np.median(ttft) - TTFT_MS:>17.2f}{np.quantile(ttft, 0.9) - TTFT_MS:>17.2f}"
-                  f"{100 * (np.median(tpot) / ITL_MS - 1):>16.2f}{100 * (np.quantile(tpot, 0.9) / ITL_MS - 1):>16.2f}"
-                  f"{len(res.measured) - len(ok):>8}")
-        print("\nerr = measured − true; client CPU = the generator's user+system CPU / wall time (one core = 100%).")
+            print(f"{conc:>11}{len(ok) / wall:>7.1f}{len(ok) * TOKENS / wall:>9.0f}{100 * res.client_cpu_s / wall:>12.1f}"
+                  f"{endpoint_cpu:>14.1f}{_p(req_delay, .5):>18.2f} / {_p(req_delay, .9):<5.2f}"
+                  f"{_p(chunk_delay, .5):>14.2f} / {_p(chunk_delay, .9):.2f} / {_p(chunk_delay, .99):<5.2f}"
+                  f"{np.median(ttft) - TTFT_MS:>14.2f}{100 * (np.median(tpot) / ITL_MS - 1):>15.2f}"
+                  f"{len(res.measured) - len(ok):>7}")
+        print("\nrequest delay: client send -> endpoint handler; chunk delay: endpoint send -> client read (both on "
+              "the host's monotonic clock); TTFT/TPOT err: measured − true; CPU: user+system CPU over the load's "
+              "wall time, one core = 100% (the endpoint's includes the warm-up).")
     finally:
         server.terminate()
         server.wait(timeout=10)
