@@ -40,3 +40,13 @@ def test_release_table_has_device_columns():
     assert "| model | precision | scenario | CPU | GPU |" in text
     row = next(line for line in text.splitlines() if line.startswith("| m | int8 |"))
     assert "pass" in row and "skipped" in row
+
+
+def test_unjudged_checks_do_not_fail_a_verdict():
+    from harness.schema import CheckResult
+
+    c = _cell("int8", "CPU", [Gate(metric="ttft_ms", max=50)])
+    c.checks.append(CheckResult(name="accuracy_vs_fp16", status="not_run", detail="no accuracy gate set"))
+    assert "## CPU: **PASS**" in render_qualification(run([c]))
+    c.checks.append(CheckResult(name="matches_greedy", status="fail", detail="differs"))
+    assert "## CPU: **FAIL**" in render_qualification(run([c]))
