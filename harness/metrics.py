@@ -59,13 +59,14 @@ def _ttft_ms(s: Sample) -> float | None:
 
 @metric
 class InputTokens(Metric):
-    """Prompt length in tokens, as counted by the pipeline's tokenizer (PerfMetrics num_input_tokens)."""
+    """Prompt length in tokens, as counted by the pipeline's tokenizer (PerfMetrics num_input_tokens);
+    absent when none was reported (0: e.g. text-to-image, speech, a rerank server without usage)."""
 
     tag, title, unit, higher_is_better = "input_tokens", "input tokens", "tokens", True
 
     @classmethod
     def compute(cls, s: Sample) -> list[float]:
-        return [float(s.input_tokens)]
+        return [float(s.input_tokens)] if s.input_tokens > 0 else []
 
 
 @metric
@@ -439,7 +440,7 @@ class BatchOutputThroughput(BatchMetric):
 
     @classmethod
     def compute_batch(cls, b: BatchRecord) -> list[float]:
-        return [b.output_tokens / _batch_s(b)] if b.end_ns > b.start_ns else []
+        return [b.output_tokens / _batch_s(b)] if b.output_tokens is not None and b.end_ns > b.start_ns else []
 
 
 @metric
@@ -450,7 +451,9 @@ class BatchTotalThroughput(BatchMetric):
 
     @classmethod
     def compute_batch(cls, b: BatchRecord) -> list[float]:
-        return [(b.input_tokens + b.output_tokens) / _batch_s(b)] if b.end_ns > b.start_ns else []
+        if b.input_tokens is None or b.end_ns <= b.start_ns:
+            return []
+        return [(b.input_tokens + (b.output_tokens or 0)) / _batch_s(b)]
 
 
 @metric

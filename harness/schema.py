@@ -186,8 +186,10 @@ class BatchRecord(Strict):
     requests: int
     start_ns: int = Field(description="perf_counter_ns before the first request was added")
     end_ns: int = Field(description="perf_counter_ns after the step that finished the last request")
-    output_tokens: int
-    input_tokens: int
+    output_tokens: int | None = Field(description="generated tokens of the batch's requests (None: the requests "
+                                      "generate none, e.g. embeddings)")
+    input_tokens: int | None = Field(description="prompt tokens of the batch's requests (None: not reported, e.g. "
+                                     "a rerank server gives no usage)")
     steps: int = Field(description="pipeline steps the batch took")
     cache_usage_max_pct: float | None = Field(None, description="highest KV-cache usage seen after a step")
     cache_usage_mean_pct: float | None = Field(None, description="mean KV-cache usage over the steps")

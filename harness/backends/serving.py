@@ -215,9 +215,13 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         if proc is not None:
             stop_server(proc)
     ok = [o for o in result.measured if o.ok]
+    generates = api in ("chat", "completions")
+    # token totals only where every completed request reported them (rerank servers report no usage)
     batch = BatchRecord(iteration=0, warmup=False, requests=len(ok), start_ns=result.start_ns,
-                        end_ns=result.end_ns, output_tokens=sum(o.completion_tokens or 0 for o in ok),
-                        input_tokens=sum(o.prompt_tokens or 0 for o in ok), steps=0,
+                        end_ns=result.end_ns,
+                        output_tokens=sum(o.completion_tokens or 0 for o in ok) if generates else None,
+                        input_tokens=sum(o.prompt_tokens for o in ok)
+                        if ok and all(o.prompt_tokens is not None for o in ok) else None, steps=0,
                         good_requests=sum(meets_slo(_sample(o, o.index), cell.slo) for o in ok) if cell.slo else None)
     emit({"event": "batch", "batch": batch.model_dump()})
     errors: dict[str, int] = {}
