@@ -27,8 +27,8 @@ def exact_token_count(r: CellResult) -> CheckResult | None:
             or r.spec.scenario.params.get("api") in ("embeddings", "rerank"):
         return None
     # a serving request records what it asked for (lengths may vary per request)
-    bad = [(s.iteration, s.output_tokens, int(s.readings.get("max_tokens", g.max_new_tokens))) for s in r.samples
-           if s.output_tokens != s.readings.get("max_tokens", g.max_new_tokens)]
+    asked = [(s, int(s.readings.get("max_tokens", g.max_new_tokens))) for s in r.samples]
+    bad = [(s.iteration, s.output_tokens, n) for s, n in asked if s.output_tokens != n]
     if bad:
         return CheckResult(name="exact_token_count", status="fail",
                            detail=f"expected the requested tokens; (iteration, tokens, requested): {bad[:5]}")

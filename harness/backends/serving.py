@@ -163,22 +163,26 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                     duration_s=float(p["duration_s"]) if "duration_s" in p else None, warmup=cell.warmup,
                     timeout_s=float(p.get("request_timeout_s", 60)))
     tok_dir = models.target
-    # texts per request: embeddings send a list of inputs, rerank a query and its documents
+    # documents per request: embeddings send a list of inputs, rerank a query and its documents
     per_request = int(p.get("batch_size", DEFAULT_TEXTS_PER_REQUEST.get(api, 1)))
+    texts_per_request = per_request + (api == "rerank")
     # distinct prompts are made up front, so a long or duration-bound load cycles through a bounded set
-    count = min((spec.requests + spec.warmup) * per_request + (api == "rerank"), MAX_DISTINCT_PROMPTS)
-    count = max(count, 2 if api == "rerank" else 1)
+    count = min((spec.requests + spec.warmup) * per_request + texts_per_request - per_request, MAX_DISTINCT_PROMPTS)
+    count = max(count, texts_per_request)
     in_lens, out_lens = request_lengths(cell.prompts.input_tokens, cell.generation.max_new_tokens,
                                         float(p.get("range_ratio", 0.0)), count)
     prompts = prompt_texts(cell, ov_genai.Tokenizer(str(tok_dir)), count, in_lens)
 
+    def first_text(i: int) -> int:
+        """Index (into prompts) of request i's first text; warm-up requests (i < 0) take prompts from the
+        end, after the measured ones when none repeat."""
+        return (i if i >= 0 else len(prompts) // per_request - 1 - (-1 - i)) * per_request % len(prompts)
+
     def inputs(i: int) -> RequestInput:
-        # warm-up requests take prompts from the end, after the measured ones when none repeat
-        idx = (i if i >= 0 else len(prompts) // per_request - 1 - (-1 - i)) * per_request
-        texts = [prompts[(idx + k) % len(prompts)] for k in range(per_request + (api == "rerank"))]
-        return RequestInput(api=api, prompt=texts[0], documents=tuple(texts[1:]),
-                            max_tokens=out_lens[idx % len(prompts)], ignore_eos=cell.generation.ignore_eos,
-                            stream=bool(p.get("stream", True)), index=i)
+        idx = first_text(i)
+        texts = [prompts[(idx + k) % len(prompts)] for k in range(texts_per_request)]
+        return RequestInput(api=api, prompt=texts[0], documents=tuple(texts[1:]), max_tokens=out_lens[idx],
+                            ignore_eos=cell.generation.ignore_eos, stream=bool(p.get("stream", True)), index=i)
 
     headers = None
     key_env = p.get("api_key_env")
@@ -197,15 +201,18 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     else:
         base_url = target.rstrip("/")
     emit({"event": "loaded", "cell_values": cell_values})
+    samples: list[Sample] = []  # one per completed measured request
     try:
         before = scrape(base_url)
+
         def emit_request(o: RequestOutput) -> None:
             if o.ok:
                 sample = _sample(o, o.index)
                 if api in ("embeddings", "rerank"):
                     sample.readings["documents"] = per_request
                 else:  # what this request asked for: the token-count check compares with it
-                    sample.readings["max_tokens"] = inputs(o.index).max_tokens
+                    sample.readings["max_tokens"] = out_lens[first_text(o.index)]
+                samples.append(sample)
                 emit({"event": "sample", "sample": sample.model_dump(), "of": spec.requests})
 
         result = asyncio.run(run_load(base_url, models.target.name if target == LOCAL else cell.model.name, inputs,
@@ -222,7 +229,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                         output_tokens=sum(o.completion_tokens or 0 for o in ok) if generates else None,
                         input_tokens=sum(o.prompt_tokens for o in ok)
                         if ok and all(o.prompt_tokens is not None for o in ok) else None, steps=0,
-                        good_requests=sum(meets_slo(_sample(o, o.index), cell.slo) for o in ok) if cell.slo else None)
+                        good_requests=sum(meets_slo(x, cell.slo) for x in samples) if cell.slo else None)
     emit({"event": "batch", "batch": batch.model_dump()})
     errors: dict[str, int] = {}
     for o in result.measured:
