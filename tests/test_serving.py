@@ -151,7 +151,8 @@ def test_reference_server_speaks_ovms_shapes(model_cache):
 
     llm = prepare_model("synthetic:tiny", "fp16", CompressionSpec(), model_cache).path
     reranker = prepare_model("synthetic:tiny-rerank", "fp16", CompressionSpec(), model_cache).path
-    with TestClient(build_app(llm, rerank_model_dir=reranker)) as client:
+    embedder = prepare_model("synthetic:tiny-embed", "fp16", CompressionSpec(), model_cache).path
+    with TestClient(build_app(llm, rerank_model_dir=reranker, embedding_model_dir=embedder)) as client:
         for api, path, obj in (("chat", "/v3/chat/completions", "chat.completion.chunk"),
                                ("completions", "/v3/completions", "text_completion.chunk")):
             body = {"model": "asked-name", "max_tokens": 4, "ignore_eos": True, "stream": True,
@@ -182,6 +183,14 @@ def test_reference_server_speaks_ovms_shapes(model_cache):
         too_many = client.post("/v3/rerank", json={"query": "a", "documents": ["x"] * 101})
         assert too_many.status_code == 400 and "101 documents" in too_many.text
         assert client.post("/v3/rerank", json={"query": "a", "documents": []}).status_code == 400
+        # embeddings beside a text-generation model: usage counts the embedding model's tokens
+        import openvino_genai as ov_genai
+
+        texts = ["def main(): return 1", "lock = threading.Lock()"]
+        emb = client.post("/v3/embeddings", json={"input": texts}).json()
+        own = sum(len(ov_genai.Tokenizer(str(embedder)).encode(t).input_ids.data[0]) for t in texts)
+        other = sum(len(ov_genai.Tokenizer(str(llm)).encode(t).input_ids.data[0]) for t in texts)
+        assert len(emb["data"]) == 2 and emb["usage"]["prompt_tokens"] == own != other
         # OVMS's V3 graph metric families and labels
         prom = client.get("/metrics").text
         labels = f'api="V3",interface="REST",method="Stream",name="{llm.name}"'

@@ -138,6 +138,8 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
         tokenizer = engine.tokenizer
     embedder = (ov_genai.TextEmbeddingPipeline(str(embedding_model_dir), device, **props)
                 if embedding_model_dir else None)
+    # usage counts the embedding model's own tokens, not those of a text-generation model served beside it
+    embed_tokenizer = ov_genai.Tokenizer(str(embedding_model_dir)) if embedding_model_dir else None
     reranker = None
     if rerank_model_dir:
         rerank_cfg = ov_genai.TextRerankPipeline.Config()
@@ -290,7 +292,7 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
         with metrics.request(embed_name, "Unary"):
             async with embed_lock:  # the pipeline has one infer request: calls take turns
                 vectors = await asyncio.to_thread(embedder.embed_documents, texts)
-            tokens = sum(len(tokenizer.encode(t).input_ids.data[0]) for t in texts)
+            tokens = sum(len(embed_tokenizer.encode(t).input_ids.data[0]) for t in texts)
             metrics.response(embed_name, "Unary")
         return {"object": "list", "model": req.model or name,
                 "data": [{"object": "embedding", "index": i, "embedding": [float(x) for x in v]}
