@@ -7,8 +7,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness.checks import cell_checks
+from harness.fidelity import fidelity_values
 from harness.metrics import METRICS, batch_values, sample_values
-from harness.schema import BatchRecord, CellResult, CellSpec, CellStatus, Sample
+from harness.schema import BatchRecord, CellResult, CellSpec, CellStatus, ReferenceRecord, Sample
 from harness.stats import summarize
 
 
@@ -48,6 +49,8 @@ def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus
     notes: list[str] = []
     model_dir = None
     bad_records: list[str] = []
+    reference: list[ReferenceRecord] = []
+    reference_error: str | None = None
     for ev in events:
         kind = ev.get("event")
         if kind in ("sample", "batch"):
@@ -69,18 +72,28 @@ def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus
                 if k in ev:
                     cell_values[k] = float(ev[k])
             notes.append("model from cache" if ev.get("cache_hit") else "model exported in this run")
+        elif kind == "reference":
+            try:
+                reference.extend(ReferenceRecord.model_validate(x) for x in ev.get("records", []))
+            except ValidationError as e:
+                reference_error = f"reference record unreadable: {' '.join(str(e).split())[:300]}"
+        elif kind == "reference_error":
+            reference_error = reference_error or ev.get("error")
         elif kind == "error" and error is None:
             error = ev.get("error")
     if bad_records:
         status = "failed" if status == "ok" else status
         error = error or f"{len(bad_records)} worker records could not be read; first: {bad_records[0]}"
+    if reference:
+        cell_values.update(fidelity_values(spec, samples, batches, reference))
     if spec.prompts.vary_per_iteration:
         notes.append("prompt varies per iteration (prefix caching cannot shorten TTFT)")
     result = CellResult(
         key=spec.key, spec=spec, status=status, error=error, started_at=started_at, finished_at=finished_at,
         wall_s=wall_s, samples=samples, batches=batches, cell_values=cell_values,
         summaries=summaries(samples, cell_values, batches),
-        check_outputs=check_outputs, model_dir=model_dir, notes=notes,
+        check_outputs=check_outputs, model_dir=model_dir, notes=notes, reference=reference,
+        reference_error=reference_error,
     )
     result.checks = cell_checks(result)
     return result

@@ -116,10 +116,49 @@ def gate_checks(r: CellResult) -> list[CheckResult]:
     return out
 
 
+def fidelity(r: CellResult) -> CheckResult | None:
+    """With fidelity_check: the cell's TPOT and tok/s against the bare reference loop's. It fails only when
+    the 95% interval of harness / reference lies wholly outside 1 ± tolerance, so noise alone does not fail
+    it; an interval wider than the band passes and says it does not resolve the tolerance."""
+    from harness.fidelity import pair_ratios, ratio_interval
+
+    if not r.spec.fidelity_check:
+        return None
+    if not r.reference:
+        return CheckResult(name="fidelity", status="not_run",
+                           detail=r.reference_error or "the bare reference loop gave no calls")
+    tol = r.spec.fidelity_tolerance
+    low, high = 1 / (1 + tol), 1 + tol
+    by_pair = pair_ratios(r.spec, r.samples, r.batches, r.reference)
+    parts, outside, unresolved = [], [], []
+    for c in by_pair:
+        found = ratio_interval(r.spec, r.samples, r.batches, r.reference, c)
+        if found is None:
+            continue
+        ratio, lo, hi = found
+        parts.append(f"{c.metric} {ratio:.3f} ({lo:.3f}–{hi:.3f})")
+        if c.judged:
+            if hi < low or lo > high:
+                outside.append(c.metric)
+            elif lo < low or hi > high:
+                unresolved.append(c.metric)
+    if not parts:
+        return CheckResult(name="fidelity", status="not_run", detail="no value to compare with the reference")
+    pairs = max(len(v) for v in by_pair.values())
+    detail = (f"harness / bare reference, {pairs} interleaved pair(s), 95% interval: " + ", ".join(parts)
+              + f"; tolerance ±{tol:.0%}")
+    if outside:
+        return CheckResult(name="fidelity", status="fail", detail=f"{', '.join(outside)} outside the tolerance: {detail}")
+    if unresolved:
+        detail += f"; the interval of {', '.join(unresolved)} is wider than the tolerance (more processes narrow it)"
+    return CheckResult(name="fidelity", status="pass", detail=detail)
+
+
 def cell_checks(r: CellResult) -> list[CheckResult]:
     if r.status != "ok":
         return []
-    found = (exact_token_count(r), repeat_determinism(r), repeat_vectors(r), tokenizer_parity(r), serving_errors(r))
+    found = (exact_token_count(r), repeat_determinism(r), repeat_vectors(r), tokenizer_parity(r), serving_errors(r),
+             fidelity(r))
     return [c for c in found if c is not None] + gate_checks(r)
 
 

@@ -38,6 +38,7 @@ from scipy import stats as sps
 
 from harness.metrics import METRICS
 from harness.schema import CellResult, RunResults
+from harness.stats import bootstrap_ratio_ci
 
 Verdict = Literal["regression", "improvement", "unchanged", "inconclusive"]
 COMPARISON_VERSION = "1.0"
@@ -143,16 +144,6 @@ def measured_values(cell: CellResult, metric: str) -> list[float]:
     if len(per_process) > 1:
         return [float(np.median(v)) for v in per_process.values() if v]
     return [x for v in per_process.values() for x in v]
-
-
-def bootstrap_ratio_ci(x: np.ndarray, y: np.ndarray, resamples: int, rng: np.random.Generator,
-                       confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of median(y) / median(x), both samples resampled independently."""
-    mx = np.median(x[rng.integers(0, len(x), (resamples, len(x)))], axis=1)
-    my = np.median(y[rng.integers(0, len(y), (resamples, len(y)))], axis=1)
-    ratios = my / mx
-    a = (1 - confidence) / 2
-    return float(np.quantile(ratios, a)), float(np.quantile(ratios, 1 - a))
 
 
 def welch_log_p(x: np.ndarray, y: np.ndarray) -> float:

@@ -551,6 +551,50 @@ class ModelMemory(CellMetric):
 
 
 @metric
+class ReferenceTPOT(CellMetric):
+    """Fidelity check: median PerfMetrics TPOT of the bare reference loop (harness/reference.py) on the
+    cell's IR, prompts and settings, in a fresh process with nothing of the harness."""
+
+    tag, title, unit, higher_is_better = "reference_tpot_ms", "reference TPOT", "ms", False
+
+
+@metric
+class ReferenceTTFT(CellMetric):
+    """Fidelity check: median PerfMetrics TTFT of the bare reference loop."""
+
+    tag, title, unit, higher_is_better = "reference_ttft_ms", "reference TTFT", "ms", False
+
+
+@metric
+class ReferenceOutputThroughput(CellMetric):
+    """Fidelity check: median output tokens / generate() wall seconds of the bare reference loop."""
+
+    tag, title, unit, higher_is_better = "reference_output_tps", "reference output tok/s", "tokens/s", True
+
+
+@metric
+class FidelityTPOT(CellMetric):
+    """Fidelity check: the cell's TPOT / the reference's, geometric mean over the interleaved pairs (each
+    pair: one worker process and one reference process, ratio of their medians). 1 = no harness cost."""
+
+    tag, title, unit, higher_is_better = "fidelity_tpot_ratio", "TPOT harness/reference", "ratio", False
+
+
+@metric
+class FidelityTTFT(CellMetric):
+    """Fidelity check: the cell's TTFT / the reference's, as fidelity_tpot_ratio."""
+
+    tag, title, unit, higher_is_better = "fidelity_ttft_ratio", "TTFT harness/reference", "ratio", False
+
+
+@metric
+class FidelityThroughput(CellMetric):
+    """Fidelity check: the cell's output tok/s / the reference's, as fidelity_tpot_ratio."""
+
+    tag, title, unit, higher_is_better = "fidelity_tps_ratio", "tok/s harness/reference", "ratio", True
+
+
+@metric
 class ModelSizeOnDisk(CellMetric):
     """Size of the model's IR on disk (every openvino*model.xml + .bin: one file pair, or the parts of a
     VLM / speech / diffusion pipeline; tokenizers excluded), in MiB."""

@@ -141,16 +141,49 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
     events, status, error = _run_worker(base, workdir, cell.prepare_timeout_s, cell, progress)
     if status == "ok":
         events = [e for e in events if e.get("event") == "prepared"]
+        reference = _reference_runner(cell, events, workdir)
         for process in range(cell.processes):
             measure = base.model_copy(update={"mode": "measure", "fault": options.faults.get(cell.key),
                                               "process": process})
+            # Odd processes run their reference first, so neither side always runs in the other's wake.
+            if reference and process % 2:
+                events.append(reference(process))
             more, status, error = _run_worker(measure, workdir, cell.timeout_s, cell, progress)
             events += more
             if status != "ok":
                 break
+            if reference and not process % 2:
+                events.append(reference(process))
     if not options.keep_workdirs:
         _remove_tree(workdir / "compile-cache")
     return cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)
+
+
+def _reference_runner(cell: CellSpec, prepared: list[dict[str, Any]],
+                      workdir: Path) -> Callable[[int], dict[str, Any]] | None:
+    """With fidelity_check: a function that runs the bare reference loop paired with one worker process
+    and returns its event (its calls, or why there are none)."""
+    from harness import fidelity
+
+    if not cell.fidelity_check or not prepared:
+        return None
+    if fidelity.unsupported(cell):
+        return lambda process: {"event": "reference_error", "error": fidelity.unsupported(cell)}
+    p = prepared[-1]
+    task = None
+
+    def run(process: int) -> dict[str, Any]:
+        nonlocal task
+        try:
+            if task is None:
+                draft = p.get("draft_dir")
+                task = fidelity.reference_task(cell, Path(p["model_dir"]), Path(draft) if draft else None)
+            records = fidelity.run_reference(task, workdir, cell.timeout_s, process)
+        except Exception as e:  # noqa: BLE001 - a failed reference never costs the cell what it measured
+            return {"event": "reference_error", "error": f"{type(e).__name__}: {e}"}
+        return {"event": "reference", "records": [r.model_dump() for r in records]}
+
+    return run
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 Precision = Literal["fp16", "int8", "int4"]
 ScenarioKind = Literal["generate", "speculative", "prompt_lookup", "continuous_batching", "optimum", "pytorch", "vlm",
@@ -123,6 +123,11 @@ class CellSpec(Strict):
     load_twice: bool = Field(
         True, description="load once with an empty compile cache, then again from it (cached compile)"
     )
+    fidelity_check: bool = Field(
+        False, description="after each worker process, run the bare reference loop (harness/reference.py) in a "
+        "fresh process on the same IR, prompts and settings, and check the cell's readings against it")
+    fidelity_tolerance: float = Field(
+        0.03, gt=0, lt=1, description="fidelity check: largest accepted |harness / reference - 1| for TPOT and tok/s")
 
     def axes(self) -> dict[str, PropertyValue]:
         """Flat parameter view used for exclude rules, markers and report columns."""
@@ -200,6 +205,24 @@ class BatchRecord(Strict):
     )
 
 
+class ReferenceRecord(Strict):
+    """One request of one call of the bare reference loop (the fidelity check): openvino-genai's
+    PerfMetrics and the caller's wall clock, with nothing of the harness in the process."""
+
+    process: int = Field(description="the cell's worker process this reference run is paired with")
+    iteration: int
+    warmup: bool
+    request: int = 0
+    ttft_ms: float = Field(description="PerfMetrics.get_ttft().mean")
+    tpot_ms: float = Field(description="PerfMetrics.get_tpot().mean")
+    e2e_ms: float = Field(description="wall time of the generate() call")
+    output_tokens: int
+
+    @property
+    def output_tps(self) -> float:
+        return self.output_tokens / (self.e2e_ms / 1000.0) if self.e2e_ms > 0 else 0.0
+
+
 class Summary(Strict):
     """Statistics over one metric's values (see harness/stats.py)."""
 
@@ -242,6 +265,9 @@ class CellResult(Strict):
     )
     model_dir: str | None = None
     notes: list[str] = Field(default_factory=list)
+    reference: list[ReferenceRecord] = Field(
+        default_factory=list, description="the bare reference loop's calls, when the cell has fidelity_check")
+    reference_error: str | None = Field(None, description="why the bare reference loop gave no calls")
 
     @model_validator(mode="after")
     def _ids_source_of_older_records(self) -> CellResult:

@@ -56,3 +56,23 @@ def summarize(values: Sequence[float]) -> Summary | None:
         median_ci_low=ci[0] if ci else None,
         median_ci_high=ci[1] if ci else None,
     )
+
+
+def bootstrap_ratio_ci(x: np.ndarray, y: np.ndarray, resamples: int, rng: np.random.Generator,
+                       confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of median(y) / median(x), both samples resampled independently."""
+    mx = np.median(x[rng.integers(0, len(x), (resamples, len(x)))], axis=1)
+    my = np.median(y[rng.integers(0, len(y), (resamples, len(y)))], axis=1)
+    ratios = my / mx
+    a = (1 - confidence) / 2
+    return float(np.quantile(ratios, a)), float(np.quantile(ratios, 1 - a))
+
+
+def geomean_ratio_ci(ratios: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float] | None:
+    """Geometric mean of paired ratios with a Student-t interval on their logs; None for fewer than 2."""
+    logs = np.log(np.asarray(ratios, dtype=float))
+    if logs.size < 2:
+        return None
+    m = float(logs.mean())
+    h = float(sps.t.ppf(0.5 + confidence / 2, logs.size - 1) * logs.std(ddof=1) / math.sqrt(logs.size))
+    return math.exp(m), math.exp(m - h), math.exp(m + h)

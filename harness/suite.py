@@ -221,6 +221,8 @@ class Suite(_Strict):
     prepare_timeout_s: float = Field(3600, gt=0)
     load_twice: bool = True
     token_timing: Literal["streamer", "genai"] = "streamer"
+    fidelity_check: bool = False
+    fidelity_tolerance: float = Field(0.03, gt=0, lt=1)
     properties: dict[str, PropertyValue | list[PropertyValue]] = Field(default_factory=dict)
     scenarios: list[SuiteScenario] = Field(min_length=1)
     exclude: list[dict[str, PropertyValue | list[PropertyValue]]] = Field(default_factory=list)
@@ -446,6 +448,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                     max_iterations=suite.max_iterations, processes=suite.processes, timeout_s=suite.timeout_s,
                     prepare_timeout_s=suite.prepare_timeout_s,
                     load_twice=suite.load_twice, token_timing=suite.token_timing,
+                    fidelity_check=suite.fidelity_check, fidelity_tolerance=suite.fidelity_tolerance,
                     server=suite.server if scenario.kind == "serving" else None,
                     slo=dict(suite.slo) if scenario.kind == "serving" else {},
                 )

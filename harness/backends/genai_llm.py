@@ -64,25 +64,28 @@ def build_pipeline(cell: CellSpec, models: CellModels, cache_dir: Path | None) -
     return ov_genai.LLMPipeline(str(models.target), cell.device, **kwargs)
 
 
+def generation_fields(cell: CellSpec) -> dict[str, Any]:
+    """The GenerationConfig fields a cell sets (the rest keep the model's own, eos included)."""
+    g = cell.generation
+    fields: dict[str, Any] = {"max_new_tokens": g.max_new_tokens, "min_new_tokens": g.min_new_tokens,
+                              "ignore_eos": g.ignore_eos, "apply_chat_template": g.apply_chat_template,
+                              "num_return_sequences": 1}
+    if g.mode == "sampling":
+        fields.update(do_sample=True, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k, rng_seed=g.seed)
+    elif g.mode == "beam":
+        fields.update(do_sample=False, num_beams=g.num_beams)
+    else:
+        fields.update(do_sample=False, num_beams=1)
+    fields.update({k: v for k, v in cell.scenario.params.items() if k in GENERATION_CONFIG_PARAMS})
+    return fields
+
+
 def generation_config(pipe: Any, cell: CellSpec) -> Any:
     """The pipeline's own config (keeps the model's eos) updated with the cell's settings."""
-    g = cell.generation
     # LLMPipeline.get_generation_config(); ContinuousBatchingPipeline calls it get_config()
     cfg = pipe.get_generation_config() if hasattr(pipe, "get_generation_config") else pipe.get_config()
-    cfg.max_new_tokens = g.max_new_tokens
-    cfg.min_new_tokens = g.min_new_tokens
-    cfg.ignore_eos = g.ignore_eos
-    cfg.apply_chat_template = g.apply_chat_template
-    cfg.num_return_sequences = 1
-    if g.mode == "sampling":
-        cfg.do_sample, cfg.temperature, cfg.top_p, cfg.top_k, cfg.rng_seed = True, g.temperature, g.top_p, g.top_k, g.seed
-    elif g.mode == "beam":
-        cfg.do_sample, cfg.num_beams = False, g.num_beams
-    else:
-        cfg.do_sample, cfg.num_beams = False, 1
-    for name, value in cell.scenario.params.items():
-        if name in GENERATION_CONFIG_PARAMS:
-            setattr(cfg, name, value)
+    for name, value in generation_fields(cell).items():
+        setattr(cfg, name, value)
     return cfg
 
 

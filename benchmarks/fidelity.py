@@ -1,0 +1,161 @@
+"""Fidelity benchmark (prints figures; not a test): does the harness read a cell as fast as a bare script?
+
+For each pair, in a random order, it runs (a) the harness exactly as a user does, `harness run` on a
+one-cell suite in a fresh process (runner, worker, progress display, event writing, all of it), and
+(b) the bare reference loop of harness/reference.py in a fresh interpreter (openvino_genai only: the
+cell's IR, prompts, generation settings and properties; PerfMetrics read as llm_bench reads them).
+It prints harness / reference for TPOT, TTFT and output tok/s per pair, their median and range, and
+the geometric mean with a 95% interval over the pairs. 1.00 means the harness reads what a bare
+script reads; the goal is 1.00 ± 0.03 for TPOT and tok/s.
+
+Run: .venv/bin/python benchmarks/fidelity.py [--suite suites/default.yaml] [--precision int8]
+         [--scenario greedy] [--token-timing streamer|genai] [--pairs 6] [--tty] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from harness.cli import default_cache_dir
+from harness.fidelity import comparisons, reference_task, run_reference
+from harness.models.prepare import prepare_model
+from harness.stats import geomean_ratio_ci
+from harness.suite import expand, load_suite, resolve_suite_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def one_cell_suite(args: argparse.Namespace, tmp: Path) -> Path:
+    """The suite narrowed to one precision, device and scenario, with the options under test."""
+    src = resolve_suite_path(args.suite)
+    suite, _ = load_suite(src)
+    data = suite.model_dump(exclude_defaults=True)
+    data["name"] = "fidelity"
+    data["precisions"] = [args.precision]
+    data["devices"] = [args.device]
+    data["scenarios"] = [s for s in data["scenarios"] if s["name"] == args.scenario]
+    if not data["scenarios"]:
+        sys.exit(f"{src}: no scenario named {args.scenario!r}")
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        data[key] = yaml.safe_load(value)
+    data.pop("gates", None)
+    data.pop("exclude", None)
+    for key in ("token_timing", "warmup", "iterations"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
+    for m in data["models"]:  # relative model paths and prompt files stay relative to the original suite
+        for k in ("source", "draft"):
+            if m.get(k) and not m[k].startswith("synthetic:") and (src.parent / m[k]).exists():
+                m[k] = str((src.parent / m[k]).resolve())
+    if data.get("prompts", {}).get("file"):
+        data["prompts"]["file"] = str((src.parent / data["prompts"]["file"]).resolve())
+    path = tmp / "fidelity.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_harness(suite: Path, out: Path, tty: bool, metrics: list[str]) -> dict[str, float]:
+    """`harness run` as a user runs it (in a pseudo-terminal with --tty, so the live progress draws)."""
+    cmd = [str(Path(sys.executable).parent / "harness"), "run", str(suite), "--out", str(out)]
+    env = dict(os.environ, HARNESS_HISTORY_URL=f"sqlite:///{out.parent / 'history.sqlite'}")
+    if tty:
+        import pty
+
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execvpe(cmd[0], cmd, env)
+        while True:
+            try:
+                if not os.read(fd, 65536):
+                    break
+            except OSError:
+                break
+        _, status = os.waitpid(pid, 0)
+        rc = os.waitstatus_to_exitcode(status)
+    else:
+        rc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    results = json.loads((out / "results.json").read_text())
+    cell = results["cells"][0]
+    if cell["status"] != "ok":
+        sys.exit(f"harness run failed (exit {rc}): {cell['error']}")
+    return {tag: cell["summaries"][tag]["median"] for tag in metrics}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", default="default", help="suite file or shipped suite name")
+    ap.add_argument("--precision", default="int8")
+    ap.add_argument("--device", default="CPU")
+    ap.add_argument("--scenario", default="greedy", help="the suite's scenario name")
+    ap.add_argument("--token-timing", choices=["streamer", "genai"], help="override the suite's token_timing")
+    ap.add_argument("--warmup", type=int)
+    ap.add_argument("--iterations", type=int)
+    ap.add_argument("--set", action="append", metavar="KEY=YAML", help="override a suite key (repeatable), "
+                    "e.g. load_twice=false or 'properties={CACHE_DIR: /tmp/c}'")
+    ap.add_argument("--pairs", type=int, default=6)
+    ap.add_argument("--tty", action="store_true", help="run the harness in a pseudo-terminal (live progress)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the per-pair order")
+    ap.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    ap.add_argument("--json", type=Path, help="also write the pairs and ratios here")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="fidelity-"))
+    suite_path = one_cell_suite(args, tmp)
+    suite, _ = load_suite(suite_path)
+    (cell,) = expand(suite, suite_path)
+    target = prepare_model(cell.model.source, cell.precision, cell.compression, args.cache_dir, log=print)
+    draft = (prepare_model(cell.model.draft or "", cell.precision, cell.compression, args.cache_dir, log=print)
+             if cell.scenario.kind == "speculative" else None)
+    task = reference_task(cell, target.path, draft.path if draft else None)
+    print(f"cell {cell.key}  token_timing={cell.token_timing}  warm-up {cell.warmup} + {cell.iterations} "
+          f"iterations  {'tty' if args.tty else 'no tty'}  {args.pairs} pairs, order randomized per pair")
+
+    compared = comparisons(cell)
+    tags = [c.metric for c in compared]
+    rng = random.Random(args.seed)
+    pairs: list[dict[str, dict[str, float]]] = []
+    t_start = time.monotonic()
+    for p in range(args.pairs):
+        order = ["harness", "reference"]
+        rng.shuffle(order)
+        got: dict[str, dict[str, float]] = {}
+        for side in order:
+            if side == "harness":
+                got[side] = run_harness(suite_path, tmp / f"run-{p}", args.tty, tags)
+            else:
+                records = [r for r in run_reference(task, tmp / f"ref-{p}", cell.timeout_s) if not r.warmup]
+                got[side] = {c.metric: statistics.median(getattr(r, c.field) for r in records) for c in compared}
+        pairs.append(got)
+        print(f"pair {p + 1} ({' then '.join(order)}): " + "  ".join(
+            f"{tag} {got['harness'][tag]:.2f}/{got['reference'][tag]:.2f} = "
+            f"{got['harness'][tag] / got['reference'][tag]:.3f}" for tag in tags), flush=True)
+
+    ratios = {tag: [x["harness"][tag] / x["reference"][tag] for x in pairs] for tag in tags}
+    print(f"\nharness / bare reference over {len(pairs)} pairs ({time.monotonic() - t_start:.0f} s):")
+    print(f"{'metric':<16} {'median':>7} {'range':>15} {'geomean':>8} {'95% CI':>17}")
+    for tag, r in ratios.items():
+        ci = geomean_ratio_ci(r)
+        ci_text = f"{ci[0]:8.3f} {ci[1]:8.3f}–{ci[2]:.3f}" if ci else ""
+        print(f"{tag:<16} {statistics.median(r):7.3f} {min(r):7.3f}–{max(r):.3f} {ci_text}")
+    print("\nmedians of the pairs:", "  ".join(
+        f"{tag} harness {statistics.median(x['harness'][tag] for x in pairs):.2f} "
+        f"reference {statistics.median(x['reference'][tag] for x in pairs):.2f}" for tag in tags))
+    if args.json:
+        args.json.write_text(json.dumps({"cell": cell.key, "token_timing": cell.token_timing, "tty": args.tty,
+                                         "pairs": pairs, "ratios": ratios}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
