@@ -8,8 +8,16 @@ It prints harness / reference for TPOT, TTFT and output tok/s per pair, their me
 the geometric mean with a 95% interval over the pairs. 1.00 means the harness reads what a bare
 script reads; the goal is 1.00 ± 0.03 for TPOT and tok/s.
 
+With --llm-bench DIR (OpenVINO GenAI's tools/llm_bench, which is not on PyPI: take it from the
+openvino.genai repository; it needs matplotlib, librosa, opencv-python-headless and soundfile beside the
+stack) a third side joins each round: llm_bench on the cell's first prompt (it permutes one token per
+iteration), its own warm-up plus the cell's iterations, read from its JSON report ("2nd token latency"
+as TPOT, "1st token latency" as TTFT, output tokens / generation time as tok/s); the ratios are then
+also given against it.
+
 Run: .venv/bin/python benchmarks/fidelity.py [--suite suites/default.yaml] [--precision int8]
          [--scenario greedy] [--token-timing streamer|genai] [--pairs 6] [--tty] [--json OUT]
+         [--llm-bench DIR [--llm-bench-python PY]]
 """
 
 from __future__ import annotations
@@ -47,6 +55,9 @@ def one_cell_suite(args: argparse.Namespace, tmp: Path) -> Path:
     data["scenarios"] = [s for s in data["scenarios"] if s["name"] == args.scenario]
     if not data["scenarios"]:
         sys.exit(f"{src}: no scenario named {args.scenario!r}")
+    for item in args.param or []:
+        key, _, value = item.partition("=")
+        data["scenarios"][0][key] = yaml.safe_load(value)
     for item in args.set or []:
         key, _, value = item.partition("=")
         data[key] = yaml.safe_load(value)
@@ -93,6 +104,23 @@ def run_harness(suite: Path, out: Path, tty: bool, metrics: list[str]) -> dict[s
     return {tag: cell["summaries"][tag]["median"] for tag in metrics}
 
 
+def run_llm_bench(args: argparse.Namespace, model_dir: Path, prompt: str, iterations: int, max_new_tokens: int,
+                  out: Path) -> dict[str, float]:
+    """One llm_bench run on the cell's IR; medians of its measured iterations (its iteration 0 is warm-up)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "prompts.jsonl").write_text(json.dumps({"prompt": prompt}) + "\n", encoding="utf-8")
+    cmd = [args.llm_bench_python, "benchmark.py", "-m", str(model_dir), "-d", args.device, "-n", str(iterations),
+           "-ic", str(max_new_tokens), "-pf", str(out / "prompts.jsonl"), "-rj", str(out / "report.json")]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MPLCONFIGDIR=str(out / "mpl"))
+    proc = subprocess.run(cmd, cwd=args.llm_bench, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"llm_bench failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+    rows = [r for r in json.loads((out / "report.json").read_text())["perfdata"]["results"] if r["iteration"] > 0]
+    return {"tpot_ms": statistics.median(r["second_avg_latency"] for r in rows),
+            "ttft_ms": statistics.median(r["first_latency"] for r in rows),
+            "output_tps": statistics.median(r["output_size"] / r["generation_time"] for r in rows)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", default="default", help="suite file or shipped suite name")
@@ -104,11 +132,15 @@ def main() -> None:
     ap.add_argument("--iterations", type=int)
     ap.add_argument("--set", action="append", metavar="KEY=YAML", help="override a suite key (repeatable), "
                     "e.g. load_twice=false or 'properties={CACHE_DIR: /tmp/c}'")
+    ap.add_argument("--param", action="append", metavar="NAME=YAML", help="override a parameter of the scenario "
+                    "(repeatable), e.g. concurrency=1")
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--tty", action="store_true", help="run the harness in a pseudo-terminal (live progress)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the per-pair order")
     ap.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     ap.add_argument("--json", type=Path, help="also write the pairs and ratios here")
+    ap.add_argument("--llm-bench", type=Path, help="tools/llm_bench of openvino.genai: a third side per round")
+    ap.add_argument("--llm-bench-python", default=sys.executable, help="interpreter that runs llm_bench")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="fidelity-"))
@@ -128,30 +160,37 @@ def main() -> None:
     pairs: list[dict[str, dict[str, float]]] = []
     t_start = time.monotonic()
     for p in range(args.pairs):
-        order = ["harness", "reference"]
+        order = ["harness", "reference"] + (["llm_bench"] if args.llm_bench else [])
         rng.shuffle(order)
         got: dict[str, dict[str, float]] = {}
         for side in order:
             if side == "harness":
                 got[side] = run_harness(suite_path, tmp / f"run-{p}", args.tty, tags)
+            elif side == "llm_bench":
+                got[side] = run_llm_bench(args, target.path, task.prompts[0], cell.iterations,
+                                          cell.generation.max_new_tokens, tmp / f"llm-bench-{p}")
             else:
                 records = [r for r in run_reference(task, tmp / f"ref-{p}", cell.timeout_s) if not r.warmup]
                 got[side] = {c.metric: statistics.median(getattr(r, c.field) for r in records) for c in compared}
         pairs.append(got)
-        print(f"pair {p + 1} ({' then '.join(order)}): " + "  ".join(
+        print(f"round {p + 1} ({' then '.join(order)}): " + "  ".join(
             f"{tag} {got['harness'][tag]:.2f}/{got['reference'][tag]:.2f} = "
-            f"{got['harness'][tag] / got['reference'][tag]:.3f}" for tag in tags), flush=True)
+            f"{got['harness'][tag] / got['reference'][tag]:.3f}" for tag in tags)
+            + ("  llm_bench " + " ".join(f"{k} {v:.2f}" for k, v in got["llm_bench"].items()) if "llm_bench" in got
+               else ""), flush=True)
 
-    ratios = {tag: [x["harness"][tag] / x["reference"][tag] for x in pairs] for tag in tags}
-    print(f"\nharness / bare reference over {len(pairs)} pairs ({time.monotonic() - t_start:.0f} s):")
-    print(f"{'metric':<16} {'median':>7} {'range':>15} {'geomean':>8} {'95% CI':>17}")
-    for tag, r in ratios.items():
-        ci = geomean_ratio_ci(r)
-        ci_text = f"{ci[0]:8.3f} {ci[1]:8.3f}–{ci[2]:.3f}" if ci else ""
-        print(f"{tag:<16} {statistics.median(r):7.3f} {min(r):7.3f}–{max(r):.3f} {ci_text}")
-    print("\nmedians of the pairs:", "  ".join(
-        f"{tag} harness {statistics.median(x['harness'][tag] for x in pairs):.2f} "
-        f"reference {statistics.median(x['reference'][tag] for x in pairs):.2f}" for tag in tags))
+    ratios = {}
+    for base in [side for side in ("reference", "llm_bench") if side in pairs[0]]:
+        ratios[base] = {tag: [x["harness"][tag] / x[base][tag] for x in pairs] for tag in tags if tag in pairs[0][base]}
+        print(f"\nharness / {base} over {len(pairs)} pairs ({time.monotonic() - t_start:.0f} s):")
+        print(f"{'metric':<16} {'median':>7} {'range':>15} {'geomean':>8} {'95% CI':>17}")
+        for tag, r in ratios[base].items():
+            ci = geomean_ratio_ci(r)
+            ci_text = f"{ci[0]:8.3f} {ci[1]:8.3f}–{ci[2]:.3f}" if ci else ""
+            print(f"{tag:<16} {statistics.median(r):7.3f} {min(r):7.3f}–{max(r):.3f} {ci_text}")
+    print("\nmedians of the rounds:", "  ".join(
+        f"{tag} " + " ".join(f"{side} {statistics.median(x[side][tag] for x in pairs):.2f}" for side in pairs[0]
+                              if tag in pairs[0][side]) for tag in tags))
     if args.json:
         args.json.write_text(json.dumps({"cell": cell.key, "token_timing": cell.token_timing, "tty": args.tty,
                                          "pairs": pairs, "ratios": ratios}, indent=1))

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,9 +27,9 @@ from harness.reference import ReferenceCall, ReferenceTask
 from harness.schema import BatchRecord, CellSpec, ReferenceRecord, Sample
 from harness.stats import bootstrap_ratio_ci, geomean_ratio_ci
 
-# Scenario kinds the reference loop can run.
-REFERENCE_KINDS = ("generate", "speculative", "prompt_lookup", "continuous_batching")
-
+# Scenario kinds the reference loop can run (serving: a local server's chat or completions load at
+# concurrency 1, against a bare ContinuousBatchingPipeline loop on the same IR and prompts).
+REFERENCE_KINDS = ("generate", "speculative", "prompt_lookup", "continuous_batching", "serving")
 
 @dataclass(frozen=True)
 class Comparison:
@@ -63,13 +64,31 @@ def unsupported(cell: CellSpec) -> str | None:
     """Why the bare reference cannot run this cell, or None."""
     if cell.scenario.kind not in REFERENCE_KINDS:
         return f"no bare reference for scenario kind {cell.scenario.kind!r} (supported: {', '.join(REFERENCE_KINDS)})"
+    if cell.scenario.kind == "serving":
+        p = cell.scenario.params
+        if (cell.server or "local") != "local":
+            return f"a remote server ({cell.server}) has no local IR for the bare loop"
+        if p.get("api", "chat") not in ("chat", "completions"):
+            return f"no bare reference for the {p.get('api')} API (chat and completions only)"
+        if int(p.get("concurrency", 1)) != 1 or "rate" in p or "duration_s" in p or float(p.get("range_ratio", 0)):
+            return "the serving reference is a one-request-at-a-time loop: concurrency 1, a request count, fixed lengths"
     return None
 
 
-def cell_prompts(cell: CellSpec, model_dir: Path) -> list[str]:
-    """The prompts the cell's worker uses, in the order it uses them."""
-    total = cell.warmup + cell.iterations
+def _serving_task_fields(cell: CellSpec) -> dict[str, Any]:
+    """What a local server does with each request (see harness/serving/server.py): the model's own
+    config with max_new_tokens, ignore_eos and greedy decoding; the chat API applies the chat template."""
+    p = cell.scenario.params
+    g = cell.generation
+    return {"kind": "continuous_batching", "params": {"concurrency": 1}, "iterations": int(p.get("requests", 16)),
+            "generation": {"max_new_tokens": g.max_new_tokens, "ignore_eos": g.ignore_eos, "do_sample": False,
+                           "apply_chat_template": p.get("api", "chat") == "chat"}}
+
+
+def cell_prompts(cell: CellSpec, model_dir: Path, iterations: int) -> list[str]:
+    """The prompts the cell's worker uses (for serving: the same prompt set), in the order it uses them."""
     per_iteration = int(cell.scenario.params.get("concurrency", 1))
+    total = cell.warmup + iterations
     count = per_iteration * (total if cell.prompts.vary_per_iteration else 1)
     tok = None
     if cell.prompts.source != "file":
@@ -84,11 +103,14 @@ def reference_task(cell: CellSpec, model_dir: Path, draft_dir: Path | None) -> R
     reason = unsupported(cell)
     if reason:
         raise ValueError(reason)
+    fields: dict[str, Any] = {"kind": cell.scenario.kind, "params": dict(cell.scenario.params),
+                              "iterations": cell.iterations, "generation": generation_fields(cell)}
+    if cell.scenario.kind == "serving":
+        fields = _serving_task_fields(cell)
     return ReferenceTask(
-        model_dir=str(model_dir), device=cell.device, kind=cell.scenario.kind, prompts=cell_prompts(cell, model_dir),
-        warmup=cell.warmup, iterations=cell.iterations, generation=generation_fields(cell),
-        properties=dict(cell.properties), params=dict(cell.scenario.params),
-        draft_dir=str(draft_dir) if draft_dir else None,
+        model_dir=str(model_dir), device=cell.device, prompts=cell_prompts(cell, model_dir, fields["iterations"]),
+        warmup=cell.warmup, properties=dict(cell.properties), draft_dir=str(draft_dir) if draft_dir else None,
+        **fields,
     )
 
 

@@ -80,6 +80,29 @@ def precision_lines(cells: list[CellResult]) -> list[str]:
     return lines
 
 
+def fidelity_lines(cells: list[CellResult]) -> list[str]:
+    """The cells with a fidelity check: their readings beside the bare reference loop's."""
+    checked = [c for c in cells if c.status == "ok" and c.spec.fidelity_check]
+    if not checked:
+        return []
+    lines = ["", "### Fidelity: harness against a bare openvino-genai loop", "",
+             "Each worker process is paired with the bare reference loop (harness/reference.py) in a fresh process "
+             "on the same IR, prompts and settings; ratio = harness / reference, geometric mean over the pairs "
+             "(1.00: the harness reads what a bare script reads; continuous batching compares whole-batch tok/s).",
+             "", "| cell | TPOT ms | ref TPOT ms | TPOT ratio | tok/s | ref tok/s | tok/s ratio | TTFT ratio | check |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in checked:
+        v, s = c.cell_values, c.summaries
+        tps = s.get("batch_output_tps") if c.spec.scenario.kind == "continuous_batching" else s.get("output_tps")
+        check = next((ch for ch in c.checks if ch.name == "fidelity"), None)
+        lines.append(f"| `{c.key}` | {fmt_value(s['tpot_ms'].median if 'tpot_ms' in s else None, 2)} "
+                     f"| {fmt_value(v.get('reference_tpot_ms'), 2)} | {fmt_value(v.get('fidelity_tpot_ratio'), 3)} "
+                     f"| {fmt_value(tps.median if tps else None, 1)} | {fmt_value(v.get('reference_output_tps'), 1)} "
+                     f"| {fmt_value(v.get('fidelity_tps_ratio'), 3)} | {fmt_value(v.get('fidelity_ttft_ratio'), 3)} "
+                     f"| {check.status if check else '—'} |")
+    return lines
+
+
 def render_markdown(res: RunResults) -> str:
     """The Markdown report of a run."""
     lines = _header(res)
@@ -104,6 +127,7 @@ def render_markdown(res: RunResults) -> str:
         lines.append(f"| `{c.key}` | {fmt_value(v.get('load_cold_ms'), 0)} | {fmt_value(v.get('load_cached_ms'), 0)} "
                      f"| {fmt_value(v.get('model_memory_mb'), 0)} | {fmt_value(v.get('peak_rss_mb'), 0)} "
                      f"| {fmt_value(v.get('model_size_mb'), 1)} | {fmt_value(v.get('export_s'), 1)} |")
+    lines += fidelity_lines(res.cells)
     rows = [cell_row(c) for c in res.cells]
     problems = [r for r in rows if r.status not in ("ok",)]
     if problems:

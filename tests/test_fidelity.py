@@ -201,7 +201,7 @@ def test_runner_interleaves_reference_and_worker_processes(tmp_path, monkeypatch
 
     monkeypatch.setattr(runner, "_run_worker", fake_worker)
     monkeypatch.setattr(fidelity, "run_reference", fake_reference)
-    monkeypatch.setattr(fidelity, "cell_prompts", lambda cell, model_dir: ["p"])
+    monkeypatch.setattr(fidelity, "cell_prompts", lambda cell, model_dir, iterations: ["p"])
     opts = runner.RunOptions(cache_dir=tmp_path, available_devices=["CPU"])
     r = runner.run_cell(s, tmp_path / "run", opts, runner.ProgressSink())
     # each worker process has its reference next to it; the order alternates so neither side always goes first
@@ -224,7 +224,7 @@ def test_runner_keeps_the_cell_when_the_reference_crashes(tmp_path, monkeypatch)
 
     monkeypatch.setattr(runner, "_run_worker", fake_worker)
     monkeypatch.setattr(fidelity, "run_reference", crash)
-    monkeypatch.setattr(fidelity, "cell_prompts", lambda cell, model_dir: ["p"])
+    monkeypatch.setattr(fidelity, "cell_prompts", lambda cell, model_dir, iterations: ["p"])
     r = runner.run_cell(s, tmp_path / "run", runner.RunOptions(cache_dir=tmp_path, available_devices=["CPU"]),
                         runner.ProgressSink())
     assert r.status == "ok" and len(r.samples) == 3
@@ -278,3 +278,26 @@ scenarios:
     data = json.loads((tmp_path / "run" / "results.json").read_text())
     assert data["cells"][0]["reference"][0]["ttft_ms"] > 0
     assert Path(tmp_path / "run" / "work").exists()
+
+
+def test_serving_reference_is_a_bare_loop_at_concurrency_one(tmp_path):
+    s = spec("serving")
+    s.server = "local"
+    s.scenario.params = {"api": "chat", "concurrency": 1, "requests": 5}
+    s.prompts = PromptSpec(source="file", file="p.txt", texts=["a", "b", "c"])
+    s.warmup = 2
+    assert fidelity.unsupported(s) is None
+    task = fidelity.reference_task(s, tmp_path, None)
+    assert task.kind == "continuous_batching" and task.params == {"concurrency": 1}
+    assert task.iterations == 5 and task.warmup == 2 and len(task.prompts) == 7
+    assert task.generation["apply_chat_template"] is True and task.generation["do_sample"] is False
+    s.scenario.params["api"] = "completions"
+    assert fidelity.reference_task(s, tmp_path, None).generation["apply_chat_template"] is False
+    for params, why in [({"api": "chat", "concurrency": 4}, "concurrency 1"), ({"api": "chat", "rate": 2.0}, "concurrency 1"),
+                        ({"api": "chat", "range_ratio": 0.5}, "fixed lengths"),
+                        ({"api": "embeddings"}, "embeddings API")]:
+        s.scenario.params = params
+        assert why in fidelity.unsupported(s), params
+    s.scenario.params = {"api": "chat"}
+    s.server = "http://127.0.0.1:9/v3"
+    assert "remote server" in fidelity.unsupported(s)
