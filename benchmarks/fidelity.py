@@ -2,8 +2,10 @@
 
 For each pair, in a random order, it runs (a) the harness exactly as a user does, `harness run` on a
 one-cell suite in a fresh process (runner, worker, progress display, event writing, all of it), and
-(b) the bare reference loop of harness/reference.py in a fresh interpreter (openvino_genai only: the
-cell's IR, prompts, generation settings and properties; PerfMetrics read as llm_bench reads them).
+(b) the bare reference loop of harness/reference.py in a fresh interpreter (the cell's IR, prompts,
+generation settings and properties; PerfMetrics read as llm_bench reads them; the worker's modules
+imported first, none of their code run: see that module). With --minimal a third side runs the same
+loop in an interpreter that imported openvino_genai alone.
 It prints harness / reference for TPOT, TTFT and output tok/s per pair, their median and range, and
 the geometric mean with a 95% interval over the pairs. 1.00 means the harness reads what a bare
 script reads; the goal is 1.00 ± 0.03 for TPOT and tok/s.
@@ -101,7 +103,9 @@ def run_harness(suite: Path, out: Path, tty: bool, metrics: list[str]) -> dict[s
     cell = results["cells"][0]
     if cell["status"] != "ok":
         sys.exit(f"harness run failed (exit {rc}): {cell['error']}")
-    return {tag: cell["summaries"][tag]["median"] for tag in metrics}
+    got = {tag: cell["summaries"][tag]["median"] for tag in metrics}
+    got["runner_cpu_pct"] = cell["cell_values"].get("runner_cpu_pct", float("nan"))
+    return got
 
 
 def run_llm_bench(args: argparse.Namespace, model_dir: Path, prompt: str, iterations: int, max_new_tokens: int,
@@ -139,6 +143,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the per-pair order")
     ap.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     ap.add_argument("--json", type=Path, help="also write the pairs and ratios here")
+    ap.add_argument("--minimal", action="store_true", help="a third side per round: the reference loop without "
+                    "the worker's module imports (a script that imports openvino_genai alone)")
     ap.add_argument("--llm-bench", type=Path, help="tools/llm_bench of openvino.genai: a third side per round")
     ap.add_argument("--llm-bench-python", default=sys.executable, help="interpreter that runs llm_bench")
     args = ap.parse_args()
@@ -151,6 +157,7 @@ def main() -> None:
     draft = (prepare_model(cell.model.draft or "", cell.precision, cell.compression, args.cache_dir, log=print)
              if cell.scenario.kind == "speculative" else None)
     task = reference_task(cell, target.path, draft.path if draft else None)
+    minimal = reference_task(cell, target.path, draft.path if draft else None, preload=False)
     print(f"cell {cell.key}  token_timing={cell.token_timing}  warm-up {cell.warmup} + {cell.iterations} "
           f"iterations  {'tty' if args.tty else 'no tty'}  {args.pairs} pairs, order randomized per pair")
 
@@ -160,7 +167,7 @@ def main() -> None:
     pairs: list[dict[str, dict[str, float]]] = []
     t_start = time.monotonic()
     for p in range(args.pairs):
-        order = ["harness", "reference"] + (["llm_bench"] if args.llm_bench else [])
+        order = ["harness", "reference"] + (["minimal"] if args.minimal else []) + (["llm_bench"] if args.llm_bench else [])
         rng.shuffle(order)
         got: dict[str, dict[str, float]] = {}
         for side in order:
@@ -170,17 +177,19 @@ def main() -> None:
                 got[side] = run_llm_bench(args, target.path, task.prompts[0], cell.iterations,
                                           cell.generation.max_new_tokens, tmp / f"llm-bench-{p}")
             else:
-                records = [r for r in run_reference(task, tmp / f"ref-{p}", cell.timeout_s) if not r.warmup]
+                records = [r for r in run_reference(task if side == "reference" else minimal, tmp / f"{side}-{p}",
+                                                    cell.timeout_s) if not r.warmup]
                 got[side] = {c.metric: statistics.median(getattr(r, c.field) for r in records) for c in compared}
         pairs.append(got)
         print(f"round {p + 1} ({' then '.join(order)}): " + "  ".join(
             f"{tag} {got['harness'][tag]:.2f}/{got['reference'][tag]:.2f} = "
             f"{got['harness'][tag] / got['reference'][tag]:.3f}" for tag in tags)
+            + f"  runner CPU {got['harness']['runner_cpu_pct']:.2f}%"
             + ("  llm_bench " + " ".join(f"{k} {v:.2f}" for k, v in got["llm_bench"].items()) if "llm_bench" in got
                else ""), flush=True)
 
     ratios = {}
-    for base in [side for side in ("reference", "llm_bench") if side in pairs[0]]:
+    for base in [side for side in ("reference", "minimal", "llm_bench") if side in pairs[0]]:
         ratios[base] = {tag: [x["harness"][tag] / x[base][tag] for x in pairs] for tag in tags if tag in pairs[0][base]}
         print(f"\nharness / {base} over {len(pairs)} pairs ({time.monotonic() - t_start:.0f} s):")
         print(f"{'metric':<16} {'median':>7} {'range':>15} {'geomean':>8} {'95% CI':>17}")
@@ -191,6 +200,8 @@ def main() -> None:
     print("\nmedians of the rounds:", "  ".join(
         f"{tag} " + " ".join(f"{side} {statistics.median(x[side][tag] for x in pairs):.2f}" for side in pairs[0]
                               if tag in pairs[0][side]) for tag in tags))
+    print(f"runner CPU while the worker measured (the harness's own process, % of one core): median "
+          f"{statistics.median(x['harness']['runner_cpu_pct'] for x in pairs):.2f}%")
     if args.json:
         args.json.write_text(json.dumps({"cell": cell.key, "token_timing": cell.token_timing, "tty": args.tty,
                                          "pairs": pairs, "ratios": ratios}, indent=1))

@@ -60,7 +60,7 @@ def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus
                 # a record this runner cannot read (e.g. from a worker of another harness version) fails
                 # the cell with the reason; every record that can be read is kept
                 bad_records.append(f"{kind} record unreadable: {' '.join(str(e).split())[:300]}")
-        elif kind in ("loaded", "done"):
+        elif kind in ("loaded", "done", "runner"):
             # With several processes the first one's figures stand (its compile is the cold one).
             for k, v in ev.get("cell_values", {}).items():
                 cell_values.setdefault(k, v)

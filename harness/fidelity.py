@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends.genai_llm import generation_fields, prompt_texts
+from harness.backends.genai_cb import pipeline_properties, scheduler_fields
+from harness.backends.genai_llm import draft_properties, generation_fields, prompt_texts
 from harness.child_process import die_with_parent
 from harness.metrics import METRICS
 from harness.reference import ReferenceCall, ReferenceTask
@@ -76,13 +77,29 @@ def unsupported(cell: CellSpec) -> str | None:
 
 
 def _serving_task_fields(cell: CellSpec) -> dict[str, Any]:
-    """What a local server does with each request (see harness/serving/server.py): the model's own
-    config with max_new_tokens, ignore_eos and greedy decoding; the chat API applies the chat template."""
+    """What a local server does with each request (see harness/serving/server.py): a ContinuousBatchingPipeline
+    with the default SchedulerConfig and the cell's properties, the model's own config with max_new_tokens,
+    ignore_eos and greedy decoding; the chat API applies the chat template."""
     p = cell.scenario.params
     g = cell.generation
-    return {"kind": "continuous_batching", "params": {"concurrency": 1}, "iterations": int(p.get("requests", 16)),
+    return {"kind": "continuous_batching", "iterations": int(p.get("requests", 16)),
+            "properties": dict(cell.properties), "scheduler": {},
             "generation": {"max_new_tokens": g.max_new_tokens, "ignore_eos": g.ignore_eos, "do_sample": False,
                            "apply_chat_template": p.get("api", "chat") == "chat"}}
+
+
+def _task_fields(cell: CellSpec) -> dict[str, Any]:
+    """Kind, pipeline and generation settings of the bare loop, from the same functions the worker uses."""
+    if cell.scenario.kind == "serving":
+        return _serving_task_fields(cell)
+    fields: dict[str, Any] = {"kind": cell.scenario.kind, "iterations": cell.iterations,
+                              "generation": generation_fields(cell), "properties": dict(cell.properties)}
+    if cell.scenario.kind == "speculative":
+        fields["draft_properties"] = draft_properties(cell)
+    elif cell.scenario.kind == "continuous_batching":
+        fields.update(properties=pipeline_properties(cell), scheduler=scheduler_fields(cell),
+                      concurrency=int(cell.scenario.params.get("concurrency", 1)))
+    return fields
 
 
 def cell_prompts(cell: CellSpec, model_dir: Path, iterations: int) -> list[str]:
@@ -98,19 +115,16 @@ def cell_prompts(cell: CellSpec, model_dir: Path, iterations: int) -> list[str]:
     return prompt_texts(cell, tok, count)
 
 
-def reference_task(cell: CellSpec, model_dir: Path, draft_dir: Path | None) -> ReferenceTask:
-    """The bare loop for `cell`: its IR, prompts, generation settings and properties, nothing else."""
+def reference_task(cell: CellSpec, model_dir: Path, draft_dir: Path | None, preload: bool = True) -> ReferenceTask:
+    """The bare loop for `cell`: its IR, prompts, generation settings and properties, nothing else
+    (`preload`: see harness/reference.py)."""
     reason = unsupported(cell)
     if reason:
         raise ValueError(reason)
-    fields: dict[str, Any] = {"kind": cell.scenario.kind, "params": dict(cell.scenario.params),
-                              "iterations": cell.iterations, "generation": generation_fields(cell)}
-    if cell.scenario.kind == "serving":
-        fields = _serving_task_fields(cell)
+    fields = _task_fields(cell)
     return ReferenceTask(
         model_dir=str(model_dir), device=cell.device, prompts=cell_prompts(cell, model_dir, fields["iterations"]),
-        warmup=cell.warmup, properties=dict(cell.properties), draft_dir=str(draft_dir) if draft_dir else None,
-        **fields,
+        warmup=cell.warmup, draft_dir=str(draft_dir) if draft_dir else None, preload_worker_modules=preload, **fields,
     )
 
 

@@ -641,6 +641,15 @@ class ClientCPU(CellMetric):
 
 
 @metric
+class RunnerCPU(CellMetric):
+    """The harness's own process (runner, event reading, progress display) while the cell's worker
+    processes ran: its CPU time (user + system, all threads) / that wall time, in % of one core. What the
+    harness itself takes from the machine during a measurement."""
+
+    tag, title, unit, higher_is_better = "runner_cpu_pct", "runner CPU", "%", False
+
+
+@metric
 class PeakOutputThroughput(CellMetric):
     """Serving: the most output tokens delivered in any one-second window of the load (each request's usage
     token count spread evenly over its streamed chunks)."""

@@ -142,18 +142,24 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
     if status == "ok":
         events = [e for e in events if e.get("event") == "prepared"]
         reference = _reference_runner(cell, events, workdir)
+        # the runner's own CPU over the worker processes' wall time (reference runs left out of both)
+        busy, wall = 0.0, 0.0
         for process in range(cell.processes):
             measure = base.model_copy(update={"mode": "measure", "fault": options.faults.get(cell.key),
                                               "process": process})
             # Odd processes run their reference first, so neither side always runs in the other's wake.
             if reference and process % 2:
                 events.append(reference(process))
+            cpu0, wall0 = time.process_time(), time.monotonic()
             more, status, error = _run_worker(measure, workdir, cell.timeout_s, cell, progress)
+            busy, wall = busy + time.process_time() - cpu0, wall + time.monotonic() - wall0
             events += more
             if status != "ok":
                 break
             if reference and not process % 2:
                 events.append(reference(process))
+        if wall > 0:
+            events.append({"event": "runner", "cell_values": {"runner_cpu_pct": 100.0 * busy / wall}})
     if not options.keep_workdirs:
         _remove_tree(workdir / "compile-cache")
     return cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)

@@ -167,12 +167,24 @@ def test_reference_task_uses_the_cells_prompts_in_order(tmp_path):
     task = fidelity.reference_task(s, tmp_path / "ir", tmp_path / "draft")
     assert task.prompts == ["a", "b", "a"]  # one per iteration, as the worker takes them
     assert task.kind == "speculative" and task.draft_dir == str(tmp_path / "draft")
-    assert task.properties == {"KV_CACHE_PRECISION": "u8"} and task.params == {"num_assistant_tokens": 3}
+    assert task.properties == {"KV_CACHE_PRECISION": "u8"} and task.draft_properties == {"KV_CACHE_PRECISION": "u8"}
+    assert task.preload_worker_modules
     assert task.generation["num_assistant_tokens"] == 3 and task.generation["max_new_tokens"] == 4
     assert task.generation["apply_chat_template"] is False and task.generation["do_sample"] is False
     assert ReferenceTask.from_json(task.to_json()) == task
     s.prompts.vary_per_iteration = False
     assert fidelity.reference_task(s, tmp_path / "ir", None).prompts == ["a"]
+
+
+def test_reference_task_for_continuous_batching_keeps_the_workers_scheduler_and_properties(tmp_path):
+    s = spec("continuous_batching")
+    s.scenario.params = {"concurrency": 4, "enable_prefix_caching": False, "cache_size_gb": 1}
+    s.properties = {"ATTENTION_BACKEND": "PA", "KV_CACHE_PRECISION": "u8"}
+    s.prompts = PromptSpec(source="file", file="p.txt", texts=["a", "b", "c"])
+    task = fidelity.reference_task(s, tmp_path, None, preload=False)
+    assert task.concurrency == 4 and task.scheduler == {"enable_prefix_caching": False, "cache_size": 1}
+    assert task.properties == {"KV_CACHE_PRECISION": "u8"}  # as genai_cb.build_pipeline passes them
+    assert len(task.prompts) == 4 * (s.warmup + s.iterations) and not task.preload_worker_modules
 
 
 def test_reference_process_failure_is_one_line(tmp_path):
@@ -208,6 +220,8 @@ def test_runner_interleaves_reference_and_worker_processes(tmp_path, monkeypatch
     assert order == ["prepare", "measure0", "reference0", "reference1", "measure1", "measure2", "reference2"]
     assert {x.process for x in r.reference} == {0, 1, 2}
     assert _check(r).status == "pass"
+    # the runner's own CPU while the workers ran is measured (fake workers: the runner did all the work)
+    assert 0 <= r.cell_values["runner_cpu_pct"] and "runner_cpu_pct" in r.summaries
 
 
 def test_runner_keeps_the_cell_when_the_reference_crashes(tmp_path, monkeypatch):
@@ -257,12 +271,13 @@ scenarios:
   - {name: greedy, kind: generate}
   - {name: spec, kind: speculative, num_assistant_tokens: 3}
   - {name: cb, kind: continuous_batching, concurrency: 2}
+  - {name: chat, kind: serving, api: completions, concurrency: 1, requests: 4}
   - {name: tok, kind: tokenizer}
 """)
     proc = run_cli("run", str(suite), "--out", str(tmp_path / "run"), cache=model_cache)
     assert proc.returncode == 0, proc.stderr[-2000:]
     cells = {c.spec.scenario.kind: c for c in load_results(tmp_path / "run").cells}
-    for kind in ("generate", "speculative", "continuous_batching"):
+    for kind in ("generate", "speculative", "continuous_batching", "serving"):
         c = cells[kind]
         assert {r.process for r in c.reference} == {0, 1}, kind
         check = _check(c)
@@ -288,7 +303,7 @@ def test_serving_reference_is_a_bare_loop_at_concurrency_one(tmp_path):
     s.warmup = 2
     assert fidelity.unsupported(s) is None
     task = fidelity.reference_task(s, tmp_path, None)
-    assert task.kind == "continuous_batching" and task.params == {"concurrency": 1}
+    assert task.kind == "continuous_batching" and task.concurrency == 1 and task.scheduler == {}
     assert task.iterations == 5 and task.warmup == 2 and len(task.prompts) == 7
     assert task.generation["apply_chat_template"] is True and task.generation["do_sample"] is False
     s.scenario.params["api"] = "completions"
@@ -301,3 +316,36 @@ def test_serving_reference_is_a_bare_loop_at_concurrency_one(tmp_path):
     s.scenario.params = {"api": "chat"}
     s.server = "http://127.0.0.1:9/v3"
     assert "remote server" in fidelity.unsupported(s)
+
+
+def test_benchmark_narrows_a_suite_to_one_cell(tmp_path):
+    import argparse
+
+    import yaml
+
+    from benchmarks.fidelity import one_cell_suite
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "p.txt").write_text("hello\n")
+    src = tmp_path / "s.yaml"
+    src.write_text("""
+name: several
+models: [{name: m, source: models, draft: synthetic:tiny-draft}]
+precisions: [fp16, int8]
+prompts: {file: p.txt}
+gates: [{metric: tpot_ms, max: 1}]
+scenarios:
+  - {name: greedy, kind: generate}
+  - {name: cb, kind: continuous_batching, concurrency: [1, 4]}
+""")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = argparse.Namespace(suite=str(src), precision="int8", device="CPU", scenario="cb", token_timing="genai",
+                              warmup=None, iterations=4, param=["concurrency=1"], set=["load_twice=false"])
+    data = yaml.safe_load(one_cell_suite(args, out).read_text())
+    assert data["precisions"] == ["int8"] and data["token_timing"] == "genai" and data["iterations"] == 4
+    assert [s["name"] for s in data["scenarios"]] == ["cb"] and data["scenarios"][0]["concurrency"] == 1
+    assert data["load_twice"] is False and "gates" not in data
+    # paths stay those of the original suite's folder
+    assert data["models"][0]["source"] == str((tmp_path / "models").resolve())
+    assert data["prompts"]["file"] == str((tmp_path / "p.txt").resolve())

@@ -19,27 +19,36 @@ from harness.backends.process_memory import peak_rss_mb, rss_mb
 from harness.schema import BatchRecord, CellSpec, Sample
 
 
+def scheduler_fields(cell: CellSpec) -> dict[str, Any]:
+    """SchedulerConfig fields from the cell's scenario parameters (the rest keep openvino-genai's defaults)."""
+    p = cell.scenario.params
+    fields: dict[str, Any] = {}
+    if "cache_size_gb" in p:
+        fields["cache_size"] = int(p["cache_size_gb"])  # whole GB; 0 (the default) lets the cache grow as needed
+    fields.update({name: bool(p[name]) for name in ("enable_prefix_caching", "dynamic_split_fuse") if name in p})
+    fields.update({name: int(p[name]) for name in ("max_num_batched_tokens", "max_num_seqs", "num_kv_blocks")
+                   if name in p})
+    return fields
+
+
 def scheduler_config(cell: CellSpec) -> Any:
-    """SchedulerConfig from the cell's scenario parameters (the rest keep openvino-genai's defaults)."""
     import openvino_genai as ov_genai
 
-    p = cell.scenario.params
     sc = ov_genai.SchedulerConfig()
-    if "cache_size_gb" in p:
-        sc.cache_size = int(p["cache_size_gb"])  # whole GB; 0 (the default) lets the cache grow as needed
-    for name in ("enable_prefix_caching", "dynamic_split_fuse"):
-        if name in p:
-            setattr(sc, name, bool(p[name]))
-    for name in ("max_num_batched_tokens", "max_num_seqs", "num_kv_blocks"):
-        if name in p:
-            setattr(sc, name, int(p[name]))
+    for name, value in scheduler_fields(cell).items():
+        setattr(sc, name, value)
     return sc
+
+
+def pipeline_properties(cell: CellSpec) -> dict[str, Any]:
+    """ContinuousBatchingPipeline is paged attention by construction: ATTENTION_BACKEND is not its property."""
+    return {k: v for k, v in cell.properties.items() if k != "ATTENTION_BACKEND"}
 
 
 def build_pipeline(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
     import openvino_genai as ov_genai
 
-    props: dict[str, Any] = {k: v for k, v in cell.properties.items() if k != "ATTENTION_BACKEND"}
+    props = pipeline_properties(cell)
     if cache_dir is not None:
         props["CACHE_DIR"] = str(cache_dir)
     return ov_genai.ContinuousBatchingPipeline(str(models.target), scheduler_config(cell), cell.device, props)

@@ -47,6 +47,11 @@ def timing_streamer_class() -> type:
     return TimingStreamer
 
 
+def draft_properties(cell: CellSpec) -> dict[str, Any]:
+    """The draft runs with the cell's properties too (precision hints etc.), but not the pipeline-level ones."""
+    return {k: v for k, v in cell.properties.items() if k not in PIPELINE_ONLY_PROPERTIES}
+
+
 def build_pipeline(cell: CellSpec, models: CellModels, cache_dir: Path | None) -> Any:
     """The LLMPipeline a cell measures, with its properties, draft or prompt lookup."""
     import openvino_genai as ov_genai
@@ -56,9 +61,7 @@ def build_pipeline(cell: CellSpec, models: CellModels, cache_dir: Path | None) -
         kwargs["CACHE_DIR"] = str(cache_dir)
     if cell.scenario.kind == "speculative":
         assert models.draft is not None
-        # The draft runs with the cell's properties too (precision hints etc.), but not the pipeline-level ones.
-        draft_props = {k: v for k, v in cell.properties.items() if k not in PIPELINE_ONLY_PROPERTIES}
-        kwargs["draft_model"] = ov_genai.draft_model(str(models.draft), cell.device, **draft_props)
+        kwargs["draft_model"] = ov_genai.draft_model(str(models.draft), cell.device, **draft_properties(cell))
     elif cell.scenario.kind == "prompt_lookup":
         kwargs["prompt_lookup"] = True
     return ov_genai.LLMPipeline(str(models.target), cell.device, **kwargs)
