@@ -91,7 +91,7 @@ def run(
     from harness.progress import RichProgress
     from harness.runner import RunOptions, now_iso, run_cells
     from harness.schema import RunMetadata
-    from harness.store import load_metadata, write_metadata
+    from harness.store import load_metadata, lock_run_dir, scan_cells, write_metadata
     from harness.suite import expand, load_suite, resolve_suite_path
     from reports import render
 
@@ -132,6 +132,14 @@ def run(
             compare_thresholds=parsed.compare_thresholds,
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_run_dir(run_dir)  # noqa: F841 - held until this process ends
+    if resume is not None:
+        kept, unreadable = scan_cells(run_dir)
+        done = {c.key for c in kept}
+        todo = sum(c.key not in done for c in cells)
+        err_console.print(f"resume: {len(done)} finished cells kept, {todo} to run" + (
+            f"; {len(unreadable)} unreadable record(s) in cells.jsonl (line {', '.join(map(str, unreadable[:5]))}) "
+            "left out: their cells run again" if unreadable else ""), highlight=False)
     write_metadata(run_dir, meta)
     options = RunOptions(cache_dir=cache_dir, available_devices=list(core.available_devices), faults=faults)
     err_console.print(f"run directory: {run_dir}  ({len(cells)} cells, cache {cache_dir})")

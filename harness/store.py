@@ -6,9 +6,11 @@ interrupted run keeps every finished cell. `metadata.json` is written at the sta
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
+from typing import IO
 
 from pydantic import ValidationError
 
@@ -18,6 +20,7 @@ from harness.schema import SCHEMA_VERSION, CellResult, RunMetadata, RunResults
 CELLS = "cells.jsonl"
 METADATA = "metadata.json"
 RESULTS = "results.json"
+LOCK = ".lock"
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -27,26 +30,58 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def append_cell(run_dir: Path, result: CellResult) -> None:
-    with open(run_dir / CELLS, "a", encoding="utf-8") as f:
-        f.write(result.model_dump_json() + "\n")
+    """Append one record. A torn last line (the disk filled, or the process died mid-write) is closed with a
+    newline first, so the new record stands on a line of its own instead of being glued to the fragment."""
+    with open(run_dir / CELLS, "ab") as f:
+        if f.tell() > 0:
+            with open(run_dir / CELLS, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    f.write(b"\n")
+        f.write(result.model_dump_json().encode("utf-8") + b"\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def load_cells(run_dir: Path) -> list[CellResult]:
-    """Finished cells; a torn last line (the process was killed mid-write) is ignored."""
+def scan_cells(run_dir: Path) -> tuple[list[CellResult], list[int]]:
+    """Finished cells, and the line numbers of records that cannot be read (torn or damaged lines)."""
     path = run_dir / CELLS
     if not path.exists():
-        return []
+        return [], []
     out: list[CellResult] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    bad: list[int] = []
+    for n, line in enumerate(path.read_bytes().split(b"\n"), 1):
         if not line.strip():
             continue
         try:
             out.append(CellResult.model_validate_json(line))
         except ValidationError:
-            continue
-    return out
+            bad.append(n)
+    return out, bad
+
+
+def load_cells(run_dir: Path) -> list[CellResult]:
+    """Finished cells; unreadable records are left out (scan_cells says which)."""
+    return scan_cells(run_dir)[0]
+
+
+def lock_run_dir(run_dir: Path) -> IO[str]:
+    """Hold the run directory for this process (released when the returned file closes or the process dies,
+    so a crashed run leaves no stale lock). A second harness on the same directory gets one clear line."""
+    f = open(run_dir / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the caller's lifetime
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise HarnessInputError(str(run_dir), None, None, f"in use by another harness run (pid {holder}); "
+                                "wait for it to finish") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
 
 
 def write_metadata(run_dir: Path, meta: RunMetadata) -> None:

@@ -1,0 +1,71 @@
+"""The run directory's append-only record and its lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.errors import HarnessInputError
+from harness.store import CELLS, append_cell, load_cells, lock_run_dir, scan_cells
+from tests.conftest import ROOT, run_cli
+from tests.factories import result, run, sample, spec
+
+
+def _cell(key: str):
+    return result(spec(key=key), [sample(0), sample(1)])
+
+
+@pytest.mark.parametrize("fragment", [b'{"key": "m/fp16/CPU/gen', b"\x00\x00\x00", b"{", b'{"key": "x"}'])
+def test_a_record_appended_after_a_torn_line_is_kept(tmp_path, fragment):
+    append_cell(tmp_path, _cell("a"))
+    with open(tmp_path / CELLS, "ab") as f:
+        f.write(fragment)  # the process died (or the disk filled) in the middle of a write
+    append_cell(tmp_path, _cell("b"))
+    cells, bad = scan_cells(tmp_path)
+    assert [c.key for c in cells] == ["a", "b"]
+    assert bad == [2]
+    assert [c.key for c in load_cells(tmp_path)] == ["a", "b"]
+
+
+def test_unreadable_records_are_reported_not_dropped_silently(tmp_path):
+    append_cell(tmp_path, _cell("a"))
+    with open(tmp_path / CELLS, "ab") as f:
+        f.write(b"garbage\n\xff\xfe not utf-8\n")
+    append_cell(tmp_path, _cell("c"))
+    cells, bad = scan_cells(tmp_path)
+    assert [c.key for c in cells] == ["a", "c"] and bad == [2, 3]
+
+
+def test_second_lock_on_a_run_directory_is_one_clear_error(tmp_path):
+    held = lock_run_dir(tmp_path)
+    with pytest.raises(HarnessInputError) as e:
+        lock_run_dir(tmp_path)
+    assert "in use by another harness run" in str(e.value) and str(tmp_path) in str(e.value)
+    held.close()
+    lock_run_dir(tmp_path).close()  # released: a crashed holder leaves no stale lock
+
+
+def test_concurrent_resume_is_refused_and_a_dead_holder_releases(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nmodels: [{name: t, source: synthetic:tiny}]\nscenarios: [{name: g, kind: generate}]\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metadata.json").write_text(run([]).metadata.model_dump_json())
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from harness.store import lock_run_dir; f = lock_run_dir(Path(sys.argv[1])); "
+                               "print('locked', flush=True); time.sleep(60)", str(out)],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = run_cli("run", str(suite), "--resume", str(out), timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert "in use by another harness run" in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    lock_run_dir(out).close()
