@@ -242,6 +242,15 @@ class Suite(_Strict):
                 raise ValueError(f"threshold for {tag} must be a fraction such as 0.05, got {t}")
         return v
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        # the name becomes the run directory's name: a plain file name, so it cannot leave results/
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", v) or ".." in v:
+            raise ValueError("a suite name is a plain name (letters, digits, '_', '.', '-'; up to 100 characters, "
+                             "no '..'): it names the run directory")
+        return v
+
     @field_validator("devices")
     @classmethod
     def _devices(cls, v: list[str]) -> list[str]:

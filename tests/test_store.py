@@ -69,3 +69,38 @@ def test_concurrent_resume_is_refused_and_a_dead_holder_releases(tmp_path):
         holder.wait()
     time.sleep(0.1)
     lock_run_dir(out).close()
+
+
+@pytest.mark.parametrize("name", ["../../tmp/evil", "/etc", "a/b", "..", "x" * 101, "", " lead", "a\nb", "[/x]"])
+def test_suite_names_that_would_leave_results_are_refused(tmp_path, name):
+    import yaml
+
+    from harness.suite import load_suite
+
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump({"name": name, "models": [{"name": "t", "source": "synthetic:tiny"}],
+                                 "scenarios": [{"name": "g", "kind": "generate"}]}))
+    with pytest.raises(HarnessInputError) as e:
+        load_suite(p)
+    assert "name" in str(e.value) and "plain name" in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["=HYPERLINK(\"http://x\")", "+1+2", "-2+3", "@SUM(A1)", "\t=1"])
+def test_csv_cells_never_start_a_formula(text):
+    import csv
+    import io
+
+    from reports.csv_report import render_csv
+
+    c = result(spec(key=text), [sample(0)], status="failed", error=text)
+    rows = list(csv.DictReader(io.StringIO(render_csv(run([c])), newline="")))
+    assert rows[0]["key"] == "'" + text and rows[0]["error"] == "'" + text
+    # numbers stay numbers, negative ones too
+    assert float(rows[0]["tpot_ms.median"]) > 0
+
+
+def test_csv_cell_text_neutralises_control_starts():
+    from reports.csv_report import cell_text
+
+    assert cell_text("\r=1") == "'\r=1" and cell_text("\n=1") == "'\n=1"
+    assert cell_text(-2.5) == -2.5 and cell_text(None) == "" and cell_text("plain") == "plain"
