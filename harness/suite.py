@@ -310,6 +310,49 @@ def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
     return cur
 
 
+# Aliases let a few hundred bytes of YAML stand for billions of values ("billion laughs"): bound what a
+# suite may expand to before anything walks it.
+MAX_SUITE_NODES = 100_000
+
+
+class _YAMLTooLarge(ValueError):
+    pass
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes the document holds once every alias is expanded (each shared node counted once per use)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 0  # a recursive alias counts as one node (it cannot be expanded)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [x for pair in node.value for x in pair]
+        total = 1
+        for child in children:
+            total += _expanded_size(child, memo)
+            if total > MAX_SUITE_NODES:
+                break
+        memo[key] = total
+    return memo[key]
+
+
+def _bounded_yaml(raw: bytes) -> Any:
+    loader = yaml.SafeLoader(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_SUITE_NODES:
+            raise _YAMLTooLarge(f"expands to more than {MAX_SUITE_NODES} values once its aliases are resolved "
+                                "(an alias bomb?)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_suite(path: str | Path) -> tuple[Suite, str]:
     """Parse and validate a suite file; returns the suite and the file's sha256."""
     p = Path(path)
@@ -317,7 +360,9 @@ def load_suite(path: str | Path) -> tuple[Suite, str]:
         raise HarnessInputError(str(p), None, None, "suite file not found")
     raw = p.read_bytes()
     try:
-        data = yaml.safe_load(raw)
+        data = _bounded_yaml(raw)
+    except _YAMLTooLarge as e:
+        raise HarnessInputError(str(p), None, None, str(e)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None

@@ -104,3 +104,34 @@ def test_csv_cell_text_neutralises_control_starts():
 
     assert cell_text("\r=1") == "'\r=1" and cell_text("\n=1") == "'\n=1"
     assert cell_text(-2.5) == -2.5 and cell_text(None) == "" and cell_text("plain") == "plain"
+
+
+def test_yaml_alias_bomb_is_refused_fast(tmp_path):
+    from harness.suite import load_suite
+
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    p = tmp_path / "bomb.yaml"
+    p.write_text("\n".join(levels) + "\nname: bomb\nmodels: *a8\nscenarios: [{name: g, kind: generate}]\n")
+    t0 = time.monotonic()
+    with pytest.raises(HarnessInputError) as e:
+        load_suite(p)
+    assert time.monotonic() - t0 < 2
+    assert "alias" in str(e.value) and str(p) in str(e.value)
+
+
+def test_suites_with_ordinary_anchors_still_load(tmp_path):
+    from harness.suite import load_suite
+
+    p = tmp_path / "s.yaml"
+    p.write_text("name: s\nmodels: [{name: t, source: synthetic:tiny}]\n"
+                 "x-props: &p {KV_CACHE_PRECISION: u8}\nproperties: *p\n"
+                 "scenarios: [{name: g, kind: generate}]\n")
+    with pytest.raises(HarnessInputError) as e:  # the anchor holder itself is an unknown key, said as such
+        load_suite(p)
+    assert "x-props" in str(e.value)
+    p.write_text("name: s\nmodels: [{name: t, source: synthetic:tiny}]\n"
+                 "properties: &p {KV_CACHE_PRECISION: u8}\n"
+                 "scenarios: [{name: g, kind: generate}, {name: h, kind: generate, generation: *p}]\n")
+    suite, _ = load_suite(p)
+    assert suite.properties == {"KV_CACHE_PRECISION": "u8"}
