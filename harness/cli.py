@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from harness.console import PlainConsole, styled
 from harness.errors import HarnessInputError, ModelPreparationError
 from harness.history_cli import history_noise_lookup, history_trends, record_in_history, register
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and validate the OpenVINO generative-AI stack.")
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = PlainConsole(stderr=True)
 DEFAULT_RESULTS = Path("results")
 
 
@@ -118,8 +118,8 @@ def run(
         meta = load_metadata(run_dir)
         meta.resumed_at.append(now_iso())
         if meta.suite_sha256 and meta.suite_sha256 != sha:
-            err_console.print(f"[yellow]warning:[/] {suite_path} changed since the run started; "
-                              "finished cells are kept, missing ones run with the current suite")
+            err_console.print(styled("yellow", "warning:", f"{suite_path} changed since the run started; "
+                              "finished cells are kept, missing ones run with the current suite"))
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = out or DEFAULT_RESULTS / f"{stamp}-{parsed.name}"
@@ -259,11 +259,11 @@ def compare(
         html.write_text(render_comparison_html(comp, b, c), encoding="utf-8")
         err_console.print(f"HTML comparison: {html}")
     if format == "table" and out is None:
-        console = Console()
+        console = PlainConsole()
         console.width = max(console.width, 160)  # keys are long; a pipe or CI log is not 80 columns wide
         console.print(comparison_table(comp))
         for d in comp.drift:
-            err_console.print(f"[yellow]drift:[/] {d.field}: {d.base} → {d.candidate}")
+            err_console.print(styled("yellow", "drift:", f"{d.field}: {d.base} → {d.candidate}"))
         for k in comp.only_in_base:
             err_console.print(f"only in base: {k}")
         for k in comp.only_in_candidate:
@@ -323,7 +323,7 @@ def devices() -> None:
     table = Table("device", "full name", "properties")
     for d in list_devices():
         table.add_row(d.name, d.full_name or "?", "\n".join(f"{k}: {v}" for k, v in d.properties.items()))
-    Console().print(table)
+    PlainConsole().print(table)
 
 
 @app.command()
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     except (HarnessInputError, ModelPreparationError) as e:
         if debug:
             raise
-        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        err_console.print(styled("red", "error:", e))
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)

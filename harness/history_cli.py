@@ -11,14 +11,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from harness.console import PlainConsole, styled
 from harness.errors import HarnessInputError
 
 if TYPE_CHECKING:
     from harness.history import HistoryStore, TrendPoint
     from harness.schema import RunResults
 
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = PlainConsole(stderr=True)
 
 DbOpt = Annotated[str | None, typer.Option(
     "--db", show_default=False,
@@ -45,7 +47,7 @@ def record_in_history(results: RunResults, run_dir: Path | str, url: str | None 
         with HistoryStore(url) as store:
             store.record_run(results, str(Path(run_dir).resolve()))
     except (ImportError, HarnessInputError, SQLAlchemyError, OSError) as e:
-        err_console.print(f"[yellow]warning:[/] run not recorded in the history: {e}", highlight=False)
+        err_console.print(styled("yellow", "warning:", f"run not recorded in the history: {e}"))
         return False
     err_console.print(f"recorded run {results.metadata.run_id} in the history {store.url}", highlight=False)
     return True
@@ -58,7 +60,7 @@ def _store(db: str | None) -> HistoryStore:
 
 
 def _wide_console() -> Console:
-    console = Console()
+    console = PlainConsole()
     console.width = max(console.width, 160)  # run ids and cell keys are long; CI logs are not 80 columns
     return console
 
@@ -117,18 +119,18 @@ def _print_runs(store: HistoryStore, limit: int, suite: str | None) -> None:
         cells = f"{r.n_ok}/{r.n_failed}/{r.n_cells}"
         table.add_row(r.run_id, r.suite_name, _when(r.started_at), r.hostname or "?", r.cpu_model or "?",
                       r.genai_version or "?", r.openvino_version or "?",
-                      f"[red]{cells}[/]" if r.n_failed else cells, (r.harness_commit or "")[:12],
+                      Text(cells, style="red" if r.n_failed else ""), (r.harness_commit or "")[:12],
                       ", ".join(named.get(r.run_id, [])), r.run_dir or "")
     _wide_console().print(table)
 
 
-def _change(prev: TrendPoint | None, cur: TrendPoint, higher_is_better: bool) -> str:
+def _change(prev: TrendPoint | None, cur: TrendPoint, higher_is_better: bool) -> Text | str:
     if prev is None or prev.median == 0:
         return ""
     pct = (cur.median - prev.median) / abs(prev.median) * 100
     better = pct > 0 if higher_is_better else pct < 0
     colour = "green" if better else "red" if pct else "default"
-    return f"[{colour}]{pct:+.1f}%[/]"
+    return Text(f"{pct:+.1f}%", style=colour)
 
 
 def _print_trend(store: HistoryStore, cell: str, metric: str, limit: int) -> None:
@@ -232,7 +234,7 @@ def history_trends(results: RunResults, url: str | None) -> dict[str, list[tuple
                         trends[f"{c.key} {tag}"] = points
         return trends
     except Exception as e:  # a report must not fail because the history is unreachable
-        err_console.print(f"[yellow]no trend charts: history unavailable ({type(e).__name__}: {e})[/]")
+        err_console.print(styled("yellow", "no trend charts:", f"history unavailable ({type(e).__name__}: {e})"))
         return {}
 
 
@@ -244,7 +246,7 @@ def history_noise_lookup(url: str | None, exclude: set[str]):
 
         store = HistoryStore(url)
     except Exception as e:  # noqa: BLE001 - the comparison must not fail because the history is unreachable
-        err_console.print(f"[yellow]no run-to-run noise floor: history unavailable ({type(e).__name__}: {e})[/]")
+        err_console.print(styled("yellow", "no run-to-run noise floor:", f"history unavailable ({type(e).__name__}: {e})"))
         return None
     frozen = frozenset(exclude)
     return lambda key, metric: store.run_to_run_noise(key, metric, exclude=frozen)

@@ -15,6 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from harness.console import plain
 from harness.runner import ProgressSink
 from harness.schema import CellResult, CellSpec
 
@@ -39,7 +40,7 @@ class RichProgress(ProgressSink):
         self.progress.__exit__(*exc)
 
     def cell_started(self, index: int, total: int, cell: CellSpec) -> None:
-        self.progress.update(self.task, detail=escape(f"{cell.key} · starting"))
+        self.progress.update(self.task, detail=escape(plain(f"{cell.key} · starting")))
 
     def cell_event(self, cell: CellSpec, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -55,7 +56,7 @@ class RichProgress(ProgressSink):
             detail = "pipeline loaded"
         else:
             return
-        self.progress.update(self.task, detail=escape(f"{cell.key} · {detail}"))
+        self.progress.update(self.task, detail=escape(plain(f"{cell.key} · {detail}")))
 
     def cell_finished(self, result: CellResult) -> None:
         style = _STATUS_STYLE.get(result.status, "white")

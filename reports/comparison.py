@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 
 from harness.compare import Comparison, MetricComparison
 
@@ -79,5 +80,5 @@ def comparison_table(comp: Comparison) -> Table:
     style = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow", "unchanged": ""}
     for key, m in _rows(comp):
         table.add_row(key, m.metric, f"{m.base_median:.3g}", f"{m.candidate_median:.3g}", _change(m), _p(m),
-                      _min_effect(m), f"[{style[m.verdict]}]{m.verdict}[/]" if style[m.verdict] else m.verdict)
+                      _min_effect(m), Text(m.verdict, style=style[m.verdict]))
     return table

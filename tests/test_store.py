@@ -135,3 +135,40 @@ def test_suites_with_ordinary_anchors_still_load(tmp_path):
                  "scenarios: [{name: g, kind: generate}, {name: h, kind: generate, generation: *p}]\n")
     suite, _ = load_suite(p)
     assert suite.properties == {"KV_CACHE_PRECISION": "u8"}
+
+
+HOSTILE = ["[/x]", "[bold red]boom[/]", "\x1b[2J\x1b[31mred", "a\x07bell", "\x9b31m"]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_user_text_is_printed_as_text(text):
+    from harness.console import PlainConsole, styled
+
+    c = PlainConsole(record=True, width=200)
+    c.print(f"cell {text} done")
+    c.print(styled("red", "error:", text))
+    out = c.export_text()
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
+    if text.isprintable():
+        assert text in out  # markup shown, not applied
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_history_prints_hostile_names_and_keeps_working(tmp_path, text):
+    from harness.history_cli import record_in_history
+
+    db = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    key = f"m{text}/fp16/CPU/generate/in8-out4"
+    res = run([result(spec(key=key), [sample(0), sample(1)])])
+    assert record_in_history(res, tmp_path, db)
+    for args in (["history", "--db", db], ["history", "--db", db, "--cell", key, "--metric", "tpot_ms"]):
+        proc = run_cli(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr and "\x1b[2J" not in proc.stdout
+
+
+def test_error_line_with_markup_and_escapes_in_a_path(tmp_path):
+    proc = run_cli("run", str(tmp_path / "[red]x[/]\x1b[2J.yaml"))
+    assert proc.returncode == 2
+    line = proc.stderr.strip()
+    assert "[red]x[/]" in line and "\x1b" not in line and "Traceback" not in line
