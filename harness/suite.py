@@ -290,6 +290,10 @@ class Suite(_Strict):
             for k in rule:
                 if k not in known:
                     raise ValueError(f"exclude[{i}] names unknown axis {k!r}; known: {sorted(known)}")
+        for i, gate in enumerate(self.gates):
+            for k in gate.where:
+                if k not in known:
+                    raise ValueError(f"gates[{i}].where names unknown axis {k!r}; known: {sorted(known)}")
         return self
 
 
@@ -515,4 +519,15 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                     raise HarnessInputError(str(suite_file), "scenarios", spec.key, "two cells expand to the same key")
                 seen.add(spec.key)
                 cells.append(spec)
+    for i, g in enumerate(suite.gates):
+        # a gate that selects nothing would vanish and let a qualification pass without it
+        if g.where and not any(_excluded(c.axes(), [g.where]) for c in cells):
+            raise HarnessInputError(str(suite_file), f"gates[{i}].where", _fmt_where(g.where),
+                                    "selects no cell of the suite (after any --model/--device/--precision override)")
+    if not cells:
+        raise HarnessInputError(str(suite_file), "exclude", None, "the suite expands to no cell")
     return cells
+
+
+def _fmt_where(where: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in where.items())

@@ -172,3 +172,34 @@ def test_error_line_with_markup_and_escapes_in_a_path(tmp_path):
     assert proc.returncode == 2
     line = proc.stderr.strip()
     assert "[red]x[/]" in line and "\x1b" not in line and "Traceback" not in line
+
+
+@pytest.mark.parametrize("where, field", [({"precison": "int8"}, "precison"), ({"precision": "int3"}, "gates[0].where"),
+                                          ({"device": "GPU"}, "gates[0].where"), ({"kind": "speculative"}, "gates[0].where")])
+def test_a_gate_that_selects_no_cell_is_an_error(tmp_path, where, field):
+    import yaml
+
+    from harness.suite import expand, load_suite
+
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump({"name": "s", "models": [{"name": "t", "source": "synthetic:tiny"}],
+                                 "precisions": ["fp16", "int8"], "scenarios": [{"name": "g", "kind": "generate"}],
+                                 "gates": [{"metric": "tpot_ms", "max": 5, "where": where}]}))
+    with pytest.raises(HarnessInputError) as e:
+        suite, _ = load_suite(p)
+        expand(suite, p)
+    assert field in str(e.value) and str(p) in str(e.value)
+
+
+def test_a_suite_that_expands_to_no_cell_is_an_error(tmp_path):
+    import yaml
+
+    from harness.suite import expand, load_suite
+
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump({"name": "s", "models": [{"name": "t", "source": "synthetic:tiny"}],
+                                 "scenarios": [{"name": "g", "kind": "generate"}], "exclude": [{"precision": "fp16"}]}))
+    suite, _ = load_suite(p)
+    with pytest.raises(HarnessInputError) as e:
+        expand(suite, p)
+    assert "no cell" in str(e.value)
