@@ -72,6 +72,8 @@ def run(
     suite: Annotated[str | None, typer.Argument(help="suite file or shipped suite name (default: suites/default.yaml)")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default: results/<timestamp>-<suite>)")] = None,
     resume: Annotated[Path | None, typer.Option(help="run directory of an interrupted run: run only missing cells")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="with --resume: run again the cells that failed, crashed or timed "
+                                               "out (every attempt stays in cells.jsonl)")] = False,
     model: Annotated[str | None, typer.Option(help="run the suite on this model instead: HF dir or id, or IR dir")] = None,
     device: Annotated[list[str] | None, typer.Option(help="override the suite's devices (repeatable)")] = None,
     precision: Annotated[list[str] | None, typer.Option(help="override the suite's precisions (repeatable)")] = None,
@@ -97,6 +99,8 @@ def run(
 
     cache_dir = cache_dir or default_cache_dir()
     suite_path = resolve_suite_path(suite)
+    if retry_failed and resume is None:
+        raise HarnessInputError("command line", "--retry-failed", None, "goes with --resume RUN_DIR")
     if resume is not None:
         meta = load_metadata(resume)
         if suite is None and meta.suite_file:
@@ -135,9 +139,12 @@ def run(
     lock = lock_run_dir(run_dir)  # noqa: F841 - held until this process ends
     if resume is not None:
         kept, unreadable = scan_cells(run_dir)
-        done = {c.key for c in kept}
+        status = {c.key: c.status for c in kept}
+        again = {k for k, v in status.items() if retry_failed and v in ("failed", "crashed", "timeout")}
+        done = set(status) - again
         todo = sum(c.key not in done for c in cells)
-        err_console.print(f"resume: {len(done)} finished cells kept, {todo} to run" + (
+        err_console.print(f"resume: {len(done)} finished cells kept, {todo} to run"
+                          + (f" ({len(again)} of them failed before and run again)" if again else "") + (
             f"; {len(unreadable)} unreadable record(s) in cells.jsonl (line {', '.join(map(str, unreadable[:5]))}) "
             "left out: their cells run again" if unreadable else ""), highlight=False)
     write_metadata(run_dir, meta)
@@ -145,7 +152,7 @@ def run(
     err_console.print(f"run directory: {run_dir}  ({len(cells)} cells, cache {cache_dir})")
     try:
         with RichProgress(err_console, total=len(cells)) as progress:
-            results = run_cells(cells, run_dir, meta, options, progress)
+            results = run_cells(cells, run_dir, meta, options, progress, retry_failed=retry_failed)
     except KeyboardInterrupt:
         err_console.print(f"interrupted: finished cells are kept in {run_dir}; continue with --resume {run_dir}")
         raise typer.Exit(130) from None

@@ -210,8 +210,14 @@ def assemble(run_dir: Path, meta: RunMetadata, order: list[str] | None = None) -
     """results.json content from the append-only cell records; cross-cell checks recomputed."""
     cells = load_cells(run_dir)
     latest: dict[str, CellResult] = {}
+    earlier: dict[str, list[CellResult]] = {}
     for c in cells:
+        if c.key in latest:
+            earlier.setdefault(c.key, []).append(latest[c.key])
         latest[c.key] = c
+    for key, attempts in earlier.items():  # every attempt stays in cells.jsonl; the latest one stands
+        latest[key].notes.append(f"attempt {len(attempts) + 1}; earlier: " + "; ".join(
+            f"{a.status}" + (f" ({a.error})" if a.error else "") for a in attempts))
     keys = list(latest)
     if order:
         rank = {k: i for i, k in enumerate(order)}
@@ -220,9 +226,12 @@ def assemble(run_dir: Path, meta: RunMetadata, order: list[str] | None = None) -
 
 
 def run_cells(cells: list[CellSpec], run_dir: Path, meta: RunMetadata, options: RunOptions,
-              progress: ProgressSink, on_results: Callable[[RunResults], None] | None = None) -> RunResults:
-    """Run every cell not already recorded in run_dir; rewrite results.json after each cell."""
-    done = {c.key for c in load_cells(run_dir)}
+              progress: ProgressSink, on_results: Callable[[RunResults], None] | None = None,
+              retry_failed: bool = False) -> RunResults:
+    """Run every cell not already recorded in run_dir (with `retry_failed`, also those whose latest record
+    failed, crashed or timed out); rewrite results.json after each cell."""
+    latest = {c.key: c.status for c in load_cells(run_dir)}
+    done = {k for k, status in latest.items() if not (retry_failed and status in ("failed", "crashed", "timeout"))}
     order = [c.key for c in cells]
     todo = [c for c in cells if c.key not in done]
     for i, cell in enumerate(todo):

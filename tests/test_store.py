@@ -203,3 +203,35 @@ def test_a_suite_that_expands_to_no_cell_is_an_error(tmp_path):
     with pytest.raises(HarnessInputError) as e:
         expand(suite, p)
     assert "no cell" in str(e.value)
+
+
+def test_retry_failed_runs_failed_cells_again_and_keeps_every_attempt(tmp_path, monkeypatch):
+    from harness import runner
+
+    specs = [spec(key="ok"), spec(key="bad"), spec(key="slow")]
+    outcomes = {"ok": ["ok"], "bad": ["crashed", "ok"], "slow": ["timeout", "timeout"]}
+    calls = []
+
+    def fake_run_cell(cell, run_dir, options, progress):
+        calls.append(cell.key)
+        status = outcomes[cell.key].pop(0)
+        return result(cell, [sample(0)] if status == "ok" else [], status=status,
+                      error=None if status == "ok" else f"{status} in attempt")
+
+    monkeypatch.setattr(runner, "run_cell", fake_run_cell)
+    meta = run([]).metadata
+    opts = runner.RunOptions(cache_dir=tmp_path, available_devices=["CPU"])
+    runner.run_cells(specs, tmp_path, meta, opts, runner.ProgressSink())
+    runner.run_cells(specs, tmp_path, meta, opts, runner.ProgressSink())  # plain resume: nothing to do
+    assert calls == ["ok", "bad", "slow"]
+    res = runner.run_cells(specs, tmp_path, meta, opts, runner.ProgressSink(), retry_failed=True)
+    assert calls == ["ok", "bad", "slow", "bad", "slow"]
+    by_key = {c.key: c for c in res.cells}
+    assert by_key["bad"].status == "ok" and "attempt 2; earlier: crashed (crashed in attempt)" in by_key["bad"].notes
+    assert by_key["slow"].status == "timeout" and any("attempt 2" in n for n in by_key["slow"].notes)
+    assert len(load_cells(tmp_path)) == 5  # every attempt kept in cells.jsonl
+
+
+def test_retry_failed_needs_resume():
+    proc = run_cli("run", "suites/smoke.yaml", "--retry-failed")
+    assert proc.returncode == 2 and "--retry-failed" in proc.stderr and "--resume" in proc.stderr
