@@ -105,6 +105,26 @@ def test_half_written_synthetic_entry_is_rebuilt(tiny, tmp_path):
     assert not stale.exists()
 
 
+@pytest.mark.parametrize("damage", ["truncate", "delete", "grow"])
+def test_damaged_built_synthetic_model_is_rebuilt(tiny, tmp_path, damage):
+    import shutil
+
+    entry = tmp_path / "synthetic" / tiny.name
+    shutil.copytree(tiny, entry)
+    weights = entry / "model.safetensors"
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "delete":
+        weights.unlink()
+    else:
+        with open(weights, "ab") as f:
+            f.write(b"\0" * 10)
+    logs = []
+    assert build_synthetic("tiny", tmp_path, log=logs.append) == entry
+    assert sha256_file(weights) == sha256_file(tiny / "model.safetensors")
+    assert any("damaged" in m for m in logs)
+
+
 def test_unknown_synthetic_name(tmp_path):
     with pytest.raises(ModelPreparationError, match="known: .*tiny"):
         build_synthetic("huge", tmp_path)

@@ -210,14 +210,32 @@ def entry_dir(name: str, cache_dir: Path) -> Path:
     return Path(cache_dir) / "synthetic" / f"{name}-{cache.digest(cache_key(name))}"
 
 
+def _intact(entry: Path, log: Callable[[str], None], repair: bool = False) -> bool:
+    """A built entry whose files all have their recorded sizes (every use checks: a truncated weights
+    file was never rebuilt and failed every later run); with `repair` (under the entry's lock) a damaged
+    entry is removed to be rebuilt."""
+    marker = cache.read_json(entry / MARKER)
+    if not marker:
+        return False
+    files = marker.get("files")
+    problem = cache.verify_manifest(entry, files, hashes=False) if isinstance(files, dict) else "no file list"
+    if problem is None:
+        return True
+    if repair:
+        log(f"synthetic model {entry} is damaged ({problem}); rebuilding")
+        (entry / MARKER).unlink(missing_ok=True)
+        shutil.rmtree(entry, ignore_errors=True)
+    return False
+
+
 def build_synthetic(name: str, cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
     """Hugging Face model directory for synthetic model `name`, built once and cached."""
     log = log or (lambda _msg: None)
     entry = entry_dir(name, cache_dir)
-    if cache.read_json(entry / MARKER):
+    if _intact(entry, log):
         return entry
     with cache.entry_lock(entry, on_wait=lambda: log(f"waiting for another process building {entry.name} ...")):
-        if cache.read_json(entry / MARKER):  # another process built it while we waited
+        if _intact(entry, log, repair=True):  # another process built it while we waited
             return entry
         log(f"building synthetic model {name} ...")
         tmp = cache.new_temp_dir(entry)
