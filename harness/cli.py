@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import uuid
@@ -400,6 +401,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
+    except OSError as e:  # a full disk, a read-only or missing folder, a name too long: one line
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        err_console.print(styled("red", "error:", f"{where}{e.strerror or e}"))
+        # a path the user gave that cannot be used is bad input; a full or failing disk is not
+        sys.exit(1 if e.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT) else 2)
     except Exception as e:  # click usage errors and the like
         import click
 

@@ -235,3 +235,78 @@ def test_retry_failed_runs_failed_cells_again_and_keeps_every_attempt(tmp_path, 
 def test_retry_failed_needs_resume():
     proc = run_cli("run", "suites/smoke.yaml", "--retry-failed")
     assert proc.returncode == 2 and "--retry-failed" in proc.stderr and "--resume" in proc.stderr
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 256 KiB filesystem to fill (skipped where this machine does not allow mounting one)."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(mnt):
+    with open(mnt / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+
+
+def test_disk_full_mid_run_keeps_what_was_measured(small_tmpfs, monkeypatch):
+    from harness import runner
+    from harness.store import load_results
+
+    run_dir = small_tmpfs / "run"
+    run_dir.mkdir()
+    specs = [spec(key=f"c{i}") for i in range(4)]
+    filled = []
+
+    def fake_run_cell(cell, run_dir_, options, progress):
+        if cell.key == "c2" and not filled:
+            _fill(small_tmpfs)  # the disk fills while the third cell measures
+            filled.append(True)
+        return result(cell, [sample(i) for i in range(3)])
+
+    monkeypatch.setattr(runner, "run_cell", fake_run_cell)
+    opts = runner.RunOptions(cache_dir=small_tmpfs, available_devices=["CPU"])
+    with pytest.raises(OSError):
+        runner.run_cells(specs, run_dir, run([]).metadata, opts, runner.ProgressSink())
+    assert [c.key for c in load_cells(run_dir)] == ["c0", "c1"]
+    assert [c.key for c in load_results(run_dir).cells] == ["c0", "c1"]  # the last complete results.json
+    (small_tmpfs / "filler").unlink()
+    runner.run_cells(specs, run_dir, run([]).metadata, opts, runner.ProgressSink())  # resume after freeing space
+    assert [c.key for c in load_cells(run_dir)] == ["c0", "c1", "c2", "c3"]
+
+
+def test_disk_full_and_unusable_output_paths_are_one_line(small_tmpfs, tmp_path):
+    out_dir = tmp_path / "r"
+    out_dir.mkdir()
+    (out_dir / "results.json").write_text(run([_cell("a")]).model_dump_json())
+    _fill(small_tmpfs)
+    proc = run_cli("report", str(out_dir), "--out", str(small_tmpfs / "report.md"))
+    assert proc.returncode == 1, proc.stderr
+    assert "No space left" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    for target in (tmp_path / "r" / "results.json" / "x.md", tmp_path / "missing" / "deeper" / "x.md",
+                   tmp_path / ("n" * 300 + ".md")):
+        proc = run_cli("report", str(out_dir), "--out", str(target))
+        assert proc.returncode == 2, (target, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_read_only_output_folder_is_one_line(small_tmpfs, tmp_path):
+    out_dir = tmp_path / "r"
+    out_dir.mkdir()
+    (out_dir / "results.json").write_text(run([_cell("a")]).model_dump_json())
+    if subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], capture_output=True).returncode != 0:
+        pytest.skip("cannot remount the tmpfs read-only here")
+    proc = run_cli("report", str(out_dir), "--out", str(small_tmpfs / "report.md"))
+    assert proc.returncode == 2 and "Read-only file system" in proc.stderr, proc.stderr
+    proc = run_cli("run", "suites/smoke.yaml", "--out", str(small_tmpfs / "run"))
+    assert proc.returncode == 2 and "Read-only file system" in proc.stderr and "Traceback" not in proc.stderr
