@@ -310,3 +310,20 @@ def test_read_only_output_folder_is_one_line(small_tmpfs, tmp_path):
     assert proc.returncode == 2 and "Read-only file system" in proc.stderr, proc.stderr
     proc = run_cli("run", "suites/smoke.yaml", "--out", str(small_tmpfs / "run"))
     assert proc.returncode == 2 and "Read-only file system" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_compare_and_history_print_whole_keys(tmp_path):
+    from harness.history_cli import record_in_history
+
+    key = "m/fp16/CPU/speculative[num_assistant_tokens=3]/in8-out4"
+    for name in ("a", "b"):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "results.json").write_text(run([result(spec("speculative", key=key), [sample(i) for i in range(5)])])
+                                        .model_dump_json())
+    proc = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert "[num_assistant_tokens=3]" in proc.stdout, proc.stdout
+    db = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    record_in_history(run([result(spec("speculative", key=key), [sample(0)])]), tmp_path / "a", db)
+    proc = run_cli("history", "--db", db, "--cell", key, "--metric", "tpot_ms")
+    assert proc.returncode == 0 and "[num_assistant_tokens=3]" in proc.stdout, proc.stdout + proc.stderr
