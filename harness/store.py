@@ -92,7 +92,12 @@ def load_metadata(run_dir: Path) -> RunMetadata:
     path = run_dir / METADATA
     if not path.exists():
         raise HarnessInputError(str(run_dir), None, None, "not a run directory (no metadata.json)")
-    return RunMetadata.model_validate_json(path.read_text(encoding="utf-8"))
+    try:
+        return RunMetadata.model_validate_json(path.read_bytes())
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or None
+        raise HarnessInputError(str(path), loc, None, f"damaged run metadata: {err['msg']}") from None
 
 
 def write_results(run_dir: Path, results: RunResults) -> Path:
@@ -109,7 +114,9 @@ def load_results(path: str | Path) -> RunResults:
     if not p.is_file():
         raise HarnessInputError(str(p), None, None, "results file not found")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise HarnessInputError(str(p), None, None, f"not a results file (not UTF-8 text at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise HarnessInputError(str(p), f"line {e.lineno}", None, f"not valid JSON: {e.msg}") from None
     version = data.get("schema_version") if isinstance(data, dict) else None

@@ -53,7 +53,8 @@ ATTENTION_BACKENDS = {"SDPA", "PA"}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a boolean where a number belongs (or a number where text belongs) is an error, not 1 or "1"
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SuiteModel(_Strict):
@@ -77,6 +78,8 @@ class SuitePrompts(_Strict):
 
 
 class SuiteGeneration(GenerationSpec):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     max_new_tokens: int | list[int] = 64  # type: ignore[assignment]
 
     @field_validator("max_new_tokens")
@@ -86,6 +89,15 @@ class SuiteGeneration(GenerationSpec):
             if n < 1:
                 raise ValueError(f"max_new_tokens must be >= 1, got {n}")
         return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SuiteGeneration:
+        shortest = min(self.max_new_tokens) if isinstance(self.max_new_tokens, list) else self.max_new_tokens
+        if self.min_new_tokens > shortest:
+            raise ValueError(f"min_new_tokens ({self.min_new_tokens}) is above max_new_tokens ({shortest})")
+        if self.num_beams > 1 and self.mode != "beam":
+            raise ValueError(f"num_beams {self.num_beams} needs mode: beam (mode is {self.mode})")
+        return self
 
 
 class SuiteScenario(_Strict):
@@ -290,6 +302,8 @@ class Suite(_Strict):
             for k in rule:
                 if k not in known:
                     raise ValueError(f"exclude[{i}] names unknown axis {k!r}; known: {sorted(known)}")
+        if self.iterations > self.max_iterations:
+            raise ValueError(f"iterations ({self.iterations}) is above max_iterations ({self.max_iterations})")
         for i, gate in enumerate(self.gates):
             for k in gate.where:
                 if k not in known:
@@ -408,15 +422,24 @@ def _load_prompt_file(suite_file: Path, rel: str) -> list[str]:
     if not path.is_file():
         raise HarnessInputError(str(suite_file), "prompts.file", rel, "prompt file not found")
     texts: list[str] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    raw = path.read_bytes()
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise HarnessInputError(str(path), f"line {line}", None, f"not valid UTF-8 (byte {e.start})") from None
+    for n, line in enumerate(content.splitlines(), 1):
         if not line.strip():
             continue
         if path.suffix == ".jsonl":
             try:
                 obj = json.loads(line)
-                texts.append(str(obj["prompt"]))
+                prompt = obj["prompt"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise HarnessInputError(str(path), f"line {n}", line[:60], "expected a JSON object with 'prompt'") from None
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise HarnessInputError(str(path), f"line {n}.prompt", str(prompt)[:60], "a prompt is non-empty text")
+            texts.append(prompt)
         else:
             texts.append(line)
     if not texts:

@@ -327,3 +327,65 @@ def test_compare_and_history_print_whole_keys(tmp_path):
     record_in_history(run([result(spec("speculative", key=key), [sample(0)])]), tmp_path / "a", db)
     proc = run_cli("history", "--db", db, "--cell", key, "--metric", "tpot_ms")
     assert proc.returncode == 0 and "[num_assistant_tokens=3]" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("extra, field", [
+    ({"generation": {"max_new_tokens": 8, "min_new_tokens": 9}}, "min_new_tokens"),
+    ({"generation": {"max_new_tokens": [16, 4], "min_new_tokens": 8}}, "min_new_tokens"),
+    ({"generation": {"num_beams": 4}}, "num_beams"),
+    ({"iterations": 50, "max_iterations": 10}, "max_iterations"),
+    ({"iterations": True}, "iterations"),
+    ({"warmup": 1.5}, "warmup"),
+    ({"processes": "3"}, "processes"),
+    ({"generation": {"max_new_tokens": True}}, "max_new_tokens"),
+    ({"fidelity_tolerance": float("nan")}, "fidelity_tolerance"),
+    ({"fidelity_tolerance": -0.1}, "fidelity_tolerance"),
+    ({"iterations": 10**30}, "iterations"),
+])
+def test_contradictory_or_mistyped_suite_values_are_one_line(tmp_path, extra, field):
+    import yaml
+
+    from harness.suite import load_suite
+
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump({"name": "s", "models": [{"name": "t", "source": "synthetic:tiny"}],
+                                 "scenarios": [{"name": "g", "kind": "generate"}], **extra}))
+    with pytest.raises(HarnessInputError) as e:
+        load_suite(p)
+    assert field in str(e.value) and str(p) in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("content, where", [(b"ok prompt\n\xff\xfe bad\n", "line 2"), (b'{"prompt": 5}\n', "line 1.prompt"),
+                                            (b'{"prompt": null}\n', "line 1.prompt"), (b'{"prompt": ""}\n', "line 1.prompt"),
+                                            (b'{"prompt": ["a"]}\n', "line 1.prompt")])
+def test_bad_prompt_files_are_one_line(tmp_path, content, where):
+    import yaml
+
+    from harness.suite import expand, load_suite
+
+    name = "p.jsonl" if content.startswith(b"{") else "p.txt"
+    (tmp_path / name).write_bytes(content)
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump({"name": "s", "models": [{"name": "t", "source": "synthetic:tiny"}],
+                                 "prompts": {"file": name}, "scenarios": [{"name": "g", "kind": "generate"}]}))
+    suite, _ = load_suite(p)
+    with pytest.raises(HarnessInputError) as e:
+        expand(suite, p)
+    assert where in str(e.value) and name in str(e.value)
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\x00", b"{\"schema_version\": \"1.3\", \"metadata\": 5}",
+                                     b"", b"[]", b"\xff" * 100])
+def test_binary_or_damaged_result_files_are_one_line_for_every_command(tmp_path, content):
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "results.json").write_bytes(content)
+    (d / "metadata.json").write_bytes(content)
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "results.json").write_text(run([_cell("a")]).model_dump_json())
+    for args in (["report", str(d)], ["report", str(d), "--format", "html"], ["compare", str(good), str(d)],
+                 ["compare", str(d), str(good)], ["run", "--resume", str(d)], ["history", "record", str(d)]):
+        proc = run_cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr[-500:])
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
