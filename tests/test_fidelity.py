@@ -282,9 +282,10 @@ scenarios:
         assert {r.process for r in c.reference} == {0, 1}, kind
         check = _check(c)
         assert check.status in ("pass", "fail") and "2 interleaved pair(s)" in check.detail, check.detail
-        # a ~1 ms/token model is overhead-bound, so only a loose sanity bound here; benchmarks/fidelity.py
-        # gives the real figure on the small model
-        assert 0.25 < c.cell_values["fidelity_tps_ratio"] < 4.0, (kind, c.cell_values)
+        # a ~1 ms/token model is overhead-bound (through HTTP a token costs several times its compute), so
+        # only a sanity bound here; benchmarks/fidelity.py gives the real figure on the small model
+        low = 0.05 if kind == "serving" else 0.25
+        assert low < c.cell_values["fidelity_tps_ratio"] < 4.0, (kind, c.cell_values)
     assert len(cells["generate"].reference) == 2 * 3 + 2  # warm-up kept and marked
     assert cells["tokenizer"].reference == []
     assert _check(cells["tokenizer"]).status == "not_run"
