@@ -7,10 +7,11 @@ load), calls generate() back to back and reads openvino-genai's PerfMetrics as l
 interleaved in fresh processes.
 
 Measuring code of the harness never runs here. With `preload_worker_modules` the process first imports
-the modules a worker process imports (and nothing runs from them): on this machine a process that has
-imported them decodes ~4% faster than one that imported openvino_genai alone (6 of 6 interleaved
-rounds), whatever it then does, so without it the reference would differ from the worker by its
-import history rather than by how it measures."""
+the modules a worker process imports (and nothing runs from them), so that what the process loaded
+before openvino_genai is not one of the differences between the two sides: in one series on this
+machine a bare loop that had imported them decoded 3.8% faster (6 of 6 interleaved rounds), in a later
+one 2.8% slower (6 rounds), so the effect is not settled; `benchmarks/fidelity.py --minimal` shows the
+loop without them beside it."""
 
 from __future__ import annotations
 
