@@ -5,17 +5,17 @@ from __future__ import annotations
 from harness.schema import CellResult, RunResults
 from reports.goodput import sweep_limits
 from reports.precision_table import precision_groups
-from reports.rows import KIND_NOTES, KIND_TITLES, by_kind, cell_row, columns_for, fmt_value
+from reports.rows import KIND_NOTES, KIND_TITLES, by_kind, cell_row, columns_for, fmt_value, md_code, md_text
 
 
 def _header(res: RunResults) -> list[str]:
     m = res.metadata
     v = m.versions
-    devs = "; ".join(f"{d.name}: {d.full_name or '?'}" for d in m.devices) or "none"
+    devs = "; ".join(f"{md_text(d.name)}: {md_text(d.full_name or '?')}" for d in m.devices) or "none"
     return [
-        f"# Run `{m.run_id}` — suite `{m.suite_name}`",
+        f"# Run {md_code(m.run_id)} — suite {md_code(m.suite_name)}",
         "",
-        f"- host: {m.host.cpu_model or '?'}, {m.host.logical_cores} logical cores, "
+        f"- host: {md_text(m.host.cpu_model or '?')}, {m.host.logical_cores} logical cores, "
         f"{m.host.memory_total_mb / 1024:.1f} GiB RAM, {m.host.os}",
         f"- devices: {devs}",
         f"- openvino {v.get('openvino')}, openvino-genai {v.get('openvino-genai')}, optimum-intel "
@@ -37,7 +37,7 @@ def sweep_limit_lines(cells: list[CellResult]) -> list[str]:
         verdict = f"**{lim.axis} {lim.max_within}**" if lim.max_within is not None else "**none** of the tried"
         tail = (f"; {lim.axis} {lim.first_failing} missed {', '.join(lim.failed_gates)}"
                 if lim.first_failing is not None else f"; every tried {lim.axis} met them")
-        lines.append(f"- `{lim.sweep}`: {verdict} (tried {', '.join(map(str, lim.tried))}; "
+        lines.append(f"- {md_code(lim.sweep)}: {verdict} (tried {', '.join(map(str, lim.tried))}; "
                      f"gates {', '.join(lim.gates)}){tail}")
     return lines
 
@@ -54,8 +54,9 @@ def scenario_table(kind: str, cells: list[CellResult]) -> list[str]:
     for c in cells:
         r = cell_row(c)
         inout = f"{fmt_value(r.input_tokens, 0)}/{fmt_value(r.output_tokens, 0)}"
-        checks = ", ".join(f"{k}: {v}" for k, v in r.checks.items()) or "—"
-        lines.append(f"| {r.model} | {r.precision} | {r.device} | {r.scenario} | {r.params or '—'} | {inout} | "
+        checks = ", ".join(f"{md_text(k)}: {v}" for k, v in r.checks.items()) or "—"
+        lines.append(f"| {md_text(r.model)} | {r.precision} | {md_text(r.device)} | {md_text(r.scenario)} "
+                     f"| {md_text(r.params) or '—'} | {inout} | "
                      + " | ".join(col.text(r.summaries) for col in cols) + f" | {checks} | {r.status} |")
     return lines + [""]
 
@@ -70,7 +71,7 @@ def precision_lines(cells: list[CellResult]) -> list[str]:
              "batching; documents/s; latency for speech; time per image); compression = fp16 size on disk / size; "
              "accuracy columns compare with the fp16 cell on the same inputs (— where not measured).", ""]
     for g in groups:
-        lines += [f"**{g.title}**", "", "| precision | " + " | ".join(g.headers) + " | speed-up | compression |",
+        lines += [f"**{md_text(g.title)}**", "", "| precision | " + " | ".join(g.headers) + " | speed-up | compression |",
                   "|" + "---|" * (len(g.headers) + 3)]
         for r in g.rows:
             lines.append(f"| {r.precision} | " + " | ".join(r.cells)
@@ -95,7 +96,7 @@ def fidelity_lines(cells: list[CellResult]) -> list[str]:
         v, s = c.cell_values, c.summaries
         tps = s.get("batch_output_tps") if c.spec.scenario.kind == "continuous_batching" else s.get("output_tps")
         check = next((ch for ch in c.checks if ch.name == "fidelity"), None)
-        lines.append(f"| `{c.key}` | {fmt_value(s['tpot_ms'].median if 'tpot_ms' in s else None, 2)} "
+        lines.append(f"| {md_code(c.key)} | {fmt_value(s['tpot_ms'].median if 'tpot_ms' in s else None, 2)} "
                      f"| {fmt_value(v.get('reference_tpot_ms'), 2)} | {fmt_value(v.get('fidelity_tpot_ratio'), 3)} "
                      f"| {fmt_value(tps.median if tps else None, 1)} | {fmt_value(v.get('reference_output_tps'), 1)} "
                      f"| {fmt_value(v.get('fidelity_tps_ratio'), 3)} | {fmt_value(v.get('fidelity_ttft_ratio'), 3)} "
@@ -124,7 +125,7 @@ def render_markdown(res: RunResults) -> str:
         if c.status != "ok":
             continue
         v = c.cell_values
-        lines.append(f"| `{c.key}` | {fmt_value(v.get('load_cold_ms'), 0)} | {fmt_value(v.get('load_cached_ms'), 0)} "
+        lines.append(f"| {md_code(c.key)} | {fmt_value(v.get('load_cold_ms'), 0)} | {fmt_value(v.get('load_cached_ms'), 0)} "
                      f"| {fmt_value(v.get('model_memory_mb'), 0)} | {fmt_value(v.get('peak_rss_mb'), 0)} "
                      f"| {fmt_value(v.get('model_size_mb'), 1)} | {fmt_value(v.get('export_s'), 1)} |")
     lines += fidelity_lines(res.cells)
@@ -132,11 +133,11 @@ def render_markdown(res: RunResults) -> str:
     problems = [r for r in rows if r.status not in ("ok",)]
     if problems:
         lines += ["", "## Cells not measured", ""]
-        lines += [f"- `{r.key}`: **{r.status}** — {r.error or 'no error recorded'}" for r in problems]
+        lines += [f"- {md_code(r.key)}: **{r.status}** — {md_text(r.error or 'no error recorded')}" for r in problems]
     failed_checks = [(c.key, ch) for c in res.cells for ch in c.checks if ch.status == "fail"]
     if failed_checks:
         lines += ["", "## Failed checks", ""]
-        lines += [f"- `{key}`: {ch.name} — {ch.detail}" for key, ch in failed_checks]
+        lines += [f"- {md_code(key)}: {md_text(ch.name)} — {md_text(ch.detail)}" for key, ch in failed_checks]
     n_ok = sum(r.status == "ok" for r in rows)
     lines += ["", f"{n_ok}/{len(rows)} cells ok; {len(failed_checks)} failed checks.", ""]
     return "\n".join(lines)

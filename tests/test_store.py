@@ -389,3 +389,28 @@ def test_binary_or_damaged_result_files_are_one_line_for_every_command(tmp_path,
         proc = run_cli(*args)
         assert proc.returncode == 2, (args, proc.stderr[-500:])
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
+
+
+@pytest.mark.parametrize("hostile", ["a|b", "<script>alert(1)</script>", "line\nbreak", "tick`s", "x\r|y"])
+def test_markdown_report_keeps_user_text_in_its_cell(hostile):
+    from reports.markdown import render_markdown
+
+    s = spec(key=f"m{hostile}/fp16/CPU/generate/in8-out4")
+    s.model.name = f"m{hostile}"
+    s.properties = {"NAME": hostile}
+    bad = result(s, [], status="failed", error=f"RuntimeError: {hostile}")
+    ok = result(spec(key=f"ok{hostile}"), [sample(0), sample(1)])
+    md = render_markdown(run([ok, bad]))
+    assert "<script>" not in md
+    lines = md.splitlines()
+    width = None
+    for i, line in enumerate(lines):
+        if not line.startswith("|"):
+            width = None
+            continue
+        cells = len(line.replace("\\|", "").split("|"))  # unescaped cell separators
+        if i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            width = cells  # a header
+        elif not line.startswith("|---"):
+            assert cells == width, line
+    assert "RuntimeError:" in md and all("\n" not in ln for ln in md.splitlines())
