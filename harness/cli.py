@@ -231,6 +231,8 @@ def _parse_thresholds(items: list[str] | None) -> dict[str, float]:
             out[tag] = float(value)
         except ValueError:
             raise HarnessInputError("command line", "--threshold", item, "the fraction is not a number") from None
+        if not 0 <= out[tag] < 10:  # nan fails this too
+            raise HarnessInputError("command line", "--threshold", item, "the fraction must be from 0 to 10 (0.05 = 5%)")
     return out
 
 
@@ -254,6 +256,8 @@ def compare(
 
     if format not in ("table", "md", "json"):
         raise HarnessInputError("command line", "--format", format, "choose from table, md, json")
+    if not 0 < alpha < 1:  # nan fails this too
+        raise HarnessInputError("command line", "--alpha", alpha, "a significance level is between 0 and 1")
     b, c = _load_run(base, db), _load_run(candidate, db)
     thresholds = {**DEFAULT_THRESHOLDS, **c.metadata.compare_thresholds, **_parse_thresholds(threshold)}
     if metric:

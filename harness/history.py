@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
 from harness.errors import HarnessInputError
 from harness.schema import SCHEMA_VERSION, RunResults
@@ -202,8 +202,8 @@ class HistoryStore:
                                     "postgresql+psycopg://USER@HOST/DB") from None
         try:
             metadata.create_all(self.engine)
-        except OperationalError as e:
-            reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        except DatabaseError as e:  # unreachable server, or a file that is not a database
+            reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e).splitlines()[0]
             raise HarnessInputError(None, "history URL", self.url, f"cannot open the history database: {reason}") from None
 
     def close(self) -> None:

@@ -414,3 +414,23 @@ def test_markdown_report_keeps_user_text_in_its_cell(hostile):
         elif not line.startswith("|---"):
             assert cells == width, line
     assert "RuntimeError:" in md and all("\n" not in ln for ln in md.splitlines())
+
+
+@pytest.mark.parametrize("args, field", [(["--alpha", "2"], "--alpha"), (["--alpha", "0"], "--alpha"),
+                                         (["--alpha", "nan"], "--alpha"), (["--threshold", "tpot_ms=-0.1"], "--threshold"),
+                                         (["--threshold", "tpot_ms=nan"], "--threshold")])
+def test_compare_out_of_range_options_are_one_line(tmp_path, args, field):
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "results.json").write_text(run([_cell("a")]).model_dump_json())
+    proc = run_cli("compare", str(d), str(d), *args)
+    assert proc.returncode == 2 and field in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b"\x00" * 4096, b"SQLite format 3\x00" + b"\xff" * 200])
+def test_history_db_that_is_not_a_database_is_one_line(tmp_path, content):
+    db = tmp_path / "notdb.sqlite"
+    db.write_bytes(content)
+    proc = run_cli("history", "--db", f"sqlite:///{db}")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
