@@ -290,11 +290,27 @@ def compare(
         raise typer.Exit(1)
 
 
+def _usable_device(device: str) -> None:
+    """A device string OpenVINO accepts and this machine has, or one line naming it."""
+    import openvino as ov
+
+    from harness.devices import missing_devices, validate_device_string
+
+    try:
+        validate_device_string(device)
+    except ValueError as e:
+        raise HarnessInputError("command line", "--device", device, str(e)) from None
+    available = list(ov.Core().available_devices)
+    if missing := missing_devices(device, available):
+        raise HarnessInputError("command line", "--device", device,
+                                f"{', '.join(missing)} not available here (available: {', '.join(available) or 'none'})")
+
+
 @app.command()
 def serve(
     model: Annotated[str, typer.Argument(help="IR dir, Hugging Face dir or id, or synthetic:NAME (exported to fp16)")],
     host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
-    port: int = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one)")] = 8000,
     device: str = "CPU",
     properties: Annotated[str, typer.Option(help="OpenVINO properties as a JSON object")] = "{}",
     embeddings: Annotated[str | None, typer.Option(help="also serve /v3/embeddings with this model")] = None,
@@ -315,6 +331,7 @@ def serve(
         assert isinstance(props, dict)
     except (ValueError, AssertionError):
         raise HarnessInputError("command line", "--properties", properties, "expected a JSON object") from None
+    _usable_device(device)
     cache_dir = cache_dir or default_cache_dir()
     log = lambda m: err_console.print(m)  # noqa: E731
     model_dir = prepare_model(model, "fp16", CompressionSpec(), cache_dir, log=log).path

@@ -155,7 +155,7 @@ def test_reference_server_speaks_ovms_shapes(model_cache):
     with TestClient(build_app(llm, rerank_model_dir=reranker, embedding_model_dir=embedder)) as client:
         for api, path, obj in (("chat", "/v3/chat/completions", "chat.completion.chunk"),
                                ("completions", "/v3/completions", "text_completion.chunk")):
-            body = {"model": "asked-name", "max_tokens": 4, "ignore_eos": True, "stream": True,
+            body = {"model": llm.name, "max_tokens": 4, "ignore_eos": True, "stream": True,
                     "stream_options": {"include_usage": True}}
             body |= {"messages": [{"role": "user", "content": "hi"}]} if api == "chat" else {"prompt": "hi"}
             with client.stream("POST", path, json=body) as r:
@@ -167,12 +167,12 @@ def test_reference_server_speaks_ovms_shapes(model_cache):
             assert first == ({"index": 0, "logprobs": None, "delta": {"role": "assistant", "content": None},
                               "finish_reason": None} if api == "chat" else
                              {"index": 0, "logprobs": None, "text": "", "finish_reason": None})
-            assert all(c["object"] == obj and c["model"] == "asked-name" and c["usage"] is None for c in chunks)
+            assert all(c["object"] == obj and c["model"] == llm.name and c["usage"] is None for c in chunks)
             assert chunks[-1]["choices"][0]["finish_reason"] == "length"
             assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 4
             assert usage["usage"]["total_tokens"] == usage["usage"]["prompt_tokens"] + 4
         docs = ["alpha beta", "gamma", "delta epsilon zeta", "eta"]
-        r = client.post("/v3/rerank", json={"model": "r", "query": "alpha", "documents": docs, "top_n": 3,
+        r = client.post("/v3/rerank", json={"model": reranker.name, "query": "alpha", "documents": docs, "top_n": 3,
                                             "return_documents": True})
         results = r.json()["results"]
         assert r.status_code == 200 and len(results) == 3

@@ -17,13 +17,16 @@ from typing import Any
 TokenSink = Callable[[list[int], bool, str | None], None]
 
 
-@dataclass
-class _Request:
+@dataclass(eq=False)
+class Ticket:
+    """One submitted request; pass it to `Engine.cancel` to stop its generation."""
+
     prompt_ids: list[int]
     config: Any
     sink: TokenSink
     handle: Any = None
     produced: int = 0
+    cancelled: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -36,22 +39,69 @@ class Engine:
         self.pipe = pipe
         self.tokenizer = pipe.get_tokenizer()
         self._running_status = ov_genai.GenerationStatus.RUNNING
-        self._incoming: queue.Queue[_Request] = queue.Queue()
-        self._active: list[_Request] = []
+        self._incoming: queue.Queue[Ticket] = queue.Queue()
+        self._cancelled: queue.Queue[Ticket] = queue.Queue()
+        self._cancel_all = threading.Event()
+        self._active: list[Ticket] = []
         self._ids = itertools.count()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cb-engine", daemon=True)
         self.steps = 0
         self._thread.start()
 
-    def submit(self, prompt_ids: list[int], config: Any, sink: TokenSink) -> None:
-        self._incoming.put(_Request(prompt_ids, config, sink))
+    def submit(self, prompt_ids: list[int], config: Any, sink: TokenSink) -> Ticket:
+        ticket = Ticket(prompt_ids, config, sink)
+        self._incoming.put(ticket)
+        return ticket
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Stop a request's generation; its sink hears a last (no tokens, finished, "cancelled")."""
+        self._cancelled.put(ticket)
+
+    def cancel_all(self) -> None:
+        """Stop every request, queued or running (the server is shutting down)."""
+        self._cancel_all.set()
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        for req in self._active:  # nothing more is stepped: free the pipeline's slots
+            self._drop(req)
+        self._active.clear()
 
-    def _admit(self, req: _Request) -> None:
+    @staticmethod
+    def _drop(req: Ticket) -> None:
+        if req.cancelled:
+            return
+        req.cancelled = True
+        if req.handle is not None:
+            # cancel() since 2025.x; drop() before
+            (getattr(req.handle, "cancel", None) or req.handle.drop)()
+        req.sink([], True, "cancelled")
+
+    def _reap(self) -> None:
+        if self._cancel_all.is_set():
+            self._cancel_all.clear()
+            while True:
+                try:
+                    self._drop(self._incoming.get_nowait())
+                except queue.Empty:
+                    break
+            for req in self._active:
+                self._drop(req)
+            self._active.clear()
+        while True:
+            try:
+                req = self._cancelled.get_nowait()
+            except queue.Empty:
+                return
+            self._drop(req)  # not admitted yet: _admit skips it
+            if req in self._active:
+                self._active.remove(req)
+
+    def _admit(self, req: Ticket) -> None:
+        if req.cancelled:
+            return
         import numpy as np
         import openvino as ov
 
@@ -65,6 +115,7 @@ class Engine:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._reap()
             try:
                 # block only when idle; while generating, just drain what arrived
                 req = self._incoming.get(timeout=0.05) if not self._active else self._incoming.get_nowait()
