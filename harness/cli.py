@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from harness.console import PlainConsole, styled
-from harness.errors import HarnessInputError, ModelPreparationError
+from harness.errors import HarnessInputError, ModelPreparationError, error_line
 from harness.history_cli import history_noise_lookup, history_trends, record_in_history, register
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -338,8 +338,11 @@ def serve(
     emb_dir = prepare_model(embeddings, "fp16", CompressionSpec(), cache_dir, log=log).path if embeddings else None
     rerank_dir = prepare_model(rerank, "fp16", CompressionSpec(), cache_dir, log=log).path if rerank else None
     err_console.print(f"serving {model_dir} on http://{host}:{port}/v3")
-    run_server(model_dir, host=host, port=port, device=device, properties=props, embedding_model_dir=emb_dir,
-               rerank_model_dir=rerank_dir)
+    try:
+        run_server(model_dir, host=host, port=port, device=device, properties=props, embedding_model_dir=emb_dir,
+                   rerank_model_dir=rerank_dir)
+    except RuntimeError as e:  # the runtime refused the model or the properties while loading
+        raise ModelPreparationError(f"cannot serve {model_dir} on {device}: {error_line(e)}") from None
 
 
 @app.command()

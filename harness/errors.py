@@ -24,3 +24,12 @@ class HarnessInputError(Exception):
 
 class ModelPreparationError(Exception):
     """A model could not be found, downloaded, exported or verified."""
+
+
+def error_line(e: BaseException) -> str:
+    """One informative line for an exception. OpenVINO messages start with source locations
+    ("Exception from src/...", "Check '...' failed at ...") before saying what went wrong."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from ", "Check '"))]
+    text = (useful or lines or [""])[0]
+    return f"{type(e).__name__}: {text[:400]}".rstrip(": ")

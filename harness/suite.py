@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -52,9 +53,37 @@ _ALL_SCENARIO_PARAMS = sorted(set().union(*SCENARIO_PARAMS.values()))
 ATTENTION_BACKENDS = {"SDPA", "PA"}
 
 
+# Numbers a suite may name: past these a value overflows the runtime or a timer, not a measurement plan.
+INT_CAP = 2**31 - 1
+SEED_CAP = 2**64 - 1
+DURATION_CAP_S = 30 * 24 * 3600
+
+
+def _bounded_numbers(data: Any) -> Any:
+    """Refuse huge integers, non-finite numbers and absurd durations in a suite mapping's own values
+    (and in the lists that sweep them); nested mappings are checked by their own model."""
+    if not isinstance(data, dict):
+        return data
+    for key, value in data.items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{key}: {v} is not a finite number")
+            cap = SEED_CAP if "seed" in str(key) else DURATION_CAP_S if str(key).endswith("_s") else INT_CAP
+            if abs(v) > cap:
+                raise ValueError(f"{key}: {v} is beyond the largest allowed value ({cap})")
+    return data
+
+
 class _Strict(BaseModel):
     # strict: a boolean where a number belongs (or a number where text belongs) is an error, not 1 or "1"
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        return _bounded_numbers(data)
 
 
 class SuiteModel(_Strict):
@@ -81,6 +110,11 @@ class SuiteGeneration(GenerationSpec):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     max_new_tokens: int | list[int] = 64  # type: ignore[assignment]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        return _bounded_numbers(data)
 
     @field_validator("max_new_tokens")
     @classmethod
@@ -333,7 +367,7 @@ def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
 MAX_SUITE_NODES = 100_000
 
 
-class _YAMLTooLarge(ValueError):
+class _YAMLRefused(ValueError):
     pass
 
 
@@ -356,6 +390,26 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return memo[key]
 
 
+def _duplicate_key(node: yaml.Node, seen: set[int]) -> str | None:
+    """'line N: key K appears twice' for the first mapping that repeats a key (YAML keeps the last silently)."""
+    if id(node) in seen:
+        return None
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for k, _ in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                if k.value in keys:
+                    return f"line {k.start_mark.line + 1}: key {k.value!r} appears twice in one mapping"
+                keys.add(k.value)
+    children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else
+                node.value if isinstance(node, yaml.SequenceNode) else [])
+    for child in children:
+        if found := _duplicate_key(child, seen):
+            return found
+    return None
+
+
 def _bounded_yaml(raw: bytes) -> Any:
     loader = yaml.SafeLoader(raw)
     try:
@@ -364,8 +418,10 @@ def _bounded_yaml(raw: bytes) -> Any:
             return None
         size = _expanded_size(node, {})
         if size > MAX_SUITE_NODES:
-            raise _YAMLTooLarge(f"expands to more than {MAX_SUITE_NODES} values once its aliases are resolved "
+            raise _YAMLRefused(f"expands to more than {MAX_SUITE_NODES} values once its aliases are resolved "
                                 "(an alias bomb?)")
+        if duplicate := _duplicate_key(node, set()):
+            raise _YAMLRefused(duplicate)
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -379,7 +435,7 @@ def load_suite(path: str | Path) -> tuple[Suite, str]:
     raw = p.read_bytes()
     try:
         data = _bounded_yaml(raw)
-    except _YAMLTooLarge as e:
+    except _YAMLRefused as e:
         raise HarnessInputError(str(p), None, None, str(e)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)

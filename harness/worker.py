@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from harness.errors import error_line
 from harness.schema import CellSpec
 
 
@@ -90,15 +91,6 @@ def run_task(task: WorkerTask, emit) -> None:
         source = resolved.path
     models = CellModels(target.path, draft.path if draft else None, Path(task.workdir), source)
     backend_for(cell.scenario.kind)(cell, models, emit_tagged)
-
-
-def error_line(e: BaseException) -> str:
-    """One informative line for an exception. OpenVINO messages start with source locations
-    ("Exception from src/...", "Check '...' failed at ...") before saying what went wrong."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if not ln.startswith(("Exception from ", "Check '"))]
-    text = (useful or lines or [""])[0]
-    return f"{type(e).__name__}: {text[:400]}".rstrip(": ")
 
 
 def main(argv: list[str]) -> int:

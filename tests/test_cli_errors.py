@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -79,3 +80,56 @@ def test_debug_shows_traceback(tmp_path):
     p.write_text(GOOD.replace("iterations: 1", "iterations: 0"))
     proc = run_cli("run", str(p), "--debug")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def _ir_copy(tmp_path, model_cache):
+    from harness.models.prepare import prepare_model
+    from harness.schema import CompressionSpec
+
+    ir = prepare_model("synthetic:tiny", "fp16", CompressionSpec(), model_cache).path
+    bad = tmp_path / "ir"
+    shutil.copytree(ir, bad)
+    return bad
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("damage,needle", [
+    (lambda x: re.sub(r"<layers>.*</layers>", "<layers></layers>", x, flags=re.S), "has no layers"),
+    (lambda x: re.sub(r'<layer [^>]*type="Parameter".*?</layer>', "", x, flags=re.S), "no Parameter layer"),
+    (lambda x: re.sub(r'<layer [^>]*type="Result".*?</layer>', "", x, flags=re.S), "no Result layer"),
+    (lambda x: re.sub(r'offset="\d+"', 'offset="zz"', x, count=1), "non-numeric offset"),
+    (lambda x: x[: len(x) // 2], "does not parse"),
+])
+def test_damaged_ir_xml_is_one_line(tmp_path, model_cache, damage, needle):
+    bad = _ir_copy(tmp_path, model_cache)
+    xml = bad / "openvino_model.xml"
+    xml.write_text(damage(xml.read_text()))
+    p = tmp_path / "s.yaml"
+    p.write_text(GOOD.replace("synthetic:tiny", str(bad)))
+    _check_one_line(run_cli("run", str(p), cache=model_cache), str(p), "models[0].source", needle)
+    _check_one_line(run_cli("serve", str(bad), "--port", "0", cache=model_cache), needle)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--device", "TPU"], "unknown device 'TPU'"),
+    (["--device", "GPU"], "GPU not available here"),
+    (["--device", "HETERO:GPU,NPU"], "not available here"),
+    (["--device", "HETERO:"], "needs a device list"),
+    (["--port", "70000"], "--port"),
+    (["--port", "-1"], "--port"),
+    (["--port", "http"], "--port"),
+    (["--properties", "[1]"], "--properties"),
+])
+def test_serve_refuses_what_it_cannot_use_before_loading(args, needle):
+    proc = run_cli("serve", "synthetic:no-such-model-needed", *args, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert needle in proc.stderr, proc.stderr
+
+
+@pytest.mark.integration
+def test_serve_properties_the_runtime_refuses_are_one_line(model_cache):
+    proc = run_cli("serve", "synthetic:tiny", "--port", "0", "--properties", '{"NUM_STREAMS": "banana"}',
+                   cache=model_cache, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]  # after the progress lines
+    assert len(errors) == 1 and "cannot serve" in errors[0] and "banana" in errors[0], proc.stderr

@@ -185,3 +185,43 @@ def test_every_shipped_suite_lists_its_cells():
         assert proc.returncode == 0, (path, proc.stderr)
         keys = proc.stdout.split()
         assert keys and len(keys) == len(set(keys)) and f"{len(keys)} cells" in proc.stderr
+
+
+@pytest.mark.parametrize("new,needle", [
+    ("generation: {max_new_tokens: 100000000000000000000}", "generation: max_new_tokens"),
+    ("name: t\niterations: 99999999999999999999999", "iterations"),
+    ("name: t\nwarmup: 2147483648", "warmup"),
+    ("name: t\ntimeout_s: 1.0e+308", "timeout_s"),
+    ("name: t\ntimeout_s: .inf", "not a finite number"),
+    ("name: t\nmin_measure_s: .nan", "not a finite number"),
+    ("name: t\nprocesses: -99999999999999999999", "processes"),
+    ("prompts: {input_tokens: [16, 100000000000000000000]}", "input_tokens"),
+    ("generation: {max_new_tokens: 8, seed: 100000000000000000000000}", "seed"),
+])
+def test_huge_and_non_finite_numbers_are_refused(tmp_path, new, needle):
+    old = ("name: t" if new.startswith("name: t") else new.split(":")[0] + ": " + BASE.split(
+        new.split(":")[0] + ": ")[1].splitlines()[0])
+    text = BASE.replace(old, new)
+    assert text != BASE
+    with pytest.raises(HarnessInputError) as ei:
+        load_suite(write(tmp_path, text))
+    line = ei.value.line()
+    assert "\n" not in line and ("beyond the largest" in line or "finite" in line), line
+    if not new.startswith("prompts"):
+        assert needle in line
+
+
+def test_the_largest_seed_is_allowed(tmp_path):
+    load_suite(write(tmp_path, BASE.replace("generation: {max_new_tokens: 8}",
+                                            "generation: {max_new_tokens: 8, seed: 18446744073709551615}")))
+
+
+@pytest.mark.parametrize("text", [
+    "name: t\nname: u\n",
+    "name: t\nmodels: [{name: m, source: synthetic:tiny, source: synthetic:small}]\n",
+    "name: t\nscenarios:\n  - {name: g, kind: generate, kind: speculative}\n",
+])
+def test_a_key_written_twice_is_refused(tmp_path, text):
+    with pytest.raises(HarnessInputError) as ei:
+        load_suite(write(tmp_path, text))
+    assert "appears twice" in ei.value.line() and "line " in ei.value.line()

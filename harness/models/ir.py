@@ -31,11 +31,23 @@ def _validate_one(xml: Path) -> None:
         root = ET.parse(xml).getroot()
     except (ET.ParseError, OSError) as e:
         raise ModelPreparationError(f"IR model file '{xml}' does not parse: {e}") from None
+    layers = list(root.iter("layer"))
+    kinds = {layer.get("type") for layer in layers}
+    if not layers:
+        raise ModelPreparationError(f"IR model file '{xml}' has no layers")
+    for kind in ("Parameter", "Result"):
+        if kind not in kinds:
+            raise ModelPreparationError(f"IR model file '{xml}' has no {kind} layer (no "
+                                        f"{'inputs' if kind == 'Parameter' else 'outputs'})")
     needed = 0
-    for layer in root.iter("layer"):
+    for layer in layers:
         data = layer.find("data")
         if layer.get("type") == "Const" and data is not None and "offset" in data.attrib:
-            needed = max(needed, int(data.get("offset", 0)) + int(data.get("size", 0)))
+            try:
+                needed = max(needed, int(data.get("offset", 0)) + int(data.get("size", 0)))
+            except ValueError:
+                raise ModelPreparationError(f"IR model file '{xml}': layer {layer.get('name')!r} has a "
+                                            f"non-numeric offset or size") from None
     have = bin_.stat().st_size
     if have < needed:
         raise ModelPreparationError(
