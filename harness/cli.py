@@ -368,14 +368,21 @@ def prepare(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Build/export a model to OpenVINO IR (cached) and print its directory."""
+    from pydantic import ValidationError
+
     from harness.models.prepare import prepare_model
     from harness.schema import CompressionSpec
 
     cache_dir = cache_dir or default_cache_dir()
     if precision not in ("fp16", "int8", "int4"):
         raise HarnessInputError("command line", "--precision", precision, "must be one of fp16, int8, int4")
-    pm = prepare_model(source, precision, CompressionSpec(group_size=group_size, ratio=ratio, sym=sym), cache_dir,
-                       log=lambda m: err_console.print(m))
+    try:
+        compression = CompressionSpec(group_size=group_size, ratio=ratio, sym=sym)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise HarnessInputError("command line", f"--{str(err['loc'][0]).replace('_', '-')}", err.get("input"),
+                                err["msg"].removeprefix("Value error, ")) from None
+    pm = prepare_model(source, precision, compression, cache_dir, log=lambda m: err_console.print(m))
     err_console.print(f"{'cache hit' if pm.cache_hit else 'exported'}: {pm.size_mb:.1f} MiB weights"
                       + (f", export {pm.export_s:.1f} s" if pm.export_s is not None else ""))
     typer.echo(str(pm.path))

@@ -86,7 +86,7 @@ def history(
     ctx: typer.Context,
     db: DbOpt = None,
     suite: Annotated[str | None, typer.Option(help="only runs of this suite")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, show_default=False,
+    limit: Annotated[int | None, typer.Option(min=1, max=1_000_000, show_default=False,
                                               help="most recent runs to show (default: 20; trend: 50)")] = None,
     cell: Annotated[str | None, typer.Option(help="cell key: show the trend of --metric for this cell")] = None,
     metric: Annotated[str | None, typer.Option(help="metric tag for the trend, e.g. tpot_ms")] = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = "1.3"
 
@@ -30,9 +30,16 @@ class Strict(BaseModel):
 class CompressionSpec(Strict):
     """Weight-compression options for int8/int4 (NNCF through optimum-intel)."""
 
-    group_size: int = Field(128, description="int4 group size; -1 for per-channel")
+    group_size: int = Field(128, ge=-1, le=65536, description="int4 group size; -1 for per-channel")
     ratio: float = Field(1.0, gt=0, le=1, description="share of layers in int4, the rest int8")
     sym: bool = Field(False, description="symmetric quantisation")
+
+    @field_validator("group_size")
+    @classmethod
+    def _group(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("group_size is a positive number of channels, or -1 for per-channel")
+        return v
 
 
 class GenerationSpec(Strict):

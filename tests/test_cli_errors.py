@@ -133,3 +133,18 @@ def test_serve_properties_the_runtime_refuses_are_one_line(model_cache):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]  # after the progress lines
     assert len(errors) == 1 and "cannot serve" in errors[0] and "banana" in errors[0], proc.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["prepare", "synthetic:tiny", "--precision", "int4", "--ratio", "nan"], "--ratio"),
+    (["prepare", "synthetic:tiny", "--precision", "int4", "--ratio", "5"], "--ratio"),
+    (["prepare", "synthetic:tiny", "--precision", "int4", "--group-size", "0"], "--group-size"),
+    (["prepare", "synthetic:tiny", "--precision", "int4", "--group-size", "-5"], "--group-size"),
+    (["prepare", "synthetic:tiny", "--precision", "int4", "--group-size", "99999999999999999999"], "--group-size"),
+    (["history", "--limit", "99999999999999999999999"], "--limit"),
+    (["history", "--limit", "0"], "--limit"),
+])
+def test_out_of_range_numbers_on_the_command_line(args, needle):
+    proc = run_cli(*args, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert needle in proc.stderr, proc.stderr
