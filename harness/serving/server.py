@@ -30,7 +30,6 @@ from starlette.requests import Request
 from harness.serving.engine import Engine
 from harness.serving.server_metrics import Method, ServerMetrics
 
-
 log = logging.getLogger("harness.serve")
 
 DISCONNECT_POLL_S = 0.25  # how soon a generation stops after its client went away
