@@ -27,7 +27,7 @@ SELF_REFERENCED = (*VECTOR_KINDS, "vlm", "speech", "text2image")
 def _signature(r: CellResult) -> tuple:
     s = r.spec
     return (s.model.name, s.model.source, s.device, s.prompts.model_dump_json(), s.generation.model_dump_json(),
-            tuple(sorted(s.properties.items())))
+            tuple(sorted(s.properties.items())), s.environment)
 
 
 def token_match(a: list[int], b: list[int]) -> float:

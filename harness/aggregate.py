@@ -51,6 +51,7 @@ def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus
     bad_records: list[str] = []
     reference: list[ReferenceRecord] = []
     reference_error: str | None = None
+    runtime_versions: dict[str, str | None] = {}
     for ev in events:
         kind = ev.get("event")
         if kind in ("sample", "batch"):
@@ -79,6 +80,8 @@ def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus
                 reference_error = f"reference record unreadable: {' '.join(str(e).split())[:300]}"
         elif kind == "reference_error":
             reference_error = reference_error or ev.get("error")
+        elif kind == "runtime":
+            runtime_versions = runtime_versions or dict(ev.get("versions", {}))
         elif kind == "error" and error is None:
             error = ev.get("error")
     if bad_records:
@@ -93,7 +96,7 @@ def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus
         wall_s=wall_s, samples=samples, batches=batches, cell_values=cell_values,
         summaries=summaries(samples, cell_values, batches),
         check_outputs=check_outputs, model_dir=model_dir, notes=notes, reference=reference,
-        reference_error=reference_error,
+        reference_error=reference_error, runtime_versions=runtime_versions,
     )
     result.checks = cell_checks(result)
     return result

@@ -165,7 +165,7 @@ def cell_checks(r: CellResult) -> list[CheckResult]:
 def _reference_signature(r: CellResult) -> tuple:
     s = r.spec
     return (s.model.name, s.model.source, s.precision, s.device, s.prompts.model_dump_json(),
-            s.generation.model_dump_json(), tuple(sorted(s.properties.items())))
+            s.generation.model_dump_json(), tuple(sorted(s.properties.items())), s.environment)
 
 
 def first_divergence(a: list[int] | str, b: list[int] | str) -> int | None:

@@ -68,6 +68,24 @@ def _apply_overrides(suite, model: str | None, devices: list[str] | None, precis
         raise HarnessInputError("command line", field, err.get("input"), err["msg"]) from None
 
 
+def _with_environments(suite, options: list[str]):
+    from harness.environments import parse_env_option
+
+    specs = [parse_env_option(o) for o in options]
+    names = [s.name for s in specs]
+    if dup := next((n for n in names if names.count(n) > 1), None):
+        raise HarnessInputError("command line", "--env", dup, "the same environment name is given twice")
+    return suite.model_copy(update={"environments": specs})
+
+
+def prepare_environments(specs, cache_dir: Path) -> dict:
+    """Build (or find) each environment before any cell runs; a failure is one line naming it."""
+    from harness.environments import prepare_environment
+
+    return {s.name: prepare_environment(s, cache_dir, log=lambda m: err_console.print(m, highlight=False))
+            for s in specs}
+
+
 @app.command()
 def run(
     suite: Annotated[str | None, typer.Argument(help="suite file or shipped suite name (default: suites/default.yaml)")] = None,
@@ -81,6 +99,9 @@ def run(
     cache_dir: CacheOpt = None,
     fail_on_checks: Annotated[bool, typer.Option(help="exit 1 also when a check fails, not only a cell")] = False,
     list_cells: Annotated[bool, typer.Option("--list", help="print the cells the suite expands to and exit")] = False,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", help="run every cell in this environment instead of the suite's: NAME=PINS (e.g. "
+        "'r263=openvino-genai==2026.3.1') or NAME=/path/to/python; repeatable")] = None,
     fault: Annotated[list[str] | None, typer.Option(hidden=True, help="test only: KEY=crash|hang")] = None,
 ) -> None:
     """Run a suite; write results.json, report.md, report.csv and report.html; print the report.
@@ -108,6 +129,8 @@ def run(
             suite_path = Path(meta.suite_file)
     parsed, sha = load_suite(suite_path)
     parsed = _apply_overrides(parsed, model, device, precision)
+    if env:
+        parsed = _with_environments(parsed, env)
     cells = expand(parsed, suite_path)
     if list_cells:
         for c in cells:
@@ -148,8 +171,11 @@ def run(
                           + (f" ({len(again)} of them failed before and run again)" if again else "") + (
             f"; {len(unreadable)} unreadable record(s) in cells.jsonl (line {', '.join(map(str, unreadable[:5]))}) "
             "left out: their cells run again" if unreadable else ""), highlight=False)
+    environments = prepare_environments(parsed.environments, cache_dir)
+    meta.environments = [e.record() for e in environments.values()]
     write_metadata(run_dir, meta)
-    options = RunOptions(cache_dir=cache_dir, available_devices=list(core.available_devices), faults=faults)
+    options = RunOptions(cache_dir=cache_dir, available_devices=list(core.available_devices), faults=faults,
+                         environments=environments)
     err_console.print(f"run directory: {run_dir}  ({len(cells)} cells, cache {cache_dir})")
     try:
         with RichProgress(err_console, total=len(cells)) as progress:

@@ -128,14 +128,16 @@ def reference_task(cell: CellSpec, model_dir: Path, draft_dir: Path | None, prel
     )
 
 
-def run_reference(task: ReferenceTask, workdir: Path, timeout_s: float, process: int = 0) -> list[ReferenceRecord]:
-    """Run the bare loop in a fresh interpreter and read its calls."""
+def run_reference(task: ReferenceTask, workdir: Path, timeout_s: float, process: int = 0,
+                  python: str | None = None, env: dict[str, str] | None = None) -> list[ReferenceRecord]:
+    """Run the bare loop in a fresh interpreter (the cell environment's, when given) and read its calls."""
     workdir.mkdir(parents=True, exist_ok=True)
     task_path = workdir / f"reference-task-{process}.json"
     task_path.write_text(task.to_json(), encoding="utf-8")
     try:
-        proc = subprocess.run([sys.executable, "-m", "harness.reference", str(task_path)], capture_output=True,
-                              text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        proc = subprocess.run([python or sys.executable, "-m", "harness.reference", str(task_path)],
+                              capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
+                              preexec_fn=die_with_parent, env=env)
     except subprocess.TimeoutExpired:
         raise ReferenceError(f"the reference loop exceeded {timeout_s:g} s") from None
     if proc.returncode != 0:

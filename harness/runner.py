@@ -19,6 +19,7 @@ from harness.aggregate import cell_result
 from harness.checks import run_level_checks
 from harness.child_process import die_with_parent
 from harness.devices import missing_devices
+from harness.environments import PreparedEnvironment
 from harness.schema import CellResult, CellSpec, CellStatus, RunMetadata, RunResults
 from harness.store import append_cell, load_cells, write_results
 from harness.worker import WorkerTask
@@ -37,6 +38,8 @@ class RunOptions:
     # Test-only: cell key -> fault the worker injects ("crash", "hang").
     faults: dict[str, str] = field(default_factory=dict)
     keep_workdirs: bool = False
+    # environment name -> a built environment; cells whose spec names one run their measuring workers in it
+    environments: dict[str, PreparedEnvironment] = field(default_factory=dict)
 
 
 class ProgressSink:
@@ -77,9 +80,10 @@ def _log_tail(path: Path, lines: int = 3) -> str:
     return " | ".join(line.strip() for line in text[-lines:])
 
 
-def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpec,
-                progress: ProgressSink) -> tuple[list[dict[str, Any]], CellStatus, str | None]:
-    """One worker process for one phase of a cell: its events, status and error."""
+def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpec, progress: ProgressSink,
+                env: PreparedEnvironment | None = None) -> tuple[list[dict[str, Any]], CellStatus, str | None]:
+    """One worker process for one phase of a cell (in `env`'s interpreter when given): its events,
+    status and error."""
     t0 = time.monotonic()
     name = task.mode
     task_path, events_path, log_path = (workdir / f"{name}-task.json", workdir / f"{name}-events.jsonl",
@@ -90,9 +94,10 @@ def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpe
     offset = 0
     timed_out = False
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(task_path), str(events_path)],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=die_with_parent)
+        proc = subprocess.Popen([env.python if env else sys.executable, "-m", "harness.worker", str(task_path),
+                                 str(events_path)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=die_with_parent,
+                                env=env.worker_env() if env else None)
         try:
             while True:
                 rc = proc.poll()
@@ -139,19 +144,26 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
     workdir.mkdir(parents=True, exist_ok=True)
     base = WorkerTask(mode="prepare", cell=cell, cache_dir=str(options.cache_dir), workdir=str(workdir))
     events, status, error = _run_worker(base, workdir, cell.prepare_timeout_s, cell, progress)
+    env = options.environments.get(cell.environment) if cell.environment else None
+    if cell.environment and env is None:
+        status, error = "failed", f"environment {cell.environment!r} was not prepared for this run"
     if status == "ok":
         events = [e for e in events if e.get("event") == "prepared"]
-        reference = _reference_runner(cell, events, workdir)
+        try:
+            base = _measure_task(base, events[-1], env, options.cache_dir)
+        except Exception as e:  # noqa: BLE001 - e.g. the environment cannot convert the tokenizer
+            status, error = "failed", f"{type(e).__name__}: {e}"
+    if status == "ok":
+        reference = _reference_runner(cell, base, workdir, env)
         # the runner's own CPU over the worker processes' wall time (reference runs left out of both)
         busy, wall = 0.0, 0.0
         for process in range(cell.processes):
-            measure = base.model_copy(update={"mode": "measure", "fault": options.faults.get(cell.key),
-                                              "process": process})
+            measure = base.model_copy(update={"fault": options.faults.get(cell.key), "process": process})
             # Odd processes run their reference first, so neither side always runs in the other's wake.
             if reference and process % 2:
                 events.append(reference(process))
             cpu0, wall0 = time.process_time(), time.monotonic()
-            more, status, error = _run_worker(measure, workdir, cell.timeout_s, cell, progress)
+            more, status, error = _run_worker(measure, workdir, cell.timeout_s, cell, progress, env)
             busy, wall = busy + time.process_time() - cpu0, wall + time.monotonic() - wall0
             events += more
             if status != "ok":
@@ -165,26 +177,38 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
     return cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)
 
 
-def _reference_runner(cell: CellSpec, prepared: list[dict[str, Any]],
-                      workdir: Path) -> Callable[[int], dict[str, Any]] | None:
+def _measure_task(prepare: WorkerTask, prepared: dict[str, Any], env: PreparedEnvironment | None,
+                  cache_dir: Path) -> WorkerTask:
+    """The measuring workers' task: the prepared folders, as the cell's environment should read them."""
+    from harness.environments import model_view
+
+    model_dir, draft_dir = Path(prepared["model_dir"]), prepared.get("draft_dir")
+    if env is not None:
+        model_dir = model_view(env, model_dir, cache_dir)
+        draft_dir = str(model_view(env, Path(draft_dir), cache_dir)) if draft_dir else None
+    return prepare.model_copy(update={"mode": "measure", "model_dir": str(model_dir), "draft_dir": draft_dir})
+
+
+def _reference_runner(cell: CellSpec, measure: WorkerTask, workdir: Path,
+                      env: PreparedEnvironment | None) -> Callable[[int], dict[str, Any]] | None:
     """With fidelity_check: a function that runs the bare reference loop paired with one worker process
     and returns its event (its calls, or why there are none)."""
     from harness import fidelity
 
-    if not cell.fidelity_check or not prepared:
+    if not cell.fidelity_check or measure.model_dir is None:
         return None
     if fidelity.unsupported(cell):
         return lambda process: {"event": "reference_error", "error": fidelity.unsupported(cell)}
-    p = prepared[-1]
     task = None
 
     def run(process: int) -> dict[str, Any]:
         nonlocal task
         try:
             if task is None:
-                draft = p.get("draft_dir")
-                task = fidelity.reference_task(cell, Path(p["model_dir"]), Path(draft) if draft else None)
-            records = fidelity.run_reference(task, workdir, cell.timeout_s, process)
+                draft = measure.draft_dir
+                task = fidelity.reference_task(cell, Path(measure.model_dir), Path(draft) if draft else None)
+            records = fidelity.run_reference(task, workdir, cell.timeout_s, process,
+                                             env.python if env else None, env.worker_env() if env else None)
         except Exception as e:  # noqa: BLE001 - a failed reference never costs the cell what it measured
             return {"event": "reference_error", "error": f"{type(e).__name__}: {e}"}
         return {"event": "reference", "records": [r.model_dump() for r in records]}

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 Precision = Literal["fp16", "int8", "int4"]
 ScenarioKind = Literal["generate", "speculative", "prompt_lookup", "continuous_batching", "optimum", "pytorch", "vlm",
@@ -135,6 +135,8 @@ class CellSpec(Strict):
         "fresh process on the same IR, prompts and settings, and check the cell's readings against it")
     fidelity_tolerance: float = Field(
         0.03, gt=0, lt=1, description="fidelity check: largest accepted |harness / reference - 1| for TPOT and tok/s")
+    environment: str | None = Field(
+        None, description="the Python environment (stack version) its worker processes run in; None: the harness's own")
 
     def axes(self) -> dict[str, PropertyValue]:
         """Flat parameter view used for exclude rules, markers and report columns."""
@@ -149,6 +151,8 @@ class CellSpec(Strict):
         }
         if self.prompts.input_tokens is not None:
             flat["input_tokens"] = self.prompts.input_tokens
+        if self.environment is not None:
+            flat["env"] = self.environment
         flat.update(self.scenario.params)
         flat.update(self.properties)
         return flat
@@ -275,6 +279,8 @@ class CellResult(Strict):
     reference: list[ReferenceRecord] = Field(
         default_factory=list, description="the bare reference loop's calls, when the cell has fidelity_check")
     reference_error: str | None = Field(None, description="why the bare reference loop gave no calls")
+    runtime_versions: dict[str, str | None] = Field(
+        default_factory=dict, description="stack versions the cell's measuring worker imported")
 
     @model_validator(mode="after")
     def _ids_source_of_older_records(self) -> CellResult:
@@ -309,6 +315,18 @@ class HostInfo(Strict):
     memory_total_mb: float
 
 
+class EnvironmentRecord(Strict):
+    """A Python environment cells ran in: what was asked, what was installed, what it imports."""
+
+    name: str
+    python: str
+    requested: list[str] = Field(default_factory=list, description="the suite's pinned packages")
+    resolved: list[str] = Field(default_factory=list, description="the package set the resolver installed")
+    digest: str | None = Field(None, description="content address of the build (None: an existing interpreter)")
+    versions: dict[str, str | None] = Field(default_factory=dict, description="versions the interpreter imports")
+    build_s: float | None = Field(None, description="build wall time when it was built by this run")
+
+
 class RunMetadata(Strict):
     run_id: str
     suite_name: str
@@ -324,6 +342,8 @@ class RunMetadata(Strict):
     devices: list[DeviceInfo]
     compare_thresholds: dict[str, float] = Field(
         default_factory=dict, description="the suite's minimum effects per metric for `harness compare`")
+    environments: list[EnvironmentRecord] = Field(
+        default_factory=list, description="environments the cells ran in (none: the harness's own interpreter)")
 
 
 class RunResults(Strict):

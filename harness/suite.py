@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.devices import validate_device_string
+from harness.environments import EnvironmentSpec
 from harness.errors import HarnessInputError
 from harness.schema import (
     CellSpec,
@@ -275,6 +276,17 @@ class Suite(_Strict):
     gates: list[SuiteGate] = Field(default_factory=list)
     compare_thresholds: dict[str, float] = Field(
         default_factory=dict, description="minimum effect per metric tag for `harness compare` (0.05 = 5%)")
+    environments: list[EnvironmentSpec] = Field(
+        default_factory=list, description="Python environments (stack versions) to run every cell in; an axis "
+        "(`env` in keys, excludes and gates). None: the harness's own interpreter")
+
+    @field_validator("environments")
+    @classmethod
+    def _env_names(cls, v: list[EnvironmentSpec]) -> list[EnvironmentSpec]:
+        names = [e.name for e in v]
+        if dup := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(f"environment {dup!r} is declared twice")
+        return v
 
     @field_validator("compare_thresholds")
     @classmethod
@@ -526,6 +538,8 @@ def cell_key(spec: CellSpec, prompt_label: str, prop_names: list[str]) -> str:
              f"{prompt_label}-out{spec.generation.max_new_tokens}"]
     if prop_names:
         parts.append(",".join(f"{k}={_fmt(spec.properties[k])}" for k in prop_names))
+    if spec.environment is not None:
+        parts.append(f"env={spec.environment}")
     return "/".join(parts)
 
 
@@ -553,8 +567,9 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                            for n in suite.prompts.input_tokens]
     cells: list[CellSpec] = []
     seen: set[str] = set()
-    for model, precision, device, scenario in itertools.product(
-            suite.models, suite.precisions, suite.devices, suite.scenarios):
+    environments = [e.name for e in suite.environments] or [None]
+    for model, precision, device, scenario, environment in itertools.product(
+            suite.models, suite.precisions, suite.devices, suite.scenarios, environments):
         if scenario.models is not None and model.name not in scenario.models:
             continue
         gen_base = suite.generation.model_dump()
@@ -588,6 +603,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                     fidelity_check=suite.fidelity_check, fidelity_tolerance=suite.fidelity_tolerance,
                     server=suite.server if scenario.kind == "serving" else None,
                     slo=dict(suite.slo) if scenario.kind == "serving" else {},
+                    environment=environment,
                 )
                 if _excluded(spec.axes(), suite.exclude):
                     continue

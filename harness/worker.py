@@ -27,6 +27,27 @@ class WorkerTask(BaseModel):
     # Test-only fault injection: "crash" (SIGSEGV-like abort), "hang" (sleep forever).
     fault: str | None = None
     process: int = 0
+    # measure: the folders the prepare phase made (seen through the cell environment's view); the measuring
+    # worker then prepares nothing, so it can run in an environment with another stack
+    model_dir: str | None = None
+    draft_dir: str | None = None
+
+
+def runtime_versions() -> dict[str, str | None]:
+    """The stack this process imports (a cell's record of what really ran)."""
+    import platform
+
+    import openvino
+    import openvino_genai
+
+    try:
+        import openvino_tokenizers
+
+        tokenizers = openvino_tokenizers.__version__
+    except Exception:  # noqa: BLE001 - a stack without it still measures
+        tokenizers = None
+    return {"python": platform.python_version(), "openvino": openvino.__version__,
+            "openvino-genai": openvino_genai.__version__, "openvino-tokenizers": tokenizers}
 
 
 def _emitter(path: Path):
@@ -52,12 +73,14 @@ def _inject(fault: str | None) -> None:
 
 
 def run_task(task: WorkerTask, emit) -> None:
-    from harness.backends import CellModels, backend_for
     from harness.models.prepare import prepare_model
 
     cell = task.cell
     cache = Path(task.cache_dir)
     log = lambda msg: emit({"event": "log", "message": msg})  # noqa: E731
+    if task.mode == "measure" and task.model_dir is not None:
+        _measure(task, Path(task.model_dir), Path(task.draft_dir) if task.draft_dir else None, emit)
+        return
     emit({"event": "phase", "phase": "prepare"})
     target = prepare_model(cell.model.source, cell.precision, cell.compression, cache, log=log)
     draft = None
@@ -72,8 +95,17 @@ def run_task(task: WorkerTask, emit) -> None:
         emit({"event": "prepared", **prepared})
         emit({"event": "done"})
         return
+    _measure(task, target.path, draft.path if draft else None, emit)
+
+
+def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit) -> None:
+    from harness.backends import CellModels, backend_for
+
+    cell = task.cell
+    emit({"event": "runtime", "versions": runtime_versions()})
     _inject(task.fault)
     emit({"event": "phase", "phase": "run"})
+
     def emit_tagged(event: dict[str, Any]) -> None:
         if event.get("event") in ("sample", "batch"):
             event[event["event"]]["process"] = task.process
@@ -84,12 +116,13 @@ def run_task(task: WorkerTask, emit) -> None:
         from harness.errors import ModelPreparationError
         from harness.models.sources import resolve_source
 
-        resolved = resolve_source(cell.model.source, cache, log)
+        resolved = resolve_source(cell.model.source, Path(task.cache_dir),
+                                  lambda msg: emit({"event": "log", "message": msg}))
         if resolved.kind == "ir_dir":
             raise ModelPreparationError(f"the pytorch reference needs a Hugging Face model, not the IR directory "
                                         f"'{cell.model.source}'")
         source = resolved.path
-    models = CellModels(target.path, draft.path if draft else None, Path(task.workdir), source)
+    models = CellModels(model_dir, draft_dir, Path(task.workdir), source)
     backend_for(cell.scenario.kind)(cell, models, emit_tagged)
 
 

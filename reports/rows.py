@@ -141,6 +141,8 @@ def _params(r: CellResult) -> str:
     g = spec.generation
     if g.mode != "greedy":
         parts.append(f"mode={g.mode}")
+    if spec.environment:
+        parts.append(f"env={spec.environment}")
     return " ".join(parts)
 
 

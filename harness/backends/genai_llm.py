@@ -109,8 +109,10 @@ def _genai_readings(res: Any) -> dict[str, float | None]:
     if ext is not None and hasattr(ext, "get_num_accepted_tokens"):
         accepted = float(ext.get_num_accepted_tokens())
         out["accepted_tokens"] = accepted
-        # get_draft_acceptance_rate() is a fraction in [0, 1]; the metric is in percent.
-        out["acceptance_rate_pct"] = float(ext.get_draft_acceptance_rate()) * 100.0
+        # get_draft_acceptance_rate() is a fraction in [0, 1]; the metric is in percent. Releases before
+        # 2026.4 do not have it: the rate is then absent, not guessed.
+        if hasattr(ext, "get_draft_acceptance_rate"):
+            out["acceptance_rate_pct"] = float(ext.get_draft_acceptance_rate()) * 100.0
         draft = getattr(ext, "draft_model_metrics", None)
         if draft is not None:
             out["proposed_tokens"] = float(draft.get_num_generated_tokens())
