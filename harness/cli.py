@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from harness.ab_cli import register as register_ab
 from harness.console import PlainConsole, styled
 from harness.errors import HarnessInputError, ModelPreparationError, error_line
 from harness.history_cli import history_noise_lookup, history_trends, record_in_history, register
@@ -217,6 +218,19 @@ def report(
         raise HarnessInputError("command line", "--kind", kind, "choose from run, qualification, release")
     if format not in RENDERERS:
         raise HarnessInputError("command line", "--format", format, f"unknown format; choose from {', '.join(RENDERERS)}")
+    if kind == "release" and (run_dir / "ab.json" if run_dir.is_dir() else run_dir).name == "ab.json" and (
+            run_dir / "ab.json" if run_dir.is_dir() else run_dir).exists():
+        from harness.ab_cli import load_ab
+        from reports.ab_report import render_ab_html, render_ab_md
+
+        record = load_ab(run_dir)
+        text = render_ab_html(record) if format == "html" else (
+            record.model_dump_json(indent=1) if format == "json" else render_ab_md(record))
+        if out:
+            out.write_text(text, encoding="utf-8")
+        else:
+            typer.echo(text)
+        return
     results = load_results(run_dir)
     if kind in kinds:
         text = kinds[kind](results)
@@ -440,6 +454,7 @@ def metrics(out: Annotated[Path | None, typer.Option(help="write the document he
 
 
 register(app)
+register_ab(app)
 
 
 def main(argv: list[str] | None = None) -> None:

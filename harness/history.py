@@ -80,6 +80,21 @@ cell_metrics = Table(
     Index("ix_cell_metrics_cell_metric", "cell_key", "metric"),
 )
 
+ab_records = Table(
+    "ab_records", metadata,
+    Column("ab_id", String, primary_key=True),
+    Column("suite_name", String, nullable=False),
+    Column("started_at", String, nullable=False),
+    Column("base_run", String, ForeignKey("runs.run_id"), nullable=False),
+    Column("candidate_run", String, ForeignKey("runs.run_id"), nullable=False),
+    Column("base_side", Text, nullable=False),
+    Column("candidate_side", Text, nullable=False),
+    Column("n_regressions", Integer, nullable=False),
+    Column("n_cells", Integer, nullable=False),
+    Column("ab_dir", Text),
+    Column("ab_json", Text, nullable=False),
+)
+
 baselines = Table(
     "baselines", metadata,
     Column("name", String, primary_key=True),
@@ -228,6 +243,22 @@ class HistoryStore:
             rows = _metric_rows(results)
             if rows:
                 conn.execute(insert(cell_metrics), rows)
+
+    def record_ab(self, ab: Any, base: RunResults, candidate: RunResults, ab_dir: str | None) -> None:
+        """One A/B comparison (harness/ab.py's ABResult) linking the two runs it measured."""
+        self.record_run(base, str(Path(ab_dir) / "base") if ab_dir else None)
+        self.record_run(candidate, str(Path(ab_dir) / "candidate") if ab_dir else None)
+        values = {"suite_name": ab.suite_name, "started_at": ab.started_at, "base_run": ab.base_run,
+                  "candidate_run": ab.candidate_run, "base_side": ab.base.label(),
+                  "candidate_side": ab.candidate.label(), "n_regressions": ab.counts()["regression"],
+                  "n_cells": len(ab.cells), "ab_dir": ab_dir, "ab_json": ab.model_dump_json()}
+        with self.engine.begin() as conn:
+            _upsert(conn, ab_records, {"ab_id": ab.ab_id}, values)
+
+    def ab_json(self, ab_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(ab_records.c.ab_json).where(ab_records.c.ab_id == ab_id)).first()
+        return row[0] if row else None
 
     def set_baseline(self, name: str, run_id: str) -> None:
         """Point baseline NAME at a recorded run (replacing what it pointed at)."""

@@ -218,6 +218,23 @@ def baseline_list(db: DbOpt = None) -> None:
 TREND_METRICS = ("output_tps", "ttft_ms", "tpot_ms")
 
 
+def record_ab_in_history(ab, base: RunResults, candidate: RunResults, ab_dir: Path, url: str | None = None) -> bool:
+    """Record an A/B comparison with both its runs; a database problem is a warning (results are on disk)."""
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from harness.history import HistoryStore
+
+        with HistoryStore(url) as store:
+            store.record_ab(ab, base, candidate, str(Path(ab_dir).resolve()))
+    except (ImportError, HarnessInputError, SQLAlchemyError, OSError) as e:
+        err_console.print(styled("yellow", "warning:", f"A/B comparison not recorded in the history: {e}"))
+        return False
+    err_console.print(f"recorded A/B {ab.ab_id} (runs {base.metadata.run_id}, {candidate.metadata.run_id}) in the "
+                      f"history {store.url}", highlight=False)
+    return True
+
+
 def history_trends(results: RunResults, url: str | None) -> dict[str, list[tuple[str, float]]]:
     """Per ok cell and headline metric, the history's medians up to this run (when there are two or more)."""
     try:

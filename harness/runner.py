@@ -140,30 +140,18 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
         return cell_result(cell, [], "skipped",
                            f"device {', '.join(missing)} not available on this host (available: "
                            f"{', '.join(options.available_devices) or 'none'})", started, now_iso(), 0.0)
-    workdir = run_dir / "work" / _slug(cell.key)
-    workdir.mkdir(parents=True, exist_ok=True)
-    base = WorkerTask(mode="prepare", cell=cell, cache_dir=str(options.cache_dir), workdir=str(workdir))
-    events, status, error = _run_worker(base, workdir, cell.prepare_timeout_s, cell, progress)
-    env = options.environments.get(cell.environment) if cell.environment else None
-    if cell.environment and env is None:
-        status, error = "failed", f"environment {cell.environment!r} was not prepared for this run"
-    if status == "ok":
-        events = [e for e in events if e.get("event") == "prepared"]
-        try:
-            base = _measure_task(base, events[-1], env, options.cache_dir)
-        except Exception as e:  # noqa: BLE001 - e.g. the environment cannot convert the tokenizer
-            status, error = "failed", f"{type(e).__name__}: {e}"
-    if status == "ok":
-        reference = _reference_runner(cell, base, workdir, env)
+    prepared = prepare_cell(cell, run_dir, options, progress)
+    events, status, error = prepared.events, prepared.status, prepared.error
+    if prepared.task is not None:
+        reference = _reference_runner(cell, prepared.task, prepared.workdir, prepared.env)
         # the runner's own CPU over the worker processes' wall time (reference runs left out of both)
         busy, wall = 0.0, 0.0
         for process in range(cell.processes):
-            measure = base.model_copy(update={"fault": options.faults.get(cell.key), "process": process})
             # Odd processes run their reference first, so neither side always runs in the other's wake.
             if reference and process % 2:
                 events.append(reference(process))
             cpu0, wall0 = time.process_time(), time.monotonic()
-            more, status, error = _run_worker(measure, workdir, cell.timeout_s, cell, progress, env)
+            more, status, error = measure_process(prepared, process, options, progress)
             busy, wall = busy + time.process_time() - cpu0, wall + time.monotonic() - wall0
             events += more
             if status != "ok":
@@ -173,8 +161,49 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
         if wall > 0:
             events.append({"event": "runner", "cell_values": {"runner_cpu_pct": 100.0 * busy / wall}})
     if not options.keep_workdirs:
-        _remove_tree(workdir / "compile-cache")
+        _remove_tree(prepared.workdir / "compile-cache")
     return cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)
+
+
+@dataclass
+class PreparedCell:
+    """A cell whose models are ready: the measuring task (None when preparing failed) and what it said."""
+
+    cell: CellSpec
+    workdir: Path
+    events: list[dict[str, Any]]
+    status: CellStatus
+    error: str | None
+    task: WorkerTask | None = None
+    env: PreparedEnvironment | None = None
+
+
+def prepare_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: ProgressSink) -> PreparedCell:
+    """The prepare phase in its own worker process (always the harness's own stack)."""
+    workdir = run_dir / "work" / _slug(cell.key)
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = WorkerTask(mode="prepare", cell=cell, cache_dir=str(options.cache_dir), workdir=str(workdir))
+    events, status, error = _run_worker(base, workdir, cell.prepare_timeout_s, cell, progress)
+    env = options.environments.get(cell.environment) if cell.environment else None
+    if cell.environment and env is None:
+        status, error = "failed", f"environment {cell.environment!r} was not prepared for this run"
+    if status != "ok":
+        return PreparedCell(cell, workdir, events, status, error)
+    events = [e for e in events if e.get("event") == "prepared"]
+    try:
+        task = _measure_task(base, events[-1], env, options.cache_dir)
+    except Exception as e:  # noqa: BLE001 - e.g. the environment cannot convert the tokenizer
+        return PreparedCell(cell, workdir, events, "failed", f"{type(e).__name__}: {e}")
+    return PreparedCell(cell, workdir, events, "ok", None, task, env)
+
+
+def measure_process(prepared: PreparedCell, process: int, options: RunOptions,
+                    progress: ProgressSink) -> tuple[list[dict[str, Any]], CellStatus, str | None]:
+    """One fresh measuring worker process of a prepared cell."""
+    assert prepared.task is not None
+    cell = prepared.cell
+    measure = prepared.task.model_copy(update={"fault": options.faults.get(cell.key), "process": process})
+    return _run_worker(measure, prepared.workdir, cell.timeout_s, cell, progress, prepared.env)
 
 
 def _measure_task(prepare: WorkerTask, prepared: dict[str, Any], env: PreparedEnvironment | None,

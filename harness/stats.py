@@ -76,3 +76,26 @@ def geomean_ratio_ci(ratios: Sequence[float], confidence: float = 0.95) -> tuple
     m = float(logs.mean())
     h = float(sps.t.ppf(0.5 + confidence / 2, logs.size - 1) * logs.std(ddof=1) / math.sqrt(logs.size))
     return math.exp(m), math.exp(m - h), math.exp(m + h)
+
+
+def confidence_sequence(values: Sequence[float], alpha: float = 0.05,
+                        target_n: int = 20) -> tuple[float, float, float] | None:
+    """Mean of `values` with a two-sided (1 − alpha) confidence sequence: an interval that holds at every
+    n at once, so it may be looked at after each new value and the first look that excludes a value
+    still errs with probability ≤ alpha. None for fewer than 2 values.
+
+    The asymptotic confidence sequence of Waudby-Smith, Arnold, Wu, Howard and Ramdas ("Time-uniform
+    central limit theory and asymptotic confidence sequences", Annals of Statistics 2024, eq. 2.9): the
+    Robbins normal-mixture boundary with the sample variance in place of the true one, its mixture
+    tuned to be tightest at `target_n` values. Being asymptotic, it is liberal at a handful of values;
+    the sample sd is therefore scaled by the Student-t to normal quantile ratio (simulated A/A error over
+    60 looks from n = 5: 4.7% for normal, 3.1% for t(3) noise; see tests/test_stats.py)."""
+    x = np.asarray(values, dtype=float)
+    n = x.size
+    if n < 2:
+        return None
+    mean = float(x.mean())
+    sd = float(x.std(ddof=1)) * float(sps.t.ppf(1 - alpha / 2, n - 1) / sps.norm.ppf(1 - alpha / 2))
+    rho2 = (-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / target_n
+    radius = sd * math.sqrt(2 * (n * rho2 + 1) / (n * n * rho2) * math.log(math.sqrt(n * rho2 + 1) / alpha))
+    return mean, mean - radius, mean + radius

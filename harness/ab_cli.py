@@ -1,0 +1,190 @@
+"""`harness ab SUITE --base SPEC --candidate SPEC`: the command line of harness/ab.py."""
+
+from __future__ import annotations
+
+import re
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.console import PlainConsole
+from harness.errors import HarnessInputError
+
+err_console = PlainConsole(stderr=True)
+AB_JSON = "ab.json"
+
+
+def parse_duration(text: str) -> float:
+    """'10m', '90s', '1h', '1h30m' or seconds as a number."""
+    t = text.strip().lower()
+    try:
+        value = float(t)
+    except ValueError:
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", t)
+        if not t or not parts or not any(parts.groups()):
+            raise HarnessInputError("command line", "--budget", text, "expected a duration such as 10m, 90s or 1h") from None
+        h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+        value = h * 3600 + m * 60 + s
+    if not 0 < value <= 7 * 24 * 3600:
+        raise HarnessInputError("command line", "--budget", text, "must be more than 0 and at most 7 days")
+    return value
+
+
+def ab(
+    suite: Annotated[str, typer.Argument(help="suite file or shipped suite name")],
+    base: Annotated[list[str], typer.Option(help="base side: env=NAME, model=DIR, device=NAME or "
+                                            "properties.NAME=VALUE (repeatable); nothing: the suite as is")] = [],  # noqa: B006
+    candidate: Annotated[list[str], typer.Option(help="candidate side, as --base")] = [],  # noqa: B006
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", help="define an environment NAME=PINS or NAME=/path/to/python (repeatable), beside the suite's")] = None,
+    budget: Annotated[str, typer.Option(help="time budget for the rounds, e.g. 10m")] = "10m",
+    metric: Annotated[list[str] | None, typer.Option(help="judge only these metrics (repeatable)")] = None,
+    threshold: Annotated[list[str] | None, typer.Option(help="minimum effect per metric, e.g. tpot_ms=0.03")] = None,
+    alpha: Annotated[float, typer.Option(help="error rate of the whole comparison")] = 0.05,
+    min_rounds: Annotated[int, typer.Option(min=2, max=10000, help="rounds before any verdict")] = 5,
+    max_rounds: Annotated[int, typer.Option(min=2, max=100000)] = 200,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="seed of the side order")] = 0,
+    out: Annotated[Path | None, typer.Option(help="output directory (default: results/<time>-ab-<suite>)")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="model and environment cache")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="history database URL")] = None,
+) -> None:
+    """Interleaved, paired A/B comparison of two sides of a suite with sequential stopping; exit 1 on a
+    regression. Writes base/ and candidate/ results, ab.json, ab.md and ab.html; records the pair in the history."""
+    import openvino as ov
+
+    from harness import host
+    from harness.ab import ABResult, ABSettings, parse_side, run_ab
+    from harness.cli import _parse_thresholds, _with_environments, default_cache_dir, prepare_environments
+    from harness.devices import list_devices, validate_device_string
+    from harness.history_cli import record_ab_in_history
+    from harness.metrics import METRICS
+    from harness.models.ir import validate_ir_dir
+    from harness.runner import ProgressSink, RunOptions, assemble, now_iso
+    from harness.schema import RunMetadata
+    from harness.store import append_cell, lock_run_dir, write_metadata, write_results
+    from harness.suite import expand, load_suite, resolve_suite_path
+    from reports.ab_report import ab_table, render_ab_html, render_ab_md
+
+    cache_dir = cache_dir or default_cache_dir()
+    budget_s = parse_duration(budget)
+    if not 0 < alpha < 1:
+        raise HarnessInputError("command line", "--alpha", alpha, "a significance level is between 0 and 1")
+    if max_rounds < min_rounds:
+        raise HarnessInputError("command line", "--max-rounds", max_rounds, f"is below --min-rounds ({min_rounds})")
+    for m in metric or []:
+        if m not in METRICS:
+            raise HarnessInputError("command line", "--metric", m, f"unknown metric; known: {', '.join(METRICS)}")
+    sides = {"base": parse_side("--base", base), "candidate": parse_side("--candidate", candidate)}
+    if sides["base"] == sides["candidate"]:
+        err_console.print("note: both sides are the same: this is an A/A comparison", highlight=False)
+    suite_path = resolve_suite_path(suite)
+    parsed, sha = load_suite(suite_path)
+    declared = list(parsed.environments)
+    if env:
+        extra = _with_environments(parsed, env).environments
+        names = {e.name for e in extra}
+        declared = [e for e in declared if e.name not in names] + list(extra)
+    by_name = {e.name: e for e in declared}
+    for option, side in sides.items():
+        if side.env and side.env not in by_name:
+            raise HarnessInputError("command line", f"--{option}", f"env={side.env}", "unknown environment; declare it "
+                                    f"in the suite's environments or with --env {side.env}=PINS "
+                                    f"(known: {', '.join(by_name) or 'none'})")
+        if side.model:
+            try:
+                validate_ir_dir(Path(side.model))
+            except Exception as e:  # noqa: BLE001 - ModelPreparationError: one line
+                raise HarnessInputError("command line", f"--{option}", f"model={side.model}", str(e)) from None
+        if side.device:
+            try:
+                validate_device_string(side.device)
+            except ValueError as e:
+                raise HarnessInputError("command line", f"--{option}", f"device={side.device}", str(e)) from None
+    cells = expand(parsed.model_copy(update={"environments": []}), suite_path)
+    settings = ABSettings(alpha=alpha, budget_s=budget_s, min_rounds=min_rounds, max_rounds=max_rounds,
+                          metrics=list(metric or []), seed=seed)
+    settings.thresholds.update(parsed.compare_thresholds)
+    settings.thresholds.update(_parse_thresholds(threshold))
+    needed = [by_name[s.env] for s in sides.values() if s.env]
+    environments = prepare_environments(list({e.name: e for e in needed}.values()), cache_dir)
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = out or Path("results") / f"{stamp}-ab-{parsed.name}"
+    if (out_dir / AB_JSON).exists():
+        raise HarnessInputError(str(out_dir), "--out", None, "already holds an A/B comparison")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_run_dir(out_dir)  # noqa: F841 - held until this process ends
+    core = ov.Core()
+    metas = {}
+    for name, side in sides.items():
+        (out_dir / name).mkdir(exist_ok=True)
+        versions = host.package_versions()
+        envs = []
+        if side.env:
+            e = environments[side.env]
+            envs = [e.record()]
+            versions.update({k: v for k, v in e.versions.items() if k in versions})
+        metas[name] = RunMetadata(
+            run_id=f"{stamp}-{name}-{uuid.uuid4().hex[:6]}", suite_name=parsed.name, suite_file=str(suite_path.resolve()),
+            suite_sha256=sha, started_at=now_iso(), command=sys.argv, host=host.host_info(), versions=versions,
+            harness_commit=host.git_commit(), devices=list_devices(core), compare_thresholds=parsed.compare_thresholds,
+            environments=envs)
+        write_metadata(out_dir / name, metas[name])
+    result = ABResult(ab_id=f"{stamp}-ab-{uuid.uuid4().hex[:6]}", suite_name=parsed.name,
+                      suite_file=str(suite_path.resolve()), base=sides["base"], candidate=sides["candidate"],
+                      base_run=metas["base"].run_id, candidate_run=metas["candidate"].run_id, settings=settings,
+                      started_at=now_iso(),
+                      environments={n: environments[s.env].versions for n, s in sides.items() if s.env})
+    options = RunOptions(cache_dir=cache_dir, available_devices=list(core.available_devices),
+                         environments=environments)
+    err_console.print(f"A/B: {len(cells)} cells, base {sides['base'].label()}, candidate {sides['candidate'].label()}, "
+                      f"budget {budget_s / 60:g} min -> {out_dir}", highlight=False)
+
+    def save(r: ABResult) -> None:
+        (out_dir / AB_JSON).write_text(r.model_dump_json(indent=1), encoding="utf-8")
+
+    try:
+        side_cells = run_ab(cells, sides["base"], sides["candidate"], out_dir, options, settings, result,
+                            ProgressSink(), log=lambda m: err_console.print(m, highlight=False), on_round=save)
+    except KeyboardInterrupt:
+        save(result)
+        err_console.print(f"interrupted: the rounds so far are in {out_dir / AB_JSON}")
+        raise typer.Exit(130) from None
+    save(result)
+    runs = {}
+    for name in sides:
+        metas[name].finished_at = now_iso()
+        for c in side_cells[name]:
+            append_cell(out_dir / name, c)
+        runs[name] = assemble(out_dir / name, metas[name])
+        write_results(out_dir / name, runs[name])
+    (out_dir / "ab.md").write_text(render_ab_md(result), encoding="utf-8")
+    (out_dir / "ab.html").write_text(render_ab_html(result), encoding="utf-8")
+    PlainConsole(width=200).print(ab_table(result))
+    record_ab_in_history(result, runs["base"], runs["candidate"], out_dir, db)
+    err_console.print(f"wrote {out_dir / AB_JSON}, ab.md, ab.html and base/, candidate/ results", highlight=False)
+    if result.counts()["regression"]:
+        raise typer.Exit(1)
+
+
+def load_ab(path: Path):
+    """An A/B record from its directory or its ab.json; one line when it is not one."""
+    from pydantic import ValidationError
+
+    from harness.ab import ABResult
+
+    p = path / AB_JSON if path.is_dir() else path
+    try:
+        return ABResult.model_validate_json(p.read_bytes())
+    except OSError as e:
+        raise HarnessInputError(str(p), None, None, f"cannot read the A/B record: {e.strerror}") from None
+    except (ValidationError, ValueError) as e:
+        raise HarnessInputError(str(p), None, None, f"not an A/B record: {str(e).splitlines()[0][:200]}") from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="ab")(ab)
