@@ -344,6 +344,8 @@ class Suite(_Strict):
                         raise ValueError(f"model {m.name!r} has no 'draft' but speculative scenario {s.name!r} needs one")
         known = {"model", "precision", "device", "scenario", "kind", "input_tokens", "max_new_tokens", "mode"}
         known |= set(self.properties) | set().union(*SCENARIO_PARAMS.values())
+        if self.environments:
+            known.add("env")
         for i, rule in enumerate(self.exclude):
             for k in rule:
                 if k not in known:
