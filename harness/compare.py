@@ -10,20 +10,26 @@ does, it keeps the power that a family-wise correction over dozens of tests thro
 minimum effect per metric. The metric's own direction
 (harness/metrics.py) says what "worse" is.
 
-Verdicts, with `worse` = the ratio oriented so that > 1 is worse and t the minimum effect:
+Verdicts, with `worse` = the ratio oriented so that > 1 is worse, t the minimum effect and t_eff
+the minimum effect raised to the run-to-run noise floor (below; t_eff = t without history):
 - regression / improvement: significant after correction, the CI excludes 1, and the point
-  change is at least t in that direction;
+  change is at least t_eff in that direction;
 - unchanged: the whole CI lies within ±t, or the change is significant but smaller than t;
-- inconclusive: neither (too few or too noisy samples to rule a t-sized change in or out).
+- inconclusive: anything else (too few or too noisy samples to rule a t-sized change in or out, or a
+  change of at least t that the run-to-run noise could explain).
 Per-cell metrics measured once (peak memory, load time) have no samples to test: they are judged
 on the change against t alone and marked `basis: threshold-only`.
 
 Run-to-run noise: iterations and processes of one run share the machine's state of those minutes,
 so on a shared host two runs of the same build can differ by more than their samples suggest. When
-the history holds enough earlier runs of a cell, the spread of their medians (robust sd of the log
-median) raises t for that cell and metric to what noise alone rarely reaches:
-t_eff = max(t, exp(z · sd · √2) − 1), z = `noise_z` (one-sided). The comparison records sd, the
-number of runs it came from and t_eff, so a report says which changes the machine can resolve.
+the history holds enough earlier runs of a cell measured with the base's configuration (the whole cell
+spec, the stack versions and the host: `measurement_config`), the run-to-run sd of their log medians
+(from successive differences, so a real shift in the series does not count as noise) raises the bar a
+change must clear to be called: t_eff = max(t, exp(z · sd · √2) − 1), z = `noise_z` (one-sided).
+A change that is significant and at least t but below t_eff is one the machine cannot tell from noise:
+it is `inconclusive` with the note "below the noise floor", never `unchanged`; `unchanged` needs the
+CI within ±t (the configured effect, not t_eff). The comparison records sd, the number of runs it came
+from and t_eff, and every report shows the minimum effect that decided the verdict.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from pydantic import BaseModel, Field
 from scipy import stats as sps
 
 from harness.metrics import METRICS
-from harness.schema import CellResult, RunResults
+from harness.schema import CellResult, RunMetadata, RunResults
 from harness.stats import bootstrap_ratio_ci
 
 Verdict = Literal["regression", "improvement", "unchanged", "inconclusive"]
@@ -86,6 +92,12 @@ class MetricComparison(BaseModel):
     noise_runs: int | None = Field(None, description="history runs noise_sd was estimated from")
     effective_threshold: float | None = Field(None, description="minimum effect after the noise floor")
     verdict: Verdict
+    note: str | None = Field(None, description="why the verdict is what it is, when not plain (e.g. the noise floor)")
+
+    @property
+    def deciding_threshold(self) -> float:
+        """The minimum effect that decided the verdict: the noise floor when it raised t."""
+        return self.effective_threshold if self.effective_threshold is not None else self.threshold
 
 
 class CellComparison(BaseModel):
@@ -171,29 +183,31 @@ def noise_floor(sd: float, z: float) -> float:
     return math.exp(z * sd * math.sqrt(2)) - 1
 
 
-def decide(m: MetricComparison, alpha: float) -> Verdict:
-    """The verdict rule of the module docstring."""
-    t = m.effective_threshold if m.effective_threshold is not None else m.threshold
+def decide(m: MetricComparison, alpha: float) -> tuple[Verdict, str | None]:
+    """The verdict rule of the module docstring, and a note when the noise floor decided it."""
+    t, t_eff = m.threshold, m.deciding_threshold
     worse = _worse(m.ratio, m.higher_is_better)
+    floor = (f"below the noise floor: a {abs(worse - 1) * 100:.1f}% change, this machine's run-to-run noise "
+             f"needs {t_eff * 100:.0f}% ({m.noise_runs} runs)")
     if m.basis == "threshold-only":
-        if worse >= 1 + t:
-            return "regression"
-        if worse <= 1 / (1 + t):
-            return "improvement"
-        return "unchanged"
+        if worse >= 1 + t_eff:
+            return "regression", None
+        if worse <= 1 / (1 + t_eff):
+            return "improvement", None
+        return "unchanged", None
     lo, hi = m.ci_low, m.ci_high
     assert lo is not None and hi is not None and m.p_adjusted is not None
     worse_lo, worse_hi = sorted((_worse(lo, m.higher_is_better), _worse(hi, m.higher_is_better)))
     significant = m.p_adjusted < alpha and (worse_lo > 1 or worse_hi < 1)
-    if significant and worse >= 1 + t:
-        return "regression"
-    if significant and worse <= 1 / (1 + t):
-        return "improvement"
+    if significant and worse >= 1 + t_eff:
+        return "regression", None
+    if significant and worse <= 1 / (1 + t_eff):
+        return "improvement", None
     if worse_lo >= 1 / (1 + t) and worse_hi <= 1 + t:
-        return "unchanged"
-    if significant:
-        return "unchanged"
-    return "inconclusive"
+        return "unchanged", None
+    if significant and 1 / (1 + t) < worse < 1 + t:
+        return "unchanged", None
+    return "inconclusive", floor if significant else None
 
 
 def _drift(base: RunResults, cand: RunResults) -> list[Drift]:
@@ -220,7 +234,24 @@ def _drift(base: RunResults, cand: RunResults) -> list[Drift]:
     return out
 
 
-NoiseLookup = Callable[[str, str], "tuple[float, int] | None"]
+# (cell key, metric, measurement configuration) -> (run-to-run sd of the log median, runs) or None
+NoiseLookup = Callable[[str, str, str], "tuple[float, int] | None"]
+
+# Cell settings that change nothing measured (limits, checks), left out of a measurement configuration.
+_NOT_MEASUREMENT = {"key", "gates", "timeout_s", "prepare_timeout_s", "fidelity_check", "fidelity_tolerance"}
+
+
+def measurement_config(cell: CellResult, meta: RunMetadata) -> str:
+    """A digest of everything a cell's figures depend on: its whole spec but limits and checks, the stack it
+    imported and the host. Runs share a noise floor only when this is equal."""
+    import hashlib
+    import json
+
+    stack = cell.runtime_versions or {k: meta.versions.get(k) for k in ("openvino", "openvino-genai",
+                                                                         "openvino-tokenizers")}
+    doc = {"spec": cell.spec.model_dump(mode="json", exclude=_NOT_MEASUREMENT), "stack": stack,
+           "host": [meta.host.hostname, meta.host.cpu_model, meta.host.logical_cores]}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def compare_runs(base: RunResults, cand: RunResults, settings: CompareSettings | None = None,
@@ -252,7 +283,8 @@ def compare_runs(base: RunResults, cand: RunResults, settings: CompareSettings |
                 candidate_median=float(np.median(y)), ratio=float(np.median(y) / np.median(x)),
                 threshold=t, verdict="inconclusive",
             )
-            found = noise(key, metric) if noise is not None and mc.basis == "samples" else None
+            found = (noise(key, metric, measurement_config(b, base.metadata))
+                     if noise is not None and mc.basis == "samples" else None)
             if found is not None:
                 mc.noise_sd, mc.noise_runs = found
                 mc.effective_threshold = max(t, noise_floor(mc.noise_sd, settings.noise_z))
@@ -265,7 +297,7 @@ def compare_runs(base: RunResults, cand: RunResults, settings: CompareSettings |
         mc.p_adjusted = p
     for cc in cells:
         for mc in cc.metrics:
-            mc.verdict = decide(mc, settings.alpha)
+            mc.verdict, mc.note = decide(mc, settings.alpha)
     return Comparison(
         base_run=base.metadata.run_id, candidate_run=cand.metadata.run_id, settings=settings,
         drift=_drift(base, cand), cells=cells,

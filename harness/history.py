@@ -77,6 +77,8 @@ cell_metrics = Table(
     Column("p90", Double, nullable=False),
     Column("p99", Double, nullable=False),
     Column("n", Integer, nullable=False),
+    # what the cell measured with (harness.compare.measurement_config): the noise floor groups by it
+    Column("config", String),
     Index("ix_cell_metrics_cell_metric", "cell_key", "metric"),
 )
 
@@ -168,12 +170,25 @@ def _row_values(results: RunResults, run_dir: str | None) -> dict[str, Any]:
 
 
 def _metric_rows(results: RunResults) -> list[dict[str, Any]]:
+    from harness.compare import measurement_config
+
     run_id = results.metadata.run_id
     return [
         {"run_id": run_id, "cell_key": cell.key, "metric": tag, "median": s.median, "mean": s.mean,
-         "stdev": s.stdev, "p90": s.p90, "p99": s.p99, "n": s.n}
+         "stdev": s.stdev, "p90": s.p90, "p99": s.p99, "n": s.n,
+         "config": measurement_config(cell, results.metadata)}
         for cell in results.cells for tag, s in cell.summaries.items()
     ]
+
+
+def _migrate(engine: Engine) -> None:
+    """Columns added after a database was created (create_all adds tables, never columns)."""
+    from sqlalchemy import inspect, text
+
+    have = {c["name"] for c in inspect(engine).get_columns("cell_metrics")}
+    if "config" not in have:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE cell_metrics ADD COLUMN config VARCHAR"))
 
 
 def _upsert(conn: Connection, table: Table, key: dict[str, Any], values: dict[str, Any]) -> None:
@@ -217,6 +232,7 @@ class HistoryStore:
                                     "postgresql+psycopg://USER@HOST/DB") from None
         try:
             metadata.create_all(self.engine)
+            _migrate(self.engine)
         except DatabaseError as e:  # unreachable server, or a file that is not a database
             reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e).splitlines()[0]
             raise HarnessInputError(None, "history URL", self.url, f"cannot open the history database: {reason}") from None
@@ -293,16 +309,27 @@ class HistoryStore:
         return points[::-1]
 
     def run_to_run_noise(self, cell_key: str, metric: str, exclude: frozenset[str] = frozenset(),
-                         limit: int = 20, min_runs: int = 5) -> tuple[float, int] | None:
-        """Robust sd (1.4826 × MAD) of the log median of one cell's metric over its last `limit` recorded runs
-        (not counting `exclude`), and how many runs that was; None below `min_runs` runs."""
-        points = [p.median for p in self.trend(cell_key, metric, limit + len(exclude))
-                  if p.run_id not in exclude and p.median and p.median > 0][-limit:]
+                         limit: int = 20, min_runs: int = 5, config: str | None = None) -> tuple[float, int] | None:
+        """Run-to-run sd of the log median of one cell's metric over its last `limit` recorded runs of the
+        same measurement configuration (`config`; None: any), not counting `exclude`, and how many runs that
+        was; None below `min_runs` runs. The sd comes from successive differences (1.4826 × MAD of the
+        differences / √2), so a real shift in the series (a new build, a faster setting) adds one large
+        difference and barely moves it, where the spread around one median would count it as noise."""
+        m = cell_metrics.c
+        q = (select(m.run_id, m.median).join(runs, runs.c.run_id == m.run_id)
+             .where(m.cell_key == cell_key, m.metric == metric)
+             .order_by(runs.c.started_at.desc(), m.run_id.desc()).limit(limit + len(exclude)))
+        if config is not None:
+            q = q.where(m.config == config)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(q))[::-1]
+        points = [r.median for r in rows if r.run_id not in exclude and r.median and r.median > 0][-limit:]
         if len(points) < min_runs:
             return None
         logs = [math.log(v) for v in points]
-        mid = statistics.median(logs)
-        return 1.4826 * statistics.median(abs(v - mid) for v in logs), len(points)
+        diffs = [b - a for a, b in zip(logs, logs[1:], strict=False)]
+        mid = statistics.median(diffs)
+        return 1.4826 * statistics.median(abs(d - mid) for d in diffs) / math.sqrt(2), len(points)
 
     def cell_keys(self, metric: str | None = None) -> list[str]:
         """Every recorded cell key (having `metric`, when given)."""

@@ -266,4 +266,4 @@ def history_noise_lookup(url: str | None, exclude: set[str]):
         err_console.print(styled("yellow", "no run-to-run noise floor:", f"history unavailable ({type(e).__name__}: {e})"))
         return None
     frozen = frozenset(exclude)
-    return lambda key, metric: store.run_to_run_noise(key, metric, exclude=frozen)
+    return lambda key, metric, config=None: store.run_to_run_noise(key, metric, exclude=frozen, config=config)

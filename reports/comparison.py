@@ -24,7 +24,7 @@ def _p(m: MetricComparison) -> str:
 
 def _min_effect(m: MetricComparison) -> str:
     """The minimum effect used; marked * when the history's run-to-run noise raised it."""
-    t = m.effective_threshold if m.effective_threshold is not None else m.threshold
+    t = m.deciding_threshold
     return f"{t * 100:.0f}%" + ("*" if t > m.threshold else "")
 
 
@@ -59,7 +59,8 @@ def render_comparison_md(comp: Comparison) -> str:
     for key, m in _rows(comp):
         lines.append(f"| `{key}` | {m.metric} | {m.base_median:.3g} {m.unit} | {m.candidate_median:.3g} {m.unit} "
                      f"| {_change(m)} | {_p(m)} | {_min_effect(m)} | {m.n_base}/{m.n_candidate} "
-                     f"| {'**' + _MARK[m.verdict] + '**' if m.verdict == 'regression' else _MARK[m.verdict]} |")
+                     f"| {'**' + _MARK[m.verdict] + '**' if m.verdict == 'regression' else _MARK[m.verdict]}"
+                     f"{' (' + m.note + ')' if m.note else ''} |")
     if any(m.effective_threshold is not None and m.effective_threshold > m.threshold for _, m in _rows(comp)):
         lines += ["", "\\* minimum effect raised to the cell's run-to-run noise in the history "
                   f"(exp({comp.settings.noise_z:g} · sd · √2) − 1 over earlier runs' medians)."]
@@ -80,5 +81,6 @@ def comparison_table(comp: Comparison) -> Table:
     style = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow", "unchanged": ""}
     for key, m in _rows(comp):
         table.add_row(key, m.metric, f"{m.base_median:.3g}", f"{m.candidate_median:.3g}", _change(m), _p(m),
-                      _min_effect(m), Text(m.verdict, style=style[m.verdict]))
+                      _min_effect(m), Text(m.verdict + (" (below the noise floor)" if m.note else ""),
+                                           style=style[m.verdict]))
     return table

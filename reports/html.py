@@ -528,7 +528,7 @@ def _change_chart(comp: Comparison, tag: str, labels: dict[str, str]) -> Markup 
         return None
     bars = {(labels[k], "change"): _change_bar(m) for k, m in found}
     meta = METRICS[tag]
-    threshold = max(m.threshold for _, m in found) * 100
+    threshold = max(m.deciding_threshold for _, m in found) * 100
     legend = [(v, VERDICT_COLORS[v]) for v in ("regression", "improvement", "unchanged", "inconclusive")]
     better = "higher" if meta.higher_is_better else "lower"
     return bar_chart(f"{meta.title}: change candidate vs base (%)", "% change", [g for g, _ in bars], ["change"], bars,

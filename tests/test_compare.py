@@ -130,12 +130,45 @@ def test_history_noise_floor_raises_the_minimum_effect():
     plain = compare_runs(base, slower)
     assert _verdicts(plain)[("generate", "tpot_ms")] == "regression"
     # a machine whose run medians wander by sd 0.1 (log) cannot resolve 30%: the floor is exp(2.33·0.1·√2) − 1
-    noisy = compare_runs(base, slower, noise=lambda key, metric: (0.1, 8))
+    noisy = compare_runs(base, slower, noise=lambda key, metric, config: (0.1, 8))
     m = next(m for c in noisy.cells for m in c.metrics if "generate" in c.key and m.metric == "tpot_ms")
     assert m.noise_sd == 0.1 and m.noise_runs == 8
     assert m.effective_threshold == pytest.approx(0.390, abs=0.002)
-    assert m.verdict != "regression"
+    # a significant 30% change the machine cannot resolve: inconclusive with its reason, never unchanged
+    assert m.verdict == "inconclusive" and "below the noise floor" in m.note and "39%" in m.note
+    assert m.deciding_threshold == m.effective_threshold
     # a quiet machine keeps the configured minimum effect
-    quiet = compare_runs(base, slower, noise=lambda key, metric: (0.005, 8))
+    quiet = compare_runs(base, slower, noise=lambda key, metric, config: (0.005, 8))
     q = next(m for c in quiet.cells for m in c.metrics if "generate" in c.key and m.metric == "tpot_ms")
     assert q.effective_threshold == q.threshold == 0.05 and q.verdict == "regression"
+
+
+def test_the_floor_is_looked_up_with_the_base_cells_measurement_configuration():
+    base, slower = _run("a", (1.0, 1.0), 1), _run("c", (1.3, 1.0), 3)
+    asked = []
+    compare_runs(base, slower, noise=lambda key, metric, config: asked.append((key, config)) or None)
+    configs = {k: c for k, c in asked}
+    from harness.compare import measurement_config
+
+    cell = base.cells[0]
+    assert configs[cell.key] == measurement_config(cell, base.metadata)
+    # a setting outside the key (token timing) changes the configuration; a limit does not
+    other = cell.model_copy(deep=True)
+    other.spec.token_timing = "genai" if cell.spec.token_timing == "streamer" else "streamer"
+    assert measurement_config(other, base.metadata) != configs[cell.key]
+    limit = cell.model_copy(deep=True)
+    limit.spec.timeout_s = 12345
+    assert measurement_config(limit, base.metadata) == configs[cell.key]
+    versions = base.metadata.model_copy(deep=True)
+    versions.versions["openvino-genai"] = "2026.3.1.0"
+    assert measurement_config(cell, versions) != configs[cell.key]
+
+
+def test_unchanged_needs_the_ci_within_the_configured_effect_not_the_floor():
+    """A change whose CI reaches past the configured 5% is not 'unchanged' because the floor is 40%."""
+    base, slightly = _run("a", (1.0, 1.0), 1), _run("c", (1.08, 1.0), 3)
+    noisy = compare_runs(base, slightly, noise=lambda key, metric, config: (0.1, 8))
+    for c in noisy.cells:
+        for m in c.metrics:
+            if m.metric == "tpot_ms" and m.ci_high is not None and m.ci_high > 1.05:
+                assert m.verdict == "inconclusive"
