@@ -41,7 +41,8 @@ def ab(
     candidate: Annotated[list[str], typer.Option(help="candidate side, as --base")] = [],  # noqa: B006
     env: Annotated[list[str] | None, typer.Option(
         "--env", help="define an environment NAME=PINS or NAME=/path/to/python (repeatable), beside the suite's")] = None,
-    budget: Annotated[str, typer.Option(help="time budget for the rounds, e.g. 10m")] = "10m",
+    budget: Annotated[str | None, typer.Option(help="time budget for the rounds, e.g. 10m (default: the suite's "
+                                                "ab.budget, else 10m)")] = None,
     metric: Annotated[list[str] | None, typer.Option(help="judge only these metrics (repeatable)")] = None,
     threshold: Annotated[list[str] | None, typer.Option(help="minimum effect per metric, e.g. tpot_ms=0.03")] = None,
     alpha: Annotated[float, typer.Option(help="error rate of the whole comparison")] = 0.05,
@@ -70,7 +71,13 @@ def ab(
     from reports.ab_report import ab_table, render_ab_html, render_ab_md
 
     cache_dir = cache_dir or default_cache_dir()
-    budget_s = parse_duration(budget)
+    suite_path = resolve_suite_path(suite)
+    parsed, sha = load_suite(suite_path)
+    if parsed.ab is not None:  # the suite's own sides, unless the command line names them
+        base, candidate = base or parsed.ab.base, candidate or parsed.ab.candidate
+        budget = budget or parsed.ab.budget
+        metric = metric or parsed.ab.metrics
+    budget_s = parse_duration(budget or "10m")
     if not 0 < alpha < 1:
         raise HarnessInputError("command line", "--alpha", alpha, "a significance level is between 0 and 1")
     if max_rounds < min_rounds:
@@ -81,8 +88,6 @@ def ab(
     sides = {"base": parse_side("--base", base), "candidate": parse_side("--candidate", candidate)}
     if sides["base"] == sides["candidate"]:
         err_console.print("note: both sides are the same: this is an A/A comparison", highlight=False)
-    suite_path = resolve_suite_path(suite)
-    parsed, sha = load_suite(suite_path)
     declared = list(parsed.environments)
     if env:
         extra = _with_environments(parsed, env).environments

@@ -243,6 +243,15 @@ class SuiteGate(_Strict):
         return self
 
 
+class SuiteAB(_Strict):
+    """Defaults for `harness ab` on this suite (the command line's --base / --candidate / --budget win)."""
+
+    base: list[str] = Field(default_factory=list, description="e.g. [env=r2026_3]")
+    candidate: list[str] = Field(default_factory=list, description="e.g. [env=r2026_4]")
+    budget: str | None = Field(None, description="e.g. 30m")
+    metrics: list[str] = Field(default_factory=list, description="metrics judged (default: harness.ab.DEFAULT_METRICS)")
+
+
 class Suite(_Strict):
     """A suite file."""
 
@@ -279,6 +288,7 @@ class Suite(_Strict):
     environments: list[EnvironmentSpec] = Field(
         default_factory=list, description="Python environments (stack versions) to run every cell in; an axis "
         "(`env` in keys, excludes and gates). None: the harness's own interpreter")
+    ab: SuiteAB | None = Field(None, description="the sides `harness ab` compares when the command line names none")
 
     @field_validator("environments")
     @classmethod

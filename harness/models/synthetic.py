@@ -168,6 +168,12 @@ SYNTHETIC_MODELS: dict[str, SyntheticSpec] = {
     "small-rerank": BertSpec(hidden_size=768, num_layers=6, num_heads=12, intermediate_size=3072, head="score",
                              arch="roberta"),
     "small-draft": DraftSpec(target="small", num_layers=2),
+    # `small` with a wider MLP: each generated token reads ~5.1% / ~10.2% more weight bytes (and does as much
+    # more matrix work); candidates with a physical slowdown for the A/B detection benchmark
+    "small-wide5": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=2880,
+                             max_position_embeddings=4096),
+    "small-wide10": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=3072,
+                              max_position_embeddings=4096),
 }
 TOKENIZER = TokenizerSpec()
 
