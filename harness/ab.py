@@ -38,6 +38,7 @@ from harness.schema import CellResult, CellSpec, PropertyValue
 from harness.stats import confidence_sequence, geomean_ratio_ci
 
 AB_VERSION = "1.0"
+INTERRUPTED = "interrupted by the user"
 # Metrics judged by default, where a cell measures them (e2e follows TTFT and TPOT, so it is not judged twice).
 DEFAULT_METRICS = ("ttft_ms", "tpot_ms", "output_tps", "batch_output_tps", "request_rps", "peak_rss_mb")
 Verdict = Literal["regression", "improvement", "unchanged", "inconclusive"]
@@ -257,31 +258,33 @@ def run_ab(cells: list[CellSpec], base: SideSpec, candidate: SideSpec, out_dir: 
         runs.append(_CellRun(cell, sides, ab, events={s: list(p.events) for s, p in sides.items()}))
     alpha_each: float | None = None  # fixed once the first round shows which metrics each cell measures
     round_s = 0.0
-    for rnd in range(settings.max_rounds):
-        active = [r for r in runs if r.ab.error is None and not r.ab.settled]
-        if not active:
-            result.stop_reason = "every cell settled" if any(r.ab.error is None for r in runs) else "no cell ran"
-            break
-        if rnd >= settings.min_rounds and time.monotonic() - t0 + round_s > settings.budget_s:
-            result.stop_reason = f"the time budget of {settings.budget_s:g} s would be exceeded by round {rnd + 1}"
-            break
-        r0 = time.monotonic()
-        for run in active:
-            _one_round(run, rnd, rng, settings, options, progress)
-        if alpha_each is None:
-            pairs = sum(len(r.values) for r in runs)
-            alpha_each = settings.alpha / max(1, pairs)
-        for run in active:
-            if run.ab.error is None:
-                _judge_cell(run, alpha_each, settings)
-                log(f"round {rnd + 1}: {run.cell.key}: " + ", ".join(
-                    f"{m.metric} {100 * (m.ratio - 1):+.1f}% {m.verdict}" for m in run.ab.metrics))
-        round_s = time.monotonic() - r0
-        result.wall_s = time.monotonic() - t0
-        if on_round:
-            on_round(result)
-    else:
-        result.stop_reason = f"max_rounds ({settings.max_rounds}) reached"
+    try:
+        for rnd in range(settings.max_rounds):
+            active = [r for r in runs if r.ab.error is None and not r.ab.settled]
+            if not active:
+                result.stop_reason = "every cell settled" if any(r.ab.error is None for r in runs) else "no cell ran"
+                break
+            if rnd >= settings.min_rounds and time.monotonic() - t0 + round_s > settings.budget_s:
+                result.stop_reason = f"the time budget of {settings.budget_s:g} s would be exceeded by round {rnd + 1}"
+                break
+            r0 = time.monotonic()
+            for run in active:
+                _one_round(run, rnd, rng, settings, options, progress)
+            if alpha_each is None:
+                alpha_each = settings.alpha / max(1, sum(len(r.values) for r in runs))
+            for run in active:
+                if run.ab.error is None:
+                    _judge_cell(run, alpha_each, settings)
+                    log(f"round {rnd + 1}: {run.cell.key}: " + ", ".join(
+                        f"{m.metric} {100 * (m.ratio - 1):+.1f}% {m.verdict}" for m in run.ab.metrics))
+            round_s = time.monotonic() - r0
+            result.wall_s = time.monotonic() - t0
+            if on_round:
+                on_round(result)
+        else:
+            result.stop_reason = f"max_rounds ({settings.max_rounds}) reached"
+    except KeyboardInterrupt:  # what the finished rounds measured is kept and written
+        result.stop_reason = INTERRUPTED
     result.wall_s = time.monotonic() - t0
     result.finished_at = now_iso()
     side_cells: dict[str, list[CellResult]] = {s: [] for s in SIDES}

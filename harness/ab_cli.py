@@ -58,7 +58,7 @@ def ab(
     import openvino as ov
 
     from harness import host
-    from harness.ab import ABResult, ABSettings, parse_side, run_ab
+    from harness.ab import INTERRUPTED, ABResult, ABSettings, parse_side, run_ab
     from harness.cli import _parse_thresholds, _with_environments, default_cache_dir, prepare_environments
     from harness.devices import list_devices, validate_device_string
     from harness.history_cli import record_ab_in_history
@@ -152,13 +152,8 @@ def ab(
     def save(r: ABResult) -> None:
         (out_dir / AB_JSON).write_text(r.model_dump_json(indent=1), encoding="utf-8")
 
-    try:
-        side_cells = run_ab(cells, sides["base"], sides["candidate"], out_dir, options, settings, result,
-                            ProgressSink(), log=lambda m: err_console.print(m, highlight=False), on_round=save)
-    except KeyboardInterrupt:
-        save(result)
-        err_console.print(f"interrupted: the rounds so far are in {out_dir / AB_JSON}")
-        raise typer.Exit(130) from None
+    side_cells = run_ab(cells, sides["base"], sides["candidate"], out_dir, options, settings, result,
+                        ProgressSink(), log=lambda m: err_console.print(m, highlight=False), on_round=save)
     save(result)
     runs = {}
     for name in sides:
@@ -172,6 +167,9 @@ def ab(
     PlainConsole(width=200).print(ab_table(result))
     record_ab_in_history(result, runs["base"], runs["candidate"], out_dir, db)
     err_console.print(f"wrote {out_dir / AB_JSON}, ab.md, ab.html and base/, candidate/ results", highlight=False)
+    if result.stop_reason == INTERRUPTED:
+        err_console.print(f"interrupted: the finished rounds are kept in {out_dir}")
+        raise typer.Exit(130)
     if result.counts()["regression"]:
         raise typer.Exit(1)
 

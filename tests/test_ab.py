@@ -214,3 +214,18 @@ def test_ab_bad_input_is_one_line(tmp_path, args, needle):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert needle in proc.stderr, proc.stderr
     assert not (tmp_path / "ab" / "ab.json").exists()
+
+
+def test_an_interrupt_keeps_the_finished_rounds(scripted, tmp_path):
+    script = _Script(effect=0.0, noise=0.5)
+    real = script.measure
+
+    def measure(prepared, process, options, progress):
+        if len(script.calls) == 7:  # the fourth round's second side
+            raise KeyboardInterrupt
+        return real(prepared, process, options, progress)
+
+    script.measure = measure
+    result, side_cells = _run(scripted(script), tmp_path, ABSettings(metrics=["tpot_ms"]))
+    assert result.stop_reason == ab.INTERRUPTED and result.cells[0].rounds == 3
+    assert result.cells[0].metrics[0].rounds == 3 and side_cells["base"] and side_cells["candidate"]
