@@ -218,12 +218,10 @@ def report(
         raise HarnessInputError("command line", "--kind", kind, "choose from run, qualification, release")
     if format not in RENDERERS:
         raise HarnessInputError("command line", "--format", format, f"unknown format; choose from {', '.join(RENDERERS)}")
-    if kind == "release" and (run_dir / "ab.json" if run_dir.is_dir() else run_dir).name == "ab.json" and (
-            run_dir / "ab.json" if run_dir.is_dir() else run_dir).exists():
-        from harness.ab_cli import load_ab
+    record = _ab_record(run_dir, db) if kind == "release" else None
+    if record is not None:
         from reports.ab_report import render_ab_html, render_ab_md
 
-        record = load_ab(run_dir)
         text = render_ab_html(record) if format == "html" else (
             record.model_dump_json(indent=1) if format == "json" else render_ab_md(record))
         if out:
@@ -244,6 +242,25 @@ def report(
         out.write_text(text, encoding="utf-8")
     else:
         typer.echo(text)
+
+
+def _ab_record(ref: Path, db: str | None):
+    """An A/B record: a directory holding ab.json, an ab.json, or an A/B id in the history; else None."""
+    from harness.ab_cli import AB_JSON, load_ab
+
+    if (ref / AB_JSON).is_file() if ref.is_dir() else (ref.name == AB_JSON and ref.is_file()):
+        return load_ab(ref)
+    if ref.exists():
+        return None
+    try:
+        from harness.ab import ABResult
+        from harness.history import HistoryStore
+
+        with HistoryStore(db) as store:
+            found = store.ab_json(str(ref))
+    except HarnessInputError:
+        return None
+    return ABResult.model_validate_json(found) if found else None
 
 
 def _load_run(ref: str, db: str | None):

@@ -197,3 +197,8 @@ def test_ab_across_releases_end_to_end(old_env, model_cache, tmp_path):
     assert md.returncode == 0 and "| tiny | fp16 | greedy | tpot_ms |" in md.stdout
     page = run_cli("report", str(out), "--kind", "release", "--format", "html")
     assert page.returncode == 0 and "<svg" in page.stdout
+    # the history keeps the A/B record: the report renders from its id alone
+    from_history = run_cli("report", record["ab_id"], "--kind", "release")
+    assert from_history.returncode == 0 and "| tiny | fp16 | greedy | tpot_ms |" in from_history.stdout
+    compared = run_cli("compare", str(out / "base"), str(out / "candidate"), "--format", "json", "--no-history-noise")
+    assert compared.returncode in (0, 1) and json.loads(compared.stdout)["cells"][0]["key"] == cell["key"]
