@@ -25,12 +25,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.aggregate import cell_result
-from harness.compare import DEFAULT_THRESHOLDS
+from harness.compare import DEFAULT_THRESHOLDS, Verdict, worst_verdict
 from harness.errors import HarnessInputError
 from harness.metrics import METRICS
 from harness.runner import PreparedCell, ProgressSink, RunOptions, measure_process, now_iso, prepare_cell
@@ -41,7 +41,6 @@ AB_VERSION = "1.0"
 INTERRUPTED = "interrupted by the user"
 # Metrics judged by default, where a cell measures them (e2e follows TTFT and TPOT, so it is not judged twice).
 DEFAULT_METRICS = ("ttft_ms", "tpot_ms", "output_tps", "batch_output_tps", "request_rps", "peak_rss_mb")
-Verdict = Literal["regression", "improvement", "unchanged", "inconclusive"]
 SIDES = ("base", "candidate")
 
 
@@ -155,11 +154,7 @@ class ABCell(BaseModel):
 
     @property
     def verdict(self) -> Verdict:
-        vs = {m.verdict for m in self.metrics}
-        for v in ("regression", "inconclusive", "improvement"):
-            if v in vs:
-                return v  # type: ignore[return-value]
-        return "unchanged" if vs else "inconclusive"
+        return worst_verdict({m.verdict for m in self.metrics}, empty="inconclusive")
 
 
 class ABResult(BaseModel):

@@ -73,6 +73,14 @@ class CompareSettings(BaseModel):
     seed: int = 0
 
 
+def worst_verdict(verdicts: set[Verdict], empty: Verdict = "unchanged") -> Verdict:
+    """A cell's verdict from its metrics': a regression anywhere first, then an undecided metric."""
+    for v in ("regression", "inconclusive", "improvement"):
+        if v in verdicts:
+            return v  # type: ignore[return-value]
+    return "unchanged" if verdicts else empty
+
+
 class MetricComparison(BaseModel):
     metric: str
     unit: str
@@ -108,11 +116,7 @@ class CellComparison(BaseModel):
 
     @property
     def verdict(self) -> Verdict:
-        vs = {m.verdict for m in self.metrics}
-        for v in ("regression", "inconclusive", "improvement"):
-            if v in vs:
-                return v  # type: ignore[return-value]
-        return "unchanged"
+        return worst_verdict({m.verdict for m in self.metrics})
 
 
 class Drift(BaseModel):
