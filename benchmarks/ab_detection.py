@@ -125,7 +125,36 @@ def compare_replay(base: list[float], cand: list[float], rng: np.random.Generato
     return decide(m, 0.05)[0]
 
 
-def analyze(path: Path, budget_min: float, seed: int) -> None:
+def rates(rounds, method: str, side: str, budget_rounds: int, pair_s: float,
+          rng: np.random.Generator) -> tuple[float, int, float]:
+    """(share of alarms, windows, mean minutes used) over every start with the whole budget in the recording.
+    An alarm is a regression (or, for A/A, any change) verdict."""
+    n = len(rounds)
+    span = budget_rounds if method == "harness ab" else 2 * budget_rounds  # compare: two runs one after the other
+    hits, minutes = [], []
+    for start in range(n - span + 1):
+        if method == "harness ab":
+            verdict, used = ab_replay(_pairs(rounds[start:], side), budget_rounds)
+            minutes.append(used * pair_s / 60)
+        else:
+            k = budget_rounds  # the same number of worker processes as ab's budget: k per run
+            base = [r["tpot_ms"]["A"] for r in rounds[start:start + k]]
+            cand = [r["tpot_ms"][side] for r in rounds[start + k:start + 2 * k]]
+            minutes.append(k * pair_s / 60)
+            if method.startswith("harness compare"):
+                verdict = compare_replay(base, cand, rng)
+            else:
+                verdict = "regression" if statistics.mean(cand) > 1.05 * statistics.mean(base) else "unchanged"
+        hits.append(verdict in ("regression", "improvement") if side == "A2" else verdict == "regression")
+    if not hits:
+        return float("nan"), 0, float("nan")
+    return statistics.mean(hits), len(hits), statistics.mean(minutes)
+
+
+METHODS = ("harness ab", "harness compare (2 runs)", "pytest-benchmark mean:5%")
+
+
+def analyze(path: Path, budgets_min: list[float], seed: int) -> None:
     data = json.loads(path.read_text())
     rounds = data["rounds"]
     n = len(rounds)
@@ -138,48 +167,20 @@ def analyze(path: Path, budget_min: float, seed: int) -> None:
         print(f"  {side:>4}/A: {100 * (g - 1):+.2f}%  [{100 * (lo - 1):+.2f}, {100 * (hi - 1):+.2f}]")
     logs = [math.log(x / a) for a, x in _pairs(rounds, "A2")]
     print(f"  sd of one round's A'/A log ratio: {100 * statistics.stdev(logs):.1f}% (the per-round noise ab faces)")
-    budget_rounds = max(5, int(budget_min * 60 / pair_s))
     rng = np.random.default_rng(seed)
-    print(f"\ncomparisons on a budget of {budget_min:g} min = {budget_rounds} A/B rounds ({2 * budget_rounds} "
-          "processes), every start round of the recording:")
-    print(f"{'method':<34} {'A/A false alarm':>16} {'detect W5':>10} {'detect W10':>11} {'mean min':>9}")
-    rows = {}
-    for method in ("harness ab", "harness compare (2 runs)", "pytest-benchmark mean:5%"):
-        out = {}
-        minutes = []
-        for side in ("A2", "W5", "W10"):
-            hits, total = 0, 0
-            for start in range(n - 5):
-                pairs = _pairs(rounds[start:], side)
-                if method == "harness ab":
-                    verdict, used = ab_replay(pairs, budget_rounds)
-                    minutes.append(used * pair_s / 60)
-                else:
-                    k = min(budget_rounds, (n - start) // 2)  # each run gets half the budget's processes
-                    if k < 3:
-                        continue
-                    base = [r["tpot_ms"]["A"] for r in rounds[start:start + k]]
-                    cand = [r["tpot_ms"][side] for r in rounds[start + k:start + 2 * k]]
-                    minutes.append(2 * k * pair_s / 2 / 60)
-                    if method.startswith("harness compare"):
-                        verdict = compare_replay(base, cand, rng)
-                    else:
-                        verdict = "regression" if statistics.mean(cand) > 1.05 * statistics.mean(base) else "unchanged"
-                alarm = verdict in ("regression", "improvement") if side == "A2" else verdict == "regression"
-                hits += alarm
-                total += 1
-            out[side] = hits / total if total else float("nan")
-        rows[method] = out
-        print(f"{method:<34} {100 * out['A2']:>15.1f}% {100 * out['W5']:>9.1f}% {100 * out['W10']:>10.1f}% "
-              f"{statistics.mean(minutes):>9.1f}")
-    print("\nharness ab: detection of W5 by budget")
-    for b in (5, 8, 10, 15, 20, 30, 40, 60):
-        if b > n - 5:
-            break
-        det = [ab_replay(_pairs(rounds[s:], "W5"), b)[0] == "regression" for s in range(n - b)]
-        fa = [ab_replay(_pairs(rounds[s:], "A2"), b)[0] in ("regression", "improvement") for s in range(n - b)]
-        print(f"  {b:>3} rounds ({b * pair_s / 60:4.1f} min): W5 detected {100 * statistics.mean(det):5.1f}%, "
-              f"A/A false alarms {100 * statistics.mean(fa):4.1f}%  ({n - b} windows)")
+    print("\nBy budget (the same worker processes for every method: ab up to B rounds of 2, compare 2 runs of B "
+          "processes one after the other); every start in the recording with the whole budget after it "
+          "(overlapping windows: correlated estimates):")
+    print(f"{'budget':>14} {'method':<26} {'A/A false alarm':>16} {'detect W5':>10} {'detect W10':>11} "
+          f"{'mean min':>9} {'windows':>8}")
+    for budget_min in budgets_min:
+        b = max(5, int(budget_min * 60 / pair_s))
+        for method in METHODS:
+            if (b if method == "harness ab" else 2 * b) > n:
+                continue
+            out = {side: rates(rounds, method, side, b, pair_s, rng) for side in ("A2", "W5", "W10")}
+            print(f"{budget_min:>5g} min/{b:>3} r {method:<26} {100 * out['A2'][0]:>15.1f}% {100 * out['W5'][0]:>9.1f}% "
+                  f"{100 * out['W10'][0]:>10.1f}% {out['W5'][2]:>9.1f} {out['W5'][1]:>8}")
 
 
 def main() -> None:
@@ -187,7 +188,7 @@ def main() -> None:
     ap.add_argument("--record", type=Path)
     ap.add_argument("--minutes", type=float, default=25)
     ap.add_argument("--analyze", type=Path)
-    ap.add_argument("--budget-min", type=float, default=10)
+    ap.add_argument("--budget-min", type=float, nargs="+", default=[1, 2, 3, 4, 5, 6, 8, 10])
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     if a.record:
