@@ -95,13 +95,14 @@ def _forest(ab: ABResult) -> str:
     lo, hi = math.log(min(ends)), math.log(max(ends))
     pad = (hi - lo) * 0.05 or 0.01
     lo, hi = lo - pad, hi + pad
-    left, width, row_h = 330, 520, 22
+    labels = [f"{_cell_label(c)} · {m.metric}" for c, m in rows]
+    left, width, row_h = 20 + 7 * max(len(x) for x in labels), 520, 22  # ~7 px a character at 12 px
     height = 30 + row_h * len(rows)
 
     def x(v: float) -> float:
         return left + (math.log(v) - lo) / (hi - lo) * width
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 130}" height="{height + 20}" '
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 180}" height="{height + 20}" '
            'font-family="sans-serif" font-size="12" role="img" aria-label="ratios candidate/base with intervals">']
     out.append(f'<line x1="{x(1):.1f}" y1="10" x2="{x(1):.1f}" y2="{height}" stroke="#333" stroke-dasharray="3,3"/>')
     for i, (c, m) in enumerate(rows):
