@@ -200,14 +200,14 @@ def test_runner_interleaves_reference_and_worker_processes(tmp_path, monkeypatch
     s.fidelity_check, s.processes = True, 3
     order = []
 
-    def fake_worker(task, workdir, timeout_s, cell, progress):
+    def fake_worker(task, workdir, timeout_s, cell, progress, env=None):
         order.append(f"{task.mode}{task.process if task.mode == 'measure' else ''}")
         if task.mode == "prepare":
             return [{"event": "prepared", "model_dir": str(tmp_path), "model_size_mb": 1.0}], "ok", None
         return [{"event": "sample", "sample": x.model_dump()} for x in _samples(task.process)] + \
             [{"event": "done", "cell_values": {}}], "ok", None
 
-    def fake_reference(task, workdir, timeout_s, process=0):
+    def fake_reference(task, workdir, timeout_s, process=0, python=None, env=None):
         order.append(f"reference{process}")
         return _reference(process, TPOT_MS)
 
@@ -228,7 +228,7 @@ def test_runner_keeps_the_cell_when_the_reference_crashes(tmp_path, monkeypatch)
     s = spec()
     s.fidelity_check = True
 
-    def fake_worker(task, workdir, timeout_s, cell, progress):
+    def fake_worker(task, workdir, timeout_s, cell, progress, env=None):
         if task.mode == "prepare":
             return [{"event": "prepared", "model_dir": str(tmp_path)}], "ok", None
         return [{"event": "sample", "sample": x.model_dump()} for x in _samples(0)] + [{"event": "done"}], "ok", None
