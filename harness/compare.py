@@ -274,6 +274,7 @@ def compare_runs(base: RunResults, cand: RunResults, settings: CompareSettings |
         cells.append(cc)
         if b.status != "ok" or c.status != "ok":
             continue
+        config = measurement_config(b, base.metadata) if noise is not None else None
         for metric, t in settings.thresholds.items():
             x = np.asarray(measured_values(b, metric), dtype=float)
             y = np.asarray(measured_values(c, metric), dtype=float)
@@ -287,8 +288,7 @@ def compare_runs(base: RunResults, cand: RunResults, settings: CompareSettings |
                 candidate_median=float(np.median(y)), ratio=float(np.median(y) / np.median(x)),
                 threshold=t, verdict="inconclusive",
             )
-            found = (noise(key, metric, measurement_config(b, base.metadata))
-                     if noise is not None and mc.basis == "samples" else None)
+            found = noise(key, metric, config) if noise is not None and mc.basis == "samples" else None
             if found is not None:
                 mc.noise_sd, mc.noise_runs = found
                 mc.effective_threshold = max(t, noise_floor(mc.noise_sd, settings.noise_z))

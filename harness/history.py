@@ -173,12 +173,13 @@ def _metric_rows(results: RunResults) -> list[dict[str, Any]]:
     from harness.compare import measurement_config
 
     run_id = results.metadata.run_id
-    return [
-        {"run_id": run_id, "cell_key": cell.key, "metric": tag, "median": s.median, "mean": s.mean,
-         "stdev": s.stdev, "p90": s.p90, "p99": s.p99, "n": s.n,
-         "config": measurement_config(cell, results.metadata)}
-        for cell in results.cells for tag, s in cell.summaries.items()
-    ]
+    rows = []
+    for cell in results.cells:
+        config = measurement_config(cell, results.metadata)
+        rows += [{"run_id": run_id, "cell_key": cell.key, "metric": tag, "median": s.median, "mean": s.mean,
+                  "stdev": s.stdev, "p90": s.p90, "p99": s.p99, "n": s.n, "config": config}
+                 for tag, s in cell.summaries.items()]
+    return rows
 
 
 def _migrate(engine: Engine) -> None:
