@@ -60,7 +60,7 @@ def _cell(source: str, key: str):
 def record(path: Path, minutes: float, seed: int) -> None:
     import openvino as ov
 
-    from harness.ab import round_value
+    from harness.ab import round_values
     from harness.cli import default_cache_dir
     from harness.runner import ProgressSink, RunOptions, measure_process, prepare_cell
 
@@ -82,7 +82,7 @@ def record(path: Path, minutes: float, seed: int) -> None:
             events, status, error = measure_process(prepared[side], len(rounds), options, ProgressSink())
             assert status == "ok", error
             entry["wall_s"][side] = time.monotonic() - t0
-            entry["tpot_ms"][side] = round_value(events, prepared[side].cell, "tpot_ms")
+            entry["tpot_ms"][side] = round_values(events, prepared[side].cell)["tpot_ms"]
         rounds.append(entry)
         r = entry["tpot_ms"]
         print(f"round {len(rounds)}: " + " ".join(f"{s} {r[s]:.2f}" for s in SIDES), flush=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -211,27 +212,21 @@ def judge(metric: str, base: list[float], cand: list[float], alpha: float, thres
     seq = confidence_sequence(logs, alpha, target_rounds) if len(logs) >= 2 else None
     cs = (seq[1], seq[2]) if seq else None
     verdict = decide(cs, threshold, m.higher_is_better) if len(logs) >= min_rounds else "inconclusive"
-    srt_b, srt_c = sorted(b for b, _ in pairs), sorted(c for _, c in pairs)
     return ABMetric(
         metric=metric, unit=m.unit, higher_is_better=m.higher_is_better, rounds=len(pairs),
-        base_median=_median(srt_b), candidate_median=_median(srt_c), ratio=ratio,
+        base_median=_median([b for b, _ in pairs]), candidate_median=_median([c for _, c in pairs]), ratio=ratio,
         ci_low=fixed[1] if fixed else None, ci_high=fixed[2] if fixed else None,
         cs_low=math.exp(cs[0]) if cs else None, cs_high=math.exp(cs[1]) if cs else None,
         threshold=threshold, verdict=verdict, base_values=list(base), candidate_values=list(cand))
 
 
 def _median(xs: list[float]) -> float:
-    if not xs:
-        return float("nan")
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+    return statistics.median(xs) if xs else float("nan")
 
 
-def round_value(events: list[dict[str, Any]], spec: CellSpec, metric: str) -> float | None:
-    """One worker process's value of a metric: the median of its measured iterations (or its one value)."""
-    r = cell_result(spec, events, "ok", None, "", "", 0.0)
-    s = r.summaries.get(metric)
-    return s.median if s is not None else None
+def round_values(events: list[dict[str, Any]], spec: CellSpec) -> dict[str, float]:
+    """One worker process's value of each metric: the median of its measured iterations (or its one value)."""
+    return {tag: s.median for tag, s in cell_result(spec, events, "ok", None, "", "", 0.0).summaries.items()}
 
 
 def run_ab(cells: list[CellSpec], base: SideSpec, candidate: SideSpec, out_dir: Path, options: RunOptions,
@@ -318,9 +313,10 @@ def _one_round(run: _CellRun, rnd: int, rng: random.Random, settings: ABSettings
             return
         got[side] = events
     run.ab.rounds = rnd + 1
+    base = round_values(got["base"], run.sides["base"].cell)
+    cand = round_values(got["candidate"], run.sides["candidate"].cell)
     for metric in settings.metrics or DEFAULT_METRICS:
-        b = round_value(got["base"], run.sides["base"].cell, metric)
-        c = round_value(got["candidate"], run.sides["candidate"].cell, metric)
+        b, c = base.get(metric), cand.get(metric)
         if b is not None and c is not None:
             vals = run.values.setdefault(metric, {"base": [], "candidate": []})
             vals["base"].append(b)

@@ -112,7 +112,8 @@ def scripted(monkeypatch, tmp_path):
     def install(script: _Script):
         monkeypatch.setattr(ab, "prepare_cell", script.prepare)
         monkeypatch.setattr(ab, "measure_process", script.measure)
-        monkeypatch.setattr(ab, "round_value", lambda events, spec, metric: events[0]["v"])
+        monkeypatch.setattr(ab, "round_values", lambda events, spec: {"tpot_ms": events[0]["v"],
+                                                                       "ttft_ms": events[0]["v"]})
         monkeypatch.setattr(ab, "cell_result", lambda spec, events, status, *a: (spec.key, len(events), status))
         return script
     return install
