@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from harness.errors import error_line
 from harness.schema import CellSpec
@@ -28,9 +28,15 @@ class WorkerTask(BaseModel):
     fault: str | None = None
     process: int = 0
     # measure: the folders the prepare phase made (seen through the cell environment's view); the measuring
-    # worker then prepares nothing, so it can run in an environment with another stack
+    # worker prepares nothing, so it can run in an environment with another stack
     model_dir: str | None = None
     draft_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _measure_has_models(self) -> WorkerTask:
+        if self.mode == "measure" and self.model_dir is None:
+            raise ValueError("a measure task names the prepared model_dir")
+        return self
 
 
 def runtime_versions() -> dict[str, str | None]:
@@ -78,7 +84,7 @@ def run_task(task: WorkerTask, emit) -> None:
     cell = task.cell
     cache = Path(task.cache_dir)
     log = lambda msg: emit({"event": "log", "message": msg})  # noqa: E731
-    if task.mode == "measure" and task.model_dir is not None:
+    if task.mode == "measure":
         _measure(task, Path(task.model_dir), Path(task.draft_dir) if task.draft_dir else None, emit)
         return
     emit({"event": "phase", "phase": "prepare"})
@@ -86,16 +92,13 @@ def run_task(task: WorkerTask, emit) -> None:
     draft = None
     if cell.scenario.kind == "speculative":
         draft = prepare_model(cell.model.draft or "", cell.precision, cell.compression, cache, log=log)
-    if task.mode == "prepare":
-        prepared = {"model_dir": str(target.path), "model_size_mb": target.size_mb, "cache_hit": target.cache_hit}
-        if target.export_s is not None:
-            prepared["export_s"] = target.export_s
-        if draft is not None:
-            prepared["draft_dir"] = str(draft.path)
-        emit({"event": "prepared", **prepared})
-        emit({"event": "done"})
-        return
-    _measure(task, target.path, draft.path if draft else None, emit)
+    prepared = {"model_dir": str(target.path), "model_size_mb": target.size_mb, "cache_hit": target.cache_hit}
+    if target.export_s is not None:
+        prepared["export_s"] = target.export_s
+    if draft is not None:
+        prepared["draft_dir"] = str(draft.path)
+    emit({"event": "prepared", **prepared})
+    emit({"event": "done"})
 
 
 def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit) -> None:
