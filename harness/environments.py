@@ -24,7 +24,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from harness.errors import HarnessInputError
 from harness.models import cache
@@ -43,12 +43,7 @@ TOKENIZER_FILES = ("openvino_tokenizer.xml", "openvino_tokenizer.bin", "openvino
                    "openvino_detokenizer.bin")
 _PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,.-]+\])?\s*(==|>=|<=|~=|!=|<|>)\s*[A-Za-z0-9.*+!_-]+"
                   r"(\s*,\s*(==|>=|<=|~=|!=|<|>)\s*[A-Za-z0-9.*+!_-]+)*$")
-PROBE = ("import json, sys, openvino, openvino_genai\n"
-         "try:\n    import openvino_tokenizers; tok = openvino_tokenizers.__version__\n"
-         "except Exception:\n    tok = None\n"
-         "import harness.worker\n"
-         "print(json.dumps({'python': sys.version.split()[0], 'openvino': openvino.__version__,"
-         " 'openvino-genai': openvino_genai.__version__, 'openvino-tokenizers': tok}))")
+PROBE = "import json, harness.worker as w; print(json.dumps(w.runtime_versions()))"
 
 
 class EnvironmentSpec(BaseModel):
@@ -74,14 +69,26 @@ class EnvironmentSpec(BaseModel):
 class PreparedEnvironment(EnvironmentRecord):
     """A usable environment: its interpreter and what it really imports (recorded in the results)."""
 
+    _source_dir: Path = PrivateAttr()  # harness_source_dir() of the cache it was prepared with
+
     def record(self) -> EnvironmentRecord:
         return EnvironmentRecord.model_validate(self.model_dump())
 
     def worker_env(self) -> dict[str, str]:
         """Process environment for a child running harness code in this environment."""
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-        env["PYTHONPATH"] = str(harness_source_dir())
-        return env
+        return _child_env(self._source_dir)
+
+
+def _child_env(source_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["PYTHONPATH"] = str(source_dir)
+    return env
+
+
+def _prepared(source_dir: Path, **fields) -> PreparedEnvironment:
+    env = PreparedEnvironment(**fields)
+    env._source_dir = source_dir
+    return env
 
 
 def parse_env_option(text: str) -> EnvironmentSpec:
@@ -100,11 +107,10 @@ def parse_env_option(text: str) -> EnvironmentSpec:
         raise HarnessInputError("command line", "--env", text, msg.strip().removeprefix("Value error, ")) from None
 
 
-def harness_source_dir() -> Path:
-    """A folder holding only a link to the `harness` package (what a worker's PYTHONPATH names)."""
+def harness_source_dir(cache_dir: Path) -> Path:
+    """A folder in the cache holding only a link to the `harness` package (what a worker's PYTHONPATH names)."""
     pkg = Path(__file__).resolve().parent
-    root = Path(os.environ.get("HARNESS_CACHE_DIR", Path.home() / ".cache" / "ov-genai-harness")) / "envs" / "src"
-    shim = root / cache.digest(str(pkg), 12)
+    shim = Path(cache_dir) / "envs" / "src" / cache.digest(str(pkg), 12)
     link = shim / "harness"
     if not link.exists():
         shim.mkdir(parents=True, exist_ok=True)
@@ -178,11 +184,11 @@ def _resolve(spec: EnvironmentSpec, reqs: list[str], python: str) -> list[str]:
     return sorted(ln.strip() for ln in out.splitlines() if ln.strip() and not ln.startswith("#"))
 
 
-def probe(python: str, name: str) -> dict[str, str | None]:
-    """The stack versions an interpreter imports, with the harness's worker importable beside them."""
-    env = PreparedEnvironment(name=name, python=python).worker_env()
+def probe(python: str, name: str, source_dir: Path) -> dict[str, str | None]:
+    """The stack versions an interpreter imports (worker.runtime_versions), the harness's worker importable."""
     try:
-        proc = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=300, env=env)
+        proc = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=300,
+                              env=_child_env(source_dir))
     except (OSError, subprocess.TimeoutExpired) as e:
         raise HarnessInputError(f"environment {name}", "python", python, f"cannot run: {e}") from None
     if proc.returncode != 0:
@@ -196,11 +202,12 @@ def prepare_environment(spec: EnvironmentSpec, cache_dir: Path,
                         log: Callable[[str], None] | None = None) -> PreparedEnvironment:
     """Build (or find) an environment; raise HarnessInputError with one line when it cannot be had."""
     log = log or (lambda _m: None)
+    source_dir = harness_source_dir(cache_dir)
     if spec.python:
         python = spec.python
         if not Path(python).is_file():
             raise HarnessInputError(f"environment {spec.name}", "python", python, "no such interpreter")
-        return PreparedEnvironment(name=spec.name, python=python, versions=probe(python, spec.name))
+        return _prepared(source_dir, name=spec.name, python=python, versions=probe(python, spec.name, source_dir))
     base = sys.executable
     reqs = requirements(spec)
     log(f"environment {spec.name}: resolving {' '.join(spec.packages)} ...")
@@ -211,15 +218,15 @@ def prepare_environment(spec: EnvironmentSpec, cache_dir: Path,
         manifest = _manifest(entry)
         if manifest is not None:
             log(f"environment {spec.name}: reusing {entry}")
-            return PreparedEnvironment(name=spec.name, python=str(entry / "bin" / "python"), requested=spec.packages,
-                                       resolved=resolved, digest=digest, versions=manifest["versions"],
-                                       build_s=manifest.get("build_s"))
+            return _prepared(source_dir, name=spec.name, python=str(entry / "bin" / "python"),
+                             requested=spec.packages, resolved=resolved, digest=digest, versions=manifest["versions"],
+                             build_s=manifest.get("build_s"))
         shutil.rmtree(entry, ignore_errors=True)  # a build that never finished is never reused
         t0 = time.monotonic()
         log(f"environment {spec.name}: installing {len(resolved)} packages into {entry} ...")
         try:
             _install(spec, resolved, base, entry)
-            versions = probe(str(entry / "bin" / "python"), spec.name)
+            versions = probe(str(entry / "bin" / "python"), spec.name, source_dir)
         except BaseException:
             shutil.rmtree(entry, ignore_errors=True)
             raise
@@ -228,8 +235,8 @@ def prepare_environment(spec: EnvironmentSpec, cache_dir: Path,
                                                   "resolved": resolved, "versions": versions, "build_s": build_s},
                                                  indent=1))
         log(f"environment {spec.name}: openvino-genai {versions.get('openvino-genai')} ready in {build_s:.0f} s")
-    return PreparedEnvironment(name=spec.name, python=str(entry / "bin" / "python"), requested=spec.packages,
-                               resolved=resolved, digest=digest, versions=versions, build_s=build_s)
+    return _prepared(source_dir, name=spec.name, python=str(entry / "bin" / "python"), requested=spec.packages,
+                     resolved=resolved, digest=digest, versions=versions, build_s=build_s)
 
 
 def _manifest(entry: Path) -> dict | None:
