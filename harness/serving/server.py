@@ -272,8 +272,10 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
         log.exception("request %s failed", request.url.path)
         return JSONResponse(status_code=500, content=ApiError(500, "internal server error").body())
 
-    def _served(asked: str, served: str) -> None:
+    def _served(asked: str, served: str, method: Method = "Unary") -> None:
+        """404 (counted as a rejection) unless the request names the served model or none."""
         if asked and asked != served:
+            metrics.rejected(served, method)
             raise ApiError(404, f"The model `{asked}` does not exist (this server serves `{served}`)", "model",
                            "model_not_found")
 
@@ -306,10 +308,10 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
         if engine is None:
             metrics.rejected(name, method)
             raise HTTPException(status_code=404, detail="this server has no text-generation model")
+        _served(req.model, name, method)
+        ids = _prompt_ids(prompt) if api == "completions" else [
+            int(x) for x in tokenizer.encode(prompt, add_special_tokens=False).input_ids.data[0]]
         try:
-            _served(req.model, name)
-            ids = _prompt_ids(prompt) if api == "completions" else [
-                int(x) for x in tokenizer.encode(prompt, add_special_tokens=False).input_ids.data[0]]
             budget = completion_budget(len(ids), req.asked_tokens, default_max_tokens, context)
         except ApiError:
             metrics.rejected(name, method)
@@ -443,11 +445,7 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
         if embedder is None:
             metrics.rejected(embed_name)
             raise HTTPException(status_code=404, detail="no embedding model is served (harness serve --embeddings)")
-        try:
-            _served(req.model, embed_name)
-        except ApiError:
-            metrics.rejected(embed_name)
-            raise
+        _served(req.model, embed_name)
         texts = [req.input] if isinstance(req.input, str) else req.input
         with metrics.request(embed_name, "Unary"):
             async with embed_lock:  # the pipeline has one infer request: calls take turns
@@ -468,11 +466,7 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
                 raise HTTPException(status_code=404, detail="no rerank model is served (harness serve --rerank)")
             raise HTTPException(status_code=400, detail=f"{len(req.documents)} documents exceed the limit of "
                                                         f"{MAX_RERANK_DOCUMENTS}")
-        try:
-            _served(req.model, rerank_name)
-        except ApiError:
-            metrics.rejected(rerank_name)
-            raise
+        _served(req.model, rerank_name)
         with metrics.request(rerank_name, "Unary"):
             async with rerank_lock:
                 ranked = await asyncio.to_thread(reranker.rerank, req.query, req.documents)
