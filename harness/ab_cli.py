@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -57,15 +56,19 @@ def ab(
     regression. Writes base/ and candidate/ results, ab.json, ab.md and ab.html; records the pair in the history."""
     import openvino as ov
 
-    from harness import host
     from harness.ab import INTERRUPTED, ABResult, ABSettings, parse_side, run_ab
-    from harness.cli import _parse_thresholds, _with_environments, default_cache_dir, prepare_environments
-    from harness.devices import list_devices, validate_device_string
+    from harness.cli import (
+        _parse_thresholds,
+        _with_environments,
+        default_cache_dir,
+        new_run_metadata,
+        prepare_environments,
+    )
+    from harness.devices import validate_device_string
     from harness.history_cli import record_ab_in_history
     from harness.metrics import METRICS
     from harness.models.ir import validate_ir_dir
     from harness.runner import ProgressSink, RunOptions, assemble, now_iso
-    from harness.schema import RunMetadata
     from harness.store import append_cell, lock_run_dir, write_metadata, write_results
     from harness.suite import expand, load_suite, resolve_suite_path
     from reports.ab_report import ab_table, render_ab_html, render_ab_md
@@ -127,17 +130,8 @@ def ab(
     metas = {}
     for name, side in sides.items():
         (out_dir / name).mkdir(exist_ok=True)
-        versions = host.package_versions()
-        envs = []
-        if side.env:
-            e = environments[side.env]
-            envs = [e.record()]
-            versions.update({k: v for k, v in e.versions.items() if k in versions})
-        metas[name] = RunMetadata(
-            run_id=f"{stamp}-{name}-{uuid.uuid4().hex[:6]}", suite_name=parsed.name, suite_file=str(suite_path.resolve()),
-            suite_sha256=sha, started_at=now_iso(), command=sys.argv, host=host.host_info(), versions=versions,
-            harness_commit=host.git_commit(), devices=list_devices(core), compare_thresholds=parsed.compare_thresholds,
-            environments=envs)
+        metas[name] = new_run_metadata(f"{stamp}-{name}-{uuid.uuid4().hex[:6]}", parsed, suite_path, sha, core,
+                                       [environments[side.env]] if side.env else [])
         write_metadata(out_dir / name, metas[name])
     result = ABResult(ab_id=f"{stamp}-ab-{uuid.uuid4().hex[:6]}", suite_name=parsed.name,
                       suite_file=str(suite_path.resolve()), base=sides["base"], candidate=sides["candidate"],

@@ -79,6 +79,23 @@ def _with_environments(suite, options: list[str]):
     return suite.model_copy(update={"environments": specs})
 
 
+def new_run_metadata(run_id: str, suite, suite_path: Path, sha: str, core, environments=()):
+    """A new run's metadata: suite, host, devices, the harness's versions (an environment's replace them)."""
+    from harness import host
+    from harness.devices import list_devices
+    from harness.runner import now_iso
+    from harness.schema import RunMetadata
+
+    versions = host.package_versions()
+    for e in environments:
+        versions.update({k: v for k, v in e.versions.items() if k in versions})
+    return RunMetadata(
+        run_id=run_id, suite_name=suite.name, suite_file=str(suite_path.resolve()), suite_sha256=sha,
+        started_at=now_iso(), command=sys.argv, host=host.host_info(), versions=versions,
+        harness_commit=host.git_commit(), devices=list_devices(core), compare_thresholds=suite.compare_thresholds,
+        environments=[e.record() for e in environments])
+
+
 def prepare_environments(specs, cache_dir: Path) -> dict:
     """Build (or find) each environment before any cell runs; a failure is one line naming it."""
     from harness.environments import prepare_environment
@@ -111,11 +128,8 @@ def run(
     crashed or timed out (or, with --fail-on-checks, a check failed), 2 for bad input."""
     import openvino as ov
 
-    from harness import host
-    from harness.devices import list_devices
     from harness.progress import RichProgress
     from harness.runner import RunOptions, now_iso, run_cells
-    from harness.schema import RunMetadata
     from harness.store import load_metadata, lock_run_dir, scan_cells, write_metadata
     from harness.suite import expand, load_suite, resolve_suite_path
     from reports import render
@@ -154,12 +168,7 @@ def run(
         run_dir = out or DEFAULT_RESULTS / f"{stamp}-{parsed.name}"
         if (run_dir / "cells.jsonl").exists():
             raise HarnessInputError(str(run_dir), "--out", None, "already holds a run; use --resume to continue it")
-        meta = RunMetadata(
-            run_id=f"{stamp}-{uuid.uuid4().hex[:6]}", suite_name=parsed.name, suite_file=str(suite_path.resolve()),
-            suite_sha256=sha, started_at=now_iso(), command=sys.argv, host=host.host_info(),
-            versions=host.package_versions(), harness_commit=host.git_commit(), devices=list_devices(core),
-            compare_thresholds=parsed.compare_thresholds,
-        )
+        meta = new_run_metadata(f"{stamp}-{uuid.uuid4().hex[:6]}", parsed, suite_path, sha, core)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = lock_run_dir(run_dir)  # noqa: F841 - held until this process ends
     if resume is not None:
