@@ -24,7 +24,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from harness.errors import HarnessInputError
 from harness.models import cache
@@ -102,9 +102,9 @@ def parse_env_option(text: str) -> EnvironmentSpec:
         if looks_like_path:
             return EnvironmentSpec(name=name, python=spec)
         return EnvironmentSpec(name=name, packages=[p for p in re.split(r"[;\s]+", spec) if p])
-    except ValueError as e:
-        msg = str(e).splitlines()[-2] if "\n" in str(e) else str(e)
-        raise HarnessInputError("command line", "--env", text, msg.strip().removeprefix("Value error, ")) from None
+    except ValidationError as e:
+        msg = e.errors()[0]["msg"]
+        raise HarnessInputError("command line", "--env", text, msg.removeprefix("Value error, ")) from None
 
 
 def harness_source_dir(cache_dir: Path) -> Path:

@@ -46,7 +46,7 @@ def test_env_option_forms():
     for bad in ("old", "=x", "old=", "old=openvino genai"):
         with pytest.raises(HarnessInputError) as e:
             parse_env_option(bad)
-        assert "--env" in e.value.line() and "\n" not in e.value.line()
+        assert "--env" in e.value.line() and "\n" not in e.value.line() and "input_value" not in e.value.line()
 
 
 def test_requirements_pin_the_workers_own_packages_to_the_harness_versions():
