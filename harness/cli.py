@@ -120,7 +120,7 @@ def run(
     env: Annotated[list[str] | None, typer.Option(
         "--env", help="run every cell in this environment instead of the suite's: NAME=PINS (e.g. "
         "'r263=openvino-genai==2026.3.1') or NAME=/path/to/python; repeatable")] = None,
-    fault: Annotated[list[str] | None, typer.Option(hidden=True, help="test only: KEY=crash|hang")] = None,
+    fault: Annotated[list[str] | None, typer.Option(hidden=True, help="test only: KEY=KIND (harness.faults)")] = None,
 ) -> None:
     """Run a suite; write results.json, report.md, report.csv and report.html; print the report.
 
@@ -153,7 +153,7 @@ def run(
         err_console.print(f"{len(cells)} cells from {suite_path}")
         return
     _validate_sources(cells, suite_path, parsed)
-    faults = dict(f.rsplit("=", 1) for f in (fault or []))
+    faults = _parse_faults(fault or [])
 
     core = ov.Core()
     if resume is not None:
@@ -424,6 +424,18 @@ def devices() -> None:
     PlainConsole().print(table)
 
 
+def _parse_faults(given: list[str]) -> dict[str, str]:
+    from harness.faults import FAULTS
+
+    faults = {}
+    for f in given:
+        key, sep, kind = f.rpartition("=")
+        if not sep or kind not in FAULTS:
+            raise HarnessInputError("command line", "--fault", f, f"expected CELL_KEY=KIND, KIND one of {', '.join(FAULTS)}")
+        faults[key] = kind
+    return faults
+
+
 @app.command()
 def prepare(
     source: Annotated[str, typer.Argument(help="synthetic:NAME, HF dir or id, or IR dir")],
@@ -448,10 +460,23 @@ def prepare(
         err = e.errors()[0]
         raise HarnessInputError("command line", f"--{str(err['loc'][0]).replace('_', '-')}", err.get("input"),
                                 err["msg"].removeprefix("Value error, ")) from None
-    pm = prepare_model(source, precision, compression, cache_dir, log=lambda m: err_console.print(m))
+    if err_console.is_terminal:  # one status line, updated in place (training reports its progress there)
+        with err_console.status("preparing ...") as status:
+            pm = prepare_model(source, precision, compression, cache_dir, log=lambda m: status.update(m))
+    else:
+        pm = prepare_model(source, precision, compression, cache_dir, log=lambda m: err_console.print(m))
     err_console.print(f"{'cache hit' if pm.cache_hit else 'exported'}: {pm.size_mb:.1f} MiB weights"
                       + (f", export {pm.export_s:.1f} s" if pm.export_s is not None else ""))
+    if pm.source_kind == "synthetic":
+        _print_synthetic_quality(source.removeprefix("synthetic:"), cache_dir)
     typer.echo(str(pm.path))
+
+
+def _print_synthetic_quality(name: str, cache_dir: Path) -> None:
+    from harness.models.synthetic import built_quality, entry_dir
+
+    quality = built_quality(entry_dir(name, cache_dir))
+    err_console.print(f"{name}: {quality.describe()}" if quality else f"{name}: random weights (not trained)")
 
 
 @app.command()

@@ -319,7 +319,10 @@ class VAEDecoderTime(_GenAIReading):
 @metric
 class AcceptanceRate(_GenAIReading):
     """Speculative decoding / prompt lookup: share of proposed draft tokens the main model accepted,
-    in percent (ExtendedPerfMetrics.get_draft_acceptance_rate(), or accepted / proposed)."""
+    in percent. Speculative: ExtendedPerfMetrics.get_draft_acceptance_rate(). Prompt lookup, for which
+    openvino-genai returns no such figure: accepted / proposed from its per-step token counts
+    (raw_metrics.m_batch_sizes), each step after the first proposing num_assistant_tokens (it pads the
+    lookup's candidates to that many and verifies them all, and counts its own statistics so)."""
 
     tag, title, unit, higher_is_better, reading = (
         "acceptance_rate_pct", "acceptance rate", "%", True, "acceptance_rate_pct")
@@ -335,7 +338,8 @@ class AcceptedTokens(_GenAIReading):
 
 @metric
 class ProposedTokens(_GenAIReading):
-    """Speculative decoding: draft tokens proposed in the call (tokens the draft model generated)."""
+    """Speculative decoding: draft tokens proposed in the call (tokens the draft model generated); prompt
+    lookup: num_assistant_tokens per verification step (see acceptance rate)."""
 
     tag, title, unit, higher_is_better, reading = (
         "proposed_tokens", "proposed tokens", "tokens", True, "proposed_tokens")
@@ -747,7 +751,9 @@ once per cell.
 
 def markdown_doc() -> str:
     """The whole docs/metrics.md."""
-    return DOC_PREAMBLE + "\n" + markdown_table() + "\n"
+    from harness.checks import CHECKS_DOC
+
+    return DOC_PREAMBLE + "\n" + markdown_table() + "\n\n" + CHECKS_DOC
 
 
 def markdown_table() -> str:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 
 Precision = Literal["fp16", "int8", "int4"]
 ScenarioKind = Literal["generate", "speculative", "prompt_lookup", "continuous_batching", "optimum", "pytorch", "vlm",
@@ -62,6 +62,9 @@ class PromptSpec(Strict):
 
     source: Literal["synthetic", "file"] = "synthetic"
     input_tokens: int | None = Field(None, ge=1)
+    # "words" is the default only so that results written before schema 1.5 (words only) read true; suites
+    # default to "code"
+    style: Literal["code", "words"] = Field("words", description="synthetic prompts: Python-like code or English words")
     file: str | None = None
     texts: list[str] = Field(default_factory=list)
     vary_per_iteration: bool = Field(
@@ -130,6 +133,9 @@ class CellSpec(Strict):
     load_twice: bool = Field(
         True, description="load once with an empty compile cache, then again from it (cached compile)"
     )
+    validation_prompts: int = Field(
+        2, ge=0, le=64, description="greedy text generation: after the timed calls, this many of the measured "
+        "prompts are decoded again at f32 inference precision, untimed; matches_greedy compares those exactly")
     fidelity_check: bool = Field(
         False, description="after each worker process, run the bare reference loop (harness/reference.py) in a "
         "fresh process on the same IR, prompts and settings, and check the cell's readings against it")

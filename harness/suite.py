@@ -95,6 +95,7 @@ class SuiteModel(_Strict):
 
 class SuitePrompts(_Strict):
     input_tokens: list[int] = Field(default_factory=lambda: [128])
+    style: Literal["code", "words"] = Field("code", description="synthetic prompts: Python-like code or English words")
     file: str | None = Field(None, description=".txt (one prompt a line) or .jsonl with a 'prompt' field")
     vary_per_iteration: bool = True
 
@@ -276,6 +277,7 @@ class Suite(_Strict):
     timeout_s: float = Field(900, gt=0)
     prepare_timeout_s: float = Field(3600, gt=0)
     load_twice: bool = True
+    validation_prompts: int = Field(2, ge=0, le=64)
     token_timing: Literal["streamer", "genai"] = "streamer"
     fidelity_check: bool = False
     fidelity_tolerance: float = Field(0.03, gt=0, lt=1)
@@ -574,7 +576,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                                        vary_per_iteration=suite.prompts.vary_per_iteration),
                             "prompts=" + Path(suite.prompts.file).stem)]
     else:
-        prompt_variants = [(PromptSpec(source="synthetic", input_tokens=n,
+        prompt_variants = [(PromptSpec(source="synthetic", input_tokens=n, style=suite.prompts.style,
                                        vary_per_iteration=suite.prompts.vary_per_iteration), f"in{n}")
                            for n in suite.prompts.input_tokens]
     cells: list[CellSpec] = []
@@ -611,7 +613,8 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                     warmup=suite.warmup, iterations=suite.iterations, min_measure_s=suite.min_measure_s,
                     max_iterations=suite.max_iterations, processes=suite.processes, timeout_s=suite.timeout_s,
                     prepare_timeout_s=suite.prepare_timeout_s,
-                    load_twice=suite.load_twice, token_timing=suite.token_timing,
+                    load_twice=suite.load_twice, validation_prompts=suite.validation_prompts,
+                    token_timing=suite.token_timing,
                     fidelity_check=suite.fidelity_check, fidelity_tolerance=suite.fidelity_tolerance,
                     server=suite.server if scenario.kind == "serving" else None,
                     slo=dict(suite.slo) if scenario.kind == "serving" else {},

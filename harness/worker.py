@@ -24,7 +24,7 @@ class WorkerTask(BaseModel):
     cell: CellSpec
     cache_dir: str
     workdir: str
-    # Test-only fault injection: "crash" (SIGSEGV-like abort), "hang" (sleep forever).
+    # Test-only fault injection (harness.faults): the process crashes or hangs, or its pipeline is wrong.
     fault: str | None = None
     process: int = 0
     # measure: the folders the prepare phase made (seen through the cell environment's view); the measuring
@@ -67,17 +67,6 @@ def _emitter(path: Path):
     return emit
 
 
-def _inject(fault: str | None) -> None:
-    import signal
-    import time
-
-    if fault == "crash":
-        os.kill(os.getpid(), signal.SIGSEGV)
-    elif fault == "hang":
-        while True:
-            time.sleep(3600)
-
-
 def run_task(task: WorkerTask, emit) -> None:
     from harness.models.prepare import prepare_model
 
@@ -106,7 +95,9 @@ def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit) ->
 
     cell = task.cell
     emit({"event": "runtime", "versions": runtime_versions()})
-    _inject(task.fault)
+    from harness.faults import inject
+
+    inject(task.fault)
     emit({"event": "phase", "phase": "run"})
 
     def emit_tagged(event: dict[str, Any]) -> None:

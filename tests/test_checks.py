@@ -95,3 +95,40 @@ def test_records_without_ids_source_read_as_reencoded_when_no_streamer_ran():
     assert CellResult.model_validate(data).samples[0].output_ids_source == "reencoded"
     data["samples"][0]["output_ids_source"] = "generated"  # written by a harness that knew
     assert CellResult.model_validate(data).samples[0].output_ids_source == "generated"
+
+
+def _with_f32(r, outputs: dict[int, list[int]], error: str | None = None):
+    import json
+
+    from harness import validation
+
+    extra = {f"{validation.PREFIX}{p}": json.dumps(ids) for p, ids in outputs.items()}
+    if error:
+        extra[validation.ERROR_KEY] = error
+    return r.model_copy(update={"check_outputs": {**r.check_outputs, **extra}})
+
+
+def test_matches_greedy_is_judged_on_the_f32_outputs_when_both_cells_have_them():
+    ref = _with_f32(result(spec("generate"), [sample(0, text="a"), sample(1, text="b")]), {0: [5, 6, 7], 1: [8, 9]})
+    # timed (bf16) output of prompt 1 parted at a near-tie; at f32 the outputs are equal: pass, reported
+    near_tie = _with_f32(result(spec("speculative"), [sample(0, text="a"), sample(1, text="bX")]),
+                         {0: [5, 6, 7], 1: [8, 9]})
+    check = _checks({c.key: c for c in run_level_checks([ref, near_tie])}[near_tie.key])["matches_greedy"]
+    assert check.status == "pass", check.detail
+    assert "at f32, 2 outputs equal" in check.detail and "1/2 equal" in check.detail and "prompt 1" in check.detail
+    # a wrong token at f32 fails even when the timed texts happen to agree
+    wrong = _with_f32(result(spec("speculative"), [sample(0, text="a"), sample(1, text="b")]), {0: [5, 4, 7], 1: [8, 9]})
+    check = _checks({c.key: c for c in run_level_checks([ref, wrong])}[wrong.key])["matches_greedy"]
+    assert check.status == "fail" and "prompt 0 at token 1" in check.detail, check.detail
+    # a dropped last token (a prefix) is a divergence too
+    short = _with_f32(result(spec("speculative"), [sample(0, text="a")]), {0: [5, 6], 1: [8, 9]})
+    check = _checks({c.key: c for c in run_level_checks([ref, short])}[short.key])["matches_greedy"]
+    assert check.status == "fail" and "prompt 0 at token 2" in check.detail, check.detail
+
+
+def test_matches_greedy_falls_back_to_timed_outputs_and_says_why():
+    ref = _with_f32(result(spec("generate"), [sample(0, text="a")]), {}, error="RuntimeError: f32 unsupported")
+    cand = result(spec("speculative"), [sample(0, text="a"), sample(0, text="Z")])  # one wrong repeat of a prompt
+    check = _checks({c.key: c for c in run_level_checks([ref, cand])}[cand.key])["matches_greedy"]
+    assert check.status == "fail" and "1/2 outputs diverge" in check.detail
+    assert "no f32 validation outputs: RuntimeError: f32 unsupported" in check.detail

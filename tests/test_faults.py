@@ -87,3 +87,57 @@ def test_sigkilled_run_resumes_without_losing_or_repeating_cells(tmp_path, model
         assert next(a for a in after if a.key == c.key).started_at == c.started_at
     res = load_results(out)
     assert res.metadata.resumed_at and all(c.status == "ok" for c in res.cells)
+
+
+WRONG_OUTPUT_SUITE = """
+name: wrong-outputs
+models: [{name: tiny, source: synthetic:tiny, draft: synthetic:tiny-draft}]
+precisions: [fp16]
+devices: [CPU]
+prompts: {input_tokens: [24, 32]}
+generation: {max_new_tokens: 16, ignore_eos: true}
+warmup: 0
+iterations: 2
+load_twice: false
+token_timing: genai
+scenarios:
+  - {name: greedy, kind: generate}
+  - {name: speculative, kind: speculative, num_assistant_tokens: 3}
+  - {name: prompt-lookup, kind: prompt_lookup, num_assistant_tokens: 3, max_ngram_size: 2}
+"""
+
+
+def test_matches_greedy_fails_exactly_the_pipelines_whose_output_is_wrong(tmp_path, model_cache):
+    """A pipeline that changes one token, drops one or answers another prompt fails matches_greedy, on the f32
+    validation outputs and on the timed ones alike; the same scenarios without a fault pass in the same run."""
+    suite = tmp_path / "wrong.yaml"
+    suite.write_text(WRONG_OUTPUT_SUITE)
+    out = tmp_path / "run"
+    faults = {"tiny/fp16/CPU/speculative/in24-out16": "change_token",
+              "tiny/fp16/CPU/prompt-lookup/in24-out16": "drop_token",
+              "tiny/fp16/CPU/speculative/in32-out16": "other_prompt"}
+    args = [a for key, kind in faults.items() for a in ("--fault", f"{key}={kind}")]
+    proc = run_cli("run", str(suite), "--out", str(out), "--fail-on-checks", *args, cache=model_cache)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    cells = {c.key: c for c in load_results(out).cells}
+    for key, cell in cells.items():
+        assert cell.status == "ok", (key, cell.error)
+        if cell.spec.scenario.kind == "generate":
+            continue
+        check = next(c for c in cell.checks if c.name == "matches_greedy")
+        assert "at f32" in check.detail, check.detail
+        if key in faults:
+            assert check.status == "fail", (key, check.detail)
+            assert "diverge" in check.detail
+        else:
+            assert check.status == "pass", (key, check.detail)
+    changed = next(c.detail for c in cells["tiny/fp16/CPU/speculative/in24-out16"].checks if c.name == "matches_greedy")
+    assert "prompt 0 at token 8" in changed and "prompt 1 at token 8" in changed  # the middle of 16 tokens
+
+
+def test_unknown_fault_kind_is_one_line(tmp_path, model_cache):
+    suite = tmp_path / "wrong.yaml"
+    suite.write_text(WRONG_OUTPUT_SUITE)
+    proc = run_cli("run", str(suite), "--out", str(tmp_path / "run"), "--fault", "x=explode", cache=model_cache)
+    assert proc.returncode == 2
+    assert "--fault" in proc.stderr and "explode" in proc.stderr

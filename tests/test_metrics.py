@@ -63,3 +63,12 @@ def test_goodput_counts_requests_within_every_slo_limit():
     v = batch_values(b)
     assert v["goodput_rps"] == [1.5] and v["request_rps"] == [2.0] and v["batch_total_tps"] == [50.0]
     assert "goodput_rps" not in batch_values(b.model_copy(update={"good_requests": None}))
+
+
+def test_prompt_lookup_acceptance_counts_every_verification_step():
+    from harness.backends.genai_llm import prompt_lookup_acceptance
+
+    # first step: the prompt and first token, nothing proposed; then 2, 0 and 4 of 4 proposals accepted
+    assert prompt_lookup_acceptance([1, 3, 1, 5], 4) == {"accepted_tokens": 6.0, "proposed_tokens": 12.0,
+                                                         "acceptance_rate_pct": 50.0}
+    assert prompt_lookup_acceptance([1], 4) == {}

@@ -16,7 +16,8 @@ from harness.models.cache import entry_lock, sha256_file
 from harness.models.export import ensure_tokenizers, export_command, last_error
 from harness.models.prepare import MANIFEST, export_key
 from harness.models.sources import ResolvedSource
-from harness.models.synthetic import MARKER, DraftSpec
+from harness.models.synthetic import MARKER, AliasSpec, DraftSpec, LlamaSpec, built_quality
+from harness.models.training import TrainingSpec
 from harness.schema import CompressionSpec
 
 PRECISIONS = ("fp16", "int8", "int4")
@@ -24,13 +25,35 @@ N_TOKENS = 8
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("model-cache")
+def cache_dir(tmp_path_factory, model_cache) -> Path:
+    """A fresh cache holding only the trained tiny model (built once in the shared test cache: ~150 s)."""
+    path = tmp_path_factory.mktemp("model-cache")
+    built = build_synthetic("tiny", model_cache)
+    shutil.copytree(built, path / "synthetic" / built.name)
+    return path
 
 
 @pytest.fixture(scope="session")
 def tiny(cache_dir) -> Path:
     return build_synthetic("tiny", cache_dir)
+
+
+# Trained like tiny but for a few steps: the build path of a trained model in seconds, for the tests that
+# build again and again.
+QUICK = "test-quick"
+QUICK_SPEC = LlamaSpec(hidden_size=128, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=256,
+                       training=TrainingSpec(steps=3, batch=2, seq_len=16))
+
+
+@pytest.fixture()
+def quick(monkeypatch):
+    monkeypatch.setitem(SYNTHETIC_MODELS, QUICK, QUICK_SPEC)
+    return QUICK
+
+
+@pytest.fixture()
+def quick_built(quick, tmp_path_factory) -> Path:
+    return build_synthetic(quick, tmp_path_factory.mktemp("quick"))
 
 
 @pytest.fixture(scope="session")
@@ -50,21 +73,48 @@ def test_registry_has_targets_and_drafts():
     assert {"tiny", "small", "tiny-draft", "small-draft"} <= set(SYNTHETIC_MODELS)
     draft = SYNTHETIC_MODELS["tiny-draft"]
     assert isinstance(draft, DraftSpec) and draft.target == "tiny" and draft.num_layers == 1
+    # small is grown from a trained 7M-parameter model, which is also its draft
+    small = SYNTHETIC_MODELS["small"]
+    assert isinstance(small, LlamaSpec) and small.grown_from is not None
+    assert SYNTHETIC_MODELS["small-draft"] == AliasSpec(of=small.grown_from.source)
 
 
-def test_tiny_build_is_cached_and_deterministic(tiny, tmp_path):
+def test_tiny_build_is_cached_and_reports_its_quality(tiny):
     assert (tiny / MARKER).is_file() and (tiny / "generation_config.json").is_file()
     assert json.loads((tiny / "generation_config.json").read_text())["eos_token_id"] == 2
     start = time.perf_counter()
     assert build_synthetic("tiny", tiny.parent.parent) == tiny
     assert time.perf_counter() - start < 1.0
-    again = build_synthetic("tiny", tmp_path)
-    assert again.name == tiny.name
+    # trained: far better than a unigram model on held-out stdlib text, and confident (random weights give a
+    # held-out loss above the unigram's and a median top-1 probability near 1/8192)
+    q = built_quality(tiny)
+    assert q is not None and q.heldout_tokens > 10000
+    assert q.heldout_loss < q.unigram_loss - 1.5, q
+    assert q.median_top1_probability > 0.1, q
+
+
+def test_trained_build_is_deterministic(quick, quick_built, tmp_path):
+    logs: list[str] = []
+    again = build_synthetic(quick, tmp_path, log=logs.append)
+    assert again.name == quick_built.name
     for f in ("model.safetensors", "tokenizer.json", "config.json"):
-        assert sha256_file(again / f) == sha256_file(tiny / f), f
+        assert sha256_file(again / f) == sha256_file(quick_built / f), f
+    assert built_quality(again) == built_quality(quick_built)
+    assert any(m.startswith(f"training {quick}: 100% (step 3/3") for m in logs), logs
     # build times in the marker differ; the IR cache key must not
-    keys = [export_key(ResolvedSource("synthetic", d, "tiny"), "fp16", CompressionSpec()) for d in (tiny, again)]
+    keys = [export_key(ResolvedSource("synthetic", d, quick), "fp16", CompressionSpec()) for d in (quick_built, again)]
     assert keys[0] == keys[1]
+
+
+def test_training_changes_the_cache_key(quick, monkeypatch):
+    from dataclasses import replace
+
+    from harness.models.synthetic import cache_key
+
+    before = cache_key(quick)
+    monkeypatch.setitem(SYNTHETIC_MODELS, quick, replace(QUICK_SPEC, training=TrainingSpec(steps=4, batch=2,
+                                                                                            seq_len=16)))
+    assert cache_key(quick) != before
 
 
 def test_tiny_tokenizer_and_config(tiny):
@@ -93,24 +143,22 @@ def test_draft_shares_tokenizer_and_weights(tiny, cache_dir):
         assert (dw[k] == tw[k]).all(), k
 
 
-def test_half_written_synthetic_entry_is_rebuilt(tiny, tmp_path):
-    entry = tmp_path / "synthetic" / tiny.name
+def test_half_written_synthetic_entry_is_rebuilt(quick, quick_built, tmp_path):
+    entry = tmp_path / "synthetic" / quick_built.name
     entry.mkdir(parents=True)
     (entry / "config.json").write_text("{")
-    stale = tmp_path / "synthetic" / f".tmp-{tiny.name}-crashed"
+    stale = tmp_path / "synthetic" / f".tmp-{quick_built.name}-crashed"
     stale.mkdir()
-    assert build_synthetic("tiny", tmp_path) == entry
+    assert build_synthetic(quick, tmp_path) == entry
     assert (entry / MARKER).is_file()
-    assert sha256_file(entry / "model.safetensors") == sha256_file(tiny / "model.safetensors")
+    assert sha256_file(entry / "model.safetensors") == sha256_file(quick_built / "model.safetensors")
     assert not stale.exists()
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete", "grow"])
-def test_damaged_built_synthetic_model_is_rebuilt(tiny, tmp_path, damage):
-    import shutil
-
-    entry = tmp_path / "synthetic" / tiny.name
-    shutil.copytree(tiny, entry)
+def test_damaged_built_synthetic_model_is_rebuilt(quick, quick_built, tmp_path, damage):
+    entry = tmp_path / "synthetic" / quick_built.name
+    shutil.copytree(quick_built, entry)
     weights = entry / "model.safetensors"
     if damage == "truncate":
         weights.write_bytes(weights.read_bytes()[:1000])
@@ -120,8 +168,8 @@ def test_damaged_built_synthetic_model_is_rebuilt(tiny, tmp_path, damage):
         with open(weights, "ab") as f:
             f.write(b"\0" * 10)
     logs = []
-    assert build_synthetic("tiny", tmp_path, log=logs.append) == entry
-    assert sha256_file(weights) == sha256_file(tiny / "model.safetensors")
+    assert build_synthetic(quick, tmp_path, log=logs.append) == entry
+    assert sha256_file(weights) == sha256_file(quick_built / "model.safetensors")
     assert any("damaged" in m for m in logs)
 
 
@@ -326,3 +374,30 @@ def test_directory_without_model_and_bad_precision(tmp_path):
         classify_source(str(tmp_path))
     with pytest.raises(ModelPreparationError, match="unknown precision"):
         prepare_model("synthetic:tiny", "int2", CompressionSpec(), tmp_path)
+
+
+def test_vlm_text_model_is_the_trained_llama(tiny, cache_dir):
+    from safetensors.torch import load_file
+
+    vlm = build_synthetic("tiny-vlm", cache_dir)
+    tw = load_file(tiny / "model.safetensors")
+    vw: dict = {}
+    for f in vlm.glob("*.safetensors"):
+        vw.update(load_file(f))
+    embed = next(v for k, v in vw.items() if k.endswith("language_model.embed_tokens.weight"))
+    n = tw["model.embed_tokens.weight"].shape[0]
+    assert embed.shape[0] == n + 1  # the image token
+    assert (embed[:n] == tw["model.embed_tokens.weight"]).all()
+    layer = next(v for k, v in vw.items() if k.endswith("language_model.layers.2.mlp.down_proj.weight"))
+    assert (layer == tw["model.layers.2.mlp.down_proj.weight"]).all()
+    assert (vw["lm_head.weight"][:n] == tw["lm_head.weight"]).all()
+
+
+def test_prepare_command_reports_the_built_quality(model_cache):
+    from tests.conftest import run_cli
+
+    proc = run_cli("prepare", "synthetic:tiny", cache=model_cache)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "tiny: held-out loss" in proc.stderr and "vs unigram" in proc.stderr
+    proc = run_cli("prepare", "synthetic:tiny-embed", cache=model_cache)
+    assert proc.returncode == 0 and "tiny-embed: random weights (not trained)" in proc.stderr

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gc
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+from harness import validation
 from harness.backends import CellModels, Emit
 from harness.backends.process_memory import peak_rss_mb, rss_mb
+from harness.errors import error_line
 from harness.prompts import synthetic_prompt
 from harness.schema import CellSpec, Sample
 
@@ -92,7 +95,7 @@ def generation_config(pipe: Any, cell: CellSpec) -> Any:
     return cfg
 
 
-def _genai_readings(res: Any) -> dict[str, float | None]:
+def _genai_readings(res: Any, cfg: Any = None) -> dict[str, float | None]:
     pm = res.perf_metrics
     out: dict[str, float | None] = {
         "ttft_ms": pm.get_ttft().mean,
@@ -116,7 +119,21 @@ def _genai_readings(res: Any) -> dict[str, float | None]:
         draft = getattr(ext, "draft_model_metrics", None)
         if draft is not None:
             out["proposed_tokens"] = float(draft.get_num_generated_tokens())
+    elif cfg is not None and getattr(cfg, "max_ngram_size", 0) and getattr(cfg, "num_assistant_tokens", 0):
+        out.update(prompt_lookup_acceptance(list(pm.raw_metrics.m_batch_sizes), int(cfg.num_assistant_tokens)))
     return out
+
+
+def prompt_lookup_acceptance(step_tokens: list[int], num_assistant_tokens: int) -> dict[str, float]:
+    """Prompt lookup's acceptance, which openvino-genai computes but does not return: it pads the lookup's
+    candidates to num_assistant_tokens and verifies them all in every step after the first, so a step that
+    yields n tokens accepted n - 1 of num_assistant_tokens proposals (its own statistics count so)."""
+    verify = step_tokens[1:]
+    if not verify:
+        return {}
+    accepted = float(sum(n - 1 for n in verify))
+    proposed = float(num_assistant_tokens * len(verify))
+    return {"accepted_tokens": accepted, "proposed_tokens": proposed, "acceptance_rate_pct": 100.0 * accepted / proposed}
 
 
 def prompt_texts(cell: CellSpec, tok: Any, count: int, lengths: list[int] | None = None) -> list[str]:
@@ -133,8 +150,8 @@ def prompt_texts(cell: CellSpec, tok: Any, count: int, lengths: list[int] | None
         return tok.decode(ids, skip_special_tokens=True)
 
     assert cell.prompts.input_tokens is not None
-    return [synthetic_prompt(i, lengths[i] if lengths else cell.prompts.input_tokens, encode, decode)
-            for i in range(count)]
+    return [synthetic_prompt(i, lengths[i] if lengths else cell.prompts.input_tokens, encode, decode,
+                             cell.prompts.style) for i in range(count)]
 
 
 def _one_call(pipe: Any, prompt: str, cfg: Any, streamer: Any) -> tuple[Any, int, int]:
@@ -168,7 +185,7 @@ def measure_call(pipe: Any, prompt: str, cfg: Any, streamer_cls: type | None, it
     """One instrumented generate() call turned into a Sample (the harness's whole per-call work)."""
     streamer = streamer_cls() if streamer_cls else None
     res, start, end = _one_call(pipe, prompt, cfg, streamer)
-    genai = _genai_readings(res)
+    genai = _genai_readings(res, cfg)
     if streamer is not None:
         offsets = [(t - start) / 1e6 for t in streamer.times_ns]
         chunk_tokens, ids = list(streamer.tokens), list(streamer.ids)
@@ -238,4 +255,25 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     if load_ms is not None:
         cell_values["genai_load_ms"] = float(load_ms)
     cell_values["peak_rss_mb"] = peak_rss_mb()
+    if validation.wanted(cell):
+        del pipe
+        gc.collect()
+        check_outputs.update(validation_outputs(cell, models, prompts))
     emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs})
+
+
+def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str]) -> dict[str, str]:
+    """Token ids of the validation prompts decoded at f32 (see harness/validation.py), or the reason not."""
+    try:
+        vcell = validation.validation_cell(cell)
+        pipe = build_pipeline(vcell, models, None)
+        cfg = generation_config(pipe, vcell)
+        streamer_cls = timing_streamer_class()
+        out = {}
+        for p in validation.prompt_indices(cell, len(prompts)):
+            streamer = streamer_cls()
+            pipe.generate([prompts[p]], cfg, streamer)
+            out[f"{validation.PREFIX}{p}"] = json.dumps(streamer.ids)
+        return out
+    except Exception as e:  # noqa: BLE001 - e.g. a device without f32; the check says why it could not judge
+        return {validation.ERROR_KEY: error_line(e)}

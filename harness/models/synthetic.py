@@ -1,7 +1,8 @@
 """Deterministic, offline synthetic Hugging Face models: tokenizers trained on the Python standard
-library's own sources (byte-level BPE for the Llama causal LMs, WordPiece for the BERT encoders) and
-models with seeded random weights: Llama causal LMs (and their drafts), BERT encoders for text
-embeddings and BERT cross-encoders for rerank.
+library's own sources (byte-level BPE for the Llama causal LMs, WordPiece for the BERT encoders); Llama
+causal LMs trained on those sources (`training.py`: `tiny` from scratch, `small` grown from a longer-trained
+model of tiny's shape) and their drafts; models with seeded random weights for the rest (BERT encoders for
+text embeddings and rerank, Whisper, diffusion, the LLaVA vision tower, `small-wide*`).
 
 torch, transformers and tokenizers are imported only when something has to be built.
 """
@@ -22,9 +23,10 @@ from typing import Any
 from harness.errors import ModelPreparationError
 from harness.host import package_versions
 from harness.models import cache
+from harness.models.training import TRAIN_THREADS, GrowthSpec, Quality, TrainingSpec
 
 # Bump whenever a change here alters what gets built.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 MARKER = "harness-synthetic.json"
 BUILD_LIBS = ("torch", "transformers", "tokenizers", "safetensors")
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")  # ids 0..3, in this order
@@ -53,7 +55,8 @@ class TokenizerSpec:
 
 @dataclass(frozen=True)
 class LlamaSpec:
-    """A Llama causal LM with seeded random weights."""
+    """A Llama causal LM: trained with `training`, grown from another built-in model with `grown_from`
+    (then trained with `training` if set), or with seeded random weights when neither is set."""
 
     hidden_size: int
     num_layers: int
@@ -67,7 +70,9 @@ class LlamaSpec:
     # residual stream is shaped mostly by the first layer, as in trained LMs whose early layers already
     # predict much of the next token. Without it a first-layer draft agrees with its random target on
     # ~1% of tokens; at 0.1 on ~40%, and outputs are more varied.
-    deep_layer_scale: float = 0.1
+    deep_layer_scale: float = 0.1  # random weights only
+    training: TrainingSpec | None = None
+    grown_from: GrowthSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ class LlavaSpec:
     image_size: int = 64
     patch_size: int = 16
     seed: int = 0
+    text_from: str | None = None  # a trained built-in Llama of `text`'s shape whose weights the text model takes
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,14 @@ class DiffusionSpec:
 
 
 @dataclass(frozen=True)
+class AliasSpec:
+    """Another built-in model under a second name: `small-draft` is `small-base`, the 7M-parameter model
+    `small` was grown from (so the pair agrees more often than real pairs do: see the README)."""
+
+    of: str
+
+
+@dataclass(frozen=True)
 class DraftSpec:
     """A draft model made of the target's first `num_layers` layers plus its embeddings, norm and head."""
 
@@ -143,19 +157,25 @@ class DraftSpec:
     num_layers: int
 
 
-SyntheticSpec = LlamaSpec | DraftSpec | BertSpec | LlavaSpec | WhisperSpec | DiffusionSpec
+SyntheticSpec = LlamaSpec | AliasSpec | DraftSpec | BertSpec | LlavaSpec | WhisperSpec | DiffusionSpec
 
 SYNTHETIC_MODELS: dict[str, SyntheticSpec] = {
-    "tiny": LlamaSpec(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=768),
+    # ~150 s of training on 2 cores (~700k tokens, 1.3 passes over the corpus)
+    "tiny": LlamaSpec(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=768,
+                      training=TrainingSpec(steps=340)),
+    # tiny's shape trained three times as long (~450 s, ~4 passes over the corpus) with another seed: what
+    # `small` is grown from, and small's draft
+    "small-base": LlamaSpec(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=768,
+                            max_position_embeddings=4096, training=TrainingSpec(steps=1000, seed=1)),
     "small": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=2688,
-                       max_position_embeddings=4096),
+                       max_position_embeddings=4096, grown_from=GrowthSpec(source="small-base")),
     "tiny-draft": DraftSpec(target="tiny", num_layers=1),
     "tiny-vlm": LlavaSpec(text=LlamaSpec(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2,
-                                          intermediate_size=768)),
+                                          intermediate_size=768), text_from="tiny"),
     "small-vlm": LlavaSpec(text=LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4,
                                            intermediate_size=2688, max_position_embeddings=4096),
                            vision_hidden_size=384, vision_layers=6, vision_heads=6, vision_intermediate_size=1536,
-                           image_size=224, patch_size=16),
+                           image_size=224, patch_size=16, text_from="small"),
     "tiny-whisper": WhisperSpec(),
     "tiny-sd": DiffusionSpec(),
     "small-sd": DiffusionSpec(text_hidden_size=512, text_layers=4, unet_channels=(128, 256, 512), image_size=256),
@@ -167,7 +187,7 @@ SYNTHETIC_MODELS: dict[str, SyntheticSpec] = {
     "small-embed": BertSpec(hidden_size=768, num_layers=6, num_heads=12, intermediate_size=3072),
     "small-rerank": BertSpec(hidden_size=768, num_layers=6, num_heads=12, intermediate_size=3072, head="score",
                              arch="roberta"),
-    "small-draft": DraftSpec(target="small", num_layers=2),
+    "small-draft": AliasSpec(of="small-base"),
     # `small` with a wider MLP: each generated token reads ~5.1% / ~10.2% more weight bytes (and does as much
     # more matrix work); candidates with a physical slowdown for the A/B detection benchmark
     "small-wide5": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=2880,
@@ -207,9 +227,22 @@ def cache_key(name: str) -> dict[str, Any]:
         "python": f"{sys.version_info.major}.{sys.version_info.minor}",
         "versions": package_versions(BUILD_LIBS + (("diffusers",) if isinstance(spec, DiffusionSpec) else ())),
     }
-    if isinstance(spec, DraftSpec):
-        key["target"] = cache_key(spec.target)
+    for role, dep in _depends_on(spec).items():
+        key[role] = cache_key(dep)
     return key
+
+
+def _depends_on(spec: SyntheticSpec) -> dict[str, str]:
+    """The built-in models a model is made from, by role."""
+    if isinstance(spec, DraftSpec):
+        return {"target": spec.target}
+    if isinstance(spec, AliasSpec):
+        return {"of": spec.of}
+    if isinstance(spec, LlamaSpec) and spec.grown_from:
+        return {"grown_from": spec.grown_from.source}
+    if isinstance(spec, LlavaSpec) and spec.text_from:
+        return {"text_from": spec.text_from}
+    return {}
 
 
 def entry_dir(name: str, cache_dir: Path) -> Path:
@@ -247,11 +280,14 @@ def build_synthetic(name: str, cache_dir: Path, log: Callable[[str], None] | Non
         tmp = cache.new_temp_dir(entry)
         try:
             start = time.perf_counter()
-            n_params = _build(name, tmp, cache_dir, log)
+            built = _build(name, tmp, cache_dir, log)
+            if built.quality is not None:
+                log(f"{name}: {built.quality.describe()}")
             cache.write_json(tmp / MARKER, {
                 "key": cache_key(name),
                 "build_s": round(time.perf_counter() - start, 3),
-                "num_parameters": n_params,
+                "num_parameters": built.num_parameters,
+                **({"quality": asdict(built.quality)} if built.quality is not None else {}),
                 "files": cache.file_manifest(tmp, exclude=MARKER),
             })
             cache.publish(tmp, entry)
@@ -260,22 +296,39 @@ def build_synthetic(name: str, cache_dir: Path, log: Callable[[str], None] | Non
     return entry
 
 
-def _build(name: str, out: Path, cache_dir: Path, log: Callable[[str], None]) -> int:
+def built_quality(entry: Path) -> Quality | None:
+    """The held-out quality recorded when a trained model was built (None for random-weight models)."""
+    found = (cache.read_json(entry / MARKER) or {}).get("quality")
+    return Quality(**found) if isinstance(found, dict) else None
+
+
+@dataclass(frozen=True)
+class Built:
+    num_parameters: int
+    quality: Quality | None = None  # trained models and their drafts
+
+
+def _build(name: str, out: Path, cache_dir: Path, log: Callable[[str], None]) -> Built:
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # its "Writing model shards" bars would break our one progress line
     spec = _spec(name)
+    deps = {role: build_synthetic(dep, cache_dir, log) for role, dep in _depends_on(spec).items()}
+    if isinstance(spec, AliasSpec):
+        return _build_alias(deps["of"], out)
     if isinstance(spec, DraftSpec):
-        return _build_draft(spec, build_synthetic(spec.target, cache_dir, log), out)
+        return _build_draft(spec, deps["target"], out)
     if isinstance(spec, LlavaSpec):
-        return _build_llava(spec, out)
+        return Built(_build_llava(spec, out, deps.get("text_from")))
     if isinstance(spec, WhisperSpec):
-        return _build_whisper(spec, out)
+        return Built(_build_whisper(spec, out))
     if isinstance(spec, DiffusionSpec):
-        return _build_diffusion(spec, out)
+        return Built(_build_diffusion(spec, out))
     if isinstance(spec, BertSpec):
         tok = build_wordpiece_tokenizer(TOKENIZER) if spec.arch == "bert" else build_tokenizer(TOKENIZER, roberta=True)
         tok.save_pretrained(out)
-        return _build_bert(spec, out, tok)
-    build_tokenizer(TOKENIZER).save_pretrained(out)
-    return _build_llama(spec, out)
+        return Built(_build_bert(spec, out, tok))
+    return _build_llama(name, spec, out, deps.get("grown_from"), log)
 
 
 def build_tokenizer(spec: TokenizerSpec, roberta: bool = False):
@@ -388,7 +441,7 @@ LLAVA_CHAT_TEMPLATE = (
 )
 
 
-def _build_llava(spec: LlavaSpec, out: Path) -> int:
+def _build_llava(spec: LlavaSpec, out: Path, text_source: Path | None) -> int:
     import torch
     from transformers import (
         CLIPImageProcessor,
@@ -412,6 +465,8 @@ def _build_llava(spec: LlavaSpec, out: Path) -> int:
                          image_seq_length=n_patches, vision_feature_select_strategy="default", vision_feature_layer=-2)
     torch.manual_seed(spec.seed)
     model = LlavaForConditionalGeneration(config).eval()
+    if text_source is not None:
+        _load_text_model(model, text_source)
     size = spec.image_size
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
@@ -422,6 +477,24 @@ def _build_llava(spec: LlavaSpec, out: Path) -> int:
     # into processor_config.json unless asked for separately
     processor.image_processor.save_pretrained(out)
     return _save(model, out)
+
+
+def _load_text_model(model: Any, source: Path) -> None:
+    """Put a trained Llama's weights into a LLaVA text model whose vocabulary adds the image token (its rows
+    take the mean embedding and output row, so that it is neither likely nor impossible)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    trained = LlamaForCausalLM.from_pretrained(source, dtype=torch.float32)
+    state = trained.model.state_dict()
+    n = state["embed_tokens.weight"].shape[0]
+    with torch.no_grad():
+        for src, dst in ((state["embed_tokens.weight"], model.model.language_model.embed_tokens.weight),
+                         (trained.lm_head.weight, model.lm_head.weight)):
+            dst[:n].copy_(src)
+            dst[n:].copy_(src.mean(0, keepdim=True).expand_as(dst[n:]))
+        state["embed_tokens.weight"] = model.model.language_model.embed_tokens.weight.detach().clone()
+        model.model.language_model.load_state_dict(state, strict=True)
 
 
 WHISPER_SPECIAL = ("<|startoftranscript|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>",
@@ -582,22 +655,59 @@ def _save(model, out: Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _build_llama(spec: LlamaSpec, out: Path) -> int:
+def _corpus(tok: Any):
+    from harness.models.training import tokenize_corpus
+
+    return tokenize_corpus([p.read_text(encoding="utf-8") for p in _corpus_paths(TOKENIZER)], tok, EOS_ID)
+
+
+def _build_llama(name: str, spec: LlamaSpec, out: Path, grow_source: Path | None,
+                 log: Callable[[str], None]) -> Built:
     import torch
     from transformers import LlamaForCausalLM
 
-    torch.manual_seed(spec.seed)
-    model = LlamaForCausalLM(_llama_config(spec)).eval()
-    with torch.no_grad():
-        for layer in model.model.layers[1:]:
-            layer.self_attn.o_proj.weight.mul_(spec.deep_layer_scale)
-            layer.mlp.down_proj.weight.mul_(spec.deep_layer_scale)
-    return _save(model, out)
+    from harness.models import training
+
+    tok = build_tokenizer(TOKENIZER)
+    tok.save_pretrained(out)
+    if spec.training is None and spec.grown_from is None:
+        torch.manual_seed(spec.seed)
+        model = LlamaForCausalLM(_llama_config(spec)).eval()
+        with torch.no_grad():
+            for layer in model.model.layers[1:]:
+                layer.self_attn.o_proj.weight.mul_(spec.deep_layer_scale)
+                layer.mlp.down_proj.weight.mul_(spec.deep_layer_scale)
+        return Built(_save(model, out))
+    with training.torch_threads(TRAIN_THREADS):
+        corpus = _corpus(tok)
+        if spec.grown_from is not None:
+            assert grow_source is not None
+            log(f"growing {name} from {spec.grown_from.source} ...")
+            source = LlamaForCausalLM.from_pretrained(grow_source, dtype=torch.float32).eval()
+            model = training.grow_llama(source, _llama_config(spec), spec.grown_from)
+        else:
+            torch.manual_seed(spec.seed)
+            model = LlamaForCausalLM(_llama_config(spec))
+        if spec.training is not None:
+            training.train(model, corpus, spec.training, training.progress_reporter(name, spec.training, log))
+        log(f"evaluating {name} on held-out text ...")
+        quality = training.evaluate(model, corpus)
+    return Built(_save(model, out), quality)
 
 
-def _build_draft(spec: DraftSpec, target_dir: Path, out: Path) -> int:
+def _build_alias(source: Path, out: Path) -> Built:
+    for f in source.iterdir():
+        if f.is_file() and f.name != MARKER:
+            shutil.copy2(f, out / f.name)
+    marker = cache.read_json(source / MARKER) or {}
+    return Built(int(marker.get("num_parameters", 0)), built_quality(source))
+
+
+def _build_draft(spec: DraftSpec, target_dir: Path, out: Path) -> Built:
     from safetensors.torch import load_file
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from harness.models import training
 
     config = LlamaConfig.from_pretrained(target_dir)
     config.num_hidden_layers = spec.num_layers
@@ -611,4 +721,8 @@ def _build_draft(spec: DraftSpec, target_dir: Path, out: Path) -> int:
     for f in target_dir.iterdir():
         if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
             shutil.copy2(f, out / f.name)
-    return _save(model, out)
+    quality = None
+    if built_quality(target_dir) is not None:  # a trained target: say how well its first layers predict
+        with training.torch_threads(TRAIN_THREADS):
+            quality = training.evaluate(model, _corpus(build_tokenizer(TOKENIZER)))
+    return Built(_save(model, out), quality)

@@ -1,0 +1,38 @@
+"""The f32 validation pass: greedy outputs that are owed exactly.
+
+At bf16 (the CPU's default inference precision where it has bf16 instructions) or f16, verifying several
+draft tokens in one forward pass, or batching requests, rounds differently from decoding one token at a
+time, so near-ties between the two best tokens can flip and the timed outputs of a correct speculative or
+continuous-batching pipeline may differ from plain greedy. At f32 that rounding is 2^16 times smaller, so
+only a tie that close could flip a token: there the outputs must be identical, and `checks.matches_greedy`
+requires it. The pass runs after the timed calls (and after peak memory is read),
+so it changes no timed figure."""
+
+from __future__ import annotations
+
+from harness.schema import CellSpec
+
+PREFIX = "f32:"  # check_outputs key: PREFIX + prompt index -> JSON list of generated token ids
+ERROR_KEY = "f32_error"
+# Dynamic quantization of activations (CPU, int8/int4 weights) takes another kernel for one token than for
+# several, and a u8 KV cache (the CPU's default) quantizes keys computed in a batch of five differently from
+# the same keys computed one by one (measured: int8 small model, greedy vs speculative at f32, 2 of 5 prompts
+# parted with a u8 cache, none with an f32 one). Both go: the pass checks the decoding algorithm, the timed
+# outputs show the numerics of the cell's own settings.
+PROPERTIES = {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0, "KV_CACHE_PRECISION": "f32"}
+
+
+def wanted(cell: CellSpec) -> bool:
+    return cell.generation.mode == "greedy" and cell.validation_prompts > 0
+
+
+def validation_cell(cell: CellSpec) -> CellSpec:
+    """The cell at f32 inference precision (its draft too: draft properties derive from the cell's)."""
+    return cell.model_copy(update={"properties": {**cell.properties, **PROPERTIES}})
+
+
+def prompt_indices(cell: CellSpec, n_prompts: int) -> list[int]:
+    """The first `validation_prompts` measured prompts (every cell of one suite measures the same ones)."""
+    if not cell.prompts.vary_per_iteration:
+        return [0]
+    return sorted({(cell.warmup + k) % n_prompts for k in range(cell.validation_prompts)})
