@@ -153,8 +153,9 @@ def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[
     parts = [f"{len(pairs)} prompts vs {ref.key}"]
     if by_ids:
         reencoded = " (ids re-encoded from the texts)" if pairs[0][0].output_ids_source == "reencoded" else ""
-        parts.append(f"token match {values['token_match_pct']:.1f}%, first divergence at token "
-                     f"{values['first_divergence_tokens']:g} (median){reencoded}")
+        per_prompt = statistics.median(token_match(s.output_ids, t.output_ids) for s, t in pairs)
+        parts.append(f"token match {values['token_match_pct']:.1f}% (mean; median over prompts {per_prompt:.1f}%), "
+                     f"first divergence at token {values['first_divergence_tokens']:g} (median){reencoded}")
     else:
         parts.append("no token ids recorded, text similarity only")
     parts.append(f"text similarity {values['output_similarity_pct']:.1f}%")

@@ -45,13 +45,14 @@ QUICK_SPEC = LlamaSpec(hidden_size=128, num_layers=2, num_heads=2, num_kv_heads=
                        training=TrainingSpec(steps=3, batch=2, seq_len=16))
 
 
-@pytest.fixture()
-def quick(monkeypatch):
-    monkeypatch.setitem(SYNTHETIC_MODELS, QUICK, QUICK_SPEC)
-    return QUICK
+@pytest.fixture(scope="session")
+def quick():
+    SYNTHETIC_MODELS[QUICK] = QUICK_SPEC
+    yield QUICK
+    SYNTHETIC_MODELS.pop(QUICK, None)
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def quick_built(quick, tmp_path_factory) -> Path:
     return build_synthetic(quick, tmp_path_factory.mktemp("quick"))
 

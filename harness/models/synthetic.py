@@ -168,7 +168,7 @@ SYNTHETIC_MODELS: dict[str, SyntheticSpec] = {
     "small-base": LlamaSpec(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=768,
                             max_position_embeddings=4096, training=TrainingSpec(steps=1000, seed=1)),
     "small": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=2688,
-                       max_position_embeddings=4096, grown_from=GrowthSpec(source="small-base")),
+                       max_position_embeddings=4096, grown_from=GrowthSpec(source="small-base", noise=0.1)),
     "tiny-draft": DraftSpec(target="tiny", num_layers=1),
     "tiny-vlm": LlavaSpec(text=LlamaSpec(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2,
                                           intermediate_size=768), text_from="tiny"),
