@@ -385,13 +385,15 @@ def test_vlm_text_model_is_the_trained_llama(tiny, cache_dir):
     vw: dict = {}
     for f in vlm.glob("*.safetensors"):
         vw.update(load_file(f))
-    embed = next(v for k, v in vw.items() if k.endswith("language_model.embed_tokens.weight"))
+    # saved under transformers' checkpoint names (model.language_model.model.*, language_model.lm_head)
+    embed = next(v for k, v in vw.items() if k.endswith("embed_tokens.weight"))
     n = tw["model.embed_tokens.weight"].shape[0]
     assert embed.shape[0] == n + 1  # the image token
     assert (embed[:n] == tw["model.embed_tokens.weight"]).all()
-    layer = next(v for k, v in vw.items() if k.endswith("language_model.layers.2.mlp.down_proj.weight"))
+    layer = next(v for k, v in vw.items() if k.endswith("layers.2.mlp.down_proj.weight") and "vision" not in k)
     assert (layer == tw["model.layers.2.mlp.down_proj.weight"]).all()
-    assert (vw["lm_head.weight"][:n] == tw["lm_head.weight"]).all()
+    head = next(v for k, v in vw.items() if k.endswith("lm_head.weight"))
+    assert (head[:n] == tw["lm_head.weight"]).all()
 
 
 def test_prepare_command_reports_the_built_quality(model_cache):
