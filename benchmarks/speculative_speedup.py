@@ -10,13 +10,15 @@ greedy's in the same round, and over the rounds the geometric mean of those rati
 numbers minutes apart: this machine's speed drifts by 7-50% between minutes.
 
 Run: .venv/bin/python benchmarks/speculative_speedup.py [--suite suites/default.yaml] [--precision fp16
-         --precision int8] [--rounds 5] [--seed 0] [--json OUT]
+         --precision int8] [--rounds 5] [--seed 0] [--json OUT] [--cache-dir DIR (default: HARNESS_CACHE_DIR or
+         the harness's cache)]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -40,11 +42,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--cache-dir", type=Path, default=os.environ.get("HARNESS_CACHE_DIR") or default_cache_dir())
     args = ap.parse_args()
     path = resolve_suite_path(args.suite)
     suite, _ = load_suite(path)
     precisions = args.precision or ["fp16", "int8"]
-    cache = default_cache_dir()
+    cache = args.cache_dir
     cells = [c for c in expand(suite, path) if c.scenario.kind in KINDS and c.device == args.device
              and c.precision in precisions]
     tasks = {}

@@ -104,12 +104,15 @@ scenarios:
   - {name: greedy, kind: generate}
   - {name: speculative, kind: speculative, num_assistant_tokens: 3}
   - {name: prompt-lookup, kind: prompt_lookup, num_assistant_tokens: 3, max_ngram_size: 2}
+  - {name: cb, kind: continuous_batching, concurrency: 2}
+  - {name: optimum, kind: optimum}
 """
 
 
 def test_matches_greedy_fails_exactly_the_pipelines_whose_output_is_wrong(tmp_path, model_cache):
     """A pipeline that changes one token, drops one or answers another prompt fails matches_greedy, on the f32
-    validation outputs and on the timed ones alike; the same scenarios without a fault pass in the same run."""
+    validation outputs and on the timed ones alike; the same scenarios without a fault pass in the same run,
+    and so do continuous batching and Optimum Intel, judged on their own f32 validation outputs."""
     suite = tmp_path / "wrong.yaml"
     suite.write_text(WRONG_OUTPUT_SUITE)
     out = tmp_path / "run"

@@ -9,14 +9,16 @@ thing in both runtimes."""
 from __future__ import annotations
 
 import gc
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+from harness import validation
 from harness.backends import CellModels, Emit
 from harness.backends.genai_llm import prompt_texts
 from harness.backends.process_memory import peak_rss_mb, rss_mb
-from harness.errors import ModelPreparationError
+from harness.errors import ModelPreparationError, error_line
 from harness.schema import CellSpec, Sample
 
 # openvino-genai pipeline settings that are not OpenVINO compile properties.
@@ -156,4 +158,22 @@ def _run(cell: CellSpec, models: CellModels, emit: Emit, load: Any, model_dir: P
         again = measure_call(model, tok, prompts[pidx], kwargs, streamer_cls, cell.generation.seed, -1, True, pidx)
         check_outputs[f"repeat:{pidx}"] = again.output_text
     cell_values["peak_rss_mb"] = peak_rss_mb()
+    if load is _load and validation.wanted(cell):  # the PyTorch reference is f32 already
+        del model
+        gc.collect()
+        check_outputs.update(_validation_outputs(cell, model_dir, tok, kwargs, prompts, streamer_cls))
     emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs})
+
+
+def _validation_outputs(cell: CellSpec, model_dir: Path, tok: Any, kwargs: dict[str, Any], prompts: list[str],
+                        streamer_cls: type) -> dict[str, str]:
+    """Token ids of the validation prompts decoded at f32 (harness/validation.py), or the reason not."""
+    try:
+        model = _load(validation.validation_cell(cell), model_dir, None)
+        out = {}
+        for p in validation.prompt_indices(cell, len(prompts)):
+            s = measure_call(model, tok, prompts[p], kwargs, streamer_cls, cell.generation.seed, -1, True, p)
+            out[f"{validation.PREFIX}{p}"] = json.dumps(s.output_ids)
+        return out
+    except Exception as e:  # noqa: BLE001 - e.g. a device without f32; the check says why it could not judge
+        return {validation.ERROR_KEY: error_line(e)}
