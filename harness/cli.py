@@ -24,6 +24,9 @@ DEFAULT_RESULTS = Path("results")
 
 
 def default_cache_dir() -> Path:
+    """HARNESS_CACHE_DIR, else the user's cache folder: every command and the pytest plugin read it here."""
+    if os.environ.get("HARNESS_CACHE_DIR"):
+        return Path(os.environ["HARNESS_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ov-genai-harness"
 
 

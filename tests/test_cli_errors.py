@@ -148,3 +148,13 @@ def test_out_of_range_numbers_on_the_command_line(args, needle):
     proc = run_cli(*args, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert needle in proc.stderr, proc.stderr
+
+
+def test_every_command_reads_harness_cache_dir(monkeypatch, tmp_path):
+    from harness.cli import default_cache_dir
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("HARNESS_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert default_cache_dir() == tmp_path / "x" / "ov-genai-harness"
