@@ -156,7 +156,7 @@ def run(
         err_console.print(f"{len(cells)} cells from {suite_path}")
         return
     _validate_sources(cells, suite_path, parsed)
-    faults = _parse_faults(fault or [])
+    faults = _parse_faults(fault or [], {c.key for c in cells})
 
     core = ov.Core()
     if resume is not None:
@@ -427,7 +427,7 @@ def devices() -> None:
     PlainConsole().print(table)
 
 
-def _parse_faults(given: list[str]) -> dict[str, str]:
+def _parse_faults(given: list[str], keys: set[str]) -> dict[str, str]:
     from harness.faults import FAULTS
 
     faults = {}
@@ -435,6 +435,8 @@ def _parse_faults(given: list[str]) -> dict[str, str]:
         key, sep, kind = f.rpartition("=")
         if not sep or kind not in FAULTS:
             raise HarnessInputError("command line", "--fault", f, f"expected CELL_KEY=KIND, KIND one of {', '.join(FAULTS)}")
+        if key not in keys:  # a fault that reaches no cell would pass silently
+            raise HarnessInputError("command line", "--fault", f, "names no cell of the suite (see --list)")
         faults[key] = kind
     return faults
 

@@ -116,9 +116,10 @@ def test_matches_greedy_fails_exactly_the_pipelines_whose_output_is_wrong(tmp_pa
     suite = tmp_path / "wrong.yaml"
     suite.write_text(WRONG_OUTPUT_SUITE)
     out = tmp_path / "run"
-    faults = {"tiny/fp16/CPU/speculative/in24-out16": "change_token",
-              "tiny/fp16/CPU/prompt-lookup/in24-out16": "drop_token",
-              "tiny/fp16/CPU/speculative/in32-out16": "other_prompt"}
+    spec, lookup = "tiny/fp16/CPU/speculative[num_assistant_tokens=3]", \
+        "tiny/fp16/CPU/prompt-lookup[max_ngram_size=2,num_assistant_tokens=3]"
+    faults = {f"{spec}/in24-out16": "change_token", f"{lookup}/in24-out16": "drop_token",
+              f"{spec}/in32-out16": "other_prompt"}
     args = [a for key, kind in faults.items() for a in ("--fault", f"{key}={kind}")]
     proc = run_cli("run", str(suite), "--out", str(out), "--fail-on-checks", *args, cache=model_cache)
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -134,13 +135,15 @@ def test_matches_greedy_fails_exactly_the_pipelines_whose_output_is_wrong(tmp_pa
             assert "diverge" in check.detail
         else:
             assert check.status == "pass", (key, check.detail)
-    changed = next(c.detail for c in cells["tiny/fp16/CPU/speculative/in24-out16"].checks if c.name == "matches_greedy")
+    changed = next(c.detail for c in cells[f"{spec}/in24-out16"].checks if c.name == "matches_greedy")
     assert "prompt 0 at token 8" in changed and "prompt 1 at token 8" in changed  # the middle of 16 tokens
 
 
-def test_unknown_fault_kind_is_one_line(tmp_path, model_cache):
+@pytest.mark.parametrize(("fault", "needle"), [("tiny/fp16/CPU/greedy/in24-out16=explode", "explode"),
+                                               ("tiny/fp16/CPU/nonesuch/in24-out16=crash", "nonesuch")])
+def test_a_fault_of_unknown_kind_or_for_no_cell_is_one_line(tmp_path, model_cache, fault, needle):
     suite = tmp_path / "wrong.yaml"
     suite.write_text(WRONG_OUTPUT_SUITE)
-    proc = run_cli("run", str(suite), "--out", str(tmp_path / "run"), "--fault", "x=explode", cache=model_cache)
-    assert proc.returncode == 2
-    assert "--fault" in proc.stderr and "explode" in proc.stderr
+    proc = run_cli("run", str(suite), "--out", str(tmp_path / "run"), "--fault", fault, cache=model_cache)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "--fault" in errors[0] and needle in errors[0], proc.stderr
