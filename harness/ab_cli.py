@@ -49,8 +49,8 @@ def ab(
     max_rounds: Annotated[int, typer.Option(min=2, max=100000)] = 200,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="seed of the side order")] = 0,
     out: Annotated[Path | None, typer.Option(help="output directory (default: results/<time>-ab-<suite>)")] = None,
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", envvar="HARNESS_CACHE_DIR", show_default=False,
-                                                   help="model and environment cache (as harness run's)")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="model and environment cache [default: HARNESS_CACHE_DIR or "
+                                                        "~/.cache/ov-genai-harness]")] = None,
     db: Annotated[str | None, typer.Option("--db", help="history database URL")] = None,
 ) -> None:
     """Interleaved, paired A/B comparison of two sides of a suite with sequential stopping; exit 1 on a

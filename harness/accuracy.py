@@ -146,15 +146,16 @@ def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[
     by_ids = all(s.output_ids and t.output_ids for s, t in pairs) and \
         len({x.output_ids_source for pair in pairs for x in pair}) == 1
     values = {"output_similarity_pct": statistics.fmean(similarity(s.output_text, t.output_text) for s, t in pairs)}
+    matches = [token_match(s.output_ids, t.output_ids) for s, t in pairs] if by_ids else []
     if by_ids:
-        values["token_match_pct"] = statistics.fmean(token_match(s.output_ids, t.output_ids) for s, t in pairs)
+        values["token_match_pct"] = statistics.fmean(matches)
         values["first_divergence_tokens"] = float(statistics.median(
             first_divergence_index(s.output_ids, t.output_ids) for s, t in pairs))
     parts = [f"{len(pairs)} prompts vs {ref.key}"]
     if by_ids:
         reencoded = " (ids re-encoded from the texts)" if pairs[0][0].output_ids_source == "reencoded" else ""
-        per_prompt = statistics.median(token_match(s.output_ids, t.output_ids) for s, t in pairs)
-        parts.append(f"token match {values['token_match_pct']:.1f}% (mean; median over prompts {per_prompt:.1f}%), "
+        parts.append(f"token match {values['token_match_pct']:.1f}% (mean; median over prompts "
+                     f"{statistics.median(matches):.1f}%), "
                      f"first divergence at token {values['first_divergence_tokens']:g} (median){reencoded}")
     else:
         parts.append("no token ids recorded, text similarity only")

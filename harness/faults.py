@@ -65,24 +65,12 @@ class _FaultyPipeline:
         return getattr(self._pipe, name)
 
     def generate(self, inputs: Any, config: Any = None, streamer: Any = None, **kwargs: Any) -> Any:
-        import openvino_genai as ov_genai
-
-        class Collect(ov_genai.StreamerBase):
-            def __init__(self) -> None:
-                super().__init__()
-                self.ids: list[int] = []
-
-            def write(self, token: Any) -> Any:
-                self.ids.extend(token if isinstance(token, list) else [token])
-                return ov_genai.StreamingStatus.RUNNING
-
-            def end(self) -> None:
-                pass
+        from harness.backends.genai_llm import timing_streamer_class  # the worker's id-collecting streamer
 
         prompts = [inputs] if isinstance(inputs, str) else list(inputs)
         if self._fault == "other_prompt":
             prompts = [p[len(p) // 2:] for p in prompts]
-        collected = Collect()
+        collected = timing_streamer_class()()
         real = self._pipe.generate(prompts, config, collected, **kwargs)
         ids = corrupt(collected.ids, self._fault)
         if streamer is not None:

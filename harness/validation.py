@@ -10,6 +10,10 @@ so it changes no timed figure."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
+from harness.errors import error_line
 from harness.schema import CellSpec
 
 PREFIX = "f32:"  # check_outputs key: PREFIX + prompt index -> JSON list of generated token ids
@@ -36,3 +40,14 @@ def prompt_indices(cell: CellSpec, n_prompts: int) -> list[int]:
     if not cell.prompts.vary_per_iteration:
         return [0]
     return sorted({(cell.warmup + k) % n_prompts for k in range(cell.validation_prompts)})
+
+
+def outputs(cell: CellSpec, n_prompts: int, decode: Callable[[CellSpec, list[int]], list[list[int]]]) -> dict[str, str]:
+    """check_outputs of the pass: `decode(f32 cell, prompt indices)` gives each prompt's generated ids (a backend
+    builds its pipeline from the f32 cell); a failure (e.g. a device without f32) is kept as the reason."""
+    indices = prompt_indices(cell, n_prompts)
+    try:
+        ids = decode(validation_cell(cell), indices)
+    except Exception as e:  # noqa: BLE001 - matches_greedy then says why it could not judge at f32
+        return {ERROR_KEY: error_line(e)}
+    return {f"{PREFIX}{p}": json.dumps(x) for p, x in zip(indices, ids, strict=True)}

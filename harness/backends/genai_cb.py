@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,6 @@ from harness import validation
 from harness.backends import CellModels, Emit
 from harness.backends.genai_llm import generation_config, prompt_texts
 from harness.backends.process_memory import peak_rss_mb, rss_mb
-from harness.errors import error_line
 from harness.schema import BatchRecord, CellSpec, Sample
 
 
@@ -171,13 +169,11 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
 
 def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str],
                        request_ids: Iterator[int]) -> dict[str, str]:
-    """Token ids of the validation prompts decoded at f32 in one batch (harness/validation.py), or the reason not."""
-    try:
-        vcell = validation.validation_cell(cell)
+    """The f32 validation pass (harness/validation.py): its prompts in one batch of a fresh pipeline."""
+    def decode(vcell: CellSpec, indices: list[int]) -> list[list[int]]:
         pipe = build_pipeline(vcell, models, None)
-        indices = validation.prompt_indices(cell, len(prompts))
         _, samples = run_batch(pipe, pipe.get_tokenizer(), [prompts[p] for p in indices],
                                generation_config(pipe, vcell), -1, True, 0, request_ids)
-        return {f"{validation.PREFIX}{p}": json.dumps(s.output_ids) for p, s in zip(indices, samples, strict=True)}
-    except Exception as e:  # noqa: BLE001 - e.g. a device without f32; the check says why it could not judge
-        return {validation.ERROR_KEY: error_line(e)}
+        return [s.output_ids for s in samples]
+
+    return validation.outputs(cell, len(prompts), decode)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 from harness import validation
 from harness.backends import CellModels, Emit
 from harness.backends.process_memory import peak_rss_mb, rss_mb
-from harness.errors import error_line
 from harness.prompts import synthetic_prompt
 from harness.schema import CellSpec, Sample
 
@@ -263,17 +261,16 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
 
 
 def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str]) -> dict[str, str]:
-    """Token ids of the validation prompts decoded at f32 (see harness/validation.py), or the reason not."""
-    try:
-        vcell = validation.validation_cell(cell)
+    """The f32 validation pass (harness/validation.py) through a fresh LLMPipeline."""
+    def decode(vcell: CellSpec, indices: list[int]) -> list[list[int]]:
         pipe = build_pipeline(vcell, models, None)
         cfg = generation_config(pipe, vcell)
         streamer_cls = timing_streamer_class()
-        out = {}
-        for p in validation.prompt_indices(cell, len(prompts)):
+        out = []
+        for p in indices:
             streamer = streamer_cls()
             pipe.generate([prompts[p]], cfg, streamer)
-            out[f"{validation.PREFIX}{p}"] = json.dumps(streamer.ids)
+            out.append(list(streamer.ids))
         return out
-    except Exception as e:  # noqa: BLE001 - e.g. a device without f32; the check says why it could not judge
-        return {validation.ERROR_KEY: error_line(e)}
+
+    return validation.outputs(cell, len(prompts), decode)

@@ -9,7 +9,6 @@ thing in both runtimes."""
 from __future__ import annotations
 
 import gc
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from harness import validation
 from harness.backends import CellModels, Emit
 from harness.backends.genai_llm import prompt_texts
 from harness.backends.process_memory import peak_rss_mb, rss_mb
-from harness.errors import ModelPreparationError, error_line
+from harness.errors import ModelPreparationError
 from harness.schema import CellSpec, Sample
 
 # openvino-genai pipeline settings that are not OpenVINO compile properties.
@@ -167,13 +166,10 @@ def _run(cell: CellSpec, models: CellModels, emit: Emit, load: Any, model_dir: P
 
 def _validation_outputs(cell: CellSpec, model_dir: Path, tok: Any, kwargs: dict[str, Any], prompts: list[str],
                         streamer_cls: type) -> dict[str, str]:
-    """Token ids of the validation prompts decoded at f32 (harness/validation.py), or the reason not."""
-    try:
-        model = _load(validation.validation_cell(cell), model_dir, None)
-        out = {}
-        for p in validation.prompt_indices(cell, len(prompts)):
-            s = measure_call(model, tok, prompts[p], kwargs, streamer_cls, cell.generation.seed, -1, True, p)
-            out[f"{validation.PREFIX}{p}"] = json.dumps(s.output_ids)
-        return out
-    except Exception as e:  # noqa: BLE001 - e.g. a device without f32; the check says why it could not judge
-        return {validation.ERROR_KEY: error_line(e)}
+    """The f32 validation pass (harness/validation.py) through a fresh OVModelForCausalLM."""
+    def decode(vcell: CellSpec, indices: list[int]) -> list[list[int]]:
+        model = _load(vcell, model_dir, None)
+        return [measure_call(model, tok, prompts[p], kwargs, streamer_cls, cell.generation.seed, -1, True, p).output_ids
+                for p in indices]
+
+    return validation.outputs(cell, len(prompts), decode)

@@ -2,10 +2,11 @@
 sources), so that they predict like trained causal LMs: peaked next-token distributions, code-like
 continuations, int8 close to fp16, drafts that agree with their targets.
 
-`tiny` is trained from scratch. `small` is grown from the trained `tiny` by function-preserving widening and
-deepening (Net2Net: every hidden unit, head and MLP unit copied, new layers that add nothing) and then
-fine-tuned, because training 150M parameters from scratch on 2 CPU cores for minutes gives a model worse
-than `tiny`. Step counts, not wall time, fix how long each trains, so a build is deterministic: same seed,
+`tiny` and `small-base` are trained from scratch. `small` is grown from the trained `small-base` by
+function-preserving widening and deepening (Net2Net: every hidden unit, head and MLP unit copied, new layers
+that add nothing), because training 150M parameters from scratch on 2 CPU cores for minutes gives a model
+worse than the 7M one (`grow_llama` can be followed by `train`; the built-in `small` is not: fine-tuning at
+the speed this machine trains it made held-out loss worse). Step counts, not wall time, fix how long each trains, so a build is deterministic: same seed,
 same corpus, same library versions and thread count give the same bytes.
 
 Everything here imports torch lazily through its callers: only a build uses it."""
@@ -40,8 +41,9 @@ class TrainingSpec:
 
 @dataclass(frozen=True)
 class GrowthSpec:
-    """Grow a trained model into a wider and deeper one whose function is the same (up to `noise`, which
-    breaks the symmetry between copies so that fine-tuning can move them apart)."""
+    """Grow a trained model into a wider and deeper one whose function is the same up to `noise`, which makes
+    the copies differ (so their rounding errors under compression do not repeat, and fine-tuning could move
+    them apart)."""
 
     source: str  # name of the built-in model grown from
     noise: float = 0.01  # Gaussian noise, relative to each weight matrix's standard deviation
