@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy import (
@@ -40,6 +40,10 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
 from harness.errors import HarnessInputError
 from harness.schema import SCHEMA_VERSION, RunResults
+from harness.stats import successive_sd
+
+if TYPE_CHECKING:
+    from harness.changes import SeriesKey, SeriesPoint
 
 LAST_GOOD = "last-good"
 BAD_STATUSES = ("failed", "timeout", "crashed")
@@ -309,6 +313,40 @@ class HistoryStore:
             points = [TrendPoint(**r._asdict()) for r in conn.execute(q)]
         return points[::-1]
 
+    def series(self, cells: Sequence[str] = (), metrics: Sequence[str] = (), suite: str | None = None,
+               host: str | None = None, since: str | None = None,
+               limit: int = 500) -> dict[SeriesKey, list[SeriesPoint]]:
+        """Every (suite, host, cell, metric) series of run medians, oldest first, each its newest `limit`
+        runs; filtered by cell keys, metric tags, suite name, hostname and first run time (ISO)."""
+        from harness.changes import SeriesKey, SeriesPoint
+
+        m, r = cell_metrics.c, runs.c
+        q = (select(r.suite_name, r.hostname, m.cell_key, m.metric, m.run_id, r.started_at, m.median,
+                    r.genai_version, r.openvino_version)
+             .join(runs, r.run_id == m.run_id).order_by(r.started_at, m.run_id))
+        if cells:
+            q = q.where(m.cell_key.in_(list(cells)))
+        if metrics:
+            q = q.where(m.metric.in_(list(metrics)))
+        if suite:
+            q = q.where(r.suite_name == suite)
+        if host:
+            q = q.where(r.hostname == host)
+        if since:
+            q = q.where(r.started_at >= since)
+        out: dict[SeriesKey, list[SeriesPoint]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(q):
+                key = SeriesKey(suite=row.suite_name, host=row.hostname, cell_key=row.cell_key, metric=row.metric)
+                out.setdefault(key, []).append(SeriesPoint(
+                    run_id=row.run_id, started_at=row.started_at, median=row.median,
+                    genai_version=row.genai_version, openvino_version=row.openvino_version))
+        return {k: v[-limit:] for k, v in out.items()}
+
+    def suite_names(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(runs.c.suite_name).distinct().order_by(runs.c.suite_name)).scalars())
+
     def run_to_run_noise(self, cell_key: str, metric: str, exclude: frozenset[str] = frozenset(),
                          limit: int = 20, min_runs: int = 5, config: str | None = None) -> tuple[float, int] | None:
         """Run-to-run sd of the log median of one cell's metric over its last `limit` recorded runs of the
@@ -327,10 +365,7 @@ class HistoryStore:
         points = [r.median for r in rows if r.run_id not in exclude and r.median and r.median > 0][-limit:]
         if len(points) < min_runs:
             return None
-        logs = [math.log(v) for v in points]
-        diffs = [b - a for a, b in zip(logs, logs[1:], strict=False)]
-        mid = statistics.median(diffs)
-        return 1.4826 * statistics.median(abs(d - mid) for d in diffs) / math.sqrt(2), len(points)
+        return successive_sd([math.log(v) for v in points]), len(points)
 
     def cell_keys(self, metric: str | None = None) -> list[str]:
         """Every recorded cell key (having `metric`, when given)."""

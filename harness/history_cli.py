@@ -19,6 +19,7 @@ from harness.errors import HarnessInputError
 if TYPE_CHECKING:
     from harness.history import HistoryStore, TrendPoint
     from harness.schema import RunResults
+    from reports.html import Trend
 
 err_console = PlainConsole(stderr=True)
 
@@ -99,7 +100,7 @@ def history(
         raise HarnessInputError("command line", missing, None, "--cell and --metric go together")
     with _store(db) as store:
         if cell is not None and metric is not None:
-            _print_trend(store, cell, metric, limit or 50)
+            _print_trend(store, cell, metric, limit or 50, suite)
         else:
             _print_runs(store, limit or 20, suite)
 
@@ -133,10 +134,12 @@ def _change(prev: TrendPoint | None, cur: TrendPoint, higher_is_better: bool) ->
     return Text(f"{pct:+.1f}%", style=colour)
 
 
-def _print_trend(store: HistoryStore, cell: str, metric: str, limit: int) -> None:
+def _print_trend(store: HistoryStore, cell: str, metric: str, limit: int, suite: str | None) -> None:
     import difflib
 
+    from harness.changes import ChangeSettings, series_changes
     from harness.metrics import METRICS
+    from reports.changes_report import magnitude, pvalue
 
     if metric not in METRICS:
         raise HarnessInputError("command line", "--metric", metric, f"unknown metric; known: {', '.join(METRICS)}")
@@ -147,15 +150,141 @@ def _print_trend(store: HistoryStore, cell: str, metric: str, limit: int) -> Non
         raise HarnessInputError(store.url, "--cell", cell, f"no recorded {metric} values for this cell{hint}")
     m = METRICS[metric]
     direction = "higher" if m.higher_is_better else "lower"
-    table = Table("run", "date", f"median ± stdev ({m.unit})", "n", "genai", "vs previous",
+    # change points within each (suite, host) series of this cell, marked on their first run at the new level
+    starts = {c.after_run: c for key, series in store.series(cells=[cell], metrics=[metric], suite=suite).items()
+              for c in series_changes(key, series, ChangeSettings())}
+    table = Table("run", "date", f"median ± stdev ({m.unit})", "n", "genai", "vs previous", "change point",
                   title=f"{metric} of {cell} ({direction} is better)")
     prev = None
     for p in points:
         spread = f" ± {_num(p.stdev)}" if p.stdev is not None else ""
+        c = starts.get(p.run_id)
+        mark = Text(f"▶ {magnitude(c)} {c.direction}, p={pvalue(c.pvalue)}",
+                    style="red" if c.direction == "regression" else "green") if c else ""
         table.add_row(p.run_id, _when(p.started_at), f"{_num(p.median)}{spread}", str(p.n),
-                      p.genai_version or "?", _change(prev, p, m.higher_is_better))
+                      p.genai_version or "?", _change(prev, p, m.higher_is_better), mark)
         prev = p
     _wide_console().print(table)
+
+
+@history_app.command("changes")
+def changes(
+    db: DbOpt = None,
+    cell: Annotated[list[str] | None, typer.Option(help="only this cell key (repeatable)")] = None,
+    metric: Annotated[list[str] | None, typer.Option(help="only this metric tag (repeatable; default: every "
+                                                     "metric but token counts)")] = None,
+    suite: Annotated[str | None, typer.Option(help="only runs of this suite: a suite file or shipped suite (its "
+                                              "`changes:` settings apply) or a recorded suite name")] = None,
+    host: Annotated[str | None, typer.Option(help="only runs of this hostname")] = None,
+    since: Annotated[str | None, typer.Option(help="only runs started at or after this date, e.g. 2026-11-01")] = None,
+    limit: Annotated[int, typer.Option(min=2, max=1_000_000, help="newest runs per series")] = 500,
+    recent: Annotated[int | None, typer.Option(min=1, max=1_000_000, show_default=False,
+                                               help="exit 1 when a regression change point's first run at the new "
+                                                    "level is among the newest N runs of its series")] = None,
+    max_pvalue: Annotated[float | None, typer.Option(show_default=False, help="significance a change point "
+                                                     "needs (default 0.001)")] = None,
+    min_magnitude: Annotated[float | None, typer.Option(show_default=False, help="smallest relative shift "
+                                                        "reported, 0.02 = 2% (default 0.02)")] = None,
+    min_segment: Annotated[int | None, typer.Option(show_default=False, help="runs needed on each side of a "
+                                                    "change point (default 3)")] = None,
+    penalty: Annotated[float | None, typer.Option(show_default=False, help="PELT penalty in units of run-to-run "
+                                                  "variance x log(runs) (default 3)")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table | md | json")] = "table",
+    out: Annotated[Path | None, typer.Option(help="write the md or json here instead of stdout")] = None,
+) -> None:
+    """Change points in every cell x metric series of the history (PELT + Welch t-test); exit 1 with --recent N
+    when a regression starts among a series' newest N runs."""
+    from harness.changes import ChangeSettings, default_metrics, recent_regressions, series_changes
+    from harness.metrics import METRICS
+    from reports.changes_report import ChangesReport, changes_table, render_changes_md
+
+    if format not in ("table", "md", "json"):
+        raise HarnessInputError("command line", "--format", format, "choose from table, md, json")
+    for m in metric or []:
+        if m not in METRICS:
+            raise HarnessInputError("command line", "--metric", m, f"unknown metric; known: {', '.join(METRICS)}")
+    since_iso = _since(since) if since is not None else None
+    settings, suite_name = _change_settings(suite)
+    overrides = {k: v for k, v in (("max_pvalue", max_pvalue), ("min_magnitude", min_magnitude),
+                                   ("min_segment", min_segment), ("penalty", penalty)) if v is not None}
+    try:
+        settings = ChangeSettings.model_validate({**settings.model_dump(), **overrides})
+    except Exception as e:  # noqa: BLE001 - pydantic ValidationError: one line naming the option
+        err = e.errors()[0]  # type: ignore[attr-defined]
+        raise HarnessInputError("command line", f"--{str(err['loc'][0]).replace('_', '-')}", err["input"],
+                                err["msg"]) from None
+    if recent is not None and recent < settings.min_segment:
+        raise HarnessInputError("command line", "--recent", recent, f"is below the minimum segment "
+                                f"({settings.min_segment} runs): a change point needs that many runs at the new "
+                                "level, so one among fewer could never be flagged")
+    with _store(db) as store:
+        if suite_name is not None and suite_name not in store.suite_names():
+            raise HarnessInputError(store.url, "--suite", suite, "no runs of this suite recorded (recorded: "
+                                    f"{', '.join(store.suite_names()) or 'none'})")
+        if cell:
+            known = set(store.cell_keys())
+            for key in cell:
+                if key not in known:
+                    import difflib
+
+                    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.5)
+                    hint = f"; similar cells: {', '.join(close)}" if close else ""
+                    raise HarnessInputError(store.url, "--cell", key, f"no recorded values for this cell{hint}")
+        series = store.series(cells=cell or (), metrics=metric or default_metrics(), suite=suite_name, host=host,
+                              since=since_iso, limit=limit)
+        url = store.url
+    found = [c for key, points in sorted(series.items(), key=lambda kv: tuple(str(v) for v in kv[0].model_dump().values()))
+             for c in series_changes(key, points, settings)]
+    found.sort(key=lambda c: (c.direction != "regression", c.runs_since, c.label()))
+    flagged = recent_regressions(found, recent) if recent is not None else []
+    report = ChangesReport(database=url, settings=settings, series=len(series),
+                           too_short=sum(len(p) < 2 * settings.min_segment for p in series.values()),
+                           recent=recent, recent_regressions=len(flagged), changes=found)
+    if format == "table":
+        if not series:
+            err_console.print(f"no recorded series match in {url}", highlight=False)
+        _wide_console().print(changes_table(report))
+    else:
+        text = report.model_dump_json(indent=1) if format == "json" else render_changes_md(report)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+            err_console.print(f"wrote {out}", highlight=False)
+        else:
+            typer.echo(text, nl=not text.endswith("\n"))
+    if flagged:
+        err_console.print(styled("red", "regression:", f"{len(flagged)} change point(s) of regression among the "
+                                 f"newest {recent} runs: " + "; ".join(f"{c.label()} {c.change and c.change * 100:+.1f}% "
+                                                                      f"from run {c.after_run}" for c in flagged)))
+        raise typer.Exit(1)
+
+
+def _since(text: str) -> str:
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise HarnessInputError("command line", "--since", text, "expected a date such as 2026-11-01 or "
+                                "2026-11-01T08:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def _change_settings(suite: str | None):
+    """The suite's `changes:` settings and its name when --suite names a suite file or shipped suite; else
+    the defaults and --suite taken as a recorded suite name."""
+    from harness.changes import ChangeSettings
+    from harness.suite import load_suite, resolve_suite_path
+
+    if suite is None:
+        return ChangeSettings(), None
+    path = resolve_suite_path(suite)
+    if path.is_file():
+        parsed, _ = load_suite(path)
+        return parsed.changes, parsed.name
+    return ChangeSettings(), suite
 
 
 @history_app.command("record")
@@ -235,24 +364,50 @@ def record_ab_in_history(ab, base: RunResults, candidate: RunResults, ab_dir: Pa
     return True
 
 
-def history_trends(results: RunResults, url: str | None) -> dict[str, list[tuple[str, float]]]:
-    """Per ok cell and headline metric, the history's medians up to this run (when there are two or more)."""
+def history_trends(results: RunResults, url: str | None) -> dict[str, Trend]:
+    """Per ok cell and headline metric, the history's medians of this run's suite and host up to this run
+    (when there are two or more), with their change points."""
     try:
+        from harness.changes import series_changes
         from harness.history import HistoryStore
+        from reports.changes_report import magnitude, pvalue
+        from reports.html import Trend, TrendMark
 
-        trends = {}
+        meta = results.metadata
+        keys = [c.key for c in results.cells if c.status == "ok"]
+        settings = _suite_change_settings(meta.suite_file)
         with HistoryStore(url) as store:
-            for c in results.cells:
-                if c.status != "ok":
+            series = store.series(cells=keys, metrics=TREND_METRICS, suite=meta.suite_name, host=meta.host.hostname,
+                                  limit=10_000)
+        trends = {}
+        for key in keys:
+            for tag in TREND_METRICS:
+                points = next((v for k, v in series.items() if k.cell_key == key and k.metric == tag), [])
+                points = [p for p in points if p.started_at <= meta.started_at][-50:]
+                if len(points) < 2:
                     continue
-                for tag in TREND_METRICS:
-                    points = [(p.run_id, p.median) for p in store.trend(c.key, tag) if p.median is not None]
-                    if len(points) >= 2:
-                        trends[f"{c.key} {tag}"] = points
+                found = series_changes(next(k for k in series if k.cell_key == key and k.metric == tag), points,
+                                       settings)
+                marks = [TrendMark(len(points) - c.runs_since, f"{magnitude(c)} {c.direction}, p={pvalue(c.pvalue)}",
+                                   c.direction == "regression") for c in found]
+                trends[f"{key} {tag}"] = Trend([(p.run_id, p.median) for p in points], marks)
         return trends
     except Exception as e:  # a report must not fail because the history is unreachable
         err_console.print(styled("yellow", "no trend charts:", f"history unavailable ({type(e).__name__}: {e})"))
         return {}
+
+
+def _suite_change_settings(suite_file: str | None):
+    """The `changes:` settings of the suite file a run came from, when it is still there and reads."""
+    from harness.changes import ChangeSettings
+    from harness.suite import load_suite
+
+    if suite_file and Path(suite_file).is_file():
+        try:
+            return load_suite(Path(suite_file))[0].changes
+        except HarnessInputError:
+            pass
+    return ChangeSettings()
 
 
 def history_noise_lookup(url: str | None, exclude: set[str]):

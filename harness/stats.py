@@ -99,3 +99,14 @@ def confidence_sequence(values: Sequence[float], alpha: float = 0.05,
     rho2 = (-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / target_n
     radius = sd * math.sqrt(2 * (n * rho2 + 1) / (n * n * rho2) * math.log(math.sqrt(n * rho2 + 1) / alpha))
     return mean, mean - radius, mean + radius
+
+
+def successive_sd(values: Sequence[float]) -> float:
+    """Standard deviation of a series' noise from its successive differences (1.4826 x MAD of the
+    differences / sqrt 2): a shift in the series is one large difference and barely moves it, where the
+    spread around one centre would count it as noise. 0 for fewer than 2 values."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        return 0.0
+    diffs = np.diff(x)
+    return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / math.sqrt(2))

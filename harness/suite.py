@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness.changes import ChangeSettings
 from harness.devices import validate_device_string
 from harness.environments import EnvironmentSpec
 from harness.errors import HarnessInputError
@@ -291,6 +292,8 @@ class Suite(_Strict):
         default_factory=list, description="Python environments (stack versions) to run every cell in; an axis "
         "(`env` in keys, excludes and gates). None: the harness's own interpreter")
     ab: SuiteAB | None = Field(None, description="the sides `harness ab` compares when the command line names none")
+    changes: ChangeSettings = Field(default_factory=ChangeSettings, description="how `harness history changes` "
+                                    "finds change points in this suite's series (command-line options override)")
 
     @field_validator("environments")
     @classmethod

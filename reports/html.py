@@ -275,8 +275,27 @@ def _box(v: np.ndarray, scale: _Scale, y: float, h: float, color: str, unit: str
     return out
 
 
-def render_trend_svg(points: list[tuple[str, float]], title: str, unit: str) -> str:
-    """A small line chart of one metric over runs: (label, value) points, oldest first."""
+@dataclass(frozen=True)
+class TrendMark:
+    """A change point on a trend chart: `index` is the first point at the new level."""
+
+    index: int
+    text: str  # e.g. "+7.1% [+5.0%, +9.3%] regression, p=2e-06"
+    regression: bool
+
+
+@dataclass(frozen=True)
+class Trend:
+    """One metric of one cell over recorded runs: (run label, median) oldest first, and its change points."""
+
+    points: list[tuple[str, float]]
+    marks: list[TrendMark]
+
+
+def render_trend_svg(points: list[tuple[str, float]], title: str, unit: str,
+                     marks: Sequence[TrendMark] = ()) -> str:
+    """A small line chart of one metric over runs: (label, value) points, oldest first; each change point
+    a dashed line between the last run at the old level and the first at the new one."""
     left, right, top = 56.0, WIDTH - 16.0, 48.0
     bottom = top + 130
     if not points:
@@ -297,6 +316,13 @@ def render_trend_svg(points: list[tuple[str, float]], title: str, unit: str) -> 
         body += [_el("line", x1=left, x2=right, y1=y_of(t), y2=y_of(t), class_="grid"),
                  _text(left - 6, y_of(t) + 4, _tick_label(t, ticks), anchor="end", cls="tick")]
     body.append(_text(left - 6, top - 12, unit, anchor="end", cls="unit"))
+    for mark in marks:
+        if 0 < mark.index < len(points):
+            x = x_of(mark.index) - step / 2
+            cls = "change regression" if mark.regression else "change"
+            body += [_el("line", _el("title", f"change point before {points[mark.index][0]}: {mark.text}"),
+                         x1=x, x2=x, y1=top - 4, y2=bottom, class_=cls),
+                     _text(x + 3, top + 6, mark.text.split(" ")[0], cls=f"{cls} tick")]
     xy = [(x_of(i), y_of(v)) for i, v in enumerate(values)]
     body.append(_el("polyline", points=" ".join(f"{x:.1f},{y:.1f}" for x, y in xy), class_="trend"))
     last, every = len(points) - 1, max(1, math.ceil(len(points) / 5))
@@ -495,9 +521,9 @@ def _trend_unit(title: str) -> str:
     return ""
 
 
-def render_html(results: RunResults, trends: dict[str, list[tuple[str, float]]] | None = None) -> str:
+def render_html(results: RunResults, trends: dict[str, Trend] | None = None) -> str:
     """The HTML report of a run. `trends` maps a chart title (conventionally '<cell key> <metric
-    tag>'; the tag gives the unit) to history points (run label, median), oldest first."""
+    tag>'; the tag gives the unit) to its history points and change points."""
     ok = [c for c in results.cells if c.status == "ok"]
     labels, series = _short_labels([c.key for c in ok]), _Series.of(ok)
     charts = {
@@ -506,8 +532,8 @@ def render_html(results: RunResults, trends: dict[str, list[tuple[str, float]]] 
         "memory": [c for c in (_memory_chart(ok, labels),) if c is not None],
         "acceptance": [c for c in (_acceptance_chart(ok, labels),) if c is not None],
         "curves": _sweep_curves(ok),
-        "trends": [Markup(render_trend_svg(points, title, _trend_unit(title)))
-                   for title, points in (trends or {}).items()],
+        "trends": [Markup(render_trend_svg(t.points, title, _trend_unit(title), t.marks))
+                   for title, t in (trends or {}).items()],
     }
     return _env.get_template("run.html.j2").render(
         res=results, m=results.metadata, summary=_summary(results), tables=_scenario_tables(results),

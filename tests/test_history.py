@@ -422,3 +422,99 @@ def test_a_database_from_before_the_config_column_is_migrated(tmp_path) -> None:
     with HistoryStore(url) as store:
         store.record_run(make_run("m1", "2026-01-01T00:00:00+00:00"), None)
         assert store.trend(KEY, "e2e_ms")[0].run_id == "m1"
+
+
+# ---------------------------------------------------------------- change points over the history
+
+
+def _nightly(store: HistoryStore, n: int = 24, step_at: int = 12, factor: float = 1.25, suite: str = "t",
+             day0: int = 1, seed: int = 0) -> None:
+    """`n` runs a day apart whose e2e medians shift by `factor` from run `step_at` (and the genai version
+    with it); 3% noise."""
+    import numpy as np
+
+    noise = np.exp(np.random.default_rng(seed).normal(0, 0.03, n))
+    for i in range(n):
+        e2e = 100 * noise[i] * (factor if i >= step_at else 1.0) - 1  # make_run's median is e2e + 1
+        when = f"2026-03-{day0 + i:02d}T00:00:00+00:00"
+        store.record_run(make_run(f"{suite}-{i:02d}", when, e2e=e2e, suite=suite,
+                                  genai="2026.4.1.0" if i >= step_at else "2026.4.0.0"), None)
+
+
+def test_series_are_per_suite_and_host_and_find_the_step(store: HistoryStore) -> None:
+    from harness.changes import ChangeSettings, series_changes
+
+    _nightly(store, suite="a")
+    _nightly(store, n=10, suite="b", factor=1.0, seed=1)
+    series = store.series(cells=[KEY], metrics=["e2e_ms"])
+    assert sorted(k.suite for k in series) == ["a", "b"] and {k.host for k in series} == {"h"}
+    a = next(v for k, v in series.items() if k.suite == "a")
+    assert [p.run_id for p in a] == [f"a-{i:02d}" for i in range(24)]
+    (c,) = series_changes(next(k for k in series if k.suite == "a"), a, ChangeSettings())
+    assert (c.before_run, c.after_run, c.direction) == ("a-11", "a-12", "regression")
+    assert "2026.4.0.0" in c.before_versions and "2026.4.1.0" in c.after_versions
+    assert 0.2 < c.change < 0.3 and c.runs_since == 12
+    assert len(store.series(metrics=["e2e_ms"], since="2026-03-20T00:00:00+00:00", suite="a")[
+        next(k for k in series if k.suite == "a")]) == 5
+    assert len(next(iter(store.series(cells=[KEY], metrics=["e2e_ms"], suite="a", limit=7).values()))) == 7
+    assert store.series(host="elsewhere") == {}
+
+
+def test_cli_changes_gates_on_recent_regressions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    monkeypatch.setenv("HARNESS_HISTORY_URL", url)
+    with HistoryStore(url) as s:
+        _nightly(s, n=20, step_at=16)
+    proc = run_cli("history", "changes", "--metric", "e2e_ms")
+    assert proc.returncode == 0, proc.stderr
+    assert "t-15 → t-16" in proc.stdout and "regression" in proc.stdout and "+2" in proc.stdout
+    assert run_cli("history", "changes", "--recent", "3").returncode == 0  # 4 runs at the new level
+    proc = run_cli("history", "changes", "--recent", "4", "--format", "json")
+    assert proc.returncode == 1 and "t-16" in proc.stderr
+    report = json.loads(proc.stdout)
+    (c,) = [c for c in report["changes"] if c["metric"] == "e2e_ms" and c["cell_key"] == KEY]
+    assert c["after_run"] == "t-16" and c["runs_since"] == 4
+    # e2e and what follows from it (output tok/s), in both cells; every one a regression
+    assert report["recent_regressions"] == len(report["changes"]) >= 4
+    assert {c["metric"] for c in report["changes"]} >= {"e2e_ms", "output_tps"}
+    proc = run_cli("history", "--cell", KEY, "--metric", "e2e_ms")  # the trend marks where the change starts
+    assert proc.returncode == 0 and "regression" in proc.stdout
+    assert [ln.split()[1] for ln in proc.stdout.splitlines() if "▶" in ln] == ["t-16"]
+    proc = run_cli("history", "changes", "--format", "md", "--out", str(tmp_path / "c.md"), "--cell", KEY)
+    assert proc.returncode == 0 and "| t @ h: " in (tmp_path / "c.md").read_text()
+    # a higher bar for significance than the data reaches: nothing found
+    proc = run_cli("history", "changes", "--max-pvalue", "1e-300", "--recent", "4")
+    assert proc.returncode == 0 and "t-16" not in proc.stdout
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--recent", "2"], "--recent"),
+    (["--metric", "speed"], "--metric"),
+    (["--cell", "nope/int8"], "--cell"),
+    (["--since", "last tuesday"], "--since"),
+    (["--suite", "never-ran"], "--suite"),
+    (["--max-pvalue", "2"], "--max-pvalue"),
+    (["--min-segment", "1"], "--min-segment"),
+    (["--format", "xml"], "--format"),
+])
+def test_cli_changes_bad_input_is_one_line(cli_db: HistoryStore, args: list[str], option: str) -> None:
+    line = _one_error_line(run_cli("history", "changes", *args))
+    assert option in line, line
+
+
+def test_report_trends_carry_the_change_points_of_the_runs_suite(tmp_path: Path) -> None:
+    from harness.history_cli import history_trends
+
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    with HistoryStore(url) as s:
+        _nightly(s, n=20, step_at=10)
+        _nightly(s, n=20, suite="other", factor=3.0, step_at=5)
+        last = s.load("t-19")
+    trends = history_trends(last, url)
+    # e2e is not a headline trend metric; output tok/s follows it and is
+    t = trends[f"{KEY} output_tps"]
+    assert len(t.points) == 20 and [m.index for m in t.marks] == [10] and t.marks[0].regression
+    assert all(p[0].startswith("t-") for p in t.points)  # the other suite's series is not mixed in
+    assert history_trends(last, f"sqlite:///{tmp_path / 'missing' / 'x.sqlite'}") == {}

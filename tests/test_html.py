@@ -28,7 +28,7 @@ from harness.aggregate import summaries
 from harness.compare import compare_runs
 from harness.schema import CheckResult, RunResults
 from reports import render
-from reports.html import render_comparison_html, render_html, render_trend_svg
+from reports.html import Trend, TrendMark, render_comparison_html, render_html, render_trend_svg
 from tests.factories import result, run, sample, spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,9 +80,10 @@ def demo_run(run_id: str = "r1", seed: int = 0, slow: float = 1.0) -> RunResults
     return res
 
 
-TRENDS = {f"m/fp16/CPU/generate/in8-out4 {tag}": [(f"2026-01-{d:02d}", v + (d % 3) * 0.4) for d, v in
-                                                  zip(range(1, 9), np.linspace(base, base * 1.1, 8), strict=True)]
-          for tag, base in (("tpot_ms", 2.0), ("output_tps", 230.0))}
+TRENDS = {f"m/fp16/CPU/generate/in8-out4 {tag}": Trend(
+    [(f"2026-01-{d:02d}", v + (d % 3) * 0.4) for d, v in zip(range(1, 9), np.linspace(base, base * 1.1, 8), strict=True)],
+    [TrendMark(5, "+7.0% [+5.0%, +9.0%] regression, p=1e-06", True)])
+    for tag, base in (("tpot_ms", 2.0), ("output_tps", 230.0))}
 
 CHART_TITLES = (
     "output tok/s (tokens/s) by precision and device",
@@ -157,6 +158,17 @@ def test_trend_svg_handles_zero_one_and_many_points():
     for pts in ([], [("a", 1.0)], [(f"r{i}", float(i)) for i in range(30)]):
         svg = render_trend_svg(pts, "tpot <trend>", "ms")
         assert svg.startswith('<svg class="chart trend"') and "<title>tpot &lt;trend&gt;</title>" in svg
+
+
+def test_trend_marks_change_points_between_runs():
+    pts = [(f"r{i}", 10.0 if i < 6 else 12.0) for i in range(10)]
+    marks = [TrendMark(6, "+20.0% [+19%, +21%] regression, p=<1e-12", True), TrendMark(0, "ignored", False),
+             TrendMark(10, "out of range", False)]
+    svg = render_trend_svg(pts, "tpot", "ms", marks)
+    assert svg.count('class="change regression"') == 1 and "change point before r6: +20.0%" in svg
+    assert "ignored" not in svg and "out of range" not in svg
+    html = render_html(demo_run(), trends=TRENDS)
+    assert html.count("change point before 2026-01-06") == 2
 
 
 def test_runs_without_measurements_still_render():

@@ -1,0 +1,73 @@
+"""Renderers of the change points `harness history changes` found: a terminal table, Markdown and JSON."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, Field
+from rich.table import Table
+from rich.text import Text
+
+from harness.changes import ChangePoint, ChangeSettings
+from reports.rows import md_code, md_text
+
+_COLOUR = {"regression": "red", "improvement": "green", "change": "yellow"}
+
+
+class ChangesReport(BaseModel):
+    """What `harness history changes --format json` writes."""
+
+    database: str
+    settings: ChangeSettings
+    series: int = Field(description="series analysed")
+    too_short: int = Field(description="series with fewer runs than two segments need (not analysed)")
+    recent: int | None = Field(None, description="--recent: the gate's window in runs")
+    recent_regressions: int = 0
+    changes: list[ChangePoint]
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x * 100:+.1f}%"
+
+
+def magnitude(c: ChangePoint) -> str:
+    if c.change is None:
+        return f"{c.before_value:.4g} → {c.after_value:.4g} {c.unit}"
+    return f"{pct(c.change)} [{pct(c.ci_low)}, {pct(c.ci_high)}]"
+
+
+def pvalue(p: float) -> str:
+    return "<1e-12" if p < 1e-12 else f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
+
+
+def versions(c: ChangePoint) -> str:
+    return c.after_versions if c.before_versions == c.after_versions else f"{c.before_versions} → {c.after_versions}"
+
+
+def changes_table(report: ChangesReport) -> Table:
+    table = Table("series", "change [95% CI]", "p", "", "last old run → first new run", "stack", "runs before/after",
+                  "runs since", title=f"change points in {report.database} ({report.series} series)")
+    for c in report.changes:
+        table.add_row(c.label(), magnitude(c), pvalue(c.pvalue), Text(c.direction, style=_COLOUR[c.direction]),
+                      f"{c.before_run} → {c.after_run}", versions(c), f"{c.before_runs}/{c.after_runs}",
+                      str(c.runs_since))
+    return table
+
+
+def render_changes_md(report: ChangesReport) -> str:
+    s = report.settings
+    lines = [f"# Change points in {md_text(report.database)}", "",
+             f"{report.series} series analysed ({report.too_short} too short), {len(report.changes)} change points. "
+             f"PELT on log medians, Welch p < {s.max_pvalue:g}, |change| ≥ {s.min_magnitude:.0%}, "
+             f"≥ {s.min_segment} runs per side.", ""]
+    if report.recent is not None:
+        lines += [f"Regressions whose first run is among the last {report.recent}: **{report.recent_regressions}**", ""]
+    if not report.changes:
+        return "\n".join([*lines, "No change points."]) + "\n"
+    lines += ["| series | change [95% CI] | p | direction | last old run → first new run | stack | runs before/after "
+              "| runs since |", "|---|---|---|---|---|---|---|---|"]
+    for c in report.changes:
+        lines.append(f"| {md_text(c.label())} | {magnitude(c)} | {pvalue(c.pvalue)} | {c.direction} | "
+                     f"{md_code(c.before_run)} → {md_code(c.after_run)} | {md_text(versions(c))} | "
+                     f"{c.before_runs}/{c.after_runs} | {c.runs_since} |")
+    return "\n".join(lines) + "\n"
