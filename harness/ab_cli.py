@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from harness.console import PlainConsole
 from harness.errors import HarnessInputError
+
+if TYPE_CHECKING:
+    from harness.ab import ABResult, ABSettings, SideSpec
+    from harness.environments import EnvironmentSpec
+    from harness.schema import CellSpec
+    from harness.suite import Suite
 
 err_console = PlainConsole(stderr=True)
 AB_JSON = "ab.json"
@@ -55,24 +62,11 @@ def ab(
 ) -> None:
     """Interleaved, paired A/B comparison of two sides of a suite with sequential stopping; exit 1 on a
     regression. Writes base/ and candidate/ results, ab.json, ab.md and ab.html; records the pair in the history."""
-    import openvino as ov
-
-    from harness.ab import INTERRUPTED, ABResult, ABSettings, parse_side, run_ab
-    from harness.cli import (
-        _parse_thresholds,
-        _with_environments,
-        default_cache_dir,
-        new_run_metadata,
-        prepare_environments,
-    )
-    from harness.devices import validate_device_string
-    from harness.history_cli import record_ab_in_history
+    from harness.ab import INTERRUPTED, ABSettings, parse_side
+    from harness.cli import _parse_thresholds, _with_environments, default_cache_dir
     from harness.metrics import METRICS
-    from harness.models.ir import validate_ir_dir
-    from harness.runner import ProgressSink, RunOptions, assemble, now_iso
-    from harness.store import append_cell, lock_run_dir, write_metadata, write_results
     from harness.suite import expand, load_suite, resolve_suite_path
-    from reports.ab_report import ab_table, render_ab_html, render_ab_md
+    from reports.ab_report import ab_table
 
     cache_dir = cache_dir or default_cache_dir()
     suite_path = resolve_suite_path(suite)
@@ -99,55 +93,104 @@ def ab(
         declared = [e for e in declared if e.name not in names] + list(extra)
     by_name = {e.name: e for e in declared}
     for option, side in sides.items():
-        if side.env and side.env not in by_name:
-            raise HarnessInputError("command line", f"--{option}", f"env={side.env}", "unknown environment; declare it "
-                                    f"in the suite's environments or with --env {side.env}=PINS "
-                                    f"(known: {', '.join(by_name) or 'none'})")
-        if side.model:
-            try:
-                validate_ir_dir(Path(side.model))
-            except Exception as e:  # noqa: BLE001 - ModelPreparationError: one line
-                raise HarnessInputError("command line", f"--{option}", f"model={side.model}", str(e)) from None
-        if side.device:
-            try:
-                validate_device_string(side.device)
-            except ValueError as e:
-                raise HarnessInputError("command line", f"--{option}", f"device={side.device}", str(e)) from None
+        validate_side("command line", f"--{option}", side, by_name)
     cells = expand(parsed.model_copy(update={"environments": []}), suite_path)
     settings = ABSettings(alpha=alpha, budget_s=budget_s, min_rounds=min_rounds, max_rounds=max_rounds,
                           metrics=list(metric or []), seed=seed)
     settings.thresholds.update(parsed.compare_thresholds)
     settings.thresholds.update(_parse_thresholds(threshold))
     needed = [by_name[s.env] for s in sides.values() if s.env]
-    environments = prepare_environments(list({e.name: e for e in needed}.values()), cache_dir)
-
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = out or Path("results") / f"{stamp}-ab-{parsed.name}"
     if (out_dir / AB_JSON).exists():
         raise HarnessInputError(str(out_dir), "--out", None, "already holds an A/B comparison")
+    result = execute_ab(ABRequest(suite=parsed, suite_path=suite_path, suite_sha=sha, cells=cells, sides=sides,
+                                  environments=needed, settings=settings, out_dir=out_dir, cache_dir=cache_dir, db=db))
+    PlainConsole(width=200).print(ab_table(result))
+    err_console.print(f"wrote {out_dir / AB_JSON}, ab.md, ab.html and base/, candidate/ results", highlight=False)
+    if result.stop_reason == INTERRUPTED:
+        err_console.print(f"interrupted: the finished rounds are kept in {out_dir}")
+        raise typer.Exit(130)
+    if result.counts()["regression"]:
+        raise typer.Exit(1)
+
+
+def validate_side(where: str, field: str, side: SideSpec, environments: dict[str, EnvironmentSpec]) -> None:
+    """One line (exit 2) when a side names an undeclared environment, a folder that is not an IR, or a
+    malformed device."""
+    from harness.devices import validate_device_string
+    from harness.models.ir import validate_ir_dir
+
+    if side.env and side.env not in environments:
+        raise HarnessInputError(where, field, f"env={side.env}", "unknown environment; declare it in the suite's "
+                                f"environments or with --env {side.env}=PINS (known: {', '.join(environments) or 'none'})")
+    if side.model:
+        try:
+            validate_ir_dir(Path(side.model))
+        except Exception as e:  # noqa: BLE001 - ModelPreparationError: one line
+            raise HarnessInputError(where, field, f"model={side.model}", str(e)) from None
+    if side.device:
+        try:
+            validate_device_string(side.device)
+        except ValueError as e:
+            raise HarnessInputError(where, field, f"device={side.device}", str(e)) from None
+
+
+@dataclass(frozen=True)
+class ABRequest:
+    """One A/B comparison whose inputs are validated: what `harness ab` and each `harness bisect` step run."""
+
+    suite: Suite
+    suite_path: Path
+    suite_sha: str
+    cells: list[CellSpec]
+    sides: dict[str, SideSpec]  # "base", "candidate"
+    environments: list[EnvironmentSpec]  # those the sides name
+    settings: ABSettings
+    out_dir: Path
+    cache_dir: Path
+    db: str | None = None
+
+
+def execute_ab(req: ABRequest) -> ABResult:
+    """Prepare the environments, run the rounds, write ab.json/md/html and both sides' results, record the
+    pair in the history. An environment that cannot be installed raises HarnessInputError (one line)."""
+    import openvino as ov
+
+    from harness.ab import ABResult, run_ab
+    from harness.cli import new_run_metadata, prepare_environments
+    from harness.history_cli import record_ab_in_history
+    from harness.runner import ProgressSink, RunOptions, assemble, now_iso
+    from harness.store import append_cell, lock_run_dir, write_metadata, write_results
+    from reports.ab_report import render_ab_html, render_ab_md
+
+    environments = prepare_environments(list({e.name: e for e in req.environments}.values()), req.cache_dir)
+    out_dir, sides = req.out_dir, req.sides
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
-    lock = lock_run_dir(out_dir)  # noqa: F841 - held until this process ends
+    lock = lock_run_dir(out_dir)  # noqa: F841 - held until this function returns
     core = ov.Core()
     metas = {}
     for name, side in sides.items():
         (out_dir / name).mkdir(exist_ok=True)
-        metas[name] = new_run_metadata(f"{stamp}-{name}-{uuid.uuid4().hex[:6]}", parsed, suite_path, sha, core,
-                                       [environments[side.env]] if side.env else [])
+        metas[name] = new_run_metadata(f"{stamp}-{name}-{uuid.uuid4().hex[:6]}", req.suite, req.suite_path,
+                                       req.suite_sha, core, [environments[side.env]] if side.env else [])
         write_metadata(out_dir / name, metas[name])
-    result = ABResult(ab_id=f"{stamp}-ab-{uuid.uuid4().hex[:6]}", suite_name=parsed.name,
-                      suite_file=str(suite_path.resolve()), base=sides["base"], candidate=sides["candidate"],
-                      base_run=metas["base"].run_id, candidate_run=metas["candidate"].run_id, settings=settings,
+    result = ABResult(ab_id=f"{stamp}-ab-{uuid.uuid4().hex[:6]}", suite_name=req.suite.name,
+                      suite_file=str(req.suite_path.resolve()), base=sides["base"], candidate=sides["candidate"],
+                      base_run=metas["base"].run_id, candidate_run=metas["candidate"].run_id, settings=req.settings,
                       started_at=now_iso(),
                       environments={n: environments[s.env].versions for n, s in sides.items() if s.env})
-    options = RunOptions(cache_dir=cache_dir, available_devices=list(core.available_devices),
+    options = RunOptions(cache_dir=req.cache_dir, available_devices=list(core.available_devices),
                          environments=environments)
-    err_console.print(f"A/B: {len(cells)} cells, base {sides['base'].label()}, candidate {sides['candidate'].label()}, "
-                      f"budget {budget_s / 60:g} min -> {out_dir}", highlight=False)
+    err_console.print(f"A/B: {len(req.cells)} cells, base {sides['base'].label()}, candidate "
+                      f"{sides['candidate'].label()}, budget {req.settings.budget_s / 60:g} min -> {out_dir}",
+                      highlight=False)
 
     def save(r: ABResult) -> None:
         (out_dir / AB_JSON).write_text(r.model_dump_json(indent=1), encoding="utf-8")
 
-    side_cells = run_ab(cells, sides["base"], sides["candidate"], out_dir, options, settings, result,
+    side_cells = run_ab(req.cells, sides["base"], sides["candidate"], out_dir, options, req.settings, result,
                         ProgressSink(), log=lambda m: err_console.print(m, highlight=False), on_round=save)
     save(result)
     runs = {}
@@ -159,14 +202,8 @@ def ab(
         write_results(out_dir / name, runs[name])
     (out_dir / "ab.md").write_text(render_ab_md(result), encoding="utf-8")
     (out_dir / "ab.html").write_text(render_ab_html(result), encoding="utf-8")
-    PlainConsole(width=200).print(ab_table(result))
-    record_ab_in_history(result, runs["base"], runs["candidate"], out_dir, db)
-    err_console.print(f"wrote {out_dir / AB_JSON}, ab.md, ab.html and base/, candidate/ results", highlight=False)
-    if result.stop_reason == INTERRUPTED:
-        err_console.print(f"interrupted: the finished rounds are kept in {out_dir}")
-        raise typer.Exit(130)
-    if result.counts()["regression"]:
-        raise typer.Exit(1)
+    record_ab_in_history(result, runs["base"], runs["candidate"], out_dir, req.db)
+    return result
 
 
 def load_ab(path: Path):

@@ -3,11 +3,12 @@
 Detection is ruptures' PELT (Killick, Fearnhead & Eckley 2012) on the log of the run medians with an l2
 (mean-shift) cost; its penalty is scaled by the series' own run-to-run variance (`stats.successive_sd`,
 robust to the shifts it is looking for), so no threshold is set per metric. Each change point PELT proposes
-is then tested as Apache Otava (E-Divisive + Student t) and MongoDB's CI do: Welch's t-test between the
-runs since the previous change point and the runs up to the next. The weakest point that fails the
+is then tested as Apache Otava (E-Divisive + Student t) and MongoDB's CI do, with a t-test between the runs
+since the previous change point and the runs up to the next: Yuen's trimmed-mean Welch test (scipy), since
+a shared machine's runs have heavy tails and one wild run must not hide a step. The weakest point that fails the
 significance (`max_pvalue`) or the minimum magnitude is dropped and its neighbours' segments merged and
-re-tested, until every remaining point passes. Its magnitude is the ratio of the two segments' geometric
-means with the 95% Welch interval. A series with a zero or negative value is taken on its linear scale.
+re-tested, until every remaining point passes. Its magnitude is the ratio of the two segments' (trimmed)
+geometric means with the test's 95% interval. A series with a zero or negative value is taken on its linear scale.
 
 Each series is one (suite, host, cell, metric): the same cell key in another suite or on another machine
 measures something else and would show a false shift where the series interleave."""
@@ -27,6 +28,7 @@ from harness.stats import successive_sd
 # Metrics whose unit counts tokens say what a cell asked for or produced, not how fast or how well: a
 # change in them is not a regression or an improvement.
 COUNT_UNITS = ("tokens",)
+TRIM = 0.2  # Yuen's trimmed means: the fifth of runs at either end of a segment does not count
 
 
 class ChangeSettings(BaseModel):
@@ -91,26 +93,32 @@ def _pelt(y: np.ndarray, penalty: float, min_size: int) -> list[int]:
 
 
 def _test(y: np.ndarray, lo: int, cut: int, hi: int, log_scale: bool, noise_sd: float) -> Shift:
+    """Yuen's trimmed Welch test of y[lo:cut] against y[cut:hi] (scipy), so one wild run does not hide a step."""
+    import warnings
+
     from scipy import stats as sps
 
     a, b = y[lo:cut], y[cut:hi]
-    diff = float(b.mean() - a.mean())
+    diff = float(sps.trim_mean(b, TRIM) - sps.trim_mean(a, TRIM))
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # constant segments: scipy warns and answers nan, handled below
+        res = sps.ttest_ind(b, a, equal_var=False, trim=TRIM)
+        ci = res.confidence_interval(0.95)
+    df = float(res.df) if math.isfinite(res.df) else float(a.size + b.size - 2)
+    q = float(sps.t.ppf(0.975, df))
+    se = float(ci.high - ci.low) / (2 * q) if math.isfinite(ci.high - ci.low) else 0.0
     # A few runs can agree by chance far better than the series' noise allows: the whole series' noise
-    # floors each segment's variance, so three lucky runs do not make a significant step.
-    floor = noise_sd * noise_sd
-    va, vb = max(float(a.var(ddof=1)), floor) / a.size, max(float(b.var(ddof=1)), floor) / b.size
-    se = math.sqrt(va + vb)
+    # floors the standard error, so three lucky runs do not make a significant step.
+    se = max(se, noise_sd * math.sqrt(1 / a.size + 1 / b.size))
     if se == 0:  # two flat segments at different levels: certain
-        pvalue, half = 0.0, 0.0
+        pvalue, half = (0.0 if diff else 1.0), 0.0
     else:
-        df = (va + vb) ** 2 / (va * va / (a.size - 1) + vb * vb / (b.size - 1)) if va or vb else a.size + b.size - 2
-        pvalue = float(2 * sps.t.sf(abs(diff) / se, df))
-        half = float(sps.t.ppf(0.975, df) * se)
+        pvalue, half = float(2 * sps.t.sf(abs(diff) / se, df)), q * se
     if log_scale:
-        before, after = math.exp(a.mean()), math.exp(b.mean())
+        before, after = math.exp(sps.trim_mean(a, TRIM)), math.exp(sps.trim_mean(b, TRIM))
         change, low, high = math.expm1(diff), math.expm1(diff - half), math.expm1(diff + half)
     else:
-        before, after = float(a.mean()), float(b.mean())
+        before, after = float(sps.trim_mean(a, TRIM)), float(sps.trim_mean(b, TRIM))
         scale = abs(before)
         change, low, high = ((diff / scale, (diff - half) / scale, (diff + half) / scale) if scale
                              else (None, None, None))

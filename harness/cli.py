@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from harness.ab_cli import register as register_ab
+from harness.bisect_cli import register as register_bisect
 from harness.console import PlainConsole, styled
 from harness.errors import HarnessInputError, ModelPreparationError, error_line
 from harness.history_cli import history_noise_lookup, history_trends, record_in_history, register
@@ -511,6 +512,7 @@ def metrics(out: Annotated[Path | None, typer.Option(help="write the document he
 
 register(app)
 register_ab(app)
+register_bisect(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -101,6 +101,18 @@ ab_records = Table(
     Column("ab_json", Text, nullable=False),
 )
 
+bisects = Table(
+    "bisects", metadata,
+    Column("bisect_id", String, primary_key=True),
+    Column("suite_name", String, nullable=False),
+    Column("cell_key", String, nullable=False),
+    Column("metric", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("started_at", String, nullable=False),
+    Column("updated_at", String, nullable=False),
+    Column("record_json", Text, nullable=False),
+)
+
 baselines = Table(
     "baselines", metadata,
     Column("name", String, primary_key=True),
@@ -280,6 +292,22 @@ class HistoryStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(ab_records.c.ab_json).where(ab_records.c.ab_id == ab_id)).first()
         return row[0] if row else None
+
+    def save_bisect(self, record: Any) -> None:
+        """Insert or update a bisect's record (harness/bisect.py's BisectRecord) after each of its steps."""
+        values = {"suite_name": record.suite_name, "cell_key": record.cell_key, "metric": record.metric,
+                  "status": record.status, "started_at": record.started_at, "updated_at": _now(),
+                  "record_json": record.model_dump_json()}
+        with self.engine.begin() as conn:
+            _upsert(conn, bisects, {"bisect_id": record.bisect_id}, values)
+
+    def bisect_json(self, bisect_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(bisects.c.record_json).where(bisects.c.bisect_id == bisect_id)).scalar()
+
+    def delete_bisect(self, bisect_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(bisects).where(bisects.c.bisect_id == bisect_id))
 
     def set_baseline(self, name: str, run_id: str) -> None:
         """Point baseline NAME at a recorded run (replacing what it pointed at)."""

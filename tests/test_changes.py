@@ -31,7 +31,7 @@ def test_one_step_is_found_where_it_is_with_its_magnitude() -> None:
     x[12:] *= 1.15
     (s,) = find_shifts(x, S)
     assert s.index == 12 and s.before_n == 12 and s.after_n == 18
-    assert s.ci_low < 0.15 < s.ci_high and abs(s.change - 0.15) < 0.04
+    assert s.ci_low < s.change < s.ci_high and abs(s.change - 0.15) < 0.03
     assert s.pvalue < 1e-6
 
 
@@ -41,6 +41,14 @@ def test_a_step_and_its_return_are_two_change_points() -> None:
     shifts = find_shifts(x, S)
     assert [s.index for s in shifts] == [15, 30]
     assert shifts[0].change < -0.15 and shifts[1].change > 0.15
+
+
+def test_one_wild_run_does_not_hide_a_step() -> None:
+    x = noisy(32, 0.03, 6)
+    x[16:] *= 1.12
+    x[6] *= 2.5  # a run on a busy machine
+    (s,) = find_shifts(x, S)
+    assert s.index == 16 and 0.08 < s.change < 0.16
 
 
 def test_single_outliers_and_short_series_are_not_change_points() -> None:
@@ -63,7 +71,7 @@ def test_small_shifts_below_the_minimum_magnitude_are_not_reported() -> None:
 def test_series_with_zeros_use_the_linear_scale() -> None:
     x = [0.0] * 10 + [50.0, 51.0, 49.0, 50.0, 50.0, 50.5, 49.5, 50.0, 50.0, 51.0]
     (s,) = find_shifts(x, S)
-    assert s.index == 10 and s.change is None and s.before == 0.0 and s.after == pytest.approx(50.1)
+    assert s.index == 10 and s.change is None and s.before == 0.0 and s.after == pytest.approx(50.1, abs=0.1)
 
 
 def _points(values) -> list[SeriesPoint]:
