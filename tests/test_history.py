@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shlex
-import shutil
-import socket
 import subprocess
-import tempfile
-import uuid
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from harness.errors import HarnessInputError
 from harness.history import HistoryStore, _normalise_url, default_history_url
@@ -24,7 +13,7 @@ from harness.history_cli import record_in_history
 from harness.schema import RunResults
 from harness.store import write_metadata, write_results
 from tests import factories
-from tests.conftest import run_cli
+from tests.conftest import _free_port, run_cli
 
 KEY = "m/fp16/CPU/generate/in8-out4"
 KEY_INT8 = "m/int8/CPU/generate/in8-out4"
@@ -43,112 +32,6 @@ def make_run(run_id: str, started: str, e2e: float = 17.0, status: str = "ok", s
     meta.finished_at = started.replace("T00:", "T01:") if finished else None
     meta.versions = {"openvino": "2026.4.1", "openvino-genai": genai}
     return results
-
-
-# ---------------------------------------------------------------- PostgreSQL server for the tests
-
-
-def _pg_bindir() -> Path | None:
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).resolve().parent
-    # Debian keeps the server binaries off PATH, one directory per major version.
-    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(Path(d).parent.name)
-                  if Path(d).parent.name.isdigit() else 0)
-    return Path(dirs[-1]) if dirs and (Path(dirs[-1]) / "pg_ctl").exists() else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _unavailable(reason: str) -> None:
-    # A warning as well as the skip: the warnings summary is shown without -rs.
-    warnings.warn(f"PostgreSQL server not available: {reason}", stacklevel=2)
-    pytest.skip(f"PostgreSQL server not available: {reason}")
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A throwaway PostgreSQL server on 127.0.0.1 (free port, socket in tmp); yields an admin URL."""
-    bindir = _pg_bindir()
-    if bindir is None:
-        _unavailable("initdb/pg_ctl not found (scripts/install-test-services.sh installs Debian's postgresql)")
-    as_user: list[str] = []
-    owner = None
-    if os.geteuid() == 0:
-        # The server refuses to run as root.
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            _unavailable("running as root and there is no 'postgres' user to run the server as")
-        runuser = shutil.which("runuser")
-        as_user = [runuser, "-u", "postgres", "--"] if runuser else []
-    # Not under pytest's tmp_path: its parents are private to root, and the server user must reach it.
-    root = Path(tempfile.mkdtemp(prefix="harness-pg-"))
-    data, sock, log = root / "data", root / "sock", root / "server.log"
-    sock.mkdir()
-    if owner is not None:
-        for p in (root, sock):
-            os.chown(p, owner.pw_uid, owner.pw_gid)
-
-    def run(*cmd: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        if owner is not None and not as_user:
-            return subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(cmd)],
-                                  capture_output=True, text=True, timeout=timeout, cwd=root)
-        return subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=timeout, cwd=root)
-
-    def last_lines(text: str) -> str:
-        return "; ".join(text.strip().splitlines()[-2:])
-
-    started = False
-    try:
-        init = run(str(bindir / "initdb"), "-D", str(data), "-U", "harness", "--auth=trust", "-E", "UTF8",
-                   "--no-locale", "--no-sync")
-        if init.returncode != 0:
-            _unavailable(f"initdb failed: {last_lines(init.stderr or init.stdout)}")
-        for _attempt in range(3):  # another process may take the free port before the server binds it
-            port = _free_port()
-            # -F: no fsync, the data is thrown away; -k: socket in tmp, not /var/run/postgresql.
-            opts = f"-h 127.0.0.1 -p {port} -k {sock} -F"
-            start = run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", opts, "start")
-            if start.returncode == 0:
-                break
-        else:
-            reason = last_lines(log.read_text(errors="replace")) if log.exists() else last_lines(start.stderr)
-            _unavailable(f"pg_ctl start failed: {reason}")
-        started = True
-        yield f"postgresql+psycopg://harness@127.0.0.1:{port}/postgres"
-    except (OSError, subprocess.TimeoutExpired) as e:
-        _unavailable(f"{type(e).__name__}: {e}")
-    finally:
-        if started:
-            run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop", timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def pg_url(postgres_server: str) -> Iterator[str]:
-    """A fresh database per test on the session's server."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    # The plain postgresql:// form, as a user would write it: the store picks psycopg 3.
-    yield postgres_server.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HistoryStore]:
-    url = f"sqlite:///{tmp_path / 'history.sqlite'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    s = HistoryStore(url)
-    yield s
-    s.close()
 
 
 # ---------------------------------------------------------------- the store
