@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from harness.console import PlainConsole, styled
 from harness.errors import HarnessInputError
@@ -49,6 +50,8 @@ def bisect(
     max_rounds: Annotated[int, typer.Option(min=2, max=100000)] = 200,
     check_ends: Annotated[bool, typer.Option(help="measure the bad end first (--no-check-ends trusts it)")] = True,
     restart: Annotated[bool, typer.Option(help="forget a recorded bisect of the same question and start over")] = False,
+    retry_skipped: Annotated[bool, typer.Option(help="resuming: measure again the candidates a step skipped (an "
+                                                "environment fixed since, a budget too short)")] = False,
     out: Annotated[Path | None, typer.Option(help="output directory (default: results/<time>-bisect-<suite>)")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="model and environment cache [default: HARNESS_CACHE_DIR or "
                                                         "~/.cache/ov-genai-harness]")] = None,
@@ -125,7 +128,7 @@ def bisect(
     key = bisect_id(sha, cell, metric, listed, check_ends, settings.model_dump(mode="json"))
 
     with HistoryStore(db) as store:
-        record = _resume_or_start(store, key, restart)
+        record = _resume_or_start(store, key, restart, retry_skipped)
         if record is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             record = BisectRecord(bisect_id=key, suite_name=parsed.name, suite_file=str(suite_path.resolve()),
@@ -157,7 +160,7 @@ def bisect(
         raise typer.Exit(1)
 
 
-def _resume_or_start(store: HistoryStore, key: str, restart: bool) -> BisectRecord | None:
+def _resume_or_start(store: HistoryStore, key: str, restart: bool, retry_skipped: bool) -> BisectRecord | None:
     from harness.bisect import BisectRecord
 
     text = store.bisect_json(key)
@@ -169,6 +172,11 @@ def _resume_or_start(store: HistoryStore, key: str, restart: bool) -> BisectReco
         return None
     record = BisectRecord.model_validate_json(text)
     state = "finished" if record.status != "running" else "interrupted"
+    if retry_skipped and any(s.mark == "skip" for s in record.steps):
+        dropped = [s.candidate for s in record.steps if s.mark == "skip"]
+        record.steps = [s for s in record.steps if s.mark != "skip"]
+        record.status, record.finished_at, record.first_bad, record.range = "running", None, None, []
+        err_console.print(f"bisect {key}: measuring again the skipped {', '.join(dropped)}", highlight=False)
     err_console.print(f"bisect {key}: resuming the {state} bisect of {record.started_at} from its {len(record.steps)} "
                       f"recorded steps ({record.out_dir}; --restart starts over)", highlight=False)
     return record
@@ -270,7 +278,7 @@ def _print_record(record: BisectRecord) -> None:
     table = Table("step", "candidate", "mark", "evidence (vs the good end)", "min", title=f"bisect {record.bisect_id}")
     for s in record.steps:
         colour = {"bad": "red", "good": "green", "skip": "yellow"}[s.mark]
-        table.add_row(str(s.step), s.candidate, f"[{colour}]{s.mark}[/]", s.reason, f"{s.minutes:.1f}")
+        table.add_row(str(s.step), s.candidate, Text(s.mark, style=colour), s.reason, f"{s.minutes:.1f}")
     PlainConsole(width=200).print(table)
     for line in summary_lines(record):
         err_console.print(line, highlight=False)

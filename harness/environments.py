@@ -151,7 +151,26 @@ def requirements(spec: EnvironmentSpec) -> list[str]:
             out.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             out.append(name)
-    out += [p for p in UNPINNED if p.split("[")[0] not in asked]
+    companions = _release_companions(spec.packages, asked)
+    out += [p for p in UNPINNED if p.split("[")[0] not in asked and p.split("[")[0] not in companions]
+    return out + list(companions.values())
+
+
+def _release_companions(packages: list[str], asked: set[str]) -> dict[str, str]:
+    """An exact openvino-genai pin's own openvino and openvino-tokenizers release, unless asked otherwise.
+    Each openvino-genai wheel links one libopenvino release (libopenvino.so.2640 for 2026.4.0), but its
+    requirements allow the whole minor series, so the resolver would pair openvino-genai 2026.4.0 with
+    openvino 2026.4.1 and the environment would not import (seen bisecting 2026.3.1 -> 2026.4.1)."""
+    pin = next((p.split("==", 1)[1].strip() for p in packages
+                if re.split(r"[\[<>=!~ ]", p, maxsplit=1)[0].lower() == "openvino-genai" and "==" in p
+                and "," not in p and "*" not in p), None)
+    if pin is None or release(pin) is None:
+        return {}
+    out = {}
+    if "openvino" not in asked:
+        out["openvino"] = f"openvino=={release(pin)}"
+    if "openvino-tokenizers" not in asked:
+        out["openvino-tokenizers"] = f"openvino-tokenizers[transformers]=={release(pin)}.*"
     return out
 
 

@@ -226,3 +226,38 @@ def test_bad_input_is_one_line(tmp_path: Path, args: list[str], field: str) -> N
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0], proc.stderr
+
+
+def test_registry_lists_released_versions() -> None:
+    from harness.bisect import registry_versions
+
+    versions = registry_versions("openvino-genai")
+    assert "2026.4.1.0" in versions and "2026.2.0.0" in versions
+    with pytest.raises(HarnessInputError, match="cannot list its versions"):
+        registry_versions("no-such-package-ov-genai-harness-xyz")
+
+
+def test_cli_skips_an_uninstallable_candidate_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end through the command line: the middle candidate's environment cannot be installed, so the
+    answer is a range; the same command again shows the recorded bisect without measuring anything."""
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE)
+    cands = tmp_path / "c.yaml"
+    cands.write_text("- name: base\n- name: broken\n  packages: [openvino-genai==1999.0.0]\n"
+                     "- name: slow\n  properties: {DYNAMIC_QUANTIZATION_GROUP_SIZE: 0}\n")
+    monkeypatch.setenv("HARNESS_HISTORY_URL", f"sqlite:///{tmp_path / 'h.sqlite'}")
+    args = ["bisect", str(suite), "--cell", "tiny/int8/CPU/g/in8-out4", "--metric", "tpot_ms", "--candidates",
+            str(cands), "--no-check-ends", "--out", str(tmp_path / "out")]
+    proc = run_cli(*args, cwd=tmp_path, cache=tmp_path / "cache")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "skip: broken" in proc.stderr and "cannot be installed" in proc.stderr
+    assert "the first bad is one of: broken, slow" in proc.stderr
+    record = json.loads((tmp_path / "out" / "bisect.json").read_text())
+    assert record["status"] == "range" and [s["candidate"] for s in record["steps"]] == ["broken"]
+    again = run_cli(*args, cwd=tmp_path, cache=tmp_path / "cache")
+    assert again.returncode == 1 and "resuming the finished bisect" in again.stderr and "step 1" not in again.stderr
+    retried = run_cli(*args, "--retry-skipped", cwd=tmp_path, cache=tmp_path / "cache")
+    assert retried.returncode == 1 and "measuring again the skipped broken" in retried.stderr
+    assert "step 1: broken" in retried.stderr and "the first bad is one of: broken, slow" in retried.stderr
+    with HistoryStore(f"sqlite:///{tmp_path / 'h.sqlite'}") as store:
+        assert json.loads(store.bisect_json(record["bisect_id"]))["status"] == "range"

@@ -55,7 +55,7 @@ def test_requirements_pin_the_workers_own_packages_to_the_harness_versions():
     reqs = requirements(EnvironmentSpec(name="a", packages=["openvino-genai==2026.3.1"]))
     assert reqs[0] == "openvino-genai==2026.3.1"
     assert f"pydantic=={metadata.version('pydantic')}" in reqs
-    assert "numpy" in reqs and "openvino-tokenizers[transformers]" in reqs
+    assert "numpy" in reqs and "openvino-tokenizers[transformers]==2026.3.1.*" in reqs
     # a package the user pins is not pinned again
     mine = requirements(EnvironmentSpec(name="a", packages=["openvino-genai==2026.3.1", "pydantic==2.9.0"]))
     assert sum(r.startswith("pydantic==") for r in mine) == 1
@@ -202,3 +202,14 @@ def test_ab_across_releases_end_to_end(old_env, model_cache, tmp_path):
     assert from_history.returncode == 0 and "| tiny | fp16 | greedy | tpot_ms |" in from_history.stdout
     compared = run_cli("compare", str(out / "base"), str(out / "candidate"), "--format", "json", "--no-history-noise")
     assert compared.returncode in (0, 1) and json.loads(compared.stdout)["cells"][0]["key"] == cell["key"]
+
+
+def test_an_openvino_genai_pin_brings_its_own_openvino_release():
+    # openvino-genai 2026.4.0 links libopenvino.so.2640; left alone the resolver pairs it with openvino 2026.4.1
+    reqs = requirements(EnvironmentSpec(name="a", packages=["openvino-genai==2026.4.0.0"]))
+    assert "openvino==2026.4.0" in reqs and "openvino-tokenizers[transformers]==2026.4.0.*" in reqs
+    assert "openvino-tokenizers[transformers]" not in reqs
+    mine = requirements(EnvironmentSpec(name="a", packages=["openvino-genai==2026.4.0", "openvino==2026.4.1"]))
+    assert "openvino==2026.4.1" in mine and "openvino==2026.4.0" not in mine
+    loose = requirements(EnvironmentSpec(name="a", packages=["openvino-genai>=2026.3"]))
+    assert not any(r.startswith("openvino==") for r in loose)
