@@ -345,13 +345,16 @@ class HistoryStore:
                host: str | None = None, since: str | None = None,
                limit: int = 500) -> dict[SeriesKey, list[SeriesPoint]]:
         """Every (suite, host, cell, metric) series of run medians, oldest first, each its newest `limit`
-        runs; filtered by cell keys, metric tags, suite name, hostname and first run time (ISO)."""
+        runs; filtered by cell keys, metric tags, suite name, hostname and first run time (ISO). The two
+        sides of A/B comparisons (and so of bisect steps) are not in any series: they measure other
+        settings under the suite's keys, interleaved in time with its nightly runs."""
         from harness.changes import SeriesKey, SeriesPoint
 
         m, r = cell_metrics.c, runs.c
+        ab_runs = select(ab_records.c.base_run).union(select(ab_records.c.candidate_run))
         q = (select(r.suite_name, r.hostname, m.cell_key, m.metric, m.run_id, r.started_at, m.median,
                     r.genai_version, r.openvino_version)
-             .join(runs, r.run_id == m.run_id).order_by(r.started_at, m.run_id))
+             .join(runs, r.run_id == m.run_id).where(m.run_id.not_in(ab_runs)).order_by(r.started_at, m.run_id))
         if cells:
             q = q.where(m.cell_key.in_(list(cells)))
         if metrics:

@@ -192,14 +192,16 @@ def changes(
     format: Annotated[str, typer.Option("--format", "-f", help="table | md | json")] = "table",
     out: Annotated[Path | None, typer.Option(help="write the md or json here instead of stdout")] = None,
 ) -> None:
-    """Change points in every cell x metric series of the history (PELT + Welch t-test); exit 1 with --recent N
-    when a regression starts among a series' newest N runs."""
+    """Change points in every suite x host x cell x metric series of the history (PELT, then a trimmed Welch
+    t-test); exit 1 with --recent N when a regression starts among a series' newest N runs."""
     from harness.changes import ChangeSettings, default_metrics, recent_regressions, series_changes
     from harness.metrics import METRICS
-    from reports.changes_report import ChangesReport, changes_table, render_changes_md
+    from reports.changes_report import ChangesReport, changes_table, pct, render_changes_md
 
     if format not in ("table", "md", "json"):
         raise HarnessInputError("command line", "--format", format, "choose from table, md, json")
+    if out is not None and format == "table":
+        raise HarnessInputError("command line", "--out", str(out), "writes md or json: add --format md or --format json")
     for m in metric or []:
         if m not in METRICS:
             raise HarnessInputError("command line", "--metric", m, f"unknown metric; known: {', '.join(METRICS)}")
@@ -254,8 +256,8 @@ def changes(
             typer.echo(text, nl=not text.endswith("\n"))
     if flagged:
         err_console.print(styled("red", "regression:", f"{len(flagged)} change point(s) of regression among the "
-                                 f"newest {recent} runs: " + "; ".join(f"{c.label()} {c.change and c.change * 100:+.1f}% "
-                                                                      f"from run {c.after_run}" for c in flagged)))
+                                 f"newest {recent} runs: " + "; ".join(f"{c.label()} {pct(c.change)} from run "
+                                                                      f"{c.after_run}" for c in flagged)))
         raise typer.Exit(1)
 
 

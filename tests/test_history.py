@@ -343,6 +343,21 @@ def test_series_are_per_suite_and_host_and_find_the_step(store: HistoryStore) ->
     assert store.series(host="elsewhere") == {}
 
 
+def test_ab_sides_are_not_part_of_a_series(store: HistoryStore) -> None:
+    from harness.ab import ABResult, ABSettings, SideSpec
+
+    _nightly(store, n=8, factor=1.0)
+    base = make_run("ab-base", "2026-03-04T12:00:00+00:00", e2e=500.0)
+    cand = make_run("ab-cand", "2026-03-04T12:01:00+00:00", e2e=900.0)
+    ab = ABResult(ab_id="ab-1", suite_name="t", base=SideSpec(), candidate=SideSpec(properties={"X": 1}),
+                  base_run="ab-base", candidate_run="ab-cand", settings=ABSettings(),
+                  started_at="2026-03-04T12:00:00+00:00")
+    store.record_ab(ab, base, cand, None)
+    assert store.has_run("ab-cand")
+    (points,) = store.series(cells=[KEY], metrics=["e2e_ms"]).values()
+    assert [p.run_id for p in points] == [f"t-{i:02d}" for i in range(8)]
+
+
 def test_cli_changes_gates_on_recent_regressions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
@@ -381,6 +396,7 @@ def test_cli_changes_gates_on_recent_regressions(tmp_path: Path, monkeypatch: py
     (["--max-pvalue", "2"], "--max-pvalue"),
     (["--min-segment", "1"], "--min-segment"),
     (["--format", "xml"], "--format"),
+    (["--out", "x.md"], "--out"),
 ])
 def test_cli_changes_bad_input_is_one_line(cli_db: HistoryStore, args: list[str], option: str) -> None:
     line = _one_error_line(run_cli("history", "changes", *args))
