@@ -189,6 +189,7 @@ def series_changes(key: SeriesKey, points: Sequence[SeriesPoint], settings: Chan
     from harness.metrics import METRICS
 
     metric = METRICS.get(key.metric)
+    points = [p for p in points if math.isfinite(p.median)]  # one unreadable run must not hide the series
     out = []
     for s in find_shifts([p.median for p in points], settings):
         before, after = points[s.index - 1], points[s.index]

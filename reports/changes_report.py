@@ -58,7 +58,7 @@ def render_changes_md(report: ChangesReport) -> str:
     s = report.settings
     lines = [f"# Change points in {md_text(report.database)}", "",
              f"{report.series} series analysed ({report.too_short} too short), {len(report.changes)} change points. "
-             f"PELT on log medians, Welch p < {s.max_pvalue:g}, |change| ≥ {s.min_magnitude:.0%}, "
+             f"PELT on log medians, trimmed Welch p < {s.max_pvalue:g}, |change| ≥ {s.min_magnitude:.0%}, "
              f"≥ {s.min_segment} runs per side.", ""]
     if report.recent is not None:
         lines += [f"Regressions whose first run is among the last {report.recent}: **{report.recent_regressions}**", ""]

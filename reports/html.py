@@ -329,7 +329,7 @@ def render_trend_svg(points: list[tuple[str, float]], title: str, unit: str,
     for i, ((label, v), (x, y)) in enumerate(zip(points, xy, strict=True)):
         body.append(_el("circle", _el("title", f"{label}: {_num(v)} {unit}"), cx=x, cy=y, r=3.2, class_="trend"))
         if i == last or (i % every == 0 and last - i >= every):  # x labels spaced out, always the newest
-            anchor = "middle" if last == 0 else "start" if i == 0 else "end" if i == last else "middle"
+            anchor = "end" if i == last and last else "middle"  # the first centred: a start-anchored one ran into the next
             body.append(_text(x, bottom + 16, _truncate(label, 16), anchor=anchor, cls="tick", tip=label))
     body.append(_text(xy[-1][0] - 6, xy[-1][1] - 8, _num(values[-1]), anchor="end", cls="value"))
     return str(_svg(title, "", bottom + 26, body, cls="chart trend"))

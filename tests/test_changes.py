@@ -90,6 +90,10 @@ def test_direction_follows_the_metric_registry_and_names_the_runs() -> None:
     assert c.direction == "improvement"
     (c,) = series_changes(key.model_copy(update={"metric": "output_tokens"}), _points(x), S)
     assert c.direction == "change"  # a count is neither
+    holed = _points(x)
+    holed[3] = holed[3].model_copy(update={"median": float("nan")})
+    (c,) = series_changes(key, holed, S)  # a NaN run is left out, not the series
+    assert c.after_run == "r12" and c.before_runs == 11
 
 
 def test_recent_window() -> None:
