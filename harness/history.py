@@ -222,6 +222,11 @@ def _upsert(conn: Connection, table: Table, key: dict[str, Any], values: dict[st
         conn.execute(insert(table).values(**key, **values))
 
 
+def _ab_runs():
+    """The run ids that are a side of a recorded A/B comparison (a subquery)."""
+    return select(ab_records.c.base_run).union(select(ab_records.c.candidate_run))
+
+
 class HistoryStore:
     """The history database at one SQLAlchemy URL; creates its tables when missing."""
 
@@ -331,11 +336,12 @@ class HistoryStore:
             return [RunRow(**r._asdict()) for r in conn.execute(q)]
 
     def trend(self, cell_key: str, metric: str, limit: int = 50) -> list[TrendPoint]:
-        """The last `limit` runs' summaries of one metric of one cell, oldest first."""
+        """The last `limit` runs' summaries of one metric of one cell, oldest first (A/B sides left out, as
+        in `series`)."""
         m = cell_metrics.c
         q = (select(m.run_id, runs.c.started_at, m.median, m.mean, m.stdev, m.n, m.p90, runs.c.genai_version)
              .join(runs, runs.c.run_id == m.run_id)
-             .where(m.cell_key == cell_key, m.metric == metric)
+             .where(m.cell_key == cell_key, m.metric == metric, m.run_id.not_in(_ab_runs()))
              .order_by(runs.c.started_at.desc(), m.run_id.desc()).limit(limit))
         with self.engine.connect() as conn:
             points = [TrendPoint(**r._asdict()) for r in conn.execute(q)]
@@ -351,10 +357,9 @@ class HistoryStore:
         from harness.changes import SeriesKey, SeriesPoint
 
         m, r = cell_metrics.c, runs.c
-        ab_runs = select(ab_records.c.base_run).union(select(ab_records.c.candidate_run))
         q = (select(r.suite_name, r.hostname, m.cell_key, m.metric, m.run_id, r.started_at, m.median,
                     r.genai_version, r.openvino_version)
-             .join(runs, r.run_id == m.run_id).where(m.run_id.not_in(ab_runs)).order_by(r.started_at, m.run_id))
+             .join(runs, r.run_id == m.run_id).where(m.run_id.not_in(_ab_runs())).order_by(r.started_at, m.run_id))
         if cells:
             q = q.where(m.cell_key.in_(list(cells)))
         if metrics:

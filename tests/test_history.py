@@ -356,6 +356,7 @@ def test_ab_sides_are_not_part_of_a_series(store: HistoryStore) -> None:
     assert store.has_run("ab-cand")
     (points,) = store.series(cells=[KEY], metrics=["e2e_ms"]).values()
     assert [p.run_id for p in points] == [f"t-{i:02d}" for i in range(8)]
+    assert [p.run_id for p in store.trend(KEY, "e2e_ms")] == [f"t-{i:02d}" for i in range(8)]
 
 
 def test_cli_changes_gates_on_recent_regressions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
