@@ -245,7 +245,11 @@ def changes(
     if format == "table":
         if not series:
             err_console.print(f"no recorded series match in {url}", highlight=False)
-        _wide_console().print(changes_table(report))
+        elif not found:
+            err_console.print(f"no change points in {len(series)} series of {url} ({report.too_short} too short "
+                              f"to have one: under {2 * settings.min_segment} runs)", highlight=False)
+        else:
+            _wide_console().print(changes_table(report))
     else:
         text = report.model_dump_json(indent=1) if format == "json" else render_changes_md(report)
         if out is not None:
