@@ -9,7 +9,7 @@ from typing import Any
 
 from harness import validation
 from harness.backends import CellModels, Emit
-from harness.backends.process_memory import peak_rss_mb, rss_mb
+from harness.backends.driver import Backend, measure_cell, prompt_index
 from harness.prompts import synthetic_prompt
 from harness.schema import CellSpec, Sample
 
@@ -202,62 +202,47 @@ def measure_call(pipe: Any, prompt: str, cfg: Any, streamer_cls: type | None, it
     )
 
 
+class LLMSession:
+    """Plain, speculative or prompt-lookup generate() calls on the cell's prompts."""
+
+    def __init__(self, pipe: Any, cell: CellSpec, models: CellModels) -> None:
+        self.pipe, self.cell, self.models = pipe, cell, models
+        self.cfg = generation_config(pipe, cell)
+        total = cell.warmup + cell.iterations
+        self.prompts = prompt_texts(cell, pipe.get_tokenizer(), total if cell.prompts.vary_per_iteration else 1)
+        # Beam search cannot stream in openvino-genai: it always takes the raw per-step timestamps.
+        use_streamer = cell.token_timing == "streamer" and cell.generation.mode != "beam"
+        self.streamer_cls = timing_streamer_class() if use_streamer else None
+        if not use_streamer:
+            check_clock()
+        self.load_ms: float | None = None
+
+    def call(self, iteration: int, warmup: bool) -> Sample:
+        pidx = prompt_index(self.cell, iteration, len(self.prompts))
+        sample = measure_call(self.pipe, self.prompts[pidx], self.cfg, self.streamer_cls, iteration, warmup, pidx)
+        self.load_ms = sample.genai.get("load_ms")
+        return sample
+
+    def repeat(self, iteration: int) -> dict[str, str]:
+        pidx = prompt_index(self.cell, iteration, len(self.prompts))
+        res, _, _ = _one_call(self.pipe, self.prompts[pidx], self.cfg, None)
+        return {f"repeat:{pidx}": res.texts[0]}
+
+    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+        values = {"genai_load_ms": float(self.load_ms)} if self.load_ms is not None else {}
+        if not validation.wanted(self.cell):
+            return values, {}
+        self.pipe = None  # the f32 validation pass loads the model again: free this one first
+        gc.collect()
+        return values, validation_outputs(self.cell, self.models, self.prompts)
+
+
+BACKEND = Backend(build=build_pipeline, start=LLMSession)
+
+
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Load, warm up, measure; emit load/memory figures, every sample, and the check outputs."""
-    rss_before = rss_mb()
-    cell_values: dict[str, float] = {}
-    compile_cache = models.workdir / "compile-cache" if cell.load_twice else None
-    t0 = time.perf_counter()
-    pipe = build_pipeline(cell, models, compile_cache)
-    cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
-    cell_values["model_memory_mb"] = rss_mb() - rss_before
-    if cell.load_twice:
-        del pipe
-        gc.collect()
-        t0 = time.perf_counter()
-        pipe = build_pipeline(cell, models, compile_cache)
-        cell_values["load_cached_ms"] = (time.perf_counter() - t0) * 1000
-    emit({"event": "loaded", "cell_values": cell_values})
-
-    cfg = generation_config(pipe, cell)
-    total = cell.warmup + cell.iterations
-    vary = cell.prompts.vary_per_iteration
-    prompts = prompt_texts(cell, pipe.get_tokenizer(), total if vary else 1)
-    # Beam search cannot stream in openvino-genai: it always takes the raw per-step timestamps.
-    use_streamer = cell.token_timing == "streamer" and cell.generation.mode != "beam"
-    streamer_cls = timing_streamer_class() if use_streamer else None
-    if not use_streamer:
-        check_clock()
-    load_ms = None
-    measure_start = None
-    i = 0
-    # `iterations` is a minimum: with min_measure_s the cell keeps measuring until that much time has
-    # passed, so its median averages over the machine's slow (seconds-long) contention swings.
-    while i < total or (measure_start is not None and i < cell.max_iterations + cell.warmup
-                        and time.perf_counter() - measure_start < cell.min_measure_s):
-        if i == cell.warmup:
-            measure_start = time.perf_counter()
-        pidx = i % len(prompts) if vary else 0
-        sample = measure_call(pipe, prompts[pidx], cfg, streamer_cls, i, i < cell.warmup, pidx)
-        load_ms = sample.genai.get("load_ms")
-        i += 1
-        emit({"event": "sample", "sample": sample.model_dump(), "of": max(total, i + 1)})
-
-    check_outputs: dict[str, str] = {}
-    if cell.generation.mode in ("greedy", "sampling"):
-        # Untimed repeat of the first measured prompt: greedy decoding, and sampling with a fixed
-        # seed, must reproduce it exactly.
-        pidx = cell.warmup if vary else 0
-        res, _, _ = _one_call(pipe, prompts[pidx], cfg, None)
-        check_outputs[f"repeat:{pidx}"] = res.texts[0]
-    if load_ms is not None:
-        cell_values["genai_load_ms"] = float(load_ms)
-    cell_values["peak_rss_mb"] = peak_rss_mb()
-    if validation.wanted(cell):
-        del pipe
-        gc.collect()
-        check_outputs.update(validation_outputs(cell, models, prompts))
-    emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs})
+    measure_cell(cell, models, emit, BACKEND)
 
 
 def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str]) -> dict[str, str]:

@@ -7,7 +7,6 @@ int8/int4 can be compared with fp16 in pixel space."""
 
 from __future__ import annotations
 
-import gc
 import json
 import time
 from typing import Any
@@ -15,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from harness.backends import CellModels, Emit
+from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
 from harness.backends.genai_llm import prompt_texts
-from harness.backends.process_memory import peak_rss_mb, rss_mb
 from harness.schema import CellSpec, Sample
 
 THUMB = 32  # the kept image is downsampled to THUMB x THUMB for the pixel comparison
@@ -33,7 +32,7 @@ def thumbnail(image: np.ndarray, size: int = THUMB) -> list[list[list[int]]]:
 def _build(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
     import openvino_genai as ov_genai
 
-    props: dict[str, Any] = {k: v for k, v in cell.properties.items() if k != "ATTENTION_BACKEND"}
+    props: dict[str, Any] = pipeline_properties(cell)
     if cache_dir is not None:
         props["CACHE_DIR"] = str(cache_dir)
     return ov_genai.Text2ImagePipeline(str(models.target), cell.device, **props)
@@ -53,56 +52,48 @@ def _perf(pipe: Any) -> dict[str, float | None]:
     return out
 
 
+class Text2ImageSession:
+    """One image per call at the cell's width, height and steps, with the cell's seed."""
+
+    def __init__(self, pipe: Any, cell: CellSpec, models: CellModels) -> None:
+        import openvino_genai as ov_genai
+
+        self.pipe, self.cell = pipe, cell
+        p = cell.scenario.params
+        self.width, self.height = int(p.get("width", 512)), int(p.get("height", p.get("width", 512)))
+        self.steps = int(p.get("steps", 20))
+        total = cell.warmup + cell.iterations
+        tok = ov_genai.Tokenizer(str(models.target / "tokenizer"))
+        self.prompts = prompt_texts(cell, tok, total if cell.prompts.vary_per_iteration else 1)
+        self.kept: dict[str, str] = {}
+
+    def _generate(self, pidx: int) -> Any:
+        return self.pipe.generate(self.prompts[pidx], width=self.width, height=self.height,
+                                  num_inference_steps=self.steps, rng_seed=self.cell.generation.seed)
+
+    def call(self, iteration: int, warmup: bool) -> Sample:
+        pidx = prompt_index(self.cell, iteration, len(self.prompts))
+        start = time.perf_counter_ns()
+        image = self._generate(pidx)
+        end = time.perf_counter_ns()
+        if iteration == self.cell.warmup:  # the first measured image, for the comparison with fp16
+            self.kept[f"image:{pidx}"] = json.dumps(thumbnail(image.data[0]))
+        return Sample(iteration=iteration, warmup=warmup, prompt_index=pidx, input_tokens=0, output_tokens=0,
+                      start_ns=start, end_ns=end, chunk_offsets_ms=[], chunk_tokens=[], genai=_perf(self.pipe),
+                      readings={"images": 1.0, "steps": float(self.steps),
+                                "pixels": float(self.width * self.height)})
+
+    def repeat(self, iteration: int) -> dict[str, str]:
+        pidx = prompt_index(self.cell, iteration, len(self.prompts))
+        return {f"image_repeat:{pidx}": json.dumps(thumbnail(self._generate(pidx).data[0]))}
+
+    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+        return {}, self.kept
+
+
+BACKEND = Backend(build=_build, start=Text2ImageSession)
+
+
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Load (cold, then cached compile), warm up, measure one image per iteration."""
-    import openvino_genai as ov_genai
-
-    rss_before = rss_mb()
-    cell_values: dict[str, float] = {}
-    compile_cache = models.workdir / "compile-cache" if cell.load_twice else None
-    t0 = time.perf_counter()
-    pipe = _build(cell, models, compile_cache)
-    cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
-    cell_values["model_memory_mb"] = rss_mb() - rss_before
-    if cell.load_twice:
-        del pipe
-        gc.collect()
-        t0 = time.perf_counter()
-        pipe = _build(cell, models, compile_cache)
-        cell_values["load_cached_ms"] = (time.perf_counter() - t0) * 1000
-    emit({"event": "loaded", "cell_values": cell_values})
-
-    p = cell.scenario.params
-    width, height = int(p.get("width", 512)), int(p.get("height", p.get("width", 512)))
-    steps = int(p.get("steps", 20))
-    total = cell.warmup + cell.iterations
-    vary = cell.prompts.vary_per_iteration
-    tok = ov_genai.Tokenizer(str(models.target / "tokenizer"))
-    prompts = prompt_texts(cell, tok, total if vary else 1)
-    kept: dict[str, str] = {}
-    measure_start = None
-    i = 0
-    while i < total or (measure_start is not None and i < cell.max_iterations + cell.warmup
-                        and time.perf_counter() - measure_start < cell.min_measure_s):
-        if i == cell.warmup:
-            measure_start = time.perf_counter()
-        pidx = i % len(prompts) if vary else 0
-        start = time.perf_counter_ns()
-        image = pipe.generate(prompts[pidx], width=width, height=height, num_inference_steps=steps,
-                              rng_seed=cell.generation.seed)
-        end = time.perf_counter_ns()
-        pixels = image.data[0]
-        if i == cell.warmup:
-            kept[f"image:{pidx}"] = json.dumps(thumbnail(pixels))
-        genai = _perf(pipe)
-        sample = Sample(iteration=i, warmup=i < cell.warmup, prompt_index=pidx, input_tokens=0, output_tokens=0,
-                        start_ns=start, end_ns=end, chunk_offsets_ms=[], chunk_tokens=[], genai=genai,
-                        readings={"images": 1.0, "steps": float(steps), "pixels": float(width * height)})
-        i += 1
-        emit({"event": "sample", "sample": sample.model_dump(), "of": max(total, i + 1)})
-    pidx = cell.warmup % len(prompts) if vary else 0
-    again = pipe.generate(prompts[pidx], width=width, height=height, num_inference_steps=steps,
-                          rng_seed=cell.generation.seed)
-    kept[f"image_repeat:{pidx}"] = json.dumps(thumbnail(again.data[0]))
-    cell_values["peak_rss_mb"] = peak_rss_mb()
-    emit({"event": "done", "cell_values": cell_values, "check_outputs": kept})
+    measure_cell(cell, models, emit, BACKEND)

@@ -6,13 +6,13 @@ part, VLMPerfMetrics' prepare-embeddings duration, is kept beside it)."""
 
 from __future__ import annotations
 
-import gc
 import time
 from typing import Any
 
 import numpy as np
 
 from harness.backends import CellModels, Emit
+from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
 from harness.backends.genai_llm import (
     _genai_readings,
     check_clock,
@@ -21,7 +21,6 @@ from harness.backends.genai_llm import (
     prompt_texts,
     timing_streamer_class,
 )
-from harness.backends.process_memory import peak_rss_mb, rss_mb
 from harness.schema import CellSpec, Sample
 
 
@@ -45,7 +44,7 @@ def _images(index: int, count: int, size: int) -> list[Any]:
 def _build(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
     import openvino_genai as ov_genai
 
-    props: dict[str, Any] = {k: v for k, v in cell.properties.items() if k != "ATTENTION_BACKEND"}
+    props: dict[str, Any] = pipeline_properties(cell)
     if cache_dir is not None:
         props["CACHE_DIR"] = str(cache_dir)
     return ov_genai.VLMPipeline(str(models.target), cell.device, **props)
@@ -74,48 +73,40 @@ def measure_call(pipe: Any, prompt: str, images: list[Any], cfg: Any, streamer_c
                   output_ids_source="generated" if streamer is not None else "reencoded")
 
 
+class VLMSession:
+    """Each call with its own generated image(s) when prompts vary."""
+
+    def __init__(self, pipe: Any, cell: CellSpec, models: CellModels) -> None:
+        self.pipe, self.cell = pipe, cell
+        self.cfg = generation_config(pipe, cell)
+        self.n_images = int(cell.scenario.params.get("images", 1))
+        self.size = int(cell.scenario.params.get("image_size", 224))
+        total = cell.warmup + cell.iterations
+        self.prompts = prompt_texts(cell, pipe.get_tokenizer(), total if cell.prompts.vary_per_iteration else 1)
+        use_streamer = cell.token_timing == "streamer"
+        self.streamer_cls = timing_streamer_class() if use_streamer else None
+        if not use_streamer:
+            check_clock()
+
+    def _call(self, iteration: int, warmup: bool, streamer_cls: type | None, label: int | None = None) -> Sample:
+        pidx = prompt_index(self.cell, iteration, len(self.prompts))
+        return measure_call(self.pipe, self.prompts[pidx], _images(pidx, self.n_images, self.size), self.cfg,
+                            streamer_cls, iteration if label is None else label, warmup, pidx)
+
+    def call(self, iteration: int, warmup: bool) -> Sample:
+        return self._call(iteration, warmup, self.streamer_cls)
+
+    def repeat(self, iteration: int) -> dict[str, str]:
+        again = self._call(iteration, True, None, label=-1)
+        return {f"repeat:{again.prompt_index}": again.output_text}
+
+    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+        return {}, {}
+
+
+BACKEND = Backend(build=_build, start=VLMSession)
+
+
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Load (cold, then cached compile), warm up, measure; every call with its own generated image(s)."""
-    rss_before = rss_mb()
-    cell_values: dict[str, float] = {}
-    compile_cache = models.workdir / "compile-cache" if cell.load_twice else None
-    t0 = time.perf_counter()
-    pipe = _build(cell, models, compile_cache)
-    cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
-    cell_values["model_memory_mb"] = rss_mb() - rss_before
-    if cell.load_twice:
-        del pipe
-        gc.collect()
-        t0 = time.perf_counter()
-        pipe = _build(cell, models, compile_cache)
-        cell_values["load_cached_ms"] = (time.perf_counter() - t0) * 1000
-    emit({"event": "loaded", "cell_values": cell_values})
-
-    cfg = generation_config(pipe, cell)
-    n_images = int(cell.scenario.params.get("images", 1))
-    size = int(cell.scenario.params.get("image_size", 224))
-    total = cell.warmup + cell.iterations
-    vary = cell.prompts.vary_per_iteration
-    prompts = prompt_texts(cell, pipe.get_tokenizer(), total if vary else 1)
-    use_streamer = cell.token_timing == "streamer"
-    streamer_cls = timing_streamer_class() if use_streamer else None
-    if not use_streamer:
-        check_clock()
-    measure_start = None
-    i = 0
-    while i < total or (measure_start is not None and i < cell.max_iterations + cell.warmup
-                        and time.perf_counter() - measure_start < cell.min_measure_s):
-        if i == cell.warmup:
-            measure_start = time.perf_counter()
-        pidx = i % len(prompts) if vary else 0
-        sample = measure_call(pipe, prompts[pidx], _images(pidx, n_images, size), cfg, streamer_cls, i,
-                              i < cell.warmup, pidx)
-        i += 1
-        emit({"event": "sample", "sample": sample.model_dump(), "of": max(total, i + 1)})
-    check_outputs: dict[str, str] = {}
-    if cell.generation.mode in ("greedy", "sampling"):
-        pidx = cell.warmup if vary else 0
-        again = measure_call(pipe, prompts[pidx], _images(pidx, n_images, size), cfg, None, -1, True, pidx)
-        check_outputs[f"repeat:{pidx}"] = again.output_text
-    cell_values["peak_rss_mb"] = peak_rss_mb()
-    emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs})
+    measure_cell(cell, models, emit, BACKEND)

@@ -7,15 +7,20 @@ WhisperPerfMetrics."""
 
 from __future__ import annotations
 
-import gc
 import time
 from typing import Any
 
 import numpy as np
 
 from harness.backends import CellModels, Emit
-from harness.backends.genai_llm import _genai_readings, check_clock, genai_step_times, timing_streamer_class
-from harness.backends.process_memory import peak_rss_mb, rss_mb
+from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
+from harness.backends.genai_llm import (
+    _genai_readings,
+    check_clock,
+    genai_step_times,
+    generation_config,
+    timing_streamer_class,
+)
 from harness.schema import CellSpec, Sample
 
 SAMPLE_RATE = 16000  # Whisper's input rate
@@ -38,20 +43,10 @@ def synthetic_speech(index: int, seconds: float) -> np.ndarray:
 def _build(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
     import openvino_genai as ov_genai
 
-    props: dict[str, Any] = {k: v for k, v in cell.properties.items() if k != "ATTENTION_BACKEND"}
+    props: dict[str, Any] = pipeline_properties(cell)
     if cache_dir is not None:
         props["CACHE_DIR"] = str(cache_dir)
     return ov_genai.WhisperPipeline(str(models.target), cell.device, **props)
-
-
-def _config(pipe: Any, cell: CellSpec) -> Any:
-    cfg = pipe.get_generation_config()
-    g = cell.generation
-    cfg.max_new_tokens = g.max_new_tokens
-    cfg.ignore_eos = g.ignore_eos
-    if g.mode == "sampling":
-        cfg.do_sample, cfg.temperature, cfg.top_p, cfg.top_k, cfg.rng_seed = True, g.temperature, g.top_p, g.top_k, g.seed
-    return cfg
 
 
 def measure_call(pipe: Any, audio: np.ndarray, cfg: Any, streamer_cls: type | None, iteration: int, warmup: bool,
@@ -79,44 +74,39 @@ def measure_call(pipe: Any, audio: np.ndarray, cfg: Any, streamer_cls: type | No
                   output_text=res.texts[0], output_ids=ids, readings={"audio_s": len(audio) / SAMPLE_RATE})
 
 
+class WhisperSession:
+    """Each iteration transcribes its own clip when prompts vary (there is no prompt: the clip is the input)."""
+
+    def __init__(self, pipe: Any, cell: CellSpec, models: CellModels) -> None:
+        self.pipe, self.cell = pipe, cell
+        # the text generation settings, min_new_tokens and beam search included, as for every generating cell
+        self.cfg = generation_config(pipe, cell)
+        self.seconds = float(cell.scenario.params.get("audio_s", 5.0))
+        # beam search cannot stream in openvino-genai: it takes the raw per-step timestamps
+        use_streamer = cell.token_timing == "streamer" and cell.generation.mode != "beam"
+        self.streamer_cls = timing_streamer_class() if use_streamer else None
+        if not use_streamer:
+            check_clock()
+
+    def _call(self, iteration: int, warmup: bool, streamer_cls: type | None, label: int | None = None) -> Sample:
+        idx = prompt_index(self.cell, iteration, None)
+        return measure_call(self.pipe, synthetic_speech(idx, self.seconds), self.cfg, streamer_cls,
+                            iteration if label is None else label, warmup, idx)
+
+    def call(self, iteration: int, warmup: bool) -> Sample:
+        return self._call(iteration, warmup, self.streamer_cls)
+
+    def repeat(self, iteration: int) -> dict[str, str]:
+        again = self._call(iteration, True, None, label=-1)
+        return {f"repeat:{again.prompt_index}": again.output_text}
+
+    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+        return {}, {}
+
+
+BACKEND = Backend(build=_build, start=WhisperSession)
+
+
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Load (cold, then cached compile), warm up, measure; each iteration transcribes its own clip."""
-    rss_before = rss_mb()
-    cell_values: dict[str, float] = {}
-    compile_cache = models.workdir / "compile-cache" if cell.load_twice else None
-    t0 = time.perf_counter()
-    pipe = _build(cell, models, compile_cache)
-    cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
-    cell_values["model_memory_mb"] = rss_mb() - rss_before
-    if cell.load_twice:
-        del pipe
-        gc.collect()
-        t0 = time.perf_counter()
-        pipe = _build(cell, models, compile_cache)
-        cell_values["load_cached_ms"] = (time.perf_counter() - t0) * 1000
-    emit({"event": "loaded", "cell_values": cell_values})
-
-    cfg = _config(pipe, cell)
-    seconds = float(cell.scenario.params.get("audio_s", 5.0))
-    total = cell.warmup + cell.iterations
-    vary = cell.prompts.vary_per_iteration
-    streamer_cls = timing_streamer_class() if cell.token_timing == "streamer" else None
-    if streamer_cls is None:
-        check_clock()
-    measure_start = None
-    i = 0
-    while i < total or (measure_start is not None and i < cell.max_iterations + cell.warmup
-                        and time.perf_counter() - measure_start < cell.min_measure_s):
-        if i == cell.warmup:
-            measure_start = time.perf_counter()
-        idx = i if vary else 0
-        sample = measure_call(pipe, synthetic_speech(idx, seconds), cfg, streamer_cls, i, i < cell.warmup, idx)
-        i += 1
-        emit({"event": "sample", "sample": sample.model_dump(), "of": max(total, i + 1)})
-    check_outputs: dict[str, str] = {}
-    if cell.generation.mode in ("greedy", "sampling"):
-        idx = cell.warmup if vary else 0
-        check_outputs[f"repeat:{idx}"] = measure_call(pipe, synthetic_speech(idx, seconds), cfg, None, -1, True,
-                                                      idx).output_text
-    cell_values["peak_rss_mb"] = peak_rss_mb()
-    emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs})
+    measure_cell(cell, models, emit, BACKEND)

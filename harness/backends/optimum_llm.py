@@ -15,13 +15,10 @@ from typing import Any
 
 from harness import validation
 from harness.backends import CellModels, Emit
+from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
 from harness.backends.genai_llm import prompt_texts
-from harness.backends.process_memory import peak_rss_mb, rss_mb
 from harness.errors import ModelPreparationError
 from harness.schema import CellSpec, Sample
-
-# openvino-genai pipeline settings that are not OpenVINO compile properties.
-GENAI_ONLY_PROPERTIES = {"ATTENTION_BACKEND"}
 
 
 def _load(cell: CellSpec, model_dir: Path, cache_dir: Path | None) -> Any:
@@ -29,7 +26,7 @@ def _load(cell: CellSpec, model_dir: Path, cache_dir: Path | None) -> Any:
         from optimum.intel import OVModelForCausalLM
     except ImportError as e:
         raise ModelPreparationError(f"the optimum scenario needs optimum-intel (pip install '.[export]'): {e}") from None
-    config = {k: str(v) for k, v in cell.properties.items() if k not in GENAI_ONLY_PROPERTIES}
+    config = {k: str(v) for k, v in pipeline_properties(cell).items()}
     if cache_dir is not None:
         config["CACHE_DIR"] = str(cache_dir)
     return OVModelForCausalLM.from_pretrained(str(model_dir), device=cell.device, ov_config=config, compile=True)
@@ -102,66 +99,64 @@ def _load_pytorch(cell: CellSpec, model_dir: Path, cache_dir: Path | None) -> An
     return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
 
 
+class TransformersSession:
+    """transformers generate() calls on the GenAI cells' prompts (cut under the model's OpenVINO tokenizer
+    by the same function); `validate`: the f32 validation pass at the end (OVModelForCausalLM only: the
+    PyTorch reference is f32 already)."""
+
+    def __init__(self, model: Any, cell: CellSpec, models: CellModels, model_dir: Path, validate: bool) -> None:
+        import openvino_genai as ov_genai
+        from transformers import AutoTokenizer
+
+        self.model, self.cell, self.model_dir, self.validate = model, cell, model_dir, validate
+        self.tok = AutoTokenizer.from_pretrained(str(models.target))
+        self.kwargs = _generate_kwargs(cell, self.tok)
+        total = cell.warmup + cell.iterations
+        self.prompts = prompt_texts(cell, ov_genai.Tokenizer(str(models.target)),
+                                    total if cell.prompts.vary_per_iteration else 1)
+        self.streamer_cls = _streamer_class()
+
+    def _call(self, iteration: int, warmup: bool, label: int | None = None) -> Sample:
+        pidx = prompt_index(self.cell, iteration, len(self.prompts))
+        return measure_call(self.model, self.tok, self.prompts[pidx], self.kwargs, self.streamer_cls,
+                            self.cell.generation.seed, iteration if label is None else label, warmup, pidx)
+
+    def call(self, iteration: int, warmup: bool) -> Sample:
+        return self._call(iteration, warmup)
+
+    def repeat(self, iteration: int) -> dict[str, str]:
+        again = self._call(iteration, True, label=-1)
+        return {f"repeat:{again.prompt_index}": again.output_text}
+
+    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+        if not (self.validate and validation.wanted(self.cell)):
+            return {}, {}
+        self.model = None  # the validation pass loads the model again: free this one first
+        gc.collect()
+        return {}, _validation_outputs(self.cell, self.model_dir, self.tok, self.kwargs, self.prompts,
+                                       self.streamer_cls)
+
+
+OPTIMUM = Backend(build=lambda cell, models, cache: _load(cell, models.target, cache),
+                  start=lambda model, cell, models: TransformersSession(model, cell, models, models.target, True))
+PYTORCH = Backend(build=lambda cell, models, cache: _load_pytorch(cell, _source(models), cache),
+                  start=lambda model, cell, models: TransformersSession(model, cell, models, _source(models), False),
+                  compile_cache=False)
+
+
+def _source(models: CellModels) -> Path:
+    assert models.source is not None, "the pytorch reference needs the original Hugging Face folder"
+    return models.source
+
+
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """OVModelForCausalLM: load (cold, then from the compile cache), warm up, measure."""
-    _run(cell, models, emit, _load, models.target, cell.load_twice)
+    measure_cell(cell, models, emit, OPTIMUM)
 
 
 def run_pytorch(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """The original Hugging Face model in PyTorch (f32), on the same prompts: the accuracy reference."""
-    assert models.source is not None
-    _run(cell, models, emit, _load_pytorch, models.source, False)
-
-
-def _run(cell: CellSpec, models: CellModels, emit: Emit, load: Any, model_dir: Path, load_twice: bool) -> None:
-    from transformers import AutoTokenizer
-
-    rss_before = rss_mb()
-    cell_values: dict[str, float] = {}
-    compile_cache = models.workdir / "compile-cache" if load_twice else None
-    t0 = time.perf_counter()
-    model = load(cell, model_dir, compile_cache)
-    cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
-    cell_values["model_memory_mb"] = rss_mb() - rss_before
-    if load_twice:
-        del model
-        gc.collect()
-        t0 = time.perf_counter()
-        model = load(cell, model_dir, compile_cache)
-        cell_values["load_cached_ms"] = (time.perf_counter() - t0) * 1000
-    emit({"event": "loaded", "cell_values": cell_values})
-
-    tok = AutoTokenizer.from_pretrained(str(models.target))
-    kwargs = _generate_kwargs(cell, tok)
-    total = cell.warmup + cell.iterations
-    vary = cell.prompts.vary_per_iteration
-    import openvino_genai as ov_genai
-
-    # the same prompts as the GenAI cells: cut under the model's OpenVINO tokenizer by the same function
-    prompts = prompt_texts(cell, ov_genai.Tokenizer(str(models.target)), total if vary else 1)
-    streamer_cls = _streamer_class()
-    measure_start = None
-    i = 0
-    while i < total or (measure_start is not None and i < cell.max_iterations + cell.warmup
-                        and time.perf_counter() - measure_start < cell.min_measure_s):
-        if i == cell.warmup:
-            measure_start = time.perf_counter()
-        pidx = i % len(prompts) if vary else 0
-        sample = measure_call(model, tok, prompts[pidx], kwargs, streamer_cls, cell.generation.seed, i,
-                              i < cell.warmup, pidx)
-        i += 1
-        emit({"event": "sample", "sample": sample.model_dump(), "of": max(total, i + 1)})
-    check_outputs: dict[str, str] = {}
-    if cell.generation.mode in ("greedy", "sampling"):
-        pidx = cell.warmup if vary else 0
-        again = measure_call(model, tok, prompts[pidx], kwargs, streamer_cls, cell.generation.seed, -1, True, pidx)
-        check_outputs[f"repeat:{pidx}"] = again.output_text
-    cell_values["peak_rss_mb"] = peak_rss_mb()
-    if load is _load and validation.wanted(cell):  # the PyTorch reference is f32 already
-        del model
-        gc.collect()
-        check_outputs.update(_validation_outputs(cell, model_dir, tok, kwargs, prompts, streamer_cls))
-    emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs})
+    measure_cell(cell, models, emit, PYTORCH)
 
 
 def _validation_outputs(cell: CellSpec, model_dir: Path, tok: Any, kwargs: dict[str, Any], prompts: list[str],

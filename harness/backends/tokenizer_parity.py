@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.backends import CellModels, Emit
-from harness.backends.process_memory import peak_rss_mb
+from harness.backends.driver import Backend, measure_cell
 from harness.schema import CellSpec, Sample
 from harness.tokenizer_corpus import tokenizer_corpus
 
@@ -58,38 +58,52 @@ def parity(ov_tok: Any, hf_tok: Any, texts: list[str]) -> dict[str, Any]:
             "encode_examples": enc_bad[:EXAMPLES], "decode_examples": dec_bad[:EXAMPLES], "errors": sorted(errors)}
 
 
-def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
+def _load(cell: CellSpec, models: CellModels, cache_dir: Any) -> tuple[Any, Any]:
     import openvino_genai as ov_genai
     from transformers import AutoTokenizer
 
     # a diffusion pipeline keeps its tokenizer in a subfolder
     where = models.target / "tokenizer" if (models.target / "tokenizer" / "openvino_tokenizer.xml").is_file() \
         else models.target
-    t0 = time.perf_counter()
-    ov_tok = ov_genai.Tokenizer(str(where))
-    cell_values: dict[str, float] = {"load_cold_ms": (time.perf_counter() - t0) * 1000}
-    hf_tok = AutoTokenizer.from_pretrained(str(where))
-    emit({"event": "loaded", "cell_values": cell_values})
-    texts = tokenizer_corpus()
-    found = parity(ov_tok, hf_tok, texts)
-    cell_values.update({"tokenizer_encode_mismatches": float(found["encode_mismatches"]),
-                        "tokenizer_decode_mismatches": float(found["decode_mismatches"])})
-    # speed is measured on the texts both tokenizers handle; the others are already counted as mismatches
-    texts = [t for i, t in enumerate(texts) if i not in set(found["errors"])]
-    hf_ids = [hf_tok.encode(t, add_special_tokens=False) for t in texts]
-    n_tokens = sum(len(x) for x in hf_ids)
-    total = cell.warmup + cell.iterations
-    for i in range(total):
+    return ov_genai.Tokenizer(str(where)), AutoTokenizer.from_pretrained(str(where))
+
+
+class ParitySession:
+    """Parity once, untimed, at the start; then each call encodes and decodes the corpus with both."""
+
+    def __init__(self, tokenizers: tuple[Any, Any], cell: CellSpec, models: CellModels) -> None:
+        self.ov_tok, self.hf_tok = tokenizers
+        texts = tokenizer_corpus()
+        self.found = parity(self.ov_tok, self.hf_tok, texts)
+        # speed is measured on the texts both tokenizers handle; the others are already counted as mismatches
+        self.texts = [t for i, t in enumerate(texts) if i not in set(self.found["errors"])]
+        self.hf_ids = [self.hf_tok.encode(t, add_special_tokens=False) for t in self.texts]
+        self.n_tokens = sum(len(x) for x in self.hf_ids)
+
+    def call(self, iteration: int, warmup: bool) -> Sample:
+        ov, hf, texts, ids = self.ov_tok, self.hf_tok, self.texts, self.hf_ids
         start = time.perf_counter_ns()
-        ov_enc, _ = _timed(lambda: [ov_tok.encode(t, add_special_tokens=False) for t in texts])
-        hf_enc, _ = _timed(lambda: [hf_tok.encode(t, add_special_tokens=False) for t in texts])
-        ov_dec, _ = _timed(lambda: [ov_tok.decode(x, skip_special_tokens=True) for x in hf_ids])
-        hf_dec, _ = _timed(lambda: [hf_tok.decode(x, skip_special_tokens=True) for x in hf_ids])
+        ov_enc, _ = _timed(lambda: [ov.encode(t, add_special_tokens=False) for t in texts])
+        hf_enc, _ = _timed(lambda: [hf.encode(t, add_special_tokens=False) for t in texts])
+        ov_dec, _ = _timed(lambda: [ov.decode(x, skip_special_tokens=True) for x in ids])
+        hf_dec, _ = _timed(lambda: [hf.decode(x, skip_special_tokens=True) for x in ids])
         end = time.perf_counter_ns()
-        sample = Sample(iteration=i, warmup=i < cell.warmup, prompt_index=0, input_tokens=n_tokens, output_tokens=0,
-                        start_ns=start, end_ns=end, chunk_offsets_ms=[], chunk_tokens=[],
-                        readings={"texts": float(len(texts)), "tokens": float(n_tokens), "ov_encode_ms": ov_enc,
-                                  "hf_encode_ms": hf_enc, "ov_decode_ms": ov_dec, "hf_decode_ms": hf_dec})
-        emit({"event": "sample", "sample": sample.model_dump(), "of": total})
-    cell_values["peak_rss_mb"] = peak_rss_mb()
-    emit({"event": "done", "cell_values": cell_values, "check_outputs": {"tokenizer_parity": json.dumps(found)}})
+        return Sample(iteration=iteration, warmup=warmup, prompt_index=0, input_tokens=self.n_tokens,
+                      output_tokens=0, start_ns=start, end_ns=end, chunk_offsets_ms=[], chunk_tokens=[],
+                      readings={"texts": float(len(texts)), "tokens": float(self.n_tokens), "ov_encode_ms": ov_enc,
+                                "hf_encode_ms": hf_enc, "ov_decode_ms": ov_dec, "hf_decode_ms": hf_dec})
+
+    def repeat(self, iteration: int) -> dict[str, str]:
+        return {}  # parity is the check; a tokenizer has no output to repeat
+
+    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+        values = {"tokenizer_encode_mismatches": float(self.found["encode_mismatches"]),
+                  "tokenizer_decode_mismatches": float(self.found["decode_mismatches"])}
+        return values, {"tokenizer_parity": json.dumps(self.found)}
+
+
+BACKEND = Backend(build=_load, start=ParitySession, compile_cache=False)
+
+
+def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
+    measure_cell(cell, models, emit, BACKEND)

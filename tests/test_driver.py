@@ -1,0 +1,99 @@
+"""The measurement driver with a fake pipeline (no OpenVINO): the lifecycle every backend shares."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from harness.backends import CellModels
+from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
+from harness.schema import Sample
+from tests import factories
+
+
+class FakeSession:
+    def __init__(self, pipe, cell, models, call_s: float = 0.0):
+        self.pipe, self.cell, self.call_s, self.calls, self.repeats = pipe, cell, call_s, [], []
+
+    def call(self, iteration: int, warmup: bool) -> Sample:
+        self.calls.append((iteration, warmup))
+        time.sleep(self.call_s)
+        return factories.sample(iteration, warmup=warmup)
+
+    def repeat(self, iteration: int) -> dict[str, str]:
+        self.repeats.append(iteration)
+        return {f"repeat:{iteration}": "again"}
+
+    def finish(self):
+        return {"extra": 1.0}, {"kept": "x"}
+
+
+def _run(tmp_path: Path, call_s: float = 0.0, **spec):
+    built, sessions, events = [], [], []
+
+    def build(cell, models, cache):
+        built.append(cache)
+        return object()
+
+    def start(pipe, cell, models):
+        sessions.append(FakeSession(pipe, cell, models, call_s))
+        return sessions[-1]
+
+    cell = factories.spec(**{k: v for k, v in spec.items() if k in ("kind", "precision")})
+    cell = cell.model_copy(update={k: v for k, v in spec.items() if k not in ("kind", "precision", "mode")})
+    if "mode" in spec:
+        cell = cell.model_copy(update={"generation": cell.generation.model_copy(update={"mode": spec["mode"]})})
+    measure_cell(cell, CellModels(tmp_path, None, tmp_path), events.append, Backend(build=build, start=start))
+    return built, sessions[0], events
+
+
+def test_load_twice_warmup_iterations_repeat_and_done(tmp_path: Path) -> None:
+    built, session, events = _run(tmp_path, warmup=2, iterations=3, load_twice=True)
+    assert built == [tmp_path / "compile-cache"] * 2  # cold, then from the compile cache
+    kinds = [e["event"] for e in events]
+    assert kinds == ["loaded"] + ["sample"] * 5 + ["done"]
+    assert set(events[0]["cell_values"]) == {"load_cold_ms", "model_memory_mb", "load_cached_ms"}
+    assert session.calls == [(0, True), (1, True), (2, False), (3, False), (4, False)]
+    assert session.repeats == [2]  # the first measured iteration, untimed
+    done = events[-1]
+    assert done["check_outputs"] == {"repeat:2": "again", "kept": "x"}
+    assert done["cell_values"]["extra"] == 1.0 and done["cell_values"]["peak_rss_mb"] > 0
+
+
+def test_min_measure_s_keeps_measuring_up_to_max_iterations(tmp_path: Path) -> None:
+    _, session, _ = _run(tmp_path, call_s=0.02, warmup=1, iterations=2, min_measure_s=0.3, max_iterations=1000)
+    measured = [c for c in session.calls if not c[1]]
+    assert 8 <= len(measured) <= 40  # ~0.3 s of 20 ms calls, far more than the 2 iterations asked
+    _, session, _ = _run(tmp_path, call_s=0.02, warmup=1, iterations=2, min_measure_s=10, max_iterations=4)
+    assert len([c for c in session.calls if not c[1]]) == 4  # the cap wins
+
+
+def test_no_compile_cache_no_second_load_and_no_repeat_for_beam(tmp_path: Path) -> None:
+    built, session, events = _run(tmp_path, load_twice=False, mode="beam")
+    assert built == [None] and "load_cached_ms" not in events[0]["cell_values"]
+    assert session.repeats == [] and "repeat:1" not in events[-1]["check_outputs"]
+
+
+def test_inputs_and_properties() -> None:
+    cell = factories.spec()
+    same = cell.model_copy(update={"prompts": cell.prompts.model_copy(update={"vary_per_iteration": False})})
+    assert prompt_index(same, 5, 3) == 0  # one prompt unless they vary
+    vary = cell.model_copy(update={"prompts": cell.prompts.model_copy(update={"vary_per_iteration": True})})
+    assert [prompt_index(vary, i, 3) for i in range(5)] == [0, 1, 2, 0, 1]
+    assert prompt_index(vary, 7, None) == 7
+    with_ab = cell.model_copy(update={"properties": {"ATTENTION_BACKEND": "SDPA", "NUM_STREAMS": 1}})
+    assert pipeline_properties(with_ab) == {"NUM_STREAMS": 1}
+    assert pipeline_properties(with_ab, frozenset({"ATTENTION_BACKEND"})) == with_ab.properties
+
+
+def test_every_measuring_backend_goes_through_the_driver() -> None:
+    """No backend keeps a measuring loop of its own (continuous batching and serving measure batches and
+    requests, not calls)."""
+    import re
+
+    backends = Path(__file__).resolve().parent.parent / "harness" / "backends"
+    for path in backends.glob("*.py"):
+        if path.name in ("driver.py", "genai_cb.py", "serving.py"):
+            continue
+        text = path.read_text()
+        assert not re.search(r"while i < total|min_measure_s|load_cold_ms", text), path.name
