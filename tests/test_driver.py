@@ -74,6 +74,25 @@ def test_no_compile_cache_no_second_load_and_no_repeat_for_beam(tmp_path: Path) 
     assert session.repeats == [] and "repeat:1" not in events[-1]["check_outputs"]
 
 
+def test_a_batch_call_emits_its_samples_then_its_batch(tmp_path: Path) -> None:
+    from harness.backends.driver import BatchCall
+    from harness.schema import BatchRecord
+
+    events = []
+
+    class Batches(FakeSession):
+        def call(self, iteration, warmup):
+            samples = [factories.sample(iteration, warmup=warmup) for _ in range(3)]
+            return BatchCall(samples=samples, batch=BatchRecord(iteration=iteration, warmup=warmup, requests=3,
+                                                                start_ns=0, end_ns=1, output_tokens=12, input_tokens=24,
+                                                                steps=4))
+
+    cell = factories.spec().model_copy(update={"warmup": 0, "iterations": 2})
+    measure_cell(cell, CellModels(tmp_path, None, tmp_path), events.append,
+                 Backend(build=lambda c, m, d: object(), start=Batches))
+    assert [e["event"] for e in events] == ["loaded"] + (["sample"] * 3 + ["batch"]) * 2 + ["done"]
+
+
 def test_inputs_and_properties() -> None:
     cell = factories.spec()
     same = cell.model_copy(update={"prompts": cell.prompts.model_copy(update={"vary_per_iteration": False})})
@@ -87,13 +106,12 @@ def test_inputs_and_properties() -> None:
 
 
 def test_every_measuring_backend_goes_through_the_driver() -> None:
-    """No backend keeps a measuring loop of its own (continuous batching and serving measure batches and
-    requests, not calls)."""
+    """No backend keeps a measuring loop of its own (serving drives a server with a load generator)."""
     import re
 
     backends = Path(__file__).resolve().parent.parent / "harness" / "backends"
     for path in backends.glob("*.py"):
-        if path.name in ("driver.py", "genai_cb.py", "serving.py"):
+        if path.name in ("driver.py", "serving.py"):
             continue
         text = path.read_text()
         assert not re.search(r"while i < total|min_measure_s|load_cold_ms", text), path.name

@@ -17,14 +17,23 @@ from typing import Any, Protocol
 
 from harness.backends import CellModels, Emit
 from harness.backends.process_memory import peak_rss_mb, rss_mb
-from harness.schema import CellSpec, Sample
+from harness.schema import BatchRecord, CellSpec, Sample
+
+
+@dataclass(frozen=True)
+class BatchCall:
+    """One iteration that served several requests at once (continuous batching): a sample per request
+    and the batch's own record."""
+
+    samples: list[Sample]
+    batch: BatchRecord
 
 
 class Session(Protocol):
     """One cell's measuring state over a built pipeline."""
 
-    def call(self, iteration: int, warmup: bool) -> Sample:
-        """One timed call on iteration's input."""
+    def call(self, iteration: int, warmup: bool) -> Sample | BatchCall:
+        """One timed call (or batch) on iteration's input."""
         ...
 
     def repeat(self, iteration: int) -> dict[str, str]:
@@ -81,9 +90,12 @@ def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backen
                         and time.perf_counter() - measure_start < cell.min_measure_s):
         if i == cell.warmup:
             measure_start = time.perf_counter()
-        sample = session.call(i, i < cell.warmup)
+        result = session.call(i, i < cell.warmup)
         i += 1
-        emit({"event": "sample", "sample": sample.model_dump(), "of": max(total, i + 1)})
+        for sample in result.samples if isinstance(result, BatchCall) else [result]:
+            emit({"event": "sample", "sample": sample.model_dump(), "of": max(total, i + 1)})
+        if isinstance(result, BatchCall):
+            emit({"event": "batch", "batch": result.batch.model_dump()})
     check_outputs: dict[str, str] = session.repeat(cell.warmup) if deterministic(cell) else {}
     cell_values["peak_rss_mb"] = peak_rss_mb()
     values, outputs = session.finish()

@@ -15,8 +15,8 @@ from typing import Any
 
 from harness import validation
 from harness.backends import CellModels, Emit
+from harness.backends.driver import Backend, BatchCall, measure_cell
 from harness.backends.genai_llm import generation_config, prompt_texts
-from harness.backends.process_memory import peak_rss_mb, rss_mb
 from harness.schema import BatchRecord, CellSpec, Sample
 
 
@@ -111,60 +111,46 @@ def run_batch(pipe: Any, tok: Any, prompts: list[str], cfg: Any, iteration: int,
     return batch, samples
 
 
+class BatchSession:
+    """Each iteration one batch of `concurrency` requests, every request with its own prompt: identical
+    prompts in one batch would share their prefix blocks when prefix caching is on."""
+
+    def __init__(self, pipe: Any, cell: CellSpec, models: CellModels) -> None:
+        self.pipe, self.cell, self.models = pipe, cell, models
+        self.concurrency = int(cell.scenario.params.get("concurrency", 1))
+        self.cfg = generation_config(pipe, cell)
+        self.tok = pipe.get_tokenizer()
+        total = cell.warmup + cell.iterations
+        self.prompts = prompt_texts(cell, self.tok, self.concurrency * (total if cell.prompts.vary_per_iteration else 1))
+        self.request_ids = itertools.count()  # unique over the pipeline's life
+
+    def _batch(self, iteration: int, label: int, warmup: bool) -> tuple[BatchRecord, list[Sample]]:
+        first = (iteration * self.concurrency) % len(self.prompts) if self.cell.prompts.vary_per_iteration else 0
+        batch_prompts = [self.prompts[(first + r) % len(self.prompts)] for r in range(self.concurrency)]
+        return run_batch(self.pipe, self.tok, batch_prompts, self.cfg, label, warmup, first, self.request_ids)
+
+    def call(self, iteration: int, warmup: bool) -> BatchCall:
+        batch, samples = self._batch(iteration, iteration, warmup)
+        return BatchCall(samples=samples, batch=batch)
+
+    def repeat(self, iteration: int) -> dict[str, str]:
+        _, again = self._batch(iteration, -1, True)
+        return {f"repeat:{s.prompt_index}": s.output_text for s in again}
+
+    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+        if not validation.wanted(self.cell):
+            return {}, {}
+        self.pipe = self.tok = None  # the f32 validation pass loads the model again: free this one first
+        gc.collect()
+        return {}, validation_outputs(self.cell, self.models, self.prompts, self.request_ids)
+
+
+BACKEND = Backend(build=build_pipeline, start=BatchSession)
+
+
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Load, warm up, measure batches of `concurrency` requests; emit samples, batches and cell figures."""
-    rss_before = rss_mb()
-    cell_values: dict[str, float] = {}
-    compile_cache = models.workdir / "compile-cache" if cell.load_twice else None
-    t0 = time.perf_counter()
-    pipe = build_pipeline(cell, models, compile_cache)
-    cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
-    cell_values["model_memory_mb"] = rss_mb() - rss_before
-    if cell.load_twice:
-        del pipe
-        gc.collect()
-        t0 = time.perf_counter()
-        pipe = build_pipeline(cell, models, compile_cache)
-        cell_values["load_cached_ms"] = (time.perf_counter() - t0) * 1000
-    emit({"event": "loaded", "cell_values": cell_values})
-
-    concurrency = int(cell.scenario.params.get("concurrency", 1))
-    cfg = generation_config(pipe, cell)
-    tok = pipe.get_tokenizer()
-    total = cell.warmup + cell.iterations
-    vary = cell.prompts.vary_per_iteration
-    # Distinct prompts for every request (and every iteration unless told otherwise): identical
-    # prompts in one batch would share their prefix blocks when prefix caching is on.
-    n_prompts = concurrency * (total if vary else 1)
-    prompts = prompt_texts(cell, tok, n_prompts)
-    request_ids = itertools.count()  # unique over the pipeline's life
-    measure_start = None
-    i = 0
-    while i < total or (measure_start is not None and i < cell.max_iterations + cell.warmup
-                        and time.perf_counter() - measure_start < cell.min_measure_s):
-        if i == cell.warmup:
-            measure_start = time.perf_counter()
-        first = (i * concurrency) % len(prompts) if vary else 0
-        batch_prompts = [prompts[(first + r) % len(prompts)] for r in range(concurrency)]
-        batch, samples = run_batch(pipe, tok, batch_prompts, cfg, i, i < cell.warmup, first, request_ids)
-        i += 1
-        for s in samples:
-            emit({"event": "sample", "sample": s.model_dump(), "of": max(total, i + 1)})
-        emit({"event": "batch", "batch": batch.model_dump()})
-
-    check_outputs: dict[str, str] = {}
-    if cell.generation.mode in ("greedy", "sampling"):
-        # Untimed repeat of the first measured batch: its outputs must come back identical.
-        first = (cell.warmup * concurrency) % len(prompts) if vary else 0
-        _, again = run_batch(pipe, tok, [prompts[(first + r) % len(prompts)] for r in range(concurrency)], cfg,
-                             -1, True, first, request_ids)
-        check_outputs.update({f"repeat:{first + s.request}": s.output_text for s in again})
-    cell_values["peak_rss_mb"] = peak_rss_mb()
-    if validation.wanted(cell):
-        del pipe
-        gc.collect()
-        check_outputs.update(validation_outputs(cell, models, prompts, request_ids))
-    emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs})
+    measure_cell(cell, models, emit, BACKEND)
 
 
 def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str],
