@@ -16,7 +16,8 @@ import statistics
 import time
 from pathlib import Path
 
-from harness.backends.genai_llm import generation_config, measure_call, prompt_texts, timing_streamer_class
+from harness.backends.genai_common import generation_config, prompt_texts, timing_streamer_class
+from harness.backends.genai_llm import measure_call
 from harness.cli import default_cache_dir
 from harness.metrics import sample_values
 from harness.models.prepare import prepare_model

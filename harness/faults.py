@@ -65,7 +65,7 @@ class _FaultyPipeline:
         return getattr(self._pipe, name)
 
     def generate(self, inputs: Any, config: Any = None, streamer: Any = None, **kwargs: Any) -> Any:
-        from harness.backends.genai_llm import timing_streamer_class  # the worker's id-collecting streamer
+        from harness.backends.genai_common import timing_streamer_class  # the worker's id-collecting streamer
 
         prompts = [inputs] if isinstance(inputs, str) else list(inputs)
         if self._fault == "other_prompt":

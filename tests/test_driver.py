@@ -115,3 +115,33 @@ def test_every_measuring_backend_goes_through_the_driver() -> None:
             continue
         text = path.read_text()
         assert not re.search(r"while i < total|min_measure_s|load_cold_ms", text), path.name
+
+
+def test_drifted_backends_now_follow_the_cell(monkeypatch, tmp_path: Path) -> None:
+    """What the backends did differently before sharing the driver: Whisper ignored min_new_tokens and beam
+    search, VLM streamed under beam search, the text encoders passed ATTENTION_BACKEND to their pipelines."""
+    from types import SimpleNamespace
+
+    import openvino_genai as ov_genai
+
+    from harness.backends import genai_text_encoders, genai_vlm, genai_whisper
+    from harness.schema import GenerationSpec
+
+    cell = factories.spec().model_copy(update={
+        "generation": GenerationSpec(max_new_tokens=8, min_new_tokens=5, mode="beam", num_beams=3),
+        "properties": {"ATTENTION_BACKEND": "SDPA", "NUM_STREAMS": 1}})
+    pipe = SimpleNamespace(get_generation_config=ov_genai.WhisperGenerationConfig)
+    session = genai_whisper.WhisperSession(pipe, cell, CellModels(tmp_path, None, tmp_path))
+    assert (session.cfg.min_new_tokens, session.cfg.num_beams, session.streamer_cls) == (5, 3, None)
+
+    monkeypatch.setattr(genai_vlm, "prompt_texts", lambda cell, tok, n: ["p"] * n)
+    vlm = genai_vlm.VLMSession(SimpleNamespace(get_generation_config=ov_genai.GenerationConfig,
+                                               get_tokenizer=lambda: None), cell, CellModels(tmp_path, None, tmp_path))
+    assert vlm.streamer_cls is None and vlm.cfg.num_beams == 3
+
+    seen = {}
+    monkeypatch.setattr(ov_genai, "TextEmbeddingPipeline", type("P", (), {
+        "Config": ov_genai.TextEmbeddingPipeline.Config, "PoolingType": ov_genai.TextEmbeddingPipeline.PoolingType,
+        "__init__": lambda self, path, device, cfg, **props: seen.update(props)}))
+    genai_text_encoders._embedding_pipeline(cell, CellModels(tmp_path, None, tmp_path), None)
+    assert seen == {"NUM_STREAMS": 1}

@@ -66,7 +66,7 @@ def test_goodput_counts_requests_within_every_slo_limit():
 
 
 def test_prompt_lookup_acceptance_counts_every_verification_step():
-    from harness.backends.genai_llm import prompt_lookup_acceptance
+    from harness.backends.genai_common import prompt_lookup_acceptance
 
     # first step: the prompt and first token, nothing proposed; then 2, 0 and 4 of 4 proposals accepted
     assert prompt_lookup_acceptance([1, 3, 1, 5], 4) == {"accepted_tokens": 6.0, "proposed_tokens": 12.0,

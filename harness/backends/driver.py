@@ -119,3 +119,24 @@ def pipeline_properties(cell: CellSpec, accepts: frozenset[str] = frozenset()) -
 
 
 PIPELINE_LEVEL = frozenset({"ATTENTION_BACKEND"})
+
+
+class TextSession:
+    """Base of the sessions whose calls produce text: `call` times iteration's input with the cell's
+    streamer; `repeat` runs it again untimed, without one, and keeps the text for the repeat check."""
+
+    streamer_cls: type | None = None
+
+    def measure(self, iteration: int, warmup: bool, streamer_cls: type | None, label: int) -> Sample:
+        """One call on iteration's input, its Sample numbered `label`."""
+        raise NotImplementedError
+
+    def call(self, iteration: int, warmup: bool) -> Sample:
+        return self.measure(iteration, warmup, self.streamer_cls, iteration)
+
+    def repeat(self, iteration: int) -> dict[str, str]:
+        again = self.measure(iteration, True, None, -1)
+        return {f"repeat:{again.prompt_index}": again.output_text}
+
+    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+        return {}, {}

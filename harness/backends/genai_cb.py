@@ -16,7 +16,7 @@ from typing import Any
 from harness import validation
 from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, BatchCall, measure_cell
-from harness.backends.genai_llm import generation_config, prompt_texts
+from harness.backends.genai_common import generation_config, prompt_texts
 from harness.schema import BatchRecord, CellSpec, Sample
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
-from harness.backends.genai_llm import prompt_texts
+from harness.backends.genai_common import prompt_texts
 from harness.schema import CellSpec, Sample
 
 THUMB = 32  # the kept image is downsampled to THUMB x THUMB for the pixel comparison

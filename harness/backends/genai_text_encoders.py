@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, measure_cell, pipeline_properties
-from harness.backends.genai_llm import prompt_texts
+from harness.backends.genai_common import prompt_texts
 from harness.schema import CellSpec, Sample
 
 POOLING = {"cls": "CLS", "mean": "MEAN", "last_token": "LAST_TOKEN"}

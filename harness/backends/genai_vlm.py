@@ -12,14 +12,13 @@ from typing import Any
 import numpy as np
 
 from harness.backends import CellModels, Emit
-from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
-from harness.backends.genai_llm import (
-    _genai_readings,
-    check_clock,
-    genai_step_times,
+from harness.backends.driver import Backend, TextSession, measure_cell, pipeline_properties, prompt_index
+from harness.backends.genai_common import (
+    genai_readings,
     generation_config,
     prompt_texts,
-    timing_streamer_class,
+    streamer_for,
+    token_timeline,
 )
 from harness.schema import CellSpec, Sample
 
@@ -56,16 +55,11 @@ def measure_call(pipe: Any, prompt: str, images: list[Any], cfg: Any, streamer_c
     start = time.perf_counter_ns()
     res = pipe.generate(prompt, images=images, generation_config=cfg, streamer=streamer)
     end = time.perf_counter_ns()
-    genai = _genai_readings(res)
+    genai = genai_readings(res)
     pm = res.perf_metrics
     if hasattr(pm, "get_prepare_embeddings_duration"):
         genai["prepare_embeddings_ms"] = pm.get_prepare_embeddings_duration().mean
-    if streamer is not None:
-        offsets = [(t - start) / 1e6 for t in streamer.times_ns]
-        chunks, ids = list(streamer.tokens), list(streamer.ids)
-    else:
-        offsets, chunks = genai_step_times(res, start)
-        ids = [int(x) for x in pipe.get_tokenizer().encode(res.texts[0], add_special_tokens=False).input_ids.data[0]]
+    offsets, chunks, ids = token_timeline(res, start, streamer, pipe.get_tokenizer())
     return Sample(iteration=iteration, warmup=warmup, prompt_index=prompt_index,
                   input_tokens=int(genai["input_tokens"] or 0), output_tokens=sum(chunks) if chunks else 0,
                   start_ns=start, end_ns=end, chunk_offsets_ms=offsets, chunk_tokens=chunks, genai=genai,
@@ -73,7 +67,7 @@ def measure_call(pipe: Any, prompt: str, images: list[Any], cfg: Any, streamer_c
                   output_ids_source="generated" if streamer is not None else "reencoded")
 
 
-class VLMSession:
+class VLMSession(TextSession):
     """Each call with its own generated image(s) when prompts vary."""
 
     def __init__(self, pipe: Any, cell: CellSpec, models: CellModels) -> None:
@@ -83,25 +77,12 @@ class VLMSession:
         self.size = int(cell.scenario.params.get("image_size", 224))
         total = cell.warmup + cell.iterations
         self.prompts = prompt_texts(cell, pipe.get_tokenizer(), total if cell.prompts.vary_per_iteration else 1)
-        use_streamer = cell.token_timing == "streamer"
-        self.streamer_cls = timing_streamer_class() if use_streamer else None
-        if not use_streamer:
-            check_clock()
+        self.streamer_cls = streamer_for(cell)
 
-    def _call(self, iteration: int, warmup: bool, streamer_cls: type | None, label: int | None = None) -> Sample:
+    def measure(self, iteration: int, warmup: bool, streamer_cls: type | None, label: int) -> Sample:
         pidx = prompt_index(self.cell, iteration, len(self.prompts))
         return measure_call(self.pipe, self.prompts[pidx], _images(pidx, self.n_images, self.size), self.cfg,
-                            streamer_cls, iteration if label is None else label, warmup, pidx)
-
-    def call(self, iteration: int, warmup: bool) -> Sample:
-        return self._call(iteration, warmup, self.streamer_cls)
-
-    def repeat(self, iteration: int) -> dict[str, str]:
-        again = self._call(iteration, True, None, label=-1)
-        return {f"repeat:{again.prompt_index}": again.output_text}
-
-    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
-        return {}, {}
+                            streamer_cls, label, warmup, pidx)
 
 
 BACKEND = Backend(build=_build, start=VLMSession)

@@ -13,13 +13,12 @@ from typing import Any
 import numpy as np
 
 from harness.backends import CellModels, Emit
-from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
-from harness.backends.genai_llm import (
-    _genai_readings,
-    check_clock,
-    genai_step_times,
+from harness.backends.driver import Backend, TextSession, measure_cell, pipeline_properties, prompt_index
+from harness.backends.genai_common import (
+    genai_readings,
     generation_config,
-    timing_streamer_class,
+    streamer_for,
+    token_timeline,
 )
 from harness.schema import CellSpec, Sample
 
@@ -56,25 +55,20 @@ def measure_call(pipe: Any, audio: np.ndarray, cfg: Any, streamer_cls: type | No
     start = time.perf_counter_ns()
     res = pipe.generate(speech, cfg, streamer) if streamer is not None else pipe.generate(speech, cfg)
     end = time.perf_counter_ns()
-    genai = _genai_readings(res)
+    genai = genai_readings(res)
     pm = res.perf_metrics
     for name, getter in (("features_ms", "get_features_extraction_duration"),
                          ("encode_ms", "get_encode_inference_duration")):
         if hasattr(pm, getter):
             genai[name] = getattr(pm, getter)().mean
-    if streamer is not None:
-        offsets = [(t - start) / 1e6 for t in streamer.times_ns]
-        chunks, ids = list(streamer.tokens), list(streamer.ids)
-    else:
-        offsets, chunks = genai_step_times(res, start)
-        ids = []
+    offsets, chunks, ids = token_timeline(res, start, streamer)
     return Sample(iteration=iteration, warmup=warmup, prompt_index=prompt_index, input_tokens=0,
                   output_tokens=sum(chunks) if chunks else int(genai["generated_tokens"] or 0), start_ns=start,
                   end_ns=end, chunk_offsets_ms=offsets, chunk_tokens=chunks, genai=genai,
                   output_text=res.texts[0], output_ids=ids, readings={"audio_s": len(audio) / SAMPLE_RATE})
 
 
-class WhisperSession:
+class WhisperSession(TextSession):
     """Each iteration transcribes its own clip when prompts vary (there is no prompt: the clip is the input)."""
 
     def __init__(self, pipe: Any, cell: CellSpec, models: CellModels) -> None:
@@ -82,26 +76,11 @@ class WhisperSession:
         # the text generation settings, min_new_tokens and beam search included, as for every generating cell
         self.cfg = generation_config(pipe, cell)
         self.seconds = float(cell.scenario.params.get("audio_s", 5.0))
-        # beam search cannot stream in openvino-genai: it takes the raw per-step timestamps
-        use_streamer = cell.token_timing == "streamer" and cell.generation.mode != "beam"
-        self.streamer_cls = timing_streamer_class() if use_streamer else None
-        if not use_streamer:
-            check_clock()
+        self.streamer_cls = streamer_for(cell)
 
-    def _call(self, iteration: int, warmup: bool, streamer_cls: type | None, label: int | None = None) -> Sample:
+    def measure(self, iteration: int, warmup: bool, streamer_cls: type | None, label: int) -> Sample:
         idx = prompt_index(self.cell, iteration, None)
-        return measure_call(self.pipe, synthetic_speech(idx, self.seconds), self.cfg, streamer_cls,
-                            iteration if label is None else label, warmup, idx)
-
-    def call(self, iteration: int, warmup: bool) -> Sample:
-        return self._call(iteration, warmup, self.streamer_cls)
-
-    def repeat(self, iteration: int) -> dict[str, str]:
-        again = self._call(iteration, True, None, label=-1)
-        return {f"repeat:{again.prompt_index}": again.output_text}
-
-    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
-        return {}, {}
+        return measure_call(self.pipe, synthetic_speech(idx, self.seconds), self.cfg, streamer_cls, label, warmup, idx)
 
 
 BACKEND = Backend(build=_build, start=WhisperSession)

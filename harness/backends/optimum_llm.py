@@ -15,8 +15,8 @@ from typing import Any
 
 from harness import validation
 from harness.backends import CellModels, Emit
-from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
-from harness.backends.genai_llm import prompt_texts
+from harness.backends.driver import Backend, TextSession, measure_cell, pipeline_properties, prompt_index
+from harness.backends.genai_common import prompt_texts
 from harness.errors import ModelPreparationError
 from harness.schema import CellSpec, Sample
 
@@ -99,7 +99,7 @@ def _load_pytorch(cell: CellSpec, model_dir: Path, cache_dir: Path | None) -> An
     return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
 
 
-class TransformersSession:
+class TransformersSession(TextSession):
     """transformers generate() calls on the GenAI cells' prompts (cut under the model's OpenVINO tokenizer
     by the same function); `validate`: the f32 validation pass at the end (OVModelForCausalLM only: the
     PyTorch reference is f32 already)."""
@@ -114,19 +114,13 @@ class TransformersSession:
         total = cell.warmup + cell.iterations
         self.prompts = prompt_texts(cell, ov_genai.Tokenizer(str(models.target)),
                                     total if cell.prompts.vary_per_iteration else 1)
-        self.streamer_cls = _streamer_class()
+        self.token_streamer = _streamer_class()
 
-    def _call(self, iteration: int, warmup: bool, label: int | None = None) -> Sample:
+    def measure(self, iteration: int, warmup: bool, streamer_cls: type | None, label: int) -> Sample:
+        # transformers' streamer only records token times, so the repeat keeps it as well
         pidx = prompt_index(self.cell, iteration, len(self.prompts))
-        return measure_call(self.model, self.tok, self.prompts[pidx], self.kwargs, self.streamer_cls,
-                            self.cell.generation.seed, iteration if label is None else label, warmup, pidx)
-
-    def call(self, iteration: int, warmup: bool) -> Sample:
-        return self._call(iteration, warmup)
-
-    def repeat(self, iteration: int) -> dict[str, str]:
-        again = self._call(iteration, True, label=-1)
-        return {f"repeat:{again.prompt_index}": again.output_text}
+        return measure_call(self.model, self.tok, self.prompts[pidx], self.kwargs, self.token_streamer,
+                            self.cell.generation.seed, label, warmup, pidx)
 
     def finish(self) -> tuple[dict[str, float], dict[str, str]]:
         if not (self.validate and validation.wanted(self.cell)):
@@ -134,7 +128,7 @@ class TransformersSession:
         self.model = None  # the validation pass loads the model again: free this one first
         gc.collect()
         return {}, _validation_outputs(self.cell, self.model_dir, self.tok, self.kwargs, self.prompts,
-                                       self.streamer_cls)
+                                       self.token_streamer)
 
 
 OPTIMUM = Backend(build=lambda cell, models, cache: _load(cell, models.target, cache),

@@ -153,7 +153,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Start (or reach) the server, warm up, run the load, stop; emit requests, the load record and figures."""
     import openvino_genai as ov_genai
 
-    from harness.backends.genai_llm import prompt_texts
+    from harness.backends.genai_common import prompt_texts
 
     p = cell.scenario.params
     api = str(p.get("api", "chat"))
