@@ -1,24 +1,18 @@
 """The HTML reports: escaping and content, and a real render in headless Chromium.
 
-The browser is Debian's chromium (scripts/install-test-browser.sh), driven through the DevTools
-protocol over a pipe (--remote-debugging-pipe): no WebDriver, no port, no Python dependency. The
+The browser is Debian's chromium (scripts/install-test-browser.sh), driven by Playwright (its
+maintained client, pointed at that binary: Playwright's own browser downloads are not reachable here). The
 browser test loads the page from a file, fails on any console error, uncaught exception or
 network request, checks every SVG chart has a size and marks, and saves a full-page screenshot.
 """
 
 from __future__ import annotations
 
-import base64
-import fcntl
-import json
 import os
 import re
-import select
 import shutil
 import struct
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -207,7 +201,7 @@ def test_comparison_page_highlights_a_regression():
     assert "version openvino" in html and "<script" not in html and "&lt;img src=x" in html
 
 
-# ---------------------------------------------------------------- headless Chromium over the DevTools pipe
+# ---------------------------------------------------------------- headless Chromium through Playwright
 
 
 def _find_chromium() -> str | None:
@@ -218,154 +212,52 @@ def _find_chromium() -> str | None:
     return None
 
 
-def _above_nine(fd: int) -> int:
-    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
-    os.close(fd)
-    return high
+class Browser:
+    """Playwright driving Debian's chromium (not a downloaded build: the registry is all this machine
+    reaches): one page per look, its console problems, requests and chart boxes recorded."""
 
+    def __init__(self, binary: str):
+        from playwright.sync_api import sync_playwright
 
-class DevToolsPipe:
-    """Headless Chromium with the DevTools protocol on fds 3 (commands in) and 4 (replies out):
-    NUL-terminated JSON messages, one flattened session for one page."""
+        self._pw = sync_playwright().start()
+        self._browser = self._pw.chromium.launch(executable_path=binary, headless=True,
+                                                 args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
 
-    def __init__(self, binary: str, workdir: Path, timeout: float = 30.0):
-        self.timeout = timeout
-        self.events: list[dict] = []
-        self._next_id = 0
-        self._buffer = b""
-        to_browser_r, self._to_browser = os.pipe()
-        self._from_browser, from_browser_w = os.pipe()
-        # The browser's ends move above fd 9 so the shell's 3<&N 4>&M below cannot clobber one another.
-        to_browser_r, from_browser_w = (_above_nine(fd) for fd in (to_browser_r, from_browser_w))
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--disable-extensions", "--hide-scrollbars", "--mute-audio",
-                 "--remote-debugging-pipe", f"--user-data-dir={workdir / 'profile'}", "about:blank"]
-        self.stderr_path = workdir / "chromium-stderr.log"
-        # bash (dash takes one-digit fds only) maps our pipe ends onto the fds 3 and 4 the browser
-        # expects, then execs it.
-        script = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-'
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(["bash", "-c", script, binary, *flags], stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=err,
-                                         pass_fds=(to_browser_r, from_browser_w))
-        os.close(to_browser_r)
-        os.close(from_browser_w)
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            self.call(f"{domain}.enable", session=True)
-
-    def _send(self, message: dict) -> None:
-        data = json.dumps(message).encode() + b"\0"
-        while data:
-            data = data[os.write(self._to_browser, data):]
-
-    def _receive(self, deadline: float) -> dict:
-        while b"\0" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None and not select.select([self._from_browser], [], [], 0)[0]:
-                raise RuntimeError(f"no DevTools reply from Chromium (exit {self.proc.poll()}); stderr:\n"
-                                   + self.stderr_path.read_text(errors="replace")[-2000:])
-            if select.select([self._from_browser], [], [], min(left, 0.5))[0]:
-                chunk = os.read(self._from_browser, 1 << 20)
-                if not chunk:
-                    raise RuntimeError("Chromium closed the DevTools pipe")
-                self._buffer += chunk
-        raw, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(raw)
-
-    def call(self, method: str, session: bool = False, **params) -> dict:
-        """Send one command and wait for its reply; events arriving meanwhile are kept in `events`."""
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = self.session
-        self._send(message)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            reply = self._receive(deadline)
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def wait_for(self, method: str) -> dict:
-        deadline = time.monotonic() + self.timeout
-        while True:
-            found = next((e for e in self.events if e.get("method") == method), None)
-            if found:
-                return found
-            self.events.append(self._receive(deadline))
-
-    def evaluate(self, expression: str):
-        reply = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True,
-                          awaitPromise=True)
-        if "exceptionDetails" in reply:
-            raise RuntimeError(f"evaluate failed: {reply['exceptionDetails']}")
-        return reply["result"].get("value")
+    def _page(self, width: int):
+        page = self._browser.new_page(viewport={"width": width, "height": 900}, device_scale_factor=1)
+        problems: list[str] = []
+        requests: list[str] = []
+        page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}")
+                if m.type in ("error", "assert", "warning") else None)
+        page.on("pageerror", lambda e: problems.append(f"exception: {e}"))
+        page.on("request", lambda r: requests.append(r.url))
+        return page, problems, requests
 
     def open(self, url: str, width: int = 1360) -> dict:
         """Load a page; returns its console problems, network requests and chart boxes."""
-        self.events.clear()
-        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=900, deviceScaleFactor=1,
-                  mobile=False)
-        self.call("Page.navigate", session=True, url=url)
-        self.wait_for("Page.loadEventFired")
-        self.evaluate("document.fonts.ready.then(() => new Promise(r => requestAnimationFrame(() => r(1))))")
-        charts = self.evaluate("""[...document.querySelectorAll('svg.chart')].map(s => {
+        page, problems, requests = self._page(width)
+        page.goto(url, wait_until="load")
+        page.evaluate("document.fonts.ready.then(() => new Promise(r => requestAnimationFrame(() => r(1))))")
+        charts = page.evaluate("""[...document.querySelectorAll('svg.chart')].map(s => {
             const r = s.getBoundingClientRect();
             return {title: s.querySelector(':scope > title')?.textContent, width: r.width, height: r.height,
                     marks: s.querySelectorAll('rect, circle, polyline').length};
         })""")
-        self.call("Page.navigate", session=True, url="about:blank")  # flush late console messages
-        self.wait_for("Page.frameStoppedLoading")
-        return {"problems": self._problems(), "requests": self._requests(url), "charts": charts}
+        page.close()
+        return {"problems": problems, "requests": [u for u in requests if u != url], "charts": charts}
 
     def screenshot(self, url: str, path: Path, width: int = 1360) -> tuple[int, int]:
         """Full-page PNG of `url`; returns its pixel size."""
-        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=900, deviceScaleFactor=1,
-                  mobile=False)
-        self.call("Page.navigate", session=True, url=url)
-        self.wait_for("Page.loadEventFired")
-        self.evaluate("document.fonts.ready.then(() => 1)")
-        size = self.call("Page.getLayoutMetrics", session=True)["cssContentSize"]
-        shot = self.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": width, "height": size["height"], "scale": 1})
-        path.write_bytes(base64.b64decode(shot["data"]))
+        page, _, _ = self._page(width)
+        page.goto(url, wait_until="load")
+        page.evaluate("document.fonts.ready.then(() => 1)")
+        page.screenshot(path=str(path), full_page=True)
+        page.close()
         return struct.unpack(">II", path.read_bytes()[16:24])
 
-    def _problems(self) -> list[str]:
-        out = []
-        for e in self.events:
-            p = e.get("params", {})
-            if e.get("method") == "Runtime.consoleAPICalled" and p["type"] in ("error", "assert", "warning"):
-                args = " ".join(str(a.get("value", a.get("description"))) for a in p["args"])
-                out.append(f"console.{p['type']}: {args}")
-            elif e.get("method") == "Runtime.exceptionThrown":
-                d = p["exceptionDetails"]
-                out.append(f"exception: {d.get('text')} {d.get('exception', {}).get('description', '')}")
-            elif e.get("method") == "Log.entryAdded" and p["entry"]["level"] in ("error", "warning"):
-                out.append(f"log {p['entry']['level']} ({p['entry']['source']}): {p['entry']['text']}")
-        return out
-
-    def _requests(self, page_url: str) -> list[str]:
-        urls = [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
-        return [u for u in urls if u != page_url and u != "about:blank"]
-
     def close(self) -> None:
-        try:
-            self.call("Browser.close")
-        except (RuntimeError, OSError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        for fd in (self._to_browser, self._from_browser):
-            os.close(fd)
+        self._browser.close()
+        self._pw.stop()
 
 
 @pytest.fixture(scope="module")
@@ -377,12 +269,11 @@ def browser():
     if binary is None:
         pytest.skip("no Chromium: /usr/bin/chromium is missing and scripts/install-test-browser.sh could not "
                     "install Debian's chromium (needs root and apt)")
-    with tempfile.TemporaryDirectory(prefix="html-report-browser-") as work:
-        b = DevToolsPipe(binary, Path(work))
-        try:
-            yield b
-        finally:
-            b.close()
+    b = Browser(binary)
+    try:
+        yield b
+    finally:
+        b.close()
 
 
 def test_browser_catches_console_errors_and_network(browser, tmp_path):
