@@ -83,9 +83,9 @@ def test_registry_has_targets_and_drafts():
 def test_tiny_build_is_cached_and_reports_its_quality(tiny):
     assert (tiny / MARKER).is_file() and (tiny / "generation_config.json").is_file()
     assert json.loads((tiny / "generation_config.json").read_text())["eos_token_id"] == 2
-    start = time.perf_counter()
+    before = {p: p.stat().st_mtime_ns for p in tiny.rglob("*") if p.is_file()}
     assert build_synthetic("tiny", tiny.parent.parent) == tiny
-    assert time.perf_counter() - start < 1.0
+    assert {p: p.stat().st_mtime_ns for p in tiny.rglob("*") if p.is_file()} == before  # reused, not rebuilt
     # trained: far better than a unigram model on held-out stdlib text, and confident (random weights give a
     # held-out loss above the unigram's and a median top-1 probability near 1/8192)
     q = built_quality(tiny)
@@ -245,9 +245,7 @@ def test_compressed_sizes_are_ordered(tiny_ir):
 def test_second_prepare_is_a_cache_hit(tiny_ir, cache_dir):
     first = tiny_ir["int4"]
     lines, log = _logger()
-    start = time.perf_counter()
     pm = prepare_model("synthetic:tiny", "int4", CompressionSpec(), cache_dir, log=log)
-    assert time.perf_counter() - start < 5
     assert (pm.path, pm.cache_hit, pm.export_s) == (first.path, True, first.export_s)
     assert any("cache hit" in line for line in lines)
 

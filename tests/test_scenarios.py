@@ -85,8 +85,12 @@ def test_sweep_measures_every_request_and_batch(cb_run):
         assert checks["exact_token_count"].status == "pass"
         assert checks["repeat_determinism"].status == "pass", checks["repeat_determinism"].detail
         assert checks["matches_greedy"].status == "pass", checks["matches_greedy"].detail
-    # three requests share the steps: the batch makes more tokens per second than one request alone
-    assert cb[3].summaries["batch_output_tps"].median > cb[1].summaries["batch_output_tps"].median
+    # three requests share the steps: a batch step makes about three times the tokens of a lone request's
+    # (counted, not timed: which one is faster per second is this machine's noise to decide)
+    def tokens_per_step(c):
+        batches = [b for b in c.batches if not b.warmup]
+        return sum(b.output_tokens for b in batches) / sum(b.steps for b in batches)
+    assert tokens_per_step(cb[3]) > 2.5 * tokens_per_step(cb[1])
 
 
 @pytest.mark.integration

@@ -116,7 +116,7 @@ def test_yaml_alias_bomb_is_refused_fast(tmp_path):
     t0 = time.monotonic()
     with pytest.raises(HarnessInputError) as e:
         load_suite(p)
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 20  # refused up front; expanding it would take minutes and gigabytes
     assert "alias" in str(e.value) and str(p) in str(e.value)
 
 
