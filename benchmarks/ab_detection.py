@@ -61,7 +61,7 @@ def record(path: Path, minutes: float, seed: int) -> None:
     import openvino as ov
 
     from harness.ab import round_values
-    from harness.cli import default_cache_dir
+    from harness.models.cache import default_cache_dir
     from harness.runner import ProgressSink, RunOptions, measure_process, prepare_cell
 
     work = Path("/tmp/ab-detection-work")

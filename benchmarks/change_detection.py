@@ -40,7 +40,7 @@ SHIFTS = (0.03, 0.05, 0.10, 0.20)
 def record(out: Path, runs: int) -> None:
     import openvino as ov
 
-    from harness.cli import default_cache_dir
+    from harness.models.cache import default_cache_dir
     from harness.models.prepare import prepare_model
     from harness.suite import expand, load_suite
 

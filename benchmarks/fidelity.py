@@ -37,8 +37,8 @@ from pathlib import Path
 
 import yaml
 
-from harness.cli import default_cache_dir
 from harness.fidelity import comparisons, reference_task, run_reference
+from harness.models.cache import default_cache_dir
 from harness.models.prepare import prepare_model
 from harness.stats import geomean_ratio_ci
 from harness.suite import expand, load_suite, resolve_suite_path

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from harness.backends.genai_common import generation_config, prompt_texts, timing_streamer_class
 from harness.backends.genai_llm import measure_call
-from harness.cli import default_cache_dir
 from harness.metrics import sample_values
+from harness.models.cache import default_cache_dir
 from harness.models.prepare import prepare_model
 from harness.schema import CellSpec, CompressionSpec, GenerationSpec, ModelRef, PromptSpec, ScenarioSpec
 from harness.stats import median_ci

@@ -63,8 +63,10 @@ def ab(
     """Interleaved, paired A/B comparison of two sides of a suite with sequential stopping; exit 1 on a
     regression. Writes base/ and candidate/ results, ab.json, ab.md and ab.html; records the pair in the history."""
     from harness.ab import INTERRUPTED, ABSettings, parse_side
-    from harness.cli import _parse_thresholds, _with_environments, default_cache_dir
+    from harness.compare import parse_thresholds
+    from harness.environments import with_environments
     from harness.metrics import METRICS
+    from harness.models.cache import default_cache_dir
     from harness.suite import expand, load_suite, resolve_suite_path
     from reports.ab_report import ab_table
 
@@ -88,7 +90,7 @@ def ab(
         err_console.print("note: both sides are the same: this is an A/A comparison", highlight=False)
     declared = list(parsed.environments)
     if env:
-        extra = _with_environments(parsed, env).environments
+        extra = with_environments(parsed, env).environments
         names = {e.name for e in extra}
         declared = [e for e in declared if e.name not in names] + list(extra)
     by_name = {e.name: e for e in declared}
@@ -98,7 +100,7 @@ def ab(
     settings = ABSettings(alpha=alpha, budget_s=budget_s, min_rounds=min_rounds, max_rounds=max_rounds,
                           metrics=list(metric or []), seed=seed)
     settings.thresholds.update(parsed.compare_thresholds)
-    settings.thresholds.update(_parse_thresholds(threshold))
+    settings.thresholds.update(parse_thresholds(threshold))
     needed = [by_name[s.env] for s in sides.values() if s.env]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = out or Path("results") / f"{stamp}-ab-{parsed.name}"
@@ -158,13 +160,14 @@ def execute_ab(req: ABRequest) -> ABResult:
     import openvino as ov
 
     from harness.ab import ABResult, run_ab
-    from harness.cli import new_run_metadata, prepare_environments
+    from harness.environments import prepare_environments
     from harness.history_cli import record_ab_in_history
-    from harness.runner import ProgressSink, RunOptions, assemble, now_iso
+    from harness.runner import ProgressSink, RunOptions, assemble, new_run_metadata, now_iso
     from harness.store import append_cell, lock_run_dir, write_metadata, write_results
     from reports.ab_report import render_ab_html, render_ab_md
 
-    environments = prepare_environments(list({e.name: e for e in req.environments}.values()), req.cache_dir)
+    environments = prepare_environments(list({e.name: e for e in req.environments}.values()), req.cache_dir,
+                                        log=lambda m: err_console.print(m, highlight=False))
     out_dir, sides = req.out_dir, req.sides
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)

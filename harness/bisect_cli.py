@@ -70,10 +70,11 @@ def bisect(
         registry_versions,
         version_candidates,
     )
-    from harness.cli import _with_environments, default_cache_dir
     from harness.compare import DEFAULT_THRESHOLDS
+    from harness.environments import with_environments
     from harness.history import HistoryStore
     from harness.metrics import METRICS
+    from harness.models.cache import default_cache_dir
     from harness.runner import now_iso
     from harness.suite import expand, load_suite, resolve_suite_path
 
@@ -99,7 +100,7 @@ def bisect(
                                    f"{suite} --list)"))
     declared: dict[str, EnvironmentSpec] = {e.name: e for e in parsed.environments}
     if env:
-        declared.update({e.name: e for e in _with_environments(parsed, env).environments})
+        declared.update({e.name: e for e in with_environments(parsed, env).environments})
     if candidates is not None:
         if good or bad:
             raise HarnessInputError("command line", "--good" if good else "--bad", good or bad, "give either "
@@ -184,10 +185,10 @@ def _resume_or_start(store: HistoryStore, key: str, restart: bool, retry_skipped
 
 def _prepare_good_end(good: Candidate, envs: dict[str, EnvironmentSpec], cache_dir: Path) -> None:
     """The good end is every step's base: when its environment cannot be had, nothing can be bisected."""
-    from harness.cli import prepare_environments
+    from harness.environments import prepare_environments
 
     if good.side.env:
-        prepare_environments([envs[good.side.env]], cache_dir)
+        prepare_environments([envs[good.side.env]], cache_dir, log=lambda m: err_console.print(m, highlight=False))
 
 
 def _run_steps(record: BisectRecord, store: HistoryStore, request, settings: ABSettings) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import os
 import sys
 import uuid
 from datetime import datetime
@@ -17,18 +16,12 @@ from harness.bisect_cli import register as register_bisect
 from harness.console import PlainConsole, styled
 from harness.errors import HarnessInputError, ModelPreparationError, error_line
 from harness.history_cli import history_noise_lookup, history_trends, record_in_history, register
+from harness.models.cache import default_cache_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and validate the OpenVINO generative-AI stack.")
 err_console = PlainConsole(stderr=True)
 DEFAULT_RESULTS = Path("results")
-
-
-def default_cache_dir() -> Path:
-    """HARNESS_CACHE_DIR, else the user's cache folder: every command and the pytest plugin read it here."""
-    if os.environ.get("HARNESS_CACHE_DIR"):
-        return Path(os.environ["HARNESS_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ov-genai-harness"
 
 
 CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", envvar="HARNESS_CACHE_DIR", show_default=False,
@@ -73,41 +66,6 @@ def _apply_overrides(suite, model: str | None, devices: list[str] | None, precis
         raise HarnessInputError("command line", field, err.get("input"), err["msg"]) from None
 
 
-def _with_environments(suite, options: list[str]):
-    from harness.environments import parse_env_option
-
-    specs = [parse_env_option(o) for o in options]
-    names = [s.name for s in specs]
-    if dup := next((n for n in names if names.count(n) > 1), None):
-        raise HarnessInputError("command line", "--env", dup, "the same environment name is given twice")
-    return suite.model_copy(update={"environments": specs})
-
-
-def new_run_metadata(run_id: str, suite, suite_path: Path, sha: str, core, environments=()):
-    """A new run's metadata: suite, host, devices, the harness's versions (an environment's replace them)."""
-    from harness import host
-    from harness.devices import list_devices
-    from harness.runner import now_iso
-    from harness.schema import RunMetadata
-
-    versions = host.package_versions()
-    for e in environments:
-        versions.update({k: v for k, v in e.versions.items() if k in versions})
-    return RunMetadata(
-        run_id=run_id, suite_name=suite.name, suite_file=str(suite_path.resolve()), suite_sha256=sha,
-        started_at=now_iso(), command=sys.argv, host=host.host_info(), versions=versions,
-        harness_commit=host.git_commit(), devices=list_devices(core), compare_thresholds=suite.compare_thresholds,
-        environments=[e.record() for e in environments])
-
-
-def prepare_environments(specs, cache_dir: Path) -> dict:
-    """Build (or find) each environment before any cell runs; a failure is one line naming it."""
-    from harness.environments import prepare_environment
-
-    return {s.name: prepare_environment(s, cache_dir, log=lambda m: err_console.print(m, highlight=False))
-            for s in specs}
-
-
 @app.command()
 def run(
     suite: Annotated[str | None, typer.Argument(help="suite file or shipped suite name (default: suites/default.yaml)")] = None,
@@ -132,8 +90,9 @@ def run(
     crashed or timed out (or, with --fail-on-checks, a check failed), 2 for bad input."""
     import openvino as ov
 
+    from harness.environments import prepare_environments, with_environments
     from harness.progress import RichProgress
-    from harness.runner import RunOptions, now_iso, run_cells
+    from harness.runner import RunOptions, new_run_metadata, now_iso, run_cells
     from harness.store import load_metadata, lock_run_dir, scan_cells, write_metadata
     from harness.suite import expand, load_suite, resolve_suite_path
     from reports import render
@@ -149,7 +108,7 @@ def run(
     parsed, sha = load_suite(suite_path)
     parsed = _apply_overrides(parsed, model, device, precision)
     if env:
-        parsed = _with_environments(parsed, env)
+        parsed = with_environments(parsed, env)
     cells = expand(parsed, suite_path)
     if list_cells:
         for c in cells:
@@ -185,7 +144,7 @@ def run(
                           + (f" ({len(again)} of them failed before and run again)" if again else "") + (
             f"; {len(unreadable)} unreadable record(s) in cells.jsonl (line {', '.join(map(str, unreadable[:5]))}) "
             "left out: their cells run again" if unreadable else ""), highlight=False)
-    environments = prepare_environments(parsed.environments, cache_dir)
+    environments = prepare_environments(parsed.environments, cache_dir, log=lambda m: err_console.print(m, highlight=False))
     meta.environments = [e.record() for e in environments.values()]
     write_metadata(run_dir, meta)
     options = RunOptions(cache_dir=cache_dir, available_devices=list(core.available_devices), faults=faults,
@@ -276,36 +235,6 @@ def _ab_record(ref: Path, db: str | None):
     return ABResult.model_validate_json(found) if found else None
 
 
-def _load_run(ref: str, db: str | None):
-    """A run directory, a results.json, or a run id / baseline name / last-good from the history."""
-    from harness.store import load_results
-
-    p = Path(ref)
-    if p.exists():
-        return load_results(p)
-    from harness.history import HistoryStore, default_history_url
-
-    return HistoryStore(db or default_history_url()).resolve(ref)
-
-
-def _parse_thresholds(items: list[str] | None) -> dict[str, float]:
-    from harness.metrics import METRICS
-
-    out: dict[str, float] = {}
-    for item in items or []:
-        tag, sep, value = item.partition("=")
-        if not sep or tag not in METRICS:
-            raise HarnessInputError("command line", "--threshold", item,
-                                    f"expected METRIC=FRACTION with a metric from: {', '.join(METRICS)}")
-        try:
-            out[tag] = float(value)
-        except ValueError:
-            raise HarnessInputError("command line", "--threshold", item, "the fraction is not a number") from None
-        if not 0 <= out[tag] < 10:  # nan fails this too
-            raise HarnessInputError("command line", "--threshold", item, "the fraction must be from 0 to 10 (0.05 = 5%)")
-    return out
-
-
 @app.command()
 def compare(
     base: Annotated[str, typer.Argument(help="run dir, results.json, run id, baseline name or last-good")],
@@ -321,17 +250,18 @@ def compare(
         help="raise each cell's minimum effect to its run-to-run noise in the history (>= 5 earlier runs)")] = True,
 ) -> None:
     """Compare two runs; exit code 1 when any metric of any cell regressed."""
-    from harness.compare import DEFAULT_THRESHOLDS, CompareSettings, compare_runs
+    from harness.compare import DEFAULT_THRESHOLDS, CompareSettings, compare_runs, parse_thresholds
+    from harness.history import load_run
     from reports.comparison import comparison_table, render_comparison_json, render_comparison_md
 
     if format not in ("table", "md", "json"):
         raise HarnessInputError("command line", "--format", format, "choose from table, md, json")
     if not 0 < alpha < 1:  # nan fails this too
         raise HarnessInputError("command line", "--alpha", alpha, "a significance level is between 0 and 1")
-    b, c = _load_run(base, db), _load_run(candidate, db)
-    thresholds = {**DEFAULT_THRESHOLDS, **c.metadata.compare_thresholds, **_parse_thresholds(threshold)}
+    b, c = load_run(base, db), load_run(candidate, db)
+    thresholds = {**DEFAULT_THRESHOLDS, **c.metadata.compare_thresholds, **parse_thresholds(threshold)}
     if metric:
-        unknown = [m for m in metric if m not in thresholds and m not in _parse_thresholds([f"{m}=0"])]
+        unknown = [m for m in metric if m not in thresholds and m not in parse_thresholds([f"{m}=0"])]
         thresholds = {m: thresholds.get(m, 0.05) for m in metric if m not in unknown}
     noise = history_noise_lookup(db, {b.metadata.run_id, c.metadata.run_id}) if history_noise else None
     comp = compare_runs(b, c, CompareSettings(thresholds=thresholds, alpha=alpha), noise)

@@ -42,6 +42,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy import stats as sps
 
+from harness.errors import HarnessInputError
 from harness.metrics import METRICS
 from harness.schema import CellResult, RunMetadata, RunResults
 from harness.stats import bootstrap_ratio_ci
@@ -307,3 +308,22 @@ def compare_runs(base: RunResults, cand: RunResults, settings: CompareSettings |
         drift=_drift(base, cand), cells=cells,
         only_in_base=[k for k in bcells if k not in ccells], only_in_candidate=[k for k in ccells if k not in bcells],
     )
+
+
+def parse_thresholds(items: list[str] | None) -> dict[str, float]:
+    """--threshold METRIC=FRACTION options (repeatable) as a dict; one line naming a bad one."""
+    from harness.metrics import METRICS
+
+    out: dict[str, float] = {}
+    for item in items or []:
+        tag, sep, value = item.partition("=")
+        if not sep or tag not in METRICS:
+            raise HarnessInputError("command line", "--threshold", item,
+                                    f"expected METRIC=FRACTION with a metric from: {', '.join(METRICS)}")
+        try:
+            out[tag] = float(value)
+        except ValueError:
+            raise HarnessInputError("command line", "--threshold", item, "the fraction is not a number") from None
+        if not 0 <= out[tag] < 10:  # nan fails this too
+            raise HarnessInputError("command line", "--threshold", item, "the fraction must be from 0 to 10 (0.05 = 5%)")
+    return out

@@ -329,3 +329,18 @@ def _own_tokenizers_version() -> str | None:
         return metadata.version("openvino-tokenizers")
     except metadata.PackageNotFoundError:
         return None
+
+
+def with_environments(suite, options: list[str]):
+    """The suite with the environments of repeated --env NAME=SPEC options (a name given twice is refused)."""
+    specs = [parse_env_option(o) for o in options]
+    names = [s.name for s in specs]
+    if dup := next((n for n in names if names.count(n) > 1), None):
+        raise HarnessInputError("command line", "--env", dup, "the same environment name is given twice")
+    return suite.model_copy(update={"environments": specs})
+
+
+def prepare_environments(specs: list[EnvironmentSpec], cache_dir: Path,
+                         log: Callable[[str], None] | None = None) -> dict[str, PreparedEnvironment]:
+    """Build (or find) each environment before any cell runs; a failure is one line naming it."""
+    return {s.name: prepare_environment(s, cache_dir, log=log) for s in specs}

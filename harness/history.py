@@ -461,3 +461,13 @@ class HistoryStore:
         if conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first() is None:
             raise HarnessInputError(self.url, "run", run_id, "no run with this id in the history "
                                     "(record it first: harness history record RUN_DIR)")
+
+
+def load_run(ref: str, url: str | None) -> RunResults:
+    """A run directory, a results.json, or a run id / baseline name / last-good from the history."""
+    from harness.store import load_results
+
+    p = Path(ref)
+    if p.exists():
+        return load_results(p)
+    return HistoryStore(url or default_history_url()).resolve(ref)

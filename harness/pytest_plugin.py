@@ -41,8 +41,8 @@ class HarnessRun:
         import openvino as ov
 
         from harness import host
-        from harness.cli import default_cache_dir
         from harness.devices import list_devices
+        from harness.models.cache import default_cache_dir
         from harness.runner import RunOptions, now_iso
         from harness.schema import RunMetadata
         from harness.store import write_metadata
@@ -63,9 +63,9 @@ class HarnessRun:
         self.baseline = None
         ref = config.getoption("baseline")
         if ref:
-            from harness.cli import _load_run
+            from harness.history import load_run
 
-            self.baseline = _load_run(ref, config.getoption("harness_db"))
+            self.baseline = load_run(ref, config.getoption("harness_db"))
 
 
 def _harness_run(config: pytest.Config) -> HarnessRun:

@@ -304,3 +304,19 @@ def run_cells(cells: list[CellSpec], run_dir: Path, meta: RunMetadata, options: 
     if on_results:
         on_results(results)
     return results
+
+
+def new_run_metadata(run_id: str, suite, suite_path: Path, sha: str, core, environments=()):
+    """A new run's metadata: suite, host, devices, the harness's versions (an environment's replace them)."""
+    from harness import host
+    from harness.devices import list_devices
+    from harness.schema import RunMetadata
+
+    versions = host.package_versions()
+    for e in environments:
+        versions.update({k: v for k, v in e.versions.items() if k in versions})
+    return RunMetadata(
+        run_id=run_id, suite_name=suite.name, suite_file=str(suite_path.resolve()), suite_sha256=sha,
+        started_at=now_iso(), command=sys.argv, host=host.host_info(), versions=versions,
+        harness_commit=host.git_commit(), devices=list_devices(core), compare_thresholds=suite.compare_thresholds,
+        environments=[e.record() for e in environments])

@@ -12,13 +12,14 @@ _MARK = {"regression": "REGRESSION", "improvement": "improvement", "unchanged": 
 _ORDER = {"regression": 0, "inconclusive": 1, "improvement": 2, "unchanged": 3}
 
 
-def _change(m: MetricComparison) -> str:
+def change_text(m: MetricComparison) -> str:
+    """The change in percent with its interval, e.g. '+7.1% [+5.0, +9.3]'."""
     pct = (m.ratio - 1) * 100
     ci = f" [{(m.ci_low - 1) * 100:+.1f}, {(m.ci_high - 1) * 100:+.1f}]" if m.ci_low is not None else ""
     return f"{pct:+.1f}%{ci}"
 
 
-def _p(m: MetricComparison) -> str:
+def p_text(m: MetricComparison) -> str:
     return "—" if m.p_adjusted is None else f"{m.p_adjusted:.3g}"
 
 
@@ -28,7 +29,8 @@ def _min_effect(m: MetricComparison) -> str:
     return f"{t * 100:.0f}%" + ("*" if t > m.threshold else "")
 
 
-def _rows(comp: Comparison) -> list[tuple[str, MetricComparison]]:
+def sorted_rows(comp: Comparison) -> list[tuple[str, MetricComparison]]:
+    """(cell key, metric) rows, regressions first."""
     rows = [(c.key, m) for c in comp.cells for m in c.metrics]
     return sorted(rows, key=lambda r: (_ORDER[r[1].verdict], r[0], r[1].metric))
 
@@ -56,12 +58,12 @@ def render_comparison_md(comp: Comparison) -> str:
         lines.append("")
     lines += ["| cell | metric | base median | candidate median | change [95% CI] | p (adj.) | min effect | n | verdict |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for key, m in _rows(comp):
+    for key, m in sorted_rows(comp):
         lines.append(f"| `{key}` | {m.metric} | {m.base_median:.3g} {m.unit} | {m.candidate_median:.3g} {m.unit} "
-                     f"| {_change(m)} | {_p(m)} | {_min_effect(m)} | {m.n_base}/{m.n_candidate} "
+                     f"| {change_text(m)} | {p_text(m)} | {_min_effect(m)} | {m.n_base}/{m.n_candidate} "
                      f"| {'**' + _MARK[m.verdict] + '**' if m.verdict == 'regression' else _MARK[m.verdict]}"
                      f"{' (' + m.note + ')' if m.note else ''} |")
-    if any(m.effective_threshold is not None and m.effective_threshold > m.threshold for _, m in _rows(comp)):
+    if any(m.effective_threshold is not None and m.effective_threshold > m.threshold for _, m in sorted_rows(comp)):
         lines += ["", "\\* minimum effect raised to the cell's run-to-run noise in the history "
                   f"(exp({comp.settings.noise_z:g} · sd · √2) − 1 over earlier runs' medians)."]
     return "\n".join(lines) + "\n"
@@ -79,8 +81,8 @@ def comparison_table(comp: Comparison) -> Table:
     for col in ("cell", "metric", "base", "candidate", "change [95% CI]", "p adj.", "min", "verdict"):
         table.add_column(col)
     style = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow", "unchanged": ""}
-    for key, m in _rows(comp):
-        table.add_row(key, m.metric, f"{m.base_median:.3g}", f"{m.candidate_median:.3g}", _change(m), _p(m),
+    for key, m in sorted_rows(comp):
+        table.add_row(key, m.metric, f"{m.base_median:.3g}", f"{m.candidate_median:.3g}", change_text(m), p_text(m),
                       _min_effect(m), Text(m.verdict + (" (below the noise floor)" if m.note else ""),
                                            style=style[m.verdict]))
     return table

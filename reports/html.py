@@ -563,13 +563,13 @@ def _change_chart(comp: Comparison, tag: str, labels: dict[str, str]) -> Markup 
 
 
 def _change_bar(m: MetricComparison) -> Bar:
-    from reports.comparison import _change
+    from reports.comparison import change_text
 
     pct = (m.ratio - 1) * 100
     lo = (m.ci_low - 1) * 100 if m.ci_low is not None else None
     hi = (m.ci_high - 1) * 100 if m.ci_high is not None else None
     return Bar(pct, lo, hi, color=VERDICT_COLORS[m.verdict], label=f"{pct:+.1f}%",
-               tip=f"{m.metric}: {_change(m)} — {m.verdict}")
+               tip=f"{m.metric}: {change_text(m)} — {m.verdict}")
 
 
 def _matrix(comp: Comparison, labels: dict[str, str]) -> dict[str, object]:
@@ -593,13 +593,13 @@ def _run_facts(res: RunResults | None) -> dict[str, str] | None:
 def render_comparison_html(comp: Comparison, base: RunResults | None = None,
                            candidate: RunResults | None = None) -> str:
     """The HTML page of a comparison; the runs themselves, when given, add their facts side by side."""
-    from reports.comparison import _change, _p, _rows
+    from reports.comparison import change_text, p_text, sorted_rows
 
     labels = _short_labels([c.key for c in comp.cells if c.metrics])
     charts = [c for c in (_change_chart(comp, t, labels) for t in ("tpot_ms", "output_tps")) if c is not None]
     return _env.get_template("comparison.html.j2").render(
-        comp=comp, counts=comp.counts(), charts=charts, matrix=_matrix(comp, labels), rows=_rows(comp),
-        change=_change, p=_p, facts=[(n, _run_facts(r)) for n, r in (("base", base), ("candidate", candidate))
+        comp=comp, counts=comp.counts(), charts=charts, matrix=_matrix(comp, labels), rows=sorted_rows(comp),
+        change=change_text, p=p_text, facts=[(n, _run_facts(r)) for n, r in (("base", base), ("candidate", candidate))
                                      if r is not None],
         not_compared=[c for c in comp.cells if c.base_status != "ok" or c.candidate_status != "ok"],
     )

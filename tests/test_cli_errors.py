@@ -151,7 +151,7 @@ def test_out_of_range_numbers_on_the_command_line(args, needle):
 
 
 def test_every_command_reads_harness_cache_dir(monkeypatch, tmp_path):
-    from harness.cli import default_cache_dir
+    from harness.models.cache import default_cache_dir
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "c"))
     assert default_cache_dir() == tmp_path / "c"
