@@ -72,3 +72,50 @@ def test_prompt_lookup_acceptance_counts_every_verification_step():
     assert prompt_lookup_acceptance([1, 3, 1, 5], 4) == {"accepted_tokens": 6.0, "proposed_tokens": 12.0,
                                                          "acceptance_rate_pct": 50.0}
     assert prompt_lookup_acceptance([1], 4) == {}
+
+
+def test_readings_batches_and_cell_values_on_hand_built_records():
+    """The metrics no other fast test names, each from a record built by hand with a known answer."""
+    from harness.aggregate import cell_result
+    from harness.metrics import sample_values
+    from harness.schema import BatchRecord
+    from tests import factories
+
+    s = factories.sample(0, e2e_ms=500.0)
+    s.genai.update({"throughput_tps": 123.0, "generate_ms": 480.0, "features_ms": 12.5, "vae_decoder_ms": 40.0})
+    s.input_tokens = 100
+    s.readings["documents"] = 4.0
+    values = sample_values(s)
+    assert values["genai_throughput_tps"] == [123.0] and values["genai_generate_ms"] == [480.0]
+    assert values["speech_features_ms"] == [12.5] and values["vae_decoder_ms"] == [40.0]
+    assert values["input_tps"] == [pytest.approx(200.0)]  # 100 tokens / 0.5 s
+    assert "input_tps" not in sample_values(factories.sample(0))  # only calls that embed documents
+
+    b = BatchRecord(iteration=0, warmup=False, requests=3, start_ns=0, end_ns=2_000_000_000, output_tokens=30,
+                    input_tokens=60, steps=12, cache_usage_max_pct=37.5)
+    assert METRICS["batch_ms"].compute_batch(b) == [2000.0]
+    assert METRICS["kv_cache_peak_pct"].compute_batch(b) == [37.5]
+    assert METRICS["kv_cache_peak_pct"].compute_batch(b.model_copy(update={"cache_usage_max_pct": None})) == []
+
+    cell_values = {"genai_load_ms": 321.0, "reference_ttft_ms": 9.5, "reference_output_tps": 88.0, "export_s": 12.0,
+                   "tokenizer_decode_mismatches": 2.0}
+    events = [{"event": "sample", "sample": factories.sample(i).model_dump()} for i in range(3)]
+    events.append({"event": "done", "cell_values": cell_values, "check_outputs": {}})
+    r = cell_result(factories.spec(), events, "ok", None, "2026-01-01T00:00:00", "2026-01-01T00:00:01", 1.0)
+    for tag, v in cell_values.items():
+        assert r.summaries[tag].median == v and r.summaries[tag].n == 1, tag
+
+
+def test_text_similarity_against_the_reference_cell():
+    from harness.checks import run_level_checks
+    from tests import factories
+
+    def cell(precision: str, texts: list[str]):
+        samples = [factories.sample(i, text=t) for i, t in enumerate(texts)]
+        return factories.result(factories.spec(precision=precision), samples)
+
+    fp16 = cell("fp16", ["abcd", "wxyz"])
+    int8 = cell("int8", ["abcd", "wxyq"])
+    [_, int8] = run_level_checks([fp16, int8])
+    # per prompt: 100 and 75 (3 of 4 characters), averaged
+    assert int8.cell_values["output_similarity_pct"] == pytest.approx(87.5)
