@@ -166,11 +166,11 @@ def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[
 def judged_by_gates(check: CheckResult, gate_results: list[CheckResult]) -> CheckResult:
     """The accuracy check passes or fails with the suite's gates on accuracy metrics; without such a gate
     the figures are recorded and the check says no threshold was set."""
-    mine = [g for g in gate_results if any(g.name.startswith(f"gate: {t} ") for t in ACCURACY_TAGS)]
+    mine = [g for g in gate_results if g.gate is not None and g.gate.metric in ACCURACY_TAGS]
     if not mine:
         return check.model_copy(update={"detail": check.detail + "; no accuracy gate set by the suite"})
     failed = [g for g in mine if g.status == "fail"]
     status = "fail" if failed else "pass"
-    limits = ", ".join(f"{g.name.removeprefix('gate: ')} ({g.detail})" for g in (failed or mine))
+    limits = ", ".join(f"{g.gate.describe()} ({g.detail})" for g in (failed or mine) if g.gate is not None)
     return check.model_copy(update={"status": status, "detail": f"{check.detail}; {'missed' if failed else 'met'} "
                                                                   f"{limits}"})

@@ -139,11 +139,11 @@ def gate_checks(r: CellResult) -> list[CheckResult]:
         s = r.summaries.get(g.metric)
         name = f"gate: {g.describe()}"
         if s is None:
-            out.append(CheckResult(name=name, status="fail", detail=f"{g.metric} was not measured"))
+            out.append(CheckResult(name=name, status="fail", detail=f"{g.metric} was not measured", gate=g))
             continue
         v = getattr(s, g.stat)
         ok = (g.min is None or v >= g.min) and (g.max is None or v <= g.max)
-        out.append(CheckResult(name=name, status="pass" if ok else "fail", detail=f"{g.stat} {v:.4g}"))
+        out.append(CheckResult(name=name, status="pass" if ok else "fail", detail=f"{g.stat} {v:.4g}", gate=g))
     return out
 
 
@@ -290,7 +290,7 @@ def run_level_checks(cells: list[CellResult]) -> list[CellResult]:
             r = r.model_copy(update={"cell_values": {**r.cell_values, **values},
                                      "summaries": {**r.summaries, **{k: summarize([v]) for k, v in values.items()}}})
             gates = gate_checks(r)
-            checks = [c for c in checks if not c.name.startswith("gate: ") and c.name != check.name]
+            checks = [c for c in checks if c.gate is None and c.name != check.name]
             checks += gates + [judged_by_gates(check, gates) if values else check]
         out.append(r.model_copy(update={"checks": checks}))
     return out

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 
 Precision = Literal["fp16", "int8", "int4"]
 ScenarioKind = Literal["generate", "speculative", "prompt_lookup", "continuous_batching", "optimum", "pytorch", "vlm",
@@ -260,6 +260,24 @@ class CheckResult(Strict):
     name: str
     status: CheckStatus
     detail: str = ""
+    gate: Gate | None = Field(None, description="the gate this check judges (None: not a gate); since 1.6")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gate_of_older_results(cls, data: Any) -> Any:
+        """Results before 1.6 said a check was a gate only in its name ('gate: METRIC STAT >= MIN and <= MAX',
+        Gate.describe()); read it back once, here, so nothing downstream parses names."""
+        if isinstance(data, dict) and "gate" not in data and str(data.get("name", "")).startswith("gate: "):
+            words = data["name"].removeprefix("gate: ").replace(" and ", " ").split()
+            if len(words) >= 2:
+                limits = dict(zip(words[2::2], words[3::2], strict=False))
+                try:
+                    data = {**data, "gate": {"metric": words[0], "stat": words[1],
+                                             "min": float(limits[">="]) if ">=" in limits else None,
+                                             "max": float(limits["<="]) if "<=" in limits else None}}
+                except ValueError:
+                    pass
+        return data
 
 
 class CellResult(Strict):

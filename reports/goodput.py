@@ -54,8 +54,8 @@ def sweep_limits(cells: list[CellResult]) -> list[SweepLimit]:
         max_within = first_failing = None
         failed: list[str] = []
         for c in group:
-            gates = [ch for ch in c.checks if ch.name.startswith("gate: ")]
-            bad = [f"{ch.name.removeprefix('gate: ')} ({ch.detail})" for ch in gates if ch.status != "pass"]
+            gates = [ch for ch in c.checks if ch.gate is not None]
+            bad = [f"{ch.gate.describe()} ({ch.detail})" for ch in gates if ch.gate and ch.status != "pass"]
             if bad:
                 if first_failing is None:
                     first_failing, failed = sweep_value(c), bad

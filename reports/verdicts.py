@@ -9,7 +9,7 @@ from reports.rows import Column
 
 
 def _gates(c: CellResult):
-    return [ch for ch in c.checks if ch.name.startswith("gate: ")]
+    return [ch for ch in c.checks if ch.gate is not None]
 
 
 def _cell_passes(c: CellResult) -> bool:
@@ -40,7 +40,8 @@ def render_qualification(res: RunResults) -> str:
         lines += ["| cell | status | gates | failed |", "|---|---|---|---|"]
         for c in cells:
             gates = _gates(c)
-            failed = [f"{ch.name.removeprefix('gate: ')} ({ch.detail})" for ch in c.checks if ch.status == "fail"]
+            failed = [f"{ch.gate.describe() if ch.gate else ch.name} ({ch.detail})" for ch in c.checks
+                      if ch.status == "fail"]
             if c.status not in ("ok", "skipped"):
                 failed.append(c.error or c.status)
             lines.append(f"| `{c.key}` | {c.status} | {sum(g.status == 'pass' for g in gates)}/{len(gates)} "

@@ -22,3 +22,15 @@ def test_results_round_trip_and_validate():
     jsonschema.validate(data, json_schema())
     assert RunResults.model_validate(data) == res
     assert data["schema_version"] == SCHEMA_VERSION
+
+
+def test_gate_checks_carry_their_gate_and_older_results_read_theirs_from_the_name():
+    from harness.schema import CheckResult, Gate
+
+    old = CheckResult.model_validate({"name": "gate: ttft_ms p90 >= 1 and <= 50", "status": "pass", "detail": "p90 9"})
+    assert old.gate == Gate(metric="ttft_ms", stat="p90", min=1.0, max=50.0)
+    assert CheckResult.model_validate({"name": "gate: token_match_pct median >= 75", "status": "fail"}).gate == \
+        Gate(metric="token_match_pct", min=75.0)
+    assert CheckResult.model_validate({"name": "repeat_determinism", "status": "pass"}).gate is None
+    new = CheckResult(name="gate: x", status="pass", gate=Gate(metric="tpot_ms", max=5))
+    assert CheckResult.model_validate_json(new.model_dump_json()).gate == Gate(metric="tpot_ms", max=5)
