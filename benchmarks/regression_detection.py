@@ -37,7 +37,6 @@ from harness.schema import RunResults
 from harness.store import load_results
 
 ROOT = Path(__file__).resolve().parent.parent
-TIME_METRICS = ("tpot_ms", "e2e_ms")
 
 
 def delayed(res: RunResults, delay_ms: dict[str, float]) -> RunResults:

@@ -33,7 +33,6 @@ from harness.schema import EnvironmentRecord
 # Bump when what goes into an environment changes (requirements, layout), so old builds are not reused.
 ENV_FORMAT = 1
 MANIFEST = "harness-env.json"
-STACK = ("openvino", "openvino-genai", "openvino-tokenizers")
 # What the worker, the reference loop and `harness serve` import besides the stack, pinned to the versions
 # the harness itself runs (numpy left to the resolver: older openvino releases cap it).
 WORKER_PACKAGES = ("pydantic", "pydantic-core", "pyyaml", "typer", "rich", "psutil", "httpx", "fastapi",

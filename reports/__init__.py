@@ -16,9 +16,6 @@ RENDERERS: dict[str, Callable[[RunResults], str]] = {
     "json": render_json,
     "html": render_html,
 }
-EXTENSIONS = {"md": "md", "csv": "csv", "json": "json", "html": "html"}
-
-
 def render(results: RunResults, fmt: str) -> str:
     """Render results in one of RENDERERS' formats."""
     return RENDERERS[fmt](results)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.metrics import METRICS
 from harness.schema import CellResult, Summary
 
+
 # Metrics every tabular report shows, in order.
-HEADLINE = ("ttft_ms", "tpot_ms", "output_tps", "peak_rss_mb")
-
-
 @dataclass(frozen=True)
 class Column:
     """One metric column of a scenario table: `stat` is "spread" (median ± sd) or a Summary field."""
@@ -187,8 +184,3 @@ def fmt_spread(s: Summary | None, digits: int = 1) -> str:
     if s.stdev is None or s.n < 2:
         return fmt_value(s.median, digits)
     return f"{s.median:.{digits}f} ± {s.stdev:.{digits}f}"
-
-
-def metric_label(tag: str) -> str:
-    m = METRICS[tag]
-    return f"{m.title} ({m.unit})"

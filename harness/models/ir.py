@@ -9,7 +9,6 @@ from harness.errors import ModelPreparationError
 from harness.models.cache import MiB, dir_size
 
 MODEL_XML = "openvino_model.xml"
-MODEL_BIN = "openvino_model.bin"
 _NOT_MODELS = ("openvino_tokenizer.xml", "openvino_detokenizer.xml")
 
 
