@@ -17,7 +17,8 @@ def summaries(samples: list[Sample], cell_values: dict[str, float],
               batches: list[BatchRecord] | None = None) -> dict[str, Any]:
     """Per-metric summaries over the measured (non-warm-up) samples and batches, values pooled."""
     pooled: dict[str, list[float]] = {}
-    for s in [*samples, *(batches or [])]:
+    records: list[Sample | BatchRecord] = [*samples, *(batches or [])]
+    for s in records:
         if s.warmup:
             continue
         for tag, vals in s.values.items():

@@ -258,24 +258,24 @@ def load_candidate_file(path, declared: dict[str, EnvironmentSpec]) -> list[Cand
     out = []
     for i, entry in enumerate(raw):
         try:
-            e = CandidateFileEntry.model_validate(entry)
+            item = CandidateFileEntry.model_validate(entry)
         except ValidationError as err:
             first = err.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
             raise HarnessInputError(str(path), f"[{i}]{'.' + loc if loc else ''}", first.get("input"),
                                     first["msg"]) from None
         env = None
-        if e.packages or e.python:
+        if item.packages or item.python:
             try:
-                env = EnvironmentSpec(name=e.env or _env_name("env", e.name), packages=e.packages, python=e.python)
+                env = EnvironmentSpec(name=item.env or _env_name("env", item.name), packages=item.packages, python=item.python)
             except ValueError as err:
-                raise HarnessInputError(str(path), f"[{i}].packages", e.packages or e.python,
+                raise HarnessInputError(str(path), f"[{i}].packages", item.packages or item.python,
                                         str(err).splitlines()[-1]) from None
-        elif e.env and e.env not in declared:
-            raise HarnessInputError(str(path), f"[{i}].env", e.env, "unknown environment; declare it in the suite, "
+        elif item.env and item.env not in declared:
+            raise HarnessInputError(str(path), f"[{i}].env", item.env, "unknown environment; declare it in the suite, "
                                     f"with --env, or give packages: here (known: {', '.join(declared) or 'none'})")
-        side = SideSpec(env=env.name if env else e.env, model=e.model, device=e.device, properties=e.properties)
-        out.append(Candidate(name=e.name, side=side, environment=env))
+        side = SideSpec(env=env.name if env else item.env, model=item.model, device=item.device, properties=item.properties)
+        out.append(Candidate(name=item.name, side=side, environment=env))
     return out
 
 

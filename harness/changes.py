@@ -99,6 +99,9 @@ def _test(y: np.ndarray, lo: int, cut: int, hi: int, log_scale: bool, noise_sd: 
     from scipy import stats as sps
 
     a, b = y[lo:cut], y[cut:hi]
+    change: float | None
+    low: float | None
+    high: float | None
     diff = float(sps.trim_mean(b, TRIM) - sps.trim_mean(a, TRIM))
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # constant segments: scipy warns and answers nan, handled below

@@ -240,7 +240,7 @@ def _drift(base: RunResults, cand: RunResults) -> list[Drift]:
 
 
 # (cell key, metric, measurement configuration) -> (run-to-run sd of the log median, runs) or None
-NoiseLookup = Callable[[str, str, str], "tuple[float, int] | None"]
+NoiseLookup = Callable[[str, str, "str | None"], "tuple[float, int] | None"]
 
 # Cell settings that change nothing measured (limits, checks), left out of a measurement configuration.
 _NOT_MEASUREMENT = {"key", "gates", "timeout_s", "prepare_timeout_s", "fidelity_check", "fidelity_tolerance"}

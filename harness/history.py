@@ -215,7 +215,8 @@ def _upsert(conn: Connection, table: Table, key: dict[str, Any], values: dict[st
     if make is not None:
         # ON CONFLICT: two machines recording the same run at once cannot both insert.
         stmt = make(table).values(**key, **values)
-        conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=values))
+        # both dialects' insert() has on_conflict_do_update; the dict's value type is their common base
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=values))  # type: ignore[attr-defined]
         return
     where = [table.c[k] == v for k, v in key.items()]
     if not conn.execute(update(table).where(*where).values(**values)).rowcount:

@@ -26,7 +26,8 @@ VERSIONED_PACKAGES = (
 
 
 def _cpuinfo() -> tuple[str | None, list[str]]:
-    model, flags = None, []
+    model: str | None = None
+    flags: list[str] = []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             k, _, v = line.partition(":")

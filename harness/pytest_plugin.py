@@ -136,11 +136,13 @@ def _gate_on_baseline(hr: HarnessRun, result: CellResult) -> None:
     from harness.compare import DEFAULT_THRESHOLDS, CompareSettings, compare_runs
     from harness.schema import RunResults
 
-    base_cell = next((c for c in hr.baseline.cells if c.key == result.key), None)
+    baseline = hr.baseline
+    assert baseline is not None  # only called with a baseline
+    base_cell = next((c for c in baseline.cells if c.key == result.key), None)
     if base_cell is None:
-        pytest.skip(f"no cell {result.key} in the baseline {hr.baseline.metadata.run_id}")
-    thresholds = {**DEFAULT_THRESHOLDS, **hr.baseline.metadata.compare_thresholds}
-    comp = compare_runs(RunResults(metadata=hr.baseline.metadata, cells=[base_cell]),
+        pytest.skip(f"no cell {result.key} in the baseline {baseline.metadata.run_id}")
+    thresholds = {**DEFAULT_THRESHOLDS, **baseline.metadata.compare_thresholds}
+    comp = compare_runs(RunResults(metadata=baseline.metadata, cells=[base_cell]),
                         RunResults(metadata=hr.meta, cells=[result]), CompareSettings(thresholds=thresholds))
     bad = comp.regressions()
     if bad:
@@ -157,7 +159,7 @@ def _record_benchmark(config: pytest.Config, result: CellResult) -> None:
         return
     from pytest_benchmark.stats import Metadata
 
-    extra = {tag: s.median for tag, s in result.summaries.items()}
+    extra: dict[str, Any] = {tag: s.median for tag, s in result.summaries.items()}
     extra.update({"cell": result.key, "status": result.status, "unit_of_timing": "e2e seconds per generate()"})
     fixture = SimpleNamespace(name=result.key, fullname=f"harness::{result.key}", group=result.spec.scenario.kind,
                               param=None, params=result.spec.axes(), extra_info=extra, cprofile_stats=None,

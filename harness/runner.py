@@ -235,6 +235,7 @@ def _reference_runner(cell: CellSpec, measure: WorkerTask, workdir: Path,
         try:
             if task is None:
                 draft = measure.draft_dir
+                assert measure.model_dir is not None  # a measuring task names its prepared model
                 task = fidelity.reference_task(cell, Path(measure.model_dir), Path(draft) if draft else None)
             records = fidelity.run_reference(task, workdir, cell.timeout_s, process,
                                              env.python if env else None, env.worker_env() if env else None)

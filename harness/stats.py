@@ -42,7 +42,7 @@ def summarize(values: Sequence[float]) -> Summary | None:
         return None
     mean = float(x.mean())
     stdev = float(x.std(ddof=1)) if x.size > 1 else None
-    ci = median_ci(x)
+    ci = median_ci(x.tolist())
     return Summary(
         n=int(x.size),
         mean=mean,
@@ -101,7 +101,7 @@ def confidence_sequence(values: Sequence[float], alpha: float = 0.05,
     return mean, mean - radius, mean + radius
 
 
-def successive_sd(values: Sequence[float]) -> float:
+def successive_sd(values: Sequence[float] | np.ndarray) -> float:
     """Standard deviation of a series' noise from its successive differences (1.4826 x MAD of the
     differences / sqrt 2): a shift in the series is one large difference and barely moves it, where the
     spread around one centre would count it as noise. 0 for fewer than 2 values."""

@@ -265,7 +265,7 @@ class Suite(_Strict):
         default_factory=dict, description="serving: per-request limits in ms; a request meeting all of them "
         "counts towards goodput (vLLM's --goodput), e.g. {ttft_ms: 1000, tpot_ms: 100}")
     models: list[SuiteModel] = Field(min_length=1)
-    precisions: list[Precision] = Field(default_factory=lambda: ["fp16"], min_length=1)
+    precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["fp16"]), min_length=1)
     devices: list[str] = Field(default_factory=lambda: ["CPU"], min_length=1)
     compression: CompressionSpec = Field(default_factory=CompressionSpec)
     prompts: SuitePrompts = Field(default_factory=SuitePrompts)
@@ -511,8 +511,8 @@ def _load_prompt_file(suite_file: Path, rel: str) -> list[str]:
     try:
         content = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise HarnessInputError(str(path), f"line {line}", None, f"not valid UTF-8 (byte {e.start})") from None
+        lineno = raw[:e.start].count(b"\n") + 1
+        raise HarnessInputError(str(path), f"line {lineno}", None, f"not valid UTF-8 (byte {e.start})") from None
     for n, line in enumerate(content.splitlines(), 1):
         if not line.strip():
             continue
@@ -571,8 +571,8 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
     """Expand a suite into its matrix of cells (after `exclude`)."""
     suite_file = Path(suite_file)
     prop_names = sorted(suite.properties)
-    prop_axes = [suite.properties[k] if isinstance(suite.properties[k], list) else [suite.properties[k]]
-                 for k in prop_names]
+    prop_axes: list[list[PropertyValue]] = [
+        v if isinstance(v, list) else [v] for v in (suite.properties[k] for k in prop_names)]
     if suite.prompts.file:
         texts = _load_prompt_file(suite_file, suite.prompts.file)
         prompt_variants = [(PromptSpec(source="file", file=suite.prompts.file, texts=texts,
@@ -584,7 +584,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                            for n in suite.prompts.input_tokens]
     cells: list[CellSpec] = []
     seen: set[str] = set()
-    environments = [e.name for e in suite.environments] or [None]
+    environments: list[str | None] = [e.name for e in suite.environments] or [None]
     for model, precision, device, scenario, environment in itertools.product(
             suite.models, suite.precisions, suite.devices, suite.scenarios, environments):
         if scenario.models is not None and model.name not in scenario.models:

@@ -74,6 +74,7 @@ def run_task(task: WorkerTask, emit) -> None:
     cache = Path(task.cache_dir)
     log = lambda msg: emit({"event": "log", "message": msg})  # noqa: E731
     if task.mode == "measure":
+        assert task.model_dir is not None  # the task's validator requires it for measuring
         _measure(task, Path(task.model_dir), Path(task.draft_dir) if task.draft_dir else None, emit)
         return
     emit({"event": "phase", "phase": "prepare"})

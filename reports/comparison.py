@@ -15,7 +15,8 @@ _ORDER = {"regression": 0, "inconclusive": 1, "improvement": 2, "unchanged": 3}
 def change_text(m: MetricComparison) -> str:
     """The change in percent with its interval, e.g. '+7.1% [+5.0, +9.3]'."""
     pct = (m.ratio - 1) * 100
-    ci = f" [{(m.ci_low - 1) * 100:+.1f}, {(m.ci_high - 1) * 100:+.1f}]" if m.ci_low is not None else ""
+    ci = (f" [{(m.ci_low - 1) * 100:+.1f}, {(m.ci_high - 1) * 100:+.1f}]"
+          if m.ci_low is not None and m.ci_high is not None else "")
     return f"{pct:+.1f}%{ci}"
 
 

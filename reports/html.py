@@ -239,18 +239,18 @@ def box_chart(title: str, unit: str, rows: Sequence[tuple[str, Sequence[float]]]
     values within 1.5 IQR, every value as a dot; the median and n in the right-hand column.
     `colors`: one per row (default: the palette in row order)."""
     colors = list(colors or _palette([label for label, _ in rows]).values())
-    rows = [(label, np.asarray(v, dtype=float), color)
-            for (label, v), color in zip(rows, colors, strict=True) if len(v)]
-    label_w = _label_width(label for label, _, _ in rows)
-    allv = np.concatenate([v for _, v, _ in rows])
+    boxes = [(label, np.asarray(v, dtype=float), color)
+             for (label, v), color in zip(rows, colors, strict=True) if len(v)]
+    label_w = _label_width(label for label, _, _ in boxes)
+    allv = np.concatenate([v for _, v, _ in boxes])
     scale = _Scale(_ticks(float(allv.min()), float(allv.max())), label_w + 6, WIDTH - VALUE_W - 8)
     top = _header_height(subtitle) + 4
     body: list[Markup] = []
-    for i, (label, v, color) in enumerate(rows):
+    for i, (label, v, color) in enumerate(boxes):
         y = top + 6 + i * ROW_H
         body.append(_text(label_w, y + ROW_H / 2, _truncate(label, 34), anchor="end", cls="label", tip=label))
         body += _box(v, scale, y + 2, ROW_H - 8, color, unit)
-    bottom = top + 6 + len(rows) * ROW_H
+    bottom = top + 6 + len(boxes) * ROW_H
     return _svg(title, subtitle, bottom + 34, [*_x_axis(scale, top, bottom, unit), *body])
 
 
@@ -497,7 +497,7 @@ def _scenario_tables(res: RunResults) -> list[dict[str, object]]:
 
 def _summary(res: RunResults) -> dict[str, object]:
     checks = [ch for c in res.cells for ch in c.checks] + list(res.run_checks)
-    status = defaultdict(int)
+    status: defaultdict[str, int] = defaultdict(int)
     for c in res.cells:
         status[c.status] += 1
     return {

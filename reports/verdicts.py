@@ -79,12 +79,14 @@ def render_release(res: RunResults) -> str:
              "| model | precision | scenario | " + " | ".join(devices) + " |",
              "|---|---|---|" + "---|" * len(devices)]
     for (model, precision, scenario), per_dev in sorted(rows.items()):
-        cols = []
+        cols: list[str] = []
         for d in devices:
-            c = per_dev.get(d)
-            if c is None:
+            found = per_dev.get(d)
+            if found is None:
                 cols.append("—")
-            elif c.status != "ok":
+                continue
+            c = found
+            if c.status != "ok":
                 cols.append(c.status)
             else:
                 verdict = "pass" if _cell_passes(c) else "**FAIL**"

@@ -91,7 +91,7 @@ def genai_readings(res: Any, cfg: Any = None) -> dict[str, float | None]:
         draft = getattr(ext, "draft_model_metrics", None)
         if draft is not None:
             out["proposed_tokens"] = float(draft.get_num_generated_tokens())
-    elif cfg is not None and getattr(cfg, "max_ngram_size", 0) and getattr(cfg, "num_assistant_tokens", 0):
+    elif cfg is not None and int(getattr(cfg, "max_ngram_size", 0) or 0) and int(getattr(cfg, "num_assistant_tokens", 0) or 0):
         out.update(prompt_lookup_acceptance(list(pm.raw_metrics.m_batch_sizes), int(cfg.num_assistant_tokens)))
     return out
 

@@ -17,14 +17,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from harness.backends import CellModels, Emit
 from harness.child_process import die_with_parent
 from harness.errors import ModelPreparationError
 from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, Sample
-from harness.serving.client import RequestInput, RequestOutput
+from harness.serving.client import Api, RequestInput, RequestOutput
 from harness.serving.load import LoadSpec, run_load
 
 LOCAL = "local"
@@ -156,7 +156,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     from harness.backends.genai_common import prompt_texts
 
     p = cell.scenario.params
-    api = str(p.get("api", "chat"))
+    api = cast(Api, str(p.get("api", "chat")))  # the suite schema allows only these
     target = cell.server or LOCAL
     spec = LoadSpec(concurrency=int(p.get("concurrency", 1)), rate=float(p["rate"]) if "rate" in p else None,
                     burstiness=float(p.get("burstiness", 1.0)), requests=int(p.get("requests", 16)),

@@ -36,6 +36,7 @@ def parity(ov_tok: Any, hf_tok: Any, texts: list[str]) -> dict[str, Any]:
     for i, text in enumerate(texts):
         for special in (True, False):
             hf_ids = hf_tok.encode(text, add_special_tokens=special)
+            ov_ids: list[int] | str
             try:
                 ov_ids = _ov_encode(ov_tok, text, special)
             except Exception as e:  # noqa: BLE001 - a tokenizer error on one text is a mismatch, not a crash

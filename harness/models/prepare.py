@@ -84,6 +84,7 @@ def _verified_manifest(entry: Path, log: Callable[[str], None]) -> dict[str, Any
     if not entry.exists():
         return None
     manifest = cache.read_json(entry / MANIFEST)
+    problem: str | None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or "export_s" not in manifest:
         problem = "no valid manifest"
     else:

@@ -179,7 +179,8 @@ class _Detokenizer:
     """Turns growing token lists into text deltas; holds back an incomplete UTF-8 sequence."""
 
     def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer, self.ids, self.sent = tokenizer, [], ""
+        self.tokenizer, self.sent = tokenizer, ""
+        self.ids: list[int] = []
 
     def push(self, new: list[int]) -> str:
         self.ids += new
@@ -318,8 +319,10 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
             raise
         loop = asyncio.get_running_loop()
         q: asyncio.Queue[tuple[list[int], bool, str | None]] = asyncio.Queue()
-        ticket = engine.submit(ids, _config(pipe, req, budget),
-                               lambda new, done, reason: loop.call_soon_threadsafe(q.put_nowait, (new, done, reason)))
+        def sink(new: list[int], done: bool, reason: str | None) -> None:
+            loop.call_soon_threadsafe(q.put_nowait, (new, done, reason))
+
+        ticket = engine.submit(ids, _config(pipe, req, budget), sink)
         rid, created = f"{'chatcmpl' if api == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time())
         obj = "chat.completion" if api == "chat" else "text_completion"
         detok = _Detokenizer(tokenizer)
@@ -450,7 +453,8 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
         with metrics.request(embed_name, "Unary"):
             async with embed_lock:  # the pipeline has one infer request: calls take turns
                 vectors = await asyncio.to_thread(embedder.embed_documents, texts)
-            tokens = sum(len(embed_tokenizer.encode(t).input_ids.data[0]) for t in texts)
+            assert embed_tokenizer is not None  # served together with the embedder
+            tokens: int = sum(len(embed_tokenizer.encode(t).input_ids.data[0]) for t in texts)
             metrics.response(embed_name, "Unary")
         return {"object": "list", "model": req.model or name,
                 "data": [{"object": "embedding", "index": i, "embedding": [float(x) for x in v]}
