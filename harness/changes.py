@@ -36,7 +36,7 @@ class ChangeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_pvalue: float = Field(0.001, gt=0, lt=1, description="Welch t-test p-value a change point must be below")
+    max_pvalue: float = Field(0.001, gt=0, lt=1, description="trimmed Welch t-test p-value a change point must be below")
     min_magnitude: float = Field(0.02, ge=0, lt=10, description="smallest relative shift reported (0.02 = 2%)")
     min_segment: int = Field(3, ge=2, le=1000, description="runs on each side of a change point at least: a shift "
                              "is confirmed only after this many runs at the new level")
@@ -102,7 +102,8 @@ def _test(y: np.ndarray, lo: int, cut: int, hi: int, log_scale: bool, noise_sd: 
     change: float | None
     low: float | None
     high: float | None
-    diff = float(sps.trim_mean(b, TRIM) - sps.trim_mean(a, TRIM))
+    centre_a, centre_b = float(sps.trim_mean(a, TRIM)), float(sps.trim_mean(b, TRIM))
+    diff = centre_b - centre_a
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # constant segments: scipy warns and answers nan, handled below
         res = sps.ttest_ind(b, a, equal_var=False, trim=TRIM)
@@ -118,10 +119,10 @@ def _test(y: np.ndarray, lo: int, cut: int, hi: int, log_scale: bool, noise_sd: 
     else:
         pvalue, half = float(2 * sps.t.sf(abs(diff) / se, df)), q * se
     if log_scale:
-        before, after = math.exp(sps.trim_mean(a, TRIM)), math.exp(sps.trim_mean(b, TRIM))
+        before, after = math.exp(centre_a), math.exp(centre_b)
         change, low, high = math.expm1(diff), math.expm1(diff - half), math.expm1(diff + half)
     else:
-        before, after = float(sps.trim_mean(a, TRIM)), float(sps.trim_mean(b, TRIM))
+        before, after = centre_a, centre_b
         scale = abs(before)
         change, low, high = ((diff / scale, (diff - half) / scale, (diff + half) / scale) if scale
                              else (None, None, None))
@@ -159,12 +160,13 @@ class ChangePoint(BaseModel):
     after_started: str
     before_versions: str = Field(description="openvino-genai / openvino of the last run at the old level")
     after_versions: str
-    before_value: float = Field(description="centre of the runs since the previous change point (geometric mean)")
+    before_value: float = Field(description="centre of the runs since the previous change point (trimmed geometric "
+                                "mean)")
     after_value: float = Field(description="centre of the runs up to the next change point")
     change: float | None = Field(description="after / before - 1 (None when before is 0)")
-    ci_low: float | None = Field(description="95% Welch interval of `change`")
+    ci_low: float | None = Field(description="95% trimmed Welch interval of `change`")
     ci_high: float | None
-    pvalue: float = Field(description="Welch t-test between the two segments")
+    pvalue: float = Field(description="trimmed (Yuen) Welch t-test between the two segments")
     before_runs: int
     after_runs: int
     runs_since: int = Field(description="runs from the first at the new level to the newest, both counted")

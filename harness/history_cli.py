@@ -385,15 +385,17 @@ def history_trends(results: RunResults, url: str | None) -> dict[str, Trend]:
         with HistoryStore(url) as store:
             series = store.series(cells=keys, metrics=TREND_METRICS, suite=meta.suite_name, host=meta.host.hostname,
                                   limit=10_000)
+        by_cell = {(k.cell_key, k.metric): (k, v) for k, v in series.items()}  # one suite and host: one each
         trends = {}
         for key in keys:
             for tag in TREND_METRICS:
-                points = next((v for k, v in series.items() if k.cell_key == key and k.metric == tag), [])
-                points = [p for p in points if p.started_at <= meta.started_at][-50:]
+                if (key, tag) not in by_cell:
+                    continue
+                series_key, recorded = by_cell[(key, tag)]
+                points = [p for p in recorded if p.started_at <= meta.started_at][-50:]
                 if len(points) < 2:
                     continue
-                found = series_changes(next(k for k in series if k.cell_key == key and k.metric == tag), points,
-                                       settings)
+                found = series_changes(series_key, points, settings)
                 marks = [TrendMark(len(points) - c.runs_since, f"{magnitude(c)} {c.direction}, p={pvalue(c.pvalue)}",
                                    c.direction == "regression") for c in found]
                 trends[f"{key} {tag}"] = Trend([(p.run_id, p.median) for p in points], marks)

@@ -18,7 +18,7 @@ from scipy import stats as sps
 from harness.schema import Summary
 
 
-def median_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float] | None:
+def median_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
     """Order-statistic confidence interval of the median, or None when n is too small."""
     x = np.sort(np.asarray(values, dtype=float))
     n = len(x)
@@ -42,7 +42,7 @@ def summarize(values: Sequence[float]) -> Summary | None:
         return None
     mean = float(x.mean())
     stdev = float(x.std(ddof=1)) if x.size > 1 else None
-    ci = median_ci(x.tolist())
+    ci = median_ci(x)
     return Summary(
         n=int(x.size),
         mean=mean,
