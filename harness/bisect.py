@@ -184,8 +184,13 @@ def _is_version(text: str) -> bool:
     return True
 
 
+def safe_name(text: str, limit: int = 64) -> str:
+    """`text` as a name for an environment or a folder: letters, digits, '_', '.' and '-' only."""
+    return _SAFE.sub("-", text)[:limit]
+
+
 def _env_name(pkg: str, version: str) -> str:
-    return _SAFE.sub("-", f"{pkg}-{version}")[:64]
+    return safe_name(f"{pkg}-{version}")
 
 
 def registry_versions(package: str) -> list[str]:

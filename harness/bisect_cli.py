@@ -20,7 +20,6 @@ from harness.console import PlainConsole, styled
 from harness.errors import HarnessInputError
 
 if TYPE_CHECKING:
-    from harness.ab import ABSettings
     from harness.ab_cli import ABRequest
     from harness.bisect import BisectRecord, Candidate, Step
     from harness.environments import EnvironmentSpec
@@ -152,7 +151,7 @@ def bisect(
                              out_dir=step_dir, cache_dir=cache_dir, db=db)
 
         _prepare_good_end(listed[0], known_envs, cache_dir)
-        interrupted = _run_steps(record, store, request, settings)
+        interrupted = _run_steps(record, store, request)
     _print_record(record)
     if interrupted:
         err_console.print(f"interrupted: {len(record.steps)} steps kept; run the same command to resume")
@@ -191,7 +190,7 @@ def _prepare_good_end(good: Candidate, envs: dict[str, EnvironmentSpec], cache_d
         prepare_environments([envs[good.side.env]], cache_dir, log=lambda m: err_console.print(m, highlight=False))
 
 
-def _run_steps(record: BisectRecord, store: HistoryStore, request, settings: ABSettings) -> bool:
+def _run_steps(record: BisectRecord, store: HistoryStore, request) -> bool:
     """Measure until the answer is known; save the record after each step. True when interrupted."""
     from harness.bisect import conclusion, next_probe
     from harness.runner import now_iso
@@ -203,7 +202,7 @@ def _run_steps(record: BisectRecord, store: HistoryStore, request, settings: ABS
         lo_hi = ", ".join(f"{m}: {record.candidates[i].name}" for i, m in sorted(record.measured().items()))
         err_console.print(f"step {len(record.steps) + 1}: {cand.name} (candidate {index + 1} of {n})"
                           + (f"; so far {lo_hi}" if lo_hi else ""), highlight=False)
-        step = _measure(record, index, request, settings)
+        step = _measure(record, index, request)
         if step is None:
             return True
         record.steps.append(step)
@@ -228,19 +227,16 @@ def _save(record: BisectRecord, store: HistoryStore) -> None:
     (out / "bisect.md").write_text(render_bisect_md(record), encoding="utf-8")
 
 
-def _measure(record: BisectRecord, index: int, request, settings: ABSettings) -> Step | None:
+def _measure(record: BisectRecord, index: int, request) -> Step | None:
     """One step: the candidate against the good end; None when the user interrupted it."""
-    import re
-
     from harness.ab import INTERRUPTED
     from harness.ab_cli import execute_ab
-    from harness.bisect import Evidence, Step
+    from harness.bisect import Evidence, Step, safe_name
     from harness.runner import now_iso
 
     cand = record.candidates[index]
     t0 = time.monotonic()
-    step_dir = Path(record.out_dir) / (f"step-{len(record.steps) + 1:02d}-"
-                                       f"{re.sub(r'[^A-Za-z0-9_.-]', '-', cand.name)[:40]}-{uuid.uuid4().hex[:4]}")
+    step_dir = Path(record.out_dir) / f"step-{len(record.steps) + 1:02d}-{safe_name(cand.name, 40)}-{uuid.uuid4().hex[:4]}"
 
     def done(mark: str, reason: str, evidence: Evidence | None = None) -> Step:
         return Step(step=len(record.steps) + 1, index=index, candidate=cand.name, mark=mark, reason=reason,

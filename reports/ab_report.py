@@ -16,12 +16,13 @@ _ORDER = {"regression": 0, "inconclusive": 1, "improvement": 2, "unchanged": 3}
 _COLOUR = {"regression": "#c0392b", "improvement": "#1e8449", "unchanged": "#566573", "inconclusive": "#b9770e"}
 
 
-def _pct(x: float | None) -> str:
+def ratio_pct(x: float | None) -> str:
+    """A ratio as a signed percent change, e.g. 1.071 -> '+7.1%'."""
     return "—" if x is None or not math.isfinite(x) else f"{(x - 1) * 100:+.1f}%"
 
 
-def _interval(lo: float | None, hi: float | None) -> str:
-    return "—" if lo is None or hi is None else f"[{_pct(lo)}, {_pct(hi)}]"
+def ratio_interval(lo: float | None, hi: float | None) -> str:
+    return "—" if lo is None or hi is None else f"[{ratio_pct(lo)}, {ratio_pct(hi)}]"
 
 
 def _cell_label(c: ABCell) -> str:
@@ -66,8 +67,8 @@ def render_ab_md(ab: ABResult) -> str:
         settled = f"{m.rounds}" + (f" (settled at {m.settled_at})" if m.settled_at else "")
         verdict = m.verdict.upper() if m.verdict == "regression" else m.verdict
         lines.append(f"| {md_text(c.model)} | {c.precision} | {md_text(scen)} | {m.metric} | {_median(m, m.base_median)} "
-                     f"| {_median(m, m.candidate_median)} | {_pct(m.ratio)} | {_interval(m.ci_low, m.ci_high)} "
-                     f"| {_interval(m.cs_low, m.cs_high)} | {m.threshold * 100:.0f}% | {settled} | {verdict} |")
+                     f"| {_median(m, m.candidate_median)} | {ratio_pct(m.ratio)} | {ratio_interval(m.ci_low, m.ci_high)} "
+                     f"| {ratio_interval(m.cs_low, m.cs_high)} | {m.threshold * 100:.0f}% | {settled} | {verdict} |")
     lines += ["", "ratio: geometric mean of the per-round paired ratios candidate / base; 95% CI: Student-t on the "
               "log ratios at the last round; sequence: the always-valid confidence sequence that decided the verdict "
               "(docs/ab.md)."]
@@ -80,7 +81,7 @@ def ab_table(ab: ABResult) -> Table:
     for c, m in sorted(_rows(ab), key=lambda r: _ORDER[r[1].verdict]):
         style = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow"}.get(m.verdict, "")
         table.add_row(Text(c.key), m.metric, _median(m, m.base_median), _median(m, m.candidate_median),
-                      f"{_pct(m.ratio)} {_interval(m.ci_low, m.ci_high)}", str(m.rounds), Text(m.verdict, style=style))
+                      f"{ratio_pct(m.ratio)} {ratio_interval(m.ci_low, m.ci_high)}", str(m.rounds), Text(m.verdict, style=style))
     return table
 
 
@@ -118,9 +119,9 @@ def _forest(ab: ABResult) -> str:
         if m.ci_low is not None and m.ci_high is not None:
             out.append(f'<line x1="{x(m.ci_low):.1f}" y1="{y}" x2="{x(m.ci_high):.1f}" y2="{y}" stroke="{colour}" '
                        'stroke-width="5" stroke-opacity="0.6"/>')
-        out.append(f'<circle cx="{x(m.ratio):.1f}" cy="{y}" r="4" fill="{colour}"><title>{html.escape(_pct(m.ratio))} '
-                   f'{html.escape(_interval(m.ci_low, m.ci_high))} {m.verdict}</title></circle>')
-        out.append(f'<text x="{left + width + 8}" y="{y + 4}" fill="{colour}">{_pct(m.ratio)} {m.verdict}</text>')
+        out.append(f'<circle cx="{x(m.ratio):.1f}" cy="{y}" r="4" fill="{colour}"><title>{html.escape(ratio_pct(m.ratio))} '
+                   f'{html.escape(ratio_interval(m.ci_low, m.ci_high))} {m.verdict}</title></circle>')
+        out.append(f'<text x="{left + width + 8}" y="{y + 4}" fill="{colour}">{ratio_pct(m.ratio)} {m.verdict}</text>')
     for v in (0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25):
         if lo <= math.log(v) <= hi:
             out.append(f'<text x="{x(v):.1f}" y="{height + 14}" text-anchor="middle">{(v - 1) * 100:+.0f}%</text>')
@@ -132,8 +133,8 @@ def render_ab_html(ab: ABResult) -> str:
     md_rows = "".join(
         f"<tr><td>{html.escape(c.model)}</td><td>{c.precision}</td><td>{html.escape(c.scenario)}</td>"
         f"<td>{m.metric}</td><td>{html.escape(_median(m, m.base_median))}</td>"
-        f"<td>{html.escape(_median(m, m.candidate_median))}</td><td>{_pct(m.ratio)}</td>"
-        f"<td>{html.escape(_interval(m.ci_low, m.ci_high))}</td><td>{html.escape(_interval(m.cs_low, m.cs_high))}</td>"
+        f"<td>{html.escape(_median(m, m.candidate_median))}</td><td>{ratio_pct(m.ratio)}</td>"
+        f"<td>{html.escape(ratio_interval(m.ci_low, m.ci_high))}</td><td>{html.escape(ratio_interval(m.cs_low, m.cs_high))}</td>"
         f"<td>{m.threshold * 100:.0f}%</td><td>{m.rounds}</td>"
         f"<td style=\"color:{_COLOUR[m.verdict]}\">{m.verdict}</td></tr>" for c, m in _rows(ab))
     n = ab.counts()

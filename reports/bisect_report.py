@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 from harness.bisect import BisectRecord, Evidence, Step
+from reports.ab_report import ratio_interval, ratio_pct
 from reports.rows import md_text
 
 
-def _pct(x: float | None) -> str:
-    return "—" if x is None or not math.isfinite(x) else f"{(x - 1) * 100:+.1f}%"
-
-
 def evidence_text(e: Evidence) -> str:
-    return (f"{_pct(e.ratio)} [{_pct(e.ci_low)}, {_pct(e.ci_high)}] ({e.good_median:.4g} → {e.candidate_median:.4g} "
+    return (f"{ratio_pct(e.ratio)} {ratio_interval(e.ci_low, e.ci_high)} ({e.good_median:.4g} → {e.candidate_median:.4g} "
             f"{e.unit}), {e.verdict} after {e.rounds} rounds, A/B {e.ab_id}")
 
 

@@ -148,14 +148,14 @@ def test_steps_skip_resume_and_record(store: HistoryStore, tmp_path: Path, monke
     record = _record(tmp_path, 8)
     (tmp_path / "out").mkdir()
     interrupted = False
-    assert _run_steps(record, store, lambda c, d: type("R", (), {"sides": {"candidate": c.side}})(), ABSettings())
+    assert _run_steps(record, store, lambda c, d: type("R", (), {"sides": {"candidate": c.side}})())
     assert len(record.steps) == 2 and record.status == "running"  # the interrupted step is not recorded
     saved = BisectRecord.model_validate_json(store.bisect_json("bisect-test"))
     assert [s.candidate for s in saved.steps] == ["c7", "c3"]
 
     interrupted = True
     calls.clear()
-    assert not _run_steps(saved, store, lambda c, d: type("R", (), {"sides": {"candidate": c.side}})(), ABSettings())
+    assert not _run_steps(saved, store, lambda c, d: type("R", (), {"sides": {"candidate": c.side}})())
     assert calls[0] not in (7, 3)  # resumed: recorded steps are not measured again
     assert saved.status == "found" and saved.first_bad == "c5"
     marks = {s.candidate: (s.mark, s.reason) for s in saved.steps}
@@ -183,7 +183,7 @@ def test_skips_next_to_the_answer_give_a_range(store: HistoryStore, tmp_path: Pa
     monkeypatch.setattr(harness.ab_cli, "execute_ab", fake_execute)
     record = _record(tmp_path, 5)
     (tmp_path / "out").mkdir()
-    _run_steps(record, store, lambda c, d: type("R", (), {"sides": {"candidate": c.side}})(), ABSettings())
+    _run_steps(record, store, lambda c, d: type("R", (), {"sides": {"candidate": c.side}})())
     assert record.status == "range" and record.range == ["c2", "c3", "c4"] and record.first_bad is None
     assert {s.candidate: s.mark for s in record.steps} == {"c4": "bad", "c2": "skip", "c3": "skip", "c1": "good"}
     reasons = {s.candidate: s.reason for s in record.steps}
