@@ -139,9 +139,14 @@ def _index_args() -> list[str]:
     return args
 
 
+def package_name(requirement: str) -> str:
+    """'openvino-genai' from 'openvino-genai==2026.3.1', 'openvino-tokenizers[transformers]>=2026' and the like."""
+    return re.split(r"[\[<>=!~ ]", requirement.strip(), maxsplit=1)[0].lower()
+
+
 def requirements(spec: EnvironmentSpec) -> list[str]:
     """What an environment installs: the asked packages, then the worker's own needs."""
-    asked = {re.split(r"[\[<>=!~ ]", p, maxsplit=1)[0].lower() for p in spec.packages}
+    asked = {package_name(p) for p in spec.packages}
     out = list(spec.packages)
     for name in WORKER_PACKAGES:
         if name in asked:
@@ -161,7 +166,7 @@ def _release_companions(packages: list[str], asked: set[str]) -> dict[str, str]:
     requirements allow the whole minor series, so the resolver would pair openvino-genai 2026.4.0 with
     openvino 2026.4.1 and the environment would not import (seen bisecting 2026.3.1 -> 2026.4.1)."""
     pin = next((p.split("==", 1)[1].strip() for p in packages
-                if re.split(r"[\[<>=!~ ]", p, maxsplit=1)[0].lower() == "openvino-genai" and "==" in p
+                if package_name(p) == "openvino-genai" and "==" in p
                 and "," not in p and "*" not in p), None)
     if pin is None or release(pin) is None:
         return {}
