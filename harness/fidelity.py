@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends.genai_cb import pipeline_properties, scheduler_fields
+from harness.backends.driver import pipeline_properties
+from harness.backends.genai_cb import scheduler_fields
 from harness.backends.genai_common import generation_fields, prompt_texts
 from harness.backends.genai_llm import draft_properties
 from harness.child_process import die_with_parent

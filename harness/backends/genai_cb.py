@@ -15,7 +15,7 @@ from typing import Any
 
 from harness import validation
 from harness.backends import CellModels, Emit
-from harness.backends.driver import Backend, BatchCall, measure_cell
+from harness.backends.driver import Backend, BatchCall, measure_cell, pipeline_properties
 from harness.backends.genai_common import generation_config, prompt_texts
 from harness.schema import BatchRecord, CellSpec, Sample
 
@@ -39,11 +39,6 @@ def scheduler_config(cell: CellSpec) -> Any:
     for name, value in scheduler_fields(cell).items():
         setattr(sc, name, value)
     return sc
-
-
-def pipeline_properties(cell: CellSpec) -> dict[str, Any]:
-    """ContinuousBatchingPipeline is paged attention by construction: ATTENTION_BACKEND is not its property."""
-    return {k: v for k, v in cell.properties.items() if k != "ATTENTION_BACKEND"}
 
 
 def build_pipeline(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
