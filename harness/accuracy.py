@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import statistics
 
+from harness.kinds import kind_spec
 from harness.schema import CellResult, CheckResult
 
 REFERENCE_PRECISION = "fp16"
 ACCURACY_TAGS = ("token_match_pct", "first_divergence_tokens", "output_similarity_pct", "embedding_cosine",
                  "rerank_spearman", "image_similarity_pct")
-VECTOR_KINDS = ("embeddings", "rerank", "text2image")
-# Kinds whose fp16 reference is a cell of the same kind and parameters (not the plain greedy text cell).
-SELF_REFERENCED = (*VECTOR_KINDS, "vlm", "speech", "text2image")
 
 
 def _signature(r: CellResult) -> tuple:
@@ -58,63 +55,38 @@ def _pytorch_reference(r: CellResult, cells: list[CellResult]) -> CellResult | N
 
 
 def _reference(r: CellResult, cells: list[CellResult]) -> CellResult | None:
-    """Text generation: the PyTorch cell when the suite has one, else the plain greedy fp16 cell; other kinds:
-    the fp16 cell of the same kind and parameters."""
+    """Text generation: the PyTorch cell when the suite has one, else the plain greedy fp16 cell; kinds referenced
+    by themselves (kind registry): the fp16 cell of the same kind and parameters."""
     sig, kind = _signature(r), r.spec.scenario.kind
-    if kind not in SELF_REFERENCED:
-        torch_ref = _pytorch_reference(r, cells)
-        if torch_ref is not None:
-            return torch_ref
-    if kind in SELF_REFERENCED:
+    if kind_spec(kind).reference == "same_kind":
         return next((c for c in cells if c.spec.precision == REFERENCE_PRECISION and c.spec.scenario.kind == kind
                      and c.spec.scenario.params == r.spec.scenario.params and _signature(c) == sig), None)
+    torch_ref = _pytorch_reference(r, cells)
+    if torch_ref is not None:
+        return torch_ref
     return next((c for c in cells if c.spec.precision == REFERENCE_PRECISION and c.spec.scenario.kind == "generate"
                  and _signature(c) == sig), None)
 
 
-def cosine(a: list[float], b: list[float]) -> float:
-    na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(y * y for y in b))
-    return sum(x * y for x, y in zip(a, b, strict=True)) / (na * nb) if na and nb else 0.0
-
-
-def _vector_figures(r: CellResult, ref: CellResult) -> tuple[dict[str, float], str] | None:
-    """Cosine (embeddings) or Spearman rho (rerank) on the first measured call both cells kept."""
-    from scipy.stats import spearmanr
-
-    kind = r.spec.scenario.kind
-    prefix = "image" if kind == "text2image" else kind
-    mine = {k: json.loads(v) for k, v in r.check_outputs.items() if k.startswith(f"{prefix}:")}
-    theirs = {k: json.loads(v) for k, v in ref.check_outputs.items() if k.startswith(f"{prefix}:")}
-    common = [k for k in mine if k in theirs]
+def _kept_output_figures(r: CellResult, ref: CellResult) -> tuple[dict[str, float], str] | None:
+    """The kind's comparison of the first measured call both cells kept (vectors, scores, images, audio)."""
+    spec = kind_spec(r.spec.scenario.kind)
+    assert spec.compare_outputs is not None and spec.outputs_key is not None
+    prefix = f"{spec.outputs_key}:"
+    mine = {k: v for k, v in r.check_outputs.items() if k.startswith(prefix)}
+    common = [k for k in mine if k in ref.check_outputs]
     if not common:
         return None
-    a, b = mine[common[0]], theirs[common[0]]
-    if kind == "text2image":
-        import numpy as np
-
-        mae = float(np.mean(np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))))
-        return {"image_similarity_pct": 100.0 * (1 - mae / 255.0)}, f"mean absolute pixel difference {mae:.1f}/255"
-    if kind == "embeddings":
-        cos = [cosine(x, y) for x, y in zip(a, b, strict=True)]
-        return {"embedding_cosine": statistics.fmean(cos)}, f"{len(cos)} documents, cosine min {min(cos):.4f}"
-    sa, sb = {int(i): s for i, s in a}, {int(i): s for i, s in b}
-    docs = sorted(set(sa) & set(sb))
-    if len(docs) < 2:
-        return None
-    rho = float(spearmanr([sa[d] for d in docs], [sb[d] for d in docs]).statistic)
-    if math.isnan(rho):
-        return {}, "scores tied, rank correlation undefined"
-    top_same = a[0][0] == b[0][0]
-    return {"rerank_spearman": rho}, f"{len(docs)} documents, top document {'the same' if top_same else 'different'}"
+    return spec.compare_outputs(json.loads(mine[common[0]]), json.loads(ref.check_outputs[common[0]]))
 
 
 def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[str, float], CheckResult] | None:
     """The accuracy figures of `r` against its fp16 reference and the check recording them; None when `r`
     is not a lower-precision greedy cell."""
-    kind = r.spec.scenario.kind
-    if r.status != "ok" or kind in ("tokenizer", "pytorch"):
+    kind, spec = r.spec.scenario.kind, kind_spec(r.spec.scenario.kind)
+    if r.status != "ok" or spec.reference == "none":
         return None
-    if kind not in VECTOR_KINDS and r.spec.generation.mode != "greedy":
+    if spec.compare_outputs is None and r.spec.generation.mode != "greedy":
         return None
     ref = _reference(r, cells)
     if r.spec.precision == REFERENCE_PRECISION and (ref is None or ref.spec.scenario.kind != "pytorch"):
@@ -122,13 +94,13 @@ def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[
     name = "accuracy_vs_pytorch" if ref is not None and ref.spec.scenario.kind == "pytorch" \
         else f"accuracy_vs_{REFERENCE_PRECISION}"
     if ref is None:
-        what = f"{kind} cell with the same parameters" if kind in SELF_REFERENCED else "plain greedy cell"
+        what = f"{kind} cell with the same parameters" if spec.reference == "same_kind" else "plain greedy cell"
         return {}, CheckResult(name=name, status="not_run",
                                detail=f"no fp16 {what}, model, device and settings in this run")
     if ref.status != "ok":
         return {}, CheckResult(name=name, status="not_run", detail=f"reference cell {ref.key} is {ref.status}")
-    if kind in VECTOR_KINDS:
-        found = _vector_figures(r, ref)
+    if spec.compare_outputs is not None:
+        found = _kept_output_figures(r, ref)
         if found is None:
             return {}, CheckResult(name=name, status="not_run", detail=f"no call in common with {ref.key}")
         values, detail = found

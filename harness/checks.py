@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from harness import validation
+from harness.kinds import kind_spec
 from harness.schema import CellResult, CheckResult
 
 CHECKS_DOC = """## Checks that must hold exactly
@@ -39,12 +40,6 @@ or answers another prompt fails the check; the same scenarios without the fault 
 precision.
 """
 
-# Scenario kinds that do not generate text (no token counts, no greedy reference).
-NOT_GENERATION = {"tokenizer", "embeddings", "rerank", "text2image"}
-# check_outputs key prefix of the kept first output of kinds that keep vectors or images
-OUTPUT_PREFIX = {"text2image": "image"}
-# Kinds whose greedy output must equal the plain greedy cell's (same model, prompts and settings).
-SAME_AS_GREEDY = {"speculative", "prompt_lookup", "continuous_batching", "optimum", "serving"}
 
 
 def _measured(r: CellResult):
@@ -54,7 +49,7 @@ def _measured(r: CellResult):
 def exact_token_count(r: CellResult) -> CheckResult | None:
     """With ignore_eos (or min_new_tokens >= max_new_tokens) every call must yield max_new_tokens."""
     g = r.spec.generation
-    if not (g.ignore_eos or g.min_new_tokens >= g.max_new_tokens) or not r.samples or r.spec.scenario.kind in NOT_GENERATION \
+    if not (g.ignore_eos or g.min_new_tokens >= g.max_new_tokens) or not r.samples or not kind_spec(r.spec.scenario.kind).generates_text \
             or r.spec.scenario.params.get("api") in ("embeddings", "rerank"):
         return None
     # a serving request records what it asked for (lengths may vary per request)
@@ -107,7 +102,10 @@ def tokenizer_parity(r: CellResult) -> CheckResult | None:
 
 def repeat_vectors(r: CellResult) -> CheckResult | None:
     """Embeddings and rerank scores of the first measured call must come back the same when repeated."""
-    prefix = OUTPUT_PREFIX.get(r.spec.scenario.kind, r.spec.scenario.kind)
+    spec = kind_spec(r.spec.scenario.kind)
+    prefix = spec.outputs_key
+    if prefix is None:
+        return None
     first = {k.split(":")[1]: v for k, v in r.check_outputs.items() if k.startswith(f"{prefix}:")}
     again = {k.split(":")[1]: v for k, v in r.check_outputs.items() if k.startswith(f"{prefix}_repeat:")}
     common = [k for k in first if k in again]
@@ -115,7 +113,7 @@ def repeat_vectors(r: CellResult) -> CheckResult | None:
         return None
     worst = max(float(np.max(np.abs(np.asarray(json.loads(first[k]), dtype=float)
                                     - np.asarray(json.loads(again[k]), dtype=float)))) for k in common)
-    limit = 1.0 if prefix == "image" else 1e-5  # pixels are whole numbers (thumbnail means rounded)
+    limit = spec.repeat_tolerance
     return CheckResult(name="repeat_determinism", status="pass" if worst <= limit else "fail",
                        detail=f"largest difference on repeat {worst:.2e} (limit {limit:g})")
 
@@ -232,7 +230,7 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
     Judged on the f32 validation outputs when both cells have them (harness/validation.py: exactness is owed
     there); the timed outputs, at the cell's own inference precision, are then reported beside it but do not
     fail it, since bf16 rounding can flip near-ties. Without validation outputs the timed outputs are judged."""
-    if r.spec.scenario.kind not in SAME_AS_GREEDY or r.spec.generation.mode != "greedy" or r.status != "ok":
+    if not kind_spec(r.spec.scenario.kind).same_as_greedy or r.spec.generation.mode != "greedy" or r.status != "ok":
         return None
     if r.spec.scenario.kind == "serving" and r.spec.scenario.params.get("api") != "completions":
         return None  # chat requests go through the chat template: a different prompt from the greedy cell's

@@ -10,11 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from harness.kinds import KINDS, kind_spec
+
 SCHEMA_VERSION = "1.6"
 
 Precision = Literal["fp16", "int8", "int4"]
-ScenarioKind = Literal["generate", "speculative", "prompt_lookup", "continuous_batching", "optimum", "pytorch", "vlm",
-                       "speech", "text2image", "tokenizer", "embeddings", "rerank", "serving"]
 CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
 CheckStatus = Literal["pass", "fail", "not_run"]
 PropertyValue = str | int | float | bool
@@ -81,8 +81,14 @@ class ModelRef(Strict):
 
 class ScenarioSpec(Strict):
     name: str
-    kind: ScenarioKind
+    kind: str = Field(json_schema_extra={"enum": list(KINDS)}, description="a kind of the registry (harness.kinds)")
     params: dict[str, PropertyValue] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        kind_spec(v)
+        return v
 
 
 class Gate(Strict):

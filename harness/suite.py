@@ -17,6 +17,7 @@ from harness.changes import ChangeSettings
 from harness.devices import validate_device_string
 from harness.environments import EnvironmentSpec
 from harness.errors import HarnessInputError
+from harness.kinds import KINDS, kind_spec
 from harness.schema import (
     CellSpec,
     CompressionSpec,
@@ -26,32 +27,11 @@ from harness.schema import (
     Precision,
     PromptSpec,
     PropertyValue,
-    ScenarioKind,
     ScenarioSpec,
 )
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 
-# Scenario parameters each kind understands; list values are axes.
-SCENARIO_PARAMS: dict[str, set[str]] = {
-    "generate": set(),
-    "speculative": {"num_assistant_tokens", "assistant_confidence_threshold"},
-    "prompt_lookup": {"num_assistant_tokens", "max_ngram_size"},
-    "continuous_batching": {"concurrency", "cache_size_gb", "num_kv_blocks", "enable_prefix_caching",
-                            "max_num_batched_tokens", "dynamic_split_fuse", "max_num_seqs"},
-    "optimum": set(),
-    "pytorch": set(),
-    "vlm": {"images", "image_size"},
-    "speech": {"audio_s"},
-    "text2image": {"width", "height", "steps"},
-    "serving": {"concurrency", "rate", "burstiness", "requests", "duration_s", "api", "stream", "api_key_env",
-                "request_timeout_s", "batch_size", "range_ratio"},
-    "tokenizer": set(),
-    "embeddings": {"batch_size", "pooling", "normalize"},
-    "rerank": {"batch_size", "top_n"},
-}
-POOLING = {"cls", "mean", "last_token"}
-_ALL_SCENARIO_PARAMS = sorted(set().union(*SCENARIO_PARAMS.values()))
 ATTENTION_BACKENDS = {"SDPA", "PA"}
 
 
@@ -138,91 +118,49 @@ class SuiteGeneration(GenerationSpec):
 
 
 class SuiteScenario(_Strict):
+    """A scenario: its kind, and the kind's parameters (`harness.kinds`) as values or lists (axes)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: ScenarioKind
+    kind: str
     generation: dict[str, Any] = Field(default_factory=dict, description="overrides of the suite's generation")
-    num_assistant_tokens: int | list[int] | None = None
-    assistant_confidence_threshold: float | list[float] | None = None
-    max_ngram_size: int | list[int] | None = None
-    # continuous batching: requests submitted together per iteration, and SchedulerConfig fields
-    concurrency: int | list[int] | None = None
-    cache_size_gb: int | list[int] | None = None
-    num_kv_blocks: int | list[int] | None = None
-    enable_prefix_caching: bool | list[bool] | None = None
-    max_num_batched_tokens: int | list[int] | None = None
-    dynamic_split_fuse: bool | list[bool] | None = None
-    max_num_seqs: int | list[int] | None = None
-    # embeddings / rerank: documents per call (serving: per request), the embedding pooling and normalisation
-    batch_size: int | list[int] | None = None
-    pooling: str | list[str] | None = None
-    normalize: bool | list[bool] | None = None
-    top_n: int | list[int] | None = None
-    # vlm: generated images per prompt and their side in pixels
-    images: int | list[int] | None = None
-    image_size: int | list[int] | None = None
-    # speech: length of the generated audio clip in seconds
-    audio_s: float | list[float] | None = None
-    # text2image: image size in pixels and denoising steps
-    width: int | list[int] | None = None
-    height: int | list[int] | None = None
-    steps: int | list[int] | None = None
-    # serving: load against the suite's server (closed loop at `concurrency`, or open loop at `rate` req/s)
-    rate: float | list[float] | None = None
-    burstiness: float | None = None
-    requests: int | None = None
-    duration_s: float | None = None
-    api: Literal["chat", "completions", "embeddings", "rerank"] | list[Literal["chat", "completions", "embeddings",
-                                                                                "rerank"]] | None = None
-    stream: bool | None = None
-    api_key_env: str | None = None
-    request_timeout_s: float | None = None
-    range_ratio: float | None = Field(None, ge=0, lt=1, description="serving: input and output lengths drawn "
-                                      "uniformly from ±range_ratio around the nominal ones, per request")
     models: list[str] | None = Field(None, description="names of the suite's models this scenario runs on (default: all)")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        kind_spec(v)
+        return v
 
     @model_validator(mode="after")
     def _params_fit_kind(self) -> SuiteScenario:
-        allowed = SCENARIO_PARAMS[self.kind]
-        for p in _ALL_SCENARIO_PARAMS:
-            v = getattr(self, p)
-            if v is None:
-                continue
-            if p not in allowed:
-                raise ValueError(f"{p} does not apply to kind {self.kind!r}")
-            for x in v if isinstance(v, list) else [v]:
-                if p == "pooling":
-                    if x not in POOLING:
-                        raise ValueError(f"pooling must be one of {sorted(POOLING)}, got {x!r}")
-                elif isinstance(x, str):
-                    continue
-                elif not isinstance(x, bool) and x <= 0:
-                    raise ValueError(f"{p} must be > 0, got {x}")
-        if self.kind == "serving" and self.batch_size is not None:
-            apis = self.api if isinstance(self.api, list) else [self.api or "chat"]
-            if not set(apis) & {"embeddings", "rerank"}:
-                raise ValueError("batch_size (texts per request) applies to api embeddings or rerank")
+        params = kind_spec(self.kind).params
+        axes = self.given_params()
+        for name, values in axes.items():
+            if name not in params.model_fields:
+                takes = ", ".join(params.model_fields) or "no parameters"
+                raise ValueError(f"{name} does not apply to kind {self.kind!r} (it takes {takes})")
+            coerced = []
+            for value in values:
+                try:
+                    coerced.append(getattr(params.model_validate({name: value}), name))
+                except ValidationError as e:
+                    raise ValueError(f"{name}: {e.errors()[0]['msg']}, got {value!r}") from None
+            # the model's own type (2 -> 2.0 for a float), so a cell key does not depend on how YAML spelled it
+            axes[name] = coerced
+            extra = self.model_extra or {}
+            extra[name] = coerced if isinstance(extra[name], list) else coerced[0]
+        params.check_axes(axes)
         return self
 
+    def given_params(self) -> dict[str, list[PropertyValue]]:
+        """The parameters the suite names, each as a list of values."""
+        return {k: list(v) if isinstance(v, list) else [v] for k, v in (self.model_extra or {}).items()}
+
     def param_axes(self) -> dict[str, list[PropertyValue]]:
-        axes: dict[str, list[PropertyValue]] = {}
-        for p in sorted(SCENARIO_PARAMS[self.kind]):
-            v = getattr(self, p)
-            if v is not None:
-                axes[p] = list(v) if isinstance(v, list) else [v]
-        if self.kind == "speculative" and not axes:
-            axes["num_assistant_tokens"] = [5]
-        if self.kind == "continuous_batching":
-            axes.setdefault("concurrency", [1])
-        if self.kind in ("embeddings", "rerank"):
-            axes.setdefault("batch_size", [8])
-        if self.kind == "serving":
-            axes.setdefault("api", ["chat"])
-            if "rate" not in axes:
-                axes.setdefault("concurrency", [1])
-        if self.kind == "prompt_lookup":
-            axes.setdefault("num_assistant_tokens", [5])
-            axes.setdefault("max_ngram_size", [3])
-        return axes
+        axes = kind_spec(self.kind).params.default_axes(self.given_params())
+        return {k: axes[k] for k in sorted(axes)}
 
 
 class SuiteGate(_Strict):
@@ -358,7 +296,7 @@ class Suite(_Strict):
                     if (s.models is None or m.name in s.models) and not m.draft:
                         raise ValueError(f"model {m.name!r} has no 'draft' but speculative scenario {s.name!r} needs one")
         known = {"model", "precision", "device", "scenario", "kind", "input_tokens", "max_new_tokens", "mode"}
-        known |= set(self.properties) | set().union(*SCENARIO_PARAMS.values())
+        known |= set(self.properties) | {p for k in KINDS.values() for p in k.params.model_fields}
         if self.environments:
             known.add("env")
         for i, rule in enumerate(self.exclude):

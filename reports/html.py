@@ -24,11 +24,12 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from harness.kinds import kind_spec
 from harness.metrics import METRICS
 from harness.schema import CellResult, RunResults, Summary
 from reports.goodput import sweep_limits
 from reports.precision_table import precision_groups
-from reports.rows import KIND_NOTES, KIND_TITLES, by_kind, cell_row, columns_for, fmt_spread, fmt_value
+from reports.rows import by_kind, cell_row, column_text, fmt_spread, fmt_value
 
 if TYPE_CHECKING:  # harness.compare pulls in scipy: imported only when a comparison is rendered
     from harness.compare import Comparison, MetricComparison
@@ -490,8 +491,8 @@ def _sample_outputs(cells: list[CellResult], labels: dict[str, str]) -> list[dic
 
 def _scenario_tables(res: RunResults) -> list[dict[str, object]]:
     """One table per scenario kind, with the kind's columns (reports/rows.py), like the Markdown report's."""
-    return [{"kind": kind, "title": KIND_TITLES.get(kind, kind), "note": KIND_NOTES.get(kind, ""),
-             "columns": columns_for(kind), "rows": [(cell_row(c), c) for c in cells]}
+    return [{"kind": kind, "title": kind_spec(kind).report.title, "note": kind_spec(kind).report.note,
+             "columns": kind_spec(kind).report.columns, "rows": [(cell_row(c), c) for c in cells]}
             for kind, cells in by_kind(res.cells).items()]
 
 
@@ -538,7 +539,7 @@ def render_html(results: RunResults, trends: dict[str, Trend] | None = None) -> 
     return _env.get_template("run.html.j2").render(
         res=results, m=results.metadata, summary=_summary(results), tables=_scenario_tables(results),
         charts=charts, outputs=_sample_outputs(ok, labels), output_chars=OUTPUT_CHARS,
-        spread=fmt_spread, value=fmt_value,
+        spread=fmt_spread, value=fmt_value, column_text=column_text,
         any_speculative=any(c.spec.scenario.kind in ("speculative", "prompt_lookup") for c in ok),
         limits=sweep_limits(results.cells), precision_groups=precision_groups(results.cells),
     )

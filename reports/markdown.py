@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from harness.kinds import kind_spec
 from harness.schema import CellResult, RunResults
 from reports.goodput import sweep_limits
 from reports.precision_table import precision_groups
-from reports.rows import KIND_NOTES, KIND_TITLES, by_kind, cell_row, columns_for, fmt_value, md_code, md_text
+from reports.rows import by_kind, cell_row, column_text, fmt_value, md_code, md_text
 
 
 def _header(res: RunResults) -> list[str]:
@@ -44,10 +45,11 @@ def sweep_limit_lines(cells: list[CellResult]) -> list[str]:
 
 def scenario_table(kind: str, cells: list[CellResult]) -> list[str]:
     """One table for the cells of one scenario kind, with the columns that fit it."""
-    cols = columns_for(kind)
-    lines = [f"### {KIND_TITLES.get(kind, kind)}", ""]
-    if kind in KIND_NOTES:
-        lines += [KIND_NOTES[kind], ""]
+    table = kind_spec(kind).report
+    cols = table.columns
+    lines = [f"### {table.title}", ""]
+    if table.note:
+        lines += [table.note, ""]
     lines += ["| model | precision | device | scenario | params | in/out tokens | "
               + " | ".join(c.header for c in cols) + " | checks | status |",
               "|" + "---|" * (len(cols) + 8)]
@@ -57,7 +59,7 @@ def scenario_table(kind: str, cells: list[CellResult]) -> list[str]:
         checks = ", ".join(f"{md_text(k)}: {v}" for k, v in r.checks.items()) or "—"
         lines.append(f"| {md_text(r.model)} | {r.precision} | {md_text(r.device)} | {md_text(r.scenario)} "
                      f"| {md_text(r.params) or '—'} | {inout} | "
-                     + " | ".join(col.text(r.summaries) for col in cols) + f" | {checks} | {r.status} |")
+                     + " | ".join(column_text(col, r.summaries) for col in cols) + f" | {checks} | {r.status} |")
     return lines + [""]
 
 

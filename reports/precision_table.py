@@ -6,34 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.kinds import Column, kind_spec
 from harness.metrics import METRICS
 from harness.schema import CellResult
-from reports.rows import Column
+from reports.rows import column_text
 
 ORDER = {"fp16": 0, "int8": 1, "int4": 2}
-
-_TEXT = (Column("TTFT ms", "ttft_ms", "median"), Column("TPOT ms", "tpot_ms", "median", 2),
-         Column("tok/s", "output_tps", "median"))
-# Per scenario kind: the speed columns, the metric the speed-up is taken on, and the accuracy columns.
-SPEED_COLUMNS: dict[str, tuple[Column, ...]] = {
-    "continuous_batching": (Column("TTFT p90 ms", "ttft_ms", "p90"), Column("TPOT ms", "tpot_ms", "median", 2),
-                            Column("total tok/s", "batch_output_tps", "median")),
-    "embeddings": (Column("docs/s", "documents_per_s", "median"), Column("latency ms", "e2e_ms", "median", 2)),
-    "rerank": (Column("docs/s", "documents_per_s", "median"), Column("latency ms", "e2e_ms", "median", 2)),
-    "speech": (Column("RTF", "rtf", "median", 3), Column("latency ms", "e2e_ms", "median"),
-               Column("TPOT ms", "tpot_ms", "median", 2)),
-    "text2image": (Column("s/image", "image_s", "median", 3), Column("step ms", "step_ms", "median", 2)),
-}
-SPEEDUP_METRIC = {"continuous_batching": "batch_output_tps", "embeddings": "documents_per_s",
-                  "rerank": "documents_per_s", "speech": "e2e_ms", "text2image": "image_s"}
-ACCURACY_COLUMNS: dict[str, tuple[Column, ...]] = {
-    "embeddings": (Column("cosine vs fp16", "embedding_cosine", "max", 4),),
-    "rerank": (Column("rank corr. vs fp16", "rerank_spearman", "max", 3),),
-    "text2image": (Column("pixel sim. %", "image_similarity_pct", "max", 1),),
-}
-_TEXT_ACCURACY = (Column("token match %", "token_match_pct", "max", 1),
-                  Column("similarity %", "output_similarity_pct", "max", 1))
-
 
 @dataclass
 class PrecisionRow:
@@ -82,15 +60,16 @@ def precision_groups(cells: list[CellResult]) -> list[PrecisionGroup]:
             continue
         members.sort(key=lambda c: ORDER.get(c.spec.precision, 9))
         kind = members[0].spec.scenario.kind
-        cols = (*SPEED_COLUMNS.get(kind, _TEXT), Column("peak MiB", "peak_rss_mb", "max", 0),
-                Column("size MiB", "model_size_mb", "max", 1), *ACCURACY_COLUMNS.get(kind, _TEXT_ACCURACY))
-        speed_tag = SPEEDUP_METRIC.get(kind, "tpot_ms")
+        table = kind_spec(kind).report
+        cols = (*table.speed, Column("peak MiB", "peak_rss_mb", "max", 0), Column("size MiB", "model_size_mb", "max", 1),
+                *table.accuracy)
+        speed_tag = table.speedup_metric
         ref = next((c for c in members if c.spec.precision == "fp16"), None)
         rows = []
         for c in members:
             size, ref_size = c.cell_values.get("model_size_mb"), ref.cell_values.get("model_size_mb") if ref else None
             rows.append(PrecisionRow(
-                precision=c.spec.precision, key=c.key, cells=[col.text(c.summaries) for col in cols],
+                precision=c.spec.precision, key=c.key, cells=[column_text(col, c.summaries) for col in cols],
                 speedup=_speedup(ref, c, speed_tag),
                 compression=ref_size / size if ref_size and size else None))
         m = members[0].spec

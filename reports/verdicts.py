@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from harness.kinds import kind_spec
 from harness.schema import CellResult, RunResults
-from reports.rows import Column
+from reports.rows import column_text
 
 
 def _gates(c: CellResult):
@@ -50,20 +51,6 @@ def render_qualification(res: RunResults) -> str:
     return "\n".join(lines)
 
 
-_TEXT = (Column("tok/s", "output_tps"), Column("ms TTFT", "ttft_ms"))
-RELEASE_HEADLINE = {
-    "generate": _TEXT, "speculative": _TEXT, "prompt_lookup": _TEXT, "optimum": _TEXT, "pytorch": _TEXT, "vlm": _TEXT,
-    "continuous_batching": (Column("total tok/s", "batch_output_tps"), Column("ms TTFT p90", "ttft_ms", "p90")),
-    "speech": (Column("RTF", "rtf", digits=3), Column("ms", "e2e_ms")),
-    "serving": (Column("req/s", "request_rps", digits=2), Column("ms TTFT p90", "ttft_ms", "p90")),
-    "text2image": (Column("s/image", "image_s", digits=3), Column("ms/step", "step_ms", digits=1)),
-    "embeddings": (Column("docs/s", "documents_per_s"), Column("ms", "e2e_ms", digits=2)),
-    "rerank": (Column("docs/s", "documents_per_s"), Column("ms", "e2e_ms", digits=2)),
-    "tokenizer": (Column("OV encode tok/s", "ov_encode_tps", digits=0),
-                  Column("encode mismatches", "tokenizer_encode_mismatches", "max", 0)),
-}
-
-
 def render_release(res: RunResults) -> str:
     """Release table: one row per model × precision × scenario, one column per device (tok/s, TTFT, verdict)."""
     devices = sorted({c.spec.device for c in res.cells})
@@ -90,8 +77,9 @@ def render_release(res: RunResults) -> str:
                 cols.append(c.status)
             else:
                 verdict = "pass" if _cell_passes(c) else "**FAIL**"
-                first, second = RELEASE_HEADLINE.get(c.spec.scenario.kind, RELEASE_HEADLINE["generate"])
-                cols.append(f"{first.text(c.summaries)} {first.header} · {second.text(c.summaries)} {second.header}"
+                first, second = kind_spec(c.spec.scenario.kind).report.headline
+                cols.append(f"{column_text(first, c.summaries)} {first.header} · {column_text(second, c.summaries)} "
+                            f"{second.header}"
                             f" · {verdict}")
         lines.append(f"| {model} | {precision} | {scenario} | " + " | ".join(cols) + " |")
     return "\n".join(lines) + "\n"

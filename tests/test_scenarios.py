@@ -40,6 +40,9 @@ SUITE = {
         {"name": "vlm", "kind": "vlm", "models": ["tiny-vlm"], "image_size": 96},
         {"name": "speech", "kind": "speech", "models": ["tiny-whisper"], "audio_s": 4.0},
         {"name": "t2i", "kind": "text2image", "models": ["tiny-sd"], "width": 64, "height": 64, "steps": 4},
+        {"name": "i2i", "kind": "image2image", "models": ["tiny-sd"], "width": 64, "height": 64, "steps": 8,
+         "strength": 0.5},
+        {"name": "inpaint", "kind": "inpainting", "models": ["tiny-sd"], "width": 64, "height": 64, "steps": 4},
     ],
     "exclude": [{"kind": ["continuous_batching", "tokenizer", "pytorch"], "precision": "int8"},
                 {"kind": "tokenizer", "model": ["tiny-vlm", "tiny-whisper"]}],
@@ -318,10 +321,43 @@ def test_text_to_image_at_fixed_size_and_steps(cb_run):
     assert "### Text to image (Text2ImagePipeline)" in (out / "report.md").read_text()
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize(("kind", "steps_run", "title"), [("image2image", 4, "Image to image (Image2ImagePipeline)"),
+                                                          ("inpainting", 4, "Inpainting (InpaintingPipeline)")])
+def test_image_to_image_and_inpainting(cb_run, kind, steps_run, title):
+    _, out = cb_run
+    res = load_results(out)
+    cells = {c.spec.precision: c for c in res.cells if c.spec.scenario.kind == kind}
+    assert sorted(cells) == ["fp16", "int8"]
+    for c in cells.values():
+        assert c.status == "ok", c.error
+        s = c.summaries
+        # step time is over the steps the pipeline runs: int(steps * strength)
+        assert s["step_ms"].median == pytest.approx(s["image_s"].median * 1000 / steps_run, rel=0.05)
+        assert 0 < s["unet_ms"].median < s["image_s"].median * 1000
+        assert next(ch for ch in c.checks if ch.name == "repeat_determinism").status == "pass"
+    assert 0 < cells["int8"].cell_values["image_similarity_pct"] <= 100
+    check = next(ch for ch in cells["int8"].checks if ch.name == "accuracy_vs_fp16")
+    assert "mean absolute pixel difference" in check.detail
+    assert f"### {title}" in (out / "report.md").read_text()
+
+
+def test_input_image_and_mask_are_fixed():
+    import numpy as np
+
+    from harness.backends.genai_image import centre_mask, input_image, steps_run
+
+    a, b = input_image(64, 32), input_image(64, 32)
+    assert a.shape == (1, 32, 64, 3) and a.dtype == np.uint8 and (a == b).all() and a.std() > 20
+    m = centre_mask(64, 32, 0.5)
+    assert (m[0, 8:24, 16:48] == 255).all() and m.sum() == 255 * 3 * 16 * 32
+    assert steps_run(20, 0.8) == 16 and steps_run(4, 0.1) == 1 and steps_run(4, 1.0) == 4
+
+
 def test_thumbnail_block_means():
     import numpy as np
 
-    from harness.backends.genai_text2image import thumbnail
+    from harness.backends.genai_image import thumbnail
 
     img = np.zeros((64, 64, 3), dtype=np.uint8)
     img[:32, :, 0] = 255

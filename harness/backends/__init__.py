@@ -1,7 +1,6 @@
 """Backends run one cell inside a worker process.
 
-Each backend is a function `run(cell, models, emit)`; `BACKENDS` maps a scenario kind to it,
-so adding a kind is adding an entry, not a branch."""
+Each backend is a function `run(cell, models, emit)`, named by its kind's registry entry (harness.kinds)."""
 
 from __future__ import annotations
 
@@ -26,31 +25,6 @@ class CellModels:
 
 
 def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
-    from harness.backends import (
-        genai_cb,
-        genai_llm,
-        genai_text2image,
-        genai_text_encoders,
-        genai_vlm,
-        genai_whisper,
-        optimum_llm,
-        serving,
-        tokenizer_parity,
-    )
+    from harness.kinds import kind_spec
 
-    backends = {
-        "vlm": genai_vlm.run,
-        "speech": genai_whisper.run,
-        "text2image": genai_text2image.run,
-        "serving": serving.run,
-        "optimum": optimum_llm.run,
-        "pytorch": optimum_llm.run_pytorch,
-        "embeddings": genai_text_encoders.run_embeddings,
-        "rerank": genai_text_encoders.run_rerank,
-        "tokenizer": tokenizer_parity.run,
-        "continuous_batching": genai_cb.run,
-        "generate": genai_llm.run,
-        "speculative": genai_llm.run,
-        "prompt_lookup": genai_llm.run,
-    }
-    return backends[kind]
+    return kind_spec(kind).run()

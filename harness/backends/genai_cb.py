@@ -17,19 +17,18 @@ from harness import validation
 from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, BatchCall, measure_cell, pipeline_properties
 from harness.backends.genai_common import generation_config, prompt_texts
+from harness.kinds.continuous_batching import ContinuousBatchingParams
 from harness.schema import BatchRecord, CellSpec, Sample
 
 
 def scheduler_fields(cell: CellSpec) -> dict[str, Any]:
     """SchedulerConfig fields from the cell's scenario parameters (the rest keep openvino-genai's defaults)."""
-    p = cell.scenario.params
-    fields: dict[str, Any] = {}
-    if "cache_size_gb" in p:
-        fields["cache_size"] = int(p["cache_size_gb"])  # whole GB; 0 (the default) lets the cache grow as needed
-    fields.update({name: bool(p[name]) for name in ("enable_prefix_caching", "dynamic_split_fuse") if name in p})
-    fields.update({name: int(p[name]) for name in ("max_num_batched_tokens", "max_num_seqs", "num_kv_blocks")
-                   if name in p})
-    return fields
+    p = ContinuousBatchingParams.of(cell)
+    given = {name: getattr(p, name) for name in ("enable_prefix_caching", "dynamic_split_fuse", "max_num_batched_tokens",
+                                                 "max_num_seqs", "num_kv_blocks") if getattr(p, name) is not None}
+    if p.cache_size_gb is not None:
+        given["cache_size"] = p.cache_size_gb  # whole GB; unset, the cache grows as needed
+    return given
 
 
 def scheduler_config(cell: CellSpec) -> Any:
@@ -112,7 +111,7 @@ class BatchSession:
 
     def __init__(self, pipe: Any, cell: CellSpec, models: CellModels) -> None:
         self.pipe, self.cell, self.models = pipe, cell, models
-        self.concurrency = int(cell.scenario.params.get("concurrency", 1))
+        self.concurrency = ContinuousBatchingParams.of(cell).concurrency
         self.cfg = generation_config(pipe, cell)
         self.tok = pipe.get_tokenizer()
         total = cell.warmup + cell.iterations

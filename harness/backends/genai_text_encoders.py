@@ -15,6 +15,7 @@ from typing import Any
 from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, measure_cell, pipeline_properties
 from harness.backends.genai_common import prompt_texts
+from harness.kinds.text_encoders import EmbeddingsParams, RerankParams
 from harness.schema import CellSpec, Sample
 
 POOLING = {"cls": "CLS", "mean": "MEAN", "last_token": "LAST_TOKEN"}
@@ -25,11 +26,11 @@ def _embedding_pipeline(cell: CellSpec, models: CellModels, cache_dir: Any) -> A
     import openvino_genai as ov_genai
 
     cfg = ov_genai.TextEmbeddingPipeline.Config()
-    p = cell.scenario.params
-    if "pooling" in p:
-        cfg.pooling_type = getattr(ov_genai.TextEmbeddingPipeline.PoolingType, POOLING[str(p["pooling"])])
-    if "normalize" in p:
-        cfg.normalize = bool(p["normalize"])
+    p = EmbeddingsParams.of(cell)
+    if p.pooling is not None:
+        cfg.pooling_type = getattr(ov_genai.TextEmbeddingPipeline.PoolingType, POOLING[p.pooling])
+    if p.normalize is not None:
+        cfg.normalize = p.normalize
     props = pipeline_properties(cell)
     if cache_dir is not None:
         props["CACHE_DIR"] = str(cache_dir)
@@ -41,7 +42,8 @@ def _rerank_pipeline(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
 
     cfg = ov_genai.TextRerankPipeline.Config()
     # every document's score is kept (for accuracy against fp16) unless the suite asks for fewer
-    cfg.top_n = int(cell.scenario.params.get("top_n", cell.scenario.params.get("batch_size", 8)))
+    p = RerankParams.of(cell)
+    cfg.top_n = p.top_n or p.batch_size
     props = pipeline_properties(cell)
     if cache_dir is not None:
         props["CACHE_DIR"] = str(cache_dir)
@@ -70,7 +72,7 @@ class EncoderSession:
 
         self.pipe, self.cell, self.fn, self.kind = pipe, cell, call, kind
         self.tok = ov_genai.Tokenizer(str(models.target))
-        bs = int(cell.scenario.params.get("batch_size", 8))
+        bs = (EmbeddingsParams if kind == "embeddings" else RerankParams).of(cell).batch_size
         self.per_call = bs + (1 if kind == "rerank" else 0)
         total = cell.warmup + cell.iterations
         self.texts = prompt_texts(cell, self.tok, self.per_call * (total if cell.prompts.vary_per_iteration else 1))

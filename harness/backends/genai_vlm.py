@@ -20,6 +20,7 @@ from harness.backends.genai_common import (
     streamer_for,
     token_timeline,
 )
+from harness.kinds.vlm import VLMParams
 from harness.schema import CellSpec, Sample
 
 
@@ -73,8 +74,8 @@ class VLMSession(TextSession):
     def __init__(self, pipe: Any, cell: CellSpec, models: CellModels) -> None:
         self.pipe, self.cell = pipe, cell
         self.cfg = generation_config(pipe, cell)
-        self.n_images = int(cell.scenario.params.get("images", 1))
-        self.size = int(cell.scenario.params.get("image_size", 224))
+        p = VLMParams.of(cell)
+        self.n_images, self.size = p.images, p.image_size
         total = cell.warmup + cell.iterations
         self.prompts = prompt_texts(cell, pipe.get_tokenizer(), total if cell.prompts.vary_per_iteration else 1)
         self.streamer_cls = streamer_for(cell)

@@ -20,6 +20,7 @@ from harness.backends.genai_common import (
     streamer_for,
     token_timeline,
 )
+from harness.kinds.speech import SpeechParams
 from harness.schema import CellSpec, Sample
 
 SAMPLE_RATE = 16000  # Whisper's input rate
@@ -75,7 +76,7 @@ class WhisperSession(TextSession):
         self.pipe, self.cell = pipe, cell
         # the text generation settings, min_new_tokens and beam search included, as for every generating cell
         self.cfg = generation_config(pipe, cell)
-        self.seconds = float(cell.scenario.params.get("audio_s", 5.0))
+        self.seconds = SpeechParams.of(cell).audio_s
         self.streamer_cls = streamer_for(cell)
 
     def measure(self, iteration: int, warmup: bool, streamer_cls: type | None, label: int) -> Sample:

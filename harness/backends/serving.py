@@ -17,14 +17,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from harness.backends import CellModels, Emit
 from harness.child_process import die_with_parent
 from harness.errors import ModelPreparationError
+from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, Sample
-from harness.serving.client import Api, RequestInput, RequestOutput
+from harness.serving.client import RequestInput, RequestOutput
 from harness.serving.load import LoadSpec, run_load
 
 LOCAL = "local"
@@ -146,7 +147,6 @@ def _sample(o: RequestOutput, prompt_index: int) -> Sample:
 
 
 MAX_DISTINCT_PROMPTS = 512
-DEFAULT_TEXTS_PER_REQUEST = {"rerank": 8}
 
 
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
@@ -155,22 +155,19 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
 
     from harness.backends.genai_common import prompt_texts
 
-    p = cell.scenario.params
-    api = cast(Api, str(p.get("api", "chat")))  # the suite schema allows only these
+    p = ServingParams.of(cell)
+    api = p.api
     target = cell.server or LOCAL
-    spec = LoadSpec(concurrency=int(p.get("concurrency", 1)), rate=float(p["rate"]) if "rate" in p else None,
-                    burstiness=float(p.get("burstiness", 1.0)), requests=int(p.get("requests", 16)),
-                    duration_s=float(p["duration_s"]) if "duration_s" in p else None, warmup=cell.warmup,
-                    timeout_s=float(p.get("request_timeout_s", 60)))
+    spec = LoadSpec(concurrency=p.concurrency, rate=p.rate, burstiness=p.burstiness, requests=p.requests,
+                    duration_s=p.duration_s, warmup=cell.warmup, timeout_s=p.request_timeout_s)
     tok_dir = models.target
-    # documents per request: embeddings send a list of inputs, rerank a query and its documents
-    per_request = int(p.get("batch_size", DEFAULT_TEXTS_PER_REQUEST.get(api, 1)))
+    per_request = p.texts_per_call()
     texts_per_request = per_request + (api == "rerank")
     # distinct prompts are made up front, so a long or duration-bound load cycles through a bounded set
     count = min((spec.requests + spec.warmup) * per_request + texts_per_request - per_request, MAX_DISTINCT_PROMPTS)
     count = max(count, texts_per_request)
     in_lens, out_lens = request_lengths(cell.prompts.input_tokens, cell.generation.max_new_tokens,
-                                        float(p.get("range_ratio", 0.0)), count)
+                                        p.range_ratio, count)
     prompts = prompt_texts(cell, ov_genai.Tokenizer(str(tok_dir)), count, in_lens)
 
     def first_text(i: int) -> int:
@@ -182,10 +179,10 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         idx = first_text(i)
         texts = [prompts[(idx + k) % len(prompts)] for k in range(texts_per_request)]
         return RequestInput(api=api, prompt=texts[0], documents=tuple(texts[1:]), max_tokens=out_lens[idx],
-                            ignore_eos=cell.generation.ignore_eos, stream=bool(p.get("stream", True)), index=i)
+                            ignore_eos=cell.generation.ignore_eos, stream=p.stream, index=i)
 
     headers = None
-    key_env = p.get("api_key_env")
+    key_env = p.api_key_env
     if key_env:
         key = os.environ.get(str(key_env))
         if not key:

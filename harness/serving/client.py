@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
-Api = Literal["chat", "completions", "embeddings", "rerank"]
+from harness.kinds.serving import Api
+
 PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings", "rerank": "rerank"}
 UNARY_ONLY = ("embeddings", "rerank")
 

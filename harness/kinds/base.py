@@ -1,0 +1,93 @@
+"""What the harness knows about one scenario kind, in one place: `KindSpec`."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from harness.backends import CellModels, Emit
+    from harness.schema import CellSpec
+
+
+@dataclass(frozen=True)
+class Column:
+    """One metric column of a report table: `stat` is "spread" (median ± sd) or a Summary field."""
+
+    header: str
+    metric: str
+    stat: str = "spread"
+    digits: int = 1
+
+
+class Params(BaseModel):
+    """A kind's scenario parameters with their defaults. A suite gives any of them as a value or a list
+    (an axis); the cell key holds the given ones plus `keyed`, whose defaults are part of what a cell is."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    keyed: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def default_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """The axes with `keyed` parameters the suite left out set to their defaults."""
+        out = dict(axes)
+        for name in cls.keyed:
+            out.setdefault(name, [cls.model_fields[name].default])
+        return out
+
+    @classmethod
+    def check_axes(cls, axes: dict[str, list[Any]]) -> None:
+        """Rules between parameters over all their axis values (raise ValueError); none by default."""
+
+    @classmethod
+    def of(cls, cell: CellSpec) -> Any:
+        """The cell's parameters with defaults filled in."""
+        return cls.model_validate(cell.scenario.params, strict=False)
+
+
+class NoParams(Params):
+    pass
+
+
+@dataclass(frozen=True)
+class ReportTable:
+    """How reports show a kind: its section title and note, the scenario table's columns, the release
+    report's two headline figures, and the precision table's speed and accuracy columns."""
+
+    title: str
+    columns: tuple[Column, ...]
+    headline: tuple[Column, Column]
+    note: str = ""
+    speed: tuple[Column, ...] = ()
+    speedup_metric: str = "tpot_ms"  # the precision table's speed-up against fp16 is taken on it
+    accuracy: tuple[Column, ...] = ()
+
+
+# The kept first output of two cells -> accuracy figures (metric tag -> value) and a detail line
+CompareOutputs = Callable[[Any, Any], "tuple[dict[str, float], str] | None"]
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """A scenario kind: parameters, backend, report table and which checks and accuracy apply."""
+
+    name: str
+    params: type[Params]
+    backend: str  # "module:function", imported in the worker only (it needs OpenVINO)
+    report: ReportTable
+    generates_text: bool = True  # token counts, greedy reference, repeat of the text
+    same_as_greedy: bool = False  # greedy output must equal the plain greedy cell's
+    # "greedy": text accuracy against the plain greedy (or PyTorch) cell; "same_kind": against the fp16 cell of
+    # this kind and parameters; "none": no accuracy figure
+    reference: Literal["greedy", "same_kind", "none"] = "greedy"
+    compare_outputs: CompareOutputs | None = None  # accuracy on kept outputs (vectors, images, audio)
+    outputs_key: str | None = None  # check_outputs prefix of the kept first output
+    repeat_tolerance: float = 1e-5  # largest difference allowed between a kept output and its repeat
+
+    def run(self) -> Callable[[CellSpec, CellModels, Emit], None]:
+        module, _, function = self.backend.partition(":")
+        return getattr(importlib.import_module(module), function)

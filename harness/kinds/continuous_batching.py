@@ -1,0 +1,39 @@
+"""Continuous batching: `concurrency` requests at once to ContinuousBatchingPipeline."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from harness.kinds.base import Column, KindSpec, Params, ReportTable
+from harness.kinds.text import ACCURACY
+
+
+class ContinuousBatchingParams(Params):
+    keyed = ("concurrency",)
+    concurrency: int = Field(1, gt=0, description="requests submitted together per iteration")
+    # SchedulerConfig fields; None leaves openvino-genai's default
+    cache_size_gb: int | None = Field(None, gt=0)
+    num_kv_blocks: int | None = Field(None, gt=0)
+    enable_prefix_caching: bool | None = None
+    max_num_batched_tokens: int | None = Field(None, gt=0)
+    dynamic_split_fuse: bool | None = None
+    max_num_seqs: int | None = Field(None, gt=0)
+
+
+KIND = KindSpec(
+    name="continuous_batching", params=ContinuousBatchingParams, backend="harness.backends.genai_cb:run",
+    same_as_greedy=True,
+    report=ReportTable(
+        title="Continuous batching",
+        columns=(Column("total tok/s", "batch_output_tps"), Column("req/s", "request_rps", digits=2),
+                 Column("TTFT p50 ms", "ttft_ms", "median"), Column("TTFT p90 ms", "ttft_ms", "p90"),
+                 Column("TPOT p50 ms", "tpot_ms", "median", 2), Column("TPOT p90 ms", "tpot_ms", "p90", 2),
+                 Column("e2e p90 ms", "e2e_ms", "p90"), Column("KV peak %", "kv_cache_peak_pct", "max"),
+                 Column("peak MiB", "peak_rss_mb", digits=0)),
+        headline=(Column("total tok/s", "batch_output_tps"), Column("ms TTFT p90", "ttft_ms", "p90")),
+        note="Each iteration submits `concurrency` requests at once to ContinuousBatchingPipeline; TTFT, TPOT and "
+        "e2e are per request from the batch start (p50/p90 over all measured requests); total tok/s and req/s are "
+        "per batch; KV peak = highest KV-cache usage after a step.",
+        speed=(Column("TTFT p90 ms", "ttft_ms", "p90"), Column("TPOT ms", "tpot_ms", "median", 2),
+               Column("total tok/s", "batch_output_tps", "median")),
+        speedup_metric="batch_output_tps", accuracy=ACCURACY))

@@ -1,0 +1,53 @@
+"""Text generation through LLMPipeline (plain, speculative, prompt lookup), Optimum Intel and PyTorch."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from harness.kinds.base import Column, KindSpec, NoParams, Params, ReportTable
+
+GENERATE_COLUMNS = (Column("TTFT ms", "ttft_ms", digits=2), Column("TPOT ms", "tpot_ms", digits=2),
+                    Column("tok/s", "output_tps"), Column("peak MiB", "peak_rss_mb", digits=0),
+                    Column("tok/step", "tokens_per_chunk", "mean", 2))
+DRAFTED_COLUMNS = (*GENERATE_COLUMNS[:4], Column("accept %", "acceptance_rate_pct"), GENERATE_COLUMNS[4])
+HEADLINE = (Column("tok/s", "output_tps"), Column("ms TTFT", "ttft_ms"))
+SPEED = (Column("TTFT ms", "ttft_ms", "median"), Column("TPOT ms", "tpot_ms", "median", 2),
+         Column("tok/s", "output_tps", "median"))
+ACCURACY = (Column("token match %", "token_match_pct", "max", 1),
+            Column("similarity %", "output_similarity_pct", "max", 1))
+
+
+def text_table(title: str, columns: tuple[Column, ...] = GENERATE_COLUMNS, note: str = "") -> ReportTable:
+    return ReportTable(title=title, columns=columns, headline=HEADLINE, note=note, speed=SPEED, accuracy=ACCURACY)
+
+
+class SpeculativeParams(Params):
+    keyed = ("num_assistant_tokens",)
+    num_assistant_tokens: int = Field(5, gt=0)
+    assistant_confidence_threshold: float | None = Field(None, gt=0)
+
+    @classmethod
+    def default_axes(cls, axes: dict[str, list]) -> dict[str, list]:
+        # a confidence threshold replaces the fixed number of draft tokens
+        return dict(axes) if axes else super().default_axes(axes)
+
+
+class PromptLookupParams(Params):
+    keyed = ("num_assistant_tokens", "max_ngram_size")
+    num_assistant_tokens: int = Field(5, gt=0)
+    max_ngram_size: int = Field(3, gt=0)
+
+
+LLM_BACKEND = "harness.backends.genai_llm:run"
+GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, report=text_table("Plain generation"))
+SPECULATIVE = KindSpec(name="speculative", params=SpeculativeParams, backend=LLM_BACKEND, same_as_greedy=True,
+                       report=text_table("Speculative decoding", DRAFTED_COLUMNS))
+PROMPT_LOOKUP = KindSpec(name="prompt_lookup", params=PromptLookupParams, backend=LLM_BACKEND, same_as_greedy=True,
+                         report=text_table("Prompt lookup decoding", DRAFTED_COLUMNS))
+OPTIMUM = KindSpec(
+    name="optimum", params=NoParams, backend="harness.backends.optimum_llm:run", same_as_greedy=True,
+    report=text_table("Optimum Intel (OVModelForCausalLM.generate)", note=(
+        "The same IR, prompts and generation settings through Optimum Intel; timed from tokenization to the "
+        "decoded text like GenAI's generate(str), tokens timed by a transformers streamer.")))
+PYTORCH = KindSpec(name="pytorch", params=NoParams, backend="harness.backends.optimum_llm:run_pytorch",
+                   reference="none", report=text_table("PyTorch reference (original Hugging Face model, f32)"))

@@ -1,0 +1,56 @@
+"""Text to image: Text2ImagePipeline.generate at a fixed width, height, step count and seed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from harness.kinds.base import Column, KindSpec, Params, ReportTable
+
+
+class ImageParams(Params):
+    width: int = Field(512, gt=0, description="image width in pixels")
+    height: int | None = Field(None, gt=0, description="image height in pixels (default: width)")
+    steps: int = Field(20, gt=0, description="denoising steps asked for")
+
+    @property
+    def image_height(self) -> int:
+        return self.height or self.width
+
+
+def compare_images(a: Any, b: Any) -> tuple[dict[str, float], str]:
+    """Pixel similarity of the two cells' kept thumbnails: 100 · (1 − mean absolute difference / 255)."""
+    import numpy as np
+
+    mae = float(np.mean(np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))))
+    return {"image_similarity_pct": 100.0 * (1 - mae / 255.0)}, f"mean absolute pixel difference {mae:.1f}/255"
+
+
+IMAGE_ACCURACY = (Column("pixel sim. %", "image_similarity_pct", "max", 1),)
+
+
+def image_table(title: str, note: str) -> ReportTable:
+    """The report table every image-generation kind shares."""
+    return ReportTable(
+        title=title, note=note,
+        columns=(Column("s/image", "image_s", digits=3), Column("step ms", "step_ms", digits=2),
+                 Column("UNet ms", "unet_ms", digits=1), Column("VAE dec. ms", "vae_decoder_ms", digits=1),
+                 Column("peak MiB", "peak_rss_mb", digits=0),
+                 Column("pixel sim. vs fp16 %", "image_similarity_pct", "max", 1)),
+        headline=(Column("s/image", "image_s", digits=3), Column("ms/step", "step_ms", digits=1)),
+        speed=(Column("s/image", "image_s", "median", 3), Column("step ms", "step_ms", "median", 2)),
+        speedup_metric="image_s", accuracy=IMAGE_ACCURACY)
+
+
+def image_kind(name: str, params: type[Params], backend: str, table: ReportTable) -> KindSpec:
+    """An image-generation kind: no text, accuracy as pixel similarity against the fp16 cell of the same kind."""
+    # kept thumbnails are block means rounded to whole pixel values: a repeat may move one by 1
+    return KindSpec(name=name, params=params, backend=backend, report=table, generates_text=False,
+                    reference="same_kind", compare_outputs=compare_images, outputs_key="image", repeat_tolerance=1.0)
+
+
+KIND = image_kind("text2image", ImageParams, "harness.backends.genai_image:run_text2image", image_table(
+    "Text to image (Text2ImagePipeline)",
+    "One Text2ImagePipeline.generate call per iteration (fixed width, height, steps and seed); step ms = time per "
+    "image / denoising steps run; UNet and VAE decoder times from openvino-genai's ImageGenerationPerfMetrics."))

@@ -1,0 +1,76 @@
+"""Text embeddings (TextEmbeddingPipeline) and rerank (TextRerankPipeline): `batch_size` documents per call."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any, Literal
+
+from pydantic import Field
+
+from harness.kinds.base import Column, KindSpec, Params, ReportTable
+
+
+class EmbeddingsParams(Params):
+    keyed = ("batch_size",)
+    batch_size: int = Field(8, gt=0, description="documents per call")
+    pooling: Literal["cls", "mean", "last_token"] | None = None  # None: the pipeline's default
+    normalize: bool | None = None
+
+
+class RerankParams(Params):
+    keyed = ("batch_size",)
+    batch_size: int = Field(8, gt=0, description="documents per call, with one query")
+    top_n: int | None = Field(None, gt=0, description="scores returned (default: batch_size)")
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(y * y for y in b))
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (na * nb) if na and nb else 0.0
+
+
+def compare_embeddings(a: Any, b: Any) -> tuple[dict[str, float], str]:
+    """Mean cosine between the two cells' vectors of the same documents."""
+    cos = [cosine(x, y) for x, y in zip(a, b, strict=True)]
+    return {"embedding_cosine": statistics.fmean(cos)}, f"{len(cos)} documents, cosine min {min(cos):.4f}"
+
+
+def compare_rerank(a: Any, b: Any) -> tuple[dict[str, float], str] | None:
+    """Spearman rho of the scores of the documents both cells ranked."""
+    from scipy.stats import spearmanr
+
+    sa, sb = {int(i): s for i, s in a}, {int(i): s for i, s in b}
+    docs = sorted(set(sa) & set(sb))
+    if len(docs) < 2:
+        return None
+    rho = float(spearmanr([sa[d] for d in docs], [sb[d] for d in docs]).statistic)
+    if math.isnan(rho):
+        return {}, "scores tied, rank correlation undefined"
+    top_same = a[0][0] == b[0][0]
+    return {"rerank_spearman": rho}, f"{len(docs)} documents, top document {'the same' if top_same else 'different'}"
+
+
+_COLUMNS = (Column("docs/s", "documents_per_s"), Column("latency ms", "e2e_ms", digits=2),
+            Column("latency p90 ms", "e2e_ms", "p90", 2), Column("input tok/s", "input_tps", digits=0),
+            Column("peak MiB", "peak_rss_mb", digits=0))
+_HEADLINE = (Column("docs/s", "documents_per_s"), Column("ms", "e2e_ms", digits=2))
+_SPEED = (Column("docs/s", "documents_per_s", "median"), Column("latency ms", "e2e_ms", "median", 2))
+
+EMBEDDINGS = KindSpec(
+    name="embeddings", params=EmbeddingsParams, backend="harness.backends.genai_text_encoders:run_embeddings",
+    generates_text=False, reference="same_kind", compare_outputs=compare_embeddings, outputs_key="embeddings",
+    report=ReportTable(
+        title="Text embeddings", columns=(*_COLUMNS, Column("cosine vs fp16", "embedding_cosine", "max", 4)),
+        headline=_HEADLINE, speed=_SPEED, speedup_metric="documents_per_s",
+        accuracy=(Column("cosine vs fp16", "embedding_cosine", "max", 4),),
+        note="One TextEmbeddingPipeline.embed_documents call of `batch_size` documents per iteration; latency is "
+        "the call's e2e. Cosine vs fp16: mean over the first measured call's documents."))
+RERANK = KindSpec(
+    name="rerank", params=RerankParams, backend="harness.backends.genai_text_encoders:run_rerank",
+    generates_text=False, reference="same_kind", compare_outputs=compare_rerank, outputs_key="rerank",
+    report=ReportTable(
+        title="Text rerank", columns=(*_COLUMNS, Column("rank corr. vs fp16", "rerank_spearman", "max", 3)),
+        headline=_HEADLINE, speed=_SPEED, speedup_metric="documents_per_s",
+        accuracy=(Column("rank corr. vs fp16", "rerank_spearman", "max", 3),),
+        note="One TextRerankPipeline.rerank call (a query and `batch_size` documents) per iteration; latency is the "
+        "call's e2e. Rank correlation vs fp16: Spearman rho of the documents' scores."))

@@ -1,0 +1,23 @@
+"""Vision-language generation: VLMPipeline.generate(prompt, images) with generated images."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from harness.kinds.base import Column, KindSpec, Params
+from harness.kinds.text import GENERATE_COLUMNS, text_table
+
+
+class VLMParams(Params):
+    images: int = Field(1, gt=0, description="generated images per prompt")
+    image_size: int = Field(224, gt=0, description="side of each image in pixels")
+
+
+KIND = KindSpec(
+    name="vlm", params=VLMParams, backend="harness.backends.genai_vlm:run", reference="same_kind",
+    report=text_table(
+        "Vision-language (VLMPipeline)",
+        (*GENERATE_COLUMNS[:2], Column("image emb. ms", "vlm_embeddings_ms", digits=2), *GENERATE_COLUMNS[2:4]),
+        note="One VLMPipeline.generate(prompt, images) call per iteration with generated images; TTFT includes "
+        "image preprocessing and the vision encoder (image emb. = openvino-genai's prepare-embeddings time, part "
+        "of TTFT)."))

@@ -1,0 +1,80 @@
+"""The scenario-kind registry: every entry is complete and consistent, and suites are checked against it."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from harness.errors import HarnessInputError
+from harness.kinds import KINDS, kind_spec
+from harness.metrics import METRICS
+from harness.suite import expand, load_suite
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_entry_is_complete(name):
+    spec = KINDS[name]
+    assert spec.name == name
+    spec.params()  # every parameter has a default
+    module, _, function = spec.backend.partition(":")
+    assert callable(getattr(importlib.import_module(module), function))
+    table = spec.report
+    assert table.title and table.columns and len(table.headline) == 2
+    for col in (*table.columns, *table.headline, *table.speed, *table.accuracy):
+        assert col.metric in METRICS, (name, col.metric)
+    assert table.speedup_metric in METRICS
+    # a kind keeps outputs for accuracy exactly when it compares them
+    assert (spec.compare_outputs is None) == (spec.outputs_key is None)
+    for keyed in spec.params.keyed:
+        assert keyed in spec.params.model_fields
+
+
+def test_unknown_kind_lists_the_registry():
+    with pytest.raises(ValueError, match="unknown scenario kind 'text2sound'; known: generate, speculative"):
+        kind_spec("text2sound")
+
+
+SUITE = """name: t
+models: [{name: m, source: synthetic:tiny-sd}]
+scenarios:
+  - {SCENARIO}
+"""
+
+
+def _load(tmp_path, scenario: str):
+    p = tmp_path / "s.yaml"
+    p.write_text(SUITE.replace("{SCENARIO}", scenario))
+    return expand(load_suite(p)[0], p)
+
+
+@pytest.mark.parametrize("scenario,needle", [
+    ("{name: x, kind: text2sound}", "unknown scenario kind 'text2sound'"),
+    ("{name: x, kind: image2image, strength: 2}", "strength: Input should be less than or equal to 1, got 2"),
+    ("{name: x, kind: image2image, strength: [0.5, 0]}", "strength: Input should be greater than 0, got 0"),
+    ("{name: x, kind: inpainting, width: true}", "width: Input should be a valid integer, got True"),
+    ("{name: x, kind: text2image, strength: 0.5}", "strength does not apply to kind 'text2image' "
+                                                   "\\(it takes width, height, steps\\)"),
+    ("{name: x, kind: generate, steps: 3}", "steps does not apply to kind 'generate' \\(it takes no parameters\\)"),
+    ("{name: x, kind: inpainting, mask_fraction: cheese}", "mask_fraction: Input should be a valid number"),
+])
+def test_bad_parameters_name_field_and_value(tmp_path, scenario, needle):
+    with pytest.raises(HarnessInputError, match=needle) as ei:
+        _load(tmp_path, scenario)
+    assert "scenarios[0]" in ei.value.line()
+
+
+def test_values_take_the_parameter_type_so_keys_do_not_depend_on_spelling(tmp_path):
+    a = _load(tmp_path, "{name: x, kind: image2image, strength: [1, 0.5]}")
+    b = _load(tmp_path, "{name: x, kind: image2image, strength: [1.0, 0.5]}")
+    assert [c.key for c in a] == [c.key for c in b]
+    assert a[0].scenario.params == {"strength": 1.0}
+
+
+def test_keyed_defaults_are_in_the_key_and_others_are_not(tmp_path):
+    (cell,) = _load(tmp_path, "{name: x, kind: serving}")
+    assert cell.scenario.params == {"api": "chat", "concurrency": 1}
+    (cell,) = _load(tmp_path, "{name: x, kind: serving, rate: 2}")
+    assert cell.scenario.params == {"api": "chat", "rate": 2.0}
+    (cell,) = _load(tmp_path, "{name: x, kind: text2image}")
+    assert cell.scenario.params == {}
