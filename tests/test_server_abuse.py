@@ -140,6 +140,7 @@ def test_internal_errors_never_reach_the_client(tiny, monkeypatch, stream):
     from fastapi.testclient import TestClient
 
     from harness.serving import server
+    from harness.serving.api import generation
     from harness.serving.engine import Engine
 
     leak = "error: RuntimeError: Exception from /home/jenkins/agent/src/core/src/runtime.cpp:123: boom"
@@ -161,7 +162,7 @@ def test_internal_errors_never_reach_the_client(tiny, monkeypatch, stream):
         else:
             assert _openai_error(r, 500)["message"] == "generation failed"
         # an exception escaping a handler is a plain 500 too
-        monkeypatch.setattr(server, "completion_budget", lambda *a: 1 / 0)
+        monkeypatch.setattr(generation, "completion_budget", lambda *a: 1 / 0)
         assert _openai_error(c.post(COMP, json=body), 500)["type"] == "server_error"
 
 

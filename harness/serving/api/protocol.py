@@ -1,0 +1,147 @@
+"""Request bodies of `harness serve` and its errors in OpenAI's shape, shared by every router."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+
+from harness.serving.api.state import ServerState, server_state
+from harness.serving.server_metrics import Method
+
+log = logging.getLogger("harness.serve")
+
+# Bounds a request can name before the model's context caps it: no number that overflows the runtime.
+MAX_TOKENS_BOUND = 2**31 - 1
+
+
+def _unicode(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid Unicode (it holds a lone surrogate)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
+
+
+class _Body(BaseModel):
+    # a boolean or a text where a number belongs is refused, not read as 1 or parsed
+    model_config = ConfigDict(strict=True)
+
+
+class ChatMessage(_Body):
+    role: Text
+    content: Text | None = ""
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class GenerationFields(_Body):
+    model: Text = ""
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_BOUND)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_BOUND)
+    min_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS_BOUND)
+    ignore_eos: bool = False
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0, le=MAX_TOKENS_BOUND)
+    seed: int | None = Field(None, ge=0, le=2**64 - 1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @property
+    def asked_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> GenerationFields:
+        if self.min_tokens and self.asked_tokens and self.min_tokens > self.asked_tokens:
+            raise ValueError(f"min_tokens ({self.min_tokens}) is above max_tokens ({self.asked_tokens})")
+        return self
+
+
+class ChatRequest(GenerationFields):
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+class CompletionRequest(GenerationFields):
+    prompt: Text
+
+
+class RerankRequest(_Body):
+    model: Text = ""
+    query: Text
+    documents: list[Text] = Field(min_length=1)
+    top_n: int | None = Field(None, ge=1, le=MAX_TOKENS_BOUND)
+    return_documents: bool = False
+
+
+class EmbeddingRequest(_Body):
+    model: Text = ""
+    input: Text | list[Text]
+    encoding_format: Literal["float"] = "float"
+
+
+class ApiError(Exception):
+    """A request the server refuses, answered in OpenAI's error shape."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    def body(self) -> dict[str, Any]:
+        kind = "invalid_request_error" if self.status < 500 else "server_error"
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+def require_served_model(state: ServerState, asked: str, served: str, method: Method = "Unary") -> None:
+    """404 (counted as a rejection) unless the request names the served model or none."""
+    if asked and asked != served:
+        state.metrics.rejected(served, method)
+        raise ApiError(404, f"The model `{asked}` does not exist (this server serves `{served}`)", "model",
+                       "model_not_found")
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every refusal and failure answered in OpenAI's error shape."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        state = server_state(request)
+        state.metrics.rejected(state.endpoint_name(request.url.path))
+        first = exc.errors()[0] if exc.errors() else {}
+        # a union's branch tags ("str", "function-after[...]") are not fields: the param names fields only
+        where = ".".join(str(x) for x in first.get("loc", ())[1:]
+                         if isinstance(x, int) or ("[" not in x and x not in _TYPE_TAGS)) or None
+        message = str(first.get("msg", "invalid request"))
+        if where is None and first.get("type") in ("model_attributes_type", "dict_type", "json_invalid", "missing"):
+            message = f"the request body must be a JSON object ({message})"
+        return JSONResponse(status_code=400, content=ApiError(400, f"{where}: {message}" if where else message,
+                                                              where).body())
+
+    @app.exception_handler(ApiError)
+    async def _refused(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content=exc.body())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content=ApiError(exc.status_code, str(exc.detail)).body())
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        # the detail (runtime paths, tracebacks) stays in the server's log, never in a client's body
+        log.exception("request %s failed", request.url.path)
+        return JSONResponse(status_code=500, content=ApiError(500, "internal server error").body())
