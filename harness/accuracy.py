@@ -10,7 +10,6 @@ assembled, so a resumed run or re-rendered report never keeps stale figures."""
 from __future__ import annotations
 
 import difflib
-import json
 import statistics
 
 from harness.kinds import kind_spec
@@ -71,13 +70,12 @@ def _reference(r: CellResult, cells: list[CellResult]) -> CellResult | None:
 def _kept_output_figures(r: CellResult, ref: CellResult) -> tuple[dict[str, float], str] | None:
     """The kind's comparison of the first measured call both cells kept (vectors, scores, images, audio)."""
     spec = kind_spec(r.spec.scenario.kind)
-    assert spec.compare_outputs is not None and spec.outputs_key is not None
-    prefix = f"{spec.outputs_key}:"
-    mine = {k: v for k, v in r.check_outputs.items() if k.startswith(prefix)}
-    common = [k for k in mine if k in ref.check_outputs]
+    assert spec.compare_outputs is not None
+    mine, theirs = r.check_outputs.first_outputs, ref.check_outputs.first_outputs
+    common = [k for k in mine if k in theirs]
     if not common:
         return None
-    return spec.compare_outputs(json.loads(mine[common[0]]), json.loads(ref.check_outputs[common[0]]))
+    return spec.compare_outputs(mine[common[0]], theirs[common[0]])
 
 
 def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[str, float], CheckResult] | None:

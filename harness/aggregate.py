@@ -9,7 +9,15 @@ from pydantic import ValidationError
 from harness.checks import cell_checks
 from harness.fidelity import fidelity_values
 from harness.metrics import METRICS, batch_values, sample_values
-from harness.schema import BatchRecord, CellResult, CellSpec, CellStatus, ReferenceRecord, Sample
+from harness.schema import (
+    BatchRecord,
+    CellResult,
+    CellSpec,
+    CellStatus,
+    CheckOutputs,
+    ReferenceRecord,
+    Sample,
+)
 from harness.stats import summarize
 
 
@@ -46,7 +54,7 @@ def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus
     samples: list[Sample] = []
     batches: list[BatchRecord] = []
     cell_values: dict[str, float] = {}
-    check_outputs: dict[str, str] = {}
+    check_outputs = CheckOutputs()
     notes: list[str] = []
     model_dir = None
     bad_records: list[str] = []
@@ -66,8 +74,10 @@ def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus
             # With several processes the first one's figures stand (its compile is the cold one).
             for k, v in ev.get("cell_values", {}).items():
                 cell_values.setdefault(k, v)
-            for k, v in ev.get("check_outputs", {}).items():
-                check_outputs.setdefault(k, v)
+            try:
+                check_outputs = check_outputs.merged(CheckOutputs.model_validate(ev.get("check_outputs", {})))
+            except ValidationError as e:
+                bad_records.append(f"check outputs unreadable: {' '.join(str(e).split())[:300]}")
         elif kind == "prepared":
             model_dir = ev.get("model_dir")
             for k in ("model_size_mb", "export_s"):

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from harness import validation
 from harness.kinds import kind_spec
 from harness.schema import CellResult, CheckResult
 
@@ -68,7 +65,7 @@ def repeat_determinism(r: CellResult) -> CheckResult | None:
     """Greedy decoding (or seeded sampling) of the same prompt twice must give identical text."""
     if r.spec.generation.mode not in ("greedy", "sampling"):
         return None
-    repeats = {int(k.split(":")[1]): v for k, v in r.check_outputs.items() if k.startswith("repeat:")}
+    repeats = r.check_outputs.repeat_texts
     if not repeats:
         return None
     by_prompt = {s.prompt_index: s.output_text for s in _measured(r)}
@@ -83,51 +80,44 @@ def repeat_determinism(r: CellResult) -> CheckResult | None:
 
 def tokenizer_parity(r: CellResult) -> CheckResult | None:
     """OpenVINO Tokenizers must give the Hugging Face tokenizer's ids and text on the whole corpus."""
-    raw = r.check_outputs.get("tokenizer_parity")
-    if raw is None:
+    found = r.check_outputs.tokenizer_parity
+    if found is None:
         return None
-    found = json.loads(raw)
-    if not found["encode_mismatches"] and not found["decode_mismatches"]:
+    if not found.encode_mismatches and not found.decode_mismatches:
         return CheckResult(name="tokenizer_parity", status="pass",
-                           detail=f"{found['texts']} texts: identical ids (with and without special tokens) and text")
-    examples = [f"encode text {e['text']} ({'with' if e['special_tokens'] else 'without'} special tokens) differs "
-                f"at id {e['at']}: {e['text_start']!r}" for e in found["encode_examples"]]
-    examples += [f"decode text {e['text']}: OV {e['ov']!r} vs HF {e['hf']!r}" for e in found["decode_examples"]]
-    errors = found.get("errors") or []
-    failing = f"; OpenVINO tokenizer raised on text(s) {errors} (left out of the speed figures)" if errors else ""
+                           detail=f"{found.texts} texts: identical ids (with and without special tokens) and text")
+    examples = [f"encode text {e.text} ({'with' if e.special_tokens else 'without'} special tokens) differs "
+                f"at id {e.at}: {e.text_start!r}" for e in found.encode_examples]
+    examples += [f"decode text {e.text}: OV {e.ov!r} vs HF {e.hf!r}" for e in found.decode_examples]
+    failing = f"; OpenVINO tokenizer raised on text(s) {found.errors} (left out of the speed figures)" \
+        if found.errors else ""
     return CheckResult(name="tokenizer_parity", status="fail",
-                       detail=f"{found['encode_mismatches']} encode and {found['decode_mismatches']} decode mismatches "
-                              f"over {found['texts']} texts{failing}; " + "; ".join(examples))
+                       detail=f"{found.encode_mismatches} encode and {found.decode_mismatches} decode mismatches "
+                              f"over {found.texts} texts{failing}; " + "; ".join(examples))
 
 
 def repeat_vectors(r: CellResult) -> CheckResult | None:
     """Embeddings and rerank scores of the first measured call must come back the same when repeated."""
-    spec = kind_spec(r.spec.scenario.kind)
-    prefix = spec.outputs_key
-    if prefix is None:
-        return None
-    first = {k.split(":")[1]: v for k, v in r.check_outputs.items() if k.startswith(f"{prefix}:")}
-    again = {k.split(":")[1]: v for k, v in r.check_outputs.items() if k.startswith(f"{prefix}_repeat:")}
+    first, again = r.check_outputs.first_outputs, r.check_outputs.repeat_outputs
     common = [k for k in first if k in again]
     if not common:
         return None
-    worst = max(float(np.max(np.abs(np.asarray(json.loads(first[k]), dtype=float)
-                                    - np.asarray(json.loads(again[k]), dtype=float)))) for k in common)
-    limit = spec.repeat_tolerance
+    worst = max(float(np.max(np.abs(np.asarray(first[k], dtype=float) - np.asarray(again[k], dtype=float))))
+                for k in common)
+    limit = kind_spec(r.spec.scenario.kind).repeat_tolerance
     return CheckResult(name="repeat_determinism", status="pass" if worst <= limit else "fail",
                        detail=f"largest difference on repeat {worst:.2e} (limit {limit:g})")
 
 
 def serving_errors(r: CellResult) -> CheckResult | None:
     """Every measured request of a serving cell must succeed; failures are counted by kind."""
-    raw = r.check_outputs.get("serving_errors")
-    if raw is None:
+    found = r.check_outputs.serving_errors
+    if found is None:
         return None
-    found = json.loads(raw)
-    if not found["counts"]:
+    if not found.counts:
         return CheckResult(name="serving_errors", status="pass", detail="no failed request")
-    counts = ", ".join(f"{k}: {v}" for k, v in sorted(found["counts"].items()))
-    return CheckResult(name="serving_errors", status="fail", detail=f"{counts}; " + "; ".join(found["first"]))
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(found.counts.items()))
+    return CheckResult(name="serving_errors", status="fail", detail=f"{counts}; " + "; ".join(found.first))
 
 
 def gate_checks(r: CellResult) -> list[CheckResult]:
@@ -206,8 +196,7 @@ def first_divergence(a: list[int] | str, b: list[int] | str) -> int | None:
 
 
 def _validation_ids(r: CellResult) -> dict[int, list[int]]:
-    return {int(k.removeprefix(validation.PREFIX)): json.loads(v) for k, v in r.check_outputs.items()
-            if k.startswith(validation.PREFIX)}
+    return r.check_outputs.f32_ids
 
 
 def _divergences(mine: list[tuple[int, list[int] | str]],
@@ -260,8 +249,7 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
                            detail=f"at f32, {exact_n} outputs equal to {ref.key}; {timed}")
     if not timed_n:
         return CheckResult(name="matches_greedy", status="not_run", detail=f"no common prompts with {ref.key}")
-    why = next((c.check_outputs.get(validation.ERROR_KEY) for c in (r, ref) if validation.ERROR_KEY in c.check_outputs),
-               None)
+    why = r.check_outputs.f32_error or ref.check_outputs.f32_error
     judged = f"timed outputs judged (no f32 validation outputs{': ' + why if why else ''})"
     if timed_div:
         return CheckResult(name="matches_greedy", status="fail",

@@ -6,13 +6,14 @@ re-export `schema/results.schema.json` with `harness schema`.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from harness.kinds import KINDS, kind_spec
 
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 
 Precision = Literal["fp16", "int8", "int4"]
 CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
@@ -286,6 +287,88 @@ class CheckResult(Strict):
         return data
 
 
+class EncodeMismatch(Strict):
+    text: int = Field(description="index of the text in the corpus")
+    special_tokens: bool
+    at: int | None = Field(description="first differing id position")
+    text_start: str
+
+
+class DecodeMismatch(Strict):
+    text: int
+    text_start: str
+    ov: str
+    hf: str
+
+
+class TokenizerParity(Strict):
+    """OpenVINO Tokenizers against Hugging Face on the whole corpus (examples: the first few mismatches)."""
+
+    texts: int
+    encode_mismatches: int
+    decode_mismatches: int
+    encode_examples: list[EncodeMismatch] = Field(default_factory=list)
+    decode_examples: list[DecodeMismatch] = Field(default_factory=list)
+    errors: list[int] = Field(default_factory=list, description="texts the OpenVINO tokenizer raised on")
+
+
+class ServingErrors(Strict):
+    counts: dict[str, int] = Field(default_factory=dict, description="failed measured requests per error kind")
+    first: list[str] = Field(default_factory=list, description="the first few failures, one line each")
+
+
+class CheckOutputs(Strict):
+    """What a cell keeps only for its checks and accuracy: made untimed, or on the side of the timed calls.
+    Keyed by prompt index (for embeddings and rerank, the call's first document). Before schema 1.7 this was
+    a map of JSON strings under "repeat:N"-style keys; such results are read into these fields."""
+
+    repeat_texts: dict[int, str] = Field(default_factory=dict, description="text of the untimed repeat of the "
+                                         "first measured call")
+    first_outputs: dict[int, JsonValue] = Field(default_factory=dict, description="the first measured call's "
+                                                "output for the fp16 comparison (vectors, scores, thumbnails)")
+    repeat_outputs: dict[int, JsonValue] = Field(default_factory=dict, description="the same call repeated untimed")
+    f32_ids: dict[int, list[int]] = Field(default_factory=dict, description="generated ids of the f32 "
+                                          "validation pass (harness.validation)")
+    f32_error: str | None = Field(None, description="why the f32 validation pass could not run")
+    tokenizer_parity: TokenizerParity | None = None
+    serving_errors: ServingErrors | None = None
+    server_metrics_delta: dict[str, float] = Field(default_factory=dict, description="the server's /metrics "
+                                                   "counters over the load (harness serve)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _before_1_7(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or all(k in cls.model_fields for k in data):
+            return data
+        out: dict[str, Any] = {}
+        for key, raw in data.items():
+            head, _, index = str(key).rpartition(":")
+            if key in ("tokenizer_parity", "serving_errors", "server_metrics_delta"):
+                out[key] = json.loads(raw)
+            elif key == "f32_error":
+                out[key] = raw
+            elif head == "repeat":
+                out.setdefault("repeat_texts", {})[int(index)] = raw
+            elif head == "f32":
+                out.setdefault("f32_ids", {})[int(index)] = json.loads(raw)
+            elif head.endswith("_repeat"):
+                out.setdefault("repeat_outputs", {})[int(index)] = json.loads(raw)
+            elif head:
+                out.setdefault("first_outputs", {})[int(index)] = json.loads(raw)
+        return out
+
+    def merged(self, other: CheckOutputs) -> CheckOutputs:
+        """Both sets of outputs; where both have an entry, this one's stands."""
+        update: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if isinstance(mine, dict):
+                update[name] = {**theirs, **mine}
+            elif mine is None:
+                update[name] = theirs
+        return self.model_copy(update=update)
+
+
 class CellResult(Strict):
     key: str
     spec: CellSpec
@@ -301,9 +384,7 @@ class CellResult(Strict):
     )
     summaries: dict[str, Summary] = Field(default_factory=dict)
     checks: list[CheckResult] = Field(default_factory=list)
-    check_outputs: dict[str, str] = Field(
-        default_factory=dict, description="untimed generations made only for checks"
-    )
+    check_outputs: CheckOutputs = Field(default_factory=CheckOutputs)
     model_dir: str | None = None
     notes: list[str] = Field(default_factory=list)
     reference: list[ReferenceRecord] = Field(

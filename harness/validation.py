@@ -10,14 +10,11 @@ so it changes no timed figure."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from harness.errors import error_line
-from harness.schema import CellSpec
+from harness.schema import CellSpec, CheckOutputs
 
-PREFIX = "f32:"  # check_outputs key: PREFIX + prompt index -> JSON list of generated token ids
-ERROR_KEY = "f32_error"
 # Dynamic quantization of activations (CPU, int8/int4 weights) takes another kernel for one token than for
 # several, and a u8 KV cache (the CPU's default) quantizes keys computed in a batch of five differently from
 # the same keys computed one by one (measured: int8 small model, greedy vs speculative at f32, 2 of 5 prompts
@@ -42,12 +39,12 @@ def prompt_indices(cell: CellSpec, n_prompts: int) -> list[int]:
     return sorted({(cell.warmup + k) % n_prompts for k in range(cell.validation_prompts)})
 
 
-def outputs(cell: CellSpec, n_prompts: int, decode: Callable[[CellSpec, list[int]], list[list[int]]]) -> dict[str, str]:
+def outputs(cell: CellSpec, n_prompts: int, decode: Callable[[CellSpec, list[int]], list[list[int]]]) -> CheckOutputs:
     """check_outputs of the pass: `decode(f32 cell, prompt indices)` gives each prompt's generated ids (a backend
     builds its pipeline from the f32 cell); a failure (e.g. a device without f32) is kept as the reason."""
     indices = prompt_indices(cell, n_prompts)
     try:
         ids = decode(validation_cell(cell), indices)
     except Exception as e:  # noqa: BLE001 - matches_greedy then says why it could not judge at f32
-        return {ERROR_KEY: error_line(e)}
-    return {f"{PREFIX}{p}": json.dumps(x) for p, x in zip(indices, ids, strict=True)}
+        return CheckOutputs(f32_error=error_line(e))
+    return CheckOutputs(f32_ids=dict(zip(indices, ids, strict=True)))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from harness.checks import run_level_checks
+from harness.schema import CheckOutputs
 from tests.factories import result, sample, spec
 
 
@@ -23,9 +24,9 @@ def test_exact_token_count_uses_what_each_request_asked_for():
 
 
 def test_repeat_determinism():
-    same = result(spec(), [sample(0, text="x")], check_outputs={"repeat:0": "x"})
+    same = result(spec(), [sample(0, text="x")], check_outputs=CheckOutputs(repeat_texts={0: "x"}))
     assert _checks(same)["repeat_determinism"].status == "pass"
-    diff = result(spec(), [sample(0, text="x")], check_outputs={"repeat:0": "y"})
+    diff = result(spec(), [sample(0, text="x")], check_outputs=CheckOutputs(repeat_texts={0: "y"}))
     assert _checks(diff)["repeat_determinism"].status == "fail"
 
 
@@ -98,14 +99,10 @@ def test_records_without_ids_source_read_as_reencoded_when_no_streamer_ran():
 
 
 def _with_f32(r, outputs: dict[int, list[int]], error: str | None = None):
-    import json
+    from harness.schema import CheckOutputs
 
-    from harness import validation
-
-    extra = {f"{validation.PREFIX}{p}": json.dumps(ids) for p, ids in outputs.items()}
-    if error:
-        extra[validation.ERROR_KEY] = error
-    return r.model_copy(update={"check_outputs": {**r.check_outputs, **extra}})
+    return r.model_copy(update={"check_outputs": r.check_outputs.merged(CheckOutputs(f32_ids=outputs,
+                                                                                     f32_error=error))})
 
 
 def test_matches_greedy_is_judged_on_the_f32_outputs_when_both_cells_have_them():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.backends import CellModels
 from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
-from harness.schema import Sample
+from harness.schema import CheckOutputs, Sample
 from tests import factories
 
 
@@ -20,12 +20,12 @@ class FakeSession:
         time.sleep(self.call_s)
         return factories.sample(iteration, warmup=warmup)
 
-    def repeat(self, iteration: int) -> dict[str, str]:
+    def repeat(self, iteration: int) -> CheckOutputs:
         self.repeats.append(iteration)
-        return {f"repeat:{iteration}": "again"}
+        return CheckOutputs(repeat_texts={iteration: "again"})
 
     def finish(self):
-        return {"extra": 1.0}, {"kept": "x"}
+        return {"extra": 1.0}, CheckOutputs(first_outputs={iteration: [1.5] for iteration in (0, 2)})
 
 
 def _run(tmp_path: Path, call_s: float = 0.0, **spec):
@@ -56,7 +56,8 @@ def test_load_twice_warmup_iterations_repeat_and_done(tmp_path: Path) -> None:
     assert session.calls == [(0, True), (1, True), (2, False), (3, False), (4, False)]
     assert session.repeats == [2]  # the first measured iteration, untimed
     done = events[-1]
-    assert done["check_outputs"] == {"repeat:2": "again", "kept": "x"}
+    assert CheckOutputs.model_validate(done["check_outputs"]) == CheckOutputs(
+        repeat_texts={2: "again"}, first_outputs={0: [1.5], 2: [1.5]})
     assert done["cell_values"]["extra"] == 1.0 and done["cell_values"]["peak_rss_mb"] > 0
 
 
@@ -71,7 +72,7 @@ def test_min_measure_s_keeps_measuring_up_to_max_iterations(tmp_path: Path) -> N
 def test_no_compile_cache_no_second_load_and_no_repeat_for_beam(tmp_path: Path) -> None:
     built, session, events = _run(tmp_path, load_twice=False, mode="beam")
     assert built == [None] and "load_cached_ms" not in events[0]["cell_values"]
-    assert session.repeats == [] and "repeat:1" not in events[-1]["check_outputs"]
+    assert session.repeats == [] and not events[-1]["check_outputs"]["repeat_texts"]
 
 
 def test_a_batch_call_emits_its_samples_then_its_batch(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_sweep_measures_every_request_and_batch(cb_run):
     proc, out = cb_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = load_results(out)
-    assert len(res.cells) == 21, [c.key for c in res.cells]
+    assert len(res.cells) == 25, [c.key for c in res.cells]
     cb = {int(c.spec.scenario.params["concurrency"]): c for c in res.cells if c.spec.scenario.kind == "continuous_batching"}
     assert sorted(cb) == [1, 3]
     for conc, c in cb.items():

@@ -60,7 +60,7 @@ def test_every_serving_cell_measures_its_requests(serving_run):
         n = int(c.spec.scenario.params["requests"])
         assert len(c.samples) == n and len(c.batches) == 1 and c.batches[0].requests == n
         assert c.cell_values["error_rate_pct"] == 0 and 0 <= c.cell_values["client_cpu_pct"] < 100
-        server = json.loads(c.check_outputs["server_metrics_delta"])
+        server = c.check_outputs.server_metrics_delta
         # the server counted the warm-up and measured requests the client sent
         assert sum(v for k, v in server.items() if k.startswith("ovms_requests_accepted_total")) == n + 1
         assert sum(v for k, v in server.items() if k.startswith("ovms_responses_total")) >= n + 1

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from harness.backends import CellModels, Emit
 from harness.backends.process_memory import peak_rss_mb, rss_mb
-from harness.schema import BatchRecord, CellSpec, Sample
+from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,11 @@ class Session(Protocol):
         """One timed call (or batch) on iteration's input."""
         ...
 
-    def repeat(self, iteration: int) -> dict[str, str]:
-        """Check outputs of an untimed repeat of iteration's input (e.g. {"repeat:0": text})."""
+    def repeat(self, iteration: int) -> CheckOutputs:
+        """Check outputs of an untimed repeat of iteration's input (e.g. its text in `repeat_texts`)."""
         ...
 
-    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+    def finish(self) -> tuple[dict[str, float], CheckOutputs]:
         """Cell values and check outputs it adds once the loop is over; called after the driver has
         dropped its reference to the pipeline, so a session releasing its own frees the memory (for
         instance before an f32 validation pass loads the model again)."""
@@ -96,12 +96,12 @@ def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backen
             emit({"event": "sample", "sample": sample.model_dump(), "of": max(total, i + 1)})
         if isinstance(result, BatchCall):
             emit({"event": "batch", "batch": result.batch.model_dump()})
-    check_outputs: dict[str, str] = session.repeat(cell.warmup) if deterministic(cell) else {}
+    check_outputs = session.repeat(cell.warmup) if deterministic(cell) else CheckOutputs()
     cell_values["peak_rss_mb"] = peak_rss_mb()
     values, outputs = session.finish()
     cell_values.update(values)
-    check_outputs.update(outputs)
-    emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs})
+    check_outputs = check_outputs.merged(outputs)
+    emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs.model_dump(mode="json")})
 
 
 def prompt_index(cell: CellSpec, iteration: int, distinct: int | None) -> int:
@@ -134,9 +134,9 @@ class TextSession:
     def call(self, iteration: int, warmup: bool) -> Sample:
         return self.measure(iteration, warmup, self.streamer_cls, iteration)
 
-    def repeat(self, iteration: int) -> dict[str, str]:
+    def repeat(self, iteration: int) -> CheckOutputs:
         again = self.measure(iteration, True, None, -1)
-        return {f"repeat:{again.prompt_index}": again.output_text}
+        return CheckOutputs(repeat_texts={again.prompt_index: again.output_text})
 
-    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
-        return {}, {}
+    def finish(self) -> tuple[dict[str, float], CheckOutputs]:
+        return {}, CheckOutputs()

@@ -18,7 +18,7 @@ from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, BatchCall, measure_cell, pipeline_properties
 from harness.backends.genai_common import generation_config, prompt_texts
 from harness.kinds.continuous_batching import ContinuousBatchingParams
-from harness.schema import BatchRecord, CellSpec, Sample
+from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample
 
 
 def scheduler_fields(cell: CellSpec) -> dict[str, Any]:
@@ -127,13 +127,13 @@ class BatchSession:
         batch, samples = self._batch(iteration, iteration, warmup)
         return BatchCall(samples=samples, batch=batch)
 
-    def repeat(self, iteration: int) -> dict[str, str]:
+    def repeat(self, iteration: int) -> CheckOutputs:
         _, again = self._batch(iteration, -1, True)
-        return {f"repeat:{s.prompt_index}": s.output_text for s in again}
+        return CheckOutputs(repeat_texts={s.prompt_index: s.output_text for s in again})
 
-    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+    def finish(self) -> tuple[dict[str, float], CheckOutputs]:
         if not validation.wanted(self.cell):
-            return {}, {}
+            return {}, CheckOutputs()
         self.pipe = self.tok = None  # the f32 validation pass loads the model again: free this one first
         gc.collect()
         return {}, validation_outputs(self.cell, self.models, self.prompts, self.request_ids)
@@ -148,7 +148,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
 
 
 def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str],
-                       request_ids: Iterator[int]) -> dict[str, str]:
+                       request_ids: Iterator[int]) -> CheckOutputs:
     """The f32 validation pass (harness/validation.py): its prompts in one batch of a fresh pipeline."""
     def decode(vcell: CellSpec, indices: list[int]) -> list[list[int]]:
         pipe = build_pipeline(vcell, models, None)

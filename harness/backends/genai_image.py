@@ -8,7 +8,6 @@ fp16 in pixel space."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +20,7 @@ from harness.backends.genai_common import prompt_texts
 from harness.kinds.image2image import Image2ImageParams
 from harness.kinds.inpainting import InpaintingParams
 from harness.kinds.text2image import ImageParams
-from harness.schema import CellSpec, Sample
+from harness.schema import CellSpec, CheckOutputs, Sample
 
 THUMB = 32  # the kept image is downsampled to THUMB x THUMB for the pixel comparison
 INPUT_SEED = 1234  # the generated input image: the same for every cell, precision and run
@@ -83,7 +82,7 @@ class ImageSession:
         total = cell.warmup + cell.iterations
         tok = ov_genai.Tokenizer(str(models.target / "tokenizer"))
         self.prompts = prompt_texts(cell, tok, total if cell.prompts.vary_per_iteration else 1)
-        self.kept: dict[str, str] = {}
+        self.kept: dict[int, Any] = {}
 
     def _generate(self, pidx: int) -> Any:
         return self.fn(self.pipe, self.prompts[pidx], self.params, self.cell.generation.seed)
@@ -94,18 +93,18 @@ class ImageSession:
         image = self._generate(pidx)
         end = time.perf_counter_ns()
         if iteration == self.cell.warmup:  # the first measured image, for the comparison with fp16
-            self.kept[f"image:{pidx}"] = json.dumps(thumbnail(image.data[0]))
+            self.kept[pidx] = thumbnail(image.data[0])
         return Sample(iteration=iteration, warmup=warmup, prompt_index=pidx, input_tokens=0, output_tokens=0,
                       start_ns=start, end_ns=end, chunk_offsets_ms=[], chunk_tokens=[], genai=_perf(self.pipe),
                       readings={"images": 1.0, "steps": float(self.steps),
                                 "pixels": float(self.params.width * self.params.image_height)})
 
-    def repeat(self, iteration: int) -> dict[str, str]:
+    def repeat(self, iteration: int) -> CheckOutputs:
         pidx = prompt_index(self.cell, iteration, len(self.prompts))
-        return {f"image_repeat:{pidx}": json.dumps(thumbnail(self._generate(pidx).data[0]))}
+        return CheckOutputs(repeat_outputs={pidx: thumbnail(self._generate(pidx).data[0])})
 
-    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
-        return {}, self.kept
+    def finish(self) -> tuple[dict[str, float], CheckOutputs]:
+        return {}, CheckOutputs(first_outputs=self.kept)
 
 
 def _builder(pipeline: str) -> Callable[[CellSpec, CellModels, Any], Any]:

@@ -18,7 +18,7 @@ from harness.backends.genai_common import (
     timing_streamer_class,
     token_timeline,
 )
-from harness.schema import CellSpec, Sample
+from harness.schema import CellSpec, CheckOutputs, Sample
 
 # Properties that configure the pipeline itself rather than a compiled model.
 PIPELINE_ONLY_PROPERTIES = {"ATTENTION_BACKEND", "CACHE_DIR"}
@@ -85,10 +85,10 @@ class LLMSession(TextSession):
         self.load_ms = sample.genai.get("load_ms")
         return sample
 
-    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+    def finish(self) -> tuple[dict[str, float], CheckOutputs]:
         values = {"genai_load_ms": float(self.load_ms)} if self.load_ms is not None else {}
         if not validation.wanted(self.cell):
-            return values, {}
+            return values, CheckOutputs()
         self.pipe = None  # the f32 validation pass loads the model again: free this one first
         gc.collect()
         return values, validation_outputs(self.cell, self.models, self.prompts)
@@ -102,7 +102,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     measure_cell(cell, models, emit, BACKEND)
 
 
-def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str]) -> dict[str, str]:
+def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str]) -> CheckOutputs:
     """The f32 validation pass (harness/validation.py) through a fresh LLMPipeline."""
     def decode(vcell: CellSpec, indices: list[int]) -> list[list[int]]:
         pipe = build_pipeline(vcell, models, None)

@@ -7,7 +7,6 @@ with the fp16 cell, and recomputed untimed to check that a repeat gives the same
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 from typing import Any
@@ -16,7 +15,7 @@ from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, measure_cell, pipeline_properties
 from harness.backends.genai_common import prompt_texts
 from harness.kinds.text_encoders import EmbeddingsParams, RerankParams
-from harness.schema import CellSpec, Sample
+from harness.schema import CellSpec, CheckOutputs, Sample
 
 POOLING = {"cls": "CLS", "mean": "MEAN", "last_token": "LAST_TOKEN"}
 DIGITS = 6  # kept vectors and scores are rounded: enough for cosine and rank comparisons
@@ -76,7 +75,7 @@ class EncoderSession:
         self.per_call = bs + (1 if kind == "rerank" else 0)
         total = cell.warmup + cell.iterations
         self.texts = prompt_texts(cell, self.tok, self.per_call * (total if cell.prompts.vary_per_iteration else 1))
-        self.kept: dict[str, str] = {}
+        self.kept: dict[int, Any] = {}
 
     def _batch(self, i: int) -> tuple[list[str], str | None, int]:
         first = (i * self.per_call) % len(self.texts) if self.cell.prompts.vary_per_iteration else 0
@@ -93,17 +92,17 @@ class EncoderSession:
         out = self.fn(self.pipe, docs, query)
         end = time.perf_counter_ns()
         if iteration == self.cell.warmup:
-            self.kept[f"{self.kind}:{first}"] = json.dumps(_rounded(out))
+            self.kept[first] = _rounded(out)
         return Sample(iteration=iteration, warmup=warmup, prompt_index=first, input_tokens=tokens, output_tokens=0,
                       start_ns=start, end_ns=end, chunk_offsets_ms=[], chunk_tokens=[],
                       readings={"documents": float(len(docs)), "tokens": float(tokens)})
 
-    def repeat(self, iteration: int) -> dict[str, str]:
+    def repeat(self, iteration: int) -> CheckOutputs:
         docs, query, first = self._batch(iteration)
-        return {f"{self.kind}_repeat:{first}": json.dumps(_rounded(self.fn(self.pipe, docs, query)))}
+        return CheckOutputs(repeat_outputs={first: _rounded(self.fn(self.pipe, docs, query))})
 
-    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
-        return {}, self.kept
+    def finish(self) -> tuple[dict[str, float], CheckOutputs]:
+        return {}, CheckOutputs(first_outputs=self.kept)
 
 
 EMBEDDINGS = Backend(build=_embedding_pipeline, start=partial(EncoderSession, call=_embed, kind="embeddings"))

@@ -18,7 +18,7 @@ from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, TextSession, measure_cell, pipeline_properties, prompt_index
 from harness.backends.genai_common import prompt_texts
 from harness.errors import ModelPreparationError
-from harness.schema import CellSpec, Sample
+from harness.schema import CellSpec, CheckOutputs, Sample
 
 
 def _load(cell: CellSpec, model_dir: Path, cache_dir: Path | None) -> Any:
@@ -122,9 +122,9 @@ class TransformersSession(TextSession):
         return measure_call(self.model, self.tok, self.prompts[pidx], self.kwargs, self.token_streamer,
                             self.cell.generation.seed, label, warmup, pidx)
 
-    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+    def finish(self) -> tuple[dict[str, float], CheckOutputs]:
         if not (self.validate and validation.wanted(self.cell)):
-            return {}, {}
+            return {}, CheckOutputs()
         self.model = None  # the validation pass loads the model again: free this one first
         gc.collect()
         return {}, _validation_outputs(self.cell, self.model_dir, self.tok, self.kwargs, self.prompts,
@@ -154,7 +154,7 @@ def run_pytorch(cell: CellSpec, models: CellModels, emit: Emit) -> None:
 
 
 def _validation_outputs(cell: CellSpec, model_dir: Path, tok: Any, kwargs: dict[str, Any], prompts: list[str],
-                        streamer_cls: type) -> dict[str, str]:
+                        streamer_cls: type) -> CheckOutputs:
     """The f32 validation pass (harness/validation.py) through a fresh OVModelForCausalLM."""
     def decode(vcell: CellSpec, indices: list[int]) -> list[list[int]]:
         model = _load(vcell, model_dir, None)

@@ -24,7 +24,7 @@ from harness.child_process import die_with_parent
 from harness.errors import ModelPreparationError
 from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
-from harness.schema import BatchRecord, CellSpec, Sample
+from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors
 from harness.serving.client import RequestInput, RequestOutput
 from harness.serving.load import LoadSpec, run_load
 
@@ -241,5 +241,5 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     deltas = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
     first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in result.measured if not o.ok][:5]
     emit({"event": "done", "cell_values": cell_values,
-          "check_outputs": {"serving_errors": json.dumps({"counts": errors, "first": first_errors}),
-                            "server_metrics_delta": json.dumps(deltas)}})
+          "check_outputs": CheckOutputs(serving_errors=ServingErrors(counts=errors, first=first_errors),
+                                        server_metrics_delta=deltas).model_dump(mode="json")})

@@ -7,14 +7,13 @@ without special tokens; mismatches become cell values and a `tokenizer_parity` c
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, measure_cell
-from harness.schema import CellSpec, Sample
+from harness.schema import CellSpec, CheckOutputs, Sample, TokenizerParity
 from harness.tokenizer_corpus import tokenizer_corpus
 
 EXAMPLES = 5  # mismatching texts kept for the report
@@ -94,13 +93,13 @@ class ParitySession:
                       readings={"texts": float(len(texts)), "tokens": float(self.n_tokens), "ov_encode_ms": ov_enc,
                                 "hf_encode_ms": hf_enc, "ov_decode_ms": ov_dec, "hf_decode_ms": hf_dec})
 
-    def repeat(self, iteration: int) -> dict[str, str]:
-        return {}  # parity is the check; a tokenizer has no output to repeat
+    def repeat(self, iteration: int) -> CheckOutputs:
+        return CheckOutputs()  # parity is the check; a tokenizer has no output to repeat
 
-    def finish(self) -> tuple[dict[str, float], dict[str, str]]:
+    def finish(self) -> tuple[dict[str, float], CheckOutputs]:
         values = {"tokenizer_encode_mismatches": float(self.found["encode_mismatches"]),
                   "tokenizer_decode_mismatches": float(self.found["decode_mismatches"])}
-        return values, {"tokenizer_parity": json.dumps(self.found)}
+        return values, CheckOutputs(tokenizer_parity=TokenizerParity.model_validate(self.found))
 
 
 BACKEND = Backend(build=_load, start=ParitySession, compile_cache=False)

@@ -84,8 +84,8 @@ class KindSpec:
     # "greedy": text accuracy against the plain greedy (or PyTorch) cell; "same_kind": against the fp16 cell of
     # this kind and parameters; "none": no accuracy figure
     reference: Literal["greedy", "same_kind", "none"] = "greedy"
-    compare_outputs: CompareOutputs | None = None  # accuracy on kept outputs (vectors, images, audio)
-    outputs_key: str | None = None  # check_outputs prefix of the kept first output
+    # accuracy on the first measured call's kept outputs (vectors, images, audio); None: on the generated text
+    compare_outputs: CompareOutputs | None = None
     repeat_tolerance: float = 1e-5  # largest difference allowed between a kept output and its repeat
 
     def run(self) -> Callable[[CellSpec, CellModels, Emit], None]:

@@ -47,7 +47,7 @@ def image_kind(name: str, params: type[Params], backend: str, table: ReportTable
     """An image-generation kind: no text, accuracy as pixel similarity against the fp16 cell of the same kind."""
     # kept thumbnails are block means rounded to whole pixel values: a repeat may move one by 1
     return KindSpec(name=name, params=params, backend=backend, report=table, generates_text=False,
-                    reference="same_kind", compare_outputs=compare_images, outputs_key="image", repeat_tolerance=1.0)
+                    reference="same_kind", compare_outputs=compare_images, repeat_tolerance=1.0)
 
 
 KIND = image_kind("text2image", ImageParams, "harness.backends.genai_image:run_text2image", image_table(

@@ -58,7 +58,7 @@ _SPEED = (Column("docs/s", "documents_per_s", "median"), Column("latency ms", "e
 
 EMBEDDINGS = KindSpec(
     name="embeddings", params=EmbeddingsParams, backend="harness.backends.genai_text_encoders:run_embeddings",
-    generates_text=False, reference="same_kind", compare_outputs=compare_embeddings, outputs_key="embeddings",
+    generates_text=False, reference="same_kind", compare_outputs=compare_embeddings,
     report=ReportTable(
         title="Text embeddings", columns=(*_COLUMNS, Column("cosine vs fp16", "embedding_cosine", "max", 4)),
         headline=_HEADLINE, speed=_SPEED, speedup_metric="documents_per_s",
@@ -67,7 +67,7 @@ EMBEDDINGS = KindSpec(
         "the call's e2e. Cosine vs fp16: mean over the first measured call's documents."))
 RERANK = KindSpec(
     name="rerank", params=RerankParams, backend="harness.backends.genai_text_encoders:run_rerank",
-    generates_text=False, reference="same_kind", compare_outputs=compare_rerank, outputs_key="rerank",
+    generates_text=False, reference="same_kind", compare_outputs=compare_rerank,
     report=ReportTable(
         title="Text rerank", columns=(*_COLUMNS, Column("rank corr. vs fp16", "rerank_spearman", "max", 3)),
         headline=_HEADLINE, speed=_SPEED, speedup_metric="documents_per_s",
