@@ -155,8 +155,9 @@ class SuiteScenario(_Strict):
         return self
 
     def given_params(self) -> dict[str, list[PropertyValue]]:
-        """The parameters the suite names, each as a list of values."""
-        return {k: list(v) if isinstance(v, list) else [v] for k, v in (self.model_extra or {}).items()}
+        """The parameters the suite names, each as a list of values (`name: null` is the same as leaving it out)."""
+        return {k: list(v) if isinstance(v, list) else [v] for k, v in (self.model_extra or {}).items()
+                if v is not None}
 
     def param_axes(self) -> dict[str, list[PropertyValue]]:
         axes = kind_spec(self.kind).params.default_axes(self.given_params())

@@ -28,6 +28,8 @@ def test_entry_is_complete(name):
     assert spec.compare_outputs is None or not spec.generates_text
     for keyed in spec.params.keyed:
         assert keyed in spec.params.model_fields
+    # parameters sit beside a scenario's own fields in a suite
+    assert not set(spec.params.model_fields) & {"name", "kind", "generation", "models"}
 
 
 def test_unknown_kind_lists_the_registry():
@@ -69,6 +71,11 @@ def test_values_take_the_parameter_type_so_keys_do_not_depend_on_spelling(tmp_pa
     b = _load(tmp_path, "{name: x, kind: image2image, strength: [1.0, 0.5]}")
     assert [c.key for c in a] == [c.key for c in b]
     assert a[0].scenario.params == {"strength": 1.0}
+
+
+def test_a_null_parameter_is_left_out(tmp_path):
+    (cell,) = _load(tmp_path, "{name: x, kind: image2image, strength: null, steps: 4}")
+    assert cell.scenario.params == {"steps": 4}
 
 
 def test_keyed_defaults_are_in_the_key_and_others_are_not(tmp_path):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.kinds.base import Column, KindSpec, Params, ReportTable
+from harness.kinds.base import Column, CompareOutputs, KindSpec, Params, ReportTable
 
 
 class EmbeddingsParams(Params):
@@ -56,21 +56,24 @@ _COLUMNS = (Column("docs/s", "documents_per_s"), Column("latency ms", "e2e_ms", 
 _HEADLINE = (Column("docs/s", "documents_per_s"), Column("ms", "e2e_ms", digits=2))
 _SPEED = (Column("docs/s", "documents_per_s", "median"), Column("latency ms", "e2e_ms", "median", 2))
 
-EMBEDDINGS = KindSpec(
-    name="embeddings", params=EmbeddingsParams, backend="harness.backends.genai_text_encoders:run_embeddings",
-    generates_text=False, reference="same_kind", compare_outputs=compare_embeddings,
-    report=ReportTable(
-        title="Text embeddings", columns=(*_COLUMNS, Column("cosine vs fp16", "embedding_cosine", "max", 4)),
-        headline=_HEADLINE, speed=_SPEED, speedup_metric="documents_per_s",
-        accuracy=(Column("cosine vs fp16", "embedding_cosine", "max", 4),),
-        note="One TextEmbeddingPipeline.embed_documents call of `batch_size` documents per iteration; latency is "
-        "the call's e2e. Cosine vs fp16: mean over the first measured call's documents."))
-RERANK = KindSpec(
-    name="rerank", params=RerankParams, backend="harness.backends.genai_text_encoders:run_rerank",
-    generates_text=False, reference="same_kind", compare_outputs=compare_rerank,
-    report=ReportTable(
-        title="Text rerank", columns=(*_COLUMNS, Column("rank corr. vs fp16", "rerank_spearman", "max", 3)),
-        headline=_HEADLINE, speed=_SPEED, speedup_metric="documents_per_s",
-        accuracy=(Column("rank corr. vs fp16", "rerank_spearman", "max", 3),),
-        note="One TextRerankPipeline.rerank call (a query and `batch_size` documents) per iteration; latency is the "
-        "call's e2e. Rank correlation vs fp16: Spearman rho of the documents' scores."))
+
+
+def _encoder_kind(name: str, params: type[Params], compare: CompareOutputs, title: str, accuracy: Column,
+                  note: str) -> KindSpec:
+    """A text-encoder kind: documents per call, no text, accuracy on the first call's kept outputs."""
+    return KindSpec(
+        name=name, params=params, backend=f"harness.backends.genai_text_encoders:run_{name}", generates_text=False,
+        reference="same_kind", compare_outputs=compare,
+        report=ReportTable(title=title, columns=(*_COLUMNS, accuracy), headline=_HEADLINE, speed=_SPEED,
+                           speedup_metric="documents_per_s", accuracy=(accuracy,), note=note))
+
+
+EMBEDDINGS = _encoder_kind(
+    "embeddings", EmbeddingsParams, compare_embeddings, "Text embeddings",
+    Column("cosine vs fp16", "embedding_cosine", "max", 4),
+    "One TextEmbeddingPipeline.embed_documents call of `batch_size` documents per iteration; latency is the call's "
+    "e2e. Cosine vs fp16: mean over the first measured call's documents.")
+RERANK = _encoder_kind(
+    "rerank", RerankParams, compare_rerank, "Text rerank", Column("rank corr. vs fp16", "rerank_spearman", "max", 3),
+    "One TextRerankPipeline.rerank call (a query and `batch_size` documents) per iteration; latency is the call's "
+    "e2e. Rank correlation vs fp16: Spearman rho of the documents' scores.")
