@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.aggregate import cell_result
+from harness.events import Done, Event, SampleEvent
 from harness.schema import (
     CellSpec,
     GenerationSpec,
@@ -37,9 +38,8 @@ def sample(i: int, warmup: bool = False, text: str = "abc", chunks=(10.0, 12.0, 
 
 def result(s: CellSpec, samples: list[Sample], status: str = "ok", error: str | None = None,
            check_outputs: dict[str, str] | None = None):
-    events = [{"event": "sample", "sample": x.model_dump()} for x in samples]
-    events.append({"event": "done", "cell_values": {"peak_rss_mb": 500.0, "load_cold_ms": 100.0},
-                   "check_outputs": check_outputs or {}})
+    events: list[Event] = [SampleEvent(sample=x) for x in samples]
+    events.append(Done(cell_values={"peak_rss_mb": 500.0, "load_cold_ms": 100.0}, check_outputs=check_outputs or {}))
     return cell_result(s, events, status, error, "2026-01-01T00:00:00", "2026-01-01T00:00:01", 1.0)
 
 

@@ -22,6 +22,7 @@ from typing import Any, cast
 from harness.backends import CellModels, Emit
 from harness.child_process import die_with_parent
 from harness.errors import ModelPreparationError
+from harness.events import BatchEvent, Done, Loaded, SampleEvent
 from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, Sample
 from harness.serving.client import Api, RequestInput, RequestOutput
@@ -200,7 +201,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
     else:
         base_url = target.rstrip("/")
-    emit({"event": "loaded", "cell_values": cell_values})
+    emit(Loaded(cell_values=dict(cell_values)))
     samples: list[Sample] = []  # one per completed measured request
     try:
         before = scrape(base_url)
@@ -213,7 +214,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                 else:  # what this request asked for: the token-count check compares with it
                     sample.readings["max_tokens"] = out_lens[first_text(o.index)]
                 samples.append(sample)
-                emit({"event": "sample", "sample": sample.model_dump(), "of": spec.requests})
+                emit(SampleEvent(sample=sample, of=spec.requests))
 
         result = asyncio.run(run_load(base_url, models.target.name if target == LOCAL else cell.model.name, inputs,
                                       spec, headers, on_result=emit_request))
@@ -230,7 +231,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                         input_tokens=sum(o.prompt_tokens for o in ok)
                         if ok and all(o.prompt_tokens is not None for o in ok) else None, steps=0,
                         good_requests=sum(meets_slo(x, cell.slo) for x in samples) if cell.slo else None)
-    emit({"event": "batch", "batch": batch.model_dump()})
+    emit(BatchEvent(batch=batch))
     errors: dict[str, int] = {}
     for o in result.measured:
         if not o.ok:
@@ -243,6 +244,6 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         cell_values["peak_output_tps"] = peak
     deltas = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
     first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in result.measured if not o.ok][:5]
-    emit({"event": "done", "cell_values": cell_values,
-          "check_outputs": {"serving_errors": json.dumps({"counts": errors, "first": first_errors}),
-                            "server_metrics_delta": json.dumps(deltas)}})
+    emit(Done(cell_values=cell_values,
+              check_outputs={"serving_errors": json.dumps({"counts": errors, "first": first_errors}),
+                             "server_metrics_delta": json.dumps(deltas)}))
