@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.aggregate import cell_result
 from harness.compare import DEFAULT_THRESHOLDS, Verdict, worst_verdict
 from harness.errors import HarnessInputError
+from harness.events import Event
 from harness.metrics import METRICS
 from harness.runner import PreparedCell, ProgressSink, RunOptions, measure_process, now_iso, prepare_cell
 from harness.schema import CellResult, CellSpec, PropertyValue
@@ -224,7 +225,7 @@ def _median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def round_values(events: list[dict[str, Any]], spec: CellSpec) -> dict[str, float]:
+def round_values(events: list[Event], spec: CellSpec) -> dict[str, float]:
     """One worker process's value of each metric: the median of its measured iterations (or its one value)."""
     return {tag: s.median for tag, s in cell_result(spec, events, "ok", None, "", "", 0.0).summaries.items()}
 
@@ -292,7 +293,7 @@ class _CellRun:
     cell: CellSpec
     sides: dict[str, PreparedCell]
     ab: ABCell
-    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    events: dict[str, list[Event]] = field(default_factory=dict)
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # metric -> side -> per round
     settled: dict[str, ABMetric] = field(default_factory=dict)  # metric -> the judgement that settled it
 
@@ -303,7 +304,7 @@ def _one_round(run: _CellRun, rnd: int, rng: random.Random, settings: ABSettings
     order = list(SIDES)
     rng.shuffle(order)
     run.ab.order.append(order[0])
-    got: dict[str, list[dict[str, Any]]] = {}
+    got: dict[str, list[Event]] = {}
     for side in order:
         events, status, error = measure_process(run.sides[side], rnd, options, progress)
         run.events[side] += events

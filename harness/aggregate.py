@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from harness.checks import cell_checks
+from harness.events import (
+    BatchEvent,
+    Done,
+    Error,
+    Event,
+    Loaded,
+    Prepared,
+    Reference,
+    ReferenceError,
+    RunnerValues,
+    Runtime,
+    SampleEvent,
+    Unreadable,
+)
 from harness.fidelity import fidelity_values
 from harness.metrics import METRICS, batch_values, sample_values
 from harness.schema import (
@@ -38,66 +50,66 @@ def summaries(samples: list[Sample], cell_values: dict[str, float],
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _add_record(kind: str, ev: dict[str, Any], samples: list[Sample], batches: list[BatchRecord]) -> None:
-    if kind == "sample":
-        s = Sample.model_validate(ev["sample"])
-        s.values = sample_values(s)
-        samples.append(s)
-    else:
-        b = BatchRecord.model_validate(ev["batch"])
-        b.values = batch_values(b)
-        batches.append(b)
+# An unreadable line that claimed one of these lost measured figures: the cell fails, keeping what it read.
+_MEASURED = frozenset({"sample", "batch", "loaded", "done", "runner"})
 
 
-def cell_result(spec: CellSpec, events: list[dict[str, Any]], status: CellStatus, error: str | None,
+def _unreadable(u: Unreadable) -> str:
+    return f"{u.kind or 'worker'} record unreadable: {u.reason}"
+
+
+def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: str | None,
                 started_at: str, finished_at: str, wall_s: float) -> CellResult:
+    """The cell's record from the events of its workers (and the runner's), in the order they came."""
     samples: list[Sample] = []
     batches: list[BatchRecord] = []
     cell_values: dict[str, float] = {}
     check_outputs = CheckOutputs()
     notes: list[str] = []
     model_dir = None
-    bad_records: list[str] = []
+    unreadable: list[Unreadable] = []
     reference: list[ReferenceRecord] = []
     reference_error: str | None = None
     runtime_versions: dict[str, str | None] = {}
     for ev in events:
-        kind = ev.get("event")
-        if kind in ("sample", "batch"):
-            try:
-                _add_record(kind, ev, samples, batches)
-            except (ValidationError, KeyError, TypeError) as e:
-                # a record this runner cannot read (e.g. from a worker of another harness version) fails
-                # the cell with the reason; every record that can be read is kept
-                bad_records.append(f"{kind} record unreadable: {' '.join(str(e).split())[:300]}")
-        elif kind in ("loaded", "done", "runner"):
-            # With several processes the first one's figures stand (its compile is the cold one).
-            for k, v in ev.get("cell_values", {}).items():
-                cell_values.setdefault(k, v)
-            try:
-                check_outputs = check_outputs.merged(CheckOutputs.model_validate(ev.get("check_outputs", {})))
-            except ValidationError as e:
-                bad_records.append(f"check outputs unreadable: {' '.join(str(e).split())[:300]}")
-        elif kind == "prepared":
-            model_dir = ev.get("model_dir")
-            for k in ("model_size_mb", "export_s"):
-                if k in ev:
-                    cell_values[k] = float(ev[k])
-            notes.append("model from cache" if ev.get("cache_hit") else "model exported in this run")
-        elif kind == "reference":
-            try:
-                reference.extend(ReferenceRecord.model_validate(x) for x in ev.get("records", []))
-            except ValidationError as e:
-                reference_error = f"reference record unreadable: {' '.join(str(e).split())[:300]}"
-        elif kind == "reference_error":
-            reference_error = reference_error or ev.get("error")
-        elif kind == "runtime":
-            runtime_versions = runtime_versions or dict(ev.get("versions", {}))
-        elif kind == "error" and error is None:
-            error = ev.get("error")
-    if bad_records:
-        status = "failed" if status == "ok" else status
-        error = error or f"{len(bad_records)} worker records could not be read; first: {bad_records[0]}"
+        match ev:
+            case SampleEvent(sample=s):
+                samples.append(s.model_copy(update={"values": sample_values(s)}))
+            case BatchEvent(batch=b):
+                batches.append(b.model_copy(update={"values": batch_values(b)}))
+            case Loaded() | Done() | RunnerValues():
+                # With several processes the first one's figures stand (its compile is the cold one).
+                for k, v in ev.cell_values.items():
+                    cell_values.setdefault(k, v)
+                if isinstance(ev, Done):
+                    check_outputs = check_outputs.merged(ev.check_outputs)
+            case Prepared():
+                model_dir = ev.model_dir
+                for tag, x in (("model_size_mb", ev.model_size_mb), ("export_s", ev.export_s)):
+                    if x is not None:
+                        cell_values[tag] = x
+                notes.append("model from cache" if ev.cache_hit else "model exported in this run")
+            case Reference(records=records):
+                reference.extend(records)
+            case ReferenceError():
+                reference_error = reference_error or ev.error
+            case Runtime(versions=versions):
+                runtime_versions = runtime_versions or dict(versions)
+            case Error() if error is None:
+                error = ev.error
+            case Unreadable():
+                unreadable.append(ev)
+                if ev.kind == "reference":
+                    reference_error = reference_error or _unreadable(ev)
+    if unreadable:
+        # kept out of the figures, never silently: e.g. a worker of another harness version, a torn write
+        first = unreadable[0]
+        notes.append(f"{len(unreadable)} record(s) could not be read and are left out; first: "
+                     f"{_unreadable(first)} (line: {first.line!r})")
+        lost = [u for u in unreadable if u.kind in _MEASURED]
+        if lost:
+            status = "failed" if status == "ok" else status
+            error = error or f"{len(lost)} worker records could not be read; first: {_unreadable(lost[0])}"
     if reference:
         cell_values.update(fidelity_values(spec, samples, batches, reference))
     if spec.prompts.vary_per_iteration:

@@ -16,6 +16,7 @@ from rich.progress import (
 )
 
 from harness.console import plain
+from harness.events import Event, Loaded, Log, Phase, SampleEvent
 from harness.runner import ProgressSink
 from harness.schema import CellResult, CellSpec
 
@@ -42,20 +43,19 @@ class RichProgress(ProgressSink):
     def cell_started(self, index: int, total: int, cell: CellSpec) -> None:
         self.progress.update(self.task, detail=escape(plain(f"{cell.key} · starting")))
 
-    def cell_event(self, cell: CellSpec, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "sample":
-            s = event["sample"]
-            what = "warm-up" if s["warmup"] else "measured"
-            detail = f"iteration {s['iteration'] + 1}/{event['of']} ({what})"
-        elif kind == "phase":
-            detail = {"prepare": "preparing model", "run": "loading pipeline"}.get(event["phase"], event["phase"])
-        elif kind == "log":
-            detail = event["message"]
-        elif kind == "loaded":
-            detail = "pipeline loaded"
-        else:
-            return
+    def cell_event(self, cell: CellSpec, event: Event) -> None:
+        match event:
+            case SampleEvent(sample=s, of=of):
+                what = "warm-up" if s.warmup else "measured"
+                detail = f"iteration {s.iteration + 1}{f'/{of}' if of else ''} ({what})"
+            case Phase(phase=phase):
+                detail = {"prepare": "preparing model", "run": "loading pipeline"}.get(phase, phase)
+            case Log(message=message):
+                detail = message
+            case Loaded():
+                detail = "pipeline loaded"
+            case _:
+                return
         self.progress.update(self.task, detail=escape(plain(f"{cell.key} · {detail}")))
 
     def cell_finished(self, result: CellResult) -> None:

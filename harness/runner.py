@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -13,13 +12,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from harness.aggregate import cell_result
 from harness.checks import run_level_checks
 from harness.child_process import die_with_parent
 from harness.devices import missing_devices
 from harness.environments import PreparedEnvironment
+from harness.events import (
+    Done,
+    Error,
+    Event,
+    Phase,
+    Prepared,
+    Reference,
+    ReferenceError,
+    RunnerValues,
+    Unreadable,
+    parse_event,
+)
 from harness.schema import CellResult, CellSpec, CellStatus, RunMetadata, RunResults
 from harness.store import append_cell, load_cells, write_results
 from harness.worker import WorkerTask
@@ -46,7 +56,7 @@ class ProgressSink:
     """What the runner tells the user; the CLI plugs rich in, tests can plug in nothing."""
 
     def cell_started(self, index: int, total: int, cell: CellSpec) -> None: ...
-    def cell_event(self, cell: CellSpec, event: dict[str, Any]) -> None: ...
+    def cell_event(self, cell: CellSpec, event: Event) -> None: ...
     def cell_finished(self, result: CellResult) -> None: ...
 
 
@@ -54,22 +64,19 @@ def _slug(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", key)[:150]
 
 
-def _read_new(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """Complete JSON lines appended since `offset` (a partial last line waits for the next read)."""
+def _read_new(path: Path, offset: int, final: bool = False) -> tuple[list[Event], int]:
+    """Events of the complete lines appended since `offset`, a line that is no event as Unreadable. A partial
+    last line waits for the next read, unless the worker is over (`final`): then it is a torn write."""
     if not path.exists():
         return [], offset
     with open(path, "rb") as f:
         f.seek(offset)
         data = f.read()
-    events = []
-    consumed = 0
-    for line in data.split(b"\n")[:-1]:
-        consumed += len(line) + 1
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return events, offset + consumed
+    *lines, tail = data.split(b"\n")
+    if final and tail:
+        lines.append(tail)
+        tail = b""
+    return [parse_event(line) for line in lines], offset + len(data) - len(tail)
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:
@@ -81,7 +88,7 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 
 
 def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpec, progress: ProgressSink,
-                env: PreparedEnvironment | None = None) -> tuple[list[dict[str, Any]], CellStatus, str | None]:
+                env: PreparedEnvironment | None = None) -> tuple[list[Event], CellStatus, str | None]:
     """One worker process for one phase of a cell (in `env`'s interpreter when given): its events,
     status and error."""
     t0 = time.monotonic()
@@ -90,7 +97,7 @@ def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpe
                                         workdir / f"{name}.log")
     events_path.unlink(missing_ok=True)
     task_path.write_text(task.model_dump_json())
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     offset = 0
     timed_out = False
     with open(log_path, "wb") as log:
@@ -115,15 +122,15 @@ def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpe
         except BaseException:
             _kill_group(proc)
             raise
-        new, offset = _read_new(events_path, offset)
+        new, offset = _read_new(events_path, offset, final=True)
         events.extend(new)
-    phase = next((e["phase"] for e in reversed(events) if e.get("event") == "phase"), name)
-    err_event = next((e for e in events if e.get("event") == "error"), None)
+    phase = next((e.phase for e in reversed(events) if isinstance(e, Phase)), name)
+    err_event = next((e for e in events if isinstance(e, Error)), None)
     if timed_out:
         return events, "timeout", f"exceeded the {name} timeout of {timeout_s:g} s (phase: {phase})"
     if err_event is not None:
-        return events, "failed", err_event["error"]
-    if rc == 0 and any(e.get("event") == "done" for e in events):
+        return events, "failed", err_event.error
+    if rc == 0 and any(isinstance(e, Done) for e in events):
         return events, "ok", None
     if rc is not None and rc < 0:
         sig = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
@@ -159,7 +166,7 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
             if reference and not process % 2:
                 events.append(reference(process))
         if wall > 0:
-            events.append({"event": "runner", "cell_values": {"runner_cpu_pct": 100.0 * busy / wall}})
+            events.append(RunnerValues(cell_values={"runner_cpu_pct": 100.0 * busy / wall}))
     if not options.keep_workdirs:
         _remove_tree(prepared.workdir / "compile-cache")
     return cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)
@@ -171,7 +178,7 @@ class PreparedCell:
 
     cell: CellSpec
     workdir: Path
-    events: list[dict[str, Any]]
+    events: list[Event]
     status: CellStatus
     error: str | None
     task: WorkerTask | None = None
@@ -189,16 +196,20 @@ def prepare_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: P
         status, error = "failed", f"environment {cell.environment!r} was not prepared for this run"
     if status != "ok":
         return PreparedCell(cell, workdir, events, status, error)
-    events = [e for e in events if e.get("event") == "prepared"]
+    # what the cell keeps of this phase: its models, and any line it could not read
+    events = [e for e in events if isinstance(e, Prepared | Unreadable)]
+    prepared = [e for e in events if isinstance(e, Prepared)]
+    if not prepared:
+        return PreparedCell(cell, workdir, events, "failed", "the prepare worker named no prepared model")
     try:
-        task = _measure_task(base, events[-1], env, options.cache_dir)
+        task = _measure_task(base, prepared[-1], env, options.cache_dir)
     except Exception as e:  # noqa: BLE001 - e.g. the environment cannot convert the tokenizer
         return PreparedCell(cell, workdir, events, "failed", f"{type(e).__name__}: {e}")
     return PreparedCell(cell, workdir, events, "ok", None, task, env)
 
 
 def measure_process(prepared: PreparedCell, process: int, options: RunOptions,
-                    progress: ProgressSink) -> tuple[list[dict[str, Any]], CellStatus, str | None]:
+                    progress: ProgressSink) -> tuple[list[Event], CellStatus, str | None]:
     """One fresh measuring worker process of a prepared cell."""
     assert prepared.task is not None
     cell = prepared.cell
@@ -206,12 +217,12 @@ def measure_process(prepared: PreparedCell, process: int, options: RunOptions,
     return _run_worker(measure, prepared.workdir, cell.timeout_s, cell, progress, prepared.env)
 
 
-def _measure_task(prepare: WorkerTask, prepared: dict[str, Any], env: PreparedEnvironment | None,
+def _measure_task(prepare: WorkerTask, prepared: Prepared, env: PreparedEnvironment | None,
                   cache_dir: Path) -> WorkerTask:
     """The measuring workers' task: the prepared folders, as the cell's environment should read them."""
     from harness.environments import model_view
 
-    model_dir, draft_dir = Path(prepared["model_dir"]), prepared.get("draft_dir")
+    model_dir, draft_dir = Path(prepared.model_dir), prepared.draft_dir
     if env is not None:
         model_dir = model_view(env, model_dir, cache_dir)
         draft_dir = str(model_view(env, Path(draft_dir), cache_dir)) if draft_dir else None
@@ -219,18 +230,19 @@ def _measure_task(prepare: WorkerTask, prepared: dict[str, Any], env: PreparedEn
 
 
 def _reference_runner(cell: CellSpec, measure: WorkerTask, workdir: Path,
-                      env: PreparedEnvironment | None) -> Callable[[int], dict[str, Any]] | None:
+                      env: PreparedEnvironment | None) -> Callable[[int], Reference | ReferenceError] | None:
     """With fidelity_check: a function that runs the bare reference loop paired with one worker process
     and returns its event (its calls, or why there are none)."""
     from harness import fidelity
 
     if not cell.fidelity_check or measure.model_dir is None:
         return None
-    if fidelity.unsupported(cell):
-        return lambda process: {"event": "reference_error", "error": fidelity.unsupported(cell)}
+    reason = fidelity.unsupported(cell)
+    if reason:
+        return lambda process: ReferenceError(error=reason)
     task = None
 
-    def run(process: int) -> dict[str, Any]:
+    def run(process: int) -> Reference | ReferenceError:
         nonlocal task
         try:
             if task is None:
@@ -240,8 +252,8 @@ def _reference_runner(cell: CellSpec, measure: WorkerTask, workdir: Path,
             records = fidelity.run_reference(task, workdir, cell.timeout_s, process,
                                              env.python if env else None, env.worker_env() if env else None)
         except Exception as e:  # noqa: BLE001 - a failed reference never costs the cell what it measured
-            return {"event": "reference_error", "error": f"{type(e).__name__}: {e}"}
-        return {"event": "reference", "records": [r.model_dump() for r in records]}
+            return ReferenceError(error=f"{type(e).__name__}: {e}")
+        return Reference(records=records)
 
     return run
 

@@ -1,20 +1,21 @@
 """Worker process: prepares the models of one cell and runs it, reporting through an events file.
 
-Run as `python -m harness.worker TASK_JSON EVENTS_JSONL`. Each event is one JSON line, flushed
-at once, so the parent keeps everything measured even if this process is killed or crashes."""
+Run as `python -m harness.worker TASK_JSON EVENTS_JSONL`. Each event (harness/events.py) is one JSON line,
+flushed at once, so the parent keeps everything measured even if this process is killed or crashes."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, model_validator
 
+from harness.backends import CellModels, Emit, backend_for
 from harness.errors import error_line
+from harness.events import BatchEvent, Done, Error, Event, Log, Phase, Prepared, Runtime, SampleEvent
 from harness.schema import CellSpec
 
 
@@ -56,54 +57,51 @@ def runtime_versions() -> dict[str, str | None]:
             "openvino-genai": openvino_genai.__version__, "openvino-tokenizers": tokenizers}
 
 
-def _emitter(path: Path):
+def _emitter(path: Path) -> Emit:
     f = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the process
 
-    def emit(event: dict[str, Any]) -> None:
-        f.write(json.dumps(event) + "\n")
+    def emit(event: Event) -> None:
+        f.write(event.model_dump_json() + "\n")
         f.flush()
         os.fsync(f.fileno())
 
     return emit
 
 
-def run_task(task: WorkerTask, emit) -> None:
+def run_task(task: WorkerTask, emit: Emit) -> None:
     from harness.models.prepare import prepare_model
 
     cell = task.cell
     cache = Path(task.cache_dir)
-    log = lambda msg: emit({"event": "log", "message": msg})  # noqa: E731
+    log = lambda msg: emit(Log(message=msg))  # noqa: E731
     if task.mode == "measure":
         assert task.model_dir is not None  # the task's validator requires it for measuring
         _measure(task, Path(task.model_dir), Path(task.draft_dir) if task.draft_dir else None, emit)
         return
-    emit({"event": "phase", "phase": "prepare"})
+    emit(Phase(phase="prepare"))
     target = prepare_model(cell.model.source, cell.precision, cell.compression, cache, log=log)
     draft = None
     if cell.scenario.kind == "speculative":
         draft = prepare_model(cell.model.draft or "", cell.precision, cell.compression, cache, log=log)
-    prepared = {"model_dir": str(target.path), "model_size_mb": target.size_mb, "cache_hit": target.cache_hit}
-    if target.export_s is not None:
-        prepared["export_s"] = target.export_s
-    if draft is not None:
-        prepared["draft_dir"] = str(draft.path)
-    emit({"event": "prepared", **prepared})
-    emit({"event": "done"})
+    emit(Prepared(model_dir=str(target.path), model_size_mb=target.size_mb, cache_hit=target.cache_hit,
+                  export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None))
+    emit(Done())
 
 
-def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit) -> None:
-    from harness.backends import CellModels, backend_for
-
+def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit: Emit) -> None:
     cell = task.cell
-    emit({"event": "runtime", "versions": runtime_versions()})
+    emit(Runtime(versions=runtime_versions()))
     from harness.faults import inject
 
     inject(task.fault)
-    emit({"event": "phase", "phase": "run"})
+    emit(Phase(phase="run"))
 
-    def emit_tagged(event: dict[str, Any]) -> None:
-        if event.get("event") in ("sample", "batch"):
-            event[event["event"]]["process"] = task.process
+    def emit_tagged(event: Event) -> None:
+        # which worker process measured a record: the backends do not know, the cell's pairs need it
+        if isinstance(event, SampleEvent):
+            event = event.model_copy(update={"sample": event.sample.model_copy(update={"process": task.process})})
+        elif isinstance(event, BatchEvent):
+            event = event.model_copy(update={"batch": event.batch.model_copy(update={"process": task.process})})
         emit(event)
 
     source = None
@@ -111,8 +109,7 @@ def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit) ->
         from harness.errors import ModelPreparationError
         from harness.models.sources import resolve_source
 
-        resolved = resolve_source(cell.model.source, Path(task.cache_dir),
-                                  lambda msg: emit({"event": "log", "message": msg}))
+        resolved = resolve_source(cell.model.source, Path(task.cache_dir), lambda msg: emit(Log(message=msg)))
         if resolved.kind == "ir_dir":
             raise ModelPreparationError(f"the pytorch reference needs a Hugging Face model, not the IR directory "
                                         f"'{cell.model.source}'")
@@ -128,7 +125,7 @@ def main(argv: list[str]) -> int:
     try:
         run_task(task, emit)
     except Exception as e:  # noqa: BLE001 - every failure becomes a recorded cell error
-        emit({"event": "error", "error": error_line(e), "traceback": traceback.format_exc()})
+        emit(Error(error=error_line(e), traceback=traceback.format_exc()))
         return 1
     return 0
 

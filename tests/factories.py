@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.aggregate import cell_result
+from harness.events import Done, Event, SampleEvent
 from harness.schema import (
     CellSpec,
     CheckOutputs,
@@ -38,9 +39,9 @@ def sample(i: int, warmup: bool = False, text: str = "abc", chunks=(10.0, 12.0, 
 
 def result(s: CellSpec, samples: list[Sample], status: str = "ok", error: str | None = None,
            check_outputs: CheckOutputs | None = None):
-    events = [{"event": "sample", "sample": x.model_dump()} for x in samples]
-    events.append({"event": "done", "cell_values": {"peak_rss_mb": 500.0, "load_cold_ms": 100.0},
-                   "check_outputs": check_outputs or CheckOutputs()})
+    events: list[Event] = [SampleEvent(sample=x) for x in samples]
+    events.append(Done(cell_values={"peak_rss_mb": 500.0, "load_cold_ms": 100.0},
+                       check_outputs=check_outputs or CheckOutputs()))
     return cell_result(s, events, status, error, "2026-01-01T00:00:00", "2026-01-01T00:00:01", 1.0)
 
 

@@ -60,10 +60,11 @@ def test_first_divergence():
 
 def test_unreadable_worker_record_fails_the_cell_and_keeps_the_rest():
     from harness.aggregate import cell_result
+    from harness.events import SampleEvent, parse_event
 
     s = spec()
-    events = [{"event": "sample", "sample": sample(i).model_dump()} for i in range(3)]
-    events.append({"event": "batch", "batch": {"iteration": 0, "from_a_newer_worker": 1}})
+    events = [SampleEvent(sample=sample(i)) for i in range(3)]
+    events.append(parse_event({"event": "batch", "batch": {"iteration": 0, "from_a_newer_worker": 1}}))
     r = cell_result(s, events, "ok", None, "t0", "t1", 1.0)
     assert r.status == "failed" and "batch record unreadable" in r.error
     assert len(r.samples) == 3 and r.summaries["ttft_ms"].n == 3

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from harness.backends import CellModels
 from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
+from harness.events import Done
 from harness.schema import CheckOutputs, Sample
 from tests import factories
 
@@ -25,7 +26,7 @@ class FakeSession:
         return CheckOutputs(repeat_texts={iteration: "again"})
 
     def finish(self):
-        return {"extra": 1.0}, CheckOutputs(first_outputs={iteration: [1.5] for iteration in (0, 2)})
+        return {"genai_load_ms": 1.0}, CheckOutputs(first_outputs={iteration: [1.5] for iteration in (0, 2)})
 
 
 def _run(tmp_path: Path, call_s: float = 0.0, **spec):
@@ -50,15 +51,15 @@ def _run(tmp_path: Path, call_s: float = 0.0, **spec):
 def test_load_twice_warmup_iterations_repeat_and_done(tmp_path: Path) -> None:
     built, session, events = _run(tmp_path, warmup=2, iterations=3, load_twice=True)
     assert built == [tmp_path / "compile-cache"] * 2  # cold, then from the compile cache
-    kinds = [e["event"] for e in events]
+    kinds = [e.event for e in events]
     assert kinds == ["loaded"] + ["sample"] * 5 + ["done"]
-    assert set(events[0]["cell_values"]) == {"load_cold_ms", "model_memory_mb", "load_cached_ms"}
+    assert set(events[0].cell_values) == {"load_cold_ms", "model_memory_mb", "load_cached_ms"}
     assert session.calls == [(0, True), (1, True), (2, False), (3, False), (4, False)]
     assert session.repeats == [2]  # the first measured iteration, untimed
     done = events[-1]
-    assert CheckOutputs.model_validate(done["check_outputs"]) == CheckOutputs(
+    assert isinstance(done, Done) and done.check_outputs == CheckOutputs(
         repeat_texts={2: "again"}, first_outputs={0: [1.5], 2: [1.5]})
-    assert done["cell_values"]["extra"] == 1.0 and done["cell_values"]["peak_rss_mb"] > 0
+    assert done.cell_values["genai_load_ms"] == 1.0 and done.cell_values["peak_rss_mb"] > 0
 
 
 def test_min_measure_s_keeps_measuring_up_to_max_iterations(tmp_path: Path) -> None:
@@ -71,8 +72,8 @@ def test_min_measure_s_keeps_measuring_up_to_max_iterations(tmp_path: Path) -> N
 
 def test_no_compile_cache_no_second_load_and_no_repeat_for_beam(tmp_path: Path) -> None:
     built, session, events = _run(tmp_path, load_twice=False, mode="beam")
-    assert built == [None] and "load_cached_ms" not in events[0]["cell_values"]
-    assert session.repeats == [] and not events[-1]["check_outputs"]["repeat_texts"]
+    assert built == [None] and "load_cached_ms" not in events[0].cell_values
+    assert session.repeats == [] and not events[-1].check_outputs.repeat_texts
 
 
 def test_a_batch_call_emits_its_samples_then_its_batch(tmp_path: Path) -> None:
@@ -91,7 +92,7 @@ def test_a_batch_call_emits_its_samples_then_its_batch(tmp_path: Path) -> None:
     cell = factories.spec().model_copy(update={"warmup": 0, "iterations": 2})
     measure_cell(cell, CellModels(tmp_path, None, tmp_path), events.append,
                  Backend(build=lambda c, m, d: object(), start=Batches))
-    assert [e["event"] for e in events] == ["loaded"] + (["sample"] * 3 + ["batch"]) * 2 + ["done"]
+    assert [e.event for e in events] == ["loaded"] + (["sample"] * 3 + ["batch"]) * 2 + ["done"]
 
 
 def test_inputs_and_properties() -> None:

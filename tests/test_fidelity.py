@@ -11,6 +11,16 @@ import pytest
 
 from harness import fidelity, runner
 from harness.aggregate import cell_result
+from harness.events import (
+    BatchEvent,
+    Done,
+    Event,
+    Prepared,
+    Reference,
+    ReferenceError,
+    SampleEvent,
+    parse_event,
+)
 from harness.reference import ReferenceTask
 from harness.schema import BatchRecord, PromptSpec, ReferenceRecord
 from harness.stats import geomean_ratio_ci
@@ -45,13 +55,13 @@ def _reference(process: int, tpot: float, ttft: float = 10.0, e2e: float = 17.0,
 
 
 def _result(s, samples, reference, reference_error=None, batches=()):
-    events = [{"event": "sample", "sample": x.model_dump()} for x in samples]
-    events += [{"event": "batch", "batch": b.model_dump()} for b in batches]
+    events: list[Event] = [SampleEvent(sample=x) for x in samples]
+    events += [BatchEvent(batch=b) for b in batches]
     if reference:
-        events.append({"event": "reference", "records": [r.model_dump() for r in reference]})
+        events.append(Reference(records=reference))
     if reference_error:
-        events.append({"event": "reference_error", "error": reference_error})
-    events.append({"event": "done", "cell_values": {}, "check_outputs": {}})
+        events.append(ReferenceError(error=reference_error))
+    events.append(Done())
     return cell_result(s, events, "ok", None, "t0", "t1", 1.0)
 
 
@@ -123,8 +133,8 @@ def test_reference_failure_is_not_run_and_keeps_the_cell():
 
 def test_unreadable_reference_record_does_not_lose_the_samples():
     s = _spec()
-    events = [{"event": "sample", "sample": x.model_dump()} for x in _samples(0)]
-    events.append({"event": "reference", "records": [{"process": 0, "iteration": "x"}]})
+    events: list[Event] = [SampleEvent(sample=x) for x in _samples(0)]
+    events.append(parse_event({"event": "reference", "records": [{"process": 0, "iteration": "x"}]}))
     r = cell_result(s, events, "ok", None, "t0", "t1", 1.0)
     assert r.status == "ok" and len(r.samples) == 3
     assert _check(r).status == "not_run" and "unreadable" in _check(r).detail
@@ -203,9 +213,8 @@ def test_runner_interleaves_reference_and_worker_processes(tmp_path, monkeypatch
     def fake_worker(task, workdir, timeout_s, cell, progress, env=None):
         order.append(f"{task.mode}{task.process if task.mode == 'measure' else ''}")
         if task.mode == "prepare":
-            return [{"event": "prepared", "model_dir": str(tmp_path), "model_size_mb": 1.0}], "ok", None
-        return [{"event": "sample", "sample": x.model_dump()} for x in _samples(task.process)] + \
-            [{"event": "done", "cell_values": {}}], "ok", None
+            return [Prepared(model_dir=str(tmp_path), model_size_mb=1.0)], "ok", None
+        return [*(SampleEvent(sample=x) for x in _samples(task.process)), Done()], "ok", None
 
     def fake_reference(task, workdir, timeout_s, process=0, python=None, env=None):
         order.append(f"reference{process}")
@@ -230,8 +239,8 @@ def test_runner_keeps_the_cell_when_the_reference_crashes(tmp_path, monkeypatch)
 
     def fake_worker(task, workdir, timeout_s, cell, progress, env=None):
         if task.mode == "prepare":
-            return [{"event": "prepared", "model_dir": str(tmp_path)}], "ok", None
-        return [{"event": "sample", "sample": x.model_dump()} for x in _samples(0)] + [{"event": "done"}], "ok", None
+            return [Prepared(model_dir=str(tmp_path))], "ok", None
+        return [*(SampleEvent(sample=x) for x in _samples(0)), Done()], "ok", None
 
     def crash(*a, **k):
         raise fidelity.ReferenceError("the reference loop exited with code -11: Segmentation fault")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.events import Done, Event, SampleEvent
 from harness.metrics import METRICS, markdown_doc, sample_values
 from tests.factories import sample
 
@@ -99,8 +100,8 @@ def test_readings_batches_and_cell_values_on_hand_built_records():
 
     cell_values = {"genai_load_ms": 321.0, "reference_ttft_ms": 9.5, "reference_output_tps": 88.0, "export_s": 12.0,
                    "tokenizer_decode_mismatches": 2.0}
-    events = [{"event": "sample", "sample": factories.sample(i).model_dump()} for i in range(3)]
-    events.append({"event": "done", "cell_values": cell_values, "check_outputs": {}})
+    events: list[Event] = [SampleEvent(sample=factories.sample(i)) for i in range(3)]
+    events.append(Done(cell_values=cell_values))
     r = cell_result(factories.spec(), events, "ok", None, "2026-01-01T00:00:00", "2026-01-01T00:00:01", 1.0)
     for tag, v in cell_values.items():
         assert r.summaries[tag].median == v and r.summaries[tag].n == 1, tag

@@ -1,17 +1,18 @@
 """Backends run one cell inside a worker process.
 
-Each backend is a function `run(cell, models, emit)`, named by its kind's registry entry (harness.kinds)."""
+Each backend is a function `run(cell, models, emit)`, named by its kind's registry entry (harness.kinds),
+that reports through `emit` as typed events (harness/events.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from harness.events import Event
 from harness.schema import CellSpec
 
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[Event], None]
 
 
 @dataclass(frozen=True)

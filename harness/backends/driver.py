@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from harness.backends import CellModels, Emit
 from harness.backends.process_memory import peak_rss_mb, rss_mb
+from harness.events import BatchEvent, Done, Loaded, SampleEvent
 from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample
 
 
@@ -77,7 +78,7 @@ def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backen
         t0 = time.perf_counter()
         pipe = backend.build(cell, models, compile_cache)
         cell_values["load_cached_ms"] = (time.perf_counter() - t0) * 1000
-    emit({"event": "loaded", "cell_values": dict(cell_values)})
+    emit(Loaded(cell_values=dict(cell_values)))
 
     session = backend.start(pipe, cell, models)
     del pipe  # the session holds it; finish() may release it
@@ -93,15 +94,14 @@ def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backen
         result = session.call(i, i < cell.warmup)
         i += 1
         for sample in result.samples if isinstance(result, BatchCall) else [result]:
-            emit({"event": "sample", "sample": sample.model_dump(), "of": max(total, i + 1)})
+            emit(SampleEvent(sample=sample, of=max(total, i + 1)))
         if isinstance(result, BatchCall):
-            emit({"event": "batch", "batch": result.batch.model_dump()})
+            emit(BatchEvent(batch=result.batch))
     check_outputs = session.repeat(cell.warmup) if deterministic(cell) else CheckOutputs()
     cell_values["peak_rss_mb"] = peak_rss_mb()
     values, outputs = session.finish()
     cell_values.update(values)
-    check_outputs = check_outputs.merged(outputs)
-    emit({"event": "done", "cell_values": cell_values, "check_outputs": check_outputs.model_dump(mode="json")})
+    emit(Done(cell_values=cell_values, check_outputs=check_outputs.merged(outputs)))
 
 
 def prompt_index(cell: CellSpec, iteration: int, distinct: int | None) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 from harness.backends import CellModels, Emit
 from harness.child_process import die_with_parent
 from harness.errors import ModelPreparationError
+from harness.events import BatchEvent, Done, Loaded, SampleEvent
 from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors
@@ -197,7 +198,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
     else:
         base_url = target.rstrip("/")
-    emit({"event": "loaded", "cell_values": cell_values})
+    emit(Loaded(cell_values=dict(cell_values)))
     samples: list[Sample] = []  # one per completed measured request
     try:
         before = scrape(base_url)
@@ -210,7 +211,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                 else:  # what this request asked for: the token-count check compares with it
                     sample.readings["max_tokens"] = out_lens[first_text(o.index)]
                 samples.append(sample)
-                emit({"event": "sample", "sample": sample.model_dump(), "of": spec.requests})
+                emit(SampleEvent(sample=sample, of=spec.requests))
 
         result = asyncio.run(run_load(base_url, models.target.name if target == LOCAL else cell.model.name, inputs,
                                       spec, headers, on_result=emit_request))
@@ -227,7 +228,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                         input_tokens=sum(o.prompt_tokens for o in ok)
                         if ok and all(o.prompt_tokens is not None for o in ok) else None, steps=0,
                         good_requests=sum(meets_slo(x, cell.slo) for x in samples) if cell.slo else None)
-    emit({"event": "batch", "batch": batch.model_dump()})
+    emit(BatchEvent(batch=batch))
     errors: dict[str, int] = {}
     for o in result.measured:
         if not o.ok:
@@ -240,6 +241,6 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         cell_values["peak_output_tps"] = peak
     deltas = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
     first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in result.measured if not o.ok][:5]
-    emit({"event": "done", "cell_values": cell_values,
-          "check_outputs": CheckOutputs(serving_errors=ServingErrors(counts=errors, first=first_errors),
-                                        server_metrics_delta=deltas).model_dump(mode="json")})
+    emit(Done(cell_values=cell_values,
+              check_outputs=CheckOutputs(serving_errors=ServingErrors(counts=errors, first=first_errors),
+                                         server_metrics_delta=deltas)))
