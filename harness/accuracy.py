@@ -18,7 +18,7 @@ from harness.schema import CellResult, CheckResult
 
 REFERENCE_PRECISION = "fp16"
 ACCURACY_TAGS = ("token_match_pct", "first_divergence_tokens", "output_similarity_pct", "embedding_cosine",
-                 "rerank_spearman", "image_similarity_pct")
+                 "rerank_spearman", "image_similarity_pct", "audio_snr_db", "audio_cosine")
 
 
 def _signature(r: CellResult) -> tuple:
