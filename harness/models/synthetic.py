@@ -1,10 +1,9 @@
 """Deterministic, offline synthetic Hugging Face models: tokenizers trained on the Python standard
 library's own sources (byte-level BPE for the Llama causal LMs, WordPiece for the BERT encoders, a character
-sentencepiece model for SpeechT5); Llama
-causal LMs trained on those sources (`training.py`: `tiny` from scratch, `small` grown from a longer-trained
-model of tiny's shape) and their drafts; models with seeded random weights for the rest (BERT encoders for
-text embeddings and rerank, Whisper, diffusion, SpeechT5 and its vocoder, the LLaVA vision tower,
-`small-wide*`).
+sentencepiece model for SpeechT5); Llama causal LMs trained on those sources (`training.py`: `tiny` from
+scratch, `small` grown from a longer-trained model of tiny's shape) and their drafts; models with seeded
+random weights for the rest (BERT encoders for text embeddings and rerank, Whisper, diffusion, SpeechT5 and
+its vocoder, the LLaVA vision tower, `small-wide*`).
 
 torch, transformers and tokenizers are imported only when something has to be built.
 """
