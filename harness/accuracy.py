@@ -12,12 +12,13 @@ from __future__ import annotations
 import difflib
 import statistics
 
-from harness.kinds import kind_spec
+from harness.kinds import KINDS, kind_spec
 from harness.schema import CellResult, CheckResult
 
 REFERENCE_PRECISION = "fp16"
-ACCURACY_TAGS = ("token_match_pct", "first_divergence_tokens", "output_similarity_pct", "embedding_cosine",
-                 "rerank_spearman", "image_similarity_pct")
+TEXT_ACCURACY_TAGS = ("token_match_pct", "first_divergence_tokens", "output_similarity_pct")
+# every figure an accuracy check may set: the text ones and each kind's accuracy columns
+ACCURACY_TAGS = tuple(dict.fromkeys((*TEXT_ACCURACY_TAGS, *(col.metric for k in KINDS.values() for col in k.report.accuracy))))
 
 
 def _signature(r: CellResult) -> tuple:

@@ -303,6 +303,45 @@ class StepTime(Metric):
 
 
 @metric
+class GeneratedAudio(Metric):
+    """Text to speech: seconds of audio one generate() call produced = samples / the pipeline's output sample
+    rate (SpeechT5: 512 samples, 32 ms, per decoder step)."""
+
+    tag, title, unit, higher_is_better = "tts_audio_s", "audio generated", "s", True
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        audio = s.readings.get("generated_audio_s")
+        return [] if audio is None else [audio]
+
+
+@metric
+class SpeechRealTimeFactor(Metric):
+    """Text to speech: e2e latency of the generate() call / seconds of audio it produced (below 1 = speaks
+    faster than real time). Not speech to text's `rtf`, which divides by the input clip's length."""
+
+    tag, title, unit, higher_is_better = "tts_rtf", "real-time factor (TTS)", "x", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        audio = s.readings.get("generated_audio_s")
+        return [_e2e_ms(s) / 1000.0 / audio] if audio else []
+
+
+@metric
+class SpeechSampleThroughput(Metric):
+    """Text to speech: audio samples the generate() call produced / its e2e latency in seconds (openvino-genai's
+    SpeechGenerationPerfMetrics.throughput is the same ratio on its own clock)."""
+
+    tag, title, unit, higher_is_better = "tts_samples_per_s", "audio samples per second", "samples/s", True
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        samples = s.readings.get("generated_samples")
+        return [samples / (_e2e_ms(s) / 1000.0)] if samples else []
+
+
+@metric
 class UNetTime(_GenAIReading):
     """Text to image: openvino-genai ImageGenerationPerfMetrics.get_unet_infer_duration() (all steps), in ms."""
 
@@ -712,6 +751,23 @@ class ImageSimilarity(CellMetric):
 
     tag, title, unit, higher_is_better = "image_similarity_pct", "pixel similarity vs fp16", "%", True
 
+
+
+@metric
+class AudioSNR(CellMetric):
+    """Text to speech at int8/int4 against the fp16 cell of the same run (same text and speaker embedding):
+    10 · log10(Σ ref² / Σ (x − ref)²) in dB over the first measured clip's kept waveform points (every 8th
+    sample, the first 2000 of them: 1 s at 16 kHz; the same positions in both). Absent when they are identical."""
+
+    tag, title, unit, higher_is_better = "audio_snr_db", "audio SNR vs fp16", "dB", True
+
+
+@metric
+class AudioCosine(CellMetric):
+    """Text to speech at int8/int4 against the fp16 cell of the same run: cosine similarity Σ x·ref /
+    (‖x‖ · ‖ref‖) of the first measured clip's kept waveform points with fp16's (1 = same waveform up to scale)."""
+
+    tag, title, unit, higher_is_better = "audio_cosine", "audio cosine vs fp16", "cosine", True
 
 def batch_values(batch: BatchRecord) -> dict[str, list[float]]:
     """All per-batch metric values of one batch."""

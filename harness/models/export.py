@@ -18,6 +18,7 @@ TOKENIZER_FILES = ("openvino_tokenizer.xml", "openvino_detokenizer.xml")
 # Files openvino-genai reads next to the IR that optimum-cli does not always copy (without torchvision it
 # cannot load an image processor, and skips preprocessor_config.json).
 AUX_FILES = ("preprocessor_config.json", "processor_config.json")
+VOCODER_DIR = "vocoder"  # a text-to-speech model's vocoder (harness.models.synthetic builds it there)
 _ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*:")
 
 
@@ -27,6 +28,7 @@ TASKS = (
     ("ForSequenceClassification", "text-classification"),
     ("LlavaForConditionalGeneration", "image-text-to-text"),
     ("WhisperForConditionalGeneration", "automatic-speech-recognition-with-past"),
+    ("SpeechT5ForTextToSpeech", "text-to-audio"),
     ("Model", "feature-extraction"),
 )
 
@@ -48,8 +50,12 @@ def export_task(src: Path) -> str:
 
 
 def export_command(src: Path, out: Path, precision: str, compression: CompressionSpec) -> list[str]:
+    task = export_task(src)
     cmd = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "openvino", "-m", str(src),
-           "--task", export_task(src), "--weight-format", precision]
+           "--task", task, "--weight-format", precision]
+    if task == "text-to-audio":
+        # SpeechT5 speaks through a separate vocoder model, which optimum exports alongside when named
+        cmd += ["--model-kwargs", json.dumps({"vocoder": str(src / VOCODER_DIR)})]
     if precision == "int4":
         cmd += ["--group-size", str(compression.group_size), "--ratio", str(compression.ratio)]
         if compression.sym:

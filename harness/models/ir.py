@@ -10,6 +10,8 @@ from harness.models.cache import MiB, dir_size
 
 MODEL_XML = "openvino_model.xml"
 _NOT_MODELS = ("openvino_tokenizer.xml", "openvino_detokenizer.xml")
+# pipeline parts named without "model": SpeechT5's postnet and vocoder (text to speech)
+_OTHER_PARTS = ("openvino_postnet.xml", "openvino_vocoder.xml")
 
 
 def model_irs(path: Path) -> list[Path]:
@@ -17,8 +19,8 @@ def model_irs(path: Path) -> list[Path]:
     (openvino_language_model.xml, openvino_vision_embeddings_model.xml, openvino_encoder_model.xml, ...,
     and one level down for diffusion pipelines: unet/openvino_model.xml, ...). Tokenizers are not models."""
     path = Path(path)
-    found = [f for pattern in ("openvino*model.xml", "*/openvino*model.xml") for f in sorted(path.glob(pattern))
-             if f.name not in _NOT_MODELS]
+    found = [f for pattern in ("openvino*model.xml", *_OTHER_PARTS, "*/openvino*model.xml")
+             for f in sorted(path.glob(pattern)) if f.name not in _NOT_MODELS]
     return found
 
 

@@ -1,8 +1,9 @@
 """Deterministic, offline synthetic Hugging Face models: tokenizers trained on the Python standard
-library's own sources (byte-level BPE for the Llama causal LMs, WordPiece for the BERT encoders); Llama
-causal LMs trained on those sources (`training.py`: `tiny` from scratch, `small` grown from a longer-trained
-model of tiny's shape) and their drafts; models with seeded random weights for the rest (BERT encoders for
-text embeddings and rerank, Whisper, diffusion, the LLaVA vision tower, `small-wide*`).
+library's own sources (byte-level BPE for the Llama causal LMs, WordPiece for the BERT encoders, a character
+sentencepiece model for SpeechT5); Llama causal LMs trained on those sources (`training.py`: `tiny` from
+scratch, `small` grown from a longer-trained model of tiny's shape) and their drafts; models with seeded
+random weights for the rest (BERT encoders for text embeddings and rerank, Whisper, diffusion, SpeechT5 and
+its vocoder, the LLaVA vision tower, `small-wide*`).
 
 torch, transformers and tokenizers are imported only when something has to be built.
 """
@@ -23,6 +24,7 @@ from typing import Any
 from harness.errors import ModelPreparationError
 from harness.host import package_versions
 from harness.models import cache
+from harness.models.export import VOCODER_DIR
 from harness.models.training import TRAIN_THREADS, GrowthSpec, Quality, TrainingSpec
 
 # Bump whenever a change here alters what gets built.
@@ -157,7 +159,28 @@ class DraftSpec:
     num_layers: int
 
 
-SyntheticSpec = LlamaSpec | AliasSpec | DraftSpec | BertSpec | LlavaSpec | WhisperSpec | DiffusionSpec
+@dataclass(frozen=True)
+class SpeechT5Spec:
+    """A SpeechT5 text-to-speech model with seeded random weights, a character-level sentencepiece tokenizer
+    (SpeechT5's kind) and a HiFi-GAN vocoder in its `vocoder/` folder (16 kHz, 256 samples per mel frame).
+    `num_mel_bins` is 128, not SpeechT5's 80: the decoder prenet's first MatMul takes mel frames, and int4
+    group compression needs its input size to be a multiple of the group size 128."""
+
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 2
+    ffn_dim: int = 256
+    num_mel_bins: int = 128
+    vocab_size: int = 128  # model rows; the character tokenizer uses fewer
+    speaker_embedding_dim: int = 512
+    vocoder_channels: int = 128
+    # random HiFi-GAN weights at transformers' default init (0.01) give ~1e-7 amplitude: quantization noise
+    # would then swamp the signal and the accuracy figure would say nothing
+    vocoder_init_range: float = 0.1
+    seed: int = 0
+
+
+SyntheticSpec = LlamaSpec | AliasSpec | DraftSpec | BertSpec | LlavaSpec | WhisperSpec | DiffusionSpec | SpeechT5Spec
 
 SYNTHETIC_MODELS: dict[str, SyntheticSpec] = {
     # ~150 s of training on 2 cores (~700k tokens, 1.3 passes over the corpus)
@@ -180,6 +203,7 @@ SYNTHETIC_MODELS: dict[str, SyntheticSpec] = {
     "tiny-sd": DiffusionSpec(),
     "small-sd": DiffusionSpec(text_hidden_size=512, text_layers=4, unet_channels=(128, 256, 512), image_size=256),
     "small-whisper": WhisperSpec(d_model=384, layers=4, heads=6, ffn_dim=1536),
+    "tiny-tts": SpeechT5Spec(),
     # Channel sizes are multiples of 128 so that int4 group compression applies.
     "tiny-embed": BertSpec(hidden_size=256, num_layers=2, num_heads=4, intermediate_size=512),
     "tiny-rerank": BertSpec(hidden_size=256, num_layers=2, num_heads=4, intermediate_size=512, head="score",
@@ -225,11 +249,20 @@ def cache_key(name: str) -> dict[str, Any]:
         "tokenizer": asdict(TOKENIZER),
         "corpus_sha256": corpus.hexdigest(),
         "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-        "versions": package_versions(BUILD_LIBS + (("diffusers",) if isinstance(spec, DiffusionSpec) else ())),
+        "versions": package_versions(BUILD_LIBS + _extra_build_libs(spec)),
     }
     for role, dep in _depends_on(spec).items():
         key[role] = cache_key(dep)
     return key
+
+
+def _extra_build_libs(spec: SyntheticSpec) -> tuple[str, ...]:
+    """Libraries beyond BUILD_LIBS that a model's build runs."""
+    if isinstance(spec, DiffusionSpec):
+        return ("diffusers",)
+    if isinstance(spec, SpeechT5Spec):
+        return ("sentencepiece",)
+    return ()
 
 
 def _depends_on(spec: SyntheticSpec) -> dict[str, str]:
@@ -324,6 +357,8 @@ def _build(name: str, out: Path, cache_dir: Path, log: Callable[[str], None]) ->
         return Built(_build_whisper(spec, out))
     if isinstance(spec, DiffusionSpec):
         return Built(_build_diffusion(spec, out))
+    if isinstance(spec, SpeechT5Spec):
+        return Built(_build_speecht5(spec, out))
     if isinstance(spec, BertSpec):
         tok = build_wordpiece_tokenizer(TOKENIZER) if spec.arch == "bert" else build_tokenizer(TOKENIZER, roberta=True)
         tok.save_pretrained(out)
@@ -547,6 +582,80 @@ def _build_whisper(spec: WhisperSpec, out: Path) -> int:
         task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
     ).save_pretrained(out)
     return sum(p.numel() for p in model.parameters())
+
+
+def build_char_tokenizer(spec: TokenizerSpec, vocab_size: int):
+    """A character-level sentencepiece model (the type of SpeechT5's spm_char.model) trained on the stdlib
+    sources, as a SpeechT5Tokenizer."""
+    import io
+    import tempfile
+
+    try:
+        import sentencepiece as spm
+    except ImportError as e:
+        raise ModelPreparationError(
+            f"building a text-to-speech model needs sentencepiece (pip install '.[export]'): {e}") from None
+    from transformers import SpeechT5Tokenizer
+
+    # every ASCII letter, digit and punctuation mark, whatever the corpus happens to lack
+    lines = [" ".join([chr(c) for c in range(33, 127)])]
+    for p in _corpus_paths(spec):
+        lines += [line.strip() for line in p.read_text(encoding="utf-8").splitlines()
+                  if line.strip() and line.isascii()]
+    # written through model_writer: with a model_prefix the model would record that (temporary) path and two
+    # builds would differ
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, model_type="char", vocab_size=vocab_size,
+        hard_vocab_limit=False, character_coverage=1.0, minloglevel=2, num_threads=1,
+        # SpeechT5's special token ids, which SpeechT5Config's defaults (bos 0, pad 1, eos 2) expect
+        bos_id=0, pad_id=1, eos_id=2, unk_id=3, bos_piece="<s>", pad_piece="<pad>", eos_piece="</s>",
+        unk_piece="<unk>")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "spm_char.model"
+        path.write_bytes(model.getvalue())
+        return SpeechT5Tokenizer(vocab_file=str(path))
+
+
+def _build_speecht5(spec: SpeechT5Spec, out: Path) -> int:
+    import torch
+    from transformers import (
+        SpeechT5Config,
+        SpeechT5FeatureExtractor,
+        SpeechT5ForTextToSpeech,
+        SpeechT5HifiGan,
+        SpeechT5HifiGanConfig,
+        SpeechT5Processor,
+    )
+
+    tok = build_char_tokenizer(TOKENIZER, spec.vocab_size)
+    if len(tok) > spec.vocab_size:
+        raise ModelPreparationError(f"character tokenizer has {len(tok)} tokens, the model {spec.vocab_size} rows")
+    SpeechT5Processor(feature_extractor=SpeechT5FeatureExtractor(num_mel_bins=spec.num_mel_bins),
+                      tokenizer=tok).save_pretrained(out)
+    h = spec.hidden_size
+    config = SpeechT5Config(
+        vocab_size=spec.vocab_size, hidden_size=h, encoder_layers=spec.layers, decoder_layers=spec.layers,
+        encoder_attention_heads=spec.heads, decoder_attention_heads=spec.heads, encoder_ffn_dim=spec.ffn_dim,
+        decoder_ffn_dim=spec.ffn_dim, speech_decoder_prenet_units=h, speech_decoder_postnet_layers=2,
+        speech_decoder_postnet_units=h, speaker_embedding_dim=spec.speaker_embedding_dim,
+        num_mel_bins=spec.num_mel_bins, reduction_factor=2, max_speech_positions=1024, max_text_positions=256,
+        # The decoder prenet's dropout is on at inference too (SpeechT5's "consistent dropout"): exported, it is
+        # a random op and no two pipelines would speak alike. 0 keeps the output a function of the input.
+        speech_decoder_prenet_dropout=0.0,
+        # the speech encoder's convolutions are not used for text to speech but are part of the model: keep small
+        conv_dim=(32, 32), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2)
+    torch.manual_seed(spec.seed)
+    model = SpeechT5ForTextToSpeech(config).eval()
+    model.save_pretrained(out)
+    torch.manual_seed(spec.seed)
+    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(
+        model_in_dim=spec.num_mel_bins, sampling_rate=16000, initializer_range=spec.vocoder_init_range,
+        upsample_initial_channel=spec.vocoder_channels, upsample_rates=[4, 4, 4, 4],
+        upsample_kernel_sizes=[8, 8, 8, 8], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]])).eval()
+    vocoder.save_pretrained(out / VOCODER_DIR)
+    return sum(p.numel() for m in (model, vocoder) for p in m.parameters())
 
 
 CLIP_SOT, CLIP_EOT = "<|startoftext|>", "<|endoftext|>"
