@@ -25,6 +25,8 @@ from harness.backends.genai_cb import scheduler_fields
 from harness.backends.genai_common import generation_fields, prompt_texts
 from harness.backends.genai_llm import draft_properties
 from harness.child_process import die_with_parent
+from harness.kinds.continuous_batching import ContinuousBatchingParams
+from harness.kinds.serving import ServingParams
 from harness.metrics import METRICS
 from harness.reference import ReferenceCall, ReferenceTask
 from harness.schema import BatchRecord, CellSpec, ReferenceRecord, Sample
@@ -56,7 +58,7 @@ BATCH_TPS = Comparison("batch_output_tps", "output_tps", "reference_output_tps",
 def comparisons(cell: CellSpec) -> list[Comparison]:
     if cell.scenario.kind != "continuous_batching":
         return [TPOT, TTFT, TPS]
-    return [TPOT, TTFT, BATCH_TPS] if int(cell.scenario.params.get("concurrency", 1)) == 1 else [BATCH_TPS]
+    return [TPOT, TTFT, BATCH_TPS] if ContinuousBatchingParams.of(cell).concurrency == 1 else [BATCH_TPS]
 
 
 class ReferenceError(RuntimeError):
@@ -68,12 +70,12 @@ def unsupported(cell: CellSpec) -> str | None:
     if cell.scenario.kind not in REFERENCE_KINDS:
         return f"no bare reference for scenario kind {cell.scenario.kind!r} (supported: {', '.join(REFERENCE_KINDS)})"
     if cell.scenario.kind == "serving":
-        p = cell.scenario.params
+        p = ServingParams.of(cell)
         if (cell.server or "local") != "local":
             return f"a remote server ({cell.server}) has no local IR for the bare loop"
-        if p.get("api", "chat") not in ("chat", "completions"):
-            return f"no bare reference for the {p.get('api')} API (chat and completions only)"
-        if int(p.get("concurrency", 1)) != 1 or "rate" in p or "duration_s" in p or float(p.get("range_ratio", 0)):
+        if p.api not in ("chat", "completions"):
+            return f"no bare reference for the {p.api} API (chat and completions only)"
+        if p.concurrency != 1 or p.rate is not None or p.duration_s is not None or p.range_ratio:
             return "the serving reference is a one-request-at-a-time loop: concurrency 1, a request count, fixed lengths"
     return None
 
@@ -82,12 +84,12 @@ def _serving_task_fields(cell: CellSpec) -> dict[str, Any]:
     """What a local server does with each request (see harness/serving/server.py): a ContinuousBatchingPipeline
     with the default SchedulerConfig and the cell's properties, the model's own config with max_new_tokens,
     ignore_eos and greedy decoding; the chat API applies the chat template."""
-    p = cell.scenario.params
+    p = ServingParams.of(cell)
     g = cell.generation
-    return {"kind": "continuous_batching", "iterations": int(p.get("requests", 16)),
+    return {"kind": "continuous_batching", "iterations": p.requests,
             "properties": dict(cell.properties), "scheduler": {},
             "generation": {"max_new_tokens": g.max_new_tokens, "ignore_eos": g.ignore_eos, "do_sample": False,
-                           "apply_chat_template": p.get("api", "chat") == "chat"}}
+                           "apply_chat_template": p.api == "chat"}}
 
 
 def _task_fields(cell: CellSpec) -> dict[str, Any]:
@@ -100,13 +102,13 @@ def _task_fields(cell: CellSpec) -> dict[str, Any]:
         fields["draft_properties"] = draft_properties(cell)
     elif cell.scenario.kind == "continuous_batching":
         fields.update(properties=pipeline_properties(cell), scheduler=scheduler_fields(cell),
-                      concurrency=int(cell.scenario.params.get("concurrency", 1)))
+                      concurrency=ContinuousBatchingParams.of(cell).concurrency)
     return fields
 
 
 def cell_prompts(cell: CellSpec, model_dir: Path, iterations: int) -> list[str]:
     """The prompts the cell's worker uses (for serving: the same prompt set), in the order it uses them."""
-    per_iteration = int(cell.scenario.params.get("concurrency", 1))
+    per_iteration = int(cell.scenario.params.get("concurrency", 1))  # serving and continuous batching
     total = cell.warmup + iterations
     count = per_iteration * (total if cell.prompts.vary_per_iteration else 1)
     tok = None
