@@ -402,3 +402,14 @@ def test_prepare_command_reports_the_built_quality(model_cache):
     assert "tiny: held-out loss" in proc.stderr and "vs unigram" in proc.stderr
     proc = run_cli("prepare", "synthetic:tiny-embed", cache=model_cache)
     assert proc.returncode == 0 and "tiny-embed: random weights (not trained)" in proc.stderr
+
+
+@pytest.mark.parametrize(("index", "task"), [({"_class_name": "LTXPipeline"}, "text-to-video"),
+                                             ({"_class_name": "StableDiffusionPipeline"}, "text-to-image"),
+                                             (None, "text-to-image")])
+def test_a_diffusers_pipeline_exports_by_its_class(tmp_path, index, task):
+    from harness.models.export import export_task
+
+    (tmp_path / "model_index.json").write_text(json.dumps(index) if index is not None else "not json")
+    assert export_task(tmp_path) == task
+    assert export_command(tmp_path, tmp_path / "out", "int8", CompressionSpec())[7:9] == ["--task", task]

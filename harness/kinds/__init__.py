@@ -10,6 +10,7 @@ from harness.kinds import (
     speech,
     text,
     text2image,
+    text2video,
     text_encoders,
     tokenizer,
     vlm,
@@ -18,7 +19,7 @@ from harness.kinds.base import Column, KindSpec, Params, ReportTable
 
 KINDS: dict[str, KindSpec] = {k.name: k for k in (
     text.GENERATE, text.SPECULATIVE, text.PROMPT_LOOKUP, continuous_batching.KIND, text.OPTIMUM, text.PYTORCH,
-    vlm.KIND, speech.KIND, text2image.KIND, image2image.KIND, inpainting.KIND, tokenizer.KIND,
+    vlm.KIND, speech.KIND, text2image.KIND, text2video.KIND, image2image.KIND, inpainting.KIND, tokenizer.KIND,
     text_encoders.EMBEDDINGS, text_encoders.RERANK, serving.KIND,
 )}
 
