@@ -413,3 +413,14 @@ def test_a_diffusers_pipeline_exports_by_its_class(tmp_path, index, task):
     (tmp_path / "model_index.json").write_text(json.dumps(index) if index is not None else "not json")
     assert export_task(tmp_path) == task
     assert export_command(tmp_path, tmp_path / "out", "int8", CompressionSpec())[7:9] == ["--task", task]
+
+
+@pytest.mark.integration  # two Unigram trainings: seconds on an idle machine, minutes on a busy one
+def test_t5_tokenizer_builds_are_identical():
+    from harness.models.synthetic import TOKENIZER, build_t5_tokenizer
+
+    # the Unigram trainer's scores vary in their last bits between runs; the built vocabulary must not
+    a, b = (build_t5_tokenizer(TOKENIZER, 1024) for _ in range(2))
+    assert a.backend_tokenizer.to_str() == b.backend_tokenizer.to_str()
+    assert len(a) == 1024 and a.convert_ids_to_tokens([0, 1, 2]) == ["<pad>", "</s>", "<unk>"]
+    assert a("a  cat\n").input_ids == a("a cat").input_ids and a("a cat").input_ids[-1] == 1
