@@ -146,7 +146,8 @@ class SuiteScenario(_Strict):
                 try:
                     coerced.append(getattr(params.model_validate({name: value}), name))
                 except ValidationError as e:
-                    raise ValueError(f"{name}: {e.errors()[0]['msg']}, got {value!r}") from None
+                    msg = e.errors()[0]["msg"].removeprefix("Value error, ")  # a kind's own rule reads like pydantic's
+                    raise ValueError(f"{name}: {msg}, got {value!r}") from None
             # the model's own type (2 -> 2.0 for a float), so a cell key does not depend on how YAML spelled it
             axes[name] = coerced
             extra = self.model_extra or {}

@@ -59,11 +59,22 @@ def _load(tmp_path, scenario: str):
                                                    "\\(it takes width, height, steps\\)"),
     ("{name: x, kind: generate, steps: 3}", "steps does not apply to kind 'generate' \\(it takes no parameters\\)"),
     ("{name: x, kind: inpainting, mask_fraction: cheese}", "mask_fraction: Input should be a valid number"),
+    ("{name: x, kind: text2video, width: 48}", "width: Input should be a multiple of 32, got 48"),
+    ("{name: x, kind: text2video, height: [64, 100]}", "height: Input should be a multiple of 32, got 100"),
+    ("{name: x, kind: text2video, num_frames: 5}",
+     "num_frames: Input should be 8k \\+ 1 frames \\(the VAE compresses time 8x\\), e.g. 1 or 9, got 5"),
+    ("{name: x, kind: text2video, num_frames: 16}", "num_frames: Input should be 8k \\+ 1 frames .*e.g. 9 or 17, got 16"),
+    ("{name: x, kind: text2video, num_frames: 0}", "num_frames: Input should be greater than 0, got 0"),
 ])
 def test_bad_parameters_name_field_and_value(tmp_path, scenario, needle):
     with pytest.raises(HarnessInputError, match=needle) as ei:
         _load(tmp_path, scenario)
     assert "scenarios[0]" in ei.value.line()
+
+
+def test_video_sizes_that_fit_the_vae_are_accepted(tmp_path):
+    cells = _load(tmp_path, "{name: x, kind: text2video, width: 96, height: 32, num_frames: [1, 17], steps: 2}")
+    assert [c.scenario.params["num_frames"] for c in cells] == [1, 17]
 
 
 def test_values_take_the_parameter_type_so_keys_do_not_depend_on_spelling(tmp_path):

@@ -107,6 +107,19 @@ def test_readings_batches_and_cell_values_on_hand_built_records():
         assert r.summaries[tag].median == v and r.summaries[tag].n == 1, tag
 
 
+def test_video_metrics_divide_one_call_over_frames_and_steps():
+    from tests import factories
+
+    s = factories.sample(0, e2e_ms=900.0)
+    s.readings.update({"frames": 9.0, "steps": 4.0, "pixels": 64 * 64 * 9})
+    s.genai.update({"transformer_ms": 600.0, "vae_decoder_ms": 150.0})
+    v = sample_values(s)
+    assert v["video_s"] == [pytest.approx(0.9)] and v["frame_ms"] == [pytest.approx(100.0)]
+    assert v["step_ms"] == [pytest.approx(225.0)] and v["transformer_ms"] == [600.0]
+    assert "image_s" not in v  # a video is not an image
+    assert "video_s" not in sample_values(factories.sample(0)) and "frame_ms" not in sample_values(factories.sample(0))
+
+
 def test_text_similarity_against_the_reference_cell():
     from harness.checks import run_level_checks
     from tests import factories

@@ -402,3 +402,25 @@ def test_prepare_command_reports_the_built_quality(model_cache):
     assert "tiny: held-out loss" in proc.stderr and "vs unigram" in proc.stderr
     proc = run_cli("prepare", "synthetic:tiny-embed", cache=model_cache)
     assert proc.returncode == 0 and "tiny-embed: random weights (not trained)" in proc.stderr
+
+
+@pytest.mark.parametrize(("index", "task"), [({"_class_name": "LTXPipeline"}, "text-to-video"),
+                                             ({"_class_name": "StableDiffusionPipeline"}, "text-to-image"),
+                                             (None, "text-to-image")])
+def test_a_diffusers_pipeline_exports_by_its_class(tmp_path, index, task):
+    from harness.models.export import export_task
+
+    (tmp_path / "model_index.json").write_text(json.dumps(index) if index is not None else "not json")
+    assert export_task(tmp_path) == task
+    assert export_command(tmp_path, tmp_path / "out", "int8", CompressionSpec())[7:9] == ["--task", task]
+
+
+@pytest.mark.integration  # two Unigram trainings: seconds on an idle machine, minutes on a busy one
+def test_t5_tokenizer_builds_are_identical():
+    from harness.models.synthetic import TOKENIZER, build_t5_tokenizer
+
+    # the Unigram trainer's scores vary in their last bits between runs; the built vocabulary must not
+    a, b = (build_t5_tokenizer(TOKENIZER, 1024) for _ in range(2))
+    assert a.backend_tokenizer.to_str() == b.backend_tokenizer.to_str()
+    assert len(a) == 1024 and a.convert_ids_to_tokens([0, 1, 2]) == ["<pad>", "</s>", "<unk>"]
+    assert a("a  cat\n").input_ids == a("a cat").input_ids and a("a cat").input_ids[-1] == 1

@@ -363,3 +363,66 @@ def test_thumbnail_block_means():
     img[:32, :, 0] = 255
     t = np.asarray(thumbnail(img, 4))
     assert t.shape == (4, 4, 3) and (t[:2, :, 0] == 255).all() and (t[2:, :, 0] == 0).all()
+
+
+VIDEO_SUITE = {
+    "name": "video-test",
+    "models": [{"name": "tiny-ltx", "source": "synthetic:tiny-ltx"}],
+    "precisions": ["fp16", "int8"],
+    "prompts": {"input_tokens": [16]},
+    "warmup": 1,
+    "iterations": 2,
+    "timeout_s": 300,
+    "properties": {"INFERENCE_PRECISION_HINT": "f32"},
+    "scenarios": [{"name": "t2v", "kind": "text2video", "width": 64, "height": 64, "num_frames": 9, "steps": 4},
+                  {"name": "tokenizer", "kind": "tokenizer"}],
+    "exclude": [{"kind": "tokenizer", "precision": "int8"}],
+}
+
+
+@pytest.fixture(scope="module")
+def video_run(tmp_path_factory, model_cache):
+    d = tmp_path_factory.mktemp("t2v")
+    (d / "suite.yaml").write_text(yaml.safe_dump(VIDEO_SUITE))
+    proc = run_cli("run", str(d / "suite.yaml"), "--out", str(d / "run"), cache=model_cache, timeout=1500)
+    return proc, d / "run"
+
+
+@pytest.mark.integration
+def test_text_to_video_speed_and_accuracy_against_fp16(video_run):
+    proc, out = video_run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = load_results(out)
+    cells = {c.spec.precision: c for c in res.cells if c.spec.scenario.kind == "text2video"}
+    assert sorted(cells) == ["fp16", "int8"]
+    for c in cells.values():
+        assert c.status == "ok", c.error
+        s = c.summaries
+        assert s["video_s"].n == 2
+        assert s["frame_ms"].median == pytest.approx(s["video_s"].median * 1000 / 9, rel=0.05)
+        assert s["step_ms"].median == pytest.approx(s["video_s"].median * 1000 / 4, rel=0.05)
+        assert 0 < s["transformer_ms"].median < s["video_s"].median * 1000
+        assert 0 < s["vae_decoder_ms"].median < s["video_s"].median * 1000
+        assert "image_s" not in s  # a video is not counted as an image
+        assert next(ch for ch in c.checks if ch.name == "repeat_determinism").status == "pass"
+        [kept] = c.check_outputs.first_outputs.values()
+        assert isinstance(kept, list) and len(kept) == 9  # every frame of a 9-frame video
+    assert 0 < cells["int8"].cell_values["image_similarity_pct"] <= 100
+    check = next(ch for ch in cells["int8"].checks if ch.name == "accuracy_vs_fp16")
+    assert "mean absolute pixel difference" in check.detail and "over 9 kept frames" in check.detail
+    # the T5 tokenizer openvino-tokenizers converted from the pipeline's tokenizer/ folder agrees with HF's
+    tok = next(c for c in res.cells if c.spec.scenario.kind == "tokenizer")
+    assert tok.status == "ok", tok.error
+    assert "### Text to video (Text2VideoPipeline)" in (out / "report.md").read_text()
+
+
+def test_kept_frames_are_evenly_spaced_thumbnails():
+    import numpy as np
+
+    from harness.backends.genai_video import kept_frames
+
+    video = np.zeros((17, 64, 32, 3), dtype=np.uint8)
+    video[:, :, :, 0] = np.arange(17, dtype=np.uint8)[:, None, None]  # each frame's red is its index
+    kept = np.asarray(kept_frames(video, count=5, size=16))
+    assert kept.shape == (5, 16, 16, 3) and kept[:, 0, 0, 0].tolist() == [0, 4, 8, 12, 16]
+    assert np.asarray(kept_frames(video[:1])).shape == (1, 16, 16, 3)

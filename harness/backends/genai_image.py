@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
 from harness.backends.genai_common import prompt_texts
+from harness.kinds.base import Params
 from harness.kinds.image2image import Image2ImageParams
 from harness.kinds.inpainting import InpaintingParams
 from harness.kinds.text2image import ImageParams
@@ -71,11 +72,17 @@ def steps_run(steps: int, strength: float) -> int:
     return max(1, min(steps, int(steps * strength)))
 
 
-class ImageSession:
-    """One image per call at the cell's width, height and steps, with the cell's seed."""
+P = TypeVar("P", bound=Params)
 
-    def __init__(self, pipe: Any, cell: CellSpec, models: CellModels, params: ImageParams,
-                 generate: Callable[[Any, str, ImageParams, int], Any], steps: int) -> None:
+
+class DiffusionSession(Generic[P]):
+    """One generated output per call with the cell's parameters and seed; a subclass says what is kept of it
+    for the comparison with fp16 (`summary`), what the harness reads of a call (`readings`) and what
+    openvino-genai's perf metrics give (`genai`)."""
+
+
+    def __init__(self, pipe: Any, cell: CellSpec, models: CellModels, params: P,
+                 generate: Callable[[Any, str, P, int], Any], steps: int) -> None:
         import openvino_genai as ov_genai
 
         self.pipe, self.cell, self.params, self.fn, self.steps = pipe, cell, params, generate, steps
@@ -84,30 +91,55 @@ class ImageSession:
         self.prompts = prompt_texts(cell, tok, total if cell.prompts.vary_per_iteration else 1)
         self.kept: dict[int, Any] = {}
 
+    def summary(self, result: Any) -> Any:
+        """What is kept of one call's output for the comparison with fp16 (JSON-serialisable)."""
+        raise NotImplementedError
+
+    def readings(self) -> dict[str, float]:
+        """The harness's own readings of one call (what the metrics divide by)."""
+        raise NotImplementedError
+
+    def genai(self, result: Any) -> dict[str, float | None]:
+        """openvino-genai's part times of the call that returned `result`."""
+        raise NotImplementedError
+
     def _generate(self, pidx: int) -> Any:
         return self.fn(self.pipe, self.prompts[pidx], self.params, self.cell.generation.seed)
 
     def call(self, iteration: int, warmup: bool) -> Sample:
         pidx = prompt_index(self.cell, iteration, len(self.prompts))
         start = time.perf_counter_ns()
-        image = self._generate(pidx)
+        result = self._generate(pidx)
         end = time.perf_counter_ns()
-        if iteration == self.cell.warmup:  # the first measured image, for the comparison with fp16
-            self.kept[pidx] = thumbnail(image.data[0])
+        if iteration == self.cell.warmup:  # the first measured output, for the comparison with fp16
+            self.kept[pidx] = self.summary(result)
         return Sample(iteration=iteration, warmup=warmup, prompt_index=pidx, input_tokens=0, output_tokens=0,
-                      start_ns=start, end_ns=end, chunk_offsets_ms=[], chunk_tokens=[], genai=_perf(self.pipe),
-                      readings={"images": 1.0, "steps": float(self.steps),
-                                "pixels": float(self.params.width * self.params.image_height)})
+                      start_ns=start, end_ns=end, chunk_offsets_ms=[], chunk_tokens=[],
+                      genai=self.genai(result), readings=self.readings())
 
     def repeat(self, iteration: int) -> CheckOutputs:
         pidx = prompt_index(self.cell, iteration, len(self.prompts))
-        return CheckOutputs(repeat_outputs={pidx: thumbnail(self._generate(pidx).data[0])})
+        return CheckOutputs(repeat_outputs={pidx: self.summary(self._generate(pidx))})
 
     def finish(self) -> tuple[dict[str, float], CheckOutputs]:
         return {}, CheckOutputs(first_outputs=self.kept)
 
 
-def _builder(pipeline: str) -> Callable[[CellSpec, CellModels, Any], Any]:
+class ImageSession(DiffusionSession[ImageParams]):
+    """One image per call at the cell's width, height and steps; keeps a 32x32 thumbnail."""
+
+    def summary(self, result: Any) -> Any:
+        return thumbnail(result.data[0])
+
+    def genai(self, result: Any) -> dict[str, float | None]:
+        return _perf(self.pipe)  # an image result is a bare tensor: the pipeline keeps the last call's metrics
+
+    def readings(self) -> dict[str, float]:
+        return {"images": 1.0, "steps": float(self.steps),
+                "pixels": float(self.params.width * self.params.image_height)}
+
+
+def pipeline_builder(pipeline: str) -> Callable[[CellSpec, CellModels, Any], Any]:
     def build(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
         import openvino_genai as ov_genai
 
@@ -145,9 +177,9 @@ def _start(generate: Callable[..., Any], params: type[ImageParams]) -> Callable[
     return start
 
 
-TEXT2IMAGE = Backend(build=_builder("Text2ImagePipeline"), start=_start(_text2image, ImageParams))
-IMAGE2IMAGE = Backend(build=_builder("Image2ImagePipeline"), start=_start(_image2image, Image2ImageParams))
-INPAINTING = Backend(build=_builder("InpaintingPipeline"), start=_start(_inpainting, InpaintingParams))
+TEXT2IMAGE = Backend(build=pipeline_builder("Text2ImagePipeline"), start=_start(_text2image, ImageParams))
+IMAGE2IMAGE = Backend(build=pipeline_builder("Image2ImagePipeline"), start=_start(_image2image, Image2ImageParams))
+INPAINTING = Backend(build=pipeline_builder("InpaintingPipeline"), start=_start(_inpainting, InpaintingParams))
 
 
 def run_text2image(cell: CellSpec, models: CellModels, emit: Emit) -> None:

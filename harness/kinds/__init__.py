@@ -11,6 +11,7 @@ from harness.kinds import (
     text,
     text2image,
     text2speech,
+    text2video,
     text_encoders,
     tokenizer,
     vlm,
@@ -19,7 +20,7 @@ from harness.kinds.base import Column, KindSpec, Params, ReportTable
 
 KINDS: dict[str, KindSpec] = {k.name: k for k in (
     text.GENERATE, text.SPECULATIVE, text.PROMPT_LOOKUP, continuous_batching.KIND, text.OPTIMUM, text.PYTORCH,
-    vlm.KIND, speech.KIND, text2image.KIND, image2image.KIND, inpainting.KIND, text2speech.KIND, tokenizer.KIND,
+    vlm.KIND, speech.KIND, text2image.KIND, image2image.KIND, inpainting.KIND, text2speech.KIND, text2video.KIND, tokenizer.KIND,
     text_encoders.EMBEDDINGS, text_encoders.RERANK, serving.KIND,
 )}
 

@@ -33,11 +33,21 @@ TASKS = (
 )
 
 
+# diffusers pipeline class (model_index.json's _class_name) -> optimum export task; other pipelines are text-to-image
+PIPELINE_TASKS = {"LTXPipeline": "text-to-video"}
+DIFFUSION_TASKS = ("text-to-image", "text-to-video")
+
+
 def export_task(src: Path) -> str:
-    """The optimum task for the model in `src`: text-to-image for a diffusers pipeline (model_index.json),
-    else from config.json's architectures (text generation when unknown)."""
-    if (src / "model_index.json").is_file():
-        return "text-to-image"
+    """The optimum task for the model in `src`: for a diffusers pipeline (model_index.json) text-to-video for
+    LTX-Video, else text-to-image; else from config.json's architectures (text generation when unknown)."""
+    index = src / "model_index.json"
+    if index.is_file():
+        try:
+            pipeline = json.loads(index.read_text()).get("_class_name")
+        except (OSError, ValueError):
+            pipeline = None
+        return PIPELINE_TASKS.get(str(pipeline), "text-to-image")
     try:
         archs = json.loads((src / "config.json").read_text()).get("architectures") or []
     except (OSError, ValueError):
@@ -75,7 +85,7 @@ def export_ir(src: Path, out: Path, precision: str, compression: CompressionSpec
         raise ModelPreparationError(
             f"optimum-cli export of '{src}' to {precision} failed (exit {rc}): {last_error(log_path.read_text())}")
     task = export_task(src)
-    if task == "text-to-image":
+    if task in DIFFUSION_TASKS:
         # a diffusion pipeline's tokenizer is converted by optimum-cli into its tokenizer/ folder
         if not (out / "tokenizer" / TOKENIZER_FILES[0]).is_file():
             raise ModelPreparationError(f"optimum-cli export of '{src}' made no tokenizer/{TOKENIZER_FILES[0]}")
