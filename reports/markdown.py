@@ -69,11 +69,12 @@ def precision_lines(cells: list[CellResult]) -> list[str]:
     if not groups:
         return []
     lines = ["", "### Precisions side by side", "",
-             "Medians. Speed-up = how much faster than fp16 on the scenario's speed figure (TPOT; total tok/s for "
-             "batching; documents/s; latency for speech; time per image); compression = fp16 size on disk / size; "
+             "Medians. Speed-up = how much faster than fp16 on the scenario's speed figure (named in the column's "
+             "header); compression = fp16 size on disk / size; "
              "accuracy columns compare with the fp16 cell on the same inputs (— where not measured).", ""]
     for g in groups:
-        lines += [f"**{md_text(g.title)}**", "", "| precision | " + " | ".join(g.headers) + " | speed-up | compression |",
+        lines += [f"**{md_text(g.title)}**", "", "| precision | " + " | ".join(g.headers)
+                  + f" | speed-up ({g.speedup_on}) | compression |",
                   "|" + "---|" * (len(g.headers) + 3)]
         for r in g.rows:
             lines.append(f"| {r.precision} | " + " | ".join(r.cells)

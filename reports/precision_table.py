@@ -27,6 +27,7 @@ class PrecisionGroup:
     title: str  # model · device · scenario[params]
     headers: list[str]
     rows: list[PrecisionRow]
+    speedup_on: str  # title of the metric the speed-up is taken on (the kind's registry entry names it)
 
 
 def _group_key(c: CellResult) -> tuple:
@@ -76,5 +77,6 @@ def precision_groups(cells: list[CellResult]) -> list[PrecisionGroup]:
         params = ",".join(f"{k}={v}" for k, v in sorted(m.scenario.params.items()))
         title = f"{m.model.name} · {m.device} · {m.scenario.name}" + (f"[{params}]" if params else "") + (
             f" · env {m.environment}" if m.environment else "")
-        out.append(PrecisionGroup(title=title, headers=[col.header for col in cols], rows=rows))
+        out.append(PrecisionGroup(title=title, headers=[col.header for col in cols], rows=rows,
+                                  speedup_on=METRICS[speed_tag].title))
     return out

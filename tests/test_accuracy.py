@@ -74,3 +74,4 @@ def test_precision_table_has_speedup_and_compression():
     assert int4.cells[g.headers.index("token match %")] == "75.0"
     md = render_markdown(run(cells))
     assert "### Precisions side by side" in md and "| int4 |" in md and "4.00×" in md
+    assert g.speedup_on == "TPOT" and "| speed-up (TPOT) |" in md
