@@ -80,7 +80,6 @@ class DiffusionSession(Generic[P]):
     for the comparison with fp16 (`summary`), what the harness reads of a call (`readings`) and what
     openvino-genai's perf metrics give (`genai`)."""
 
-
     def __init__(self, pipe: Any, cell: CellSpec, models: CellModels, params: P,
                  generate: Callable[[Any, str, P, int], Any], steps: int) -> None:
         import openvino_genai as ov_genai

@@ -2,8 +2,8 @@
 
 One generate call per iteration with the cell's seed: e2e is seconds per video, e2e / frames the time per
 frame, e2e / denoising steps the time per step; openvino-genai's perf metrics give the transformer (all its
-calls), VAE decoder, text encoder and generate times. Up to KEPT_FRAMES evenly spaced frames of the first measured video are kept as small
-thumbnails so int8/int4 can be compared with fp16 in pixel space."""
+calls), VAE decoder, text encoder and generate times. Up to KEPT_FRAMES evenly spaced frames of the first
+measured video are kept as small thumbnails so int8/int4 can be compared with fp16 in pixel space."""
 
 from __future__ import annotations
 
