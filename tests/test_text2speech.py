@@ -126,10 +126,16 @@ def test_kept_waveform_is_every_stride_th_sample_rounded_and_capped():
 
 
 def test_speecht5_exports_as_text_to_audio_with_its_vocoder(tmp_path):
+    from harness.errors import ModelPreparationError
     from harness.models.export import export_command
     from harness.schema import CompressionSpec
 
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["SpeechT5ForTextToSpeech"]}))
+    # a downloaded SpeechT5 comes without its vocoder: one line saying where to put it
+    with pytest.raises(ModelPreparationError, match="without its vocoder: put a SpeechT5HifiGan model"):
+        export_command(tmp_path, tmp_path / "out", "int8", CompressionSpec())
+    (tmp_path / "vocoder").mkdir()
+    (tmp_path / "vocoder" / "config.json").write_text("{}")
     cmd = export_command(tmp_path, tmp_path / "out", "int8", CompressionSpec())
     assert cmd[cmd.index("--task") + 1] == "text-to-audio"
     assert json.loads(cmd[cmd.index("--model-kwargs") + 1]) == {"vocoder": str(tmp_path / "vocoder")}

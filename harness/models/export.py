@@ -64,7 +64,12 @@ def export_command(src: Path, out: Path, precision: str, compression: Compressio
     cmd = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "openvino", "-m", str(src),
            "--task", task, "--weight-format", precision]
     if task == "text-to-audio":
-        # SpeechT5 speaks through a separate vocoder model, which optimum exports alongside when named
+        # SpeechT5 speaks through a separate vocoder model, which optimum exports alongside when named; a
+        # downloaded SpeechT5 has none in its folder (the vocoder is its own repository)
+        if not (src / VOCODER_DIR / "config.json").is_file():
+            raise ModelPreparationError(
+                f"'{src}' is a SpeechT5 text-to-speech model without its vocoder: put a SpeechT5HifiGan model "
+                f"(e.g. microsoft/speecht5_hifigan) in {src / VOCODER_DIR}")
         cmd += ["--model-kwargs", json.dumps({"vocoder": str(src / VOCODER_DIR)})]
     if precision == "int4":
         cmd += ["--group-size", str(compression.group_size), "--ratio", str(compression.ratio)]
