@@ -105,6 +105,9 @@ def test_inputs_and_properties() -> None:
     with_ab = cell.model_copy(update={"properties": {"ATTENTION_BACKEND": "SDPA", "NUM_STREAMS": 1}})
     assert pipeline_properties(with_ab) == {"NUM_STREAMS": 1}
     assert pipeline_properties(with_ab, frozenset({"ATTENTION_BACKEND"})) == with_ab.properties
+    # the compile cache goes in as CACHE_DIR when the driver gives one (the cached load), never otherwise
+    assert pipeline_properties(with_ab, cache_dir=Path("/c")) == {"NUM_STREAMS": 1, "CACHE_DIR": "/c"}
+    assert "CACHE_DIR" not in pipeline_properties(with_ab, cache_dir=None)
 
 
 def test_every_measuring_backend_goes_through_the_driver() -> None:

@@ -112,10 +112,15 @@ def prompt_index(cell: CellSpec, iteration: int, distinct: int | None) -> int:
     return iteration % distinct if distinct else iteration
 
 
-def pipeline_properties(cell: CellSpec, accepts: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """The cell's OpenVINO properties for a pipeline: ATTENTION_BACKEND configures the LLM pipelines
-    only (LLMPipeline, draft and prompt lookup), so any other pipeline gets it only if it says so."""
-    return {k: v for k, v in cell.properties.items() if k not in PIPELINE_LEVEL or k in accepts}
+def pipeline_properties(cell: CellSpec, accepts: frozenset[str] = frozenset(),
+                        cache_dir: Path | None = None) -> dict[str, Any]:
+    """The cell's OpenVINO properties for a pipeline, with the compile cache when one is given (CACHE_DIR).
+    ATTENTION_BACKEND configures the LLM pipelines only (LLMPipeline, draft and prompt lookup), so any other
+    pipeline gets it only if it says so."""
+    props = {k: v for k, v in cell.properties.items() if k not in PIPELINE_LEVEL or k in accepts}
+    if cache_dir is not None:
+        props["CACHE_DIR"] = str(cache_dir)
+    return props
 
 
 PIPELINE_LEVEL = frozenset({"ATTENTION_BACKEND"})

@@ -43,10 +43,8 @@ def scheduler_config(cell: CellSpec) -> Any:
 def build_pipeline(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
     import openvino_genai as ov_genai
 
-    props = pipeline_properties(cell)
-    if cache_dir is not None:
-        props["CACHE_DIR"] = str(cache_dir)
-    return ov_genai.ContinuousBatchingPipeline(str(models.target), scheduler_config(cell), cell.device, props)
+    return ov_genai.ContinuousBatchingPipeline(str(models.target), scheduler_config(cell), cell.device,
+                                               pipeline_properties(cell, cache_dir=cache_dir))
 
 
 def _cache_usage(pipe: Any) -> tuple[float, float | None]:

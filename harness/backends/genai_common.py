@@ -4,10 +4,25 @@ pipeline's own readings (PerfMetrics) and per-step token times."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from harness.backends import CellModels
+from harness.backends.driver import pipeline_properties
 from harness.prompts import synthetic_prompt
 from harness.schema import CellSpec
+
+
+def pipeline_builder(pipeline: str) -> Callable[[CellSpec, CellModels, Path | None], Any]:
+    """A Backend.build for the openvino-genai pipelines built as `Pipeline(model dir, device, **properties)`."""
+    def build(cell: CellSpec, models: CellModels, cache_dir: Path | None) -> Any:
+        import openvino_genai as ov_genai
+
+        return getattr(ov_genai, pipeline)(str(models.target), cell.device,
+                                           **pipeline_properties(cell, cache_dir=cache_dir))
+    return build
+
 
 # Scenario parameters that are GenerationConfig fields (the others configure the pipeline or the load).
 GENERATION_CONFIG_PARAMS = {"num_assistant_tokens", "assistant_confidence_threshold", "max_ngram_size"}

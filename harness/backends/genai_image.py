@@ -15,8 +15,8 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from harness.backends import CellModels, Emit
-from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
-from harness.backends.genai_common import prompt_texts
+from harness.backends.driver import Backend, measure_cell, prompt_index
+from harness.backends.genai_common import pipeline_builder, prompt_texts
 from harness.kinds.base import Params
 from harness.kinds.image2image import Image2ImageParams
 from harness.kinds.inpainting import InpaintingParams
@@ -136,17 +136,6 @@ class ImageSession(DiffusionSession[ImageParams]):
     def readings(self) -> dict[str, float]:
         return {"images": 1.0, "steps": float(self.steps),
                 "pixels": float(self.params.width * self.params.image_height)}
-
-
-def pipeline_builder(pipeline: str) -> Callable[[CellSpec, CellModels, Any], Any]:
-    def build(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
-        import openvino_genai as ov_genai
-
-        props: dict[str, Any] = pipeline_properties(cell)
-        if cache_dir is not None:
-            props["CACHE_DIR"] = str(cache_dir)
-        return getattr(ov_genai, pipeline)(str(models.target), cell.device, **props)
-    return build
 
 
 def _text2image(pipe: Any, prompt: str, p: ImageParams, seed: int) -> Any:

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from harness.backends import CellModels, Emit
-from harness.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
-from harness.backends.genai_common import prompt_texts
+from harness.backends.driver import Backend, measure_cell, prompt_index
+from harness.backends.genai_common import pipeline_builder, prompt_texts
 from harness.kinds.text2speech import SpeechGenerationParams
 from harness.schema import CellSpec, CheckOutputs, Sample
 
@@ -86,16 +86,7 @@ class SpeechSession:
         return {}, CheckOutputs(first_outputs=self.kept)
 
 
-def _build(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
-    import openvino_genai as ov_genai
-
-    props: dict[str, Any] = pipeline_properties(cell)
-    if cache_dir is not None:
-        props["CACHE_DIR"] = str(cache_dir)
-    return ov_genai.Text2SpeechPipeline(str(models.target), cell.device, **props)
-
-
-TEXT2SPEECH = Backend(build=_build, start=SpeechSession)
+TEXT2SPEECH = Backend(build=pipeline_builder("Text2SpeechPipeline"), start=SpeechSession)
 
 
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:

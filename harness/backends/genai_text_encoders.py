@@ -30,10 +30,8 @@ def _embedding_pipeline(cell: CellSpec, models: CellModels, cache_dir: Any) -> A
         cfg.pooling_type = getattr(ov_genai.TextEmbeddingPipeline.PoolingType, POOLING[p.pooling])
     if p.normalize is not None:
         cfg.normalize = p.normalize
-    props = pipeline_properties(cell)
-    if cache_dir is not None:
-        props["CACHE_DIR"] = str(cache_dir)
-    return ov_genai.TextEmbeddingPipeline(str(models.target), cell.device, cfg, **props)
+    return ov_genai.TextEmbeddingPipeline(str(models.target), cell.device, cfg,
+                                          **pipeline_properties(cell, cache_dir=cache_dir))
 
 
 def _rerank_pipeline(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
@@ -43,10 +41,8 @@ def _rerank_pipeline(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
     # every document's score is kept (for accuracy against fp16) unless the suite asks for fewer
     p = RerankParams.of(cell)
     cfg.top_n = p.top_n or p.batch_size
-    props = pipeline_properties(cell)
-    if cache_dir is not None:
-        props["CACHE_DIR"] = str(cache_dir)
-    return ov_genai.TextRerankPipeline(str(models.target), cell.device, cfg, **props)
+    return ov_genai.TextRerankPipeline(str(models.target), cell.device, cfg,
+                                       **pipeline_properties(cell, cache_dir=cache_dir))
 
 
 def _embed(pipe: Any, docs: list[str], query: str | None) -> list[list[float]]:

@@ -13,7 +13,8 @@ import numpy as np
 
 from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, measure_cell
-from harness.backends.genai_image import DiffusionSession, pipeline_builder, thumbnail
+from harness.backends.genai_common import pipeline_builder
+from harness.backends.genai_image import DiffusionSession, thumbnail
 from harness.kinds.text2video import VideoParams
 from harness.schema import CellSpec
 

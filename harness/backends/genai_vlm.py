@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 
 from harness.backends import CellModels, Emit
-from harness.backends.driver import Backend, TextSession, measure_cell, pipeline_properties, prompt_index
+from harness.backends.driver import Backend, TextSession, measure_cell, prompt_index
 from harness.backends.genai_common import (
     genai_readings,
     generation_config,
+    pipeline_builder,
     prompt_texts,
     streamer_for,
     token_timeline,
@@ -39,15 +40,6 @@ def _images(index: int, count: int, size: int) -> list[Any]:
     import openvino as ov
 
     return [ov.Tensor(synthetic_image(index * count + k, size)[None]) for k in range(count)]
-
-
-def _build(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
-    import openvino_genai as ov_genai
-
-    props: dict[str, Any] = pipeline_properties(cell)
-    if cache_dir is not None:
-        props["CACHE_DIR"] = str(cache_dir)
-    return ov_genai.VLMPipeline(str(models.target), cell.device, **props)
 
 
 def measure_call(pipe: Any, prompt: str, images: list[Any], cfg: Any, streamer_cls: type | None, iteration: int,
@@ -86,7 +78,7 @@ class VLMSession(TextSession):
                             streamer_cls, label, warmup, pidx)
 
 
-BACKEND = Backend(build=_build, start=VLMSession)
+BACKEND = Backend(build=pipeline_builder("VLMPipeline"), start=VLMSession)
 
 
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:

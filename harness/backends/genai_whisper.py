@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from harness.backends import CellModels, Emit
-from harness.backends.driver import Backend, TextSession, measure_cell, pipeline_properties, prompt_index
+from harness.backends.driver import Backend, TextSession, measure_cell, prompt_index
 from harness.backends.genai_common import (
     genai_readings,
     generation_config,
+    pipeline_builder,
     streamer_for,
     token_timeline,
 )
@@ -38,15 +39,6 @@ def synthetic_speech(index: int, seconds: float) -> np.ndarray:
     envelope = np.clip(np.sin(2 * np.pi * 4 * t + rng.uniform(0, np.pi)), 0, None) ** 2
     audio = 0.25 * voice * envelope + 0.005 * rng.standard_normal(n)
     return np.clip(audio, -1, 1).astype(np.float32)
-
-
-def _build(cell: CellSpec, models: CellModels, cache_dir: Any) -> Any:
-    import openvino_genai as ov_genai
-
-    props: dict[str, Any] = pipeline_properties(cell)
-    if cache_dir is not None:
-        props["CACHE_DIR"] = str(cache_dir)
-    return ov_genai.WhisperPipeline(str(models.target), cell.device, **props)
 
 
 def measure_call(pipe: Any, audio: np.ndarray, cfg: Any, streamer_cls: type | None, iteration: int, warmup: bool,
@@ -84,7 +76,7 @@ class WhisperSession(TextSession):
         return measure_call(self.pipe, synthetic_speech(idx, self.seconds), self.cfg, streamer_cls, label, warmup, idx)
 
 
-BACKEND = Backend(build=_build, start=WhisperSession)
+BACKEND = Backend(build=pipeline_builder("WhisperPipeline"), start=WhisperSession)
 
 
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:

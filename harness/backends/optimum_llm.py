@@ -26,9 +26,7 @@ def _load(cell: CellSpec, model_dir: Path, cache_dir: Path | None) -> Any:
         from optimum.intel import OVModelForCausalLM
     except ImportError as e:
         raise ModelPreparationError(f"the optimum scenario needs optimum-intel (pip install '.[export]'): {e}") from None
-    config = {k: str(v) for k, v in pipeline_properties(cell).items()}
-    if cache_dir is not None:
-        config["CACHE_DIR"] = str(cache_dir)
+    config = {k: str(v) for k, v in pipeline_properties(cell, cache_dir=cache_dir).items()}
     return OVModelForCausalLM.from_pretrained(str(model_dir), device=cell.device, ov_config=config, compile=True)
 
 
