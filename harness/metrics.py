@@ -252,16 +252,22 @@ class VLMEmbeddingsTime(_GenAIReading):
         "vlm_embeddings_ms", "image embeddings", "ms", False, "prepare_embeddings_ms")
 
 
-@metric
-class RealTimeFactor(Metric):
-    """Speech to text: e2e latency / audio clip length (below 1 = faster than real time)."""
+class _SecondsPerAudioSecond(Metric):
+    """Base for real-time factors: e2e latency in seconds / the seconds of audio in the reading `audio`."""
 
-    tag, title, unit, higher_is_better = "rtf", "real-time factor", "x", False
+    audio: ClassVar[str]
 
     @classmethod
     def compute(cls, s: Sample) -> list[float]:
-        audio = s.readings.get("audio_s")
-        return [_e2e_ms(s) / 1000.0 / audio] if audio else []
+        seconds = s.readings.get(cls.audio)
+        return [_e2e_ms(s) / 1000.0 / seconds] if seconds else []
+
+
+@metric
+class RealTimeFactor(_SecondsPerAudioSecond):
+    """Speech to text: e2e latency / audio clip length (below 1 = faster than real time)."""
+
+    tag, title, unit, higher_is_better, audio = "rtf", "real-time factor", "x", False, "audio_s"
 
 
 @metric
@@ -342,16 +348,12 @@ class GeneratedAudio(Metric):
 
 
 @metric
-class SpeechRealTimeFactor(Metric):
+class SpeechRealTimeFactor(_SecondsPerAudioSecond):
     """Text to speech: e2e latency of the generate() call / seconds of audio it produced (below 1 = speaks
     faster than real time). Not speech to text's `rtf`, which divides by the input clip's length."""
 
-    tag, title, unit, higher_is_better = "tts_rtf", "real-time factor (TTS)", "x", False
-
-    @classmethod
-    def compute(cls, s: Sample) -> list[float]:
-        audio = s.readings.get("generated_audio_s")
-        return [_e2e_ms(s) / 1000.0 / audio] if audio else []
+    tag, title, unit, higher_is_better, audio = ("tts_rtf", "real-time factor (TTS)", "x", False,
+                                                 "generated_audio_s")
 
 
 @metric

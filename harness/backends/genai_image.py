@@ -53,15 +53,19 @@ def centre_mask(width: int, height: int, fraction: float) -> np.ndarray:
     return mask
 
 
+def measured_ms(value: Any) -> float | None:
+    """A duration openvino-genai gives as a float or a MeanStdPair, in ms; None when not measured (absent or 0)."""
+    v = getattr(value, "mean", value)
+    return float(v) if v is not None and float(v) > 0 else None
+
+
 def _perf(pipe: Any) -> dict[str, float | None]:
     pm = pipe.get_performance_metrics()
     out: dict[str, float | None] = {}
     for name, getter in (("text_encoder_ms", "get_text_encoder_infer_duration"),
                          ("unet_ms", "get_unet_infer_duration"), ("vae_decoder_ms", "get_vae_decoder_infer_duration")):
         try:
-            v = getattr(pm, getter)()
-            v = getattr(v, "mean", v)
-            out[name] = float(v) if v is not None and float(v) > 0 else None
+            out[name] = measured_ms(getattr(pm, getter)())
         except Exception:  # noqa: BLE001 - not every pipeline has every part (e.g. a transformer, no UNet)
             out[name] = None
     return out

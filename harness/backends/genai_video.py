@@ -14,7 +14,7 @@ import numpy as np
 from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, measure_cell
 from harness.backends.genai_common import pipeline_builder
-from harness.backends.genai_image import DiffusionSession, thumbnail
+from harness.backends.genai_image import DiffusionSession, measured_ms, thumbnail
 from harness.kinds.text2video import VideoParams
 from harness.schema import CellSpec
 
@@ -29,21 +29,15 @@ def kept_frames(video: np.ndarray, count: int = KEPT_FRAMES, size: int = FRAME_T
     return [thumbnail(video[f], size) for f in picks]
 
 
-def _ms(value: Any) -> float | None:
-    """A duration openvino-genai gives as a float or a MeanStdPair, in ms; None when not measured (0)."""
-    v = float(getattr(value, "mean", value))
-    return v if v > 0 else None
-
-
 def video_readings(pm: Any) -> dict[str, float | None]:
     """Part times of one generate call from its VideoGenerationPerfMetrics: the transformer summed over its
     calls (get_transformer_infer_duration() is their mean), the text encoders summed over encoders."""
     transformer_us = [float(x) for x in pm.raw_metrics.transformer_inference_durations]
     text = pm.get_text_encoder_infer_duration()  # {encoder name: ms}
     return {"transformer_ms": sum(transformer_us) / 1000 if transformer_us else None,
-            "vae_decoder_ms": _ms(pm.get_vae_decoder_infer_duration()),
+            "vae_decoder_ms": measured_ms(pm.get_vae_decoder_infer_duration()),
             "text_encoder_ms": sum(text.values()) if text else None,
-            "generate_ms": _ms(pm.get_generate_duration())}
+            "generate_ms": measured_ms(pm.get_generate_duration())}
 
 
 class VideoSession(DiffusionSession[VideoParams]):
