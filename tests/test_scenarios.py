@@ -183,8 +183,8 @@ def test_parity_finds_and_describes_a_mismatch():
             return "".join(chr(i) for i in ids)
 
     found = parity(FakeOV(), FakeHF(), ["abc", "xyz", ""])
-    assert found["encode_mismatches"] == 2 and found["decode_mismatches"] == 0  # "xyz" with and without specials
-    assert found["encode_examples"][0]["text"] == 1 and found["encode_examples"][0]["at"] == 3
+    assert found.encode_mismatches == 2 and found.decode_mismatches == 0  # "xyz" with and without specials
+    assert found.encode_examples[0].text == 1 and found.encode_examples[0].at == 3
 
 
 @pytest.mark.integration

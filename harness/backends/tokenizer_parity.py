@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, measure_cell
-from harness.schema import CellSpec, CheckOutputs, Sample, TokenizerParity
+from harness.schema import CellSpec, CheckOutputs, DecodeMismatch, EncodeMismatch, Sample, TokenizerParity
 from harness.tokenizer_corpus import tokenizer_corpus
 
 EXAMPLES = 5  # mismatching texts kept for the report
@@ -29,9 +29,11 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return (time.perf_counter_ns() - t) / 1e6, out
 
 
-def parity(ov_tok: Any, hf_tok: Any, texts: list[str]) -> dict[str, Any]:
+def parity(ov_tok: Any, hf_tok: Any, texts: list[str]) -> TokenizerParity:
     """Encode (with and without special tokens) and decode mismatches between the two tokenizers."""
-    enc_bad, dec_bad, errors = [], [], set()
+    enc_bad: list[EncodeMismatch] = []
+    dec_bad: list[DecodeMismatch] = []
+    errors: set[int] = set()
     for i, text in enumerate(texts):
         for special in (True, False):
             hf_ids = hf_tok.encode(text, add_special_tokens=special)
@@ -44,7 +46,7 @@ def parity(ov_tok: Any, hf_tok: Any, texts: list[str]) -> dict[str, Any]:
             if ov_ids != hf_ids:
                 at = next((j for j, (a, b) in enumerate(zip(ov_ids, hf_ids, strict=False)) if a != b),
                           min(len(ov_ids), len(hf_ids))) if isinstance(ov_ids, list) else 0
-                enc_bad.append({"text": i, "special_tokens": special, "at": at, "text_start": text[:60]})
+                enc_bad.append(EncodeMismatch(text=i, special_tokens=special, at=at, text_start=text[:60]))
         ids = hf_tok.encode(text, add_special_tokens=False)
         hf_text = hf_tok.decode(ids, skip_special_tokens=True)
         try:
@@ -53,9 +55,10 @@ def parity(ov_tok: Any, hf_tok: Any, texts: list[str]) -> dict[str, Any]:
             ov_text = f"error: {type(e).__name__}"
             errors.add(i)
         if ov_text != hf_text:
-            dec_bad.append({"text": i, "text_start": text[:60], "ov": ov_text[:60], "hf": hf_text[:60]})
-    return {"texts": len(texts), "encode_mismatches": len(enc_bad), "decode_mismatches": len(dec_bad),
-            "encode_examples": enc_bad[:EXAMPLES], "decode_examples": dec_bad[:EXAMPLES], "errors": sorted(errors)}
+            dec_bad.append(DecodeMismatch(text=i, text_start=text[:60], ov=ov_text[:60], hf=hf_text[:60]))
+    return TokenizerParity(texts=len(texts), encode_mismatches=len(enc_bad), decode_mismatches=len(dec_bad),
+                           encode_examples=enc_bad[:EXAMPLES], decode_examples=dec_bad[:EXAMPLES],
+                           errors=sorted(errors))
 
 
 def _load(cell: CellSpec, models: CellModels, cache_dir: Any) -> tuple[Any, Any]:
@@ -76,7 +79,7 @@ class ParitySession:
         texts = tokenizer_corpus()
         self.found = parity(self.ov_tok, self.hf_tok, texts)
         # speed is measured on the texts both tokenizers handle; the others are already counted as mismatches
-        self.texts = [t for i, t in enumerate(texts) if i not in set(self.found["errors"])]
+        self.texts = [t for i, t in enumerate(texts) if i not in set(self.found.errors)]
         self.hf_ids = [self.hf_tok.encode(t, add_special_tokens=False) for t in self.texts]
         self.n_tokens = sum(len(x) for x in self.hf_ids)
 
@@ -97,9 +100,9 @@ class ParitySession:
         return CheckOutputs()  # parity is the check; a tokenizer has no output to repeat
 
     def finish(self) -> tuple[dict[str, float], CheckOutputs]:
-        values = {"tokenizer_encode_mismatches": float(self.found["encode_mismatches"]),
-                  "tokenizer_decode_mismatches": float(self.found["decode_mismatches"])}
-        return values, CheckOutputs(tokenizer_parity=TokenizerParity.model_validate(self.found))
+        values = {"tokenizer_encode_mismatches": float(self.found.encode_mismatches),
+                  "tokenizer_decode_mismatches": float(self.found.decode_mismatches)}
+        return values, CheckOutputs(tokenizer_parity=self.found)
 
 
 BACKEND = Backend(build=_load, start=ParitySession, compile_cache=False)
