@@ -195,10 +195,6 @@ def first_divergence(a: list[int] | str, b: list[int] | str) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
-def _validation_ids(r: CellResult) -> dict[int, list[int]]:
-    return r.check_outputs.f32_ids
-
-
 def _divergences(mine: list[tuple[int, list[int] | str]],
                  ref: dict[int, list[int] | str]) -> tuple[int, list[tuple[int, int]]]:
     """How many outputs (prompt, output) have a reference, and (prompt, first differing position) of those that
@@ -237,7 +233,7 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
     timed_n, timed_div = _divergences(
         [(s.prompt_index, s.output_ids if by_ids else s.output_text) for s in r.samples],
         {s.prompt_index: s.output_ids if by_ids else s.output_text for s in ref.samples})
-    exact_n, exact_div = _divergences(list(_validation_ids(r).items()), _validation_ids(ref))  # type: ignore[arg-type]
+    exact_n, exact_div = _divergences(list(r.check_outputs.f32_ids.items()), ref.check_outputs.f32_ids)  # type: ignore[arg-type]
     if exact_n:
         timed = (f"timed outputs at the cell's inference precision: {timed_n - len(timed_div)}/{timed_n} equal"
                  + (f" (near-tie rounding, not judged: {_where(timed_div, unit)})" if timed_div else ""))
