@@ -13,8 +13,10 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import create_engine, text
 
 from harness.history import HistoryStore
@@ -40,6 +42,14 @@ def run_cli(*args: str, cache: Path | None = None, timeout: float = 900, cwd: Pa
     env.setdefault("COLUMNS", "200")
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=cwd or ROOT)
+
+
+def run_suite(suite: dict[str, Any], folder: Path, cache: Path, timeout: float = 900
+              ) -> tuple[subprocess.CompletedProcess, Path]:
+    """`harness run` on `suite` written to folder/suite.yaml; the process and its run directory (folder/run)."""
+    (folder / "suite.yaml").write_text(yaml.safe_dump(suite))
+    return run_cli("run", str(folder / "suite.yaml"), "--out", str(folder / "run"), cache=cache,
+                   timeout=timeout), folder / "run"
 
 
 # ---------------------------------------------------------------- PostgreSQL server for the tests

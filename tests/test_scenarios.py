@@ -4,11 +4,10 @@ concurrency sweep next to plain greedy, and OpenVINO Tokenizers parity with Hugg
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from harness.store import load_results
 from reports.goodput import sweep_limits
-from tests.conftest import run_cli
+from tests.conftest import run_suite
 from tests.factories import result, sample, spec
 
 SUITE = {
@@ -53,10 +52,7 @@ SUITE = {
 
 @pytest.fixture(scope="module")
 def cb_run(tmp_path_factory, model_cache):
-    d = tmp_path_factory.mktemp("cb")
-    (d / "suite.yaml").write_text(yaml.safe_dump(SUITE))
-    proc = run_cli("run", str(d / "suite.yaml"), "--out", str(d / "run"), cache=model_cache)
-    return proc, d / "run"
+    return run_suite(SUITE, tmp_path_factory.mktemp("cb"), model_cache)
 
 
 @pytest.mark.integration
@@ -382,10 +378,7 @@ VIDEO_SUITE = {
 
 @pytest.fixture(scope="module")
 def video_run(tmp_path_factory, model_cache):
-    d = tmp_path_factory.mktemp("t2v")
-    (d / "suite.yaml").write_text(yaml.safe_dump(VIDEO_SUITE))
-    proc = run_cli("run", str(d / "suite.yaml"), "--out", str(d / "run"), cache=model_cache, timeout=1500)
-    return proc, d / "run"
+    return run_suite(VIDEO_SUITE, tmp_path_factory.mktemp("t2v"), model_cache, timeout=1500)
 
 
 @pytest.mark.integration

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from harness.store import load_results
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_suite
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +42,7 @@ SUITE = {
 
 @pytest.fixture(scope="module")
 def serving_run(tmp_path_factory, model_cache):
-    d = tmp_path_factory.mktemp("serving")
-    (d / "suite.yaml").write_text(yaml.safe_dump(SUITE))
-    proc = run_cli("run", str(d / "suite.yaml"), "--out", str(d / "run"), cache=model_cache)
-    return proc, d / "run"
+    return run_suite(SUITE, tmp_path_factory.mktemp("serving"), model_cache)
 
 
 def test_every_serving_cell_measures_its_requests(serving_run):

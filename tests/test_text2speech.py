@@ -7,13 +7,12 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 
 from harness.errors import HarnessInputError
 from harness.kinds.text2speech import compare_audio
 from harness.store import load_results
 from harness.suite import expand, load_suite
-from tests.conftest import run_cli
+from tests.conftest import run_suite
 
 SUITE = {
     "name": "text2speech-test",
@@ -31,10 +30,7 @@ SUITE = {
 
 @pytest.fixture(scope="module")
 def tts_run(tmp_path_factory, model_cache):
-    d = tmp_path_factory.mktemp("tts")
-    (d / "suite.yaml").write_text(yaml.safe_dump(SUITE))
-    proc = run_cli("run", str(d / "suite.yaml"), "--out", str(d / "run"), cache=model_cache)
-    return proc, d / "run"
+    return run_suite(SUITE, tmp_path_factory.mktemp("tts"), model_cache)
 
 
 @pytest.mark.integration
