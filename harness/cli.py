@@ -82,6 +82,20 @@ def run(
     env: Annotated[list[str] | None, typer.Option(
         "--env", help="run every cell in this environment instead of the suite's: NAME=PINS (e.g. "
         "'r263=openvino-genai==2026.3.1') or NAME=/path/to/python; repeatable")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="run the cells on this Ray cluster (HEAD:PORT, or 'auto' for the one this host belongs to); "
+        "results come back to this run directory (docs/fleet.md)")] = None,
+    each_node: Annotated[bool, typer.Option(
+        "--each-node/--spread", help="with --cluster: the whole suite on every matching node, the node an axis "
+        "of the cell key (qualification across a lab), or the cells spread over the nodes to finish sooner")] = False,
+    nodes: Annotated[list[str] | None, typer.Option(
+        "--nodes", help="with --cluster: only nodes with this Ray label value, LABEL=VALUE (repeatable)")] = None,
+    shared_cache: Annotated[str | None, typer.Option(
+        help="with --cluster: a model cache path every node reads and prepares into (a shared file system); "
+        "default: each node its own cache")] = None,
+    history: Annotated[str | None, typer.Option(
+        "--history", help="history database to record the run in (e.g. postgresql://user@host/db; "
+        "env HARNESS_HISTORY_URL; default results/history.sqlite)")] = None,
     fault: Annotated[list[str] | None, typer.Option(hidden=True, help="test only: KEY=KIND (harness.faults)")] = None,
 ) -> None:
     """Run a suite; write results.json, report.md, report.csv and report.html; print the report.
@@ -116,6 +130,11 @@ def run(
         err_console.print(f"{len(cells)} cells from {suite_path}")
         return
     _validate_sources(cells, suite_path, parsed)
+    fleet = None
+    if cluster is not None:
+        fleet, cells = _join_cluster(cluster, each_node, nodes or [], shared_cache, parsed, cells)
+    elif each_node or nodes or shared_cache:
+        raise HarnessInputError("command line", "--each-node/--nodes/--shared-cache", None, "go with --cluster ADDRESS")
     faults = _parse_faults(fault or [], {c.key for c in cells})
 
     core = ov.Core()
@@ -146,13 +165,21 @@ def run(
             "left out: their cells run again" if unreadable else ""), highlight=False)
     environments = prepare_environments(parsed.environments, cache_dir, log=lambda m: err_console.print(m, highlight=False))
     meta.environments = [e.record() for e in environments.values()]
+    if fleet is not None:
+        meta.cluster = fleet.record()
     write_metadata(run_dir, meta)
     options = RunOptions(cache_dir=cache_dir, available_devices=list(core.available_devices), faults=faults,
                          environments=environments)
-    err_console.print(f"run directory: {run_dir}  ({len(cells)} cells, cache {cache_dir})")
+    where = f"cluster {cluster}, {len(fleet.nodes)} node(s)" if fleet is not None else f"cache {cache_dir}"
+    err_console.print(f"run directory: {run_dir}  ({len(cells)} cells, {where})", highlight=False)
     try:
         with RichProgress(err_console, total=len(cells)) as progress:
-            results = run_cells(cells, run_dir, meta, options, progress, retry_failed=retry_failed)
+            if fleet is not None:
+                from harness.cluster.executor import run_cells_on_cluster
+
+                results = run_cells_on_cluster(cells, run_dir, meta, fleet, faults, progress, retry_failed=retry_failed)
+            else:
+                results = run_cells(cells, run_dir, meta, options, progress, retry_failed=retry_failed)
     except KeyboardInterrupt:
         err_console.print(f"interrupted: finished cells are kept in {run_dir}; continue with --resume {run_dir}")
         raise typer.Exit(130) from None
@@ -160,15 +187,36 @@ def run(
     for fmt in ("md", "csv"):
         (run_dir / f"report.{fmt}").write_text(render(results, fmt), encoding="utf-8")
     typer.echo(render(results, "md"))
-    record_in_history(results, run_dir)
+    record_in_history(results, run_dir, history)
     from reports.html import render_html
 
-    (run_dir / "report.html").write_text(render_html(results, trends=history_trends(results, None)), encoding="utf-8")
+    (run_dir / "report.html").write_text(render_html(results, trends=history_trends(results, history)),
+                                         encoding="utf-8")
     err_console.print(f"wrote {run_dir / 'results.json'}, report.md, report.csv and report.html")
     bad = [c for c in results.cells if c.status not in ("ok", "skipped")]
     failed_checks = [c for c in results.cells for ch in c.checks if ch.status == "fail"]
     if bad or (fail_on_checks and failed_checks):
         raise typer.Exit(1)
+
+
+def _join_cluster(address: str, each_node: bool, nodes: list[str], shared_cache: str | None, suite, cells):
+    """Connect to the cluster and learn its nodes; with --each-node, the cells once per capable node."""
+    from harness.cluster import placement
+    from harness.cluster.executor import ClusterOptions, connect
+
+    if suite.environments:
+        raise HarnessInputError("command line", "--cluster", address, "cells in other Python environments (suite "
+                                "`environments` or --env) run only locally for now")
+    wanted: dict[str, str] = {}
+    for given in nodes:
+        label, sep, value = given.partition("=")
+        if not sep or not label.strip() or not value.strip():
+            raise HarnessInputError("command line", "--nodes", given, "expected LABEL=VALUE (a Ray node label)")
+        wanted[label.strip()] = value.strip()
+    options = ClusterOptions(address=address, mode="each-node" if each_node else "spread", node_filter=wanted,
+                             shared_cache=shared_cache)
+    fleet = connect(options, log=lambda m: err_console.print(m, highlight=False))
+    return fleet, placement.each_node(cells, fleet.nodes) if each_node else cells
 
 
 @app.command()

@@ -44,7 +44,7 @@ from scipy import stats as sps
 
 from harness.errors import HarnessInputError
 from harness.metrics import METRICS
-from harness.schema import CellResult, RunMetadata, RunResults
+from harness.schema import CellResult, RunMetadata, RunResults, measured_on
 from harness.stats import bootstrap_ratio_ci
 
 Verdict = Literal["regression", "improvement", "unchanged", "inconclusive"]
@@ -252,10 +252,11 @@ def measurement_config(cell: CellResult, meta: RunMetadata) -> str:
     import hashlib
     import json
 
+    host = measured_on(cell, meta)
     stack = cell.runtime_versions or {k: meta.versions.get(k) for k in ("openvino", "openvino-genai",
                                                                          "openvino-tokenizers")}
     doc = {"spec": cell.spec.model_dump(mode="json", exclude=_NOT_MEASUREMENT), "stack": stack,
-           "host": [meta.host.hostname, meta.host.cpu_model, meta.host.logical_cores]}
+           "host": [host.hostname, host.cpu_model, host.logical_cores]}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -43,6 +43,10 @@ class RichProgress(ProgressSink):
     def cell_started(self, index: int, total: int, cell: CellSpec) -> None:
         self.progress.update(self.task, detail=escape(plain(f"{cell.key} · starting")))
 
+    def cell_placed(self, cell: CellSpec, node: str) -> None:
+        # cluster runs: cells run side by side, so each start is a line of its own rather than the bar's detail
+        self.console.print(f"started {escape(cell.key)} on node {escape(node)}", highlight=False, markup=True)
+
     def cell_event(self, cell: CellSpec, event: Event) -> None:
         match event:
             case SampleEvent(sample=s, of=of):

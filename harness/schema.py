@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 
 from harness.kinds import KINDS, kind_spec
 
-SCHEMA_VERSION = "1.7"
+SCHEMA_VERSION = "1.8"
 
 Precision = Literal["fp16", "int8", "int4"]
 CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
@@ -150,6 +150,8 @@ class CellSpec(Strict):
         0.03, gt=0, lt=1, description="fidelity check: largest accepted |harness / reference - 1| for TPOT and tok/s")
     environment: str | None = Field(
         None, description="the Python environment (stack version) its worker processes run in; None: the harness's own")
+    host: str | None = Field(
+        None, description="cluster runs with --each-node: the node (host) the cell is pinned to, an axis of its key")
 
     def axes(self) -> dict[str, PropertyValue]:
         """Flat parameter view used for exclude rules, markers and report columns."""
@@ -166,6 +168,8 @@ class CellSpec(Strict):
             flat["input_tokens"] = self.prompts.input_tokens
         if self.environment is not None:
             flat["env"] = self.environment
+        if self.host is not None:
+            flat["host"] = self.host
         flat.update(self.scenario.params)
         flat.update(self.properties)
         return flat
@@ -392,6 +396,7 @@ class CellResult(Strict):
     reference_error: str | None = Field(None, description="why the bare reference loop gave no calls")
     runtime_versions: dict[str, str | None] = Field(
         default_factory=dict, description="stack versions the cell's measuring worker imported")
+    node: NodeIdentity | None = Field(None, description="cluster runs: the node the cell ran on")
 
     @model_validator(mode="after")
     def _ids_source_of_older_records(self) -> CellResult:
@@ -426,6 +431,33 @@ class HostInfo(Strict):
     memory_total_mb: float
 
 
+class NodeIdentity(Strict):
+    """A cluster node as it described itself before running cells: who it is, what it has, where its models are."""
+
+    name: str = Field(description="the node's name in reports and in --each-node keys: its `host` label, else "
+                      "its hostname (with the Ray node id's head when several nodes share a hostname)")
+    node_id: str
+    address: str
+    labels: dict[str, str] = Field(default_factory=dict, description="the operator's Ray node labels")
+    cpus: float = Field(description="Ray CPU resource; a cell takes all of it, so one cell runs on a node at a time")
+    host: HostInfo
+    devices: list[DeviceInfo] = Field(default_factory=list)
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    harness_commit: str | None = None
+    cache: str = Field(description="where the node prepares and reads models: 'node-local PATH' or 'shared PATH'")
+
+
+class ClusterRecord(Strict):
+    """How a run used a Ray cluster."""
+
+    address: str
+    mode: Literal["spread", "each-node"]
+    node_filter: dict[str, str] = Field(default_factory=dict, description="--nodes label=value")
+    shared_cache: str | None = None
+    nodes: list[NodeIdentity] = Field(default_factory=list, description="the nodes cells could run on")
+    left_out: dict[str, str] = Field(default_factory=dict, description="node -> why it ran no cell")
+
+
 class EnvironmentRecord(Strict):
     """A Python environment cells ran in: what was asked, what was installed, what it imports."""
 
@@ -455,6 +487,7 @@ class RunMetadata(Strict):
         default_factory=dict, description="the suite's minimum effects per metric for `harness compare`")
     environments: list[EnvironmentRecord] = Field(
         default_factory=list, description="environments the cells ran in (none: the harness's own interpreter)")
+    cluster: ClusterRecord | None = Field(None, description="cluster runs: the cluster, mode and nodes")
 
 
 class RunResults(Strict):
@@ -470,3 +503,11 @@ def json_schema() -> dict[str, Any]:
     schema = RunResults.model_json_schema()
     schema["$id"] = f"ov-genai-harness/results/{SCHEMA_VERSION}"
     return schema
+
+
+CellResult.model_rebuild()  # its `node` names NodeIdentity, defined with the run's records below it
+
+
+def measured_on(cell: CellResult, meta: RunMetadata) -> HostInfo:
+    """The host whose hardware a cell's figures describe: its cluster node's, else the run's."""
+    return cell.node.host if cell.node is not None else meta.host

@@ -497,7 +497,14 @@ def cell_key(spec: CellSpec, prompt_label: str, prop_names: list[str]) -> str:
         parts.append(",".join(f"{k}={_fmt(spec.properties[k])}" for k in prop_names))
     if spec.environment is not None:
         parts.append(f"env={spec.environment}")
+    if spec.host is not None:
+        parts.append(f"host={spec.host}")
     return "/".join(parts)
+
+
+def pinned_to(cell: CellSpec, host: str) -> CellSpec:
+    """The cell on one named cluster node (--each-node): the host becomes the last axis of its key."""
+    return cell.model_copy(update={"host": host, "key": f"{cell.key}/host={host}"})
 
 
 def _excluded(axes: dict[str, PropertyValue], rules: list[dict[str, Any]]) -> bool:

@@ -1,0 +1,37 @@
+"""What runs on a cluster node for one cell: the local runner's `run_cell`, in a node-local run directory."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from harness.runner import ProgressSink, RunOptions, run_cell
+from harness.schema import CellResult, CellSpec, NodeIdentity
+
+
+class NodeJob(BaseModel):
+    """Everything a node needs besides the cell (crosses from the submitter to the node)."""
+
+    run_id: str
+    node: NodeIdentity
+    cache_dir: str
+    faults: dict[str, str] = Field(default_factory=dict)
+
+
+def node_run_dir(run_id: str) -> Path:
+    """Where the node keeps a run's worker files (logs, events): its own temporary folder."""
+    return Path(tempfile.gettempdir()) / "ov-genai-harness-cluster" / run_id
+
+
+def run_cell_on_node(cell: CellSpec, job: NodeJob) -> CellResult:
+    """Run one cell on this node; the result names the node. Never raises for the cell's own failures."""
+    run_dir = node_run_dir(job.run_id)
+    options = RunOptions(cache_dir=Path(job.cache_dir), available_devices=[d.name for d in job.node.devices],
+                         faults=job.faults)
+    result = run_cell(cell, run_dir, options, ProgressSink())
+    result.node = job.node
+    if result.status not in ("ok", "skipped"):
+        result.notes.append(f"worker logs are on node {job.node.name} under {run_dir / 'work'}")
+    return result
