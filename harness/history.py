@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
+    func,
     insert,
     select,
     update,
@@ -83,6 +84,8 @@ cell_metrics = Table(
     Column("n", Integer, nullable=False),
     # what the cell measured with (harness.compare.measurement_config): the noise floor groups by it
     Column("config", String),
+    # the host the cell ran on: its cluster node's name, else the run's hostname (history series follow it)
+    Column("host", String),
     Index("ix_cell_metrics_cell_metric", "cell_key", "metric"),
 )
 
@@ -192,8 +195,9 @@ def _metric_rows(results: RunResults) -> list[dict[str, Any]]:
     rows = []
     for cell in results.cells:
         config = measurement_config(cell, results.metadata)
+        host = cell.node.name if cell.node is not None else results.metadata.host.hostname
         rows += [{"run_id": run_id, "cell_key": cell.key, "metric": tag, "median": s.median, "mean": s.mean,
-                  "stdev": s.stdev, "p90": s.p90, "p99": s.p99, "n": s.n, "config": config}
+                  "stdev": s.stdev, "p90": s.p90, "p99": s.p99, "n": s.n, "config": config, "host": host}
                  for tag, s in cell.summaries.items()]
     return rows
 
@@ -203,9 +207,10 @@ def _migrate(engine: Engine) -> None:
     from sqlalchemy import inspect, text
 
     have = {c["name"] for c in inspect(engine).get_columns("cell_metrics")}
-    if "config" not in have:
-        with engine.begin() as conn:
-            conn.execute(text("ALTER TABLE cell_metrics ADD COLUMN config VARCHAR"))
+    for column in ("config", "host"):
+        if column not in have:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE cell_metrics ADD COLUMN {column} VARCHAR"))
 
 
 def _upsert(conn: Connection, table: Table, key: dict[str, Any], values: dict[str, Any]) -> None:
@@ -358,7 +363,8 @@ class HistoryStore:
         from harness.changes import SeriesKey, SeriesPoint
 
         m, r = cell_metrics.c, runs.c
-        q = (select(r.suite_name, r.hostname, m.cell_key, m.metric, m.run_id, r.started_at, m.median,
+        cell_host = func.coalesce(m.host, r.hostname)
+        q = (select(r.suite_name, cell_host.label("hostname"), m.cell_key, m.metric, m.run_id, r.started_at, m.median,
                     r.genai_version, r.openvino_version)
              .join(runs, r.run_id == m.run_id).where(m.run_id.not_in(_ab_runs())).order_by(r.started_at, m.run_id))
         if cells:
@@ -368,7 +374,7 @@ class HistoryStore:
         if suite:
             q = q.where(r.suite_name == suite)
         if host:
-            q = q.where(r.hostname == host)
+            q = q.where(cell_host == host)
         if since:
             q = q.where(r.started_at >= since)
         out: dict[SeriesKey, list[SeriesPoint]] = {}

@@ -382,10 +382,12 @@ def history_trends(results: RunResults, url: str | None) -> dict[str, Trend]:
         meta = results.metadata
         keys = [c.key for c in results.cells if c.status == "ok"]
         settings = _suite_change_settings(meta.suite_file)
+        hosts = {c.key: c.node.name if c.node else meta.host.hostname for c in results.cells}
         with HistoryStore(url) as store:
-            series = store.series(cells=keys, metrics=TREND_METRICS, suite=meta.suite_name, host=meta.host.hostname,
-                                  limit=10_000)
-        by_cell = {(k.cell_key, k.metric): (k, v) for k, v in series.items()}  # one suite and host: one each
+            series = store.series(cells=keys, metrics=TREND_METRICS, suite=meta.suite_name,
+                                  host=None if meta.cluster else meta.host.hostname, limit=10_000)
+        # each cell's own host (a cluster node): one series per cell and metric
+        by_cell = {(k.cell_key, k.metric): (k, v) for k, v in series.items() if k.host == hosts.get(k.cell_key)}
         trends = {}
         for key in keys:
             for tag in TREND_METRICS:

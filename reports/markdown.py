@@ -16,9 +16,13 @@ def _header(res: RunResults) -> list[str]:
     return [
         f"# Run {md_code(m.run_id)} — suite {md_code(m.suite_name)}",
         "",
-        f"- host: {md_text(m.host.cpu_model or '?')}, {m.host.logical_cores} logical cores, "
+        f"- {'submitted from' if m.cluster else 'host'}: {md_text(m.host.cpu_model or '?')}, {m.host.logical_cores} logical cores, "
         f"{m.host.memory_total_mb / 1024:.1f} GiB RAM, {m.host.os}",
         f"- devices: {devs}",
+        *([f"- Ray cluster {md_code(m.cluster.address)} ({m.cluster.mode}); cells ran on: "
+           + "; ".join(f"{md_text(n.name)} ({md_text(n.host.cpu_model or '?')}, {n.host.logical_cores} cores, "
+                       f"{', '.join(d.name for d in n.devices)})" for n in m.cluster.nodes)]
+          if m.cluster else []),
         f"- openvino {v.get('openvino')}, openvino-genai {v.get('openvino-genai')}, optimum-intel "
         f"{v.get('optimum-intel')}, nncf {v.get('nncf')}, transformers {v.get('transformers')}; harness "
         f"{v.get('ov-genai-harness')} ({m.harness_commit or 'no git commit'})",

@@ -34,7 +34,7 @@ def _group_key(c: CellResult) -> tuple:
     s = c.spec
     return (s.model.name, s.device, s.scenario.name, tuple(sorted(s.scenario.params.items())),
             s.prompts.model_dump_json(), s.generation.model_dump_json(), tuple(sorted(s.properties.items())),
-            s.environment)
+            s.environment, s.host)
 
 
 def _median(c: CellResult, tag: str) -> float | None:
@@ -76,7 +76,7 @@ def precision_groups(cells: list[CellResult]) -> list[PrecisionGroup]:
         m = members[0].spec
         params = ",".join(f"{k}={v}" for k, v in sorted(m.scenario.params.items()))
         title = f"{m.model.name} · {m.device} · {m.scenario.name}" + (f"[{params}]" if params else "") + (
-            f" · env {m.environment}" if m.environment else "")
+            f" · env {m.environment}" if m.environment else "") + (f" · host {m.host}" if m.host else "")
         out.append(PrecisionGroup(title=title, headers=[col.header for col in cols], rows=rows,
                                   speedup_on=METRICS[speed_tag].title))
     return out

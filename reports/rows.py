@@ -49,6 +49,8 @@ def _params(r: CellResult) -> str:
         parts.append(f"mode={g.mode}")
     if spec.environment:
         parts.append(f"env={spec.environment}")
+    if spec.host:
+        parts.append(f"host={spec.host}")
     return " ".join(parts)
 
 

@@ -1,11 +1,11 @@
-"""Qualification and release reports: gate verdicts per device, and a models × precisions × devices table."""
+"""Qualification and release reports: gate verdicts per host and device, and a models × precisions × devices table."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
 from harness.kinds import kind_spec
-from harness.schema import CellResult, RunResults
+from harness.schema import CellResult, DeviceInfo, HostInfo, RunResults
 from reports.rows import column_text
 
 
@@ -18,23 +18,38 @@ def _cell_passes(c: CellResult) -> bool:
     return c.status == "ok" and not any(ch.status == "fail" for ch in c.checks)
 
 
+def _host_line(name: str | None, host: HostInfo, devices: list[DeviceInfo], versions: dict[str, str | None]) -> str:
+    who = f"Node {name}: " if name else "Host: "
+    return (f"{who}{host.cpu_model}, {host.logical_cores} logical cores, {host.memory_total_mb / 1024:.0f} GiB; "
+            f"devices {', '.join(d.name for d in devices) or 'none'}; openvino-genai {versions.get('openvino-genai')}.")
+
+
 def render_qualification(res: RunResults) -> str:
-    """One verdict per device: PASS when every cell on it ran and met every gate and check."""
-    by_device: dict[str, list[CellResult]] = defaultdict(list)
-    for c in res.cells:
-        by_device[c.spec.device].append(c)
+    """One verdict per host and device: PASS when every cell there ran and met every gate and check. A cluster
+    run has a section per node (its cells ran there); a local run one host."""
     m = res.metadata
-    lines = [f"# Qualification — suite `{m.suite_name}`, run `{m.run_id}`", "",
-             f"Host: {m.host.cpu_model}, {m.host.logical_cores} logical cores; openvino-genai "
-             f"{m.versions.get('openvino-genai')}.", ""]
-    for device, cells in by_device.items():
-        full = next((d.full_name for d in m.devices if d.name == device), None)
+    nodes = {n.name: n for n in m.cluster.nodes} if m.cluster else {}
+    by_place: dict[tuple[str | None, str], list[CellResult]] = defaultdict(list)
+    for c in res.cells:
+        by_place[(c.node.name if c.node else None, c.spec.device)].append(c)
+    lines = [f"# Qualification — suite `{m.suite_name}`, run `{m.run_id}`", ""]
+    if m.cluster is None:
+        lines += [_host_line(None, m.host, m.devices, m.versions), ""]
+    else:
+        lines += [f"Ray cluster `{m.cluster.address}`, {m.cluster.mode}: {len(m.cluster.nodes)} node(s)."
+                  + (" Left out: " + "; ".join(f"{k} ({v})" for k, v in m.cluster.left_out.items()) + "."
+                     if m.cluster.left_out else ""), ""]
+        lines += ["- " + _host_line(n.name, n.host, n.devices, n.versions) for n in m.cluster.nodes] + [""]
+    for (node, device), cells in sorted(by_place.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+        devices = nodes[node].devices if node in nodes else m.devices
+        full = next((d.full_name for d in devices if d.name == device), None)
         skipped = [c for c in cells if c.status == "skipped"]
         if len(skipped) == len(cells):
             verdict = "NOT RUN"
         else:
             verdict = "PASS" if all(_cell_passes(c) for c in cells if c.status != "skipped") else "FAIL"
-        lines += [f"## {device}{f' ({full})' if full else ''}: **{verdict}**", ""]
+        where = f"{node} · {device}" if node else device
+        lines += [f"## {where}{f' ({full})' if full else ''}: **{verdict}**", ""]
         if skipped and len(skipped) == len(cells):
             lines += [f"- {skipped[0].error}", ""]
             continue
@@ -51,14 +66,19 @@ def render_qualification(res: RunResults) -> str:
     return "\n".join(lines)
 
 
+def _place(c: CellResult) -> str:
+    """The release table's column: the device, and on --each-node runs the node it ran on."""
+    return f"{c.spec.host} · {c.spec.device}" if c.spec.host else c.spec.device
+
+
 def render_release(res: RunResults) -> str:
     """Release table: one row per model × precision × scenario, one column per device (tok/s, TTFT, verdict)."""
-    devices = sorted({c.spec.device for c in res.cells})
+    devices = sorted({_place(c) for c in res.cells})
     rows: dict[tuple[str, str, str], dict[str, CellResult]] = defaultdict(dict)
     for c in res.cells:
         params = ",".join(f"{k}={v}" for k, v in sorted(c.spec.scenario.params.items()))
         rows[(c.spec.model.name, c.spec.precision, c.spec.scenario.name + (f"[{params}]" if params else ""))][
-            c.spec.device] = c
+            _place(c)] = c
     lines = [f"# Release report — suite `{res.metadata.suite_name}`, run `{res.metadata.run_id}`", "",
              "Each device cell: the scenario's two headline figures (text generation: output tok/s and TTFT; "
              "continuous batching: total tok/s and TTFT p90; embeddings/rerank: documents/s and latency; "

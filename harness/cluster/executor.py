@@ -4,6 +4,7 @@ run directory as it comes back. A node runs one cell at a time: the task asks fo
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -30,7 +31,7 @@ from harness.runner import ProgressSink, assemble, now_iso
 from harness.schema import CellResult, CellSpec, ClusterRecord, NodeIdentity, RunMetadata, RunResults
 from harness.store import append_cell, load_cells, write_results
 
-CONNECT_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 30.0  # HARNESS_RAY_CONNECT_TIMEOUT_S overrides it (a slow link to a distant head)
 WAIT_S = 0.5
 # beyond the cell's own limits (which its node's runner applies), time for Ray to start the task and return it
 DEADLINE_MARGIN_S = 300.0
@@ -88,6 +89,7 @@ def _check_reachable(address: str) -> None:
 def _init(ray: Any, address: str) -> None:
     """ray.init with a time limit: a port that answers but is no Ray head makes ray.init retry for minutes."""
     outcome: dict[str, BaseException | None] = {}
+    limit = float(os.environ.get("HARNESS_RAY_CONNECT_TIMEOUT_S") or CONNECT_TIMEOUT_S)
 
     def connect() -> None:
         try:
@@ -98,10 +100,10 @@ def _init(ray: Any, address: str) -> None:
 
     thread = threading.Thread(target=connect, daemon=True)
     thread.start()
-    thread.join(CONNECT_TIMEOUT_S)
+    thread.join(limit)
     if "done" not in outcome:
         raise HarnessInputError("command line", "--cluster", address, f"no Ray cluster answered within "
-                                f"{CONNECT_TIMEOUT_S:g} s (is that the head's GCS port?)")
+                                f"{limit:g} s (is that the head's GCS port?)")
     error = outcome["done"]
     if error is not None:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

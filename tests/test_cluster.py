@@ -1,0 +1,333 @@
+"""`harness run --cluster` on a real Ray cluster on loopback: a head and two worker nodes started here with
+`ray start` (labels host=w1/rack=a and host=w2/rack=b), suites spread over them and run on each of them, a node
+killed during a cell, a killed and resumed submitter, PostgreSQL as the central history."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+
+from tests.conftest import ROOT, _free_port, run_cli
+
+RAY = Path(sys.executable).parent / "ray"
+READY = "This command will now block forever"
+
+
+def _ray_env(cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["RAY_AUTH_MODE"] = "disabled"  # Ray 2.60 otherwise wants a token file in ~/.ray
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env["HARNESS_CACHE_DIR"] = str(cache)  # each node's own cache: the tests' prepared models
+    env.setdefault("HARNESS_HISTORY_URL", f"sqlite:///{ROOT / '.cache' / 'test-history.sqlite'}")
+    env.setdefault("COLUMNS", "200")
+    return env
+
+
+class LocalCluster:
+    """A Ray head (no CPUs: it runs no cell) and worker nodes, each `ray start --block` in its own process group."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self.temp = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # Ray's socket paths must stay short
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = _ray_env(cache)
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def _start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.temp / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen([str(RAY), "start", "--block", "--disable-usage-stats", "--temp-dir", str(self.temp),
+                                 *args], stdout=log, stderr=subprocess.STDOUT, env=env or self.env,
+                                start_new_session=True)
+        self.procs[name] = proc
+        deadline = time.monotonic() + 90
+        while READY not in (self.temp / f"{name}.log").read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start for {name} failed: {(self.temp / f'{name}.log').read_text()[-600:]}")
+            time.sleep(0.3)
+
+    def start_head(self) -> None:
+        self._start("head", ["--head", "--port", str(self.port), "--num-cpus", "0", "--include-dashboard", "false",
+                             "--system-config", json.dumps({"health_check_period_ms": 1000,
+                                                            "health_check_failure_threshold": 3})])
+
+    def start_worker(self, name: str, labels: dict[str, str], extra_env: dict[str, str] | None = None) -> None:
+        env = {**self.env, **(extra_env or {})}
+        self._start(name, ["--address", self.address, "--num-cpus", "1",
+                           "--labels", ",".join(f"{k}={v}" for k, v in labels.items())], env)
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for name in [n for n in self.procs if n != "head"] + ["head"]:
+            if name not in self.procs:
+                continue
+            proc = self.procs.pop(name)
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+@pytest.fixture(scope="module")
+def cluster(model_cache: Path) -> Iterator[LocalCluster]:
+    if not RAY.exists():
+        pytest.skip(f"Ray is not installed beside {sys.executable} (pip install -e '.[cluster]')")
+    c = LocalCluster(model_cache)
+    try:
+        c.start_head()
+        c.start_worker("w1", {"host": "w1", "rack": "a"})
+        c.start_worker("w2", {"host": "w2", "rack": "b"})
+    except (OSError, RuntimeError) as e:
+        c.stop()
+        pytest.skip(f"a local Ray cluster cannot start here: {e}")
+    yield c
+    c.stop()
+
+
+def _suite(**over: Any) -> dict[str, Any]:
+    suite: dict[str, Any] = {
+        "name": "cluster", "models": [{"name": "tiny", "source": "synthetic:tiny"}], "precisions": ["fp16"],
+        "devices": ["CPU"], "prompts": {"input_tokens": [16]}, "generation": {"max_new_tokens": 8, "ignore_eos": True},
+        "warmup": 1, "iterations": 2, "load_twice": False, "validation_prompts": 0, "timeout_s": 120,
+        "scenarios": [{"name": "greedy", "kind": "generate"},
+                      {"name": "lookup", "kind": "prompt_lookup", "num_assistant_tokens": 3, "max_ngram_size": 3}],
+    }
+    suite.update(over)
+    return suite
+
+
+def _harness(cluster: LocalCluster, folder: Path, suite: dict[str, Any], *args: str,
+             timeout: float = 600) -> tuple[subprocess.CompletedProcess, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "suite.yaml").write_text(yaml.safe_dump(suite))
+    run_dir = folder / "run"
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(folder / "suite.yaml"), "--out", str(run_dir),
+                           "--cluster", cluster.address, *args], capture_output=True, text=True,
+                          timeout=timeout, env=cluster.env, cwd=ROOT)
+    return proc, run_dir
+
+
+def _results(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def _records(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "cells.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_spread_runs_cells_on_both_nodes_and_records_in_postgres(cluster: LocalCluster, tmp_path: Path,
+                                                                 pg_url: str) -> None:
+    suite = _suite(precisions=["fp16", "int8"])
+    proc, run_dir = _harness(cluster, tmp_path, suite, "--history", pg_url)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = _results(run_dir)
+    assert res["metadata"]["cluster"]["mode"] == "spread"
+    assert {n["name"] for n in res["metadata"]["cluster"]["nodes"]} == {"w1", "w2"}
+    # the head offers no CPU: left out with its reason, and no cell ran there
+    assert any("no CPU" in why for why in res["metadata"]["cluster"]["left_out"].values())
+    cells = res["cells"]
+    assert len(cells) == 4 and all(c["status"] == "ok" for c in cells), [c["error"] for c in cells]
+    ran_on = {c["node"]["name"] for c in cells}
+    assert ran_on == {"w1", "w2"}, ran_on
+    for c in cells:
+        node = c["node"]
+        assert node["labels"]["rack"] in ("a", "b") and node["devices"][0]["name"] == "CPU"
+        assert node["host"]["hostname"] == socket.gethostname() and node["versions"]["openvino-genai"]
+        assert node["cache"] == f"node-local {cluster.cache}"
+        assert c["summaries"]["tpot_ms"]["n"] == 2
+    assert "Ray cluster" in (run_dir / "report.md").read_text()
+    # the central history holds the run and, per cell metric, the node it was measured on
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        hosts = dict(conn.execute(text("SELECT cell_key, host FROM cell_metrics WHERE metric = 'tpot_ms'")).all())
+        stored = conn.execute(text("SELECT results_json FROM runs")).scalar_one()
+    engine.dispose()
+    assert hosts == {c["key"]: c["node"]["name"] for c in cells}
+    assert {c["node"]["name"] for c in json.loads(stored)["cells"]} == {"w1", "w2"}
+
+
+def test_each_node_qualifies_every_node_with_the_host_in_the_key(cluster: LocalCluster, tmp_path: Path) -> None:
+    suite = _suite(scenarios=[{"name": "greedy", "kind": "generate"}],
+                   gates=[{"metric": "tpot_ms", "stat": "median", "max": 10000}])
+    proc, run_dir = _harness(cluster, tmp_path / "all", suite, "--each-node")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cells = _results(run_dir)["cells"]
+    assert sorted(c["key"].rsplit("/", 1)[1] for c in cells) == ["host=w1", "host=w2"]
+    assert all(c["node"]["name"] == c["spec"]["host"] for c in cells)
+    report = run_cli("report", str(run_dir), "--kind", "qualification").stdout
+    assert "## w1 · CPU" in report and "## w2 · CPU" in report and report.count("**PASS**") == 2, report
+    assert "Node w1:" in report and "Node w2:" in report
+    release = run_cli("report", str(run_dir), "--kind", "release").stdout
+    assert "w1 · CPU" in release and "w2 · CPU" in release
+    # --nodes picks nodes by label: rack=b is w2 only
+    proc, run_dir = _harness(cluster, tmp_path / "rack-b", suite, "--each-node", "--nodes", "rack=b")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [c["key"].rsplit("/", 1)[1] for c in _results(run_dir)["cells"]] == ["host=w2"]
+    assert "does not match --nodes" in proc.stderr
+
+
+def test_a_device_no_node_has_is_one_line_per_cell(cluster: LocalCluster, tmp_path: Path) -> None:
+    suite = _suite(devices=["CPU", "GPU"], scenarios=[{"name": "greedy", "kind": "generate"}])
+    proc, run_dir = _harness(cluster, tmp_path, suite)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    by_device = {c["spec"]["device"]: c for c in _results(run_dir)["cells"]}
+    assert by_device["CPU"]["status"] == "ok"
+    gpu = by_device["GPU"]
+    assert gpu["status"] == "skipped"
+    assert gpu["error"] == "no node in the cluster has device GPU (nodes: w1: CPU; w2: CPU)"
+
+
+def test_cluster_problems_are_one_line_and_exit_2(cluster: LocalCluster, tmp_path: Path) -> None:
+    suite = _suite(scenarios=[{"name": "greedy", "kind": "generate"}])
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    closed = f"127.0.0.1:{_free_port()}"
+    t0 = time.monotonic()
+    proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "r1"), "--cluster", closed)
+    assert proc.returncode == 2 and time.monotonic() - t0 < 60
+    assert f"--cluster: {closed}" in proc.stderr and "cannot be reached" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    # a port that answers but is no Ray head: ray.init would retry for minutes; the harness gives up in time
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        stop = threading.Event()
+
+        def accept() -> None:
+            listener.settimeout(0.5)
+            while not stop.is_set():
+                try:
+                    listener.accept()[0].close()
+                except OSError:
+                    continue
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        t0 = time.monotonic()
+        env = {**cluster.env, "HARNESS_RAY_CONNECT_TIMEOUT_S": "5"}
+        proc = subprocess.run([sys.executable, "-m", "harness", "run", str(tmp_path / "suite.yaml"), "--out",
+                               str(tmp_path / "r2"), "--cluster", f"127.0.0.1:{listener.getsockname()[1]}"],
+                              capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+        stop.set()
+    assert proc.returncode == 2 and time.monotonic() - t0 < 60, proc.stderr[-2000:]
+    assert "no Ray cluster answered within 5 s" in proc.stderr
+    # options that only mean something on a cluster
+    proc = run_cli("run", str(tmp_path / "suite.yaml"), "--each-node")
+    assert proc.returncode == 2 and "go with --cluster" in proc.stderr
+    proc = run_cli("run", str(tmp_path / "suite.yaml"), "--cluster", cluster.address, "--nodes", "rack")
+    assert proc.returncode == 2 and "--nodes: rack" in proc.stderr
+    # no node matches: one line naming what was left out, nothing run
+    proc, _ = _harness(cluster, tmp_path / "none", suite, "--nodes", "rack=z")
+    assert proc.returncode == 2 and "no node can run cells" in proc.stderr and "does not match --nodes" in proc.stderr
+
+
+def test_a_node_whose_python_lacks_a_package_is_left_out(cluster: LocalCluster, tmp_path: Path) -> None:
+    broken = tmp_path / "shadow" / "openvino_genai"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('openvino_genai is not installed on this node')\n")
+    cluster.start_worker("w3", {"host": "w3", "rack": "c"},
+                         {"PYTHONPATH": f"{broken.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    try:
+        suite = _suite(scenarios=[{"name": "greedy", "kind": "generate"}])
+        proc, _ = _harness(cluster, tmp_path / "only-w3", suite, "--nodes", "rack=c")
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert ("node w3 left out: its Python cannot import openvino_genai (ImportError: openvino_genai is not "
+                "installed on this node)") in proc.stderr
+        proc, run_dir = _harness(cluster, tmp_path / "all", suite, "--each-node")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert {c["node"]["name"] for c in _results(run_dir)["cells"]} == {"w1", "w2"}
+        assert "w3" in _results(run_dir)["metadata"]["cluster"]["left_out"]
+    finally:
+        cluster.kill("w3")
+
+
+def test_a_cell_over_its_timeout_is_recorded_and_the_run_goes_on(cluster: LocalCluster, tmp_path: Path) -> None:
+    suite = _suite(timeout_s=15)
+    hang = "tiny/fp16/CPU/greedy/in16-out8"
+    proc, run_dir = _harness(cluster, tmp_path, suite, "--fault", f"{hang}=hang")
+    assert proc.returncode == 1
+    by_key = {c["key"]: c for c in _results(run_dir)["cells"]}
+    assert by_key[hang]["status"] == "timeout" and "timeout of 15 s" in by_key[hang]["error"]
+    assert [c["status"] for k, c in by_key.items() if k != hang] == ["ok"]
+
+
+def _wait_for(path: Path, needle: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while needle not in path.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, path.read_text()[-2000:]
+        time.sleep(0.2)
+
+
+def _start_run(cluster: LocalCluster, folder: Path, suite: dict[str, Any], *args: str) -> tuple[subprocess.Popen, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "suite.yaml").write_text(yaml.safe_dump(suite))
+    err = open(folder / "stderr.txt", "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(folder / "suite.yaml"), "--out",
+                             str(folder / "run"), "--cluster", cluster.address, *args], stdout=subprocess.DEVNULL,
+                            stderr=err, env=cluster.env, cwd=ROOT)
+    return proc, folder / "stderr.txt"
+
+
+def test_killed_submitter_resumes_without_losing_or_repeating_cells(cluster: LocalCluster, tmp_path: Path) -> None:
+    suite = _suite(precisions=["fp16", "int8"], min_measure_s=4)
+    proc, err = _start_run(cluster, tmp_path, suite)
+    run_dir = tmp_path / "run"
+    deadline = time.monotonic() + 300
+    while not (run_dir / "cells.jsonl").exists() or not (run_dir / "cells.jsonl").read_text().strip():
+        assert proc.poll() is None and time.monotonic() < deadline, err.read_text()[-2000:]
+        time.sleep(0.2)
+    proc.kill()  # the submitter dies; Ray ends the tasks it owned
+    proc.wait()
+    finished = [r["key"] for r in _records(run_dir)]
+    assert 1 <= len(finished) < 4
+    resumed = run_cli("run", "--resume", str(run_dir), "--cluster", cluster.address, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resume: {len(finished)} finished cells kept" in resumed.stderr
+    keys = [r["key"] for r in _records(run_dir)]
+    assert len(keys) == len(set(keys)) == 4, keys  # nothing repeated, nothing missing
+    assert keys[:len(finished)] == finished
+    assert len(_results(run_dir)["cells"]) == 4
+
+
+def test_a_node_killed_during_a_cell_retries_it_on_the_other_node(cluster: LocalCluster, tmp_path: Path) -> None:
+    suite = _suite(min_measure_s=8)
+    proc, err = _start_run(cluster, tmp_path, suite)
+    try:
+        _wait_for(err, "on node w1", proc, 300)
+        time.sleep(3)  # inside the cell: preparing or measuring
+        cluster.kill("w1")
+        assert proc.wait(timeout=600) == 0, err.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if "w1" not in cluster.procs:
+            cluster.start_worker("w1", {"host": "w1", "rack": "a"})
+    cells = _results(tmp_path / "run")["cells"]
+    assert [c["status"] for c in cells] == ["ok", "ok"], [c["error"] for c in cells]
+    retried = [c for c in cells if any("retried on node w2 after: node w1 failed during the cell" in n
+                                       for n in c["notes"])]
+    assert len(retried) == 1 and retried[0]["node"]["name"] == "w2", [c["notes"] for c in cells]
