@@ -140,6 +140,7 @@ def connect(options: ClusterOptions, log: Callable[[str], None]) -> Cluster:
         else:
             nodes.append(identity(node, name, found))
             cache_dirs[node.node_id] = found.cache_dir
+    nodes.sort(key=lambda n: n.name)
     for name, why in left_out.items():
         log(f"node {name} left out: {why}")
     if not nodes:
