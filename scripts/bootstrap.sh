@@ -18,7 +18,7 @@ echo "bootstrap: installing the harness into $venv (first run takes a few minute
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip >&2
 "${pip[@]}" install -c "$root/scripts/constraints.txt" "torch==2.13.0" >&2
-"${pip[@]}" install -c "$root/scripts/constraints.txt" -e "$root[export,test]" >&2
+"${pip[@]}" install -c "$root/scripts/constraints.txt" -e "$root[export,test,cluster]" >&2
 "${pip[@]}" uninstall -y torchvision >&2 2>/dev/null || true
-"$venv/bin/python" -c "import transformers, optimum.intel, openvino_genai" >&2
+"$venv/bin/python" -c "import transformers, optimum.intel, openvino_genai, ray" >&2
 echo "$want" > "$stamp"

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,87 +19,22 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from tests.conftest import ROOT, _free_port, run_cli
-
-RAY = Path(sys.executable).parent / "ray"
-READY = "This command will now block forever"
+from harness.cluster.local import LocalCluster, free_port, ray_env
+from tests.conftest import ROOT, run_cli
 
 
-def _ray_env(cache: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["RAY_AUTH_MODE"] = "disabled"  # Ray 2.60 otherwise wants a token file in ~/.ray
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    env["HARNESS_CACHE_DIR"] = str(cache)  # each node's own cache: the tests' prepared models
+def _env(cache: Path) -> dict[str, str]:
+    env = ray_env(cache)  # each node's own cache: the tests' prepared models
     env.setdefault("HARNESS_HISTORY_URL", f"sqlite:///{ROOT / '.cache' / 'test-history.sqlite'}")
     env.setdefault("COLUMNS", "200")
     return env
 
 
-class LocalCluster:
-    """A Ray head (no CPUs: it runs no cell) and worker nodes, each `ray start --block` in its own process group."""
-
-    def __init__(self, cache: Path) -> None:
-        self.cache = cache
-        self.temp = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # Ray's socket paths must stay short
-        self.port = _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.env = _ray_env(cache)
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def _start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
-        log = open(self.temp / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([str(RAY), "start", "--block", "--disable-usage-stats", "--temp-dir", str(self.temp),
-                                 *args], stdout=log, stderr=subprocess.STDOUT, env=env or self.env,
-                                start_new_session=True)
-        self.procs[name] = proc
-        deadline = time.monotonic() + 90
-        while READY not in (self.temp / f"{name}.log").read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ray start for {name} failed: {(self.temp / f'{name}.log').read_text()[-600:]}")
-            time.sleep(0.3)
-
-    def start_head(self) -> None:
-        self._start("head", ["--head", "--port", str(self.port), "--num-cpus", "0", "--include-dashboard", "false",
-                             "--system-config", json.dumps({"health_check_period_ms": 1000,
-                                                            "health_check_failure_threshold": 3})])
-
-    def start_worker(self, name: str, labels: dict[str, str], extra_env: dict[str, str] | None = None) -> None:
-        env = {**self.env, **(extra_env or {})}
-        self._start(name, ["--address", self.address, "--num-cpus", "1",
-                           "--labels", ",".join(f"{k}={v}" for k, v in labels.items())], env)
-
-    def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        procs = [self.procs.pop(n) for n in [n for n in self.procs if n != "head"] + ["head"] if n in self.procs]
-        for proc in procs:  # `ray start --block` stops its node's processes on SIGTERM
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 3
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 @pytest.fixture(scope="module")
 def cluster(model_cache: Path) -> Iterator[LocalCluster]:
-    if not RAY.exists():
+    if not (Path(sys.executable).parent / "ray").exists():
         pytest.skip(f"Ray is not installed beside {sys.executable} (pip install -e '.[cluster]')")
-    c = LocalCluster(model_cache)
+    c = LocalCluster(env=_env(model_cache))
     try:
         c.start_head()
         c.start_worker("w1", {"host": "w1", "rack": "a"})
@@ -162,7 +95,7 @@ def test_spread_runs_cells_on_both_nodes_and_records_in_postgres(cluster: LocalC
         node = c["node"]
         assert node["labels"]["rack"] in ("a", "b") and node["devices"][0]["name"] == "CPU"
         assert node["host"]["hostname"] == socket.gethostname() and node["versions"]["openvino-genai"]
-        assert node["cache"] == f"node-local {cluster.cache}"
+        assert node["cache"] == f"node-local {cluster.env['HARNESS_CACHE_DIR']}"
         assert c["summaries"]["tpot_ms"]["n"] == 2
     assert "Ray cluster" in (run_dir / "report.md").read_text()
     # the central history holds the run and, per cell metric, the node it was measured on
@@ -209,7 +142,7 @@ def test_a_device_no_node_has_is_one_line_per_cell(cluster: LocalCluster, tmp_pa
 def test_cluster_problems_are_one_line_and_exit_2(cluster: LocalCluster, tmp_path: Path) -> None:
     suite = _suite(scenarios=[{"name": "greedy", "kind": "generate"}])
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
-    closed = f"127.0.0.1:{_free_port()}"
+    closed = f"127.0.0.1:{free_port()}"
     t0 = time.monotonic()
     proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "r1"), "--cluster", closed)
     assert proc.returncode == 2 and time.monotonic() - t0 < 60
@@ -255,7 +188,7 @@ def test_a_node_whose_python_lacks_a_package_is_left_out(cluster: LocalCluster, 
     broken.mkdir(parents=True)
     (broken / "__init__.py").write_text("raise ImportError('openvino_genai is not installed on this node')\n")
     cluster.start_worker("w3", {"host": "w3", "rack": "c"},
-                         {"PYTHONPATH": f"{broken.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+                         extra_env={"PYTHONPATH": f"{broken.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
     try:
         suite = _suite(scenarios=[{"name": "greedy", "kind": "generate"}])
         proc, _ = _harness(cluster, tmp_path / "only-w3", suite, "--nodes", "rack=c")
