@@ -119,6 +119,15 @@ def run(
         meta = load_metadata(resume)
         if suite is None and meta.suite_file:
             suite_path = Path(meta.suite_file)
+        if meta.cluster is not None:
+            # the cells' keys and placement depend on how the run used its cluster: the same again
+            if cluster is None:
+                raise HarnessInputError(str(resume), "--resume", None, f"this run ran on a Ray cluster "
+                                        f"({meta.cluster.address}, {meta.cluster.mode}); resume it with --cluster "
+                                        "ADDRESS")
+            each_node = each_node or meta.cluster.mode == "each-node"
+            nodes = nodes or [f"{k}={v}" for k, v in meta.cluster.node_filter.items()]
+            shared_cache = shared_cache or meta.cluster.shared_cache
     parsed, sha = load_suite(suite_path)
     parsed = _apply_overrides(parsed, model, device, precision)
     if env:

@@ -111,11 +111,14 @@ def test_spread_runs_cells_on_both_nodes_and_records_in_postgres(cluster: LocalC
 def test_each_node_qualifies_every_node_with_the_host_in_the_key(cluster: LocalCluster, tmp_path: Path) -> None:
     suite = _suite(scenarios=[{"name": "greedy", "kind": "generate"}],
                    gates=[{"metric": "tpot_ms", "stat": "median", "max": 10000}])
-    proc, run_dir = _harness(cluster, tmp_path / "all", suite, "--each-node")
+    shared = cluster.env["HARNESS_CACHE_DIR"]  # on a lab: a path every node mounts
+    proc, run_dir = _harness(cluster, tmp_path / "all", suite, "--each-node", "--shared-cache", shared)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cells = _results(run_dir)["cells"]
     assert sorted(c["key"].rsplit("/", 1)[1] for c in cells) == ["host=w1", "host=w2"]
     assert all(c["node"]["name"] == c["spec"]["host"] for c in cells)
+    assert {c["node"]["cache"] for c in cells} == {f"shared {shared}"}
+    assert _results(run_dir)["metadata"]["cluster"]["shared_cache"] == shared
     report = run_cli("report", str(run_dir), "--kind", "qualification").stdout
     assert "## w1 · CPU" in report and "## w2 · CPU" in report and report.count("**PASS**") == 2, report
     assert "Node w1:" in report and "Node w2:" in report
@@ -242,6 +245,9 @@ def test_killed_submitter_resumes_without_losing_or_repeating_cells(cluster: Loc
     proc.wait()
     finished = [r["key"] for r in _records(run_dir)]
     assert 1 <= len(finished) < 4
+    # resuming a cluster run locally would place its cells differently: refused, in one line
+    local = run_cli("run", "--resume", str(run_dir))
+    assert local.returncode == 2 and "resume it with --cluster ADDRESS" in local.stderr, local.stderr
     resumed = run_cli("run", "--resume", str(run_dir), "--cluster", cluster.address, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resume: {len(finished)} finished cells kept" in resumed.stderr
