@@ -144,11 +144,12 @@ def run(
                           + (f" ({len(again)} of them failed before and run again)" if again else "") + (
             f"; {len(unreadable)} unreadable record(s) in cells.jsonl (line {', '.join(map(str, unreadable[:5]))}) "
             "left out: their cells run again" if unreadable else ""), highlight=False)
+    meta.host.memory_bandwidth = _host_bandwidth(cache_dir, meta.host)
     environments = prepare_environments(parsed.environments, cache_dir, log=lambda m: err_console.print(m, highlight=False))
     meta.environments = [e.record() for e in environments.values()]
     write_metadata(run_dir, meta)
     options = RunOptions(cache_dir=cache_dir, available_devices=list(core.available_devices), faults=faults,
-                         environments=environments)
+                         environments=environments, memory_bandwidth_gbs=meta.host.memory_bandwidth.triad_gbs)
     err_console.print(f"run directory: {run_dir}  ({len(cells)} cells, cache {cache_dir})")
     try:
         with RichProgress(err_console, total=len(cells)) as progress:
@@ -169,6 +170,17 @@ def run(
     failed_checks = [c for c in results.cells for ch in c.checks if ch.status == "fail"]
     if bad or (fail_on_checks and failed_checks):
         raise typer.Exit(1)
+
+
+def _host_bandwidth(cache_dir: Path, host):
+    """The host's memory bandwidth (measured once per host, then read from the cache), said in one line."""
+    from harness.roofline import host_bandwidth
+
+    bw = host_bandwidth(cache_dir, host)
+    how = "cached" if bw.cached else f"measured in {bw.seconds:.1f} s"
+    err_console.print(f"memory bandwidth: triad {bw.triad_gbs:.1f} GB/s, copy {bw.copy_gbs:.1f} GB/s ({how})",
+                      highlight=False)
+    return bw
 
 
 @app.command()

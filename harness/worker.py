@@ -84,8 +84,19 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
     if cell.scenario.kind == "speculative":
         draft = prepare_model(cell.model.draft or "", cell.precision, cell.compression, cache, log=log)
     emit(Prepared(model_dir=str(target.path), model_size_mb=target.size_mb, cache_hit=target.cache_hit,
-                  export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None))
+                  export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None,
+                  weight_bytes_per_token=_weight_bytes(cell, target.path)))
     emit(Done())
+
+
+def _weight_bytes(cell: CellSpec, model_dir: Path) -> int | None:
+    """Weight bytes per decoded token for kinds the memory roofline applies to; read here, in the prepare
+    phase, so reading the IR is outside every measurement."""
+    from harness.kinds import kind_spec
+    from harness.roofline import weight_bytes_per_token
+
+    xml = model_dir / "openvino_model.xml"
+    return weight_bytes_per_token(xml) if kind_spec(cell.scenario.kind).roofline and xml.is_file() else None
 
 
 def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit: Emit) -> None:

@@ -18,6 +18,28 @@ def _cell_passes(c: CellResult) -> bool:
     return c.status == "ok" and not any(ch.status == "fail" for ch in c.checks)
 
 
+ROOFLINE_HEADERS = ("decode tok/s", "weight MB/token", "achieved GB/s", "roofline %")
+
+
+def _roofline_columns(c: CellResult) -> list[str]:
+    """Decode tok/s (1000 / mean TPOT, the rate the roofline uses), weight MB read per token, the bandwidth that
+    reaches and its share of the host's measured bandwidth (harness/roofline.py); — where a figure is absent."""
+    def fmt(tag: str, digits: int, value=lambda x: x.median) -> str:
+        found = c.summaries.get(tag)
+        return f"{value(found):.{digits}f}" if found is not None and value(found) else "—"
+
+    return [fmt("tpot_ms", 1, lambda x: 1000.0 / x.mean if x.mean > 0 else None), fmt("weight_bytes_per_token", 1),
+            fmt("achieved_bandwidth_gbs", 1), fmt("roofline_pct", 0)]
+
+
+def _bandwidth_text(res: RunResults) -> str:
+    bw = res.metadata.host.memory_bandwidth
+    if bw is None:
+        return "memory bandwidth not measured"
+    return (f"memory bandwidth {bw.triad_gbs:.1f} GB/s triad (median {bw.triad_median_gbs:.1f}), "
+            f"{bw.copy_gbs:.1f} GB/s copy, {bw.threads} threads")
+
+
 def render_qualification(res: RunResults) -> str:
     """One verdict per device: PASS when every cell on it ran and met every gate and check."""
     by_device: dict[str, list[CellResult]] = defaultdict(list)
@@ -25,8 +47,8 @@ def render_qualification(res: RunResults) -> str:
         by_device[c.spec.device].append(c)
     m = res.metadata
     lines = [f"# Qualification — suite `{m.suite_name}`, run `{m.run_id}`", "",
-             f"Host: {m.host.cpu_model}, {m.host.logical_cores} logical cores; openvino-genai "
-             f"{m.versions.get('openvino-genai')}.", ""]
+             f"Host: {m.host.cpu_model}, {m.host.logical_cores} logical cores, {_bandwidth_text(res)}; "
+             f"openvino-genai {m.versions.get('openvino-genai')}.", ""]
     for device, cells in by_device.items():
         full = next((d.full_name for d in m.devices if d.name == device), None)
         skipped = [c for c in cells if c.status == "skipped"]
@@ -38,7 +60,8 @@ def render_qualification(res: RunResults) -> str:
         if skipped and len(skipped) == len(cells):
             lines += [f"- {skipped[0].error}", ""]
             continue
-        lines += ["| cell | status | gates | failed |", "|---|---|---|---|"]
+        lines += ["| cell | status | gates | failed | " + " | ".join(ROOFLINE_HEADERS) + " |",
+                  "|---|---|---|---|" + "---|" * len(ROOFLINE_HEADERS)]
         for c in cells:
             gates = _gates(c)
             failed = [f"{ch.gate.describe() if ch.gate else ch.name} ({ch.detail})" for ch in c.checks
@@ -46,7 +69,7 @@ def render_qualification(res: RunResults) -> str:
             if c.status not in ("ok", "skipped"):
                 failed.append(c.error or c.status)
             lines.append(f"| `{c.key}` | {c.status} | {sum(g.status == 'pass' for g in gates)}/{len(gates)} "
-                         f"| {'; '.join(failed) or '—'} |")
+                         f"| {'; '.join(failed) or '—'} | " + " | ".join(_roofline_columns(c)) + " |")
         lines.append("")
     return "\n".join(lines)
 
