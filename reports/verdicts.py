@@ -24,12 +24,17 @@ ROOFLINE_HEADERS = ("decode tok/s", "weight MB/token", "achieved GB/s", "rooflin
 def _roofline_columns(c: CellResult) -> list[str]:
     """Decode tok/s (1000 / mean TPOT, the rate the roofline uses), weight MB read per token, the bandwidth that
     reaches and its share of the host's measured bandwidth (harness/roofline.py); — where a figure is absent."""
-    def fmt(tag: str, digits: int, value=lambda x: x.median) -> str:
-        found = c.summaries.get(tag)
-        return f"{value(found):.{digits}f}" if found is not None and value(found) else "—"
+    def fmt(value: float | None, digits: int) -> str:
+        return "—" if value is None else f"{value:.{digits}f}"
 
-    return [fmt("tpot_ms", 1, lambda x: 1000.0 / x.mean if x.mean > 0 else None), fmt("weight_bytes_per_token", 1),
-            fmt("achieved_bandwidth_gbs", 1), fmt("roofline_pct", 0)]
+    def median(tag: str) -> float | None:
+        found = c.summaries.get(tag)
+        return None if found is None else found.median
+
+    tpot = c.summaries.get("tpot_ms")
+    decode = 1000.0 / tpot.mean if tpot is not None and tpot.mean > 0 else None
+    return [fmt(decode, 1), fmt(median("weight_bytes_per_token"), 1), fmt(median("achieved_bandwidth_gbs"), 1),
+            fmt(median("roofline_pct"), 0)]
 
 
 def _bandwidth_text(res: RunResults) -> str:
