@@ -774,9 +774,9 @@ class AchievedBandwidth(CellMetric):
 @metric
 class RooflinePercent(CellMetric):
     """Plain decoding: achieved_bandwidth_gbs / memory_bandwidth_gbs × 100, the share of its host's measured
-    memory bandwidth the decode's weight reads reach. A lower bound of the real share (KV cache and activations
-    not counted), and it can pass 100 when weights stay in a last-level cache larger than the triad's
-    arrays' share of it. Absent without a measured bandwidth."""
+    memory bandwidth the decode's weight reads reach. KV cache, activations and the triad's write-allocate
+    reads are not counted, so it understates the memory system's real use and can reach or pass 100
+    (docs/roofline.md). Absent without a measured bandwidth."""
 
     tag, title, unit, higher_is_better = "roofline_pct", "memory roofline", "%", True
 
@@ -883,7 +883,8 @@ median, p90, p99 (linear interpolation), sample standard deviation (n − 1), mi
 CV = sd / mean, and a distribution-free 95% confidence interval of the median from order
 statistics (undefined below 6 values). Per-batch metrics (continuous batching) are computed per
 batch of concurrent requests; the requests of a batch are samples. Per-cell metrics are measured
-once per cell.
+once per cell. The memory roofline figures (weight bytes per token, host bandwidth, achieved bandwidth,
+roofline %) are explained, with what they leave out and a check on a real machine, in docs/roofline.md.
 """
 
 
