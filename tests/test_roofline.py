@@ -149,3 +149,15 @@ def test_qualification_report_shows_roofline_per_cell_and_host_bandwidth():
     assert drafted.endswith("| 428.6 | — | — | — |")
     res.metadata.host.memory_bandwidth = None
     assert "memory bandwidth not measured" in render_qualification(res)
+
+
+def test_prepare_worker_reads_weight_bytes_for_plain_decoding_only(tmp_path: Path):
+    from harness.worker import _weight_bytes
+
+    _hand_built_ir(tmp_path)
+    logged: list[str] = []
+    assert _weight_bytes(factories.spec("generate"), tmp_path, logged.append) == 216
+    assert _weight_bytes(factories.spec("speculative"), tmp_path, logged.append) is None
+    (tmp_path / "openvino_model.xml").write_text("<net>")  # an IR it cannot read: the figure only is lost
+    assert _weight_bytes(factories.spec("generate"), tmp_path, logged.append) is None
+    assert len(logged) == 1 and "weight bytes per token not read" in logged[0]
