@@ -20,7 +20,9 @@ from harness.events import (
     Unreadable,
 )
 from harness.fidelity import fidelity_values
+from harness.kinds import kind_spec
 from harness.metrics import METRICS, batch_values, sample_values
+from harness.roofline import roofline_values
 from harness.schema import (
     BatchRecord,
     CellResult,
@@ -85,7 +87,9 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
                     check_outputs = check_outputs.merged(ev.check_outputs)
             case Prepared():
                 model_dir = ev.model_dir
-                for tag, x in (("model_size_mb", ev.model_size_mb), ("export_s", ev.export_s)):
+                weight_mb = None if ev.weight_bytes_per_token is None else ev.weight_bytes_per_token / 1e6
+                for tag, x in (("model_size_mb", ev.model_size_mb), ("export_s", ev.export_s),
+                               ("weight_bytes_per_token", weight_mb)):
                     if x is not None:
                         cell_values[tag] = x
                 notes.append("model from cache" if ev.cache_hit else "model exported in this run")
@@ -112,6 +116,10 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
             error = error or f"{len(lost)} worker records could not be read; first: {_unreadable(lost[0])}"
     if reference:
         cell_values.update(fidelity_values(spec, samples, batches, reference))
+    if kind_spec(spec.scenario.kind).roofline:
+        cell_values.update(roofline_values(
+            cell_values.get("weight_bytes_per_token"), cell_values.get("memory_bandwidth_gbs"),
+            (v for s in samples if not s.warmup for v in s.values.get("tpot_ms", []))))
     if spec.prompts.vary_per_iteration:
         notes.append("prompt varies per iteration (prefix caching cannot shorten TTFT)")
     result = CellResult(

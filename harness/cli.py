@@ -172,13 +172,16 @@ def run(
                           + (f" ({len(again)} of them failed before and run again)" if again else "") + (
             f"; {len(unreadable)} unreadable record(s) in cells.jsonl (line {', '.join(map(str, unreadable[:5]))}) "
             "left out: their cells run again" if unreadable else ""), highlight=False)
+    if fleet is None:  # on a cluster each node measures its own, in its probe
+        meta.host.memory_bandwidth = _host_bandwidth(cache_dir, meta.host)
     environments = prepare_environments(parsed.environments, cache_dir, log=lambda m: err_console.print(m, highlight=False))
     meta.environments = [e.record() for e in environments.values()]
     if fleet is not None:
         meta.cluster = fleet.record()
     write_metadata(run_dir, meta)
     options = RunOptions(cache_dir=cache_dir, available_devices=list(core.available_devices), faults=faults,
-                         environments=environments)
+                         environments=environments, memory_bandwidth_gbs=meta.host.memory_bandwidth.triad_gbs
+                         if meta.host.memory_bandwidth else None)
     where = f"cluster {cluster}, {len(fleet.nodes)} node(s)" if fleet is not None else f"cache {cache_dir}"
     err_console.print(f"run directory: {run_dir}  ({len(cells)} cells, {where})", highlight=False)
     try:
@@ -226,6 +229,17 @@ def _join_cluster(address: str, each_node: bool, nodes: list[str], shared_cache:
                              shared_cache=shared_cache)
     fleet = connect(options, log=lambda m: err_console.print(m, highlight=False))
     return fleet, placement.each_node(cells, fleet.nodes) if each_node else cells
+
+
+def _host_bandwidth(cache_dir: Path, host):
+    """The host's memory bandwidth (measured once per host, then read from the cache), said in one line."""
+    from harness.roofline import host_bandwidth
+
+    bw = host_bandwidth(cache_dir, host)
+    how = "cached" if bw.cached else f"measured in {bw.seconds:.1f} s"
+    err_console.print(f"memory bandwidth: triad {bw.triad_gbs:.1f} GB/s, copy {bw.copy_gbs:.1f} GB/s ({how})",
+                      highlight=False)
+    return bw
 
 
 @app.command()

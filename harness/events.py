@@ -51,6 +51,9 @@ class Prepared(_Event):
     cache_hit: bool = False
     export_s: float | None = None
     draft_dir: str | None = None
+    weight_bytes_per_token: int | None = Field(
+        None, description="bytes of weights a decoding step reads, from the IR (harness.roofline); kinds the "
+        "memory roofline applies to only")
 
 
 class Runtime(_Event):

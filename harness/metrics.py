@@ -739,6 +739,48 @@ class PeakOutputThroughput(CellMetric):
     tag, title, unit, higher_is_better = "peak_output_tps", "busiest second", "tokens/s", True
 
 
+# ---------------------------------------------------------------- memory roofline (per cell; harness/roofline.py)
+
+
+@metric
+class WeightBytesPerToken(CellMetric):
+    """Plain decoding (`generate`): bytes of weights one decoding step reads, from the IR, in MB (10^6 bytes):
+    every Constant that reaches a MatMul only through decompression ops (Convert, Subtract, Multiply, Reshape,
+    Transpose, ...), so int8/int4 weights count with their scales and zero points, a weight shared by two
+    MatMuls once. The embedding table, read by a Gather one row per token, is left out, as are the KV cache
+    and activations: real traffic per token is higher. Not for speculative decoding or prompt lookup, which
+    read the weights once per several tokens."""
+
+    tag, title, unit, higher_is_better = "weight_bytes_per_token", "weight MB per token", "MB", False
+
+
+@metric
+class HostMemoryBandwidth(CellMetric):
+    """The memory bandwidth of the host the cell ran on: the best STREAM-style triad a = b + s·c (24 bytes per
+    float64 element) over arrays several times the last-level cache, all logical cores, measured once per host
+    and cached under its fingerprint (run metadata `host.memory_bandwidth`), in GB/s (10^9 bytes/s)."""
+
+    tag, title, unit, higher_is_better = "memory_bandwidth_gbs", "host memory bandwidth (triad)", "GB/s", True
+
+
+@metric
+class AchievedBandwidth(CellMetric):
+    """Plain decoding: weight traffic the cell sustained = weight_bytes_per_token × decode tokens/s, in GB/s;
+    decode tokens/s = 1000 / the mean TPOT over the measured samples (the first token's prefill left out)."""
+
+    tag, title, unit, higher_is_better = "achieved_bandwidth_gbs", "achieved weight bandwidth", "GB/s", True
+
+
+@metric
+class RooflinePercent(CellMetric):
+    """Plain decoding: achieved_bandwidth_gbs / memory_bandwidth_gbs × 100, the share of its host's measured
+    memory bandwidth the decode's weight reads reach. KV cache, activations and the triad's write-allocate
+    reads are not counted, so it understates the memory system's real use and can reach or pass 100
+    (docs/roofline.md). Absent without a measured bandwidth."""
+
+    tag, title, unit, higher_is_better = "roofline_pct", "memory roofline", "%", True
+
+
 # ---------------------------------------------------------------- accuracy against the fp16 reference (per cell)
 
 
@@ -841,7 +883,8 @@ median, p90, p99 (linear interpolation), sample standard deviation (n − 1), mi
 CV = sd / mean, and a distribution-free 95% confidence interval of the median from order
 statistics (undefined below 6 values). Per-batch metrics (continuous batching) are computed per
 batch of concurrent requests; the requests of a batch are samples. Per-cell metrics are measured
-once per cell.
+once per cell. The memory roofline figures (weight bytes per token, host bandwidth, achieved bandwidth,
+roofline %) are explained, with what they leave out and a check on a real machine, in docs/roofline.md.
 """
 
 

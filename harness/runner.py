@@ -50,6 +50,8 @@ class RunOptions:
     keep_workdirs: bool = False
     # environment name -> a built environment; cells whose spec names one run their measuring workers in it
     environments: dict[str, PreparedEnvironment] = field(default_factory=dict)
+    # the host's measured triad bandwidth (harness.roofline), a cell value of every cell it measures
+    memory_bandwidth_gbs: float | None = None
 
 
 class ProgressSink:
@@ -168,6 +170,8 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
                 events.append(reference(process))
         if wall > 0:
             events.append(RunnerValues(cell_values={"runner_cpu_pct": 100.0 * busy / wall}))
+        if options.memory_bandwidth_gbs is not None:
+            events.append(RunnerValues(cell_values={"memory_bandwidth_gbs": options.memory_bandwidth_gbs}))
     if not options.keep_workdirs:
         _remove_tree(prepared.workdir / "compile-cache")
     return cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)

@@ -420,6 +420,22 @@ class DeviceInfo(Strict):
     properties: dict[str, str] = Field(default_factory=dict)
 
 
+class MemoryBandwidth(Strict):
+    """The host's memory bandwidth from a STREAM-style run over arrays far larger than the last-level cache
+    (harness/roofline.py); decimal GB/s (10^9 bytes), the bytes STREAM counts (triad 24, copy 16 per element)."""
+
+    triad_gbs: float = Field(description="best triad a = b + s·c over the repetitions (STREAM's convention)")
+    copy_gbs: float = Field(description="best copy a = b, for context")
+    triad_median_gbs: float = Field(description="median triad over the repetitions")
+    array_mb: float = Field(description="size of each of the three arrays, MiB")
+    threads: int
+    seconds: float = Field(description="wall time of the measurement")
+    measured_at: str
+    fingerprint: str = Field(description="the host fingerprint it is cached under (harness.roofline.host_fingerprint)")
+    cached: bool = Field(False, description="read from the cache rather than measured by this process")
+    method: str = Field(description="how it was measured, in words")
+
+
 class HostInfo(Strict):
     hostname: str
     os: str
@@ -429,6 +445,8 @@ class HostInfo(Strict):
     physical_cores: int | None
     logical_cores: int | None
     memory_total_mb: float
+    memory_bandwidth: MemoryBandwidth | None = Field(
+        None, description="measured memory bandwidth of the host (None: not measured)")
 
 
 class NodeIdentity(Strict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -84,8 +85,26 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
     if cell.scenario.kind == "speculative":
         draft = prepare_model(cell.model.draft or "", cell.precision, cell.compression, cache, log=log)
     emit(Prepared(model_dir=str(target.path), model_size_mb=target.size_mb, cache_hit=target.cache_hit,
-                  export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None))
+                  export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None,
+                  weight_bytes_per_token=_weight_bytes(cell, target.path, log)))
     emit(Done())
+
+
+def _weight_bytes(cell: CellSpec, model_dir: Path, log: Callable[[str], None]) -> int | None:
+    """Weight bytes per decoded token for kinds the memory roofline applies to; read here, in the prepare
+    phase, so reading the IR is outside every measurement. An IR it cannot read costs the cell only this
+    figure."""
+    from harness.kinds import kind_spec
+    from harness.roofline import weight_bytes_per_token
+
+    xml = model_dir / "openvino_model.xml"
+    if not (kind_spec(cell.scenario.kind).roofline and xml.is_file()):
+        return None
+    try:
+        return weight_bytes_per_token(xml)
+    except Exception as e:  # noqa: BLE001 - the roofline figures are then absent, the cell still runs
+        log(f"weight bytes per token not read from {xml}: {error_line(e)}")
+        return None
 
 
 def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit: Emit) -> None:

@@ -20,8 +20,36 @@ def _cell_passes(c: CellResult) -> bool:
 
 def _host_line(name: str | None, host: HostInfo, devices: list[DeviceInfo], versions: dict[str, str | None]) -> str:
     who = f"Node {name}: " if name else "Host: "
-    return (f"{who}{host.cpu_model}, {host.logical_cores} logical cores, {host.memory_total_mb / 1024:.0f} GiB; "
-            f"devices {', '.join(d.name for d in devices) or 'none'}; openvino-genai {versions.get('openvino-genai')}.")
+    return (f"{who}{host.cpu_model}, {host.logical_cores} logical cores, {host.memory_total_mb / 1024:.0f} GiB, "
+            f"{_bandwidth_text(host)}; devices {', '.join(d.name for d in devices) or 'none'}; "
+            f"openvino-genai {versions.get('openvino-genai')}.")
+
+
+ROOFLINE_HEADERS = ("decode tok/s", "weight MB/token", "achieved GB/s", "roofline %")
+
+
+def _roofline_columns(c: CellResult) -> list[str]:
+    """Decode tok/s (1000 / mean TPOT, the rate the roofline uses), weight MB read per token, the bandwidth that
+    reaches and its share of the host's measured bandwidth (harness/roofline.py); — where a figure is absent."""
+    def fmt(value: float | None, digits: int) -> str:
+        return "—" if value is None else f"{value:.{digits}f}"
+
+    def median(tag: str) -> float | None:
+        found = c.summaries.get(tag)
+        return None if found is None else found.median
+
+    tpot = c.summaries.get("tpot_ms")
+    decode = 1000.0 / tpot.mean if tpot is not None and tpot.mean > 0 else None
+    return [fmt(decode, 1), fmt(median("weight_bytes_per_token"), 1), fmt(median("achieved_bandwidth_gbs"), 1),
+            fmt(median("roofline_pct"), 0)]
+
+
+def _bandwidth_text(host: HostInfo) -> str:
+    bw = host.memory_bandwidth
+    if bw is None:
+        return "memory bandwidth not measured"
+    return (f"memory bandwidth {bw.triad_gbs:.1f} GB/s triad (median {bw.triad_median_gbs:.1f}), "
+            f"{bw.copy_gbs:.1f} GB/s copy, {bw.threads} threads")
 
 
 def render_qualification(res: RunResults) -> str:
@@ -53,7 +81,8 @@ def render_qualification(res: RunResults) -> str:
         if skipped and len(skipped) == len(cells):
             lines += [f"- {skipped[0].error}", ""]
             continue
-        lines += ["| cell | status | gates | failed |", "|---|---|---|---|"]
+        lines += ["| cell | status | gates | failed | " + " | ".join(ROOFLINE_HEADERS) + " |",
+                  "|---|---|---|---|" + "---|" * len(ROOFLINE_HEADERS)]
         for c in cells:
             gates = _gates(c)
             failed = [f"{ch.gate.describe() if ch.gate else ch.name} ({ch.detail})" for ch in c.checks
@@ -61,7 +90,7 @@ def render_qualification(res: RunResults) -> str:
             if c.status not in ("ok", "skipped"):
                 failed.append(c.error or c.status)
             lines.append(f"| `{c.key}` | {c.status} | {sum(g.status == 'pass' for g in gates)}/{len(gates)} "
-                         f"| {'; '.join(failed) or '—'} |")
+                         f"| {'; '.join(failed) or '—'} | " + " | ".join(_roofline_columns(c)) + " |")
         lines.append("")
     return "\n".join(lines)
 

@@ -97,6 +97,10 @@ def test_spread_runs_cells_on_both_nodes_and_records_in_postgres(cluster: LocalC
         assert node["host"]["hostname"] == socket.gethostname() and node["versions"]["openvino-genai"]
         assert node["cache"] == f"node-local {cluster.env['HARNESS_CACHE_DIR']}"
         assert c["summaries"]["tpot_ms"]["n"] == 2
+        # each node measured its own memory bandwidth; plain decoding cells get their roofline share from it
+        assert c["cell_values"]["memory_bandwidth_gbs"] == node["host"]["memory_bandwidth"]["triad_gbs"] > 0
+        if c["spec"]["scenario"]["kind"] == "generate":
+            assert c["summaries"]["roofline_pct"]["median"] > 0
     assert "Ray cluster" in (run_dir / "report.md").read_text()
     # the central history holds the run and, per cell metric, the node it was measured on
     engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
@@ -121,7 +125,7 @@ def test_each_node_qualifies_every_node_with_the_host_in_the_key(cluster: LocalC
     assert _results(run_dir)["metadata"]["cluster"]["shared_cache"] == shared
     report = run_cli("report", str(run_dir), "--kind", "qualification").stdout
     assert "## w1 · CPU" in report and "## w2 · CPU" in report and report.count("**PASS**") == 2, report
-    assert "Node w1:" in report and "Node w2:" in report
+    assert "Node w1:" in report and "Node w2:" in report and "GB/s triad" in report and "roofline %" in report
     release = run_cli("report", str(run_dir), "--kind", "release").stdout
     assert "w1 · CPU" in release and "w2 · CPU" in release
     # --nodes picks nodes by label: rack=b is w2 only

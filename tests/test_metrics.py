@@ -133,3 +133,24 @@ def test_text_similarity_against_the_reference_cell():
     [_, int8] = run_level_checks([fp16, int8])
     # per prompt: 100 and 75 (3 of 4 characters), averaged
     assert int8.cell_values["output_similarity_pct"] == pytest.approx(87.5)
+
+
+def test_roofline_figures_of_a_plain_decoding_cell():
+    """weight_bytes_per_token from the prepare phase, memory_bandwidth_gbs from the runner, and the two figures
+    derived from them and the measured TPOT (harness/roofline.py)."""
+    from harness.aggregate import cell_result
+    from harness.events import Prepared, RunnerValues
+    from tests import factories
+
+    events: list[Event] = [Prepared(model_dir="/m", weight_bytes_per_token=150_000_000)]
+    # TPOTs (e2e − TTFT) / 3 of 6 and 12 ms: mean 9 ms, 111.1 tok/s; the warm-up's 3 ms is left out
+    for i, e2e in enumerate((19.0, 28.0, 46.0)):
+        events.append(SampleEvent(sample=factories.sample(i, warmup=i == 0, chunks=(10.0, 12.0, 14.0, 16.0),
+                                                          e2e_ms=e2e)))
+    events.append(RunnerValues(cell_values={"memory_bandwidth_gbs": 25.0}))
+    r = cell_result(factories.spec(), events, "ok", None, "2026-01-01T00:00:00", "2026-01-01T00:00:01", 1.0)
+    v = r.cell_values
+    assert v["weight_bytes_per_token"] == 150.0 and v["memory_bandwidth_gbs"] == 25.0
+    assert v["achieved_bandwidth_gbs"] == pytest.approx(150e6 * (1000 / 9.0) / 1e9)  # 16.67 GB/s
+    assert v["roofline_pct"] == pytest.approx(100 * 150e6 * (1000 / 9.0) / 1e9 / 25.0)  # 66.7%
+    assert r.summaries["roofline_pct"].median == pytest.approx(v["roofline_pct"])

@@ -140,6 +140,8 @@ def connect(options: ClusterOptions, log: Callable[[str], None]) -> Cluster:
         else:
             nodes.append(identity(node, name, found))
             cache_dirs[node.node_id] = found.cache_dir
+            for note in found.notes:
+                log(f"node {name}: {note}")
     nodes.sort(key=lambda n: n.name)
     for name, why in left_out.items():
         log(f"node {name} left out: {why}")
@@ -148,8 +150,9 @@ def connect(options: ClusterOptions, log: Callable[[str], None]) -> Cluster:
                                 + (f" ({'; '.join(f'{k}: {v}' for k, v in left_out.items())})" if left_out else
                                    " (the cluster has no live node)"))
     for n in nodes:
+        bw = n.host.memory_bandwidth
         log(f"node {n.name}: {n.host.cpu_model}, {n.cpus:g} CPU, devices {', '.join(placement.device_names(n))}, "
-            f"{n.cache}")
+            f"{n.cache}" + (f", memory bandwidth {bw.triad_gbs:.1f} GB/s triad" if bw else ""))
     return Cluster(ray=ray, options=options, nodes=nodes, cache_dirs=cache_dirs, left_out=left_out)
 
 

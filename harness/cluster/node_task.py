@@ -28,8 +28,9 @@ def node_run_dir(run_id: str) -> Path:
 def run_cell_on_node(cell: CellSpec, job: NodeJob) -> CellResult:
     """Run one cell on this node; the result names the node. Never raises for the cell's own failures."""
     run_dir = node_run_dir(job.run_id)
+    bandwidth = job.node.host.memory_bandwidth
     options = RunOptions(cache_dir=Path(job.cache_dir), available_devices=[d.name for d in job.node.devices],
-                         faults=job.faults)
+                         faults=job.faults, memory_bandwidth_gbs=bandwidth.triad_gbs if bandwidth else None)
     result = run_cell(cell, run_dir, options, ProgressSink())
     result.node = job.node
     if result.status not in ("ok", "skipped"):

@@ -28,6 +28,7 @@ class NodeProbe(BaseModel):
     cache: str
     cache_dir: str
     missing: dict[str, str]  # module -> why it cannot be imported
+    notes: list[str] = []  # what the node could not measure about itself (it still runs cells)
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,18 @@ def probe_node(shared_cache: str | None) -> NodeProbe:
 
         devices = list_devices()
     cache_dir = Path(shared_cache) if shared_cache else default_cache_dir()
-    return NodeProbe(host=host.host_info(), devices=devices, versions=host.package_versions(),
+    info = host.host_info()
+    notes: list[str] = []
+    try:
+        from harness.roofline import host_bandwidth
+
+        # measured once per host fingerprint, then read from the node's cache
+        info.memory_bandwidth = host_bandwidth(cache_dir, info)
+    except Exception as e:  # noqa: BLE001 - without it the node still runs cells, only the roofline is absent
+        notes.append(f"memory bandwidth not measured: {type(e).__name__}: {e}")
+    return NodeProbe(host=info, devices=devices, versions=host.package_versions(),
                      harness_commit=host.git_commit(), cache=f"{'shared' if shared_cache else 'node-local'} "
-                     f"{cache_dir}", cache_dir=str(cache_dir), missing=missing)
+                     f"{cache_dir}", cache_dir=str(cache_dir), missing=missing, notes=notes)
 
 
 def ray_nodes(ray: Any) -> list[RayNode]:

@@ -87,6 +87,9 @@ class KindSpec:
     # accuracy on the first measured call's kept outputs (vectors, images, audio); None: on the generated text
     compare_outputs: CompareOutputs | None = None
     repeat_tolerance: float = 1e-5  # largest difference allowed between a kept output and its repeat
+    # plain decoding reads every weight once per generated token, so the memory roofline applies
+    # (harness/roofline.py); drafted kinds read the main model's weights once per several tokens
+    roofline: bool = False
 
     def run(self) -> Callable[[CellSpec, CellModels, Emit], None]:
         module, _, function = self.backend.partition(":")

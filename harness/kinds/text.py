@@ -10,6 +10,8 @@ GENERATE_COLUMNS = (Column("TTFT ms", "ttft_ms", digits=2), Column("TPOT ms", "t
                     Column("tok/s", "output_tps"), Column("peak MiB", "peak_rss_mb", digits=0),
                     Column("tok/step", "tokens_per_chunk", "mean", 2))
 DRAFTED_COLUMNS = (*GENERATE_COLUMNS[:4], Column("accept %", "acceptance_rate_pct"), GENERATE_COLUMNS[4])
+# plain decoding: also the share of the host's memory bandwidth its weight traffic reaches (harness/roofline.py)
+ROOFLINE_COLUMNS = (*GENERATE_COLUMNS, Column("roofline %", "roofline_pct", "median", 0))
 HEADLINE = (Column("tok/s", "output_tps"), Column("ms TTFT", "ttft_ms"))
 SPEED = (Column("TTFT ms", "ttft_ms", "median"), Column("TPOT ms", "tpot_ms", "median", 2),
          Column("tok/s", "output_tps", "median"))
@@ -39,7 +41,8 @@ class PromptLookupParams(Params):
 
 
 LLM_BACKEND = "harness.backends.genai_llm:run"
-GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, report=text_table("Plain generation"))
+GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, roofline=True,
+                    report=text_table("Plain generation", ROOFLINE_COLUMNS))
 SPECULATIVE = KindSpec(name="speculative", params=SpeculativeParams, backend=LLM_BACKEND, same_as_greedy=True,
                        report=text_table("Speculative decoding", DRAFTED_COLUMNS))
 PROMPT_LOOKUP = KindSpec(name="prompt_lookup", params=PromptLookupParams, backend=LLM_BACKEND, same_as_greedy=True,
