@@ -219,6 +219,9 @@ def _join_cluster(address: str, each_node: bool, nodes: list[str], shared_cache:
     if suite.environments:
         raise HarnessInputError("command line", "--cluster", address, "cells in other Python environments (suite "
                                 "`environments` or --env) run only locally for now")
+    if shared_cache is not None and not Path(shared_cache).is_absolute():
+        raise HarnessInputError("command line", "--shared-cache", shared_cache, "must be an absolute path (every node "
+                                "reads it from its own working directory)")
     wanted: dict[str, str] = {}
     for given in nodes:
         label, sep, value = given.partition("=")

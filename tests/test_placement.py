@@ -4,7 +4,7 @@ capable node, a cell never goes back to a node it died on, and a node that prepa
 from __future__ import annotations
 
 from harness.cluster.nodes import RayNode, matches, node_names
-from harness.cluster.placement import can_run, each_node, no_node_reason, pick
+from harness.cluster.placement import can_run, each_node, machine, no_node_reason, pick
 from harness.schema import DeviceInfo, HostInfo, NodeIdentity
 from tests.factories import spec
 
@@ -56,6 +56,13 @@ def test_pick_avoids_the_node_a_cell_died_on_and_prefers_a_warm_cache() -> None:
     warm = {"id-b": {f"{cell.model.source}|{cell.model.draft}|fp16"}}
     assert pick(cell, [a, b], avoid=set(), warm=warm) == b
     assert pick(on("CPU", "int8"), [a, b], avoid=set(), warm=warm) == a  # another precision is another model
+    assert pick(cell, [a, b], avoid=set(), warm={}, ran={"id-a": 2, "id-b": 1}) == b  # the less used node
+
+
+def test_nodes_on_one_machine_are_one_machine() -> None:
+    a, b = node("a", "CPU"), node("b", "CPU")
+    other = b.model_copy(update={"host": HOST.model_copy(update={"hostname": "h2"})})
+    assert machine(a) == machine(b) != machine(other)
 
 
 def test_node_names_are_unique_and_labels_select_nodes() -> None:

@@ -36,6 +36,7 @@ WAIT_S = 0.5
 # beyond the cell's own limits (which its node's runner applies), time for Ray to start the task and return it
 DEADLINE_MARGIN_S = 300.0
 RESULTS_EVERY_S = 10.0
+NODES_EVERY_S = 5.0
 Mode = Literal["spread", "each-node"]
 
 
@@ -209,7 +210,8 @@ def _deadline_s(cell: CellSpec) -> float:
 def _node_faults(ray: Any) -> tuple[type[BaseException], ...]:
     ex = ray.exceptions
     return tuple(getattr(ex, name) for name in ("NodeDiedError", "WorkerCrashedError", "OwnerDiedError",
-                                                "ObjectLostError", "LocalRayletDiedError") if hasattr(ex, name))
+                                                "ObjectLostError", "LocalRayletDiedError", "TaskUnschedulableError")
+                 if hasattr(ex, name))
 
 
 def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata, cluster: Cluster,
@@ -224,9 +226,9 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
     pending = [_Attempt(c) for c in cells if c.key not in done]
     total = len(pending)
     alive = {n.node_id: n for n in cluster.nodes}
-    busy: dict[str, Any] = {}  # node id -> the ref running there
     running: dict[Any, _Running] = {}
     warm: dict[str, set[str]] = {}
+    ran: dict[str, int] = {}  # node id -> cells given to it
     remote = ray.remote(max_retries=0)(run_cell_on_node)
     node_faults = _node_faults(ray)
     started_count = 0
@@ -250,8 +252,13 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
         result.notes += attempt.notes
         record(result)
 
+    last_refresh = time.monotonic()
     try:
         while pending or running:
+            if time.monotonic() - last_refresh > NODES_EVERY_S:  # a node that died between cells gets none
+                live = {n.node_id for n in ray_nodes(ray)}
+                alive = {nid: n for nid, n in alive.items() if nid in live}
+                last_refresh = time.monotonic()
             for attempt in list(pending):
                 cell = attempt.cell
                 if not placement.capable(cell, alive.values()):
@@ -265,8 +272,10 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
                     pending.remove(attempt)
                     give_up(attempt, "failed", "; ".join(attempt.notes) + "; no other live node can run it")
                     continue
-                free = [n for nid, n in alive.items() if nid not in busy]
-                node = placement.pick(cell, free, attempt.avoid, warm)
+                # a cell has its node's machine to itself, even when one machine hosts several Ray nodes
+                busy = {placement.machine(r.node) for r in running.values()}
+                free = [n for n in alive.values() if placement.machine(n) not in busy]
+                node = placement.pick(cell, free, attempt.avoid, warm, ran)
                 if node is None:
                     continue
                 pending.remove(attempt)
@@ -277,7 +286,7 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
                               faults={cell.key: faults[cell.key]} if cell.key in faults else {})
                 ref = remote.options(num_cpus=node.cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(
                     node.node_id, soft=False)).remote(cell, job)
-                busy[node.node_id] = ref
+                ran[node.node_id] = ran.get(node.node_id, 0) + 1
                 running[ref] = _Running(attempt, node, now_iso(), time.monotonic(),
                                         time.monotonic() + _deadline_s(cell))
                 warm.setdefault(node.node_id, set()).add(placement.model_key(cell))
@@ -286,7 +295,6 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
             ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
             for ref in ready:
                 run = running.pop(ref)
-                busy.pop(run.node.node_id, None)
                 try:
                     result: CellResult = ray.get(ref)
                 except node_faults as e:
@@ -312,7 +320,6 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
                 if now > run.deadline:
                     ray.cancel(ref, force=True)
                     running.pop(ref)
-                    busy.pop(run.node.node_id, None)
                     result = cell_result(run.attempt.cell, [], "timeout", f"no result from node {run.node.name} "
                                          f"within {_deadline_s(run.attempt.cell):g} s", run.started, now_iso(),
                                          now - run.t0)

@@ -40,13 +40,22 @@ def each_node(cells: list[CellSpec], nodes: list[NodeIdentity]) -> list[CellSpec
     return out
 
 
-def pick(cell: CellSpec, free: list[NodeIdentity], avoid: set[str], warm: dict[str, set[str]]) -> NodeIdentity | None:
+def pick(cell: CellSpec, free: list[NodeIdentity], avoid: set[str], warm: dict[str, set[str]],
+         ran: dict[str, int] | None = None) -> NodeIdentity | None:
     """A free node for the cell, not one it already failed on; one that already prepared the cell's model
-    (`warm`: node id -> model keys) first, so a node-local cache is reused rather than filled again."""
+    (`warm`: node id -> model keys) first, so a node-local cache is reused rather than filled again, then the
+    node given the fewest cells (`ran`), so work spreads over equal nodes."""
     able = [n for n in capable(cell, free) if n.node_id not in avoid]
-    model = model_key(cell)
-    able.sort(key=lambda n: model not in warm.get(n.node_id, set()))
+    model, ran = model_key(cell), ran or {}
+    able.sort(key=lambda n: (model not in warm.get(n.node_id, set()), ran.get(n.node_id, 0)))
     return able[0] if able else None
+
+
+def machine(node: NodeIdentity) -> str:
+    """The physical machine behind a Ray node: several nodes started on one machine share its cores and memory,
+    so they count as one for keeping measurements apart."""
+    h = node.host
+    return f"{h.hostname}|{h.cpu_model}|{h.logical_cores}|{round(h.memory_total_mb)}"
 
 
 def model_key(cell: CellSpec) -> str:
