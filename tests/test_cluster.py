@@ -214,12 +214,12 @@ def test_a_node_whose_python_lacks_a_package_is_left_out(cluster: LocalCluster, 
 
 
 def test_a_cell_over_its_timeout_is_recorded_and_the_run_goes_on(cluster: LocalCluster, tmp_path: Path) -> None:
-    suite = _suite(timeout_s=15)
+    suite = _suite(timeout_s=8)
     hang = "tiny/fp16/CPU/greedy/in16-out8"
     proc, run_dir = _harness(cluster, tmp_path, suite, "--fault", f"{hang}=hang")
     assert proc.returncode == 1
     by_key = {c["key"]: c for c in _results(run_dir)["cells"]}
-    assert by_key[hang]["status"] == "timeout" and "timeout of 15 s" in by_key[hang]["error"]
+    assert by_key[hang]["status"] == "timeout" and "timeout of 8 s" in by_key[hang]["error"]
     assert [c["status"] for k, c in by_key.items() if k != hang] == ["ok"]
 
 
@@ -241,7 +241,7 @@ def _start_run(cluster: LocalCluster, folder: Path, suite: dict[str, Any], *args
 
 
 def test_killed_submitter_resumes_without_losing_or_repeating_cells(cluster: LocalCluster, tmp_path: Path) -> None:
-    suite = _suite(precisions=["fp16", "int8"], min_measure_s=4)
+    suite = _suite(min_measure_s=3)
     proc, err = _start_run(cluster, tmp_path, suite)
     run_dir = tmp_path / "run"
     deadline = time.monotonic() + 300
@@ -251,7 +251,7 @@ def test_killed_submitter_resumes_without_losing_or_repeating_cells(cluster: Loc
     proc.kill()  # the submitter dies; Ray ends the tasks it owned
     proc.wait()
     finished = [r["key"] for r in _records(run_dir)]
-    assert 1 <= len(finished) < 4
+    assert len(finished) == 1
     # resuming a cluster run locally would place its cells differently: refused, in one line
     local = run_cli("run", "--resume", str(run_dir))
     assert local.returncode == 2 and "resume it with --cluster ADDRESS" in local.stderr, local.stderr
@@ -259,13 +259,13 @@ def test_killed_submitter_resumes_without_losing_or_repeating_cells(cluster: Loc
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resume: {len(finished)} finished cells kept" in resumed.stderr
     keys = [r["key"] for r in _records(run_dir)]
-    assert len(keys) == len(set(keys)) == 4, keys  # nothing repeated, nothing missing
-    assert keys[:len(finished)] == finished
-    assert len(_results(run_dir)["cells"]) == 4
+    assert len(keys) == len(set(keys)) == 2, keys  # nothing repeated, nothing missing
+    assert keys[:1] == finished
+    assert [c["status"] for c in _results(run_dir)["cells"]] == ["ok", "ok"]
 
 
 def test_a_node_killed_during_a_cell_retries_it_on_the_other_node(cluster: LocalCluster, tmp_path: Path) -> None:
-    suite = _suite(min_measure_s=8)
+    suite = _suite(min_measure_s=5)
     proc, err = _start_run(cluster, tmp_path, suite)
     try:
         _wait_for(err, "on node w1", proc, 300)
