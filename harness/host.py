@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import socket
 import subprocess
@@ -55,6 +57,14 @@ def host_info() -> HostInfo:
         logical_cores=psutil.cpu_count(logical=True),
         memory_total_mb=round(psutil.virtual_memory().total / 2**20, 1),
     )
+
+
+def fingerprint(host: HostInfo) -> str:
+    """One physical machine's identity: hostname, CPU model, logical cores, total memory. Cached measurements of
+    the machine are keyed by it (a host whose hardware changes is measured again), and cluster nodes that share
+    it share one machine."""
+    key = [host.hostname, host.cpu_model, host.logical_cores, round(host.memory_total_mb)]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
 def package_versions(names: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str, str | None]:

@@ -9,8 +9,6 @@ what the host's memory system delivers says how close to that bound it runs (doc
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import statistics
 import time
@@ -21,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from harness.host import fingerprint as host_fingerprint
 from harness.schema import HostInfo, MemoryBandwidth
 
 MiB = 2**20
@@ -117,13 +116,6 @@ def measure_bandwidth(seconds: float = 3.0, threads: int | None = None, array_mb
         triad_median_gbs=round(statistics.median(triads), 3), array_mb=round(n * 8 / MiB, 1), threads=threads,
         seconds=round(time.monotonic() - t_start, 2), measured_at=datetime.now(timezone.utc).isoformat(
             timespec="seconds"), fingerprint=fingerprint, cached=False, method=METHOD)
-
-
-def host_fingerprint(host: HostInfo) -> str:
-    """Identity of a host's memory system for the cache: hostname, CPU model, logical cores, total memory
-    (a host whose hardware changes is measured again)."""
-    key = [host.hostname, host.cpu_model, host.logical_cores, round(host.memory_total_mb)]
-    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
 def host_bandwidth(cache_dir: Path, host: HostInfo, remeasure: bool = False,

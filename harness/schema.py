@@ -431,7 +431,7 @@ class MemoryBandwidth(Strict):
     threads: int
     seconds: float = Field(description="wall time of the measurement")
     measured_at: str
-    fingerprint: str = Field(description="the host fingerprint it is cached under (harness.roofline.host_fingerprint)")
+    fingerprint: str = Field(description="the host fingerprint it is cached under (harness.host.fingerprint)")
     cached: bool = Field(False, description="read from the cache rather than measured by this process")
     method: str = Field(description="how it was measured, in words")
 

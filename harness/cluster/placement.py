@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from harness.devices import missing_devices
+from harness.host import fingerprint
 from harness.schema import CellSpec, NodeIdentity
 from harness.suite import pinned_to
 
@@ -54,8 +55,7 @@ def pick(cell: CellSpec, free: list[NodeIdentity], avoid: set[str], warm: dict[s
 def machine(node: NodeIdentity) -> str:
     """The physical machine behind a Ray node: several nodes started on one machine share its cores and memory,
     so they count as one for keeping measurements apart."""
-    h = node.host
-    return f"{h.hostname}|{h.cpu_model}|{h.logical_cores}|{round(h.memory_total_mb)}"
+    return fingerprint(node.host)
 
 
 def model_key(cell: CellSpec) -> str:
