@@ -124,7 +124,7 @@ def test_each_node_qualifies_every_node_with_the_host_in_the_key(cluster: LocalC
     assert {c["node"]["cache"] for c in cells} == {f"shared {shared}"}
     # w1 and w2 are one machine here: their cells took turns, never measured side by side
     spans = sorted((c["started_at"], c["finished_at"]) for c in cells)
-    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)), spans
     assert _results(run_dir)["metadata"]["cluster"]["shared_cache"] == shared
     report = run_cli("report", str(run_dir), "--kind", "qualification").stdout
     assert "## w1 · CPU" in report and "## w2 · CPU" in report and report.count("**PASS**") == 2, report
