@@ -276,3 +276,25 @@ def test_a_node_killed_during_a_cell_retries_it_on_the_other_node(cluster: Local
     retried = [c for c in cells if any("retried on node w2 after: node w1 failed during the cell" in n
                                        for n in c["notes"])]
     assert len(retried) == 1 and retried[0]["node"]["name"] == "w2", [c["notes"] for c in cells]
+
+
+def test_a_node_killed_in_an_each_node_run_fails_its_own_cells_only(cluster: LocalCluster, tmp_path: Path) -> None:
+    suite = _suite(min_measure_s=3, scenarios=[{"name": "a", "kind": "generate"}, {"name": "b", "kind": "generate"}])
+    proc, err = _start_run(cluster, tmp_path, suite, "--each-node")
+    try:
+        _wait_for(err, "on node w1", proc, 300)
+        time.sleep(2)
+        cluster.kill("w1")
+        assert proc.wait(timeout=600) == 1, err.read_text()[-3000:]  # cells failed: exit 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if "w1" not in cluster.procs:
+            cluster.start_worker("w1", {"host": "w1", "rack": "a"})
+    cells = {c["key"].split("/")[3] + "@" + c["spec"]["host"]: c for c in _results(tmp_path / "run")["cells"]}
+    assert {k: c["status"] for k, c in cells.items()} == {"a@w1": "failed", "a@w2": "ok", "b@w1": "failed",
+                                                          "b@w2": "ok"}
+    # the cell it died under, and the one it never got to: a cell of w1 runs nowhere else
+    assert cells["a@w1"]["error"].startswith("node w1 failed during the cell (NodeDiedError: ")
+    assert cells["a@w1"]["error"].endswith("; no other live node can run it")
+    assert cells["b@w1"]["error"] == "node w1 died before the cell could run there"

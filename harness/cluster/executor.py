@@ -183,6 +183,8 @@ def _one_line(e: BaseException) -> str:
     cause = getattr(e, "cause", None) or e
     text = str(cause).strip().splitlines()
     last = next((line for line in reversed(text) if line.strip()), "") if text else ""
+    if len(last) > 200 and ". " in last:  # Ray's own errors go on with advice on where to look
+        last = last.split(". ", 1)[0] + "."
     return f"{type(cause).__name__}: {last}" if last else type(cause).__name__
 
 
@@ -248,9 +250,7 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
             write_s = last_write - t0
 
     def give_up(attempt: _Attempt, status: Literal["skipped", "failed"], error: str) -> None:
-        result = cell_result(attempt.cell, [], status, error, now_iso(), now_iso(), 0.0)
-        result.notes += attempt.notes
-        record(result)
+        record(cell_result(attempt.cell, [], status, error, now_iso(), now_iso(), 0.0))
 
     last_refresh = time.monotonic()
     try:
@@ -263,8 +263,11 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
                 cell = attempt.cell
                 if not placement.capable(cell, alive.values()):
                     pending.remove(attempt)
+                    gone = [n.name for n in placement.capable(cell, cluster.nodes) if n.node_id not in alive]
                     if attempt.avoid:
                         give_up(attempt, "failed", "; ".join(attempt.notes) + "; no other live node can run it")
+                    elif gone:  # it had nodes, and they died during the run: a fault, not a missing device
+                        give_up(attempt, "failed", f"node {', '.join(gone)} died before the cell could run there")
                     else:
                         give_up(attempt, "skipped", placement.no_node_reason(cell, cluster.nodes))
                     continue
@@ -306,8 +309,11 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
                     if len(run.attempt.avoid) <= cluster.options.retries:
                         pending.insert(0, run.attempt)  # retried first, on another node
                         continue
-                    result = cell_result(run.attempt.cell, [], "failed", why, run.started, now_iso(),
-                                         time.monotonic() - run.t0)
+                    result = cell_result(run.attempt.cell, [], "failed", "; ".join(run.attempt.notes), run.started,
+                                         now_iso(), time.monotonic() - run.t0)
+                    result.node = run.node
+                    record(result)
+                    continue
                 except Exception as e:  # noqa: BLE001 - e.g. the node's Python lacks a package the cell needs
                     result = cell_result(run.attempt.cell, [], "failed", f"on node {run.node.name}: {_one_line(e)}",
                                          run.started, now_iso(), time.monotonic() - run.t0)
