@@ -174,3 +174,20 @@ def test_request_lengths_spread_uniformly_around_the_nominal_ones():
     assert min(ins) >= 50 and max(ins) <= 150 and min(outs) >= 20 and max(outs) <= 60
     assert 95 < sum(ins) / len(ins) < 105 and len(set(outs)) > 30  # uniform, not stuck at the nominal
     assert request_lengths(100, 40, 0.5, 10) == request_lengths(100, 40, 0.5, 10)  # seeded
+
+
+def test_warm_up_runs_at_the_loads_concurrency(server):
+    # each request streams for ~80 ms: four warm-up requests at concurrency 4 overlap, one at a time they do not
+    def warm(concurrency: int, rate: float | None = None):
+        spec = LoadSpec(concurrency=concurrency, rate=rate, requests=1, warmup=4, timeout_s=5)
+        res = asyncio.run(run_load(f"{server}/ok/v3", "m", lambda i: RequestInput("chat", f"p{i}", 8, index=i), spec))
+        assert len(res.warmup) == 4 and all(o.ok for o in res.warmup) and [o.index for o in res.warmup] == [-1, -2, -3, -4]
+        return max(o.end_ns for o in res.warmup) - min(o.start_ns for o in res.warmup)
+
+    def overlap(span_ns: int, one_ns: int) -> bool:
+        return span_ns < 2.5 * one_ns
+
+    one = warm(1)
+    assert not overlap(one, one / 4)  # sequential: about four requests long
+    assert overlap(warm(4), one / 4)
+    assert overlap(warm(1, rate=5.0), one / 4)  # open loop: the warm-up all at once

@@ -1,6 +1,6 @@
 """Load generation against an endpoint: closed loop at a fixed concurrency, or open loop at a request
 rate (Poisson arrivals, optional burstiness as a gamma shape), for a request count or a duration.
-Warm-up requests run first and are returned apart. The generator's own CPU time is measured so a
+Warm-up requests run first, at the load's concurrency, and are returned apart. The generator's own CPU time is measured so a
 report can show it was not the bottleneck."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ async def run_load(base_url: str, model: str, inputs: Callable[[int], RequestInp
     limits = httpx.Limits(max_connections=max(64, (spec.concurrency or 1) * 2), max_keepalive_connections=64)
     timeout = httpx.Timeout(spec.timeout_s, connect=min(10.0, spec.timeout_s))
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-        warm = [await send(client, base_url, inputs(-1 - k), model, headers) for k in range(spec.warmup)]
+        warm = await _warm_up(client, base_url, model, inputs, spec, headers)
         cpu0, start = os.times(), time.perf_counter_ns()
         measured: list[RequestOutput] = []
         interrupted = False
@@ -63,6 +63,20 @@ async def run_load(base_url: str, model: str, inputs: Callable[[int], RequestInp
         cpu1, end = os.times(), time.perf_counter_ns()
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     return LoadResult(warm, sorted(measured, key=lambda o: o.index), start, end, cpu, interrupted)
+
+
+async def _warm_up(client: httpx.AsyncClient, base_url: str, model: str, inputs: Callable[[int], RequestInput],
+                   spec: LoadSpec, headers: dict[str, str] | None) -> list[RequestOutput]:
+    """The warm-up requests, as many in flight as the load will have (all at once for an open loop), so the
+    connections the load uses are open and the server has batched that many before the clock starts."""
+    width = spec.warmup if spec.rate else max(1, spec.concurrency or 1)
+    gate = asyncio.Semaphore(max(1, width))
+
+    async def one(k: int) -> RequestOutput:
+        async with gate:
+            return await send(client, base_url, inputs(-1 - k), model, headers)
+
+    return list(await asyncio.gather(*(one(k) for k in range(spec.warmup))))
 
 
 async def _closed_loop(client: httpx.AsyncClient, base_url: str, model: str, inputs: Callable[[int], RequestInput],
