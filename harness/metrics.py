@@ -137,7 +137,7 @@ class InterChunkLatency(Metric):
 class OutputThroughput(Metric):
     """Output tokens per second over the whole call: output tokens / e2e seconds."""
 
-    tag, title, unit, higher_is_better = "output_tps", "output tok/s", "tokens/s", True
+    tag, title, unit, higher_is_better = "output_tps", "output tok/s per request", "tokens/s", True
 
     @classmethod
     def compute(cls, s: Sample) -> list[float]:
@@ -518,7 +518,7 @@ class BatchOutputThroughput(BatchMetric):
     """Continuous batching: output tokens of all requests of a batch / batch duration (first request
     added → last request finished), in tokens per second."""
 
-    tag, title, unit, higher_is_better = "batch_output_tps", "total output tok/s", "tokens/s", True
+    tag, title, unit, higher_is_better = "batch_output_tps", "total output tok/s (whole load)", "tokens/s", True
 
     @classmethod
     def compute_batch(cls, b: BatchRecord) -> list[float]:

@@ -379,7 +379,7 @@ def _sweep_curves(cells: list[CellResult]) -> list[Markup]:
         label = {"concurrency": "c", "rate": "r"}
         points = [(f"{label[sweep_axis(c) or 'concurrency']}={sweep_value(c)}", c.summaries["batch_output_tps"].median,
                    c.summaries["ttft_ms"].p90) for c in group]
-        out.append(Markup(render_curve_svg(points, "Throughput vs latency", "output tok/s", "TTFT p90 ms",
+        out.append(Markup(render_curve_svg(points, "Throughput vs latency", "total output tok/s (whole load)", "TTFT p90 ms",
                                            subtitle=_truncate(key, 90))))
     return out
 

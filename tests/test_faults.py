@@ -37,7 +37,7 @@ def write_suite(tmp_path, devices="[CPU]", timeout=120):
 
 
 def test_crash_and_hang_do_not_stop_the_run(tmp_path, model_cache):
-    suite = write_suite(tmp_path, timeout=40)
+    suite = write_suite(tmp_path, timeout=15)
     out = tmp_path / "run"
     proc = run_cli("run", str(suite), "--out", str(out),
                    "--fault", "tiny/fp16/CPU/greedy/in8-out8=crash",
@@ -47,8 +47,8 @@ def test_crash_and_hang_do_not_stop_the_run(tmp_path, model_cache):
     crashed = cells["tiny/fp16/CPU/greedy/in8-out8"]
     assert crashed.status == "crashed" and "SIGSEGV" in crashed.error
     hung = cells["tiny/fp16/CPU/greedy/in12-out8"]
-    assert hung.status == "timeout" and "40 s" in hung.error
-    assert 35 < hung.wall_s < 80
+    assert hung.status == "timeout" and "15 s" in hung.error
+    assert 13 < hung.wall_s < 60
     assert cells["tiny/fp16/CPU/greedy/in16-out8"].status == "ok"
     assert "**crashed**" in (out / "report.md").read_text()
 

@@ -80,7 +80,7 @@ TRENDS = {f"m/fp16/CPU/generate/in8-out4 {tag}": Trend(
     for tag, base in (("tpot_ms", 2.0), ("output_tps", 230.0))}
 
 CHART_TITLES = (
-    "output tok/s (tokens/s) by precision and device",
+    "output tok/s per request (tokens/s) by precision and device",
     "TTFT (ms) by precision and device",
     "TPOT (ms) by precision and device",
     "TTFT distribution (ms)",
@@ -195,7 +195,7 @@ def test_comparison_page_highlights_a_regression():
     assert re.search(r'<td class="num v-regression" title="regression: ', html)  # matrix entry
     assert f'<div class="n">{len(reg)}</div><div class="l">regressions</div>' in html
     titles = _svg_titles(html)
-    assert titles == ["TPOT: change candidate vs base (%)", "output tok/s: change candidate vs base (%)"]
+    assert titles == ["TPOT: change candidate vs base (%)", "output tok/s per request: change candidate vs base (%)"]
     tpot_chart = html[html.index(titles[0]):html.index(titles[1])]
     assert 'fill="#d62728"' in tpot_chart  # the regressed bar is red
     assert "version openvino" in html and "<script" not in html and "&lt;img src=x" in html

@@ -50,7 +50,7 @@ KIND = KindSpec(
     report=ReportTable(
         title="Serving (OpenAI-compatible endpoint)",
         columns=(Column("req/s", "request_rps", digits=2), Column("goodput req/s", "goodput_rps", digits=2),
-                 Column("out tok/s", "batch_output_tps"), Column("total tok/s", "batch_total_tps"),
+                 Column("load out tok/s", "batch_output_tps"), Column("load total tok/s", "batch_total_tps"),
                  Column("TTFT p50 ms", "ttft_ms", "median"), Column("TTFT p90 ms", "ttft_ms", "p90"),
                  Column("TTFT p99 ms", "ttft_ms", "p99"), Column("TPOT p50 ms", "tpot_ms", "median", 2),
                  Column("TPOT p90 ms", "tpot_ms", "p90", 2), Column("TPOT p99 ms", "tpot_ms", "p99", 2),
@@ -59,7 +59,8 @@ KIND = KindSpec(
         headline=(Column("req/s", "request_rps", digits=2), Column("ms TTFT p90", "ttft_ms", "p90")),
         note="Load on the suite's server (OVMS paths; `local` = harness serve on loopback): closed loop at "
         "`concurrency` or open loop at `rate`. TTFT = first content chunk; TPOT = (e2e − TTFT) / (usage tokens − 1); "
-        "req/s (completed requests), out and total (in + out) tok/s over the whole load; goodput = completed "
+        "req/s (completed requests), load out and load total (in + out) tok/s over the whole load (not a per-request "
+        "median); goodput = completed "
         "requests meeting every per-request limit of the suite's `slo:` per second; client CPU = the generator's own "
         "CPU share.",
         speed=(Column("req/s", "request_rps", "median", 2), Column("TTFT p90 ms", "ttft_ms", "p90"),
