@@ -62,6 +62,13 @@ def _app():
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    @app.get("/{mode}/v3/models")
+    async def listing(mode: str):
+        served = {"one": ["ovms-llama"], "two": ["a", "b"], "broken": None}.get(mode, ["m"])
+        if served is None:
+            return JSONResponse(status_code=404, content={"error": "no listing"})
+        return {"object": "list", "data": [{"id": m, "object": "model"} for m in served]}
+
     @app.post("/{mode}/v3/rerank")
     async def rerank(mode: str, request: Request):
         body = await request.json()
@@ -191,3 +198,14 @@ def test_warm_up_runs_at_the_loads_concurrency(server):
     assert not overlap(one, one / 4)  # sequential: about four requests long
     assert overlap(warm(4), one / 4)
     assert overlap(warm(1, rate=5.0), one / 4)  # open loop: the warm-up all at once
+
+
+def test_the_served_model_name_comes_from_the_servers_listing(server):
+    from harness.backends.serving import served_model_name
+    from harness.errors import ModelPreparationError
+
+    assert served_model_name(f"{server}/ok/v3", "m", None, 5) == "m"  # listed: as the suite names it
+    assert served_model_name(f"{server}/one/v3", "small", None, 5) == "ovms-llama"  # the only one served
+    assert served_model_name(f"{server}/broken/v3", "small", None, 5) == "small"  # no listing: as given
+    with pytest.raises(ModelPreparationError, match=r"serves a, b, none named 'small': set the scenario's served_model"):
+        served_model_name(f"{server}/two/v3", "small", None, 5)

@@ -74,6 +74,24 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def served_model_name(base_url: str, wanted: str, headers: dict[str, str] | None, timeout_s: float) -> str:
+    """The `model` requests should name: `wanted` when the server lists it (or lists nothing readable), else the
+    server's only model; a server listing several others is an error naming them (set `served_model`)."""
+    import httpx
+
+    try:
+        r = httpx.get(f"{base_url}/models", headers=headers, timeout=min(timeout_s, 10.0))
+        listed = [str(m["id"]) for m in r.json()["data"]] if r.status_code == 200 else []
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        listed = []  # no usable listing: OVMS and others route by the name given, as before
+    if not listed or wanted in listed:
+        return wanted
+    if len(listed) == 1:
+        return listed[0]
+    raise ModelPreparationError(f"the server at {base_url} serves {', '.join(listed[:10])}, none named {wanted!r}: "
+                                "set the scenario's served_model")
+
+
 def scrape(base_url: str) -> dict[str, float]:
     """Prometheus text from the server's /metrics as {sample name with labels: value} ({} when absent)."""
     import httpx
@@ -213,8 +231,9 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                 samples.append(sample)
                 emit(SampleEvent(sample=sample, of=spec.requests))
 
-        result = asyncio.run(run_load(base_url, models.target.name if target == LOCAL else cell.model.name, inputs,
-                                      spec, headers, on_result=emit_request))
+        model = p.served_model or (models.target.name if target == LOCAL else
+                                   served_model_name(base_url, cell.model.name, headers, p.request_timeout_s))
+        result = asyncio.run(run_load(base_url, model, inputs, spec, headers, on_result=emit_request))
         after = scrape(base_url)
     finally:
         if proc is not None:

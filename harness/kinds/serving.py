@@ -23,6 +23,9 @@ class ServingParams(Params):
     duration_s: float | None = Field(None, gt=0, description="run the load this long instead of `requests`")
     stream: bool = True
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    served_model: str | None = Field(
+        None, description="the request's `model` (OVMS routes by the served model's name); default: the suite's "
+        "model name when the server lists it, else the server's only model (from /v3/models)")
     request_timeout_s: float = Field(60, gt=0)
     batch_size: int | None = Field(None, gt=0, description="texts per embeddings / rerank request")
     range_ratio: float = Field(0.0, ge=0, lt=1, description="input and output lengths drawn uniformly from "
