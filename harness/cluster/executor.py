@@ -218,7 +218,8 @@ def _node_faults(ray: Any) -> tuple[type[BaseException], ...]:
 
 def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata, cluster: Cluster,
                          faults: dict[str, str], progress: ProgressSink, retry_failed: bool = False) -> RunResults:
-    """Run every cell not yet recorded in run_dir on the cluster's nodes; results.json after each cell."""
+    """Run every cell not yet recorded in run_dir on the cluster's nodes: each result appended to cells.jsonl as
+    it comes back, results.json rebuilt from them now and then and at the end (also when interrupted)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     ray = cluster.ray
@@ -334,6 +335,7 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
     except BaseException:
         for ref in running:
             ray.cancel(ref, force=True)
+        write_results(run_dir, assemble(run_dir, meta, order))  # every recorded cell, not the last rebuild's
         raise
     meta.finished_at = now_iso()
     results = assemble(run_dir, meta, order)
