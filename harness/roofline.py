@@ -202,14 +202,20 @@ def weight_bytes_per_token(model_xml: Path) -> int:
 # ---------------------------------------------------------------- the cell's roofline figures
 
 
+def decode_tokens_per_s(mean_tpot_ms: float) -> float | None:
+    """The decode rate the roofline uses: 1000 / mean TPOT (None for no positive TPOT)."""
+    return 1000.0 / mean_tpot_ms if mean_tpot_ms > 0 else None
+
+
 def roofline_values(weight_mb: float | None, host_gbs: float | None, tpot_ms: Iterable[float]) -> dict[str, float]:
     """A plain decoding cell's achieved bandwidth (weight MB per token × decode tokens/s, decode tokens/s =
     1000 / mean TPOT of the measured samples) and its share of the host's; a figure whose inputs are
     missing is absent."""
     tpots = list(tpot_ms)
-    if weight_mb is None or not tpots or statistics.fmean(tpots) <= 0:
+    rate = decode_tokens_per_s(statistics.fmean(tpots)) if tpots else None
+    if weight_mb is None or rate is None:
         return {}
-    achieved = weight_mb * (1000.0 / statistics.fmean(tpots)) / 1000.0  # MB/token × token/s -> GB/s
+    achieved = weight_mb * rate / 1000.0  # MB/token × token/s -> GB/s
     out = {"achieved_bandwidth_gbs": achieved}
     if host_gbs:
         out["roofline_pct"] = 100.0 * achieved / host_gbs

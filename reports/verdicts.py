@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from harness.kinds import kind_spec
+from harness.roofline import decode_tokens_per_s
 from harness.schema import CellResult, DeviceInfo, HostInfo, RunResults
 from reports.rows import column_text
 
@@ -39,7 +40,7 @@ def _roofline_columns(c: CellResult) -> list[str]:
         return None if found is None else found.median
 
     tpot = c.summaries.get("tpot_ms")
-    decode = 1000.0 / tpot.mean if tpot is not None and tpot.mean > 0 else None
+    decode = decode_tokens_per_s(tpot.mean) if tpot is not None else None
     return [fmt(decode, 1), fmt(median("weight_bytes_per_token"), 1), fmt(median("achieved_bandwidth_gbs"), 1),
             fmt(median("roofline_pct"), 0)]
 
