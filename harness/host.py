@@ -67,6 +67,13 @@ def fingerprint(host: HostInfo) -> str:
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a local server or cluster the harness starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def package_versions(names: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str, str | None]:
     """Installed distribution versions, read from metadata so nothing heavy gets imported."""
     out: dict[str, str | None] = {}

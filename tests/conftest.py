@@ -5,7 +5,6 @@ import os
 import pwd
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from harness.history import HistoryStore
+from harness.host import free_loopback_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,9 +66,7 @@ def _pg_bindir() -> Path | None:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_loopback_port()
 
 
 def _unavailable(reason: str) -> None:

@@ -19,7 +19,8 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from harness.cluster.local import LocalCluster, free_port, ray_env
+from harness.cluster.local import LocalCluster, ray_env
+from harness.host import free_loopback_port as free_port
 from tests.conftest import ROOT, run_cli
 
 

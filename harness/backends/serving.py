@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from harness.backends import CellModels, Emit
 from harness.child_process import die_with_parent
 from harness.errors import ModelPreparationError
 from harness.events import BatchEvent, Done, Loaded, SampleEvent
+from harness.host import free_loopback_port
 from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors
@@ -32,18 +32,12 @@ from harness.serving.load import LoadSpec, run_load
 LOCAL = "local"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_local_server(model_dir: Path, device: str, properties: dict[str, Any], log_path: Path,
                        embedding_dir: Path | None = None, timeout_s: float = 180) -> tuple[subprocess.Popen, str]:
     """`harness serve` in a child process on a free loopback port; returns it and its /v3 base URL."""
     import httpx
 
-    port = _free_port()
+    port = free_loopback_port()
     cmd = [sys.executable, "-m", "harness", "serve", str(model_dir), "--port", str(port), "--device", device,
            "--properties", json.dumps(properties)]
     if embedding_dir is not None:

@@ -7,20 +7,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from harness.host import free_loopback_port
+
 READY = "This command will now block forever"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ray_env(cache: Path | None = None) -> dict[str, str]:
@@ -37,7 +32,7 @@ def ray_env(cache: Path | None = None) -> dict[str, str]:
 class LocalCluster:
     def __init__(self, cache: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.temp = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # Ray's socket paths must stay short
-        self.port = free_port()
+        self.port = free_loopback_port()
         self.address = f"127.0.0.1:{self.port}"
         self.env = env or ray_env(cache)
         self.procs: dict[str, subprocess.Popen] = {}
