@@ -178,6 +178,11 @@ def test_cluster_problems_are_one_line_and_exit_2(cluster: LocalCluster, tmp_pat
         stop.set()
     assert proc.returncode == 2 and time.monotonic() - t0 < 60, proc.stderr[-2000:]
     assert "no Ray cluster answered within 5 s" in proc.stderr
+    # a port out of range is a malformed address; an IPv6 head in brackets is tried as such
+    proc = run_cli("run", str(tmp_path / "suite.yaml"), "--cluster", "127.0.0.1:99999")
+    assert proc.returncode == 2 and "a Ray cluster address is HOST:PORT" in proc.stderr, proc.stderr
+    proc = run_cli("run", str(tmp_path / "suite.yaml"), "--cluster", f"[::1]:{free_port()}")
+    assert proc.returncode == 2 and "cannot be reached" in proc.stderr and "Name or service" not in proc.stderr
     # options that only mean something on a cluster
     proc = run_cli("run", str(tmp_path / "suite.yaml"), "--each-node")
     assert proc.returncode == 2 and "go with --cluster" in proc.stderr

@@ -79,7 +79,8 @@ def _check_reachable(address: str) -> None:
     if address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 head is written [::1]:6379
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise HarnessInputError("command line", "--cluster", address, "a Ray cluster address is HOST:PORT (the head's "
                                 "GCS port, 6379 by default) or 'auto'")
     try:
