@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 
 from harness.kinds import KINDS, kind_spec
 
-SCHEMA_VERSION = "1.8"
+SCHEMA_VERSION = "1.9"
 
 Precision = Literal["fp16", "int8", "int4"]
 CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
@@ -207,6 +207,9 @@ class Sample(Strict):
     values: dict[str, list[float]] = Field(
         default_factory=dict, description="metric tag -> values computed from this sample"
     )
+    scheduled_ns: int | None = Field(
+        None, description="serving, open loop: perf_counter_ns at which the arrival schedule meant the request "
+        "to be sent (start_ns is when it was); None in a closed loop; since 1.9")
 
 
 class BatchRecord(Strict):
