@@ -205,7 +205,9 @@ def execute_ab(req: ABRequest) -> ABResult:
         write_results(out_dir / name, runs[name])
     (out_dir / "ab.md").write_text(render_ab_md(result), encoding="utf-8")
     (out_dir / "ab.html").write_text(render_ab_html(result), encoding="utf-8")
-    record_ab_in_history(result, runs["base"], runs["candidate"], out_dir, req.db)
+    from harness.history import default_history_url
+
+    record_ab_in_history(result, runs["base"], runs["candidate"], out_dir, req.db or default_history_url(beside=out_dir))
     return result
 
 

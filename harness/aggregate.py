@@ -17,6 +17,7 @@ from harness.events import (
     RunnerValues,
     Runtime,
     SampleEvent,
+    ServerReport,
     Unreadable,
 )
 from harness.fidelity import fidelity_values
@@ -31,6 +32,7 @@ from harness.schema import (
     CheckOutputs,
     ReferenceRecord,
     Sample,
+    ServerInfo,
 )
 from harness.stats import summarize
 
@@ -73,6 +75,7 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
     reference: list[ReferenceRecord] = []
     reference_error: str | None = None
     runtime_versions: dict[str, str | None] = {}
+    server: ServerInfo | None = None
     for ev in events:
         match ev:
             case SampleEvent(sample=s):
@@ -85,6 +88,8 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
                     cell_values.setdefault(k, v)
                 if isinstance(ev, Done):
                     check_outputs = check_outputs.merged(ev.check_outputs)
+            case Prepared() if not ev.model_dir:
+                notes.append("no local model: the server serves its own")
             case Prepared():
                 model_dir = ev.model_dir
                 weight_mb = None if ev.weight_bytes_per_token is None else ev.weight_bytes_per_token / 1e6
@@ -93,6 +98,8 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
                     if x is not None:
                         cell_values[tag] = x
                 notes.append("model from cache" if ev.cache_hit else "model exported in this run")
+            case ServerReport():
+                server = server or ev.server
             case Reference(records=records):
                 reference.extend(records)
             case ReferenceError():
@@ -127,7 +134,7 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
         wall_s=wall_s, samples=samples, batches=batches, cell_values=cell_values,
         summaries=summaries(samples, cell_values, batches),
         check_outputs=check_outputs, model_dir=model_dir, notes=notes, reference=reference,
-        reference_error=reference_error, runtime_versions=runtime_versions,
+        reference_error=reference_error, runtime_versions=runtime_versions, server=server,
     )
     result.checks = cell_checks(result)
     return result

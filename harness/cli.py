@@ -30,9 +30,12 @@ CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", envvar="HARNESS_CA
 
 def _validate_sources(cells, suite_file: Path, suite) -> None:
     """Fail early, naming the suite field, for model sources that cannot work."""
+    from harness.kinds.serving import needs_local_model
     from harness.models.prepare import classify_source, validate_ir_dir
 
     for i, m in enumerate(suite.models):
+        if not any(needs_local_model(c) for c in cells if c.model.name == m.name):
+            continue  # only remote servers' cells: the server has the model
         for field, source in (("source", m.source), ("draft", m.draft)):
             resolved = next((getattr(c.model, field) for c in cells if c.model.name == m.name), source)
             if not resolved:
@@ -95,7 +98,8 @@ def run(
         "default: each node its own cache")] = None,
     history: Annotated[str | None, typer.Option(
         "--history", help="history database to record the run in (e.g. postgresql://user@host/db; "
-        "env HARNESS_HISTORY_URL; default results/history.sqlite)")] = None,
+        "env HARNESS_HISTORY_URL; default: history.sqlite beside the run directory, results/history.sqlite for "
+        "a default one)")] = None,
     fault: Annotated[list[str] | None, typer.Option(hidden=True, help="test only: KEY=KIND (harness.faults)")] = None,
 ) -> None:
     """Run a suite; write results.json, report.md, report.csv and report.html; print the report.
@@ -199,6 +203,9 @@ def run(
     for fmt in ("md", "csv"):
         (run_dir / f"report.{fmt}").write_text(render(results, fmt), encoding="utf-8")
     typer.echo(render(results, "md"))
+    from harness.history import default_history_url
+
+    history = history or default_history_url(beside=run_dir)  # beside the run, where --out put it
     record_in_history(results, run_dir, history)
     from reports.html import render_html
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from harness.metrics import METRICS
-from harness.schema import BatchRecord, CheckOutputs, ReferenceRecord, Sample
+from harness.schema import BatchRecord, CheckOutputs, ReferenceRecord, Sample, ServerInfo
 
 
 class _Event(BaseModel):
@@ -46,7 +46,7 @@ class Phase(_Event):
 
 class Prepared(_Event):
     event: Literal["prepared"] = "prepared"
-    model_dir: str
+    model_dir: str = Field(description="the prepared model's folder; empty: no local model (a remote server)")
     model_size_mb: float | None = None
     cache_hit: bool = False
     export_s: float | None = None
@@ -87,6 +87,13 @@ class RunnerValues(_CellValues):
     event: Literal["runner"] = "runner"
 
 
+class ServerReport(_Event):
+    """What a serving cell's server said about itself."""
+
+    event: Literal["server"] = "server"
+    server: ServerInfo
+
+
 class Reference(_Event):
     event: Literal["reference"] = "reference"
     records: list[ReferenceRecord]
@@ -113,7 +120,7 @@ class Unreadable(_Event):
 
 
 Event = Annotated[Log | Phase | Prepared | Runtime | Loaded | SampleEvent | BatchEvent | Done | RunnerValues
-                  | Reference | ReferenceError | Error | Unreadable, Field(discriminator="event")]
+                  | ServerReport | Reference | ReferenceError | Error | Unreadable, Field(discriminator="event")]
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _EXCERPT = 120  # characters of an unreadable line kept with it: enough to recognise, not a whole sample
 

@@ -157,10 +157,13 @@ class TrendPoint:
     genai_version: str | None
 
 
-def default_history_url() -> str:
-    """HARNESS_HISTORY_URL, else a SQLite file results/history.sqlite under the working directory."""
+def default_history_url(beside: Path | None = None) -> str:
+    """HARNESS_HISTORY_URL, else a SQLite file history.sqlite in the folder that holds the run directory
+    `beside` (results/ for a default run dir, the --out folder's parent otherwise), else results/history.sqlite
+    under the working directory."""
     env = os.environ.get("HARNESS_HISTORY_URL", "").strip()
-    return env or f"sqlite:///{Path.cwd() / 'results' / 'history.sqlite'}"
+    folder = beside.resolve().parent if beside is not None else Path.cwd() / "results"
+    return env or f"sqlite:///{folder / 'history.sqlite'}"
 
 
 def _normalise_url(url: str) -> str:

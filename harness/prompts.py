@@ -72,7 +72,8 @@ def _words_text(index: int, n_words: int) -> str:
     return " ".join(_WORDS[i] for i in words)
 
 
-def _text(style: PromptStyle, index: int, n: int) -> str:
+def synthetic_text(style: PromptStyle, index: int, n: int) -> str:
+    """Text `index` of `n` words, or `n` lines of code."""
     return _code_text(index, n) if style == "code" else _words_text(index, n)
 
 
@@ -85,10 +86,10 @@ def synthetic_prompt(
 ) -> str:
     """A prompt whose token count under `encode` is `n_tokens` (or the closest reachable)."""
     n_units = max(8, n_tokens * 2 if style == "words" else n_tokens // 4)  # words, or lines of code
-    ids = encode(_text(style, index, n_units))
+    ids = encode(synthetic_text(style, index, n_units))
     while len(ids) < n_tokens:
         n_units *= 2
-        ids = encode(_text(style, index, n_units))
+        ids = encode(synthetic_text(style, index, n_units))
     best, best_err = "", None
     # Decoding a prefix and re-encoding can merge tokens at the cut (and stripping can drop some); try cut
     # points on both sides.

@@ -145,7 +145,7 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
     """Run one cell: models prepared in one worker process, measured in a fresh one, so that export
     work never shows in the cell's peak memory. Never raises for the cell's own failures."""
     started, t0 = now_iso(), time.monotonic()
-    missing = missing_devices(cell.device, options.available_devices)
+    missing = [] if cell.remote else missing_devices(cell.device, options.available_devices)
     if missing:
         return cell_result(cell, [], "skipped",
                            f"device {', '.join(missing)} not available on this host (available: "
@@ -227,6 +227,8 @@ def _measure_task(prepare: WorkerTask, prepared: Prepared, env: PreparedEnvironm
     """The measuring workers' task: the prepared folders, as the cell's environment should read them."""
     from harness.environments import model_view
 
+    if not prepared.model_dir:  # a remote server's cell: no local model
+        return prepare.model_copy(update={"mode": "measure", "model_dir": ""})
     model_dir, draft_dir = Path(prepared.model_dir), prepared.draft_dir
     if env is not None:
         model_dir = model_view(env, model_dir, cache_dir)

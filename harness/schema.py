@@ -15,7 +15,10 @@ from harness.kinds import KINDS, kind_spec
 
 SCHEMA_VERSION = "1.9"
 
-Precision = Literal["fp16", "int8", "int4"]
+ExportPrecision = Literal["fp16", "int8", "int4"]
+# "served": a remote server's model, whatever it runs; the harness neither exported nor measured its precision
+Precision = Literal["fp16", "int8", "int4", "served"]
+REMOTE_DEVICE = "remote"  # a remote server's cells: the server's device is the server's business
 CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
 CheckStatus = Literal["pass", "fail", "not_run"]
 PropertyValue = str | int | float | bool
@@ -152,6 +155,11 @@ class CellSpec(Strict):
         None, description="the Python environment (stack version) its worker processes run in; None: the harness's own")
     host: str | None = Field(
         None, description="cluster runs with --each-node: the node (host) the cell is pinned to, an axis of its key")
+
+    @property
+    def remote(self) -> bool:
+        """A serving cell against a server the harness did not start: nothing is prepared or loaded here."""
+        return self.server is not None and self.server != "local"
 
     def axes(self) -> dict[str, PropertyValue]:
         """Flat parameter view used for exclude rules, markers and report columns."""
@@ -400,6 +408,8 @@ class CellResult(Strict):
     runtime_versions: dict[str, str | None] = Field(
         default_factory=dict, description="stack versions the cell's measuring worker imported")
     node: NodeIdentity | None = Field(None, description="cluster runs: the node the cell ran on")
+    server: ServerInfo | None = Field(None, description="serving: what the server under load said about itself; "
+                                      "since 1.9")
 
     @model_validator(mode="after")
     def _ids_source_of_older_records(self) -> CellResult:
@@ -450,6 +460,22 @@ class HostInfo(Strict):
     memory_total_mb: float
     memory_bandwidth: MemoryBandwidth | None = Field(
         None, description="measured memory bandwidth of the host (None: not measured)")
+
+
+class ServerInfo(Strict):
+    """What a server under load said about itself (serving cells); every field is the server's own answer,
+    None where it gave none."""
+
+    endpoint: str = Field(description="the base URL the load went to (no credentials, query or fragment)")
+    served_model: str = Field(description="the `model` the requests named")
+    models: list[str] = Field(default_factory=list, description="model ids the server listed (/v3/models)")
+    server_header: str | None = Field(None, description="the HTTP `server` header of its responses")
+    name: str | None = Field(None, description="server name from its KServe metadata (GET /v2)")
+    version: str | None = Field(None, description="server version from its KServe metadata (GET /v2)")
+    model_versions: list[str] = Field(default_factory=list, description="OVMS /v1/config: the served model's "
+                                      "versions and their state")
+    tokenizer: str = Field(description="where prompt token counts came from: `model` (the suite's model, "
+                           "prepared locally), a tokenizer folder or name, or `usage` (the server's counts)")
 
 
 class NodeIdentity(Strict):

@@ -9,6 +9,7 @@ import math
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,12 +20,13 @@ from harness.environments import EnvironmentSpec
 from harness.errors import HarnessInputError
 from harness.kinds import KINDS, kind_spec
 from harness.schema import (
+    REMOTE_DEVICE,
     CellSpec,
     CompressionSpec,
+    ExportPrecision,
     Gate,
     GenerationSpec,
     ModelRef,
-    Precision,
     PromptSpec,
     PropertyValue,
     ScenarioSpec,
@@ -205,7 +207,7 @@ class Suite(_Strict):
         default_factory=dict, description="serving: per-request limits in ms; a request meeting all of them "
         "counts towards goodput (vLLM's --goodput), e.g. {ttft_ms: 1000, tpot_ms: 100}")
     models: list[SuiteModel] = Field(min_length=1)
-    precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["fp16"]), min_length=1)
+    precisions: list[ExportPrecision] = Field(default_factory=lambda: list[ExportPrecision](["fp16"]), min_length=1)
     devices: list[str] = Field(default_factory=lambda: ["CPU"], min_length=1)
     compression: CompressionSpec = Field(default_factory=CompressionSpec)
     prompts: SuitePrompts = Field(default_factory=SuitePrompts)
@@ -263,6 +265,22 @@ class Suite(_Strict):
             raise ValueError("a suite name is a plain name (letters, digits, '_', '.', '-'; up to 100 characters, "
                              "no '..'): it names the run directory")
         return v
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, v: str) -> str:
+        if v == "local":
+            return v
+        url = urlsplit(v)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("expected `local` or an http(s) base URL such as http://host:8000/v3")
+        if url.username or url.password or url.query or url.fragment:
+            raise ValueError("a base URL without credentials, query or fragment (the key goes in api_key_env)")
+        try:
+            url.port  # noqa: B018 - raises on a port out of range
+        except ValueError as e:
+            raise ValueError(f"bad port: {e}") from None
+        return v.rstrip("/")
 
     @field_validator("devices")
     @classmethod
@@ -487,12 +505,14 @@ def _fmt(v: PropertyValue) -> str:
 
 
 def cell_key(spec: CellSpec, prompt_label: str, prop_names: list[str]) -> str:
-    """Stable, human-readable key: model/precision/device/scenario[params]/prompts-out[/props]."""
+    """Stable, human-readable key: model/precision/device/scenario[params]/prompts-out[/props]; a remote
+    server's cells have server=HOST:PORT in place of precision/device."""
     scen = spec.scenario.name
     if spec.scenario.params:
         scen += "[" + ",".join(f"{k}={_fmt(v)}" for k, v in sorted(spec.scenario.params.items())) + "]"
-    parts = [spec.model.name, spec.precision, spec.device, scen,
-             f"{prompt_label}-out{spec.generation.max_new_tokens}"]
+    # a remote server's cell is named by its endpoint: the precision and device are the server's, not ours
+    where = [f"server={urlsplit(spec.server or '').netloc}"] if spec.remote else [spec.precision, spec.device]
+    parts = [spec.model.name, *where, scen, f"{prompt_label}-out{spec.generation.max_new_tokens}"]
     if prop_names:
         parts.append(",".join(f"{k}={_fmt(spec.properties[k])}" for k in prop_names))
     if spec.environment is not None:
@@ -532,10 +552,16 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
     cells: list[CellSpec] = []
     seen: set[str] = set()
     environments: list[str | None] = [e.name for e in suite.environments] or [None]
+    remote = suite.server != "local"
     for model, precision, device, scenario, environment in itertools.product(
             suite.models, suite.precisions, suite.devices, suite.scenarios, environments):
         if scenario.models is not None and model.name not in scenario.models:
             continue
+        if remote and scenario.kind == "serving":
+            # the server runs what it runs: one cell per model, not one per local precision and device
+            if (precision, device) != (suite.precisions[0], suite.devices[0]):
+                continue
+            precision, device = "served", REMOTE_DEVICE
         gen_base = suite.generation.model_dump()
         try:
             gen_base.update(scenario.generation)
@@ -575,6 +601,9 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                 spec.gates = [Gate(metric=g.metric, stat=g.stat, min=g.min, max=g.max) for g in suite.gates
                               if not g.where or _excluded(spec.axes(), [g.where])]
                 spec.key = cell_key(spec, plabel, prop_names)
+                if scenario.kind == "serving" and isinstance(spec.scenario.params.get("tokenizer"), str):
+                    # a tokenizer folder is relative to the suite file; the key keeps it as written
+                    spec.scenario.params["tokenizer"] = _source(suite_file, str(spec.scenario.params["tokenizer"]))
                 if spec.key in seen:
                     raise HarnessInputError(str(suite_file), "scenarios", spec.key, "two cells expand to the same key")
                 seen.add(spec.key)

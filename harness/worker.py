@@ -80,6 +80,10 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
         _measure(task, Path(task.model_dir), Path(task.draft_dir) if task.draft_dir else None, emit)
         return
     emit(Phase(phase="prepare"))
+    if _needs_no_model(cell):
+        emit(Prepared(model_dir=""))  # a remote server serves its own model; "" = nothing local
+        emit(Done())
+        return
     target = prepare_model(cell.model.source, cell.precision, cell.compression, cache, log=log)
     draft = None
     if cell.scenario.kind == "speculative":
@@ -88,6 +92,18 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
                   export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None,
                   weight_bytes_per_token=_weight_bytes(cell, target.path, log)))
     emit(Done())
+
+
+def _needs_no_model(cell: CellSpec) -> bool:
+    """A remote server's cell prepares no model; the tokenizer it names instead is loaded once here, so a bad
+    one fails the cell before any request is sent."""
+    from harness.kinds.serving import ServingParams, needs_local_model
+    from harness.serving.prompt_tokenizer import load_prompt_tokenizer
+
+    if needs_local_model(cell):
+        return False
+    load_prompt_tokenizer(ServingParams.of(cell).tokenizer_source(remote=True), None)
+    return True
 
 
 def _weight_bytes(cell: CellSpec, model_dir: Path, log: Callable[[str], None]) -> int | None:

@@ -6,7 +6,16 @@ from harness.kinds import kind_spec
 from harness.schema import CellResult, RunResults
 from reports.goodput import sweep_limits
 from reports.precision_table import precision_groups
-from reports.rows import by_kind, cell_row, column_text, fmt_value, md_code, md_text
+from reports.rows import (
+    by_kind,
+    cell_row,
+    column_text,
+    fmt_value,
+    md_code,
+    md_text,
+    runs_locally,
+    server_rows,
+)
 
 
 def _header(res: RunResults) -> list[str]:
@@ -111,6 +120,18 @@ def fidelity_lines(cells: list[CellResult]) -> list[str]:
     return lines
 
 
+def server_lines(cells: list[CellResult]) -> list[str]:
+    rows = server_rows(cells)
+    if not rows:
+        return []
+    lines = ["", "### Servers under load", "", "What each server said about itself (— : it said nothing).", "",
+             "| cell | endpoint | served model | server (GET /v2) | HTTP server header | model versions | "
+             "prompt tokens counted by |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {md_code(r.key)} | {md_text(r.endpoint)} | {md_text(r.served_model)} | {md_text(r.server)} "
+              f"| {md_text(r.header)} | {md_text(r.model_versions)} | {md_text(r.tokenizer)} |" for r in rows]
+    return lines
+
+
 def render_markdown(res: RunResults) -> str:
     """The Markdown report of a run."""
     lines = _header(res)
@@ -129,13 +150,14 @@ def render_markdown(res: RunResults) -> str:
               "| cell | load cold ms | load cached ms | model memory MB | peak RSS MB | IR size MB | export s |",
               "|---|---|---|---|---|---|---|"]
     for c in res.cells:
-        if c.status != "ok":
+        if c.status != "ok" or not runs_locally(c):
             continue
         v = c.cell_values
         lines.append(f"| {md_code(c.key)} | {fmt_value(v.get('load_cold_ms'), 0)} | {fmt_value(v.get('load_cached_ms'), 0)} "
                      f"| {fmt_value(v.get('model_memory_mb'), 0)} | {fmt_value(v.get('peak_rss_mb'), 0)} "
                      f"| {fmt_value(v.get('model_size_mb'), 1)} | {fmt_value(v.get('export_s'), 1)} |")
     lines += fidelity_lines(res.cells)
+    lines += server_lines(res.cells)
     rows = [cell_row(c) for c in res.cells]
     problems = [r for r in rows if r.status not in ("ok",)]
     if problems:

@@ -65,6 +65,37 @@ def cell_row(r: CellResult) -> CellRow:
     )
 
 
+@dataclass(frozen=True)
+class ServerRow:
+    """What a serving cell's server said about itself, as report text ("—" where it said nothing)."""
+
+    key: str
+    endpoint: str
+    served_model: str
+    server: str
+    header: str
+    model_versions: str
+    tokenizer: str
+
+
+def server_rows(cells: list[CellResult]) -> list[ServerRow]:
+    out = []
+    for c in cells:
+        if c.server is None:
+            continue
+        s = c.server
+        named = " ".join(x for x in (s.name, s.version) if x)
+        out.append(ServerRow(key=c.key, endpoint=s.endpoint, served_model=s.served_model, server=named or "—",
+                             header=s.server_header or "—", model_versions=", ".join(s.model_versions) or "—",
+                             tokenizer=s.tokenizer))
+    return out
+
+
+def runs_locally(c: CellResult) -> bool:
+    """Whether load time, memory and model size can apply: not to a remote server's cell."""
+    return not c.spec.remote
+
+
 _MD_ESCAPES = str.maketrans({"|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " ", "`": "'"})
 _CODE_ESCAPES = str.maketrans({"|": "\\|", "\n": " ", "\r": " ", "`": "'"})
 

@@ -64,10 +64,22 @@ def _app():
 
     @app.get("/{mode}/v3/models")
     async def listing(mode: str):
-        served = {"one": ["ovms-llama"], "two": ["a", "b"], "broken": None}.get(mode, ["m"])
+        served = {"one": ["ovms-llama"], "two": ["a", "b"], "broken": None, "ovms": ["llama"]}.get(mode, ["m"])
         if served is None:
             return JSONResponse(status_code=404, content={"error": "no listing"})
         return {"object": "list", "data": [{"id": m, "object": "model"} for m in served]}
+
+    @app.get("/{mode}/v2")
+    async def kserve_metadata(mode: str):
+        if mode != "ovms":
+            return JSONResponse(status_code=404, content={"error": "no"})
+        return {"name": "OpenVINO Model Server", "version": "2026.4.0", "extensions": []}
+
+    @app.get("/{mode}/v1/config")
+    async def ovms_config(mode: str):
+        if mode != "ovms":
+            return JSONResponse(status_code=404, content={"error": "no"})
+        return {"llama": {"model_version_status": [{"version": 1, "state": "AVAILABLE", "status": {}}]}}
 
     @app.post("/{mode}/v3/rerank")
     async def rerank(mode: str, request: Request):
@@ -201,11 +213,27 @@ def test_warm_up_runs_at_the_loads_concurrency(server):
 
 
 def test_the_served_model_name_comes_from_the_servers_listing(server):
-    from harness.backends.serving import served_model_name
     from harness.errors import ModelPreparationError
+    from harness.serving.server_info import describe_server
 
-    assert served_model_name(f"{server}/ok/v3", "m", None, 5) == "m"  # listed: as the suite names it
-    assert served_model_name(f"{server}/one/v3", "small", None, 5) == "ovms-llama"  # the only one served
-    assert served_model_name(f"{server}/broken/v3", "small", None, 5) == "small"  # no listing: as given
+    def name(mode: str, wanted: str) -> str:
+        return describe_server(f"{server}/{mode}/v3", wanted, None, None, 5, "usage").served_model
+
+    assert name("ok", "m") == "m"  # listed: as the suite names it
+    assert name("one", "small") == "ovms-llama"  # the only one served
+    assert name("broken", "small") == "small"  # no listing: as given
     with pytest.raises(ModelPreparationError, match=r"serves a, b, none named 'small': set the scenario's served_model"):
-        served_model_name(f"{server}/two/v3", "small", None, 5)
+        name("two", "small")
+    assert describe_server(f"{server}/two/v3", "small", "b", None, 5, "usage").served_model == "b"  # as set
+
+
+def test_the_server_says_what_it_is(server):
+    """KServe metadata, OVMS's /v1/config and the server header are recorded as the server gave them; a
+    server that answers none of them still gets its endpoint and model recorded, nothing made up."""
+    from harness.serving.server_info import describe_server
+
+    info = describe_server(f"{server}/ovms/v3", "llama", None, None, 5, "usage")
+    assert (info.name, info.version, info.model_versions) == ("OpenVINO Model Server", "2026.4.0", ["1: AVAILABLE"])
+    assert info.server_header == "uvicorn" and info.models == ["llama"] and info.endpoint == f"{server}/ovms/v3"
+    bare = describe_server(f"{server}/broken/v3", "llama", None, None, 5, "usage")
+    assert (bare.name, bare.version, bare.model_versions, bare.models) == (None, None, [], [])

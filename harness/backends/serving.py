@@ -15,21 +15,28 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from harness.backends import CellModels, Emit
 from harness.child_process import die_with_parent
 from harness.errors import ModelPreparationError
-from harness.events import BatchEvent, Done, Loaded, SampleEvent
+from harness.events import BatchEvent, Done, Loaded, SampleEvent, ServerReport
 from harness.host import free_loopback_port
 from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors
 from harness.serving.client import RequestInput, RequestOutput
 from harness.serving.load import LoadSpec, run_load
-
-LOCAL = "local"
+from harness.serving.prompt_tokenizer import (
+    MODEL,
+    calibrate,
+    exact_prompt,
+    load_prompt_tokenizer,
+    usage_prompt,
+)
+from harness.serving.server_info import describe_server, prompt_token_counter
 
 
 def start_local_server(model_dir: Path, device: str, properties: dict[str, Any], log_path: Path,
@@ -66,24 +73,6 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
-
-
-def served_model_name(base_url: str, wanted: str, headers: dict[str, str] | None, timeout_s: float) -> str:
-    """The `model` requests should name: `wanted` when the server lists it (or lists nothing readable), else the
-    server's only model; a server listing several others is an error naming them (set `served_model`)."""
-    import httpx
-
-    try:
-        r = httpx.get(f"{base_url}/models", headers=headers, timeout=min(timeout_s, 10.0))
-        listed = [str(m["id"]) for m in r.json()["data"]] if r.status_code == 200 else []
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        listed = []  # no usable listing: OVMS and others route by the name given, as before
-    if not listed or wanted in listed:
-        return wanted
-    if len(listed) == 1:
-        return listed[0]
-    raise ModelPreparationError(f"the server at {base_url} serves {', '.join(listed[:10])}, none named {wanted!r}: "
-                                "set the scenario's served_model")
 
 
 def scrape(base_url: str) -> dict[str, float]:
@@ -162,18 +151,30 @@ def _sample(o: RequestOutput, prompt_index: int) -> Sample:
 MAX_DISTINCT_PROMPTS = 512
 
 
+def request_prompts(cell: CellSpec, p: ServingParams, models: CellModels, count: int, lengths: list[int] | None,
+                    count_tokens: Callable[[str], int | None]) -> list[str]:
+    """`count` prompts: from the suite's prompt file, else synthetic of each request's length, exact under the
+    tokenizer the scenario names, or calibrated on the server's usage counts when it names none."""
+    if cell.prompts.source == "file":
+        texts = cell.prompts.texts
+        return [texts[i % len(texts)] for i in range(count)]
+    assert cell.prompts.input_tokens is not None
+    lengths = lengths or [cell.prompts.input_tokens] * count
+    style = cell.prompts.style
+    source = p.tokenizer_source(cell.remote)
+    tok = load_prompt_tokenizer(source, models.target if source == MODEL else None)
+    if tok is not None:
+        return [exact_prompt(i, lengths[i], tok, style) for i in range(count)]
+    calibration = calibrate(count_tokens, style)
+    return [usage_prompt(i, lengths[i], calibration, style) for i in range(count)]
+
+
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Start (or reach) the server, warm up, run the load, stop; emit requests, the load record and figures."""
-    import openvino_genai as ov_genai
-
-    from harness.backends.genai_common import prompt_texts
-
     p = ServingParams.of(cell)
     api = p.api
-    target = cell.server or LOCAL
     spec = LoadSpec(concurrency=p.concurrency, rate=p.rate, burstiness=p.burstiness, requests=p.requests,
                     duration_s=p.duration_s, warmup=cell.warmup, timeout_s=p.request_timeout_s)
-    tok_dir = models.target
     per_request = p.texts_per_call()
     texts_per_request = per_request + (api == "rerank")
     # distinct prompts are made up front, so a long or duration-bound load cycles through a bounded set
@@ -181,7 +182,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     count = max(count, texts_per_request)
     in_lens, out_lens = request_lengths(cell.prompts.input_tokens, cell.generation.max_new_tokens,
                                         p.range_ratio, count)
-    prompts = prompt_texts(cell, ov_genai.Tokenizer(str(tok_dir)), count, in_lens)
+    prompts: list[str] = []  # made once the server is up: without a tokenizer its usage counts calibrate them
 
     def first_text(i: int) -> int:
         """Index (into prompts) of request i's first text; warm-up requests (i < 0) take prompts from the
@@ -203,16 +204,22 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         headers = {"Authorization": f"Bearer {key}"}
     proc = None
     cell_values: dict[str, float] = {}
-    if target == LOCAL:
+    if not cell.remote:
         t0 = time.perf_counter()
         proc, base_url = start_local_server(models.target, cell.device, dict(cell.properties),
                                             models.workdir / "server.log")
         cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
     else:
-        base_url = target.rstrip("/")
+        base_url = str(cell.server).rstrip("/")
     emit(Loaded(cell_values=dict(cell_values)))
     samples: list[Sample] = []  # one per completed measured request
     try:
+        info = describe_server(base_url, cell.model.name if cell.remote else models.target.name, p.served_model,
+                               headers, p.request_timeout_s, p.tokenizer_source(cell.remote))
+        emit(ServerReport(server=info))
+        model = info.served_model
+        prompts += request_prompts(cell, p, models, count, in_lens,
+                                   prompt_token_counter(base_url, api, model, headers, p.request_timeout_s))
         before = scrape(base_url)
 
         def emit_request(o: RequestOutput) -> None:
@@ -225,8 +232,6 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                 samples.append(sample)
                 emit(SampleEvent(sample=sample, of=spec.requests))
 
-        model = p.served_model or (models.target.name if target == LOCAL else
-                                   served_model_name(base_url, cell.model.name, headers, p.request_timeout_s))
         result = asyncio.run(run_load(base_url, model, inputs, spec, headers, on_result=emit_request))
         after = scrape(base_url)
     finally:

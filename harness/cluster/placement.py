@@ -16,7 +16,7 @@ def device_names(node: NodeIdentity) -> list[str]:
 
 
 def can_run(node: NodeIdentity, cell: CellSpec) -> bool:
-    return (cell.host is None or cell.host == node.name) and not missing_devices(cell.device, device_names(node))
+    return (cell.host is None or cell.host == node.name) and (cell.remote or not missing_devices(cell.device, device_names(node)))
 
 
 def capable(cell: CellSpec, nodes: Iterable[NodeIdentity]) -> list[NodeIdentity]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from harness.kinds.base import Column, KindSpec, Params, ReportTable
 from harness.kinds.text import ACCURACY
+
+if TYPE_CHECKING:
+    from harness.schema import CellSpec
 
 Api = Literal["chat", "completions", "embeddings", "rerank"]
 DEFAULT_TEXTS_PER_REQUEST = {"rerank": 8}
@@ -30,6 +33,11 @@ class ServingParams(Params):
     batch_size: int | None = Field(None, gt=0, description="texts per embeddings / rerank request")
     range_ratio: float = Field(0.0, ge=0, lt=1, description="input and output lengths drawn uniformly from "
                                "±range_ratio around the nominal ones, per request")
+    tokenizer: str | None = Field(
+        None, min_length=1, description="what counts prompt tokens: `model` (the suite's model, prepared locally), "
+        "a folder with an OpenVINO or Hugging Face tokenizer (relative to the suite file), a Hugging Face tokenizer "
+        "name, or `usage` (no tokenizer: prompt lengths calibrated on the server's usage counts). Default: `model` "
+        "for server local, `usage` for a remote server, which then needs no local model")
 
     @classmethod
     def default_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -43,9 +51,19 @@ class ServingParams(Params):
         if "batch_size" in axes and not set(axes.get("api", ["chat"])) & {"embeddings", "rerank"}:
             raise ValueError("batch_size (texts per request) applies to api embeddings or rerank")
 
+    def tokenizer_source(self, remote: bool) -> str:
+        """`model`, `usage`, or a tokenizer folder or name."""
+        return self.tokenizer or ("usage" if remote else "model")
+
     def texts_per_call(self) -> int:
         """Documents per request: embeddings send a list of inputs, rerank a query and its documents."""
         return self.batch_size or DEFAULT_TEXTS_PER_REQUEST.get(self.api, 1)
+
+
+def needs_local_model(cell: CellSpec) -> bool:
+    """Every cell needs its model prepared here except a serving cell against a remote server whose tokenizer
+    is not the model's."""
+    return not cell.remote or ServingParams.of(cell).tokenizer_source(remote=True) == "model"
 
 
 KIND = KindSpec(

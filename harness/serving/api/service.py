@@ -18,6 +18,18 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.get("/v2")
+async def server_metadata() -> dict[str, Any]:
+    """KServe v2 server metadata, as OVMS answers it (name, version, extensions)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("ov-genai-harness")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return {"name": "harness serve", "version": ours, "extensions": []}
+
+
 @router.get("/v3/models")
 @router.get("/v1/models")
 async def models(state: State) -> dict[str, Any]:
