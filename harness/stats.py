@@ -35,6 +35,17 @@ def median_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) ->
     return float(x[j - 1]), float(x[n - j])
 
 
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float] | None:
+    """(mean, low, high): Student-t confidence interval of the mean of a few independent repetitions
+    (e.g. one figure per repeated load); None with fewer than 2 values."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        return None
+    mean, sem = float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
+    half = float(sps.t.ppf(0.5 + confidence / 2, x.size - 1)) * sem
+    return mean, mean - half, mean + half
+
+
 def summarize(values: Sequence[float]) -> Summary | None:
     """Summary statistics of raw values; None for no values."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)

@@ -29,6 +29,7 @@ from harness.metrics import METRICS
 from harness.schema import CellResult, RunResults, Summary
 from reports.goodput import sweep_limits
 from reports.precision_table import precision_groups
+from reports.repeated_loads import repeated_loads
 from reports.rows import by_kind, cell_row, column_text, fmt_spread, fmt_value, server_rows
 
 if TYPE_CHECKING:  # harness.compare pulls in scipy: imported only when a comparison is rendered
@@ -543,6 +544,7 @@ def render_html(results: RunResults, trends: dict[str, Trend] | None = None) -> 
         any_speculative=any(c.spec.scenario.kind in ("speculative", "prompt_lookup") for c in ok),
         limits=sweep_limits(results.cells), precision_groups=precision_groups(results.cells),
         servers=server_rows(results.cells),
+        repeated=[(c.key, figs) for c in ok if (figs := repeated_loads(c))],
     )
 
 

@@ -6,6 +6,7 @@ from harness.kinds import kind_spec
 from harness.schema import CellResult, RunResults
 from reports.goodput import sweep_limits
 from reports.precision_table import precision_groups
+from reports.repeated_loads import repeated_loads
 from reports.rows import (
     by_kind,
     cell_row,
@@ -120,6 +121,22 @@ def fidelity_lines(cells: list[CellResult]) -> list[str]:
     return lines
 
 
+def repeated_load_lines(cells: list[CellResult]) -> list[str]:
+    groups = [(c, repeated_loads(c)) for c in cells if c.status == "ok"]
+    groups = [(c, figs) for c, figs in groups if figs]
+    if not groups:
+        return []
+    lines = ["", "### Repeated loads", "", "Serving cells run as several loads (`processes`): mean of the loads' "
+             "figures [Student-t 95% CI of the mean], then each load's figure.", "",
+             "| cell | figure | loads | mean [95% CI] | per load |", "|---|---|---|---|---|"]
+    for c, figs in groups:
+        for f in figs:
+            lines.append(f"| {md_code(c.key)} | {f.label} | {len(f.per_load)} | {fmt_value(f.mean, 2)} "
+                         f"[{fmt_value(f.low, 2)}, {fmt_value(f.high, 2)}] | "
+                         + ", ".join(fmt_value(v, 2) for v in f.per_load) + " |")
+    return lines
+
+
 def server_lines(cells: list[CellResult]) -> list[str]:
     rows = server_rows(cells)
     if not rows:
@@ -157,6 +174,7 @@ def render_markdown(res: RunResults) -> str:
                      f"| {fmt_value(v.get('model_memory_mb'), 0)} | {fmt_value(v.get('peak_rss_mb'), 0)} "
                      f"| {fmt_value(v.get('model_size_mb'), 1)} | {fmt_value(v.get('export_s'), 1)} |")
     lines += fidelity_lines(res.cells)
+    lines += repeated_load_lines(res.cells)
     lines += server_lines(res.cells)
     rows = [cell_row(c) for c in res.cells]
     problems = [r for r in rows if r.status not in ("ok",)]

@@ -109,3 +109,21 @@ def test_a_missing_tokenizer_folder_fails_the_cell_in_one_line(tmp_path, remote)
     assert proc.returncode == 1
     [c] = load_results(tmp_path / "run").cells
     assert c.status == "failed" and "no-such-tokenizer does not exist" in (c.error or ""), c.error
+
+
+def test_repeated_loads_give_a_confidence_interval(tmp_path, remote):
+    url, _ = remote
+    suite = _suite(url) | {"processes": 3}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "run"), cache=tmp_path / "c")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    [c] = load_results(tmp_path / "run").cells
+    assert sorted(b.process for b in c.batches) == [0, 1, 2]  # three separate loads
+    from reports.repeated_loads import repeated_loads
+
+    figs = {f.label: f for f in repeated_loads(c)}
+    rps = figs["req/s"]
+    assert rps.per_load == [b.values["request_rps"][0] for b in sorted(c.batches, key=lambda b: b.process)]
+    assert rps.low < rps.mean < rps.high and min(rps.per_load) <= rps.mean <= max(rps.per_load)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "### Repeated loads" in report and f"| {c.key.replace('|', '')}" in report.replace("`", "")

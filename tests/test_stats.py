@@ -41,3 +41,12 @@ def test_median_ci_coverage():
         lo, hi = median_ci(rng.exponential(size=20))
         hits += lo <= np.log(2) <= hi
     assert hits / trials >= 0.94
+
+
+def test_mean_ci_is_student_t():
+    from harness.stats import mean_ci
+
+    mean, low, high = mean_ci([1.0, 2.0, 3.0])
+    # t(0.975, df=2) = 4.3027, sem = 1 / sqrt(3)
+    assert mean == 2.0 and abs((high - mean) - 4.3027 / 3 ** 0.5) < 1e-3 and abs((mean - low) - (high - mean)) < 1e-12
+    assert mean_ci([5.0]) is None
