@@ -18,6 +18,7 @@ from harness.events import (
     Runtime,
     SampleEvent,
     ServerReport,
+    SloSearchReport,
     Unreadable,
 )
 from harness.fidelity import fidelity_values
@@ -33,6 +34,7 @@ from harness.schema import (
     ReferenceRecord,
     Sample,
     ServerInfo,
+    SloSearch,
 )
 from harness.stats import summarize
 
@@ -62,6 +64,16 @@ def _unreadable(u: Unreadable) -> str:
     return f"{u.kind or 'worker'} record unreadable: {u.reason}"
 
 
+def _measured_probe(search: SloSearch, samples: list[Sample], batches: list[BatchRecord]
+                    ) -> tuple[list[Sample], list[BatchRecord]]:
+    """An SLO search's figures are those of the load at the rate it found; its other loads are kept as warm-up."""
+    def probe_warmup(iteration: int) -> bool:
+        return iteration != search.chosen_probe
+
+    return ([s.model_copy(update={"warmup": s.warmup or probe_warmup(s.iteration)}) for s in samples],
+            [b.model_copy(update={"warmup": b.warmup or probe_warmup(b.iteration)}) for b in batches])
+
+
 def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: str | None,
                 started_at: str, finished_at: str, wall_s: float) -> CellResult:
     """The cell's record from the events of its workers (and the runner's), in the order they came."""
@@ -76,6 +88,7 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
     reference_error: str | None = None
     runtime_versions: dict[str, str | None] = {}
     server: ServerInfo | None = None
+    search: SloSearch | None = None
     for ev in events:
         match ev:
             case SampleEvent(sample=s):
@@ -100,6 +113,8 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
                 notes.append("model from cache" if ev.cache_hit else "model exported in this run")
             case ServerReport():
                 server = server or ev.server
+            case SloSearchReport():
+                search = search or ev.search
             case Reference(records=records):
                 reference.extend(records)
             case ReferenceError():
@@ -121,6 +136,8 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
         if lost:
             status = "failed" if status == "ok" else status
             error = error or f"{len(lost)} worker records could not be read; first: {_unreadable(lost[0])}"
+    if search is not None:
+        samples, batches = _measured_probe(search, samples, batches)
     if reference:
         cell_values.update(fidelity_values(spec, samples, batches, reference))
     if kind_spec(spec.scenario.kind).roofline:
@@ -135,6 +152,7 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
         summaries=summaries(samples, cell_values, batches),
         check_outputs=check_outputs, model_dir=model_dir, notes=notes, reference=reference,
         reference_error=reference_error, runtime_versions=runtime_versions, server=server,
+        slo_search=search,
     )
     result.checks = cell_checks(result)
     return result

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from harness.metrics import METRICS
-from harness.schema import BatchRecord, CheckOutputs, ReferenceRecord, Sample, ServerInfo
+from harness.schema import BatchRecord, CheckOutputs, ReferenceRecord, Sample, ServerInfo, SloSearch
 
 
 class _Event(BaseModel):
@@ -94,6 +94,13 @@ class ServerReport(_Event):
     server: ServerInfo
 
 
+class SloSearchReport(_Event):
+    """A serving cell's SLO search: the rates it tried and what it found."""
+
+    event: Literal["slo_search"] = "slo_search"
+    search: SloSearch
+
+
 class Reference(_Event):
     event: Literal["reference"] = "reference"
     records: list[ReferenceRecord]
@@ -120,7 +127,7 @@ class Unreadable(_Event):
 
 
 Event = Annotated[Log | Phase | Prepared | Runtime | Loaded | SampleEvent | BatchEvent | Done | RunnerValues
-                  | ServerReport | Reference | ReferenceError | Error | Unreadable, Field(discriminator="event")]
+                  | ServerReport | SloSearchReport | Reference | ReferenceError | Error | Unreadable, Field(discriminator="event")]
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _EXCERPT = 120  # characters of an unreadable line kept with it: enough to recognise, not a whole sample
 

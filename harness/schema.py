@@ -410,6 +410,8 @@ class CellResult(Strict):
     node: NodeIdentity | None = Field(None, description="cluster runs: the node the cell ran on")
     server: ServerInfo | None = Field(None, description="serving: what the server under load said about itself; "
                                       "since 1.9")
+    slo_search: SloSearch | None = Field(None, description="serving with slo_search: the rates tried and the "
+                                         "highest within the SLO; since 1.9")
 
     @model_validator(mode="after")
     def _ids_source_of_older_records(self) -> CellResult:
@@ -476,6 +478,29 @@ class ServerInfo(Strict):
                                       "versions and their state")
     tokenizer: str = Field(description="where prompt token counts came from: `model` (the suite's model, "
                            "prepared locally), a tokenizer folder or name, or `usage` (the server's counts)")
+
+
+class SloProbe(Strict):
+    """One load of an SLO search at one open-loop rate."""
+
+    rate_rps: float
+    requests: int = Field(description="requests sent in the measured load")
+    good: int = Field(description="requests that completed and met every per-request limit of the suite's slo")
+    attainment_pct: float = Field(description="100 × good / requests")
+    passed: bool
+
+
+class SloSearch(Strict):
+    """The highest open-loop rate whose load met the SLO, found by bisection on the rate (serving, slo_search)."""
+
+    limits: dict[str, float] = Field(description="the per-request limits (metric tag -> max ms)")
+    target_pct: float = Field(description="share of requests that must meet every limit for a rate to pass")
+    probes: list[SloProbe] = Field(description="the loads in the order they ran; a probe's samples and batch have "
+                                   "its index as their iteration")
+    max_rate_rps: float | None = Field(description="highest rate that passed below the lowest that failed")
+    first_failing_rps: float | None = Field(description="lowest rate that failed")
+    chosen_probe: int | None = Field(description="the probe at max_rate_rps: its requests are the cell's measured "
+                                     "samples; the other probes' are kept as warm-up")
 
 
 class NodeIdentity(Strict):

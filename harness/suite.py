@@ -601,6 +601,13 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                 spec.gates = [Gate(metric=g.metric, stat=g.stat, min=g.min, max=g.max) for g in suite.gates
                               if not g.where or _excluded(spec.axes(), [g.where])]
                 spec.key = cell_key(spec, plabel, prop_names)
+                if scenario.kind == "serving" and spec.scenario.params.get("slo_search") is True:
+                    if not spec.slo:
+                        raise HarnessInputError(str(suite_file), f"scenarios.{scenario.name}.slo_search", True,
+                                                "needs the suite's `slo:` per-request limits, e.g. {ttft_ms: 1000}")
+                    if spec.processes > 1:
+                        raise HarnessInputError(str(suite_file), "processes", spec.processes,
+                                                "slo_search runs one search per cell: processes must be 1")
                 if scenario.kind == "serving" and isinstance(spec.scenario.params.get("tokenizer"), str):
                     # a tokenizer folder is relative to the suite file; the key keeps it as written
                     spec.scenario.params["tokenizer"] = _source(suite_file, str(spec.scenario.params["tokenizer"]))

@@ -545,6 +545,7 @@ def render_html(results: RunResults, trends: dict[str, Trend] | None = None) -> 
         limits=sweep_limits(results.cells), precision_groups=precision_groups(results.cells),
         servers=server_rows(results.cells),
         repeated=[(c.key, figs) for c in ok if (figs := repeated_loads(c))],
+        searches=[c for c in ok if c.slo_search is not None],
     )
 
 

@@ -137,6 +137,26 @@ def repeated_load_lines(cells: list[CellResult]) -> list[str]:
     return lines
 
 
+def slo_search_lines(cells: list[CellResult]) -> list[str]:
+    found = [c for c in cells if c.slo_search is not None]
+    if not found:
+        return []
+    lines = ["", "### SLO search", "", "Highest open-loop rate whose load met the SLO (bisection on the rate); "
+             "the cell's other figures are that load's.", "",
+             "| cell | SLO | must meet | highest rate within | lowest rate failing | loads: rate req/s → met % |",
+             "|---|---|---|---|---|---|"]
+    for c in found:
+        s = c.slo_search
+        assert s is not None
+        limits = ", ".join(f"{k} ≤ {v:g}" for k, v in s.limits.items())
+        probes = "; ".join(f"{p.rate_rps:.2f} → {p.attainment_pct:.0f}% {'✓' if p.passed else '✗'}" for p in s.probes)
+        lines.append(f"| {md_code(c.key)} | {md_text(limits)} | {s.target_pct:g}% | "
+                     f"{fmt_value(s.max_rate_rps, 2) if s.max_rate_rps is not None else 'none passed'} | "
+                     f"{fmt_value(s.first_failing_rps, 2) if s.first_failing_rps is not None else 'none failed'} | "
+                     f"{probes} |")
+    return lines
+
+
 def server_lines(cells: list[CellResult]) -> list[str]:
     rows = server_rows(cells)
     if not rows:
@@ -174,6 +194,7 @@ def render_markdown(res: RunResults) -> str:
                      f"| {fmt_value(v.get('model_memory_mb'), 0)} | {fmt_value(v.get('peak_rss_mb'), 0)} "
                      f"| {fmt_value(v.get('model_size_mb'), 1)} | {fmt_value(v.get('export_s'), 1)} |")
     lines += fidelity_lines(res.cells)
+    lines += slo_search_lines(res.cells)
     lines += repeated_load_lines(res.cells)
     lines += server_lines(res.cells)
     rows = [cell_row(c) for c in res.cells]

@@ -11,6 +11,7 @@ import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,25 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HistorySto
     s = HistoryStore(url)
     yield s
     s.close()
+
+
+@contextmanager
+def app_in_thread(app: Any) -> Iterator[str]:
+    """An ASGI app served by uvicorn on a free loopback port in a daemon thread; yields its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    port = free_loopback_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)

@@ -16,19 +16,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from harness.backends import CellModels, Emit
 from harness.child_process import die_with_parent
 from harness.errors import ModelPreparationError
-from harness.events import BatchEvent, Done, Loaded, SampleEvent, ServerReport
+from harness.events import BatchEvent, Done, Loaded, SampleEvent, ServerReport, SloSearchReport
 from harness.host import free_loopback_port
 from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
-from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors
+from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors, SloProbe
 from harness.serving.client import RequestInput, RequestOutput
-from harness.serving.load import LoadSpec, run_load
+from harness.serving.load import LoadResult, LoadSpec, run_load
 from harness.serving.prompt_tokenizer import (
     MODEL,
     calibrate,
@@ -37,6 +38,7 @@ from harness.serving.prompt_tokenizer import (
     usage_prompt,
 )
 from harness.serving.server_info import describe_server, prompt_token_counter
+from harness.serving.slo_search import SearchPolicy, next_rate, outcome, probe
 
 
 def start_local_server(model_dir: Path, device: str, properties: dict[str, Any], log_path: Path,
@@ -142,8 +144,41 @@ def meets_slo(sample: Sample, slo: dict[str, float]) -> bool:
     return all(v <= limit for tag, limit in slo.items() for v in values.get(tag, []))
 
 
-def _sample(o: RequestOutput, prompt_index: int) -> Sample:
-    return Sample(iteration=o.index, warmup=False, request=o.index, prompt_index=prompt_index,
+def _load_record(result: LoadResult, iteration: int, samples: list[Sample], slo: dict[str, float],
+                 generates: bool) -> BatchRecord:
+    """The whole load as one record; token totals only where every completed request reported them (rerank
+    servers report no usage)."""
+    ok = [o for o in result.measured if o.ok]
+    return BatchRecord(iteration=iteration, warmup=False, requests=len(ok), start_ns=result.start_ns,
+                       end_ns=result.end_ns,
+                       output_tokens=sum(o.completion_tokens or 0 for o in ok) if generates else None,
+                       input_tokens=sum(o.prompt_tokens for o in ok)
+                       if ok and all(o.prompt_tokens is not None for o in ok) else None, steps=0,
+                       good_requests=sum(meets_slo(x, slo) for x in samples) if slo else None)
+
+
+def _slo_search(cell: CellSpec, p: ServingParams, spec: LoadSpec, load: Callable[[LoadSpec, int], LoadResult],
+                emit: Emit) -> LoadResult:
+    """Loads at the rates the bisection picks (harness/serving/slo_search.py); warm-up before the first only.
+    Returns the load at the highest passing rate (else the last one) for the cell's error and CPU figures."""
+    policy = SearchPolicy(start_rps=float(p.rate or 1.0), target_pct=p.slo_attainment_pct,
+                          precision=p.search_precision, max_probes=p.search_probes)
+    probes: list[SloProbe] = []
+    results: list[LoadResult] = []
+    while (rate := next_rate(policy, probes)) is not None:
+        result = load(replace(spec, rate=rate, warmup=spec.warmup if not probes else 0), len(probes))
+        good = sum(1 for o in result.measured if o.ok and meets_slo(_sample(o, o.index, 0), cell.slo))
+        probes.append(probe(rate, len(result.measured), good, policy.target_pct))
+        results.append(result)
+        if result.interrupted:
+            break
+    search = outcome(policy, cell.slo, probes)
+    emit(SloSearchReport(search=search))
+    return results[search.chosen_probe if search.chosen_probe is not None else -1]
+
+
+def _sample(o: RequestOutput, prompt_index: int, iteration: int) -> Sample:
+    return Sample(iteration=iteration, warmup=False, request=o.index, prompt_index=prompt_index,
                   input_tokens=o.prompt_tokens or 0, output_tokens=o.completion_tokens or 0, start_ns=o.start_ns,
                   end_ns=o.end_ns, chunk_offsets_ms=o.chunk_offsets_ms, chunk_tokens=[], output_text=o.text)
 
@@ -212,7 +247,6 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     else:
         base_url = str(cell.server).rstrip("/")
     emit(Loaded(cell_values=dict(cell_values)))
-    samples: list[Sample] = []  # one per completed measured request
     try:
         info = describe_server(base_url, cell.model.name if cell.remote else models.target.name, p.served_model,
                                headers, p.request_timeout_s, p.tokenizer_source(cell.remote))
@@ -222,31 +256,33 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                                    prompt_token_counter(base_url, api, model, headers, p.request_timeout_s))
         before = scrape(base_url)
 
-        def emit_request(o: RequestOutput) -> None:
-            if o.ok:
-                sample = _sample(o, o.index)
-                if api in ("embeddings", "rerank"):
-                    sample.readings["documents"] = per_request
-                else:  # what this request asked for: the token-count check compares with it
-                    sample.readings["max_tokens"] = out_lens[first_text(o.index)]
-                samples.append(sample)
-                emit(SampleEvent(sample=sample, of=spec.requests))
+        def load(load_spec: LoadSpec, iteration: int) -> LoadResult:
+            """One load; its requests are emitted as they end, its batch record when it is over."""
+            mine: list[Sample] = []
 
-        result = asyncio.run(run_load(base_url, model, inputs, spec, headers, on_result=emit_request))
+            def emit_request(o: RequestOutput) -> None:
+                if o.ok:
+                    sample = _sample(o, o.index, iteration if p.slo_search else o.index)
+                    if api in ("embeddings", "rerank"):
+                        sample.readings["documents"] = per_request
+                    else:  # what this request asked for: the token-count check compares with it
+                        sample.readings["max_tokens"] = out_lens[first_text(o.index)]
+                    mine.append(sample)
+                    emit(SampleEvent(sample=sample, of=load_spec.requests))
+
+            result = asyncio.run(run_load(base_url, model, inputs, load_spec, headers, on_result=emit_request))
+            emit(BatchEvent(batch=_load_record(result, iteration, mine, cell.slo, api in ("chat", "completions"))))
+            return result
+
+        if p.slo_search:
+            result = _slo_search(cell, p, spec, load, emit)
+        else:
+            result = load(spec, 0)
         after = scrape(base_url)
     finally:
         if proc is not None:
             stop_server(proc)
     ok = [o for o in result.measured if o.ok]
-    generates = api in ("chat", "completions")
-    # token totals only where every completed request reported them (rerank servers report no usage)
-    batch = BatchRecord(iteration=0, warmup=False, requests=len(ok), start_ns=result.start_ns,
-                        end_ns=result.end_ns,
-                        output_tokens=sum(o.completion_tokens or 0 for o in ok) if generates else None,
-                        input_tokens=sum(o.prompt_tokens for o in ok)
-                        if ok and all(o.prompt_tokens is not None for o in ok) else None, steps=0,
-                        good_requests=sum(meets_slo(x, cell.slo) for x in samples) if cell.slo else None)
-    emit(BatchEvent(batch=batch))
     errors: dict[str, int] = {}
     for o in result.measured:
         if not o.ok:

@@ -50,6 +50,18 @@ class ServingParams(Params):
     def check_axes(cls, axes: dict[str, list[Any]]) -> None:
         if "batch_size" in axes and not set(axes.get("api", ["chat"])) & {"embeddings", "rerank"}:
             raise ValueError("batch_size (texts per request) applies to api embeddings or rerank")
+        if True in axes.get("slo_search", []) and "rate" not in axes:
+            raise ValueError("slo_search searches open-loop rates: give `rate`, the first rate to try")
+        if True in axes.get("slo_search", []) and {"embeddings", "rerank"} & set(axes.get("api", ["chat"])):
+            raise ValueError("slo_search applies to api chat or completions (limits on TTFT / TPOT / e2e)")
+
+    slo_search: bool = Field(False, description="find the highest open-loop rate within the suite's slo by "
+                             "bisection on the rate, starting at `rate`: one load of `requests` per rate tried")
+    slo_attainment_pct: float = Field(90, gt=0, le=100, description="slo_search: share of a load's requests that "
+                                      "must complete within every limit of the suite's slo for its rate to pass")
+    search_precision: float = Field(0.1, gt=0, le=1, description="slo_search: stop when the lowest failing rate is "
+                                    "within this fraction above the highest passing one")
+    search_probes: int = Field(8, ge=2, le=40, description="slo_search: most loads to run")
 
     def tokenizer_source(self, remote: bool) -> str:
         """`model`, `usage`, or a tokenizer folder or name."""
