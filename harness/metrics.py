@@ -891,8 +891,9 @@ roofline %) are explained, with what they leave out and a check on a real machin
 def markdown_doc() -> str:
     """The whole docs/metrics.md."""
     from harness.checks import CHECKS_DOC
+    from harness.serving.docs import SERVING_DOC
 
-    return DOC_PREAMBLE + "\n" + markdown_table() + "\n\n" + CHECKS_DOC
+    return DOC_PREAMBLE + "\n" + markdown_table() + "\n\n" + CHECKS_DOC + "\n" + SERVING_DOC
 
 
 def markdown_table() -> str:

@@ -1,0 +1,28 @@
+"""The serving part of docs/metrics.md: how load-level figures are found (generated with the metric table)."""
+
+SERVING_DOC = """## Serving loads: prompt lengths, repeated loads, SLO search
+
+**Prompt lengths on a remote server.** With a tokenizer (the suite's model, a tokenizer folder or a Hugging
+Face name) each synthetic prompt is cut to exactly the length asked for under it. Without one (`tokenizer:
+usage`, the default for a remote server) two probe requests of 64 and 256 words (16 and 64 lines of code)
+ask the server for one token each; their `usage.prompt_tokens` give tokens per unit and the fixed overhead
+(chat template, BOS) by a straight line, and each prompt gets `round((L − overhead) / per_unit)` units. The
+`input_tokens` recorded for every request is the server's own count either way. A server that reports no
+usage leaves the lengths nominal (a word, or a quarter line of code, a token).
+
+**Repeated loads.** With `processes: N` a serving cell runs N separate loads. For each load the report takes
+req/s, load output tok/s and goodput (from its batch record), TTFT p90, TPOT p50 and e2e p90 (over its
+requests), and gives their mean with a Student-t 95% confidence interval, mean ± t(0.975, N − 1) · s / √N
+(s: sample standard deviation of the N figures) — the spread of whole loads, which is what a rerun of the
+cell would see, not of requests within one load.
+
+**SLO search.** `slo_search: true` looks for the highest open-loop (Poisson) rate whose load meets the
+suite's `slo:`. A load passes when at least `slo_attainment_pct` % of the requests it sent completed and met
+every per-request limit (an error is a miss). From `rate`, the rate doubles while loads pass and halves while
+they fail; once a passing rate L and a failing rate H bracket the limit, √(L·H) is tried, until H / L − 1 ≤
+`search_precision` or `search_probes` loads have run. The bracket is always (highest passing rate below
+the lowest failing one, lowest failing rate), so a noisy pass above a failure cannot move the answer up.
+Each load sends `requests` (or runs `duration_s`); warm-up precedes the first load only. The cell's
+samples and figures are those of the load at the rate found; the other loads are kept as warm-up records,
+and the rates, shares and verdicts of all of them are in `slo_search` of the cell's result.
+"""
