@@ -217,8 +217,10 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
     fail it, since bf16 rounding can flip near-ties. Without validation outputs the timed outputs are judged."""
     if not kind_spec(r.spec.scenario.kind).same_as_greedy or r.spec.generation.mode != "greedy" or r.status != "ok":
         return None
-    if r.spec.scenario.kind == "serving" and r.spec.scenario.params.get("api") != "completions":
-        return None  # chat requests go through the chat template: a different prompt from the greedy cell's
+    if r.spec.scenario.kind == "serving" and (r.spec.remote or r.spec.scenario.params.get("api") != "completions"):
+        # chat requests go through the chat template (a different prompt from the greedy cell's); a remote
+        # server runs a model the harness did not make
+        return None
     sig = _reference_signature(r)
     refs = [c for c in cells if c.spec.scenario.kind == "generate" and _reference_signature(c) == sig]
     if not refs:
