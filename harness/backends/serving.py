@@ -213,7 +213,9 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     per_request = p.texts_per_call()
     texts_per_request = per_request + (api == "rerank")
     # distinct prompts are made up front, so a long or duration-bound load cycles through a bounded set
-    count = min((spec.requests + spec.warmup) * per_request + texts_per_request - per_request, MAX_DISTINCT_PROMPTS)
+    loads = p.search_probes if p.slo_search else 1  # a search's loads get prompts of their own (no cache hits)
+    count = min((spec.requests * loads + spec.warmup) * per_request + texts_per_request - per_request,
+                MAX_DISTINCT_PROMPTS)
     count = max(count, texts_per_request)
     in_lens, out_lens = request_lengths(cell.prompts.input_tokens, cell.generation.max_new_tokens,
                                         p.range_ratio, count)
@@ -270,7 +272,10 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                     mine.append(sample)
                     emit(SampleEvent(sample=sample, of=load_spec.requests))
 
-            result = asyncio.run(run_load(base_url, model, inputs, load_spec, headers, on_result=emit_request))
+            def shifted(i: int) -> RequestInput:  # measured requests of load k follow those of loads before it
+                return inputs(i + iteration * load_spec.requests if i >= 0 else i)
+
+            result = asyncio.run(run_load(base_url, model, shifted, load_spec, headers, on_result=emit_request))
             emit(BatchEvent(batch=_load_record(result, iteration, mine, cell.slo, api in ("chat", "completions"))))
             return result
 
