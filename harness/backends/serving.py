@@ -27,14 +27,17 @@ from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors
 from harness.serving.client import RequestInput, RequestOutput
+from harness.serving.content import RequestMaker, image_sets, shared_prefixes
 from harness.serving.load import LoadSpec, run_load
 
 LOCAL = "local"
 
 
 def start_local_server(model_dir: Path, device: str, properties: dict[str, Any], log_path: Path,
-                       embedding_dir: Path | None = None, timeout_s: float = 180) -> tuple[subprocess.Popen, str]:
-    """`harness serve` in a child process on a free loopback port; returns it and its /v3 base URL."""
+                       embedding_dir: Path | None = None, timeout_s: float = 180,
+                       scheduler: dict[str, Any] | None = None) -> tuple[subprocess.Popen, str]:
+    """`harness serve` in a child process on a free loopback port; returns it and its /v3 base URL.
+    `scheduler` holds SchedulerConfig fields of its pipeline."""
     import httpx
 
     port = free_loopback_port()
@@ -42,6 +45,8 @@ def start_local_server(model_dir: Path, device: str, properties: dict[str, Any],
            "--properties", json.dumps(properties)]
     if embedding_dir is not None:
         cmd += ["--embeddings", str(embedding_dir)]
+    if scheduler:
+        cmd += ["--scheduler", json.dumps(scheduler)]
     log = open(log_path, "w")  # noqa: SIM115 - handed to the child, closed by the OS with it
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             preexec_fn=die_with_parent)
@@ -188,11 +193,19 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         end, after the measured ones when none repeat."""
         return (i if i >= 0 else len(prompts) // per_request - 1 - (-1 - i)) * per_request % len(prompts)
 
-    def inputs(i: int) -> RequestInput:
+    def plain_inputs(i: int) -> RequestInput:
         idx = first_text(i)
         texts = [prompts[(idx + k) % len(prompts)] for k in range(texts_per_request)]
         return RequestInput(api=api, prompt=texts[0], documents=tuple(texts[1:]), max_tokens=out_lens[idx],
                             ignore_eos=cell.generation.ignore_eos, stream=p.stream, index=i)
+
+    # the shared prefix, the conversation so far and the images (harness/serving/content.py)
+    inputs = RequestMaker(
+        plain_inputs, turns=p.turns,
+        prefixes=shared_prefixes(ov_genai.Tokenizer(str(tok_dir)), p.shared_prefix_tokens, p.prefix_groups,
+                                 cell.prompts.style) if p.shared_prefix_tokens else [],
+        images=image_sets(min(spec.requests + spec.warmup, MAX_DISTINCT_PROMPTS), p.images_per_request,
+                          p.image_size) if p.images_per_request else [])
 
     headers = None
     key_env = p.api_key_env
@@ -203,10 +216,14 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         headers = {"Authorization": f"Bearer {key}"}
     proc = None
     cell_values: dict[str, float] = {}
+    scheduler = {} if p.enable_prefix_caching is None else {"enable_prefix_caching": p.enable_prefix_caching}
+    if scheduler and target != LOCAL:
+        raise ModelPreparationError(f"enable_prefix_caching={p.enable_prefix_caching} configures harness serve "
+                                    "(server: local); a running server has its own setting")
     if target == LOCAL:
         t0 = time.perf_counter()
         proc, base_url = start_local_server(models.target, cell.device, dict(cell.properties),
-                                            models.workdir / "server.log")
+                                            models.workdir / "server.log", scheduler=scheduler)
         cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
     else:
         base_url = target.rstrip("/")
@@ -216,8 +233,10 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         before = scrape(base_url)
 
         def emit_request(o: RequestOutput) -> None:
+            inputs.record(o)  # the conversation's next turn carries this answer
             if o.ok:
                 sample = _sample(o, o.index)
+                sample.readings.update(inputs.readings(o.index))
                 if api in ("embeddings", "rerank"):
                     sample.readings["documents"] = per_request
                 else:  # what this request asked for: the token-count check compares with it

@@ -37,9 +37,47 @@ class _Body(BaseModel):
     model_config = ConfigDict(strict=True)
 
 
+class ImageUrl(_Body):
+    url: Text
+
+
+class ContentPart(_Body):
+    """One OpenAI content part: {"type": "text", "text"} or {"type": "image_url", "image_url": {"url"}}."""
+
+    type: Literal["text", "image_url"]
+    text: Text | None = None
+    image_url: ImageUrl | None = None
+
+    @model_validator(mode="after")
+    def _has_its_field(self) -> ContentPart:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a text content part needs `text`")
+        if self.type == "image_url" and self.image_url is None:
+            raise ValueError("an image_url content part needs `image_url`")
+        return self
+
+
 class ChatMessage(_Body):
     role: Text
-    content: Text | None = ""
+    # a text, or content parts (text and images) as OVMS accepts them for VLMs
+    content: Text | list[ContentPart] | None = ""
+
+    @model_validator(mode="after")
+    def _parts_not_empty(self) -> ChatMessage:
+        if isinstance(self.content, list) and not self.content:
+            raise ValueError("content: the content array is empty")
+        return self
+
+    def text(self) -> str:
+        """The message's text (content parts: their texts joined)."""
+        if isinstance(self.content, list):
+            return "".join(p.text or "" for p in self.content if p.type == "text")
+        return self.content or ""
+
+    def image_urls(self) -> list[str]:
+        if not isinstance(self.content, list):
+            return []
+        return [p.image_url.url for p in self.content if p.type == "image_url" and p.image_url is not None]
 
 
 class StreamOptions(_Body):
