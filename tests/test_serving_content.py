@@ -280,6 +280,8 @@ def test_text_model_refuses_images_and_vlm_takes_them(model_cache):
         n = [r.json()["usage"]["prompt_tokens"] for r in (plain, seeing, two)]
         assert n[1] - n[0] >= 8 and n[2] - n[1] >= 8, n  # each image's vision tokens counted
         assert all(r.json()["usage"]["completion_tokens"] == 4 for r in (plain, seeing, two))
+        too_long = client.post("/v3/chat/completions", json={**body, "max_tokens": 4000})
+        assert too_long.status_code == 400 and "maximum context length is 2048" in too_long.text  # text_config's
         completion = client.post("/v3/completions", json={"prompt": "def main():", "max_tokens": 3, "ignore_eos": True})
         assert completion.status_code == 200 and completion.json()["usage"]["completion_tokens"] == 3
 

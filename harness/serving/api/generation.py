@@ -37,14 +37,16 @@ router = APIRouter()
 
 
 def context_length(model_dir: Path) -> int | None:
-    """The model's context window from its config.json (None when it does not say)."""
+    """The model's context window from its config.json (a vision-language model's: its text_config's; None
+    when it does not say)."""
     try:
-        cfg = json.loads((Path(model_dir) / "config.json").read_text())
+        top = json.loads((Path(model_dir) / "config.json").read_text())
     except (OSError, ValueError):
         return None
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        if isinstance(cfg.get(key), int) and cfg[key] > 0:
-            return cfg[key]
+    for cfg in (top, top.get("text_config") if isinstance(top, dict) else None):
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            if isinstance(cfg, dict) and isinstance(cfg.get(key), int) and cfg[key] > 0:
+                return cfg[key]
     return None
 
 
