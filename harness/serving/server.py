@@ -8,7 +8,9 @@ completions: `text ""`), then content chunks, each choice with `logprobs: null`,
 every chunk when `stream_options.include_usage` is set and then a last chunk with `choices: []` and
 `usage`, then `data: [DONE]`. Rerank follows OVMS's Cohere-style `/v3/rerank`: `{"results": [{index,
 relevance_score[, document: {text}]}]}` best first, at most 100 documents. Text generation runs on one
-ContinuousBatchingPipeline (harness/serving/engine.py); embeddings on a TextEmbeddingPipeline and
+ContinuousBatchingPipeline (harness/serving/engine.py), a vision-language model's too: chat messages may then
+carry images as OpenAI image_url content parts (base64 data URLs; harness/serving/api/vision.py), which a
+text-only model refuses with 400 as OVMS does (its MEDIAPIPE_EXECUTION_ERROR); embeddings on a TextEmbeddingPipeline and
 rerank on a TextRerankPipeline when such a model is given. `/metrics` exposes OVMS's V3 graph metric families
 (harness/serving/server_metrics.py). Tests and `server: local` suites use it; it is not a production server. One deliberate
 addition: responses carry an `id` (OVMS leaves it as a TODO; OpenAI clients expect one).
