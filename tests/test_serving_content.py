@@ -261,6 +261,9 @@ def test_text_model_refuses_images_and_vlm_takes_them(model_cache):
         assert r.status_code == 400 and "supports only text input, but image_url has been provided" in r.text
         empty = client.post("/v3/chat/completions", json={**body, "messages": [{"role": "user", "content": []}]})
         assert empty.status_code == 400 and "content array is empty" in empty.text
+        audio = client.post("/v3/chat/completions", json={**body, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "input_audio"}]}]})
+        assert audio.status_code == 400 and "content.1.type: Input should be 'text' or 'image_url'" in audio.text
         text_parts = client.post("/v3/chat/completions", json={**body, "messages": [
             {"role": "user", "content": [{"type": "text", "text": "what is it"}]}]})
         assert text_parts.status_code == 200  # text-only content parts are fine for a text model

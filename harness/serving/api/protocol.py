@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
@@ -61,6 +61,24 @@ class ChatMessage(_Body):
     role: Text
     # a text, or content parts (text and images) as OVMS accepts them for VLMs
     content: Text | list[ContentPart] | None = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parts_said_plainly(cls, data: Any) -> Any:
+        """A bad content part named by its place (the union's own error would only say "not a string")."""
+        content = data.get("content") if isinstance(data, dict) else None
+        if content is None or isinstance(content, str):
+            return data
+        if not isinstance(content, list):
+            raise ValueError(f"content must be a text or a list of content parts, got {type(content).__name__}")
+        for k, part in enumerate(content):
+            try:
+                ContentPart.model_validate(part)
+            except ValidationError as e:
+                first = e.errors()[0]
+                where = "".join(f".{x}" for x in first.get("loc", ()))
+                raise ValueError(f"content.{k}{where}: {first['msg'].removeprefix('Value error, ')}") from None
+        return data
 
     @model_validator(mode="after")
     def _parts_not_empty(self) -> ChatMessage:
