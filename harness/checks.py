@@ -221,6 +221,9 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
         # chat requests go through the chat template (a different prompt from the greedy cell's); a remote
         # server runs a model the harness did not make
         return None
+    if r.spec.scenario.kind == "serving" and (r.spec.scenario.params.get("shared_prefix_tokens")
+                                              or int(r.spec.scenario.params.get("turns") or 1) > 1):
+        return None  # a shared prefix or a conversation's history goes before the prompt: not the greedy cell's
     sig = _reference_signature(r)
     refs = [c for c in cells if c.spec.scenario.kind == "generate" and _reference_signature(c) == sig]
     if not refs:

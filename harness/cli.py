@@ -397,6 +397,8 @@ def serve(
     embeddings: Annotated[str | None, typer.Option(help="also serve /v3/embeddings with this model")] = None,
     rerank: Annotated[str | None, typer.Option(help="also serve /v3/rerank with this model")] = None,
     cache_dir: CacheOpt = None,
+    scheduler: Annotated[str, typer.Option(help="SchedulerConfig fields of the pipeline as a JSON object, e.g. "
+                                           '\'{"enable_prefix_caching": true}\'')] = "{}",
 ) -> None:
     """OpenAI-compatible server shaped like OpenVINO Model Server (/v3/chat/completions, /v3/completions,
     /v3/embeddings, /v3/rerank, /metrics) on a ContinuousBatchingPipeline. MODEL may also be an
@@ -412,6 +414,17 @@ def serve(
         assert isinstance(props, dict)
     except (ValueError, AssertionError):
         raise HarnessInputError("command line", "--properties", properties, "expected a JSON object") from None
+    try:
+        sched = json.loads(scheduler)
+        assert isinstance(sched, dict)
+    except (ValueError, AssertionError):
+        raise HarnessInputError("command line", "--scheduler", scheduler, "expected a JSON object") from None
+    from harness.serving.server import scheduler_config
+
+    try:
+        scheduler_config(sched)
+    except ValueError as e:
+        raise HarnessInputError("command line", "--scheduler", scheduler, str(e)) from None
     _usable_device(device)
     cache_dir = cache_dir or default_cache_dir()
     log = lambda m: err_console.print(m)  # noqa: E731
@@ -421,7 +434,7 @@ def serve(
     err_console.print(f"serving {model_dir} on http://{host}:{port}/v3")
     try:
         run_server(model_dir, host=host, port=port, device=device, properties=props, embedding_model_dir=emb_dir,
-                   rerank_model_dir=rerank_dir)
+                   rerank_model_dir=rerank_dir, scheduler=sched)
     except RuntimeError as e:  # the runtime refused the model or the properties while loading
         raise ModelPreparationError(f"cannot serve {model_dir} on {device}: {error_line(e)}") from None
 

@@ -494,6 +494,36 @@ class EncoderTokenThroughput(Metric):
         return [s.input_tokens / (e2e / 1000.0)] if docs and e2e > 0 else []
 
 
+# ---------------------------------------------------------------- serving conversations (per request, by turn)
+
+
+@metric
+class TTFTFirstTurn(Metric):
+    """Serving with `turns` > 1: TTFT of a conversation's first turn, whose prompt has no history (the
+    request's `turn` reading is 1)."""
+
+    tag, title, unit, higher_is_better = "ttft_first_turn_ms", "TTFT, first turns", "ms", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        t = _ttft_ms(s)
+        return [t] if t is not None and s.readings.get("turn") == 1 else []
+
+
+@metric
+class TTFTLaterTurns(Metric):
+    """Serving with `turns` > 1: TTFT of turns 2 and later, whose prompts carry the conversation so far (earlier
+    user turns and the server's answers); against ttft_first_turn_ms it shows what the history costs, or what
+    a prefix cache saves of it."""
+
+    tag, title, unit, higher_is_better = "ttft_later_turns_ms", "TTFT, later turns", "ms", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        t = _ttft_ms(s)
+        return [t] if t is not None and s.readings.get("turn", 0) > 1 else []
+
+
 # ---------------------------------------------------------------- per batch of concurrent requests
 
 

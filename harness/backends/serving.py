@@ -29,6 +29,7 @@ from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors, SloProbe
 from harness.serving.client import RequestInput, RequestOutput
+from harness.serving.content import PREFIX_INDEX_BASE, RequestMaker, image_sets
 from harness.serving.load import LoadResult, LoadSpec, run_load
 from harness.serving.prompt_tokenizer import (
     MODEL,
@@ -42,8 +43,10 @@ from harness.serving.slo_search import SearchPolicy, next_rate, outcome, probe
 
 
 def start_local_server(model_dir: Path, device: str, properties: dict[str, Any], log_path: Path,
-                       embedding_dir: Path | None = None, timeout_s: float = 180) -> tuple[subprocess.Popen, str]:
-    """`harness serve` in a child process on a free loopback port; returns it and its /v3 base URL."""
+                       embedding_dir: Path | None = None, timeout_s: float = 180,
+                       scheduler: dict[str, Any] | None = None) -> tuple[subprocess.Popen, str]:
+    """`harness serve` in a child process on a free loopback port; returns it and its /v3 base URL.
+    `scheduler` holds SchedulerConfig fields of its pipeline."""
     import httpx
 
     port = free_loopback_port()
@@ -51,6 +54,8 @@ def start_local_server(model_dir: Path, device: str, properties: dict[str, Any],
            "--properties", json.dumps(properties)]
     if embedding_dir is not None:
         cmd += ["--embeddings", str(embedding_dir)]
+    if scheduler:
+        cmd += ["--scheduler", json.dumps(scheduler)]
     log = open(log_path, "w")  # noqa: SIM115 - handed to the child, closed by the OS with it
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             preexec_fn=die_with_parent)
@@ -186,22 +191,17 @@ def _sample(o: RequestOutput, prompt_index: int, iteration: int) -> Sample:
 MAX_DISTINCT_PROMPTS = 512
 
 
-def request_prompts(cell: CellSpec, p: ServingParams, models: CellModels, count: int, lengths: list[int] | None,
-                    count_tokens: Callable[[str], int | None]) -> list[str]:
-    """`count` prompts: from the suite's prompt file, else synthetic of each request's length, exact under the
-    tokenizer the scenario names, or calibrated on the server's usage counts when it names none."""
-    if cell.prompts.source == "file":
-        texts = cell.prompts.texts
-        return [texts[i % len(texts)] for i in range(count)]
-    assert cell.prompts.input_tokens is not None
-    lengths = lengths or [cell.prompts.input_tokens] * count
+def prompt_maker(cell: CellSpec, p: ServingParams, models: CellModels,
+                 count_tokens: Callable[[str], int | None]) -> Callable[[int, int], str]:
+    """(index, tokens) -> synthetic text of that many tokens: exact under the tokenizer the scenario names, or
+    calibrated on the server's usage counts when it names none."""
     style = cell.prompts.style
     source = p.tokenizer_source(cell.remote)
     tok = load_prompt_tokenizer(source, models.target if source == MODEL else None)
     if tok is not None:
-        return [exact_prompt(i, lengths[i], tok, style) for i in range(count)]
+        return lambda i, n: exact_prompt(i, n, tok, style)
     calibration = calibrate(count_tokens, style)
-    return [usage_prompt(i, lengths[i], calibration, style) for i in range(count)]
+    return lambda i, n: usage_prompt(i, n, calibration, style)
 
 
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
@@ -226,11 +226,17 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         end, after the measured ones when none repeat."""
         return (i if i >= 0 else len(prompts) // per_request - 1 - (-1 - i)) * per_request % len(prompts)
 
-    def inputs(i: int) -> RequestInput:
+    def plain_inputs(i: int) -> RequestInput:
         idx = first_text(i)
         texts = [prompts[(idx + k) % len(prompts)] for k in range(texts_per_request)]
         return RequestInput(api=api, prompt=texts[0], documents=tuple(texts[1:]), max_tokens=out_lens[idx],
                             ignore_eos=cell.generation.ignore_eos, stream=p.stream, index=i)
+
+    # the shared prefix (made with the prompts), the conversation so far and the images (serving/content.py)
+    inputs = RequestMaker(
+        plain_inputs, turns=p.turns, prefixes=[],
+        images=image_sets(min(spec.requests + spec.warmup, MAX_DISTINCT_PROMPTS), p.images_per_request,
+                          p.image_size) if p.images_per_request else [])
 
     headers = None
     key_env = p.api_key_env
@@ -241,10 +247,14 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         headers = {"Authorization": f"Bearer {key}"}
     proc = None
     cell_values: dict[str, float] = {}
+    scheduler = {} if p.enable_prefix_caching is None else {"enable_prefix_caching": p.enable_prefix_caching}
+    if scheduler and cell.remote:
+        raise ModelPreparationError(f"enable_prefix_caching={p.enable_prefix_caching} configures harness serve "
+                                    "(server: local); a running server has its own setting")
     if not cell.remote:
         t0 = time.perf_counter()
         proc, base_url = start_local_server(models.target, cell.device, dict(cell.properties),
-                                            models.workdir / "server.log")
+                                            models.workdir / "server.log", scheduler=scheduler)
         cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
     else:
         base_url = str(cell.server).rstrip("/")
@@ -254,8 +264,14 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                                headers, p.request_timeout_s, p.tokenizer_source(cell.remote))
         emit(ServerReport(server=info))
         model = info.served_model
-        prompts += request_prompts(cell, p, models, count, in_lens,
-                                   prompt_token_counter(base_url, api, model, headers, p.request_timeout_s))
+        make = prompt_maker(cell, p, models, prompt_token_counter(base_url, api, model, headers, p.request_timeout_s))
+        if cell.prompts.source == "file":
+            prompts += [cell.prompts.texts[i % len(cell.prompts.texts)] for i in range(count)]
+        else:
+            assert cell.prompts.input_tokens is not None
+            prompts += [make(i, in_lens[i] if in_lens else cell.prompts.input_tokens) for i in range(count)]
+        if p.shared_prefix_tokens:  # synthetic, from an index range the prompts never reach
+            inputs.prefixes = [make(PREFIX_INDEX_BASE + g, p.shared_prefix_tokens) for g in range(p.prefix_groups)]
         before = scrape(base_url)
 
         def load(load_spec: LoadSpec, iteration: int) -> LoadResult:
@@ -263,8 +279,10 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
             mine: list[Sample] = []
 
             def emit_request(o: RequestOutput) -> None:
+                inputs.record(o)  # the conversation's next turn carries this answer
                 if o.ok:
                     sample = _sample(o, o.index, iteration if p.slo_search else o.index)
+                    sample.readings.update(inputs.readings(o.index))
                     if api in ("embeddings", "rerank"):
                         sample.readings["documents"] = per_request
                     else:  # what this request asked for: the token-count check compares with it
@@ -275,7 +293,9 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
             def shifted(i: int) -> RequestInput:  # measured requests of load k follow those of loads before it
                 return inputs(i + iteration * load_spec.requests if i >= 0 else i)
 
-            result = asyncio.run(run_load(base_url, model, shifted, load_spec, headers, on_result=emit_request))
+            # the request maker itself for a single load: the closed loop reads its conversations' `turns`
+            make_request = shifted if iteration else inputs
+            result = asyncio.run(run_load(base_url, model, make_request, load_spec, headers, on_result=emit_request))
             emit(BatchEvent(batch=_load_record(result, iteration, mine, cell.slo, api in ("chat", "completions"))))
             return result
 

@@ -38,6 +38,29 @@ class ServingParams(Params):
         "a folder with an OpenVINO or Hugging Face tokenizer (relative to the suite file), a Hugging Face tokenizer "
         "name, or `usage` (no tokenizer: prompt lengths calibrated on the server's usage counts). Default: `model` "
         "for server local, `usage` for a remote server, which then needs no local model")
+    slo_search: bool = Field(False, description="find the highest open-loop rate within the suite's slo by "
+                             "bisection on the rate, starting at `rate`: one load of `requests` per rate tried")
+    slo_attainment_pct: float = Field(90, gt=0, le=100, description="slo_search: share of a load's requests that "
+                                      "must complete within every limit of the suite's slo for its rate to pass")
+    search_precision: float = Field(0.1, gt=0, le=1, description="slo_search: stop when the lowest failing rate is "
+                                    "within this fraction above the highest passing one")
+    search_probes: int = Field(8, ge=2, le=40, description="slo_search: most loads to run")
+    # what the requests contain (harness/serving/content.py)
+    shared_prefix_tokens: int | None = Field(
+        None, gt=0, description="chat / completions: a system prompt of this many tokens (exact under the model's "
+        "tokenizer), identical across requests, before the user turn of the input length; chat sends it as a "
+        "system message, completions prepend it to the prompt")
+    prefix_groups: int = Field(1, gt=0, description="with shared_prefix_tokens: this many distinct prefixes, "
+                               "request (or conversation) k taking prefix k mod prefix_groups")
+    turns: int = Field(1, gt=0, description="chat / completions: requests per conversation; each turn carries "
+                       "the earlier user turns and the server's actual answers to them, a conversation's turns go "
+                       "in order to one closed-loop client, and `requests` counts turns")
+    images_per_request: int = Field(0, ge=0, le=16, description="chat: synthetic PNG images sent with each "
+                                    "user turn as OpenAI image_url content parts (base64 data URLs)")
+    image_size: int = Field(224, gt=0, le=4096, description="side of each image in pixels")
+    enable_prefix_caching: bool | None = Field(
+        None, description="server local only: the SchedulerConfig field harness serve builds its pipeline with "
+        "(None: openvino-genai's default)")
 
     @classmethod
     def default_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -54,14 +77,21 @@ class ServingParams(Params):
             raise ValueError("slo_search searches open-loop rates: give `rate`, the first rate to try")
         if True in axes.get("slo_search", []) and {"embeddings", "rerank"} & set(axes.get("api", ["chat"])):
             raise ValueError("slo_search applies to api chat or completions (limits on TTFT / TPOT / e2e)")
-
-    slo_search: bool = Field(False, description="find the highest open-loop rate within the suite's slo by "
-                             "bisection on the rate, starting at `rate`: one load of `requests` per rate tried")
-    slo_attainment_pct: float = Field(90, gt=0, le=100, description="slo_search: share of a load's requests that "
-                                      "must complete within every limit of the suite's slo for its rate to pass")
-    search_precision: float = Field(0.1, gt=0, le=1, description="slo_search: stop when the lowest failing rate is "
-                                    "within this fraction above the highest passing one")
-    search_probes: int = Field(8, ge=2, le=40, description="slo_search: most loads to run")
+        apis = set(axes.get("api", ["chat"]))
+        # a parameter counts as given with a value other than its default (turns: 1 is plain requests)
+        given = {k: next(v for v in values if v is not None and v != cls.model_fields[k].default)
+                 for k, values in axes.items()
+                 if k in cls.model_fields and any(v is not None and v != cls.model_fields[k].default for v in values)}
+        for name, allowed in (("shared_prefix_tokens", {"chat", "completions"}), ("turns", {"chat", "completions"}),
+                              ("images_per_request", {"chat"})):
+            if name in given and apis - allowed:
+                raise ValueError(f"{name}={given[name]} applies to api {' or '.join(sorted(allowed))}, not "
+                                 f"{', '.join(sorted(apis - allowed))}")
+        if "prefix_groups" in given and "shared_prefix_tokens" not in given:
+            raise ValueError(f"prefix_groups={given['prefix_groups']} needs shared_prefix_tokens")
+        if "turns" in given and "rate" in axes:
+            raise ValueError(f"turns={given['turns']} runs a conversation's turns one after another on a "
+                             "closed-loop client: use concurrency, not rate")
 
     def tokenizer_source(self, remote: bool) -> str:
         """`model`, `usage`, or a tokenizer folder or name."""

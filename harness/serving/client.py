@@ -30,6 +30,12 @@ class RequestInput:
     stream: bool = True
     index: int = 0
     documents: tuple[str, ...] = ()  # embeddings: more inputs after `prompt`; rerank: the documents
+    # what the requests contain (harness/serving/content.py): a shared system prompt (chat: a system message;
+    # completions: prepended), the conversation's earlier (user, assistant answer) turns, and image data URLs
+    # sent with the user turn (chat)
+    system: str = ""
+    history: tuple[tuple[str, str], ...] = ()
+    images: tuple[str, ...] = ()
 
 
 @dataclass
@@ -59,10 +65,24 @@ def payload(inp: RequestInput, model: str) -> dict[str, Any]:
     if inp.stream:
         body["stream_options"] = {"include_usage": True}
     if inp.api == "chat":
-        body["messages"] = [{"role": "user", "content": inp.prompt}]
-    else:
-        body["prompt"] = inp.prompt
+        body["messages"] = chat_messages(inp)
+    else:  # no roles: the shared prefix, then the conversation so far, then this turn
+        body["prompt"] = inp.system + "".join(user + answer for user, answer in inp.history) + inp.prompt
     return body
+
+
+def chat_messages(inp: RequestInput) -> list[dict[str, Any]]:
+    """OpenAI chat messages: the system prompt, earlier turns, then the user turn (with its images as
+    content parts, text first, as OVMS accepts them)."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": inp.system}] if inp.system else []
+    for user, answer in inp.history:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    content: Any = inp.prompt
+    if inp.images:
+        content = [{"type": "text", "text": inp.prompt},
+                   *({"type": "image_url", "image_url": {"url": url}} for url in inp.images)]
+    messages.append({"role": "user", "content": content})
+    return messages
 
 
 def _content(event: dict[str, Any]) -> str:

@@ -28,6 +28,11 @@ class Ticket:
     produced: int = 0
     cancelled: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # a VLM's request: the templated prompt text and its images (ov.Tensor each); the pipeline tokenizes it,
+    # and `prompt_tokens` (image tokens included) is set from its perf metrics before the last delivery
+    prompt_text: str | None = None
+    images: list[Any] = field(default_factory=list)
+    prompt_tokens: int | None = None
 
 
 class Engine:
@@ -49,8 +54,10 @@ class Engine:
         self.steps = 0
         self._thread.start()
 
-    def submit(self, prompt_ids: list[int], config: Any, sink: TokenSink) -> Ticket:
-        ticket = Ticket(prompt_ids, config, sink)
+    def submit(self, prompt_ids: list[int], config: Any, sink: TokenSink, prompt_text: str | None = None,
+               images: list[Any] | None = None) -> Ticket:
+        """Queue a request: token ids, or (a VLM's pipeline) `prompt_text` with its `images`."""
+        ticket = Ticket(prompt_ids, config, sink, prompt_text=prompt_text, images=list(images or []))
         self._incoming.put(ticket)
         return ticket
 
@@ -105,9 +112,12 @@ class Engine:
         import numpy as np
         import openvino as ov
 
-        ids = ov.Tensor(np.asarray([req.prompt_ids], dtype=np.int64))
         try:
-            req.handle = self.pipe.add_request(next(self._ids), ids, req.config)
+            if req.prompt_text is not None:
+                req.handle = self.pipe.add_request(next(self._ids), req.prompt_text, req.images, req.config)
+            else:
+                ids = ov.Tensor(np.asarray([req.prompt_ids], dtype=np.int64))
+                req.handle = self.pipe.add_request(next(self._ids), ids, req.config)
         except Exception as e:  # noqa: BLE001 - a bad request fails alone
             req.sink([], True, f"error: {type(e).__name__}: {e}")
             return
@@ -148,6 +158,8 @@ class Engine:
                     if done:
                         limit = req.config.max_new_tokens
                         reason = "length" if limit and req.produced >= limit else "stop"
+                        if req.prompt_text is not None:
+                            req.prompt_tokens = int(req.handle.get_perf_metrics().get_num_input_tokens())
                     req.sink(new, done, reason)
                 if not done:
                     still.append(req)

@@ -83,16 +83,20 @@ async def _closed_loop(client: httpx.AsyncClient, base_url: str, model: str, inp
                        spec: LoadSpec, headers: dict[str, str] | None,
                        report: Callable[[RequestOutput], None]) -> list[RequestOutput]:
     out: list[RequestOutput] = []
-    counter = iter(range(spec.requests))
+    # conversations (harness/serving/content.py): a client takes a conversation's `turns` consecutive requests
+    # and sends them in order, each made after `report` has seen the answer before it
+    turns = max(1, int(getattr(inputs, "turns", 1)))
+    counter = iter(range(0, spec.requests, turns))
     deadline = time.perf_counter() + spec.duration_s if spec.duration_s else None
 
     async def worker() -> None:
-        for i in counter:
-            if deadline and time.perf_counter() > deadline:
-                return
-            result = await send(client, base_url, inputs(i), model, headers)
-            out.append(result)
-            report(result)
+        for first in counter:
+            for i in range(first, min(first + turns, spec.requests)):
+                if deadline and time.perf_counter() > deadline:
+                    return
+                result = await send(client, base_url, inputs(i), model, headers)
+                out.append(result)
+                report(result)
 
     await asyncio.gather(*(worker() for _ in range(max(1, spec.concurrency or 1))))
     return out

@@ -8,7 +8,9 @@ completions: `text ""`), then content chunks, each choice with `logprobs: null`,
 every chunk when `stream_options.include_usage` is set and then a last chunk with `choices: []` and
 `usage`, then `data: [DONE]`. Rerank follows OVMS's Cohere-style `/v3/rerank`: `{"results": [{index,
 relevance_score[, document: {text}]}]}` best first, at most 100 documents. Text generation runs on one
-ContinuousBatchingPipeline (harness/serving/engine.py); embeddings on a TextEmbeddingPipeline and
+ContinuousBatchingPipeline (harness/serving/engine.py), a vision-language model's too: chat messages may then
+carry images as OpenAI image_url content parts (base64 data URLs; harness/serving/api/vision.py), which a
+text-only model refuses with 400 as OVMS does (its MEDIAPIPE_EXECUTION_ERROR); embeddings on a TextEmbeddingPipeline and
 rerank on a TextRerankPipeline when such a model is given. `/metrics` exposes OVMS's V3 graph metric families
 (harness/serving/server_metrics.py). Tests and `server: local` suites use it; it is not a production server. One deliberate
 addition: responses carry an `id` (OVMS leaves it as a TODO; OpenAI clients expect one).
@@ -36,9 +38,12 @@ from harness.serving.server_metrics import ServerMetrics
 
 def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] | None = None,
               embedding_model_dir: Path | None = None, served_name: str | None = None,
-              default_max_tokens: int = 256, rerank_model_dir: Path | None = None) -> FastAPI:
+              default_max_tokens: int = 256, rerank_model_dir: Path | None = None,
+              scheduler: dict[str, Any] | None = None) -> FastAPI:
     """The FastAPI application (the pipelines load here, before the first request). `model_dir` may be
-    a text-generation, embedding or rerank model; the other two kinds can be added alongside."""
+    a text-generation, vision-language (chat requests may then carry images), embedding or rerank model;
+    the last two kinds can be added alongside. `scheduler` sets SchedulerConfig fields of the
+    ContinuousBatchingPipeline (e.g. enable_prefix_caching)."""
     import openvino_genai as ov_genai
 
     from harness.models.export import export_task
@@ -52,8 +57,8 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
     elif task == "text-classification":
         rerank_model_dir = model_dir
     else:
-        engine = Engine(ov_genai.ContinuousBatchingPipeline(str(model_dir), ov_genai.SchedulerConfig(), device,
-                                                            props))
+        engine = Engine(ov_genai.ContinuousBatchingPipeline(str(model_dir), scheduler_config(scheduler or {}),
+                                                            device, props))
     embedder = (ov_genai.TextEmbeddingPipeline(str(embedding_model_dir), device, **props)
                 if embedding_model_dir else None)
     reranker = None
@@ -68,7 +73,8 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
         default_max_tokens=default_max_tokens, embedder=embedder,
         embed_tokenizer=ov_genai.Tokenizer(str(embedding_model_dir)) if embedding_model_dir else None,
         embed_name=Path(embedding_model_dir).name if embedding_model_dir else name,
-        reranker=reranker, rerank_name=Path(rerank_model_dir).name if rerank_model_dir else name)
+        reranker=reranker, rerank_name=Path(rerank_model_dir).name if rerank_model_dir else name,
+        vision=task == "image-text-to-text")
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -85,9 +91,26 @@ def build_app(model_dir: Path, device: str = "CPU", properties: dict[str, Any] |
     return app
 
 
+def scheduler_config(fields: dict[str, Any]) -> Any:
+    """openvino-genai's SchedulerConfig with `fields` set; an unknown field or a value of the wrong type is a
+    ValueError naming it."""
+    import openvino_genai as ov_genai
+
+    sc = ov_genai.SchedulerConfig()
+    known = {k for k in dir(sc) if not k.startswith("_") and not callable(getattr(sc, k))}
+    for name, value in fields.items():
+        if name not in known:
+            raise ValueError(f"{name} is not a SchedulerConfig field (it has {', '.join(sorted(known))})")
+        try:
+            setattr(sc, name, value)
+        except TypeError:
+            raise ValueError(f"{name}: {value!r} is not a {type(getattr(sc, name)).__name__}") from None
+    return sc
+
+
 def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "CPU",
           properties: dict[str, Any] | None = None, embedding_model_dir: Path | None = None,
-          rerank_model_dir: Path | None = None) -> None:
+          rerank_model_dir: Path | None = None, scheduler: dict[str, Any] | None = None) -> None:
     """Run the server until SIGINT or SIGTERM; open responses get 2 s, then their generation is cancelled."""
     import uvicorn
 
@@ -99,5 +122,6 @@ def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, device: st
                 engine.cancel_all()
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = build_app(model_dir, device, properties, embedding_model_dir, rerank_model_dir=rerank_model_dir)
+    app = build_app(model_dir, device, properties, embedding_model_dir, rerank_model_dir=rerank_model_dir,
+                    scheduler=scheduler)
     _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)).run()

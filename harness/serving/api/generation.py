@@ -25,6 +25,7 @@ from harness.serving.api.protocol import (
     require_served_model,
 )
 from harness.serving.api.state import ServerState, State
+from harness.serving.api.vision import TEXT_ONLY, decode_image_url, image_tag
 from harness.serving.engine import Engine
 from harness.serving.server_metrics import Method
 
@@ -36,14 +37,16 @@ router = APIRouter()
 
 
 def context_length(model_dir: Path) -> int | None:
-    """The model's context window from its config.json (None when it does not say)."""
+    """The model's context window from its config.json (a vision-language model's: its text_config's; None
+    when it does not say)."""
     try:
-        cfg = json.loads((Path(model_dir) / "config.json").read_text())
+        top = json.loads((Path(model_dir) / "config.json").read_text())
     except (OSError, ValueError):
         return None
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        if isinstance(cfg.get(key), int) and cfg[key] > 0:
-            return cfg[key]
+    for cfg in (top, top.get("text_config") if isinstance(top, dict) else None):
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            if isinstance(cfg, dict) and isinstance(cfg.get(key), int) and cfg[key] > 0:
+                return cfg[key]
     return None
 
 
@@ -67,6 +70,7 @@ def completion_budget(prompt_tokens: int, asked: int | None, default_max: int, c
 def _config(pipe: Any, req: GenerationFields, max_new_tokens: int) -> Any:
     cfg = pipe.get_config()
     cfg.max_new_tokens = max_new_tokens
+    cfg.apply_chat_template = False  # a text prompt (a VLM's) is templated here already, or is a raw completion
     cfg.ignore_eos = req.ignore_eos
     if req.min_tokens:
         cfg.min_new_tokens = req.min_tokens
@@ -117,7 +121,13 @@ def _token_ids(tokenizer: Any, text: str, special: bool) -> list[int]:
 
 
 def _chat_prompt(tokenizer: Any, messages: list[ChatMessage]) -> str:
-    history = [{"role": m.role, "content": m.content or ""} for m in messages]
+    """The templated prompt; a message's images become tags before its text (numbered over the request)."""
+    history, seen = [], 0
+    for m in messages:
+        n = len(m.image_urls())
+        tags = "".join(image_tag(seen + k) + "\n" for k in range(n))
+        seen += n
+        history.append({"role": m.role, "content": tags + m.text()})
     try:
         return tokenizer.apply_chat_template(history, add_generation_prompt=True)
     except Exception:  # noqa: BLE001 - a model without a chat template: plain concatenation
@@ -125,8 +135,9 @@ def _chat_prompt(tokenizer: Any, messages: list[ChatMessage]) -> str:
 
 
 async def _generate(request: Request, state: ServerState, engine: Engine, req: GenerationFields, ids: list[int],
-                    api: str) -> Any:
-    """Generate for one request: its whole response, or its SSE stream."""
+                    api: str, prompt_text: str | None = None, images: list[Any] | None = None) -> Any:
+    """Generate for one request: its whole response, or its SSE stream. A VLM's engine takes the prompt as
+    text (`prompt_text`, with `images`); `ids` then only count its text tokens against the context."""
     method, name, metrics = _method(req), state.name, state.metrics
     try:
         budget = completion_budget(len(ids), req.asked_tokens, state.default_max_tokens, state.context)
@@ -138,14 +149,16 @@ async def _generate(request: Request, state: ServerState, engine: Engine, req: G
     def sink(new: list[int], done: bool, reason: str | None) -> None:
         loop.call_soon_threadsafe(q.put_nowait, (new, done, reason))
 
-    ticket = engine.submit(ids, _config(engine.pipe, req, budget), sink)
+    vlm = {"prompt_text": prompt_text, "images": images} if prompt_text is not None else {}
+    ticket = engine.submit(ids, _config(engine.pipe, req, budget), sink, **vlm)
     rid, created = f"{'chatcmpl' if api == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time())
     obj = "chat.completion" if api == "chat" else "text_completion"
     detok = _Detokenizer(engine.tokenizer)
 
     def usage() -> dict[str, int]:
-        return {"prompt_tokens": len(ids), "completion_tokens": len(detok.ids),
-                "total_tokens": len(ids) + len(detok.ids)}
+        prompt = ticket.prompt_tokens if ticket.prompt_tokens is not None else len(ids)  # a VLM's: with images
+        return {"prompt_tokens": prompt, "completion_tokens": len(detok.ids),
+                "total_tokens": prompt + len(detok.ids)}
 
     def finish(ok: bool, reason: str | None = None) -> None:
         if not ok:
@@ -253,9 +266,21 @@ async def _generate(request: Request, state: ServerState, engine: Engine, req: G
 @router.post("/v1/chat/completions")
 async def chat(request: Request, req: ChatRequest, state: State) -> Any:
     engine = _engine(state, req)
+    urls = [(f"messages.{i}.content", url) for i, m in enumerate(req.messages) for url in m.image_urls()]
+    if urls and not state.vision:
+        state.metrics.rejected(state.name, _method(req))
+        raise ApiError(400, TEXT_ONLY, "messages", "image_input_not_supported")
+    prompt = _chat_prompt(engine.tokenizer, req.messages)
     # the chat template already holds the model's special tokens
-    ids = _token_ids(engine.tokenizer, _chat_prompt(engine.tokenizer, req.messages), special=False)
-    return await _generate(request, state, engine, req, ids, "chat")
+    ids = _token_ids(engine.tokenizer, prompt, special=False)
+    if not state.vision:
+        return await _generate(request, state, engine, req, ids, "chat")
+    try:  # decoding takes milliseconds per picture: off the event loop, which streams the other responses
+        images = await asyncio.to_thread(lambda: [decode_image_url(url, where) for where, url in urls])
+    except ApiError:
+        state.metrics.rejected(state.name, _method(req))
+        raise
+    return await _generate(request, state, engine, req, ids, "chat", prompt_text=prompt, images=images)
 
 
 @router.post("/v3/completions")
@@ -263,4 +288,4 @@ async def chat(request: Request, req: ChatRequest, state: State) -> Any:
 async def completions(request: Request, req: CompletionRequest, state: State) -> Any:
     engine = _engine(state, req)
     return await _generate(request, state, engine, req, _token_ids(engine.tokenizer, req.prompt, special=True),
-                           "completions")
+                           "completions", prompt_text=req.prompt if state.vision else None)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
@@ -37,9 +37,65 @@ class _Body(BaseModel):
     model_config = ConfigDict(strict=True)
 
 
+class ImageUrl(_Body):
+    url: Text
+
+
+class ContentPart(_Body):
+    """One OpenAI content part: {"type": "text", "text"} or {"type": "image_url", "image_url": {"url"}}."""
+
+    type: Literal["text", "image_url"]
+    text: Text | None = None
+    image_url: ImageUrl | None = None
+
+    @model_validator(mode="after")
+    def _has_its_field(self) -> ContentPart:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a text content part needs `text`")
+        if self.type == "image_url" and self.image_url is None:
+            raise ValueError("an image_url content part needs `image_url`")
+        return self
+
+
 class ChatMessage(_Body):
     role: Text
-    content: Text | None = ""
+    # a text, or content parts (text and images) as OVMS accepts them for VLMs
+    content: Text | list[ContentPart] | None = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parts_said_plainly(cls, data: Any) -> Any:
+        """A bad content part named by its place (the union's own error would only say "not a string")."""
+        content = data.get("content") if isinstance(data, dict) else None
+        if content is None or isinstance(content, str):
+            return data
+        if not isinstance(content, list):
+            raise ValueError(f"content must be a text or a list of content parts, got {type(content).__name__}")
+        for k, part in enumerate(content):
+            try:
+                ContentPart.model_validate(part)
+            except ValidationError as e:
+                first = e.errors()[0]
+                where = "".join(f".{x}" for x in first.get("loc", ()))
+                raise ValueError(f"content.{k}{where}: {first['msg'].removeprefix('Value error, ')}") from None
+        return data
+
+    @model_validator(mode="after")
+    def _parts_not_empty(self) -> ChatMessage:
+        if isinstance(self.content, list) and not self.content:
+            raise ValueError("content: the content array is empty")
+        return self
+
+    def text(self) -> str:
+        """The message's text (content parts: their texts joined)."""
+        if isinstance(self.content, list):
+            return "".join(p.text or "" for p in self.content if p.type == "text")
+        return self.content or ""
+
+    def image_urls(self) -> list[str]:
+        if not isinstance(self.content, list):
+            return []
+        return [p.image_url.url for p in self.content if p.type == "image_url" and p.image_url is not None]
 
 
 class StreamOptions(_Body):

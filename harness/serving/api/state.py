@@ -34,6 +34,8 @@ class ServerState:
     # each encoder pipeline has one infer request: calls take turns
     embed_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     rerank_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # the engine's pipeline is a vision-language model's: chat requests may carry images
+    vision: bool = False
 
     def endpoint_name(self, path: str) -> str:
         """The model name a request to `path` is counted under."""
