@@ -84,7 +84,9 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
         emit(Prepared(model_dir=""))  # a remote server serves its own model; "" = nothing local
         emit(Done())
         return
-    target = prepare_model(cell.model.source, cell.precision, cell.compression, cache, log=log)
+    # a remote server's cell prepares the model only for its tokenizer, which no precision changes
+    precision = "fp16" if cell.remote else cell.precision
+    target = prepare_model(cell.model.source, precision, cell.compression, cache, log=log)
     draft = None
     if cell.scenario.kind == "speculative":
         draft = prepare_model(cell.model.draft or "", cell.precision, cell.compression, cache, log=log)

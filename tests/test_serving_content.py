@@ -156,7 +156,9 @@ def _remote_suite(url: str, scenario: dict) -> dict:
     return {"name": "content-capture", "server": url, "models": [{"name": "tiny", "source": "synthetic:tiny"}],
             "precisions": ["fp16"], "prompts": {"input_tokens": [24]},
             "generation": {"max_new_tokens": 4, "ignore_eos": True}, "warmup": 1, "iterations": 1,
-            "timeout_s": 300, "scenarios": [{"name": "s", "kind": "serving", "models": ["tiny"], **scenario}]}
+            # the model's tokenizer, prepared locally: prompts and prefixes token-exact, no calibration requests
+            "timeout_s": 300, "scenarios": [{"name": "s", "kind": "serving", "models": ["tiny"], "tokenizer": "model",
+                                             **scenario}]}
 
 
 def _tokens(model_cache, text: str) -> int:
