@@ -575,6 +575,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                 spec.gates = [Gate(metric=g.metric, stat=g.stat, min=g.min, max=g.max) for g in suite.gates
                               if not g.where or _excluded(spec.axes(), [g.where])]
                 spec.key = cell_key(spec, plabel, prop_names)
+                spec.scenario.params = kind_spec(scenario.kind).params.resolve_files(spec.scenario.params, suite_file)
                 if spec.key in seen:
                     raise HarnessInputError(str(suite_file), "scenarios", spec.key, "two cells expand to the same key")
                 seen.add(spec.key)

@@ -27,6 +27,7 @@ from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors
 from harness.serving.client import RequestInput, RequestOutput
+from harness.serving.exports import read_payloads, write_exports
 from harness.serving.load import LoadSpec, run_load
 
 LOCAL = "local"
@@ -156,7 +157,36 @@ def meets_slo(sample: Sample, slo: dict[str, float]) -> bool:
 def _sample(o: RequestOutput, prompt_index: int) -> Sample:
     return Sample(iteration=o.index, warmup=False, request=o.index, prompt_index=prompt_index,
                   input_tokens=o.prompt_tokens or 0, output_tokens=o.completion_tokens or 0, start_ns=o.start_ns,
-                  end_ns=o.end_ns, chunk_offsets_ms=o.chunk_offsets_ms, chunk_tokens=[], output_text=o.text)
+                  end_ns=o.end_ns, chunk_offsets_ms=o.chunk_offsets_ms, chunk_tokens=[], output_text=o.text,
+                  readings=dict(o.http), scheduled_ns=o.scheduled_ns)
+
+
+def cancelled_indices(fraction: float, seed: int, count: int) -> set[int]:
+    """Which measured requests (0..count-1) the client cancels: each with probability `fraction`, seeded."""
+    if fraction <= 0:
+        return set()
+    import numpy as np
+
+    draws = np.random.default_rng([seed, 16]).random(count)
+    return {i for i in range(count) if draws[i] < fraction}
+
+
+def schedule(p: ServingParams, given: set[str]) -> tuple[tuple[float, ...] | None, list[Any], int]:
+    """(send times, the trace requests or recorded payloads they belong to, request count) of a trace or
+    replay cell; `requests` caps them only when the suite gave it."""
+    from harness.serving.exports import read_payloads
+    from harness.serving.traces import read_trace
+
+    if p.trace:
+        items: list[Any] = read_trace(p.trace, p.trace_format).requests
+        times = [r.t_s for r in items]
+    elif p.replay_payloads:
+        items = [r for r in read_payloads(p.replay_payloads) if not r.warmup]
+        times = [r.t_s - items[0].t_s for r in items]
+    else:
+        return None, [], p.requests
+    n = min(len(items), p.requests) if "requests" in given else len(items)
+    return tuple(t * p.trace_time_scale for t in times[:n]), items[:n], n
 
 
 MAX_DISTINCT_PROMPTS = 512
@@ -171,8 +201,14 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     p = ServingParams.of(cell)
     api = p.api
     target = cell.server or LOCAL
-    spec = LoadSpec(concurrency=p.concurrency, rate=p.rate, burstiness=p.burstiness, requests=p.requests,
-                    duration_s=p.duration_s, warmup=cell.warmup, timeout_s=p.request_timeout_s)
+    arrivals, scheduled, n_requests = schedule(p, set(cell.scenario.params))
+    replay = [r for r in scheduled if hasattr(r, "body")]
+    warm_bodies = [r for r in read_payloads(p.replay_payloads) if r.warmup] if p.replay_payloads else []
+    spec = LoadSpec(concurrency=p.concurrency, rate=p.rate, burstiness=p.burstiness, requests=n_requests,
+                    duration_s=p.duration_s, warmup=len(warm_bodies) if replay else cell.warmup,
+                    timeout_s=p.request_timeout_s, rate_end=p.rate_end, arrivals=arrivals)
+    trace = [r for r in scheduled if hasattr(r, "input_tokens")]
+    cancel = cancelled_indices(p.cancel_fraction, 0, spec.requests)
     tok_dir = models.target
     per_request = p.texts_per_call()
     texts_per_request = per_request + (api == "rerank")
@@ -181,6 +217,12 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     count = max(count, texts_per_request)
     in_lens, out_lens = request_lengths(cell.prompts.input_tokens, cell.generation.max_new_tokens,
                                         p.range_ratio, count)
+    if trace:  # every request its own prompt of the trace's lengths; warm-up ones (from the end) as the first
+        count = len(trace) + spec.warmup
+        shown = trace + [trace[k % len(trace)] for k in reversed(range(spec.warmup))]
+        in_lens, out_lens = [r.input_tokens for r in shown], [r.output_tokens for r in shown]
+    elif replay:
+        count = 1  # the bodies are recorded: no prompt is made
     prompts = prompt_texts(cell, ov_genai.Tokenizer(str(tok_dir)), count, in_lens)
 
     def first_text(i: int) -> int:
@@ -189,10 +231,15 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         return (i if i >= 0 else len(prompts) // per_request - 1 - (-1 - i)) * per_request % len(prompts)
 
     def inputs(i: int) -> RequestInput:
+        if replay:
+            rec = replay[i] if i >= 0 else warm_bodies[-1 - i]
+            return RequestInput(api=rec.api, prompt="", stream=bool(rec.body.get("stream")), index=i,
+                                body=rec.body)
         idx = first_text(i)
         texts = [prompts[(idx + k) % len(prompts)] for k in range(texts_per_request)]
         return RequestInput(api=api, prompt=texts[0], documents=tuple(texts[1:]), max_tokens=out_lens[idx],
-                            ignore_eos=cell.generation.ignore_eos, stream=p.stream, index=i)
+                            ignore_eos=cell.generation.ignore_eos, stream=p.stream, index=i,
+                            cancel_after=p.cancel_after_tokens if i in cancel else None)
 
     headers = None
     key_env = p.api_key_env
@@ -221,7 +268,8 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                 if api in ("embeddings", "rerank"):
                     sample.readings["documents"] = per_request
                 else:  # what this request asked for: the token-count check compares with it
-                    sample.readings["max_tokens"] = out_lens[first_text(o.index)]
+                    sample.readings["max_tokens"] = (out_lens[first_text(o.index)] if not replay else
+                                                     replay[o.index].body.get("max_tokens") or 0)
                 samples.append(sample)
                 emit(SampleEvent(sample=sample, of=spec.requests))
 
@@ -233,6 +281,9 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         if proc is not None:
             stop_server(proc)
     ok = [o for o in result.measured if o.ok]
+    cancelled = [o for o in result.measured if o.cancelled]
+    if p.export_requests:
+        write_exports(models.workdir, api, result.warmup, result.measured, result.start_ns)
     generates = api in ("chat", "completions")
     # token totals only where every completed request reported them (rerank servers report no usage)
     batch = BatchRecord(iteration=0, warmup=False, requests=len(ok), start_ns=result.start_ns,
@@ -244,16 +295,42 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     emit(BatchEvent(batch=batch))
     errors: dict[str, int] = {}
     for o in result.measured:
-        if not o.ok:
+        if not o.ok and not o.cancelled:
             errors[o.error_kind or "error"] = errors.get(o.error_kind or "error", 0) + 1
     wall = (result.end_ns - result.start_ns) / 1e9
-    cell_values["error_rate_pct"] = 100.0 * (len(result.measured) - len(ok)) / max(1, len(result.measured))
+    # cancelled requests are neither errors nor completions: the rate is over the others
+    cell_values["error_rate_pct"] = 100.0 * sum(errors.values()) / max(1, len(result.measured) - len(cancelled))
+    reused = [o.http["connection_reused"] for o in result.measured if "connection_reused" in o.http]
+    if reused:
+        cell_values["connection_reused_pct"] = 100.0 * sum(reused) / len(reused)
     cell_values["client_cpu_pct"] = 100.0 * result.client_cpu_s / wall if wall > 0 else 0.0
     peak = busiest_second_tps(ok, result.start_ns)
     if peak is not None:
         cell_values["peak_output_tps"] = peak
     deltas = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
-    first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in result.measured if not o.ok][:5]
+    if cancelled:
+        cell_values["cancelled_requests"] = float(len(cancelled))
+        server_tokens = cancelled_server_tokens(deltas, result.warmup + result.measured, len(cancelled), errors)
+        if server_tokens is not None:
+            cell_values["cancelled_server_tokens"] = server_tokens
+    first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in result.measured
+                    if not o.ok and not o.cancelled][:5]
     emit(Done(cell_values=cell_values,
-              check_outputs=CheckOutputs(serving_errors=ServingErrors(counts=errors, first=first_errors),
+              check_outputs=CheckOutputs(serving_errors=ServingErrors(counts=errors, first=first_errors,
+                                                                      cancelled=len(cancelled)),
                                          server_metrics_delta=deltas)))
+
+
+GENERATED_COUNTER = "harness_generated_tokens_total"
+
+
+def cancelled_server_tokens(deltas: dict[str, float], outputs: list[RequestOutput], cancelled: int,
+                            errors: dict[str, int]) -> float | None:
+    """Tokens the server generated per cancelled request: its generated-token counter's rise over the load
+    (warm-up included) minus the tokens of the requests that completed, over the cancelled requests. None
+    when the server has no such counter (OVMS) or failed requests would blur it."""
+    counted = [v for k, v in deltas.items() if k.startswith(GENERATED_COUNTER)]
+    if not counted or errors or not cancelled:
+        return None
+    completed = sum(o.completion_tokens or 0 for o in outputs if o.ok)
+    return (sum(counted) - completed) / cancelled

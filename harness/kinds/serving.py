@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -30,11 +31,29 @@ class ServingParams(Params):
     batch_size: int | None = Field(None, gt=0, description="texts per embeddings / rerank request")
     range_ratio: float = Field(0.0, ge=0, lt=1, description="input and output lengths drawn uniformly from "
                                "±range_ratio around the nominal ones, per request")
+    rate_end: float | None = Field(None, gt=0, description="open loop ramp: the rate goes linearly from `rate` to "
+                                   "`rate_end` over `duration_s` (or over the time in which `requests` are expected)")
+    trace: str | None = Field(None, min_length=1, description="replay an arrival trace (Mooncake JSONL, Azure CSV or "
+                              "harness JSONL, see docs/metrics.md): send times and each request's input/output "
+                              "lengths come from it; a relative path is relative to the suite file")
+    trace_format: Literal["auto", "mooncake", "azure", "harness"] = Field(
+        "auto", description="the trace's format; auto: a .csv is Azure's, JSON lines by their keys")
+    trace_time_scale: float = Field(1.0, gt=0, description="multiplies the trace's (or replay's) times: 0.5 = twice "
+                                    "as fast")
+    cancel_fraction: float = Field(0.0, ge=0, le=1, description="share of measured requests (each drawn by a seeded "
+                                   "RNG) that the client cancels mid-stream; counted apart, not as errors")
+    cancel_after_tokens: int = Field(1, gt=0, description="a cancelled request closes its stream after this many "
+                                     "content chunks")
+    replay_payloads: str | None = Field(None, min_length=1, description="send exactly the request bodies recorded "
+                                        "in a run's payloads/<cell>.jsonl, at their recorded times (scaled by "
+                                        "trace_time_scale); relative to the suite file")
+    export_requests: bool = Field(True, description="write every request's timings (RUN/requests/<cell>.jsonl) and "
+                                  "body (RUN/payloads/<cell>.jsonl)")
 
     @classmethod
     def default_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out = super().default_axes(axes)
-        if "rate" not in out:
+        if not {"rate", "trace", "replay_payloads"} & set(out):  # open-loop cells have no concurrency
             out.setdefault("concurrency", [1])
         return out
 
@@ -42,6 +61,33 @@ class ServingParams(Params):
     def check_axes(cls, axes: dict[str, list[Any]]) -> None:
         if "batch_size" in axes and not set(axes.get("api", ["chat"])) & {"embeddings", "rerank"}:
             raise ValueError("batch_size (texts per request) applies to api embeddings or rerank")
+        if "rate_end" in axes and "rate" not in axes:
+            raise ValueError("rate_end (a ramp) goes with rate, the ramp's start")
+        schedules = [k for k in ("rate", "trace", "replay_payloads") if k in axes]
+        if len(schedules) > 1:
+            raise ValueError(f"{' and '.join(schedules)} are different arrival schedules: give one")
+        if "trace" in axes and set(axes.get("api", ["chat"])) - {"chat", "completions"}:
+            raise ValueError("trace gives output lengths: it applies to api chat or completions")
+        if any(axes.get("cancel_fraction", [0])) and False in axes.get("stream", [True]):
+            raise ValueError("cancel_fraction cancels streams mid-way: it needs stream: true")
+
+    @classmethod
+    def resolve_files(cls, values: dict[str, Any], suite_file: Path) -> dict[str, Any]:
+        """`trace` and `replay_payloads` relative to the suite file, read once here so a bad file stops the run
+        before any cell (HarnessInputError naming the file and line)."""
+        from harness.serving.exports import read_payloads
+        from harness.serving.traces import read_trace
+
+        out = dict(values)
+        for key in ("trace", "replay_payloads"):
+            if out.get(key):
+                path = Path(str(out[key])).expanduser()
+                out[key] = str(path if path.is_absolute() else (suite_file.parent / path).resolve())
+        if out.get("trace"):
+            read_trace(out["trace"], out.get("trace_format", "auto"))
+        if out.get("replay_payloads"):
+            read_payloads(out["replay_payloads"])
+        return out
 
     def texts_per_call(self) -> int:
         """Documents per request: embeddings send a list of inputs, rerank a query and its documents."""
