@@ -979,8 +979,9 @@ roofline %) are explained, with what they leave out and a check on a real machin
 def markdown_doc() -> str:
     """The whole docs/metrics.md."""
     from harness.checks import CHECKS_DOC
+    from harness.serving.traces import TRAFFIC_DOC
 
-    return DOC_PREAMBLE + "\n" + markdown_table() + "\n\n" + CHECKS_DOC
+    return DOC_PREAMBLE + "\n" + markdown_table() + "\n\n" + CHECKS_DOC + "\n" + TRAFFIC_DOC
 
 
 def markdown_table() -> str:

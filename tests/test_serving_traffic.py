@@ -315,3 +315,14 @@ def test_bad_traffic_params_stop_the_run(tmp_path, scenario, field, value):
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert field in lines[0] and (value is None or value in lines[0]), lines[0]
     assert not (tmp_path / "r" / "cells.jsonl").exists()
+
+
+def test_a_trace_out_of_order_is_sorted_and_said_so(tmp_path):
+    (tmp_path / "t.jsonl").write_text('{"t_s": 0.3, "input_tokens": 8, "output_tokens": 2}\n'
+                                      '{"t_s": 0.1, "input_tokens": 8, "output_tokens": 2}\n')
+    suite = {**BASE_SUITE, "server": "local", "scenarios": [{"name": "s", "kind": "serving", "trace": "t.jsonl"}]}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(suite))
+    proc = run_cli("run", str(p), "--list")
+    assert proc.returncode == 0, proc.stderr
+    assert "t.jsonl: arrival times are not in order; replayed sorted by time" in proc.stderr

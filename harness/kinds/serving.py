@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -84,7 +85,8 @@ class ServingParams(Params):
                 path = Path(str(out[key])).expanduser()
                 out[key] = str(path if path.is_absolute() else (suite_file.parent / path).resolve())
         if out.get("trace"):
-            read_trace(out["trace"], out.get("trace_format", "auto"))
+            for note in read_trace(out["trace"], out.get("trace_format", "auto")).notes:
+                logging.getLogger("harness.suite").warning("warning: %s", note)  # stderr, as the run starts
         if out.get("replay_payloads"):
             read_payloads(out["replay_payloads"])
         return out

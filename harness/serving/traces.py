@@ -123,3 +123,42 @@ def read_trace(path: str | Path, fmt: TraceFormat = "auto") -> Trace:
         parsed.sort(key=lambda r: r[0])
     t0 = parsed[0][0]
     return Trace([TraceRequest(t - t0, i, o) for t, i, o in parsed], fmt, notes)
+
+
+TRAFFIC_DOC = """## Serving traffic: arrival schedules, cancellation, exports
+
+Every open-loop request records `scheduled_ns`, when its schedule meant it to be sent (`start_ns` is when it
+was); closed-loop requests leave it empty.
+
+- **Constant rate** (`rate`, `burstiness` k): gaps between sends are drawn from gamma(k, 1/(k·rate)), mean 1/rate;
+  k = 1 is a Poisson process, k < 1 burstier, k > 1 more regular. The first request goes at 0.
+- **Ramp** (`rate` = r0, `rate_end` = r1): the rate rises (or falls) linearly, λ(t) = r0 + (r1 − r0)·t/T, over
+  T = `duration_s`, or, bound by `requests` = N alone, over T = 2N / (r0 + r1) (the time in which N arrivals are
+  expected). Arrivals are an inhomogeneous Poisson process made by time rescaling: unit-rate gaps (gamma(k, 1/k),
+  so `burstiness` applies too) are summed to u_n and sent at t_n = Λ⁻¹(u_n), with
+  Λ(t) = r0·t + (r1 − r0)·t²/(2T), i.e. t_n = 2u_n / (r0 + √(r0² + 2·u_n·(r1 − r0)/T)); past T the rate stays r1.
+- **Trace** (`trace`, `trace_format`, `trace_time_scale`): each request is sent at the trace's time (seconds after
+  its first arrival) × `trace_time_scale` (0.5 = twice as fast), with a prompt of the trace's input length (tokens
+  of the prompt text; the server adds its special tokens or chat template) and `max_tokens` = the trace's output
+  length. The whole trace is replayed unless the suite gives `requests` or `duration_s`. Formats:
+  `mooncake` (JSON lines: `timestamp` ms, `input_length`, `output_length`; `hash_ids` are ignored, prompts are
+  synthetic, so prefix-cache sharing is not reproduced), `azure` (the Azure LLM inference trace CSV: `TIMESTAMP`,
+  `ContextTokens`, `GeneratedTokens`), `harness` (JSON lines `{"t_s": 0.12, "input_tokens": 512, "output_tokens":
+  64}`); `auto` takes a .csv as Azure's and JSON lines by their keys. A relative path is relative to the suite
+  file; the file is read when the suite is loaded, so a bad line stops the run before any cell, naming the file
+  and line. Arrivals out of order are sorted.
+- **Replay** (`replay_payloads`): the bodies of a run's `payloads/<cell>.jsonl`, sent byte for byte (warm-up ones
+  first, as warm-up), the measured ones at their recorded send times × `trace_time_scale`.
+- **Cancellation** (`cancel_fraction`, `cancel_after_tokens` = N): each measured request is cancelled with
+  probability `cancel_fraction` (seeded); a cancelled request closes its connection after N content chunks. It is
+  neither a failure (`error_rate_pct` is over the other requests) nor a Sample; `cancelled_requests` counts them,
+  and `cancelled_server_tokens` says what the server did with the rest (see the table).
+
+Exports (`export_requests`, on by default), beside results.json rather than in it, named by the cell's work folder:
+`requests/<cell>.jsonl`, one line per request in send order (warm-up first, `"warmup": true`): `scheduled_ms`,
+`send_ms`, `chunk_ms` (each content chunk), `end_ms` (all ms after the measured load's start), the HTTP phases
+(`http_connect_ms`, `http_send_ms`, `http_wait_ms`, `http_receive_ms`, `connection_reused`), `status`, `ok`,
+`cancelled`, `error_kind`, `error`, `prompt_tokens`, `completion_tokens`; and `payloads/<cell>.jsonl`, the exact
+JSON body of each request (`{"index", "warmup", "t_s", "api", "body"}`). Headers, which carry the API key, are
+never written.
+"""
