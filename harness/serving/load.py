@@ -18,6 +18,38 @@ import numpy as np
 from harness.serving.client import RequestInput, RequestOutput, send
 
 
+class Connections:
+    """A free list of one-connection clients, one per request in flight, each reused while it lasts (last in,
+    first out). One shared httpx pool would cost CPU per request that grows with the connections it holds:
+    httpcore rescans every connection (quadratically, when some are idle) each time a request starts or ends."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
+        self.limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self.ssl = httpx.create_ssl_context()  # made once: each client would load the CA bundle again
+        self.free: list[httpx.AsyncClient] = []
+        self.made: list[httpx.AsyncClient] = []
+
+    async def __aenter__(self) -> Connections:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for c in self.made:
+            await c.aclose()
+
+    async def send(self, base_url: str, inp: RequestInput, model: str,
+                   headers: dict[str, str] | None) -> RequestOutput:
+        if self.free:
+            client = self.free.pop()
+        else:
+            client = httpx.AsyncClient(timeout=self.timeout, limits=self.limits, verify=self.ssl)
+            self.made.append(client)
+        try:
+            return await send(client, base_url, inp, model, headers)
+        finally:
+            self.free.append(client)
+
+
 @dataclass(frozen=True)
 class LoadSpec:
     concurrency: int | None = 1  # closed loop: this many requests in flight
@@ -87,19 +119,17 @@ async def run_load(base_url: str, model: str, inputs: Callable[[int], RequestInp
                    on_result: Callable[[RequestOutput], None] | None = None) -> LoadResult:
     """Run warm-up then the measured load; `inputs(i)` makes request i; `on_result` sees each measured
     request as soon as it ends (so a load killed midway keeps what it measured)."""
-    limits = httpx.Limits(max_connections=max(64, (spec.concurrency or 1) * 2), max_keepalive_connections=64)
-    timeout = httpx.Timeout(spec.timeout_s, connect=min(10.0, spec.timeout_s))
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-        warm = await _warm_up(client, base_url, model, inputs, spec, headers)
+    async with Connections(spec.timeout_s) as conns:
+        warm = await _warm_up(conns, base_url, model, inputs, spec, headers)
         cpu0, start = os.times(), time.perf_counter_ns()
         measured: list[RequestOutput] = []
         interrupted = False
         try:
             report = on_result or (lambda _o: None)
             if spec.open_loop:
-                measured = await _open_loop(client, base_url, model, inputs, spec, headers, report)
+                measured = await _open_loop(conns, base_url, model, inputs, spec, headers, report)
             else:
-                measured = await _closed_loop(client, base_url, model, inputs, spec, headers, report)
+                measured = await _closed_loop(conns, base_url, model, inputs, spec, headers, report)
         except asyncio.CancelledError:
             interrupted = True
         cpu1, end = os.times(), time.perf_counter_ns()
@@ -107,7 +137,7 @@ async def run_load(base_url: str, model: str, inputs: Callable[[int], RequestInp
     return LoadResult(warm, sorted(measured, key=lambda o: o.index), start, end, cpu, interrupted)
 
 
-async def _warm_up(client: httpx.AsyncClient, base_url: str, model: str, inputs: Callable[[int], RequestInput],
+async def _warm_up(conns: Connections, base_url: str, model: str, inputs: Callable[[int], RequestInput],
                    spec: LoadSpec, headers: dict[str, str] | None) -> list[RequestOutput]:
     """The warm-up requests, as many in flight as the load will have (all at once for an open loop), so the
     connections the load uses are open and the server has batched that many before the clock starts."""
@@ -116,12 +146,12 @@ async def _warm_up(client: httpx.AsyncClient, base_url: str, model: str, inputs:
 
     async def one(k: int) -> RequestOutput:
         async with gate:
-            return await send(client, base_url, inputs(-1 - k), model, headers)
+            return await conns.send(base_url, inputs(-1 - k), model, headers)
 
     return list(await asyncio.gather(*(one(k) for k in range(spec.warmup))))
 
 
-async def _closed_loop(client: httpx.AsyncClient, base_url: str, model: str, inputs: Callable[[int], RequestInput],
+async def _closed_loop(conns: Connections, base_url: str, model: str, inputs: Callable[[int], RequestInput],
                        spec: LoadSpec, headers: dict[str, str] | None,
                        report: Callable[[RequestOutput], None]) -> list[RequestOutput]:
     out: list[RequestOutput] = []
@@ -132,7 +162,7 @@ async def _closed_loop(client: httpx.AsyncClient, base_url: str, model: str, inp
         for i in counter:
             if deadline and time.perf_counter() > deadline:
                 return
-            result = await send(client, base_url, inputs(i), model, headers)
+            result = await conns.send(base_url, inputs(i), model, headers)
             out.append(result)
             report(result)
 
@@ -140,11 +170,11 @@ async def _closed_loop(client: httpx.AsyncClient, base_url: str, model: str, inp
     return out
 
 
-async def _open_loop(client: httpx.AsyncClient, base_url: str, model: str, inputs: Callable[[int], RequestInput],
+async def _open_loop(conns: Connections, base_url: str, model: str, inputs: Callable[[int], RequestInput],
                      spec: LoadSpec, headers: dict[str, str] | None,
                      report: Callable[[RequestOutput], None]) -> list[RequestOutput]:
     async def one(i: int, scheduled_ns: int) -> RequestOutput:
-        result = await send(client, base_url, inputs(i), model, headers)
+        result = await conns.send(base_url, inputs(i), model, headers)
         result.scheduled_ns = scheduled_ns
         report(result)
         return result
