@@ -301,10 +301,14 @@ def test_trace_ramp_and_cancellation_against_harness_serve(tmp_path, model_cache
     ({"trace_time_scale": 0}, "trace_time_scale", "0"),
     ({"rate_end": 5}, "rate_end", "rate"),
     ({"rate": 2, "trace": "bad.jsonl"}, "trace", "arrival schedules"),
+    ({"replay_payloads": "pay.jsonl"}, "record 1.api", "completions"),
+    ({"replay_payloads": "bad.jsonl"}, "line 1", "recorded payload"),
 ])
 def test_bad_traffic_params_stop_the_run(tmp_path, scenario, field, value):
     (tmp_path / "bad.jsonl").write_text('{"t_s": 0, "input_tokens": 4, "output_tokens": 2}\n'
                                         '{"t_s": 1, "input_tokens": 4, "output_tokens": -1}\n')
+    (tmp_path / "pay.jsonl").write_text(json.dumps({"warmup": False, "t_s": 0, "api": "completions",
+                                                    "body": {"model": "m", "prompt": "hi"}}) + "\n")
     suite = {**BASE_SUITE, "server": "local",
              "scenarios": [{"name": "s", "kind": "serving", "api": "chat", **scenario}]}
     p = tmp_path / "s.yaml"

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors
 from harness.serving.client import RequestInput, RequestOutput
-from harness.serving.exports import read_payloads, write_exports
+from harness.serving.exports import RecordedPayload, read_payloads, write_exports
 from harness.serving.load import LoadSpec, run_load
+from harness.serving.traces import TraceRequest, read_trace
 
 LOCAL = "local"
 
@@ -171,22 +173,28 @@ def cancelled_indices(fraction: float, seed: int, count: int) -> set[int]:
     return {i for i in range(count) if draws[i] < fraction}
 
 
-def schedule(p: ServingParams, given: set[str]) -> tuple[tuple[float, ...] | None, list[Any], int]:
-    """(send times, the trace requests or recorded payloads they belong to, request count) of a trace or
-    replay cell; `requests` caps them only when the suite gave it."""
-    from harness.serving.exports import read_payloads
-    from harness.serving.traces import read_trace
+@dataclass(frozen=True)
+class Schedule:
+    """A trace or replay cell's given send times and what each request is (empty lists otherwise)."""
 
-    if p.trace:
-        items: list[Any] = read_trace(p.trace, p.trace_format).requests
-        times = [r.t_s for r in items]
-    elif p.replay_payloads:
-        items = [r for r in read_payloads(p.replay_payloads) if not r.warmup]
-        times = [r.t_s - items[0].t_s for r in items]
-    else:
-        return None, [], p.requests
-    n = min(len(items), p.requests) if "requests" in given else len(items)
-    return tuple(t * p.trace_time_scale for t in times[:n]), items[:n], n
+    arrivals: tuple[float, ...] | None
+    trace: list[TraceRequest]
+    replay: list[RecordedPayload]  # the measured bodies
+    replay_warmup: list[RecordedPayload]
+
+
+def schedule(p: ServingParams, given: set[str]) -> Schedule:
+    """The cell's trace or recorded payloads, as many as `requests` when the suite gave it (else all), at
+    their times × trace_time_scale, the first at 0."""
+    trace: list[TraceRequest] = read_trace(p.trace, p.trace_format).requests if p.trace else []
+    recorded = read_payloads(p.replay_payloads) if p.replay_payloads else []
+    replay = [r for r in recorded if not r.warmup]
+    times = [r.t_s for r in trace] or [r.t_s - replay[0].t_s for r in replay]
+    if not times:
+        return Schedule(None, [], [], [])
+    n = min(len(times), p.requests) if "requests" in given else len(times)
+    return Schedule(tuple(t * p.trace_time_scale for t in times[:n]), trace[:n], replay[:n],
+                    [r for r in recorded if r.warmup])
 
 
 MAX_DISTINCT_PROMPTS = 512
@@ -201,14 +209,13 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     p = ServingParams.of(cell)
     api = p.api
     target = cell.server or LOCAL
-    arrivals, scheduled, n_requests = schedule(p, set(cell.scenario.params))
-    replay = [r for r in scheduled if hasattr(r, "body")]
-    warm_bodies = [r for r in read_payloads(p.replay_payloads) if r.warmup] if p.replay_payloads else []
-    spec = LoadSpec(concurrency=p.concurrency, rate=p.rate, burstiness=p.burstiness, requests=n_requests,
+    given = schedule(p, set(cell.scenario.params))
+    trace, replay, warm_bodies = given.trace, given.replay, given.replay_warmup
+    spec = LoadSpec(concurrency=p.concurrency, rate=p.rate, burstiness=p.burstiness,
+                    requests=len(given.arrivals) if given.arrivals is not None else p.requests,
                     duration_s=p.duration_s, warmup=len(warm_bodies) if replay else cell.warmup,
-                    timeout_s=p.request_timeout_s, rate_end=p.rate_end, arrivals=arrivals)
-    trace = [r for r in scheduled if hasattr(r, "input_tokens")]
-    cancel = cancelled_indices(p.cancel_fraction, 0, spec.requests)
+                    timeout_s=p.request_timeout_s, rate_end=p.rate_end, arrivals=given.arrivals)
+    cancel = cancelled_indices(p.cancel_fraction, spec.seed, spec.requests)
     tok_dir = models.target
     per_request = p.texts_per_call()
     texts_per_request = per_request + (api == "rerank")

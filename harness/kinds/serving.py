@@ -76,6 +76,7 @@ class ServingParams(Params):
     def resolve_files(cls, values: dict[str, Any], suite_file: Path) -> dict[str, Any]:
         """`trace` and `replay_payloads` relative to the suite file, read once here so a bad file stops the run
         before any cell (HarnessInputError naming the file and line)."""
+        from harness.errors import HarnessInputError
         from harness.serving.exports import read_payloads
         from harness.serving.traces import read_trace
 
@@ -88,7 +89,11 @@ class ServingParams(Params):
             for note in read_trace(out["trace"], out.get("trace_format", "auto")).notes:
                 logging.getLogger("harness.suite").warning("warning: %s", note)  # stderr, as the run starts
         if out.get("replay_payloads"):
-            read_payloads(out["replay_payloads"])
+            api = out.get("api", cls.model_fields["api"].default)
+            for n, rec in enumerate(read_payloads(out["replay_payloads"]), 1):
+                if rec.api != api:  # paths, checks and token totals follow the cell's api
+                    raise HarnessInputError(out["replay_payloads"], f"record {n}.api", rec.api,
+                                            f"the replaying scenario's api is {api}")
         return out
 
     def texts_per_call(self) -> int:
