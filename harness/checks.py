@@ -224,6 +224,8 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
     if r.spec.scenario.kind == "serving" and (r.spec.scenario.params.get("shared_prefix_tokens")
                                               or int(r.spec.scenario.params.get("turns") or 1) > 1):
         return None  # a shared prefix or a conversation's history goes before the prompt: not the greedy cell's
+    if r.spec.scenario.kind == "serving" and any(r.spec.scenario.params.get(k) for k in ("trace", "replay_payloads")):
+        return None  # the trace's lengths or the recorded bodies: not the greedy cell's prompts
     sig = _reference_signature(r)
     refs = [c for c in cells if c.spec.scenario.kind == "generate" and _reference_signature(c) == sig]
     if not refs:

@@ -183,6 +183,67 @@ class ExtraStepTokens(Metric):
         return [float(sum(n - 1 for n in s.chunk_tokens if n > 1))] if s.chunk_tokens else []
 
 
+# ---------------------------------------------------------------- serving client: TTST and HTTP phases (per request)
+
+
+@metric
+class TTST(Metric):
+    """Time to second token (aiperf's definition): arrival of the second content chunk − arrival of the first;
+    absent for a response of one chunk. The first inter-chunk gap: the first decode step after prefill."""
+
+    tag, title, unit, higher_is_better = "ttst_ms", "time to second token", "ms", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        o = s.chunk_offsets_ms
+        return [o[1] - o[0]] if len(o) > 1 else []
+
+
+class _HttpPhase(Metric):
+    """Base for a serving request's HTTP phase, read from httpcore's trace events (readings http_*_ms)."""
+
+    reading: ClassVar[str]
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        v = s.readings.get(cls.reading)
+        return [] if v is None else [float(v)]
+
+
+@metric
+class HttpConnect(_HttpPhase):
+    """Serving: TCP connect start → connected (with TLS: handshake done); only requests that opened a
+    connection have it (see connection_reused_pct)."""
+
+    tag, title, unit, higher_is_better = "http_connect_ms", "HTTP connect", "ms", False
+    reading = "http_connect_ms"
+
+
+@metric
+class HttpSend(_HttpPhase):
+    """Serving: request headers start → request body sent."""
+
+    tag, title, unit, higher_is_better = "http_send_ms", "HTTP send", "ms", False
+    reading = "http_send_ms"
+
+
+@metric
+class HttpWait(_HttpPhase):
+    """Serving: request body sent → response headers received (the server's queueing before it answers;
+    `harness serve` and OVMS send the headers before the first token)."""
+
+    tag, title, unit, higher_is_better = "http_wait_ms", "HTTP wait", "ms", False
+    reading = "http_wait_ms"
+
+
+@metric
+class HttpReceive(_HttpPhase):
+    """Serving: response headers received → last body byte read (a stream: the whole generation)."""
+
+    tag, title, unit, higher_is_better = "http_receive_ms", "HTTP receive", "ms", False
+    reading = "http_receive_ms"
+
+
 # ---------------------------------------------------------------- openvino-genai PerfMetrics (per sample)
 
 
@@ -745,6 +806,33 @@ class ErrorRate(CellMetric):
 
 
 @metric
+class ConnectionReused(CellMetric):
+    """Serving: measured requests sent on a connection already open (no TCP connect event in httpcore's
+    trace) / measured requests, in %."""
+
+    tag, title, unit, higher_is_better = "connection_reused_pct", "connections reused", "%", True
+
+
+@metric
+class CancelledRequests(CellMetric):
+    """Serving: measured requests the client cancelled on purpose (cancel_fraction: stream closed after
+    cancel_after_tokens content chunks); neither errors nor completions."""
+
+    tag, title, unit, higher_is_better = "cancelled_requests", "cancelled requests", "requests", False
+
+
+@metric
+class CancelledServerTokens(CellMetric):
+    """Serving: tokens the server generated per cancelled request = (rise of its generated-token counter
+    `harness_generated_tokens` over the load, warm-up included − usage tokens of the completed requests) /
+    cancelled requests. Near cancel_after_tokens: the server stopped when the client left; near the
+    requests' max_tokens: it generated the rest for nobody. Absent without that counter (OVMS) or with failures."""
+
+    tag, title, unit, higher_is_better = "cancelled_server_tokens", "server tokens per cancelled request", \
+        "tokens", False
+
+
+@metric
 class ClientCPU(CellMetric):
     """Serving: the load generator's own CPU time (user + system) / load wall time, in % of one core; near 100%
     means the client, not the server, may be the bottleneck."""
@@ -922,8 +1010,9 @@ def markdown_doc() -> str:
     """The whole docs/metrics.md."""
     from harness.checks import CHECKS_DOC
     from harness.serving.docs import SERVING_DOC
+    from harness.serving.traces import TRAFFIC_DOC
 
-    return DOC_PREAMBLE + "\n" + markdown_table() + "\n\n" + CHECKS_DOC + "\n" + SERVING_DOC
+    return DOC_PREAMBLE + "\n" + markdown_table() + "\n\n" + CHECKS_DOC + "\n" + TRAFFIC_DOC + "\n" + SERVING_DOC
 
 
 def markdown_table() -> str:

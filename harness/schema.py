@@ -330,6 +330,8 @@ class TokenizerParity(Strict):
 class ServingErrors(Strict):
     counts: dict[str, int] = Field(default_factory=dict, description="failed measured requests per error kind")
     first: list[str] = Field(default_factory=list, description="the first few failures, one line each")
+    cancelled: int = Field(0, description="measured requests the client cancelled on purpose (cancel_fraction): "
+                           "not failures, not in `counts`; since 1.9")
 
 
 class CheckOutputs(Strict):

@@ -608,9 +608,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                     if spec.processes > 1:
                         raise HarnessInputError(str(suite_file), "processes", spec.processes,
                                                 "slo_search runs one search per cell: processes must be 1")
-                if scenario.kind == "serving" and isinstance(spec.scenario.params.get("tokenizer"), str):
-                    # a tokenizer folder is relative to the suite file; the key keeps it as written
-                    spec.scenario.params["tokenizer"] = _source(suite_file, str(spec.scenario.params["tokenizer"]))
+                spec.scenario.params = kind_spec(scenario.kind).params.resolve_files(spec.scenario.params, suite_file)
                 if spec.key in seen:
                     raise HarnessInputError(str(suite_file), "scenarios", spec.key, "two cells expand to the same key")
                 seen.add(spec.key)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors, SloProbe
 from harness.serving.client import RequestInput, RequestOutput
 from harness.serving.content import PREFIX_INDEX_BASE, RequestMaker, image_sets
+from harness.serving.exports import RecordedPayload, read_payloads, write_exports
 from harness.serving.load import LoadResult, LoadSpec, run_load
 from harness.serving.prompt_tokenizer import (
     MODEL,
@@ -40,6 +41,7 @@ from harness.serving.prompt_tokenizer import (
 )
 from harness.serving.server_info import describe_server, prompt_token_counter
 from harness.serving.slo_search import SearchPolicy, next_rate, outcome, probe
+from harness.serving.traces import TraceRequest, read_trace
 
 
 def start_local_server(model_dir: Path, device: str, properties: dict[str, Any], log_path: Path,
@@ -185,7 +187,42 @@ def _slo_search(cell: CellSpec, p: ServingParams, spec: LoadSpec, load: Callable
 def _sample(o: RequestOutput, prompt_index: int, iteration: int) -> Sample:
     return Sample(iteration=iteration, warmup=False, request=o.index, prompt_index=prompt_index,
                   input_tokens=o.prompt_tokens or 0, output_tokens=o.completion_tokens or 0, start_ns=o.start_ns,
-                  end_ns=o.end_ns, chunk_offsets_ms=o.chunk_offsets_ms, chunk_tokens=[], output_text=o.text)
+                  end_ns=o.end_ns, chunk_offsets_ms=o.chunk_offsets_ms, chunk_tokens=[], output_text=o.text,
+                  readings=dict(o.http), scheduled_ns=o.scheduled_ns)
+
+
+def cancelled_indices(fraction: float, seed: int, count: int) -> set[int]:
+    """Which measured requests (0..count-1) the client cancels: each with probability `fraction`, seeded."""
+    if fraction <= 0:
+        return set()
+    import numpy as np
+
+    draws = np.random.default_rng([seed, 16]).random(count)
+    return {i for i in range(count) if draws[i] < fraction}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A trace or replay cell's given send times and what each request is (empty lists otherwise)."""
+
+    arrivals: tuple[float, ...] | None
+    trace: list[TraceRequest]
+    replay: list[RecordedPayload]  # the measured bodies
+    replay_warmup: list[RecordedPayload]
+
+
+def schedule(p: ServingParams, given: set[str]) -> Schedule:
+    """The cell's trace or recorded payloads, as many as `requests` when the suite gave it (else all), at
+    their times × trace_time_scale, the first at 0."""
+    trace: list[TraceRequest] = read_trace(p.trace, p.trace_format).requests if p.trace else []
+    recorded = read_payloads(p.replay_payloads) if p.replay_payloads else []
+    replay = [r for r in recorded if not r.warmup]
+    times = [r.t_s for r in trace] or [r.t_s - replay[0].t_s for r in replay]
+    if not times:
+        return Schedule(None, [], [], [])
+    n = min(len(times), p.requests) if "requests" in given else len(times)
+    return Schedule(tuple(t * p.trace_time_scale for t in times[:n]), trace[:n], replay[:n],
+                    [r for r in recorded if r.warmup])
 
 
 MAX_DISTINCT_PROMPTS = 512
@@ -208,8 +245,13 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Start (or reach) the server, warm up, run the load, stop; emit requests, the load record and figures."""
     p = ServingParams.of(cell)
     api = p.api
-    spec = LoadSpec(concurrency=p.concurrency, rate=p.rate, burstiness=p.burstiness, requests=p.requests,
-                    duration_s=p.duration_s, warmup=cell.warmup, timeout_s=p.request_timeout_s)
+    given = schedule(p, set(cell.scenario.params))
+    trace, replay, warm_bodies = given.trace, given.replay, given.replay_warmup
+    spec = LoadSpec(concurrency=p.concurrency, rate=p.rate, burstiness=p.burstiness,
+                    requests=len(given.arrivals) if given.arrivals is not None else p.requests,
+                    duration_s=p.duration_s, warmup=len(warm_bodies) if replay else cell.warmup,
+                    timeout_s=p.request_timeout_s, rate_end=p.rate_end, arrivals=given.arrivals)
+    cancel = cancelled_indices(p.cancel_fraction, spec.seed, spec.requests)
     per_request = p.texts_per_call()
     texts_per_request = per_request + (api == "rerank")
     # distinct prompts are made up front, so a long or duration-bound load cycles through a bounded set
@@ -219,6 +261,12 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     count = max(count, texts_per_request)
     in_lens, out_lens = request_lengths(cell.prompts.input_tokens, cell.generation.max_new_tokens,
                                         p.range_ratio, count)
+    if trace:  # every request its own prompt of the trace's lengths; warm-up ones (from the end) as the first
+        count = len(trace) + spec.warmup
+        shown = trace + [trace[k % len(trace)] for k in reversed(range(spec.warmup))]
+        in_lens, out_lens = [r.input_tokens for r in shown], [r.output_tokens for r in shown]
+    elif replay:
+        count = 1  # the bodies are recorded: no prompt is made
     prompts: list[str] = []  # made once the server is up: without a tokenizer its usage counts calibrate them
 
     def first_text(i: int) -> int:
@@ -227,10 +275,15 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         return (i if i >= 0 else len(prompts) // per_request - 1 - (-1 - i)) * per_request % len(prompts)
 
     def plain_inputs(i: int) -> RequestInput:
+        if replay:
+            rec = replay[i] if i >= 0 else warm_bodies[-1 - i]
+            return RequestInput(api=rec.api, prompt="", stream=bool(rec.body.get("stream")), index=i,
+                                body=rec.body)
         idx = first_text(i)
         texts = [prompts[(idx + k) % len(prompts)] for k in range(texts_per_request)]
         return RequestInput(api=api, prompt=texts[0], documents=tuple(texts[1:]), max_tokens=out_lens[idx],
-                            ignore_eos=cell.generation.ignore_eos, stream=p.stream, index=i)
+                            ignore_eos=cell.generation.ignore_eos, stream=p.stream, index=i,
+                            cancel_after=p.cancel_after_tokens if i in cancel else None)
 
     # the shared prefix (made with the prompts), the conversation so far and the images (serving/content.py)
     inputs = RequestMaker(
@@ -264,15 +317,20 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                                headers, p.request_timeout_s, p.tokenizer_source(cell.remote))
         emit(ServerReport(server=info))
         model = info.served_model
-        make = prompt_maker(cell, p, models, prompt_token_counter(base_url, api, model, headers, p.request_timeout_s))
-        if cell.prompts.source == "file":
-            prompts += [cell.prompts.texts[i % len(cell.prompts.texts)] for i in range(count)]
-        else:
-            assert cell.prompts.input_tokens is not None
-            prompts += [make(i, in_lens[i] if in_lens else cell.prompts.input_tokens) for i in range(count)]
-        if p.shared_prefix_tokens:  # synthetic, from an index range the prompts never reach
-            inputs.prefixes = [make(PREFIX_INDEX_BASE + g, p.shared_prefix_tokens) for g in range(p.prefix_groups)]
+        if not replay:
+            make = prompt_maker(cell, p, models,
+                                prompt_token_counter(base_url, api, model, headers, p.request_timeout_s))
+            if cell.prompts.source == "file":
+                prompts += [cell.prompts.texts[i % len(cell.prompts.texts)] for i in range(count)]
+            else:
+                assert cell.prompts.input_tokens is not None
+                prompts += [make(i, in_lens[i] if in_lens else cell.prompts.input_tokens) for i in range(count)]
+            if p.shared_prefix_tokens:  # synthetic, from an index range the prompts never reach
+                inputs.prefixes = [make(PREFIX_INDEX_BASE + g, p.shared_prefix_tokens)
+                                   for g in range(p.prefix_groups)]
         before = scrape(base_url)
+        warmups: list[RequestOutput] = []
+        measured: list[RequestOutput] = []  # every load's requests (an SLO search runs several)
 
         def load(load_spec: LoadSpec, iteration: int) -> LoadResult:
             """One load; its requests are emitted as they end, its batch record when it is over."""
@@ -286,7 +344,8 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                     if api in ("embeddings", "rerank"):
                         sample.readings["documents"] = per_request
                     else:  # what this request asked for: the token-count check compares with it
-                        sample.readings["max_tokens"] = out_lens[first_text(o.index)]
+                        sample.readings["max_tokens"] = (out_lens[first_text(o.index)] if not replay else
+                                                         replay[o.index].body.get("max_tokens") or 0)
                     mine.append(sample)
                     emit(SampleEvent(sample=sample, of=load_spec.requests))
 
@@ -296,6 +355,8 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
             # the request maker itself for a single load: the closed loop reads its conversations' `turns`
             make_request = shifted if iteration else inputs
             result = asyncio.run(run_load(base_url, model, make_request, load_spec, headers, on_result=emit_request))
+            warmups.extend(result.warmup)
+            measured.extend(result.measured)
             emit(BatchEvent(batch=_load_record(result, iteration, mine, cell.slo, api in ("chat", "completions"))))
             return result
 
@@ -307,19 +368,48 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     finally:
         if proc is not None:
             stop_server(proc)
+    if p.export_requests:
+        write_exports(models.workdir, api, warmups, measured, result.start_ns)
     ok = [o for o in result.measured if o.ok]
+    cancelled = [o for o in result.measured if o.cancelled]
     errors: dict[str, int] = {}
     for o in result.measured:
-        if not o.ok:
+        if not o.ok and not o.cancelled:
             errors[o.error_kind or "error"] = errors.get(o.error_kind or "error", 0) + 1
     wall = (result.end_ns - result.start_ns) / 1e9
-    cell_values["error_rate_pct"] = 100.0 * (len(result.measured) - len(ok)) / max(1, len(result.measured))
+    # cancelled requests are neither errors nor completions: the rate is over the others
+    cell_values["error_rate_pct"] = 100.0 * sum(errors.values()) / max(1, len(result.measured) - len(cancelled))
+    reused = [o.http["connection_reused"] for o in result.measured if "connection_reused" in o.http]
+    if reused:
+        cell_values["connection_reused_pct"] = 100.0 * sum(reused) / len(reused)
     cell_values["client_cpu_pct"] = 100.0 * result.client_cpu_s / wall if wall > 0 else 0.0
     peak = busiest_second_tps(ok, result.start_ns)
     if peak is not None:
         cell_values["peak_output_tps"] = peak
     deltas = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
-    first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in result.measured if not o.ok][:5]
+    if cancelled:
+        cell_values["cancelled_requests"] = float(len(cancelled))
+        server_tokens = cancelled_server_tokens(deltas, warmups + measured, len(cancelled), errors)
+        if server_tokens is not None:
+            cell_values["cancelled_server_tokens"] = server_tokens
+    first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in result.measured
+                    if not o.ok and not o.cancelled][:5]
     emit(Done(cell_values=cell_values,
-              check_outputs=CheckOutputs(serving_errors=ServingErrors(counts=errors, first=first_errors),
+              check_outputs=CheckOutputs(serving_errors=ServingErrors(counts=errors, first=first_errors,
+                                                                      cancelled=len(cancelled)),
                                          server_metrics_delta=deltas)))
+
+
+GENERATED_COUNTER = "harness_generated_tokens_total"
+
+
+def cancelled_server_tokens(deltas: dict[str, float], outputs: list[RequestOutput], cancelled: int,
+                            errors: dict[str, int]) -> float | None:
+    """Tokens the server generated per cancelled request: its generated-token counter's rise over the load
+    (warm-up included) minus the tokens of the requests that completed, over the cancelled requests. None
+    when the server has no such counter (OVMS) or failed requests would blur it."""
+    counted = [v for k, v in deltas.items() if k.startswith(GENERATED_COUNTER)]
+    if not counted or errors or not cancelled:
+        return None
+    completed = sum(o.completion_tokens or 0 for o in outputs if o.ok)
+    return (sum(counted) - completed) / cancelled

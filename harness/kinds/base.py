@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -42,6 +43,12 @@ class Params(BaseModel):
     @classmethod
     def check_axes(cls, axes: dict[str, list[Any]]) -> None:
         """Rules between parameters over all their axis values (raise ValueError); none by default."""
+
+    @classmethod
+    def resolve_files(cls, values: dict[str, Any], suite_file: Path) -> dict[str, Any]:
+        """A cell's parameter values with file paths made absolute (relative ones are relative to the suite
+        file) and the files checked; called once per cell when the suite expands, after its key is made."""
+        return values
 
     @classmethod
     def of(cls, cell: CellSpec) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -61,11 +63,29 @@ class ServingParams(Params):
     enable_prefix_caching: bool | None = Field(
         None, description="server local only: the SchedulerConfig field harness serve builds its pipeline with "
         "(None: openvino-genai's default)")
+    rate_end: float | None = Field(None, gt=0, description="open loop ramp: the rate goes linearly from `rate` to "
+                                   "`rate_end` over `duration_s` (or over the time in which `requests` are expected)")
+    trace: str | None = Field(None, min_length=1, description="replay an arrival trace (Mooncake JSONL, Azure CSV or "
+                              "harness JSONL, see docs/metrics.md): send times and each request's input/output "
+                              "lengths come from it; a relative path is relative to the suite file")
+    trace_format: Literal["auto", "mooncake", "azure", "harness"] = Field(
+        "auto", description="the trace's format; auto: a .csv is Azure's, JSON lines by their keys")
+    trace_time_scale: float = Field(1.0, gt=0, description="multiplies the trace's (or replay's) times: 0.5 = twice "
+                                    "as fast")
+    cancel_fraction: float = Field(0.0, ge=0, le=1, description="share of measured requests (each drawn by a seeded "
+                                   "RNG) that the client cancels mid-stream; counted apart, not as errors")
+    cancel_after_tokens: int = Field(1, gt=0, description="a cancelled request closes its stream after this many "
+                                     "content chunks")
+    replay_payloads: str | None = Field(None, min_length=1, description="send exactly the request bodies recorded "
+                                        "in a run's payloads/<cell>.jsonl, at their recorded times (scaled by "
+                                        "trace_time_scale); relative to the suite file")
+    export_requests: bool = Field(True, description="write every request's timings (RUN/requests/<cell>.jsonl) and "
+                                  "body (RUN/payloads/<cell>.jsonl)")
 
     @classmethod
     def default_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out = super().default_axes(axes)
-        if "rate" not in out:
+        if not {"rate", "trace", "replay_payloads"} & set(out):  # open-loop cells have no concurrency
             out.setdefault("concurrency", [1])
         return out
 
@@ -92,6 +112,44 @@ class ServingParams(Params):
         if "turns" in given and "rate" in axes:
             raise ValueError(f"turns={given['turns']} runs a conversation's turns one after another on a "
                              "closed-loop client: use concurrency, not rate")
+        if "rate_end" in axes and "rate" not in axes:
+            raise ValueError("rate_end (a ramp) goes with rate, the ramp's start")
+        schedules = [k for k in ("rate", "trace", "replay_payloads") if k in axes]
+        if len(schedules) > 1:
+            raise ValueError(f"{' and '.join(schedules)} are different arrival schedules: give one")
+        if "trace" in axes and set(axes.get("api", ["chat"])) - {"chat", "completions"}:
+            raise ValueError("trace gives output lengths: it applies to api chat or completions")
+        if any(axes.get("cancel_fraction", [0])) and False in axes.get("stream", [True]):
+            raise ValueError("cancel_fraction cancels streams mid-way: it needs stream: true")
+
+    @classmethod
+    def resolve_files(cls, values: dict[str, Any], suite_file: Path) -> dict[str, Any]:
+        """`trace`, `replay_payloads` and a `tokenizer` folder relative to the suite file; the files read once
+        here, so a bad one stops the run before any cell (HarnessInputError naming the file and line)."""
+        from harness.errors import HarnessInputError
+        from harness.serving.exports import read_payloads
+        from harness.serving.traces import read_trace
+
+        out = dict(values)
+        for key in ("trace", "replay_payloads"):
+            if out.get(key):
+                path = Path(str(out[key])).expanduser()
+                out[key] = str(path if path.is_absolute() else (suite_file.parent / path).resolve())
+        tokenizer = out.get("tokenizer")
+        if tokenizer not in (None, "model", "usage") and (suite_file.parent / str(tokenizer)).is_dir() \
+                and not Path(str(tokenizer)).is_absolute():
+            # a tokenizer folder beside the suite (a name that is no folder there is a Hugging Face name)
+            out["tokenizer"] = str((suite_file.parent / str(tokenizer)).resolve())
+        if out.get("trace"):
+            for note in read_trace(out["trace"], out.get("trace_format", "auto")).notes:
+                logging.getLogger("harness.suite").warning("warning: %s", note)  # stderr, as the run starts
+        if out.get("replay_payloads"):
+            api = out.get("api", cls.model_fields["api"].default)
+            for n, rec in enumerate(read_payloads(out["replay_payloads"]), 1):
+                if rec.api != api:  # paths, checks and token totals follow the cell's api
+                    raise HarnessInputError(out["replay_payloads"], f"record {n}.api", rec.api,
+                                            f"the replaying scenario's api is {api}")
+        return out
 
     def tokenizer_source(self, remote: bool) -> str:
         """`model`, `usage`, or a tokenizer folder or name."""

@@ -8,6 +8,7 @@ timeout — ends as a record with `error_kind`, never as an exception."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from harness.kinds.serving import Api
 
 PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings", "rerank": "rerank"}
 UNARY_ONLY = ("embeddings", "rerank")
+DRAIN_S = 1.0  # how long to wait for a stream's end after `data: [DONE]`
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class RequestInput:
     system: str = ""
     history: tuple[tuple[str, str], ...] = ()
     images: tuple[str, ...] = ()
+    cancel_after: int | None = None  # close the stream once this many content chunks arrived (a cancellation)
+    body: dict[str, Any] | None = None  # replay: send this body as it is instead of building one
 
 
 @dataclass
@@ -52,6 +56,48 @@ class RequestOutput:
     text: str = ""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cancelled: bool = False  # the client closed the stream on purpose (cancel_after): not an error
+    scheduled_ns: int | None = None  # open loop: when the schedule meant it to be sent (perf_counter_ns)
+    http: dict[str, float] = field(default_factory=dict)  # HTTP phases (see http_phases) and connection_reused
+    body: bytes = b""  # the exact request body sent
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """The bytes sent for a body: one fixed serialization, so a recorded body re-sent is byte-identical."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+class PhaseClock:
+    """httpcore's `trace` extension callback: the clock at each connection / HTTP phase event (about a dozen a
+    request, none per chunk), keyed without the transport prefix ("connect_tcp.started", ...)."""
+
+    __slots__ = ("marks",)
+
+    def __init__(self) -> None:
+        self.marks: dict[str, int] = {}
+
+    async def __call__(self, name: str, info: dict[str, Any]) -> None:
+        self.marks.setdefault(name.partition(".")[2], time.perf_counter_ns())
+
+
+def http_phases(marks: dict[str, int]) -> dict[str, float]:
+    """HTTP phases in ms: connect = TCP connect start -> connected (with TLS: handshake done), only on a new
+    connection; send = request headers start -> body sent; wait = body sent -> response headers received;
+    receive = headers received -> last body byte read (or the response closed, for a stream cut short);
+    connection_reused = 1 when no connection was opened for the request."""
+    def ms(a: str, *bs: str) -> float | None:
+        b = next((marks[x] for x in bs if x in marks), None)
+        return (b - marks[a]) / 1e6 if a in marks and b is not None else None
+
+    out = {"connection_reused": 0.0 if "connect_tcp.started" in marks else 1.0}
+    for key, value in (("http_connect_ms", ms("connect_tcp.started", "start_tls.complete", "connect_tcp.complete")),
+                       ("http_send_ms", ms("send_request_headers.started", "send_request_body.complete")),
+                       ("http_wait_ms", ms("send_request_body.complete", "receive_response_headers.complete")),
+                       ("http_receive_ms", ms("receive_response_headers.complete", "receive_response_body.complete",
+                                              "receive_response_body.failed", "response_closed.started"))):
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def payload(inp: RequestInput, model: str) -> dict[str, Any]:
@@ -97,10 +143,14 @@ async def send(client: httpx.AsyncClient, base_url: str, inp: RequestInput, mode
                headers: dict[str, str] | None = None) -> RequestOutput:
     """Send one request and time it; the client's timeout bounds every read (a stalled stream times out)."""
     url = f"{base_url.rstrip('/')}/{PATHS[inp.api]}"
-    out = RequestOutput(index=inp.index, start_ns=time.perf_counter_ns())
+    body = encode_body(inp.body if inp.body is not None else payload(inp, model))
+    clock = PhaseClock()
+    ext = {"trace": clock}
+    headers = {**(headers or {}), "content-type": "application/json"}
+    out = RequestOutput(index=inp.index, start_ns=time.perf_counter_ns(), body=body)
     try:
         if inp.api in UNARY_ONLY or not inp.stream:
-            r = await client.post(url, json=payload(inp, model), headers=headers)
+            r = await client.post(url, content=body, headers=headers, extensions=ext)
             out.status = r.status_code
             if r.status_code >= 400:
                 return _fail(out, f"http_{r.status_code // 100}xx", r.text[:200])
@@ -119,20 +169,21 @@ async def send(client: httpx.AsyncClient, base_url: str, inp: RequestInput, mode
                                    for c in body.get("choices") or [])
             out.ok = True
             return out
-        async with client.stream("POST", url, json=payload(inp, model), headers=headers) as r:
+        async with client.stream("POST", url, content=body, headers=headers, extensions=ext) as r:
             out.status = r.status_code
             if r.status_code >= 400:
                 await r.aread()
                 return _fail(out, f"http_{r.status_code // 100}xx", r.text[:200])
             done = False
-            async for line in r.aiter_lines():
+            lines = r.aiter_lines()
+            async for line in lines:
                 if not line.strip() or line.startswith(":"):
                     continue
                 if not line.startswith("data:"):
                     return _fail(out, "malformed_sse", f"unexpected line {line[:80]!r}")
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    done = True
+                    done, out.end_ns = True, time.perf_counter_ns()
                     break
                 try:
                     event = json.loads(data)
@@ -144,12 +195,16 @@ async def send(client: httpx.AsyncClient, base_url: str, inp: RequestInput, mode
                 if text:
                     out.chunk_offsets_ms.append((time.perf_counter_ns() - out.start_ns) / 1e6)
                     out.text += text
+                    if inp.cancel_after and len(out.chunk_offsets_ms) >= inp.cancel_after:
+                        out.cancelled, out.end_ns = True, time.perf_counter_ns()
+                        return out  # leaving the block closes the connection mid-stream: the server sees it go
                 usage = event.get("usage")
                 if usage:
                     out.prompt_tokens = usage.get("prompt_tokens")
                     out.completion_tokens = usage.get("completion_tokens")
             if not done:
                 return _fail(out, "disconnected", "stream ended without data: [DONE]")
+            await _drain(lines)
             if out.completion_tokens is None:
                 return _fail(out, "no_usage", "no usage in the stream (stream_options.include_usage unsupported?)")
             out.ok = True
@@ -165,6 +220,18 @@ async def send(client: httpx.AsyncClient, base_url: str, inp: RequestInput, mode
     finally:
         if not out.end_ns:
             out.end_ns = time.perf_counter_ns()
+        out.http = http_phases(clock.marks)
+
+
+async def _drain(lines: Any) -> None:
+    """Read what follows `data: [DONE]` (the chunked body's terminator): a response closed before its end
+    takes its connection with it, so without this every streamed request would open a new connection."""
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in lines:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass  # a server that keeps the stream open: the connection is closed, as before
 
 
 def _unary_problem(inp: RequestInput, body: Any) -> str | None:

@@ -147,6 +147,8 @@ async def _generate(request: Request, state: ServerState, engine: Engine, req: G
     loop = asyncio.get_running_loop()
     q: asyncio.Queue[tuple[list[int], bool, str | None]] = asyncio.Queue()
     def sink(new: list[int], done: bool, reason: str | None) -> None:
+        if new:  # counted as the engine makes them, so tokens made after the client left count too
+            metrics.generated(name, len(new))
         loop.call_soon_threadsafe(q.put_nowait, (new, done, reason))
 
     vlm = {"prompt_text": prompt_text, "images": images} if prompt_text is not None else {}
@@ -165,7 +167,6 @@ async def _generate(request: Request, state: ServerState, engine: Engine, req: G
             log.log(logging.ERROR if reason and reason.startswith("error") else logging.INFO,
                     "%s %s ended: %s", api, rid, reason)
             metrics.error(name, method)
-        metrics.generated(name, len(detok.ids))
 
     checked = time.monotonic()
 
