@@ -212,7 +212,8 @@ def test_exports_and_a_byte_identical_replay(recorder, tmp_path, model_cache):
     base, seen, _ = recorder
     seen.clear()
     suite = {**BASE_SUITE, "server": base, "scenarios": [
-        {"name": "rec", "kind": "serving", "api": "chat", "rate": 20.0, "requests": 5, "served_model": "m"}]}
+        {"name": "rec", "kind": "serving", "api": "chat", "rate": 20.0, "requests": 5, "served_model": "m",
+         "tokenizer": "model"}]}  # the model's tokenizer: no calibration requests at the recorder
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     proc, out = run_suite(suite, tmp_path / "a", model_cache)
