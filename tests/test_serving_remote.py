@@ -127,3 +127,12 @@ def test_repeated_loads_give_a_confidence_interval(tmp_path, remote):
     assert rps.low < rps.mean < rps.high and min(rps.per_load) <= rps.mean <= max(rps.per_load)
     report = (tmp_path / "run" / "report.md").read_text()
     assert "### Repeated loads" in report and f"| {c.key.replace('|', '')}" in report.replace("`", "")
+
+
+def test_a_server_nobody_answers_fails_the_cell_in_one_line(tmp_path):
+    port = free_loopback_port()  # nothing listens there
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(_suite(f"http://127.0.0.1:{port}/v3")))
+    proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "run"), cache=tmp_path / "c")
+    assert proc.returncode == 1
+    [c] = load_results(tmp_path / "run").cells
+    assert c.status == "failed" and f"the server at http://127.0.0.1:{port}/v3 cannot be reached" in (c.error or "")

@@ -22,6 +22,9 @@ def server_root(base_url: str) -> str:
 def _get(client: httpx.Client, url: str) -> tuple[Any, httpx.Response | None]:
     try:
         r = client.get(url)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+        # nothing listens there: a load would only count connection errors
+        raise ModelPreparationError(f"the server at {url.rsplit('/', 1)[0]} cannot be reached: {e}") from None
     except httpx.HTTPError:
         return None, None
     if r.status_code != 200:
