@@ -25,9 +25,10 @@ from harness.events import BatchEvent, Done, Loaded, SampleEvent
 from harness.host import free_loopback_port
 from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
-from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors
+from harness.schema import BatchRecord, CellSpec, CheckOutputs, LoadTimeline, Sample, ServingErrors
 from harness.serving.client import RequestInput, RequestOutput
 from harness.serving.load import LoadSpec, run_load
+from harness.serving.scrape import Scraper, metrics_url
 
 LOCAL = "local"
 
@@ -156,7 +157,8 @@ def meets_slo(sample: Sample, slo: dict[str, float]) -> bool:
 def _sample(o: RequestOutput, prompt_index: int) -> Sample:
     return Sample(iteration=o.index, warmup=False, request=o.index, prompt_index=prompt_index,
                   input_tokens=o.prompt_tokens or 0, output_tokens=o.completion_tokens or 0, start_ns=o.start_ns,
-                  end_ns=o.end_ns, chunk_offsets_ms=o.chunk_offsets_ms, chunk_tokens=[], output_text=o.text)
+                  end_ns=o.end_ns, chunk_offsets_ms=o.chunk_offsets_ms, chunk_tokens=[], output_text=o.text,
+                  scheduled_ns=getattr(o, "scheduled_ns", None))
 
 
 MAX_DISTINCT_PROMPTS = 512
@@ -227,7 +229,11 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
 
         model = p.served_model or (models.target.name if target == LOCAL else
                                    served_model_name(base_url, cell.model.name, headers, p.request_timeout_s))
-        result = asyncio.run(run_load(base_url, model, inputs, spec, headers, on_result=emit_request))
+        scraper = Scraper(metrics_url(base_url), p.metrics_interval_s).start() if p.metrics_interval_s else None
+        try:
+            result = asyncio.run(run_load(base_url, model, inputs, spec, headers, on_result=emit_request))
+        finally:
+            timeline = scraper.stop() if scraper else LoadTimeline(interval_s=0)
         after = scrape(base_url)
     finally:
         if proc is not None:
@@ -256,4 +262,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in result.measured if not o.ok][:5]
     emit(Done(cell_values=cell_values,
               check_outputs=CheckOutputs(serving_errors=ServingErrors(counts=errors, first=first_errors),
-                                         server_metrics_delta=deltas)))
+                                         server_metrics_delta=deltas,
+                                         load_timeline=timeline.model_copy(update={
+                                             "failed_start_ns": [o.start_ns for o in result.measured if not o.ok],
+                                             "failed_end_ns": [o.end_ns for o in result.measured if not o.ok]}))))

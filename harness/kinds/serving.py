@@ -30,6 +30,10 @@ class ServingParams(Params):
     batch_size: int | None = Field(None, gt=0, description="texts per embeddings / rerank request")
     range_ratio: float = Field(0.0, ge=0, lt=1, description="input and output lengths drawn uniformly from "
                                "±range_ratio around the nominal ones, per request")
+    window_s: float = Field(10, gt=0, description="time-sliced report: the load cut into windows this many "
+                            "seconds long (requests completed, output tok/s, TTFT and TPOT per window)")
+    metrics_interval_s: float = Field(1, ge=0, description="read the server's /metrics every this many seconds "
+                                      "during the load (a background thread) for the report's time series; 0: off")
 
     @classmethod
     def default_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:

@@ -101,8 +101,10 @@ async def _closed_loop(client: httpx.AsyncClient, base_url: str, model: str, inp
 async def _open_loop(client: httpx.AsyncClient, base_url: str, model: str, inputs: Callable[[int], RequestInput],
                      spec: LoadSpec, headers: dict[str, str] | None,
                      report: Callable[[RequestOutput], None]) -> list[RequestOutput]:
-    async def one(i: int) -> RequestOutput:
+    async def one(i: int, scheduled_ns: int) -> RequestOutput:
         result = await send(client, base_url, inputs(i), model, headers)
+        # when the schedule meant it to go (Sample.scheduled_ns): minimal fill until RequestOutput carries it
+        result.scheduled_ns = scheduled_ns  # type: ignore[attr-defined]
         report(result)
         return result
 
@@ -111,7 +113,8 @@ async def _open_loop(client: httpx.AsyncClient, base_url: str, model: str, input
     # gamma(shape k, scale 1/(k·rate)) has mean 1/rate; k = 1 is exponential (Poisson arrivals)
     gaps = rng.gamma(spec.burstiness, 1.0 / (spec.burstiness * spec.rate), size=spec.requests)
     tasks = []
-    t0 = time.perf_counter()
+    t0_ns = time.perf_counter_ns()
+    t0 = t0_ns / 1e9
     when = 0.0
     for i, gap in enumerate(gaps):
         if spec.duration_s and when > spec.duration_s:
@@ -119,6 +122,6 @@ async def _open_loop(client: httpx.AsyncClient, base_url: str, model: str, input
         delay = t0 + when - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
+        tasks.append(asyncio.create_task(one(i, t0_ns + round(when * 1e9))))
         when += float(gap)
     return list(await asyncio.gather(*tasks))
