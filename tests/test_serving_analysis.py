@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -353,3 +354,118 @@ def test_the_scraper_reads_metrics_at_its_interval_and_costs_little():
     assert served == sorted(served) and served[-1] == 20  # the last scrape is taken after the load
     assert timeline.types == {"served": "counter", "up": "gauge"}
     assert timeline.scraper_cpu_s is not None and timeline.scraper_cpu_s < 0.5 * span_s
+
+
+# ---------------------------------------------------------------- reports
+
+
+def serving_cell(requests: int = 1000, rate: float = 10.0, slow_after_s: float = 70.0, key: str = "m/fp16/CPU/load",
+                 window_s: float = 10.0):
+    """A constructed open-loop load through the aggregate step: `requests` at `rate`/s, 32 output tokens each
+    (TTFT 50 ms, 10 ms a token), everything twice as slow from `slow_after_s`; /metrics scraped every second."""
+    from harness.aggregate import cell_result
+    from harness.events import BatchEvent, Done, SampleEvent
+    from harness.schema import CheckOutputs, ScenarioSpec
+    from tests.factories import spec
+
+    cell = spec(key=key)
+    cell.scenario = ScenarioSpec(name="load", kind="serving", params={"api": "chat", "rate": rate,
+                                                                      "window_s": window_s})
+    t0 = 5 * S
+    samples = []
+    for i in range(requests):
+        at = i / rate
+        f = 2.0 if at >= slow_after_s else 1.0
+        ttft, tok = 0.05 * f, 0.01 * f
+        offsets = [1000 * (ttft + k * tok) for k in range(32)]
+        start = t0 + round(at * S)
+        samples.append(Sample(iteration=i, warmup=False, request=i, prompt_index=i, input_tokens=64, output_tokens=32,
+                              start_ns=start, end_ns=start + round((offsets[-1] + 1) * 1e6),
+                              chunk_offsets_ms=offsets, chunk_tokens=[], scheduled_ns=start - 1_000_000))
+    end = samples[-1].end_ns
+    batch = BatchRecord(iteration=0, warmup=False, requests=requests, start_ns=t0, end_ns=end, output_tokens=32 * requests,
+                        input_tokens=64 * requests, steps=0)
+    scrapes = [MetricsScrape(t_ns=t0 + k * S, values={'reqs_total{name="m"}': float(k * rate),
+                                                      'running{name="m"}': float(k % 4)})
+               for k in range(int((end - t0) / S) + 2)]
+    timeline = LoadTimeline(interval_s=1, scrapes=scrapes, types={"reqs": "counter", "running": "gauge"},
+                            scraper_cpu_s=0.05, failed_start_ns=[t0 + 50 * S], failed_end_ns=[t0 + 51 * S])
+    events = [*(SampleEvent(sample=s) for s in samples), BatchEvent(batch=batch),
+              Done(cell_values={}, check_outputs=CheckOutputs(load_timeline=timeline))]
+    return cell_result(cell, events, "ok", None, "2026-01-01T00:00:00", "2026-01-01T00:02:00", 120.0)
+
+
+def test_the_aggregate_step_gives_the_load_figures():
+    c = serving_cell(requests=100, rate=10, slow_after_s=1000)
+    v = c.cell_values
+    # each request lasts 0.361 s, one sent every 0.1 s over a 10.261 s load (the failure at 50 s is past its end)
+    assert v["concurrency_mean"] == pytest.approx(100 * 0.361 / 10.261, rel=1e-3)
+    assert v["concurrency_max"] in (4, 5)
+    assert v["load_prefill_tps"] == pytest.approx(64 / 0.05, rel=1e-3)  # prefills never overlap: 64 tokens / 50 ms
+    assert c.summaries["e2e_co_ms"].median == pytest.approx(c.summaries["e2e_ms"].median + 1.0)
+    assert c.summaries["prefill_tps"].median == pytest.approx(64 / 0.05)
+
+
+def test_markdown_report_has_a_time_slice_table_per_serving_cell():
+    from reports.markdown import render_markdown
+    from tests.factories import run
+
+    text = render_markdown(run([serving_cell()]))
+    assert "### Serving loads over time" in text
+    table = [ln for ln in text.splitlines() if ln.startswith("| 0–10 |") or ln.startswith("| 90–")]
+    assert len(table) == 2
+    rows = [ln for ln in text.splitlines() if re.match(r"\| \d+–[\d.]+ \|", ln)]
+    assert len(rows) == 11  # 100.3 s of load in 10 s windows
+    # warm-up vs degradation: TTFT p50 of a window before and after the slowdown at 70 s
+    ttft = [float(r.split("|")[5]) for r in rows]
+    assert ttft[0] == pytest.approx(50) and ttft[8] == pytest.approx(100)
+    assert [int(r.split("|")[3]) for r in rows] == [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0]  # the failure at 50 s
+    assert "effective concurrency (mean / peak)" in text
+
+
+def test_html_report_charts_a_1000_request_load_at_a_bounded_size():
+    from reports.html import render_html
+    from tests.factories import run
+
+    html = render_html(run([serving_cell()]))
+    section = html[html.index('<h2 id="loads">'):]
+    titles = re.findall(r'<svg class="chart[^"]*"[^>]*><title>([^<]*)</title>', section)
+    assert titles[:3] == ["Requests in flight", "Output tok/s over the load", "Latency over the load"]
+    assert set(titles[3:]) == {"running", "reqs_total"}
+    # every polyline of the section is downsampled: at most 2 x 240 vertices (steps draw two per point)
+    for pts in re.findall(r'<polyline[^>]* points="([^"]*)"', section):
+        assert len(pts.split()) <= 480
+    assert len(section.encode()) < 80_000, len(section.encode())
+    assert "scraper CPU 0.05 s" in section
+
+
+def test_cells_before_the_load_timeline_still_render():
+    from reports.html import render_html
+    from reports.markdown import render_markdown
+    from tests.factories import run
+
+    c = serving_cell(requests=50)
+    c.check_outputs.load_timeline = None
+    res = run([c])
+    assert "Requests in flight" in render_html(res) and "| 0–" in render_markdown(res)
+
+
+def test_serving_report_renders_in_chromium(tmp_path):
+    """The load charts in a real browser: no console problem, no network, every chart sized and drawn."""
+    from reports.html import render_html
+    from tests.factories import run
+    from tests.test_html import Browser, _check_page, _find_chromium, _svg_titles
+
+    binary = _find_chromium()
+    if binary is None:
+        pytest.skip("no Chromium (see tests/test_html.py)")
+    html = render_html(run([serving_cell()]))
+    page = tmp_path / "report.html"
+    page.write_text(html, encoding="utf-8")
+    b = Browser(binary)
+    try:
+        seen = _check_page(b, page, _svg_titles(html))
+    finally:
+        b.close()
+    assert {"Requests in flight", "Output tok/s over the load", "Latency over the load"} <= {
+        c["title"] for c in seen["charts"]}
