@@ -469,3 +469,83 @@ def test_serving_report_renders_in_chromium(tmp_path):
         b.close()
     assert {"Requests in flight", "Output tok/s over the load", "Latency over the load"} <= {
         c["title"] for c in seen["charts"]}
+
+
+# ---------------------------------------------------------------- end to end against harness serve
+
+SUITE = {
+    "name": "serving-analysis-test",
+    "server": "local",
+    "models": [{"name": "tiny", "source": "synthetic:tiny"}],
+    "precisions": ["fp16"],
+    "prompts": {"input_tokens": [32]},
+    "generation": {"max_new_tokens": 16, "ignore_eos": True},
+    "warmup": 1,
+    "iterations": 1,
+    "timeout_s": 300,
+    "properties": {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0},
+    "scenarios": [
+        {"name": "open", "kind": "serving", "models": ["tiny"], "api": "chat", "rate": 8, "requests": 16,
+         "metrics_interval_s": 0.2, "window_s": 1},
+        {"name": "closed", "kind": "serving", "models": ["tiny"], "api": "chat", "concurrency": 2, "requests": 6,
+         "metrics_interval_s": 0},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def serve_run(tmp_path_factory, model_cache):
+    from tests.conftest import run_suite
+
+    return run_suite(SUITE, tmp_path_factory.mktemp("analysis"), model_cache)
+
+
+@pytest.mark.integration
+def test_a_real_load_reports_its_course(serve_run):
+    from harness.store import load_results
+
+    proc, out = serve_run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cells = {c.spec.scenario.name: c for c in load_results(out).cells}
+    open_, closed = cells["open"], cells["closed"]
+    assert open_.status == "ok" and closed.status == "ok", (open_.error, closed.error)
+    # open loop: every request has its schedule, and the corrected figures exist and are never below the raw ones
+    assert all(s.scheduled_ns is not None for s in open_.samples)
+    for s in open_.samples:
+        assert s.values["e2e_co_ms"][0] >= s.values["e2e_ms"][0] - 1e-6
+    assert "e2e_co_ms" not in closed.summaries and all(s.scheduled_ns is None for s in closed.samples)
+    for c in (open_, closed):
+        v = c.cell_values
+        assert 0 < v["concurrency_mean"] <= v["concurrency_max"]
+        assert v["load_prefill_tps"] > 0 and v["load_decode_tps"] > 0 and "prefill_tps" in c.summaries
+    assert closed.cell_values["concurrency_max"] == 2
+    # the server's /metrics as a series: scraped through the load, the last read after it
+    tl = open_.check_outputs.load_timeline
+    assert tl is not None and tl.interval_s == 0.2 and len(tl.scrapes) >= 5
+    accepted = [sum(v for k, v in m.values.items() if k.startswith("ovms_requests_accepted_total"))
+                for m in tl.scrapes]
+    assert accepted == sorted(accepted) and accepted[-1] - accepted[0] >= 16
+    # the server never held more requests than the client had in flight
+    running = [sum(v for k, v in m.values.items() if k.startswith("ovms_current_graphs")) for m in tl.scrapes]
+    assert max(running) <= open_.cell_values["concurrency_max"]
+    assert tl.scraper_cpu_s is not None
+    assert closed.check_outputs.load_timeline is not None and closed.check_outputs.load_timeline.scrapes == []
+    # the reports
+    html = (out / "report.html").read_text()
+    assert html.count("<title>Requests in flight</title>") == 2 and "ovms_requests_accepted_total" in html
+    md = (out / "report.md").read_text()
+    assert "### Serving loads over time" in md and "| 0–1 |" in md
+
+
+@pytest.mark.parametrize("param,value", [("window_s", "0"), ("metrics_interval_s", "-1"), ("window_s", "fast")])
+def test_a_bad_analysis_param_is_one_line_naming_it(tmp_path, param, value):
+    from harness.errors import HarnessInputError
+    from harness.suite import load_suite
+
+    p = tmp_path / "suite.yaml"
+    p.write_text(f"name: t\nmodels: [{{name: llm, source: synthetic:tiny}}]\nprecisions: [fp16]\nserver: local\n"
+                 f"scenarios:\n  - {{name: s, kind: serving, models: [llm], api: chat, {param}: {value}}}\n")
+    with pytest.raises(HarnessInputError, match=param) as ei:
+        load_suite(p)
+    msg = str(ei.value)
+    assert "\n" not in msg and msg.startswith(f"{p}: scenarios[0]: {param}: "), msg
