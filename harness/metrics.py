@@ -982,8 +982,9 @@ roofline %) are explained, with what they leave out and a check on a real machin
 def markdown_doc() -> str:
     """The whole docs/metrics.md."""
     from harness.checks import CHECKS_DOC
+    from harness.serving.load_analysis import LOAD_DOC
 
-    return DOC_PREAMBLE + "\n" + markdown_table() + "\n\n" + CHECKS_DOC
+    return DOC_PREAMBLE + "\n" + markdown_table() + "\n\n" + LOAD_DOC + "\n" + CHECKS_DOC
 
 
 def markdown_table() -> str:

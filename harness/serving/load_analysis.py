@@ -237,3 +237,84 @@ def _thin(points: list[tuple[float, float]], n: int) -> list[tuple[float, float]
 def load_batch(cell: CellResult) -> BatchRecord | None:
     """The serving cell's load record (its one measured BatchRecord)."""
     return next((b for b in cell.batches if not b.warmup), None)
+
+
+LOAD_DOC = """## Serving loads over time
+
+Computed from each serving cell's stored records when it is aggregated (`concurrency_*`, `load_*_tps`) or
+when a report is rendered (time slices, chart series), never in the load generator, so an older results.json
+renders the same way. All times are the load process's `perf_counter_ns`; the load's window is its
+BatchRecord: first measured send → last measured end (warm-up excluded).
+
+**Requests in flight** n(t): a request is in flight from its send (`Sample.start_ns`, taken when the client
+starts the request, before it waits for a connection from the pool) to its end (last byte, or the failure;
+failed requests come from `LoadTimeline.failed_start_ns/failed_end_ns`, recorded since schema 1.9). A request
+ending at the instant another starts is not counted twice. `concurrency_mean` = ∫ n(t) dt / window (aiperf's
+`effective_concurrency`, which also counts failed requests); `concurrency_max` = max n(t). In a closed loop
+it is at most `concurrency` (below it by the client's turnaround between requests and the load's ramp-down);
+in an open loop it is the load the server actually carried (Little's law: rate × mean latency).
+
+**Prefill and decode throughput**, named apart from the whole load's `batch_output_tps` ("load out tok/s":
+all output tokens / window) and the per-request `output_tps` ("output tok/s per request": output tokens / e2e):
+- `prefill_tps` per request = input tokens / TTFT (aiperf's per-record prefill throughput);
+- `decode_tps` per request = (output tokens − 1) / (e2e − TTFT) = 1000 / TPOT (aiperf's output token
+  throughput per user);
+- `load_prefill_tps` = Σ input tokens / the time at least one request was between its send and its first
+  content chunk; `load_decode_tps` = Σ (output tokens − 1) / the time at least one request was between its
+  first content chunk and its end. These are aiperf's `active_prefill_throughput` / `active_decode_throughput`
+  (a sum of per-request rates averaged over the time its phase mask is non-zero integrates to exactly this).
+  aiperf's full-window `effective_*_throughput` divide the same sums by the whole window instead; here that is
+  `batch_total_tps − batch_output_tps` for prefill.
+"Prefill" is the client-observed TTFT window: queueing, tokenization, the network and the engine's prefill
+together, as in aiperf.
+
+**Coordinated omission** (Gil Tene): a load generator that waits for the system under test before sending
+stops measuring exactly while the system is slow, so the requests that would have seen the stall are never
+timed. An open loop has an arrival schedule independent of the responses: request i is due at
+`scheduled_ns` = the load's start + the sum of the first i gaps of the schedule (Poisson or gamma gaps), and
+the client sends it then even if earlier requests are still running. Corrected figures charge the time from
+the schedule, not from the send:
+- `e2e_co_ms` = end − scheduled; `ttft_co_ms` = first content chunk − scheduled; `send_lag_ms` = send −
+  scheduled (how late the generator was).
+What they add to `e2e_ms` / `ttft_ms` is only the send lag, because the send time is taken before the client
+waits for a connection (httpx `max_connections`): a server stall that fills the connection pool is already in
+the uncorrected latency. The lag comes from the generator itself: its event loop busy (callbacks, a blocking
+write, a garbage-collection pause), the process descheduled on a loaded host, a burst due at once. The
+requests due while the generator was stalled go out late and together, their own e2e short; corrected, each
+carries the stall from its due time. tests/test_serving_analysis.py checks both cases against a local server:
+a server that answers nothing for 1 s from a known moment under 20 requests/s (the corrected e2e of the worst
+request is 0.9–1.8 s and ≥ 10 requests waited > 0.3 s; the send lag stays < 0.3 s, so the raw e2e saw it as
+well), and a generator whose event loop is blocked for 1 s (each request due meanwhile has a send lag equal
+to the time from its schedule to the stall's end within 0.25 s, its raw e2e < 0.5 s, its corrected e2e at
+least that lag).
+aiperf's `effective_latency` = end − `credit_issued_ns` is the same idea: its credit issuer stamps when it
+issued the credit, and the latency counts the wait in its credit queue. It reports it in every mode; in a
+closed loop, though, a credit is issued only when a slot frees, so it measures the client's internal queue,
+not the omission.
+**A closed loop cannot be corrected this way**: it has no schedule independent of the responses. Its next
+request is due when a previous one ends, so during a server stall no request is due at all; the requests that
+a steady stream of users would have sent during the stall never exist, and there is no send time to measure
+them from. Correcting would mean inventing an intended rate (HdrHistogram's expected-interval back-filling),
+which is a model, not a measurement. Closed-loop samples carry no `scheduled_ns`, and the corrected figures
+are absent (not equal to the raw ones).
+
+**Time slices** (report tables and charts; `window_s`, default 10 s): the window cut into consecutive slices
+from its start, the last one shorter. Per slice: requests completed in it (by their end), requests failed in it
+(by their failure time), output tok/s = output tokens delivered in it (each request's usage count spread evenly
+over its streamed chunks, as `peak_output_tps` does) / the slice's length, and TTFT p50/p90 and TPOT p50
+(linear-interpolation percentiles) of the requests completed in it. Warm-up, slow-down and a stall show as
+slices that differ from their neighbours.
+
+**Server /metrics as a time series** (`metrics_interval_s`, default 1 s; 0 = off): a background thread with
+its own blocking httpx client reads `/metrics` at a fixed schedule from just before the warm-up to just after the
+load (one last read once the load ends), storing each read as `MetricsScrape(t_ns, values)` in
+`CheckOutputs.load_timeline` (histogram `_bucket` and `_created` samples dropped) with the `# TYPE` of each
+family. The before/after `server_metrics_delta` is still taken. Charts: per family, labels summed; a counter as
+its rate per second between consecutive reads, a gauge as read; families that changed during the load, gauges
+first, at most 4 per cell. Cost, measured (`LoadTimeline.scraper_cpu_s`, the thread's `thread_time`): on a
+2-core host against `harness serve` (a 60 s open-loop load at 10 requests/s, client CPU ~10% of a core), 0.11 s
+of CPU at 1 s (0.19% of a core) and 0.86 s at 0.1 s (1.4%).
+
+Charts are downsampled so a long load stays small: requests in flight as 240 buckets (time-weighted mean and
+maximum per bucket), server series thinned to 240 points.
+"""
