@@ -21,6 +21,7 @@ from reports.rows import fmt_value, md_code
 DEFAULT_WINDOW_S = 10.0
 CHART_POINTS = 240  # points per line: a 1000-request load's chart stays a few kB
 SERVER_FAMILIES = 4  # server families charted per cell
+MAX_SLICES = 200  # time windows per load in the tables
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ def load_views(cells: list[CellResult]) -> list[LoadView]:
         if c.status != "ok" or c.spec.scenario.kind != "serving" or batch is None or batch.end_ns <= batch.start_ns:
             continue
         timeline = c.check_outputs.load_timeline
-        w = window_s(c)
+        # a window far shorter than the load would make thousands of rows: widen it to keep at most MAX_SLICES
+        w = max(window_s(c), (batch.end_ns - batch.start_ns) / 1e9 / MAX_SLICES)
         steps = in_flight_steps(request_intervals(c.samples, timeline))
         out.append(LoadView(
             cell=c, batch=batch, window_s=w, slices=time_slices(c.samples, batch, w, timeline),
@@ -76,6 +78,8 @@ def figures(view: LoadView) -> list[tuple[str, str]]:
                      if cpu is not None and view.duration_s > 0 else ""))
     return [
         ("load duration s", fmt_value(view.duration_s, 1)),
+        ("time window s", f"{view.window_s:.4g}" + ("" if view.window_s == window_s(c) else
+                                                    f" (window_s {window_s(c):g} widened to keep {MAX_SLICES} rows)")),
         ("effective concurrency (mean / peak)",
          f"{fmt_value(v.get('concurrency_mean'), 2)} / {fmt_value(v.get('concurrency_max'), 0)}"),
         ("load prefill tok/s (while prefilling)", fmt_value(v.get("load_prefill_tps"), 0)),

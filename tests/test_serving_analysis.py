@@ -549,3 +549,11 @@ def test_a_bad_analysis_param_is_one_line_naming_it(tmp_path, param, value):
         load_suite(p)
     msg = str(ei.value)
     assert "\n" not in msg and msg.startswith(f"{p}: scenarios[0]: {param}: "), msg
+
+
+def test_a_tiny_window_on_a_long_load_is_widened_not_thousands_of_rows():
+    from reports.load_report import MAX_SLICES, load_views
+    from tests.factories import run
+
+    [view] = load_views(run([serving_cell(window_s=0.001)]).cells)
+    assert len(view.slices) <= MAX_SLICES + 1 and view.window_s == pytest.approx(view.duration_s / MAX_SLICES)
