@@ -12,6 +12,7 @@ from harness.serving.load_analysis import (
     downsample_steps,
     in_flight_steps,
     load_batch,
+    load_values,
     request_intervals,
     server_series,
     time_slices,
@@ -64,7 +65,9 @@ def load_views(cells: list[CellResult]) -> list[LoadView]:
 def figures(view: LoadView) -> list[tuple[str, str]]:
     """(label, value) of the load-level figures, '—' where not measured."""
     c = view.cell
-    v, s = c.cell_values, c.summaries
+    # results aggregated before these figures existed get them here, from the same stored requests
+    v = {**load_values(c.samples, view.batch, c.check_outputs.load_timeline), **c.cell_values}
+    s = c.summaries
 
     def stat(tag: str, name: str, digits: int = 0) -> str:
         return fmt_value(getattr(s[tag], name), digits) if tag in s else "—"

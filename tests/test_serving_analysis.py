@@ -446,8 +446,12 @@ def test_cells_before_the_load_timeline_still_render():
 
     c = serving_cell(requests=50)
     c.check_outputs.load_timeline = None
+    for tag in ("concurrency_mean", "concurrency_max", "load_prefill_tps", "load_decode_tps"):
+        c.cell_values.pop(tag)
     res = run([c])
-    assert "Requests in flight" in render_html(res) and "| 0–" in render_markdown(res)
+    md = render_markdown(res)
+    assert "Requests in flight" in render_html(res) and "| 0–" in md
+    assert "effective concurrency (mean / peak): 3." in md  # derived at render time
 
 
 def test_serving_report_renders_in_chromium(tmp_path):
