@@ -442,11 +442,12 @@ def _load_sections(cells: list[CellResult]) -> list[dict[str, object]]:
                 charts.append(render_time_svg("Latency over the load", "ms", lat,
                                               subtitle=f"{w}: of the requests completed in it"))
         for k, (fam, kind, pts) in enumerate(view.server):
+            how = {"rate/s": ("per second", "counter as its rate between scrapes"),
+                   "mean": ("mean", "histogram: mean observation per interval, Δsum / Δcount")}.get(
+                kind, ("value", "gauge as read"))
             charts.append(render_time_svg(
-                _truncate(fam, 60), "per second" if kind == "rate/s" else "value",
-                [TimeLine(fam, PALETTE[(3 + k) % len(PALETTE)], pts)],
-                subtitle="server /metrics: " + ("counter as its rate between scrapes" if kind == "rate/s"
-                                                else "gauge as read") + ", labels summed"))
+                _truncate(fam, 60), how[0], [TimeLine(fam, PALETTE[(3 + k) % len(PALETTE)], pts)],
+                subtitle=f"server /metrics: {how[1]}, labels summed"))
         out.append({"key": view.cell.key, "figures": figures(view), "charts": [Markup(c) for c in charts],
                     "headers": SLICE_HEADERS, "slices": [slice_cells(x) for x in sl]})
     return out

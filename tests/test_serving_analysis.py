@@ -169,6 +169,20 @@ def test_counters_become_rates_and_gauges_stay_values():
     assert series["inflight"] == ("value", [(0.0, 0.0), (1.0, 1.0), (2.0, 2.0), (3.0, 0.0), (4.0, 1.0)])
 
 
+
+def test_a_histogram_is_charted_as_its_mean_per_interval_from_the_load_start():
+    # latency histogram: 2 observations of 100 per second, then 4 of 300; scraped from 2 s before the load
+    count = [0, 0, 2, 4, 8, 12]
+    total = [0, 0, 200, 400, 1600, 2800]
+    scrapes = [MetricsScrape(t_ns=(k - 2) * S, values={"lat_sum": float(total[k]), "lat_count": float(count[k]),
+                                                       "g": float(k)}) for k in range(6)]
+    tl = LoadTimeline(interval_s=1, scrapes=scrapes, types={"lat": "histogram", "g": "gauge"})
+    series = {f: (u, pts) for f, u, pts in server_series(tl, 0)}
+    assert series["lat"] == ("mean", [(0.0, 100.0), (1.0, 100.0), (2.0, 300.0), (3.0, 300.0)])
+    assert series["g"] == ("value", [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0), (3.0, 5.0)])  # before the load: left out
+    assert [f for f, _, _ in server_series(tl, 0)] == ["g", "lat"]  # gauges, then histograms, then counters
+
+
 def test_parse_drops_buckets_and_created():
     text = ("# TYPE x counter\nx_total{a=\"1\"} 3.0\nx_created{a=\"1\"} 1.7e9\n# TYPE h histogram\n"
             "h_bucket{le=\"1\"} 2\nh_sum 4.5\nh_count 2\n")

@@ -200,9 +200,10 @@ def family(sample_name: str) -> str:
 
 def server_series(timeline: LoadTimeline, t0: int, limit: int = 6,
                   points: int = 240) -> list[tuple[str, str, list[tuple[float, float]]]]:
-    """The scraped families that changed during the load, as (family, 'rate/s' or 'value', [(s after t0, y)]):
-    a counter as its rate per second between consecutive scrapes, a gauge as read; labels summed per family.
-    Gauges first, then counters, at most `limit` families, each at most `points` points (evenly thinned)."""
+    """The scraped families that changed during the load, as (name, kind, [(s after t0, y)]) from the load's start
+    on: a gauge as read ("value"); a counter as its rate per second between consecutive scrapes ("rate/s"); a
+    histogram or summary as its mean observation per interval, Δ_sum / Δ_count ("mean"); labels summed per family.
+    Gauges first, then histograms, then counters, at most `limit` families, each at most `points` points."""
     scrapes = sorted(timeline.scrapes, key=lambda m: m.t_ns)
     if len(scrapes) < 2:
         return []
@@ -211,19 +212,31 @@ def server_series(timeline: LoadTimeline, t0: int, limit: int = 6,
         for name, v in m.values.items():
             sums.setdefault(family(name), [0.0] * len(scrapes))[k] += v
     times = [(m.t_ns - t0) / 1e9 for m in scrapes]
-    gauges, counters = [], []
+
+    def kind_of(fam: str) -> str:
+        for base in (fam, fam.removesuffix("_total"), fam.removesuffix("_sum"), fam.removesuffix("_count")):
+            if base in timeline.types:
+                return timeline.types[base]
+        return "counter" if fam.endswith("_total") else "gauge"
+
+    def deltas(ys: list[float]) -> list[tuple[int, float]]:
+        return [(k, ys[k] - ys[k - 1]) for k in range(1, len(ys)) if times[k] > times[k - 1] and times[k] >= 0]
+
+    gauges, histograms, counters = [], [], []
     for fam, ys in sums.items():
         if max(ys) == min(ys):
             continue
-        kind = timeline.types.get(fam) or timeline.types.get(fam.removesuffix("_total")) or (
-            "counter" if fam.endswith("_total") else "gauge")
-        if kind == "counter":
-            rates = [(times[k], (ys[k] - ys[k - 1]) / (times[k] - times[k - 1]))
-                     for k in range(1, len(ys)) if times[k] > times[k - 1]]
-            counters.append((fam, "rate/s", rates))
-        elif kind == "gauge":
-            gauges.append((fam, "value", list(zip(times, ys, strict=True))))
-    chosen = (gauges + counters)[:limit]
+        kind = kind_of(fam)
+        if kind in ("histogram", "summary"):
+            base = fam.removesuffix("_sum")
+            if fam.endswith("_sum") and f"{base}_count" in sums:
+                counts = dict(deltas(sums[f"{base}_count"]))
+                histograms.append((base, "mean", [(times[k], d / counts[k]) for k, d in deltas(ys) if counts.get(k)]))
+        elif kind == "counter":
+            counters.append((fam, "rate/s", [(times[k], d / (times[k] - times[k - 1])) for k, d in deltas(ys)]))
+        else:
+            gauges.append((fam, "value", [(t, y) for t, y in zip(times, ys, strict=True) if t >= 0]))
+    chosen = [x for x in gauges + histograms + counters if x[2]][:limit]
     return [(f, u, _thin(pts, points)) for f, u, pts in chosen]
 
 
@@ -309,9 +322,10 @@ slices that differ from their neighbours.
 its own blocking httpx client reads `/metrics` at a fixed schedule from just before the warm-up to just after the
 load (one last read once the load ends), storing each read as `MetricsScrape(t_ns, values)` in
 `CheckOutputs.load_timeline` (histogram `_bucket` and `_created` samples dropped) with the `# TYPE` of each
-family. The before/after `server_metrics_delta` is still taken. Charts: per family, labels summed; a counter as
-its rate per second between consecutive reads, a gauge as read; families that changed during the load, gauges
-first, at most 4 per cell. Cost, measured (`LoadTimeline.scraper_cpu_s`, the thread's `thread_time`): on a
+family. The before/after `server_metrics_delta` is still taken. Charts, from the load's start on: per family,
+labels summed; a gauge as read; a histogram (or summary) as its mean observation per interval, Δ`_sum` /
+Δ`_count` between consecutive reads; a counter as its rate per second between consecutive reads; families that
+changed during the load, in that order, at most 4 per cell. Cost, measured (`LoadTimeline.scraper_cpu_s`, the thread's `thread_time`): on a
 2-core host against `harness serve` (a 60 s open-loop load at 10 requests/s, client CPU ~10% of a core), 0.11 s
 of CPU at 1 s (0.19% of a core) and 0.86 s at 0.1 s (1.4%).
 
