@@ -101,7 +101,8 @@ SLICE_HEADERS = ("window s", "completed", "errors", "output tok/s", "TTFT p50 ms
 
 
 def slice_cells(x: TimeSlice) -> list[str]:
-    return [f"{x.start_s:g}–{x.end_s:.4g}", str(x.completed), str(x.errors), fmt_value(x.output_tps, 1),
+    return [f"{x.start_s:g}–{x.end_s:.4g}", str(x.completed), "—" if x.errors is None else str(x.errors),
+            fmt_value(x.output_tps, 1),
             fmt_value(x.ttft_p50_ms, 0), fmt_value(x.ttft_p90_ms, 0), fmt_value(x.tpot_p50_ms, 2)]
 
 

@@ -114,7 +114,7 @@ class TimeSlice:
     start_s: float
     end_s: float
     completed: int  # requests that completed in the window
-    errors: int  # requests that failed in the window (None-free: 0 when no failure was recorded)
+    errors: int | None  # requests that failed in the window (None: failure times not recorded, before 1.9)
     output_tps: float  # output tokens delivered in the window / its length
     ttft_p50_ms: float | None  # of the requests completed in the window
     ttft_p90_ms: float | None
@@ -148,9 +148,9 @@ def time_slices(samples: Sequence[Sample], batch: BatchRecord, window_s: float,
             share = s.output_tokens / len(s.chunk_offsets_ms)
             for off in s.chunk_offsets_ms:
                 tokens[index(s.start_ns + round(off * 1e6))] += share
-    errors = [0] * count
+    errors: list[int | None] = [0 if timeline is not None else None] * count
     for e in (timeline.failed_end_ns if timeline is not None else []):
-        errors[index(e)] += 1
+        errors[index(e)] = (errors[index(e)] or 0) + 1
     out = []
     for k in range(count):
         length = (edges[k + 1] - edges[k]) / 1e9
