@@ -313,7 +313,7 @@ are absent (not equal to the raw ones).
 
 **Time slices** (report tables and charts; `window_s`, default 10 s): the window cut into consecutive slices
 from its start, the last one shorter. Per slice: requests completed in it (by their end), requests failed in it
-(by their failure time), output tok/s = output tokens delivered in it (each request's usage count spread evenly
+(by their failure time; absent for results before 1.9, which kept no failure times), output tok/s = output tokens delivered in it (each request's usage count spread evenly
 over its streamed chunks, as `peak_output_tps` does) / the slice's length, and TTFT p50/p90 and TPOT p50
 (linear-interpolation percentiles) of the requests completed in it. Warm-up, slow-down and a stall show as
 slices that differ from their neighbours.
