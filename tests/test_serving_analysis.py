@@ -205,6 +205,7 @@ class _Stall:
         self.after_s, self.for_s = after_s, for_s
         self.first: float | None = None
         self.served = 0
+        self.active = self.peak = 0  # requests the server held at once
 
     async def wait(self) -> None:
         now = time.perf_counter()
@@ -224,6 +225,9 @@ def _app(stall: _Stall | None):
     @app.post("/v3/chat/completions")
     async def chat():
         async def events():
+            if stall is not None:
+                stall.active += 1
+                stall.peak = max(stall.peak, stall.active)
             for k in range(4):
                 if stall is not None:
                     await stall.wait()
@@ -234,6 +238,7 @@ def _app(stall: _Stall | None):
             yield "data: [DONE]\n\n"
             if stall is not None:
                 stall.served += 1
+                stall.active -= 1
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -305,6 +310,23 @@ def test_a_server_stall_is_in_the_open_loops_corrected_latency():
     assert sum(s.values["e2e_co_ms"][0] > 300 for s in samples) >= 10
     # and sending kept to the schedule, so here the uncorrected figure saw the stall as well
     assert _max(samples, "send_lag_ms") < 300
+
+
+def test_requests_waiting_for_a_pooled_connection_are_timed_from_their_send():
+    """A 3 s server stall at 30 requests/s puts ~90 requests in flight, more than the client's 64 pooled
+    connections: the ones past the 64th wait for a connection, and that wait is in their raw e2e already (the send
+    time is taken before the pool), so their send lag stays small and e2e reaches to the stall's end."""
+    from harness.serving.load import LoadSpec
+
+    stall = _Stall(after_s=0.5, for_s=3.0)
+    with _server(stall) as base:
+        samples = _run(base, LoadSpec(rate=30, requests=150, warmup=0, timeout_s=60))
+    begin, end = round((stall.first + 0.5) * S), round((stall.first + 3.5) * S)
+    hit = [s for s in samples if begin <= s.start_ns < end]
+    assert len(hit) > 64 and stall.peak == 64  # more than the pool holds: the server never saw more than 64
+    for s in hit:
+        assert s.values["send_lag_ms"][0] < 300
+        assert s.values["e2e_ms"][0] >= (end - s.start_ns) / 1e6 - 50  # waited out the stall, pool wait included
 
 
 def test_a_stalled_generator_is_caught_only_by_the_corrected_latency():
