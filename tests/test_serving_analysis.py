@@ -577,7 +577,8 @@ def test_a_real_load_reports_its_course(serve_run):
     assert "### Serving loads over time" in md and "| 0–1 |" in md
 
 
-@pytest.mark.parametrize("param,value", [("window_s", "0"), ("metrics_interval_s", "-1"), ("window_s", "fast")])
+@pytest.mark.parametrize("param,value", [("window_s", "0"), ("metrics_interval_s", "-1"), ("window_s", "fast"),
+                                         ("metrics_interval_s", "0.001")])
 def test_a_bad_analysis_param_is_one_line_naming_it(tmp_path, param, value):
     from harness.errors import HarnessInputError
     from harness.suite import load_suite
