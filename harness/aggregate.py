@@ -144,6 +144,11 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
         cell_values.update(roofline_values(
             cell_values.get("weight_bytes_per_token"), cell_values.get("memory_bandwidth_gbs"),
             (v for s in samples if not s.warmup for v in s.values.get("tpot_ms", []))))
+    if spec.scenario.kind == "serving":  # figures of the whole load over time, from its stored requests
+        from harness.serving.load_analysis import load_values
+
+        load = next((b for b in batches if not b.warmup), None)
+        cell_values.update(load_values(samples, load, check_outputs.load_timeline))
     if spec.prompts.vary_per_iteration:
         notes.append("prompt varies per iteration (prefix caching cannot shorten TTFT)")
     result = CellResult(

@@ -151,7 +151,7 @@ class OutputThroughput(Metric):
 class DecodeThroughput(Metric):
     """Decode tokens per second: (output tokens − 1) / (e2e − TTFT) seconds; 1000 / TPOT."""
 
-    tag, title, unit, higher_is_better = "decode_tps", "decode tok/s", "tokens/s", True
+    tag, title, unit, higher_is_better = "decode_tps", "decode tok/s per request", "tokens/s", True
 
     @classmethod
     def compute(cls, s: Sample) -> list[float]:
@@ -857,6 +857,97 @@ class PeakOutputThroughput(CellMetric):
     tag, title, unit, higher_is_better = "peak_output_tps", "busiest second", "tokens/s", True
 
 
+# ---------------------------------------------------------------- serving load analysis (harness/serving/load_analysis.py)
+
+
+@metric
+class PrefillThroughput(Metric):
+    """Prefill tokens per second of one request: input tokens / TTFT seconds (aiperf's per-request prefill
+    throughput). TTFT is what the client saw, so it holds queueing, tokenization and the network as well as the
+    engine's prefill. Not the whole load's figure (load_prefill_tps)."""
+
+    tag, title, unit, higher_is_better = "prefill_tps", "prefill tok/s per request", "tokens/s", True
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        t = _ttft_ms(s)
+        return [s.input_tokens / (t / 1000.0)] if t and s.input_tokens > 0 else []
+
+
+@metric
+class SendLag(Metric):
+    """Serving, open loop: how late the generator sent the request against its arrival schedule: send time −
+    scheduled time (Sample.start_ns − scheduled_ns). Absent in a closed loop, which has no schedule."""
+
+    tag, title, unit, higher_is_better = "send_lag_ms", "send lag behind schedule", "ms", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        return [] if s.scheduled_ns is None else [(s.start_ns - s.scheduled_ns) / 1e6]
+
+
+@metric
+class CorrectedE2E(Metric):
+    """Serving, open loop: e2e latency corrected for coordinated omission: response end − the time the arrival
+    schedule meant the request to be sent (end_ns − scheduled_ns), so a stall that delayed sending counts against
+    the latency (aiperf's effective_latency, which measures from its credit issue). Absent in a closed loop."""
+
+    tag, title, unit, higher_is_better = "e2e_co_ms", "e2e from schedule (CO-corrected)", "ms", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        return [] if s.scheduled_ns is None else [(s.end_ns - s.scheduled_ns) / 1e6]
+
+
+@metric
+class CorrectedTTFT(Metric):
+    """Serving, open loop: TTFT corrected for coordinated omission: first content chunk − scheduled send time
+    (start_ns + TTFT − scheduled_ns). Absent in a closed loop and for requests without a streamed chunk."""
+
+    tag, title, unit, higher_is_better = "ttft_co_ms", "TTFT from schedule (CO-corrected)", "ms", False
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        t = _ttft_ms(s)
+        return [] if s.scheduled_ns is None or t is None else [(s.start_ns - s.scheduled_ns) / 1e6 + t]
+
+
+@metric
+class EffectiveConcurrency(CellMetric):
+    """Serving: requests in flight (sent, not yet answered or failed), as a step function of time over the load
+    (first measured send → last end), time-weighted mean: ∫ n(t) dt / load duration (aiperf's
+    effective_concurrency). Warm-up excluded; failed requests count while they ran (since 1.9 results)."""
+
+    tag, title, unit, higher_is_better = "concurrency_mean", "effective concurrency (time-weighted)", "requests", True
+
+
+@metric
+class PeakConcurrency(CellMetric):
+    """Serving: the most requests in flight at any instant of the load (the maximum of the step function
+    behind concurrency_mean)."""
+
+    tag, title, unit, higher_is_better = "concurrency_max", "peak requests in flight", "requests", True
+
+
+@metric
+class LoadPrefillThroughput(CellMetric):
+    """Serving: input tokens of all completed requests / the time at least one request was in prefill (between
+    its send and its first content chunk), in tokens per second: aiperf's active_prefill_throughput, the
+    prefill rate while prefill was going on. Not the per-request prefill_tps and not the whole load's token rate."""
+
+    tag, title, unit, higher_is_better = "load_prefill_tps", "load prefill tok/s (while prefilling)", "tokens/s", True
+
+
+@metric
+class LoadDecodeThroughput(CellMetric):
+    """Serving: Σ (output tokens − 1) of the completed requests / the time at least one request was decoding
+    (between its first content chunk and its end), in tokens per second: aiperf's active_decode_throughput.
+    Not the per-request decode_tps (1000 / TPOT) and not `batch_output_tps`, which divides all output tokens by
+    the whole load's duration."""
+
+    tag, title, unit, higher_is_better = "load_decode_tps", "load decode tok/s (while decoding)", "tokens/s", True
+
+
 # ---------------------------------------------------------------- memory roofline (per cell; harness/roofline.py)
 
 
@@ -1010,9 +1101,11 @@ def markdown_doc() -> str:
     """The whole docs/metrics.md."""
     from harness.checks import CHECKS_DOC
     from harness.serving.docs import SERVING_DOC
+    from harness.serving.load_analysis import LOAD_DOC
     from harness.serving.traces import TRAFFIC_DOC
 
-    return DOC_PREAMBLE + "\n" + markdown_table() + "\n\n" + CHECKS_DOC + "\n" + TRAFFIC_DOC + "\n" + SERVING_DOC
+    return (DOC_PREAMBLE + "\n" + markdown_table() + "\n\n" + LOAD_DOC + "\n" + CHECKS_DOC + "\n" + TRAFFIC_DOC
+            + "\n" + SERVING_DOC)
 
 
 def markdown_table() -> str:

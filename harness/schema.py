@@ -334,6 +334,29 @@ class ServingErrors(Strict):
                            "not failures, not in `counts`; since 1.9")
 
 
+class MetricsScrape(Strict):
+    """One read of the server's /metrics during a serving load."""
+
+    t_ns: int = Field(description="perf_counter_ns of the load process when the response arrived (the clock of "
+                      "Sample.start_ns)")
+    values: dict[str, float] = Field(default_factory=dict, description="Prometheus sample name with labels -> value; "
+                                     "histogram buckets and *_created samples left out")
+
+
+class LoadTimeline(Strict):
+    """A serving load over time, beyond its completed requests: the server's /metrics scraped at an interval, and
+    when the failed requests ran (for in-flight counts and per-window errors)."""
+
+    interval_s: float = Field(description="scrape interval asked for (metrics_interval_s); 0: not scraped")
+    scrapes: list[MetricsScrape] = Field(default_factory=list, description="the scrapes, oldest first, from just "
+                                         "before the load to just after it")
+    types: dict[str, str] = Field(default_factory=dict, description="family -> Prometheus type (counter, gauge, "
+                                  "histogram, ...) from the # TYPE lines")
+    scraper_cpu_s: float | None = Field(None, description="CPU time the scraper thread used (thread_time)")
+    failed_start_ns: list[int] = Field(default_factory=list, description="send time of each failed measured request")
+    failed_end_ns: list[int] = Field(default_factory=list, description="failure time of each failed measured request")
+
+
 class CheckOutputs(Strict):
     """What a cell keeps only for its checks and accuracy: made untimed, or on the side of the timed calls.
     Keyed by prompt index (for embeddings and rerank, the call's first document). Before schema 1.7 this was
@@ -351,6 +374,8 @@ class CheckOutputs(Strict):
     serving_errors: ServingErrors | None = None
     server_metrics_delta: dict[str, float] = Field(default_factory=dict, description="the server's /metrics "
                                                    "counters over the load (harness serve)")
+    load_timeline: LoadTimeline | None = Field(None, description="serving: /metrics scraped during the load and "
+                                               "the failed requests' times; since 1.9")
 
     @model_validator(mode="before")
     @classmethod

@@ -363,6 +363,97 @@ def render_curve_svg(points: list[tuple[str, float, float]], title: str, x_unit:
     return str(_svg(title, subtitle, bottom + 38, body, cls="chart trend"))
 
 
+@dataclass(frozen=True)
+class TimeLine:
+    """One line of a chart over time: (x seconds, y) points; `step` holds each y until the next x (to `until`)."""
+
+    name: str
+    color: str
+    points: list[tuple[float, float]]
+    step: bool = False
+    until: float | None = None
+    dashed: bool = False
+
+
+def render_time_svg(title: str, y_unit: str, lines: Sequence[TimeLine], subtitle: str = "",
+                    x_unit: str = "s after the load's start") -> str:
+    """A chart over time: one polyline per line (steps where asked), y from 0, a legend when there are several."""
+    left, right = 56.0, WIDTH - 16.0
+    legend = [(ln.name, ln.color) for ln in lines] if len(lines) > 1 else []
+    legend_els, legend_h = _legend(legend, 0, _header_height(subtitle) + 4, WIDTH)
+    top = _header_height(subtitle) + legend_h + 20.0
+    bottom = top + 140
+    xs = [x for ln in lines for x, _ in ln.points] + [ln.until for ln in lines if ln.until is not None]
+    ys = [y for ln in lines for _, y in ln.points]
+    if not xs or not ys:
+        return str(_svg(title, subtitle, bottom, [_text(WIDTH / 2, top + 60, "no data", anchor="middle",
+                                                        cls="subtitle")], cls="chart trend"))
+    xt = _ticks(min(0.0, *xs), max(xs) or 1.0, 6)
+    yt = _ticks(min(0.0, *ys), max(ys) * 1.1 or 1.0, 4)
+    x_of, y_of = _Scale(xt, left, right), _Scale(yt, bottom, top)
+    body: list[Markup] = list(legend_els)
+    for t in yt:
+        body += [_el("line", x1=left, x2=right, y1=y_of(t), y2=y_of(t), class_="grid"),
+                 _text(left - 6, y_of(t) + 4, _tick_label(t, yt), anchor="end", cls="tick")]
+    for t in xt:
+        body.append(_text(x_of(t), bottom + 16, _tick_label(t, xt), anchor="middle", cls="tick"))
+    body += [_text(left - 6, top - 10, y_unit, anchor="end", cls="unit"),
+             _text(right, bottom + 32, x_unit, anchor="end", cls="unit")]
+    for ln in lines:
+        pts = ln.points
+        if ln.step:
+            ends = [x for x, _ in pts[1:]] + [ln.until if ln.until is not None else pts[-1][0]]
+            xy = [p for (x, y), x2 in zip(pts, ends, strict=True) for p in ((x, y), (x2, y))]
+        else:
+            xy = pts
+        peak = max(pts, key=lambda p: p[1])
+        body.append(_el("polyline", _el("title", f"{ln.name}: max {_num(peak[1])} {y_unit} at {_num(peak[0])} s"),
+                        points=" ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in xy), fill="none",
+                        stroke=ln.color, stroke_width=1.8, stroke_dasharray="4 3" if ln.dashed else None))
+    return str(_svg(title, subtitle, bottom + 38, body, cls="chart trend"))
+
+
+def _load_sections(cells: list[CellResult]) -> list[dict[str, object]]:
+    """Per serving cell: its load-level figures, charts over time (requests in flight, per-window throughput and
+    latency, the server's /metrics series) and its time-slice table."""
+    from reports.load_report import SLICE_HEADERS, figures, load_views, slice_cells
+
+    out: list[dict[str, object]] = []
+    for view in load_views(cells):
+        end = view.duration_s
+        charts = [render_time_svg(
+            "Requests in flight", "requests",
+            [TimeLine("mean per bucket", PALETTE[0], [(x, m) for x, m, _ in view.in_flight], step=True, until=end),
+             TimeLine("max per bucket", PALETTE[1], [(x, p) for x, _, p in view.in_flight], step=True, until=end,
+                      dashed=True)],
+            subtitle=f"sent and not yet answered; {len(view.in_flight)} buckets of the load")]
+        sl = view.slices
+        if sl:
+            w = f"per {view.window_s:g} s window"
+            charts.append(render_time_svg(
+                "Output tok/s over the load", "tokens/s",
+                [TimeLine("output tok/s", PALETTE[2], [(x.start_s, x.output_tps) for x in sl], step=True,
+                          until=sl[-1].end_s)], subtitle=f"{w}: output tokens delivered in it / its length"))
+            lat = [TimeLine(name, color, pts, step=True, until=sl[-1].end_s) for name, color, pts in (
+                ("TTFT p50", PALETTE[0], [(x.start_s, x.ttft_p50_ms) for x in sl if x.ttft_p50_ms is not None]),
+                ("TTFT p90", PALETTE[1], [(x.start_s, x.ttft_p90_ms) for x in sl if x.ttft_p90_ms is not None]),
+                ("TPOT p50", PALETTE[2], [(x.start_s, x.tpot_p50_ms) for x in sl if x.tpot_p50_ms is not None]))
+                if pts]
+            if lat:
+                charts.append(render_time_svg("Latency over the load", "ms", lat,
+                                              subtitle=f"{w}: of the requests completed in it"))
+        for k, (fam, kind, pts) in enumerate(view.server):
+            how = {"rate/s": ("per second", "counter as its rate between scrapes"),
+                   "mean": ("mean", "histogram: mean observation per interval, Δsum / Δcount")}.get(
+                kind, ("value", "gauge as read"))
+            charts.append(render_time_svg(
+                _truncate(fam, 60), how[0], [TimeLine(fam, PALETTE[(3 + k) % len(PALETTE)], pts)],
+                subtitle=f"server /metrics: {how[1]}, labels summed"))
+        out.append({"key": view.cell.key, "figures": figures(view), "charts": [Markup(c) for c in charts],
+                    "headers": SLICE_HEADERS, "slices": [slice_cells(x) for x in sl]})
+    return out
+
+
 def _sweep_curves(cells: list[CellResult]) -> list[Markup]:
     """Per load sweep (serving or continuous batching, over concurrency or rate): output tok/s against TTFT
     p90, one point per concurrency or rate."""
@@ -537,12 +628,13 @@ def render_html(results: RunResults, trends: dict[str, Trend] | None = None) -> 
         "trends": [Markup(render_trend_svg(t.points, title, _trend_unit(title), t.marks))
                    for title, t in (trends or {}).items()],
     }
+    loads = _load_sections(ok)
     return _env.get_template("run.html.j2").render(
         res=results, m=results.metadata, summary=_summary(results), tables=_scenario_tables(results),
         charts=charts, outputs=_sample_outputs(ok, labels), output_chars=OUTPUT_CHARS,
         spread=fmt_spread, value=fmt_value, column_text=column_text,
         any_speculative=any(c.spec.scenario.kind in ("speculative", "prompt_lookup") for c in ok),
-        limits=sweep_limits(results.cells), precision_groups=precision_groups(results.cells),
+        limits=sweep_limits(results.cells), precision_groups=precision_groups(results.cells), loads=loads,
         servers=server_rows(results.cells),
         repeated=[(c.key, figs) for c in ok if (figs := repeated_loads(c))],
         searches=[c for c in ok if c.slo_search is not None],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from harness.kinds import kind_spec
 from harness.schema import CellResult, RunResults
 from reports.goodput import sweep_limits
+from reports.load_report import markdown_lines as load_markdown_lines
 from reports.precision_table import precision_groups
 from reports.repeated_loads import repeated_loads
 from reports.rows import (
@@ -182,6 +183,7 @@ def render_markdown(res: RunResults) -> str:
     for kind, cells in by_kind(res.cells).items():
         lines += scenario_table(kind, cells)
     lines += sweep_limit_lines(res.cells)
+    lines += load_markdown_lines(res)
     lines += precision_lines(res.cells)
     lines += ["", "### Load, memory and size", "",
               "| cell | load cold ms | load cached ms | model memory MB | peak RSS MB | IR size MB | export s |",

@@ -27,7 +27,7 @@ from harness.events import BatchEvent, Done, Loaded, SampleEvent, ServerReport, 
 from harness.host import free_loopback_port
 from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
-from harness.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServingErrors, SloProbe
+from harness.schema import BatchRecord, CellSpec, CheckOutputs, LoadTimeline, Sample, ServingErrors, SloProbe
 from harness.serving.client import RequestInput, RequestOutput
 from harness.serving.content import PREFIX_INDEX_BASE, RequestMaker, image_sets
 from harness.serving.exports import RecordedPayload, read_payloads, write_exports
@@ -39,6 +39,7 @@ from harness.serving.prompt_tokenizer import (
     load_prompt_tokenizer,
     usage_prompt,
 )
+from harness.serving.scrape import Scraper, metrics_url
 from harness.serving.server_info import describe_server, prompt_token_counter
 from harness.serving.slo_search import SearchPolicy, next_rate, outcome, probe
 from harness.serving.traces import TraceRequest, read_trace
@@ -360,10 +361,11 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
             emit(BatchEvent(batch=_load_record(result, iteration, mine, cell.slo, api in ("chat", "completions"))))
             return result
 
-        if p.slo_search:
-            result = _slo_search(cell, p, spec, load, emit)
-        else:
-            result = load(spec, 0)
+        scraper = Scraper(metrics_url(base_url), p.metrics_interval_s).start() if p.metrics_interval_s else None
+        try:
+            result = _slo_search(cell, p, spec, load, emit) if p.slo_search else load(spec, 0)
+        finally:
+            timeline = scraper.stop() if scraper else LoadTimeline(interval_s=0)
         after = scrape(base_url)
     finally:
         if proc is not None:
@@ -394,10 +396,14 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
             cell_values["cancelled_server_tokens"] = server_tokens
     first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in result.measured
                     if not o.ok and not o.cancelled][:5]
+    failed = [o for o in result.measured if not o.ok and not o.cancelled]
     emit(Done(cell_values=cell_values,
               check_outputs=CheckOutputs(serving_errors=ServingErrors(counts=errors, first=first_errors,
                                                                       cancelled=len(cancelled)),
-                                         server_metrics_delta=deltas)))
+                                         server_metrics_delta=deltas,
+                                         load_timeline=timeline.model_copy(update={
+                                             "failed_start_ns": [o.start_ns for o in failed],
+                                             "failed_end_ns": [o.end_ns for o in failed]}))))
 
 
 GENERATED_COUNTER = "harness_generated_tokens_total"

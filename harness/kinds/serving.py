@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from harness.kinds.base import Column, KindSpec, Params, ReportTable
 from harness.kinds.text import ACCURACY
@@ -81,6 +81,18 @@ class ServingParams(Params):
                                         "trace_time_scale); relative to the suite file")
     export_requests: bool = Field(True, description="write every request's timings (RUN/requests/<cell>.jsonl) and "
                                   "body (RUN/payloads/<cell>.jsonl)")
+    window_s: float = Field(10, gt=0, description="time-sliced report: the load cut into windows this many "
+                            "seconds long (requests completed, output tok/s, TTFT and TPOT per window)")
+    metrics_interval_s: float = Field(1, ge=0, description="read the server's /metrics every this many seconds "
+                                      "during the load (a background thread) for the report's time series; 0: off; "
+                                      "else at least 0.05")
+
+    @field_validator("metrics_interval_s")
+    @classmethod
+    def _scrape_interval(cls, v: float) -> float:
+        if 0 < v < 0.05:  # a scraper reading in a tight loop would load the machine it measures
+            raise ValueError("is 0 (off) or at least 0.05 s")
+        return v
 
     @classmethod
     def default_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
