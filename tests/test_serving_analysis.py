@@ -280,7 +280,7 @@ def _run(base: str, spec, on_result=None) -> list[Sample]:
     assert all(o.ok for o in res.measured), [o.error for o in res.measured if not o.ok]
     out = []
     for o in res.measured:
-        s = _sample(o, o.index)
+        s = _sample(o, o.index, o.index)
         s.values = sample_values(s)
         out.append(s)
     return out
@@ -312,10 +312,9 @@ def test_a_server_stall_is_in_the_open_loops_corrected_latency():
     assert _max(samples, "send_lag_ms") < 300
 
 
-def test_requests_waiting_for_a_pooled_connection_are_timed_from_their_send():
-    """A 3 s server stall at 30 requests/s puts ~90 requests in flight, more than the client's 64 pooled
-    connections: the ones past the 64th wait for a connection, and that wait is in their raw e2e already (the send
-    time is taken before the pool), so their send lag stays small and e2e reaches to the stall's end."""
+def test_requests_sent_into_a_server_stall_are_timed_from_their_send():
+    """A 3 s server stall at 30 requests/s puts ~90 requests in flight: the client opens a connection for each
+    (no pool cap holds a send back), so their send lag stays small and their raw e2e reaches to the stall's end."""
     from harness.serving.load import LoadSpec
 
     stall = _Stall(after_s=0.5, for_s=3.0)
@@ -323,7 +322,7 @@ def test_requests_waiting_for_a_pooled_connection_are_timed_from_their_send():
         samples = _run(base, LoadSpec(rate=30, requests=150, warmup=0, timeout_s=60))
     begin, end = round((stall.first + 0.5) * S), round((stall.first + 3.5) * S)
     hit = [s for s in samples if begin <= s.start_ns < end]
-    assert len(hit) > 64 and stall.peak == 64  # more than the pool holds: the server never saw more than 64
+    assert len(hit) > 64 and stall.peak >= len(hit)  # all of them at the server at once, none held back
     for s in hit:
         assert s.values["send_lag_ms"][0] < 300
         assert s.values["e2e_ms"][0] >= (end - s.start_ns) / 1e6 - 50  # waited out the stall, pool wait included

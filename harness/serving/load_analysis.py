@@ -289,10 +289,10 @@ the client sends it then even if earlier requests are still running. Corrected f
 the schedule, not from the send:
 - `e2e_co_ms` = end − scheduled; `ttft_co_ms` = first content chunk − scheduled; `send_lag_ms` = send −
   scheduled (how late the generator was).
-What they add to `e2e_ms` / `ttft_ms` is only the send lag, because the send time is taken before the client
-waits for a connection (httpx `max_connections`): a server stall that fills the connection pool is already in
-the uncorrected latency (tested: a 3 s stall at 30 requests/s holds ~90 requests, the server sees at most 64 at
-once, and every request sent into the stall has a send lag < 0.3 s and an e2e reaching to the stall's end). The
+What they add to `e2e_ms` / `ttft_ms` is only the send lag: the client opens a connection for every request in
+flight (no pool cap holds sends back), so a server stall is already in the uncorrected latency (tested: a 3 s
+stall at 30 requests/s holds ~90 requests, the server sees them all at once, and every request sent into the
+stall has a send lag < 0.3 s and an e2e reaching to the stall's end). The
 lag comes from the generator itself: its event loop busy (callbacks, a blocking
 write, a garbage-collection pause), the process descheduled on a loaded host, a burst due at once. The
 requests due while the generator was stalled go out late and together, their own e2e short; corrected, each
