@@ -27,6 +27,7 @@ from harness.schema import (
     Gate,
     GenerationSpec,
     ModelRef,
+    Precision,
     PromptSpec,
     PropertyValue,
     ScenarioSpec,
@@ -553,6 +554,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
     seen: set[str] = set()
     environments: list[str | None] = [e.name for e in suite.environments] or [None]
     remote = suite.server != "local"
+    precision: Precision
     for model, precision, device, scenario, environment in itertools.product(
             suite.models, suite.precisions, suite.devices, suite.scenarios, environments):
         if scenario.models is not None and model.name not in scenario.models:

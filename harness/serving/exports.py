@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessInputError
+from harness.kinds.serving import Api
 from harness.serving.client import PATHS, RequestOutput, encode_body
 
 
@@ -23,7 +24,7 @@ from harness.serving.client import PATHS, RequestOutput, encode_body
 class RecordedPayload:
     warmup: bool
     t_s: float  # send time after the load's start (warm-up: before it, negative)
-    api: str
+    api: Api
     body: dict[str, Any]
 
 

@@ -41,7 +41,7 @@ class Trace:
     notes: list[str]
 
 
-def _detect(path: Path, first: str | None) -> str:
+def _detect(path: Path, first: str | None) -> TraceFormat:
     if path.suffix.lower() == ".csv":
         return "azure"
     try:

@@ -151,8 +151,8 @@ async def _generate(request: Request, state: ServerState, engine: Engine, req: G
             metrics.generated(name, len(new))
         loop.call_soon_threadsafe(q.put_nowait, (new, done, reason))
 
-    vlm = {"prompt_text": prompt_text, "images": images} if prompt_text is not None else {}
-    ticket = engine.submit(ids, _config(engine.pipe, req, budget), sink, **vlm)
+    ticket = engine.submit(ids, _config(engine.pipe, req, budget), sink, prompt_text=prompt_text,
+                           images=images if prompt_text is not None else None)
     rid, created = f"{'chatcmpl' if api == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time())
     obj = "chat.completion" if api == "chat" else "text_completion"
     detok = _Detokenizer(engine.tokenizer)
