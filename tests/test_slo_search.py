@@ -73,18 +73,18 @@ def test_a_search_finds_the_rate_the_server_can_hold(tmp_path):
         suite = {"name": "slo", "server": f"{base}/v3", "models": [{"name": "m", "source": "served"}],
                  "prompts": {"input_tokens": [16], "style": "words"}, "generation": {"max_new_tokens": 4},
                  "warmup": 2, "timeout_s": 300, "slo": {"e2e_ms": 250},
-                 "scenarios": [{"name": "search", "kind": "serving", "api": "completions", "rate": 4.0,
-                                "requests": 40, "slo_search": True, "search_precision": 0.25, "search_probes": 7}]}
+                 "scenarios": [{"name": "search", "kind": "serving", "api": "completions", "rate": 8.0,
+                                "requests": 30, "slo_search": True, "search_precision": 0.25, "search_probes": 6}]}
         (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
         proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "run"), cache=tmp_path / "c")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     [c] = load_results(tmp_path / "run").cells
     s = c.slo_search
     assert s is not None and len(s.probes) >= 3, s
-    assert [p.rate_rps for p in s.probes[:2]] == [4.0, 8.0]  # from the first rate, doubled while it passes
+    assert [p.rate_rps for p in s.probes[:2]] == [8.0, 16.0]  # from the first rate, doubled while it passes
     # 20 req/s is the server's ceiling: the limit found is below it and bracketed by a failing rate
-    # (a finite load of 40 requests can hold a little above it before its queue breaks the SLO)
-    assert s.max_rate_rps is not None and 4 <= s.max_rate_rps < 26 and s.first_failing_rps is not None
+    # (a finite load of 30 requests can hold a little above it before its queue breaks the SLO)
+    assert s.max_rate_rps is not None and 8 <= s.max_rate_rps < 26 and s.first_failing_rps is not None
     assert s.first_failing_rps > s.max_rate_rps
     # the cell's measured samples are the chosen load's, the other loads' are kept as warm-up
     measured = [x for x in c.samples if not x.warmup]
