@@ -258,8 +258,8 @@ def report(
     format: Annotated[str, typer.Option("--format", "-f", help="md | csv | json | html")] = "md",
     kind: Annotated[str, typer.Option(help="run | qualification | release")] = "run",
     out: Annotated[Path | None, typer.Option(help="write to this file instead of stdout")] = None,
-    db: Annotated[str | None, typer.Option(help="history database for the HTML trend charts (env HARNESS_HISTORY_URL)")]
-    = None,
+    db: Annotated[str | None, typer.Option(help="history database for the HTML trend charts (env HARNESS_HISTORY_URL; "
+                                              "default: history.sqlite beside the run directory)")] = None,
 ) -> None:
     """Re-render a run's results (a run report, or a qualification / release verdict)."""
     from harness.store import load_results
@@ -286,9 +286,11 @@ def report(
     if kind in kinds:
         text = kinds[kind](results)
     elif format == "html":
+        from harness.history import default_history_url
         from reports.html import render_html
 
-        text = render_html(results, trends=history_trends(results, db))
+        folder = run_dir if run_dir.is_dir() else run_dir.parent  # the history the run was recorded in
+        text = render_html(results, trends=history_trends(results, db or default_history_url(beside=folder)))
     else:
         text = render(results, format)
     if out:
