@@ -10,7 +10,14 @@ client reads, so the table separates:
 - the measured TTFT and TPOT against the truth, and both processes' CPU use.
 If the chunk delay stays small and flat from 1x to 2x, the client is not the bottleneck at 1x.
 
-Run: .venv/bin/python benchmarks/serving_client.py [--concurrency 16] [--requests 320]
+The chunk delay depends on how the streams' chunk times line up, which the client's connection handling
+sets: each stream's 10 ms grid starts at its request's arrival, a client that opens a connection per request
+spreads arrivals (and so the grids) by its connect times, one that reuses connections keeps whatever
+alignment the previous requests had. --lockstep puts every stream on one shared grid (a continuous-batching
+server's token steps): the chunks arrive in bursts of `concurrency` and the chunk delay measures how fast
+the client works through a burst, whatever its connection handling; compare clients in both modes.
+
+Run: .venv/bin/python benchmarks/serving_client.py [--concurrency 16] [--requests 320] [--lockstep]
 """
 
 from __future__ import annotations
@@ -42,12 +49,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--requests", type=int, default=320)
+    ap.add_argument("--lockstep", action="store_true", help="every stream's chunks on one shared 10 ms grid")
     args = ap.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, str(HERE / "fast_endpoint.py"), str(port), str(TTFT_MS), str(ITL_MS),
-                               str(TOKENS)])
+                               str(TOKENS), "1" if args.lockstep else "0"])
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -57,7 +65,9 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         endpoint = psutil.Process(server.pid)
-        print(f"fast endpoint: first chunk {TTFT_MS:g} ms after arrival, then {TOKENS} chunks {ITL_MS:g} ms apart\n")
+        print(f"fast endpoint: first chunk {TTFT_MS:g} ms after arrival, then {TOKENS} chunks {ITL_MS:g} ms apart"
+              + (" (lockstep: all streams on one grid, the first chunk up to one gap later)" if args.lockstep else "")
+              + "\n")
         print(f"{'concurrency':>11}{'req/s':>7}{'chunks/s':>9}{'client CPU%':>12}{'endpoint CPU%':>14}"
               f"{'request delay ms p50/p90':>26}{'chunk delay ms p50/p90/p99':>28}{'TTFT err ms p50':>16}"
               f"{'TPOT err % p50':>15}{'errors':>7}")
