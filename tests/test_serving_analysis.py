@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import json
 import re
-import socket
-import threading
 import time
 
 import pytest
@@ -26,6 +24,7 @@ from harness.serving.load_analysis import (
     union_ns,
 )
 from harness.serving.scrape import parse
+from tests.conftest import app_in_thread
 
 S = 1_000_000_000  # ns per second
 
@@ -252,22 +251,8 @@ def _app(stall: _Stall | None):
 
 @contextlib.contextmanager
 def _server(stall: _Stall | None = None):
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(_app(stall), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/v3"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with app_in_thread(_app(stall)) as base:
+        yield f"{base}/v3"
 
 
 def _run(base: str, spec, on_result=None) -> list[Sample]:
