@@ -18,6 +18,7 @@ from harness.changes import ChangeSettings
 from harness.devices import validate_device_string
 from harness.environments import EnvironmentSpec
 from harness.errors import HarnessInputError
+from harness.input_files import json_objects, read_text
 from harness.kinds import KINDS, kind_spec
 from harness.schema import (
     REMOTE_DEVICE,
@@ -460,32 +461,19 @@ def resolve_suite_path(name: str | None) -> Path:
 
 
 def _load_prompt_file(suite_file: Path, rel: str) -> list[str]:
-    import json
-
     path = (suite_file.parent / rel).resolve()
     if not path.is_file():
         raise HarnessInputError(str(suite_file), "prompts.file", rel, "prompt file not found")
+    lines = read_text(path, "prompt file").splitlines()
     texts: list[str] = []
-    raw = path.read_bytes()
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        lineno = raw[:e.start].count(b"\n") + 1
-        raise HarnessInputError(str(path), f"line {lineno}", None, f"not valid UTF-8 (byte {e.start})") from None
-    for n, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            try:
-                obj = json.loads(line)
-                prompt = obj["prompt"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise HarnessInputError(str(path), f"line {n}", line[:60], "expected a JSON object with 'prompt'") from None
+    if path.suffix == ".jsonl":
+        for n, obj in json_objects(path, lines, "a JSON object with 'prompt'"):
+            prompt = obj.get("prompt")
             if not isinstance(prompt, str) or not prompt.strip():
                 raise HarnessInputError(str(path), f"line {n}.prompt", str(prompt)[:60], "a prompt is non-empty text")
             texts.append(prompt)
-        else:
-            texts.append(line)
+    else:
+        texts = [line for line in lines if line.strip()]
     if not texts:
         raise HarnessInputError(str(suite_file), "prompts.file", rel, "prompt file holds no prompts")
     return texts

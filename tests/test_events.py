@@ -26,10 +26,12 @@ from harness.events import (
     RunnerValues,
     Runtime,
     SampleEvent,
+    ServerReport,
+    SloSearchReport,
     Unreadable,
     parse_event,
 )
-from harness.schema import BatchRecord, ReferenceRecord
+from harness.schema import BatchRecord, ReferenceRecord, ServerInfo, SloProbe, SloSearch
 from harness.worker import WorkerTask, _emitter
 from tests import factories
 
@@ -42,6 +44,10 @@ EVERY_EVENT: list[Event] = [
                                  input_tokens=8, steps=2)),
     Done(cell_values={"peak_rss_mb": 100.0}, check_outputs={"repeat:0": "abc"}),
     RunnerValues(cell_values={"runner_cpu_pct": 3.0}),
+    ServerReport(server=ServerInfo(endpoint="http://h:8000", served_model="m", tokenizer="usage")),
+    SloSearchReport(search=SloSearch(limits={"ttft": 500.0}, target_pct=90.0, probes=[
+        SloProbe(rate_rps=2.0, requests=10, good=10, attainment_pct=100.0, passed=True)],
+        max_rate_rps=2.0, first_failing_rps=None, chosen_probe=0)),
     Reference(records=[ReferenceRecord(process=0, iteration=0, warmup=False, ttft_ms=1.0, tpot_ms=2.0, e2e_ms=9.0,
                                        output_tokens=4)]),
     ReferenceError(error="no bare reference"), Error(error="RuntimeError: boom", traceback="Traceback ..."),

@@ -146,8 +146,8 @@ def test_internal_errors_never_reach_the_client(tiny, monkeypatch, stream):
     leak = "error: RuntimeError: Exception from /home/jenkins/agent/src/core/src/runtime.cpp:123: boom"
 
     class Failing(Engine):
-        def submit(self, prompt_ids, config, sink):
-            ticket = super().submit(prompt_ids, config, lambda *a: None)
+        def submit(self, prompt_ids, config, sink, **kwargs):
+            ticket = super().submit(prompt_ids, config, lambda *a: None, **kwargs)
             sink([], True, leak)
             return ticket
 

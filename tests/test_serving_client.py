@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from harness.backends.serving import busiest_second_tps
 from harness.serving.client import RequestInput, RequestOutput
 from harness.serving.load import LoadSpec, run_load
+from tests.conftest import app_in_thread
 
 
 def _chunk(text: str) -> str:
@@ -102,21 +102,8 @@ def _app():
 
 @pytest.fixture(scope="module")
 def server():
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(_app(), host="127.0.0.1", port=port, log_level="error")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with app_in_thread(_app()) as url:
+        yield url
 
 
 def _load(base: str, mode: str, requests: int = 3, concurrency: int = 2, timeout_s: float = 2.0, stream: bool = True):

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import io
 import json
-import threading
 import time
 from collections import Counter
 
@@ -17,12 +16,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from harness.errors import HarnessInputError
-from harness.host import free_loopback_port
 from harness.serving.client import RequestInput, RequestOutput, payload
 from harness.serving.content import RequestMaker
 from harness.store import load_results
 from harness.suite import load_suite
-from tests.conftest import run_cli, run_suite
+from tests.conftest import app_in_thread, run_cli, run_suite
 
 # ---------------------------------------------------------------- request bodies, without a server
 
@@ -137,19 +135,9 @@ def _capture_app(seen: list[dict]) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def capture():
-    import uvicorn
-
     seen: list[dict] = []
-    port = free_loopback_port()
-    srv = uvicorn.Server(uvicorn.Config(_capture_app(seen), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v3", seen
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with app_in_thread(_capture_app(seen)) as url:
+        yield f"{url}/v3", seen
 
 
 def _remote_suite(url: str, scenario: dict) -> dict:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from harness.serving.client import RequestInput
 from harness.serving.load import LoadSpec, arrival_offsets, run_load
 from harness.serving.traces import read_trace
 from harness.store import load_results
-from tests.conftest import run_cli, run_suite
+from tests.conftest import app_in_thread, run_cli, run_suite
 
 # ---------------------------------------------------------------- trace files
 
@@ -129,22 +127,10 @@ def _app(seen: list[bytes], gone: list[int]):
 
 @pytest.fixture(scope="module")
 def recorder():
-    import uvicorn
-
     seen: list[bytes] = []
     gone: list[int] = []
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(_app(seen, gone), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v3", seen, gone
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with app_in_thread(_app(seen, gone)) as url:
+        yield f"{url}/v3", seen, gone
 
 
 def test_http_phases_and_connection_reuse(recorder):

@@ -165,8 +165,8 @@ def _load_record(result: LoadResult, iteration: int, samples: list[Sample], slo:
                        good_requests=sum(meets_slo(x, slo) for x in samples) if slo else None)
 
 
-def _slo_search(cell: CellSpec, p: ServingParams, spec: LoadSpec, load: Callable[[LoadSpec, int], LoadResult],
-                emit: Emit) -> LoadResult:
+def _slo_search(p: ServingParams, slo: dict[str, float], spec: LoadSpec,
+                load: Callable[[LoadSpec, int], tuple[LoadResult, BatchRecord]], emit: Emit) -> LoadResult:
     """Loads at the rates the bisection picks (harness/serving/slo_search.py); warm-up before the first only.
     Returns the load at the highest passing rate (else the last one) for the cell's error and CPU figures."""
     policy = SearchPolicy(start_rps=float(p.rate or 1.0), target_pct=p.slo_attainment_pct,
@@ -174,13 +174,12 @@ def _slo_search(cell: CellSpec, p: ServingParams, spec: LoadSpec, load: Callable
     probes: list[SloProbe] = []
     results: list[LoadResult] = []
     while (rate := next_rate(policy, probes)) is not None:
-        result = load(replace(spec, rate=rate, warmup=spec.warmup if not probes else 0), len(probes))
-        good = sum(1 for o in result.measured if o.ok and meets_slo(_sample(o, o.index, 0), cell.slo))
-        probes.append(probe(rate, len(result.measured), good, policy.target_pct))
+        result, record = load(replace(spec, rate=rate, warmup=spec.warmup if not probes else 0), len(probes))
+        probes.append(probe(rate, len(result.measured), record.good_requests or 0, policy.target_pct))
         results.append(result)
         if result.interrupted:
             break
-    search = outcome(policy, cell.slo, probes)
+    search = outcome(policy, slo, probes)
     emit(SloSearchReport(search=search))
     return results[search.chosen_probe if search.chosen_probe is not None else -1]
 
@@ -242,12 +241,66 @@ def prompt_maker(cell: CellSpec, p: ServingParams, models: CellModels,
     return lambda i, n: usage_prompt(i, n, calibration, style)
 
 
+@dataclass(frozen=True)
+class PromptPlan:
+    """The cell's distinct texts: how many, and each one's input length (None: the suite's prompt file or
+    recorded bodies) and the output length asked for with it."""
+
+    count: int
+    in_lens: list[int] | None
+    out_lens: list[int]
+
+
+def prompt_plan(cell: CellSpec, p: ServingParams, given: Schedule, spec: LoadSpec) -> PromptPlan:
+    """Distinct prompts are made up front, so a long or duration-bound load cycles through a bounded set; a
+    trace gives every request its own prompt of the trace's lengths (warm-up ones from its end)."""
+    if given.replay:
+        return PromptPlan(1, None, [0])  # the bodies are recorded: no prompt is made
+    if given.trace:
+        shown = given.trace + [given.trace[k % len(given.trace)] for k in reversed(range(spec.warmup))]
+        return PromptPlan(len(shown), [r.input_tokens for r in shown], [r.output_tokens for r in shown])
+    per_request = p.texts_per_call()
+    texts_per_request = per_request + (p.api == "rerank")
+    loads = p.search_probes if p.slo_search else 1  # a search's loads get prompts of their own (no cache hits)
+    count = min((spec.requests * loads + spec.warmup) * per_request + texts_per_request - per_request,
+                MAX_DISTINCT_PROMPTS)
+    count = max(count, texts_per_request)
+    in_lens, out_lens = request_lengths(cell.prompts.input_tokens, cell.generation.max_new_tokens,
+                                        p.range_ratio, count)
+    return PromptPlan(count, in_lens, out_lens)
+
+
+def auth_headers(p: ServingParams) -> dict[str, str] | None:
+    """The bearer token from the environment variable the suite names (never written anywhere)."""
+    if not p.api_key_env:
+        return None
+    key = os.environ.get(str(p.api_key_env))
+    if not key:
+        raise ModelPreparationError(f"environment variable {p.api_key_env} (api_key_env) is not set")
+    return {"Authorization": f"Bearer {key}"}
+
+
+def reach_server(cell: CellSpec, p: ServingParams, models: CellModels
+                 ) -> tuple[subprocess.Popen | None, str, dict[str, float]]:
+    """(the local server's process or None, base URL, load figures): starts harness serve for `local`."""
+    scheduler = {} if p.enable_prefix_caching is None else {"enable_prefix_caching": p.enable_prefix_caching}
+    if cell.remote:
+        if scheduler:
+            raise ModelPreparationError(f"enable_prefix_caching={p.enable_prefix_caching} configures harness "
+                                        "serve (server: local); a running server has its own setting")
+        return None, str(cell.server).rstrip("/"), {}
+    t0 = time.perf_counter()
+    proc, base_url = start_local_server(models.target, cell.device, dict(cell.properties),
+                                        models.workdir / "server.log", scheduler=scheduler)
+    return proc, base_url, {"load_cold_ms": (time.perf_counter() - t0) * 1000}
+
+
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Start (or reach) the server, warm up, run the load, stop; emit requests, the load record and figures."""
     p = ServingParams.of(cell)
     api = p.api
     given = schedule(p, set(cell.scenario.params))
-    trace, replay, warm_bodies = given.trace, given.replay, given.replay_warmup
+    replay, warm_bodies = given.replay, given.replay_warmup
     spec = LoadSpec(concurrency=p.concurrency, rate=p.rate, burstiness=p.burstiness,
                     requests=len(given.arrivals) if given.arrivals is not None else p.requests,
                     duration_s=p.duration_s, warmup=len(warm_bodies) if replay else cell.warmup,
@@ -255,19 +308,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     cancel = cancelled_indices(p.cancel_fraction, spec.seed, spec.requests)
     per_request = p.texts_per_call()
     texts_per_request = per_request + (api == "rerank")
-    # distinct prompts are made up front, so a long or duration-bound load cycles through a bounded set
-    loads = p.search_probes if p.slo_search else 1  # a search's loads get prompts of their own (no cache hits)
-    count = min((spec.requests * loads + spec.warmup) * per_request + texts_per_request - per_request,
-                MAX_DISTINCT_PROMPTS)
-    count = max(count, texts_per_request)
-    in_lens, out_lens = request_lengths(cell.prompts.input_tokens, cell.generation.max_new_tokens,
-                                        p.range_ratio, count)
-    if trace:  # every request its own prompt of the trace's lengths; warm-up ones (from the end) as the first
-        count = len(trace) + spec.warmup
-        shown = trace + [trace[k % len(trace)] for k in reversed(range(spec.warmup))]
-        in_lens, out_lens = [r.input_tokens for r in shown], [r.output_tokens for r in shown]
-    elif replay:
-        count = 1  # the bodies are recorded: no prompt is made
+    plan = prompt_plan(cell, p, given, spec)
     prompts: list[str] = []  # made once the server is up: without a tokenizer its usage counts calibrate them
 
     def first_text(i: int) -> int:
@@ -282,7 +323,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                                 body=rec.body)
         idx = first_text(i)
         texts = [prompts[(idx + k) % len(prompts)] for k in range(texts_per_request)]
-        return RequestInput(api=api, prompt=texts[0], documents=tuple(texts[1:]), max_tokens=out_lens[idx],
+        return RequestInput(api=api, prompt=texts[0], documents=tuple(texts[1:]), max_tokens=plan.out_lens[idx],
                             ignore_eos=cell.generation.ignore_eos, stream=p.stream, index=i,
                             cancel_after=p.cancel_after_tokens if i in cancel else None)
 
@@ -292,26 +333,8 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         images=image_sets(min(spec.requests + spec.warmup, MAX_DISTINCT_PROMPTS), p.images_per_request,
                           p.image_size) if p.images_per_request else [])
 
-    headers = None
-    key_env = p.api_key_env
-    if key_env:
-        key = os.environ.get(str(key_env))
-        if not key:
-            raise ModelPreparationError(f"environment variable {key_env} (api_key_env) is not set")
-        headers = {"Authorization": f"Bearer {key}"}
-    proc = None
-    cell_values: dict[str, float] = {}
-    scheduler = {} if p.enable_prefix_caching is None else {"enable_prefix_caching": p.enable_prefix_caching}
-    if scheduler and cell.remote:
-        raise ModelPreparationError(f"enable_prefix_caching={p.enable_prefix_caching} configures harness serve "
-                                    "(server: local); a running server has its own setting")
-    if not cell.remote:
-        t0 = time.perf_counter()
-        proc, base_url = start_local_server(models.target, cell.device, dict(cell.properties),
-                                            models.workdir / "server.log", scheduler=scheduler)
-        cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
-    else:
-        base_url = str(cell.server).rstrip("/")
+    headers = auth_headers(p)
+    proc, base_url, cell_values = reach_server(cell, p, models)
     emit(Loaded(cell_values=dict(cell_values)))
     try:
         info = describe_server(base_url, cell.model.name if cell.remote else models.target.name, p.served_model,
@@ -322,10 +345,11 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
             make = prompt_maker(cell, p, models,
                                 prompt_token_counter(base_url, api, model, headers, p.request_timeout_s))
             if cell.prompts.source == "file":
-                prompts += [cell.prompts.texts[i % len(cell.prompts.texts)] for i in range(count)]
+                prompts += [cell.prompts.texts[i % len(cell.prompts.texts)] for i in range(plan.count)]
             else:
                 assert cell.prompts.input_tokens is not None
-                prompts += [make(i, in_lens[i] if in_lens else cell.prompts.input_tokens) for i in range(count)]
+                prompts += [make(i, plan.in_lens[i] if plan.in_lens else cell.prompts.input_tokens)
+                            for i in range(plan.count)]
             if p.shared_prefix_tokens:  # synthetic, from an index range the prompts never reach
                 inputs.prefixes = [make(PREFIX_INDEX_BASE + g, p.shared_prefix_tokens)
                                    for g in range(p.prefix_groups)]
@@ -333,7 +357,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         warmups: list[RequestOutput] = []
         measured: list[RequestOutput] = []  # every load's requests (an SLO search runs several)
 
-        def load(load_spec: LoadSpec, iteration: int) -> LoadResult:
+        def load(load_spec: LoadSpec, iteration: int) -> tuple[LoadResult, BatchRecord]:
             """One load; its requests are emitted as they end, its batch record when it is over."""
             mine: list[Sample] = []
 
@@ -345,7 +369,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                     if api in ("embeddings", "rerank"):
                         sample.readings["documents"] = per_request
                     else:  # what this request asked for: the token-count check compares with it
-                        sample.readings["max_tokens"] = (out_lens[first_text(o.index)] if not replay else
+                        sample.readings["max_tokens"] = (plan.out_lens[first_text(o.index)] if not replay else
                                                          replay[o.index].body.get("max_tokens") or 0)
                     mine.append(sample)
                     emit(SampleEvent(sample=sample, of=load_spec.requests))
@@ -358,12 +382,13 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
             result = asyncio.run(run_load(base_url, model, make_request, load_spec, headers, on_result=emit_request))
             warmups.extend(result.warmup)
             measured.extend(result.measured)
-            emit(BatchEvent(batch=_load_record(result, iteration, mine, cell.slo, api in ("chat", "completions"))))
-            return result
+            record = _load_record(result, iteration, mine, cell.slo, api in ("chat", "completions"))
+            emit(BatchEvent(batch=record))
+            return result, record
 
         scraper = Scraper(metrics_url(base_url), p.metrics_interval_s).start() if p.metrics_interval_s else None
         try:
-            result = _slo_search(cell, p, spec, load, emit) if p.slo_search else load(spec, 0)
+            result = _slo_search(p, cell.slo, spec, load, emit) if p.slo_search else load(spec, 0)[0]
         finally:
             timeline = scraper.stop() if scraper else LoadTimeline(interval_s=0)
         after = scrape(base_url)
@@ -372,38 +397,44 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
             stop_server(proc)
     if p.export_requests:
         write_exports(models.workdir, api, warmups, measured, result.start_ns)
+    deltas = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+    emit(load_outcome(result, warmups + measured, deltas, timeline, cell_values))
+
+
+def load_outcome(result: LoadResult, every_output: list[RequestOutput], deltas: dict[str, float],
+                 timeline: LoadTimeline, cell_values: dict[str, float]) -> Done:
+    """The cell's figures from its (chosen) load: errors, cancellations, connection reuse, client CPU, the
+    busiest second, and the server's counter deltas and time series."""
+    values = dict(cell_values)
     ok = [o for o in result.measured if o.ok]
     cancelled = [o for o in result.measured if o.cancelled]
+    failed = [o for o in result.measured if not o.ok and not o.cancelled]
     errors: dict[str, int] = {}
-    for o in result.measured:
-        if not o.ok and not o.cancelled:
-            errors[o.error_kind or "error"] = errors.get(o.error_kind or "error", 0) + 1
+    for o in failed:
+        errors[o.error_kind or "error"] = errors.get(o.error_kind or "error", 0) + 1
     wall = (result.end_ns - result.start_ns) / 1e9
     # cancelled requests are neither errors nor completions: the rate is over the others
-    cell_values["error_rate_pct"] = 100.0 * sum(errors.values()) / max(1, len(result.measured) - len(cancelled))
+    values["error_rate_pct"] = 100.0 * len(failed) / max(1, len(result.measured) - len(cancelled))
     reused = [o.http["connection_reused"] for o in result.measured if "connection_reused" in o.http]
     if reused:
-        cell_values["connection_reused_pct"] = 100.0 * sum(reused) / len(reused)
-    cell_values["client_cpu_pct"] = 100.0 * result.client_cpu_s / wall if wall > 0 else 0.0
+        values["connection_reused_pct"] = 100.0 * sum(reused) / len(reused)
+    values["client_cpu_pct"] = 100.0 * result.client_cpu_s / wall if wall > 0 else 0.0
     peak = busiest_second_tps(ok, result.start_ns)
     if peak is not None:
-        cell_values["peak_output_tps"] = peak
-    deltas = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+        values["peak_output_tps"] = peak
     if cancelled:
-        cell_values["cancelled_requests"] = float(len(cancelled))
-        server_tokens = cancelled_server_tokens(deltas, warmups + measured, len(cancelled), errors)
+        values["cancelled_requests"] = float(len(cancelled))
+        server_tokens = cancelled_server_tokens(deltas, every_output, len(cancelled), errors)
         if server_tokens is not None:
-            cell_values["cancelled_server_tokens"] = server_tokens
-    first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in result.measured
-                    if not o.ok and not o.cancelled][:5]
-    failed = [o for o in result.measured if not o.ok and not o.cancelled]
-    emit(Done(cell_values=cell_values,
-              check_outputs=CheckOutputs(serving_errors=ServingErrors(counts=errors, first=first_errors,
-                                                                      cancelled=len(cancelled)),
-                                         server_metrics_delta=deltas,
-                                         load_timeline=timeline.model_copy(update={
-                                             "failed_start_ns": [o.start_ns for o in failed],
-                                             "failed_end_ns": [o.end_ns for o in failed]}))))
+            values["cancelled_server_tokens"] = server_tokens
+    first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in failed[:5]]
+    return Done(cell_values=values,
+                check_outputs=CheckOutputs(serving_errors=ServingErrors(counts=errors, first=first_errors,
+                                                                        cancelled=len(cancelled)),
+                                           server_metrics_delta=deltas,
+                                           load_timeline=timeline.model_copy(update={
+                                               "failed_start_ns": [o.start_ns for o in failed],
+                                               "failed_end_ns": [o.end_ns for o in failed]})))
 
 
 GENERATED_COUNTER = "harness_generated_tokens_total"

@@ -9,9 +9,7 @@ timeout — ends as a record with `error_kind`, never as an exception."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,13 +17,6 @@ from typing import Any
 import httpx
 
 from harness.kinds.serving import Api
-
-# httpcore asks `import sniffio` which async library runs on every lock, event and cancellation shield (several
-# times a request); without sniffio installed each ask is a failed import that searches sys.path again (about a
-# tenth of the client's CPU under load). A None entry makes that import fail at once, with the same outcome:
-# httpcore then assumes asyncio, as it did.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings", "rerank": "rerank"}
 UNARY_ONLY = ("embeddings", "rerank")

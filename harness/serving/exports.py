@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessInputError
+from harness.input_files import json_objects, read_text
 from harness.kinds.serving import Api
 from harness.serving.client import PATHS, RequestOutput, encode_body
 
@@ -70,24 +71,13 @@ def write_exports(workdir: Path, api: str, warmup: list[RequestOutput], measured
 def read_payloads(path: str | Path) -> list[RecordedPayload]:
     """A payloads file as written by write_exports (HarnessInputError naming the line when it is not one)."""
     p = Path(path)
-    try:
-        lines = p.read_text().splitlines()
-    except FileNotFoundError:
-        raise HarnessInputError(str(p), None, None, "payloads file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise HarnessInputError(str(p), None, None, f"payloads file not readable: {e}") from None
+    shape = ("a recorded payload: {\"warmup\": bool, \"t_s\": seconds, \"api\": chat|completions|embeddings|rerank, "
+             "\"body\": {...}}")
     out = []
-    for n, ln in enumerate(lines, 1):
-        if not ln.strip():
-            continue
-        try:
-            row = json.loads(ln)
-        except ValueError:
-            row = None
-        if not (isinstance(row, dict) and isinstance(row.get("body"), dict) and row.get("api") in PATHS
+    for n, row in json_objects(p, read_text(p, "payloads file").splitlines(), shape):
+        if not (isinstance(row.get("body"), dict) and row.get("api") in PATHS
                 and isinstance(row.get("t_s"), int | float) and isinstance(row.get("warmup"), bool)):
-            raise HarnessInputError(str(p), f"line {n}", ln[:80], "expected a recorded payload: {\"warmup\": bool, "
-                                    "\"t_s\": seconds, \"api\": chat|completions|embeddings|rerank, \"body\": {...}}")
+            raise HarnessInputError(str(p), f"line {n}", json.dumps(row)[:80], f"expected {shape}")
         try:
             encode_body(row["body"])
         except ValueError as e:

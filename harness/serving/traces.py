@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import HarnessInputError
+from harness.input_files import json_objects, read_text
 
 TraceFormat = Literal["auto", "mooncake", "azure", "harness"]
 # format -> (time field, input-length field, output-length field)
@@ -81,12 +82,7 @@ def _time_s(path: Path, line: int, fmt: str, v: Any) -> float:
 def read_trace(path: str | Path, fmt: TraceFormat = "auto") -> Trace:
     """The trace's requests in arrival order, times in seconds after the first arrival."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise HarnessInputError(str(p), None, None, "trace file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise HarnessInputError(str(p), None, None, f"trace file not readable: {e}") from None
+    text = read_text(p, "trace file")
     lines = text.splitlines()
     if fmt == "auto":
         fmt = _detect(p, next((ln for ln in lines if ln.strip()), None))
@@ -100,17 +96,9 @@ def read_trace(path: str | Path, fmt: TraceFormat = "auto") -> Trace:
                                     f"an Azure trace CSV needs the columns {', '.join(FIELDS['azure'])}")
         rows = [(reader.line_num, row) for row in reader]
     else:
-        for n, ln in enumerate(lines, 1):
-            if not ln.strip():
-                continue
-            try:
-                row = json.loads(ln)
-            except ValueError:
-                row = None
-            if not isinstance(row, dict):
-                raise HarnessInputError(str(p), f"line {n}", ln[:80], "expected a JSON object")
+        for n, row in json_objects(p, lines, "a JSON object"):
             if t_key not in row:
-                raise HarnessInputError(str(p), f"line {n}", ln[:80], f"no {t_key!r} field ({fmt} format)")
+                raise HarnessInputError(str(p), f"line {n}", json.dumps(row)[:80], f"no {t_key!r} field ({fmt} format)")
             rows.append((n, row))
     if not rows:
         raise HarnessInputError(str(p), None, None, "trace holds no requests")
