@@ -26,6 +26,10 @@ class ModelPreparationError(Exception):
     """A model could not be found, downloaded, exported or verified."""
 
 
+class ServerError(Exception):
+    """A server under load cannot be reached or started, or refuses or fails every request."""
+
+
 def error_line(e: BaseException) -> str:
     """One informative line for an exception. OpenVINO messages start with source locations
     ("Exception from src/...", "Check '...' failed at ...") before saying what went wrong."""

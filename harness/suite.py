@@ -20,6 +20,7 @@ from harness.environments import EnvironmentSpec
 from harness.errors import HarnessInputError
 from harness.input_files import json_objects, read_text
 from harness.kinds import KINDS, kind_spec
+from harness.kinds.base import MAX_PROMPT_TOKENS
 from harness.schema import (
     REMOTE_DEVICE,
     CellSpec,
@@ -88,8 +89,8 @@ class SuitePrompts(_Strict):
     @classmethod
     def _positive(cls, v: list[int]) -> list[int]:
         for n in v:
-            if n < 1:
-                raise ValueError(f"input token counts must be >= 1, got {n}")
+            if not 1 <= n <= MAX_PROMPT_TOKENS:
+                raise ValueError(f"input token counts must be 1 to {MAX_PROMPT_TOKENS}, got {n}")
         return v
 
 
@@ -276,6 +277,8 @@ class Suite(_Strict):
         url = urlsplit(v)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError("expected `local` or an http(s) base URL such as http://host:8000/v3")
+        if re.search(r"[\s<>\"{}|\\^`]", v):
+            raise ValueError("a URL has no spaces or characters such as <>\"{}|\\^`")
         if url.username or url.password or url.query or url.fragment:
             raise ValueError("a base URL without credentials, query or fragment (the key goes in api_key_env)")
         try:
@@ -598,6 +601,11 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                     if spec.processes > 1:
                         raise HarnessInputError(str(suite_file), "processes", spec.processes,
                                                 "slo_search runs one search per cell: processes must be 1")
+                if spec.remote and spec.scenario.params.get("enable_prefix_caching") is not None:
+                    raise HarnessInputError(str(suite_file), f"scenarios.{scenario.name}.enable_prefix_caching",
+                                            spec.scenario.params["enable_prefix_caching"],
+                                            "configures harness serve (server: local); a running server has its "
+                                            "own setting")
                 spec.scenario.params = kind_spec(scenario.kind).params.resolve_files(spec.scenario.params, suite_file)
                 if spec.key in seen:
                     raise HarnessInputError(str(suite_file), "scenarios", spec.key, "two cells expand to the same key")

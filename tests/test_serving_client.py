@@ -200,7 +200,7 @@ def test_warm_up_runs_at_the_loads_concurrency(server):
 
 
 def test_the_served_model_name_comes_from_the_servers_listing(server):
-    from harness.errors import ModelPreparationError
+    from harness.errors import ServerError
     from harness.serving.server_info import describe_server
 
     def name(mode: str, wanted: str) -> str:
@@ -209,7 +209,7 @@ def test_the_served_model_name_comes_from_the_servers_listing(server):
     assert name("ok", "m") == "m"  # listed: as the suite names it
     assert name("one", "small") == "ovms-llama"  # the only one served
     assert name("broken", "small") == "small"  # no listing: as given
-    with pytest.raises(ModelPreparationError, match=r"serves a, b, none named 'small': set the scenario's served_model"):
+    with pytest.raises(ServerError, match=r"serves a, b, none named 'small': set the scenario's served_model"):
         name("two", "small")
     assert describe_server(f"{server}/two/v3", "small", "b", None, 5, "usage").served_model == "b"  # as set
 
@@ -224,3 +224,18 @@ def test_the_server_says_what_it_is(server):
     assert info.server_header == "uvicorn" and info.models == ["llama"] and info.endpoint == f"{server}/ovms/v3"
     bare = describe_server(f"{server}/broken/v3", "llama", None, None, 5, "usage")
     assert (bare.name, bare.version, bare.model_versions, bare.models) == (None, None, [], [])
+
+
+@pytest.mark.parametrize("status, body, line", [
+    (404, '{"error": {"message": "Model with requested name is not found", "type": "x"}}',
+     "HTTP 404: Model with requested name is not found"),
+    (400, '{"detail": "bad\\n  request"}', "HTTP 400: bad request"),
+    (502, "<html><head><title>502</title><style>b{}</style></head><body><h1>Bad Gateway</h1>\n<hr>nginx</body></html>",
+     "HTTP 502: Bad Gateway nginx"),
+    (500, "", "HTTP 500"),
+    (503, "x" * 1000, "HTTP 503: " + "x" * 160),
+])
+def test_an_error_response_is_one_short_line(status, body, line):
+    from harness.serving.client import http_error_text
+
+    assert http_error_text(status, body) == line

@@ -10,10 +10,12 @@ import time
 import httpx
 import pytest
 import yaml
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from harness.host import free_loopback_port
 from harness.store import load_results
-from tests.conftest import run_cli
+from tests.conftest import app_in_thread, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -92,23 +94,42 @@ def test_a_tokenizer_folder_makes_exact_lengths(tmp_path, remote, monkeypatch):
     ("server", "ftp://host/v3", "http(s) base URL"),
     ("server", "http://user:pw@host:8000/v3", "without credentials"),
     ("server", "http://host:99999/v3", "bad port"),
+    ("server", "http://my host:8000/v3", "no spaces"),
+    ("server", "localhost:8000", "http(s) base URL"),
+    ("api_key_env", "MY KEY", "should match pattern"),
+    ("served_model", "", "at least 1 character"),
+    ("enable_prefix_caching", True, "configures harness serve"),
 ])
 def test_a_bad_server_url_is_one_line(tmp_path, field, value, says):
     suite = _suite("http://127.0.0.1:1/v3")
-    suite[field] = value
+    if field == "server":
+        suite[field] = value
+    else:
+        suite["scenarios"][0][field] = value
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "run"))
     assert proc.returncode == 2 and says in proc.stderr and field in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_a_missing_tokenizer_folder_fails_the_cell_in_one_line(tmp_path, remote):
+@pytest.mark.parametrize("tokenizer, says", [("./no-such-tokenizer", "no tokenizer folder at"),
+                                              ("~/no/such/tokenizer", "no tokenizer folder at"),
+                                              ("suite.yaml", "is a file; a tokenizer is a folder")])
+def test_a_tokenizer_path_that_is_no_folder_is_one_line(tmp_path, tokenizer, says):
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(_suite("http://127.0.0.1:1/v3", tokenizer=tokenizer)))
+    proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2 and says in proc.stderr and "tokenizer" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_a_tokenizer_name_nobody_has_fails_the_cell_in_one_line(tmp_path, remote):
     url, _ = remote
-    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(_suite(url, tokenizer="./no-such-tokenizer")))
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(_suite(url, tokenizer="no-org/no-such-tokenizer")))
     proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "run"), cache=tmp_path / "c")
     assert proc.returncode == 1
     [c] = load_results(tmp_path / "run").cells
-    assert c.status == "failed" and "no-such-tokenizer does not exist" in (c.error or ""), c.error
+    assert c.status == "failed" and "no-org/no-such-tokenizer" in (c.error or ""), c.error
+    assert len((c.error or "").splitlines()) == 1
 
 
 def test_repeated_loads_give_a_confidence_interval(tmp_path, remote):
@@ -136,3 +157,37 @@ def test_a_server_nobody_answers_fails_the_cell_in_one_line(tmp_path):
     assert proc.returncode == 1
     [c] = load_results(tmp_path / "run").cells
     assert c.status == "failed" and f"the server at http://127.0.0.1:{port}/v3 cannot be reached" in (c.error or "")
+
+
+def _refusing_app(probe_ok: bool):
+    """Not an OpenAI endpoint (an HTML error page for every POST), or one that counts a one-token probe's prompt
+    and then fails every streamed request with a JSON error."""
+    app = FastAPI()
+
+    @app.post("/v3/{path:path}")
+    async def answer(request: Request):
+        body = await request.json()
+        if probe_ok and not body.get("stream"):
+            return JSONResponse({"choices": [{"text": "x"}], "usage": {"prompt_tokens": len(body["prompt"]) // 4 + 1,
+                                                                        "completion_tokens": 1}})
+        if probe_ok:
+            return JSONResponse({"error": {"message": "KV cache exhausted", "type": "server_error"}}, 503)
+        return HTMLResponse("<html><head><title>404</title><style>p{}</style></head><body><h1>Not Found</h1>"
+                            "<p>nginx</p></body></html>", 404)
+
+    return app
+
+
+@pytest.mark.parametrize("probe_ok, says", [
+    (False, "was answered HTTP 404: Not Found nginx"),
+    (True, "ServerError: all 4 measured requests failed; first: request 0: http_5xx: HTTP 503: KV cache exhausted")])
+def test_a_server_that_refuses_every_request_fails_the_cell_in_one_line(tmp_path, probe_ok, says):
+    with app_in_thread(_refusing_app(probe_ok)) as url:
+        (tmp_path / "suite.yaml").write_text(yaml.safe_dump(_suite(f"{url}/v3")))
+        proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "run"), cache=tmp_path / "c")
+    assert proc.returncode == 1
+    [c] = load_results(tmp_path / "run").cells
+    assert c.status == "failed" and says in (c.error or "") and len((c.error or "").splitlines()) == 1, c.error
+    if probe_ok:  # what the load measured is kept: its errors
+        assert c.check_outputs.serving_errors.counts == {"http_5xx": 4}
+        assert c.cell_values["error_rate_pct"] == 100.0

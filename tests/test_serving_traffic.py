@@ -52,6 +52,13 @@ def test_the_three_trace_formats_read_to_seconds_and_lengths(tmp_path):
     ('{"t_s": 0, "input_tokens": 5, "output_tokens": 5}\n{not json\n', "line 2", "{not json"),
     ('{"t_s": 0, "input_tokens": 5, "output_tokens": 5}\n{"input_tokens": 5}\n', "line 2", "input_tokens"),
     ('{"t_s": "soon", "input_tokens": 5, "output_tokens": 5}\n', "line 1.t_s", "soon"),
+    ('{"t_s": 0, "input_tokens": 5, "output_tokens": 5}\n{"t_s": 1e400, "input_tokens": 5, "output_tokens": 5}\n',
+     "line 2.t_s", "inf"),
+    ('{"t_s": 0, "input_tokens": 1e400, "output_tokens": 5}\n', "line 1.input_tokens", "inf"),
+    ('{"t_s": 0, "input_tokens": 5, "output_tokens": 100000000000}\n', "line 1.output_tokens", "100000000000"),
+    ('{"t_s": true, "input_tokens": 5, "output_tokens": 5}\n', "line 1.t_s", "True"),
+    ('[1, 2]\n', "line 1", "[1, 2]"),
+    ('\n\n', "holds no requests", ""),
 ])
 def test_a_bad_trace_line_is_named(tmp_path, text, where, value):
     p = tmp_path / "t.jsonl"
@@ -292,10 +299,15 @@ def test_trace_ramp_and_cancellation_against_harness_serve(tmp_path, model_cache
     ({"rate": 2, "trace": "bad.jsonl"}, "trace", "arrival schedules"),
     ({"replay_payloads": "pay.jsonl"}, "record 1.api", "completions"),
     ({"replay_payloads": "bad.jsonl"}, "line 1", "recorded payload"),
+    ({"replay_payloads": "nan.jsonl"}, "line 1", "NaN"),
+    ({"replay_payloads": "binary.jsonl"}, "line 2", "UTF-8"),
+    ({"trace": "."}, "is a directory", None),
 ])
 def test_bad_traffic_params_stop_the_run(tmp_path, scenario, field, value):
     (tmp_path / "bad.jsonl").write_text('{"t_s": 0, "input_tokens": 4, "output_tokens": 2}\n'
                                         '{"t_s": 1, "input_tokens": 4, "output_tokens": -1}\n')
+    (tmp_path / "nan.jsonl").write_text('{"warmup": false, "t_s": NaN, "api": "chat", "body": {}}\n')
+    (tmp_path / "binary.jsonl").write_bytes(b'{"warmup": false, "t_s": 0, "api": "chat", "body": {}}\n\xff\xfe\n')
     (tmp_path / "pay.jsonl").write_text(json.dumps({"warmup": False, "t_s": 0, "api": "completions",
                                                     "body": {"model": "m", "prompt": "hi"}}) + "\n")
     suite = {**BASE_SUITE, "server": "local",

@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.backends import CellModels, Emit
 from harness.child_process import die_with_parent
-from harness.errors import ModelPreparationError
+from harness.errors import ModelPreparationError, ServerError
 from harness.events import BatchEvent, Done, Loaded, SampleEvent, ServerReport, SloSearchReport
 from harness.host import free_loopback_port
 from harness.kinds.serving import ServingParams
@@ -65,7 +65,7 @@ def start_local_server(model_dir: Path, device: str, properties: dict[str, Any],
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ModelPreparationError(f"harness serve exited with {proc.returncode}: "
+            raise ServerError(f"harness serve exited with {proc.returncode}: "
                                         f"{log_path.read_text(errors='replace')[-400:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
@@ -74,7 +74,7 @@ def start_local_server(model_dir: Path, device: str, properties: dict[str, Any],
             pass
         time.sleep(0.2)
     proc.kill()
-    raise ModelPreparationError(f"harness serve did not become ready in {timeout_s:g} s")
+    raise ServerError(f"harness serve did not become ready in {timeout_s:g} s")
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -216,7 +216,7 @@ def schedule(p: ServingParams, given: set[str]) -> Schedule:
     their times × trace_time_scale, the first at 0."""
     trace: list[TraceRequest] = read_trace(p.trace, p.trace_format).requests if p.trace else []
     recorded = read_payloads(p.replay_payloads) if p.replay_payloads else []
-    replay = [r for r in recorded if not r.warmup]
+    replay = sorted((r for r in recorded if not r.warmup), key=lambda r: r.t_s)  # sent in time order
     times = [r.t_s for r in trace] or [r.t_s - replay[0].t_s for r in replay]
     if not times:
         return Schedule(None, [], [], [])
@@ -229,16 +229,17 @@ MAX_DISTINCT_PROMPTS = 512
 
 
 def prompt_maker(cell: CellSpec, p: ServingParams, models: CellModels,
-                 count_tokens: Callable[[str], int | None]) -> Callable[[int, int], str]:
-    """(index, tokens) -> synthetic text of that many tokens: exact under the tokenizer the scenario names, or
-    calibrated on the server's usage counts when it names none."""
+                 count_tokens: Callable[[str], int | None]) -> tuple[Callable[[int, int], str], str]:
+    """((index, tokens) -> synthetic text of that many tokens, where the counts come from): exact under the
+    tokenizer the scenario names, or calibrated on the server's usage counts when it names none."""
     style = cell.prompts.style
     source = p.tokenizer_source(cell.remote)
     tok = load_prompt_tokenizer(source, models.target if source == MODEL else None)
     if tok is not None:
-        return lambda i, n: exact_prompt(i, n, tok, style)
+        return (lambda i, n: exact_prompt(i, n, tok, style)), source
     calibration = calibrate(count_tokens, style)
-    return lambda i, n: usage_prompt(i, n, calibration, style)
+    said = source if calibration else f"{source}: none reported, lengths nominal (a token a word, 4 a code line)"
+    return (lambda i, n: usage_prompt(i, n, calibration, style)), said
 
 
 @dataclass(frozen=True)
@@ -339,20 +340,22 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     try:
         info = describe_server(base_url, cell.model.name if cell.remote else models.target.name, p.served_model,
                                headers, p.request_timeout_s, p.tokenizer_source(cell.remote))
-        emit(ServerReport(server=info))
+        emit(ServerReport(server=info))  # said again below once the prompt lengths' source is settled
         model = info.served_model
-        if not replay:
-            make = prompt_maker(cell, p, models,
-                                prompt_token_counter(base_url, api, model, headers, p.request_timeout_s))
-            if cell.prompts.source == "file":
-                prompts += [cell.prompts.texts[i % len(cell.prompts.texts)] for i in range(plan.count)]
-            else:
+        if cell.prompts.source == "file" and not replay:
+            prompts += [cell.prompts.texts[i % len(cell.prompts.texts)] for i in range(plan.count)]
+        if not replay and (cell.prompts.source != "file" or p.shared_prefix_tokens):  # texts made to a length
+            make, counted_by = prompt_maker(cell, p, models,
+                                            prompt_token_counter(base_url, api, model, headers, p.request_timeout_s))
+            info = info.model_copy(update={"tokenizer": counted_by})
+            if cell.prompts.source != "file":
                 assert cell.prompts.input_tokens is not None
                 prompts += [make(i, plan.in_lens[i] if plan.in_lens else cell.prompts.input_tokens)
                             for i in range(plan.count)]
             if p.shared_prefix_tokens:  # synthetic, from an index range the prompts never reach
                 inputs.prefixes = [make(PREFIX_INDEX_BASE + g, p.shared_prefix_tokens)
                                    for g in range(p.prefix_groups)]
+        emit(ServerReport(server=info))
         before = scrape(base_url)
         warmups: list[RequestOutput] = []
         measured: list[RequestOutput] = []  # every load's requests (an SLO search runs several)
@@ -399,6 +402,10 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         write_exports(models.workdir, api, warmups, measured, result.start_ns)
     deltas = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
     emit(load_outcome(result, warmups + measured, deltas, timeline, cell_values))
+    failed = [o for o in result.measured if not o.ok and not o.cancelled]
+    if failed and not any(o.ok for o in result.measured):  # what was measured is kept; the cell still fails
+        raise ServerError(f"all {len(failed)} measured requests failed; first: request {failed[0].index}: "
+                         f"{failed[0].error_kind}: {failed[0].error}")
 
 
 def load_outcome(result: LoadResult, every_output: list[RequestOutput], deltas: dict[str, float],

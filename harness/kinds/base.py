@@ -25,6 +25,11 @@ class Column:
     digits: int = 1
 
 
+# longest prompt (or shared prefix) a suite may ask for: far past any model's context, short of a prompt whose
+# making alone would exhaust the machine
+MAX_PROMPT_TOKENS = 4_194_304
+
+
 class Params(BaseModel):
     """A kind's scenario parameters with their defaults. A suite gives any of them as a value or a list
     (an axis); the cell key holds the given ones plus `keyed`, whose defaults are part of what a cell is."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from harness.kinds.base import Column, KindSpec, Params, ReportTable
+from harness.kinds.base import MAX_PROMPT_TOKENS, Column, KindSpec, Params, ReportTable
 from harness.kinds.text import ACCURACY
 
 if TYPE_CHECKING:
@@ -27,9 +27,10 @@ class ServingParams(Params):
     requests: int = Field(16, gt=0)
     duration_s: float | None = Field(None, gt=0, description="run the load this long instead of `requests`")
     stream: bool = True
-    api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                    description="environment variable holding the API key")
     served_model: str | None = Field(
-        None, description="the request's `model` (OVMS routes by the served model's name); default: the suite's "
+        None, min_length=1, description="the request's `model` (OVMS routes by the served model's name); default: the suite's "
         "model name when the server lists it, else the server's only model (from /v3/models)")
     request_timeout_s: float = Field(60, gt=0)
     batch_size: int | None = Field(None, gt=0, description="texts per embeddings / rerank request")
@@ -49,7 +50,7 @@ class ServingParams(Params):
     search_probes: int = Field(8, ge=2, le=40, description="slo_search: most loads to run")
     # what the requests contain (harness/serving/content.py)
     shared_prefix_tokens: int | None = Field(
-        None, gt=0, description="chat / completions: a system prompt of this many tokens (exact under the model's "
+        None, gt=0, le=MAX_PROMPT_TOKENS, description="chat / completions: a system prompt of this many tokens (exact under the model's "
         "tokenizer), identical across requests, before the user turn of the input length; chat sends it as a "
         "system message, completions prepend it to the prompt")
     prefix_groups: int = Field(1, gt=0, description="with shared_prefix_tokens: this many distinct prefixes, "
@@ -148,10 +149,17 @@ class ServingParams(Params):
                 path = Path(str(out[key])).expanduser()
                 out[key] = str(path if path.is_absolute() else (suite_file.parent / path).resolve())
         tokenizer = out.get("tokenizer")
-        if tokenizer not in (None, "model", "usage") and (suite_file.parent / str(tokenizer)).is_dir() \
-                and not Path(str(tokenizer)).is_absolute():
-            # a tokenizer folder beside the suite (a name that is no folder there is a Hugging Face name)
-            out["tokenizer"] = str((suite_file.parent / str(tokenizer)).resolve())
+        if tokenizer not in (None, "model", "usage"):
+            given = Path(str(tokenizer)).expanduser()
+            folder = given if given.is_absolute() else suite_file.parent / given
+            if folder.is_dir():
+                out["tokenizer"] = str(folder.resolve())
+            elif folder.exists():
+                raise HarnessInputError(str(suite_file), "tokenizer", tokenizer,
+                                        f"{folder.resolve()} is a file; a tokenizer is a folder")
+            elif _path_like(str(tokenizer)):  # a Hugging Face name is `name` or `org/name`, never these
+                raise HarnessInputError(str(suite_file), "tokenizer", tokenizer,
+                                        f"no tokenizer folder at {folder.resolve()}")
         if out.get("trace"):
             for note in read_trace(out["trace"], out.get("trace_format", "auto")).notes:
                 logging.getLogger("harness.suite").warning("warning: %s", note)  # stderr, as the run starts
@@ -170,6 +178,11 @@ class ServingParams(Params):
     def texts_per_call(self) -> int:
         """Documents per request: embeddings send a list of inputs, rerank a query and its documents."""
         return self.batch_size or DEFAULT_TEXTS_PER_REQUEST.get(self.api, 1)
+
+
+def _path_like(name: str) -> bool:
+    """A tokenizer value that can only be a path: absolute, ~, ./ or ../, a trailing slash, or more than one /."""
+    return name.startswith(("/", "~", "./", "../", ".\\")) or name.endswith(("/", "\\")) or name.count("/") > 1
 
 
 def needs_local_model(cell: CellSpec) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,7 +154,7 @@ async def send(client: httpx.AsyncClient, base_url: str, inp: RequestInput, mode
             r = await client.post(url, content=body, headers=headers, extensions=ext)
             out.status = r.status_code
             if r.status_code >= 400:
-                return _fail(out, f"http_{r.status_code // 100}xx", r.text[:200])
+                return _fail(out, f"http_{r.status_code // 100}xx", http_error_text(r.status_code, r.text))
             try:
                 body = r.json()
             except ValueError:
@@ -173,7 +174,7 @@ async def send(client: httpx.AsyncClient, base_url: str, inp: RequestInput, mode
             out.status = r.status_code
             if r.status_code >= 400:
                 await r.aread()
-                return _fail(out, f"http_{r.status_code // 100}xx", r.text[:200])
+                return _fail(out, f"http_{r.status_code // 100}xx", http_error_text(r.status_code, r.text))
             done = False
             lines = r.aiter_lines()
             async for line in lines:
@@ -246,6 +247,23 @@ def _unary_problem(inp: RequestInput, body: Any) -> str | None:
     if want is not None and len(items) != want:
         return f"{len(items)} items in {key!r} for {want} inputs"
     return None
+
+
+def http_error_text(status: int, text: str) -> str:
+    """One short line for an error response: `HTTP 404: ` and the server's message (an OpenAI / OVMS JSON
+    error's message, an HTML page's text, else the body's start, whitespace folded)."""
+    message = text
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        found = (err.get("message") if isinstance(err, dict) else err) or body.get("message") or body.get("detail")
+        message = found if isinstance(found, str) else text
+    elif "<" in text:  # an HTML page (a proxy's, or a server that is no OpenAI endpoint): its visible text
+        message = re.sub(r"<[^>]+>", " ", re.sub(r"<(head|script|style)\b.*?</\1>", " ", text, flags=re.I | re.S))
+    return f"HTTP {status}: {' '.join(message.split())[:160]}".rstrip(": ")
 
 
 def _fail(out: RequestOutput, kind: str, message: str) -> RequestOutput:

@@ -11,6 +11,7 @@ Only bodies are written: headers (which carry the API key) never are."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,8 @@ def read_payloads(path: str | Path) -> list[RecordedPayload]:
     out = []
     for n, row in json_objects(p, read_text(p, "payloads file").splitlines(), shape):
         if not (isinstance(row.get("body"), dict) and row.get("api") in PATHS
-                and isinstance(row.get("t_s"), int | float) and isinstance(row.get("warmup"), bool)):
+                and isinstance(row.get("t_s"), int | float) and not isinstance(row.get("t_s"), bool)
+                and math.isfinite(row["t_s"]) and isinstance(row.get("warmup"), bool)):
             raise HarnessInputError(str(p), f"line {n}", json.dumps(row)[:80], f"expected {shape}")
         try:
             encode_body(row["body"])

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from harness.errors import ModelPreparationError
+from harness.errors import ServerError
 from harness.schema import ServerInfo
 
 
@@ -24,7 +24,7 @@ def _get(client: httpx.Client, url: str) -> tuple[Any, httpx.Response | None]:
         r = client.get(url)
     except (httpx.ConnectError, httpx.ConnectTimeout) as e:
         # nothing listens there: a load would only count connection errors
-        raise ModelPreparationError(f"the server at {url.rsplit('/', 1)[0]} cannot be reached: {e}") from None
+        raise ServerError(f"the server at {url.rsplit('/', 1)[0]} cannot be reached: {e}") from None
     except httpx.HTTPError:
         return None, None
     if r.status_code != 200:
@@ -49,7 +49,7 @@ def served_model_name(base_url: str, wanted: str, listed: list[str]) -> str:
         return wanted
     if len(listed) == 1:
         return listed[0]
-    raise ModelPreparationError(f"the server at {base_url} serves {', '.join(listed[:10])}, none named {wanted!r}: "
+    raise ServerError(f"the server at {base_url} serves {', '.join(listed[:10])}, none named {wanted!r}: "
                                 "set the scenario's served_model")
 
 
@@ -85,17 +85,24 @@ def prompt_token_counter(base_url: str, api: str, model: str, headers: dict[str,
                          timeout_s: float):
     """A function: text -> the server's usage.prompt_tokens for it as a one-token request (None when the
     API or the server reports none). Used only to calibrate prompt lengths, before the load."""
-    from harness.serving.client import PATHS, RequestInput, payload
+    from harness.serving.client import PATHS, RequestInput, http_error_text, payload
 
     def count(text: str) -> int | None:
         if api == "rerank":
             return None
         body = payload(RequestInput(api=api, prompt=text, max_tokens=1, stream=False), model)  # type: ignore[arg-type]
+        url = f"{base_url}/{PATHS[api]}"
         try:
-            r = httpx.post(f"{base_url}/{PATHS[api]}", json=body, headers=headers, timeout=timeout_s)
-            usage = r.json().get("usage") if r.status_code == 200 else None
+            r = httpx.post(url, json=body, headers=headers, timeout=timeout_s)
+        except httpx.HTTPError:
+            return None
+        if r.status_code >= 400:  # every request of the load would be answered so: a wrong path, model or key
+            raise ServerError(f"POST {url} (a one-token request, model {model!r}) was answered "
+                                        f"{http_error_text(r.status_code, r.text)}")
+        try:
+            usage = r.json().get("usage")
             tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (ValueError, AttributeError):
             return None
         return tokens if isinstance(tokens, int) and tokens > 0 else None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 from harness.errors import HarnessInputError
 from harness.input_files import json_objects, read_text
+from harness.kinds.base import MAX_PROMPT_TOKENS
 
 TraceFormat = Literal["auto", "mooncake", "azure", "harness"]
 # format -> (time field, input-length field, output-length field)
@@ -45,6 +47,8 @@ class Trace:
 def _detect(path: Path, first: str | None) -> TraceFormat:
     if path.suffix.lower() == ".csv":
         return "azure"
+    if first is None:
+        raise HarnessInputError(str(path), None, None, "trace holds no requests")
     try:
         keys = json.loads(first or "")
     except ValueError:
@@ -61,10 +65,11 @@ def _length(path: Path, line: int, row: dict[str, Any], key: str) -> int:
     v = row.get(key)
     try:
         n = int(v) if not isinstance(v, bool) and float(v) == int(float(v)) else None  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         n = None
-    if n is None or n < 1:
-        raise HarnessInputError(str(path), f"line {line}.{key}", v, "a length is a whole number of tokens ≥ 1")
+    if n is None or not 1 <= n <= MAX_PROMPT_TOKENS:
+        raise HarnessInputError(str(path), f"line {line}.{key}", v,
+                                f"a length is a whole number of tokens, 1 to {MAX_PROMPT_TOKENS}")
     return n
 
 
@@ -74,8 +79,8 @@ def _time_s(path: Path, line: int, fmt: str, v: Any) -> float:
             return datetime.fromisoformat(str(v).strip()).timestamp()
         except ValueError:
             raise HarnessInputError(str(path), f"line {line}.TIMESTAMP", v, "not a date and time") from None
-    if isinstance(v, bool) or not isinstance(v, int | float) or v != v or v < 0:
-        raise HarnessInputError(str(path), f"line {line}.{FIELDS[fmt][0]}", v, "a time is a number ≥ 0")
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+        raise HarnessInputError(str(path), f"line {line}.{FIELDS[fmt][0]}", v, "a time is a finite number ≥ 0")
     return float(v) / 1000.0 if fmt == "mooncake" else float(v)
 
 
