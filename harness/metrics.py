@@ -199,15 +199,20 @@ class TTST(Metric):
         return [o[1] - o[0]] if len(o) > 1 else []
 
 
-class _HttpPhase(Metric):
-    """Base for a serving request's HTTP phase, read from httpcore's trace events (readings http_*_ms)."""
+class _Recorded(Metric):
+    """Base for a value the backend recorded on the sample: `reading` in its `readings` or its `genai` dict."""
 
     reading: ClassVar[str]
+    genai: ClassVar[bool] = False
 
     @classmethod
     def compute(cls, s: Sample) -> list[float]:
-        v = s.readings.get(cls.reading)
+        v = (s.genai if cls.genai else s.readings).get(cls.reading)
         return [] if v is None else [float(v)]
+
+
+class _HttpPhase(_Recorded):
+    """Base for a serving request's HTTP phase, read from httpcore's trace events (readings http_*_ms)."""
 
 
 @metric
@@ -247,15 +252,10 @@ class HttpReceive(_HttpPhase):
 # ---------------------------------------------------------------- openvino-genai PerfMetrics (per sample)
 
 
-class _GenAIReading(Metric):
+class _GenAIReading(_Recorded):
     """Base for values read from openvino-genai's PerfMetrics of the same call."""
 
-    reading: ClassVar[str]
-
-    @classmethod
-    def compute(cls, s: Sample) -> list[float]:
-        v = s.genai.get(cls.reading)
-        return [] if v is None else [float(v)]
+    genai = True
 
 
 @metric
