@@ -324,16 +324,6 @@ def test_conversations_and_images_end_to_end_on_harness_serve(tmp_path, model_ca
 
 
 @pytest.mark.integration
-def test_prefix_caching_is_harness_serves_setting_not_a_running_servers(tmp_path, model_cache, capture):
-    url, seen = capture
-    seen.clear()
-    proc, out = run_suite(_remote_suite(url, {"api": "chat", "requests": 2, "enable_prefix_caching": True}), tmp_path,
-                          model_cache)
-    assert proc.returncode == 1 and not seen  # nothing was sent to a server it cannot configure
-    [cell] = load_results(out).cells
-    assert cell.status == "failed" and "enable_prefix_caching=True configures harness serve" in (cell.error or "")
-
-
 def test_scheduler_config_fields_are_checked():
     from harness.serving.server import scheduler_config
 
