@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -29,10 +30,12 @@ scenarios: [{name: greedy, kind: generate}]
 
 
 def _pytest(tmp_path, model_cache, *args):
+    # a user's shell, not an xdist worker's: pytest-benchmark turns itself off when it sees PYTEST_XDIST_WORKER
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     return subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "suites"), "--suite",
                            str(tmp_path / "suites" / "s.yaml"), "--harness-cache", str(model_cache),
                            "-p", "no:cacheprovider", "-q", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+                          capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
 
 
 @pytest.fixture()
@@ -63,11 +66,12 @@ def test_baseline_regression_fails_the_item(suite_dir, model_cache):
     out = suite_dir / "base"
     proc = _pytest(suite_dir, model_cache, "-m", "fp16 and cpu", "--harness-out", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:]
-    # A baseline 3x faster than anything this machine does: the candidate must be called a regression.
+    # A baseline 100x faster than this machine (a 3x margin is within what a busy machine's other work does
+    # to a tiny model's TPOT): the candidate must be called a regression.
     fast = load_results(out)
     for cell in fast.cells:
         for s in cell.samples:
-            s.values = {k: ([x * 3 for x in v] if k in ("output_tps", "decode_tps") else [x / 3 for x in v])
+            s.values = {k: ([x * 100 for x in v] if k in ("output_tps", "decode_tps") else [x / 100 for x in v])
                         for k, v in s.values.items()}
     (suite_dir / "fast").mkdir()
     write_results(suite_dir / "fast", fast)
