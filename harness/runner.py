@@ -63,8 +63,9 @@ class ProgressSink:
     def cell_finished(self, result: CellResult) -> None: ...
 
 
-def _slug(key: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", key)[:150]
+def cell_workdir(run_dir: Path, key: str) -> Path:
+    """A cell's worker folder in a run directory (logs, events, the worker's own files)."""
+    return run_dir / "work" / re.sub(r"[^A-Za-z0-9_.=-]+", "_", key)[:150]
 
 
 def _read_new(path: Path, offset: int, final: bool = False) -> tuple[list[Event], int]:
@@ -192,7 +193,7 @@ class PreparedCell:
 
 def prepare_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: ProgressSink) -> PreparedCell:
     """The prepare phase in its own worker process (always the harness's own stack)."""
-    workdir = run_dir / "work" / _slug(cell.key)
+    workdir = cell_workdir(run_dir, cell.key)
     workdir.mkdir(parents=True, exist_ok=True)
     base = WorkerTask(mode="prepare", cell=cell, cache_dir=str(options.cache_dir), workdir=str(workdir))
     events, status, error = _run_worker(base, workdir, cell.prepare_timeout_s, cell, progress)

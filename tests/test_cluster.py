@@ -118,6 +118,21 @@ def test_spread_runs_cells_on_both_nodes_and_records_in_postgres(cluster: LocalC
     assert {c["node"]["name"] for c in json.loads(stored)["cells"] if c["node"]} == {"w1", "w2"}
 
 
+def test_a_serving_cells_exports_come_back_from_its_node(cluster: LocalCluster, tmp_path: Path) -> None:
+    suite = _suite(server="local", scenarios=[{"name": "load", "kind": "serving", "api": "completions",
+                                                "concurrency": 1, "requests": 3}])
+    proc, run_dir = _harness(cluster, tmp_path, suite)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [cell] = _results(run_dir)["cells"]
+    assert cell["status"] == "ok" and cell["node"]["name"] in ("w1", "w2"), cell["error"]
+    # the submitter's run directory holds them, as after a local run (the node wrote them in its own folder)
+    [requests] = list((run_dir / "requests").glob("*.jsonl"))
+    [payloads] = list((run_dir / "payloads").glob("*.jsonl"))
+    rows = [json.loads(line) for line in requests.read_text().splitlines()]
+    assert [r["warmup"] for r in rows] == [True, False, False, False] and all(r["ok"] for r in rows)
+    assert len(payloads.read_text().splitlines()) == 4
+
+
 def test_each_node_qualifies_every_node_with_the_host_in_the_key(cluster: LocalCluster, tmp_path: Path) -> None:
     suite = _suite(scenarios=[{"name": "greedy", "kind": "generate"}],
                    gates=[{"metric": "tpot_ms", "stat": "median", "max": 10000}])

@@ -245,8 +245,9 @@ def test_a_client_that_goes_away_stops_its_generation(server, tiny):
                 break
     stream_after = _idle_cpu(proc)
     busy = _busy_cpu(proc, url, tiny)
-    assert busy > 50, f"the long request did not load the server ({busy:.0f}%): the check would prove nothing"
-    assert unary_after < 25 and stream_after < 25, (unary_after, stream_after, busy)
+    # relative to the same server generating at this moment: the machine may be running other work (other tests)
+    assert busy > 20, f"the long request did not load the server ({busy:.0f}%): the check would prove nothing"
+    assert max(unary_after, stream_after) < busy / 2, (unary_after, stream_after, busy)
     # the server still serves
     r = httpx.post(f"{url}/v3/completions", json={"prompt": "hi", "max_tokens": 3}, timeout=30)
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from harness.errors import HarnessInputError
-from harness.serving.client import RequestInput, RequestOutput, payload
+from harness.serving.client import RequestInput, RequestOutput, Turn, payload
 from harness.serving.content import RequestMaker
 from harness.store import load_results
 from harness.suite import load_suite
@@ -26,28 +26,31 @@ from tests.conftest import app_in_thread, run_cli, run_suite
 
 
 def test_payload_carries_system_history_and_images():
-    inp = RequestInput("chat", "now this", system="SYS", history=(("u1", "a1"), ("u2", "a2")),
-                       images=("data:image/png;base64,AAAA",))
+    img0, img1 = "data:image/png;base64,AAAA", "data:image/png;base64,BBBB"
+    inp = RequestInput("chat", "now this", system="SYS", history=(Turn("u1", "a1", (img0,)), Turn("u2", "a2")),
+                       images=(img1,))
     messages = payload(inp, "m")["messages"]
-    assert messages == [{"role": "system", "content": "SYS"}, {"role": "user", "content": "u1"},
+    assert messages == [{"role": "system", "content": "SYS"},
+                        {"role": "user", "content": [{"type": "text", "text": "u1"},
+                                                     {"type": "image_url", "image_url": {"url": img0}}]},
                         {"role": "assistant", "content": "a1"}, {"role": "user", "content": "u2"},
                         {"role": "assistant", "content": "a2"},
                         {"role": "user", "content": [{"type": "text", "text": "now this"},
-                                                     {"type": "image_url",
-                                                      "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
+                                                     {"type": "image_url", "image_url": {"url": img1}}]}]
     plain = payload(RequestInput("chat", "hi"), "m")["messages"]
     assert plain == [{"role": "user", "content": "hi"}]  # nothing added when nothing is asked
-    done = payload(RequestInput("completions", "P", system="S ", history=(("u", "a"),)), "m")
+    done = payload(RequestInput("completions", "P", system="S ", history=(Turn("u", "a"),)), "m")
     assert done["prompt"] == "S uaP"
 
 
 def test_request_maker_builds_turns_from_recorded_answers():
-    maker = RequestMaker(lambda i: RequestInput("chat", f"user{i}", index=i), turns=3, prefixes=["A", "B"])
-    assert maker(0).history == () and maker(0).system == "A"
+    maker = RequestMaker(lambda i: RequestInput("chat", f"user{i}", index=i), turns=3, prefixes=["A", "B"],
+                         images=[("i0",), ("i1",), ("i2",), ("i3",)])
+    assert maker(0).history == () and maker(0).system == "A" and maker(0).images == ("i0",)
     maker.record(RequestOutput(index=0, start_ns=0, text="answer0"))
-    assert maker(1).history == (("user0", "answer0"),)
+    assert maker(1).history == (Turn("user0", "answer0", ("i0",)),)  # an earlier turn's images are sent again
     maker.record(RequestOutput(index=1, start_ns=0, text="answer1"))
-    assert maker(2).history == (("user0", "answer0"), ("user1", "answer1"))
+    assert maker(2).history == (Turn("user0", "answer0", ("i0",)), Turn("user1", "answer1", ("i1",)))
     assert maker(3).history == () and maker(3).system == "B"  # conversation 1: the second prefix
     assert maker.readings(4) == {"conversation": 1.0, "turn": 2.0}
     assert maker(-1).history == () and maker.readings(-1)["turn"] == 1.0  # warm-up: first turns
@@ -294,6 +297,8 @@ LOCAL = {
          "requests": 6, "turns": 3, "shared_prefix_tokens": 64, "enable_prefix_caching": True},
         {"name": "vlm", "kind": "serving", "models": ["tiny-vlm"], "api": "chat", "concurrency": 2, "requests": 4,
          "images_per_request": [0, 1], "image_size": 224},
+        {"name": "vlm-conv", "kind": "serving", "models": ["tiny-vlm"], "api": "chat", "concurrency": 2,
+         "requests": 4, "turns": 2, "images_per_request": 1, "image_size": 224},
     ],
 }
 
@@ -319,8 +324,13 @@ def test_conversations_and_images_end_to_end_on_harness_serve(tmp_path, model_ca
         assert not any(ch.name == "matches_greedy" for ch in c.checks)  # not the greedy cell's prompts
     plain, seeing = cells[("vlm", "chat", 0)], cells[("vlm", "chat", 1)]
     # the server saw the image: its vision tokens are in the prompt count
-    assert min(s.input_tokens for s in seeing.samples) > max(s.input_tokens for s in plain.samples) + 8
+    image_tokens = min(s.input_tokens for s in seeing.samples) - max(s.input_tokens for s in plain.samples)
+    assert image_tokens > 8
     assert "turn" not in seeing.samples[0].readings
+    # a second turn resends the first turn's image: the server counts its text, the answer and that image too
+    conv = cells[("vlm-conv", "chat", 1)]
+    by_turn = {t: [s.input_tokens for s in conv.samples if s.readings["turn"] == t] for t in (1.0, 2.0)}
+    assert min(by_turn[2.0]) >= max(by_turn[1.0]) + 32 + 8 + image_tokens - 4, by_turn
 
 
 @pytest.mark.integration

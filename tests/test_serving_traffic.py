@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 
@@ -27,8 +28,9 @@ from tests.conftest import app_in_thread, run_cli, run_suite
 
 def test_the_three_trace_formats_read_to_seconds_and_lengths(tmp_path):
     moon = tmp_path / "m.jsonl"
-    moon.write_text("\n".join(json.dumps({"timestamp": t, "input_length": i, "output_length": o, "hash_ids": [1, 2]})
-                              for t, i, o in [(1000, 10, 2), (1500, 20, 3), (4000, 30, 4)]) + "\n")
+    moon.write_text("\n".join(json.dumps({"timestamp": t, "input_length": i, "output_length": o, "hash_ids": h})
+                              for t, i, o, h in [(1000, 10, 2, [1]), (1500, 600, 3, [1, 2]), (4000, 30, 4, [1, 2])])
+                    + "\n")
     az = tmp_path / "a.csv"
     az.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
                   "2023-11-16 18:15:50.9951690,396,109\n")
@@ -37,7 +39,9 @@ def test_the_three_trace_formats_read_to_seconds_and_lengths(tmp_path):
                    '"output_tokens": 1}\n')
     m = read_trace(moon)
     assert m.fmt == "mooncake" and [r.t_s for r in m.requests] == [0.0, 0.5, 3.0]
-    assert [(r.input_tokens, r.output_tokens) for r in m.requests] == [(10, 2), (20, 3), (30, 4)] and not m.notes
+    assert [(r.input_tokens, r.output_tokens) for r in m.requests] == [(10, 2), (600, 3), (30, 4)] and not m.notes
+    # 512-token blocks: 30 tokens have one, and an id past the input length stands for nothing
+    assert [r.blocks for r in m.requests] == [(1,), (1, 2), (1,)]
     a = read_trace(az)
     assert a.fmt == "azure" and a.requests[1].t_s == pytest.approx(4.314579, abs=1e-6)
     assert (a.requests[1].input_tokens, a.requests[1].output_tokens) == (396, 109)
@@ -59,6 +63,8 @@ def test_the_three_trace_formats_read_to_seconds_and_lengths(tmp_path):
     ('{"t_s": true, "input_tokens": 5, "output_tokens": 5}\n', "line 1.t_s", "True"),
     ('[1, 2]\n', "line 1", "[1, 2]"),
     ('\n\n', "holds no requests", ""),
+    ('{"timestamp": 0, "input_length": 5, "output_length": 5, "hash_ids": [1, -2]}\n', "line 1.hash_ids", "-2"),
+    ('{"timestamp": 0, "input_length": 5, "output_length": 5, "hash_ids": "abc"}\n', "line 1.hash_ids", "abc"),
 ])
 def test_a_bad_trace_line_is_named(tmp_path, text, where, value):
     p = tmp_path / "t.jsonl"
@@ -66,6 +72,24 @@ def test_a_bad_trace_line_is_named(tmp_path, text, where, value):
     with pytest.raises(HarnessInputError) as e:
         read_trace(p)
     assert str(p) in e.value.line() and where in e.value.line() and value in e.value.line()
+
+
+def test_hash_blocks_are_the_same_text_wherever_their_id_appears():
+    from harness.serving.content import BLOCK_INDEX_BASE, BlockPrompts
+
+    made = []
+
+    def make(index: int, tokens: int) -> str:  # a token a character
+        made.append((index, tokens))
+        return (f"<{index}>" * tokens)[:tokens]
+
+    prompts = BlockPrompts(make, block_tokens=8)
+    a, b, c = prompts(0, 20, (5, 6, 7)), prompts(1, 19, (5, 6)), prompts(2, 4, (5,))
+    block5, block6 = make(BLOCK_INDEX_BASE + 5, 8), make(BLOCK_INDEX_BASE + 6, 8)
+    assert a == block5 + "\n" + block6 + "\n" + make(BLOCK_INDEX_BASE + 7, 4)  # the last block partial
+    assert b == block5 + "\n" + block6 + "\n" + make(1, 3)  # past its blocks: text of its own
+    assert c == make(BLOCK_INDEX_BASE + 5, 4) and block5.startswith(c)
+    assert made.count((BLOCK_INDEX_BASE + 5, 8)) == 1 + 1  # made once for the prompts (and once above)
 
 
 # ---------------------------------------------------------------- arrival schedules
@@ -246,14 +270,15 @@ def test_exports_and_a_byte_identical_replay(recorder, tmp_path, model_cache):
 
 
 TRACE = [(0.0, 16, 4), (0.15, 24, 6), (0.3, 20, 5), (0.32, 28, 3), (0.6, 16, 8), (0.9, 32, 4)]
+TRACE_BLOCKS = [[7], [7], [8], [7], [], [9]]  # requests 0, 1 and 3 start with the same (partial) block
 
 
 @pytest.mark.integration
 def test_trace_ramp_and_cancellation_against_harness_serve(tmp_path, model_cache):
     (tmp_path / "traces").mkdir()
     with (tmp_path / "traces" / "t.jsonl").open("w") as f:
-        for t, i, o in TRACE:
-            f.write(json.dumps({"t_s": t, "input_tokens": i, "output_tokens": o}) + "\n")
+        for (t, i, o), h in zip(TRACE, TRACE_BLOCKS, strict=True):
+            f.write(json.dumps({"t_s": t, "input_tokens": i, "output_tokens": o, "hash_ids": h}) + "\n")
     suite = {**BASE_SUITE, "server": "local", "scenarios": [
         {"name": "trace", "kind": "serving", "api": "completions", "trace": "traces/t.jsonl"},
         {"name": "ramp", "kind": "serving", "api": "chat", "rate": 4.0, "rate_end": 30.0, "requests": 12},
@@ -275,6 +300,12 @@ def test_trace_ramp_and_cancellation_against_harness_serve(tmp_path, model_cache
     # the prompt text has the trace's length; the server adds the same special tokens (BOS) to each
     extra = {s.input_tokens - i for s, (_, i, _) in zip(sorted(tr.samples, key=lambda s: s.request), TRACE, strict=True)}
     assert len(extra) == 1 and 0 <= extra.pop() <= 2
+    # the hash blocks: requests that start with block 7 start with the same text, the others do not
+    [payloads] = (out / "payloads").glob("*trace*.jsonl")
+    sent = {r["index"]: r["body"]["prompt"] for r in _jsonl(payloads) if not r["warmup"]}
+    shared = os.path.commonprefix([sent[0], sent[1], sent[3]])
+    assert len(shared) >= 0.8 * len(sent[0]), (sent[0], sent[1], sent[3])
+    assert len(os.path.commonprefix([sent[0], sent[2]])) < 0.5 * len(sent[0])
     # HTTP phases and TTST are metrics; connections are reused
     for tag in ("http_send_ms", "http_wait_ms", "http_receive_ms", "ttst_ms"):
         assert tr.summaries[tag].n == len(TRACE), tag

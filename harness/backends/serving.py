@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from harness.kinds.serving import ServingParams
 from harness.metrics import sample_values
 from harness.schema import BatchRecord, CellSpec, CheckOutputs, LoadTimeline, Sample, ServingErrors, SloProbe
 from harness.serving.client import RequestInput, RequestOutput
-from harness.serving.content import PREFIX_INDEX_BASE, RequestMaker, image_sets
+from harness.serving.content import PREFIX_INDEX_BASE, BlockPrompts, RequestMaker, image_sets
 from harness.serving.exports import RecordedPayload, read_payloads, write_exports
 from harness.serving.load import LoadResult, LoadSpec, run_load
 from harness.serving.prompt_tokenizer import (
@@ -42,7 +42,7 @@ from harness.serving.prompt_tokenizer import (
 from harness.serving.scrape import Scraper, metrics_url
 from harness.serving.server_info import describe_server, prompt_token_counter
 from harness.serving.slo_search import SearchPolicy, next_rate, outcome, probe
-from harness.serving.traces import TraceRequest, read_trace
+from harness.serving.traces import BLOCK_TOKENS, TraceRequest, read_trace
 
 
 def start_local_server(model_dir: Path, device: str, properties: dict[str, Any], log_path: Path,
@@ -250,6 +250,7 @@ class PromptPlan:
     count: int
     in_lens: list[int] | None
     out_lens: list[int]
+    blocks: list[tuple[int, ...]] = field(default_factory=list)  # a trace's hash blocks per text (or none)
 
 
 def prompt_plan(cell: CellSpec, p: ServingParams, given: Schedule, spec: LoadSpec) -> PromptPlan:
@@ -259,7 +260,9 @@ def prompt_plan(cell: CellSpec, p: ServingParams, given: Schedule, spec: LoadSpe
         return PromptPlan(1, None, [0])  # the bodies are recorded: no prompt is made
     if given.trace:
         shown = given.trace + [given.trace[k % len(given.trace)] for k in reversed(range(spec.warmup))]
-        return PromptPlan(len(shown), [r.input_tokens for r in shown], [r.output_tokens for r in shown])
+        # warm-up texts take no blocks: they would fill the server's prefix cache ahead of the trace
+        return PromptPlan(len(shown), [r.input_tokens for r in shown], [r.output_tokens for r in shown],
+                          [r.blocks for r in given.trace] + [()] * spec.warmup)
     per_request = p.texts_per_call()
     texts_per_request = per_request + (p.api == "rerank")
     loads = p.search_probes if p.slo_search else 1  # a search's loads get prompts of their own (no cache hits)
@@ -350,7 +353,9 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
             info = info.model_copy(update={"tokenizer": counted_by})
             if cell.prompts.source != "file":
                 assert cell.prompts.input_tokens is not None
-                prompts += [make(i, plan.in_lens[i] if plan.in_lens else cell.prompts.input_tokens)
+                with_blocks = BlockPrompts(make, BLOCK_TOKENS)
+                prompts += [with_blocks(i, plan.in_lens[i], plan.blocks[i]) if plan.blocks and plan.in_lens
+                            else make(i, plan.in_lens[i] if plan.in_lens else cell.prompts.input_tokens)
                             for i in range(plan.count)]
             if p.shared_prefix_tokens:  # synthetic, from an index range the prompts never reach
                 inputs.prefixes = [make(PREFIX_INDEX_BASE + g, p.shared_prefix_tokens)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from harness.aggregate import cell_result
 from harness.cluster import placement
-from harness.cluster.node_task import NodeJob, run_cell_on_node
+from harness.cluster.node_task import CellOnNode, NodeJob, run_cell_on_node
 from harness.cluster.nodes import (
     PROBE_TIMEOUT_S,
     NodeProbe,
@@ -205,6 +205,18 @@ class _Running:
     deadline: float
 
 
+def write_exports_from_node(run_dir: Path, on_node: CellOnNode, result: CellResult) -> None:
+    """The cell's exported files where a local run has them; one that cannot be written is a note, not a lost
+    cell."""
+    for rel, content in on_node.files.items():
+        target = run_dir / rel
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        except OSError as e:
+            result.notes.append(f"could not write {target}: {e.strerror or e}")
+
+
 def _deadline_s(cell: CellSpec) -> float:
     measuring = cell.timeout_s * cell.processes * (2 if cell.fidelity_check else 1)
     return cell.prepare_timeout_s + measuring + DEADLINE_MARGIN_S
@@ -301,7 +313,8 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
             for ref in ready:
                 run = running.pop(ref)
                 try:
-                    result: CellResult = ray.get(ref)
+                    on_node: CellOnNode = ray.get(ref)
+                    result = on_node.result
                 except node_faults as e:
                     if isinstance(e, ray.exceptions.NodeDiedError) or not _is_alive(ray, run.node.node_id):
                         alive.pop(run.node.node_id, None)
@@ -320,6 +333,8 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
                     result = cell_result(run.attempt.cell, [], "failed", f"on node {run.node.name}: {_one_line(e)}",
                                          run.started, now_iso(), time.monotonic() - run.t0)
                     result.node = run.node
+                else:
+                    write_exports_from_node(run_dir, on_node, result)
                 if run.attempt.notes:
                     result.notes += [f"retried on node {run.node.name} after: " + "; ".join(run.attempt.notes)]
                 record(result)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from harness.runner import ProgressSink, RunOptions, run_cell
+from harness.runner import ProgressSink, RunOptions, cell_workdir, run_cell
 from harness.schema import CellResult, CellSpec, NodeIdentity
+from harness.serving.exports import exported_files
 
 
 class NodeJob(BaseModel):
@@ -25,7 +26,15 @@ def node_run_dir(run_id: str) -> Path:
     return Path(tempfile.gettempdir()) / "ov-genai-harness-cluster" / run_id
 
 
-def run_cell_on_node(cell: CellSpec, job: NodeJob) -> CellResult:
+class CellOnNode(BaseModel):
+    """What a node sends back for one cell: its result, and the files it exported into the run directory
+    (serving's requests/ and payloads/; path relative to the run directory -> content)."""
+
+    result: CellResult
+    files: dict[str, bytes] = Field(default_factory=dict)
+
+
+def run_cell_on_node(cell: CellSpec, job: NodeJob) -> CellOnNode:
     """Run one cell on this node; the result names the node. Never raises for the cell's own failures."""
     run_dir = node_run_dir(job.run_id)
     bandwidth = job.node.host.memory_bandwidth
@@ -35,4 +44,5 @@ def run_cell_on_node(cell: CellSpec, job: NodeJob) -> CellResult:
     result.node = job.node
     if result.status not in ("ok", "skipped"):
         result.notes.append(f"worker logs are on node {job.node.name} under {run_dir / 'work'}")
-    return result
+    files = {str(p.relative_to(run_dir)): p.read_bytes() for p in exported_files(cell_workdir(run_dir, cell.key))}
+    return CellOnNode(result=result, files=files)

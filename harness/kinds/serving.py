@@ -56,8 +56,8 @@ class ServingParams(Params):
     prefix_groups: int = Field(1, gt=0, description="with shared_prefix_tokens: this many distinct prefixes, "
                                "request (or conversation) k taking prefix k mod prefix_groups")
     turns: int = Field(1, gt=0, description="chat / completions: requests per conversation; each turn carries "
-                       "the earlier user turns and the server's actual answers to them, a conversation's turns go "
-                       "in order to one closed-loop client, and `requests` counts turns")
+                       "the earlier user turns (with their images) and the server's actual answers to them, a "
+                       "conversation's turns go in order to one closed-loop client, and `requests` counts turns")
     images_per_request: int = Field(0, ge=0, le=16, description="chat: synthetic PNG images sent with each "
                                     "user turn as OpenAI image_url content parts (base64 data URLs)")
     image_size: int = Field(224, gt=0, le=4096, description="side of each image in pixels")

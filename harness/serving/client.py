@@ -25,6 +25,15 @@ DRAIN_S = 1.0  # how long to wait for a stream's end after `data: [DONE]`
 
 
 @dataclass(frozen=True)
+class Turn:
+    """An earlier turn of a conversation: what the user sent (text and images) and what the server answered."""
+
+    user: str
+    answer: str
+    images: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RequestInput:
     api: Api
     prompt: str  # chat: the user message; completions: the prompt; embeddings: the input; rerank: the query
@@ -34,10 +43,10 @@ class RequestInput:
     index: int = 0
     documents: tuple[str, ...] = ()  # embeddings: more inputs after `prompt`; rerank: the documents
     # what the requests contain (harness/serving/content.py): a shared system prompt (chat: a system message;
-    # completions: prepended), the conversation's earlier (user, assistant answer) turns, and image data URLs
-    # sent with the user turn (chat)
+    # completions: prepended), the conversation's earlier turns (chat resends their images too), and image data
+    # URLs sent with the user turn (chat)
     system: str = ""
-    history: tuple[tuple[str, str], ...] = ()
+    history: tuple[Turn, ...] = ()
     images: tuple[str, ...] = ()
     cancel_after: int | None = None  # close the stream once this many content chunks arrived (a cancellation)
     body: dict[str, Any] | None = None  # replay: send this body as it is instead of building one
@@ -114,21 +123,24 @@ def payload(inp: RequestInput, model: str) -> dict[str, Any]:
     if inp.api == "chat":
         body["messages"] = chat_messages(inp)
     else:  # no roles: the shared prefix, then the conversation so far, then this turn
-        body["prompt"] = inp.system + "".join(user + answer for user, answer in inp.history) + inp.prompt
+        body["prompt"] = inp.system + "".join(t.user + t.answer for t in inp.history) + inp.prompt
     return body
 
 
+def user_content(text: str, images: tuple[str, ...]) -> Any:
+    """A user message's content: the text, or (with images) content parts, text first, as OVMS accepts them."""
+    if not images:
+        return text
+    return [{"type": "text", "text": text}, *({"type": "image_url", "image_url": {"url": url}} for url in images)]
+
+
 def chat_messages(inp: RequestInput) -> list[dict[str, Any]]:
-    """OpenAI chat messages: the system prompt, earlier turns, then the user turn (with its images as
-    content parts, text first, as OVMS accepts them)."""
+    """OpenAI chat messages: the system prompt, earlier turns (with the images they sent), then the user turn."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": inp.system}] if inp.system else []
-    for user, answer in inp.history:
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-    content: Any = inp.prompt
-    if inp.images:
-        content = [{"type": "text", "text": inp.prompt},
-                   *({"type": "image_url", "image_url": {"url": url}} for url in inp.images)]
-    messages.append({"role": "user", "content": content})
+    for t in inp.history:
+        messages += [{"role": "user", "content": user_content(t.user, t.images)},
+                     {"role": "assistant", "content": t.answer}]
+    messages.append({"role": "user", "content": user_content(inp.prompt, inp.images)})
     return messages
 
 

@@ -36,6 +36,12 @@ def export_dirs(workdir: Path) -> tuple[Path, Path, str]:
     return run / "requests", run / "payloads", workdir.name
 
 
+def exported_files(workdir: Path) -> list[Path]:
+    """The export files a cell wrote (none for a cell that exports nothing)."""
+    req_dir, pay_dir, stem = export_dirs(workdir)
+    return [p for p in (req_dir / f"{stem}.jsonl", pay_dir / f"{stem}.jsonl") if p.is_file()]
+
+
 def _ms(ns: int | None, start_ns: int) -> float | None:
     return None if ns is None else round((ns - start_ns) / 1e6, 3)
 

@@ -2,16 +2,18 @@
 
 Three formats, told apart by `fmt` or by the file (a .csv is Azure's; a JSON-lines file by its first record's keys):
 - `mooncake`: the public Mooncake trace, JSON lines with `timestamp` (ms), `input_length`, `output_length`
-  (and `hash_ids`, ignored: prompts here are synthetic, so prefix sharing is not replayed);
+  and `hash_ids` (the prompt's 512-token blocks by hash: shared ids are shared prefixes);
 - `azure`: the Azure LLM inference trace CSV, columns `TIMESTAMP` (a date and time), `ContextTokens`,
   `GeneratedTokens`;
-- `harness`: JSON lines `{"t_s": 0.12, "input_tokens": 512, "output_tokens": 64}` (seconds after the first).
+- `harness`: JSON lines `{"t_s": 0.12, "input_tokens": 512, "output_tokens": 64}` (seconds after the first;
+  `hash_ids` as Mooncake's, optional).
 Times become seconds after the trace's first arrival. A bad line is a HarnessInputError naming the file and
 the line; arrivals out of order are sorted, with a note saying so."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -30,11 +32,17 @@ FIELDS = {"mooncake": ("timestamp", "input_length", "output_length"),
           "harness": ("t_s", "input_tokens", "output_tokens")}
 
 
+# Mooncake's traces hash prompts in blocks of this many tokens: requests whose `hash_ids` start alike share
+# that many leading tokens (what a server's prefix cache can reuse)
+BLOCK_TOKENS = 512
+
+
 @dataclass(frozen=True)
 class TraceRequest:
     t_s: float  # seconds after the trace's first arrival
     input_tokens: int
     output_tokens: int
+    blocks: tuple[int, ...] = ()  # the prompt's BLOCK_TOKENS-token blocks by hash id (Mooncake `hash_ids`)
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,16 @@ def _length(path: Path, line: int, row: dict[str, Any], key: str) -> int:
     return n
 
 
+def _blocks(path: Path, line: int, row: dict[str, Any], input_tokens: int) -> tuple[int, ...]:
+    v = row.get("hash_ids")
+    if v is None:
+        return ()
+    if not isinstance(v, list) or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 0 for h in v):
+        raise HarnessInputError(str(path), f"line {line}.hash_ids", str(v)[:80], "a list of block hash ids (integers "
+                                "≥ 0)")
+    return tuple(v[:-(-input_tokens // BLOCK_TOKENS)])  # ids past the input length have no tokens to stand for
+
+
 def _time_s(path: Path, line: int, fmt: str, v: Any) -> float:
     if fmt == "azure":
         try:
@@ -107,15 +125,16 @@ def read_trace(path: str | Path, fmt: TraceFormat = "auto") -> Trace:
             rows.append((n, row))
     if not rows:
         raise HarnessInputError(str(p), None, None, "trace holds no requests")
-    parsed = [(_time_s(p, n, fmt, row.get(t_key)), _length(p, n, row, in_key), _length(p, n, row, out_key))
+    parsed = [TraceRequest(_time_s(p, n, fmt, row.get(t_key)), _length(p, n, row, in_key),
+                           _length(p, n, row, out_key),
+                           _blocks(p, n, row, _length(p, n, row, in_key)) if fmt != "azure" else ())
               for n, row in rows]
     notes = []
-    times = [t for t, _, _ in parsed]
-    if any(b < a for a, b in zip(times, times[1:], strict=False)):
+    if any(b.t_s < a.t_s for a, b in zip(parsed, parsed[1:], strict=False)):
         notes.append(f"{p.name}: arrival times are not in order; replayed sorted by time")
-        parsed.sort(key=lambda r: r[0])
-    t0 = parsed[0][0]
-    return Trace([TraceRequest(t - t0, i, o) for t, i, o in parsed], fmt, notes)
+        parsed.sort(key=lambda r: r.t_s)
+    t0 = parsed[0].t_s
+    return Trace([dataclasses.replace(r, t_s=r.t_s - t0) for r in parsed], fmt, notes)
 
 
 TRAFFIC_DOC = """## Serving traffic: arrival schedules, cancellation, exports
@@ -134,12 +153,15 @@ was); closed-loop requests leave it empty.
   its first arrival) × `trace_time_scale` (0.5 = twice as fast), with a prompt of the trace's input length (tokens
   of the prompt text; the server adds its special tokens or chat template) and `max_tokens` = the trace's output
   length. The whole trace is replayed unless the suite gives `requests` or `duration_s`. Formats:
-  `mooncake` (JSON lines: `timestamp` ms, `input_length`, `output_length`; `hash_ids` are ignored, prompts are
-  synthetic, so prefix-cache sharing is not reproduced), `azure` (the Azure LLM inference trace CSV: `TIMESTAMP`,
-  `ContextTokens`, `GeneratedTokens`), `harness` (JSON lines `{"t_s": 0.12, "input_tokens": 512, "output_tokens":
-  64}`); `auto` takes a .csv as Azure's and JSON lines by their keys. A relative path is relative to the suite
-  file; the file is read when the suite is loaded, so a bad line stops the run before any cell, naming the file
-  and line. Arrivals out of order are sorted.
+  `mooncake` (JSON lines: `timestamp` ms, `input_length`, `output_length`, `hash_ids`), `azure` (the Azure LLM
+  inference trace CSV: `TIMESTAMP`, `ContextTokens`, `GeneratedTokens`), `harness` (JSON lines `{"t_s": 0.12,
+  "input_tokens": 512, "output_tokens": 64}`, `hash_ids` optional); `auto` takes a .csv as Azure's and JSON lines
+  by their keys. A relative path is relative to the suite file; the file is read when the suite is loaded, so a
+  bad line stops the run before any cell, naming the file and line. Arrivals out of order are sorted. `hash_ids` reproduce the trace's prefix sharing: block k of a
+  prompt (512 tokens, Mooncake's block size) is the synthetic text of its hash id, the same text wherever that id
+  appears, so requests whose ids start alike share that prefix exactly as in the trace; a last partial block is
+  the start of its id's text, and tokens past the listed blocks are text of the request's own. Warm-up requests
+  take no blocks (they would fill the prefix cache ahead of the trace).
 - **Replay** (`replay_payloads`): the bodies of a run's `payloads/<cell>.jsonl`, sent byte for byte (warm-up ones
   first, as warm-up), the measured ones at their recorded send times × `trace_time_scale`.
 - **Cancellation** (`cancel_fraction`, `cancel_after_tokens` = N): each measured request is cancelled with
