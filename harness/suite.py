@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import math
 import re
 from pathlib import Path
@@ -543,6 +544,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                            for n in suite.prompts.input_tokens]
     cells: list[CellSpec] = []
     seen: set[str] = set()
+    one_search: set[str] = set()  # SLO-search scenarios already told they run one load sequence per cell
     environments: list[str | None] = [e.name for e in suite.environments] or [None]
     remote = suite.server != "local"
     precision: Precision
@@ -598,9 +600,13 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                     if not spec.slo:
                         raise HarnessInputError(str(suite_file), f"scenarios.{scenario.name}.slo_search", True,
                                                 "needs the suite's `slo:` per-request limits, e.g. {ttft_ms: 1000}")
-                    if spec.processes > 1:
-                        raise HarnessInputError(str(suite_file), "processes", spec.processes,
-                                                "slo_search runs one search per cell: processes must be 1")
+                    if spec.processes > 1:  # its loads are the search's probes: the suite's repeats go elsewhere
+                        if scenario.name not in one_search:
+                            logging.getLogger("harness.suite").warning(
+                                "warning: scenarios.%s: slo_search runs one search per cell; processes: %d applies "
+                                "to the other cells", scenario.name, spec.processes)
+                        one_search.add(scenario.name)
+                        spec.processes = 1
                 if spec.remote and spec.scenario.params.get("enable_prefix_caching") is not None:
                     raise HarnessInputError(str(suite_file), f"scenarios.{scenario.name}.enable_prefix_caching",
                                             spec.scenario.params["enable_prefix_caching"],

@@ -103,3 +103,18 @@ def test_slo_search_needs_an_slo_and_a_rate(tmp_path):
         (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
         proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "run"))
         assert proc.returncode == 2 and says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_search_beside_repeated_loads_runs_once_and_says_so(tmp_path):
+    from harness.suite import expand, load_suite
+
+    suite = {"name": "slo", "server": "http://127.0.0.1:9/v3", "models": [{"name": "m", "source": "served"}],
+             "slo": {"ttft_ms": 500}, "processes": 3,
+             "scenarios": [{"name": "load", "kind": "serving", "concurrency": 2},
+                           {"name": "search", "kind": "serving", "rate": 4.0, "slo_search": True}]}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    loaded, _ = load_suite(tmp_path / "suite.yaml")
+    cells = {c.scenario.name: c for c in expand(loaded, tmp_path / "suite.yaml")}
+    assert cells["search"].processes == 1 and cells["load"].processes == 3
+    proc = run_cli("run", str(tmp_path / "suite.yaml"), "--list")
+    assert proc.returncode == 0 and "scenarios.search: slo_search runs one search per cell" in proc.stderr
