@@ -191,3 +191,17 @@ def test_a_server_that_refuses_every_request_fails_the_cell_in_one_line(tmp_path
     if probe_ok:  # what the load measured is kept: its errors
         assert c.check_outputs.serving_errors.counts == {"http_5xx": 4}
         assert c.cell_values["error_rate_pct"] == 100.0
+
+
+@pytest.mark.parametrize("style", ["code", "words"])
+def test_usage_calibration_finds_the_servers_overhead_and_rate(style):
+    from harness.serving.prompt_tokenizer import calibrate, usage_prompt
+
+    def count(text: str) -> int:  # a server that wraps every prompt in 12 tokens and counts 3 characters a token
+        return 12 + max(1, round(len(text) / 3))
+
+    cal = calibrate(count, style)
+    assert cal is not None and cal.overhead == pytest.approx(12, abs=0.5) and cal.per_char == pytest.approx(1 / 3, rel=0.02)
+    for tokens in (20, 64, 500):
+        assert all(abs(count(usage_prompt(i, tokens, cal, style)) - tokens) <= 0.05 * tokens + 2 for i in range(6))
+    assert calibrate(lambda text: None, style) is None  # a server without usage: lengths stay nominal

@@ -4,9 +4,11 @@ SERVING_DOC = """## Serving loads: prompt lengths, repeated loads, SLO search
 
 **Prompt lengths on a remote server.** With a tokenizer (the suite's model, a tokenizer folder or a Hugging
 Face name) each synthetic prompt is cut to exactly the length asked for under it. Without one (`tokenizer:
-usage`, the default for a remote server) two probe requests of 64 and 256 words (16 and 64 lines of code)
-ask the server for one token each; their `usage.prompt_tokens` give tokens per unit and the fixed overhead
-(chat template, BOS) by a straight line, and each prompt gets `round((L − overhead) / per_unit)` units. The
+usage`, the default for a remote server) two probe requests ask the server for one token each: a one-character
+text, whose `usage.prompt_tokens` less one is the fixed overhead (chat template, BOS), and the starts (400
+characters each) of four synthetic texts, which give tokens per character averaged over texts; each prompt is
+then its own synthetic text cut to
+`round((L − overhead) / per_char)` characters (at a space or line end within the last 10%). The
 `input_tokens` recorded for every request is the server's own count either way. A server that reports no
 usage leaves the lengths nominal (a word, or a quarter line of code, a token).
 

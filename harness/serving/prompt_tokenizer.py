@@ -69,31 +69,52 @@ def load_prompt_tokenizer(source: str, model_dir: Path | None) -> PromptTokenize
 
 @dataclass(frozen=True)
 class UsageCalibration:
-    """prompt_tokens ≈ overhead + per_unit × units, from two probe requests; a unit is a word or a code line."""
+    """prompt_tokens ≈ overhead + per_char × characters, from two probe requests on prefixes of one text (a
+    character, not a word or code line, so that a prompt can be cut to within a token or two)."""
 
     overhead: float
-    per_unit: float
+    per_char: float
 
-    def units_for(self, tokens: int) -> int:
-        return max(1, round((tokens - self.overhead) / self.per_unit))
+    def chars_for(self, tokens: int) -> int:
+        return max(1, round((tokens - self.overhead) / self.per_char))
+
+
+# the probe texts: one character (its count is the overhead plus one token), and four texts' starts of this
+# many characters (their tokens per character, averaged over texts: a single text runs denser or sparser)
+PROBE_TEXTS, PROBE_CHARS = 4, 400
+
+
+def _text_of_chars(style: PromptStyle, index: int, chars: int) -> str:
+    """Synthetic text `index` cut to about `chars` characters, at a space or line end when one is near."""
+    units = chars // (30 if style == "code" else 5) + 8
+    text = synthetic_text(style, index, units)
+    while len(text) < chars:
+        units *= 2
+        text = synthetic_text(style, index, units)
+    cut = text[:chars]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    return cut[:space] if space > 0.9 * chars else cut
 
 
 def calibrate(count_tokens: Callable[[str], int | None], style: PromptStyle) -> UsageCalibration | None:
-    """Fit the server's prompt token count against prompt size with two probe texts (None: the server
-    reports no usage). `count_tokens(text)` sends one request and returns its usage.prompt_tokens."""
-    small, large = (16, 64) if style == "code" else (64, 256)
-    a, b = count_tokens(synthetic_text(style, 0, small)), count_tokens(synthetic_text(style, 0, large))
+    """Fit the server's prompt token count against prompt length in characters with two probe requests
+    (None: the server reports no usage). `count_tokens(text)` sends one request and returns its
+    usage.prompt_tokens."""
+    tiny = _text_of_chars(style, 0, 1)
+    long = "\n".join(_text_of_chars(style, k, PROBE_CHARS) for k in range(1, PROBE_TEXTS + 1))
+    a, b = count_tokens(tiny), count_tokens(long)
     if a is None or b is None or b <= a:
         return None
-    per_unit = (b - a) / (large - small)
-    return UsageCalibration(overhead=a - per_unit * small, per_unit=per_unit)
+    overhead = a - 1  # the template and special tokens around a one-token text
+    return UsageCalibration(overhead=overhead, per_char=(b - overhead) / len(long))
 
 
 def usage_prompt(index: int, tokens: int, calibration: UsageCalibration | None, style: PromptStyle) -> str:
     """A synthetic prompt of about `tokens` tokens on the server's tokenizer (without usage counts: a word,
     or a quarter line of code, a token; the lengths are then only nominal)."""
-    units = calibration.units_for(tokens) if calibration else max(1, tokens // (4 if style == "code" else 1))
-    return synthetic_text(style, index, units)
+    if calibration is None:
+        return synthetic_text(style, index, max(1, tokens // (4 if style == "code" else 1)))
+    return _text_of_chars(style, index, calibration.chars_for(tokens))
 
 
 def exact_prompt(index: int, tokens: int, tok: PromptTokenizer, style: PromptStyle) -> str:
