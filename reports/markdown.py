@@ -185,12 +185,12 @@ def render_markdown(res: RunResults) -> str:
     lines += sweep_limit_lines(res.cells)
     lines += load_markdown_lines(res)
     lines += precision_lines(res.cells)
-    lines += ["", "### Load, memory and size", "",
-              "| cell | load cold ms | load cached ms | model memory MB | peak RSS MB | IR size MB | export s |",
-              "|---|---|---|---|---|---|---|"]
-    for c in res.cells:
-        if c.status != "ok" or not runs_locally(c):
-            continue
+    local = [c for c in res.cells if c.status == "ok" and runs_locally(c)]
+    if local:  # a run against remote servers only loads nothing here
+        lines += ["", "### Load, memory and size", "",
+                  "| cell | load cold ms | load cached ms | model memory MB | peak RSS MB | IR size MB | export s |",
+                  "|---|---|---|---|---|---|---|"]
+    for c in local:
         v = c.cell_values
         lines.append(f"| {md_code(c.key)} | {fmt_value(v.get('load_cold_ms'), 0)} | {fmt_value(v.get('load_cached_ms'), 0)} "
                      f"| {fmt_value(v.get('model_memory_mb'), 0)} | {fmt_value(v.get('peak_rss_mb'), 0)} "

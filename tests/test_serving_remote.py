@@ -75,6 +75,7 @@ def test_a_remote_server_needs_no_local_model(tmp_path, remote, model_cache):
     assert all(abs(s.input_tokens - 48) <= 8 for s in c.samples), [s.input_tokens for s in c.samples]
     report = (tmp_path / "run" / "report.md").read_text()
     assert f"server={host}" in report and f"| {url} | {model.name} | harness serve 0.1.0 | uvicorn |" in report
+    assert "### Load, memory and size" not in report  # nothing was loaded here: no empty table either
 
 
 def test_a_tokenizer_folder_makes_exact_lengths(tmp_path, remote, monkeypatch):
