@@ -128,9 +128,17 @@ def test_load_cut_by_the_timeout_keeps_what_it_measured(tmp_path, model_cache):
     assert len(c.samples) > 0 and c.summaries["ttft_ms"].n == len(c.samples)  # ... but keeps its requests
     import psutil
 
-    # the cell's server went with its worker
+    # the cell's server went with its worker (known by its log in this run's folder: the other test worker may
+    # be running a harness serve of the same cached model)
+    def writes_here(proc: psutil.Process) -> bool:
+        try:
+            return any(str(tmp_path) in f.path for f in proc.open_files())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
     servers = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and "serve" in p.info["cmdline"]
-               and any("harness" in a for a in p.info["cmdline"]) and str(model_cache) in " ".join(p.info["cmdline"])]
+               and any("harness" in a for a in p.info["cmdline"]) and str(model_cache) in " ".join(p.info["cmdline"])
+               and writes_here(p)]
     assert not servers
 
 
