@@ -101,7 +101,7 @@ def test_a_tokenizer_folder_makes_exact_lengths(tmp_path, remote, monkeypatch):
     ("served_model", "", "at least 1 character"),
     ("enable_prefix_caching", True, "configures harness serve"),
 ])
-def test_a_bad_server_url_is_one_line(tmp_path, field, value, says):
+def test_a_bad_remote_suite_value_is_one_line(tmp_path, field, value, says):
     suite = _suite("http://127.0.0.1:1/v3")
     if field == "server":
         suite[field] = value

@@ -66,7 +66,7 @@ def start_local_server(model_dir: Path, device: str, properties: dict[str, Any],
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ServerError(f"harness serve exited with {proc.returncode}: "
-                                        f"{log_path.read_text(errors='replace')[-400:]}")
+                              f"{log_path.read_text(errors='replace')[-400:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
                 return proc, f"http://127.0.0.1:{port}/v3"
@@ -288,10 +288,7 @@ def reach_server(cell: CellSpec, p: ServingParams, models: CellModels
                  ) -> tuple[subprocess.Popen | None, str, dict[str, float]]:
     """(the local server's process or None, base URL, load figures): starts harness serve for `local`."""
     scheduler = {} if p.enable_prefix_caching is None else {"enable_prefix_caching": p.enable_prefix_caching}
-    if cell.remote:
-        if scheduler:
-            raise ModelPreparationError(f"enable_prefix_caching={p.enable_prefix_caching} configures harness "
-                                        "serve (server: local); a running server has its own setting")
+    if cell.remote:  # enable_prefix_caching with a remote server is refused when the suite is read
         return None, str(cell.server).rstrip("/"), {}
     t0 = time.perf_counter()
     proc, base_url = start_local_server(models.target, cell.device, dict(cell.properties),
@@ -406,11 +403,12 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     if p.export_requests:
         write_exports(models.workdir, api, warmups, measured, result.start_ns)
     deltas = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
-    emit(load_outcome(result, warmups + measured, deltas, timeline, cell_values))
-    failed = [o for o in result.measured if not o.ok and not o.cancelled]
-    if failed and not any(o.ok for o in result.measured):  # what was measured is kept; the cell still fails
-        raise ServerError(f"all {len(failed)} measured requests failed; first: request {failed[0].index}: "
-                         f"{failed[0].error_kind}: {failed[0].error}")
+    done = load_outcome(result, warmups + measured, deltas, timeline, cell_values)
+    emit(done)
+    errors = done.check_outputs.serving_errors
+    if errors is not None and errors.first and not any(o.ok for o in result.measured):
+        # what was measured is kept; the cell still fails
+        raise ServerError(f"all {sum(errors.counts.values())} measured requests failed; first: {errors.first[0]}")
 
 
 def load_outcome(result: LoadResult, every_output: list[RequestOutput], deltas: dict[str, float],

@@ -30,8 +30,9 @@ class ServingParams(Params):
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                     description="environment variable holding the API key")
     served_model: str | None = Field(
-        None, min_length=1, description="the request's `model` (OVMS routes by the served model's name); default: the suite's "
-        "model name when the server lists it, else the server's only model (from /v3/models)")
+        None, min_length=1, description="the request's `model` (OVMS routes by the served model's name); "
+        "default: the suite's model name when the server lists it, else the server's only model "
+        "(from /v3/models)")
     request_timeout_s: float = Field(60, gt=0)
     batch_size: int | None = Field(None, gt=0, description="texts per embeddings / rerank request")
     range_ratio: float = Field(0.0, ge=0, lt=1, description="input and output lengths drawn uniformly from "
@@ -50,9 +51,9 @@ class ServingParams(Params):
     search_probes: int = Field(8, ge=2, le=40, description="slo_search: most loads to run")
     # what the requests contain (harness/serving/content.py)
     shared_prefix_tokens: int | None = Field(
-        None, gt=0, le=MAX_PROMPT_TOKENS, description="chat / completions: a system prompt of this many tokens (exact under the model's "
-        "tokenizer), identical across requests, before the user turn of the input length; chat sends it as a "
-        "system message, completions prepend it to the prompt")
+        None, gt=0, le=MAX_PROMPT_TOKENS, description="chat / completions: a system prompt of this many tokens "
+        "(exact under the model's tokenizer), identical across requests, before the user turn of the input length; "
+        "chat sends it as a system message, completions prepend it to the prompt")
     prefix_groups: int = Field(1, gt=0, description="with shared_prefix_tokens: this many distinct prefixes, "
                                "request (or conversation) k taking prefix k mod prefix_groups")
     turns: int = Field(1, gt=0, description="chat / completions: requests per conversation; each turn carries "

@@ -98,7 +98,7 @@ def prompt_token_counter(base_url: str, api: str, model: str, headers: dict[str,
             return None
         if r.status_code >= 400:  # every request of the load would be answered so: a wrong path, model or key
             raise ServerError(f"POST {url} (a one-token request, model {model!r}) was answered "
-                                        f"{http_error_text(r.status_code, r.text)}")
+                              f"{http_error_text(r.status_code, r.text)}")
         try:
             usage = r.json().get("usage")
             tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None

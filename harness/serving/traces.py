@@ -102,6 +102,13 @@ def _time_s(path: Path, line: int, fmt: str, v: Any) -> float:
     return float(v) / 1000.0 if fmt == "mooncake" else float(v)
 
 
+def _request(path: Path, line: int, fmt: str, row: dict[str, Any]) -> TraceRequest:
+    t_key, in_key, out_key = FIELDS[fmt]
+    tokens = _length(path, line, row, in_key)
+    return TraceRequest(_time_s(path, line, fmt, row.get(t_key)), tokens, _length(path, line, row, out_key),
+                        _blocks(path, line, row, tokens) if fmt != "azure" else ())
+
+
 def read_trace(path: str | Path, fmt: TraceFormat = "auto") -> Trace:
     """The trace's requests in arrival order, times in seconds after the first arrival."""
     p = Path(path)
@@ -109,7 +116,7 @@ def read_trace(path: str | Path, fmt: TraceFormat = "auto") -> Trace:
     lines = text.splitlines()
     if fmt == "auto":
         fmt = _detect(p, next((ln for ln in lines if ln.strip()), None))
-    t_key, in_key, out_key = FIELDS[fmt]
+    t_key = FIELDS[fmt][0]
     rows: list[tuple[int, dict[str, Any]]] = []
     if fmt == "azure":
         reader = csv.DictReader(lines)
@@ -125,10 +132,7 @@ def read_trace(path: str | Path, fmt: TraceFormat = "auto") -> Trace:
             rows.append((n, row))
     if not rows:
         raise HarnessInputError(str(p), None, None, "trace holds no requests")
-    parsed = [TraceRequest(_time_s(p, n, fmt, row.get(t_key)), _length(p, n, row, in_key),
-                           _length(p, n, row, out_key),
-                           _blocks(p, n, row, _length(p, n, row, in_key)) if fmt != "azure" else ())
-              for n, row in rows]
+    parsed = [_request(p, n, fmt, row) for n, row in rows]
     notes = []
     if any(b.t_s < a.t_s for a, b in zip(parsed, parsed[1:], strict=False)):
         notes.append(f"{p.name}: arrival times are not in order; replayed sorted by time")
@@ -157,11 +161,12 @@ was); closed-loop requests leave it empty.
   inference trace CSV: `TIMESTAMP`, `ContextTokens`, `GeneratedTokens`), `harness` (JSON lines `{"t_s": 0.12,
   "input_tokens": 512, "output_tokens": 64}`, `hash_ids` optional); `auto` takes a .csv as Azure's and JSON lines
   by their keys. A relative path is relative to the suite file; the file is read when the suite is loaded, so a
-  bad line stops the run before any cell, naming the file and line. Arrivals out of order are sorted. `hash_ids` reproduce the trace's prefix sharing: block k of a
-  prompt (512 tokens, Mooncake's block size) is the synthetic text of its hash id, the same text wherever that id
-  appears, so requests whose ids start alike share that prefix exactly as in the trace; a last partial block is
-  the start of its id's text, and tokens past the listed blocks are text of the request's own. Warm-up requests
-  take no blocks (they would fill the prefix cache ahead of the trace).
+  bad line stops the run before any cell, naming the file and line. Arrivals out of order are sorted. `hash_ids`
+  reproduce the trace's prefix sharing: block k of a prompt (512 tokens, Mooncake's block size) is the synthetic
+  text of its hash id, the same text wherever that id appears, so requests whose ids start alike share that
+  prefix exactly as in the trace; a last partial block is the start of its id's text, and tokens past the listed
+  blocks are text of the request's own. Warm-up requests take no blocks (they would fill the prefix cache ahead
+  of the trace).
 - **Replay** (`replay_payloads`): the bodies of a run's `payloads/<cell>.jsonl`, sent byte for byte (warm-up ones
   first, as warm-up), the measured ones at their recorded send times × `trace_time_scale`.
 - **Cancellation** (`cancel_fraction`, `cancel_after_tokens` = N): each measured request is cancelled with
