@@ -83,6 +83,7 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
     check_outputs = CheckOutputs()
     notes: list[str] = []
     model_dir = None
+    preparation: list[str] = []
     unreadable: list[Unreadable] = []
     reference: list[ReferenceRecord] = []
     reference_error: str | None = None
@@ -111,6 +112,7 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
                     if x is not None:
                         cell_values[tag] = x
                 notes.append("model from cache" if ev.cache_hit else "model exported in this run")
+                preparation = list(ev.notes)
             case ServerReport():
                 server = server or ev.server
             case SloSearchReport():
@@ -155,7 +157,7 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
         key=spec.key, spec=spec, status=status, error=error, started_at=started_at, finished_at=finished_at,
         wall_s=wall_s, samples=samples, batches=batches, cell_values=cell_values,
         summaries=summaries(samples, cell_values, batches),
-        check_outputs=check_outputs, model_dir=model_dir, notes=notes, reference=reference,
+        check_outputs=check_outputs, model_dir=model_dir, preparation=preparation, notes=notes, reference=reference,
         reference_error=reference_error, runtime_versions=runtime_versions, server=server,
         slo_search=search,
     )

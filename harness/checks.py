@@ -61,6 +61,27 @@ def exact_token_count(r: CellResult) -> CheckResult | None:
                        else f"{len(r.samples)} calls x {g.max_new_tokens} tokens")
 
 
+# a BOS token the tokenizer adds when the pipeline encodes, which the prompt's own count leaves out
+INPUT_LENGTH_SLACK = 1
+
+
+def input_length(r: CellResult) -> CheckResult | None:
+    """Every call's input, as its pipeline counted it, is the synthetic prompt length the cell asks for (+-1): a
+    figure keyed `in128` must be measured on 128 tokens of the model's own tokenizer."""
+    asked = r.spec.prompts.input_tokens
+    counted = [s.input_tokens for s in r.samples if s.input_tokens > 0]
+    if not kind_spec(r.spec.scenario.kind).exact_input_length or r.spec.prompts.source != "synthetic" \
+            or asked is None or not counted:
+        return None
+    off = sorted({n for n in counted if abs(n - asked) > INPUT_LENGTH_SLACK})
+    if off:
+        return CheckResult(name="input_length", status="fail",
+                           detail=f"asked {asked} input tokens, the pipeline counted {min(counted)}-{max(counted)} "
+                                  f"({len(off)} length(s) off by more than {INPUT_LENGTH_SLACK})")
+    return CheckResult(name="input_length", status="pass",
+                       detail=f"{len(counted)} calls of {min(counted)}-{max(counted)} tokens (asked {asked})")
+
+
 def repeat_determinism(r: CellResult) -> CheckResult | None:
     """Greedy decoding (or seeded sampling) of the same prompt twice must give identical text."""
     if r.spec.generation.mode not in ("greedy", "sampling"):
@@ -176,7 +197,7 @@ def fidelity(r: CellResult) -> CheckResult | None:
 def cell_checks(r: CellResult) -> list[CheckResult]:
     if r.status != "ok":
         return []
-    found = (exact_token_count(r), repeat_determinism(r), repeat_vectors(r), tokenizer_parity(r), serving_errors(r),
+    found = (exact_token_count(r), input_length(r), repeat_determinism(r), repeat_vectors(r), tokenizer_parity(r), serving_errors(r),
              fidelity(r))
     return [c for c in found if c is not None] + gate_checks(r)
 

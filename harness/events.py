@@ -54,6 +54,7 @@ class Prepared(_Event):
     weight_bytes_per_token: int | None = Field(
         None, description="bytes of weights a decoding step reads, from the IR (harness.roofline); kinds the "
         "memory roofline applies to only")
+    notes: list[str] = Field(default_factory=list, description="what preparing the models decided")
 
 
 class Runtime(_Event):

@@ -1,8 +1,9 @@
 """Synthetic prompts of an exact input length, the same on every machine.
 
-Two styles: "code", Python-like source composed from statement templates and identifiers (what the
-built-in models were trained on, and what code assistants are asked), and "words", English words at
-random. Both are drawn with a seeded numpy generator (PCG64 is stable across platforms and numpy
+Three styles: "code", Python-like source composed from statement templates and identifiers (what the
+built-in models were trained on, and what code assistants are asked), "words", English words at
+random, and "instruct", a request to a chat model about such code (an instruction line, then the code),
+for real instruction-tuned models whose answers quote the code they were given. Both are drawn with a seeded numpy generator (PCG64 is stable across platforms and numpy
 versions), so a prompt depends only on (style, index, length, tokenizer)."""
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ _WORDS = (
 ).split()
 
 
-PromptStyle = Literal["code", "words"]
+PromptStyle = Literal["code", "words", "instruct"]
+_INSTRUCTIONS = (
+    "Rewrite the following Python code with a comment above every function and class:",
+    "Explain what the following Python code does, quoting each line you explain:",
+    "Find the bugs in the following Python code and show the corrected code:",
+    "Add type hints to the following Python code and print the whole result:",
+)
 
 _NAMES = ("name", "value", "path", "items", "data", "key", "result", "size", "count", "line", "text", "node",
           "index", "offset", "buffer", "config", "options", "parts", "entry", "record", "token", "stream")
@@ -73,8 +80,11 @@ def _words_text(index: int, n_words: int) -> str:
 
 
 def synthetic_text(style: PromptStyle, index: int, n: int) -> str:
-    """Text `index` of `n` words, or `n` lines of code."""
-    return _code_text(index, n) if style == "code" else _words_text(index, n)
+    """Text `index` of `n` words, or `n` lines of code (after an instruction, for "instruct")."""
+    if style == "words":
+        return _words_text(index, n)
+    code = _code_text(index, n)
+    return f"{_INSTRUCTIONS[index % len(_INSTRUCTIONS)]}\n\n{code}" if style == "instruct" else code
 
 
 def synthetic_prompt(
@@ -95,7 +105,7 @@ def synthetic_prompt(
     # points on both sides.
     for cut in [*range(n_tokens, max(0, n_tokens - 6), -1), *range(n_tokens + 1, min(len(ids), n_tokens + 6) + 1)]:
         # code keeps its trailing newline or indent: it says what comes next
-        text = decode(ids[:cut]) if style == "code" else decode(ids[:cut]).strip()
+        text = decode(ids[:cut]) if style != "words" else decode(ids[:cut]).strip()
         err = abs(len(encode(text)) - n_tokens)
         if best_err is None or err < best_err:
             best, best_err = text, err

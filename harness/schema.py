@@ -15,9 +15,9 @@ from harness.kinds import KINDS, kind_spec
 
 SCHEMA_VERSION = "1.9"
 
-ExportPrecision = Literal["fp16", "int8", "int4"]
+ExportPrecision = Literal["fp16", "int8", "int4", "gguf"]
 # "served": a remote server's model, whatever it runs; the harness neither exported nor measured its precision
-Precision = Literal["fp16", "int8", "int4", "served"]
+Precision = Literal["fp16", "int8", "int4", "gguf", "served"]
 REMOTE_DEVICE = "remote"  # a remote server's cells: the server's device is the server's business
 CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
 CheckStatus = Literal["pass", "fail", "not_run"]
@@ -68,7 +68,8 @@ class PromptSpec(Strict):
     input_tokens: int | None = Field(None, ge=1)
     # "words" is the default only so that results written before schema 1.5 (words only) read true; suites
     # default to "code"
-    style: Literal["code", "words"] = Field("words", description="synthetic prompts: Python-like code or English words")
+    style: Literal["code", "words", "instruct"] = Field(
+        "words", description="synthetic prompts: Python-like code, English words, or an instruction about code")
     file: str | None = None
     texts: list[str] = Field(default_factory=list)
     vary_per_iteration: bool = Field(
@@ -428,6 +429,8 @@ class CellResult(Strict):
     checks: list[CheckResult] = Field(default_factory=list)
     check_outputs: CheckOutputs = Field(default_factory=CheckOutputs)
     model_dir: str | None = None
+    preparation: list[str] = Field(default_factory=list, description="what preparing the cell's models decided "
+                                   "(the file read, the int4 group size that fits, ...)")
     notes: list[str] = Field(default_factory=list)
     reference: list[ReferenceRecord] = Field(
         default_factory=list, description="the bare reference loop's calls, when the cell has fidelity_check")

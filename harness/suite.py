@@ -82,7 +82,9 @@ class SuiteModel(_Strict):
 
 class SuitePrompts(_Strict):
     input_tokens: list[int] = Field(default_factory=lambda: [128])
-    style: Literal["code", "words"] = Field("code", description="synthetic prompts: Python-like code or English words")
+    style: Literal["code", "words", "instruct"] = Field(
+        "code", description="synthetic prompts: Python-like code, English words, or an instruction about code (for "
+        "chat models, with generation.apply_chat_template)")
     file: str | None = Field(None, description=".txt (one prompt a line) or .jsonl with a 'prompt' field")
     vary_per_iteration: bool = True
 

@@ -170,6 +170,21 @@ def server_lines(cells: list[CellResult]) -> list[str]:
     return lines
 
 
+def preparation_lines(cells: list[CellResult]) -> list[str]:
+    """What preparing each model at each precision decided (the file read, the int4 group size used), once."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for c in cells:
+        if c.preparation:
+            seen.setdefault((c.spec.model.name, c.spec.precision), [])
+            for note in c.preparation:
+                if note not in seen[(c.spec.model.name, c.spec.precision)]:
+                    seen[(c.spec.model.name, c.spec.precision)].append(note)
+    if not seen:
+        return []
+    return ["", "### Model preparation", ""] + [f"- {md_text(model)} {precision}: {md_text('; '.join(notes))}"
+                                                for (model, precision), notes in seen.items()]
+
+
 def render_markdown(res: RunResults) -> str:
     """The Markdown report of a run."""
     lines = _header(res)
@@ -195,6 +210,7 @@ def render_markdown(res: RunResults) -> str:
         lines.append(f"| {md_code(c.key)} | {fmt_value(v.get('load_cold_ms'), 0)} | {fmt_value(v.get('load_cached_ms'), 0)} "
                      f"| {fmt_value(v.get('model_memory_mb'), 0)} | {fmt_value(v.get('peak_rss_mb'), 0)} "
                      f"| {fmt_value(v.get('model_size_mb'), 1)} | {fmt_value(v.get('export_s'), 1)} |")
+    lines += preparation_lines(res.cells)
     lines += fidelity_lines(res.cells)
     lines += slo_search_lines(res.cells)
     lines += repeated_load_lines(res.cells)

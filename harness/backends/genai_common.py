@@ -137,8 +137,20 @@ def prompt_texts(cell: CellSpec, tok: Any, count: int, lengths: list[int] | None
         return tok.decode(ids, skip_special_tokens=True)
 
     assert cell.prompts.input_tokens is not None
-    return [synthetic_prompt(i, lengths[i] if lengths else cell.prompts.input_tokens, encode, decode,
-                             cell.prompts.style) for i in range(count)]
+    # the chat template's own tokens count towards the length asked for, as the pipeline counts them
+    overhead = chat_overhead(tok) if cell.generation.apply_chat_template else 0
+    return [synthetic_prompt(i, max(1, (lengths[i] if lengths else cell.prompts.input_tokens) - overhead), encode,
+                             decode, cell.prompts.style) for i in range(count)]
+
+
+def chat_overhead(tok: Any) -> int:
+    """Tokens the model's chat template adds around one user message (system prompt, role markers, the
+    assistant's opening): an empty message templated and counted."""
+    try:
+        text = tok.apply_chat_template([{"role": "user", "content": ""}], add_generation_prompt=True)
+    except Exception as e:  # noqa: BLE001 - one line: the model has no usable chat template
+        raise ValueError(f"generation.apply_chat_template is set but the model's chat template failed: {e}") from None
+    return len(tok.encode(text, add_special_tokens=False).input_ids.data[0])
 
 
 def genai_step_times(res: Any, start_ns: int) -> tuple[list[float], list[int]]:

@@ -93,6 +93,8 @@ class KindSpec:
     report: ReportTable
     generates_text: bool = True  # token counts, greedy reference, repeat of the text
     same_as_greedy: bool = False  # greedy output must equal the plain greedy cell's
+    # each call's input length (as its pipeline counted it) must be the synthetic prompt length asked for, +-1
+    exact_input_length: bool = False
     # "greedy": text accuracy against the plain greedy (or PyTorch) cell; "same_kind": against the fp16 cell of
     # this kind and parameters; "none": no accuracy figure
     reference: Literal["greedy", "same_kind", "none"] = "greedy"

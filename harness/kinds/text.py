@@ -41,11 +41,13 @@ class PromptLookupParams(Params):
 
 
 LLM_BACKEND = "harness.backends.genai_llm:run"
-GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, roofline=True,
+GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, roofline=True, exact_input_length=True,
                     report=text_table("Plain generation", ROOFLINE_COLUMNS))
 SPECULATIVE = KindSpec(name="speculative", params=SpeculativeParams, backend=LLM_BACKEND, same_as_greedy=True,
+                       exact_input_length=True,
                        report=text_table("Speculative decoding", DRAFTED_COLUMNS))
 PROMPT_LOOKUP = KindSpec(name="prompt_lookup", params=PromptLookupParams, backend=LLM_BACKEND, same_as_greedy=True,
+                         exact_input_length=True,
                          report=text_table("Prompt lookup decoding", DRAFTED_COLUMNS))
 OPTIMUM = KindSpec(
     name="optimum", params=NoParams, backend="harness.backends.optimum_llm:run", same_as_greedy=True,

@@ -22,7 +22,11 @@ __all__ = ["PreparedModel", "prepare_model", "classify_source", "validate_ir_dir
 # Bump whenever a change to the export command alters what gets built.
 EXPORT_VERSION = 1
 MANIFEST = "harness-manifest.json"
-PRECISIONS = ("fp16", "int8", "int4")
+# "gguf": a GGUF source's own file and quantization, read by openvino-genai itself (no export)
+PRECISIONS = ("fp16", "int8", "int4", "gguf")
+GGUF = "gguf"
+# int4 group sizes tried, largest first, when the asked one does not divide the model's channels
+GROUP_SIZES = (256, 128, 64, 32, 16)
 EXPORT_LIBS = ("openvino", "optimum-intel", "optimum", "nncf", "transformers", "openvino-tokenizers")
 
 
@@ -34,8 +38,9 @@ class PreparedModel:
     source_kind: SourceKind
     cache_hit: bool  # found in the harness IR cache (False for a user IR dir used as is)
     export_s: float | None  # export wall time when the entry was built; None for a user IR dir
-    size_mb: float  # openvino_model.xml + .bin, MiB
+    size_mb: float  # openvino_model.xml + .bin, MiB (a GGUF file: its size)
     total_size_mb: float  # whole directory, MiB
+    notes: tuple[str, ...] = ()  # what preparing it decided (e.g. the int4 group size that fits)
 
 
 def prepare_model(
@@ -49,21 +54,63 @@ def prepare_model(
     log = log or (lambda _msg: None)
     if precision not in PRECISIONS:
         raise ModelPreparationError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
-    src = resolve_source(source, Path(cache_dir), log)
+    src = resolve_source(source, Path(cache_dir), log, convert=precision != GGUF)
+    if precision == GGUF:
+        if src.gguf is None:
+            raise ModelPreparationError(f"precision gguf reads a GGUF file as it is; '{source}' is a {src.kind} source")
+        log(f"using {src.gguf} as is (openvino-genai's own GGUF reader)")
+        size = round(src.gguf.stat().st_size / 2**20, 3)
+        return PreparedModel(path=src.gguf, precision=precision, source=source, source_kind=src.kind, cache_hit=True,
+                             export_s=None, size_mb=size, total_size_mb=size,
+                             notes=(f"{src.gguf.name} read by openvino-genai's GGUF reader",))
     if src.kind == "ir_dir":
         validate_ir_dir(src.path)
         log(f"using IR directory {src.path} as is")
         return _prepared(src.path, precision, source, src.kind, cache_hit=False, export_s=None)
 
+    compression, notes = fitted_compression(src.path, precision, compression)
     key = export_key(src, precision, compression)
     entry = Path(cache_dir) / "ir" / f"{src.slug}-{precision}-{cache.digest(key)}"
     with cache.entry_lock(entry, on_wait=lambda: log(f"waiting for another process preparing {entry.name} ...")):
         manifest = _verified_manifest(entry, log)
         if manifest is not None:
             log(f"cache hit: {src.slug} {precision} at {entry}")
-            return _prepared(entry, precision, source, src.kind, cache_hit=True, export_s=manifest["export_s"])
+            return _prepared(entry, precision, source, src.kind, cache_hit=True, export_s=manifest["export_s"],
+                             notes=notes)
         export_s = _build_entry(src, precision, compression, key, entry, log)
-    return _prepared(entry, precision, source, src.kind, cache_hit=False, export_s=export_s)
+    return _prepared(entry, precision, source, src.kind, cache_hit=False, export_s=export_s, notes=notes)
+
+
+def model_channels(hf_dir: Path) -> dict[str, int]:
+    """The input-channel counts of a Hugging Face text model's weight matrices, from its config.json: what an
+    int4 group size must divide."""
+    config = cache.read_json(hf_dir / "config.json") or {}
+    config = config.get("text_config", config) if isinstance(config.get("text_config"), dict) else config
+    out: dict[str, int] = {}
+    for name in ("hidden_size", "intermediate_size"):
+        if isinstance(config.get(name), int):
+            out[name] = config[name]
+    heads, head_dim = config.get("num_attention_heads"), config.get("head_dim")
+    if isinstance(heads, int) and isinstance(head_dim, int):
+        out["attention width"] = heads * head_dim
+    return out
+
+
+def fitted_compression(hf_dir: Path, precision: str, compression: CompressionSpec
+                       ) -> tuple[CompressionSpec, tuple[str, ...]]:
+    """The int4 options with a group size that divides every channel count of the model (NNCF refuses the export
+    otherwise): the asked one when it fits, else the largest that does, else per-channel; and a note saying so."""
+    if precision != "int4" or compression.group_size == -1:
+        return compression, ()
+    channels = model_channels(hf_dir)
+    asked = compression.group_size
+    if all(n % asked == 0 for n in channels.values()):
+        return compression, (f"int4 group size {asked}",)
+    fits = next((g for g in GROUP_SIZES if g < asked and all(n % g == 0 for n in channels.values())), -1)
+    why = ", ".join(f"{k} {n}" for k, n in channels.items() if n % asked)
+    used = f"group size {fits}" if fits != -1 else "per-channel groups"
+    return (compression.model_copy(update={"group_size": fits}),
+            (f"int4 {used}: the asked group size {asked} does not divide {why}",))
 
 
 def export_key(src: ResolvedSource, precision: str, compression: CompressionSpec) -> dict[str, Any]:
@@ -123,7 +170,7 @@ def _build_entry(src: ResolvedSource, precision: str, compression: CompressionSp
 
 
 def _prepared(path: Path, precision: str, source: str, kind: SourceKind, cache_hit: bool,
-              export_s: float | None) -> PreparedModel:
+              export_s: float | None, notes: tuple[str, ...] = ()) -> PreparedModel:
     return PreparedModel(path=path, precision=precision, source=source, source_kind=kind, cache_hit=cache_hit,
                          export_s=export_s, size_mb=round(ir_size_mb(path), 3),
-                         total_size_mb=round(total_size_mb(path), 3))
+                         total_size_mb=round(total_size_mb(path), 3), notes=notes)
