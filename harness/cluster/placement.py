@@ -59,4 +59,4 @@ def machine(node: NodeIdentity) -> str:
 
 
 def model_key(cell: CellSpec) -> str:
-    return f"{cell.model.source}|{cell.model.draft}|{cell.precision}"
+    return f"{cell.model.source}|{cell.model.draft}|{cell.model.draft_precision}|{cell.precision}"

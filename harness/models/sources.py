@@ -46,6 +46,11 @@ def is_gguf_file(path: Path) -> bool:
     return path.suffix.lower() == ".gguf"
 
 
+def is_gguf_source(source: str) -> bool:
+    """A source that names a GGUF file (directly or inside a registry package): one precision gguf can read."""
+    return source.startswith(PACKAGE_PREFIX) or is_gguf_file(Path(source))
+
+
 def classify_source(source: str) -> SourceKind:
     """Kind of a source string, without building or downloading anything."""
     if source.startswith(SYNTHETIC_PREFIX):
