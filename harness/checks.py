@@ -104,9 +104,12 @@ def tokenizer_parity(r: CellResult) -> CheckResult | None:
     found = r.check_outputs.tokenizer_parity
     if found is None:
         return None
+    cut = f"; text(s) {sorted(found.truncated)} cut by the OpenVINO tokenizer to its max_length " \
+        f"({', '.join(sorted({str(n) for n in found.truncated.values()}))} tokens; the ids it kept are identical)" \
+        if found.truncated else ""
     if not found.encode_mismatches and not found.decode_mismatches:
         return CheckResult(name="tokenizer_parity", status="pass",
-                           detail=f"{found.texts} texts: identical ids (with and without special tokens) and text")
+                           detail=f"{found.texts} texts: identical ids (with and without special tokens) and text{cut}")
     examples = [f"encode text {e.text} ({'with' if e.special_tokens else 'without'} special tokens) differs "
                 f"at id {e.at}: {e.text_start!r}" for e in found.encode_examples]
     examples += [f"decode text {e.text}: OV {e.ov!r} vs HF {e.hf!r}" for e in found.decode_examples]
@@ -114,7 +117,7 @@ def tokenizer_parity(r: CellResult) -> CheckResult | None:
         if found.errors else ""
     return CheckResult(name="tokenizer_parity", status="fail",
                        detail=f"{found.encode_mismatches} encode and {found.decode_mismatches} decode mismatches "
-                              f"over {found.texts} texts{failing}; " + "; ".join(examples))
+                              f"over {found.texts} texts{failing}{cut}; " + "; ".join(examples))
 
 
 def repeat_vectors(r: CellResult) -> CheckResult | None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 
 from harness.kinds import KINDS, kind_spec
 
-SCHEMA_VERSION = "1.9"
+SCHEMA_VERSION = "1.10"
 
 ExportPrecision = Literal["fp16", "int8", "int4", "gguf"]
 # "served": a remote server's model, whatever it runs; the harness neither exported nor measured its precision
@@ -327,6 +327,9 @@ class TokenizerParity(Strict):
     encode_examples: list[EncodeMismatch] = Field(default_factory=list)
     decode_examples: list[DecodeMismatch] = Field(default_factory=list)
     errors: list[int] = Field(default_factory=list, description="texts the OpenVINO tokenizer raised on")
+    truncated: dict[int, int] = Field(default_factory=dict, description="text -> the ids the OpenVINO tokenizer kept "
+                                      "where it cut a long text to its max_length (the Hugging Face ids' start or "
+                                      "end): a limit, not a mismatch; since 1.10")
 
 
 class ServingErrors(Strict):
