@@ -226,3 +226,111 @@ def test_the_prepare_worker_prepares_one_model_when_told(tmp_path, monkeypatch):
     assert asked == [("synthetic:tiny-draft", "int4", 32)]
     [prepared] = [e for e in emitted if isinstance(e, Prepared)]
     assert prepared.model_dir == str(tmp_path) and prepared.draft_dir is None and prepared.cache_hit
+
+
+class FakeRay:
+    """Just enough of Ray for the submitter (cluster/executor.py): a task runs at once, in this process, through
+    `run(cell, job)`; its result is returned by the next `wait`."""
+
+    def __init__(self, nodes: list, run) -> None:
+        self._nodes, self._run = nodes, run
+        self._results: dict[int, object] = {}
+        self.sent: list[tuple[str, str]] = []
+        self.exceptions = SimpleNamespace()  # no node faults happen here
+
+    def nodes(self) -> list[dict]:
+        return [{"Alive": True, "NodeID": n.node_id, "NodeManagerAddress": n.address, "Labels": {},
+                 "Resources": {"CPU": n.cpus}} for n in self._nodes]
+
+    def remote(self, **_: object):
+        fake = self
+
+        class Task:
+            def options(self, **_: object) -> Task:
+                return self
+
+            def remote(self, cell, job) -> int:
+                fake.sent.append((cell.key, job.node.name))
+                ref = len(fake.sent)
+                fake._results[ref] = fake._run(cell, job)
+                return ref
+
+        return lambda _function: Task()
+
+    def wait(self, refs, num_returns, timeout):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        return self._results.pop(ref)
+
+    def cancel(self, ref, force=False) -> None:
+        self._results.pop(ref, None)
+
+
+def _node(name: str):
+    from harness.schema import DeviceInfo, NodeIdentity
+
+    host = factories.run([]).metadata.host.model_copy(update={"hostname": name})
+    node_id = name.encode().hex().rjust(56, "0")  # Ray's scheduling strategy reads it as a node id
+    return NodeIdentity(name=name, node_id=node_id, address="127.0.0.1", cpus=2, host=host,
+                        devices=[DeviceInfo(name="CPU")], cache=f"node-local /cache/{name}")
+
+
+@pytest.mark.parametrize("mode", ["spread", "each-node"])
+def test_the_cluster_submitter_sends_no_more_cells_needing_a_model_that_failed_to_prepare(tmp_path, mode):
+    from harness.cluster import placement
+    from harness.cluster.executor import Cluster, ClusterOptions, run_cells_on_cluster
+    from harness.cluster.node_task import CellOnNode
+    from harness.runner import now_iso
+
+    def on_node(cell, job) -> CellOnNode:
+        """A node: the int4 export fails (only w1 fails in each-node mode), everything else measures."""
+        if cell.precision == "int4" and (mode == "spread" or job.node.name == "w1"):
+            failure = PreparationFailure(role="model", status="failed", error=GROUP_ERROR, what="tiny int4",
+                                         log="/tmp/x/prepare.log", node=job.node.name)
+            return CellOnNode(result=factories.result(cell, [], "failed", GROUP_ERROR),
+                              preparation_failures=[failure])
+        return CellOnNode(result=factories.result(cell, [factories.sample(0)]))
+
+    nodes = [_node("w1")] if mode == "spread" else [_node("w1"), _node("w2")]
+    ray = FakeRay(nodes, on_node)
+    cluster = Cluster(ray=ray, options=ClusterOptions(address="fake", mode=mode), nodes=nodes,
+                      cache_dirs={n.node_id: n.cache for n in nodes}, left_out={})
+    cells = [c for c in _cells() if c.precision == "int4"] + [factories.spec(key="tiny/fp16/CPU/greedy/in8")]
+    if mode == "each-node":
+        cells = placement.each_node(cells, nodes)
+    meta = factories.run([]).metadata
+    meta.started_at = now_iso()
+    (tmp_path / "run").mkdir()
+    res = run_cells_on_cluster(cells, tmp_path / "run", meta, cluster, {}, runner.ProgressSink())
+    sent_int4 = [(k, node) for k, node in ray.sent if "/int4/" in k]
+    by_key = {c.key: c for c in res.cells}
+    if mode == "spread":
+        assert len(sent_int4) == 1  # 5 cells need the model; one attempted it
+        failed = [c for c in res.cells if c.spec.precision == "int4"]
+    else:  # each node prepares into its own cache: w1's failure is w1's; w2 ran all five
+        assert [node for _, node in sent_int4].count("w1") == 1 and [node for _, node in sent_int4].count("w2") == 5
+        failed = [c for c in res.cells if c.spec.precision == "int4" and c.spec.host == "w1"]
+        assert all(by_key[k].status == "ok" for k, node in sent_int4 if node == "w2")
+    assert len(failed) == 5 and all((c.status, c.error) == ("failed", GROUP_ERROR) for c in failed)
+    assert sum(any(n.startswith("not retried") and "on node w1" in n for n in c.notes) for c in failed) == 4
+    assert all(c.status == "ok" for c in res.cells if c.spec.precision == "fp16")
+
+
+@pytest.mark.parametrize(("status", "reported"), [("failed", 1), ("crashed", 1), ("timeout", 0)])
+def test_a_node_reports_the_preparations_that_failed_but_not_one_cut_off_by_the_cells_timeout(
+        tmp_path, monkeypatch, status, reported):
+    from harness.cluster import node_task
+
+    def worker(task, workdir, timeout_s, cell, progress, env=None, since_progress=False):
+        assert task.prepare is not None and not since_progress  # on a node: the cell's prepare timeout, in total
+        return [Error(error="boom")], status, "boom"
+
+    monkeypatch.setattr(runner, "_run_worker", worker)
+    monkeypatch.setattr(node_task, "node_run_dir", lambda run_id: tmp_path / run_id)
+    on_node = node_task.run_cell_on_node(factories.spec(), node_task.NodeJob(run_id="r", node=_node("w1"),
+                                                                             cache_dir=str(tmp_path)))
+    assert on_node.result.status == status and len(on_node.preparation_failures) == reported
+    if reported:
+        [f] = on_node.preparation_failures
+        assert (f.role, f.node, f.error) == ("model", "w1", "boom")
