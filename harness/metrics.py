@@ -986,7 +986,8 @@ class RooflinePercent(CellMetric):
     """Plain decoding: achieved_bandwidth_gbs / memory_bandwidth_gbs × 100, the share of its host's measured
     memory bandwidth the decode's weight reads reach. KV cache and activations are not counted, so it understates
     the memory system's real use (docs/roofline.md). Absent without a measured bandwidth, and above 100: a decode
-    reading weights faster than the host's triad says the triad was measured under load (the cell notes it)."""
+    reading weights faster than the host's triad reads them from the CPU's cache (weights smaller than it) or the
+    triad was measured under load (the cell's note says which)."""
 
     tag, title, unit, higher_is_better = "roofline_pct", "memory roofline", "%", True
 

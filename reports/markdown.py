@@ -54,7 +54,8 @@ def roofline_lines(cells: list[CellResult]) -> list[str]:
         return []
     return ["", f"Roofline % left out for {len(over)} cell(s) ({', '.join(md_code(c.key) for c in over[:3])}"
             + (", ..." if len(over) > 3 else "") + "): their decode read weights faster than the host's measured "
-            "triad bandwidth, so that figure was measured under load (docs/roofline.md).", ""]
+            "triad bandwidth, either from the CPU's cache (weights smaller than it) or because that figure was "
+            "measured under load; each cell's note says which (docs/roofline.md).", ""]
 
 
 def sweep_limit_lines(cells: list[CellResult]) -> list[str]:

@@ -41,8 +41,8 @@ def _roofline_columns(c: CellResult) -> list[str]:
 
     tpot = c.summaries.get("tpot_ms")
     decode = decode_tokens_per_s(tpot.mean) if tpot is not None else None
-    roofline = "> 100: host bandwidth measured under load" if exceeds_host(c.cell_values) else \
-        fmt(median("roofline_pct"), 0)
+    roofline = "> 100: weights in cache or bandwidth measured under load (cell note)" \
+        if exceeds_host(c.cell_values) else fmt(median("roofline_pct"), 0)
     return [fmt(decode, 1), fmt(median("weight_bytes_per_token"), 1), fmt(median("achieved_bandwidth_gbs"), 1),
             roofline]
 

@@ -224,21 +224,27 @@ def test_qualification_report_shows_roofline_per_cell_and_host_bandwidth():
     assert "memory bandwidth not measured" in render_qualification(res)
 
 
-def test_a_roofline_above_100_percent_is_not_reported_but_said_to_come_from_a_busy_measurement():
+def test_a_roofline_above_100_percent_is_not_reported_but_said_to_come_from_a_busy_measurement(monkeypatch):
     """85.7 GB/s of weights against a host figure of 20 GB/s (measured under load): no 429%, anywhere."""
+    from harness import aggregate
     from reports.markdown import render_markdown
 
+    monkeypatch.setattr(aggregate, "last_level_cache_mb", lambda: 32.0)  # 200 MB of weights cannot sit in it
     cell = _cell(host_gbs=20.0)
     assert "roofline_pct" not in cell.cell_values and "roofline_pct" not in cell.summaries
     assert cell.cell_values["achieved_bandwidth_gbs"] == pytest.approx(85.7, abs=0.05)
     [note] = [n for n in cell.notes if n.startswith("roofline % left out")]
-    assert "85.7 GB/s" in note and "20.0 GB/s" in note and "under load" in note
+    assert "85.7 GB/s" in note and "20.0 GB/s" in note and "measured under load" in note
+    # a model whose weights fit in the last-level cache reads them from there: the note says that instead
+    monkeypatch.setattr(aggregate, "last_level_cache_mb", lambda: 260.0)
+    [cached] = [n for n in _cell(host_gbs=20.0).notes if n.startswith("roofline % left out")]
+    assert "200.0 MB of weights fit in the CPU's 260 MiB last-level cache" in cached and "under load" not in cached
     res = factories.run([cell])
     busy = _fake("f", 20.0).model_copy(update={"cached": True, "measurements": 4, "this_run": BandwidthReading(
         kind="check", triad_gbs=4.3, triad_median_gbs=4.0, seconds=1.2, measured_at="2026-02-01T00:00:00+00:00")})
     res.metadata.host.memory_bandwidth = busy
     qualification = render_qualification(res)
-    assert "| 85.7 | > 100: host bandwidth measured under load |" in qualification
+    assert "| 85.7 | > 100: weights in cache or bandwidth measured under load (cell note) |" in qualification
     assert "best of 4 measurements of this host, from 2026-01-01T00:00:00+00:00; this run read 4.3: host under load" \
         in qualification
     md = render_markdown(res)
