@@ -24,7 +24,7 @@ from harness.events import (
 from harness.fidelity import fidelity_values
 from harness.kinds import kind_spec
 from harness.metrics import METRICS, batch_values, sample_values
-from harness.roofline import roofline_values
+from harness.roofline import exceeds_host, exceeds_host_note, last_level_cache_mb, roofline_values
 from harness.schema import (
     BatchRecord,
     CellResult,
@@ -146,6 +146,8 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
         cell_values.update(roofline_values(
             cell_values.get("weight_bytes_per_token"), cell_values.get("memory_bandwidth_gbs"),
             (v for s in samples if not s.warmup for v in s.values.get("tpot_ms", []))))
+        if exceeds_host(cell_values):
+            notes.append(exceeds_host_note(cell_values, last_level_cache_mb()))
     if spec.scenario.kind == "serving":  # figures of the whole load over time, from its stored requests
         from harness.serving.load_analysis import load_values
 

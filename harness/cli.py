@@ -242,13 +242,23 @@ def _join_cluster(address: str, each_node: bool, nodes: list[str], shared_cache:
 
 
 def _host_bandwidth(cache_dir: Path, host):
-    """The host's memory bandwidth (measured once per host, then read from the cache), said in one line."""
-    from harness.roofline import host_bandwidth
+    """The host's memory bandwidth (the best of its measurements, each run adding a short one), said in one line,
+    and a warning when this run's own reading says the host is busy."""
+    from harness.roofline import host_bandwidth, under_load
 
     bw = host_bandwidth(cache_dir, host)
-    how = "cached" if bw.cached else f"measured in {bw.seconds:.1f} s"
+    now = bw.this_run
+    if now is None or now.kind == "full" and not bw.cached:
+        how = f"measured in {bw.seconds:.1f} s"
+    else:
+        how = (f"best of {bw.measurements} measurements on this host, from {bw.measured_at}; this run's "
+               f"{now.kind}: {now.triad_gbs:.1f} GB/s in {now.seconds:.1f} s")
     err_console.print(f"memory bandwidth: triad {bw.triad_gbs:.1f} GB/s, copy {bw.copy_gbs:.1f} GB/s ({how})",
                       highlight=False)
+    if now is not None and under_load(bw):
+        err_console.print(styled("yellow", "warning:", f"memory bandwidth now {now.triad_gbs:.1f} GB/s, "
+                                 f"{100 * now.triad_gbs / bw.triad_gbs:.0f}% of this host's best: other work is running, "
+                                 "so this run's measurements will be slower and noisier than on a quiet host"))
     return bw
 
 

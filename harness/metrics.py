@@ -966,8 +966,9 @@ class WeightBytesPerToken(CellMetric):
 @metric
 class HostMemoryBandwidth(CellMetric):
     """The memory bandwidth of the host the cell ran on: the best STREAM-style triad a = b + s·c (24 bytes per
-    float64 element) over arrays several times the last-level cache, all logical cores, measured once per host
-    and cached under its fingerprint (run metadata `host.memory_bandwidth`), in GB/s (10^9 bytes/s)."""
+    float64 element) over arrays several times the last-level cache, all logical cores, in GB/s (10^9 bytes/s).
+    Best of the host's measurements, cached under its fingerprint: a full one the first time, a short check every
+    run, since other work only lowers a reading (run metadata `host.memory_bandwidth`, with this run's own)."""
 
     tag, title, unit, higher_is_better = "memory_bandwidth_gbs", "host memory bandwidth (triad)", "GB/s", True
 
@@ -983,9 +984,10 @@ class AchievedBandwidth(CellMetric):
 @metric
 class RooflinePercent(CellMetric):
     """Plain decoding: achieved_bandwidth_gbs / memory_bandwidth_gbs × 100, the share of its host's measured
-    memory bandwidth the decode's weight reads reach. KV cache, activations and the triad's write-allocate
-    reads are not counted, so it understates the memory system's real use and can reach or pass 100
-    (docs/roofline.md). Absent without a measured bandwidth."""
+    memory bandwidth the decode's weight reads reach. KV cache and activations are not counted, so it understates
+    the memory system's real use (docs/roofline.md). Absent without a measured bandwidth, and above 100: a decode
+    reading weights faster than the host's triad reads them from the CPU's cache (weights smaller than it) or the
+    triad was measured under load (the cell's note says which)."""
 
     tag, title, unit, higher_is_better = "roofline_pct", "memory roofline", "%", True
 

@@ -17,7 +17,8 @@ from rich.progress import (
 
 from harness.console import plain
 from harness.events import Event, Loaded, Log, Phase, SampleEvent
-from harness.runner import ProgressSink
+from harness.preparation import PrepareKey
+from harness.runner import Preparation, ProgressSink
 from harness.schema import CellResult, CellSpec
 
 _STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "timeout": "red", "crashed": "red"}
@@ -61,6 +62,23 @@ class RichProgress(ProgressSink):
             case _:
                 return
         self.progress.update(self.task, detail=escape(plain(f"{cell.key} · {detail}")))
+
+    def preparation_started(self, key: PrepareKey) -> None:
+        self.progress.update(self.task, detail=escape(plain(f"preparing {key.describe()}")))
+
+    def preparation_event(self, key: PrepareKey, event: Event) -> None:
+        if isinstance(event, Log):  # training and export progress: the build is what the run waits for
+            self.progress.update(self.task, detail=escape(plain(f"preparing {key.describe()} · {event.message}")))
+
+    def preparation_finished(self, preparation: Preparation) -> None:
+        # a line of its own: the time went into no cell, and its outcome applies to every cell needing the model
+        what = preparation.key.describe()
+        if preparation.status == "ok":
+            line = f"[green]prepared[/] {escape(what)} ({preparation.wall_s:.1f} s)"
+        else:
+            line = (f"[red]{preparation.status}[/] preparing {escape(what)} ({preparation.wall_s:.1f} s) — "
+                    f"{escape(preparation.error or '')}; every cell that needs it fails with this error")
+        self.console.print(line, highlight=False, markup=True)
 
     def cell_finished(self, result: CellResult) -> None:
         style = _STATUS_STYLE.get(result.status, "white")

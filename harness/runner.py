@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from harness.aggregate import cell_result
 from harness.checks import run_level_checks
@@ -30,6 +32,8 @@ from harness.events import (
     Unreadable,
     parse_event,
 )
+from harness.kinds import kind_spec
+from harness.preparation import PreparationFailure, PrepareKey, Role, failed_preparation, prepare_keys
 from harness.schema import CellResult, CellSpec, CellStatus, RunMetadata, RunResults
 from harness.store import append_cell, load_cells, write_results
 from harness.worker import WorkerTask
@@ -61,6 +65,9 @@ class ProgressSink:
     def cell_placed(self, cell: CellSpec, node: str) -> None: ...
     def cell_event(self, cell: CellSpec, event: Event) -> None: ...
     def cell_finished(self, result: CellResult) -> None: ...
+    def preparation_started(self, key: PrepareKey) -> None: ...
+    def preparation_event(self, key: PrepareKey, event: Event) -> None: ...
+    def preparation_finished(self, preparation: Preparation) -> None: ...
 
 
 def cell_workdir(run_dir: Path, key: str) -> Path:
@@ -92,10 +99,13 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 
 
 def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpec, progress: ProgressSink,
-                env: PreparedEnvironment | None = None) -> tuple[list[Event], CellStatus, str | None]:
+                env: PreparedEnvironment | None = None, since_progress: bool = False
+                ) -> tuple[list[Event], CellStatus, str | None]:
     """One worker process for one phase of a cell (in `env`'s interpreter when given): its events,
-    status and error."""
+    status and error. With `since_progress` the time limit counts from the worker's last event instead of
+    its start: a long build that keeps reporting progress is never cut off, a silent one is."""
     t0 = time.monotonic()
+    last = t0
     name = task.mode
     task_path, events_path, log_path = (workdir / f"{name}-task.json", workdir / f"{name}-events.jsonl",
                                         workdir / f"{name}.log")
@@ -116,9 +126,11 @@ def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpe
                 for ev in new:
                     events.append(ev)
                     progress.cell_event(cell, ev)
+                if new:
+                    last = time.monotonic()
                 if rc is not None:
                     break
-                if time.monotonic() - t0 > timeout_s:
+                if time.monotonic() - (last if since_progress else t0) > timeout_s:
                     timed_out = True
                     _kill_group(proc)
                     break
@@ -130,6 +142,9 @@ def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpe
         events.extend(new)
     phase = next((e.phase for e in reversed(events) if isinstance(e, Phase)), name)
     err_event = next((e for e in events if isinstance(e, Error)), None)
+    if timed_out and since_progress:
+        return events, "timeout", (f"reported no progress for {timeout_s:g} s, the {name} timeout (phase: {phase}); "
+                                   f"log: {_log_tail(log_path)}")
     if timed_out:
         return events, "timeout", f"exceeded the {name} timeout of {timeout_s:g} s (phase: {phase})"
     if err_event is not None:
@@ -142,16 +157,24 @@ def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpe
     return events, "crashed", f"worker exited with code {rc} (phase: {phase}); log: {_log_tail(log_path)}"
 
 
-def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: ProgressSink) -> CellResult:
-    """Run one cell: models prepared in one worker process, measured in a fresh one, so that export
+def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: ProgressSink,
+             preparations: Preparations | None = None) -> CellResult:
+    """Run one cell: its models prepared in worker processes (once per run for every cell that needs them, with
+    `preparations`, before the cell starts and outside its time limits), measured in fresh ones, so that export
     work never shows in the cell's peak memory. Never raises for the cell's own failures."""
-    started, t0 = now_iso(), time.monotonic()
     missing = [] if cell.remote else missing_devices(cell.device, options.available_devices)
     if missing:
         return cell_result(cell, [], "skipped",
                            f"device {', '.join(missing)} not available on this host (available: "
-                           f"{', '.join(options.available_devices) or 'none'})", started, now_iso(), 0.0)
-    prepared = prepare_cell(cell, run_dir, options, progress)
+                           f"{', '.join(options.available_devices) or 'none'})", now_iso(), now_iso(), 0.0)
+    # without a run's preparations (a cluster node, the pytest plugin) the cell prepares its own, within its
+    # prepare timeout as a whole
+    shared = (preparations or Preparations(run_dir, options, progress, limit="total")).for_cell(cell)
+    started, t0 = now_iso(), time.monotonic()
+    failure = next((f for role, p in (shared or {}).items() if (f := p.failure(role)) is not None), None)
+    if failure is not None:
+        return failed_preparation(cell, failure, started, now_iso())
+    prepared = prepare_cell(cell, run_dir, options, progress, shared)
     events, status, error = prepared.events, prepared.status, prepared.error
     if prepared.task is not None:
         reference = _reference_runner(cell, prepared.task, prepared.workdir, prepared.env)
@@ -191,12 +214,17 @@ class PreparedCell:
     env: PreparedEnvironment | None = None
 
 
-def prepare_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: ProgressSink) -> PreparedCell:
-    """The prepare phase in its own worker process (always the harness's own stack)."""
+def prepare_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: ProgressSink,
+                 shared: dict[Role, Preparation] | None = None) -> PreparedCell:
+    """The cell's models, from the run's preparations (`shared`) or prepared by a worker process of its own
+    (always the harness's own stack), and its measuring task."""
     workdir = cell_workdir(run_dir, cell.key)
     workdir.mkdir(parents=True, exist_ok=True)
     base = WorkerTask(mode="prepare", cell=cell, cache_dir=str(options.cache_dir), workdir=str(workdir))
-    events, status, error = _run_worker(base, workdir, cell.prepare_timeout_s, cell, progress)
+    if shared:
+        events, status, error = _from_preparations(cell, shared)
+    else:
+        events, status, error = _run_worker(base, workdir, cell.prepare_timeout_s, cell, progress)
     env = options.environments.get(cell.environment) if cell.environment else None
     if cell.environment and env is None:
         status, error = "failed", f"environment {cell.environment!r} was not prepared for this run"
@@ -212,6 +240,22 @@ def prepare_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: P
     except Exception as e:  # noqa: BLE001 - e.g. the environment cannot convert the tokenizer
         return PreparedCell(cell, workdir, events, "failed", f"{type(e).__name__}: {e}")
     return PreparedCell(cell, workdir, events, "ok", None, task, env)
+
+
+def _from_preparations(cell: CellSpec, shared: dict[Role, Preparation]) -> tuple[list[Event], CellStatus, str | None]:
+    """What the cell's own prepare worker would have reported, from the preparations of its models."""
+    for p in shared.values():
+        if p.status != "ok":
+            return p.events, p.status, p.error
+    model, draft = shared["model"].prepared(), shared["draft"].prepared() if "draft" in shared else None
+    unreadable: list[Event] = [e for p in shared.values() for e in p.events if isinstance(e, Unreadable)]
+    if model is None or ("draft" in shared and draft is None):
+        return unreadable, "failed", "the prepare worker named no prepared model"
+    # a preparation reads weight bytes for any model; only the kinds with a memory roofline keep them
+    weight_bytes = model.weight_bytes_per_token if kind_spec(cell.scenario.kind).roofline else None
+    notes = model.notes + [f"draft: {n}" for n in (draft.notes if draft else [])]
+    return [*unreadable, model.model_copy(update={"draft_dir": draft.model_dir if draft else None,
+                                                  "weight_bytes_per_token": weight_bytes, "notes": notes})], "ok", None
 
 
 def measure_process(prepared: PreparedCell, process: int, options: RunOptions,
@@ -280,6 +324,100 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+PrepareLimit = Literal["since_progress", "total"]
+
+
+@dataclass
+class Preparation:
+    """One model's preparation in a run: what its prepare worker reported, shared by every cell that needs it."""
+
+    key: PrepareKey
+    events: list[Event]
+    status: CellStatus
+    error: str | None
+    log: Path
+    wall_s: float
+
+    def prepared(self) -> Prepared | None:
+        return next((e for e in reversed(self.events) if isinstance(e, Prepared)), None)
+
+    def failure(self, role: Role, node: str | None = None) -> PreparationFailure | None:
+        if self.status == "ok":
+            return None
+        return PreparationFailure(role=role, status=self.status, error=self.error or self.status,
+                                  what=self.key.describe(), log=str(self.log), node=node)
+
+
+class _PreparationEvents(ProgressSink):
+    """A preparation's worker events, passed on as the preparation's (not a cell's) progress."""
+
+    def __init__(self, progress: ProgressSink, key: PrepareKey) -> None:
+        self.progress, self.key = progress, key
+
+    def cell_event(self, cell: CellSpec, event: Event) -> None:
+        self.progress.preparation_event(self.key, event)
+
+
+class Preparations:
+    """A run's model preparations: each model (PrepareKey) prepared once, in a worker process of its own, when the
+    first cell that needs it is about to start; every later cell that needs it takes the outcome, a failure too.
+
+    Why not in the cell's prepare phase, as before: there it ran under the cell's prepare timeout, so a long
+    build on a busy machine (training a built-in model) was killed near its end with all its work, and the next
+    cell needing the same model started it again from nothing, as it did a failing export, once per cell.
+
+    `limit`: "since_progress" (a run's own preparations) stops a preparation only when it has reported nothing
+    for the cell's prepare_timeout_s (training reports every 5% of its steps; an export is one silent step, as
+    long as before), so a slow build that progresses is never lost and a hung one still ends; "total" keeps the
+    prepare timeout as a limit on the cell's preparations together, where something else waits with its own
+    deadline for the whole cell (a cluster node's task)."""
+
+    def __init__(self, run_dir: Path, options: RunOptions, progress: ProgressSink,
+                 limit: PrepareLimit = "since_progress") -> None:
+        self.run_dir, self.options, self.progress, self.limit = run_dir, options, progress, limit
+        self._done: dict[PrepareKey, Preparation] = {}
+
+    def for_cell(self, cell: CellSpec) -> dict[Role, Preparation] | None:
+        """The preparations of the cell's models, made now for those not yet made; None for a cell with no
+        model to prepare. A draft is not prepared for a cell whose model failed."""
+        keys = prepare_keys(cell)
+        if not keys:
+            return None
+        deadline = time.monotonic() + cell.prepare_timeout_s
+        out: dict[Role, Preparation] = {}
+        for role, key in keys.items():
+            if key not in self._done:
+                timeout = cell.prepare_timeout_s if self.limit == "since_progress" else deadline - time.monotonic()
+                self._done[key] = self._prepare(key, cell, timeout)
+            out[role] = self._done[key]
+            if out[role].status != "ok":
+                break
+        return out
+
+    def failures(self, cell: CellSpec, node: str | None = None) -> list[PreparationFailure]:
+        """The failed preparations among the cell's models, made so far."""
+        found = ((role, self._done.get(key)) for role, key in prepare_keys(cell).items())
+        return [f for role, p in found if p is not None and (f := p.failure(role, node)) is not None]
+
+    def _prepare(self, key: PrepareKey, cell: CellSpec, timeout_s: float) -> Preparation:
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
+        workdir = self.run_dir / "work" / "prepare" / (re.sub(r"[^A-Za-z0-9_.=-]+", "_", key.describe())[:120]
+                                                       + f"-{digest}")
+        workdir.mkdir(parents=True, exist_ok=True)
+        if timeout_s <= 0:  # "total": the cell's model used up the time its draft would have had
+            return Preparation(key, [], "timeout", f"exceeded the prepare timeout of {cell.prepare_timeout_s:g} s "
+                               f"before preparing {key.describe()}", workdir / "prepare.log", 0.0)
+        task = WorkerTask(mode="prepare", cell=cell, cache_dir=str(self.options.cache_dir), workdir=str(workdir),
+                          prepare=key)
+        self.progress.preparation_started(key)
+        t0 = time.monotonic()
+        events, status, error = _run_worker(task, workdir, timeout_s, cell, _PreparationEvents(self.progress, key),
+                                            since_progress=self.limit == "since_progress")
+        done = Preparation(key, events, status, error, workdir / "prepare.log", time.monotonic() - t0)
+        self.progress.preparation_finished(done)
+        return done
+
+
 def assemble(run_dir: Path, meta: RunMetadata, order: list[str] | None = None) -> RunResults:
     """results.json content from the append-only cell records; cross-cell checks recomputed."""
     cells = load_cells(run_dir)
@@ -299,20 +437,28 @@ def assemble(run_dir: Path, meta: RunMetadata, order: list[str] | None = None) -
     return RunResults(metadata=meta, cells=run_level_checks([latest[k] for k in keys]))
 
 
+def pending_cells(cells: list[CellSpec], run_dir: Path, retry_failed: bool) -> list[CellSpec]:
+    """The cells a run (local or on a cluster) still has to run: those with no record in run_dir, and with
+    `retry_failed` those whose latest record failed, crashed or timed out."""
+    latest = {c.key: c.status for c in load_cells(run_dir)}
+    done = {k for k, status in latest.items() if not (retry_failed and status in ("failed", "crashed", "timeout"))}
+    return [c for c in cells if c.key not in done]
+
+
 def run_cells(cells: list[CellSpec], run_dir: Path, meta: RunMetadata, options: RunOptions,
               progress: ProgressSink, on_results: Callable[[RunResults], None] | None = None,
               retry_failed: bool = False) -> RunResults:
     """Run every cell not already recorded in run_dir (with `retry_failed`, also those whose latest record
-    failed, crashed or timed out); rewrite results.json after each cell."""
-    latest = {c.key: c.status for c in load_cells(run_dir)}
-    done = {k for k, status in latest.items() if not (retry_failed and status in ("failed", "crashed", "timeout"))}
+    failed, crashed or timed out); rewrite results.json after each cell. Each model is prepared once for all the
+    cells that need it (Preparations)."""
     order = [c.key for c in cells]
-    todo = [c for c in cells if c.key not in done]
+    todo = pending_cells(cells, run_dir, retry_failed)
+    preparations = Preparations(run_dir, options, progress)
     for i, cell in enumerate(todo):
         progress.cell_started(i, len(todo), cell)
         started, t0 = now_iso(), time.monotonic()
         try:
-            result = run_cell(cell, run_dir, options, progress)
+            result = run_cell(cell, run_dir, options, progress, preparations)
         except Exception as e:  # noqa: BLE001 - a harness bug in one cell must not end the suite run
             result = cell_result(cell, [], "failed", f"harness error in this cell: {type(e).__name__}: {e}",
                                  started, now_iso(), time.monotonic() - t0)

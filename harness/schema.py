@@ -469,20 +469,40 @@ class DeviceInfo(Strict):
     properties: dict[str, str] = Field(default_factory=dict)
 
 
+class BandwidthReading(Strict):
+    """One measurement of a host's memory bandwidth: a full one (triad and copy, a few seconds) or a run's short
+    check (triad only, a few passes)."""
+
+    kind: Literal["full", "check"]
+    triad_gbs: float = Field(description="best triad of its repetitions")
+    triad_median_gbs: float = Field(description="median triad of its repetitions")
+    copy_gbs: float | None = Field(None, description="best copy of its repetitions (full measurements only)")
+    seconds: float = Field(description="wall time it took, allocating the arrays included")
+    measured_at: str
+
+
 class MemoryBandwidth(Strict):
     """The host's memory bandwidth from a STREAM-style run over arrays far larger than the last-level cache
-    (harness/roofline.py); decimal GB/s (10^9 bytes), the bytes STREAM counts (triad 24, copy 16 per element)."""
+    (harness/roofline.py); decimal GB/s (10^9 bytes), the bytes STREAM counts (triad 24, copy 16 per element).
+    Other work on the host lowers a measurement, never raises it, so the figure is the best of the host's
+    measurements; every run adds a short one (`this_run`)."""
 
-    triad_gbs: float = Field(description="best triad a = b + s·c over the repetitions (STREAM's convention)")
+    triad_gbs: float = Field(description="best triad over the host's measurements (STREAM's convention: the best "
+                             "repetition)")
     copy_gbs: float = Field(description="best copy a = b, for context")
-    triad_median_gbs: float = Field(description="median triad over the repetitions")
+    triad_median_gbs: float = Field(description="median triad over the repetitions of the best measurement")
     array_mb: float = Field(description="size of each of the three arrays, MiB")
     threads: int
-    seconds: float = Field(description="wall time of the measurement")
-    measured_at: str
+    seconds: float = Field(description="wall time of the measurement (since 1.10: this run's, 0 when it made none)")
+    measured_at: str = Field(description="when the measurement giving triad_gbs was made")
     fingerprint: str = Field(description="the host fingerprint it is cached under (harness.host.fingerprint)")
-    cached: bool = Field(False, description="read from the cache rather than measured by this process")
+    cached: bool = Field(False, description="triad_gbs comes from an earlier measurement, read from the cache, "
+                         "not from this run's")
     method: str = Field(description="how it was measured, in words")
+    measurements: int = Field(1, description="how many measurements of this host triad_gbs is the best of; since 1.10")
+    this_run: BandwidthReading | None = Field(
+        None, description="the measurement this run made (None: none); far below triad_gbs, the host was busy with "
+        "other work when the run started; since 1.10")
 
 
 class HostInfo(Strict):

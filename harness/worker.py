@@ -17,6 +17,7 @@ from pydantic import BaseModel, model_validator
 from harness.backends import CellModels, Emit, backend_for
 from harness.errors import error_line
 from harness.events import BatchEvent, Done, Error, Event, Log, Phase, Prepared, Runtime, SampleEvent
+from harness.preparation import PrepareKey, prepare_keys
 from harness.schema import CellSpec
 
 
@@ -33,6 +34,8 @@ class WorkerTask(BaseModel):
     # worker prepares nothing, so it can run in an environment with another stack
     model_dir: str | None = None
     draft_dir: str | None = None
+    # prepare: this one model only, for every cell that needs it (runner.Preparations); None: the cell's models
+    prepare: PrepareKey | None = None
 
     @model_validator(mode="after")
     def _measure_has_models(self) -> WorkerTask:
@@ -80,17 +83,26 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
         _measure(task, Path(task.model_dir), Path(task.draft_dir) if task.draft_dir else None, emit)
         return
     emit(Phase(phase="prepare"))
-    if _needs_no_model(cell):
+    if task.prepare is not None:  # one model of the run's shared preparations (runner.Preparations)
+        one = prepare_model(task.prepare.source, task.prepare.precision, task.prepare.compression, cache, log=log)
+        # whether a cell's kind wants the figure is the runner's business: one preparation serves many cells
+        emit(Prepared(model_dir=str(one.path), model_size_mb=one.size_mb, cache_hit=one.cache_hit,
+                      export_s=one.export_s, weight_bytes_per_token=_ir_weight_bytes(one.path, log),
+                      notes=list(one.notes)))
+        emit(Done())
+        return
+    keys = prepare_keys(cell)
+    if not keys:
+        _load_remote_tokenizer(cell)
         emit(Prepared(model_dir=""))  # a remote server serves its own model; "" = nothing local
         emit(Done())
         return
-    # a remote server's cell prepares the model only for its tokenizer, which no precision changes
-    precision = "fp16" if cell.remote else cell.precision
-    target = prepare_model(cell.model.source, precision, cell.compression, cache, log=log)
+    model = keys["model"]
+    target = prepare_model(model.source, model.precision, model.compression, cache, log=log)
     draft = None
-    if cell.scenario.kind == "speculative":
-        draft = prepare_model(cell.model.draft or "", cell.model.draft_precision or cell.precision, cell.compression,
-                              cache, log=log)
+    if "draft" in keys:
+        d = keys["draft"]
+        draft = prepare_model(d.source, d.precision, d.compression, cache, log=log)
     notes = list(target.notes) + [f"draft: {n}" for n in (draft.notes if draft is not None else ())]
     emit(Prepared(model_dir=str(target.path), model_size_mb=target.size_mb, cache_hit=target.cache_hit,
                   export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None,
@@ -98,16 +110,13 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
     emit(Done())
 
 
-def _needs_no_model(cell: CellSpec) -> bool:
+def _load_remote_tokenizer(cell: CellSpec) -> None:
     """A remote server's cell prepares no model; the tokenizer it names instead is loaded once here, so a bad
     one fails the cell before any request is sent."""
-    from harness.kinds.serving import ServingParams, needs_local_model
+    from harness.kinds.serving import ServingParams
     from harness.serving.prompt_tokenizer import load_prompt_tokenizer
 
-    if needs_local_model(cell):
-        return False
     load_prompt_tokenizer(ServingParams.of(cell).tokenizer_source(remote=True), None)
-    return True
 
 
 def _weight_bytes(cell: CellSpec, model_dir: Path, log: Callable[[str], None]) -> int | None:
@@ -115,10 +124,16 @@ def _weight_bytes(cell: CellSpec, model_dir: Path, log: Callable[[str], None]) -
     phase, so reading the IR is outside every measurement. An IR it cannot read costs the cell only this
     figure."""
     from harness.kinds import kind_spec
+
+    return _ir_weight_bytes(model_dir, log) if kind_spec(cell.scenario.kind).roofline else None
+
+
+def _ir_weight_bytes(model_dir: Path, log: Callable[[str], None]) -> int | None:
+    """Weight bytes per decoded token of the folder's openvino_model.xml (None without one, or unreadable)."""
     from harness.roofline import weight_bytes_per_token
 
     xml = model_dir / "openvino_model.xml"
-    if not (kind_spec(cell.scenario.kind).roofline and xml.is_file()):
+    if not xml.is_file():
         return None
     try:
         return weight_bytes_per_token(xml)

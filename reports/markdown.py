@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.kinds import kind_spec
+from harness.roofline import exceeds_host
 from harness.schema import CellResult, RunResults
 from reports.goodput import sweep_limits
 from reports.load_report import markdown_lines as load_markdown_lines
@@ -18,6 +19,7 @@ from reports.rows import (
     runs_locally,
     server_rows,
 )
+from reports.verdicts import bandwidth_provenance
 
 
 def _header(res: RunResults) -> list[str]:
@@ -37,10 +39,23 @@ def _header(res: RunResults) -> list[str]:
         f"- openvino {v.get('openvino')}, openvino-genai {v.get('openvino-genai')}, optimum-intel "
         f"{v.get('optimum-intel')}, nncf {v.get('nncf')}, transformers {v.get('transformers')}; harness "
         f"{v.get('ov-genai-harness')} ({m.harness_commit or 'no git commit'})",
+        *([f"- memory bandwidth: triad {bw.triad_gbs:.1f} GB/s{md_text(bandwidth_provenance(bw))}"]
+          if (bw := m.host.memory_bandwidth) is not None else []),
         f"- started {m.started_at}, finished {m.finished_at or 'not finished'}"
         + (f", resumed {', '.join(m.resumed_at)}" if m.resumed_at else ""),
         "",
     ]
+
+
+def roofline_lines(cells: list[CellResult]) -> list[str]:
+    """Why a plain decoding cell shows no roofline %: its decode outran the host's measured bandwidth."""
+    over = [c for c in cells if exceeds_host(c.cell_values)]
+    if not over:
+        return []
+    return ["", f"Roofline % left out for {len(over)} cell(s) ({', '.join(md_code(c.key) for c in over[:3])}"
+            + (", ..." if len(over) > 3 else "") + "): their decode read weights faster than the host's measured "
+            "triad bandwidth, either from the CPU's cache (weights smaller than it) or because that figure was "
+            "measured under load; each cell's note says which (docs/roofline.md).", ""]
 
 
 def sweep_limit_lines(cells: list[CellResult]) -> list[str]:
@@ -197,6 +212,7 @@ def render_markdown(res: RunResults) -> str:
     ]
     for kind, cells in by_kind(res.cells).items():
         lines += scenario_table(kind, cells)
+    lines += roofline_lines(res.cells)
     lines += sweep_limit_lines(res.cells)
     lines += load_markdown_lines(res)
     lines += precision_lines(res.cells)

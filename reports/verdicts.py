@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from harness.kinds import kind_spec
-from harness.roofline import decode_tokens_per_s
-from harness.schema import CellResult, DeviceInfo, HostInfo, RunResults
+from harness.roofline import decode_tokens_per_s, exceeds_host, under_load
+from harness.schema import CellResult, DeviceInfo, HostInfo, MemoryBandwidth, RunResults
 from reports.rows import column_text
 
 
@@ -41,8 +41,10 @@ def _roofline_columns(c: CellResult) -> list[str]:
 
     tpot = c.summaries.get("tpot_ms")
     decode = decode_tokens_per_s(tpot.mean) if tpot is not None else None
+    roofline = "> 100: weights in cache or bandwidth measured under load (cell note)" \
+        if exceeds_host(c.cell_values) else fmt(median("roofline_pct"), 0)
     return [fmt(decode, 1), fmt(median("weight_bytes_per_token"), 1), fmt(median("achieved_bandwidth_gbs"), 1),
-            fmt(median("roofline_pct"), 0)]
+            roofline]
 
 
 def _bandwidth_text(host: HostInfo) -> str:
@@ -50,7 +52,18 @@ def _bandwidth_text(host: HostInfo) -> str:
     if bw is None:
         return "memory bandwidth not measured"
     return (f"memory bandwidth {bw.triad_gbs:.1f} GB/s triad (median {bw.triad_median_gbs:.1f}), "
-            f"{bw.copy_gbs:.1f} GB/s copy, {bw.threads} threads")
+            f"{bw.copy_gbs:.1f} GB/s copy, {bw.threads} threads" + bandwidth_provenance(bw))
+
+
+def bandwidth_provenance(bw: MemoryBandwidth) -> str:
+    """Where a run's bandwidth figure came from: measured by the run, or the best of the host's earlier
+    measurements (when), and what the run's own reading said."""
+    if not bw.cached:
+        return f" (measured by this run at {bw.measured_at})"
+    text = f" (best of {bw.measurements} measurements of this host, from {bw.measured_at}"
+    if bw.this_run is not None:
+        text += f"; this run read {bw.this_run.triad_gbs:.1f}" + (": host under load" if under_load(bw) else "")
+    return text + ")"
 
 
 def render_qualification(res: RunResults) -> str:

@@ -105,8 +105,9 @@ def test_spread_runs_cells_on_both_nodes_and_records_in_postgres(cluster: LocalC
         assert c["summaries"]["tpot_ms"]["n"] == 2
         # each node measured its own memory bandwidth; plain decoding cells get their roofline share from it
         assert c["cell_values"]["memory_bandwidth_gbs"] == node["host"]["memory_bandwidth"]["triad_gbs"] > 0
-        if c["spec"]["scenario"]["kind"] == "generate":
-            assert c["summaries"]["roofline_pct"]["median"] > 0
+        if c["spec"]["scenario"]["kind"] == "generate":  # tiny's weights fit in the cache: above 100% it has a note
+            assert c["summaries"].get("roofline_pct", {}).get("median", 0) > 0 \
+                or any(n.startswith("roofline % left out") for n in c["notes"])
     assert "Ray cluster" in (run_dir / "report.md").read_text()
     # the central history holds the run and, per cell metric, the node it was measured on
     engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))

@@ -147,3 +147,23 @@ def test_a_fault_of_unknown_kind_or_for_no_cell_is_one_line(tmp_path, model_cach
     proc = run_cli("run", str(suite), "--out", str(tmp_path / "run"), "--fault", fault, cache=model_cache)
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "--fault" in errors[0] and needle in errors[0], proc.stderr
+
+
+def test_an_export_that_fails_is_attempted_once_for_every_cell_that_needs_it(tmp_path, model_cache):
+    """NNCF refuses int4 groups of 100 channels for tiny's 256: one export attempt in the run, and each of the
+    cells on that IR fails with its one-line error and a note that it was not attempted again."""
+    suite = write_suite(tmp_path)
+    suite.write_text(suite.read_text().replace("precisions: [fp16]", "precisions: [int4]\ncompression: {group_size: 100}"))
+    out = tmp_path / "run"
+    proc = run_cli("run", str(suite), "--out", str(out), cache=model_cache)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    attempts = [line for line in proc.stderr.splitlines() if line.startswith("failed preparing synthetic:tiny int4")]
+    assert len(attempts) == 1, proc.stderr[-3000:]
+    # one preparation's folder, and no cell's own: none of them prepared or measured anything
+    assert [p.name for p in (out / "work").iterdir()] == ["prepare"]
+    assert len(list((out / "work" / "prepare").iterdir())) == 1
+    cells = load_results(out).cells
+    assert len(cells) == 3 and len({c.error for c in cells}) == 1
+    for c in cells:
+        assert c.status == "failed" and "group" in c.error and "\n" not in c.error
+        assert any(n.startswith("not retried: preparing synthetic:tiny int4 (group 100") for n in c.notes)

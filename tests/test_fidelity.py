@@ -210,7 +210,7 @@ def test_runner_interleaves_reference_and_worker_processes(tmp_path, monkeypatch
     s.fidelity_check, s.processes = True, 3
     order = []
 
-    def fake_worker(task, workdir, timeout_s, cell, progress, env=None):
+    def fake_worker(task, workdir, timeout_s, cell, progress, env=None, since_progress=False):
         order.append(f"{task.mode}{task.process if task.mode == 'measure' else ''}")
         if task.mode == "prepare":
             return [Prepared(model_dir=str(tmp_path), model_size_mb=1.0)], "ok", None
@@ -237,7 +237,7 @@ def test_runner_keeps_the_cell_when_the_reference_crashes(tmp_path, monkeypatch)
     s = spec()
     s.fidelity_check = True
 
-    def fake_worker(task, workdir, timeout_s, cell, progress, env=None):
+    def fake_worker(task, workdir, timeout_s, cell, progress, env=None, since_progress=False):
         if task.mode == "prepare":
             return [Prepared(model_dir=str(tmp_path))], "ok", None
         return [*(SampleEvent(sample=x) for x in _samples(0)), Done()], "ok", None

@@ -212,7 +212,7 @@ def test_retry_failed_runs_failed_cells_again_and_keeps_every_attempt(tmp_path, 
     outcomes = {"ok": ["ok"], "bad": ["crashed", "ok"], "slow": ["timeout", "timeout"]}
     calls = []
 
-    def fake_run_cell(cell, run_dir, options, progress):
+    def fake_run_cell(cell, run_dir, options, progress, preparations=None):
         calls.append(cell.key)
         status = outcomes[cell.key].pop(0)
         return result(cell, [sample(0)] if status == "ok" else [], status=status,
@@ -267,7 +267,7 @@ def test_disk_full_mid_run_keeps_what_was_measured(small_tmpfs, monkeypatch):
     specs = [spec(key=f"c{i}") for i in range(4)]
     filled = []
 
-    def fake_run_cell(cell, run_dir_, options, progress):
+    def fake_run_cell(cell, run_dir_, options, progress, preparations=None):
         if cell.key == "c2" and not filled:
             _fill(small_tmpfs)  # the disk fills while the third cell measures
             filled.append(True)

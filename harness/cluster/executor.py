@@ -27,9 +27,10 @@ from harness.cluster.nodes import (
     ray_nodes,
 )
 from harness.errors import HarnessInputError
-from harness.runner import ProgressSink, assemble, now_iso
+from harness.preparation import FailedPreparations, failed_preparation
+from harness.runner import ProgressSink, assemble, now_iso, pending_cells
 from harness.schema import CellResult, CellSpec, ClusterRecord, NodeIdentity, RunMetadata, RunResults
-from harness.store import append_cell, load_cells, write_results
+from harness.store import append_cell, write_results
 
 CONNECT_TIMEOUT_S = 30.0  # HARNESS_RAY_CONNECT_TIMEOUT_S overrides it (a slow link to a distant head)
 WAIT_S = 0.5
@@ -236,10 +237,13 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     ray = cluster.ray
-    latest = {c.key: c.status for c in load_cells(run_dir)}
-    done = {k for k, s in latest.items() if not (retry_failed and s in ("failed", "crashed", "timeout"))}
     order = [c.key for c in cells]
-    pending = [_Attempt(c) for c in cells if c.key not in done]
+    pending = [_Attempt(c) for c in pending_cells(cells, run_dir, retry_failed)]
+    # Each node prepares its cells' models, so a model is prepared where its cells run; one whose preparation
+    # failed is not attempted again for the cells still waiting (cells already running elsewhere when the
+    # failure comes back attempt it themselves: holding back every cell of a model while one prepares it would
+    # serialise the cluster on its most common model).
+    failed = FailedPreparations()
     total = len(pending)
     alive = {n.node_id: n for n in cluster.nodes}
     running: dict[Any, _Running] = {}
@@ -289,6 +293,11 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
                     pending.remove(attempt)
                     give_up(attempt, "failed", "; ".join(attempt.notes) + "; no other live node can run it")
                     continue
+                failure = failed.get(cell)
+                if failure is not None:
+                    pending.remove(attempt)
+                    record(failed_preparation(cell, failure, now_iso(), now_iso()))
+                    continue
                 # a cell has its node's machine to itself, even when one machine hosts several Ray nodes
                 busy = {placement.machine(r.node) for r in running.values()}
                 free = [n for n in alive.values() if placement.machine(n) not in busy]
@@ -335,6 +344,8 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
                     result.node = run.node
                 else:
                     write_exports_from_node(run_dir, on_node, result)
+                    for f in on_node.preparation_failures:
+                        failed.record(run.attempt.cell, f)
                 if run.attempt.notes:
                     result.notes += [f"retried on node {run.node.name} after: " + "; ".join(run.attempt.notes)]
                 record(result)

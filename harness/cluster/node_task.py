@@ -7,7 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from harness.runner import ProgressSink, RunOptions, cell_workdir, run_cell
+from harness.preparation import PreparationFailure
+from harness.runner import Preparations, ProgressSink, RunOptions, cell_workdir, run_cell
 from harness.schema import CellResult, CellSpec, NodeIdentity
 from harness.serving.exports import exported_files
 
@@ -32,6 +33,8 @@ class CellOnNode(BaseModel):
 
     result: CellResult
     files: dict[str, bytes] = Field(default_factory=dict)
+    # the cell's models whose preparation failed here: the submitter sends no other cell that needs them
+    preparation_failures: list[PreparationFailure] = Field(default_factory=list)
 
 
 def run_cell_on_node(cell: CellSpec, job: NodeJob) -> CellOnNode:
@@ -40,9 +43,14 @@ def run_cell_on_node(cell: CellSpec, job: NodeJob) -> CellOnNode:
     bandwidth = job.node.host.memory_bandwidth
     options = RunOptions(cache_dir=Path(job.cache_dir), available_devices=[d.name for d in job.node.devices],
                          faults=job.faults, memory_bandwidth_gbs=bandwidth.triad_gbs if bandwidth else None)
-    result = run_cell(cell, run_dir, options, ProgressSink())
+    # The cell's prepare timeout limits its preparations as a whole here, as the submitter's deadline for the task
+    # counts on it. A preparation cut off by it is not reported as failed: it may have been progressing, and the
+    # next cell needing the model continues it (training resumes from its checkpoint).
+    preparations = Preparations(run_dir, options, ProgressSink(), limit="total")
+    result = run_cell(cell, run_dir, options, ProgressSink(), preparations)
     result.node = job.node
     if result.status not in ("ok", "skipped"):
         result.notes.append(f"worker logs are on node {job.node.name} under {run_dir / 'work'}")
     files = {str(p.relative_to(run_dir)): p.read_bytes() for p in exported_files(cell_workdir(run_dir, cell.key))}
-    return CellOnNode(result=result, files=files)
+    failures = [f for f in preparations.failures(cell, node=job.node.name) if f.status != "timeout"]
+    return CellOnNode(result=result, files=files, preparation_failures=failures)

@@ -344,9 +344,17 @@ def build_synthetic(name: str, cache_dir: Path, log: Callable[[str], None] | Non
                 "files": cache.file_manifest(tmp, exclude=MARKER),
             })
             cache.publish(tmp, entry)
+            train_checkpoint(entry).unlink(missing_ok=True)  # the entry is whole: nothing to resume any more
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return entry
+
+
+def train_checkpoint(entry: Path) -> Path:
+    """Where training an entry's model keeps its checkpoint: beside the entry, so the build's temporary folder
+    (removed when a build starts again) does not take it along, and under the entry's digest, so a changed
+    spec or corpus never resumes it."""
+    return entry.parent / f".{entry.name}.train-checkpoint.pt"
 
 
 def built_quality(entry: Path) -> Quality | None:
@@ -385,7 +393,7 @@ def _build(name: str, out: Path, cache_dir: Path, log: Callable[[str], None]) ->
         tok = build_wordpiece_tokenizer(TOKENIZER) if spec.arch == "bert" else build_tokenizer(TOKENIZER, roberta=True)
         tok.save_pretrained(out)
         return Built(_build_bert(spec, out, tok))
-    return _build_llama(name, spec, out, deps.get("grown_from"), log)
+    return _build_llama(name, spec, out, deps.get("grown_from"), log, train_checkpoint(entry_dir(name, cache_dir)))
 
 
 def build_tokenizer(spec: TokenizerSpec, roberta: bool = False):
@@ -873,7 +881,7 @@ def _corpus(tok: Any):
 
 
 def _build_llama(name: str, spec: LlamaSpec, out: Path, grow_source: Path | None,
-                 log: Callable[[str], None]) -> Built:
+                 log: Callable[[str], None], checkpoint: Path | None = None) -> Built:
     import torch
     from transformers import LlamaForCausalLM
 
@@ -900,7 +908,8 @@ def _build_llama(name: str, spec: LlamaSpec, out: Path, grow_source: Path | None
             torch.manual_seed(spec.seed)
             model = LlamaForCausalLM(_llama_config(spec))
         if spec.training is not None:
-            training.train(model, corpus, spec.training, training.progress_reporter(name, spec.training, log))
+            training.train(model, corpus, spec.training, training.progress_reporter(name, spec.training, log),
+                           checkpoint=checkpoint, log=log)
         log(f"evaluating {name} on held-out text ...")
         quality = training.evaluate(model, corpus)
     return Built(_save(model, out), quality)
