@@ -4,7 +4,8 @@ A cell passes when it ran (a missing device makes it a skip), every recorded che
 with `--baseline REF`, no metric regressed against the baseline's cell of the same key. Items carry
 markers for precision, device, scenario kind and model (`-m "int4 and not speculative"`). With
 pytest-benchmark installed, each cell's per-iteration e2e times join its JSON/storage
-(`--benchmark-json`, `--benchmark-autosave`), the LLM metrics in `extra_info`.
+(`--benchmark-json`, `--benchmark-autosave`), the LLM metrics in `extra_info`. `--harness-set KEY=VALUE` (and
+the HARNESS_SET environment variable) change the suites' fields as `harness run --set` does.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--harness-out", default=None, help="run directory for the results (default: a temp dir)")
     g.addoption("--harness-cache", default=None, help="model cache (default: ~/.cache/ov-genai-harness)")
     g.addoption("--harness-db", default=None, help="history database URL for --baseline references")
+    g.addoption("--harness-set", action="append", default=[], metavar="KEY=VALUE",
+                help="change a field of the suites, as harness run --set (repeatable; HARNESS_SET applies first)")
 
 
 def marker_name(value: str) -> str:
@@ -58,7 +61,8 @@ class HarnessRun:
             run_id=f"pytest-{now_iso()}", suite_name=",".join(Path(s).stem for s in config.getoption("suite")),
             suite_file=None, suite_sha256=None, started_at=now_iso(), command=["pytest"],
             host=host.host_info(), versions=host.package_versions(), harness_commit=host.git_commit(),
-            devices=list_devices(core))
+            devices=list_devices(core), overrides=getattr(config, "_harness_overrides", []),
+            dropped_gates=getattr(config, "_harness_dropped_gates", []))
         write_metadata(self.run_dir, self.meta)
         self.baseline = None
         ref = config.getoption("baseline")
@@ -83,10 +87,16 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 class SuiteFile(pytest.File):
     def collect(self):
-        from harness.suite import expand, load_suite
+        from harness.overrides import expand_overridden, set_overrides
+        from harness.suite import load_suite
 
-        suite, _ = load_suite(self.path)
-        for cell in expand(suite, self.path):
+        written, _ = load_suite(self.path)
+        overridden = expand_overridden(written, set_overrides(self.config.getoption("harness_set")), self.path)
+        # the same overrides apply to every suite of the session; the run's metadata records them (HarnessRun)
+        self.config._harness_overrides = overridden.overrides  # type: ignore[attr-defined]
+        dropped = getattr(self.config, "_harness_dropped_gates", [])
+        self.config._harness_dropped_gates = dropped + overridden.dropped_gates  # type: ignore[attr-defined]
+        for cell in overridden.cells:
             item = CellItem.from_parent(self, name=cell.key, cell=cell)
             for value in (cell.precision, cell.device, cell.scenario.kind, cell.model.name):
                 name = marker_name(value)

@@ -39,8 +39,17 @@ def _header(res: RunResults) -> list[str]:
         f"{v.get('ov-genai-harness')} ({m.harness_commit or 'no git commit'})",
         f"- started {m.started_at}, finished {m.finished_at or 'not finished'}"
         + (f", resumed {', '.join(m.resumed_at)}" if m.resumed_at else ""),
+        *([f"- the suite as run differs from its file by: {', '.join(md_code(o) for o in m.overrides)}"]
+          if m.overrides else []),
+        *dropped_gate_lines(res),
         "",
     ]
+
+
+def dropped_gate_lines(res: RunResults) -> list[str]:
+    """The suite's gates that the overrides left without a cell, each with the override(s) that did it."""
+    return [f"- gate dropped, not checked: gates[{d.index}] {md_code(d.gate.describe())} where "
+            f"{md_code(d.where_text())}: no cell left by {d.removed_by(md_code)}" for d in res.metadata.dropped_gates]
 
 
 def sweep_limit_lines(cells: list[CellResult]) -> list[str]:
