@@ -37,9 +37,11 @@ from pathlib import Path
 
 import yaml
 
+from harness.errors import HarnessInputError, ModelPreparationError
 from harness.fidelity import comparisons, reference_task, run_reference
 from harness.models.cache import default_cache_dir
 from harness.models.prepare import prepare_model
+from harness.overrides import SET_ENV, expand_overridden, set_overrides
 from harness.stats import geomean_ratio_ci
 from harness.suite import expand, load_suite, resolve_suite_path
 
@@ -49,7 +51,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def one_cell_suite(args: argparse.Namespace, tmp: Path) -> Path:
     """The suite narrowed to one precision, device and scenario, with the options under test."""
     src = resolve_suite_path(args.suite)
-    suite, _ = load_suite(src)
+    written, _ = load_suite(src)
+    # HARNESS_SET, then --set, as harness run applies them (the one-cell suite's `harness run` then gets neither)
+    suite = expand_overridden(written, set_overrides(args.set or []), src).suite
     data = suite.model_dump(exclude_defaults=True)
     data["name"] = "fidelity"
     data["precisions"] = [args.precision]
@@ -60,9 +64,6 @@ def one_cell_suite(args: argparse.Namespace, tmp: Path) -> Path:
     for item in args.param or []:
         key, _, value = item.partition("=")
         data["scenarios"][0][key] = yaml.safe_load(value)
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        data[key] = yaml.safe_load(value)
     data.pop("gates", None)
     data.pop("exclude", None)
     for key in ("token_timing", "warmup", "iterations"):
@@ -83,6 +84,7 @@ def run_harness(suite: Path, out: Path, tty: bool, metrics: list[str]) -> dict[s
     """`harness run` as a user runs it (in a pseudo-terminal with --tty, so the live progress draws)."""
     cmd = [str(Path(sys.executable).parent / "harness"), "run", str(suite), "--out", str(out)]
     env = dict(os.environ, HARNESS_HISTORY_URL=f"sqlite:///{out.parent / 'history.sqlite'}")
+    env.pop(SET_ENV, None)  # already applied to the one-cell suite
     if tty:
         import pty
 
@@ -134,8 +136,9 @@ def main() -> None:
     ap.add_argument("--token-timing", choices=["streamer", "genai"], help="override the suite's token_timing")
     ap.add_argument("--warmup", type=int)
     ap.add_argument("--iterations", type=int)
-    ap.add_argument("--set", action="append", metavar="KEY=YAML", help="override a suite key (repeatable), "
-                    "e.g. load_twice=false or 'properties={CACHE_DIR: /tmp/c}'")
+    ap.add_argument("--set", action="append", metavar="KEY=YAML", help="change a suite field as harness run --set "
+                    "does (repeatable; HARNESS_SET applies first), e.g. load_twice=false or "
+                    "'properties={CACHE_DIR: /tmp/c}'")
     ap.add_argument("--param", action="append", metavar="NAME=YAML", help="override a parameter of the scenario "
                     "(repeatable), e.g. concurrency=1")
     ap.add_argument("--pairs", type=int, default=6)
@@ -208,4 +211,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (HarnessInputError, ModelPreparationError) as e:  # bad input: one line, exit 2, as harness run
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -17,6 +17,7 @@ from harness.errors import HarnessInputError
 if TYPE_CHECKING:
     from harness.ab import ABResult, ABSettings, SideSpec
     from harness.environments import EnvironmentSpec
+    from harness.overrides import OverriddenSuite
     from harness.schema import CellSpec
     from harness.suite import Suite
 
@@ -59,6 +60,8 @@ def ab(
     cache_dir: Annotated[Path | None, typer.Option(help="model and environment cache [default: HARNESS_CACHE_DIR or "
                                                         "~/.cache/ov-genai-harness]")] = None,
     db: Annotated[str | None, typer.Option("--db", help="history database URL")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="change a suite field, KEY=VALUE as for harness run (repeatable; HARNESS_SET applies first)")] = None,
 ) -> None:
     """Interleaved, paired A/B comparison of two sides of a suite with sequential stopping; exit 1 on a
     regression. Writes base/ and candidate/ results, ab.json, ab.md and ab.html; records the pair in the history."""
@@ -67,12 +70,16 @@ def ab(
     from harness.environments import with_environments
     from harness.metrics import METRICS
     from harness.models.cache import default_cache_dir
+    from harness.overrides import expand_overridden, set_overrides
     from harness.suite import expand, load_suite, resolve_suite_path
     from reports.ab_report import ab_table
 
     cache_dir = cache_dir or default_cache_dir()
     suite_path = resolve_suite_path(suite)
-    parsed, sha = load_suite(suite_path)
+    written, sha = load_suite(suite_path)
+    overridden = expand_overridden(written, set_overrides(set_ or []), suite_path)
+    parsed = overridden.suite
+    say_dropped(overridden)
     if parsed.ab is not None:  # the suite's own sides, unless the command line names them
         base, candidate = base or parsed.ab.base, candidate or parsed.ab.candidate
         budget = budget or parsed.ab.budget
@@ -107,7 +114,8 @@ def ab(
     if (out_dir / AB_JSON).exists():
         raise HarnessInputError(str(out_dir), "--out", None, "already holds an A/B comparison")
     result = execute_ab(ABRequest(suite=parsed, suite_path=suite_path, suite_sha=sha, cells=cells, sides=sides,
-                                  environments=needed, settings=settings, out_dir=out_dir, cache_dir=cache_dir, db=db))
+                                  environments=needed, settings=settings, out_dir=out_dir, cache_dir=cache_dir, db=db,
+                                  overridden=overridden))
     PlainConsole(width=200).print(ab_table(result))
     err_console.print(f"wrote {out_dir / AB_JSON}, ab.md, ab.html and base/, candidate/ results", highlight=False)
     if result.stop_reason == INTERRUPTED:
@@ -152,6 +160,13 @@ class ABRequest:
     out_dir: Path
     cache_dir: Path
     db: str | None = None
+    overridden: OverriddenSuite | None = None  # the overrides the suite was read with, recorded in both runs
+
+
+def say_dropped(overridden: OverriddenSuite) -> None:
+    """One line per gate the overrides left without a cell."""
+    for d in overridden.dropped_gates:
+        err_console.print(f"gate dropped: {d.describe()}", highlight=False)
 
 
 def execute_ab(req: ABRequest) -> ABResult:
@@ -178,6 +193,9 @@ def execute_ab(req: ABRequest) -> ABResult:
         (out_dir / name).mkdir(exist_ok=True)
         metas[name] = new_run_metadata(f"{stamp}-{name}-{uuid.uuid4().hex[:6]}", req.suite, req.suite_path,
                                        req.suite_sha, core, [environments[side.env]] if side.env else [])
+        if req.overridden is not None:
+            metas[name].overrides = req.overridden.overrides
+            metas[name].dropped_gates = req.overridden.dropped_gates
         write_metadata(out_dir / name, metas[name])
     result = ABResult(ab_id=f"{stamp}-ab-{uuid.uuid4().hex[:6]}", suite_name=req.suite.name,
                       suite_file=str(req.suite_path.resolve()), base=sides["base"], candidate=sides["candidate"],

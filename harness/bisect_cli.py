@@ -55,11 +55,13 @@ def bisect(
     cache_dir: Annotated[Path | None, typer.Option(help="model and environment cache [default: HARNESS_CACHE_DIR or "
                                                         "~/.cache/ov-genai-harness]")] = None,
     db: Annotated[str | None, typer.Option("--db", help="history database URL (holds the bisect's record)")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="change a suite field, KEY=VALUE as for harness run (repeatable; HARNESS_SET applies first)")] = None,
 ) -> None:
     """Find the first candidate (version, environment or configuration) between a good and a bad one that
     regresses one cell's metric, by A/B comparisons against the good end; resumable, skips what cannot run."""
     from harness.ab import ABSettings
-    from harness.ab_cli import parse_duration, validate_side
+    from harness.ab_cli import parse_duration, say_dropped, validate_side
     from harness.bisect import (
         BisectRecord,
         bisect_id,
@@ -74,12 +76,16 @@ def bisect(
     from harness.history import HistoryStore
     from harness.metrics import METRICS
     from harness.models.cache import default_cache_dir
+    from harness.overrides import expand_overridden, set_overrides
     from harness.runner import now_iso
     from harness.suite import expand, load_suite, resolve_suite_path
 
     cache_dir = cache_dir or default_cache_dir()
     suite_path = resolve_suite_path(suite)
-    parsed, sha = load_suite(suite_path)
+    written, sha = load_suite(suite_path)
+    overridden = expand_overridden(written, set_overrides(set_ or []), suite_path)
+    parsed = overridden.suite
+    say_dropped(overridden)
     if metric not in METRICS:
         raise HarnessInputError("command line", "--metric", metric, f"unknown metric; known: {', '.join(METRICS)}")
     if not 0 < alpha < 1:
@@ -125,7 +131,9 @@ def bisect(
     th = threshold if threshold is not None else parsed.compare_thresholds.get(metric, DEFAULT_THRESHOLDS.get(metric, 0.05))
     settings = ABSettings(alpha=alpha, budget_s=budget_s, min_rounds=min_rounds, max_rounds=max_rounds,
                           metrics=[metric], thresholds={metric: th})
-    key = bisect_id(sha, cell, metric, listed, check_ends, settings.model_dump(mode="json"))
+    # a bisect of the suite with overrides is another question than one of the suite as written
+    asked = "|".join([sha, *overridden.overrides])
+    key = bisect_id(asked, cell, metric, listed, check_ends, settings.model_dump(mode="json"))
 
     with HistoryStore(db) as store:
         record = _resume_or_start(store, key, restart, retry_skipped)
@@ -148,7 +156,7 @@ def bisect(
             envs = [known_envs[s.env] for s in (base.side, cand.side) if s.env]
             return ABRequest(suite=parsed, suite_path=suite_path, suite_sha=sha, cells=cells,
                              sides={"base": base.side, "candidate": cand.side}, environments=envs, settings=settings,
-                             out_dir=step_dir, cache_dir=cache_dir, db=db)
+                             out_dir=step_dir, cache_dir=cache_dir, db=db, overridden=overridden)
 
         _prepare_good_end(listed[0], known_envs, cache_dir)
         interrupted = _run_steps(record, store, request)

@@ -28,8 +28,10 @@ CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", envvar="HARNESS_CA
                                                help="built models and IR cache [default: ~/.cache/ov-genai-harness]")]
 
 
-def _validate_sources(cells, suite_file: Path, suite) -> None:
-    """Fail early, naming the suite field, for model sources that cannot work."""
+def _validate_sources(cells, suite_file: Path, suite, here: bool = True, model_option: bool = False) -> None:
+    """Fail early, naming the suite field (or --model when `model_option`: it replaced the suite's models), for
+    model sources that cannot work; with `here` (the cells run on this machine), also for a Hugging Face model id
+    that is neither in the local cache nor to be had from the Hub."""
     from harness.kinds.serving import needs_local_model
     from harness.models.prepare import classify_source, validate_ir_dir
 
@@ -41,32 +43,39 @@ def _validate_sources(cells, suite_file: Path, suite) -> None:
             if not resolved:
                 continue
             try:
-                if classify_source(resolved) == "ir_dir":
+                kind = classify_source(resolved)
+                if kind == "ir_dir":
                     validate_ir_dir(Path(resolved))
+                problem = _hub_problem(resolved) if kind == "hf_id" and here else None
             except ModelPreparationError as e:
-                raise HarnessInputError(str(suite_file), f"models[{i}].{field}", source, str(e)) from None
+                problem = str(e)
+            if problem:
+                if model_option:
+                    raise HarnessInputError("command line", "--model", source, problem)
+                raise HarnessInputError(str(suite_file), f"models[{i}].{field}", source, problem)
 
 
-def _apply_overrides(suite, model: str | None, devices: list[str] | None, precisions: list[str] | None):
-    from pydantic import ValidationError
+def _hub_problem(repo_id: str) -> str | None:
+    """Why a Hugging Face model id cannot be prepared here (not cached, and offline or unknown to the Hub), else
+    None; the download itself is the cell's preparation."""
+    import os
 
-    from harness.suite import Suite
+    from huggingface_hub import HfApi, snapshot_download
 
-    data = suite.model_dump()
-    if model:
-        name = Path(model.rstrip("/")).name or model
-        data["models"] = [{"name": name.replace("/", "_"), "source": model, "draft": None}]
-        data["scenarios"] = [s for s in data["scenarios"] if s["kind"] != "speculative"] or data["scenarios"]
-    if devices:
-        data["devices"] = devices
-    if precisions:
-        data["precisions"] = precisions
     try:
-        return Suite.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(x) for x in err["loc"])
-        raise HarnessInputError("command line", field, err.get("input"), err["msg"]) from None
+        snapshot_download(repo_id, local_files_only=True)
+        return None
+    except Exception:  # noqa: BLE001 - not (completely) in the local cache
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"
+    try:
+        HfApi().model_info(repo_id, timeout=10)
+        return None
+    except Exception as e:  # noqa: BLE001 - no network, unknown or gated model: one line
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+        return f"not in the local Hugging Face cache, and the Hub cannot provide it (no network?): " \
+               f"{type(e).__name__}: {first}"[:300]
 
 
 @app.command()
@@ -79,6 +88,10 @@ def run(
     model: Annotated[str | None, typer.Option(help="run the suite on this model instead: HF dir or id, or IR dir")] = None,
     device: Annotated[list[str] | None, typer.Option(help="override the suite's devices (repeatable)")] = None,
     precision: Annotated[list[str] | None, typer.Option(help="override the suite's precisions (repeatable)")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="change a suite field, KEY=VALUE with a YAML value (repeatable): KEY a field or dotted path, "
+        "list items by name or * (iterations=1, generation.max_new_tokens=8, models.*.source=synthetic:tiny); "
+        "the environment variable HARNESS_SET holds more, applied first")] = None,
     cache_dir: CacheOpt = None,
     fail_on_checks: Annotated[bool, typer.Option(help="exit 1 also when a check fails, not only a cell")] = False,
     list_cells: Annotated[bool, typer.Option("--list", help="print the cells the suite expands to and exit")] = False,
@@ -109,10 +122,11 @@ def run(
     import openvino as ov
 
     from harness.environments import prepare_environments, with_environments
+    from harness.overrides import expand_overridden, run_overrides, set_overrides
     from harness.progress import RichProgress
     from harness.runner import RunOptions, new_run_metadata, now_iso, run_cells
     from harness.store import load_metadata, lock_run_dir, scan_cells, write_metadata
-    from harness.suite import expand, load_suite, resolve_suite_path
+    from harness.suite import load_suite, resolve_suite_path
     from reports import render
 
     cache_dir = cache_dir or default_cache_dir()
@@ -132,17 +146,19 @@ def run(
             each_node = each_node or meta.cluster.mode == "each-node"
             nodes = nodes or [f"{k}={v}" for k, v in meta.cluster.node_filter.items()]
             shared_cache = shared_cache or meta.cluster.shared_cache
-    parsed, sha = load_suite(suite_path)
-    parsed = _apply_overrides(parsed, model, device, precision)
-    if env:
-        parsed = with_environments(parsed, env)
-    cells = expand(parsed, suite_path)
+    written, sha = load_suite(suite_path)
+    overrides = run_overrides(set_overrides(set_ or []), model, device, precision,
+                              with_environments(written, env).environments if env else None)
+    overridden = expand_overridden(written, overrides, suite_path)
+    parsed, cells = overridden.suite, overridden.cells
     if list_cells:
         for c in cells:
             print(c.key)
+        _say_dropped(overridden.dropped_gates)
         err_console.print(f"{len(cells)} cells from {suite_path}")
         return
-    _validate_sources(cells, suite_path, parsed)
+    _validate_sources(cells, suite_path, parsed, here=cluster is None, model_option=bool(model))
+    _say_dropped(overridden.dropped_gates)
     fleet = None
     if cluster is not None:
         fleet, cells = _join_cluster(cluster, each_node, nodes or [], shared_cache, parsed, cells)
@@ -164,6 +180,8 @@ def run(
         if (run_dir / "cells.jsonl").exists():
             raise HarnessInputError(str(run_dir), "--out", None, "already holds a run; use --resume to continue it")
         meta = new_run_metadata(f"{stamp}-{uuid.uuid4().hex[:6]}", parsed, suite_path, sha, core)
+    if resume is None or overridden.overrides:  # a resume without overrides keeps what the run recorded
+        meta.overrides, meta.dropped_gates = overridden.overrides, overridden.dropped_gates
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = lock_run_dir(run_dir)  # noqa: F841 - held until this process ends
     if resume is not None:
@@ -216,6 +234,11 @@ def run(
     failed_checks = [c for c in results.cells for ch in c.checks if ch.status == "fail"]
     if bad or (fail_on_checks and failed_checks):
         raise typer.Exit(1)
+
+
+def _say_dropped(dropped) -> None:
+    for d in dropped:
+        err_console.print(styled("yellow", "gate dropped:", d.describe()), highlight=False)
 
 
 def _join_cluster(address: str, each_node: bool, nodes: list[str], shared_cache: str | None, suite, cells):

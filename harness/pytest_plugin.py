@@ -1,10 +1,13 @@
 """pytest front door: `pytest suites/ --suite suites/nightly.yaml` runs every cell as a test item.
 
 A cell passes when it ran (a missing device makes it a skip), every recorded check passed, and,
-with `--baseline REF`, no metric regressed against the baseline's cell of the same key. Items carry
+with `--baseline REF`, no metric regressed against the baseline's cell of the same key. Cross-cell checks are
+made against the cells the session ran before (the fp16 reference runs before its int8/int4 cells); an accuracy
+gate whose reference is not in the session (e.g. `-m int4`) is not judged (not run, with the reason). Items carry
 markers for precision, device, scenario kind and model (`-m "int4 and not speculative"`). With
 pytest-benchmark installed, each cell's per-iteration e2e times join its JSON/storage
-(`--benchmark-json`, `--benchmark-autosave`), the LLM metrics in `extra_info`.
+(`--benchmark-json`, `--benchmark-autosave`), the LLM metrics in `extra_info`. `--harness-set KEY=VALUE` (and
+the HARNESS_SET environment variable) change the suites' fields as `harness run --set` does.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--harness-out", default=None, help="run directory for the results (default: a temp dir)")
     g.addoption("--harness-cache", default=None, help="model cache (default: ~/.cache/ov-genai-harness)")
     g.addoption("--harness-db", default=None, help="history database URL for --baseline references")
+    g.addoption("--harness-set", action="append", default=[], metavar="KEY=VALUE",
+                help="change a field of the suites, as harness run --set (repeatable; HARNESS_SET applies first)")
 
 
 def marker_name(value: str) -> str:
@@ -58,8 +63,10 @@ class HarnessRun:
             run_id=f"pytest-{now_iso()}", suite_name=",".join(Path(s).stem for s in config.getoption("suite")),
             suite_file=None, suite_sha256=None, started_at=now_iso(), command=["pytest"],
             host=host.host_info(), versions=host.package_versions(), harness_commit=host.git_commit(),
-            devices=list_devices(core))
+            devices=list_devices(core), overrides=getattr(config, "_harness_overrides", []),
+            dropped_gates=getattr(config, "_harness_dropped_gates", []))
         write_metadata(self.run_dir, self.meta)
+        self.cells: list[CellResult] = []  # this session's results so far, for the cross-cell checks
         self.baseline = None
         ref = config.getoption("baseline")
         if ref:
@@ -83,10 +90,16 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 class SuiteFile(pytest.File):
     def collect(self):
-        from harness.suite import expand, load_suite
+        from harness.overrides import expand_overridden, set_overrides
+        from harness.suite import load_suite
 
-        suite, _ = load_suite(self.path)
-        for cell in expand(suite, self.path):
+        written, _ = load_suite(self.path)
+        overridden = expand_overridden(written, set_overrides(self.config.getoption("harness_set")), self.path)
+        # the same overrides apply to every suite of the session; the run's metadata records them (HarnessRun)
+        self.config._harness_overrides = overridden.overrides  # type: ignore[attr-defined]
+        dropped = getattr(self.config, "_harness_dropped_gates", [])
+        self.config._harness_dropped_gates = dropped + overridden.dropped_gates  # type: ignore[attr-defined]
+        for cell in overridden.cells:
             item = CellItem.from_parent(self, name=cell.key, cell=cell)
             for value in (cell.precision, cell.device, cell.scenario.kind, cell.model.name):
                 name = marker_name(value)
@@ -111,6 +124,7 @@ class CellItem(pytest.Item):
         hr = _harness_run(self.config)
         result = run_cell(self.cell, hr.run_dir, hr.options, ProgressSink())
         append_cell(hr.run_dir, result)
+        result = _with_session_checks(hr, result)
         self.user_properties.append(("harness_status", result.status))
         _record_benchmark(self.config, result)
         if result.status == "skipped":
@@ -130,6 +144,31 @@ class CellItem(pytest.Item):
 
     def reportinfo(self):
         return self.path, None, f"cell {self.cell.key}"
+
+
+def _with_session_checks(hr: HarnessRun, result: CellResult) -> CellResult:
+    """The cell's cross-cell checks against the cells this session ran before it (matches_greedy, accuracy against
+    fp16 and the gates on it), as `harness run` adds them."""
+    from harness.checks import run_level_checks
+
+    hr.cells.append(result)
+    return _unjudged_accuracy_gates(run_level_checks(hr.cells)[-1])
+
+
+def _unjudged_accuracy_gates(cell: CellResult) -> CellResult:
+    """An accuracy gate whose reference cell is not in the session (deselected with -m, or not in the suite) cannot
+    be judged by this item: it is not run, with the reason, rather than failed as unmeasured."""
+    from harness.accuracy import ACCURACY_TAGS
+    from harness.schema import CheckResult
+
+    acc = next((c for c in cell.checks if c.name.startswith("accuracy_vs_")), None)
+    if acc is None or acc.status != "not_run" or any(t in cell.summaries for t in ACCURACY_TAGS):
+        return cell
+    checks = [CheckResult(name=c.name, status="not_run", detail=f"not judged in this session: {acc.detail}",
+                          gate=c.gate)
+              if c.gate is not None and c.gate.metric in ACCURACY_TAGS and c.status == "fail" else c
+              for c in cell.checks]
+    return cell.model_copy(update={"checks": checks})
 
 
 def _gate_on_baseline(hr: HarnessRun, result: CellResult) -> None:
@@ -179,4 +218,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
     hr.meta.finished_at = now_iso()
     write_metadata(hr.run_dir, hr.meta)
-    write_results(hr.run_dir, assemble(hr.run_dir, hr.meta))
+    results = assemble(hr.run_dir, hr.meta)
+    results.cells = [_unjudged_accuracy_gates(c) for c in results.cells]  # as the items judged them
+    write_results(hr.run_dir, results)

@@ -7,6 +7,7 @@ re-export `schema/results.schema.json` with `harness schema`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
@@ -596,6 +597,31 @@ class EnvironmentRecord(Strict):
     build_s: float | None = Field(None, description="build wall time when it was built by this run")
 
 
+class DroppedGate(Strict):
+    """A gate of the suite that this run did not check: it selects cells of the suite as written, but the
+    run's overrides (--model, --device, --precision, --env, --set, HARNESS_SET) removed every one of them."""
+
+    index: int = Field(description="position in the suite file's gates")
+    gate: Gate
+    where: dict[str, PropertyValue | list[PropertyValue]] = Field(default_factory=dict)
+    overrides: list[str] = Field(description="the overrides that removed its cells, as given (each alone, or "
+                                 "only all of them together: see `together`)")
+    together: bool = Field(False, description="no one of the overrides alone removed its cells, they together did")
+
+    def where_text(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.where.items())
+
+    def removed_by(self, fmt: Callable[[str], str] = str) -> str:
+        """'--model X', 'each of --model X, --precision int8' or '--device GPU together with --precision int8'."""
+        shown = [fmt(o) for o in self.overrides]
+        if self.together:
+            return " together with ".join(shown)
+        return shown[0] if len(shown) == 1 else "each of " + ", ".join(shown)
+
+    def describe(self) -> str:
+        return f"gates[{self.index}] {self.gate.describe()} where {self.where_text()}: no cell left by {self.removed_by()}"
+
+
 class RunMetadata(Strict):
     run_id: str
     suite_name: str
@@ -614,6 +640,11 @@ class RunMetadata(Strict):
     environments: list[EnvironmentRecord] = Field(
         default_factory=list, description="environments the cells ran in (none: the harness's own interpreter)")
     cluster: ClusterRecord | None = Field(None, description="cluster runs: the cluster, mode and nodes")
+    overrides: list[str] = Field(default_factory=list, description="changes made to the suite as written, in "
+                                 "the order applied (--model, --device, --precision, --env, HARNESS_SET and --set "
+                                 "items), as given")
+    dropped_gates: list[DroppedGate] = Field(default_factory=list, description="gates of the suite that the "
+                                             "overrides left without a cell, so not checked")
 
 
 class RunResults(Strict):

@@ -43,6 +43,9 @@ def _header(res: RunResults) -> list[str]:
           if (bw := m.host.memory_bandwidth) is not None else []),
         f"- started {m.started_at}, finished {m.finished_at or 'not finished'}"
         + (f", resumed {', '.join(m.resumed_at)}" if m.resumed_at else ""),
+        *([f"- the suite as run differs from its file by: {', '.join(md_code(o) for o in m.overrides)}"]
+          if m.overrides else []),
+        *dropped_gate_lines(res),
         "",
     ]
 
@@ -56,6 +59,12 @@ def roofline_lines(cells: list[CellResult]) -> list[str]:
             + (", ..." if len(over) > 3 else "") + "): their decode read weights faster than the host's measured "
             "triad bandwidth, either from the CPU's cache (weights smaller than it) or because that figure was "
             "measured under load; each cell's note says which (docs/roofline.md).", ""]
+
+
+def dropped_gate_lines(res: RunResults) -> list[str]:
+    """The suite's gates that the overrides left without a cell, each with the override(s) that did it."""
+    return [f"- gate dropped, not checked: gates[{d.index}] {md_code(d.gate.describe())} where "
+            f"{md_code(d.where_text())}: no cell left by {d.removed_by(md_code)}" for d in res.metadata.dropped_gates]
 
 
 def sweep_limit_lines(cells: list[CellResult]) -> list[str]:

@@ -33,9 +33,14 @@ def model_cache() -> Path:
     return path
 
 
-def run_cli(*args: str, cache: Path | None = None, timeout: float = 900, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m harness ...` the way a user would; returns the completed process."""
+def run_cli(*args: str, cache: Path | None = None, timeout: float = 900, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m harness ...` the way a user would (with `env` added to the environment); returns the
+    completed process."""
+    extra = env or {}
     env = dict(os.environ)
+    env.pop("HARNESS_SET", None)  # a test's suite is what it says, whatever the shell running the tests set
+    env.update(extra)
     if cache is not None:
         env["HARNESS_CACHE_DIR"] = str(cache)
     # keep test runs out of the user's history database

@@ -78,3 +78,17 @@ def test_baseline_regression_fails_the_item(suite_dir, model_cache):
     proc = _pytest(suite_dir, model_cache, "-m", "fp16 and cpu", "--baseline", str(suite_dir / "fast"))
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert "regression vs baseline" in proc.stdout and "tpot_ms" in proc.stdout
+
+
+def test_accuracy_gates_are_judged_against_the_sessions_fp16_cell_and_not_run_without_it(suite_dir, model_cache):
+    # an impossible accuracy limit: judged, it fails; with the fp16 reference deselected it cannot be judged
+    (suite_dir / "suites" / "s.yaml").write_text(SUITE.replace("iterations: 6", "iterations: 1").replace(
+        "devices: [CPU, GPU]", "devices: [CPU]") + "gates: [{metric: token_match_pct, min: 101, where: {precision: int8}}]\n")
+    proc = _pytest(suite_dir, model_cache, "-m", "int8", "--harness-out", str(suite_dir / "alone"))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    (cell,) = load_results(suite_dir / "alone").cells
+    gate = next(c for c in cell.checks if c.gate is not None)
+    assert gate.status == "not_run" and "no fp16 plain greedy cell" in gate.detail
+    proc = _pytest(suite_dir, model_cache, "--harness-out", str(suite_dir / "both"))
+    assert proc.returncode == 1 and "1 failed, 1 passed" in proc.stdout, proc.stdout[-3000:]
+    assert "token_match_pct median >= 101 failed: median" in proc.stdout and "not measured" not in proc.stdout
