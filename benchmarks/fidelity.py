@@ -157,7 +157,7 @@ def main() -> None:
     suite, _ = load_suite(suite_path)
     (cell,) = expand(suite, suite_path)
     target = prepare_model(cell.model.source, cell.precision, cell.compression, args.cache_dir, log=print)
-    draft = (prepare_model(cell.model.draft or "", cell.precision, cell.compression, args.cache_dir, log=print)
+    draft = (prepare_model(cell.model.draft or "", cell.model.draft_precision or cell.precision, cell.compression, args.cache_dir, log=print)
              if cell.scenario.kind == "speculative" else None)
     task = reference_task(cell, target.path, draft.path if draft else None)
     minimal = reference_task(cell, target.path, draft.path if draft else None, preload=False)

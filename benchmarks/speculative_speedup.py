@@ -53,7 +53,7 @@ def main() -> int:
     tasks = {}
     for c in cells:
         target = prepare_model(c.model.source, c.precision, c.compression, cache).path
-        draft = prepare_model(c.model.draft, c.precision, c.compression, cache).path \
+        draft = prepare_model(c.model.draft, c.model.draft_precision or c.precision, c.compression, cache).path \
             if c.scenario.kind == "speculative" and c.model.draft else None
         tasks[c.key] = (c, reference_task(c, target, draft))
     rng = random.Random(args.seed)

