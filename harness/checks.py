@@ -35,6 +35,12 @@ or answers another prompt fails the check; the same scenarios without the fault 
 `exact_token_count` (every call yields `max_new_tokens` under `ignore_eos`) and `repeat_determinism`
 (the first measured prompt decoded again by the same pipeline gives the same text) are exact at any
 precision.
+
+`input_length` (plain, speculative and prompt-lookup generation on synthetic prompts): every call's input,
+as the pipeline counted it (PerfMetrics' input tokens), is within one token (a BOS the tokenizer adds) of the
+length the cell asks for, the chat template's own tokens included when `generation.apply_chat_template` is
+set. A cell keyed `in128` is then measured on 128 of the model's own tokens; a prompt tokenizer that disagrees
+with the pipeline's (the fault a GGUF-converted tokenizer showed: 128 asked, 26-36 measured) fails it.
 """
 
 
