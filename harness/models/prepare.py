@@ -14,7 +14,7 @@ from harness.host import package_versions
 from harness.models import cache, synthetic
 from harness.models.export import LOG_NAME, export_ir
 from harness.models.ir import ir_size_mb, total_size_mb, validate_ir_dir
-from harness.models.sources import ResolvedSource, SourceKind, classify_source, resolve_source
+from harness.models.sources import ResolvedSource, SourceKind, classify_source, is_gguf_source, resolve_source
 from harness.schema import CompressionSpec
 
 __all__ = ["PreparedModel", "prepare_model", "classify_source", "validate_ir_dir", "PRECISIONS"]
@@ -54,9 +54,13 @@ def prepare_model(
     log = log or (lambda _msg: None)
     if precision not in PRECISIONS:
         raise ModelPreparationError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
+    if precision == GGUF and not is_gguf_source(source):
+        # refused before anything is built, downloaded, converted or cut
+        raise ModelPreparationError(f"precision gguf reads a GGUF file as it is; '{source}' is a "
+                                    f"{classify_source(source)} source")
     src = resolve_source(source, Path(cache_dir), log, convert=precision != GGUF)
     if precision == GGUF:
-        if src.gguf is None:
+        if src.gguf is None:  # a directory whose name ends in .gguf
             raise ModelPreparationError(f"precision gguf reads a GGUF file as it is; '{source}' is a {src.kind} source")
         log(f"using {src.gguf} as is (openvino-genai's own GGUF reader)")
         size = round(src.gguf.stat().st_size / 2**20, 3)

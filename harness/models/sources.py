@@ -47,7 +47,10 @@ def is_gguf_file(path: Path) -> bool:
 
 
 def is_gguf_source(source: str) -> bool:
-    """A source that names a GGUF file (directly or inside a registry package): one precision gguf can read."""
+    """A source that names a GGUF file (directly or inside a registry package): one precision gguf can read. A
+    layer cut of one (layers:N:FILE.gguf, whose name ends in .gguf too) is a Hugging Face model, not a file."""
+    if CUT.fullmatch(source) or source.startswith(SYNTHETIC_PREFIX):
+        return False
     return source.startswith(PACKAGE_PREFIX) or is_gguf_file(Path(source))
 
 
