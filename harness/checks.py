@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.kinds import kind_spec
-from harness.schema import CellResult, CheckResult
+from harness.schema import CellResult, CheckResult, TokenDisagreement
 
 CHECKS_DOC = """## Checks that must hold exactly
 
@@ -173,11 +173,54 @@ def fidelity(r: CellResult) -> CheckResult | None:
     return CheckResult(name="fidelity", status="pass", detail=detail)
 
 
+def _token_pair(d: TokenDisagreement) -> str:
+    ov = "stopped" if d.openvino is None else str(d.openvino)
+    hf = "stop (max_new_tokens)" if d.transformers is None else str(d.transformers)
+    apart = "" if d.gap is None else f", {d.gap:.3g} nats apart"
+    return f"OpenVINO {ov}, transformers {hf}{apart}"
+
+
+def matches_transformers(r: CellResult) -> CheckResult | None:
+    """A plain greedy cell's f32 validation outputs must be transformers' own greedy decoding of the same prompt ids
+    on the same (fp16-rounded) weights, up to float near-ties (harness/transformers_reference.py)."""
+    from harness import transformers_reference
+
+    if not transformers_reference.applies(r.spec):
+        return None
+    found = r.check_outputs.transformers
+    if found is None:
+        return CheckResult(name="matches_transformers", status="not_run",
+                           detail="no transformers reference was recorded for this cell")
+    if found.error:
+        return CheckResult(name="matches_transformers", status="not_run", detail=found.error)
+    tol = r.spec.transformers_tolerance
+    outs = r.check_outputs
+    miscounted = [f"prompt {p}: the pipeline counted {outs.f32_input_tokens[p]} prompt tokens, its tokenizer gives "
+                  f"{len(ids)} for the prompt" for p, ids in sorted(outs.f32_prompt_ids.items())
+                  if p in found.tokens and p in outs.f32_input_tokens and outs.f32_input_tokens[p] != len(ids)]
+    wrong, ties = [], []
+    for p, found_at in sorted(found.disagreements.items()):
+        bad = [d for d in found_at if d.gap is None or d.gap > tol]
+        if bad:
+            more = f" (and {len(bad) - 1} more position(s))" if len(bad) > 1 else ""
+            wrong.append(f"prompt {p} at token {bad[0].position}: {_token_pair(bad[0])}{more}")
+        ties += [f"prompt {p} at token {d.position} ({_token_pair(d)})" for d in found_at if d not in bad]
+    scored = (f"{len(found.tokens)} f32 output(s), {sum(found.tokens.values())} tokens, against transformers' greedy "
+              f"choices on {found.source} (f32, weights rounded to float16)")
+    took = f"; {found.seconds:.1f} s" if found.seconds is not None else ""
+    tied = f"; near-ties within {tol:g} nats: {', '.join(ties)}" if ties else ""
+    if wrong or miscounted:
+        return CheckResult(name="matches_transformers", status="fail",
+                           detail="; ".join(miscounted + wrong) + f" — {scored}{tied}{took}")
+    return CheckResult(name="matches_transformers", status="pass",
+                       detail=f"{scored}: {'equal up to near-ties' if ties else 'equal'}{tied}{took}")
+
+
 def cell_checks(r: CellResult) -> list[CheckResult]:
     if r.status != "ok":
         return []
     found = (exact_token_count(r), repeat_determinism(r), repeat_vectors(r), tokenizer_parity(r), serving_errors(r),
-             fidelity(r))
+             fidelity(r), matches_transformers(r))
     return [c for c in found if c is not None] + gate_checks(r)
 
 

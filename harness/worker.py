@@ -90,10 +90,29 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
     draft = None
     if cell.scenario.kind == "speculative":
         draft = prepare_model(cell.model.draft or "", cell.precision, cell.compression, cache, log=log)
+    source_dir, source_error = _source_dir(cell, target.source_kind, cache, log)
     emit(Prepared(model_dir=str(target.path), model_size_mb=target.size_mb, cache_hit=target.cache_hit,
                   export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None,
-                  weight_bytes_per_token=_weight_bytes(cell, target.path, log)))
+                  weight_bytes_per_token=_weight_bytes(cell, target.path, log),
+                  source_dir=source_dir, source_error=source_error))
     emit(Done())
+
+
+def _source_dir(cell: CellSpec, source_kind: str, cache: Path, log: Callable[[str], None]
+                ) -> tuple[str | None, str | None]:
+    """The Hugging Face folder the cell's model was exported from, for the transformers reference (cells it
+    applies to only), or why there is none: an IR folder has none; any other source resolves to one, as it did
+    for the export just now."""
+    from harness import transformers_reference
+    from harness.models.sources import resolve_source
+
+    if not transformers_reference.wants_source(cell) or source_kind == "ir_dir":
+        return None, None
+    try:
+        return str(resolve_source(cell.model.source, cache, log).path), None
+    except Exception as e:  # noqa: BLE001 - costs the cell only its transformers reference
+        log(f"no Hugging Face folder for the transformers reference: {error_line(e)}")
+        return None, f"the Hugging Face folder of '{cell.model.source}' was not found: {error_line(e)}"
 
 
 def _needs_no_model(cell: CellSpec) -> bool:

@@ -41,7 +41,7 @@ class PromptLookupParams(Params):
 
 
 LLM_BACKEND = "harness.backends.genai_llm:run"
-GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, roofline=True,
+GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, roofline=True, transformers_reference=True,
                     report=text_table("Plain generation", ROOFLINE_COLUMNS))
 SPECULATIVE = KindSpec(name="speculative", params=SpeculativeParams, backend=LLM_BACKEND, same_as_greedy=True,
                        report=text_table("Speculative decoding", DRAFTED_COLUMNS))
