@@ -32,6 +32,26 @@ detail says so.
 Proved by fault injection (`tests/test_faults.py`): a pipeline that changes the middle token, drops it,
 or answers another prompt fails the check; the same scenarios without the fault pass in the same run.
 
+`matches_transformers`: matches_greedy holds the other pipelines to OpenVINO's own plain greedy cell; this holds
+that cell to an independent implementation, so a wrong greedy path fails even in a suite with nothing else to
+compare it with. A plain greedy cell at fp16 whose model has
+Hugging Face weights (a synthetic model, a Hugging Face folder or id; an IR folder has none, and the check is
+then not run with that reason; int8 / int4 IRs hold NNCF's weights, not these) has its f32 outputs scored by
+transformers (PyTorch, f32, the weights rounded to float16 as the IR stores them), in its own process after
+the measuring ones, fed the prompt ids the pipeline was fed: one forward pass over prompt and output gives
+transformers' greedy choice at every position given OpenVINO's prefix, so OpenVINO's output is transformers'
+own greedy decoding exactly when every choice is OpenVINO's token (harness/transformers_reference.py).
+Under `ignore_eos` EOS is a token like any other, as openvino-genai treats it; otherwise an output ending
+early must end where transformers' choice is a stop token. Where transformers chooses another token it fails,
+naming the prompt, the position and both tokens, unless transformers' logits for the two are within
+`transformers_tolerance` (default 0.05 nats; the two implementations' f32 logits differ by at most 2e-4 on
+SmolLM2-135M): a float near-tie, reported beside the pass. It also fails when the pipeline counted other prompt
+tokens than its tokenizer gives for the prompt. On by default (`transformers_check: false` turns it off); it
+costs one process per scored cell, measured here at ~8 s of CPU on tiny and ~14 s on SmolLM2-135M (2 prompts of
+128 + 64 tokens), 7.5 s of either importing torch and transformers. A pipeline that changes or drops the middle
+token passes every other check of a suite with only plain greedy cells, and fails this one
+(tests/test_faults.py).
+
 `exact_token_count` (every call yields `max_new_tokens` under `ignore_eos`) and `repeat_determinism`
 (the first measured prompt decoded again by the same pipeline gives the same text) are exact at any
 precision.
