@@ -19,6 +19,7 @@ from harness.events import (
     SampleEvent,
     ServerReport,
     SloSearchReport,
+    TransformersDone,
     Unreadable,
 )
 from harness.fidelity import fidelity_values
@@ -121,6 +122,8 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
                 reference.extend(records)
             case ReferenceError():
                 reference_error = reference_error or ev.error
+            case TransformersDone(reference=found):
+                check_outputs = check_outputs.merged(CheckOutputs(transformers=found))
             case Runtime(versions=versions):
                 runtime_versions = runtime_versions or dict(versions)
             case Error() if error is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.kinds import kind_spec
-from harness.schema import CellResult, CheckResult
+from harness.schema import CellResult, CheckResult, TokenDisagreement
 
 CHECKS_DOC = """## Checks that must hold exactly
 
@@ -31,6 +31,26 @@ detail says so.
 
 Proved by fault injection (`tests/test_faults.py`): a pipeline that changes the middle token, drops it,
 or answers another prompt fails the check; the same scenarios without the fault pass in the same run.
+
+`matches_transformers`: matches_greedy holds the other pipelines to OpenVINO's own plain greedy cell; this holds
+that cell to an independent implementation, so a wrong greedy path fails even in a suite with nothing else to
+compare it with. A plain greedy cell at fp16 whose model has
+Hugging Face weights (a synthetic model, a Hugging Face folder or id; an IR folder has none, and the check is
+then not run with that reason; int8 / int4 IRs hold NNCF's weights, not these) has its f32 outputs scored by
+transformers (PyTorch, f32, the weights rounded to float16 as the IR stores them), in its own process after
+the measuring ones, fed the prompt ids the pipeline was fed: one forward pass over prompt and output gives
+transformers' greedy choice at every position given OpenVINO's prefix, so OpenVINO's output is transformers'
+own greedy decoding exactly when every choice is OpenVINO's token (harness/transformers_reference.py).
+Under `ignore_eos` EOS is a token like any other, as openvino-genai treats it; otherwise an output ending
+early must end where transformers' choice is a stop token. Where transformers chooses another token it fails,
+naming the prompt, the position and both tokens, unless transformers' logits for the two are within
+`transformers_tolerance` (default 0.05 nats; the two implementations' f32 logits differ by at most 2e-4 on
+SmolLM2-135M): a float near-tie, reported beside the pass. It also fails when the pipeline counted other prompt
+tokens than its tokenizer gives for the prompt. On by default (`transformers_check: false` turns it off); it
+costs one process per scored cell, measured here at ~8 s of CPU on tiny and ~14 s on SmolLM2-135M (2 prompts of
+128 + 64 tokens), 7.5 s of either importing torch and transformers. A pipeline that changes or drops the middle
+token passes every other check of a suite with only plain greedy cells, and fails this one
+(tests/test_faults.py).
 
 `exact_token_count` (every call yields `max_new_tokens` under `ignore_eos`) and `repeat_determinism`
 (the first measured prompt decoded again by the same pipeline gives the same text) are exact at any
@@ -203,11 +223,54 @@ def fidelity(r: CellResult) -> CheckResult | None:
     return CheckResult(name="fidelity", status="pass", detail=detail)
 
 
+def _token_pair(d: TokenDisagreement) -> str:
+    ov = "stopped" if d.openvino is None else str(d.openvino)
+    hf = "stop (max_new_tokens)" if d.transformers is None else str(d.transformers)
+    apart = "" if d.gap is None else f", {d.gap:.3g} nats apart"
+    return f"OpenVINO {ov}, transformers {hf}{apart}"
+
+
+def matches_transformers(r: CellResult) -> CheckResult | None:
+    """A plain greedy cell's f32 validation outputs must be transformers' own greedy decoding of the same prompt ids
+    on the same (fp16-rounded) weights, up to float near-ties (harness/transformers_reference.py)."""
+    from harness import transformers_reference
+
+    if not transformers_reference.applies(r.spec):
+        return None
+    found = r.check_outputs.transformers
+    if found is None:
+        return CheckResult(name="matches_transformers", status="not_run",
+                           detail="no transformers reference was recorded for this cell")
+    if found.error:
+        return CheckResult(name="matches_transformers", status="not_run", detail=found.error)
+    tol = r.spec.transformers_tolerance
+    outs = r.check_outputs
+    miscounted = [f"prompt {p}: the pipeline counted {outs.f32_input_tokens[p]} prompt tokens, its tokenizer gives "
+                  f"{len(ids)} for the prompt" for p, ids in sorted(outs.f32_prompt_ids.items())
+                  if p in found.tokens and p in outs.f32_input_tokens and outs.f32_input_tokens[p] != len(ids)]
+    wrong, ties = [], []
+    for p, found_at in sorted(found.disagreements.items()):
+        bad = [d for d in found_at if d.gap is None or d.gap > tol]
+        if bad:
+            more = f" (and {len(bad) - 1} more position(s))" if len(bad) > 1 else ""
+            wrong.append(f"prompt {p} at token {bad[0].position}: {_token_pair(bad[0])}{more}")
+        ties += [f"prompt {p} at token {d.position} ({_token_pair(d)})" for d in found_at if d not in bad]
+    scored = (f"{len(found.tokens)} f32 output(s), {sum(found.tokens.values())} tokens, against transformers' greedy "
+              f"choices on {found.source} (f32, weights rounded to float16)")
+    took = f"; {found.seconds:.1f} s" if found.seconds is not None else ""
+    tied = f"; near-ties within {tol:g} nats: {', '.join(ties)}" if ties else ""
+    if wrong or miscounted:
+        return CheckResult(name="matches_transformers", status="fail",
+                           detail="; ".join(miscounted + wrong) + f" — {scored}{tied}{took}")
+    return CheckResult(name="matches_transformers", status="pass",
+                       detail=f"{scored}: {'equal up to near-ties' if ties else 'equal'}{tied}{took}")
+
+
 def cell_checks(r: CellResult) -> list[CheckResult]:
     if r.status != "ok":
         return []
-    found = (exact_token_count(r), input_length(r), repeat_determinism(r), repeat_vectors(r), tokenizer_parity(r), serving_errors(r),
-             fidelity(r))
+    found = (exact_token_count(r), input_length(r), repeat_determinism(r), repeat_vectors(r), tokenizer_parity(r),
+             serving_errors(r), fidelity(r), matches_transformers(r))
     return [c for c in found if c is not None] + gate_checks(r)
 
 

@@ -243,7 +243,8 @@ def _drift(base: RunResults, cand: RunResults) -> list[Drift]:
 NoiseLookup = Callable[[str, str, "str | None"], "tuple[float, int] | None"]
 
 # Cell settings that change nothing measured (limits, checks), left out of a measurement configuration.
-_NOT_MEASUREMENT = {"key", "gates", "timeout_s", "prepare_timeout_s", "fidelity_check", "fidelity_tolerance"}
+_NOT_MEASUREMENT = {"key", "gates", "timeout_s", "prepare_timeout_s", "fidelity_check", "fidelity_tolerance",
+                    "transformers_check", "transformers_tolerance"}
 
 
 def measurement_config(cell: CellResult, meta: RunMetadata) -> str:

@@ -13,7 +13,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from harness.metrics import METRICS
-from harness.schema import BatchRecord, CheckOutputs, ReferenceRecord, Sample, ServerInfo, SloSearch
+from harness.schema import (
+    BatchRecord,
+    CheckOutputs,
+    ReferenceRecord,
+    Sample,
+    ServerInfo,
+    SloSearch,
+    TransformersReference,
+)
 
 
 class _Event(BaseModel):
@@ -55,6 +63,11 @@ class Prepared(_Event):
         None, description="bytes of weights a decoding step reads, from the IR (harness.roofline); kinds the "
         "memory roofline applies to only")
     notes: list[str] = Field(default_factory=list, description="what preparing the models decided")
+    source_dir: str | None = Field(
+        None, description="the Hugging Face folder the model was exported from, for the transformers reference "
+        "(harness.transformers_reference); cells it applies to only, None for an IR folder")
+    source_error: str | None = Field(None, description="why the prepare phase named no Hugging Face folder where "
+                                     "the transformers reference wanted one (other than an IR folder source)")
 
 
 class Runtime(_Event):
@@ -112,6 +125,13 @@ class ReferenceError(_Event):
     error: str
 
 
+class TransformersDone(_Event):
+    """The transformers reference of a plain greedy cell's f32 outputs (or why it did not run), from the runner."""
+
+    event: Literal["transformers"] = "transformers"
+    reference: TransformersReference
+
+
 class Error(_Event):
     event: Literal["error"] = "error"
     error: str
@@ -128,7 +148,8 @@ class Unreadable(_Event):
 
 
 Event = Annotated[Log | Phase | Prepared | Runtime | Loaded | SampleEvent | BatchEvent | Done | RunnerValues
-                  | ServerReport | SloSearchReport | Reference | ReferenceError | Error | Unreadable, Field(discriminator="event")]
+                  | ServerReport | SloSearchReport | Reference | ReferenceError | TransformersDone | Error | Unreadable,
+                  Field(discriminator="event")]
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _EXCERPT = 120  # characters of an unreadable line kept with it: enough to recognise, not a whole sample
 

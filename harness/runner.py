@@ -29,12 +29,13 @@ from harness.events import (
     Reference,
     ReferenceError,
     RunnerValues,
+    TransformersDone,
     Unreadable,
     parse_event,
 )
 from harness.kinds import kind_spec
 from harness.preparation import PreparationFailure, PrepareKey, Role, failed_preparation, prepare_keys
-from harness.schema import CellResult, CellSpec, CellStatus, RunMetadata, RunResults
+from harness.schema import CellResult, CellSpec, CellStatus, CheckOutputs, RunMetadata, RunResults
 from harness.store import append_cell, load_cells, write_results
 from harness.worker import WorkerTask
 
@@ -192,6 +193,10 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
                 break
             if reference and not process % 2:
                 events.append(reference(process))
+        if status == "ok":
+            found = transformers_reference(prepared, events, progress)
+            if found is not None:
+                events.append(found)
         if wall > 0:
             events.append(RunnerValues(cell_values={"runner_cpu_pct": 100.0 * busy / wall}))
         if options.memory_bandwidth_gbs is not None:
@@ -254,8 +259,13 @@ def _from_preparations(cell: CellSpec, shared: dict[Role, Preparation]) -> tuple
     # a preparation reads weight bytes for any model; only the kinds with a memory roofline keep them
     weight_bytes = model.weight_bytes_per_token if kind_spec(cell.scenario.kind).roofline else None
     notes = model.notes + [f"draft: {n}" for n in (draft.notes if draft else [])]
-    return [*unreadable, model.model_copy(update={"draft_dir": draft.model_dir if draft else None,
-                                                  "weight_bytes_per_token": weight_bytes, "notes": notes})], "ok", None
+    from harness.transformers_reference import wants_source
+
+    wanted = wants_source(cell)
+    return [*unreadable, model.model_copy(update={
+        "draft_dir": draft.model_dir if draft else None, "weight_bytes_per_token": weight_bytes, "notes": notes,
+        "source_dir": model.source_dir if wanted else None, "source_error": model.source_error if wanted else None,
+    })], "ok", None
 
 
 def measure_process(prepared: PreparedCell, process: int, options: RunOptions,
@@ -279,6 +289,26 @@ def _measure_task(prepare: WorkerTask, prepared: Prepared, env: PreparedEnvironm
         model_dir = model_view(env, model_dir, cache_dir)
         draft_dir = str(model_view(env, Path(draft_dir), cache_dir)) if draft_dir else None
     return prepare.model_copy(update={"mode": "measure", "model_dir": str(model_dir), "draft_dir": draft_dir})
+
+
+def transformers_reference(prepared: PreparedCell, events: list[Event], progress: ProgressSink
+                           ) -> TransformersDone | None:
+    """A plain greedy cell's f32 outputs scored by transformers on the Hugging Face weights, in its own process
+    after every measuring one (harness/transformers_reference.py); None for cells it does not apply to."""
+    from harness import transformers_reference as reference
+
+    cell = prepared.cell
+    if not reference.applies(cell):
+        return None
+    found = CheckOutputs()
+    for ev in events:
+        if isinstance(ev, Done):
+            found = found.merged(ev.check_outputs)
+    source = next((e for e in prepared.events if isinstance(e, Prepared)), None)
+    progress.cell_event(cell, Phase(phase="transformers reference"))
+    return TransformersDone(reference=reference.reference(
+        cell, source.source_dir if source else None, source.source_error if source else None, found,
+        prepared.workdir))
 
 
 def _reference_runner(cell: CellSpec, measure: WorkerTask, workdir: Path,

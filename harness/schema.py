@@ -154,6 +154,13 @@ class CellSpec(Strict):
         "fresh process on the same IR, prompts and settings, and check the cell's readings against it")
     fidelity_tolerance: float = Field(
         0.03, gt=0, lt=1, description="fidelity check: largest accepted |harness / reference - 1| for TPOT and tok/s")
+    transformers_check: bool = Field(
+        True, description="plain greedy cells at fp16 whose model has Hugging Face weights: after the measuring "
+        "processes, transformers (PyTorch, f32) scores the f32 validation outputs in its own process "
+        "(harness/transformers_reference.py; check matches_transformers); since 1.10")
+    transformers_tolerance: float = Field(
+        0.05, gt=0, le=10, description="matches_transformers: where transformers' greedy choice is another token, "
+        "the largest logit gap (nats) between the two that still counts as a float near-tie; since 1.10")
     environment: str | None = Field(
         None, description="the Python environment (stack version) its worker processes run in; None: the harness's own")
     host: str | None = Field(
@@ -363,6 +370,31 @@ class LoadTimeline(Strict):
     failed_end_ns: list[int] = Field(default_factory=list, description="failure time of each failed measured request")
 
 
+class TokenDisagreement(Strict):
+    """A generated position where transformers, fed the same prompt ids and OpenVINO's tokens before it, chooses
+    another token than OpenVINO's f32 validation pass did (or one side stops where the other goes on)."""
+
+    position: int = Field(ge=0, description="index among the generated tokens")
+    openvino: int | None = Field(description="OpenVINO's token there; None: OpenVINO had stopped")
+    transformers: int | None = Field(description="transformers' greedy choice there (with min_new_tokens, EOS "
+                                     "excluded as openvino-genai does); None: max_new_tokens was reached")
+    gap: float | None = Field(description="transformers' logit of its choice minus that of OpenVINO's token (of the "
+                              "best stop token where OpenVINO stopped), in nats: how far from a tie the two are "
+                              "for transformers; None where one side stopped and no tie can explain it")
+
+
+class TransformersReference(Strict):
+    """transformers' greedy choices along a plain greedy cell's f32 validation outputs (harness/transformers_reference.py);
+    since 1.10."""
+
+    source: str | None = Field(None, description="the Hugging Face folder transformers loaded")
+    tokens: dict[int, int] = Field(default_factory=dict, description="prompt index -> OpenVINO tokens scored")
+    disagreements: dict[int, list[TokenDisagreement]] = Field(
+        default_factory=dict, description="prompt index -> the positions where the two choose differently")
+    error: str | None = Field(None, description="why it did not run (the check is then not run)")
+    seconds: float | None = Field(None, description="wall time of the transformers process")
+
+
 class CheckOutputs(Strict):
     """What a cell keeps only for its checks and accuracy: made untimed, or on the side of the timed calls.
     Keyed by prompt index (for embeddings and rerank, the call's first document). Before schema 1.7 this was
@@ -376,6 +408,12 @@ class CheckOutputs(Strict):
     f32_ids: dict[int, list[int]] = Field(default_factory=dict, description="generated ids of the f32 "
                                           "validation pass (harness.validation)")
     f32_error: str | None = Field(None, description="why the f32 validation pass could not run")
+    f32_prompt_ids: dict[int, list[int]] = Field(default_factory=dict, description="the prompt ids the f32 pass's "
+                                                 "pipeline was fed, as its tokenizer encodes them; since 1.10")
+    f32_input_tokens: dict[int, int] = Field(default_factory=dict, description="the prompt tokens the f32 pass's "
+                                             "pipeline counted itself (PerfMetrics); since 1.10")
+    transformers: TransformersReference | None = Field(None, description="the transformers reference of a plain "
+                                                       "greedy cell's f32 outputs; since 1.10")
     tokenizer_parity: TokenizerParity | None = None
     serving_errors: ServingErrors | None = None
     server_metrics_delta: dict[str, float] = Field(default_factory=dict, description="the server's /metrics "

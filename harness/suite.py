@@ -235,6 +235,8 @@ class Suite(_Strict):
     token_timing: Literal["streamer", "genai"] = "streamer"
     fidelity_check: bool = False
     fidelity_tolerance: float = Field(0.03, gt=0, lt=1)
+    transformers_check: bool = True
+    transformers_tolerance: float = Field(0.05, gt=0, le=10)
     properties: dict[str, PropertyValue | list[PropertyValue]] = Field(default_factory=dict)
     scenarios: list[SuiteScenario] = Field(min_length=1)
     exclude: list[dict[str, PropertyValue | list[PropertyValue]]] = Field(default_factory=list)
@@ -602,6 +604,7 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                     load_twice=suite.load_twice, validation_prompts=suite.validation_prompts,
                     token_timing=suite.token_timing,
                     fidelity_check=suite.fidelity_check, fidelity_tolerance=suite.fidelity_tolerance,
+                    transformers_check=suite.transformers_check, transformers_tolerance=suite.transformers_tolerance,
                     server=suite.server if scenario.kind == "serving" else None,
                     slo=dict(suite.slo) if scenario.kind == "serving" else {},
                     environment=environment,

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, model_validator
 
+from harness import transformers_reference
 from harness.backends import CellModels, Emit, backend_for
 from harness.errors import error_line
 from harness.events import BatchEvent, Done, Error, Event, Log, Phase, Prepared, Runtime, SampleEvent
@@ -86,9 +87,13 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
     if task.prepare is not None:  # one model of the run's shared preparations (runner.Preparations)
         one = prepare_model(task.prepare.source, task.prepare.precision, task.prepare.compression, cache, log=log)
         # whether a cell's kind wants the figure is the runner's business: one preparation serves many cells
+        # the Hugging Face folder for the transformers reference (harness.transformers_reference), which scores
+        # the weights the fp16 IR holds; the runner keeps it for the cells that want it
+        source_dir, source_error = (_source_dir(task.prepare.source, one.source_kind, cache, log)
+                                    if task.prepare.precision == transformers_reference.WEIGHTS else (None, None))
         emit(Prepared(model_dir=str(one.path), model_size_mb=one.size_mb, cache_hit=one.cache_hit,
                       export_s=one.export_s, weight_bytes_per_token=_ir_weight_bytes(one.path, log),
-                      notes=list(one.notes)))
+                      notes=list(one.notes), source_dir=source_dir, source_error=source_error))
         emit(Done())
         return
     keys = prepare_keys(cell)
@@ -104,10 +109,28 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
         d = keys["draft"]
         draft = prepare_model(d.source, d.precision, d.compression, cache, log=log)
     notes = list(target.notes) + [f"draft: {n}" for n in (draft.notes if draft is not None else ())]
+    source_dir, source_error = (_source_dir(model.source, target.source_kind, cache, log)
+                                if transformers_reference.wants_source(cell) else (None, None))
     emit(Prepared(model_dir=str(target.path), model_size_mb=target.size_mb, cache_hit=target.cache_hit,
                   export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None,
-                  weight_bytes_per_token=_weight_bytes(cell, target.path, log), notes=notes))
+                  weight_bytes_per_token=_weight_bytes(cell, target.path, log), notes=notes,
+                  source_dir=source_dir, source_error=source_error))
     emit(Done())
+
+
+def _source_dir(source: str, source_kind: str, cache: Path, log: Callable[[str], None]
+                ) -> tuple[str | None, str | None]:
+    """The Hugging Face folder a model was exported from, for the transformers reference, or why there is none:
+    an IR folder has none; any other source resolves to one, as it did for the export just now (cached)."""
+    from harness.models.sources import resolve_source
+
+    if source_kind == "ir_dir":
+        return None, None
+    try:
+        return str(resolve_source(source, cache, log).path), None
+    except Exception as e:  # noqa: BLE001 - costs the cell only its transformers reference
+        log(f"no Hugging Face folder for the transformers reference: {error_line(e)}")
+        return None, f"the Hugging Face folder of '{source}' was not found: {error_line(e)}"
 
 
 def _load_remote_tokenizer(cell: CellSpec) -> None:

@@ -146,6 +146,19 @@ def fidelity_lines(cells: list[CellResult]) -> list[str]:
     return lines
 
 
+def transformers_lines(cells: list[CellResult]) -> list[str]:
+    """The plain greedy cells judged against transformers' greedy decoding, with what each check found."""
+    found = [(c, ch) for c in cells for ch in c.checks if ch.name == "matches_transformers"]
+    if not found:
+        return []
+    lines = ["", "### Plain greedy against transformers", "",
+             "The f32 validation outputs of each plain greedy cell, scored by transformers (PyTorch, f32) on the "
+             "model's Hugging Face weights rounded to float16, fed the same prompt ids (check matches_transformers; "
+             "docs/metrics.md).", "", "| cell | check | detail |", "|---|---|---|"]
+    lines += [f"| {md_code(c.key)} | {ch.status} | {md_text(ch.detail)} |" for c, ch in found]
+    return lines
+
+
 def repeated_load_lines(cells: list[CellResult]) -> list[str]:
     groups = [(c, repeated_loads(c)) for c in cells if c.status == "ok"]
     groups = [(c, figs) for c, figs in groups if figs]
@@ -237,6 +250,7 @@ def render_markdown(res: RunResults) -> str:
                      f"| {fmt_value(v.get('model_size_mb'), 1)} | {fmt_value(v.get('export_s'), 1)} |")
     lines += preparation_lines(res.cells)
     lines += fidelity_lines(res.cells)
+    lines += transformers_lines(res.cells)
     lines += slo_search_lines(res.cells)
     lines += repeated_load_lines(res.cells)
     lines += server_lines(res.cells)

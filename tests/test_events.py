@@ -28,16 +28,25 @@ from harness.events import (
     SampleEvent,
     ServerReport,
     SloSearchReport,
+    TransformersDone,
     Unreadable,
     parse_event,
 )
-from harness.schema import BatchRecord, ReferenceRecord, ServerInfo, SloProbe, SloSearch
+from harness.schema import (
+    BatchRecord,
+    ReferenceRecord,
+    ServerInfo,
+    SloProbe,
+    SloSearch,
+    TokenDisagreement,
+    TransformersReference,
+)
 from harness.worker import WorkerTask, _emitter
 from tests import factories
 
 EVERY_EVENT: list[Event] = [
     Log(message="exporting"), Phase(phase="run"),
-    Prepared(model_dir="/m", model_size_mb=12.5, cache_hit=True, export_s=3.0, draft_dir="/d"),
+    Prepared(model_dir="/m", model_size_mb=12.5, cache_hit=True, export_s=3.0, draft_dir="/d", source_dir="/hf"),
     Runtime(versions={"openvino": "2025.1", "openvino-tokenizers": None}),
     Loaded(cell_values={"load_cold_ms": 12.0}), SampleEvent(sample=factories.sample(0), of=3),
     BatchEvent(batch=BatchRecord(iteration=0, warmup=False, requests=2, start_ns=0, end_ns=1, output_tokens=4,
@@ -50,7 +59,10 @@ EVERY_EVENT: list[Event] = [
         max_rate_rps=2.0, first_failing_rps=None, chosen_probe=0)),
     Reference(records=[ReferenceRecord(process=0, iteration=0, warmup=False, ttft_ms=1.0, tpot_ms=2.0, e2e_ms=9.0,
                                        output_tokens=4)]),
-    ReferenceError(error="no bare reference"), Error(error="RuntimeError: boom", traceback="Traceback ..."),
+    ReferenceError(error="no bare reference"),
+    TransformersDone(reference=TransformersReference(source="/hf", tokens={0: 4}, seconds=3.0, disagreements={
+        0: [TokenDisagreement(position=1, openvino=4, transformers=6, gap=7.5)]})),
+    Error(error="RuntimeError: boom", traceback="Traceback ..."),
     Unreadable(kind="sample", reason="sample.iteration: not an integer", line='{"event": "sample"'),
 ]
 

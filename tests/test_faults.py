@@ -167,3 +167,51 @@ def test_an_export_that_fails_is_attempted_once_for_every_cell_that_needs_it(tmp
     for c in cells:
         assert c.status == "failed" and "group" in c.error and "\n" not in c.error
         assert any(n.startswith("not retried: preparing synthetic:tiny int4 (group 100") for n in c.notes)
+
+
+REFERENCE_SUITE = """
+name: independent-reference
+models:
+  - {{name: tiny, source: synthetic:tiny}}
+  - {{name: tiny-ir, source: {ir}}}
+precisions: [fp16]
+devices: [CPU]
+prompts: {{input_tokens: [16, 24, 32]}}
+generation: {{max_new_tokens: 16, ignore_eos: true}}
+warmup: 0
+iterations: 2
+load_twice: false
+token_timing: genai
+exclude: [{{model: tiny-ir, input_tokens: [24, 32]}}]
+scenarios: [{{name: greedy, kind: generate}}]
+"""
+
+
+def test_matches_transformers_fails_a_wrong_plain_greedy_pipeline_that_nothing_else_catches(tmp_path, model_cache):
+    """With only plain greedy cells in the suite, matches_greedy has nothing to compare: a pipeline that changes or
+    drops the middle token passes every other check, and fails matches_transformers at that token; the same cell
+    without a fault passes it, and a model given as an IR folder has no Hugging Face weights to run (not run)."""
+    prepared = run_cli("prepare", "synthetic:tiny", "--precision", "fp16", cache=model_cache)
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    suite = tmp_path / "reference.yaml"
+    suite.write_text(REFERENCE_SUITE.format(ir=prepared.stdout.strip().splitlines()[-1]))
+    out = tmp_path / "run"
+    faults = {"tiny/fp16/CPU/greedy/in24-out16": "change_token", "tiny/fp16/CPU/greedy/in32-out16": "drop_token"}
+    args = [a for key, kind in faults.items() for a in ("--fault", f"{key}={kind}")]
+    proc = run_cli("run", str(suite), "--out", str(out), "--fail-on-checks", *args, cache=model_cache)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    cells = {c.key: c for c in load_results(out).cells}
+    assert len(cells) == 4 and all(c.status == "ok" for c in cells.values()), {k: c.error for k, c in cells.items()}
+    checks = {key: {ch.name: ch for ch in c.checks} for key, c in cells.items()}
+    clean = checks["tiny/fp16/CPU/greedy/in16-out16"]["matches_transformers"]
+    assert clean.status == "pass" and "2 f32 output(s), 32 tokens" in clean.detail, clean.detail
+    for key in faults:
+        found = checks[key].pop("matches_transformers")
+        assert found.status == "fail", (key, found.detail)
+        assert "prompt 0 at token 8: OpenVINO" in found.detail and "prompt 1 at token 8" in found.detail, found.detail
+        assert all(ch.status == "pass" for ch in checks[key].values()), (key, checks[key])  # nothing else sees it
+    ir = checks["tiny-ir/fp16/CPU/greedy/in16-out16"]["matches_transformers"]
+    assert ir.status == "not_run" and "OpenVINO IR folder" in ir.detail, ir.detail
+    report = (out / "report.md").read_text()
+    assert "### Plain greedy against transformers" in report
+    assert "`tiny/fp16/CPU/greedy/in24-out16`: matches_transformers — prompt 0 at token 8" in report

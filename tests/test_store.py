@@ -340,6 +340,8 @@ def test_compare_and_history_print_whole_keys(tmp_path):
     ({"generation": {"max_new_tokens": True}}, "max_new_tokens"),
     ({"fidelity_tolerance": float("nan")}, "fidelity_tolerance"),
     ({"fidelity_tolerance": -0.1}, "fidelity_tolerance"),
+    ({"transformers_tolerance": 0}, "transformers_tolerance"),
+    ({"transformers_tolerance": float("nan")}, "transformers_tolerance"),
     ({"iterations": 10**30}, "iterations"),
 ])
 def test_contradictory_or_mistyped_suite_values_are_one_line(tmp_path, extra, field):

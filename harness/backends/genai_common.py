@@ -153,6 +153,16 @@ def chat_overhead(tok: Any) -> int:
     return len(tok.encode(text, add_special_tokens=False).input_ids.data[0])
 
 
+def fed_prompt_ids(tok: Any, prompt: str, cfg: Any) -> list[int]:
+    """The ids LLMPipeline.generate([prompt], cfg) feeds the model, as openvino-genai makes them: with
+    apply_chat_template and a chat template in the tokenizer, the templated user turn encoded without special
+    tokens; else the prompt encoded with them (checked against the pipeline's own input count by the caller)."""
+    if cfg.apply_chat_template and tok.chat_template:
+        text = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
+        return [int(x) for x in tok.encode(text, add_special_tokens=False).input_ids.data[0]]
+    return [int(x) for x in tok.encode(prompt).input_ids.data[0]]
+
+
 def genai_step_times(res: Any, start_ns: int) -> tuple[list[float], list[int]]:
     """Per-step token times from openvino-genai's raw metrics, as offsets from the harness's start.
 

@@ -11,6 +11,7 @@ from harness import validation
 from harness.backends import CellModels, Emit
 from harness.backends.driver import Backend, TextSession, measure_cell, prompt_index
 from harness.backends.genai_common import (
+    fed_prompt_ids,
     genai_readings,
     generation_config,
     prompt_texts,
@@ -103,7 +104,11 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
 
 
 def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str]) -> CheckOutputs:
-    """The f32 validation pass (harness/validation.py) through a fresh LLMPipeline."""
+    """The f32 validation pass (harness/validation.py) through a fresh LLMPipeline, with the prompt ids it fed
+    (for the transformers reference, which is fed the same ids) and the input tokens the pipeline counted."""
+    prompt_ids: dict[int, list[int]] = {}
+    input_tokens: dict[int, int] = {}
+
     def decode(vcell: CellSpec, indices: list[int]) -> list[list[int]]:
         pipe = build_pipeline(vcell, models, None)
         cfg = generation_config(pipe, vcell)
@@ -111,8 +116,11 @@ def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str]) -
         out = []
         for p in indices:
             streamer = streamer_cls()
-            pipe.generate([prompts[p]], cfg, streamer)
+            res = pipe.generate([prompts[p]], cfg, streamer)
             out.append(list(streamer.ids))
+            prompt_ids[p] = fed_prompt_ids(pipe.get_tokenizer(), prompts[p], cfg)
+            input_tokens[p] = int(res.perf_metrics.get_num_input_tokens())
         return out
 
-    return validation.outputs(cell, len(prompts), decode)
+    found = validation.outputs(cell, len(prompts), decode)
+    return found.model_copy(update={"f32_prompt_ids": prompt_ids, "f32_input_tokens": input_tokens})

@@ -219,8 +219,11 @@ def write_exports_from_node(run_dir: Path, on_node: CellOnNode, result: CellResu
 
 
 def _deadline_s(cell: CellSpec) -> float:
+    from harness.transformers_reference import applies
+
     measuring = cell.timeout_s * cell.processes * (2 if cell.fidelity_check else 1)
-    return cell.prepare_timeout_s + measuring + DEADLINE_MARGIN_S
+    scoring = cell.timeout_s if applies(cell) else 0.0  # the transformers reference, after the measuring processes
+    return cell.prepare_timeout_s + measuring + scoring + DEADLINE_MARGIN_S
 
 
 def _node_faults(ray: Any) -> tuple[type[BaseException], ...]:

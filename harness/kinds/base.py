@@ -104,6 +104,9 @@ class KindSpec:
     # plain decoding reads every weight once per generated token, so the memory roofline applies
     # (harness/roofline.py); drafted kinds read the main model's weights once per several tokens
     roofline: bool = False
+    # plain greedy decoding of the model's own weights: its f32 validation outputs are scored by transformers on the
+    # Hugging Face weights (harness/transformers_reference.py), an implementation independent of OpenVINO's
+    transformers_reference: bool = False
 
     def run(self) -> Callable[[CellSpec, CellModels, Emit], None]:
         module, _, function = self.backend.partition(":")
