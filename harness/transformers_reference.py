@@ -76,6 +76,9 @@ def wants_source(cell: CellSpec) -> bool:
 
 def not_scored(cell: CellSpec, source_dir: str | None, source_error: str | None) -> str | None:
     """Why a cell it applies to is not scored (the check is then not run), None when it is."""
+    if cell.precision == "gguf":
+        return (f"the GGUF file's own quantized weights, read by openvino-genai, are not the Hugging Face ones "
+                f"transformers runs: judged on the {WEIGHTS} cell")
     if cell.precision != WEIGHTS:
         return (f"the {cell.precision} IR holds NNCF's compressed weights, not the Hugging Face ones transformers "
                 f"runs: judged on the {WEIGHTS} cell")
