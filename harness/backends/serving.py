@@ -226,7 +226,6 @@ def schedule(p: ServingParams, given: set[str]) -> Schedule:
 
 
 MAX_DISTINCT_PROMPTS = 512
-CHAT_PROBE = "Hello"
 
 
 def prompt_maker(cell: CellSpec, p: ServingParams, models: CellModels,
@@ -238,10 +237,9 @@ def prompt_maker(cell: CellSpec, p: ServingParams, models: CellModels,
     source = p.tokenizer_source(cell.remote)
     tok = load_prompt_tokenizer(source, models.target if source == MODEL else None)
     if tok is not None:
-        # a chat request's count includes the server's chat template around the message: measured once on a
-        # one-word probe, so that `input_tokens` is the request's whole length in the model's tokens
-        probe = count_tokens(CHAT_PROBE) if p.api == "chat" else None
-        overhead = max(0, probe - len(tok.encode(CHAT_PROBE))) if probe else 0
+        # a chat request's count includes the chat template around the message (the tokenizer's own template,
+        # which a server of this model applies), so that `input_tokens` is the whole request's length
+        overhead = tok.chat_overhead if p.api == "chat" else 0
         said = f"{source}, chat template {overhead} tokens" if overhead else source
         return (lambda i, n: exact_prompt(i, n, tok, style)), said, overhead
     calibration = calibrate(count_tokens, style)
