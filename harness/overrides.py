@@ -1,6 +1,6 @@
 """Changes a command makes to a suite as written: `--model`, `--device`, `--precision`, `--env` and the general
-`--set KEY=VALUE` (whose environment form is `HARNESS_SET`), applied in that order to the parsed suite and
-validated again. A gate whose cells an override removed is dropped and recorded with the override that removed
+`--set KEY=VALUE` (whose environment form is `HARNESS_SET`), applied to the parsed suite (HARNESS_SET first, the
+command line's --set last: `run_overrides`) and validated again. A gate whose cells an override removed is dropped and recorded with the override that removed
 them (`RunMetadata.dropped_gates`); a gate that selects no cell of the suite as written stays an error."""
 
 from __future__ import annotations
