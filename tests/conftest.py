@@ -81,6 +81,17 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"PostgreSQL server not available: {reason}")
 
 
+def cache_holding_tiny(tmp_path_factory: pytest.TempPathFactory, model_cache: Path, prefix: str) -> Path:
+    """A fresh model cache for what a test module builds, holding only the trained tiny model (built once in the
+    shared test cache: ~150 s)."""
+    from harness.models.synthetic import build_synthetic
+
+    path = tmp_path_factory.mktemp(prefix)
+    built = build_synthetic("tiny", model_cache)
+    shutil.copytree(built, path / "synthetic" / built.name)
+    return path
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL server on 127.0.0.1 (free port, socket in tmp); yields an admin URL."""

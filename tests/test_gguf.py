@@ -22,7 +22,7 @@ from harness.models.sources import BUILTIN_COMMAND, is_gguf_source, resolve_sour
 from harness.schema import CompressionSpec
 from harness.store import load_results
 from harness.suite import expand, load_suite
-from tests.conftest import run_suite
+from tests.conftest import cache_holding_tiny, run_suite
 from tests.gguf_files import QUANT_TYPES, write_gguf
 
 # varied texts: code with indentation, runs of spaces and tabs, digits, unicode, the special tokens themselves
@@ -42,10 +42,7 @@ NEW_TOKENS = 16
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory, model_cache) -> Path:
     """A fresh cache for what these tests build (conversions, IRs, cuts) holding tiny from the shared test cache."""
-    path = tmp_path_factory.mktemp("gguf-cache")
-    built = build_synthetic("tiny", model_cache)
-    shutil.copytree(built, path / "synthetic" / built.name)
-    return path
+    return cache_holding_tiny(tmp_path_factory, model_cache, "gguf-cache")
 
 
 @pytest.fixture(scope="module")

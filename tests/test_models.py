@@ -19,6 +19,7 @@ from harness.models.sources import ResolvedSource
 from harness.models.synthetic import MARKER, AliasSpec, DraftSpec, LlamaSpec, built_quality
 from harness.models.training import TrainingSpec
 from harness.schema import CompressionSpec
+from tests.conftest import cache_holding_tiny
 
 PRECISIONS = ("fp16", "int8", "int4")
 N_TOKENS = 8
@@ -26,11 +27,7 @@ N_TOKENS = 8
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory, model_cache) -> Path:
-    """A fresh cache holding only the trained tiny model (built once in the shared test cache: ~150 s)."""
-    path = tmp_path_factory.mktemp("model-cache")
-    built = build_synthetic("tiny", model_cache)
-    shutil.copytree(built, path / "synthetic" / built.name)
-    return path
+    return cache_holding_tiny(tmp_path_factory, model_cache, "model-cache")
 
 
 @pytest.fixture(scope="session")
