@@ -171,7 +171,7 @@ def test_q8_0_file_converted_to_fp16_mostly_generates_what_tiny_does(converted, 
 def test_precision_gguf_is_the_file_read_by_openvino_genai(quant, ggufs, tiny_fp16_greedy, tmp_path):
     prepared = prepare_model(str(ggufs[quant]), "gguf", CompressionSpec(), tmp_path / "cache")
     assert prepared.path == ggufs[quant].resolve() and prepared.precision == "gguf" and prepared.export_s is None
-    assert prepared.notes == (f"tiny-{quant}.gguf read by openvino-genai's GGUF reader",)
+    assert prepared.notes[0] == f"tiny-{quant}.gguf read by openvino-genai's GGUF reader" and quant in prepared.notes[1]
     assert prepared.size_mb == pytest.approx(ggufs[quant].stat().st_size / 2**20, abs=1e-3)
     assert not (tmp_path / "cache").exists()  # nothing converted, nothing exported
     # measured (openvino-genai 2026.4.1): the reader takes all four types. Its tokenizer is its own (no BOS; a
@@ -201,6 +201,18 @@ def test_precision_gguf_of_what_is_no_gguf_file_is_refused_before_anything_is_bu
     suite, _ = load_suite(tmp_path / "suite.yaml")
     cells = sorted((c.model.name, c.precision) for c in expand(suite, tmp_path / "suite.yaml"))
     assert cells == [("cut", "fp16"), ("file", "fp16"), ("file", "gguf")]
+
+
+@pytest.mark.parametrize("keep", [8, 2000, -4096])
+def test_a_gguf_file_cut_short_is_refused_in_one_line_before_openvino_genai_reads_it(keep, ggufs, tmp_path):
+    """openvino-genai 2026.4.1 dies with SIGSEGV on a GGUF file whose header is whole but whose rest is cut off;
+    precision gguf parses the file with the gguf package first, which refuses it."""
+    data = ggufs["Q8_0"].read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[:keep] if keep > 0 else data[:keep])
+    with pytest.raises(ModelPreparationError) as e:
+        prepare_model(str(cut), "gguf", CompressionSpec(), tmp_path / "cache")
+    assert one_line(e).startswith("'") and "is not a readable GGUF file" in one_line(e), one_line(e)
 
 
 # ---------------------------------------------------------------- 4. int4 group size fitted to the channels

@@ -19,6 +19,7 @@ from harness.backends.genai_common import (
     timing_streamer_class,
     token_timeline,
 )
+from harness.errors import error_line
 from harness.schema import CellSpec, CheckOutputs, Sample
 
 # Properties that configure the pipeline itself rather than a compiled model.
@@ -42,7 +43,14 @@ def build_pipeline(cell: CellSpec, models: CellModels, cache_dir: Path | None) -
         kwargs["draft_model"] = ov_genai.draft_model(str(models.draft), cell.device, **draft_properties(cell))
     elif cell.scenario.kind == "prompt_lookup":
         kwargs["prompt_lookup"] = True
-    return ov_genai.LLMPipeline(str(models.target), cell.device, **kwargs)
+    try:
+        return ov_genai.LLMPipeline(str(models.target), cell.device, **kwargs)
+    except Exception as e:
+        if not models.target.is_file():
+            raise
+        # a GGUF file read by openvino-genai itself (precision gguf): the reader's message, and the other route
+        raise RuntimeError(f"openvino-genai's GGUF reader refused {models.target.name}: {error_line(e)}; the IR route "
+                           "reads the same file through transformers (precisions fp16 / int8 / int4)") from None
 
 
 def _one_call(pipe: Any, prompt: str, cfg: Any, streamer: Any) -> tuple[Any, int, int]:

@@ -50,10 +50,12 @@ class GgufInfo:
     layers: int | None
     chat_template: str | None
 
+    def describe_tensors(self) -> str:
+        return "tensors " + ", ".join(f"{n} {t}" for t, n in sorted(self.quantization.items(), key=lambda kv: -kv[1]))
+
     def describe(self) -> str:
-        quant = ", ".join(f"{n} {t}" for t, n in sorted(self.quantization.items(), key=lambda kv: -kv[1]))
         return (f"{self.path.name}: {self.architecture}, {self.layers} layers, hidden {self.hidden_size}, "
-                f"tokenizer {self.tokenizer_model}/{self.pre_tokenizer}, tensors {quant}")
+                f"tokenizer {self.tokenizer_model}/{self.pre_tokenizer}, {self.describe_tensors()}")
 
 
 def _reader(path: Path) -> Any:

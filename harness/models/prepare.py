@@ -13,6 +13,7 @@ from harness.errors import ModelPreparationError
 from harness.host import package_versions
 from harness.models import cache, synthetic
 from harness.models.export import LOG_NAME, export_ir
+from harness.models.gguf import read_info
 from harness.models.ir import ir_size_mb, total_size_mb, validate_ir_dir
 from harness.models.sources import ResolvedSource, SourceKind, classify_source, is_gguf_source, resolve_source
 from harness.schema import CompressionSpec
@@ -62,11 +63,14 @@ def prepare_model(
     if precision == GGUF:
         if src.gguf is None:  # a directory whose name ends in .gguf
             raise ModelPreparationError(f"precision gguf reads a GGUF file as it is; '{source}' is a {src.kind} source")
+        # parsed here first: openvino-genai 2026.4.1 crashes (SIGSEGV) on a GGUF file cut short, the gguf package
+        # refuses it in one line
+        info = read_info(src.gguf)
         log(f"using {src.gguf} as is (openvino-genai's own GGUF reader)")
         size = round(src.gguf.stat().st_size / 2**20, 3)
         return PreparedModel(path=src.gguf, precision=precision, source=source, source_kind=src.kind, cache_hit=True,
                              export_s=None, size_mb=size, total_size_mb=size,
-                             notes=(f"{src.gguf.name} read by openvino-genai's GGUF reader",))
+                             notes=(f"{src.gguf.name} read by openvino-genai's GGUF reader", info.describe_tensors()))
     if src.kind == "ir_dir":
         validate_ir_dir(src.path)
         log(f"using IR directory {src.path} as is")
