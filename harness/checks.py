@@ -46,7 +46,7 @@ early must end where transformers' choice is a stop token. Where transformers ch
 naming the prompt, the position and both tokens, unless transformers' logits for the two are within
 `transformers_tolerance` (default 0.05 nats; the two implementations' f32 logits differ by at most 2e-4 on
 SmolLM2-135M): a float near-tie, reported beside the pass. It also fails when the pipeline counted other prompt
-tokens than its tokenizer gives for the prompt. On by default (`transformers_check: false` turns it off); it
+tokens than its tokenizer gives for the prompt. On where a suite sets `transformers_check: true` (the shipped default, builtin and smoke suites do); it
 costs one process per scored cell, measured here at ~8 s of CPU on tiny and ~14 s on SmolLM2-135M (2 prompts of
 128 + 64 tokens), 7.5 s of either importing torch and transformers. A pipeline that changes or drops the middle
 token passes every other check of a suite with only plain greedy cells, and fails this one

@@ -235,7 +235,8 @@ class Suite(_Strict):
     token_timing: Literal["streamer", "genai"] = "streamer"
     fidelity_check: bool = False
     fidelity_tolerance: float = Field(0.03, gt=0, lt=1)
-    transformers_check: bool = True
+    # on in the shipped default, builtin and smoke suites; a model load and a torch import per scored cell (~10 s)
+    transformers_check: bool = False
     transformers_tolerance: float = Field(0.05, gt=0, le=10)
     properties: dict[str, PropertyValue | list[PropertyValue]] = Field(default_factory=dict)
     scenarios: list[SuiteScenario] = Field(min_length=1)

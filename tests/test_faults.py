@@ -150,14 +150,24 @@ def test_a_fault_of_unknown_kind_or_for_no_cell_is_one_line(tmp_path, model_cach
 
 
 def test_an_export_that_fails_is_attempted_once_for_every_cell_that_needs_it(tmp_path, model_cache):
-    """NNCF refuses int4 groups of 100 channels for tiny's 256: one export attempt in the run, and each of the
-    cells on that IR fails with its one-line error and a note that it was not attempted again."""
+    """A Hugging Face folder whose weights file is cut short: optimum-cli's export fails; one export attempt in the
+    run, and each of the cells on that IR fails with its one-line error and a note that it was not attempted again.
+    (An int4 group size that does not divide the channels no longer fails: the harness fits it.)"""
+    import shutil
+
+    from harness.models.synthetic import build_synthetic
+
+    broken = tmp_path / "broken-tiny"
+    shutil.copytree(build_synthetic("tiny", model_cache), broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     suite = write_suite(tmp_path)
-    suite.write_text(suite.read_text().replace("precisions: [fp16]", "precisions: [int4]\ncompression: {group_size: 100}"))
+    suite.write_text(suite.read_text().replace("precisions: [fp16]", "precisions: [int4]")
+                     .replace("source: synthetic:tiny", f"source: {broken}"))
     out = tmp_path / "run"
     proc = run_cli("run", str(suite), "--out", str(out), cache=model_cache)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    attempts = [line for line in proc.stderr.splitlines() if line.startswith("failed preparing synthetic:tiny int4")]
+    attempts = [line for line in proc.stderr.splitlines() if line.startswith(f"failed preparing {broken} int4")]
     assert len(attempts) == 1, proc.stderr[-3000:]
     # one preparation's folder, and no cell's own: none of them prepared or measured anything
     assert [p.name for p in (out / "work").iterdir()] == ["prepare"]
@@ -165,8 +175,8 @@ def test_an_export_that_fails_is_attempted_once_for_every_cell_that_needs_it(tmp
     cells = load_results(out).cells
     assert len(cells) == 3 and len({c.error for c in cells}) == 1
     for c in cells:
-        assert c.status == "failed" and "group" in c.error and "\n" not in c.error
-        assert any(n.startswith("not retried: preparing synthetic:tiny int4 (group 100") for n in c.notes)
+        assert c.status == "failed" and "export" in c.error and "\n" not in c.error
+        assert any(n.startswith(f"not retried: preparing {broken} int4 (group 128") for n in c.notes)
 
 
 REFERENCE_SUITE = """
@@ -182,6 +192,7 @@ warmup: 0
 iterations: 2
 load_twice: false
 token_timing: genai
+transformers_check: true
 exclude: [{{model: tiny-ir, input_tokens: [24, 32]}}]
 scenarios: [{{name: greedy, kind: generate}}]
 """

@@ -4,7 +4,7 @@ capable node, a cell never goes back to a node it died on, and a node that prepa
 from __future__ import annotations
 
 from harness.cluster.nodes import RayNode, matches, node_names
-from harness.cluster.placement import can_run, each_node, machine, no_node_reason, pick
+from harness.cluster.placement import can_run, each_node, machine, model_key, no_node_reason, pick
 from harness.schema import DeviceInfo, HostInfo, NodeIdentity
 from tests.factories import spec
 
@@ -53,7 +53,7 @@ def test_pick_avoids_the_node_a_cell_died_on_and_prefers_a_warm_cache() -> None:
     assert pick(cell, [a, b, c], avoid=set(), warm={}) == a
     assert pick(cell, [a, b, c], avoid={"id-a"}, warm={}) == b
     assert pick(cell, [a, c], avoid={"id-a"}, warm={}) is None
-    warm = {"id-b": {f"{cell.model.source}|{cell.model.draft}|fp16"}}
+    warm = {"id-b": {model_key(cell)}}
     assert pick(cell, [a, b], avoid=set(), warm=warm) == b
     assert pick(on("CPU", "int8"), [a, b], avoid=set(), warm=warm) == a  # another precision is another model
     assert pick(cell, [a, b], avoid=set(), warm={}, ran={"id-a": 2, "id-b": 1}) == b  # the less used node

@@ -215,7 +215,8 @@ def test_the_prepare_worker_prepares_one_model_when_told(tmp_path, monkeypatch):
 
     def fake_prepare(source, precision, compression, cache, log=None):
         asked.append((source, precision, compression.group_size))
-        return SimpleNamespace(path=tmp_path, size_mb=2.0, cache_hit=True, export_s=1.5)
+        return SimpleNamespace(path=tmp_path, size_mb=2.0, cache_hit=True, export_s=1.5, notes=("a note",),
+                               source_kind="synthetic")
 
     monkeypatch.setattr(prepare_module, "prepare_model", fake_prepare)
     key = PrepareKey("synthetic:tiny-draft", "int4", CompressionSpec(group_size=32))
@@ -226,6 +227,7 @@ def test_the_prepare_worker_prepares_one_model_when_told(tmp_path, monkeypatch):
     assert asked == [("synthetic:tiny-draft", "int4", 32)]
     [prepared] = [e for e in emitted if isinstance(e, Prepared)]
     assert prepared.model_dir == str(tmp_path) and prepared.draft_dir is None and prepared.cache_hit
+    assert prepared.notes == ["a note"]  # what preparing decided reaches the cells (the int4 group size, ...)
 
 
 class FakeRay:

@@ -229,22 +229,17 @@ MAX_DISTINCT_PROMPTS = 512
 
 
 def prompt_maker(cell: CellSpec, p: ServingParams, models: CellModels,
-                 count_tokens: Callable[[str], int | None]) -> tuple[Callable[[int, int], str], str, int]:
-    """((index, tokens) -> synthetic text of that many tokens, where the counts come from, the tokens a chat
-    template adds to a whole request): exact under the tokenizer the scenario names, or calibrated on the
-    server's usage counts when it names none (the calibration then counts the template itself)."""
+                 count_tokens: Callable[[str], int | None]) -> tuple[Callable[[int, int], str], str]:
+    """((index, tokens) -> synthetic text of that many tokens, where the counts come from): exact under the
+    tokenizer the scenario names, or calibrated on the server's usage counts when it names none."""
     style = cell.prompts.style
     source = p.tokenizer_source(cell.remote)
     tok = load_prompt_tokenizer(source, models.target if source == MODEL else None)
     if tok is not None:
-        # a chat request's count includes the chat template around the message (the tokenizer's own template,
-        # which a server of this model applies), so that `input_tokens` is the whole request's length
-        overhead = tok.chat_overhead if p.api == "chat" else 0
-        said = f"{source}, chat template {overhead} tokens" if overhead else source
-        return (lambda i, n: exact_prompt(i, n, tok, style)), said, overhead
+        return (lambda i, n: exact_prompt(i, n, tok, style)), source
     calibration = calibrate(count_tokens, style)
     said = source if calibration else f"{source}: none reported, lengths nominal (a token a word, 4 a code line)"
-    return (lambda i, n: usage_prompt(i, n, calibration, style)), said, 0
+    return (lambda i, n: usage_prompt(i, n, calibration, style)), said
 
 
 @dataclass(frozen=True)
@@ -350,15 +345,14 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
         if cell.prompts.source == "file" and not replay:
             prompts += [cell.prompts.texts[i % len(cell.prompts.texts)] for i in range(plan.count)]
         if not replay and (cell.prompts.source != "file" or p.shared_prefix_tokens):  # texts made to a length
-            make, counted_by, overhead = prompt_maker(
-                cell, p, models, prompt_token_counter(base_url, api, model, headers, p.request_timeout_s))
+            make, counted_by = prompt_maker(cell, p, models,
+                                            prompt_token_counter(base_url, api, model, headers, p.request_timeout_s))
             info = info.model_copy(update={"tokenizer": counted_by})
             if cell.prompts.source != "file":
                 assert cell.prompts.input_tokens is not None
                 with_blocks = BlockPrompts(make, BLOCK_TOKENS)
                 prompts += [with_blocks(i, plan.in_lens[i], plan.blocks[i]) if plan.blocks and plan.in_lens
-                            else make(i, max(1, (plan.in_lens[i] if plan.in_lens else cell.prompts.input_tokens)
-                                                 - overhead))
+                            else make(i, plan.in_lens[i] if plan.in_lens else cell.prompts.input_tokens)
                             for i in range(plan.count)]
             if p.shared_prefix_tokens:  # synthetic, from an index range the prompts never reach
                 inputs.prefixes = [make(PREFIX_INDEX_BASE + g, p.shared_prefix_tokens)

@@ -13,29 +13,21 @@ from harness.prompts import PromptStyle, synthetic_prompt, synthetic_text
 
 USAGE = "usage"
 MODEL = "model"
-EMPTY_CHAT = [{"role": "user", "content": ""}]
 
 
 @dataclass(frozen=True)
 class PromptTokenizer:
     encode: Callable[[str], list[int]]
     decode: Callable[[list[int]], str]
-    # tokens the tokenizer's chat template puts around one user message (0 without a template): a chat request's
-    # prompt is that much shorter than the length asked for, so the whole request is that length
-    chat_overhead: int = 0
 
 
 def _openvino(folder: Path) -> PromptTokenizer:
     import openvino_genai as ov_genai
 
     tok = ov_genai.Tokenizer(str(folder))
-    encode = lambda text: [int(x) for x in tok.encode(text, add_special_tokens=False).input_ids.data[0]]  # noqa: E731
-    try:
-        overhead = len(encode(tok.apply_chat_template(EMPTY_CHAT, add_generation_prompt=True)))
-    except Exception:  # noqa: BLE001 - no chat template: chat prompts are the message alone
-        overhead = 0
-    return PromptTokenizer(encode=encode, decode=lambda ids: tok.decode(ids, skip_special_tokens=True),
-                           chat_overhead=overhead)
+    return PromptTokenizer(
+        encode=lambda text: [int(x) for x in tok.encode(text, add_special_tokens=False).input_ids.data[0]],
+        decode=lambda ids: tok.decode(ids, skip_special_tokens=True))
 
 
 def _hugging_face(name: str) -> PromptTokenizer:
@@ -50,13 +42,8 @@ def _hugging_face(name: str) -> PromptTokenizer:
     except (OSError, ValueError) as e:
         raise ModelPreparationError(f"tokenizer {name!r} is neither a tokenizer folder nor a Hugging Face tokenizer "
                                     f"that loads here: {str(e).splitlines()[0][:200]}") from None
-    try:
-        overhead = len(tok.apply_chat_template(EMPTY_CHAT, add_generation_prompt=True, tokenize=True,
-                                               return_dict=True)["input_ids"]) if tok.chat_template else 0
-    except Exception:  # noqa: BLE001 - a template that fails on an empty message: the message alone
-        overhead = 0
     return PromptTokenizer(encode=lambda text: list(tok.encode(text, add_special_tokens=False)),
-                           decode=lambda ids: tok.decode(ids, skip_special_tokens=True), chat_overhead=overhead)
+                           decode=lambda ids: tok.decode(ids, skip_special_tokens=True))
 
 
 def load_prompt_tokenizer(source: str, model_dir: Path | None) -> PromptTokenizer | None:
