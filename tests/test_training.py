@@ -64,6 +64,14 @@ class Killed(Exception):
     pass
 
 
+
+def _kill_at(n: int):
+    """A training progress callback that stops the build at step `n`, as a killed process would."""
+    def progress(step, loss, elapsed):
+        if step == n:
+            raise Killed
+    return progress
+
 def test_training_killed_part_way_resumes_from_its_checkpoint_to_the_same_bytes(tmp_path):
     from harness.models.training import train
 
@@ -73,12 +81,8 @@ def test_training_killed_part_way_resumes_from_its_checkpoint_to_the_same_bytes(
 
     checkpoint = tmp_path / "train.pt"
 
-    def kill_at_step_6(step, loss, elapsed):
-        if step == 6:
-            raise Killed
-
     with pytest.raises(Killed):
-        train(_fresh_model(), corpus, spec, kill_at_step_6, checkpoint=checkpoint, every_s=0)
+        train(_fresh_model(), corpus, spec, _kill_at(6), checkpoint=checkpoint, every_s=0)
     assert checkpoint.is_file()  # saved after every step here; the last one before the kill is step 5
     steps: list[int] = []
     logged: list[str] = []
@@ -96,12 +100,8 @@ def test_a_checkpoint_of_another_training_is_not_resumed(tmp_path):
     corpus, spec = _small_training()
     checkpoint = tmp_path / "train.pt"
 
-    def kill(step, loss, elapsed):
-        if step == 3:
-            raise Killed
-
     with pytest.raises(Killed):
-        train(_fresh_model(), corpus, spec, kill, checkpoint=checkpoint, every_s=0)
+        train(_fresh_model(), corpus, spec, _kill_at(3), checkpoint=checkpoint, every_s=0)
     _, longer = _small_training(steps=9)
     steps: list[int] = []
     logged: list[str] = []
