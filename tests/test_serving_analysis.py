@@ -308,8 +308,10 @@ def test_requests_sent_into_a_server_stall_are_timed_from_their_send():
     begin, end = round((stall.first + 0.5) * S), round((stall.first + 3.5) * S)
     hit = [s for s in samples if begin <= s.start_ns < end]
     assert len(hit) > 64 and stall.peak >= len(hit)  # all of them at the server at once, none held back
+    # a pool cap would hold later sends back for most of the 3 s stall; a busy host's connection set-up for
+    # ~90 sockets has been seen to take 0.31 s, so the bound sits at a third of the stall
     for s in hit:
-        assert s.values["send_lag_ms"][0] < 300
+        assert s.values["send_lag_ms"][0] < 1000
         assert s.values["e2e_ms"][0] >= (end - s.start_ns) / 1e6 - 50  # waited out the stall, pool wait included
 
 
