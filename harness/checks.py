@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness import validation
 from harness.kinds import kind_spec
 from harness.schema import CellResult, CheckResult, TokenDisagreement
 
@@ -17,7 +18,9 @@ faster way to the same tokens, not an approximation.
 Exactness is owed only where rounding cannot decide a token. At bf16 (the CPU's default inference
 precision where it has bf16 instructions) verifying several draft tokens in one forward pass, or
 decoding several sequences per step, rounds differently from one-token decoding, and a near-tie between
-the two best tokens can flip. So every greedy text cell decodes its first `validation_prompts` measured
+the two best tokens can flip. So every greedy text cell whose f32 outputs something reads (a cell held to
+greedy, the plain greedy cell it is held to, a cell transformers scores; no other, as the pass costs a model load
+and decoding at f32) decodes its first `validation_prompts` measured
 prompts (suite field, default 2) once more after its timed calls, untimed and after peak memory is read,
 at `INFERENCE_PRECISION_HINT: f32` with `DYNAMIC_QUANTIZATION_GROUP_SIZE: 0` (whose kernels differ
 between one and several tokens) and `KV_CACHE_PRECISION: f32` (a u8 cache quantizes keys computed five at
@@ -258,6 +261,8 @@ def matches_transformers(r: CellResult) -> CheckResult | None:
     scored = (f"{len(found.tokens)} f32 output(s), {sum(found.tokens.values())} tokens, against transformers' greedy "
               f"choices on {found.source} (f32, weights rounded to float16)")
     took = f"; {found.seconds:.1f} s" if found.seconds is not None else ""
+    if found.reused_from:
+        took += f"; transformers' result for these exact inputs, computed {found.reused_from}, reused"
     tied = f"; near-ties within {tol:g} nats: {', '.join(ties)}" if ties else ""
     if wrong or miscounted:
         return CheckResult(name="matches_transformers", status="fail",
@@ -275,9 +280,7 @@ def cell_checks(r: CellResult) -> list[CheckResult]:
 
 
 def _reference_signature(r: CellResult) -> tuple:
-    s = r.spec
-    return (s.model.name, s.model.source, s.precision, s.device, s.prompts.model_dump_json(),
-            s.generation.model_dump_json(), tuple(sorted(s.properties.items())), s.environment)
+    return validation.greedy_signature(r.spec)
 
 
 def first_divergence(a: list[int] | str, b: list[int] | str) -> int | None:
@@ -320,7 +323,7 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
     if r.spec.scenario.kind == "serving" and any(r.spec.scenario.params.get(k) for k in ("trace", "replay_payloads")):
         return None  # the trace's lengths or the recorded bodies: not the greedy cell's prompts
     sig = _reference_signature(r)
-    refs = [c for c in cells if c.spec.scenario.kind == "generate" and _reference_signature(c) == sig]
+    refs = [c for c in cells if kind_spec(c.spec.scenario.kind).greedy_reference and _reference_signature(c) == sig]
     if not refs:
         return CheckResult(name="matches_greedy", status="not_run",
                            detail="no plain greedy cell with the same model, precision, device and settings in this run")

@@ -74,7 +74,10 @@ class RichProgress(ProgressSink):
         # a line of its own: the time went into no cell, and its outcome applies to every cell needing the model
         what = preparation.key.describe()
         if preparation.status == "ok":
-            line = f"[green]prepared[/] {escape(what)} ({preparation.wall_s:.1f} s)"
+            # what preparing decided (the int4 group size that fits, how it was built) beside what was asked
+            made = preparation.prepared()
+            notes = f" — {'; '.join(made.notes)}" if made is not None and made.notes else ""
+            line = f"[green]prepared[/] {escape(what)} ({preparation.wall_s:.1f} s){escape(notes)}"
         else:
             line = (f"[red]{preparation.status}[/] preparing {escape(what)} ({preparation.wall_s:.1f} s) — "
                     f"{escape(preparation.error or '')}; every cell that needs it fails with this error")

@@ -194,7 +194,7 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
             if reference and not process % 2:
                 events.append(reference(process))
         if status == "ok":
-            found = transformers_reference(prepared, events, progress)
+            found = transformers_reference(prepared, events, progress, options.cache_dir)
             if found is not None:
                 events.append(found)
         if wall > 0:
@@ -291,8 +291,8 @@ def _measure_task(prepare: WorkerTask, prepared: Prepared, env: PreparedEnvironm
     return prepare.model_copy(update={"mode": "measure", "model_dir": str(model_dir), "draft_dir": draft_dir})
 
 
-def transformers_reference(prepared: PreparedCell, events: list[Event], progress: ProgressSink
-                           ) -> TransformersDone | None:
+def transformers_reference(prepared: PreparedCell, events: list[Event], progress: ProgressSink,
+                           cache_dir: Path | None = None) -> TransformersDone | None:
     """A plain greedy cell's f32 outputs scored by transformers on the Hugging Face weights, in its own process
     after every measuring one (harness/transformers_reference.py); None for cells it does not apply to."""
     from harness import transformers_reference as reference
@@ -308,7 +308,7 @@ def transformers_reference(prepared: PreparedCell, events: list[Event], progress
     progress.cell_event(cell, Phase(phase="transformers reference"))
     return TransformersDone(reference=reference.reference(
         cell, source.source_dir if source else None, source.source_error if source else None, found,
-        prepared.workdir))
+        prepared.workdir, cache_dir))
 
 
 def _reference_runner(cell: CellSpec, measure: WorkerTask, workdir: Path,

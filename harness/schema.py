@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 
 from harness.kinds import KINDS, kind_spec
 
-SCHEMA_VERSION = "1.10"
+SCHEMA_VERSION = "1.11"
 
 ExportPrecision = Literal["fp16", "int8", "int4", "gguf"]
 # "served": a remote server's model, whatever it runs; the harness neither exported nor measured its precision
@@ -393,6 +393,10 @@ class TransformersReference(Strict):
         default_factory=dict, description="prompt index -> the positions where the two choose differently")
     error: str | None = Field(None, description="why it did not run (the check is then not run)")
     seconds: float | None = Field(None, description="wall time of the transformers process")
+    reused_from: str | None = Field(
+        None, description="when transformers scored these exact inputs before (same weights, prompt ids, OpenVINO "
+        "outputs, torch and transformers versions): that computation's time; its result is read from the model "
+        "cache and no process ran; since 1.11")
 
 
 class CheckOutputs(Strict):

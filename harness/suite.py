@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness import transformers_reference, validation
 from harness.changes import ChangeSettings
 from harness.devices import validate_device_string
 from harness.environments import EnvironmentSpec
@@ -643,7 +644,7 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                                     "selects no cell of the suite")
     if not cells:
         raise HarnessInputError(str(suite_file), "exclude", None, "the suite expands to no cell")
-    return cells
+    return validation.unread_passes_dropped(cells, scored=transformers_reference.wants_source)
 
 
 def _fmt_where(where: dict[str, Any]) -> str:

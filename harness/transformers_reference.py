@@ -31,6 +31,7 @@ memory sees it. It prints one JSON line, a TransformersReference."""
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 import time
@@ -46,6 +47,7 @@ from harness.errors import error_line
 from harness.kinds import kind_spec
 from harness.schema import CellSpec, CheckOutputs, TokenDisagreement, TransformersReference
 
+REUSE_VERSION = 1  # bump when what the transformers process computes changes: kept results are then not reused
 WEIGHTS = "fp16"  # the one precision whose IR holds the Hugging Face weights (rounded to float16)
 
 
@@ -101,10 +103,22 @@ def task_for(cell: CellSpec, source_dir: str, found: CheckOutputs) -> Transforme
                             min_new_tokens=g.min_new_tokens, ignore_eos=g.ignore_eos)
 
 
+def reuse_key(task: TransformersTask) -> dict[str, Any]:
+    """Everything the transformers process's result depends on: the weights' content (not the folder's name), the
+    prompt and output ids, the generation limits, the libraries and what this module computes."""
+    from harness.host import package_versions
+    from harness.models.cache import fingerprint_dir
+
+    return {"version": REUSE_VERSION, "task": task.model_dump(exclude={"source_dir"}),
+            "weights": fingerprint_dir(Path(task.source_dir)), "versions": package_versions(("torch", "transformers"))}
+
+
 def reference(cell: CellSpec, source_dir: str | None, source_error: str | None, found: CheckOutputs,
-              workdir: Path) -> TransformersReference:
+              workdir: Path, cache_dir: Path | None = None) -> TransformersReference:
     """The cell's transformers reference, run in a fresh process of the harness's own interpreter; every
-    reason it could not run is kept as its error, never raised."""
+    reason it could not run is kept as its error, never raised. With `cache_dir`, a result for the same inputs
+    (reuse_key) is read from there instead, and a new one kept: on an unchanged model and stack a rerun's
+    outputs are the same ids, and scoring them again costs a torch import and a model load (~14 s on SmolLM2-135M)."""
     why = not_scored(cell, source_dir, source_error)
     if why is not None:
         return TransformersReference(error=why)
@@ -112,15 +126,41 @@ def reference(cell: CellSpec, source_dir: str | None, source_error: str | None, 
     task = task_for(cell, source_dir, found)
     if isinstance(task, str):
         return TransformersReference(source=source_dir, error=task)
+    kept = None
+    if cache_dir is not None:
+        from harness.models.cache import digest, read_json, write_json
+
+        kept = cache_dir / "transformers-reference" / f"{digest(reuse_key(task))}.json"
+        earlier = read_json(kept)
+        if isinstance(earlier, dict):
+            try:
+                done = TransformersReference.model_validate(earlier["result"])
+                return done.model_copy(update={"source": source_dir, "seconds": None,
+                                               "reused_from": str(earlier["computed_at"])})
+            except (KeyError, ValueError):
+                pass  # a damaged record: scored again and rewritten
+    computed = _scored(task, workdir, cell.timeout_s)
+    if kept is not None and computed.error is None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_suffix(f".{os.getpid()}.tmp")  # another run may read it meanwhile: whole or absent
+        write_json(partial, {"computed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             "result": computed.model_dump(mode="json")})
+        partial.replace(kept)
+    return computed
+
+
+def _scored(task: TransformersTask, workdir: Path, timeout_s: float) -> TransformersReference:
+    """The transformers process's result for `task`."""
+    source_dir = task.source_dir
     task_path = workdir / "transformers-task.json"
     task_path.write_text(task.model_dump_json(), encoding="utf-8")
     start = time.monotonic()
     try:
         proc = subprocess.run([sys.executable, "-m", "harness.transformers_reference", str(task_path)],
-                              capture_output=True, text=True, timeout=cell.timeout_s, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
                               preexec_fn=die_with_parent)
     except subprocess.TimeoutExpired:
-        return TransformersReference(source=source_dir, error=f"transformers exceeded the cell's {cell.timeout_s:g} s")
+        return TransformersReference(source=source_dir, error=f"transformers exceeded the cell's {timeout_s:g} s")
     seconds = round(time.monotonic() - start, 2)
     (workdir / "transformers.log").write_text(proc.stderr, encoding="utf-8")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.errors import error_line
+from harness.kinds import kind_spec
 from harness.schema import CellSpec, CheckOutputs
 
 # Dynamic quantization of activations (CPU, int8/int4 weights) takes another kernel for one token than for
@@ -25,6 +26,25 @@ PROPERTIES = {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZ
 
 def wanted(cell: CellSpec) -> bool:
     return cell.generation.mode == "greedy" and cell.validation_prompts > 0
+
+
+def greedy_signature(cell: CellSpec) -> tuple:
+    """What a cell held to plain greedy shares with its greedy cell."""
+    return (cell.model.name, cell.model.source, cell.precision, cell.device, cell.prompts.model_dump_json(),
+            cell.generation.model_dump_json(), tuple(sorted(cell.properties.items())), cell.environment)
+
+
+def unread_passes_dropped(cells: list[CellSpec], scored: Callable[[CellSpec], bool]) -> list[CellSpec]:
+    """The cells with `validation_prompts` 0 where nothing would read their f32 outputs: only a cell held to
+    greedy, its plain greedy cell, and a cell the transformers reference scores (`scored`) read them. The pass
+    is a second model load and decoding at f32, a third of a plain cell's time on a small model."""
+    held = {greedy_signature(c) for c in cells if kind_spec(c.scenario.kind).same_as_greedy}
+    out = []
+    for c in cells:
+        kind = kind_spec(c.scenario.kind)
+        read = (kind.same_as_greedy or (kind.greedy_reference and greedy_signature(c) in held) or scored(c))
+        out.append(c if read or not c.validation_prompts else c.model_copy(update={"validation_prompts": 0}))
+    return out
 
 
 def validation_cell(cell: CellSpec) -> CellSpec:

@@ -239,6 +239,23 @@ def test_compressed_sizes_are_ordered(tiny_ir):
 
 
 @pytest.mark.integration
+def test_int8_and_int4_of_a_text_model_are_compressed_from_its_fp16_ir(tiny_ir):
+    """No second PyTorch export: NNCF compresses the fp16 IR's weights (u8 per channel, u4 in groups) and the
+    tokenizers and configs are the fp16 entry's."""
+    import openvino as ov
+
+    fp16 = tiny_ir["fp16"].path
+    for precision, weight_type in (("int8", "u8"), ("int4", "u4")):
+        pm = tiny_ir[precision]
+        assert f"{precision} weights compressed by NNCF from the fp16 IR" in pm.notes
+        types = {op.get_output_element_type(0).get_type_name() for op in
+                 ov.Core().read_model(pm.path / "openvino_model.xml").get_ops() if op.get_type_name() == "Constant"}
+        assert weight_type in types, types
+        for name in ("openvino_tokenizer.xml", "openvino_detokenizer.bin", "config.json", "generation_config.json"):
+            assert (pm.path / name).read_bytes() == (fp16 / name).read_bytes(), name
+
+
+@pytest.mark.integration
 def test_second_prepare_is_a_cache_hit(tiny_ir, cache_dir):
     first = tiny_ir["int4"]
     lines, log = _logger()

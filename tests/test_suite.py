@@ -48,6 +48,22 @@ def test_expansion_counts_keys_and_excludes(tmp_path):
     assert len(sha) == 64
 
 
+@pytest.mark.parametrize("transformers_check", [False, True])
+def test_the_f32_pass_runs_only_where_a_check_reads_it(tmp_path, transformers_check):
+    """matches_greedy reads a drafted cell's f32 outputs and its greedy cell's; matches_transformers the fp16
+    greedy cell's. int4 greedy has no drafted cell here (excluded): nothing reads its pass."""
+    p = write(tmp_path, BASE + f"transformers_check: {str(transformers_check).lower()}\n")
+    cells = expand(load_suite(p)[0], p)
+    passes = {c.key: c.validation_prompts for c in cells}
+    assert {v for k, v in passes.items() if "/int4/" in k} == {0}
+    assert {v for k, v in passes.items() if "/int4/" not in k} == {2}
+    lone = write(tmp_path, BASE.replace("  - {name: spec, kind: speculative, num_assistant_tokens: [2, 4]}\n", "")
+                 + f"transformers_check: {str(transformers_check).lower()}\n")
+    passes = {c.key: c.validation_prompts for c in expand(load_suite(lone)[0], lone)}
+    assert {v for k, v in passes.items() if "/fp16/" in k} == {2 if transformers_check else 0}
+    assert {v for k, v in passes.items() if "/fp16/" not in k} == {0}
+
+
 def test_keys_are_stable_across_loads(tmp_path):
     p = write(tmp_path, BASE)
     a = [c.key for c in expand(load_suite(p)[0], p)]

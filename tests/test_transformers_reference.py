@@ -73,10 +73,11 @@ def test_before_min_new_tokens_stop_tokens_are_out_of_the_choice():
     assert facts(found) == [(0, EOS, 6, None)]
 
 
-def _scored(disagreements_=None, error=None, prompt_ids=None, input_tokens=None, cell=None, **spec_kw):
-    """A plain greedy cell with two f32 outputs and their transformers reference; `cell`: CellSpec fields to set."""
-    found = TransformersReference(source="/hf", tokens={0: 4, 1: 4}, disagreements=disagreements_ or {},
-                                  error=error, seconds=3.2)
+def _scored(disagreements_=None, error=None, prompt_ids=None, input_tokens=None, cell=None, found=None, **spec_kw):
+    """A plain greedy cell with two f32 outputs and their transformers reference (`found`, else one made here);
+    `cell`: CellSpec fields to set."""
+    found = found or TransformersReference(source="/hf", tokens={0: 4, 1: 4}, disagreements=disagreements_ or {},
+                                           error=error, seconds=3.2)
     outs = CheckOutputs(f32_ids={0: [5, 6, 7, 4], 1: [5, 6, 7, 4]}, f32_prompt_ids=prompt_ids or {0: [1, 9], 1: [1, 8]},
                         f32_input_tokens=input_tokens or {0: 2, 1: 2}, transformers=found)
     return result(spec(**spec_kw).model_copy(update=cell or {}), [sample(0), sample(1)], check_outputs=outs)
@@ -138,3 +139,41 @@ def test_report_md_shows_the_check_and_its_detail():
     assert "| `m/fp16/CPU/generate/in8-out4` | pass | 2 f32 output(s), 8 tokens" in text
     assert "matches_transformers: fail" in text  # the scenario table's checks column
     assert "matches_transformers — prompt 0 at token 1: OpenVINO 4, transformers 6" in text  # failed checks
+
+
+def test_a_result_for_the_same_inputs_is_reused_and_any_changed_input_scores_again(tmp_path, monkeypatch):
+    """The key is the weights' content, the prompt and output ids and the libraries: a rerun on an unchanged model
+    reads the kept result (saying when it was computed); other outputs or other weights run transformers again."""
+    from harness import transformers_reference as ref
+
+    weights = tmp_path / "hf"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"weights")
+    runs: list[dict[int, list[int]]] = []
+
+    def scored(task, workdir, timeout_s):
+        runs.append(task.outputs)
+        return TransformersReference(source=task.source_dir, tokens={0: 4, 1: 4}, seconds=9.0)
+
+    monkeypatch.setattr(ref, "_scored", scored)
+    cache = tmp_path / "cache"
+
+    def score(outputs: list[int]) -> TransformersReference:
+        found = CheckOutputs(f32_ids={0: outputs}, f32_prompt_ids={0: [1, 2]})
+        return ref.reference(spec(), str(weights), None, found, tmp_path, cache)
+
+    first = score([5, 6])
+    assert len(runs) == 1 and first.seconds == 9.0 and first.reused_from is None
+    again = score([5, 6])
+    assert len(runs) == 1 and again.reused_from and again.seconds is None and again.tokens == first.tokens
+    assert "reused" in _check(_scored(found=again)).detail
+    score([5, 7])  # OpenVINO's output changed: a fault must be scored, never read from an earlier run
+    assert len(runs) == 2
+    (weights / "model.safetensors").write_bytes(b"other weights")
+    score([5, 6])
+    assert len(runs) == 3
+    for kept in (cache / "transformers-reference").iterdir():
+        kept.write_text("{")  # damaged: scored again
+    (weights / "model.safetensors").write_bytes(b"weights")
+    score([5, 6])
+    assert len(runs) == 4

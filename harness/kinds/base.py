@@ -93,6 +93,7 @@ class KindSpec:
     report: ReportTable
     generates_text: bool = True  # token counts, greedy reference, repeat of the text
     same_as_greedy: bool = False  # greedy output must equal the plain greedy cell's
+    greedy_reference: bool = False  # the plain greedy cell that same_as_greedy kinds are held to
     # each call's input length (as its pipeline counted it) must be the synthetic prompt length asked for, +-1
     exact_input_length: bool = False
     # "greedy": text accuracy against the plain greedy (or PyTorch) cell; "same_kind": against the fp16 cell of

@@ -42,7 +42,7 @@ class PromptLookupParams(Params):
 
 LLM_BACKEND = "harness.backends.genai_llm:run"
 GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, roofline=True, exact_input_length=True,
-                    transformers_reference=True,
+                    transformers_reference=True, greedy_reference=True,
                     report=text_table("Plain generation", ROOFLINE_COLUMNS))
 SPECULATIVE = KindSpec(name="speculative", params=SpeculativeParams, backend=LLM_BACKEND, same_as_greedy=True,
                        exact_input_length=True,

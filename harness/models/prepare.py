@@ -12,7 +12,7 @@ from typing import Any
 from harness.errors import ModelPreparationError
 from harness.host import package_versions
 from harness.models import cache, synthetic
-from harness.models.export import LOG_NAME, export_ir
+from harness.models.export import COMPRESSIBLE_TASKS, LOG_NAME, compress_ir, export_ir, export_task
 from harness.models.gguf import read_info
 from harness.models.ir import ir_size_mb, total_size_mb, validate_ir_dir
 from harness.models.sources import ResolvedSource, SourceKind, classify_source, is_gguf_source, resolve_source
@@ -77,15 +77,28 @@ def prepare_model(
         return _prepared(src.path, precision, source, src.kind, cache_hit=False, export_s=None)
 
     compression, notes = fitted_compression(src.path, precision, compression)
-    key = export_key(src, precision, compression)
-    entry = Path(cache_dir) / "ir" / f"{src.slug}-{precision}-{cache.digest(key)}"
+    return _cached_ir(src, source, precision, compression, Path(cache_dir), log, notes)
+
+
+def _cached_ir(src: ResolvedSource, source: str, precision: str, compression: CompressionSpec, cache_dir: Path,
+               log: Callable[[str], None], notes: tuple[str, ...] = ()) -> PreparedModel:
+    """The cache entry of `src` at `precision`, built when missing: a text-generation model's int8 / int4 from
+    its fp16 entry (built first when missing), anything else by optimum-cli from the source."""
+    fp16 = None
+    if precision != "fp16" and export_task(src.path) in COMPRESSIBLE_TASKS:
+        fp16 = _cached_ir(src, source, "fp16", compression, cache_dir, log)
+        key = compressed_key(fp16.path, precision, compression)
+        notes = (*notes, f"{precision} weights compressed by NNCF from the fp16 IR")
+    else:
+        key = export_key(src, precision, compression)
+    entry = cache_dir / "ir" / f"{src.slug}-{precision}-{cache.digest(key)}"
     with cache.entry_lock(entry, on_wait=lambda: log(f"waiting for another process preparing {entry.name} ...")):
         manifest = _verified_manifest(entry, log)
         if manifest is not None:
             log(f"cache hit: {src.slug} {precision} at {entry}")
             return _prepared(entry, precision, source, src.kind, cache_hit=True, export_s=manifest["export_s"],
                              notes=notes)
-        export_s = _build_entry(src, precision, compression, key, entry, log)
+        export_s = _build_entry(src, precision, compression, key, entry, log, fp16.path if fp16 else None)
     return _prepared(entry, precision, source, src.kind, cache_hit=False, export_s=export_s, notes=notes)
 
 
@@ -134,6 +147,15 @@ def export_key(src: ResolvedSource, precision: str, compression: CompressionSpec
     }
 
 
+def compressed_key(fp16_entry: Path, precision: str, compression: CompressionSpec) -> dict[str, Any]:
+    """Everything an IR compressed from an fp16 entry depends on (the entry's name holds its own key's digest)."""
+    return {
+        "export": EXPORT_VERSION, "compressed_from": fp16_entry.name, "precision": precision,
+        "compression": compression.model_dump() if precision == "int4" else None,
+        "versions": package_versions(("openvino", "nncf")),
+    }
+
+
 def _verified_manifest(entry: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
     """The entry's manifest if every file checks out; a damaged entry is logged and deleted."""
     if not entry.exists():
@@ -152,13 +174,18 @@ def _verified_manifest(entry: Path, log: Callable[[str], None]) -> dict[str, Any
 
 
 def _build_entry(src: ResolvedSource, precision: str, compression: CompressionSpec, key: dict[str, Any],
-                 entry: Path, log: Callable[[str], None]) -> float:
+                 entry: Path, log: Callable[[str], None], fp16_entry: Path | None = None) -> float:
     tmp = cache.new_temp_dir(entry)
+    made = "compressed" if fp16_entry else "exported"
     try:
-        log(f"exporting {src.slug} to {precision} ...")
+        log(f"compressing the fp16 IR of {src.slug} to {precision} with NNCF ..." if fp16_entry
+            else f"exporting {src.slug} to {precision} ...")
         start = time.perf_counter()
         try:
-            export_ir(src.path, tmp, precision, compression)
+            if fp16_entry is not None:
+                compress_ir(fp16_entry, tmp, precision, compression)
+            else:
+                export_ir(src.path, tmp, precision, compression)
         except ModelPreparationError as e:
             # the temp dir goes away; keep its log where the message can point to it
             failed_log = entry.parent / f"{entry.name}.failed.log"
@@ -173,7 +200,7 @@ def _build_entry(src: ResolvedSource, precision: str, compression: CompressionSp
         cache.publish(tmp, entry)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log(f"exported {src.slug} to {precision} in {export_s:.1f} s")
+    log(f"{made} {src.slug} to {precision} in {export_s:.1f} s")
     return export_s
 
 
