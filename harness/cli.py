@@ -282,7 +282,8 @@ def _host_bandwidth(cache_dir: Path, host):
     else:
         how = (f"best of {bw.measurements} measurements on this host, from {bw.measured_at}; this run's "
                f"{now.kind}: {now.triad_gbs:.1f} GB/s in {now.seconds:.1f} s")
-    err_console.print(f"memory bandwidth: triad {bw.triad_gbs:.1f} GB/s, copy {bw.copy_gbs:.1f} GB/s ({how})",
+    copy = f", copy {bw.copy_gbs:.1f} GB/s" if bw.copy_gbs is not None else ""
+    err_console.print(f"memory bandwidth: triad {bw.triad_gbs:.1f} GB/s{copy} ({how})",
                       highlight=False)
     if now is not None and under_load(bw):
         err_console.print(styled("yellow", "warning:", f"memory bandwidth now {now.triad_gbs:.1f} GB/s, "

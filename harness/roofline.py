@@ -176,14 +176,18 @@ class BandwidthHistory(BaseModel):
     def with_reading(self, reading: BandwidthReading) -> BandwidthHistory:
         readings = [*self.readings, reading]
         best = max(readings, key=lambda r: r.triad_gbs)
-        latest = readings[-(KEPT_READINGS - 1):]
-        kept = latest if any(r is best for r in latest) else [best, *latest]
+        # only full measurements read copy: the best of them stays too, or the figure would lose its copy reading
+        copies = [r for r in readings if r.copy_gbs is not None]
+        best_copy = max(copies, key=lambda r: r.copy_gbs or 0.0) if copies else None
+        pinned = [r for r in readings if r is best or r is best_copy]
+        latest = [r for r in readings if not any(r is p for p in pinned)][-(KEPT_READINGS - len(pinned)):]
+        kept = [r for r in readings if any(r is k for k in [*pinned, *latest])]
         return self.model_copy(update={"measurements": self.measurements + 1, "readings": kept})
 
     def figure(self, this_run: BandwidthReading | None) -> MemoryBandwidth:
         best = self.best()
         copies = [r.copy_gbs for r in self.readings if r.copy_gbs is not None]
-        return MemoryBandwidth(triad_gbs=best.triad_gbs, copy_gbs=max(copies, default=0.0),
+        return MemoryBandwidth(triad_gbs=best.triad_gbs, copy_gbs=max(copies) if copies else None,
                                triad_median_gbs=best.triad_median_gbs, array_mb=self.array_mb, threads=self.threads,
                                seconds=this_run.seconds if this_run else 0.0, measured_at=best.measured_at,
                                fingerprint=self.fingerprint,

@@ -532,7 +532,8 @@ class MemoryBandwidth(Strict):
 
     triad_gbs: float = Field(description="best triad over the host's measurements (STREAM's convention: the best "
                              "repetition)")
-    copy_gbs: float = Field(description="best copy a = b, for context")
+    copy_gbs: float | None = Field(None, description="best copy a = b, for context (absent: no full measurement "
+                                   "kept; results before 1.11 wrote 0.0 then)")
     triad_median_gbs: float = Field(description="median triad over the repetitions of the best measurement")
     array_mb: float = Field(description="size of each of the three arrays, MiB")
     threads: int

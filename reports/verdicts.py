@@ -52,7 +52,8 @@ def _bandwidth_text(host: HostInfo) -> str:
     if bw is None:
         return "memory bandwidth not measured"
     return (f"memory bandwidth {bw.triad_gbs:.1f} GB/s triad (median {bw.triad_median_gbs:.1f}), "
-            f"{bw.copy_gbs:.1f} GB/s copy, {bw.threads} threads" + bandwidth_provenance(bw))
+            + (f"{bw.copy_gbs:.1f} GB/s copy, " if bw.copy_gbs else "") + f"{bw.threads} threads"
+            + bandwidth_provenance(bw))
 
 
 def bandwidth_provenance(bw: MemoryBandwidth) -> str:

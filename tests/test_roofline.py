@@ -117,6 +117,16 @@ def test_the_cache_keeps_the_best_and_the_latest_readings_only(tmp_path: Path):
     assert kept.readings[-1].triad_gbs == checks[-1]
 
 
+def test_the_copy_reading_outlives_many_checks_that_beat_its_triad(tmp_path: Path):
+    """Checks read triad only: the full measurement holding copy stays kept when quieter checks beat its triad, so
+    the figure keeps a measured copy instead of none (it once showed 0.0)."""
+    host = Host(full=5.0, checks=[10.0 + i / 10 for i in range(30)])
+    first = host.bandwidth(tmp_path)
+    for _ in range(30):
+        bw = host.bandwidth(tmp_path)
+    assert bw.triad_gbs > 12.0 and bw.copy_gbs == first.copy_gbs is not None
+
+
 def test_a_cache_file_of_the_earlier_format_counts_as_one_measurement(tmp_path: Path):
     path = tmp_path / "host-bandwidth" / f"{host_fingerprint(HOST)}.json"
     path.parent.mkdir()
