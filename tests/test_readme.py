@@ -386,8 +386,11 @@ class Workspace:
         assert port, f"a server command needs a port: {line}"
         log = self.folder / f"serve-{port.group(1)}.log"
         with open(log, "w") as f:
-            proc = subprocess.Popen(["bash", "-c", f"exec {line}"], cwd=cwd, env=self.env(expect), stdout=f,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            # Ctrl-C as a terminal delivers it: a test run started in the background of a non-interactive shell
+            # inherits SIGINT ignored, and the server then ends on it with 0
+            proc = subprocess.Popen(["bash", "-c", f"exec {line}"], cwd=cwd, env=self.env(expect),
+                                    stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 300
             while proc.poll() is None and time.monotonic() < deadline:
