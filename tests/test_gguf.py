@@ -99,6 +99,22 @@ def test_written_file_is_a_llama_gguf(ggufs, tiny):
         assert info.quantization == {quant: 7 * n + 2, "F32": 2 * n + 1}, info.quantization
 
 
+def test_what_a_file_says_is_kept_by_its_content_and_a_file_cut_short_is_read_again(ggufs, tmp_path, monkeypatch):
+    from harness.models import gguf as gguf_module
+
+    path = tmp_path / "m.gguf"
+    shutil.copy(ggufs["Q8_0"], path)
+    first = read_info(path, tmp_path / "cache")
+    parsed: list[Path] = []
+    real = gguf_module._reader
+    monkeypatch.setattr(gguf_module, "_reader", lambda p: parsed.append(p) or real(p))
+    assert read_info(path, tmp_path / "cache") == first and parsed == []
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ModelPreparationError, match="not a readable GGUF file"):
+        read_info(path, tmp_path / "cache")
+    assert parsed == [path]
+
+
 # ---------------------------------------------------------------- 1. the tokenizer rebuilt from the file
 
 

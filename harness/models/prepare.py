@@ -65,7 +65,7 @@ def prepare_model(
             raise ModelPreparationError(f"precision gguf reads a GGUF file as it is; '{source}' is a {src.kind} source")
         # parsed here first: openvino-genai 2026.4.1 crashes (SIGSEGV) on a GGUF file cut short, the gguf package
         # refuses it in one line
-        info = read_info(src.gguf)
+        info = read_info(src.gguf, Path(cache_dir))
         log(f"using {src.gguf} as is (openvino-genai's own GGUF reader)")
         size = round(src.gguf.stat().st_size / 2**20, 3)
         return PreparedModel(path=src.gguf, precision=precision, source=source, source_kind=src.kind, cache_hit=True,
