@@ -140,6 +140,8 @@ class SuiteScenario(_Strict):
     kind: str
     generation: dict[str, Any] = Field(default_factory=dict, description="overrides of the suite's generation")
     models: list[str] | None = Field(None, description="names of the suite's models this scenario runs on (default: all)")
+    load_twice: bool | None = Field(None, description="this scenario's cells load their pipeline a second time from "
+                                    "the compile cache or not (default: the suite's load_twice)")
 
     @field_validator("kind")
     @classmethod
@@ -603,7 +605,8 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                     warmup=suite.warmup, iterations=suite.iterations, min_measure_s=suite.min_measure_s,
                     max_iterations=suite.max_iterations, processes=suite.processes, timeout_s=suite.timeout_s,
                     prepare_timeout_s=suite.prepare_timeout_s,
-                    load_twice=suite.load_twice, validation_prompts=suite.validation_prompts,
+                    load_twice=suite.load_twice if scenario.load_twice is None else scenario.load_twice,
+                    validation_prompts=suite.validation_prompts,
                     token_timing=suite.token_timing,
                     fidelity_check=suite.fidelity_check, fidelity_tolerance=suite.fidelity_tolerance,
                     transformers_check=suite.transformers_check, transformers_tolerance=suite.transformers_tolerance,

@@ -64,6 +64,12 @@ def test_the_f32_pass_runs_only_where_a_check_reads_it(tmp_path, transformers_ch
     assert {v for k, v in passes.items() if "/fp16/" not in k} == {0}
 
 
+def test_a_scenario_may_load_once_where_the_suite_loads_twice(tmp_path):
+    p = write(tmp_path, BASE.replace("num_assistant_tokens: [2, 4]}", "num_assistant_tokens: [2, 4], load_twice: false}"))
+    twice = {c.scenario.kind: c.load_twice for c in expand(load_suite(p)[0], p)}
+    assert twice == {"generate": True, "speculative": False}
+
+
 def test_keys_are_stable_across_loads(tmp_path):
     p = write(tmp_path, BASE)
     a = [c.key for c in expand(load_suite(p)[0], p)]
