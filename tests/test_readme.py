@@ -8,7 +8,7 @@ benchmarks/, ..., and `.venv` to the interpreter running the tests; `harness` on
 history they write stay in a temporary folder. Short settings come from the harness's own HARNESS_SET (README,
 "Your own model and device"): every command gets QUICK and SHORT below (one measured iteration, no warm-up, 8-token
 prompts, 4 new tokens) plus what its entry adds (e.g. the default suite's models replaced by `synthetic:tiny`),
-so the suites run on the tiny built-in model in the shared model cache. Placeholders of the README (paths such as
+so the suites run on the tiny built-in model in the tests' model cache (HARNESS_CACHE_DIR). Placeholders of the README (paths such as
 /path/to/hf-model-dir, RUN_A, KEY, HEAD:6379, `...`) are replaced by things made here (PLACEHOLDERS). Nothing
 reaches the network: HF_HUB_OFFLINE and UV_OFFLINE are set, so a command that needs the Hub or the package
 registry must fail in one clear line, as its entry says.
@@ -302,8 +302,8 @@ class Workspace:
 
     LINKS = ("scripts", "suites", "benchmarks", "harness", "reports", "tests", "docs", "pyproject.toml", "README.md")
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path, cache: Path) -> None:
+        self.folder, self.cache = folder, cache
         for name in self.LINKS:
             (folder / name).symlink_to(ROOT / name)
         (folder / ".venv").symlink_to(sys.prefix, target_is_directory=True)
@@ -335,6 +335,8 @@ class Workspace:
             "HARNESS_VENV": sys.prefix,  # scripts/harness and scripts/test use this interpreter's venv
             "HF_HUB_OFFLINE": "1", "UV_OFFLINE": "1", "COLUMNS": "200",
             "RAY_USAGE_STATS_ENABLED": "0",
+            # the tests' model cache: tiny is built (trained) once for every test, not again in the home cache
+            "HARNESS_CACHE_DIR": str(self.cache),
         })
         if expect.set:
             env["HARNESS_SET"] = " ".join(shlex.quote(item) for item in expect.set)
@@ -418,9 +420,7 @@ class Workspace:
     # --------------------------------------------------------- products
 
     def _cache(self) -> Path:
-        from harness.models.cache import default_cache_dir
-
-        return default_cache_dir()
+        return self.cache
 
     def _tiny_hf_dir(self) -> str:
         from harness.models.sources import resolve_source
@@ -501,8 +501,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    yield Workspace(tmp_path_factory.mktemp("readme"))
+def workspace(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Workspace]:
+    yield Workspace(tmp_path_factory.mktemp("readme"), model_cache)
 
 
 @pytest.mark.parametrize("command", _params())
