@@ -50,7 +50,7 @@ def _pytorch_reference(r: CellResult, cells: list[CellResult]) -> CellResult | N
     """The suite's PyTorch cell of the same model, prompts and generation settings (any device or precision
     axis value: it runs the original weights in f32 on the CPU)."""
     s = r.spec
-    return next((c for c in cells if c.spec.scenario.kind == "pytorch" and c.spec.model.name == s.model.name
+    return next((c for c in cells if kind_spec(c.spec.scenario.kind).original_weights and c.spec.model.name == s.model.name
                  and c.spec.prompts == s.prompts and c.spec.generation == s.generation), None)
 
 
@@ -64,7 +64,7 @@ def _reference(r: CellResult, cells: list[CellResult]) -> CellResult | None:
     torch_ref = _pytorch_reference(r, cells)
     if torch_ref is not None:
         return torch_ref
-    return next((c for c in cells if c.spec.precision == REFERENCE_PRECISION and c.spec.scenario.kind == "generate"
+    return next((c for c in cells if c.spec.precision == REFERENCE_PRECISION and kind_spec(c.spec.scenario.kind).greedy_reference
                  and _signature(c) == sig), None)
 
 
@@ -88,10 +88,10 @@ def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[
     if spec.compare_outputs is None and r.spec.generation.mode != "greedy":
         return None
     ref = _reference(r, cells)
-    if r.spec.precision == REFERENCE_PRECISION and (ref is None or ref.spec.scenario.kind != "pytorch"):
+    original = ref is not None and kind_spec(ref.spec.scenario.kind).original_weights
+    if r.spec.precision == REFERENCE_PRECISION and not original:
         return None  # fp16 is the reference unless the suite runs the PyTorch model
-    name = "accuracy_vs_pytorch" if ref is not None and ref.spec.scenario.kind == "pytorch" \
-        else f"accuracy_vs_{REFERENCE_PRECISION}"
+    name = "accuracy_vs_pytorch" if original else f"accuracy_vs_{REFERENCE_PRECISION}"
     if ref is None:
         what = f"{kind} cell with the same parameters" if spec.reference == "same_kind" else "plain greedy cell"
         return {}, CheckResult(name=name, status="not_run",

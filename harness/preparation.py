@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from harness.kinds import kind_spec
 from harness.schema import CellResult, CellSpec, CellStatus, CompressionSpec, ExportPrecision
 
 Role = Literal["model", "draft"]
@@ -48,7 +49,7 @@ def prepare_keys(cell: CellSpec) -> dict[Role, PrepareKey]:
     # a remote server's cell prepares the model only for its tokenizer, which no precision changes
     precision: ExportPrecision = "fp16" if cell.remote or cell.precision == "served" else cell.precision
     keys: dict[Role, PrepareKey] = {"model": PrepareKey(cell.model.source, precision, cell.compression, cell.host)}
-    if cell.scenario.kind == "speculative":
+    if kind_spec(cell.scenario.kind).uses_draft:
         keys["draft"] = PrepareKey(cell.model.draft or "", cell.model.draft_precision or precision, cell.compression,
                                    cell.host)
     return keys

@@ -38,7 +38,8 @@ from harness.schema import (
     ScenarioSpec,
 )
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+# harness/suites links to the checkout's suites/ and is a folder of its own in a wheel (package data)
+SUITES_DIR = (Path(__file__).resolve().parent / "suites").resolve()
 
 ATTENTION_BACKENDS = {"SDPA", "PA"}
 
@@ -330,10 +331,10 @@ class Suite(_Strict):
             unknown = [n for n in s.models or [] if n not in model_names]
             if unknown:
                 raise ValueError(f"scenario {s.name!r} names unknown model(s) {unknown}; the suite has {model_names}")
-            if s.kind == "speculative":
+            if kind_spec(s.kind).uses_draft:
                 for m in self.models:
                     if (s.models is None or m.name in s.models) and not m.draft:
-                        raise ValueError(f"model {m.name!r} has no 'draft' but speculative scenario {s.name!r} needs one")
+                        raise ValueError(f"model {m.name!r} has no 'draft' but {s.kind} scenario {s.name!r} needs one")
         known = {"model", "precision", "device", "scenario", "kind", "input_tokens", "max_new_tokens", "mode"}
         known |= set(self.properties) | {p for k in KINDS.values() for p in k.params.model_fields}
         if self.environments:

@@ -18,6 +18,7 @@ from harness import transformers_reference
 from harness.backends import CellModels, Emit, backend_for
 from harness.errors import error_line
 from harness.events import BatchEvent, Done, Error, Event, Log, Phase, Prepared, Runtime, SampleEvent
+from harness.kinds import kind_spec
 from harness.preparation import PrepareKey, prepare_keys
 from harness.schema import CellSpec
 
@@ -146,8 +147,6 @@ def _weight_bytes(cell: CellSpec, model_dir: Path, log: Callable[[str], None]) -
     """Weight bytes per decoded token for kinds the memory roofline applies to; read here, in the prepare
     phase, so reading the IR is outside every measurement. An IR it cannot read costs the cell only this
     figure."""
-    from harness.kinds import kind_spec
-
     return _ir_weight_bytes(model_dir, log) if kind_spec(cell.scenario.kind).roofline else None
 
 
@@ -182,7 +181,7 @@ def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit: Em
         emit(event)
 
     source = None
-    if cell.scenario.kind == "pytorch":
+    if kind_spec(cell.scenario.kind).original_weights:
         from harness.errors import ModelPreparationError
         from harness.models.sources import resolve_source
 

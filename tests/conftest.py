@@ -25,7 +25,7 @@ from harness.host import free_loopback_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_cache_dir() -> Path:
+def model_cache_dir() -> Path:
     """Models built for tests live in the repo's ignored .cache/test (reused across test runs)."""
     path = Path(os.environ.get("HARNESS_TEST_CACHE", ROOT / ".cache" / "test"))
     path.mkdir(parents=True, exist_ok=True)
@@ -34,7 +34,7 @@ def test_cache_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def model_cache() -> Path:
-    return test_cache_dir()
+    return model_cache_dir()
 
 
 def run_cli(*args: str, cache: Path | None = None, timeout: float = 900, cwd: Path | None = None,
@@ -48,7 +48,7 @@ def run_cli(*args: str, cache: Path | None = None, timeout: float = 900, cwd: Pa
     if cache is not None:
         env["HARNESS_CACHE_DIR"] = str(cache)
     elif "HARNESS_CACHE_DIR" not in extra:  # never the home cache: a fresh CI machine would build tiny there again
-        env["HARNESS_CACHE_DIR"] = str(test_cache_dir())
+        env["HARNESS_CACHE_DIR"] = str(model_cache_dir())
     # keep test runs out of the user's history database
     env.setdefault("HARNESS_HISTORY_URL", f"sqlite:///{ROOT / '.cache' / 'test-history.sqlite'}")
     env.setdefault("COLUMNS", "200")

@@ -20,6 +20,7 @@ from harness.backends.genai_common import (
     token_timeline,
 )
 from harness.errors import error_line
+from harness.kinds import kind_spec
 from harness.schema import CellSpec, CheckOutputs, Sample
 
 # Properties that configure the pipeline itself rather than a compiled model.
@@ -38,11 +39,11 @@ def build_pipeline(cell: CellSpec, models: CellModels, cache_dir: Path | None) -
     kwargs: dict[str, Any] = dict(cell.properties)
     if cache_dir is not None:
         kwargs["CACHE_DIR"] = str(cache_dir)
-    if cell.scenario.kind == "speculative":
+    kind = kind_spec(cell.scenario.kind)
+    if kind.uses_draft:
         assert models.draft is not None
         kwargs["draft_model"] = ov_genai.draft_model(str(models.draft), cell.device, **draft_properties(cell))
-    elif cell.scenario.kind == "prompt_lookup":
-        kwargs["prompt_lookup"] = True
+    kwargs.update(kind.pipeline_options)
     try:
         return ov_genai.LLMPipeline(str(models.target), cell.device, **kwargs)
     except Exception as e:

@@ -94,6 +94,12 @@ class KindSpec:
     generates_text: bool = True  # token counts, greedy reference, repeat of the text
     same_as_greedy: bool = False  # greedy output must equal the plain greedy cell's
     greedy_reference: bool = False  # the plain greedy cell that same_as_greedy kinds are held to
+    uses_draft: bool = False  # loads the suite model's `draft` beside it (prepared as a model of its own)
+    # runs the model's original Hugging Face weights (PyTorch, f32): the text accuracy reference of every cell of
+    # its model where the suite has one, and needs a Hugging Face source
+    original_weights: bool = False
+    # LLMPipeline constructor options the kind turns on (e.g. prompt_lookup)
+    pipeline_options: tuple[tuple[str, bool], ...] = ()
     # each call's input length (as its pipeline counted it) must be the synthetic prompt length asked for, +-1
     exact_input_length: bool = False
     # "greedy": text accuracy against the plain greedy (or PyTorch) cell; "same_kind": against the fp16 cell of

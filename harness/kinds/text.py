@@ -45,9 +45,11 @@ GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, roofl
                     transformers_reference=True, greedy_reference=True,
                     report=text_table("Plain generation", ROOFLINE_COLUMNS))
 SPECULATIVE = KindSpec(name="speculative", params=SpeculativeParams, backend=LLM_BACKEND, same_as_greedy=True,
+                       uses_draft=True,
                        exact_input_length=True,
                        report=text_table("Speculative decoding", DRAFTED_COLUMNS))
 PROMPT_LOOKUP = KindSpec(name="prompt_lookup", params=PromptLookupParams, backend=LLM_BACKEND, same_as_greedy=True,
+                         pipeline_options=(("prompt_lookup", True),),
                          exact_input_length=True,
                          report=text_table("Prompt lookup decoding", DRAFTED_COLUMNS))
 OPTIMUM = KindSpec(
@@ -56,4 +58,5 @@ OPTIMUM = KindSpec(
         "The same IR, prompts and generation settings through Optimum Intel; timed from tokenization to the "
         "decoded text like GenAI's generate(str), tokens timed by a transformers streamer.")))
 PYTORCH = KindSpec(name="pytorch", params=NoParams, backend="harness.backends.optimum_llm:run_pytorch",
+                   original_weights=True,
                    reference="none", report=text_table("PyTorch reference (original Hugging Face model, f32)"))
