@@ -151,7 +151,7 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
             (v for s in samples if not s.warmup for v in s.values.get("tpot_ms", []))))
         if exceeds_host(cell_values):
             notes.append(exceeds_host_note(cell_values, last_level_cache_mb()))
-    if spec.scenario.kind == "serving":  # figures of the whole load over time, from its stored requests
+    if kind_spec(spec.scenario.kind).served:  # figures of the whole load over time, from its stored requests
         from harness.serving.load_analysis import load_values
 
         load = next((b for b in batches if not b.warmup), None)

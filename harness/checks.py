@@ -313,15 +313,9 @@ def matches_greedy(r: CellResult, cells: list[CellResult]) -> CheckResult | None
     fail it, since bf16 rounding can flip near-ties. Without validation outputs the timed outputs are judged."""
     if not kind_spec(r.spec.scenario.kind).same_as_greedy or r.spec.generation.mode != "greedy" or r.status != "ok":
         return None
-    if r.spec.scenario.kind == "serving" and (r.spec.remote or r.spec.scenario.params.get("api") != "completions"):
-        # chat requests go through the chat template (a different prompt from the greedy cell's); a remote
-        # server runs a model the harness did not make
-        return None
-    if r.spec.scenario.kind == "serving" and (r.spec.scenario.params.get("shared_prefix_tokens")
-                                              or int(r.spec.scenario.params.get("turns") or 1) > 1):
-        return None  # a shared prefix or a conversation's history goes before the prompt: not the greedy cell's
-    if r.spec.scenario.kind == "serving" and any(r.spec.scenario.params.get(k) for k in ("trace", "replay_payloads")):
-        return None  # the trace's lengths or the recorded bodies: not the greedy cell's prompts
+    comparable = kind_spec(r.spec.scenario.kind).greedy_comparable
+    if comparable is not None and not comparable(r.spec):
+        return None  # e.g. a serving cell's chat requests: not the greedy cell's prompts
     sig = _reference_signature(r)
     refs = [c for c in cells if kind_spec(c.spec.scenario.kind).greedy_reference and _reference_signature(c) == sig]
     if not refs:

@@ -574,7 +574,7 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
             continue
         if precision == "gguf" and not is_gguf_source(model.source):
             continue  # the GGUF route: only a model that is a GGUF file has it
-        if remote and scenario.kind == "serving":
+        if remote and kind_spec(scenario.kind).served:
             # the server runs what it runs: one cell per model, not one per local precision and device
             if (precision, device) != (suite.precisions[0], suite.devices[0]):
                 continue
@@ -611,8 +611,8 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                     token_timing=suite.token_timing,
                     fidelity_check=suite.fidelity_check, fidelity_tolerance=suite.fidelity_tolerance,
                     transformers_check=suite.transformers_check, transformers_tolerance=suite.transformers_tolerance,
-                    server=suite.server if scenario.kind == "serving" else None,
-                    slo=dict(suite.slo) if scenario.kind == "serving" else {},
+                    server=suite.server if kind_spec(scenario.kind).served else None,
+                    slo=dict(suite.slo) if kind_spec(scenario.kind).served else {},
                     environment=environment,
                 )
                 if _excluded(spec.axes(), suite.exclude):
@@ -620,7 +620,7 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                 spec.gates = [Gate(metric=g.metric, stat=g.stat, min=g.min, max=g.max) for g in suite.gates
                               if not g.where or _excluded(spec.axes(), [g.where])]
                 spec.key = cell_key(spec, plabel, prop_names)
-                if scenario.kind == "serving" and spec.scenario.params.get("slo_search") is True:
+                if kind_spec(scenario.kind).served and spec.scenario.params.get("slo_search") is True:
                     if not spec.slo:
                         raise HarnessInputError(str(suite_file), f"scenarios.{scenario.name}.slo_search", True,
                                                 "needs the suite's `slo:` per-request limits, e.g. {ttft_ms: 1000}")

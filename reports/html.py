@@ -633,7 +633,7 @@ def render_html(results: RunResults, trends: dict[str, Trend] | None = None) -> 
         res=results, m=results.metadata, summary=_summary(results), tables=_scenario_tables(results),
         charts=charts, outputs=_sample_outputs(ok, labels), output_chars=OUTPUT_CHARS,
         spread=fmt_spread, value=fmt_value, column_text=column_text,
-        any_speculative=any(c.spec.scenario.kind in ("speculative", "prompt_lookup") for c in ok),
+        any_speculative=any(kind_spec(c.spec.scenario.kind).drafts for c in ok),
         limits=sweep_limits(results.cells), precision_groups=precision_groups(results.cells), loads=loads,
         servers=server_rows(results.cells),
         repeated=[(c.key, figs) for c in ok if (figs := repeated_loads(c))],

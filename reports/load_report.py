@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.kinds import kind_spec
 from harness.schema import BatchRecord, CellResult, RunResults
 from harness.serving.load_analysis import (
     TimeSlice,
@@ -48,7 +49,7 @@ def load_views(cells: list[CellResult]) -> list[LoadView]:
     out = []
     for c in cells:
         batch = load_batch(c)
-        if c.status != "ok" or c.spec.scenario.kind != "serving" or batch is None or batch.end_ns <= batch.start_ns:
+        if c.status != "ok" or not kind_spec(c.spec.scenario.kind).served or batch is None or batch.end_ns <= batch.start_ns:
             continue
         timeline = c.check_outputs.load_timeline
         # a window far shorter than the load would make thousands of rows: widen it to keep at most MAX_SLICES

@@ -136,7 +136,7 @@ def fidelity_lines(cells: list[CellResult]) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|"]
     for c in checked:
         v, s = c.cell_values, c.summaries
-        tps = s.get("batch_output_tps") if c.spec.scenario.kind == "continuous_batching" else s.get("output_tps")
+        tps = s.get(kind_spec(c.spec.scenario.kind).throughput_metric)
         check = next((ch for ch in c.checks if ch.name == "fidelity"), None)
         lines.append(f"| {md_code(c.key)} | {fmt_value(s['tpot_ms'].median if 'tpot_ms' in s else None, 2)} "
                      f"| {fmt_value(v.get('reference_tpot_ms'), 2)} | {fmt_value(v.get('fidelity_tpot_ratio'), 3)} "

@@ -53,7 +53,7 @@ def precision_groups(cells: list[CellResult]) -> list[PrecisionGroup]:
     """Groups of ok cells that differ only in precision (two or more precisions present)."""
     groups: dict[tuple, list[CellResult]] = {}
     for c in cells:
-        if c.status == "ok" and c.spec.scenario.kind != "tokenizer":
+        if c.status == "ok" and kind_spec(c.spec.scenario.kind).precision_axis:
             groups.setdefault(_group_key(c), []).append(c)
     out = []
     for members in groups.values():

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.kinds import kind_spec
 from harness.schema import BatchRecord, CellResult, Sample
 from harness.stats import mean_ci
 
@@ -48,7 +49,7 @@ FIGURES: tuple[tuple[str, Callable[[list[Sample], list[BatchRecord]], float | No
 
 def repeated_loads(cell: CellResult) -> list[RepeatedFigure]:
     """The cell's per-load figures with their CI; [] unless it is a serving cell with two or more loads."""
-    if cell.spec.scenario.kind != "serving":
+    if not kind_spec(cell.spec.scenario.kind).served:
         return []
     loads = sorted({b.process for b in cell.batches if not b.warmup})
     if len(loads) < 2:

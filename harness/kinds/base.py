@@ -100,6 +100,13 @@ class KindSpec:
     original_weights: bool = False
     # LLMPipeline constructor options the kind turns on (e.g. prompt_lookup)
     pipeline_options: tuple[tuple[str, bool], ...] = ()
+    drafts: bool = False  # proposes tokens the model verifies several at a time (acceptance, tokens per step)
+    # requests go to an OpenAI-style server: the suite's `server` and `slo` apply, figures of the whole load
+    served: bool = False
+    # which of a same_as_greedy kind's cells send the greedy cell's own prompts (None: every cell)
+    greedy_comparable: Callable[[CellSpec], bool] | None = None
+    throughput_metric: str = "output_tps"  # the kind's tokens-per-second figure (the fidelity table's)
+    precision_axis: bool = True  # precisions change what it measures (False: the precision table leaves it out)
     # each call's input length (as its pipeline counted it) must be the synthetic prompt length asked for, +-1
     exact_input_length: bool = False
     # "greedy": text accuracy against the plain greedy (or PyTorch) cell; "same_kind": against the fp16 cell of

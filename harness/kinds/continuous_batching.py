@@ -22,7 +22,7 @@ class ContinuousBatchingParams(Params):
 
 KIND = KindSpec(
     name="continuous_batching", params=ContinuousBatchingParams, backend="harness.backends.genai_cb:run",
-    same_as_greedy=True,
+    same_as_greedy=True, throughput_metric="batch_output_tps",
     report=ReportTable(
         title="Continuous batching",
         columns=(Column("total tok/s", "batch_output_tps"), Column("req/s", "request_rps", digits=2),

@@ -186,6 +186,15 @@ def _path_like(name: str) -> bool:
     return name.startswith(("/", "~", "./", "../", ".\\")) or name.endswith(("/", "\\")) or name.count("/") > 1
 
 
+def sends_greedy_prompts(cell: CellSpec) -> bool:
+    """Whether a serving cell's requests are the plain greedy cell's prompts, as matches_greedy needs: the
+    completions API (chat requests go through the chat template) on a model the harness made (not a remote
+    server's), with no shared prefix or conversation history before them and no trace's or recording's bodies."""
+    p = cell.scenario.params
+    return (not cell.remote and p.get("api") == "completions" and not p.get("shared_prefix_tokens")
+            and int(p.get("turns") or 1) <= 1 and not any(p.get(k) for k in ("trace", "replay_payloads")))
+
+
 def needs_local_model(cell: CellSpec) -> bool:
     """Every cell needs its model prepared here except a serving cell against a remote server whose tokenizer
     is not the model's."""
@@ -193,7 +202,8 @@ def needs_local_model(cell: CellSpec) -> bool:
 
 
 KIND = KindSpec(
-    name="serving", params=ServingParams, backend="harness.backends.serving:run", same_as_greedy=True,
+    name="serving", params=ServingParams, backend="harness.backends.serving:run", same_as_greedy=True, served=True,
+    greedy_comparable=sends_greedy_prompts,
     report=ReportTable(
         title="Serving (OpenAI-compatible endpoint)",
         columns=(Column("req/s", "request_rps", digits=2), Column("goodput req/s", "goodput_rps", digits=2),

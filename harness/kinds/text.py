@@ -45,11 +45,11 @@ GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, roofl
                     transformers_reference=True, greedy_reference=True,
                     report=text_table("Plain generation", ROOFLINE_COLUMNS))
 SPECULATIVE = KindSpec(name="speculative", params=SpeculativeParams, backend=LLM_BACKEND, same_as_greedy=True,
-                       uses_draft=True,
+                       uses_draft=True, drafts=True,
                        exact_input_length=True,
                        report=text_table("Speculative decoding", DRAFTED_COLUMNS))
 PROMPT_LOOKUP = KindSpec(name="prompt_lookup", params=PromptLookupParams, backend=LLM_BACKEND, same_as_greedy=True,
-                         pipeline_options=(("prompt_lookup", True),),
+                         pipeline_options=(("prompt_lookup", True),), drafts=True,
                          exact_input_length=True,
                          report=text_table("Prompt lookup decoding", DRAFTED_COLUMNS))
 OPTIMUM = KindSpec(

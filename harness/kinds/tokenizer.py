@@ -6,7 +6,7 @@ from harness.kinds.base import Column, KindSpec, NoParams, ReportTable
 
 KIND = KindSpec(
     name="tokenizer", params=NoParams, backend="harness.backends.tokenizer_parity:run", generates_text=False,
-    reference="none",
+    reference="none", precision_axis=False,
     report=ReportTable(
         title="OpenVINO Tokenizers vs Hugging Face",
         columns=(Column("OV encode tok/s", "ov_encode_tps", digits=0), Column("HF encode tok/s", "hf_encode_tps", digits=0),
