@@ -17,6 +17,7 @@ from harness.console import PlainConsole, styled
 from harness.errors import HarnessInputError, ModelPreparationError, error_line
 from harness.history_cli import history_noise_lookup, history_trends, record_in_history, register
 from harness.models.cache import default_cache_dir
+from harness.schema import FAILED_STATUSES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and validate the OpenVINO generative-AI stack.")
@@ -193,7 +194,7 @@ def run(
     if resume is not None:
         kept, unreadable = scan_cells(run_dir)
         status = {c.key: c.status for c in kept}
-        again = {k for k, v in status.items() if retry_failed and v in ("failed", "crashed", "timeout")}
+        again = {k for k, v in status.items() if retry_failed and v in FAILED_STATUSES}
         done = set(status) - again
         todo = sum(c.key not in done for c in cells)
         err_console.print(f"resume: {len(done)} finished cells kept, {todo} to run"
@@ -236,7 +237,7 @@ def run(
     (run_dir / "report.html").write_text(render_html(results, trends=history_trends(results, history)),
                                          encoding="utf-8")
     err_console.print(f"wrote {run_dir / 'results.json'}, report.md, report.csv and report.html")
-    bad = [c for c in results.cells if c.status not in ("ok", "skipped")]
+    bad = [c for c in results.cells if c.status in FAILED_STATUSES]
     failed_checks = [c for c in results.cells for ch in c.checks if ch.status == "fail"]
     if bad or (fail_on_checks and failed_checks):
         raise typer.Exit(1)

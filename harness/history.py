@@ -40,14 +40,13 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
 from harness.errors import HarnessInputError
-from harness.schema import SCHEMA_VERSION, RunResults
+from harness.schema import FAILED_STATUSES, SCHEMA_VERSION, RunResults
 from harness.stats import successive_sd
 
 if TYPE_CHECKING:
     from harness.changes import SeriesKey, SeriesPoint
 
 LAST_GOOD = "last-good"
-BAD_STATUSES = ("failed", "timeout", "crashed")
 
 metadata = MetaData()
 
@@ -186,7 +185,7 @@ def _row_values(results: RunResults, run_dir: str | None) -> dict[str, Any]:
         "hostname": meta.host.hostname, "cpu_model": meta.host.cpu_model,
         "genai_version": meta.versions.get("openvino-genai"), "openvino_version": meta.versions.get("openvino"),
         "n_cells": len(statuses), "n_ok": statuses.count("ok"),
-        "n_failed": sum(s in BAD_STATUSES for s in statuses), "harness_commit": meta.harness_commit,
+        "n_failed": sum(s in FAILED_STATUSES for s in statuses), "harness_commit": meta.harness_commit,
         "run_dir": run_dir, "recorded_at": _now(), "results_json": results.model_dump_json(),
     }
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from harness.schema import CellResult, CellSpec
+from harness.schema import FAILED_STATUSES, CellResult, CellSpec
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -202,7 +202,7 @@ def _record_benchmark(config: pytest.Config, result: CellResult) -> None:
     extra.update({"cell": result.key, "status": result.status, "unit_of_timing": "e2e seconds per generate()"})
     fixture = SimpleNamespace(name=result.key, fullname=f"harness::{result.key}", group=result.spec.scenario.kind,
                               param=None, params=result.spec.axes(), extra_info=extra, cprofile_stats=None,
-                              has_error=result.status not in ("ok", "skipped"))
+                              has_error=result.status in FAILED_STATUSES)
     meta = Metadata(fixture, iterations=1, options={"source": "ov-genai-harness"})
     for s in measured:
         meta.stats.update((s.end_ns - s.start_ns) / 1e9)

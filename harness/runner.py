@@ -35,7 +35,15 @@ from harness.events import (
 )
 from harness.kinds import kind_spec
 from harness.preparation import PreparationFailure, PrepareKey, Role, failed_preparation, prepare_keys
-from harness.schema import CellResult, CellSpec, CellStatus, CheckOutputs, RunMetadata, RunResults
+from harness.schema import (
+    FAILED_STATUSES,
+    CellResult,
+    CellSpec,
+    CellStatus,
+    CheckOutputs,
+    RunMetadata,
+    RunResults,
+)
 from harness.store import append_cell, load_cells, write_results
 from harness.worker import WorkerTask
 
@@ -471,7 +479,7 @@ def pending_cells(cells: list[CellSpec], run_dir: Path, retry_failed: bool) -> l
     """The cells a run (local or on a cluster) still has to run: those with no record in run_dir, and with
     `retry_failed` those whose latest record failed, crashed or timed out."""
     latest = {c.key: c.status for c in load_cells(run_dir)}
-    done = {k for k, status in latest.items() if not (retry_failed and status in ("failed", "crashed", "timeout"))}
+    done = {k for k, status in latest.items() if not (retry_failed and status in FAILED_STATUSES)}
     return [c for c in cells if c.key not in done]
 
 

@@ -21,6 +21,8 @@ ExportPrecision = Literal["fp16", "int8", "int4", "gguf"]
 Precision = Literal["fp16", "int8", "int4", "gguf", "served"]
 REMOTE_DEVICE = "remote"  # a remote server's cells: the server's device is the server's business
 CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
+# a cell that did not finish (skipped: its device is missing here): exit code 1, --retry-failed, history's n_failed
+FAILED_STATUSES: frozenset[str] = frozenset({"failed", "timeout", "crashed"})
 CheckStatus = Literal["pass", "fail", "not_run"]
 PropertyValue = str | int | float | bool
 

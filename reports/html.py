@@ -26,7 +26,7 @@ from markupsafe import Markup, escape
 
 from harness.kinds import kind_spec
 from harness.metrics import METRICS
-from harness.schema import CellResult, RunResults, Summary
+from harness.schema import FAILED_STATUSES, CellResult, RunResults, Summary
 from reports.goodput import sweep_limits
 from reports.precision_table import precision_groups
 from reports.repeated_loads import repeated_loads
@@ -599,7 +599,7 @@ def _summary(res: RunResults) -> dict[str, object]:
         "checks_pass": sum(ch.status == "pass" for ch in checks),
         "checks_fail": sum(ch.status == "fail" for ch in checks),
         "checks_not_run": sum(ch.status == "not_run" for ch in checks),
-        "problems": [c for c in res.cells if c.status not in ("ok", "skipped")],
+        "problems": [c for c in res.cells if c.status in FAILED_STATUSES],
         "skipped_cells": [c for c in res.cells if c.status == "skipped"],
         "failed_checks": [(c.key, ch) for c in res.cells for ch in c.checks if ch.status == "fail"]
         + [("run", ch) for ch in res.run_checks if ch.status == "fail"],

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from harness.kinds import kind_spec
 from harness.roofline import decode_tokens_per_s, exceeds_host, under_load
-from harness.schema import CellResult, DeviceInfo, HostInfo, MemoryBandwidth, RunResults
+from harness.schema import FAILED_STATUSES, CellResult, DeviceInfo, HostInfo, MemoryBandwidth, RunResults
 from reports.rows import column_text
 
 
@@ -102,7 +102,7 @@ def render_qualification(res: RunResults) -> str:
             gates = _gates(c)
             failed = [f"{ch.gate.describe() if ch.gate else ch.name} ({ch.detail})" for ch in c.checks
                       if ch.status == "fail"]
-            if c.status not in ("ok", "skipped"):
+            if c.status in FAILED_STATUSES:
                 failed.append(c.error or c.status)
             lines.append(f"| `{c.key}` | {c.status} | {sum(g.status == 'pass' for g in gates)}/{len(gates)} "
                          f"| {'; '.join(failed) or '—'} | " + " | ".join(_roofline_columns(c)) + " |")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from harness.preparation import PreparationFailure
 from harness.runner import Preparations, ProgressSink, RunOptions, cell_workdir, run_cell
-from harness.schema import CellResult, CellSpec, NodeIdentity
+from harness.schema import FAILED_STATUSES, CellResult, CellSpec, NodeIdentity
 from harness.serving.exports import exported_files
 
 
@@ -49,7 +49,7 @@ def run_cell_on_node(cell: CellSpec, job: NodeJob) -> CellOnNode:
     preparations = Preparations(run_dir, options, ProgressSink(), limit="total")
     result = run_cell(cell, run_dir, options, ProgressSink(), preparations)
     result.node = job.node
-    if result.status not in ("ok", "skipped"):
+    if result.status in FAILED_STATUSES:
         result.notes.append(f"worker logs are on node {job.node.name} under {run_dir / 'work'}")
     files = {str(p.relative_to(run_dir)): p.read_bytes() for p in exported_files(cell_workdir(run_dir, cell.key))}
     failures = [f for f in preparations.failures(cell, node=job.node.name) if f.status != "timeout"]
