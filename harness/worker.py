@@ -10,7 +10,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, model_validator
 
@@ -21,6 +21,9 @@ from harness.events import BatchEvent, Done, Error, Event, Log, Phase, Prepared,
 from harness.kinds import kind_spec
 from harness.preparation import PrepareKey, prepare_keys
 from harness.schema import CellSpec
+
+if TYPE_CHECKING:
+    from harness.models.prepare import PreparedModel
 
 
 class WorkerTask(BaseModel):
@@ -90,7 +93,7 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
         # whether a cell's kind wants the figure is the runner's business: one preparation serves many cells
         # the Hugging Face folder for the transformers reference (harness.transformers_reference), which scores
         # the weights the fp16 IR holds; the runner keeps it for the cells that want it
-        source_dir, source_error = (_source_dir(task.prepare.source, one.source_kind, cache, log)
+        source_dir, source_error = (_source_dir(task.prepare.source, one, cache, log)
                                     if task.prepare.precision == transformers_reference.WEIGHTS else (None, None))
         emit(Prepared(model_dir=str(one.path), model_size_mb=one.size_mb, cache_hit=one.cache_hit,
                       export_s=one.export_s, weight_bytes_per_token=_ir_weight_bytes(one.path, log),
@@ -110,7 +113,7 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
         d = keys["draft"]
         draft = prepare_model(d.source, d.precision, d.compression, cache, log=log)
     notes = list(target.notes) + [f"draft: {n}" for n in (draft.notes if draft is not None else ())]
-    source_dir, source_error = (_source_dir(model.source, target.source_kind, cache, log)
+    source_dir, source_error = (_source_dir(model.source, target, cache, log)
                                 if transformers_reference.wants_source(cell) else (None, None))
     emit(Prepared(model_dir=str(target.path), model_size_mb=target.size_mb, cache_hit=target.cache_hit,
                   export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None,
@@ -119,14 +122,16 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
     emit(Done())
 
 
-def _source_dir(source: str, source_kind: str, cache: Path, log: Callable[[str], None]
+def _source_dir(source: str, prepared: PreparedModel, cache: Path, log: Callable[[str], None]
                 ) -> tuple[str | None, str | None]:
     """The Hugging Face folder a model was exported from, for the transformers reference, or why there is none:
     an IR folder has none; any other source resolves to one, as it did for the export just now (cached)."""
     from harness.models.sources import resolve_source
 
-    if source_kind == "ir_dir":
+    if prepared.source_kind == "ir_dir":
         return None, None
+    if prepared.source_dir is not None:
+        return str(prepared.source_dir), None
     try:
         return str(resolve_source(source, cache, log).path), None
     except Exception as e:  # noqa: BLE001 - costs the cell only its transformers reference

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ class PreparedModel:
     size_mb: float  # openvino_model.xml + .bin, MiB (a GGUF file: its size)
     total_size_mb: float  # whole directory, MiB
     notes: tuple[str, ...] = ()  # what preparing it decided (e.g. the int4 group size that fits)
+    source_dir: Path | None = None  # the Hugging Face folder it was exported from (None: used as it is)
 
 
 def prepare_model(
@@ -77,7 +79,8 @@ def prepare_model(
         return _prepared(src.path, precision, source, src.kind, cache_hit=False, export_s=None)
 
     compression, notes = fitted_compression(src.path, precision, compression)
-    return _cached_ir(src, source, precision, compression, Path(cache_dir), log, notes)
+    return dataclasses.replace(_cached_ir(src, source, precision, compression, Path(cache_dir), log, notes),
+                               source_dir=src.path)
 
 
 def _cached_ir(src: ResolvedSource, source: str, precision: str, compression: CompressionSpec, cache_dir: Path,
