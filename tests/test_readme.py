@@ -336,7 +336,7 @@ class Workspace:
             "HF_HUB_OFFLINE": "1", "UV_OFFLINE": "1", "COLUMNS": "200",
             "RAY_USAGE_STATS_ENABLED": "0",
             # the tests' model cache: tiny is built (trained) once for every test, not again in the home cache
-            "HARNESS_CACHE_DIR": str(self.cache),
+            "HARNESS_CACHE_DIR": str(self.cache), "HARNESS_TEST_CACHE": str(self.cache),
         })
         if expect.set:
             env["HARNESS_SET"] = " ".join(shlex.quote(item) for item in expect.set)
