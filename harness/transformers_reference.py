@@ -31,7 +31,6 @@ memory sees it. It prints one JSON line, a TransformersReference."""
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
 import sys
 import time
@@ -128,7 +127,7 @@ def reference(cell: CellSpec, source_dir: str | None, source_error: str | None, 
         return TransformersReference(source=source_dir, error=task)
     kept = None
     if cache_dir is not None:
-        from harness.models.cache import digest, read_json, write_json
+        from harness.models.cache import digest, read_json, write_json_whole
 
         kept = cache_dir / "transformers-reference" / f"{digest(reuse_key(task))}.json"
         earlier = read_json(kept)
@@ -141,11 +140,8 @@ def reference(cell: CellSpec, source_dir: str | None, source_error: str | None, 
                 pass  # a damaged record: scored again and rewritten
     computed = _scored(task, workdir, cell.timeout_s)
     if kept is not None and computed.error is None:
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        partial = kept.with_suffix(f".{os.getpid()}.tmp")  # another run may read it meanwhile: whole or absent
-        write_json(partial, {"computed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                             "result": computed.model_dump(mode="json")})
-        partial.replace(kept)
+        write_json_whole(kept, {"computed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                "result": computed.model_dump(mode="json")})
     return computed
 
 

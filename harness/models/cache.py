@@ -145,6 +145,14 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def write_json_whole(path: Path, data: dict[str, Any]) -> None:
+    """write_json for a record other processes may read meanwhile: they find it whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    write_json(partial, data)
+    partial.replace(path)
+
+
 def default_cache_dir() -> Path:
     """HARNESS_CACHE_DIR, else the user's cache folder: every command and the pytest plugin read it here."""
     if os.environ.get("HARNESS_CACHE_DIR"):

@@ -10,7 +10,6 @@ not known here is refused in one line naming it, with the route that reads the f
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,7 +85,7 @@ def read_info(path: Path, cache_dir: Path | None = None) -> GgufInfo:
         return _parsed_info(path)
     from dataclasses import asdict
 
-    from harness.models.cache import digest, fingerprint_file, read_json, write_json
+    from harness.models.cache import digest, fingerprint_file, read_json, write_json_whole
 
     kept = cache_dir / "gguf-info" / f"{digest({'file': fingerprint_file(path), 'version': 1})}.json"
     found = read_json(kept)
@@ -96,10 +95,7 @@ def read_info(path: Path, cache_dir: Path | None = None) -> GgufInfo:
         except TypeError:
             pass  # an older or damaged record: parsed again
     info = _parsed_info(path)
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    partial = kept.with_suffix(f".{os.getpid()}.tmp")
-    write_json(partial, {**asdict(info), "path": str(path)})
-    partial.replace(kept)
+    write_json_whole(kept, {**asdict(info), "path": str(path)})
     return info
 
 
