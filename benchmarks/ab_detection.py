@@ -10,7 +10,7 @@ MLP, so every generated token reads ~5% / ~10% more weight bytes and does as muc
 2. True sizes: the geometric mean of W5/A and W10/A over every round, with a 95% t-interval — a long
    interleaved calibration, not an assumption.
 3. Comparisons replayed on the recording (`--analyze FILE`), for every start round of the series:
-   - `harness ab`: the sequential rule of harness/ab.py (judge(): confidence sequence at alpha 0.05, one
+   - `harness ab`: the sequential rule of harness/experiment/ab.py (judge(): confidence sequence at alpha 0.05, one
      cell, one metric, at least 5 rounds) on the pairs (A, X) from the start round on, until settled or
      the budget's rounds are spent;
    - `harness compare`, two runs: the same number of processes, base first then candidate (the base's
@@ -48,7 +48,7 @@ SIDES = {"A": "synthetic:small", "A2": "synthetic:small", "W5": "synthetic:small
 
 
 def _cell(source: str, key: str):
-    from harness.schema import CellSpec, GenerationSpec, ModelRef, PromptSpec, ScenarioSpec
+    from harness.core.schema import CellSpec, GenerationSpec, ModelRef, PromptSpec, ScenarioSpec
 
     return CellSpec(key=key, model=ModelRef(name="small", source=source), precision="int8", device="CPU",
                     scenario=ScenarioSpec(name="greedy", kind="generate"),
@@ -60,9 +60,9 @@ def _cell(source: str, key: str):
 def record(path: Path, minutes: float, seed: int) -> None:
     import openvino as ov
 
-    from harness.ab import round_values
+    from harness.execute.runner import ProgressSink, RunOptions, measure_process, prepare_cell
+    from harness.experiment.ab import round_values
     from harness.models.cache import default_cache_dir
-    from harness.runner import ProgressSink, RunOptions, measure_process, prepare_cell
 
     work = Path("/tmp/ab-detection-work")
     options = RunOptions(cache_dir=default_cache_dir(), available_devices=list(ov.Core().available_devices))
@@ -94,14 +94,14 @@ def _pairs(rounds, side):
 
 
 def true_size(rounds, side) -> tuple[float, float, float]:
-    from harness.stats import geomean_ratio_ci
+    from harness.core.stats import geomean_ratio_ci
 
     return geomean_ratio_ci([x / a for a, x in _pairs(rounds, side)])
 
 
 def ab_replay(pairs, budget_rounds: int, alpha: float = 0.05, min_rounds: int = 5) -> tuple[str, int]:
     """The sequential rule of harness ab on pairs from one start: (verdict, rounds used)."""
-    from harness.ab import judge
+    from harness.experiment.ab import judge
 
     for n in range(min_rounds, min(budget_rounds, len(pairs)) + 1):
         m = judge("tpot_ms", [a for a, _ in pairs[:n]], [x for _, x in pairs[:n]], alpha, 0.05, 20, min_rounds)
@@ -112,8 +112,8 @@ def ab_replay(pairs, budget_rounds: int, alpha: float = 0.05, min_rounds: int = 
 
 def compare_replay(base: list[float], cand: list[float], rng: np.random.Generator) -> str:
     """`harness compare`'s verdict on two runs of per-process TPOT medians (no history floor)."""
-    from harness.compare import MetricComparison, decide, welch_log_p
-    from harness.stats import bootstrap_ratio_ci
+    from harness.analyze.compare import MetricComparison, decide, welch_log_p
+    from harness.core.stats import bootstrap_ratio_ci
 
     x, y = np.asarray(base), np.asarray(cand)
     lo, hi = bootstrap_ratio_ci(x, y, 2000, rng)

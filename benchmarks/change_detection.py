@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.changes import ChangeSettings, find_shifts
+from harness.analyze.changes import ChangeSettings, find_shifts
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "suites" / "bisect-tiny.yaml"
@@ -42,7 +42,7 @@ def record(out: Path, runs: int) -> None:
 
     from harness.models.cache import default_cache_dir
     from harness.models.prepare import prepare_model
-    from harness.suite import expand, load_suite
+    from harness.plan.suite import expand, load_suite
 
     suite, _ = load_suite(SUITE)
     (cell,) = expand(suite, SUITE)
@@ -77,7 +77,7 @@ def record(out: Path, runs: int) -> None:
 
 
 def residuals(history: str, metric: str, split: int) -> np.ndarray:
-    from harness.history import HistoryStore
+    from harness.analyze.history import HistoryStore
 
     with HistoryStore(history) as store:
         series = [v for k, v in store.series(metrics=[metric]).items()]

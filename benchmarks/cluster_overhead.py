@@ -4,7 +4,7 @@ cell against the local runner, on the same cells, interleaved.
 Per cell, overhead = (the submitter's time from starting the cell to recording its result) − (the cell's own
 wall time, `wall_s`, measured around `run_cell` wherever it ran). Locally that is the runner's bookkeeping;
 on the cluster it adds placement, the Ray task's start and the result's trip back. The cluster is a loopback
-one (`harness.cluster.local`): a head and one worker node holding both CPUs, so the cells run one at a time in
+one (`harness.execute.cluster.local`): a head and one worker node holding both CPUs, so the cells run one at a time in
 both modes. Rounds alternate which mode goes first. Joining the cluster and probing its nodes is a one-off
 per run, printed apart.
 
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import openvino as ov
 
-from harness.cluster.executor import ClusterOptions, connect, run_cells_on_cluster
-from harness.cluster.local import LocalCluster
+from harness.core.schema import CellResult, CellSpec
+from harness.execute.cluster.executor import ClusterOptions, connect, run_cells_on_cluster
+from harness.execute.cluster.local import LocalCluster
+from harness.execute.runner import ProgressSink, RunOptions, new_run_metadata, run_cells
 from harness.models.cache import default_cache_dir
-from harness.runner import ProgressSink, RunOptions, new_run_metadata, run_cells
-from harness.schema import CellResult, CellSpec
-from harness.suite import Suite, expand
+from harness.plan.suite import Suite, expand
 
 
 class Clock(ProgressSink):

@@ -2,7 +2,7 @@
 
 For each pair, in a random order, it runs (a) the harness exactly as a user does, `harness run` on a
 one-cell suite in a fresh process (runner, worker, progress display, event writing, all of it), and
-(b) the bare reference loop of harness/reference.py in a fresh interpreter (the cell's IR, prompts,
+(b) the bare reference loop of harness/execute/reference.py in a fresh interpreter (the cell's IR, prompts,
 generation settings and properties; PerfMetrics read as llm_bench reads them; the worker's modules
 imported first, none of their code run: see that module). With --minimal a third side runs the same
 loop in an interpreter that imported openvino_genai alone.
@@ -37,13 +37,13 @@ from pathlib import Path
 
 import yaml
 
-from harness.errors import HarnessInputError, ModelPreparationError
-from harness.fidelity import comparisons, reference_task, run_reference
+from harness.analyze.fidelity import comparisons, reference_task, run_reference
+from harness.core.errors import HarnessInputError, ModelPreparationError
+from harness.core.stats import geomean_ratio_ci
 from harness.models.cache import default_cache_dir
 from harness.models.prepare import prepare_model
-from harness.overrides import SET_ENV, expand_overridden, set_overrides
-from harness.stats import geomean_ratio_ci
-from harness.suite import expand, load_suite, resolve_suite_path
+from harness.plan.overrides import SET_ENV, expand_overridden, set_overrides
+from harness.plan.suite import expand, load_suite, resolve_suite_path
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,13 +16,13 @@ import statistics
 import time
 from pathlib import Path
 
-from harness.backends.genai_common import generation_config, prompt_texts, timing_streamer_class
-from harness.backends.genai_llm import measure_call
-from harness.metrics import sample_values
+from harness.core.metrics import sample_values
+from harness.core.schema import CellSpec, CompressionSpec, GenerationSpec, ModelRef, PromptSpec, ScenarioSpec
+from harness.core.stats import median_ci
+from harness.execute.backends.genai_common import generation_config, prompt_texts, timing_streamer_class
+from harness.execute.backends.genai_llm import measure_call
 from harness.models.cache import default_cache_dir
 from harness.models.prepare import prepare_model
-from harness.schema import CellSpec, CompressionSpec, GenerationSpec, ModelRef, PromptSpec, ScenarioSpec
-from harness.stats import median_ci
 
 
 def main() -> None:

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from harness.aggregate import summaries
-from harness.compare import compare_runs
-from harness.metrics import sample_values
-from harness.schema import RunResults
-from harness.store import load_results
+from harness.analyze.aggregate import summaries
+from harness.analyze.compare import compare_runs
+from harness.core.metrics import sample_values
+from harness.core.schema import RunResults
+from harness.core.store import load_results
 
 ROOT = Path(__file__).resolve().parent.parent
 

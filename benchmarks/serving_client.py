@@ -34,8 +34,8 @@ import httpx
 import numpy as np
 import psutil
 
-from harness.serving.client import RequestInput
-from harness.serving.load import LoadSpec, run_load
+from harness.load.client import RequestInput
+from harness.load.generator import LoadSpec, run_load
 
 HERE = Path(__file__).resolve().parent
 TTFT_MS, ITL_MS, TOKENS = 50.0, 10.0, 32

@@ -1,7 +1,7 @@
 """Speculative decoding and prompt lookup against plain greedy (prints figures; not a test).
 
 Does decoding with a draft (or a prompt-lookup table) beat plain greedy decoding on the suite's models?
-Per precision, every round runs the bare reference loop (harness/reference.py: the cell's IR, prompts,
+Per precision, every round runs the bare reference loop (harness/execute/reference.py: the cell's IR, prompts,
 generation settings and properties, nothing of the harness's measuring code) of the greedy, speculative
 and prompt-lookup cells in fresh processes, in a random order, back to back. Per round and side it takes
 the median output tok/s (tokens / generate() wall time) of the process's measured calls, the ratio to
@@ -25,11 +25,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.fidelity import reference_task, run_reference
+from harness.analyze.fidelity import reference_task, run_reference
+from harness.core.stats import geomean_ratio_ci
 from harness.models.cache import default_cache_dir
 from harness.models.prepare import prepare_model
-from harness.stats import geomean_ratio_ci
-from harness.suite import expand, load_suite, resolve_suite_path
+from harness.plan.suite import expand, load_suite, resolve_suite_path
 
 KINDS = ("generate", "speculative", "prompt_lookup")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness.schema import RunResults
+from harness.core.schema import RunResults
 from reports.csv_report import render_csv
 from reports.html import render_html
 from reports.json_report import render_json

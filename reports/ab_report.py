@@ -1,4 +1,4 @@
-"""Renderers of an A/B record (harness/ab.py's ABResult): the release comparison as Markdown, a terminal
+"""Renderers of an A/B record (harness/experiment/ab.py's ABResult): the release comparison as Markdown, a terminal
 table and an HTML page whose chart draws every ratio with its interval."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 from rich.table import Table
 from rich.text import Text
 
-from harness.ab import ABCell, ABMetric, ABResult
+from harness.experiment.ab import ABCell, ABMetric, ABResult
 from reports.rows import md_code, md_text
 
 _ORDER = {"regression": 0, "inconclusive": 1, "improvement": 2, "unchanged": 3}

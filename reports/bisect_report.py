@@ -1,8 +1,8 @@
-"""Renderers of a bisect record (harness/bisect.py's BisectRecord): its verdict lines and Markdown."""
+"""Renderers of a bisect record (harness/experiment/bisect.py's BisectRecord): its verdict lines and Markdown."""
 
 from __future__ import annotations
 
-from harness.bisect import BisectRecord, Evidence, Step
+from harness.experiment.bisect import BisectRecord, Evidence, Step
 from reports.ab_report import ratio_interval, ratio_pct
 from reports.rows import md_text
 

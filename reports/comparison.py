@@ -1,11 +1,11 @@
-"""Renderers of a `Comparison` (harness/compare.py): Markdown, JSON and a rich terminal table."""
+"""Renderers of a `Comparison` (harness/analyze/compare.py): Markdown, JSON and a rich terminal table."""
 
 from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
 
-from harness.compare import Comparison, MetricComparison
+from harness.analyze.compare import Comparison, MetricComparison
 
 _MARK = {"regression": "REGRESSION", "improvement": "improvement", "unchanged": "unchanged",
          "inconclusive": "inconclusive"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from harness.metrics import METRICS
-from harness.schema import RunResults
+from harness.core.metrics import METRICS
+from harness.core.schema import RunResults
 from reports.rows import cell_row
 
 STATS = ("median", "mean", "p90", "p99", "stdev", "min", "max", "cv", "n", "median_ci_low", "median_ci_high")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.schema import CellResult
+from harness.core.schema import CellResult
 
 SWEEP_AXES = ("concurrency", "rate")
 

@@ -24,16 +24,16 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from harness.core.metrics import METRICS
+from harness.core.schema import FAILED_STATUSES, CellResult, RunResults, Summary
 from harness.kinds import kind_spec
-from harness.metrics import METRICS
-from harness.schema import FAILED_STATUSES, CellResult, RunResults, Summary
 from reports.goodput import sweep_limits
 from reports.precision_table import precision_groups
 from reports.repeated_loads import repeated_loads
 from reports.rows import by_kind, cell_row, column_text, fmt_spread, fmt_value, server_rows
 
-if TYPE_CHECKING:  # harness.compare pulls in scipy: imported only when a comparison is rendered
-    from harness.compare import Comparison, MetricComparison
+if TYPE_CHECKING:  # harness.analyze.compare pulls in scipy: imported only when a comparison is rendered
+    from harness.analyze.compare import Comparison, MetricComparison
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac")
 VERDICT_COLORS = {"regression": "#d62728", "improvement": "#2ca02c", "inconclusive": "#e0a100",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from harness.schema import RunResults
+from harness.core.schema import RunResults
 from reports.csv_report import table
 
 

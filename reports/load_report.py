@@ -1,14 +1,12 @@
 """Serving loads over time, for the reports: the data behind the HTML charts and the Markdown tables (time slices,
 requests in flight, the server's /metrics series), all derived from the stored records at render time
-(harness/serving/load_analysis.py), so older results render the same way."""
+(harness/analyze/load_analysis.py), so older results render the same way."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.kinds import kind_spec
-from harness.schema import BatchRecord, CellResult, RunResults
-from harness.serving.load_analysis import (
+from harness.analyze.load_analysis import (
     TimeSlice,
     downsample_steps,
     in_flight_steps,
@@ -18,6 +16,8 @@ from harness.serving.load_analysis import (
     server_series,
     time_slices,
 )
+from harness.core.schema import BatchRecord, CellResult, RunResults
+from harness.kinds import kind_spec
 from reports.rows import fmt_value, md_code
 
 DEFAULT_WINDOW_S = 10.0

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from harness.analyze.roofline import exceeds_host
+from harness.core.schema import CellResult, RunResults
 from harness.kinds import kind_spec
-from harness.roofline import exceeds_host
-from harness.schema import CellResult, RunResults
 from reports.goodput import sweep_limits
 from reports.load_report import markdown_lines as load_markdown_lines
 from reports.precision_table import precision_groups
@@ -129,7 +129,7 @@ def fidelity_lines(cells: list[CellResult]) -> list[str]:
     if not checked:
         return []
     lines = ["", "### Fidelity: harness against a bare openvino-genai loop", "",
-             "Each worker process is paired with the bare reference loop (harness/reference.py) in a fresh process "
+             "Each worker process is paired with the bare reference loop (harness/execute/reference.py) in a fresh process "
              "on the same IR, prompts and settings; ratio = harness / reference, geometric mean over the pairs "
              "(1.00: the harness reads what a bare script reads; continuous batching compares whole-batch tok/s).",
              "", "| cell | TPOT ms | ref TPOT ms | TPOT ratio | tok/s | ref tok/s | tok/s ratio | TTFT ratio | check |",

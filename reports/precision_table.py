@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.core.metrics import METRICS
+from harness.core.schema import CellResult
 from harness.kinds import Column, kind_spec
-from harness.metrics import METRICS
-from harness.schema import CellResult
 from reports.rows import column_text
 
 ORDER = {"fp16": 0, "int8": 1, "int4": 2}

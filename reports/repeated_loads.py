@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.core.schema import BatchRecord, CellResult, Sample
+from harness.core.stats import mean_ci
 from harness.kinds import kind_spec
-from harness.schema import BatchRecord, CellResult, Sample
-from harness.stats import mean_ci
 
 
 @dataclass(frozen=True)

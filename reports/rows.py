@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.core.schema import CellResult, Summary
 from harness.kinds import Column
-from harness.schema import CellResult, Summary
 
 
 def column_text(col: Column, summaries: dict[str, Summary]) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from harness.analyze.roofline import decode_tokens_per_s, exceeds_host, under_load
+from harness.core.schema import FAILED_STATUSES, CellResult, DeviceInfo, HostInfo, MemoryBandwidth, RunResults
 from harness.kinds import kind_spec
-from harness.roofline import decode_tokens_per_s, exceeds_host, under_load
-from harness.schema import FAILED_STATUSES, CellResult, DeviceInfo, HostInfo, MemoryBandwidth, RunResults
 from reports.rows import column_text
 
 
@@ -31,7 +31,7 @@ ROOFLINE_HEADERS = ("decode tok/s", "weight MB/token", "achieved GB/s", "rooflin
 
 def _roofline_columns(c: CellResult) -> list[str]:
     """Decode tok/s (1000 / mean TPOT, the rate the roofline uses), weight MB read per token, the bandwidth that
-    reaches and its share of the host's measured bandwidth (harness/roofline.py); — where a figure is absent."""
+    reaches and its share of the host's measured bandwidth (harness/analyze/roofline.py); — where a figure is absent."""
     def fmt(value: float | None, digits: int) -> str:
         return "—" if value is None else f"{value:.{digits}f}"
 

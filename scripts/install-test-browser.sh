@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Browser for the HTML report test (tests/test_html.py): Debian's chromium, run headless. Installs it
+# Browser for the HTML report test (tests/unit/reports/test_html.py): Debian's chromium, run headless. Installs it
 # only when /usr/bin/chromium is missing. Never fails the caller: without a browser that test is
 # skipped with its reason, so this prints why and exits 0.
 set -uo pipefail

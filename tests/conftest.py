@@ -19,8 +19,8 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from harness.history import HistoryStore
-from harness.host import free_loopback_port
+from harness.analyze.history import HistoryStore
+from harness.core.host import free_loopback_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

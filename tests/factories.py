@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from harness.aggregate import cell_result
-from harness.events import Done, Event, SampleEvent
-from harness.schema import (
+from harness.analyze.aggregate import cell_result
+from harness.core.events import Done, Event, SampleEvent
+from harness.core.schema import (
     CellSpec,
     CheckOutputs,
     GenerationSpec,

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from harness.backends import CellModels, Emit
-    from harness.schema import CellSpec
+    from harness.core.schema import CellSpec
+    from harness.execute.backends import CellModels, Emit
 
 
 @dataclass(frozen=True)
@@ -116,10 +116,10 @@ class KindSpec:
     compare_outputs: CompareOutputs | None = None
     repeat_tolerance: float = 1e-5  # largest difference allowed between a kept output and its repeat
     # plain decoding reads every weight once per generated token, so the memory roofline applies
-    # (harness/roofline.py); drafted kinds read the main model's weights once per several tokens
+    # (harness/analyze/roofline.py); drafted kinds read the main model's weights once per several tokens
     roofline: bool = False
     # plain greedy decoding of the model's own weights: its f32 validation outputs are scored by transformers on the
-    # Hugging Face weights (harness/transformers_reference.py), an implementation independent of OpenVINO's
+    # Hugging Face weights (harness/execute/transformers_reference.py), an implementation independent of OpenVINO's
     transformers_reference: bool = False
 
     def run(self) -> Callable[[CellSpec, CellModels, Emit], None]:

@@ -21,7 +21,7 @@ class ContinuousBatchingParams(Params):
 
 
 KIND = KindSpec(
-    name="continuous_batching", params=ContinuousBatchingParams, backend="harness.backends.genai_cb:run",
+    name="continuous_batching", params=ContinuousBatchingParams, backend="harness.execute.backends.genai_cb:run",
     same_as_greedy=True, throughput_metric="batch_output_tps",
     report=ReportTable(
         title="Continuous batching",

@@ -12,7 +12,7 @@ from harness.kinds.base import MAX_PROMPT_TOKENS, Column, KindSpec, Params, Repo
 from harness.kinds.text import ACCURACY
 
 if TYPE_CHECKING:
-    from harness.schema import CellSpec
+    from harness.core.schema import CellSpec
 
 Api = Literal["chat", "completions", "embeddings", "rerank"]
 DEFAULT_TEXTS_PER_REQUEST = {"rerank": 8}
@@ -49,7 +49,7 @@ class ServingParams(Params):
     search_precision: float = Field(0.1, gt=0, le=1, description="slo_search: stop when the lowest failing rate is "
                                     "within this fraction above the highest passing one")
     search_probes: int = Field(8, ge=2, le=40, description="slo_search: most loads to run")
-    # what the requests contain (harness/serving/content.py)
+    # what the requests contain (harness/load/content.py)
     shared_prefix_tokens: int | None = Field(
         None, gt=0, le=MAX_PROMPT_TOKENS, description="chat / completions: a system prompt of this many tokens "
         "(exact under the model's tokenizer), identical across requests, before the user turn of the input length; "
@@ -140,9 +140,9 @@ class ServingParams(Params):
     def resolve_files(cls, values: dict[str, Any], suite_file: Path) -> dict[str, Any]:
         """`trace`, `replay_payloads` and a `tokenizer` folder relative to the suite file; the files read once
         here, so a bad one stops the run before any cell (HarnessInputError naming the file and line)."""
-        from harness.errors import HarnessInputError
-        from harness.serving.exports import read_payloads
-        from harness.serving.traces import read_trace
+        from harness.core.errors import HarnessInputError
+        from harness.load.exports import read_payloads
+        from harness.load.traces import read_trace
 
         out = dict(values)
         for key in ("trace", "replay_payloads"):
@@ -163,7 +163,7 @@ class ServingParams(Params):
                                         f"no tokenizer folder at {folder.resolve()}")
         if out.get("trace"):
             for note in read_trace(out["trace"], out.get("trace_format", "auto")).notes:
-                logging.getLogger("harness.suite").warning("warning: %s", note)  # stderr, as the run starts
+                logging.getLogger("harness.plan.suite").warning("warning: %s", note)  # stderr, as the run starts
         if out.get("replay_payloads"):
             api = out.get("api", cls.model_fields["api"].default)
             for n, rec in enumerate(read_payloads(out["replay_payloads"]), 1):
@@ -202,7 +202,7 @@ def needs_local_model(cell: CellSpec) -> bool:
 
 
 KIND = KindSpec(
-    name="serving", params=ServingParams, backend="harness.backends.serving:run", same_as_greedy=True, served=True,
+    name="serving", params=ServingParams, backend="harness.execute.backends.serving:run", same_as_greedy=True, served=True,
     greedy_comparable=sends_greedy_prompts,
     report=ReportTable(
         title="Serving (OpenAI-compatible endpoint)",

@@ -13,7 +13,7 @@ class SpeechParams(Params):
 
 
 KIND = KindSpec(
-    name="speech", params=SpeechParams, backend="harness.backends.genai_whisper:run", reference="same_kind",
+    name="speech", params=SpeechParams, backend="harness.execute.backends.genai_whisper:run", reference="same_kind",
     report=ReportTable(
         title="Speech to text (WhisperPipeline)",
         columns=(Column("RTF", "rtf", digits=3), Column("latency ms", "e2e_ms"), Column("TTFT ms", "ttft_ms", digits=2),

@@ -10,7 +10,7 @@ GENERATE_COLUMNS = (Column("TTFT ms", "ttft_ms", digits=2), Column("TPOT ms", "t
                     Column("tok/s", "output_tps"), Column("peak MiB", "peak_rss_mb", digits=0),
                     Column("tok/step", "tokens_per_chunk", "mean", 2))
 DRAFTED_COLUMNS = (*GENERATE_COLUMNS[:4], Column("accept %", "acceptance_rate_pct"), GENERATE_COLUMNS[4])
-# plain decoding: also the share of the host's memory bandwidth its weight traffic reaches (harness/roofline.py)
+# plain decoding: also the share of the host's memory bandwidth its weight traffic reaches (harness/analyze/roofline.py)
 ROOFLINE_COLUMNS = (*GENERATE_COLUMNS, Column("roofline %", "roofline_pct", "median", 0))
 HEADLINE = (Column("tok/s", "output_tps"), Column("ms TTFT", "ttft_ms"))
 SPEED = (Column("TTFT ms", "ttft_ms", "median"), Column("TPOT ms", "tpot_ms", "median", 2),
@@ -40,7 +40,7 @@ class PromptLookupParams(Params):
     max_ngram_size: int = Field(3, gt=0)
 
 
-LLM_BACKEND = "harness.backends.genai_llm:run"
+LLM_BACKEND = "harness.execute.backends.genai_llm:run"
 GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, roofline=True, exact_input_length=True,
                     transformers_reference=True, greedy_reference=True,
                     report=text_table("Plain generation", ROOFLINE_COLUMNS))
@@ -53,10 +53,10 @@ PROMPT_LOOKUP = KindSpec(name="prompt_lookup", params=PromptLookupParams, backen
                          exact_input_length=True,
                          report=text_table("Prompt lookup decoding", DRAFTED_COLUMNS))
 OPTIMUM = KindSpec(
-    name="optimum", params=NoParams, backend="harness.backends.optimum_llm:run", same_as_greedy=True,
+    name="optimum", params=NoParams, backend="harness.execute.backends.optimum_llm:run", same_as_greedy=True,
     report=text_table("Optimum Intel (OVModelForCausalLM.generate)", note=(
         "The same IR, prompts and generation settings through Optimum Intel; timed from tokenization to the "
         "decoded text like GenAI's generate(str), tokens timed by a transformers streamer.")))
-PYTORCH = KindSpec(name="pytorch", params=NoParams, backend="harness.backends.optimum_llm:run_pytorch",
+PYTORCH = KindSpec(name="pytorch", params=NoParams, backend="harness.execute.backends.optimum_llm:run_pytorch",
                    original_weights=True,
                    reference="none", report=text_table("PyTorch reference (original Hugging Face model, f32)"))

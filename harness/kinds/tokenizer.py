@@ -5,7 +5,7 @@ from __future__ import annotations
 from harness.kinds.base import Column, KindSpec, NoParams, ReportTable
 
 KIND = KindSpec(
-    name="tokenizer", params=NoParams, backend="harness.backends.tokenizer_parity:run", generates_text=False,
+    name="tokenizer", params=NoParams, backend="harness.execute.backends.tokenizer_parity:run", generates_text=False,
     reference="none", precision_axis=False,
     report=ReportTable(
         title="OpenVINO Tokenizers vs Hugging Face",
@@ -15,7 +15,7 @@ KIND = KindSpec(
                  Column("decode mismatches", "tokenizer_decode_mismatches", "max", 0)),
         headline=(Column("OV encode tok/s", "ov_encode_tps", digits=0),
                   Column("encode mismatches", "tokenizer_encode_mismatches", "max", 0)),
-        note="Every text of the fixed multilingual corpus (harness/tokenizer_corpus.py) encoded one by one, and the "
+        note="Every text of the fixed multilingual corpus (harness/execute/tokenizer_corpus.py) encoded one by one, and the "
         "Hugging Face ids decoded, by each tokenizer; mismatches count texts whose ids (with and without special "
         "tokens) or decoded text differ.",
         speed=(Column("OV encode tok/s", "ov_encode_tps", "median", 0),), speedup_metric="ov_encode_tps"))

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.errors import ModelPreparationError, error_line
-from harness.schema import CompressionSpec
+from harness.core.errors import ModelPreparationError, error_line
+from harness.core.schema import CompressionSpec
 
 LOG_NAME = "export.log"
 TOKENIZER_FILES = ("openvino_tokenizer.xml", "openvino_detokenizer.xml")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ModelPreparationError
+from harness.core.errors import ModelPreparationError
 
 # llama.cpp's pre-tokenizer names (tokenizer.ggml.pre) -> whether digits are split one by one before the
 # GPT-2 byte-level regex (llama-vocab.cpp: STARCODER, REFACT, COMMAND_R, SMOLLM, CODESHELL, EXAONE, MINERVA

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.errors import ModelPreparationError
+from harness.core.errors import ModelPreparationError
 from harness.models.cache import MiB, dir_size
 
 MODEL_XML = "openvino_model.xml"

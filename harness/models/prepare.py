@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ModelPreparationError
-from harness.host import package_versions
+from harness.core.errors import ModelPreparationError
+from harness.core.host import package_versions
+from harness.core.schema import CompressionSpec
 from harness.models import cache, synthetic
 from harness.models.export import COMPRESSIBLE_TASKS, LOG_NAME, compress_ir, export_ir, export_task
 from harness.models.gguf import read_info
 from harness.models.ir import ir_size_mb, total_size_mb, validate_ir_dir
 from harness.models.sources import ResolvedSource, SourceKind, classify_source, is_gguf_source, resolve_source
-from harness.schema import CompressionSpec
 
 __all__ = ["PreparedModel", "prepare_model", "classify_source", "validate_ir_dir", "PRECISIONS"]
 

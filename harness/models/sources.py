@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harness.errors import ModelPreparationError
-from harness.host import package_versions
+from harness.core.errors import ModelPreparationError
+from harness.core.host import package_versions
 from harness.models import cache, synthetic
 from harness.models.ir import MODEL_XML, model_irs
 

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ModelPreparationError
-from harness.host import package_versions
+from harness.core.errors import ModelPreparationError
+from harness.core.host import package_versions
 from harness.models import cache
 from harness.models.export import VOCODER_DIR
 from harness.models.training import TRAIN_THREADS, GrowthSpec, Quality, TrainingSpec

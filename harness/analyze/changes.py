@@ -1,0 +1,224 @@
+"""Change points in a metric's series over recorded runs: where a cell's nightly medians shifted and stayed.
+
+Detection is ruptures' PELT (Killick, Fearnhead & Eckley 2012) on the log of the run medians with an l2
+(mean-shift) cost; its penalty is scaled by the series' own run-to-run variance (`stats.successive_sd`,
+robust to the shifts it is looking for), so no threshold is set per metric. Each change point PELT proposes
+is then tested as Apache Otava (E-Divisive + Student t) and MongoDB's CI do, with a t-test between the runs
+since the previous change point and the runs up to the next: Yuen's trimmed-mean Welch test (scipy), since
+a shared machine's runs have heavy tails and one wild run must not hide a step. The weakest point that fails the
+significance (`max_pvalue`) or the minimum magnitude is dropped and its neighbours' segments merged and
+re-tested, until every remaining point passes. Its magnitude is the ratio of the two segments' (trimmed)
+geometric means with the test's 95% interval. A series with a zero or negative value is taken on its linear scale.
+
+Each series is one (suite, host, cell, metric): the same cell key in another suite or on another machine
+measures something else and would show a false shift where the series interleave."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.core.stats import successive_sd
+
+# Metrics whose unit counts tokens say what a cell asked for or produced, not how fast or how well: a
+# change in them is not a regression or an improvement.
+COUNT_UNITS = ("tokens",)
+TRIM = 0.2  # Yuen's trimmed means: the fifth of runs at either end of a segment does not count
+
+
+class ChangeSettings(BaseModel):
+    """How change points are found; defaults, a suite's `changes:` block, then the command line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_pvalue: float = Field(0.001, gt=0, lt=1, description="trimmed Welch t-test p-value a change point must be below")
+    min_magnitude: float = Field(0.02, ge=0, lt=10, description="smallest relative shift reported (0.02 = 2%)")
+    min_segment: int = Field(3, ge=2, le=1000, description="runs on each side of a change point at least: a shift "
+                             "is confirmed only after this many runs at the new level")
+    penalty: float = Field(3.0, gt=0, le=1000, description="PELT penalty per change point, in units of "
+                           "run-to-run variance x log(runs)")
+
+
+@dataclass(frozen=True)
+class Shift:
+    """One change point in a plain series: `index` is the first value at the new level."""
+
+    index: int
+    before: float  # the segment's centre (geometric mean on the log scale, mean otherwise)
+    after: float
+    change: float | None  # after / before - 1; None when before is 0
+    ci_low: float | None  # 95% interval of `change`
+    ci_high: float | None
+    pvalue: float
+    before_n: int
+    after_n: int
+
+
+def find_shifts(values: Sequence[float], settings: ChangeSettings) -> list[Shift]:
+    """Change points of `values` (oldest first), per the module docstring."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 2 * settings.min_segment or not np.isfinite(x).all():
+        return []
+    log_scale = bool((x > 0).all())
+    y = np.log(x) if log_scale else x
+    if np.ptp(y) == 0:
+        return []
+    sd = successive_sd(y)
+    if sd == 0:  # most runs identical (a count, a deterministic accuracy figure): any change is a step
+        sd = float(np.std(y)) * 1e-3 or 1e-12
+        floor_sd = 0.0
+    else:
+        floor_sd = sd
+    cuts = _pelt(y, settings.penalty * sd * sd * math.log(y.size), settings.min_segment)
+    while True:
+        tested = [_test(y, lo, cut, hi, log_scale, floor_sd) for lo, cut, hi in zip([0, *cuts], cuts, [*cuts[1:], y.size],
+                                                                          strict=False)]
+        failing = [(s.pvalue, -abs(s.change or 0), i) for i, s in enumerate(tested)
+                   if s.pvalue > settings.max_pvalue or (s.change is not None and abs(s.change) < settings.min_magnitude)]
+        if not failing:
+            return tested
+        del cuts[max(failing)[2]]  # the least significant goes first, then its merged neighbours are re-tested
+
+
+def _pelt(y: np.ndarray, penalty: float, min_size: int) -> list[int]:
+    import ruptures as rpt
+
+    ends = rpt.Pelt(model="l2", min_size=min_size, jump=1).fit(y.reshape(-1, 1)).predict(pen=penalty)
+    return [int(e) for e in ends[:-1]]  # the last "end" is always len(y)
+
+
+def _test(y: np.ndarray, lo: int, cut: int, hi: int, log_scale: bool, noise_sd: float) -> Shift:
+    """Yuen's trimmed Welch test of y[lo:cut] against y[cut:hi] (scipy), so one wild run does not hide a step."""
+    import warnings
+
+    from scipy import stats as sps
+
+    a, b = y[lo:cut], y[cut:hi]
+    change: float | None
+    low: float | None
+    high: float | None
+    centre_a, centre_b = float(sps.trim_mean(a, TRIM)), float(sps.trim_mean(b, TRIM))
+    diff = centre_b - centre_a
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # constant segments: scipy warns and answers nan, handled below
+        res = sps.ttest_ind(b, a, equal_var=False, trim=TRIM)
+        ci = res.confidence_interval(0.95)
+    df = float(res.df) if math.isfinite(res.df) else float(a.size + b.size - 2)
+    q = float(sps.t.ppf(0.975, df))
+    se = float(ci.high - ci.low) / (2 * q) if math.isfinite(ci.high - ci.low) else 0.0
+    # A few runs can agree by chance far better than the series' noise allows: the whole series' noise
+    # floors the standard error, so three lucky runs do not make a significant step.
+    se = max(se, noise_sd * math.sqrt(1 / a.size + 1 / b.size))
+    if se == 0:  # two flat segments at different levels: certain
+        pvalue, half = (0.0 if diff else 1.0), 0.0
+    else:
+        pvalue, half = float(2 * sps.t.sf(abs(diff) / se, df)), q * se
+    if log_scale:
+        before, after = math.exp(centre_a), math.exp(centre_b)
+        change, low, high = math.expm1(diff), math.expm1(diff - half), math.expm1(diff + half)
+    else:
+        before, after = centre_a, centre_b
+        scale = abs(before)
+        change, low, high = ((diff / scale, (diff - half) / scale, (diff + half) / scale) if scale
+                             else (None, None, None))
+    return Shift(index=cut, before=before, after=after, change=change, ci_low=low, ci_high=high, pvalue=pvalue,
+                 before_n=a.size, after_n=b.size)
+
+
+class SeriesPoint(BaseModel):
+    """One run's median of one metric of one cell, as the history holds it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    started_at: str
+    median: float
+    genai_version: str | None = None
+    openvino_version: str | None = None
+
+
+class ChangePoint(BaseModel):
+    """A change point in one (suite, host, cell, metric) series of the history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    suite: str
+    host: str | None
+    cell_key: str
+    metric: str
+    unit: str
+    direction: Literal["regression", "improvement", "change"] = Field(
+        description="by the metric registry's direction; `change` for a metric without one")
+    before_run: str = Field(description="last run at the old level")
+    after_run: str = Field(description="first run at the new level")
+    before_started: str
+    after_started: str
+    before_versions: str = Field(description="openvino-genai / openvino of the last run at the old level")
+    after_versions: str
+    before_value: float = Field(description="centre of the runs since the previous change point (trimmed geometric "
+                                "mean)")
+    after_value: float = Field(description="centre of the runs up to the next change point")
+    change: float | None = Field(description="after / before - 1 (None when before is 0)")
+    ci_low: float | None = Field(description="95% trimmed Welch interval of `change`")
+    ci_high: float | None
+    pvalue: float = Field(description="trimmed (Yuen) Welch t-test between the two segments")
+    before_runs: int
+    after_runs: int
+    runs_since: int = Field(description="runs from the first at the new level to the newest, both counted")
+
+    def label(self) -> str:
+        where = f"{self.suite}" + (f" @ {self.host}" if self.host else "")
+        return f"{where}: {self.cell_key} {self.metric}"
+
+
+class SeriesKey(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    suite: str
+    host: str | None
+    cell_key: str
+    metric: str
+
+
+def _versions(p: SeriesPoint) -> str:
+    return f"genai {p.genai_version or '?'} / ov {p.openvino_version or '?'}"
+
+
+def series_changes(key: SeriesKey, points: Sequence[SeriesPoint], settings: ChangeSettings) -> list[ChangePoint]:
+    """The change points of one series of the history (points oldest first)."""
+    from harness.core.metrics import METRICS
+
+    metric = METRICS.get(key.metric)
+    points = [p for p in points if math.isfinite(p.median)]  # one unreadable run must not hide the series
+    out = []
+    for s in find_shifts([p.median for p in points], settings):
+        before, after = points[s.index - 1], points[s.index]
+        direction: Literal["regression", "improvement", "change"] = "change"
+        if metric is not None and metric.unit not in COUNT_UNITS and s.after != s.before:
+            worse = (s.after < s.before) if metric.higher_is_better else (s.after > s.before)
+            direction = "regression" if worse else "improvement"
+        out.append(ChangePoint(
+            suite=key.suite, host=key.host, cell_key=key.cell_key, metric=key.metric,
+            unit=metric.unit if metric else "", direction=direction, before_run=before.run_id,
+            after_run=after.run_id, before_started=before.started_at, after_started=after.started_at,
+            before_versions=_versions(before), after_versions=_versions(after), before_value=s.before,
+            after_value=s.after, change=s.change, ci_low=s.ci_low, ci_high=s.ci_high, pvalue=s.pvalue,
+            before_runs=s.before_n, after_runs=s.after_n, runs_since=len(points) - s.index))
+    return out
+
+
+def default_metrics() -> list[str]:
+    """The metrics `harness history changes` looks at when none are named: all but token counts."""
+    from harness.core.metrics import METRICS
+
+    return [tag for tag, m in METRICS.items() if m.unit not in COUNT_UNITS]
+
+
+def recent_regressions(changes: Sequence[ChangePoint], recent: int) -> list[ChangePoint]:
+    """Regression change points whose first run at the new level is among the newest `recent` runs."""
+    return [c for c in changes if c.direction == "regression" and c.runs_since <= recent]

@@ -1,0 +1,130 @@
+"""Reading and writing a run directory.
+
+`cells.jsonl` is the append-only record: one finished cell a line, flushed and fsynced, so an
+interrupted run keeps every finished cell. `metadata.json` is written at the start.
+`results.json` (the versioned schema) is assembled from both and rewritten atomically."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import IO
+
+from pydantic import ValidationError
+
+from harness.core.errors import HarnessInputError
+from harness.core.schema import SCHEMA_VERSION, CellResult, RunMetadata, RunResults
+
+CELLS = "cells.jsonl"
+METADATA = "metadata.json"
+RESULTS = "results.json"
+LOCK = ".lock"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def append_cell(run_dir: Path, result: CellResult) -> None:
+    """Append one record. A torn last line (the disk filled, or the process died mid-write) is closed with a
+    newline first, so the new record stands on a line of its own instead of being glued to the fragment."""
+    with open(run_dir / CELLS, "ab") as f:
+        if f.tell() > 0:
+            with open(run_dir / CELLS, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    f.write(b"\n")
+        f.write(result.model_dump_json().encode("utf-8") + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def scan_cells(run_dir: Path) -> tuple[list[CellResult], list[int]]:
+    """Finished cells, and the line numbers of records that cannot be read (torn or damaged lines)."""
+    path = run_dir / CELLS
+    if not path.exists():
+        return [], []
+    out: list[CellResult] = []
+    bad: list[int] = []
+    for n, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(CellResult.model_validate_json(line))
+        except ValidationError:
+            bad.append(n)
+    return out, bad
+
+
+def load_cells(run_dir: Path) -> list[CellResult]:
+    """Finished cells; unreadable records are left out (scan_cells says which)."""
+    return scan_cells(run_dir)[0]
+
+
+def lock_run_dir(run_dir: Path) -> IO[str]:
+    """Hold the run directory for this process (released when the returned file closes or the process dies,
+    so a crashed run leaves no stale lock). A second harness on the same directory gets one clear line."""
+    f = open(run_dir / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the caller's lifetime
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise HarnessInputError(str(run_dir), None, None, f"in use by another harness run (pid {holder}); "
+                                "wait for it to finish") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+def write_metadata(run_dir: Path, meta: RunMetadata) -> None:
+    _atomic_write(run_dir / METADATA, meta.model_dump_json(indent=2))
+
+
+def load_metadata(run_dir: Path) -> RunMetadata:
+    path = run_dir / METADATA
+    if not path.exists():
+        raise HarnessInputError(str(run_dir), None, None, "not a run directory (no metadata.json)")
+    try:
+        return RunMetadata.model_validate_json(path.read_bytes())
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or None
+        raise HarnessInputError(str(path), loc, None, f"damaged run metadata: {err['msg']}") from None
+
+
+def write_results(run_dir: Path, results: RunResults) -> Path:
+    path = run_dir / RESULTS
+    _atomic_write(path, results.model_dump_json(indent=1))
+    return path
+
+
+def load_results(path: str | Path) -> RunResults:
+    """Read results.json (or a run directory holding one) and check its schema version."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RESULTS
+    if not p.is_file():
+        raise HarnessInputError(str(p), None, None, "results file not found")
+    try:
+        data = json.loads(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise HarnessInputError(str(p), None, None, f"not a results file (not UTF-8 text at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise HarnessInputError(str(p), f"line {e.lineno}", None, f"not valid JSON: {e.msg}") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version is None or str(version).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise HarnessInputError(str(p), "schema_version", version, f"unsupported result schema (this harness reads {SCHEMA_VERSION})")
+    try:
+        return RunResults.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise HarnessInputError(str(p), loc, None, err["msg"]) from None

@@ -1,0 +1,147 @@
+"""The one measurement driver: the lifecycle every backend's cell goes through, in one place.
+
+It loads the pipeline cold (and again from the compile cache when `load_twice`), takes the model's memory,
+runs the warm-up and measured calls (`iterations` at least, then on while `min_measure_s` has not passed,
+up to `max_iterations`), repeats the first measured call untimed when the decoding is deterministic, takes
+peak memory and ends the cell. A backend supplies only how to build its pipeline (`Backend.build`) and a
+`Session` over it: one call that yields one Sample, what a repeat is, and what it adds at the end."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.core.events import BatchEvent, Done, Loaded, SampleEvent
+from harness.core.schema import BatchRecord, CellSpec, CheckOutputs, Sample
+from harness.execute.backends import CellModels, Emit
+from harness.execute.backends.process_memory import peak_rss_mb, rss_mb
+
+
+@dataclass(frozen=True)
+class BatchCall:
+    """One iteration that served several requests at once (continuous batching): a sample per request
+    and the batch's own record."""
+
+    samples: list[Sample]
+    batch: BatchRecord
+
+
+class Session(Protocol):
+    """One cell's measuring state over a built pipeline."""
+
+    def call(self, iteration: int, warmup: bool) -> Sample | BatchCall:
+        """One timed call (or batch) on iteration's input."""
+        ...
+
+    def repeat(self, iteration: int) -> CheckOutputs:
+        """Check outputs of an untimed repeat of iteration's input (e.g. its text in `repeat_texts`)."""
+        ...
+
+    def finish(self) -> tuple[dict[str, float], CheckOutputs]:
+        """Cell values and check outputs it adds once the loop is over; called after the driver has
+        dropped its reference to the pipeline, so a session releasing its own frees the memory (for
+        instance before an f32 validation pass loads the model again)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How a scenario kind builds its pipeline and starts a session over it."""
+
+    build: Callable[[CellSpec, CellModels, Path | None], Any]
+    start: Callable[[Any, CellSpec, CellModels], Session]
+    compile_cache: bool = True  # False: nothing to cache (the PyTorch reference): load once
+
+
+def deterministic(cell: CellSpec) -> bool:
+    """Decoding whose repeat must reproduce the output exactly: greedy, or sampling with its fixed seed."""
+    return cell.generation.mode in ("greedy", "sampling")
+
+
+def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backend) -> None:
+    """Run one cell through `backend`, emitting loaded, every sample, and done."""
+    load_twice = cell.load_twice and backend.compile_cache
+    rss_before = rss_mb()
+    cell_values: dict[str, float] = {}
+    compile_cache = models.workdir / "compile-cache" if load_twice else None
+    t0 = time.perf_counter()
+    pipe = backend.build(cell, models, compile_cache)
+    cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
+    cell_values["model_memory_mb"] = rss_mb() - rss_before
+    if load_twice:
+        del pipe
+        gc.collect()
+        t0 = time.perf_counter()
+        pipe = backend.build(cell, models, compile_cache)
+        cell_values["load_cached_ms"] = (time.perf_counter() - t0) * 1000
+    emit(Loaded(cell_values=dict(cell_values)))
+
+    session = backend.start(pipe, cell, models)
+    del pipe  # the session holds it; finish() may release it
+    total = cell.warmup + cell.iterations
+    measure_start: float | None = None
+    i = 0
+    # `iterations` is a minimum: with min_measure_s the cell keeps measuring until that much time has
+    # passed, so its median averages over the machine's slow (seconds-long) contention swings.
+    while i < total or (measure_start is not None and i < cell.max_iterations + cell.warmup
+                        and time.perf_counter() - measure_start < cell.min_measure_s):
+        if i == cell.warmup:
+            measure_start = time.perf_counter()
+        result = session.call(i, i < cell.warmup)
+        i += 1
+        for sample in result.samples if isinstance(result, BatchCall) else [result]:
+            emit(SampleEvent(sample=sample, of=max(total, i + 1)))
+        if isinstance(result, BatchCall):
+            emit(BatchEvent(batch=result.batch))
+    check_outputs = session.repeat(cell.warmup) if deterministic(cell) else CheckOutputs()
+    cell_values["peak_rss_mb"] = peak_rss_mb()
+    values, outputs = session.finish()
+    cell_values.update(values)
+    emit(Done(cell_values=cell_values, check_outputs=check_outputs.merged(outputs)))
+
+
+def prompt_index(cell: CellSpec, iteration: int, distinct: int | None) -> int:
+    """Which input an iteration uses: its own (modulo `distinct` inputs, None for unbounded) when the
+    cell's prompts vary per iteration, else always the first."""
+    if not cell.prompts.vary_per_iteration:
+        return 0
+    return iteration % distinct if distinct else iteration
+
+
+def pipeline_properties(cell: CellSpec, accepts: frozenset[str] = frozenset(),
+                        cache_dir: Path | None = None) -> dict[str, Any]:
+    """The cell's OpenVINO properties for a pipeline, with the compile cache when one is given (CACHE_DIR).
+    ATTENTION_BACKEND configures the LLM pipelines only (LLMPipeline, draft and prompt lookup), so any other
+    pipeline gets it only if it says so."""
+    props = {k: v for k, v in cell.properties.items() if k not in PIPELINE_LEVEL or k in accepts}
+    if cache_dir is not None:
+        props["CACHE_DIR"] = str(cache_dir)
+    return props
+
+
+PIPELINE_LEVEL = frozenset({"ATTENTION_BACKEND"})
+
+
+class TextSession:
+    """Base of the sessions whose calls produce text: `call` times iteration's input with the cell's
+    streamer; `repeat` runs it again untimed, without one, and keeps the text for the repeat check."""
+
+    streamer_cls: type | None = None
+
+    def measure(self, iteration: int, warmup: bool, streamer_cls: type | None, label: int) -> Sample:
+        """One call on iteration's input, its Sample numbered `label`."""
+        raise NotImplementedError
+
+    def call(self, iteration: int, warmup: bool) -> Sample:
+        return self.measure(iteration, warmup, self.streamer_cls, iteration)
+
+    def repeat(self, iteration: int) -> CheckOutputs:
+        again = self.measure(iteration, True, None, -1)
+        return CheckOutputs(repeat_texts={again.prompt_index: again.output_text})
+
+    def finish(self) -> tuple[dict[str, float], CheckOutputs]:
+        return {}, CheckOutputs()

@@ -1,0 +1,349 @@
+"""`harness ab`: base against candidate in interleaved rounds, paired, with sequential stopping.
+
+Each round starts, for every cell still undecided, one fresh measuring worker process per side, in a
+random order, back to back on the same prepared model bytes, prompts and settings (Randomized Multiple
+Interleaved Trials, Abedi & Brecht 2017; duet benchmarking, Bulej et al. 2020): the machine's slow drift
+hits both sides of a round alike and cancels in the round's paired log ratio log(candidate / base).
+
+After each round every (cell, metric) gets a confidence sequence of the mean paired log ratio
+(`stats.confidence_sequence`, valid under looking after every round), at alpha divided by the number of
+(cell, metric) pairs (Bonferroni: the chance of any false call over the whole comparison stays ≤ alpha).
+With t the metric's minimum effect and the sequence oriented so that > 0 is worse:
+- unchanged: the sequence lies within ±log(1 + t);
+- regression: it lies above 0 (and is not within ±log(1 + t));
+- improvement: it lies below 0 (likewise);
+- inconclusive: anything else, i.e. no change is ruled in and a change of t is not ruled out.
+A cell is settled when all its metrics are; settled cells stop, the comparison stops when every cell is
+settled or the time budget would be exceeded by another round. See docs/ab.md."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.analyze.aggregate import cell_result
+from harness.analyze.compare import DEFAULT_THRESHOLDS, Verdict, worst_verdict
+from harness.core.errors import HarnessInputError
+from harness.core.events import Event
+from harness.core.metrics import METRICS
+from harness.core.schema import CellResult, CellSpec, PropertyValue
+from harness.core.stats import confidence_sequence, geomean_ratio_ci
+from harness.execute.runner import (
+    PreparedCell,
+    ProgressSink,
+    RunOptions,
+    measure_process,
+    now_iso,
+    prepare_cell,
+)
+
+AB_VERSION = "1.0"
+INTERRUPTED = "interrupted by the user"
+# Metrics judged by default, where a cell measures them (e2e follows TTFT and TPOT, so it is not judged twice).
+DEFAULT_METRICS = ("ttft_ms", "tpot_ms", "output_tps", "batch_output_tps", "request_rps", "peak_rss_mb")
+SIDES = ("base", "candidate")
+
+
+class SideSpec(BaseModel):
+    """What one side changes on top of the suite: at most an environment, a model folder, a device and
+    OpenVINO properties."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str | None = None
+    model: str | None = None
+    device: str | None = None
+    properties: dict[str, PropertyValue] = Field(default_factory=dict)
+
+    def label(self) -> str:
+        parts = [f"env={self.env}"] if self.env else []
+        parts += [f"model={self.model}"] if self.model else []
+        parts += [f"device={self.device}"] if self.device else []
+        parts += [f"properties.{k}={v}" for k, v in sorted(self.properties.items())]
+        return " ".join(parts) or "the suite as is"
+
+
+def parse_side(option: str, items: list[str]) -> SideSpec:
+    """`--base env=r263 --base properties.KV_CACHE_PRECISION=u8` and the like."""
+    side = SideSpec()
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not value:
+            raise HarnessInputError("command line", option, item, "expected env=NAME, model=DIR, device=NAME or "
+                                    "properties.NAME=VALUE")
+        if key in ("env", "model", "device"):
+            if getattr(side, key) is not None:
+                raise HarnessInputError("command line", option, item, f"{key} is given twice")
+            setattr(side, key, value)
+        elif key.startswith("properties.") and len(key) > len("properties."):
+            side.properties[key.removeprefix("properties.")] = _scalar(value)
+        else:
+            raise HarnessInputError("command line", option, item, f"unknown axis {key!r}; use env, model, device "
+                                    "or properties.NAME")
+    return side
+
+
+def _scalar(text: str) -> PropertyValue:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, str | int | float | bool) else text
+
+
+def apply_side(cell: CellSpec, side: SideSpec) -> CellSpec:
+    """The cell as one side runs it; the key stays the suite's so both sides' results line up."""
+    update: dict[str, Any] = {}
+    if side.env:
+        update["environment"] = side.env
+    if side.model:
+        update["model"] = cell.model.model_copy(update={"source": str(Path(side.model).resolve())})
+    if side.device:
+        update["device"] = side.device
+    if side.properties:
+        update["properties"] = {**cell.properties, **side.properties}
+    return cell.model_copy(update=update)
+
+
+class ABSettings(BaseModel):
+    alpha: float = Field(0.05, gt=0, lt=1, description="error rate of the whole comparison (all cells and metrics)")
+    budget_s: float = Field(600, gt=0, description="wall-time budget for the rounds")
+    min_rounds: int = Field(5, ge=2, description="rounds before any verdict")
+    max_rounds: int = Field(200, ge=2)
+    target_rounds: int = Field(20, ge=2, description="round count at which the confidence sequence is tightest")
+    metrics: list[str] = Field(default_factory=list, description="metrics judged (empty: DEFAULT_METRICS the cells "
+                               "measure)")
+    thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    seed: int = 0
+
+
+class ABMetric(BaseModel):
+    metric: str
+    unit: str
+    higher_is_better: bool
+    rounds: int = Field(description="paired rounds measured")
+    base_median: float = Field(description="median over rounds of the base side's per-round value")
+    candidate_median: float
+    ratio: float = Field(description="geometric mean of the paired per-round ratios candidate / base")
+    ci_low: float | None = Field(None, description="95% Student-t interval of the ratio at the final round")
+    ci_high: float | None = None
+    cs_low: float | None = Field(None, description="always-valid confidence sequence at the comparison's alpha "
+                                 "(Bonferroni over cells and metrics): what decided the verdict")
+    cs_high: float | None = None
+    threshold: float = Field(description="the minimum effect that decided the verdict")
+    verdict: Verdict
+    settled_at: int | None = Field(None, description="round at which the verdict was settled")
+    base_values: list[float] = Field(default_factory=list, description="per-round values, base side")
+    candidate_values: list[float] = Field(default_factory=list, description="per-round values, candidate side")
+
+
+class ABCell(BaseModel):
+    key: str
+    model: str
+    precision: str
+    device: str
+    scenario: str
+    params: dict[str, PropertyValue] = Field(default_factory=dict)
+    base_status: str = "ok"
+    candidate_status: str = "ok"
+    error: str | None = None
+    rounds: int = 0
+    settled: bool = False
+    order: list[str] = Field(default_factory=list, description="which side ran first in each round")
+    metrics: list[ABMetric] = Field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        return worst_verdict({m.verdict for m in self.metrics}, empty="inconclusive")
+
+
+class ABResult(BaseModel):
+    version: str = AB_VERSION
+    ab_id: str
+    suite_name: str
+    suite_file: str | None = None
+    base: SideSpec
+    candidate: SideSpec
+    base_run: str = Field(description="run id of the base side's results (base/results.json)")
+    candidate_run: str
+    settings: ABSettings
+    started_at: str
+    finished_at: str | None = None
+    wall_s: float = 0.0
+    stop_reason: str = ""
+    environments: dict[str, dict[str, str | None]] = Field(
+        default_factory=dict, description="versions each side's environment imports")
+    cells: list[ABCell] = Field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {"regression": 0, "improvement": 0, "unchanged": 0, "inconclusive": 0}
+        for c in self.cells:
+            out[c.verdict] += 1
+        return out
+
+    def regressions(self) -> list[tuple[str, ABMetric]]:
+        return [(c.key, m) for c in self.cells for m in c.metrics if m.verdict == "regression"]
+
+
+def decide(cs: tuple[float, float] | None, threshold: float, higher_is_better: bool) -> Verdict:
+    """The verdict rule of the module docstring on a confidence sequence of the mean log ratio."""
+    if cs is None:
+        return "inconclusive"
+    lo, hi = (-cs[1], -cs[0]) if higher_is_better else cs  # oriented: > 0 is worse
+    margin = math.log1p(threshold)
+    if -margin < lo and hi < margin:
+        return "unchanged"
+    if lo > 0:
+        return "regression"
+    if hi < 0:
+        return "improvement"
+    return "inconclusive"
+
+
+def judge(metric: str, base: list[float], cand: list[float], alpha: float, threshold: float,
+          target_rounds: int, min_rounds: int) -> ABMetric:
+    """One (cell, metric) from its paired per-round values."""
+    m = METRICS[metric]
+    pairs = [(b, c) for b, c in zip(base, cand, strict=True) if b > 0 and c > 0]
+    logs = [math.log(c / b) for b, c in pairs]
+    ratio = math.exp(sum(logs) / len(logs)) if logs else float("nan")
+    fixed = geomean_ratio_ci([c / b for b, c in pairs]) if len(pairs) >= 2 else None
+    seq = confidence_sequence(logs, alpha, target_rounds) if len(logs) >= 2 else None
+    cs = (seq[1], seq[2]) if seq else None
+    verdict = decide(cs, threshold, m.higher_is_better) if len(logs) >= min_rounds else "inconclusive"
+    return ABMetric(
+        metric=metric, unit=m.unit, higher_is_better=m.higher_is_better, rounds=len(pairs),
+        base_median=_median([b for b, _ in pairs]), candidate_median=_median([c for _, c in pairs]), ratio=ratio,
+        ci_low=fixed[1] if fixed else None, ci_high=fixed[2] if fixed else None,
+        cs_low=math.exp(cs[0]) if cs else None, cs_high=math.exp(cs[1]) if cs else None,
+        threshold=threshold, verdict=verdict, base_values=list(base), candidate_values=list(cand))
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def round_values(events: list[Event], spec: CellSpec) -> dict[str, float]:
+    """One worker process's value of each metric: the median of its measured iterations (or its one value)."""
+    return {tag: s.median for tag, s in cell_result(spec, events, "ok", None, "", "", 0.0).summaries.items()}
+
+
+def run_ab(cells: list[CellSpec], base: SideSpec, candidate: SideSpec, out_dir: Path, options: RunOptions,
+           settings: ABSettings, result: ABResult, progress: ProgressSink, log: Callable[[str], None],
+           on_round: Callable[[ABResult], None] | None = None) -> dict[str, list[CellResult]]:
+    """Run the rounds into `result`; returns each side's cell results (every round one worker process)."""
+    rng = random.Random(settings.seed)
+    t0 = time.monotonic()
+    runs: list[_CellRun] = []
+    for cell in cells:
+        sides = {name: prepare_cell(apply_side(cell, side), out_dir / name, options, progress)
+                 for name, side in (("base", base), ("candidate", candidate))}
+        ab = ABCell(key=cell.key, model=cell.model.name, precision=cell.precision, device=cell.device,
+                    scenario=cell.scenario.name, params=dict(cell.scenario.params),
+                    base_status=sides["base"].status, candidate_status=sides["candidate"].status)
+        if bad := [f"{s}: {p.error}" for s, p in sides.items() if p.status != "ok"]:
+            ab.error = "; ".join(bad)
+        result.cells.append(ab)
+        runs.append(_CellRun(cell, sides, ab, events={s: list(p.events) for s, p in sides.items()}))
+    alpha_each: float | None = None  # fixed once the first round shows which metrics each cell measures
+    round_s = 0.0
+    try:
+        for rnd in range(settings.max_rounds):
+            active = [r for r in runs if r.ab.error is None and not r.ab.settled]
+            if not active:
+                result.stop_reason = "every cell settled" if any(r.ab.error is None for r in runs) else "no cell ran"
+                break
+            if rnd >= settings.min_rounds and time.monotonic() - t0 + round_s > settings.budget_s:
+                result.stop_reason = f"the time budget of {settings.budget_s:g} s would be exceeded by round {rnd + 1}"
+                break
+            r0 = time.monotonic()
+            for run in active:
+                _one_round(run, rnd, rng, settings, options, progress)
+            if alpha_each is None:
+                alpha_each = settings.alpha / max(1, sum(len(r.values) for r in runs))
+            for run in active:
+                if run.ab.error is None:
+                    _judge_cell(run, alpha_each, settings)
+                    log(f"round {rnd + 1}: {run.cell.key}: " + ", ".join(
+                        f"{m.metric} {100 * (m.ratio - 1):+.1f}% {m.verdict}" for m in run.ab.metrics))
+            round_s = time.monotonic() - r0
+            result.wall_s = time.monotonic() - t0
+            if on_round:
+                on_round(result)
+        else:
+            result.stop_reason = f"max_rounds ({settings.max_rounds}) reached"
+    except KeyboardInterrupt:  # what the finished rounds measured is kept and written
+        result.stop_reason = INTERRUPTED
+    result.wall_s = time.monotonic() - t0
+    result.finished_at = now_iso()
+    side_cells: dict[str, list[CellResult]] = {s: [] for s in SIDES}
+    for run in runs:
+        for side in SIDES:
+            status = getattr(run.ab, f"{side}_status")
+            side_cells[side].append(cell_result(run.sides[side].cell, run.events[side], status,
+                                                None if status == "ok" else run.ab.error, result.started_at,
+                                                now_iso(), result.wall_s))
+    return side_cells
+
+
+@dataclass
+class _CellRun:
+    cell: CellSpec
+    sides: dict[str, PreparedCell]
+    ab: ABCell
+    events: dict[str, list[Event]] = field(default_factory=dict)
+    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # metric -> side -> per round
+    settled: dict[str, ABMetric] = field(default_factory=dict)  # metric -> the judgement that settled it
+
+
+def _one_round(run: _CellRun, rnd: int, rng: random.Random, settings: ABSettings, options: RunOptions,
+               progress: ProgressSink) -> None:
+    """Both sides of one cell, in a random order, back to back; their per-round values."""
+    order = list(SIDES)
+    rng.shuffle(order)
+    run.ab.order.append(order[0])
+    got: dict[str, list[Event]] = {}
+    for side in order:
+        events, status, error = measure_process(run.sides[side], rnd, options, progress)
+        run.events[side] += events
+        if status != "ok":
+            setattr(run.ab, f"{side}_status", status)
+            run.ab.error = f"{side}, round {rnd + 1}: {error}"
+            return
+        got[side] = events
+    run.ab.rounds = rnd + 1
+    base = round_values(got["base"], run.sides["base"].cell)
+    cand = round_values(got["candidate"], run.sides["candidate"].cell)
+    for metric in settings.metrics or DEFAULT_METRICS:
+        b, c = base.get(metric), cand.get(metric)
+        if b is not None and c is not None:
+            vals = run.values.setdefault(metric, {"base": [], "candidate": []})
+            vals["base"].append(b)
+            vals["candidate"].append(c)
+
+
+def _judge_cell(run: _CellRun, alpha: float, settings: ABSettings) -> None:
+    """Every metric's judgement after this round; a verdict, once settled, stands (the sequence was valid
+    when it was taken) while the figures keep following the rounds."""
+    run.ab.metrics = []
+    for metric, vals in run.values.items():
+        m = judge(metric, vals["base"], vals["candidate"], alpha,
+                  settings.thresholds.get(metric, DEFAULT_THRESHOLDS.get(metric, 0.05)),
+                  settings.target_rounds, settings.min_rounds)
+        if metric in run.settled:
+            first = run.settled[metric]
+            m.verdict, m.cs_low, m.cs_high, m.settled_at = first.verdict, first.cs_low, first.cs_high, first.settled_at
+        elif m.verdict != "inconclusive":
+            m.settled_at = run.ab.rounds
+            run.settled[metric] = m.model_copy()
+        run.ab.metrics.append(m)
+    run.ab.settled = bool(run.ab.metrics) and all(m.metric in run.settled for m in run.ab.metrics)

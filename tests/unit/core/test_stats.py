@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.core.stats import median_ci, summarize
+
+
+def test_summary_matches_numpy():
+    x = [5.0, 1.0, 3.0, 2.0, 4.0, 10.0]
+    s = summarize(x)
+    assert s.n == 6
+    assert s.mean == pytest.approx(np.mean(x))
+    assert s.median == pytest.approx(3.5)
+    assert s.p90 == pytest.approx(np.percentile(x, 90))
+    assert s.p99 == pytest.approx(np.percentile(x, 99))
+    assert s.stdev == pytest.approx(np.std(x, ddof=1))
+    assert s.cv == pytest.approx(np.std(x, ddof=1) / np.mean(x))
+    assert (s.min, s.max) == (1.0, 10.0)
+
+
+def test_single_value_has_no_spread():
+    s = summarize([7.0])
+    assert s.stdev is None and s.cv is None and s.median_ci_low is None
+    assert summarize([]) is None
+
+
+def test_median_ci_order_statistics_known_ranks():
+    # n = 10: P(B <= 1) = 0.0107 <= 0.025 < P(B <= 2), so the interval is [x_(2), x_(9)].
+    x = list(range(1, 11))
+    assert median_ci(x) == (2.0, 9.0)
+    # n = 5: even [x_(1), x_(5)] covers only 93.75%: no 95% interval exists.
+    assert median_ci([1, 2, 3, 4, 5]) is None
+
+
+def test_median_ci_coverage():
+    rng = np.random.default_rng(0)
+    hits = 0
+    trials = 2000
+    for _ in range(trials):
+        lo, hi = median_ci(rng.exponential(size=20))
+        hits += lo <= np.log(2) <= hi
+    assert hits / trials >= 0.94
+
+
+def test_mean_ci_is_student_t():
+    from harness.core.stats import mean_ci
+
+    mean, low, high = mean_ci([1.0, 2.0, 3.0])
+    # t(0.975, df=2) = 4.3027, sem = 1 / sqrt(3)
+    assert mean == 2.0 and abs((high - mean) - 4.3027 / 3 ** 0.5) < 1e-3 and abs((mean - low) - (high - mean)) < 1e-12
+    assert mean_ci([5.0]) is None
