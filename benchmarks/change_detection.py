@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.analyze.changes import ChangeSettings, find_shifts
+from harness.analyze.changes import find_shifts
+from harness.core.schema import ChangeSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "suites" / "bisect-tiny.yaml"

@@ -37,9 +37,11 @@ from pathlib import Path
 
 import yaml
 
-from harness.analyze.fidelity import comparisons, reference_task, run_reference
+from harness.analyze.fidelity import comparisons
 from harness.core.errors import HarnessInputError, ModelPreparationError
 from harness.core.stats import geomean_ratio_ci
+from harness.execute.bare_reference import reference_task, run_reference
+from harness.kinds import kind_spec
 from harness.models.cache import default_cache_dir
 from harness.models.prepare import prepare_model
 from harness.plan.overrides import SET_ENV, expand_overridden, set_overrides
@@ -158,7 +160,7 @@ def main() -> None:
     (cell,) = expand(suite, suite_path)
     target = prepare_model(cell.model.source, cell.precision, cell.compression, args.cache_dir, log=print)
     draft = (prepare_model(cell.model.draft or "", cell.model.draft_precision or cell.precision, cell.compression, args.cache_dir, log=print)
-             if cell.scenario.kind == "speculative" else None)
+             if kind_spec(cell.scenario.kind).uses_draft else None)
     task = reference_task(cell, target.path, draft.path if draft else None)
     minimal = reference_task(cell, target.path, draft.path if draft else None, preload=False)
     print(f"cell {cell.key}  token_timing={cell.token_timing}  warm-up {cell.warmup} + {cell.iterations} "

@@ -25,13 +25,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.analyze.fidelity import reference_task, run_reference
 from harness.core.stats import geomean_ratio_ci
+from harness.execute.bare_reference import reference_task, run_reference
+from harness.kinds import kind_spec
 from harness.models.cache import default_cache_dir
 from harness.models.prepare import prepare_model
 from harness.plan.suite import expand, load_suite, resolve_suite_path
-
-KINDS = ("generate", "speculative", "prompt_lookup")
 
 
 def main() -> int:
@@ -48,13 +47,13 @@ def main() -> int:
     suite, _ = load_suite(path)
     precisions = args.precision or ["fp16", "int8"]
     cache = args.cache_dir
-    cells = [c for c in expand(suite, path) if c.scenario.kind in KINDS and c.device == args.device
+    cells = [c for c in expand(suite, path) if (kind_spec(c.scenario.kind).greedy_reference or kind_spec(c.scenario.kind).drafts) and c.device == args.device
              and c.precision in precisions]
     tasks = {}
     for c in cells:
         target = prepare_model(c.model.source, c.precision, c.compression, cache).path
         draft = prepare_model(c.model.draft, c.model.draft_precision or c.precision, c.compression, cache).path \
-            if c.scenario.kind == "speculative" and c.model.draft else None
+            if kind_spec(c.scenario.kind).uses_draft and c.model.draft else None
         tasks[c.key] = (c, reference_task(c, target, draft))
     rng = random.Random(args.seed)
     tps: dict[str, list[float]] = {k: [] for k in tasks}
@@ -70,7 +69,8 @@ def main() -> int:
                                                               f"{tps[k][-1]:.1f}" for k in order), flush=True)
     report = []
     for precision in precisions:
-        greedy = next((k for k, (c, _) in tasks.items() if c.precision == precision and c.scenario.kind == "generate"),
+        greedy = next((k for k, (c, _) in tasks.items() if c.precision == precision
+                       and kind_spec(c.scenario.kind).greedy_reference),
                       None)
         if greedy is None:
             continue

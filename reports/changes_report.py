@@ -8,7 +8,8 @@ from pydantic import BaseModel, Field
 from rich.table import Table
 from rich.text import Text
 
-from harness.analyze.changes import ChangePoint, ChangeSettings
+from harness.analyze.changes import ChangePoint
+from harness.core.schema import ChangeSettings
 from reports.rows import md_code, md_text
 
 _COLOUR = {"regression": "red", "improvement": "green", "change": "yellow"}

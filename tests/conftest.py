@@ -23,6 +23,9 @@ from harness.analyze.history import HistoryStore
 from harness.core.host import free_loopback_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# the harness ships no fault injection: its workers (and a test cluster's) import tests/faults.py by this name
+os.environ.setdefault("HARNESS_FAULTS_MODULE", "tests.faults")
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
 
 def model_cache_dir() -> Path:

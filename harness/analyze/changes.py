@@ -23,25 +23,13 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.core.schema import ChangeSettings
 from harness.core.stats import successive_sd
 
 # Metrics whose unit counts tokens say what a cell asked for or produced, not how fast or how well: a
 # change in them is not a regression or an improvement.
 COUNT_UNITS = ("tokens",)
 TRIM = 0.2  # Yuen's trimmed means: the fifth of runs at either end of a segment does not count
-
-
-class ChangeSettings(BaseModel):
-    """How change points are found; defaults, a suite's `changes:` block, then the command line."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_pvalue: float = Field(0.001, gt=0, lt=1, description="trimmed Welch t-test p-value a change point must be below")
-    min_magnitude: float = Field(0.02, ge=0, lt=10, description="smallest relative shift reported (0.02 = 2%)")
-    min_segment: int = Field(3, ge=2, le=1000, description="runs on each side of a change point at least: a shift "
-                             "is confirmed only after this many runs at the new level")
-    penalty: float = Field(3.0, gt=0, le=1000, description="PELT penalty per change point, in units of "
-                           "run-to-run variance x log(runs)")
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,9 @@ def _measured(r: CellResult):
 def exact_token_count(r: CellResult) -> CheckResult | None:
     """With ignore_eos (or min_new_tokens >= max_new_tokens) every call must yield max_new_tokens."""
     g = r.spec.generation
-    if not (g.ignore_eos or g.min_new_tokens >= g.max_new_tokens) or not r.samples or not kind_spec(r.spec.scenario.kind).generates_text \
-            or r.spec.scenario.params.get("api") in ("embeddings", "rerank"):
+    kind = kind_spec(r.spec.scenario.kind)
+    if not (g.ignore_eos or g.min_new_tokens >= g.max_new_tokens) or not r.samples or not kind.generates_text \
+            or not kind.params.of(r.spec).outputs_text():
         return None
     # a serving request records what it asked for (lengths may vary per request)
     asked = [(s, int(s.readings.get("max_tokens", g.max_new_tokens))) for s in r.samples]
@@ -236,8 +237,7 @@ def _token_pair(d: TokenDisagreement) -> str:
 def matches_transformers(r: CellResult) -> CheckResult | None:
     """A plain greedy cell's f32 validation outputs must be transformers' own greedy decoding of the same prompt ids
     on the same (fp16-rounded) weights, up to float near-ties (harness/execute/transformers_reference.py)."""
-    from harness.execute import transformers_reference
-    if not transformers_reference.applies(r.spec):
+    if not validation.transformers_scored(r.spec):
         return None
     found = r.check_outputs.transformers
     if found is None:

@@ -120,7 +120,7 @@ def run(
         "--history", help="history database to record the run in (e.g. postgresql://user@host/db; "
         "env HARNESS_HISTORY_URL; default: history.sqlite beside the run directory, results/history.sqlite for "
         "a default one)")] = None,
-    fault: Annotated[list[str] | None, typer.Option(hidden=True, help="test only: KEY=KIND (harness.execute.faults)")] = None,
+    fault: Annotated[list[str] | None, typer.Option(hidden=True, help="test only: KEY=KIND (the module HARNESS_FAULTS_MODULE names)")] = None,
 ) -> None:
     """Run a suite; write results.json, report.md, report.csv and report.html; print the report.
 
@@ -496,8 +496,14 @@ def devices() -> None:
 
 
 def _parse_faults(given: list[str], keys: set[str]) -> dict[str, str]:
-    from harness.execute.faults import FAULTS
+    from harness.execute.worker import faults_module
 
+    if not given:
+        return {}
+    try:
+        FAULTS = faults_module().FAULTS
+    except (RuntimeError, ImportError) as e:
+        raise HarnessInputError("command line", "--fault", given[0], error_line(e)) from None
     faults = {}
     for f in given:
         key, sep, kind = f.rpartition("=")
@@ -571,7 +577,7 @@ def schema(out: Annotated[Path | None, typer.Option(help="write here instead of 
 @app.command()
 def metrics(out: Annotated[Path | None, typer.Option(help="write the document here (docs/metrics.md)")] = None) -> None:
     """Print the metric definitions (docs/metrics.md)."""
-    from harness.core.metrics import markdown_doc
+    from reports.metric_docs import markdown_doc
 
     if out:
         out.write_text(markdown_doc(), encoding="utf-8")

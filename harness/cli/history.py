@@ -137,8 +137,9 @@ def _change(prev: TrendPoint | None, cur: TrendPoint, higher_is_better: bool) ->
 def _print_trend(store: HistoryStore, cell: str, metric: str, limit: int, suite: str | None) -> None:
     import difflib
 
-    from harness.analyze.changes import ChangeSettings, series_changes
+    from harness.analyze.changes import series_changes
     from harness.core.metrics import METRICS
+    from harness.core.schema import ChangeSettings
     from reports.changes_report import magnitude, pvalue
 
     if metric not in METRICS:
@@ -194,8 +195,9 @@ def changes(
 ) -> None:
     """Change points in every suite x host x cell x metric series of the history (PELT, then a trimmed Welch
     t-test); exit 1 with --recent N when a regression starts among a series' newest N runs."""
-    from harness.analyze.changes import ChangeSettings, default_metrics, recent_regressions, series_changes
+    from harness.analyze.changes import default_metrics, recent_regressions, series_changes
     from harness.core.metrics import METRICS
+    from harness.core.schema import ChangeSettings
     from reports.changes_report import ChangesReport, changes_table, pct, render_changes_md
 
     if format not in ("table", "md", "json"):
@@ -281,7 +283,7 @@ def _since(text: str) -> str:
 def _change_settings(suite: str | None):
     """The suite's `changes:` settings and its name when --suite names a suite file or shipped suite; else
     the defaults and --suite taken as a recorded suite name."""
-    from harness.analyze.changes import ChangeSettings
+    from harness.core.schema import ChangeSettings
     from harness.plan.suite import load_suite, resolve_suite_path
 
     if suite is None:
@@ -409,7 +411,7 @@ def history_trends(results: RunResults, url: str | None) -> dict[str, Trend]:
 
 def _suite_change_settings(suite_file: str | None):
     """The `changes:` settings of the suite file a run came from, when it is still there and reads."""
-    from harness.analyze.changes import ChangeSettings
+    from harness.core.schema import ChangeSettings
     from harness.plan.suite import load_suite
 
     if suite_file and Path(suite_file).is_file():

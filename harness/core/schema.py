@@ -113,6 +113,19 @@ class Gate(Strict):
         return f"{self.metric} {self.stat} " + " and ".join(p for p in parts if p)
 
 
+class ChangeSettings(BaseModel):
+    """How change points are found; defaults, a suite's `changes:` block, then the command line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_pvalue: float = Field(0.001, gt=0, lt=1, description="trimmed Welch t-test p-value a change point must be below")
+    min_magnitude: float = Field(0.02, ge=0, lt=10, description="smallest relative shift reported (0.02 = 2%)")
+    min_segment: int = Field(3, ge=2, le=1000, description="runs on each side of a change point at least: a shift "
+                             "is confirmed only after this many runs at the new level")
+    penalty: float = Field(3.0, gt=0, le=1000, description="PELT penalty per change point, in units of "
+                           "run-to-run variance x log(runs)")
+
+
 class CellSpec(Strict):
     """Everything a worker process needs to run one cell, and nothing else."""
 
@@ -498,7 +511,7 @@ class CellResult(Strict):
         # streamer (token_timing genai, or beam search) held re-encoded ids.
         s = self.spec
         no_streamer = s.token_timing == "genai" or s.generation.mode == "beam"
-        if no_streamer and s.scenario.kind in ("generate", "speculative", "prompt_lookup", "vlm"):
+        if no_streamer and kind_spec(s.scenario.kind).streamed_ids:
             for x in self.samples:
                 if "output_ids_source" not in x.model_fields_set and x.output_ids:
                     x.output_ids_source = "reencoded"

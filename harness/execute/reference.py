@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class ReferenceTask:
 
     model_dir: str
     device: str
-    kind: str  # generate | speculative | prompt_lookup | continuous_batching
+    kind: str  # the cell's kind: its worker's modules are what `preload_worker_modules` imports
     prompts: list[str]
     warmup: int
     iterations: int
@@ -38,6 +38,8 @@ class ReferenceTask:
     draft_properties: dict[str, Any] = field(default_factory=dict)
     scheduler: dict[str, Any] = field(default_factory=dict)  # continuous batching: SchedulerConfig fields
     concurrency: int = 1  # continuous batching: requests per generate() call
+    pipeline: Literal["llm", "continuous_batching"] = "llm"
+    prompt_lookup: bool = False
     preload_worker_modules: bool = True
 
     def to_json(self) -> str:
@@ -77,9 +79,9 @@ def _llm_calls(task: ReferenceTask) -> list[ReferenceCall]:
     import openvino_genai as ov_genai
 
     kwargs = dict(task.properties)
-    if task.kind == "speculative":
+    if task.draft_dir:
         kwargs["draft_model"] = ov_genai.draft_model(task.draft_dir, task.device, **task.draft_properties)
-    elif task.kind == "prompt_lookup":
+    if task.prompt_lookup:
         kwargs["prompt_lookup"] = True
     pipe = ov_genai.LLMPipeline(task.model_dir, task.device, **kwargs)
     cfg = _config(pipe, task)
@@ -117,7 +119,7 @@ def _cb_calls(task: ReferenceTask) -> list[ReferenceCall]:
 
 
 def run(task: ReferenceTask) -> list[ReferenceCall]:
-    return _cb_calls(task) if task.kind == "continuous_batching" else _llm_calls(task)
+    return _cb_calls(task) if task.pipeline == "continuous_batching" else _llm_calls(task)
 
 
 def _preload_worker_modules(kind: str) -> None:

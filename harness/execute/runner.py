@@ -267,7 +267,7 @@ def _from_preparations(cell: CellSpec, shared: dict[Role, Preparation]) -> tuple
     # a preparation reads weight bytes for any model; only the kinds with a memory roofline keep them
     weight_bytes = model.weight_bytes_per_token if kind_spec(cell.scenario.kind).roofline else None
     notes = model.notes + [f"draft: {n}" for n in (draft.notes if draft else [])]
-    from harness.execute.transformers_reference import wants_source
+    from harness.plan.validation import transformers_source_wanted as wants_source
 
     wanted = wants_source(cell)
     return [*unreadable, model.model_copy(update={
@@ -304,8 +304,9 @@ def transformers_reference(prepared: PreparedCell, events: list[Event], progress
     """A plain greedy cell's f32 outputs scored by transformers on the Hugging Face weights, in its own process
     after every measuring one (harness/execute/transformers_reference.py); None for cells it does not apply to."""
     from harness.execute import transformers_reference as reference
+    from harness.plan import validation
     cell = prepared.cell
-    if not reference.applies(cell):
+    if not validation.transformers_scored(cell):
         return None
     found = CheckOutputs()
     for ev in events:
@@ -322,7 +323,7 @@ def _reference_runner(cell: CellSpec, measure: WorkerTask, workdir: Path,
                       env: PreparedEnvironment | None) -> Callable[[int], Reference | ReferenceError] | None:
     """With fidelity_check: a function that runs the bare reference loop paired with one worker process
     and returns its event (its calls, or why there are none)."""
-    from harness.analyze import fidelity
+    from harness.execute import bare_reference as fidelity
     if not cell.fidelity_check or measure.model_dir is None:
         return None
     reason = fidelity.unsupported(cell)

@@ -43,11 +43,10 @@ from pydantic import BaseModel, ConfigDict
 from harness.core.child_process import die_with_parent
 from harness.core.errors import error_line
 from harness.core.schema import CellSpec, CheckOutputs, TokenDisagreement, TransformersReference
-from harness.kinds import kind_spec
 from harness.plan import validation
 
 REUSE_VERSION = 1  # bump when what the transformers process computes changes: kept results are then not reused
-WEIGHTS = "fp16"  # the one precision whose IR holds the Hugging Face weights (rounded to float16)
+WEIGHTS = validation.TRANSFORMERS_WEIGHTS
 
 
 class TransformersTask(BaseModel):
@@ -61,18 +60,6 @@ class TransformersTask(BaseModel):
     max_new_tokens: int
     min_new_tokens: int
     ignore_eos: bool
-
-
-def applies(cell: CellSpec) -> bool:
-    """Cells that record matches_transformers: plain greedy decoding (its kind's registry field) with f32 outputs
-    (validation_prompts > 0) and the suite's transformers_check on."""
-    return (cell.transformers_check and kind_spec(cell.scenario.kind).transformers_reference
-            and validation.wanted(cell))
-
-
-def wants_source(cell: CellSpec) -> bool:
-    """Whether the prepare phase should name the cell's Hugging Face folder."""
-    return applies(cell) and cell.precision == WEIGHTS
 
 
 def not_scored(cell: CellSpec, source_dir: str | None, source_error: str | None) -> str | None:

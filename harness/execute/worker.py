@@ -5,26 +5,29 @@ flushed at once, so the parent keeps everything measured even if this process is
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, model_validator
 
 from harness.core.errors import error_line
 from harness.core.events import BatchEvent, Done, Error, Event, Log, Phase, Prepared, Runtime, SampleEvent
 from harness.core.schema import CellSpec
-from harness.execute import transformers_reference
 from harness.execute.backends import CellModels, Emit, backend_for
 from harness.execute.preparation import PrepareKey, prepare_keys
 from harness.kinds import kind_spec
+from harness.plan import validation
 
 if TYPE_CHECKING:
     from harness.models.prepare import PreparedModel
 
+
+FAULTS_MODULE_ENV = "HARNESS_FAULTS_MODULE"
 
 class WorkerTask(BaseModel):
     # "prepare": build/export the cell's models into the cache; "measure": load them and run the cell.
@@ -32,7 +35,7 @@ class WorkerTask(BaseModel):
     cell: CellSpec
     cache_dir: str
     workdir: str
-    # Test-only fault injection (harness.execute.faults): the process crashes or hangs, or its pipeline is wrong.
+    # Test-only fault injection (faults_module): the process crashes or hangs, or its pipeline is wrong.
     fault: str | None = None
     process: int = 0
     # measure: the folders the prepare phase made (seen through the cell environment's view); the measuring
@@ -94,7 +97,7 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
         # the Hugging Face folder for the transformers reference (harness.execute.transformers_reference), which scores
         # the weights the fp16 IR holds; the runner keeps it for the cells that want it
         source_dir, source_error = (_source_dir(task.prepare.source, one, cache, log)
-                                    if task.prepare.precision == transformers_reference.WEIGHTS else (None, None))
+                                    if task.prepare.precision == validation.TRANSFORMERS_WEIGHTS else (None, None))
         emit(Prepared(model_dir=str(one.path), model_size_mb=one.size_mb, cache_hit=one.cache_hit,
                       export_s=one.export_s, weight_bytes_per_token=_ir_weight_bytes(one.path, log),
                       notes=list(one.notes), source_dir=source_dir, source_error=source_error))
@@ -114,7 +117,7 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
         draft = prepare_model(d.source, d.precision, d.compression, cache, log=log)
     notes = list(target.notes) + [f"draft: {n}" for n in (draft.notes if draft is not None else ())]
     source_dir, source_error = (_source_dir(model.source, target, cache, log)
-                                if transformers_reference.wants_source(cell) else (None, None))
+                                if validation.transformers_source_wanted(cell) else (None, None))
     emit(Prepared(model_dir=str(target.path), model_size_mb=target.size_mb, cache_hit=target.cache_hit,
                   export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None,
                   weight_bytes_per_token=_weight_bytes(cell, target.path, log), notes=notes,
@@ -169,12 +172,20 @@ def _ir_weight_bytes(model_dir: Path, log: Callable[[str], None]) -> int | None:
         return None
 
 
+def faults_module() -> Any:
+    """The test-only module that injects faults (its FAULTS and inject(fault)), named by HARNESS_FAULTS_MODULE;
+    the harness ships none, so `--fault` works only where a test suite provides one."""
+    name = os.environ.get(FAULTS_MODULE_ENV)
+    if not name:
+        raise RuntimeError(f"fault injection is test-only: {FAULTS_MODULE_ENV} names no module")
+    return importlib.import_module(name)
+
+
 def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit: Emit) -> None:
     cell = task.cell
     emit(Runtime(versions=runtime_versions()))
-    from harness.execute.faults import inject
-
-    inject(task.fault)
+    if task.fault is not None:
+        faults_module().inject(task.fault)
     emit(Phase(phase="run"))
 
     def emit_tagged(event: Event) -> None:

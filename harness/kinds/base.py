@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -49,16 +49,25 @@ class Params(BaseModel):
     def check_axes(cls, axes: dict[str, list[Any]]) -> None:
         """Rules between parameters over all their axis values (raise ValueError); none by default."""
 
-    @classmethod
-    def resolve_files(cls, values: dict[str, Any], suite_file: Path) -> dict[str, Any]:
-        """A cell's parameter values with file paths made absolute (relative ones are relative to the suite
-        file) and the files checked; called once per cell when the suite expands, after its key is made."""
-        return values
+    def requests_per_call(self) -> int:
+        """Prompts one measured call takes (a batch or the requests in flight); one by default."""
+        return 1
+
+    def outputs_text(self) -> bool:
+        """Whether this cell's calls answer with generated text (of a kind that generates text); yes by default."""
+        return True
 
     @classmethod
-    def of(cls, cell: CellSpec) -> Any:
-        """The cell's parameters with defaults filled in."""
+    def of(cls: type[P], cell: CellSpec) -> P:
+        """The cell's parameters with defaults filled in, as the kind's own type."""
         return cls.model_validate(cell.scenario.params, strict=False)
+
+
+P = TypeVar("P", bound=Params)
+
+
+class Unsupported(ValueError):
+    """A kind's hook cannot serve this cell; the message says why in one line."""
 
 
 class NoParams(Params):
@@ -92,6 +101,9 @@ class KindSpec:
     backend: str  # "module:function", imported in the worker only (it needs OpenVINO)
     report: ReportTable
     generates_text: bool = True  # token counts, greedy reference, repeat of the text
+    # its output ids come from a streamer (LLMPipeline, VLMPipeline): without one (token_timing genai, beam search)
+    # they are the text re-encoded
+    streamed_ids: bool = False
     same_as_greedy: bool = False  # greedy output must equal the plain greedy cell's
     greedy_reference: bool = False  # the plain greedy cell that same_as_greedy kinds are held to
     uses_draft: bool = False  # loads the suite model's `draft` beside it (prepared as a model of its own)
@@ -121,7 +133,26 @@ class KindSpec:
     # plain greedy decoding of the model's own weights: its f32 validation outputs are scored by transformers on the
     # Hugging Face weights (harness/execute/transformers_reference.py), an implementation independent of OpenVINO's
     transformers_reference: bool = False
+    # "module:function" (values, suite_file) -> values: the cell's file parameters made absolute (relative to the
+    # suite file) and read once as the suite expands; in the layer that reads such files, above the registry
+    resolve_files: str | None = None
+    # "module:function" cell -> the bare reference loop's task fields (harness/execute/reference.py: pipeline,
+    # properties, draft, scheduler, generation), raising Unsupported for cells it cannot run; None: no fidelity
+    bare_reference: str | None = None
+
+    def files_resolved(self, values: dict[str, Any], suite_file: Path) -> dict[str, Any]:
+        """A cell's parameter values with its files resolved and checked (unchanged for kinds without files)."""
+        return _named(self.resolve_files)(values, suite_file) if self.resolve_files else values
+
+    def bare_reference_fields(self, cell: CellSpec) -> dict[str, Any]:
+        assert self.bare_reference is not None
+        return _named(self.bare_reference)(cell)
 
     def run(self) -> Callable[[CellSpec, CellModels, Emit], None]:
-        module, _, function = self.backend.partition(":")
-        return getattr(importlib.import_module(module), function)
+        return _named(self.backend)
+
+
+def _named(ref: str) -> Any:
+    """The function a "module:function" reference names, imported on first use."""
+    module, _, function = ref.partition(":")
+    return getattr(importlib.import_module(module), function)

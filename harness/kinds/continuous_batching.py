@@ -19,9 +19,13 @@ class ContinuousBatchingParams(Params):
     dynamic_split_fuse: bool | None = None
     max_num_seqs: int | None = Field(None, gt=0)
 
+    def requests_per_call(self) -> int:
+        return self.concurrency
+
 
 KIND = KindSpec(
     name="continuous_batching", params=ContinuousBatchingParams, backend="harness.execute.backends.genai_cb:run",
+    bare_reference="harness.execute.backends.genai_cb:bare_reference_fields",
     same_as_greedy=True, throughput_metric="batch_output_tps",
     report=ReportTable(
         title="Continuous batching",

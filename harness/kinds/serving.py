@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
@@ -16,6 +14,8 @@ if TYPE_CHECKING:
 
 Api = Literal["chat", "completions", "embeddings", "rerank"]
 DEFAULT_TEXTS_PER_REQUEST = {"rerank": 8}
+# APIs that answer with vectors or scores, not generated text
+UNARY_APIS = ("embeddings", "rerank")
 
 
 class ServingParams(Params):
@@ -136,54 +136,19 @@ class ServingParams(Params):
         if any(axes.get("cancel_fraction", [0])) and False in axes.get("stream", [True]):
             raise ValueError("cancel_fraction cancels streams mid-way: it needs stream: true")
 
-    @classmethod
-    def resolve_files(cls, values: dict[str, Any], suite_file: Path) -> dict[str, Any]:
-        """`trace`, `replay_payloads` and a `tokenizer` folder relative to the suite file; the files read once
-        here, so a bad one stops the run before any cell (HarnessInputError naming the file and line)."""
-        from harness.core.errors import HarnessInputError
-        from harness.load.exports import read_payloads
-        from harness.load.traces import read_trace
-
-        out = dict(values)
-        for key in ("trace", "replay_payloads"):
-            if out.get(key):
-                path = Path(str(out[key])).expanduser()
-                out[key] = str(path if path.is_absolute() else (suite_file.parent / path).resolve())
-        tokenizer = out.get("tokenizer")
-        if tokenizer not in (None, "model", "usage"):
-            given = Path(str(tokenizer)).expanduser()
-            folder = given if given.is_absolute() else suite_file.parent / given
-            if folder.is_dir():
-                out["tokenizer"] = str(folder.resolve())
-            elif folder.exists():
-                raise HarnessInputError(str(suite_file), "tokenizer", tokenizer,
-                                        f"{folder.resolve()} is a file; a tokenizer is a folder")
-            elif _path_like(str(tokenizer)):  # a Hugging Face name is `name` or `org/name`, never these
-                raise HarnessInputError(str(suite_file), "tokenizer", tokenizer,
-                                        f"no tokenizer folder at {folder.resolve()}")
-        if out.get("trace"):
-            for note in read_trace(out["trace"], out.get("trace_format", "auto")).notes:
-                logging.getLogger("harness.plan.suite").warning("warning: %s", note)  # stderr, as the run starts
-        if out.get("replay_payloads"):
-            api = out.get("api", cls.model_fields["api"].default)
-            for n, rec in enumerate(read_payloads(out["replay_payloads"]), 1):
-                if rec.api != api:  # paths, checks and token totals follow the cell's api
-                    raise HarnessInputError(out["replay_payloads"], f"record {n}.api", rec.api,
-                                            f"the replaying scenario's api is {api}")
-        return out
-
     def tokenizer_source(self, remote: bool) -> str:
         """`model`, `usage`, or a tokenizer folder or name."""
         return self.tokenizer or ("usage" if remote else "model")
 
+    def requests_per_call(self) -> int:
+        return self.concurrency
+
+    def outputs_text(self) -> bool:
+        return self.api not in UNARY_APIS
+
     def texts_per_call(self) -> int:
         """Documents per request: embeddings send a list of inputs, rerank a query and its documents."""
         return self.batch_size or DEFAULT_TEXTS_PER_REQUEST.get(self.api, 1)
-
-
-def _path_like(name: str) -> bool:
-    """A tokenizer value that can only be a path: absolute, ~, ./ or ../, a trailing slash, or more than one /."""
-    return name.startswith(("/", "~", "./", "../", ".\\")) or name.endswith(("/", "\\")) or name.count("/") > 1
 
 
 def sends_greedy_prompts(cell: CellSpec) -> bool:
@@ -203,6 +168,8 @@ def needs_local_model(cell: CellSpec) -> bool:
 
 KIND = KindSpec(
     name="serving", params=ServingParams, backend="harness.execute.backends.serving:run", same_as_greedy=True, served=True,
+    resolve_files="harness.load.suite_files:resolve_serving_files",
+    bare_reference="harness.execute.backends.serving:bare_reference_fields",
     greedy_comparable=sends_greedy_prompts,
     report=ReportTable(
         title="Serving (OpenAI-compatible endpoint)",

@@ -41,14 +41,16 @@ class PromptLookupParams(Params):
 
 
 LLM_BACKEND = "harness.execute.backends.genai_llm:run"
-GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, roofline=True, exact_input_length=True,
+LLM_REFERENCE = "harness.execute.backends.genai_llm:bare_reference_fields"
+GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, bare_reference=LLM_REFERENCE, streamed_ids=True, roofline=True, exact_input_length=True,
                     transformers_reference=True, greedy_reference=True,
                     report=text_table("Plain generation", ROOFLINE_COLUMNS))
-SPECULATIVE = KindSpec(name="speculative", params=SpeculativeParams, backend=LLM_BACKEND, same_as_greedy=True,
+SPECULATIVE = KindSpec(name="speculative", params=SpeculativeParams, backend=LLM_BACKEND, bare_reference=LLM_REFERENCE, streamed_ids=True, same_as_greedy=True,
                        uses_draft=True, drafts=True,
                        exact_input_length=True,
                        report=text_table("Speculative decoding", DRAFTED_COLUMNS))
-PROMPT_LOOKUP = KindSpec(name="prompt_lookup", params=PromptLookupParams, backend=LLM_BACKEND, same_as_greedy=True,
+PROMPT_LOOKUP = KindSpec(name="prompt_lookup", params=PromptLookupParams, backend=LLM_BACKEND,
+                         bare_reference=LLM_REFERENCE, streamed_ids=True, same_as_greedy=True,
                          pipeline_options=(("prompt_lookup", True),), drafts=True,
                          exact_input_length=True,
                          report=text_table("Prompt lookup decoding", DRAFTED_COLUMNS))

@@ -32,10 +32,10 @@ MAX_IMAGE_SETS = 64
 
 
 def png_data_url(index: int, size: int) -> str:
-    """A deterministic synthetic picture (harness.execute.backends.genai_vlm.synthetic_image) as a PNG data URL."""
+    """A deterministic synthetic picture (harness.core.synthetic_images) as a PNG data URL."""
     from PIL import Image
 
-    from harness.execute.backends.genai_vlm import synthetic_image
+    from harness.core.synthetic_images import synthetic_image
 
     buf = io.BytesIO()
     # fast compression: a 1024-pixel picture takes ~0.1 s instead of ~0.3 s, the data ~1.5x larger

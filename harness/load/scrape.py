@@ -46,6 +46,17 @@ def parse(text: str) -> tuple[dict[str, float], dict[str, str]]:
     return values, types
 
 
+def read_once(url: str, timeout_s: float = 5.0) -> dict[str, float]:
+    """One read of /metrics as {sample name with labels: value} ({} when the server has none or fails)."""
+    import httpx
+
+    try:
+        r = httpx.get(url, timeout=timeout_s)
+    except httpx.HTTPError:
+        return {}
+    return parse(r.text)[0] if r.status_code == 200 else {}
+
+
 class Scraper:
     """Reads `url` every `interval_s` seconds from start() to stop(); stop() returns the LoadTimeline."""
 

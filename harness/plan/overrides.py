@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.core.errors import HarnessInputError
 from harness.core.schema import CellSpec, DroppedGate, Gate
+from harness.kinds import KINDS
 from harness.plan.environments import EnvironmentSpec
 from harness.plan.suite import (
     Suite,
@@ -58,7 +59,12 @@ class ModelOverride(SuiteOverride):
         path = Path(name.rstrip("/"))
         name = (path.stem if path.suffix.lower() == ".gguf" else path.name) or name
         data["models"] = [{"name": re.sub(r"[^A-Za-z0-9_.-]+", "_", name), "source": self.source, "draft": None}]
-        data["scenarios"] = [s for s in data["scenarios"] if s["kind"] != "speculative"] or data["scenarios"]
+        data["scenarios"] = [s for s in data["scenarios"] if not _uses_draft(s)] or data["scenarios"]
+
+
+def _uses_draft(scenario: Any) -> bool:
+    kind = KINDS.get(str(scenario.get("kind"))) if isinstance(scenario, dict) else None
+    return kind is not None and kind.uses_draft
 
 
 class AxisOverride(SuiteOverride):

@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.analyze.changes import ChangeSettings
 from harness.core.errors import HarnessInputError
 from harness.core.input_files import json_objects, read_text
 from harness.core.schema import (
     REMOTE_DEVICE,
     CellSpec,
+    ChangeSettings,
     CompressionSpec,
     ExportPrecision,
     Gate,
@@ -31,7 +31,6 @@ from harness.core.schema import (
     PropertyValue,
     ScenarioSpec,
 )
-from harness.execute import transformers_reference
 from harness.kinds import KINDS, kind_spec
 from harness.kinds.base import MAX_PROMPT_TOKENS
 from harness.models.sources import is_gguf_source
@@ -637,7 +636,7 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                                             spec.scenario.params["enable_prefix_caching"],
                                             "configures harness serve (server: local); a running server has its "
                                             "own setting")
-                spec.scenario.params = kind_spec(scenario.kind).params.resolve_files(spec.scenario.params, suite_file)
+                spec.scenario.params = kind_spec(scenario.kind).files_resolved(spec.scenario.params, suite_file)
                 if spec.key in seen:
                     raise HarnessInputError(str(suite_file), "scenarios", spec.key, "two cells expand to the same key")
                 seen.add(spec.key)
@@ -649,7 +648,7 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                                     "selects no cell of the suite")
     if not cells:
         raise HarnessInputError(str(suite_file), "exclude", None, "the suite expands to no cell")
-    return validation.unread_passes_dropped(cells, scored=transformers_reference.wants_source)
+    return validation.unread_passes_dropped(cells)
 
 
 def _fmt_where(where: dict[str, Any]) -> str:

@@ -24,8 +24,22 @@ from harness.kinds import kind_spec
 PROPERTIES = {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0, "KV_CACHE_PRECISION": "f32"}
 
 
+TRANSFORMERS_WEIGHTS = "fp16"  # the one precision whose IR holds the Hugging Face weights (rounded to float16)
+
+
 def wanted(cell: CellSpec) -> bool:
     return cell.generation.mode == "greedy" and cell.validation_prompts > 0
+
+
+def transformers_scored(cell: CellSpec) -> bool:
+    """Cells that record matches_transformers: plain greedy decoding (its kind's registry field) with f32 outputs
+    (validation_prompts > 0) and the suite's transformers_check on (harness/execute/transformers_reference.py)."""
+    return cell.transformers_check and kind_spec(cell.scenario.kind).transformers_reference and wanted(cell)
+
+
+def transformers_source_wanted(cell: CellSpec) -> bool:
+    """Whether the prepare phase should name the cell's Hugging Face folder (transformers scores this cell)."""
+    return transformers_scored(cell) and cell.precision == TRANSFORMERS_WEIGHTS
 
 
 def greedy_signature(cell: CellSpec) -> tuple:
@@ -34,15 +48,16 @@ def greedy_signature(cell: CellSpec) -> tuple:
             cell.generation.model_dump_json(), tuple(sorted(cell.properties.items())), cell.environment)
 
 
-def unread_passes_dropped(cells: list[CellSpec], scored: Callable[[CellSpec], bool]) -> list[CellSpec]:
+def unread_passes_dropped(cells: list[CellSpec]) -> list[CellSpec]:
     """The cells with `validation_prompts` 0 where nothing would read their f32 outputs: only a cell held to
-    greedy, its plain greedy cell, and a cell the transformers reference scores (`scored`) read them. The pass
+    greedy, its plain greedy cell, and a cell the transformers reference scores read them. The pass
     is a second model load and decoding at f32, a third of a plain cell's time on a small model."""
     held = {greedy_signature(c) for c in cells if kind_spec(c.scenario.kind).same_as_greedy}
     out = []
     for c in cells:
         kind = kind_spec(c.scenario.kind)
-        read = (kind.same_as_greedy or (kind.greedy_reference and greedy_signature(c) in held) or scored(c))
+        read = (kind.same_as_greedy or (kind.greedy_reference and greedy_signature(c) in held)
+                or transformers_source_wanted(c))
         out.append(c if read or not c.validation_prompts else c.model_copy(update={"validation_prompts": 0}))
     return out
 

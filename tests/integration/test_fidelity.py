@@ -24,7 +24,7 @@ from harness.core.events import (
 from harness.core.schema import BatchRecord, PromptSpec, ReferenceRecord
 from harness.core.stats import geomean_ratio_ci
 from harness.core.store import load_results
-from harness.execute import runner
+from harness.execute import bare_reference, runner
 from harness.execute.reference import ReferenceTask
 from tests.conftest import run_cli
 from tests.factories import sample, spec
@@ -165,9 +165,9 @@ def test_continuous_batching_compares_whole_batch_throughput():
 
 
 def test_unsupported_cells_say_why():
-    assert "scenario kind 'embeddings'" in fidelity.unsupported(spec("embeddings"))
-    assert fidelity.unsupported(spec(mode="sampling")) is None  # the reference sets the same config
-    assert fidelity.unsupported(spec()) is None
+    assert "scenario kind 'embeddings'" in bare_reference.unsupported(spec("embeddings"))
+    assert bare_reference.unsupported(spec(mode="sampling")) is None  # the reference sets the same config
+    assert bare_reference.unsupported(spec()) is None
 
 
 def test_reference_task_uses_the_cells_prompts_in_order(tmp_path):
@@ -175,7 +175,7 @@ def test_reference_task_uses_the_cells_prompts_in_order(tmp_path):
     s.prompts = PromptSpec(source="file", file="p.txt", texts=["a", "b"])
     s.properties = {"KV_CACHE_PRECISION": "u8"}
     s.warmup, s.iterations = 1, 2
-    task = fidelity.reference_task(s, tmp_path / "ir", tmp_path / "draft")
+    task = bare_reference.reference_task(s, tmp_path / "ir", tmp_path / "draft")
     assert task.prompts == ["a", "b", "a"]  # one per iteration, as the worker takes them
     assert task.kind == "speculative" and task.draft_dir == str(tmp_path / "draft")
     assert task.properties == {"KV_CACHE_PRECISION": "u8"} and task.draft_properties == {"KV_CACHE_PRECISION": "u8"}
@@ -184,7 +184,7 @@ def test_reference_task_uses_the_cells_prompts_in_order(tmp_path):
     assert task.generation["apply_chat_template"] is False and task.generation["do_sample"] is False
     assert ReferenceTask.from_json(task.to_json()) == task
     s.prompts.vary_per_iteration = False
-    assert fidelity.reference_task(s, tmp_path / "ir", None).prompts == ["a"]
+    assert bare_reference.reference_task(s, tmp_path / "ir", None).prompts == ["a"]
 
 
 def test_reference_task_for_continuous_batching_keeps_the_workers_scheduler_and_properties(tmp_path):
@@ -192,8 +192,9 @@ def test_reference_task_for_continuous_batching_keeps_the_workers_scheduler_and_
     s.scenario.params = {"concurrency": 4, "enable_prefix_caching": False, "cache_size_gb": 1}
     s.properties = {"ATTENTION_BACKEND": "PA", "KV_CACHE_PRECISION": "u8"}
     s.prompts = PromptSpec(source="file", file="p.txt", texts=["a", "b", "c"])
-    task = fidelity.reference_task(s, tmp_path, None, preload=False)
-    assert task.concurrency == 4 and task.scheduler == {"enable_prefix_caching": False, "cache_size": 1}
+    task = bare_reference.reference_task(s, tmp_path, None, preload=False)
+    assert task.pipeline == "continuous_batching" and task.concurrency == 4
+    assert task.scheduler == {"enable_prefix_caching": False, "cache_size": 1}
     assert task.properties == {"KV_CACHE_PRECISION": "u8"}  # as genai_cb.build_pipeline passes them
     assert len(task.prompts) == 4 * (s.warmup + s.iterations) and not task.preload_worker_modules
 
@@ -201,8 +202,8 @@ def test_reference_task_for_continuous_batching_keeps_the_workers_scheduler_and_
 def test_reference_process_failure_is_one_line(tmp_path):
     task = ReferenceTask(model_dir=str(tmp_path / "missing"), device="CPU", kind="generate", prompts=["x"],
                          warmup=0, iterations=1, generation={"max_new_tokens": 2})
-    with pytest.raises(fidelity.ReferenceError) as e:
-        fidelity.run_reference(task, tmp_path, 120)
+    with pytest.raises(bare_reference.ReferenceError) as e:
+        bare_reference.run_reference(task, tmp_path, 120)
     assert "exited with code" in str(e.value) and "\n" not in str(e.value)
 
 
@@ -222,7 +223,7 @@ def test_runner_interleaves_reference_and_worker_processes(tmp_path, monkeypatch
         return _reference(process, TPOT_MS)
 
     monkeypatch.setattr(runner, "_run_worker", fake_worker)
-    monkeypatch.setattr(fidelity, "run_reference", fake_reference)
+    monkeypatch.setattr(bare_reference, "run_reference", fake_reference)
     monkeypatch.setattr(fidelity, "cell_prompts", lambda cell, model_dir, iterations: ["p"])
     opts = runner.RunOptions(cache_dir=tmp_path, available_devices=["CPU"])
     r = runner.run_cell(s, tmp_path / "run", opts, runner.ProgressSink())
@@ -244,10 +245,10 @@ def test_runner_keeps_the_cell_when_the_reference_crashes(tmp_path, monkeypatch)
         return [*(SampleEvent(sample=x) for x in _samples(0)), Done()], "ok", None
 
     def crash(*a, **k):
-        raise fidelity.ReferenceError("the reference loop exited with code -11: Segmentation fault")
+        raise bare_reference.ReferenceError("the reference loop exited with code -11: Segmentation fault")
 
     monkeypatch.setattr(runner, "_run_worker", fake_worker)
-    monkeypatch.setattr(fidelity, "run_reference", crash)
+    monkeypatch.setattr(bare_reference, "run_reference", crash)
     monkeypatch.setattr(fidelity, "cell_prompts", lambda cell, model_dir, iterations: ["p"])
     r = runner.run_cell(s, tmp_path / "run", runner.RunOptions(cache_dir=tmp_path, available_devices=["CPU"]),
                         runner.ProgressSink())
@@ -312,21 +313,21 @@ def test_serving_reference_is_a_bare_loop_at_concurrency_one(tmp_path):
     s.scenario.params = {"api": "chat", "concurrency": 1, "requests": 5}
     s.prompts = PromptSpec(source="file", file="p.txt", texts=["a", "b", "c"])
     s.warmup = 2
-    assert fidelity.unsupported(s) is None
-    task = fidelity.reference_task(s, tmp_path, None)
+    assert bare_reference.unsupported(s) is None
+    task = bare_reference.reference_task(s, tmp_path, None)
     assert task.kind == "continuous_batching" and task.concurrency == 1 and task.scheduler == {}
     assert task.iterations == 5 and task.warmup == 2 and len(task.prompts) == 7
     assert task.generation["apply_chat_template"] is True and task.generation["do_sample"] is False
     s.scenario.params["api"] = "completions"
-    assert fidelity.reference_task(s, tmp_path, None).generation["apply_chat_template"] is False
+    assert bare_reference.reference_task(s, tmp_path, None).generation["apply_chat_template"] is False
     for params, why in [({"api": "chat", "concurrency": 4}, "concurrency 1"), ({"api": "chat", "rate": 2.0}, "concurrency 1"),
                         ({"api": "chat", "range_ratio": 0.5}, "fixed lengths"),
                         ({"api": "embeddings"}, "embeddings API")]:
         s.scenario.params = params
-        assert why in fidelity.unsupported(s), params
+        assert why in bare_reference.unsupported(s), params
     s.scenario.params = {"api": "chat"}
     s.server = "http://127.0.0.1:9/v3"
-    assert "remote server" in fidelity.unsupported(s)
+    assert "remote server" in bare_reference.unsupported(s)
 
 
 def test_benchmark_narrows_a_suite_to_one_cell(tmp_path):

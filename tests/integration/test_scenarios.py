@@ -261,7 +261,7 @@ def test_vlm_with_generated_images(cb_run):
 
 
 def test_synthetic_image_is_deterministic_and_not_noise():
-    from harness.execute.backends.genai_vlm import synthetic_image
+    from harness.core.synthetic_images import synthetic_image
 
     a, b = synthetic_image(3, 64), synthetic_image(3, 64)
     assert a.shape == (64, 64, 3) and a.dtype.name == "uint8" and (a == b).all()

@@ -16,7 +16,7 @@ from typing import Any
 from harness.core.schema import BatchRecord, CellSpec, CheckOutputs, Sample
 from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, BatchCall, measure_cell, pipeline_properties
-from harness.execute.backends.genai_common import generation_config, prompt_texts
+from harness.execute.backends.genai_common import generation_config, generation_fields, prompt_texts
 from harness.kinds.continuous_batching import ContinuousBatchingParams
 from harness.plan import validation
 
@@ -29,6 +29,13 @@ def scheduler_fields(cell: CellSpec) -> dict[str, Any]:
     if p.cache_size_gb is not None:
         given["cache_size"] = p.cache_size_gb  # whole GB; unset, the cache grows as needed
     return given
+
+
+def bare_reference_fields(cell: CellSpec) -> dict[str, Any]:
+    """The bare loop's settings for a continuous-batching cell: its pipeline properties, scheduler and batch."""
+    return {"pipeline": "continuous_batching", "iterations": cell.iterations, "generation": generation_fields(cell),
+            "properties": pipeline_properties(cell), "scheduler": scheduler_fields(cell),
+            "concurrency": ContinuousBatchingParams.of(cell).concurrency}
 
 
 def scheduler_config(cell: CellSpec) -> Any:

@@ -15,6 +15,7 @@ from harness.execute.backends.genai_common import (
     fed_prompt_ids,
     genai_readings,
     generation_config,
+    generation_fields,
     prompt_texts,
     streamer_for,
     timing_streamer_class,
@@ -30,6 +31,18 @@ PIPELINE_ONLY_PROPERTIES = {"ATTENTION_BACKEND", "CACHE_DIR"}
 def draft_properties(cell: CellSpec) -> dict[str, Any]:
     """The draft runs with the cell's properties too (precision hints etc.), but not the pipeline-level ones."""
     return {k: v for k, v in cell.properties.items() if k not in PIPELINE_ONLY_PROPERTIES}
+
+
+def bare_reference_fields(cell: CellSpec) -> dict[str, Any]:
+    """The bare loop's settings for an LLMPipeline cell: the same generation fields, properties, draft and
+    pipeline options the worker uses (harness/execute/bare_reference.py)."""
+    kind = kind_spec(cell.scenario.kind)
+    fields: dict[str, Any] = {"iterations": cell.iterations, "generation": generation_fields(cell),
+                              "properties": dict(cell.properties),
+                              "prompt_lookup": dict(kind.pipeline_options).get("prompt_lookup", False)}
+    if kind.uses_draft:
+        fields["draft_properties"] = draft_properties(cell)
+    return fields
 
 
 def build_pipeline(cell: CellSpec, models: CellModels, cache_dir: Path | None) -> Any:

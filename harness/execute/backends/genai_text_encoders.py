@@ -62,13 +62,13 @@ class EncoderSession:
     """`batch_size` documents per call (rerank: a query, then its documents); the first measured call's
     vectors or scores are kept for the comparison with fp16."""
 
-    def __init__(self, pipe: Any, cell: CellSpec, models: CellModels, call: Any, kind: str) -> None:
+    def __init__(self, pipe: Any, cell: CellSpec, models: CellModels, call: Any,
+                 params: type[EmbeddingsParams] | type[RerankParams], with_query: bool) -> None:
         import openvino_genai as ov_genai
 
-        self.pipe, self.cell, self.fn, self.kind = pipe, cell, call, kind
+        self.pipe, self.cell, self.fn, self.with_query = pipe, cell, call, with_query
         self.tok = ov_genai.Tokenizer(str(models.target))
-        bs = (EmbeddingsParams if kind == "embeddings" else RerankParams).of(cell).batch_size
-        self.per_call = bs + (1 if kind == "rerank" else 0)
+        self.per_call = params.of(cell).batch_size + (1 if with_query else 0)
         total = cell.warmup + cell.iterations
         self.texts = prompt_texts(cell, self.tok, self.per_call * (total if cell.prompts.vary_per_iteration else 1))
         self.kept: dict[int, Any] = {}
@@ -76,7 +76,7 @@ class EncoderSession:
     def _batch(self, i: int) -> tuple[list[str], str | None, int]:
         first = (i * self.per_call) % len(self.texts) if self.cell.prompts.vary_per_iteration else 0
         chunk = [self.texts[(first + j) % len(self.texts)] for j in range(self.per_call)]
-        return (chunk[1:], chunk[0], first) if self.kind == "rerank" else (chunk, None, first)
+        return (chunk[1:], chunk[0], first) if self.with_query else (chunk, None, first)
 
     def _tokens(self, docs: list[str]) -> int:
         return sum(len(self.tok.encode(d, add_special_tokens=True).input_ids.data[0]) for d in docs)
@@ -101,8 +101,10 @@ class EncoderSession:
         return {}, CheckOutputs(first_outputs=self.kept)
 
 
-EMBEDDINGS = Backend(build=_embedding_pipeline, start=partial(EncoderSession, call=_embed, kind="embeddings"))
-RERANK = Backend(build=_rerank_pipeline, start=partial(EncoderSession, call=_rerank, kind="rerank"))
+EMBEDDINGS = Backend(build=_embedding_pipeline, start=partial(EncoderSession, call=_embed, params=EmbeddingsParams,
+                                                                        with_query=False))
+RERANK = Backend(build=_rerank_pipeline, start=partial(EncoderSession, call=_rerank, params=RerankParams,
+                                                                  with_query=True))
 
 
 def run_embeddings(cell: CellSpec, models: CellModels, emit: Emit) -> None:

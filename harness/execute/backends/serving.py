@@ -35,6 +35,7 @@ from harness.core.schema import (
     SloProbe,
 )
 from harness.execute.backends import CellModels, Emit
+from harness.kinds.base import Unsupported
 from harness.kinds.serving import ServingParams
 from harness.load.client import RequestInput, RequestOutput
 from harness.load.content import PREFIX_INDEX_BASE, BlockPrompts, RequestMaker, image_sets
@@ -47,7 +48,7 @@ from harness.load.prompt_tokenizer import (
     load_prompt_tokenizer,
     usage_prompt,
 )
-from harness.load.scrape import Scraper, metrics_url
+from harness.load.scrape import Scraper, metrics_url, read_once
 from harness.load.server_info import describe_server, prompt_token_counter
 from harness.load.slo_search import SearchPolicy, next_rate, outcome, probe
 from harness.load.traces import BLOCK_TOKENS, TraceRequest, read_trace
@@ -91,28 +92,6 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
-
-
-def scrape(base_url: str) -> dict[str, float]:
-    """Prometheus text from the server's /metrics as {sample name with labels: value} ({} when absent)."""
-    import httpx
-
-    root = base_url.rsplit("/v", 1)[0]
-    try:
-        r = httpx.get(f"{root}/metrics", timeout=5)
-    except httpx.HTTPError:
-        return {}
-    if r.status_code != 200:
-        return {}
-    out: dict[str, float] = {}
-    for line in r.text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            try:
-                out[name] = float(value)
-            except ValueError:
-                continue
-    return out
 
 
 def busiest_second_tps(outputs: list[RequestOutput], start_ns: int) -> float | None:
@@ -304,6 +283,24 @@ def reach_server(cell: CellSpec, p: ServingParams, models: CellModels
     return proc, base_url, {"load_cold_ms": (time.perf_counter() - t0) * 1000}
 
 
+def bare_reference_fields(cell: CellSpec) -> dict[str, Any]:
+    """What a local server does with each request (see harness/serve/server.py): a ContinuousBatchingPipeline
+    with the default SchedulerConfig and the cell's properties, the model's own config with max_new_tokens,
+    ignore_eos and greedy decoding; the chat API applies the chat template. One request at a time only."""
+    p = ServingParams.of(cell)
+    if cell.remote:
+        raise Unsupported(f"a remote server ({cell.server}) has no local IR for the bare loop")
+    if p.api not in ("chat", "completions"):
+        raise Unsupported(f"no bare reference for the {p.api} API (chat and completions only)")
+    if p.concurrency != 1 or p.rate is not None or p.duration_s is not None or p.range_ratio:
+        raise Unsupported("the serving reference is a one-request-at-a-time loop: concurrency 1, a request count, "
+                          "fixed lengths")
+    g = cell.generation
+    return {"pipeline": "continuous_batching", "iterations": p.requests, "properties": dict(cell.properties),
+            "scheduler": {}, "generation": {"max_new_tokens": g.max_new_tokens, "ignore_eos": g.ignore_eos,
+                                            "do_sample": False, "apply_chat_template": p.api == "chat"}}
+
+
 def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
     """Start (or reach) the server, warm up, run the load, stop; emit requests, the load record and figures."""
     p = ServingParams.of(cell)
@@ -366,7 +363,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
                 inputs.prefixes = [make(PREFIX_INDEX_BASE + g, p.shared_prefix_tokens)
                                    for g in range(p.prefix_groups)]
         emit(ServerReport(server=info))
-        before = scrape(base_url)
+        before = read_once(metrics_url(base_url))
         warmups: list[RequestOutput] = []
         measured: list[RequestOutput] = []  # every load's requests (an SLO search runs several)
 
@@ -404,7 +401,7 @@ def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
             result = _slo_search(p, cell.slo, spec, load, emit) if p.slo_search else load(spec, 0)[0]
         finally:
             timeline = scraper.stop() if scraper else LoadTimeline(interval_s=0)
-        after = scrape(base_url)
+        after = read_once(metrics_url(base_url))
     finally:
         if proc is not None:
             stop_server(proc)

@@ -219,7 +219,7 @@ def write_exports_from_node(run_dir: Path, on_node: CellOnNode, result: CellResu
 
 
 def _deadline_s(cell: CellSpec) -> float:
-    from harness.execute.transformers_reference import applies
+    from harness.plan.validation import transformers_scored as applies
 
     measuring = cell.timeout_s * cell.processes * (2 if cell.fidelity_check else 1)
     scoring = cell.timeout_s if applies(cell) else 0.0  # the transformers reference, after the measuring processes

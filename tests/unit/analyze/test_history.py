@@ -325,7 +325,8 @@ def _nightly(store: HistoryStore, n: int = 24, step_at: int = 12, factor: float 
 
 
 def test_series_are_per_suite_and_host_and_find_the_step(store: HistoryStore) -> None:
-    from harness.analyze.changes import ChangeSettings, series_changes
+    from harness.analyze.changes import series_changes
+    from harness.core.schema import ChangeSettings
 
     _nightly(store, suite="a")
     _nightly(store, n=10, suite="b", factor=1.0, seed=1)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from harness.core.schema import CheckOutputs, TokenDisagreement, TransformersReference
-from harness.execute.transformers_reference import applies, disagreements, not_scored, task_for
+from harness.execute.transformers_reference import disagreements, not_scored, task_for
+from harness.plan.validation import transformers_scored as applies
 from reports.markdown import render_markdown
 from tests.factories import result, run, sample, spec
 

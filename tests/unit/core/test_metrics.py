@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from harness.core.events import Done, Event, SampleEvent
-from harness.core.metrics import METRICS, markdown_doc, sample_values
+from harness.core.metrics import METRICS, sample_values
+from reports.metric_docs import markdown_doc
 from tests.factories import sample
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -1,4 +1,41 @@
-"""The serving part of docs/metrics.md: how load-level figures are found (generated with the metric table)."""
+"""docs/metrics.md, generated: the metric registry's table and how checks, loads and traffic are judged."""
+
+from __future__ import annotations
+
+from harness.analyze.checks import CHECKS_DOC
+from harness.analyze.load_analysis import LOAD_DOC
+from harness.core.metrics import METRICS
+from harness.load.traces import TRAFFIC_DOC
+
+DOC_PREAMBLE = """# Metrics
+
+Generated from `harness/core/metrics.py` by `harness metrics --out docs/metrics.md`; do not edit by hand.
+
+Per-sample metrics are computed from each measured generate() call's raw clock readings (kept in
+results.json); summaries pool the values of the measured iterations (warm-up excluded): mean,
+median, p90, p99 (linear interpolation), sample standard deviation (n − 1), min, max,
+CV = sd / mean, and a distribution-free 95% confidence interval of the median from order
+statistics (undefined below 6 values). Per-batch metrics (continuous batching) are computed per
+batch of concurrent requests; the requests of a batch are samples. Per-cell metrics are measured
+once per cell. The memory roofline figures (weight bytes per token, host bandwidth, achieved bandwidth,
+roofline %) are explained, with what they leave out and a check on a real machine, in docs/roofline.md.
+"""
+
+
+def markdown_doc() -> str:
+    """The whole docs/metrics.md."""
+    return (DOC_PREAMBLE + "\n" + markdown_table() + "\n\n" + LOAD_DOC + "\n" + CHECKS_DOC + "\n" + TRAFFIC_DOC
+            + "\n" + SERVING_DOC)
+
+
+def markdown_table() -> str:
+    """The metric reference table used by docs/metrics.md."""
+    rows = ["| tag | name | unit | better | scope | definition |", "|---|---|---|---|---|---|"]
+    for tag, m in METRICS.items():
+        better = "higher" if m.higher_is_better else "lower"
+        rows.append(f"| `{tag}` | {m.title} | {m.unit} | {better} | {m.scope} | {m.formula()} |")
+    return "\n".join(rows)
+
 
 SERVING_DOC = """## Serving loads: prompt lengths, repeated loads, SLO search
 

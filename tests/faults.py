@@ -1,5 +1,6 @@
-"""Test-only faults a worker can be told to inject (`harness run --fault KEY=KIND`), to prove that failures
-are contained and that checks catch wrong outputs.
+"""Faults a worker can be told to inject (`harness run --fault KEY=KIND`), to prove that failures are contained
+and that checks catch wrong outputs. Test-only: the worker imports this module only where the environment
+names it (HARNESS_FAULTS_MODULE=tests.faults, set by tests/conftest.py).
 
 Process faults: "crash" (SIGSEGV), "hang" (sleeps forever). Output faults make openvino_genai.LLMPipeline a
 pipeline that is wrong in one way, as a buggy decoding path would be: "change_token" changes the middle
