@@ -27,7 +27,8 @@ from harness.execute.cluster.executor import ClusterOptions, connect, run_cells_
 from harness.execute.cluster.local import LocalCluster
 from harness.execute.runner import ProgressSink, RunOptions, new_run_metadata, run_cells
 from harness.models.cache import default_cache_dir
-from harness.plan.suite import Suite, expand
+from harness.plan.suite import expand
+from harness.plan.suite_model import Suite
 
 
 class Clock(ProgressSink):

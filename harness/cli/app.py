@@ -1,4 +1,5 @@
-"""Command line: `harness run | report | devices | prepare | schema | metrics`."""
+"""Command line: the one typer app, `harness run`, and the entry point; every other command has its module
+here (harness/cli/<command>.py, harness/cli/history/)."""
 
 from __future__ import annotations
 
@@ -11,22 +12,26 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.ab import register as register_ab
-from harness.cli.bisect import register as register_bisect
-from harness.cli.history import history_noise_lookup, history_trends, record_in_history, register
-from harness.core.console import PlainConsole, styled
+from harness.cli.ab import ab
+from harness.cli.bisect import bisect
+from harness.cli.common import CacheOpt, err_console
+from harness.cli.compare import compare
+from harness.cli.devices import devices
+from harness.cli.history import register as register_history
+from harness.cli.history.recording import history_trends, record_in_history
+from harness.cli.metrics import metrics
+from harness.cli.prepare import prepare
+from harness.cli.report import report
+from harness.cli.schema import schema
+from harness.cli.serve import serve
+from harness.core.console import styled
 from harness.core.errors import HarnessInputError, ModelPreparationError, error_line
 from harness.core.schema import FAILED_STATUSES
 from harness.models.cache import default_cache_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and validate the OpenVINO generative-AI stack.")
-err_console = PlainConsole(stderr=True)
 DEFAULT_RESULTS = Path("results")
-
-
-CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", envvar="HARNESS_CACHE_DIR", show_default=False,
-                                               help="built models and IR cache [default: ~/.cache/ov-genai-harness]")]
 
 
 def _validate_sources(cells, suite_file: Path, suite, here: bool = True, model_option: bool = False,
@@ -293,208 +298,6 @@ def _host_bandwidth(cache_dir: Path, host):
     return bw
 
 
-@app.command()
-def report(
-    run_dir: Annotated[Path, typer.Argument(help="run directory or results.json")],
-    format: Annotated[str, typer.Option("--format", "-f", help="md | csv | json | html")] = "md",
-    kind: Annotated[str, typer.Option(help="run | qualification | release")] = "run",
-    out: Annotated[Path | None, typer.Option(help="write to this file instead of stdout")] = None,
-    db: Annotated[str | None, typer.Option(help="history database for the HTML trend charts (env HARNESS_HISTORY_URL; "
-                                              "default: history.sqlite beside the run directory)")] = None,
-) -> None:
-    """Re-render a run's results (a run report, or a qualification / release verdict)."""
-    from harness.core.store import load_results
-    from reports import RENDERERS, render
-    from reports.verdicts import render_qualification, render_release
-
-    kinds = {"qualification": render_qualification, "release": render_release}
-    if kind != "run" and kind not in kinds:
-        raise HarnessInputError("command line", "--kind", kind, "choose from run, qualification, release")
-    if format not in RENDERERS:
-        raise HarnessInputError("command line", "--format", format, f"unknown format; choose from {', '.join(RENDERERS)}")
-    record = _ab_record(run_dir, db) if kind == "release" else None
-    if record is not None:
-        from reports.ab_report import render_ab_html, render_ab_md
-
-        text = render_ab_html(record) if format == "html" else (
-            record.model_dump_json(indent=1) if format == "json" else render_ab_md(record))
-        if out:
-            out.write_text(text, encoding="utf-8")
-        else:
-            typer.echo(text)
-        return
-    results = load_results(run_dir)
-    if kind in kinds:
-        text = kinds[kind](results)
-    elif format == "html":
-        from harness.analyze.history import default_history_url
-        from reports.html import render_html
-
-        folder = run_dir if run_dir.is_dir() else run_dir.parent  # the history the run was recorded in
-        text = render_html(results, trends=history_trends(results, db or default_history_url(beside=folder)))
-    else:
-        text = render(results, format)
-    if out:
-        out.write_text(text, encoding="utf-8")
-    else:
-        typer.echo(text)
-
-
-def _ab_record(ref: Path, db: str | None):
-    """An A/B record: a directory holding ab.json, an ab.json, or an A/B id in the history; else None."""
-    from harness.cli.ab import AB_JSON, load_ab
-
-    if (ref / AB_JSON).is_file() if ref.is_dir() else (ref.name == AB_JSON and ref.is_file()):
-        return load_ab(ref)
-    if ref.exists():
-        return None
-    try:
-        from harness.analyze.history import HistoryStore
-        from harness.experiment.ab import ABResult
-
-        with HistoryStore(db) as store:
-            found = store.ab_json(str(ref))
-    except HarnessInputError:
-        return None
-    return ABResult.model_validate_json(found) if found else None
-
-
-@app.command()
-def compare(
-    base: Annotated[str, typer.Argument(help="run dir, results.json, run id, baseline name or last-good")],
-    candidate: Annotated[str, typer.Argument(help="run dir, results.json, run id or baseline name")],
-    threshold: Annotated[list[str] | None, typer.Option(help="minimum effect, e.g. tpot_ms=0.05 (repeatable)")] = None,
-    metric: Annotated[list[str] | None, typer.Option(help="compare only these metrics (repeatable)")] = None,
-    alpha: Annotated[float, typer.Option(help="significance level after Benjamini–Hochberg correction")] = 0.05,
-    format: Annotated[str, typer.Option("--format", "-f", help="table | md | json")] = "table",
-    out: Annotated[Path | None, typer.Option(help="write the report here instead of stdout")] = None,
-    db: Annotated[str | None, typer.Option(help="history database URL (env HARNESS_HISTORY_URL)")] = None,
-    html: Annotated[Path | None, typer.Option("--html", help="also write a self-contained HTML page here")] = None,
-    history_noise: Annotated[bool, typer.Option(
-        help="raise each cell's minimum effect to its run-to-run noise in the history (>= 5 earlier runs)")] = True,
-) -> None:
-    """Compare two runs; exit code 1 when any metric of any cell regressed."""
-    from harness.analyze.compare import DEFAULT_THRESHOLDS, CompareSettings, compare_runs, parse_thresholds
-    from harness.analyze.history import load_run
-    from reports.comparison import comparison_table, render_comparison_json, render_comparison_md
-
-    if format not in ("table", "md", "json"):
-        raise HarnessInputError("command line", "--format", format, "choose from table, md, json")
-    if not 0 < alpha < 1:  # nan fails this too
-        raise HarnessInputError("command line", "--alpha", alpha, "a significance level is between 0 and 1")
-    b, c = load_run(base, db), load_run(candidate, db)
-    thresholds = {**DEFAULT_THRESHOLDS, **c.metadata.compare_thresholds, **parse_thresholds(threshold)}
-    if metric:
-        unknown = [m for m in metric if m not in thresholds and m not in parse_thresholds([f"{m}=0"])]
-        thresholds = {m: thresholds.get(m, 0.05) for m in metric if m not in unknown}
-    noise = history_noise_lookup(db, {b.metadata.run_id, c.metadata.run_id}) if history_noise else None
-    comp = compare_runs(b, c, CompareSettings(thresholds=thresholds, alpha=alpha), noise)
-    if html is not None:
-        from reports.html import render_comparison_html
-
-        html.write_text(render_comparison_html(comp, b, c), encoding="utf-8")
-        err_console.print(f"HTML comparison: {html}")
-    if format == "table" and out is None:
-        console = PlainConsole()
-        console.width = max(console.width, 160)  # keys are long; a pipe or CI log is not 80 columns wide
-        console.print(comparison_table(comp))
-        for d in comp.drift:
-            err_console.print(styled("yellow", "drift:", f"{d.field}: {d.base} → {d.candidate}"))
-        for k in comp.only_in_base:
-            err_console.print(f"only in base: {k}")
-        for k in comp.only_in_candidate:
-            err_console.print(f"only in candidate: {k}")
-    else:
-        text = render_comparison_json(comp) if format == "json" else render_comparison_md(comp)
-        if out:
-            out.write_text(text, encoding="utf-8")
-        else:
-            typer.echo(text)
-    if comp.regressions():
-        raise typer.Exit(1)
-
-
-def _usable_device(device: str) -> None:
-    """A device string OpenVINO accepts and this machine has, or one line naming it."""
-    import openvino as ov
-
-    from harness.plan.devices import missing_devices, validate_device_string
-
-    try:
-        validate_device_string(device)
-    except ValueError as e:
-        raise HarnessInputError("command line", "--device", device, str(e)) from None
-    available = list(ov.Core().available_devices)
-    if missing := missing_devices(device, available):
-        raise HarnessInputError("command line", "--device", device,
-                                f"{', '.join(missing)} not available here (available: {', '.join(available) or 'none'})")
-
-
-@app.command()
-def serve(
-    model: Annotated[str, typer.Argument(help="IR dir, Hugging Face dir or id, or synthetic:NAME (exported to fp16)")],
-    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one)")] = 8000,
-    device: str = "CPU",
-    properties: Annotated[str, typer.Option(help="OpenVINO properties as a JSON object")] = "{}",
-    embeddings: Annotated[str | None, typer.Option(help="also serve /v3/embeddings with this model")] = None,
-    rerank: Annotated[str | None, typer.Option(help="also serve /v3/rerank with this model")] = None,
-    cache_dir: CacheOpt = None,
-    scheduler: Annotated[str, typer.Option(help="SchedulerConfig fields of the pipeline as a JSON object, e.g. "
-                                           '\'{"enable_prefix_caching": true}\'')] = "{}",
-) -> None:
-    """OpenAI-compatible server shaped like OpenVINO Model Server (/v3/chat/completions, /v3/completions,
-    /v3/embeddings, /v3/rerank, /metrics) on a ContinuousBatchingPipeline. MODEL may also be an
-    embedding or rerank model alone."""
-    import json
-
-    from harness.core.schema import CompressionSpec
-    from harness.models.prepare import prepare_model
-    from harness.serve.server import serve as run_server
-
-    try:
-        props = json.loads(properties)
-        assert isinstance(props, dict)
-    except (ValueError, AssertionError):
-        raise HarnessInputError("command line", "--properties", properties, "expected a JSON object") from None
-    try:
-        sched = json.loads(scheduler)
-        assert isinstance(sched, dict)
-    except (ValueError, AssertionError):
-        raise HarnessInputError("command line", "--scheduler", scheduler, "expected a JSON object") from None
-    from harness.serve.server import scheduler_config
-
-    try:
-        scheduler_config(sched)
-    except ValueError as e:
-        raise HarnessInputError("command line", "--scheduler", scheduler, str(e)) from None
-    _usable_device(device)
-    cache_dir = cache_dir or default_cache_dir()
-    log = lambda m: err_console.print(m)  # noqa: E731
-    model_dir = prepare_model(model, "fp16", CompressionSpec(), cache_dir, log=log).path
-    emb_dir = prepare_model(embeddings, "fp16", CompressionSpec(), cache_dir, log=log).path if embeddings else None
-    rerank_dir = prepare_model(rerank, "fp16", CompressionSpec(), cache_dir, log=log).path if rerank else None
-    err_console.print(f"serving {model_dir} on http://{host}:{port}/v3")
-    try:
-        run_server(model_dir, host=host, port=port, device=device, properties=props, embedding_model_dir=emb_dir,
-                   rerank_model_dir=rerank_dir, scheduler=sched)
-    except RuntimeError as e:  # the runtime refused the model or the properties while loading
-        raise ModelPreparationError(f"cannot serve {model_dir} on {device}: {error_line(e)}") from None
-
-
-@app.command()
-def devices() -> None:
-    """List OpenVINO devices and their key properties."""
-    from rich.table import Table
-
-    from harness.plan.devices import list_devices
-
-    table = Table("device", "full name", "properties")
-    for d in list_devices():
-        table.add_row(d.name, d.full_name or "?", "\n".join(f"{k}: {v}" for k, v in d.properties.items()))
-    PlainConsole().print(table)
-
-
 def _parse_faults(given: list[str], keys: set[str]) -> dict[str, str]:
     from harness.execute.worker import faults_module
 
@@ -515,79 +318,12 @@ def _parse_faults(given: list[str], keys: set[str]) -> dict[str, str]:
     return faults
 
 
-@app.command()
-def prepare(
-    source: Annotated[str, typer.Argument(help="synthetic:NAME, HF dir or id, IR dir, .gguf file or pypi:PACKAGE==VERSION")],
-    precision: Annotated[str, typer.Option(help="fp16 | int8 | int4 | gguf (a GGUF source's own file)")] = "fp16",
-    group_size: int = 128,
-    ratio: float = 1.0,
-    sym: bool = False,
-    cache_dir: CacheOpt = None,
-) -> None:
-    """Build/export a model to OpenVINO IR (cached) and print its directory."""
-    from pydantic import ValidationError
-
-    from harness.core.schema import CompressionSpec
-    from harness.models.prepare import PRECISIONS, prepare_model
-
-    cache_dir = cache_dir or default_cache_dir()
-    if precision not in PRECISIONS:
-        raise HarnessInputError("command line", "--precision", precision, f"must be one of {', '.join(PRECISIONS)}")
-    try:
-        compression = CompressionSpec(group_size=group_size, ratio=ratio, sym=sym)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise HarnessInputError("command line", f"--{str(err['loc'][0]).replace('_', '-')}", err.get("input"),
-                                err["msg"].removeprefix("Value error, ")) from None
-    if err_console.is_terminal:  # one status line, updated in place (training reports its progress there)
-        with err_console.status("preparing ...") as status:
-            pm = prepare_model(source, precision, compression, cache_dir, log=lambda m: status.update(m))
-    else:
-        pm = prepare_model(source, precision, compression, cache_dir, log=lambda m: err_console.print(m))
-    err_console.print(f"{'cache hit' if pm.cache_hit else 'exported'}: {pm.size_mb:.1f} MiB weights"
-                      + (f", export {pm.export_s:.1f} s" if pm.export_s is not None else ""))
-    for note in pm.notes:
-        err_console.print(note, highlight=False)
-    if pm.source_kind == "synthetic":
-        _print_synthetic_quality(source.removeprefix("synthetic:"), cache_dir)
-    typer.echo(str(pm.path))
-
-
-def _print_synthetic_quality(name: str, cache_dir: Path) -> None:
-    from harness.models.synthetic import built_quality, entry_dir
-
-    quality = built_quality(entry_dir(name, cache_dir))
-    err_console.print(f"{name}: {quality.describe()}" if quality else f"{name}: random weights (not trained)")
-
-
-@app.command()
-def schema(out: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None) -> None:
-    """Print the JSON Schema of results.json."""
-    import json
-
-    from harness.core.schema import json_schema
-
-    text = json.dumps(json_schema(), indent=1) + "\n"
-    if out:
-        out.write_text(text)
-    else:
-        typer.echo(text, nl=False)
-
-
-@app.command()
-def metrics(out: Annotated[Path | None, typer.Option(help="write the document here (docs/metrics.md)")] = None) -> None:
-    """Print the metric definitions (docs/metrics.md)."""
-    from reports.metric_docs import markdown_doc
-
-    if out:
-        out.write_text(markdown_doc(), encoding="utf-8")
-    else:
-        typer.echo(markdown_doc(), nl=False)
-
-
-register(app)
-register_ab(app)
-register_bisect(app)
+# registered after run, in the order --help lists them
+for command in (report, compare, serve, devices, prepare, schema, metrics):
+    app.command()(command)
+register_history(app)
+app.command()(ab)
+app.command()(bisect)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,7 @@
 A cell's models (its model, and a speculative cell's draft) are built or exported into the cache before it is
 measured. Every cell that needs the same model (source, precision, compression) needs exactly the same work, so a
 run does it once per `PrepareKey`: the local runner prepares each model before the first cell that needs it,
-outside that cell's time limits (runner.Preparations), and a preparation that failed fails every cell needing it
+outside that cell's time limits (preparations.Preparations), and a preparation that failed fails every cell needing it
 with the same error and a note, instead of being attempted again for each of them; on a cluster, where each cell's
 node prepares its own models, the submitter keeps the failures (`FailedPreparations`) and sends no more cells that
 need a model whose preparation failed. Nothing is remembered across invocations: `harness run --resume RUN
@@ -12,10 +12,12 @@ need a model whose preparation failed. Nothing is remembered across invocations:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
+from harness.core.events import Event, Prepared
 from harness.core.schema import CellResult, CellSpec, CellStatus, CompressionSpec, ExportPrecision
 from harness.kinds import kind_spec
 
@@ -97,3 +99,24 @@ class FailedPreparations:
             if key in self._failed:
                 return self._failed[key].model_copy(update={"role": role})
         return None
+
+
+@dataclass
+class Preparation:
+    """One model's preparation in a run: what its prepare worker reported, shared by every cell that needs it."""
+
+    key: PrepareKey
+    events: list[Event]
+    status: CellStatus
+    error: str | None
+    log: Path
+    wall_s: float
+
+    def prepared(self) -> Prepared | None:
+        return next((e for e in reversed(self.events) if isinstance(e, Prepared)), None)
+
+    def failure(self, role: Role, node: str | None = None) -> PreparationFailure | None:
+        if self.status == "ok":
+            return None
+        return PreparationFailure(role=role, status=self.status, error=self.error or self.status,
+                                  what=self.key.describe(), log=str(self.log), node=node)

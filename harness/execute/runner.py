@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
 
 from harness.analyze.aggregate import cell_result
-from harness.analyze.checks import run_level_checks
-from harness.core.child_process import die_with_parent
 from harness.core.events import (
     Done,
-    Error,
     Event,
     Phase,
     Prepared,
@@ -29,10 +18,8 @@ from harness.core.events import (
     RunnerValues,
     TransformersDone,
     Unreadable,
-    parse_event,
 )
 from harness.core.schema import (
-    FAILED_STATUSES,
     CellResult,
     CellSpec,
     CellStatus,
@@ -40,18 +27,15 @@ from harness.core.schema import (
     RunMetadata,
     RunResults,
 )
-from harness.core.store import append_cell, load_cells, write_results
-from harness.execute.preparation import PreparationFailure, PrepareKey, Role, failed_preparation, prepare_keys
+from harness.execute import worker_process
+from harness.execute.preparation import Preparation, Role, failed_preparation
+from harness.execute.preparations import Preparations
+from harness.execute.run_record import RunRecord, assemble, execute, new_run_metadata, now_iso, pending_cells  # noqa: F401 - until the cli imports them from run_record
 from harness.execute.worker import WorkerTask
+from harness.execute.worker_process import ProgressSink, cell_workdir
 from harness.kinds import kind_spec
 from harness.plan.devices import missing_devices
 from harness.plan.environments import PreparedEnvironment
-
-POLL_S = 0.2
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -65,105 +49,6 @@ class RunOptions:
     environments: dict[str, PreparedEnvironment] = field(default_factory=dict)
     # the host's measured triad bandwidth (harness.analyze.roofline), a cell value of every cell it measures
     memory_bandwidth_gbs: float | None = None
-
-
-class ProgressSink:
-    """What the runner tells the user; the CLI plugs rich in, tests can plug in nothing."""
-
-    def cell_started(self, index: int, total: int, cell: CellSpec) -> None: ...
-    def cell_placed(self, cell: CellSpec, node: str) -> None: ...
-    def cell_event(self, cell: CellSpec, event: Event) -> None: ...
-    def cell_finished(self, result: CellResult) -> None: ...
-    def preparation_started(self, key: PrepareKey) -> None: ...
-    def preparation_event(self, key: PrepareKey, event: Event) -> None: ...
-    def preparation_finished(self, preparation: Preparation) -> None: ...
-
-
-def cell_workdir(run_dir: Path, key: str) -> Path:
-    """A cell's worker folder in a run directory (logs, events, the worker's own files)."""
-    return run_dir / "work" / re.sub(r"[^A-Za-z0-9_.=-]+", "_", key)[:150]
-
-
-def _read_new(path: Path, offset: int, final: bool = False) -> tuple[list[Event], int]:
-    """Events of the complete lines appended since `offset`, a line that is no event as Unreadable. A partial
-    last line waits for the next read, unless the worker is over (`final`): then it is a torn write."""
-    if not path.exists():
-        return [], offset
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read()
-    *lines, tail = data.split(b"\n")
-    if final and tail:
-        lines.append(tail)
-        tail = b""
-    return [parse_event(line) for line in lines], offset + len(data) - len(tail)
-
-
-def _log_tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(line.strip() for line in text[-lines:])
-
-
-def _run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpec, progress: ProgressSink,
-                env: PreparedEnvironment | None = None, since_progress: bool = False
-                ) -> tuple[list[Event], CellStatus, str | None]:
-    """One worker process for one phase of a cell (in `env`'s interpreter when given): its events,
-    status and error. With `since_progress` the time limit counts from the worker's last event instead of
-    its start: a long build that keeps reporting progress is never cut off, a silent one is."""
-    t0 = time.monotonic()
-    last = t0
-    name = task.mode
-    task_path, events_path, log_path = (workdir / f"{name}-task.json", workdir / f"{name}-events.jsonl",
-                                        workdir / f"{name}.log")
-    events_path.unlink(missing_ok=True)
-    task_path.write_text(task.model_dump_json())
-    events: list[Event] = []
-    offset = 0
-    timed_out = False
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([env.python if env else sys.executable, "-m", "harness.execute.worker", str(task_path),
-                                 str(events_path)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=die_with_parent,
-                                env=env.worker_env() if env else None)
-        try:
-            while True:
-                rc = proc.poll()
-                new, offset = _read_new(events_path, offset)
-                for ev in new:
-                    events.append(ev)
-                    progress.cell_event(cell, ev)
-                if new:
-                    last = time.monotonic()
-                if rc is not None:
-                    break
-                if time.monotonic() - (last if since_progress else t0) > timeout_s:
-                    timed_out = True
-                    _kill_group(proc)
-                    break
-                time.sleep(POLL_S)
-        except BaseException:
-            _kill_group(proc)
-            raise
-        new, offset = _read_new(events_path, offset, final=True)
-        events.extend(new)
-    phase = next((e.phase for e in reversed(events) if isinstance(e, Phase)), name)
-    err_event = next((e for e in events if isinstance(e, Error)), None)
-    if timed_out and since_progress:
-        return events, "timeout", (f"reported no progress for {timeout_s:g} s, the {name} timeout (phase: {phase}); "
-                                   f"log: {_log_tail(log_path)}")
-    if timed_out:
-        return events, "timeout", f"exceeded the {name} timeout of {timeout_s:g} s (phase: {phase})"
-    if err_event is not None:
-        return events, "failed", err_event.error
-    if rc == 0 and any(isinstance(e, Done) for e in events):
-        return events, "ok", None
-    if rc is not None and rc < 0:
-        sig = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
-        return events, "crashed", f"worker died with signal {sig} (phase: {phase}); log: {_log_tail(log_path)}"
-    return events, "crashed", f"worker exited with code {rc} (phase: {phase}); log: {_log_tail(log_path)}"
 
 
 def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: ProgressSink,
@@ -210,7 +95,7 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
         if options.memory_bandwidth_gbs is not None:
             events.append(RunnerValues(cell_values={"memory_bandwidth_gbs": options.memory_bandwidth_gbs}))
     if not options.keep_workdirs:
-        _remove_tree(prepared.workdir / "compile-cache")
+        worker_process.remove_tree(prepared.workdir / "compile-cache")
     return cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)
 
 
@@ -237,7 +122,7 @@ def prepare_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: P
     if shared:
         events, status, error = _from_preparations(cell, shared)
     else:
-        events, status, error = _run_worker(base, workdir, cell.prepare_timeout_s, cell, progress)
+        events, status, error = worker_process.run_worker(base, workdir, cell.prepare_timeout_s, cell, progress)
     env = options.environments.get(cell.environment) if cell.environment else None
     if cell.environment and env is None:
         status, error = "failed", f"environment {cell.environment!r} was not prepared for this run"
@@ -282,7 +167,7 @@ def measure_process(prepared: PreparedCell, process: int, options: RunOptions,
     assert prepared.task is not None
     cell = prepared.cell
     measure = prepared.task.model_copy(update={"fault": options.faults.get(cell.key), "process": process})
-    return _run_worker(measure, prepared.workdir, cell.timeout_s, cell, progress, prepared.env)
+    return worker_process.run_worker(measure, prepared.workdir, cell.timeout_s, cell, progress, prepared.env)
 
 
 def _measure_task(prepare: WorkerTask, prepared: Prepared, env: PreparedEnvironment | None,
@@ -347,180 +232,30 @@ def _reference_runner(cell: CellSpec, measure: WorkerTask, workdir: Path,
     return run
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
-PrepareLimit = Literal["since_progress", "total"]
-
-
 @dataclass
-class Preparation:
-    """One model's preparation in a run: what its prepare worker reported, shared by every cell that needs it."""
+class LocalExecutor:
+    """Cells one after another on this host, each in its own worker processes; each model is prepared once for
+    all the cells that need it (Preparations)."""
 
-    key: PrepareKey
-    events: list[Event]
-    status: CellStatus
-    error: str | None
-    log: Path
-    wall_s: float
+    run_dir: Path
+    options: RunOptions
+    progress: ProgressSink
 
-    def prepared(self) -> Prepared | None:
-        return next((e for e in reversed(self.events) if isinstance(e, Prepared)), None)
-
-    def failure(self, role: Role, node: str | None = None) -> PreparationFailure | None:
-        if self.status == "ok":
-            return None
-        return PreparationFailure(role=role, status=self.status, error=self.error or self.status,
-                                  what=self.key.describe(), log=str(self.log), node=node)
-
-
-class _PreparationEvents(ProgressSink):
-    """A preparation's worker events, passed on as the preparation's (not a cell's) progress."""
-
-    def __init__(self, progress: ProgressSink, key: PrepareKey) -> None:
-        self.progress, self.key = progress, key
-
-    def cell_event(self, cell: CellSpec, event: Event) -> None:
-        self.progress.preparation_event(self.key, event)
-
-
-class Preparations:
-    """A run's model preparations: each model (PrepareKey) prepared once, in a worker process of its own, when the
-    first cell that needs it is about to start; every later cell that needs it takes the outcome, a failure too.
-
-    Why not in the cell's prepare phase, as before: there it ran under the cell's prepare timeout, so a long
-    build on a busy machine (training a built-in model) was killed near its end with all its work, and the next
-    cell needing the same model started it again from nothing, as it did a failing export, once per cell.
-
-    `limit`: "since_progress" (a run's own preparations) stops a preparation only when it has reported nothing
-    for the cell's prepare_timeout_s (training reports every 5% of its steps; an export is one silent step, as
-    long as before), so a slow build that progresses is never lost and a hung one still ends; "total" keeps the
-    prepare timeout as a limit on the cell's preparations together, where something else waits with its own
-    deadline for the whole cell (a cluster node's task)."""
-
-    def __init__(self, run_dir: Path, options: RunOptions, progress: ProgressSink,
-                 limit: PrepareLimit = "since_progress") -> None:
-        self.run_dir, self.options, self.progress, self.limit = run_dir, options, progress, limit
-        self._done: dict[PrepareKey, Preparation] = {}
-
-    def for_cell(self, cell: CellSpec) -> dict[Role, Preparation] | None:
-        """The preparations of the cell's models, made now for those not yet made; None for a cell with no
-        model to prepare. A draft is not prepared for a cell whose model failed."""
-        keys = prepare_keys(cell)
-        if not keys:
-            return None
-        deadline = time.monotonic() + cell.prepare_timeout_s
-        out: dict[Role, Preparation] = {}
-        for role, key in keys.items():
-            if key not in self._done:
-                timeout = cell.prepare_timeout_s if self.limit == "since_progress" else deadline - time.monotonic()
-                self._done[key] = self._prepare(key, cell, timeout)
-            out[role] = self._done[key]
-            if out[role].status != "ok":
-                break
-        return out
-
-    def failures(self, cell: CellSpec, node: str | None = None) -> list[PreparationFailure]:
-        """The failed preparations among the cell's models, made so far."""
-        found = ((role, self._done.get(key)) for role, key in prepare_keys(cell).items())
-        return [f for role, p in found if p is not None and (f := p.failure(role, node)) is not None]
-
-    def _prepare(self, key: PrepareKey, cell: CellSpec, timeout_s: float) -> Preparation:
-        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
-        workdir = self.run_dir / "work" / "prepare" / (re.sub(r"[^A-Za-z0-9_.=-]+", "_", key.describe())[:120]
-                                                       + f"-{digest}")
-        workdir.mkdir(parents=True, exist_ok=True)
-        if timeout_s <= 0:  # "total": the cell's model used up the time its draft would have had
-            return Preparation(key, [], "timeout", f"exceeded the prepare timeout of {cell.prepare_timeout_s:g} s "
-                               f"before preparing {key.describe()}", workdir / "prepare.log", 0.0)
-        task = WorkerTask(mode="prepare", cell=cell, cache_dir=str(self.options.cache_dir), workdir=str(workdir),
-                          prepare=key)
-        self.progress.preparation_started(key)
-        t0 = time.monotonic()
-        events, status, error = _run_worker(task, workdir, timeout_s, cell, _PreparationEvents(self.progress, key),
-                                            since_progress=self.limit == "since_progress")
-        done = Preparation(key, events, status, error, workdir / "prepare.log", time.monotonic() - t0)
-        self.progress.preparation_finished(done)
-        return done
-
-
-def assemble(run_dir: Path, meta: RunMetadata, order: list[str] | None = None) -> RunResults:
-    """results.json content from the append-only cell records; cross-cell checks recomputed."""
-    cells = load_cells(run_dir)
-    latest: dict[str, CellResult] = {}
-    earlier: dict[str, list[CellResult]] = {}
-    for c in cells:
-        if c.key in latest:
-            earlier.setdefault(c.key, []).append(latest[c.key])
-        latest[c.key] = c
-    for key, attempts in earlier.items():  # every attempt stays in cells.jsonl; the latest one stands
-        latest[key].notes.append(f"attempt {len(attempts) + 1}; earlier: " + "; ".join(
-            f"{a.status}" + (f" ({a.error})" if a.error else "") for a in attempts))
-    keys = list(latest)
-    if order:
-        rank = {k: i for i, k in enumerate(order)}
-        keys.sort(key=lambda k: rank.get(k, len(rank)))
-    return RunResults(metadata=meta, cells=run_level_checks([latest[k] for k in keys]))
-
-
-def pending_cells(cells: list[CellSpec], run_dir: Path, retry_failed: bool) -> list[CellSpec]:
-    """The cells a run (local or on a cluster) still has to run: those with no record in run_dir, and with
-    `retry_failed` those whose latest record failed, crashed or timed out."""
-    latest = {c.key: c.status for c in load_cells(run_dir)}
-    done = {k for k, status in latest.items() if not (retry_failed and status in FAILED_STATUSES)}
-    return [c for c in cells if c.key not in done]
+    def run(self, cells: list[CellSpec], record: RunRecord) -> None:
+        preparations = Preparations(self.run_dir, self.options, self.progress)
+        for i, cell in enumerate(cells):
+            self.progress.cell_started(i, len(cells), cell)
+            started, t0 = now_iso(), time.monotonic()
+            try:
+                result = run_cell(cell, self.run_dir, self.options, self.progress, preparations)
+            except Exception as e:  # noqa: BLE001 - a harness bug in one cell must not end the suite run
+                result = cell_result(cell, [], "failed", f"harness error in this cell: {type(e).__name__}: {e}",
+                                     started, now_iso(), time.monotonic() - t0)
+            record.record(result)
 
 
 def run_cells(cells: list[CellSpec], run_dir: Path, meta: RunMetadata, options: RunOptions,
-              progress: ProgressSink, on_results: Callable[[RunResults], None] | None = None,
-              retry_failed: bool = False) -> RunResults:
-    """Run every cell not already recorded in run_dir (with `retry_failed`, also those whose latest record
-    failed, crashed or timed out); rewrite results.json after each cell. Each model is prepared once for all the
-    cells that need it (Preparations)."""
-    order = [c.key for c in cells]
-    todo = pending_cells(cells, run_dir, retry_failed)
-    preparations = Preparations(run_dir, options, progress)
-    for i, cell in enumerate(todo):
-        progress.cell_started(i, len(todo), cell)
-        started, t0 = now_iso(), time.monotonic()
-        try:
-            result = run_cell(cell, run_dir, options, progress, preparations)
-        except Exception as e:  # noqa: BLE001 - a harness bug in one cell must not end the suite run
-            result = cell_result(cell, [], "failed", f"harness error in this cell: {type(e).__name__}: {e}",
-                                 started, now_iso(), time.monotonic() - t0)
-        append_cell(run_dir, result)
-        progress.cell_finished(result)
-        write_results(run_dir, assemble(run_dir, meta, order))
-    meta.finished_at = now_iso()
-    results = assemble(run_dir, meta, order)
-    write_results(run_dir, results)
-    if on_results:
-        on_results(results)
-    return results
-
-
-def new_run_metadata(run_id: str, suite, suite_path: Path, sha: str, core, environments=()):
-    """A new run's metadata: suite, host, devices, the harness's versions (an environment's replace them)."""
-    from harness.core import host
-    from harness.core.schema import RunMetadata
-    from harness.plan.devices import list_devices
-
-    versions = host.package_versions()
-    for e in environments:
-        versions.update({k: v for k, v in e.versions.items() if k in versions})
-    return RunMetadata(
-        run_id=run_id, suite_name=suite.name, suite_file=str(suite_path.resolve()), suite_sha256=sha,
-        started_at=now_iso(), command=sys.argv, host=host.host_info(), versions=versions,
-        harness_commit=host.git_commit(), devices=list_devices(core), compare_thresholds=suite.compare_thresholds,
-        environments=[e.record() for e in environments])
+              progress: ProgressSink, retry_failed: bool = False) -> RunResults:
+    """Every cell not already recorded in run_dir run here (see `execute`)."""
+    return execute(LocalExecutor(run_dir, options, progress), cells, RunRecord(run_dir, meta, cells, progress),
+                   retry_failed)

@@ -15,17 +15,22 @@ digest of what was asked, so running the same command again resumes where an int
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
 from collections.abc import Sequence
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.core.errors import HarnessInputError
 from harness.experiment.ab import SideSpec
 from harness.plan.environments import EnvironmentSpec
+
+if TYPE_CHECKING:
+    from harness.core.schema import CellSpec
 
 BISECT_VERSION = "1.0"
 Mark = Literal["good", "bad", "skip"]
@@ -292,3 +297,45 @@ def check_candidates(candidates: Sequence[Candidate], where: str) -> None:
     names = [c.name for c in candidates]
     if dup := next((n for n in names if names.count(n) > 1), None):
         raise HarnessInputError(where, "--candidates", dup, "two candidates have the same name")
+
+
+def choose_candidates(candidates: str | None, good: str | None, bad: str | None,
+                      declared: dict[str, EnvironmentSpec]) -> tuple[list[Candidate], dict[str, EnvironmentSpec]]:
+    """The candidates of --candidates (a file, or a comma-separated list) or of --good and --bad (the releases
+    between them), checked; and every environment known: the declared ones and those candidates define."""
+    from harness.experiment.ab_session import validate_side
+
+    if candidates is not None:
+        if good or bad:
+            raise HarnessInputError("command line", "--good" if good else "--bad", good or bad, "give either "
+                                    "--good and --bad or --candidates, not both")
+        path = Path(candidates)
+        if path.suffix.lower() in (".yaml", ".yml", ".json") or path.is_file():
+            if not path.is_file():
+                raise HarnessInputError(str(path), "--candidates", None, "no such file")
+            listed, where = load_candidate_file(path, declared), str(path)
+        else:
+            listed = parse_candidate_items([c.strip() for c in candidates.split(",") if c.strip()], declared)
+            where = "command line"
+    elif good and bad:
+        listed, where = version_candidates(good, bad, registry_versions), "package registry"
+    else:
+        raise HarnessInputError("command line", "--bad" if good else "--good", None, "give --good and --bad "
+                                "(PACKAGE==VERSION) or --candidates")
+    check_candidates(listed, where)
+    known = {**declared, **{c.environment.name: c.environment for c in listed if c.environment}}
+    for i, c in enumerate(listed):
+        validate_side(where, f"candidate {i} ({c.name})", c.side, known)
+    return listed, known
+
+
+def cell_named(cells: Sequence[CellSpec], key: str, suite_path: Path, suite: str) -> list[CellSpec]:
+    """The cell of the suite `suite` names that has this key; one line naming similar keys when none has."""
+    found = [c for c in cells if c.key == key]
+    if not found:
+        keys = [c.key for c in cells]
+        close = difflib.get_close_matches(key, keys, n=3, cutoff=0.4)
+        raise HarnessInputError(str(suite_path), "--cell", key, "no cell of the suite has this key"
+                                + (f"; similar: {', '.join(close)}" if close else f" ({len(keys)} cells: harness run "
+                                   f"{suite} --list)"))
+    return found

@@ -18,7 +18,7 @@ TOKENIZER_FILES = ("openvino_tokenizer.xml", "openvino_detokenizer.xml")
 # Files openvino-genai reads next to the IR that optimum-cli does not always copy (without torchvision it
 # cannot load an image processor, and skips preprocessor_config.json).
 AUX_FILES = ("preprocessor_config.json", "processor_config.json")
-VOCODER_DIR = "vocoder"  # a text-to-speech model's vocoder (harness.models.synthetic builds it there)
+VOCODER_DIR = "vocoder"  # a text-to-speech model's vocoder (harness.models.synthetic.speecht5 builds it there)
 _ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*:")
 
 

@@ -19,16 +19,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from harness.core.errors import HarnessInputError
 from harness.core.schema import CellSpec, DroppedGate, Gate
 from harness.kinds import KINDS
+from harness.plan.cells import expand, gate_selects
 from harness.plan.environments import EnvironmentSpec
-from harness.plan.suite import (
-    Suite,
-    SuiteGate,
-    _bounded_yaml,
-    _format_loc,
-    _YAMLRefused,
-    expand,
-    gate_selects,
-)
+from harness.plan.suite_file import format_loc
+from harness.plan.suite_model import Suite, SuiteGate
+from harness.plan.suite_yaml import YAMLRefused, bounded_yaml
 
 SET_ENV = "HARNESS_SET"
 SetOrigin = Literal["--set", "HARNESS_SET"]
@@ -106,8 +101,8 @@ def parse_set(item: str, origin: SetOrigin) -> SetOverride:
         raise HarnessInputError(origin, None, item, "expected KEY=VALUE, KEY a suite field such as iterations or a "
                                 "dotted path such as generation.max_new_tokens or models.*.source")
     try:
-        value = _bounded_yaml(text.encode())
-    except _YAMLRefused as e:
+        value = bounded_yaml(text.encode())
+    except YAMLRefused as e:
         raise HarnessInputError(origin, key, text, str(e)) from None
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
@@ -201,7 +196,7 @@ def apply_overrides(suite: Suite, overrides: Sequence[SuiteOverride]) -> Suite:
             if isinstance(value, dict | list):
                 value = None
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-            raise HarnessInputError(o.origin, _format_loc(tuple(err["loc"])) or None, value, msg) from None
+            raise HarnessInputError(o.origin, format_loc(tuple(err["loc"])) or None, value, msg) from None
     return Suite.model_validate(data)
 
 

@@ -24,7 +24,7 @@ from harness.core.events import (
 from harness.core.schema import BatchRecord, PromptSpec, ReferenceRecord
 from harness.core.stats import geomean_ratio_ci
 from harness.core.store import load_results
-from harness.execute import bare_reference, runner
+from harness.execute import bare_reference, runner, worker_process
 from harness.execute.reference import ReferenceTask
 from tests.conftest import run_cli
 from tests.factories import sample, spec
@@ -222,9 +222,9 @@ def test_runner_interleaves_reference_and_worker_processes(tmp_path, monkeypatch
         order.append(f"reference{process}")
         return _reference(process, TPOT_MS)
 
-    monkeypatch.setattr(runner, "_run_worker", fake_worker)
+    monkeypatch.setattr(worker_process, "run_worker", fake_worker)
     monkeypatch.setattr(bare_reference, "run_reference", fake_reference)
-    monkeypatch.setattr(fidelity, "cell_prompts", lambda cell, model_dir, iterations: ["p"])
+    monkeypatch.setattr(bare_reference, "cell_prompts", lambda cell, model_dir, iterations: ["p"])
     opts = runner.RunOptions(cache_dir=tmp_path, available_devices=["CPU"])
     r = runner.run_cell(s, tmp_path / "run", opts, runner.ProgressSink())
     # each worker process has its reference next to it; the order alternates so neither side always goes first
@@ -247,9 +247,9 @@ def test_runner_keeps_the_cell_when_the_reference_crashes(tmp_path, monkeypatch)
     def crash(*a, **k):
         raise bare_reference.ReferenceError("the reference loop exited with code -11: Segmentation fault")
 
-    monkeypatch.setattr(runner, "_run_worker", fake_worker)
+    monkeypatch.setattr(worker_process, "run_worker", fake_worker)
     monkeypatch.setattr(bare_reference, "run_reference", crash)
-    monkeypatch.setattr(fidelity, "cell_prompts", lambda cell, model_dir, iterations: ["p"])
+    monkeypatch.setattr(bare_reference, "cell_prompts", lambda cell, model_dir, iterations: ["p"])
     r = runner.run_cell(s, tmp_path / "run", runner.RunOptions(cache_dir=tmp_path, available_devices=["CPU"]),
                         runner.ProgressSink())
     assert r.status == "ok" and len(r.samples) == 3

@@ -11,7 +11,7 @@ import pytest
 from harness.core.events import Done, Error, Event, Log, Phase, Prepared, SampleEvent
 from harness.core.schema import CompressionSpec
 from harness.core.store import load_cells
-from harness.execute import runner
+from harness.execute import runner, worker_process
 from harness.execute.preparation import FailedPreparations, PreparationFailure, PrepareKey, prepare_keys
 from harness.execute.worker import WorkerTask
 from tests import factories
@@ -37,7 +37,7 @@ def _cells() -> list:
 
 
 class FakeWorkers:
-    """Stands in for `runner._run_worker`: records every worker asked for; an int4 export fails."""
+    """Stands in for `worker_process.run_worker`: records every worker asked for; an int4 export fails."""
 
     def __init__(self, tmp_path: Path, fail_int4: bool = True) -> None:
         self.tmp_path, self.fail_int4 = tmp_path, fail_int4
@@ -79,7 +79,7 @@ def _run(cells, tmp_path, retry_failed=False, progress=None):
 
 def test_each_model_is_prepared_once_for_all_the_cells_that_need_it(tmp_path, monkeypatch):
     workers = FakeWorkers(tmp_path, fail_int4=False)
-    monkeypatch.setattr(runner, "_run_worker", workers)
+    monkeypatch.setattr(worker_process, "run_worker", workers)
     seen = Seen()
     res = _run(_cells(), tmp_path, progress=seen)
     assert all(c.status == "ok" for c in res.cells), [(c.key, c.error) for c in res.cells]
@@ -101,7 +101,7 @@ def test_each_model_is_prepared_once_for_all_the_cells_that_need_it(tmp_path, mo
 
 def test_a_failed_preparation_fails_every_cell_needing_it_once_and_retry_failed_tries_again(tmp_path, monkeypatch):
     workers = FakeWorkers(tmp_path)
-    monkeypatch.setattr(runner, "_run_worker", workers)
+    monkeypatch.setattr(worker_process, "run_worker", workers)
     cells = _cells()
     res = _run(cells, tmp_path)
     int4 = [c for c in res.cells if c.spec.precision == "int4"]
@@ -125,7 +125,7 @@ def test_a_failed_preparation_fails_every_cell_needing_it_once_and_retry_failed_
 
 def test_a_speculative_cell_whose_model_failed_does_not_prepare_its_draft(tmp_path, monkeypatch):
     workers = FakeWorkers(tmp_path)
-    monkeypatch.setattr(runner, "_run_worker", workers)
+    monkeypatch.setattr(worker_process, "run_worker", workers)
     spec = factories.spec("speculative", precision="int4")
     res = _run([spec], tmp_path)
     assert [k.source for k in workers.prepared] == ["synthetic:tiny"]
@@ -160,7 +160,7 @@ def test_keys_follow_what_the_prepare_worker_builds():
 
 
 def _stand_in(tmp_path: Path, body: str) -> SimpleNamespace:
-    """An interpreter for runner._run_worker that runs `body` as a shell script with the events file as $4."""
+    """An interpreter for worker_process.run_worker that runs `body` as a shell script with the events file as $4."""
     python = tmp_path / "python"
     python.write_text("#!/bin/sh\n" + body)
     python.chmod(0o755)
@@ -179,7 +179,7 @@ def test_a_build_that_keeps_reporting_progress_is_not_cut_off(tmp_path, since_pr
     env = _stand_in(tmp_path, f"for i in $(seq 25); do echo '{log}' >> \"$4\"; sleep 0.1; done\n"
                               f"echo '{_line(Done())}' >> \"$4\"\n")
     task = WorkerTask(mode="prepare", cell=factories.spec(), cache_dir=str(tmp_path), workdir=str(tmp_path))
-    events, status, error = runner._run_worker(task, tmp_path, 1.0, factories.spec(), runner.ProgressSink(),
+    events, status, error = worker_process.run_worker(task, tmp_path, 1.0, factories.spec(), runner.ProgressSink(),
                                                env, since_progress=since_progress)  # type: ignore[arg-type]
     if since_progress:
         assert (status, error) == ("ok", None) and sum(isinstance(e, Log) for e in events) == 25
@@ -190,7 +190,7 @@ def test_a_build_that_keeps_reporting_progress_is_not_cut_off(tmp_path, since_pr
 def test_a_silent_build_is_stopped_after_the_prepare_timeout(tmp_path):
     env = _stand_in(tmp_path, f"echo '{_line(Log(message='exporting'))}' >> \"$4\"\nsleep 30\n")
     task = WorkerTask(mode="prepare", cell=factories.spec(), cache_dir=str(tmp_path), workdir=str(tmp_path))
-    events, status, error = runner._run_worker(task, tmp_path, 1.0, factories.spec(), runner.ProgressSink(),
+    events, status, error = worker_process.run_worker(task, tmp_path, 1.0, factories.spec(), runner.ProgressSink(),
                                                env, since_progress=True)  # type: ignore[arg-type]
     assert status == "timeout" and error.startswith("reported no progress for 1 s, the prepare timeout")
 
@@ -198,7 +198,7 @@ def test_a_silent_build_is_stopped_after_the_prepare_timeout(tmp_path):
 def test_a_cell_without_the_runs_preparations_prepares_its_own_within_its_timeout(tmp_path, monkeypatch):
     """A cluster node's cell (and the pytest plugin's): the prepare timeout limits its preparations together."""
     workers = FakeWorkers(tmp_path)
-    monkeypatch.setattr(runner, "_run_worker", workers)
+    monkeypatch.setattr(worker_process, "run_worker", workers)
     opts = runner.RunOptions(cache_dir=tmp_path, available_devices=["CPU"])
     r = runner.run_cell(factories.spec("speculative"), tmp_path / "run", opts, runner.ProgressSink())
     assert r.status == "ok" and len(workers.prepared) == 2
@@ -328,7 +328,7 @@ def test_a_node_reports_the_preparations_that_failed_but_not_one_cut_off_by_the_
         assert task.prepare is not None and not since_progress  # on a node: the cell's prepare timeout, in total
         return [Error(error="boom")], status, "boom"
 
-    monkeypatch.setattr(runner, "_run_worker", worker)
+    monkeypatch.setattr(worker_process, "run_worker", worker)
     monkeypatch.setattr(node_task, "node_run_dir", lambda run_id: tmp_path / run_id)
     on_node = node_task.run_cell_on_node(factories.spec(), node_task.NodeJob(run_id="r", node=_node("w1"),
                                                                              cache_dir=str(tmp_path)))

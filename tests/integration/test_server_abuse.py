@@ -141,7 +141,7 @@ def test_internal_errors_never_reach_the_client(tiny, monkeypatch, stream):
 
     from harness.serve.api import generation
     from harness.serve.engine import Engine
-    from harness.serving import server
+    from harness.serve import server
 
     leak = "error: RuntimeError: Exception from /home/jenkins/agent/src/core/src/runtime.cpp:123: boom"
 

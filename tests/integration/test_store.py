@@ -155,7 +155,7 @@ def test_user_text_is_printed_as_text(text):
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_history_prints_hostile_names_and_keeps_working(tmp_path, text):
-    from harness.cli.history import record_in_history
+    from harness.cli.history.recording import record_in_history
 
     db = f"sqlite:///{tmp_path / 'h.sqlite'}"
     key = f"m{text}/fp16/CPU/generate/in8-out4"
@@ -312,7 +312,7 @@ def test_read_only_output_folder_is_one_line(small_tmpfs, tmp_path):
 
 
 def test_compare_and_history_print_whole_keys(tmp_path):
-    from harness.cli.history import record_in_history
+    from harness.cli.history.recording import record_in_history
 
     key = "m/fp16/CPU/speculative[num_assistant_tokens=3]/in8-out4"
     for name in ("a", "b"):

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from harness.analyze.aggregate import cell_result
 from harness.core.errors import HarnessInputError
 from harness.core.schema import CellResult, CellSpec, ClusterRecord, NodeIdentity, RunMetadata, RunResults
-from harness.core.store import append_cell, write_results
 from harness.execute.cluster import placement
 from harness.execute.cluster.node_task import CellOnNode, NodeJob, run_cell_on_node
 from harness.execute.cluster.nodes import (
@@ -30,7 +29,8 @@ from harness.execute.cluster.nodes import (
     ray_nodes,
 )
 from harness.execute.preparation import FailedPreparations, failed_preparation
-from harness.execute.runner import ProgressSink, assemble, now_iso, pending_cells
+from harness.execute.run_record import RunRecord, execute, now_iso
+from harness.execute.worker_process import ProgressSink
 
 CONNECT_TIMEOUT_S = 30.0  # HARNESS_RAY_CONNECT_TIMEOUT_S overrides it (a slow link to a distant head)
 WAIT_S = 0.5
@@ -235,13 +235,31 @@ def _node_faults(ray: Any) -> tuple[type[BaseException], ...]:
 
 def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata, cluster: Cluster,
                          faults: dict[str, str], progress: ProgressSink, retry_failed: bool = False) -> RunResults:
-    """Run every cell not yet recorded in run_dir on the cluster's nodes: each result appended to cells.jsonl as
-    it comes back, results.json rebuilt from them now and then and at the end (also when interrupted)."""
+    """Every cell not yet recorded in run_dir run on the cluster's nodes (see `execute`)."""
+    return execute(ClusterExecutor(cluster, meta.run_id, faults, progress), cells,
+                   RunRecord(run_dir, meta, cells, progress, rewrite_every_s=RESULTS_EVERY_S), retry_failed)
+
+
+@dataclass
+class ClusterExecutor:
+    """Each cell sent to a capable free node as a Ray task, its result recorded as it comes back; a cell whose
+    node dies is retried on another (ClusterOptions.retries), one past its deadline is cancelled."""
+
+    cluster: Cluster
+    run_id: str
+    faults: dict[str, str]
+    progress: ProgressSink
+
+    def run(self, cells: list[CellSpec], record: RunRecord) -> None:
+        _run_on_nodes(cells, self.cluster, self.run_id, self.faults, self.progress, record)
+
+
+def _run_on_nodes(cells: list[CellSpec], cluster: Cluster, run_id: str, faults: dict[str, str],
+                  progress: ProgressSink, rec: RunRecord) -> None:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     ray = cluster.ray
-    order = [c.key for c in cells]
-    pending = [_Attempt(c) for c in pending_cells(cells, run_dir, retry_failed)]
+    pending = [_Attempt(c) for c in cells]
     # Each node prepares its cells' models, so a model is prepared where its cells run; one whose preparation
     # failed is not attempted again for the cells still waiting (cells already running elsewhere when the
     # failure comes back attempt it themselves: holding back every cell of a model while one prepares it would
@@ -256,22 +274,8 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
     node_faults = _node_faults(ray)
     started_count = 0
 
-    last_write, write_s = 0.0, 0.0
-
-    def record(result: CellResult) -> None:
-        nonlocal last_write, write_s
-        append_cell(run_dir, result)  # the durable record (resume reads it); results.json is a view of it
-        progress.cell_finished(result)
-        # Rebuilding results.json reads every record so far (0.4 s at 500 cells, 4 s at 2000 here), and many
-        # nodes return cells at once: it is rewritten at most every 10 s, and never more than a fifth of the time.
-        if time.monotonic() - last_write >= max(RESULTS_EVERY_S, 5 * write_s):
-            t0 = time.monotonic()
-            write_results(run_dir, assemble(run_dir, meta, order))
-            last_write = time.monotonic()
-            write_s = last_write - t0
-
     def give_up(attempt: _Attempt, status: Literal["skipped", "failed"], error: str) -> None:
-        record(cell_result(attempt.cell, [], status, error, now_iso(), now_iso(), 0.0))
+        rec.record(cell_result(attempt.cell, [], status, error, now_iso(), now_iso(), 0.0))
 
     last_refresh = time.monotonic()
     try:
@@ -299,7 +303,7 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
                 failure = failed.get(cell)
                 if failure is not None:
                     pending.remove(attempt)
-                    record(failed_preparation(cell, failure, now_iso(), now_iso()))
+                    rec.record(failed_preparation(cell, failure, now_iso(), now_iso()))
                     continue
                 # a cell has its node's machine to itself, even when one machine hosts several Ray nodes
                 busy = {placement.machine(r.node) for r in running.values()}
@@ -311,7 +315,7 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
                 progress.cell_started(started_count, total, cell)
                 started_count += 1
                 progress.cell_placed(cell, node.name)
-                job = NodeJob(run_id=meta.run_id, node=node, cache_dir=cluster.cache_dirs[node.node_id],
+                job = NodeJob(run_id=run_id, node=node, cache_dir=cluster.cache_dirs[node.node_id],
                               faults={cell.key: faults[cell.key]} if cell.key in faults else {})
                 ref = remote.options(num_cpus=node.cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(
                     node.node_id, soft=False)).remote(cell, job)
@@ -339,19 +343,19 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
                     result = cell_result(run.attempt.cell, [], "failed", "; ".join(run.attempt.notes), run.started,
                                          now_iso(), time.monotonic() - run.t0)
                     result.node = run.node
-                    record(result)
+                    rec.record(result)
                     continue
                 except Exception as e:  # noqa: BLE001 - e.g. the node's Python lacks a package the cell needs
                     result = cell_result(run.attempt.cell, [], "failed", f"on node {run.node.name}: {_one_line(e)}",
                                          run.started, now_iso(), time.monotonic() - run.t0)
                     result.node = run.node
                 else:
-                    write_exports_from_node(run_dir, on_node, result)
+                    write_exports_from_node(rec.run_dir, on_node, result)
                     for f in on_node.preparation_failures:
                         failed.record(run.attempt.cell, f)
                 if run.attempt.notes:
                     result.notes += [f"retried on node {run.node.name} after: " + "; ".join(run.attempt.notes)]
-                record(result)
+                rec.record(result)
             now = time.monotonic()
             for ref, run in list(running.items()):
                 if now > run.deadline:
@@ -361,16 +365,11 @@ def run_cells_on_cluster(cells: list[CellSpec], run_dir: Path, meta: RunMetadata
                                          f"within {_deadline_s(run.attempt.cell):g} s", run.started, now_iso(),
                                          now - run.t0)
                     result.node = run.node
-                    record(result)
+                    rec.record(result)
     except BaseException:
         for ref in running:
             ray.cancel(ref, force=True)
-        write_results(run_dir, assemble(run_dir, meta, order))  # every recorded cell, not the last rebuild's
         raise
-    meta.finished_at = now_iso()
-    results = assemble(run_dir, meta, order)
-    write_results(run_dir, results)
-    return results
 
 
 def _is_alive(ray: Any, node_id: str) -> bool:

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 from harness.core.host import fingerprint
 from harness.core.schema import CellSpec, NodeIdentity
+from harness.plan.cell_keys import pinned_to
 from harness.plan.devices import missing_devices
-from harness.plan.suite import pinned_to
 
 
 def device_names(node: NodeIdentity) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.analyze.history import HistoryStore, _normalise_url, default_history_url
-from harness.cli.history import record_in_history
+from harness.cli.history.recording import record_in_history
 from harness.core.errors import HarnessInputError
 from harness.core.schema import RunResults
 from harness.core.store import write_metadata, write_results
@@ -101,7 +101,7 @@ def test_load_round_trip(store: HistoryStore) -> None:
 
 
 def test_unreadable_stored_run_is_a_clear_error(store: HistoryStore) -> None:
-    from harness.analyze.history import runs
+    from harness.analyze.history_tables import runs
 
     store.record_run(make_run("r1", "2026-01-01T00:00:00+00:00"), None)
     with store.engine.begin() as conn:  # as if written by a harness with another result schema
@@ -406,7 +406,7 @@ def test_cli_changes_bad_input_is_one_line(cli_db: HistoryStore, args: list[str]
 
 
 def test_report_trends_carry_the_change_points_of_the_runs_suite(tmp_path: Path) -> None:
-    from harness.cli.history import history_trends
+    from harness.cli.history.recording import history_trends
 
     url = f"sqlite:///{tmp_path / 'h.sqlite'}"
     with HistoryStore(url) as s:

@@ -40,7 +40,7 @@ from harness.core.schema import (
     TokenDisagreement,
     TransformersReference,
 )
-from harness.execute import runner
+from harness.execute import worker_process
 from harness.execute.worker import WorkerTask, _emitter
 from tests import factories
 
@@ -79,7 +79,7 @@ def test_the_worker_writes_one_line_per_event_and_the_runner_reads_them_back(tmp
     for e in EVERY_EVENT:
         emit(e)
     assert path.read_text().count("\n") == len(EVERY_EVENT)
-    events, offset = runner._read_new(path, 0)
+    events, offset = worker_process._read_new(path, 0)
     assert events == EVERY_EVENT and offset == path.stat().st_size
 
 
@@ -110,9 +110,9 @@ def test_a_partial_last_line_waits_until_the_worker_is_over(tmp_path: Path) -> N
     path = tmp_path / "events.jsonl"
     whole = Log(message="a").model_dump_json() + "\n"
     path.write_text(whole + '{"event": "log", "mess')
-    events, offset = runner._read_new(path, 0)
+    events, offset = worker_process._read_new(path, 0)
     assert events == [Log(message="a")] and offset == len(whole)
-    events, offset = runner._read_new(path, offset, final=True)  # the worker ended mid-write: a torn line
+    events, offset = worker_process._read_new(path, offset, final=True)  # the worker ended mid-write: a torn line
     assert len(events) == 1 and isinstance(events[0], Unreadable) and offset == path.stat().st_size
 
 
@@ -145,12 +145,12 @@ def test_a_torn_or_garbled_worker_line_keeps_the_readable_samples_and_says_so(tm
     task = WorkerTask(mode="measure", cell=cell, cache_dir=str(tmp_path), workdir=str(tmp_path), model_dir="m")
     seen: list[Event] = []
 
-    class Seen(runner.ProgressSink):
+    class Seen(worker_process.ProgressSink):
         def cell_event(self, cell, event):
             seen.append(event)
 
     env = SimpleNamespace(python=str(python), worker_env=lambda: None)
-    events, status, error = runner._run_worker(task, tmp_path, 60, cell, Seen(), env)  # type: ignore[arg-type]
+    events, status, error = worker_process.run_worker(task, tmp_path, 60, cell, Seen(), env)  # type: ignore[arg-type]
 
     r = cell_result(cell, events, status, error, "t0", "t1", 1.0)
     assert r.status == "ok" and r.error is None

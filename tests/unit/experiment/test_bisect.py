@@ -1,4 +1,5 @@
-"""harness bisect: probe order, skip, resume and bad input (harness/experiment/bisect.py, harness/cli/bisect.py)."""
+"""harness bisect: probe order, skip, resume and bad input (harness/experiment/bisect.py, bisect_steps.py,
+harness/cli/bisect.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from harness.experiment.bisect import (
     parse_candidate_items,
     version_candidates,
 )
+from harness.experiment.bisect_steps import StepHooks, run_steps
 from harness.plan.environments import EnvironmentSpec
+from reports.bisect_report import evidence_text, render_bisect_md, summary_lines
 from tests.conftest import run_cli
 
 RELEASES = ["2026.4.1.0", "2026.4.0.0", "2026.3.1.0", "2026.3.0.0", "2026.2.1.0", "2026.2.0.0", "2026.1.0.0",
@@ -120,21 +123,23 @@ def _ab(verdict: str, ratio: float, error: str | None = None) -> ABResult:
                     stop_reason="every cell settled", cells=[cell])
 
 
+def _hooks(fake_compare) -> StepHooks:
+    """The loop's hooks with each step's A/B comparison faked: `fake_compare(candidate index)`."""
+    return StepHooks(compare=lambda cand, step_dir: fake_compare(cand.side.properties["X"]), describe=evidence_text,
+                     render_md=render_bisect_md, log=lambda line: None, marked=lambda step: None)
+
+
 def _record(tmp_path: Path, n: int) -> BisectRecord:
     cands = [Candidate(name=f"c{i}", side=SideSpec(properties={"X": i})) for i in range(n)]
     return BisectRecord(bisect_id="bisect-test", suite_name="s", suite_file="s.yaml", cell_key="k", metric="tpot_ms",
                         candidates=cands, out_dir=str(tmp_path / "out"), started_at="2026-01-01T00:00:00+00:00")
 
 
-def test_steps_skip_resume_and_record(store: HistoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.cli.ab
-    from harness.cli.bisect import _run_steps
-
+def test_steps_skip_resume_and_record(store: HistoryStore, tmp_path: Path) -> None:
     first_bad, calls = 5, []
     plan = {3: "install"}  # c3's environment cannot be installed
 
-    def fake_execute(req):
-        i = req.sides["candidate"].properties["X"]
+    def fake_compare(i):
         calls.append(i)
         if len(calls) == 3 and not interrupted:
             raise KeyboardInterrupt
@@ -144,18 +149,17 @@ def test_steps_skip_resume_and_record(store: HistoryStore, tmp_path: Path, monke
             return _ab("inconclusive", 1.0, error="candidate, round 1: crashed (signal 11)")
         return _ab("regression", 1.2) if i >= first_bad else _ab("unchanged", 1.0)
 
-    monkeypatch.setattr(harness.cli.ab, "execute_ab", fake_execute)
     record = _record(tmp_path, 8)
     (tmp_path / "out").mkdir()
     interrupted = False
-    assert _run_steps(record, store, lambda c, d: type("R", (), {"sides": {"candidate": c.side}})())
+    assert run_steps(record, store, _hooks(fake_compare))
     assert len(record.steps) == 2 and record.status == "running"  # the interrupted step is not recorded
     saved = BisectRecord.model_validate_json(store.bisect_json("bisect-test"))
     assert [s.candidate for s in saved.steps] == ["c7", "c3"]
 
     interrupted = True
     calls.clear()
-    assert not _run_steps(saved, store, lambda c, d: type("R", (), {"sides": {"candidate": c.side}})())
+    assert not run_steps(saved, store, _hooks(fake_compare))
     assert calls[0] not in (7, 3)  # resumed: recorded steps are not measured again
     assert saved.status == "found" and saved.first_bad == "c5"
     marks = {s.candidate: (s.mark, s.reason) for s in saved.steps}
@@ -167,23 +171,17 @@ def test_steps_skip_resume_and_record(store: HistoryStore, tmp_path: Path, monke
     assert "first bad: c5" in md and "c4 (the one before)" in md
 
 
-def test_skips_next_to_the_answer_give_a_range(store: HistoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.cli.ab
-    from harness.cli.bisect import _run_steps
-    from reports.bisect_report import summary_lines
-
-    def fake_execute(req):
-        i = req.sides["candidate"].properties["X"]
+def test_skips_next_to_the_answer_give_a_range(store: HistoryStore, tmp_path: Path) -> None:
+    def fake_compare(i):
         if i == 2:
             return _ab("inconclusive", 1.0, error="candidate, round 1: crashed (signal 11)")
         if i == 3:
             raise HarnessInputError("environment e", "packages", "x==1", "cannot be installed: resolver failed")
         return _ab("regression", 1.3) if i >= 3 else _ab("unchanged", 1.01)
 
-    monkeypatch.setattr(harness.cli.ab, "execute_ab", fake_execute)
     record = _record(tmp_path, 5)
     (tmp_path / "out").mkdir()
-    _run_steps(record, store, lambda c, d: type("R", (), {"sides": {"candidate": c.side}})())
+    run_steps(record, store, _hooks(fake_compare))
     assert record.status == "range" and record.range == ["c2", "c3", "c4"] and record.first_bad is None
     assert {s.candidate: s.mark for s in record.steps} == {"c4": "bad", "c2": "skip", "c3": "skip", "c1": "good"}
     reasons = {s.candidate: s.reason for s in record.steps}

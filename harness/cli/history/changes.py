@@ -1,0 +1,115 @@
+"""`harness history changes`: change points in the history's series, and a gate on recent regressions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.common import check_format, check_metrics, err_console, wide_console
+from harness.cli.history.common import DbOpt, open_store, similar_cells
+from harness.core.console import styled
+from harness.core.errors import HarnessInputError
+
+
+def changes(
+    db: DbOpt = None,
+    cell: Annotated[list[str] | None, typer.Option(help="only this cell key (repeatable)")] = None,
+    metric: Annotated[list[str] | None, typer.Option(help="only this metric tag (repeatable; default: every "
+                                                     "metric but token counts)")] = None,
+    suite: Annotated[str | None, typer.Option(help="only runs of this suite: a suite file or shipped suite (its "
+                                              "`changes:` settings apply) or a recorded suite name")] = None,
+    host: Annotated[str | None, typer.Option(help="only runs of this hostname")] = None,
+    since: Annotated[str | None, typer.Option(help="only runs started at or after this date, e.g. 2026-11-01")] = None,
+    limit: Annotated[int, typer.Option(min=2, max=1_000_000, help="newest runs per series")] = 500,
+    recent: Annotated[int | None, typer.Option(min=1, max=1_000_000, show_default=False,
+                                               help="exit 1 when a regression change point's first run at the new "
+                                                    "level is among the newest N runs of its series")] = None,
+    max_pvalue: Annotated[float | None, typer.Option(show_default=False, help="significance a change point "
+                                                     "needs (default 0.001)")] = None,
+    min_magnitude: Annotated[float | None, typer.Option(show_default=False, help="smallest relative shift "
+                                                        "reported, 0.02 = 2% (default 0.02)")] = None,
+    min_segment: Annotated[int | None, typer.Option(show_default=False, help="runs needed on each side of a "
+                                                    "change point (default 3)")] = None,
+    penalty: Annotated[float | None, typer.Option(show_default=False, help="PELT penalty in units of run-to-run "
+                                                  "variance x log(runs) (default 3)")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table | md | json")] = "table",
+    out: Annotated[Path | None, typer.Option(help="write the md or json here instead of stdout")] = None,
+) -> None:
+    """Change points in every suite x host x cell x metric series of the history (PELT, then a trimmed Welch
+    t-test); exit 1 with --recent N when a regression starts among a series' newest N runs."""
+    from harness.analyze.changes import default_metrics, recent_regressions
+    from harness.analyze.history_changes import change_settings, changes_in, too_short
+    from harness.core.schema import ChangeSettings
+    from reports.changes_report import ChangesReport, changes_table, pct, render_changes_md
+
+    check_format(format, ("table", "md", "json"))
+    if out is not None and format == "table":
+        raise HarnessInputError("command line", "--out", str(out), "writes md or json: add --format md or --format json")
+    check_metrics(metric or [])
+    since_iso = _since(since) if since is not None else None
+    settings, suite_name = change_settings(suite)
+    overrides = {k: v for k, v in (("max_pvalue", max_pvalue), ("min_magnitude", min_magnitude),
+                                   ("min_segment", min_segment), ("penalty", penalty)) if v is not None}
+    try:
+        settings = ChangeSettings.model_validate({**settings.model_dump(), **overrides})
+    except Exception as e:  # noqa: BLE001 - pydantic ValidationError: one line naming the option
+        err = e.errors()[0]  # type: ignore[attr-defined]
+        raise HarnessInputError("command line", f"--{str(err['loc'][0]).replace('_', '-')}", err["input"],
+                                err["msg"]) from None
+    if recent is not None and recent < settings.min_segment:
+        raise HarnessInputError("command line", "--recent", recent, f"is below the minimum segment "
+                                f"({settings.min_segment} runs): a change point needs that many runs at the new "
+                                "level, so one among fewer could never be flagged")
+    with open_store(db) as store:
+        if suite_name is not None and suite_name not in store.suite_names():
+            raise HarnessInputError(store.url, "--suite", suite, "no runs of this suite recorded (recorded: "
+                                    f"{', '.join(store.suite_names()) or 'none'})")
+        if cell:
+            known = set(store.cell_keys())
+            for key in cell:
+                if key not in known:
+                    raise HarnessInputError(store.url, "--cell", key,
+                                            f"no recorded values for this cell{similar_cells(key, sorted(known))}")
+        series = store.series(cells=cell or (), metrics=metric or default_metrics(), suite=suite_name, host=host,
+                              since=since_iso, limit=limit)
+        url = store.url
+    found = changes_in(series, settings)
+    flagged = recent_regressions(found, recent) if recent is not None else []
+    report = ChangesReport(database=url, settings=settings, series=len(series), too_short=too_short(series, settings),
+                           recent=recent, recent_regressions=len(flagged), changes=found)
+    if format == "table":
+        if not series:
+            err_console.print(f"no recorded series match in {url}", highlight=False)
+        elif not found:
+            err_console.print(f"no change points in {len(series)} series of {url} ({report.too_short} too short "
+                              f"to have one: under {2 * settings.min_segment} runs)", highlight=False)
+        else:
+            wide_console().print(changes_table(report))
+    else:
+        text = report.model_dump_json(indent=1) if format == "json" else render_changes_md(report)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+            err_console.print(f"wrote {out}", highlight=False)
+        else:
+            typer.echo(text, nl=not text.endswith("\n"))
+    if flagged:
+        err_console.print(styled("red", "regression:", f"{len(flagged)} change point(s) of regression among the "
+                                 f"newest {recent} runs: " + "; ".join(f"{c.label()} {pct(c.change)} from run "
+                                                                      f"{c.after_run}" for c in flagged)))
+        raise typer.Exit(1)
+
+
+def _since(text: str) -> str:
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise HarnessInputError("command line", "--since", text, "expected a date such as 2026-11-01 or "
+                                "2026-11-01T08:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,21 @@
+"""`harness schema`: the JSON Schema of results.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def schema(out: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None) -> None:
+    """Print the JSON Schema of results.json."""
+    import json
+
+    from harness.core.schema import json_schema
+
+    text = json.dumps(json_schema(), indent=1) + "\n"
+    if out:
+        out.write_text(text)
+    else:
+        typer.echo(text, nl=False)

@@ -1,0 +1,78 @@
+"""`harness serve MODEL`: an OpenAI-compatible server shaped like OpenVINO Model Server (harness/serve/)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from harness.cli.common import CacheOpt, err_console
+from harness.core.errors import HarnessInputError, ModelPreparationError, error_line
+from harness.models.cache import default_cache_dir
+
+
+def serve(
+    model: Annotated[str, typer.Argument(help="IR dir, Hugging Face dir or id, or synthetic:NAME (exported to fp16)")],
+    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one)")] = 8000,
+    device: str = "CPU",
+    properties: Annotated[str, typer.Option(help="OpenVINO properties as a JSON object")] = "{}",
+    embeddings: Annotated[str | None, typer.Option(help="also serve /v3/embeddings with this model")] = None,
+    rerank: Annotated[str | None, typer.Option(help="also serve /v3/rerank with this model")] = None,
+    cache_dir: CacheOpt = None,
+    scheduler: Annotated[str, typer.Option(help="SchedulerConfig fields of the pipeline as a JSON object, e.g. "
+                                           '\'{"enable_prefix_caching": true}\'')] = "{}",
+) -> None:
+    """OpenAI-compatible server shaped like OpenVINO Model Server (/v3/chat/completions, /v3/completions,
+    /v3/embeddings, /v3/rerank, /metrics) on a ContinuousBatchingPipeline. MODEL may also be an
+    embedding or rerank model alone."""
+    import json
+
+    from harness.core.schema import CompressionSpec
+    from harness.models.prepare import prepare_model
+    from harness.serve.server import serve as run_server
+
+    try:
+        props = json.loads(properties)
+        assert isinstance(props, dict)
+    except (ValueError, AssertionError):
+        raise HarnessInputError("command line", "--properties", properties, "expected a JSON object") from None
+    try:
+        sched = json.loads(scheduler)
+        assert isinstance(sched, dict)
+    except (ValueError, AssertionError):
+        raise HarnessInputError("command line", "--scheduler", scheduler, "expected a JSON object") from None
+    from harness.serve.server import scheduler_config
+
+    try:
+        scheduler_config(sched)
+    except ValueError as e:
+        raise HarnessInputError("command line", "--scheduler", scheduler, str(e)) from None
+    _usable_device(device)
+    cache_dir = cache_dir or default_cache_dir()
+    log = lambda m: err_console.print(m)  # noqa: E731
+    model_dir = prepare_model(model, "fp16", CompressionSpec(), cache_dir, log=log).path
+    emb_dir = prepare_model(embeddings, "fp16", CompressionSpec(), cache_dir, log=log).path if embeddings else None
+    rerank_dir = prepare_model(rerank, "fp16", CompressionSpec(), cache_dir, log=log).path if rerank else None
+    err_console.print(f"serving {model_dir} on http://{host}:{port}/v3")
+    try:
+        run_server(model_dir, host=host, port=port, device=device, properties=props, embedding_model_dir=emb_dir,
+                   rerank_model_dir=rerank_dir, scheduler=sched)
+    except RuntimeError as e:  # the runtime refused the model or the properties while loading
+        raise ModelPreparationError(f"cannot serve {model_dir} on {device}: {error_line(e)}") from None
+
+
+def _usable_device(device: str) -> None:
+    """A device string OpenVINO accepts and this machine has, or one line naming it."""
+    import openvino as ov
+
+    from harness.plan.devices import missing_devices, validate_device_string
+
+    try:
+        validate_device_string(device)
+    except ValueError as e:
+        raise HarnessInputError("command line", "--device", device, str(e)) from None
+    available = list(ov.Core().available_devices)
+    if missing := missing_devices(device, available):
+        raise HarnessInputError("command line", "--device", device,
+                                f"{', '.join(missing)} not available here (available: {', '.join(available) or 'none'})")

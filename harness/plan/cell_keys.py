@@ -1,0 +1,34 @@
+"""Cell keys: the stable, readable name of each cell, under which results and history are kept."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from harness.core.schema import CellSpec, PropertyValue
+
+
+def _fmt(v: PropertyValue) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def cell_key(spec: CellSpec, prompt_label: str, prop_names: list[str]) -> str:
+    """Stable, human-readable key: model/precision/device/scenario[params]/prompts-out[/props]; a remote
+    server's cells have server=HOST:PORT in place of precision/device."""
+    scen = spec.scenario.name
+    if spec.scenario.params:
+        scen += "[" + ",".join(f"{k}={_fmt(v)}" for k, v in sorted(spec.scenario.params.items())) + "]"
+    # a remote server's cell is named by its endpoint: the precision and device are the server's, not ours
+    where = [f"server={urlsplit(spec.server or '').netloc}"] if spec.remote else [spec.precision, spec.device]
+    parts = [spec.model.name, *where, scen, f"{prompt_label}-out{spec.generation.max_new_tokens}"]
+    if prop_names:
+        parts.append(",".join(f"{k}={_fmt(spec.properties[k])}" for k in prop_names))
+    if spec.environment is not None:
+        parts.append(f"env={spec.environment}")
+    if spec.host is not None:
+        parts.append(f"host={spec.host}")
+    return "/".join(parts)
+
+
+def pinned_to(cell: CellSpec, host: str) -> CellSpec:
+    """The cell on one named cluster node (--each-node): the host becomes the last axis of its key."""
+    return cell.model_copy(update={"host": host, "key": f"{cell.key}/host={host}"})

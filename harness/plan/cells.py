@@ -1,0 +1,181 @@
+"""Expanding a suite into its matrix of cells: every combination of its axes, less `exclude`, with gates and keys."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from harness.core.errors import HarnessInputError
+from harness.core.input_files import json_objects, read_text
+from harness.core.schema import (
+    REMOTE_DEVICE,
+    CellSpec,
+    Gate,
+    GenerationSpec,
+    ModelRef,
+    Precision,
+    PromptSpec,
+    PropertyValue,
+    ScenarioSpec,
+)
+from harness.kinds import kind_spec
+from harness.models.sources import is_gguf_source
+from harness.plan import validation
+from harness.plan.cell_keys import cell_key
+from harness.plan.suite_file import format_loc
+from harness.plan.suite_model import Suite, SuiteGeneration
+
+
+def _load_prompt_file(suite_file: Path, rel: str) -> list[str]:
+    path = (suite_file.parent / rel).resolve()
+    if not path.is_file():
+        raise HarnessInputError(str(suite_file), "prompts.file", rel, "prompt file not found")
+    lines = read_text(path, "prompt file").splitlines()
+    texts: list[str] = []
+    if path.suffix == ".jsonl":
+        for n, obj in json_objects(path, lines, "a JSON object with 'prompt'"):
+            prompt = obj.get("prompt")
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise HarnessInputError(str(path), f"line {n}.prompt", str(prompt)[:60], "a prompt is non-empty text")
+            texts.append(prompt)
+    else:
+        texts = [line for line in lines if line.strip()]
+    if not texts:
+        raise HarnessInputError(str(suite_file), "prompts.file", rel, "prompt file holds no prompts")
+    return texts
+
+
+def _source(suite_file: Path, source: str | None) -> str | None:
+    """Relative model directories are relative to the suite file."""
+    if source is None or source.startswith("synthetic:"):
+        return source
+    candidate = (suite_file.parent / source)
+    if not Path(source).is_absolute() and candidate.exists():
+        return str(candidate.resolve())
+    return source
+
+
+def _excluded(axes: dict[str, PropertyValue], rules: list[dict[str, Any]]) -> bool:
+    for rule in rules:
+        if all((axes.get(k) in v) if isinstance(v, list) else axes.get(k) == v for k, v in rule.items()):
+            return True
+    return False
+
+
+def gate_selects(where: dict[str, Any], cells: list[CellSpec]) -> bool:
+    """Whether a gate's `where:` selects any of the cells (an empty one selects every cell)."""
+    return not where or any(_excluded(c.axes(), [where]) for c in cells)
+
+
+def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True) -> list[CellSpec]:
+    """Expand a suite into its matrix of cells (after `exclude`). A gate whose `where:` selects no cell is an
+    error unless `require_gate_cells` is off (harness.plan.overrides drops such gates and records why)."""
+    suite_file = Path(suite_file)
+    prop_names = sorted(suite.properties)
+    prop_axes: list[list[PropertyValue]] = [
+        v if isinstance(v, list) else [v] for v in (suite.properties[k] for k in prop_names)]
+    if suite.prompts.file:
+        texts = _load_prompt_file(suite_file, suite.prompts.file)
+        prompt_variants = [(PromptSpec(source="file", file=suite.prompts.file, texts=texts,
+                                       vary_per_iteration=suite.prompts.vary_per_iteration),
+                            "prompts=" + Path(suite.prompts.file).stem)]
+    else:
+        prompt_variants = [(PromptSpec(source="synthetic", input_tokens=n, style=suite.prompts.style,
+                                       vary_per_iteration=suite.prompts.vary_per_iteration), f"in{n}")
+                           for n in suite.prompts.input_tokens]
+    cells: list[CellSpec] = []
+    seen: set[str] = set()
+    one_search: set[str] = set()  # SLO-search scenarios already told they run one load sequence per cell
+    environments: list[str | None] = [e.name for e in suite.environments] or [None]
+    remote = suite.server != "local"
+    precision: Precision
+    for model, precision, device, scenario, environment in itertools.product(
+            suite.models, suite.precisions, suite.devices, suite.scenarios, environments):
+        if scenario.models is not None and model.name not in scenario.models:
+            continue
+        if precision == "gguf" and not is_gguf_source(model.source):
+            continue  # the GGUF route: only a model that is a GGUF file has it
+        if remote and kind_spec(scenario.kind).served:
+            # the server runs what it runs: one cell per model, not one per local precision and device
+            if (precision, device) != (suite.precisions[0], suite.devices[0]):
+                continue
+            precision, device = "served", REMOTE_DEVICE
+        gen_base = suite.generation.model_dump()
+        try:
+            gen_base.update(scenario.generation)
+            SuiteGeneration.model_validate(gen_base)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise HarnessInputError(str(suite_file), f"scenarios.{scenario.name}.generation.{format_loc(tuple(err['loc']))}",
+                                    err.get("input"), err["msg"]) from None
+        max_tokens = gen_base.pop("max_new_tokens")
+        max_tokens = max_tokens if isinstance(max_tokens, list) else [max_tokens]
+        param_axes = scenario.param_axes()
+        pnames = sorted(param_axes)
+        for pvals in itertools.product(*(param_axes[k] for k in pnames)):
+            for (prompts, plabel), mnt, props in itertools.product(prompt_variants, max_tokens,
+                                                                   itertools.product(*prop_axes)):
+                spec = CellSpec(
+                    key="",
+                    model=ModelRef(name=model.name, source=_source(suite_file, model.source),
+                                   draft=_source(suite_file, model.draft), draft_precision=model.draft_precision),
+                    precision=precision, device=device,
+                    scenario=ScenarioSpec(name=scenario.name, kind=scenario.kind, params=dict(zip(pnames, pvals, strict=True))),
+                    generation=GenerationSpec(max_new_tokens=mnt, **gen_base),
+                    prompts=prompts, compression=suite.compression,
+                    properties=dict(zip(prop_names, props, strict=True)),
+                    warmup=suite.warmup, iterations=suite.iterations, min_measure_s=suite.min_measure_s,
+                    max_iterations=suite.max_iterations, processes=suite.processes, timeout_s=suite.timeout_s,
+                    prepare_timeout_s=suite.prepare_timeout_s,
+                    load_twice=suite.load_twice if scenario.load_twice is None else scenario.load_twice,
+                    validation_prompts=suite.validation_prompts,
+                    token_timing=suite.token_timing,
+                    fidelity_check=suite.fidelity_check, fidelity_tolerance=suite.fidelity_tolerance,
+                    transformers_check=suite.transformers_check, transformers_tolerance=suite.transformers_tolerance,
+                    server=suite.server if kind_spec(scenario.kind).served else None,
+                    slo=dict(suite.slo) if kind_spec(scenario.kind).served else {},
+                    environment=environment,
+                )
+                if _excluded(spec.axes(), suite.exclude):
+                    continue
+                spec.gates = [Gate(metric=g.metric, stat=g.stat, min=g.min, max=g.max) for g in suite.gates
+                              if not g.where or _excluded(spec.axes(), [g.where])]
+                spec.key = cell_key(spec, plabel, prop_names)
+                if kind_spec(scenario.kind).served and spec.scenario.params.get("slo_search") is True:
+                    if not spec.slo:
+                        raise HarnessInputError(str(suite_file), f"scenarios.{scenario.name}.slo_search", True,
+                                                "needs the suite's `slo:` per-request limits, e.g. {ttft_ms: 1000}")
+                    if spec.processes > 1:  # its loads are the search's probes: the suite's repeats go elsewhere
+                        if scenario.name not in one_search:
+                            # the logger of suite warnings (harness.load.suite_files logs its own there too)
+                            logging.getLogger("harness.plan.suite").warning(
+                                "warning: scenarios.%s: slo_search runs one search per cell; processes: %d applies "
+                                "to the other cells", scenario.name, spec.processes)
+                        one_search.add(scenario.name)
+                        spec.processes = 1
+                if spec.remote and spec.scenario.params.get("enable_prefix_caching") is not None:
+                    raise HarnessInputError(str(suite_file), f"scenarios.{scenario.name}.enable_prefix_caching",
+                                            spec.scenario.params["enable_prefix_caching"],
+                                            "configures harness serve (server: local); a running server has its "
+                                            "own setting")
+                spec.scenario.params = kind_spec(scenario.kind).files_resolved(spec.scenario.params, suite_file)
+                if spec.key in seen:
+                    raise HarnessInputError(str(suite_file), "scenarios", spec.key, "two cells expand to the same key")
+                seen.add(spec.key)
+                cells.append(spec)
+    for i, g in enumerate(suite.gates if require_gate_cells else []):
+        # a gate that selects nothing would vanish and let a qualification pass without it
+        if not gate_selects(g.where, cells):
+            raise HarnessInputError(str(suite_file), f"gates[{i}].where", _fmt_where(g.where),
+                                    "selects no cell of the suite")
+    if not cells:
+        raise HarnessInputError(str(suite_file), "exclude", None, "the suite expands to no cell")
+    return validation.unread_passes_dropped(cells)
+
+
+def _fmt_where(where: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in where.items())
