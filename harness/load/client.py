@@ -13,7 +13,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -22,6 +22,9 @@ from harness.kinds.serving import Api
 PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings", "rerank": "rerank"}
 UNARY_ONLY = ("embeddings", "rerank")
 DRAIN_S = 1.0  # how long to wait for a stream's end after `data: [DONE]`
+# why a request failed, as the results count it (ServingErrors.counts) and the request exports write it
+ErrorKind = Literal["connect", "timeout", "http_4xx", "http_5xx", "http_error", "server_error", "disconnected",
+                    "malformed_sse", "malformed_response", "no_usage"]
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,7 @@ class RequestOutput:
     start_ns: int  # perf_counter_ns when the request was sent
     end_ns: int = 0
     ok: bool = False
-    # connect, timeout, http_4xx, http_5xx, malformed_sse, malformed_response, disconnected, no_usage
-    error_kind: str | None = None
+    error_kind: ErrorKind | None = None  # None: it completed, or the client cancelled it
     error: str = ""
     status: int | None = None
     chunk_offsets_ms: list[float] = field(default_factory=list)  # content chunk arrivals after start
@@ -166,7 +168,7 @@ async def send(client: httpx.AsyncClient, base_url: str, inp: RequestInput, mode
             r = await client.post(url, content=body, headers=headers, extensions=ext)
             out.status = r.status_code
             if r.status_code >= 400:
-                return _fail(out, f"http_{r.status_code // 100}xx", http_error_text(r.status_code, r.text))
+                return _fail(out, http_kind(r.status_code), http_error_text(r.status_code, r.text))
             try:
                 body = r.json()
             except ValueError:
@@ -186,7 +188,7 @@ async def send(client: httpx.AsyncClient, base_url: str, inp: RequestInput, mode
             out.status = r.status_code
             if r.status_code >= 400:
                 await r.aread()
-                return _fail(out, f"http_{r.status_code // 100}xx", http_error_text(r.status_code, r.text))
+                return _fail(out, http_kind(r.status_code), http_error_text(r.status_code, r.text))
             done = False
             lines = r.aiter_lines()
             async for line in lines:
@@ -278,6 +280,21 @@ def http_error_text(status: int, text: str) -> str:
     return f"HTTP {status}: {' '.join(message.split())[:160]}".rstrip(": ")
 
 
-def _fail(out: RequestOutput, kind: str, message: str) -> RequestOutput:
+def http_kind(status: int) -> ErrorKind:
+    """An error status's kind: the client's fault (4xx) or the server's (5xx; a status past 599 is no
+    standard one, so it counts as the server's)."""
+    return "http_4xx" if status < 500 else "http_5xx"
+
+
+def error_counts(outputs: list[RequestOutput]) -> dict[str, int]:
+    """Failed requests per error kind, the kinds in the order they first failed."""
+    counts: dict[str, int] = {}
+    for o in outputs:
+        if o.error_kind is not None:
+            counts[o.error_kind] = counts.get(o.error_kind, 0) + 1
+    return counts
+
+
+def _fail(out: RequestOutput, kind: ErrorKind, message: str) -> RequestOutput:
     out.ok, out.error_kind, out.error, out.end_ns = False, kind, message, time.perf_counter_ns()
     return out

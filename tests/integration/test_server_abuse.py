@@ -139,9 +139,9 @@ def test_internal_errors_never_reach_the_client(tiny, monkeypatch, stream):
     """A runtime error whose text holds a build-machine path and a traceback: the client sees a plain 500."""
     from fastapi.testclient import TestClient
 
+    from harness.serve import server
     from harness.serve.api import generation
     from harness.serve.engine import Engine
-    from harness.serve import server
 
     leak = "error: RuntimeError: Exception from /home/jenkins/agent/src/core/src/runtime.cpp:123: boom"
 

@@ -4,7 +4,12 @@ It loads the pipeline cold (and again from the compile cache when `load_twice`),
 runs the warm-up and measured calls (`iterations` at least, then on while `min_measure_s` has not passed,
 up to `max_iterations`), repeats the first measured call untimed when the decoding is deterministic, takes
 peak memory and ends the cell. A backend supplies only how to build its pipeline (`Backend.build`) and a
-`Session` over it: one call that yields one Sample, what a repeat is, and what it adds at the end."""
+`Session` over it: one call that yields one Sample, what a repeat is, and what it adds at the end.
+
+A load cell (serving) goes through `measure_loads` the same way: its `LoadBackend` starts or reaches the
+server, and its `LoadSession` runs one load (many concurrent requests, one measured unit) when asked; the
+driver times the start, runs the cell's load (warmed up) or an SLO search's loads (the first warmed up),
+emits every event, stops the server and ends the cell."""
 
 from __future__ import annotations
 
@@ -13,12 +18,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from harness.core.events import BatchEvent, Done, Loaded, SampleEvent
-from harness.core.schema import BatchRecord, CellSpec, CheckOutputs, Sample
+from harness.core.errors import ServerError
+from harness.core.events import BatchEvent, Done, Loaded, SampleEvent, ServerReport, SloSearchReport
+from harness.core.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServerInfo, SloProbe
 from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.process_memory import peak_rss_mb, rss_mb
+from harness.load.slo_search import SearchPolicy, next_rate, outcome, probe
+
+if TYPE_CHECKING:
+    from harness.load.generator import LoadResult
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,22 +74,25 @@ def deterministic(cell: CellSpec) -> bool:
     return cell.generation.mode in ("greedy", "sampling")
 
 
+def _timed(build: Callable[..., T], *args: Any) -> tuple[T, float]:
+    """What `build(*args)` returned and how long it took, ms."""
+    t0 = time.perf_counter()
+    built = build(*args)
+    return built, (time.perf_counter() - t0) * 1000
+
+
 def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backend) -> None:
     """Run one cell through `backend`, emitting loaded, every sample, and done."""
     load_twice = cell.load_twice and backend.compile_cache
     rss_before = rss_mb()
     cell_values: dict[str, float] = {}
     compile_cache = models.workdir / "compile-cache" if load_twice else None
-    t0 = time.perf_counter()
-    pipe = backend.build(cell, models, compile_cache)
-    cell_values["load_cold_ms"] = (time.perf_counter() - t0) * 1000
+    pipe, cell_values["load_cold_ms"] = _timed(backend.build, cell, models, compile_cache)
     cell_values["model_memory_mb"] = rss_mb() - rss_before
     if load_twice:
         del pipe
         gc.collect()
-        t0 = time.perf_counter()
-        pipe = backend.build(cell, models, compile_cache)
-        cell_values["load_cached_ms"] = (time.perf_counter() - t0) * 1000
+        pipe, cell_values["load_cached_ms"] = _timed(backend.build, cell, models, compile_cache)
     emit(Loaded(cell_values=dict(cell_values)))
 
     session = backend.start(pipe, cell, models)
@@ -102,6 +117,93 @@ def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backen
     values, outputs = session.finish()
     cell_values.update(values)
     emit(Done(cell_values=cell_values, check_outputs=check_outputs.merged(outputs)))
+
+
+@dataclass(frozen=True)
+class Load:
+    """One load a LoadSession ran: the generator's requests and the whole load as one record."""
+
+    result: LoadResult
+    batch: BatchRecord
+
+
+class Server(Protocol):
+    """What a load backend's build gives: a server it started, or one running elsewhere that it reached."""
+
+    def stop(self) -> None:
+        """Stop the server if the backend started it."""
+        ...
+
+
+class LoadSession(Protocol):
+    """One load cell's measuring state over its server."""
+
+    requests: int  # measured requests a load sends at most (for progress)
+    search: SearchPolicy | None  # set: the cell's loads are an SLO search's, one rate each
+
+    def load(self, index: int, rate: float | None, warmup: bool, report: Callable[[Sample], None]) -> Load:
+        """Load number `index`, at `rate` (None: the cell's own pacing), its warm-up requests first when `warmup`;
+        `report` sees each measured request's Sample as it ends, so a load cut short keeps what it measured."""
+        ...
+
+    def finish(self, chosen: Load) -> tuple[dict[str, float], CheckOutputs]:
+        """Cell values and check outputs from the load the cell reports (and every request of the cell);
+        called while the server still runs."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoadBackend:
+    """How a load kind starts (or reaches) its server and starts a session over it; the session's last
+    argument reports what the server says about itself, as the session learns it."""
+
+    build: Callable[[CellSpec, CellModels], Server]
+    start: Callable[[Any, CellSpec, CellModels, Callable[[ServerInfo], None]], LoadSession]
+
+
+def measure_loads(cell: CellSpec, models: CellModels, emit: Emit, backend: LoadBackend) -> None:
+    """Run one load cell through `backend`, emitting loaded, the server's report, every request and load, the
+    SLO search's outcome, and done. The model's memory is the server's, another process or host: none is read
+    here. The cell fails after done when every measured request of its load failed."""
+    server, load_ms = _timed(backend.build, cell, models)
+    cell_values = {} if cell.remote else {"load_cold_ms": load_ms}  # a remote server loaded its model elsewhere
+    emit(Loaded(cell_values=dict(cell_values)))
+    try:
+        session = backend.start(server, cell, models, lambda info: emit(ServerReport(server=info)))
+        chosen = _loads(cell, session, emit)
+        values, check_outputs = session.finish(chosen)
+    finally:
+        server.stop()
+    cell_values.update(values)
+    emit(Done(cell_values=cell_values, check_outputs=check_outputs))
+    errors = check_outputs.serving_errors
+    if errors is not None and errors.first and not any(o.ok for o in chosen.result.measured):
+        raise ServerError(f"all {sum(errors.counts.values())} measured requests failed; first: {errors.first[0]}")
+
+
+def _loads(cell: CellSpec, session: LoadSession, emit: Emit) -> Load:
+    """The cell's load, or the loads at the rates an SLO search's bisection picks (harness/load/slo_search.py);
+    returns the one the cell reports: the search's at its highest passing rate, else its last."""
+    def load(index: int, rate: float | None) -> Load:
+        # the first load warms the server and the connections up; later ones find them warm
+        done = session.load(index, rate, index == 0, lambda s: emit(SampleEvent(sample=s, of=session.requests)))
+        emit(BatchEvent(batch=done.batch))
+        return done
+
+    policy = session.search
+    if policy is None:
+        return load(0, None)
+    probes: list[SloProbe] = []
+    loads: list[Load] = []
+    while (rate := next_rate(policy, probes)) is not None:
+        loads.append(load(len(probes), rate))
+        probes.append(probe(rate, len(loads[-1].result.measured), loads[-1].batch.good_requests or 0,
+                            policy.target_pct))
+        if loads[-1].result.interrupted:
+            break
+    search = outcome(policy, cell.slo, probes)
+    emit(SloSearchReport(search=search))
+    return loads[search.chosen_probe if search.chosen_probe is not None else -1]
 
 
 def prompt_index(cell: CellSpec, iteration: int, distinct: int | None) -> int:
