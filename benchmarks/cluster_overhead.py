@@ -75,7 +75,8 @@ def main() -> None:
         for r in range(args.rounds):
             for mode in (("local", "cluster") if r % 2 == 0 else ("cluster", "local")):
                 with tempfile.TemporaryDirectory() as tmp:
-                    meta = new_run_metadata(f"bench-{mode}-{r}", suite, Path("cluster-overhead.yaml"), None, core)
+                    meta = new_run_metadata(f"bench-{mode}-{r}", core, suite.name, Path("cluster-overhead.yaml"),
+                                            compare_thresholds=suite.compare_thresholds)
                     clock = Clock()
                     if mode == "local":
                         res = run_cells(cells, Path(tmp), meta, RunOptions(cache_dir=args.cache_dir,

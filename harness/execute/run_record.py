@@ -106,7 +106,8 @@ def execute(executor: Executor, cells: list[CellSpec], record: RunRecord, retry_
     return record.finish()
 
 
-def new_run_metadata(run_id: str, suite: Any, suite_path: Path, sha: str, core: Any,
+def new_run_metadata(run_id: str, core: Any, suite_name: str, suite_file: Path | None = None, sha: str | None = None,
+                     compare_thresholds: dict[str, float] | None = None,
                      environments: Sequence[Any] = ()) -> RunMetadata:
     """A new run's metadata: suite, host, devices, the harness's versions (an environment's replace them)."""
     from harness.core import host
@@ -116,7 +117,7 @@ def new_run_metadata(run_id: str, suite: Any, suite_path: Path, sha: str, core: 
     for e in environments:
         versions.update({k: v for k, v in e.versions.items() if k in versions})
     return RunMetadata(
-        run_id=run_id, suite_name=suite.name, suite_file=str(suite_path.resolve()), suite_sha256=sha,
-        started_at=now_iso(), command=sys.argv, host=host.host_info(), versions=versions,
-        harness_commit=host.git_commit(), devices=list_devices(core), compare_thresholds=suite.compare_thresholds,
+        run_id=run_id, suite_name=suite_name, suite_file=str(suite_file.resolve()) if suite_file else None,
+        suite_sha256=sha, started_at=now_iso(), command=sys.argv, host=host.host_info(), versions=versions,
+        harness_commit=host.git_commit(), devices=list_devices(core), compare_thresholds=compare_thresholds or {},
         environments=[e.record() for e in environments])

@@ -109,8 +109,9 @@ def execute_ab(req: ABRequest, log: Callable[[str], None]) -> tuple[ABResult, di
     metas = {}
     for name, side in sides.items():
         (out_dir / name).mkdir(exist_ok=True)
-        metas[name] = new_run_metadata(f"{stamp}-{name}-{uuid.uuid4().hex[:6]}", req.suite, req.suite_path,
-                                       req.suite_sha, core, [environments[side.env]] if side.env else [])
+        metas[name] = new_run_metadata(f"{stamp}-{name}-{uuid.uuid4().hex[:6]}", core, req.suite.name, req.suite_path,
+                                       req.suite_sha, req.suite.compare_thresholds,
+                                       [environments[side.env]] if side.env else [])
         if req.overridden is not None:
             metas[name].overrides = req.overridden.overrides
             metas[name].dropped_gates = req.overridden.dropped_gates
