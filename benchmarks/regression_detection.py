@@ -34,7 +34,7 @@ from harness.analyze.aggregate import summaries
 from harness.analyze.compare import compare_runs
 from harness.core.metrics import sample_values
 from harness.core.schema import RunResults
-from harness.core.store import load_results
+from harness.records.store import load_results
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,6 +16,14 @@ from harness.analyze.load_analysis import (
     server_series,
     time_slices,
 )
+from harness.core.metrics import (
+    CorrectedE2E,
+    CorrectedTTFT,
+    LoadDecodeThroughput,
+    LoadPrefillThroughput,
+    PrefillThroughput,
+    SendLag,
+)
 from harness.core.schema import BatchRecord, CellResult, RunResults
 from harness.kinds import kind_spec
 from reports.rows import fmt_value, md_code
@@ -86,14 +94,14 @@ def figures(view: LoadView) -> list[tuple[str, str]]:
                                                     f" (window_s {window_s(c):g} widened to keep {MAX_SLICES} rows)")),
         ("effective concurrency (mean / peak)",
          f"{fmt_value(v.get('concurrency_mean'), 2)} / {fmt_value(v.get('concurrency_max'), 0)}"),
-        ("load prefill tok/s (while prefilling)", fmt_value(v.get("load_prefill_tps"), 0)),
-        ("load decode tok/s (while decoding)", fmt_value(v.get("load_decode_tps"), 0)),
-        ("prefill tok/s per request p50", stat("prefill_tps", "median")),
+        ("load prefill tok/s (while prefilling)", fmt_value(v.get(LoadPrefillThroughput.tag), 0)),
+        ("load decode tok/s (while decoding)", fmt_value(v.get(LoadDecodeThroughput.tag), 0)),
+        ("prefill tok/s per request p50", stat(PrefillThroughput.tag, "median")),
         ("e2e p50 / p99 ms", f"{stat('e2e_ms', 'median')} / {stat('e2e_ms', 'p99')}"),
         ("e2e from schedule p50 / p99 ms (CO-corrected)",
-         f"{stat('e2e_co_ms', 'median')} / {stat('e2e_co_ms', 'p99')}" if "e2e_co_ms" in s else "— (closed loop)"),
-        ("TTFT from schedule p90 ms (CO-corrected)", stat("ttft_co_ms", "p90") if "ttft_co_ms" in s else "—"),
-        ("send lag behind schedule p99 ms", stat("send_lag_ms", "p99", 1) if "send_lag_ms" in s else "—"),
+         f"{stat('e2e_co_ms', 'median')} / {stat('e2e_co_ms', 'p99')}" if CorrectedE2E.tag in s else "— (closed loop)"),
+        ("TTFT from schedule p90 ms (CO-corrected)", stat(CorrectedTTFT.tag, "p90") if CorrectedTTFT.tag in s else "—"),
+        ("send lag behind schedule p99 ms", stat(SendLag.tag, "p99", 1) if SendLag.tag in s else "—"),
         ("server /metrics", scrape),
     ]
 

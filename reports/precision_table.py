@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.core.metrics import METRICS
+from harness.core.metrics import METRICS, ModelSizeOnDisk, PeakRSS
 from harness.core.schema import CellResult
 from harness.kinds import Column, kind_spec
 from reports.rows import column_text
@@ -62,13 +62,13 @@ def precision_groups(cells: list[CellResult]) -> list[PrecisionGroup]:
         members.sort(key=lambda c: ORDER.get(c.spec.precision, 9))
         kind = members[0].spec.scenario.kind
         table = kind_spec(kind).report
-        cols = (*table.speed, Column("peak MiB", "peak_rss_mb", "max", 0), Column("size MiB", "model_size_mb", "max", 1),
+        cols = (*table.speed, Column("peak MiB", PeakRSS.tag, "max", 0), Column("size MiB", ModelSizeOnDisk.tag, "max", 1),
                 *table.accuracy)
         speed_tag = table.speedup_metric
         ref = next((c for c in members if c.spec.precision == "fp16"), None)
         rows = []
         for c in members:
-            size, ref_size = c.cell_values.get("model_size_mb"), ref.cell_values.get("model_size_mb") if ref else None
+            size, ref_size = c.cell_values.get(ModelSizeOnDisk.tag), ref.cell_values.get(ModelSizeOnDisk.tag) if ref else None
             rows.append(PrecisionRow(
                 precision=c.spec.precision, key=c.key, cells=[column_text(col, c.summaries) for col in cols],
                 speedup=_speedup(ref, c, speed_tag),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.core.metrics import TPOT, TTFT, BatchOutputThroughput, E2ELatency, Goodput, RequestThroughput
 from harness.core.schema import BatchRecord, CellResult, Sample
 from harness.core.stats import mean_ci
 from harness.kinds import kind_spec
@@ -38,12 +39,12 @@ def _sample_stat(tag: str, q: float) -> Callable[[list[Sample], list[BatchRecord
 
 
 FIGURES: tuple[tuple[str, Callable[[list[Sample], list[BatchRecord]], float | None]], ...] = (
-    ("req/s", _batch_value("request_rps")),
-    ("load out tok/s", _batch_value("batch_output_tps")),
-    ("goodput req/s", _batch_value("goodput_rps")),
-    ("TTFT p90 ms", _sample_stat("ttft_ms", 90)),
-    ("TPOT p50 ms", _sample_stat("tpot_ms", 50)),
-    ("e2e p90 ms", _sample_stat("e2e_ms", 90)),
+    ("req/s", _batch_value(RequestThroughput.tag)),
+    ("load out tok/s", _batch_value(BatchOutputThroughput.tag)),
+    ("goodput req/s", _batch_value(Goodput.tag)),
+    ("TTFT p90 ms", _sample_stat(TTFT.tag, 90)),
+    ("TPOT p50 ms", _sample_stat(TPOT.tag, 50)),
+    ("e2e p90 ms", _sample_stat(E2ELatency.tag, 90)),
 )
 
 

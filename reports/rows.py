@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.core.metrics import InputTokens, OutputTokens
 from harness.core.schema import CellResult, Summary
 from harness.kinds import Column
 
@@ -59,8 +60,8 @@ def cell_row(r: CellResult) -> CellRow:
     return CellRow(
         key=r.key, model=r.spec.model.name, precision=r.spec.precision, device=r.spec.device,
         scenario=r.spec.scenario.name, params=_params(r), status=r.status, error=r.error,
-        input_tokens=s["input_tokens"].median if "input_tokens" in s else None,
-        output_tokens=s["output_tokens"].median if "output_tokens" in s else None,
+        input_tokens=s[InputTokens.tag].median if InputTokens.tag in s else None,
+        output_tokens=s[OutputTokens.tag].median if OutputTokens.tag in s else None,
         summaries=s, checks={c.name: c.status for c in r.checks},
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from harness.analyze.roofline import decode_tokens_per_s, exceeds_host, under_load
+from harness.core.metrics import TPOT, AchievedBandwidth, RooflinePercent, WeightBytesPerToken
 from harness.core.schema import FAILED_STATUSES, CellResult, DeviceInfo, HostInfo, MemoryBandwidth, RunResults
 from harness.kinds import kind_spec
 from reports.rows import column_text
@@ -39,11 +40,11 @@ def _roofline_columns(c: CellResult) -> list[str]:
         found = c.summaries.get(tag)
         return None if found is None else found.median
 
-    tpot = c.summaries.get("tpot_ms")
+    tpot = c.summaries.get(TPOT.tag)
     decode = decode_tokens_per_s(tpot.mean) if tpot is not None else None
     roofline = "> 100: weights in cache or bandwidth measured under load (cell note)" \
-        if exceeds_host(c.cell_values) else fmt(median("roofline_pct"), 0)
-    return [fmt(decode, 1), fmt(median("weight_bytes_per_token"), 1), fmt(median("achieved_bandwidth_gbs"), 1),
+        if exceeds_host(c.cell_values) else fmt(median(RooflinePercent.tag), 0)
+    return [fmt(decode, 1), fmt(median(WeightBytesPerToken.tag), 1), fmt(median(AchievedBandwidth.tag), 1),
             roofline]
 
 

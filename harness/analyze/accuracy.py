@@ -12,11 +12,12 @@ from __future__ import annotations
 import difflib
 import statistics
 
+from harness.core.metrics import FirstDivergence, OutputSimilarity, TokenMatch
 from harness.core.schema import CellResult, CheckResult
 from harness.kinds import KINDS, kind_spec
 
 REFERENCE_PRECISION = "fp16"
-TEXT_ACCURACY_TAGS = ("token_match_pct", "first_divergence_tokens", "output_similarity_pct")
+TEXT_ACCURACY_TAGS = (TokenMatch.tag, FirstDivergence.tag, OutputSimilarity.tag)
 # every figure an accuracy check may set: the text ones and each kind's accuracy columns
 ACCURACY_TAGS = tuple(dict.fromkeys((*TEXT_ACCURACY_TAGS, *(col.metric for k in KINDS.values() for col in k.report.accuracy))))
 
@@ -116,11 +117,11 @@ def accuracy_vs_reference(r: CellResult, cells: list[CellResult]) -> tuple[dict[
     # ids of one origin on both sides: generated, or both re-encoded from the text by the same tokenizer
     by_ids = all(s.output_ids and t.output_ids for s, t in pairs) and \
         len({x.output_ids_source for pair in pairs for x in pair}) == 1
-    values = {"output_similarity_pct": statistics.fmean(similarity(s.output_text, t.output_text) for s, t in pairs)}
+    values = {OutputSimilarity.tag: statistics.fmean(similarity(s.output_text, t.output_text) for s, t in pairs)}
     matches = [token_match(s.output_ids, t.output_ids) for s, t in pairs] if by_ids else []
     if by_ids:
-        values["token_match_pct"] = statistics.fmean(matches)
-        values["first_divergence_tokens"] = float(statistics.median(
+        values[TokenMatch.tag] = statistics.fmean(matches)
+        values[FirstDivergence.tag] = float(statistics.median(
             first_divergence_index(s.output_ids, t.output_ids) for s, t in pairs))
     parts = [f"{len(pairs)} prompts vs {ref.key}"]
     if by_ids:

@@ -24,7 +24,16 @@ from harness.core.events import (
     TransformersDone,
     Unreadable,
 )
-from harness.core.metrics import METRICS, batch_values, sample_values
+from harness.core.metrics import (
+    METRICS,
+    TPOT,
+    ExportTime,
+    HostMemoryBandwidth,
+    ModelSizeOnDisk,
+    WeightBytesPerToken,
+    batch_values,
+    sample_values,
+)
 from harness.core.schema import (
     BatchRecord,
     CellResult,
@@ -108,8 +117,8 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
             case Prepared():
                 model_dir = ev.model_dir
                 weight_mb = None if ev.weight_bytes_per_token is None else ev.weight_bytes_per_token / 1e6
-                for tag, x in (("model_size_mb", ev.model_size_mb), ("export_s", ev.export_s),
-                               ("weight_bytes_per_token", weight_mb)):
+                for tag, x in ((ModelSizeOnDisk.tag, ev.model_size_mb), (ExportTime.tag, ev.export_s),
+                               (WeightBytesPerToken.tag, weight_mb)):
                     if x is not None:
                         cell_values[tag] = x
                 notes.append("model from cache" if ev.cache_hit else "model exported in this run")
@@ -147,8 +156,8 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
         cell_values.update(fidelity_values(spec, samples, batches, reference))
     if kind_spec(spec.scenario.kind).roofline:
         cell_values.update(roofline_values(
-            cell_values.get("weight_bytes_per_token"), cell_values.get("memory_bandwidth_gbs"),
-            (v for s in samples if not s.warmup for v in s.values.get("tpot_ms", []))))
+            cell_values.get(WeightBytesPerToken.tag), cell_values.get(HostMemoryBandwidth.tag),
+            (v for s in samples if not s.warmup for v in s.values.get(TPOT.tag, []))))
         if exceeds_host(cell_values):
             notes.append(exceeds_host_note(cell_values, last_level_cache_mb()))
     if kind_spec(spec.scenario.kind).served:  # figures of the whole load over time, from its stored requests

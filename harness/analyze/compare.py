@@ -43,7 +43,20 @@ from pydantic import BaseModel, Field
 from scipy import stats as sps
 
 from harness.core.errors import HarnessInputError
-from harness.core.metrics import METRICS
+from harness.core.metrics import (
+    METRICS,
+    TPOT,
+    TTFT,
+    BatchOutputThroughput,
+    DocumentThroughput,
+    E2ELatency,
+    Goodput,
+    OutputThroughput,
+    PeakRSS,
+    RealTimeFactor,
+    RequestThroughput,
+    SecondsPerImage,
+)
 from harness.core.schema import CellResult, RunMetadata, RunResults, measured_on
 from harness.core.stats import bootstrap_ratio_ci
 
@@ -51,18 +64,18 @@ Verdict = Literal["regression", "improvement", "unchanged", "inconclusive"]
 COMPARISON_VERSION = "1.0"
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
-    "ttft_ms": 0.10,
-    "tpot_ms": 0.05,
-    "e2e_ms": 0.05,
-    "output_tps": 0.05,
-    "peak_rss_mb": 0.05,
+    TTFT.tag: 0.10,
+    TPOT.tag: 0.05,
+    E2ELatency.tag: 0.05,
+    OutputThroughput.tag: 0.05,
+    PeakRSS.tag: 0.05,
     # whole-load and per-call throughput of the other scenario kinds (absent metrics are skipped)
-    "batch_output_tps": 0.05,
-    "request_rps": 0.05,
-    "goodput_rps": 0.05,
-    "documents_per_s": 0.05,
-    "image_s": 0.05,
-    "rtf": 0.05,
+    BatchOutputThroughput.tag: 0.05,
+    RequestThroughput.tag: 0.05,
+    Goodput.tag: 0.05,
+    DocumentThroughput.tag: 0.05,
+    SecondsPerImage.tag: 0.05,
+    RealTimeFactor.tag: 0.05,
 }
 
 

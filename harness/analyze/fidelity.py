@@ -15,7 +15,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.core.metrics import METRICS
+from harness.core.metrics import (
+    METRICS,
+    TPOT,
+    TTFT,
+    FidelityThroughput,
+    FidelityTPOT,
+    FidelityTTFT,
+    OutputThroughput,
+    ReferenceOutputThroughput,
+    ReferenceTPOT,
+    ReferenceTTFT,
+)
 from harness.core.schema import BatchRecord, CellSpec, ReferenceRecord, Sample
 from harness.core.stats import bootstrap_ratio_ci, geomean_ratio_ci
 from harness.kinds import kind_spec
@@ -32,9 +43,9 @@ class Comparison:
     judged: bool  # the check judges decoding speed; TTFT is reported beside it
 
 
-TPOT = Comparison("tpot_ms", "tpot_ms", "reference_tpot_ms", "fidelity_tpot_ratio", True)
-TTFT = Comparison("ttft_ms", "ttft_ms", "reference_ttft_ms", "fidelity_ttft_ratio", False)
-TPS = Comparison("output_tps", "output_tps", "reference_output_tps", "fidelity_tps_ratio", True)
+TPOT_PAIR = Comparison(TPOT.tag, TPOT.tag, ReferenceTPOT.tag, FidelityTPOT.tag, True)
+TTFT_PAIR = Comparison(TTFT.tag, TTFT.tag, ReferenceTTFT.tag, FidelityTTFT.tag, False)
+TPS_PAIR = Comparison(OutputThroughput.tag, OutputThroughput.tag, ReferenceOutputThroughput.tag, FidelityThroughput.tag, True)
 
 
 def comparisons(cell: CellSpec) -> list[Comparison]:
@@ -43,9 +54,9 @@ def comparisons(cell: CellSpec) -> list[Comparison]:
     kind = kind_spec(cell.scenario.kind)
     metric = kind.throughput_metric
     if METRICS[metric].scope != "batch":
-        return [TPOT, TTFT, TPS]
-    tps = Comparison(metric, "output_tps", "reference_output_tps", "fidelity_tps_ratio", True)
-    return [TPOT, TTFT, tps] if kind.params.of(cell).requests_per_call() == 1 else [tps]
+        return [TPOT_PAIR, TTFT_PAIR, TPS_PAIR]
+    tps = Comparison(metric, OutputThroughput.tag, ReferenceOutputThroughput.tag, FidelityThroughput.tag, True)
+    return [TPOT_PAIR, TTFT_PAIR, tps] if kind.params.of(cell).requests_per_call() == 1 else [tps]
 
 
 def _reference_values(records: list[ReferenceRecord], c: Comparison) -> list[float]:

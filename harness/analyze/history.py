@@ -176,7 +176,7 @@ class HistoryStore(HistoryQueries):
 
 def load_run(ref: str, url: str | None) -> RunResults:
     """A run directory, a results.json, or a run id / baseline name / last-good from the history."""
-    from harness.core.store import load_results
+    from harness.records.store import load_results
 
     p = Path(ref)
     if p.exists():

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 
 from harness.analyze.changes import ChangePoint, SeriesKey, SeriesPoint, series_changes
 from harness.core.errors import HarnessInputError
+from harness.core.metrics import TPOT, TTFT, OutputThroughput
 from harness.core.schema import ChangeSettings
 
 if TYPE_CHECKING:
     from harness.analyze.history import HistoryStore
     from harness.core.schema import RunResults
 
-TREND_METRICS = ("output_tps", "ttft_ms", "tpot_ms")
+TREND_METRICS = (OutputThroughput.tag, TTFT.tag, TPOT.tag)
 Trends = dict[tuple[str, str], tuple[list[SeriesPoint], list[ChangePoint]]]
 
 

@@ -13,6 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.core.metrics import (
+    TPOT,
+    TTFT,
+    EffectiveConcurrency,
+    LoadDecodeThroughput,
+    LoadPrefillThroughput,
+    PeakConcurrency,
+)
 from harness.core.schema import BatchRecord, CellResult, LoadTimeline, Sample
 
 Interval = tuple[int, int]  # [start_ns, end_ns)
@@ -93,14 +101,14 @@ def load_values(samples: Sequence[Sample], batch: BatchRecord | None,
     out: dict[str, float] = {}
     mm = step_mean_max(in_flight_steps(request_intervals(samples, timeline)), batch.start_ns, batch.end_ns)
     if mm is not None:
-        out["concurrency_mean"], out["concurrency_max"] = mm
+        out[EffectiveConcurrency.tag], out[PeakConcurrency.tag] = mm
     streamed = [(s, f) for s in _measured(samples) if (f := _first_chunk_ns(s)) is not None]
     prefill = [(s.start_ns, f) for s, f in streamed if s.input_tokens > 0]
     if prefill and (t := union_ns(prefill)) > 0:
-        out["load_prefill_tps"] = sum(s.input_tokens for s, _ in streamed if s.input_tokens > 0) / (t / 1e9)
+        out[LoadPrefillThroughput.tag] = sum(s.input_tokens for s, _ in streamed if s.input_tokens > 0) / (t / 1e9)
     decode = [(f, s.end_ns) for s, f in streamed if s.output_tokens > 1]
     if decode and (t := union_ns(decode)) > 0:
-        out["load_decode_tps"] = sum(s.output_tokens - 1 for s, _ in streamed if s.output_tokens > 1) / (t / 1e9)
+        out[LoadDecodeThroughput.tag] = sum(s.output_tokens - 1 for s, _ in streamed if s.output_tokens > 1) / (t / 1e9)
     return out
 
 
@@ -154,8 +162,8 @@ def time_slices(samples: Sequence[Sample], batch: BatchRecord, window_s: float,
     out = []
     for k in range(count):
         length = (edges[k + 1] - edges[k]) / 1e9
-        ttft = [v for s in done[k] for v in s.values.get("ttft_ms", [])]
-        tpot = [v for s in done[k] for v in s.values.get("tpot_ms", [])]
+        ttft = [v for s in done[k] for v in s.values.get(TTFT.tag, [])]
+        tpot = [v for s in done[k] for v in s.values.get(TPOT.tag, [])]
         out.append(TimeSlice((edges[k] - t0) / 1e9, (edges[k + 1] - t0) / 1e9, len(done[k]), errors[k],
                              float(tokens[k] / length) if length > 0 else 0.0, _pct(ttft, 50), _pct(ttft, 90),
                              _pct(tpot, 50)))

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from harness.core.host import fingerprint as host_fingerprint
+from harness.core.metrics import AchievedBandwidth, HostMemoryBandwidth, RooflinePercent, WeightBytesPerToken
 from harness.core.schema import BandwidthReading, HostInfo, MemoryBandwidth
 
 MiB = 2**20
@@ -329,9 +330,9 @@ def roofline_values(weight_mb: float | None, host_gbs: float | None, tpot_ms: It
     if weight_mb is None or rate is None:
         return {}
     achieved = weight_mb * rate / 1000.0  # MB/token × token/s -> GB/s
-    out = {"achieved_bandwidth_gbs": achieved}
+    out = {AchievedBandwidth.tag: achieved}
     if host_gbs and not achieved > host_gbs:
-        out["roofline_pct"] = 100.0 * achieved / host_gbs
+        out[RooflinePercent.tag] = 100.0 * achieved / host_gbs
     return out
 
 
@@ -339,14 +340,14 @@ def exceeds_host(cell_values: dict[str, float]) -> bool:
     """The cell's decode read weights faster than the host's measured triad bandwidth: not a share of memory
     bandwidth it can have reached, so the share is left out rather than shown as an impossible figure (170% was).
     On this machine fp16 decoding of a model larger than the cache reaches ~95% of a quiet host's triad."""
-    achieved, host = cell_values.get("achieved_bandwidth_gbs"), cell_values.get("memory_bandwidth_gbs")
+    achieved, host = cell_values.get(AchievedBandwidth.tag), cell_values.get(HostMemoryBandwidth.tag)
     return achieved is not None and host is not None and host > 0 and achieved > host
 
 
 def exceeds_host_note(cell_values: dict[str, float], cache_mb: float | None) -> str:
     """Why: weights that fit in the last-level cache (`cache_mb`, MiB, of the host that measured) are read from
     it, faster than from memory; larger ones cannot beat memory, so the host figure was measured under load."""
-    weight_mb = cell_values.get("weight_bytes_per_token")
+    weight_mb = cell_values.get(WeightBytesPerToken.tag)
     head = (f"roofline % left out: the decode read {cell_values['achieved_bandwidth_gbs']:.1f} GB/s of weights, more "
             f"than the host's measured memory bandwidth ({cell_values['memory_bandwidth_gbs']:.1f} GB/s triad)")
     if weight_mb is not None and cache_mb is not None and weight_mb * 1e6 <= cache_mb * MiB:

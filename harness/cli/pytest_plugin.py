@@ -43,8 +43,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hr is None:
         return
     from harness.analyze.session_checks import unjudged_accuracy_gates
-    from harness.core.store import write_metadata, write_results
     from harness.execute.run_record import assemble, now_iso
+    from harness.records.store import write_metadata, write_results
 
     hr.meta.finished_at = now_iso()
     write_metadata(hr.run_dir, hr.meta)

@@ -19,7 +19,7 @@ def report(
                                               "default: history.sqlite beside the run directory)")] = None,
 ) -> None:
     """Re-render a run's results (a run report, or a qualification / release verdict)."""
-    from harness.core.store import load_results
+    from harness.records.store import load_results
     from reports import RENDERERS, render
     from reports.verdicts import render_qualification, render_release
 

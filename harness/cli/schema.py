@@ -12,7 +12,7 @@ def schema(out: Annotated[Path | None, typer.Option(help="write here instead of 
     """Print the JSON Schema of results.json."""
     import json
 
-    from harness.core.schema import json_schema
+    from harness.records.result_schema import json_schema
 
     text = json.dumps(json_schema(), indent=1) + "\n"
     if out:

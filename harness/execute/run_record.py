@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 from harness.analyze.checks import run_level_checks
 from harness.core.schema import FAILED_STATUSES, CellResult, CellSpec, RunMetadata, RunResults
-from harness.core.store import append_cell, load_cells, write_results
 from harness.execute.worker_process import ProgressSink
+from harness.records.store import append_cell, load_cells, write_results
 
 
 def now_iso() -> str:

@@ -19,6 +19,7 @@ from harness.core.events import (
     TransformersDone,
     Unreadable,
 )
+from harness.core.metrics import HostMemoryBandwidth, RunnerCPU, WeightBytesPerToken
 from harness.core.schema import (
     CellResult,
     CellSpec,
@@ -91,9 +92,9 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
             if found is not None:
                 events.append(found)
         if wall > 0:
-            events.append(RunnerValues(cell_values={"runner_cpu_pct": 100.0 * busy / wall}))
+            events.append(RunnerValues(cell_values={RunnerCPU.tag: 100.0 * busy / wall}))
         if options.memory_bandwidth_gbs is not None:
-            events.append(RunnerValues(cell_values={"memory_bandwidth_gbs": options.memory_bandwidth_gbs}))
+            events.append(RunnerValues(cell_values={HostMemoryBandwidth.tag: options.memory_bandwidth_gbs}))
     if not options.keep_workdirs:
         worker_process.remove_tree(prepared.workdir / "compile-cache")
     return cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)
@@ -156,7 +157,7 @@ def _from_preparations(cell: CellSpec, shared: dict[Role, Preparation]) -> tuple
 
     wanted = wants_source(cell)
     return [*unreadable, model.model_copy(update={
-        "draft_dir": draft.model_dir if draft else None, "weight_bytes_per_token": weight_bytes, "notes": notes,
+        "draft_dir": draft.model_dir if draft else None, WeightBytesPerToken.tag: weight_bytes, "notes": notes,
         "source_dir": model.source_dir if wanted else None, "source_error": model.source_error if wanted else None,
     })], "ok", None
 

@@ -14,7 +14,6 @@ from harness.analyze.roofline import host_bandwidth as measured_bandwidth
 from harness.analyze.roofline import under_load
 from harness.core.errors import HarnessInputError, error_line
 from harness.core.schema import FAILED_STATUSES, CellSpec, HostInfo, MemoryBandwidth, RunMetadata, RunResults
-from harness.core.store import load_metadata, lock_run_dir, scan_cells, write_metadata
 from harness.execute.cluster import placement
 from harness.execute.cluster.executor import (
     RESULTS_EVERY_S,
@@ -32,6 +31,7 @@ from harness.plan.overrides import OverriddenSuite, expand_overridden, run_overr
 from harness.plan.source_checks import validate_sources
 from harness.plan.suite import load_suite, resolve_suite_path
 from harness.plan.suite_model import Suite
+from harness.records.store import load_metadata, lock_run_dir, scan_cells, write_metadata
 
 DEFAULT_RESULTS = Path("results")
 

@@ -34,7 +34,15 @@ from harness.analyze.aggregate import cell_result
 from harness.analyze.compare import DEFAULT_THRESHOLDS, Verdict, worst_verdict
 from harness.core.errors import HarnessInputError
 from harness.core.events import Event
-from harness.core.metrics import METRICS
+from harness.core.metrics import (
+    METRICS,
+    TPOT,
+    TTFT,
+    BatchOutputThroughput,
+    OutputThroughput,
+    PeakRSS,
+    RequestThroughput,
+)
 from harness.core.schema import CellResult, CellSpec, PropertyValue
 from harness.core.stats import confidence_sequence, geomean_ratio_ci
 from harness.execute.runner import (
@@ -49,7 +57,7 @@ from harness.execute.runner import (
 AB_VERSION = "1.0"
 INTERRUPTED = "interrupted by the user"
 # Metrics judged by default, where a cell measures them (e2e follows TTFT and TPOT, so it is not judged twice).
-DEFAULT_METRICS = ("ttft_ms", "tpot_ms", "output_tps", "batch_output_tps", "request_rps", "peak_rss_mb")
+DEFAULT_METRICS = (TTFT.tag, TPOT.tag, OutputThroughput.tag, BatchOutputThroughput.tag, RequestThroughput.tag, PeakRSS.tag)
 SIDES = ("base", "candidate")
 
 

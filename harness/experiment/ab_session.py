@@ -93,12 +93,12 @@ def execute_ab(req: ABRequest, log: Callable[[str], None]) -> tuple[ABResult, di
     the record and the sides' runs. An environment that cannot be installed raises HarnessInputError."""
     import openvino as ov
 
-    from harness.core.store import append_cell, lock_run_dir, write_metadata, write_results
     from harness.execute.run_record import assemble, new_run_metadata, now_iso
     from harness.execute.runner import RunOptions
     from harness.execute.worker_process import ProgressSink
     from harness.experiment.ab import run_ab
     from harness.plan.environments import prepare_environments
+    from harness.records.store import append_cell, lock_run_dir, write_metadata, write_results
 
     environments = prepare_environments(list({e.name: e for e in req.environments}.values()), req.cache_dir, log=log)
     out_dir, sides = req.out_dir, req.sides

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from harness.core.metrics import TPOT, OutputThroughput
+
 if TYPE_CHECKING:
     from harness.core.schema import CellSpec
     from harness.execute.backends import CellModels, Emit
@@ -84,7 +86,7 @@ class ReportTable:
     headline: tuple[Column, Column]
     note: str = ""
     speed: tuple[Column, ...] = ()
-    speedup_metric: str = "tpot_ms"  # the precision table's speed-up against fp16 is taken on it
+    speedup_metric: str = TPOT.tag  # the precision table's speed-up against fp16 is taken on it
     accuracy: tuple[Column, ...] = ()
 
 
@@ -117,7 +119,7 @@ class KindSpec:
     served: bool = False
     # which of a same_as_greedy kind's cells send the greedy cell's own prompts (None: every cell)
     greedy_comparable: Callable[[CellSpec], bool] | None = None
-    throughput_metric: str = "output_tps"  # the kind's tokens-per-second figure (the fidelity table's)
+    throughput_metric: str = OutputThroughput.tag  # the kind's tokens-per-second figure (the fidelity table's)
     precision_axis: bool = True  # precisions change what it measures (False: the precision table leaves it out)
     # each call's input length (as its pipeline counted it) must be the synthetic prompt length asked for, +-1
     exact_input_length: bool = False

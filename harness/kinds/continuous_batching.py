@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from harness.core.metrics import (
+    TPOT,
+    TTFT,
+    BatchOutputThroughput,
+    E2ELatency,
+    KVCachePeakUsage,
+    PeakRSS,
+    RequestThroughput,
+)
 from harness.kinds.base import Column, KindSpec, Params, ReportTable
 from harness.kinds.text import ACCURACY
 
@@ -26,18 +35,18 @@ class ContinuousBatchingParams(Params):
 KIND = KindSpec(
     name="continuous_batching", params=ContinuousBatchingParams, backend="harness.execute.backends.genai_cb:run",
     bare_reference="harness.execute.backends.genai_cb:bare_reference_fields",
-    same_as_greedy=True, throughput_metric="batch_output_tps",
+    same_as_greedy=True, throughput_metric=BatchOutputThroughput.tag,
     report=ReportTable(
         title="Continuous batching",
-        columns=(Column("total tok/s", "batch_output_tps"), Column("req/s", "request_rps", digits=2),
-                 Column("TTFT p50 ms", "ttft_ms", "median"), Column("TTFT p90 ms", "ttft_ms", "p90"),
-                 Column("TPOT p50 ms", "tpot_ms", "median", 2), Column("TPOT p90 ms", "tpot_ms", "p90", 2),
-                 Column("e2e p90 ms", "e2e_ms", "p90"), Column("KV peak %", "kv_cache_peak_pct", "max"),
-                 Column("peak MiB", "peak_rss_mb", digits=0)),
-        headline=(Column("total tok/s", "batch_output_tps"), Column("ms TTFT p90", "ttft_ms", "p90")),
+        columns=(Column("total tok/s", BatchOutputThroughput.tag), Column("req/s", RequestThroughput.tag, digits=2),
+                 Column("TTFT p50 ms", TTFT.tag, "median"), Column("TTFT p90 ms", TTFT.tag, "p90"),
+                 Column("TPOT p50 ms", TPOT.tag, "median", 2), Column("TPOT p90 ms", TPOT.tag, "p90", 2),
+                 Column("e2e p90 ms", E2ELatency.tag, "p90"), Column("KV peak %", KVCachePeakUsage.tag, "max"),
+                 Column("peak MiB", PeakRSS.tag, digits=0)),
+        headline=(Column("total tok/s", BatchOutputThroughput.tag), Column("ms TTFT p90", TTFT.tag, "p90")),
         note="Each iteration submits `concurrency` requests at once to ContinuousBatchingPipeline; TTFT, TPOT and "
         "e2e are per request from the batch start (p50/p90 over all measured requests); total tok/s and req/s are "
         "per batch; KV peak = highest KV-cache usage after a step.",
-        speed=(Column("TTFT p90 ms", "ttft_ms", "p90"), Column("TPOT ms", "tpot_ms", "median", 2),
-               Column("total tok/s", "batch_output_tps", "median")),
-        speedup_metric="batch_output_tps", accuracy=ACCURACY))
+        speed=(Column("TTFT p90 ms", TTFT.tag, "p90"), Column("TPOT ms", TPOT.tag, "median", 2),
+               Column("total tok/s", BatchOutputThroughput.tag, "median")),
+        speedup_metric=BatchOutputThroughput.tag, accuracy=ACCURACY))

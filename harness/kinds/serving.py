@@ -6,6 +6,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
+from harness.core.metrics import (
+    TPOT,
+    TTFT,
+    BatchOutputThroughput,
+    BatchTotalThroughput,
+    ClientCPU,
+    ErrorRate,
+    Goodput,
+    PeakOutputThroughput,
+    RequestThroughput,
+)
 from harness.kinds.base import MAX_PROMPT_TOKENS, Column, KindSpec, Params, ReportTable
 from harness.kinds.text import ACCURACY
 
@@ -173,20 +184,20 @@ KIND = KindSpec(
     greedy_comparable=sends_greedy_prompts,
     report=ReportTable(
         title="Serving (OpenAI-compatible endpoint)",
-        columns=(Column("req/s", "request_rps", digits=2), Column("goodput req/s", "goodput_rps", digits=2),
-                 Column("load out tok/s", "batch_output_tps"), Column("load total tok/s", "batch_total_tps"),
-                 Column("TTFT p50 ms", "ttft_ms", "median"), Column("TTFT p90 ms", "ttft_ms", "p90"),
-                 Column("TTFT p99 ms", "ttft_ms", "p99"), Column("TPOT p50 ms", "tpot_ms", "median", 2),
-                 Column("TPOT p90 ms", "tpot_ms", "p90", 2), Column("TPOT p99 ms", "tpot_ms", "p99", 2),
-                 Column("errors %", "error_rate_pct", "max", 1), Column("busiest s tok/s", "peak_output_tps", "max"),
-                 Column("client CPU %", "client_cpu_pct", "max", 1)),
-        headline=(Column("req/s", "request_rps", digits=2), Column("ms TTFT p90", "ttft_ms", "p90")),
+        columns=(Column("req/s", RequestThroughput.tag, digits=2), Column("goodput req/s", Goodput.tag, digits=2),
+                 Column("load out tok/s", BatchOutputThroughput.tag), Column("load total tok/s", BatchTotalThroughput.tag),
+                 Column("TTFT p50 ms", TTFT.tag, "median"), Column("TTFT p90 ms", TTFT.tag, "p90"),
+                 Column("TTFT p99 ms", TTFT.tag, "p99"), Column("TPOT p50 ms", TPOT.tag, "median", 2),
+                 Column("TPOT p90 ms", TPOT.tag, "p90", 2), Column("TPOT p99 ms", TPOT.tag, "p99", 2),
+                 Column("errors %", ErrorRate.tag, "max", 1), Column("busiest s tok/s", PeakOutputThroughput.tag, "max"),
+                 Column("client CPU %", ClientCPU.tag, "max", 1)),
+        headline=(Column("req/s", RequestThroughput.tag, digits=2), Column("ms TTFT p90", TTFT.tag, "p90")),
         note="Load on the suite's server (OVMS paths; `local` = harness serve on loopback): closed loop at "
         "`concurrency` or open loop at `rate`. TTFT = first content chunk; TPOT = (e2e − TTFT) / (usage tokens − 1); "
         "req/s (completed requests), load out and load total (in + out) tok/s over the whole load (not a per-request "
         "median); goodput = completed "
         "requests meeting every per-request limit of the suite's `slo:` per second; client CPU = the generator's own "
         "CPU share.",
-        speed=(Column("req/s", "request_rps", "median", 2), Column("TTFT p90 ms", "ttft_ms", "p90"),
-               Column("TPOT ms", "tpot_ms", "median", 2)),
-        speedup_metric="request_rps", accuracy=ACCURACY))
+        speed=(Column("req/s", RequestThroughput.tag, "median", 2), Column("TTFT p90 ms", TTFT.tag, "p90"),
+               Column("TPOT ms", TPOT.tag, "median", 2)),
+        speedup_metric=RequestThroughput.tag, accuracy=ACCURACY))

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from harness.core.metrics import (
+    TPOT,
+    TTFT,
+    E2ELatency,
+    OutputThroughput,
+    PeakRSS,
+    RealTimeFactor,
+    WhisperEncode,
+)
 from harness.kinds.base import Column, KindSpec, Params, ReportTable
 from harness.kinds.text import ACCURACY
 
@@ -16,12 +25,12 @@ KIND = KindSpec(
     name="speech", params=SpeechParams, backend="harness.execute.backends.genai_whisper:run", reference="same_kind",
     report=ReportTable(
         title="Speech to text (WhisperPipeline)",
-        columns=(Column("RTF", "rtf", digits=3), Column("latency ms", "e2e_ms"), Column("TTFT ms", "ttft_ms", digits=2),
-                 Column("TPOT ms", "tpot_ms", digits=2), Column("encoder ms", "speech_encode_ms", digits=2),
-                 Column("tok/s", "output_tps"), Column("peak MiB", "peak_rss_mb", digits=0)),
-        headline=(Column("RTF", "rtf", digits=3), Column("ms", "e2e_ms")),
+        columns=(Column("RTF", RealTimeFactor.tag, digits=3), Column("latency ms", E2ELatency.tag), Column("TTFT ms", TTFT.tag, digits=2),
+                 Column("TPOT ms", TPOT.tag, digits=2), Column("encoder ms", WhisperEncode.tag, digits=2),
+                 Column("tok/s", OutputThroughput.tag), Column("peak MiB", PeakRSS.tag, digits=0)),
+        headline=(Column("RTF", RealTimeFactor.tag, digits=3), Column("ms", E2ELatency.tag)),
         note="One WhisperPipeline.generate call per iteration on a generated speech-like clip; RTF = latency / clip "
         "length; encoder = openvino-genai's encoder inference time.",
-        speed=(Column("RTF", "rtf", "median", 3), Column("latency ms", "e2e_ms", "median"),
-               Column("TPOT ms", "tpot_ms", "median", 2)),
-        speedup_metric="e2e_ms", accuracy=ACCURACY))
+        speed=(Column("RTF", RealTimeFactor.tag, "median", 3), Column("latency ms", E2ELatency.tag, "median"),
+               Column("TPOT ms", TPOT.tag, "median", 2)),
+        speedup_metric=E2ELatency.tag, accuracy=ACCURACY))

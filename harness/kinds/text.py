@@ -4,19 +4,30 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from harness.core.metrics import (
+    TPOT,
+    TTFT,
+    AcceptanceRate,
+    OutputSimilarity,
+    OutputThroughput,
+    PeakRSS,
+    RooflinePercent,
+    TokenMatch,
+    TokensPerChunk,
+)
 from harness.kinds.base import Column, KindSpec, NoParams, Params, ReportTable
 
-GENERATE_COLUMNS = (Column("TTFT ms", "ttft_ms", digits=2), Column("TPOT ms", "tpot_ms", digits=2),
-                    Column("tok/s", "output_tps"), Column("peak MiB", "peak_rss_mb", digits=0),
-                    Column("tok/step", "tokens_per_chunk", "mean", 2))
-DRAFTED_COLUMNS = (*GENERATE_COLUMNS[:4], Column("accept %", "acceptance_rate_pct"), GENERATE_COLUMNS[4])
+GENERATE_COLUMNS = (Column("TTFT ms", TTFT.tag, digits=2), Column("TPOT ms", TPOT.tag, digits=2),
+                    Column("tok/s", OutputThroughput.tag), Column("peak MiB", PeakRSS.tag, digits=0),
+                    Column("tok/step", TokensPerChunk.tag, "mean", 2))
+DRAFTED_COLUMNS = (*GENERATE_COLUMNS[:4], Column("accept %", AcceptanceRate.tag), GENERATE_COLUMNS[4])
 # plain decoding: also the share of the host's memory bandwidth its weight traffic reaches (harness/analyze/roofline.py)
-ROOFLINE_COLUMNS = (*GENERATE_COLUMNS, Column("roofline %", "roofline_pct", "median", 0))
-HEADLINE = (Column("tok/s", "output_tps"), Column("ms TTFT", "ttft_ms"))
-SPEED = (Column("TTFT ms", "ttft_ms", "median"), Column("TPOT ms", "tpot_ms", "median", 2),
-         Column("tok/s", "output_tps", "median"))
-ACCURACY = (Column("token match %", "token_match_pct", "max", 1),
-            Column("similarity %", "output_similarity_pct", "max", 1))
+ROOFLINE_COLUMNS = (*GENERATE_COLUMNS, Column("roofline %", RooflinePercent.tag, "median", 0))
+HEADLINE = (Column("tok/s", OutputThroughput.tag), Column("ms TTFT", TTFT.tag))
+SPEED = (Column("TTFT ms", TTFT.tag, "median"), Column("TPOT ms", TPOT.tag, "median", 2),
+         Column("tok/s", OutputThroughput.tag, "median"))
+ACCURACY = (Column("token match %", TokenMatch.tag, "max", 1),
+            Column("similarity %", OutputSimilarity.tag, "max", 1))
 
 
 def text_table(title: str, columns: tuple[Column, ...] = GENERATE_COLUMNS, note: str = "") -> ReportTable:

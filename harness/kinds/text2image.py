@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from harness.core.metrics import ImageSimilarity, PeakRSS, SecondsPerImage, StepTime, UNetTime, VAEDecoderTime
 from harness.kinds.base import Column, KindSpec, Params, ReportTable
 
 
@@ -24,23 +25,23 @@ def compare_images(a: Any, b: Any) -> tuple[dict[str, float], str]:
     import numpy as np
 
     mae = float(np.mean(np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))))
-    return {"image_similarity_pct": 100.0 * (1 - mae / 255.0)}, f"mean absolute pixel difference {mae:.1f}/255"
+    return {ImageSimilarity.tag: 100.0 * (1 - mae / 255.0)}, f"mean absolute pixel difference {mae:.1f}/255"
 
 
-IMAGE_ACCURACY = (Column("pixel sim. %", "image_similarity_pct", "max", 1),)
+IMAGE_ACCURACY = (Column("pixel sim. %", ImageSimilarity.tag, "max", 1),)
 
 
 def image_table(title: str, note: str) -> ReportTable:
     """The report table every image-generation kind shares."""
     return ReportTable(
         title=title, note=note,
-        columns=(Column("s/image", "image_s", digits=3), Column("step ms", "step_ms", digits=2),
-                 Column("UNet ms", "unet_ms", digits=1), Column("VAE dec. ms", "vae_decoder_ms", digits=1),
-                 Column("peak MiB", "peak_rss_mb", digits=0),
-                 Column("pixel sim. vs fp16 %", "image_similarity_pct", "max", 1)),
-        headline=(Column("s/image", "image_s", digits=3), Column("ms/step", "step_ms", digits=1)),
-        speed=(Column("s/image", "image_s", "median", 3), Column("step ms", "step_ms", "median", 2)),
-        speedup_metric="image_s", accuracy=IMAGE_ACCURACY)
+        columns=(Column("s/image", SecondsPerImage.tag, digits=3), Column("step ms", StepTime.tag, digits=2),
+                 Column("UNet ms", UNetTime.tag, digits=1), Column("VAE dec. ms", VAEDecoderTime.tag, digits=1),
+                 Column("peak MiB", PeakRSS.tag, digits=0),
+                 Column("pixel sim. vs fp16 %", ImageSimilarity.tag, "max", 1)),
+        headline=(Column("s/image", SecondsPerImage.tag, digits=3), Column("ms/step", StepTime.tag, digits=1)),
+        speed=(Column("s/image", SecondsPerImage.tag, "median", 3), Column("step ms", StepTime.tag, "median", 2)),
+        speedup_metric=SecondsPerImage.tag, accuracy=IMAGE_ACCURACY)
 
 
 def image_kind(name: str, params: type[Params], backend: str, table: ReportTable) -> KindSpec:

@@ -7,6 +7,15 @@ from typing import Any
 
 from pydantic import Field
 
+from harness.core.metrics import (
+    AudioCosine,
+    AudioSNR,
+    E2ELatency,
+    GeneratedAudio,
+    PeakRSS,
+    SpeechRealTimeFactor,
+    SpeechSampleThroughput,
+)
 from harness.kinds.base import Column, KindSpec, Params, ReportTable
 
 
@@ -41,14 +50,14 @@ def compare_audio(a: Any, b: Any) -> tuple[dict[str, float], str] | None:
     norm = math.sqrt(math.fsum(v * v for v in x) * signal)
     if norm == 0:
         return {}, "a silent clip: no waveform comparison"
-    values = {"audio_cosine": math.fsum(v * r for v, r in zip(x, ref, strict=True)) / norm}
+    values = {AudioCosine.tag: math.fsum(v * r for v, r in zip(x, ref, strict=True)) / norm}
     if noise > 0:
-        values["audio_snr_db"] = 10 * math.log10(signal / noise)
+        values[AudioSNR.tag] = 10 * math.log10(signal / noise)
     lengths = "same length" if len(a) == len(b) else f"lengths {len(a)} and {len(b)} kept points, first {n} compared"
     return values, f"{n} waveform points, {lengths}" + ("" if noise > 0 else ", identical")
 
 
-_ACCURACY = (Column("SNR vs fp16 dB", "audio_snr_db", "max", 1), Column("cosine vs fp16", "audio_cosine", "max", 4))
+_ACCURACY = (Column("SNR vs fp16 dB", AudioSNR.tag, "max", 1), Column("cosine vs fp16", AudioCosine.tag, "max", 4))
 
 KIND = KindSpec(
     name="text2speech", params=SpeechGenerationParams, backend="harness.execute.backends.genai_text2speech:run",
@@ -58,13 +67,13 @@ KIND = KindSpec(
     repeat_tolerance=1e-4,
     report=ReportTable(
         title="Text to speech (Text2SpeechPipeline)",
-        columns=(Column("RTF", "tts_rtf", digits=3), Column("latency ms", "e2e_ms"),
-                 Column("audio s", "tts_audio_s", digits=2), Column("samples/s", "tts_samples_per_s", digits=0),
-                 Column("peak MiB", "peak_rss_mb", digits=0), *_ACCURACY),
-        headline=(Column("RTF", "tts_rtf", digits=3), Column("ms", "e2e_ms")),
-        speed=(Column("RTF", "tts_rtf", "median", 3), Column("latency ms", "e2e_ms", "median"),
-               Column("samples/s", "tts_samples_per_s", "median", 0)),
-        speedup_metric="tts_rtf", accuracy=_ACCURACY,
+        columns=(Column("RTF", SpeechRealTimeFactor.tag, digits=3), Column("latency ms", E2ELatency.tag),
+                 Column("audio s", GeneratedAudio.tag, digits=2), Column("samples/s", SpeechSampleThroughput.tag, digits=0),
+                 Column("peak MiB", PeakRSS.tag, digits=0), *_ACCURACY),
+        headline=(Column("RTF", SpeechRealTimeFactor.tag, digits=3), Column("ms", E2ELatency.tag)),
+        speed=(Column("RTF", SpeechRealTimeFactor.tag, "median", 3), Column("latency ms", E2ELatency.tag, "median"),
+               Column("samples/s", SpeechSampleThroughput.tag, "median", 0)),
+        speedup_metric=SpeechRealTimeFactor.tag, accuracy=_ACCURACY,
         note="One Text2SpeechPipeline.generate call per iteration (one text, a fixed seeded speaker embedding); "
         "RTF = latency / seconds of audio generated; samples/s = audio samples / latency. SNR and cosine vs "
         "fp16 on the first measured clip's waveform (every 8th sample of its first second, the same positions in "

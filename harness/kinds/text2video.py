@@ -6,6 +6,15 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from harness.core.metrics import (
+    FrameTime,
+    ImageSimilarity,
+    PeakRSS,
+    SecondsPerVideo,
+    StepTime,
+    TransformerTime,
+    VAEDecoderTime,
+)
 from harness.kinds.base import Column, KindSpec, Params, ReportTable
 from harness.kinds.text2image import IMAGE_ACCURACY, compare_images
 
@@ -52,13 +61,13 @@ TABLE = ReportTable(
          "and VAE included; with guidance above 1 the transformer runs on a doubled batch); transformer and VAE "
          "decoder times from openvino-genai's perf metrics; pixel similarity on 16x16 thumbnails of up to 9 "
          "evenly spaced frames of the first measured video.",
-    columns=(Column("s/video", "video_s", digits=3), Column("ms/frame", "frame_ms", digits=1),
-             Column("step ms", "step_ms", digits=2), Column("transformer ms", "transformer_ms", digits=1),
-             Column("VAE dec. ms", "vae_decoder_ms", digits=1), Column("peak MiB", "peak_rss_mb", digits=0),
-             Column("pixel sim. vs fp16 %", "image_similarity_pct", "max", 1)),
-    headline=(Column("s/video", "video_s", digits=3), Column("ms/frame", "frame_ms", digits=1)),
-    speed=(Column("s/video", "video_s", "median", 3), Column("ms/frame", "frame_ms", "median", 1)),
-    speedup_metric="video_s", accuracy=IMAGE_ACCURACY)
+    columns=(Column("s/video", SecondsPerVideo.tag, digits=3), Column("ms/frame", FrameTime.tag, digits=1),
+             Column("step ms", StepTime.tag, digits=2), Column("transformer ms", TransformerTime.tag, digits=1),
+             Column("VAE dec. ms", VAEDecoderTime.tag, digits=1), Column("peak MiB", PeakRSS.tag, digits=0),
+             Column("pixel sim. vs fp16 %", ImageSimilarity.tag, "max", 1)),
+    headline=(Column("s/video", SecondsPerVideo.tag, digits=3), Column("ms/frame", FrameTime.tag, digits=1)),
+    speed=(Column("s/video", SecondsPerVideo.tag, "median", 3), Column("ms/frame", FrameTime.tag, "median", 1)),
+    speedup_metric=SecondsPerVideo.tag, accuracy=IMAGE_ACCURACY)
 
 # kept thumbnails are block means rounded to whole pixel values: a repeat may move one by 1
 KIND = KindSpec(name="text2video", params=VideoParams, backend="harness.execute.backends.genai_video:run", report=TABLE,

@@ -8,6 +8,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from harness.core.metrics import (
+    DocumentThroughput,
+    E2ELatency,
+    EmbeddingCosine,
+    EncoderTokenThroughput,
+    PeakRSS,
+    RerankAgreement,
+)
 from harness.kinds.base import Column, CompareOutputs, KindSpec, Params, ReportTable
 
 
@@ -32,7 +40,7 @@ def cosine(a: list[float], b: list[float]) -> float:
 def compare_embeddings(a: Any, b: Any) -> tuple[dict[str, float], str]:
     """Mean cosine between the two cells' vectors of the same documents."""
     cos = [cosine(x, y) for x, y in zip(a, b, strict=True)]
-    return {"embedding_cosine": statistics.fmean(cos)}, f"{len(cos)} documents, cosine min {min(cos):.4f}"
+    return {EmbeddingCosine.tag: statistics.fmean(cos)}, f"{len(cos)} documents, cosine min {min(cos):.4f}"
 
 
 def compare_rerank(a: Any, b: Any) -> tuple[dict[str, float], str] | None:
@@ -47,14 +55,14 @@ def compare_rerank(a: Any, b: Any) -> tuple[dict[str, float], str] | None:
     if math.isnan(rho):
         return {}, "scores tied, rank correlation undefined"
     top_same = a[0][0] == b[0][0]
-    return {"rerank_spearman": rho}, f"{len(docs)} documents, top document {'the same' if top_same else 'different'}"
+    return {RerankAgreement.tag: rho}, f"{len(docs)} documents, top document {'the same' if top_same else 'different'}"
 
 
-_COLUMNS = (Column("docs/s", "documents_per_s"), Column("latency ms", "e2e_ms", digits=2),
-            Column("latency p90 ms", "e2e_ms", "p90", 2), Column("input tok/s", "input_tps", digits=0),
-            Column("peak MiB", "peak_rss_mb", digits=0))
-_HEADLINE = (Column("docs/s", "documents_per_s"), Column("ms", "e2e_ms", digits=2))
-_SPEED = (Column("docs/s", "documents_per_s", "median"), Column("latency ms", "e2e_ms", "median", 2))
+_COLUMNS = (Column("docs/s", DocumentThroughput.tag), Column("latency ms", E2ELatency.tag, digits=2),
+            Column("latency p90 ms", E2ELatency.tag, "p90", 2), Column("input tok/s", EncoderTokenThroughput.tag, digits=0),
+            Column("peak MiB", PeakRSS.tag, digits=0))
+_HEADLINE = (Column("docs/s", DocumentThroughput.tag), Column("ms", E2ELatency.tag, digits=2))
+_SPEED = (Column("docs/s", DocumentThroughput.tag, "median"), Column("latency ms", E2ELatency.tag, "median", 2))
 
 
 
@@ -65,15 +73,15 @@ def _encoder_kind(name: str, params: type[Params], compare: CompareOutputs, titl
         name=name, params=params, backend=f"harness.execute.backends.genai_text_encoders:run_{name}", generates_text=False,
         reference="same_kind", compare_outputs=compare,
         report=ReportTable(title=title, columns=(*_COLUMNS, accuracy), headline=_HEADLINE, speed=_SPEED,
-                           speedup_metric="documents_per_s", accuracy=(accuracy,), note=note))
+                           speedup_metric=DocumentThroughput.tag, accuracy=(accuracy,), note=note))
 
 
 EMBEDDINGS = _encoder_kind(
     "embeddings", EmbeddingsParams, compare_embeddings, "Text embeddings",
-    Column("cosine vs fp16", "embedding_cosine", "max", 4),
+    Column("cosine vs fp16", EmbeddingCosine.tag, "max", 4),
     "One TextEmbeddingPipeline.embed_documents call of `batch_size` documents per iteration; latency is the call's "
     "e2e. Cosine vs fp16: mean over the first measured call's documents.")
 RERANK = _encoder_kind(
-    "rerank", RerankParams, compare_rerank, "Text rerank", Column("rank corr. vs fp16", "rerank_spearman", "max", 3),
+    "rerank", RerankParams, compare_rerank, "Text rerank", Column("rank corr. vs fp16", RerankAgreement.tag, "max", 3),
     "One TextRerankPipeline.rerank call (a query and `batch_size` documents) per iteration; latency is the call's "
     "e2e. Rank correlation vs fp16: Spearman rho of the documents' scores.")

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from harness.core.metrics import (
+    HFDecodeSpeed,
+    HFEncodeSpeed,
+    OVDecodeSpeed,
+    OVEncodeSpeed,
+    TokenizerDecodeMismatches,
+    TokenizerEncodeMismatches,
+)
 from harness.kinds.base import Column, KindSpec, NoParams, ReportTable
 
 KIND = KindSpec(
@@ -9,13 +17,13 @@ KIND = KindSpec(
     reference="none", precision_axis=False,
     report=ReportTable(
         title="OpenVINO Tokenizers vs Hugging Face",
-        columns=(Column("OV encode tok/s", "ov_encode_tps", digits=0), Column("HF encode tok/s", "hf_encode_tps", digits=0),
-                 Column("OV decode tok/s", "ov_decode_tps", digits=0), Column("HF decode tok/s", "hf_decode_tps", digits=0),
-                 Column("encode mismatches", "tokenizer_encode_mismatches", "max", 0),
-                 Column("decode mismatches", "tokenizer_decode_mismatches", "max", 0)),
-        headline=(Column("OV encode tok/s", "ov_encode_tps", digits=0),
-                  Column("encode mismatches", "tokenizer_encode_mismatches", "max", 0)),
+        columns=(Column("OV encode tok/s", OVEncodeSpeed.tag, digits=0), Column("HF encode tok/s", HFEncodeSpeed.tag, digits=0),
+                 Column("OV decode tok/s", OVDecodeSpeed.tag, digits=0), Column("HF decode tok/s", HFDecodeSpeed.tag, digits=0),
+                 Column("encode mismatches", TokenizerEncodeMismatches.tag, "max", 0),
+                 Column("decode mismatches", TokenizerDecodeMismatches.tag, "max", 0)),
+        headline=(Column("OV encode tok/s", OVEncodeSpeed.tag, digits=0),
+                  Column("encode mismatches", TokenizerEncodeMismatches.tag, "max", 0)),
         note="Every text of the fixed multilingual corpus (harness/execute/tokenizer_corpus.py) encoded one by one, and the "
         "Hugging Face ids decoded, by each tokenizer; mismatches count texts whose ids (with and without special "
         "tokens) or decoded text differ.",
-        speed=(Column("OV encode tok/s", "ov_encode_tps", "median", 0),), speedup_metric="ov_encode_tps"))
+        speed=(Column("OV encode tok/s", OVEncodeSpeed.tag, "median", 0),), speedup_metric=OVEncodeSpeed.tag))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from harness.core.metrics import VLMEmbeddingsTime
 from harness.kinds.base import Column, KindSpec, Params
 from harness.kinds.text import GENERATE_COLUMNS, text_table
 
@@ -17,7 +18,7 @@ KIND = KindSpec(
     name="vlm", params=VLMParams, backend="harness.execute.backends.genai_vlm:run", reference="same_kind", streamed_ids=True,
     report=text_table(
         "Vision-language (VLMPipeline)",
-        (*GENERATE_COLUMNS[:2], Column("image emb. ms", "vlm_embeddings_ms", digits=2), *GENERATE_COLUMNS[2:4]),
+        (*GENERATE_COLUMNS[:2], Column("image emb. ms", VLMEmbeddingsTime.tag, digits=2), *GENERATE_COLUMNS[2:4]),
         note="One VLMPipeline.generate(prompt, images) call per iteration with generated images; TTFT includes "
         "image preprocessing and the vision encoder (image emb. = openvino-genai's prepare-embeddings time, part "
         "of TTFT)."))

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import httpx
 
+from harness.core.metrics import HttpConnect, HttpReceive, HttpSend, HttpWait
 from harness.kinds.serving import Api
 
 PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings", "rerank": "rerank"}
@@ -102,10 +103,10 @@ def http_phases(marks: dict[str, int]) -> dict[str, float]:
         return (b - marks[a]) / 1e6 if a in marks and b is not None else None
 
     out = {"connection_reused": 0.0 if "connect_tcp.started" in marks else 1.0}
-    for key, value in (("http_connect_ms", ms("connect_tcp.started", "start_tls.complete", "connect_tcp.complete")),
-                       ("http_send_ms", ms("send_request_headers.started", "send_request_body.complete")),
-                       ("http_wait_ms", ms("send_request_body.complete", "receive_response_headers.complete")),
-                       ("http_receive_ms", ms("receive_response_headers.complete", "receive_response_body.complete",
+    for key, value in ((HttpConnect.tag, ms("connect_tcp.started", "start_tls.complete", "connect_tcp.complete")),
+                       (HttpSend.tag, ms("send_request_headers.started", "send_request_body.complete")),
+                       (HttpWait.tag, ms("send_request_body.complete", "receive_response_headers.complete")),
+                       (HttpReceive.tag, ms("receive_response_headers.complete", "receive_response_body.complete",
                                               "receive_response_body.failed", "response_closed.started"))):
         if value is not None:
             out[key] = value

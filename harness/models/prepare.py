@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.core.errors import ModelPreparationError
 from harness.core.host import package_versions
+from harness.core.metrics import ExportTime
 from harness.core.schema import CompressionSpec
 from harness.models import cache, synthetic
 from harness.models.export import COMPRESSIBLE_TASKS, LOG_NAME, compress_ir, export_ir, export_task
@@ -99,7 +100,7 @@ def _cached_ir(src: ResolvedSource, source: str, precision: str, compression: Co
         manifest = _verified_manifest(entry, log)
         if manifest is not None:
             log(f"cache hit: {src.slug} {precision} at {entry}")
-            return _prepared(entry, precision, source, src.kind, cache_hit=True, export_s=manifest["export_s"],
+            return _prepared(entry, precision, source, src.kind, cache_hit=True, export_s=manifest[ExportTime.tag],
                              notes=notes)
         export_s = _build_entry(src, precision, compression, key, entry, log, fp16.path if fp16 else None)
     return _prepared(entry, precision, source, src.kind, cache_hit=False, export_s=export_s, notes=notes)
@@ -165,7 +166,7 @@ def _verified_manifest(entry: Path, log: Callable[[str], None]) -> dict[str, Any
         return None
     manifest = cache.read_json(entry / MANIFEST)
     problem: str | None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or "export_s" not in manifest:
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or ExportTime.tag not in manifest:
         problem = "no valid manifest"
     else:
         problem = cache.verify_manifest(entry, manifest["files"])
@@ -197,7 +198,7 @@ def _build_entry(src: ResolvedSource, precision: str, compression: CompressionSp
         export_s = round(time.perf_counter() - start, 3)
         validate_ir_dir(tmp)
         cache.write_json(tmp / MANIFEST, {
-            "key": key, "source": str(src.path), "export_s": export_s,
+            "key": key, "source": str(src.path), ExportTime.tag: export_s,
             "files": cache.file_manifest(tmp, exclude=MANIFEST),
         })
         cache.publish(tmp, entry)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from markupsafe import Markup
 
-from harness.core.metrics import METRICS
+from harness.core.metrics import METRICS, TPOT, OutputThroughput
 from harness.core.schema import RunResults
 from reports.html.charts import Bar, bar_chart
 from reports.html.environment import env
@@ -69,7 +69,7 @@ def render_comparison_html(comp: Comparison, base: RunResults | None = None,
     from reports.comparison import change_text, p_text, sorted_rows
 
     labels = short_labels([c.key for c in comp.cells if c.metrics])
-    charts = [c for c in (_change_chart(comp, t, labels) for t in ("tpot_ms", "output_tps")) if c is not None]
+    charts = [c for c in (_change_chart(comp, t, labels) for t in (TPOT.tag, OutputThroughput.tag)) if c is not None]
     return env.get_template("comparison.html.j2").render(
         comp=comp, counts=comp.counts(), charts=charts, matrix=_matrix(comp, labels), rows=sorted_rows(comp),
         change=change_text, p=p_text, facts=[(n, _run_facts(r)) for n, r in (("base", base), ("candidate", candidate))

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from markupsafe import Markup
 
+from harness.core.metrics import TTFT, BatchOutputThroughput
 from harness.core.schema import CellResult
 from reports.goodput import sweep_axis, sweep_key, sweep_value
 from reports.html.lines import TimeLine, render_curve_svg, render_time_svg
@@ -57,7 +58,7 @@ def sweep_curves(cells: list[CellResult]) -> list[Markup]:
     p90, one point per concurrency or rate."""
     sweeps: dict[str, list[CellResult]] = defaultdict(list)
     for c in cells:
-        if sweep_axis(c) and "batch_output_tps" in c.summaries and "ttft_ms" in c.summaries:
+        if sweep_axis(c) and BatchOutputThroughput.tag in c.summaries and TTFT.tag in c.summaries:
             sweeps[sweep_key(c)].append(c)
     out = []
     for key, group in sweeps.items():
@@ -65,8 +66,8 @@ def sweep_curves(cells: list[CellResult]) -> list[Markup]:
             continue
         group.sort(key=sweep_value)
         label = {"concurrency": "c", "rate": "r"}
-        points = [(f"{label[sweep_axis(c) or 'concurrency']}={sweep_value(c)}", c.summaries["batch_output_tps"].median,
-                   c.summaries["ttft_ms"].p90) for c in group]
+        points = [(f"{label[sweep_axis(c) or 'concurrency']}={sweep_value(c)}", c.summaries[BatchOutputThroughput.tag].median,
+                   c.summaries[TTFT.tag].p90) for c in group]
         out.append(Markup(render_curve_svg(points, "Throughput vs latency", "total output tok/s (whole load)", "TTFT p90 ms",
                                            subtitle=truncate(key, 90))))
     return out

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from markupsafe import Markup
 
-from harness.core.metrics import METRICS
+from harness.core.metrics import METRICS, TPOT, TTFT, AcceptanceRate, ModelMemory, OutputThroughput, PeakRSS
 from harness.core.schema import CellResult, Summary
 from reports.html.charts import Bar, bar_chart, box_chart
 from reports.html.labels import short_labels
@@ -54,13 +54,13 @@ def _metric_bars(cells: list[CellResult], tag: str, series: Series, subtitle: st
 
 def performance_charts(cells: list[CellResult], series: Series) -> list[Markup]:
     sub = "median per cell; whiskers min–max of the measured iterations"
-    charts = [_metric_bars(cells, tag, series, sub) for tag in ("output_tps", "ttft_ms", "tpot_ms")]
+    charts = [_metric_bars(cells, tag, series, sub) for tag in (OutputThroughput.tag, TTFT.tag, TPOT.tag)]
     return [c for c in charts if c is not None]
 
 
 def latency_boxes(cells: list[CellResult], labels: dict[str, str], series: Series) -> list[Markup]:
     out = []
-    for tag in ("ttft_ms", "tpot_ms"):
+    for tag in (TTFT.tag, TPOT.tag):
         rows = [(labels[c.key], _measured(c, tag)) for c in cells]
         if any(v for _, v in rows):
             m = METRICS[tag]
@@ -71,7 +71,7 @@ def latency_boxes(cells: list[CellResult], labels: dict[str, str], series: Serie
 
 
 def memory_chart(cells: list[CellResult], labels: dict[str, str]) -> Markup | None:
-    series = {"peak_rss_mb": "peak RSS", "model_memory_mb": "model memory (RSS added by loading)"}
+    series = {PeakRSS.tag: "peak RSS", ModelMemory.tag: "model memory (RSS added by loading)"}
     bars = {(labels[c.key], name): Bar(c.cell_values[tag]) for c in cells for tag, name in series.items()
             if tag in c.cell_values}
     if not bars:
@@ -81,7 +81,7 @@ def memory_chart(cells: list[CellResult], labels: dict[str, str]) -> Markup | No
 
 
 def acceptance_chart(cells: list[CellResult], labels: dict[str, str]) -> Markup | None:
-    tag = "acceptance_rate_pct"
+    tag = AcceptanceRate.tag
     summaries = {labels[c.key]: c.summaries[tag] for c in cells if tag in c.summaries}
     if not summaries:
         return None

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness.core.store import load_cells, load_results
+from harness.records.store import load_cells, load_results
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.integration

@@ -23,9 +23,9 @@ from harness.core.events import (
 )
 from harness.core.schema import BatchRecord, PromptSpec, ReferenceRecord
 from harness.core.stats import geomean_ratio_ci
-from harness.core.store import load_results
 from harness.execute import bare_reference, runner, worker_process
 from harness.execute.reference import ReferenceTask
+from harness.records.store import load_results
 from tests.conftest import run_cli
 from tests.factories import sample, spec
 

@@ -15,13 +15,13 @@ import yaml
 
 from harness.core.errors import ModelPreparationError
 from harness.core.schema import CompressionSpec
-from harness.core.store import load_results
 from harness.models import build_synthetic, prepare_model
 from harness.models import cache as model_cache_mod
 from harness.models.gguf import ROUND_TRIP_TEXTS, check_round_trip, hf_tokenizer, read_info
 from harness.models.prepare import fitted_compression
 from harness.models.sources import BUILTIN_COMMAND, is_gguf_source, resolve_source
 from harness.plan.suite import expand, load_suite
+from harness.records.store import load_results
 from tests.conftest import cache_holding_tiny, run_suite
 from tests.gguf_files import QUANT_TYPES, write_gguf
 

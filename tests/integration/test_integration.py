@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from harness.core.store import load_results
+from harness.records.store import load_results
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.integration

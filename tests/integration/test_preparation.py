@@ -10,10 +10,10 @@ import pytest
 
 from harness.core.events import Done, Error, Event, Log, Phase, Prepared, SampleEvent
 from harness.core.schema import CompressionSpec
-from harness.core.store import load_cells
 from harness.execute import runner, worker_process
 from harness.execute.preparation import FailedPreparations, PreparationFailure, PrepareKey, prepare_keys
 from harness.execute.worker import WorkerTask
+from harness.records.store import load_cells
 from tests import factories
 
 GROUP_ERROR = ("ModelPreparationError: optimum-cli export of 'tiny' to int4 failed (exit 1): ValueError: Channel "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.core.store import load_results
+from harness.records.store import load_results
 from reports.goodput import sweep_limits
 from tests.conftest import run_suite
 from tests.factories import result, sample, spec

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from harness.core.store import load_results
+from harness.records.store import load_results
 from tests.conftest import ROOT, run_cli, run_suite
 
 pytestmark = pytest.mark.integration

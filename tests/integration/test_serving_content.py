@@ -16,10 +16,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from harness.core.errors import HarnessInputError
-from harness.core.store import load_results
 from harness.load.client import RequestInput, RequestOutput, Turn, payload
 from harness.load.content import RequestMaker
 from harness.plan.suite import load_suite
+from harness.records.store import load_results
 from tests.conftest import app_in_thread, run_cli, run_suite
 
 # ---------------------------------------------------------------- request bodies, without a server

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from harness.core.host import free_loopback_port
-from harness.core.store import load_results
+from harness.records.store import load_results
 from tests.conftest import app_in_thread, run_cli
 
 pytestmark = pytest.mark.integration

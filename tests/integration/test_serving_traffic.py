@@ -17,10 +17,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from harness.core.errors import HarnessInputError
-from harness.core.store import load_results
 from harness.load.client import RequestInput
 from harness.load.generator import LoadSpec, arrival_offsets, run_load
 from harness.load.traces import read_trace
+from harness.records.store import load_results
 from tests.conftest import app_in_thread, run_cli, run_suite
 
 # ---------------------------------------------------------------- trace files

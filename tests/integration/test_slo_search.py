@@ -12,8 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from harness.core.schema import SloProbe
-from harness.core.store import load_results
 from harness.load.slo_search import SearchPolicy, next_rate, outcome
+from harness.records.store import load_results
 from tests.conftest import app_in_thread, run_cli
 
 POLICY = SearchPolicy(start_rps=4, target_pct=90, precision=0.1, max_probes=10)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from harness.core.errors import HarnessInputError
-from harness.core.store import CELLS, append_cell, load_cells, lock_run_dir, scan_cells
+from harness.records.store import CELLS, append_cell, load_cells, lock_run_dir, scan_cells
 from tests.conftest import ROOT, run_cli
 from tests.factories import result, run, sample, spec
 
@@ -55,7 +55,7 @@ def test_concurrent_resume_is_refused_and_a_dead_holder_releases(tmp_path):
     out.mkdir()
     (out / "metadata.json").write_text(run([]).metadata.model_dump_json())
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from harness.core.store import lock_run_dir; f = lock_run_dir(Path(sys.argv[1])); "
+                               "from harness.records.store import lock_run_dir; f = lock_run_dir(Path(sys.argv[1])); "
                                "print('locked', flush=True); time.sleep(60)", str(out)],
                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -258,8 +258,8 @@ def _fill(mnt):
 
 
 def test_disk_full_mid_run_keeps_what_was_measured(small_tmpfs, monkeypatch):
-    from harness.core.store import load_results
     from harness.execute import runner
+    from harness.records.store import load_results
 
     run_dir = small_tmpfs / "run"
     run_dir.mkdir()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from harness.core.errors import HarnessInputError
-from harness.core.store import load_results
 from harness.kinds.text2speech import compare_audio
 from harness.plan.suite import expand, load_suite
+from harness.records.store import load_results
 from tests.conftest import run_suite
 
 SUITE = {

@@ -20,7 +20,7 @@ def baseline_set(
     db: DbOpt = None,
 ) -> None:
     """Point a named baseline at a run."""
-    from harness.core.store import load_results
+    from harness.records.store import load_results
 
     if not name.strip():
         raise HarnessInputError("command line", "NAME", name, "a baseline needs a name")

@@ -16,7 +16,7 @@ def record(
     db: DbOpt = None,
 ) -> None:
     """Import existing runs into the history (re-recording a run replaces it)."""
-    from harness.core.store import load_results
+    from harness.records.store import load_results
 
     with open_store(db) as store:
         for path in run_dirs:

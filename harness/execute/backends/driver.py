@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from harness.core.errors import ServerError
 from harness.core.events import BatchEvent, Done, Loaded, SampleEvent, ServerReport, SloSearchReport
+from harness.core.metrics import LoadTimeCached, LoadTimeCold, ModelMemory, PeakRSS
 from harness.core.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServerInfo, SloProbe
 from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.process_memory import peak_rss_mb, rss_mb
@@ -87,12 +88,12 @@ def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backen
     rss_before = rss_mb()
     cell_values: dict[str, float] = {}
     compile_cache = models.workdir / "compile-cache" if load_twice else None
-    pipe, cell_values["load_cold_ms"] = _timed(backend.build, cell, models, compile_cache)
-    cell_values["model_memory_mb"] = rss_mb() - rss_before
+    pipe, cell_values[LoadTimeCold.tag] = _timed(backend.build, cell, models, compile_cache)
+    cell_values[ModelMemory.tag] = rss_mb() - rss_before
     if load_twice:
         del pipe
         gc.collect()
-        pipe, cell_values["load_cached_ms"] = _timed(backend.build, cell, models, compile_cache)
+        pipe, cell_values[LoadTimeCached.tag] = _timed(backend.build, cell, models, compile_cache)
     emit(Loaded(cell_values=dict(cell_values)))
 
     session = backend.start(pipe, cell, models)
@@ -113,7 +114,7 @@ def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backen
         if isinstance(result, BatchCall):
             emit(BatchEvent(batch=result.batch))
     check_outputs = session.repeat(cell.warmup) if deterministic(cell) else CheckOutputs()
-    cell_values["peak_rss_mb"] = peak_rss_mb()
+    cell_values[PeakRSS.tag] = peak_rss_mb()
     values, outputs = session.finish()
     cell_values.update(values)
     emit(Done(cell_values=cell_values, check_outputs=check_outputs.merged(outputs)))
@@ -166,7 +167,7 @@ def measure_loads(cell: CellSpec, models: CellModels, emit: Emit, backend: LoadB
     SLO search's outcome, and done. The model's memory is the server's, another process or host: none is read
     here. The cell fails after done when every measured request of its load failed."""
     server, load_ms = _timed(backend.build, cell, models)
-    cell_values = {} if cell.remote else {"load_cold_ms": load_ms}  # a remote server loaded its model elsewhere
+    cell_values = {} if cell.remote else {LoadTimeCold.tag: load_ms}  # a remote server loaded its model elsewhere
     emit(Loaded(cell_values=dict(cell_values)))
     try:
         session = backend.start(server, cell, models, lambda info: emit(ServerReport(server=info)))

@@ -8,6 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.core.metrics import (
+    TPOT,
+    TTFT,
+    AcceptanceRate,
+    AcceptedTokens,
+    DetokenizationTime,
+    InputTokens,
+    ProposedTokens,
+    TokenizationTime,
+)
 from harness.core.prompts import synthetic_prompt
 from harness.core.schema import CellSpec
 from harness.execute.backends import CellModels
@@ -85,27 +95,27 @@ def generation_config(pipe: Any, cell: CellSpec) -> Any:
 def genai_readings(res: Any, cfg: Any = None) -> dict[str, float | None]:
     pm = res.perf_metrics
     out: dict[str, float | None] = {
-        "ttft_ms": pm.get_ttft().mean,
-        "tpot_ms": pm.get_tpot().mean,
+        TTFT.tag: pm.get_ttft().mean,
+        TPOT.tag: pm.get_tpot().mean,
         "throughput_tps": pm.get_throughput().mean,
         "generate_ms": pm.get_generate_duration().mean,
-        "tokenization_ms": pm.get_tokenization_duration().mean,
-        "detokenization_ms": pm.get_detokenization_duration().mean,
-        "input_tokens": float(pm.get_num_input_tokens()),
+        TokenizationTime.tag: pm.get_tokenization_duration().mean,
+        DetokenizationTime.tag: pm.get_detokenization_duration().mean,
+        InputTokens.tag: float(pm.get_num_input_tokens()),
         "generated_tokens": float(pm.get_num_generated_tokens()),
         "load_ms": pm.get_load_time(),
     }
     ext = getattr(res, "extended_perf_metrics", None)
     if ext is not None and hasattr(ext, "get_num_accepted_tokens"):
         accepted = float(ext.get_num_accepted_tokens())
-        out["accepted_tokens"] = accepted
+        out[AcceptedTokens.tag] = accepted
         # get_draft_acceptance_rate() is a fraction in [0, 1]; the metric is in percent. Releases before
         # 2026.4 do not have it: the rate is then absent, not guessed.
         if hasattr(ext, "get_draft_acceptance_rate"):
-            out["acceptance_rate_pct"] = float(ext.get_draft_acceptance_rate()) * 100.0
+            out[AcceptanceRate.tag] = float(ext.get_draft_acceptance_rate()) * 100.0
         draft = getattr(ext, "draft_model_metrics", None)
         if draft is not None:
-            out["proposed_tokens"] = float(draft.get_num_generated_tokens())
+            out[ProposedTokens.tag] = float(draft.get_num_generated_tokens())
     elif cfg is not None and int(getattr(cfg, "max_ngram_size", 0) or 0) and int(getattr(cfg, "num_assistant_tokens", 0) or 0):
         out.update(prompt_lookup_acceptance(list(pm.raw_metrics.m_batch_sizes), int(cfg.num_assistant_tokens)))
     return out
@@ -120,7 +130,7 @@ def prompt_lookup_acceptance(step_tokens: list[int], num_assistant_tokens: int) 
         return {}
     accepted = float(sum(n - 1 for n in verify))
     proposed = float(num_assistant_tokens * len(verify))
-    return {"accepted_tokens": accepted, "proposed_tokens": proposed, "acceptance_rate_pct": 100.0 * accepted / proposed}
+    return {AcceptedTokens.tag: accepted, ProposedTokens.tag: proposed, AcceptanceRate.tag: 100.0 * accepted / proposed}
 
 
 def prompt_texts(cell: CellSpec, tok: Any, count: int, lengths: list[int] | None = None) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import error_line
+from harness.core.metrics import GenAILoadTime
 from harness.core.schema import CellSpec, CheckOutputs, Sample
 from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, TextSession, measure_cell, prompt_index
@@ -109,7 +110,7 @@ class LLMSession(TextSession):
         return sample
 
     def finish(self) -> tuple[dict[str, float], CheckOutputs]:
-        values = {"genai_load_ms": float(self.load_ms)} if self.load_ms is not None else {}
+        values = {GenAILoadTime.tag: float(self.load_ms)} if self.load_ms is not None else {}
         if not validation.wanted(self.cell):
             return values, CheckOutputs()
         self.pipe = None  # the f32 validation pass loads the model again: free this one first

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.core.metrics import TokenizationTime
 from harness.core.schema import CellSpec, CheckOutputs, Sample
 from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, measure_cell, prompt_index
@@ -43,7 +44,7 @@ def kept_waveform(audio: np.ndarray) -> list[float]:
 def _perf(res: Any) -> dict[str, float | None]:
     pm = res.perf_metrics
     return {"generate_ms": float(pm.generate_duration.mean),
-            "tokenization_ms": float(pm.get_tokenization_duration().mean)}
+            TokenizationTime.tag: float(pm.get_tokenization_duration().mean)}
 
 
 class SpeechSession:

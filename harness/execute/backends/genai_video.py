@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.core.metrics import TransformerTime, VAEDecoderTime
 from harness.core.schema import CellSpec
 from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, measure_cell
@@ -34,8 +35,8 @@ def video_readings(pm: Any) -> dict[str, float | None]:
     calls (get_transformer_infer_duration() is their mean), the text encoders summed over encoders."""
     transformer_us = [float(x) for x in pm.raw_metrics.transformer_inference_durations]
     text = pm.get_text_encoder_infer_duration()  # {encoder name: ms}
-    return {"transformer_ms": sum(transformer_us) / 1000 if transformer_us else None,
-            "vae_decoder_ms": measured_ms(pm.get_vae_decoder_infer_duration()),
+    return {TransformerTime.tag: sum(transformer_us) / 1000 if transformer_us else None,
+            VAEDecoderTime.tag: measured_ms(pm.get_vae_decoder_infer_duration()),
             "text_encoder_ms": sum(text.values()) if text else None,
             "generate_ms": measured_ms(pm.get_generate_duration())}
 

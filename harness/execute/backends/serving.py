@@ -14,7 +14,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from harness.core.metrics import sample_values
+from harness.core.metrics import (
+    CancelledRequests,
+    CancelledServerTokens,
+    ClientCPU,
+    ConnectionReused,
+    ErrorRate,
+    PeakOutputThroughput,
+    sample_values,
+)
 from harness.core.schema import (
     BatchRecord,
     CellSpec,
@@ -235,19 +243,19 @@ def load_outcome(result: LoadResult, every_output: list[RequestOutput], deltas: 
     errors = error_counts(result.measured)
     wall = (result.end_ns - result.start_ns) / 1e9
     # cancelled requests are neither errors nor completions: the rate is over the others
-    values["error_rate_pct"] = 100.0 * len(failed) / max(1, len(result.measured) - len(cancelled))
+    values[ErrorRate.tag] = 100.0 * len(failed) / max(1, len(result.measured) - len(cancelled))
     reused = [o.http["connection_reused"] for o in result.measured if "connection_reused" in o.http]
     if reused:
-        values["connection_reused_pct"] = 100.0 * sum(reused) / len(reused)
-    values["client_cpu_pct"] = 100.0 * result.client_cpu_s / wall if wall > 0 else 0.0
+        values[ConnectionReused.tag] = 100.0 * sum(reused) / len(reused)
+    values[ClientCPU.tag] = 100.0 * result.client_cpu_s / wall if wall > 0 else 0.0
     peak = busiest_second_tps(ok, result.start_ns)
     if peak is not None:
-        values["peak_output_tps"] = peak
+        values[PeakOutputThroughput.tag] = peak
     if cancelled:
-        values["cancelled_requests"] = float(len(cancelled))
+        values[CancelledRequests.tag] = float(len(cancelled))
         server_tokens = cancelled_server_tokens(deltas, every_output, len(cancelled), errors)
         if server_tokens is not None:
-            values["cancelled_server_tokens"] = server_tokens
+            values[CancelledServerTokens.tag] = server_tokens
     first_errors = [f"request {o.index}: {o.error_kind}: {o.error}" for o in failed[:5]]
     return values, CheckOutputs(serving_errors=ServingErrors(counts=errors, first=first_errors,
                                                              cancelled=len(cancelled)),

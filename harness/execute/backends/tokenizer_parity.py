@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from harness.core.metrics import TokenizerDecodeMismatches, TokenizerEncodeMismatches
 from harness.core.schema import (
     CellSpec,
     CheckOutputs,
@@ -118,8 +119,8 @@ class ParitySession:
         return CheckOutputs()  # parity is the check; a tokenizer has no output to repeat
 
     def finish(self) -> tuple[dict[str, float], CheckOutputs]:
-        values = {"tokenizer_encode_mismatches": float(self.found.encode_mismatches),
-                  "tokenizer_decode_mismatches": float(self.found.decode_mismatches)}
+        values = {TokenizerEncodeMismatches.tag: float(self.found.encode_mismatches),
+                  TokenizerDecodeMismatches.tag: float(self.found.decode_mismatches)}
         return values, CheckOutputs(tokenizer_parity=self.found)
 
 

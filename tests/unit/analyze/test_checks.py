@@ -85,18 +85,18 @@ def test_reencoded_ids_are_compared_as_text():
 
 
 def test_records_without_ids_source_read_as_reencoded_when_no_streamer_ran():
-    from harness.core.schema import CellResult
+    from harness.records.result_schema import read_cell
 
     r = result(spec("generate"), [sample(0)])
     data = r.model_dump()
     for s in data["samples"]:
         s.pop("output_ids_source")
         s["output_ids"] = [1, 2]
-    assert CellResult.model_validate(data).samples[0].output_ids_source == "generated"  # a streamer ran
+    assert read_cell(data).samples[0].output_ids_source == "generated"  # a streamer ran
     data["spec"]["token_timing"] = "genai"
-    assert CellResult.model_validate(data).samples[0].output_ids_source == "reencoded"
+    assert read_cell(data).samples[0].output_ids_source == "reencoded"
     data["samples"][0]["output_ids_source"] = "generated"  # written by a harness that knew
-    assert CellResult.model_validate(data).samples[0].output_ids_source == "generated"
+    assert read_cell(data).samples[0].output_ids_source == "generated"
 
 
 def _with_f32(r, outputs: dict[int, list[int]], error: str | None = None):

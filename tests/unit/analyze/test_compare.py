@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.analyze.compare import CompareSettings, adjust_p_values, compare_runs
-from harness.core.store import write_results
+from harness.records.store import write_results
 from tests.conftest import run_cli
 from tests.factories import result, run, sample, spec
 

@@ -11,7 +11,7 @@ from harness.analyze.history import HistoryStore, _normalise_url, default_histor
 from harness.cli.history.recording import record_in_history
 from harness.core.errors import HarnessInputError
 from harness.core.schema import RunResults
-from harness.core.store import write_metadata, write_results
+from harness.records.store import write_metadata, write_results
 from tests import factories
 from tests.conftest import _free_port, run_cli
 

@@ -528,7 +528,7 @@ def serve_run(tmp_path_factory, model_cache):
 
 @pytest.mark.integration
 def test_a_real_load_reports_its_course(serve_run):
-    from harness.core.store import load_results
+    from harness.records.store import load_results
 
     proc, out = serve_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness.core.store import load_results, write_results
+from harness.records.store import load_results, write_results
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import jsonschema
 
-from harness.core.schema import SCHEMA_VERSION, RunResults, json_schema
+from harness.core.schema import SCHEMA_VERSION, RunResults
+from harness.records.result_schema import json_schema
 from tests.factories import result, run, sample, spec
 
 ROOT = Path(__file__).resolve().parents[3]

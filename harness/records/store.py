@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from harness.core.errors import HarnessInputError
 from harness.core.schema import SCHEMA_VERSION, CellResult, RunMetadata, RunResults
+from harness.records.result_schema import read_cell, unknown_kind, upgraded
 
 CELLS = "cells.jsonl"
 METADATA = "metadata.json"
@@ -54,8 +55,8 @@ def scan_cells(run_dir: Path) -> tuple[list[CellResult], list[int]]:
         if not line.strip():
             continue
         try:
-            out.append(CellResult.model_validate_json(line))
-        except ValidationError:
+            out.append(read_cell(line))
+        except ValueError:  # pydantic's ValidationError too
             bad.append(n)
     return out, bad
 
@@ -123,8 +124,14 @@ def load_results(path: str | Path) -> RunResults:
     if version is None or str(version).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
         raise HarnessInputError(str(p), "schema_version", version, f"unsupported result schema (this harness reads {SCHEMA_VERSION})")
     try:
-        return RunResults.model_validate(data)
+        results = RunResults.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise HarnessInputError(str(p), loc, None, err["msg"]) from None
+    for i, cell in enumerate(results.cells):
+        why = unknown_kind(cell)
+        if why:
+            raise HarnessInputError(str(p), f"cells.{i}.spec.scenario.kind", cell.spec.scenario.kind, why)
+        upgraded(cell)
+    return results
