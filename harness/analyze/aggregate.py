@@ -25,7 +25,6 @@ from harness.core.events import (
     Unreadable,
 )
 from harness.core.metrics import (
-    METRICS,
     TPOT,
     ExportTime,
     HostMemoryBandwidth,
@@ -33,6 +32,7 @@ from harness.core.metrics import (
     WeightBytesPerToken,
     batch_values,
     sample_values,
+    unknown_tags,
 )
 from harness.core.schema import (
     BatchRecord,
@@ -60,9 +60,11 @@ def summaries(samples: list[Sample], cell_values: dict[str, float],
         for tag, vals in s.values.items():
             pooled.setdefault(tag, []).extend(vals)
     out = {tag: summarize(vals) for tag, vals in pooled.items()}
+    unknown = unknown_tags(cell_values)
+    if unknown:  # events refuse them, so only a bug in the harness's own analysis gets here
+        raise ValueError(f"cell values must be metric tags of the registry; unknown: {', '.join(unknown)}")
     for tag, v in cell_values.items():
-        if tag in METRICS:
-            out[tag] = summarize([v])
+        out[tag] = summarize([v])
     return {k: v for k, v in out.items() if v is not None}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.core.metrics import unknown_tags
 from harness.core.schema import CellResult, CheckResult, TokenDisagreement
 from harness.kinds import kind_spec
 from harness.plan import validation
@@ -365,6 +366,9 @@ def run_level_checks(cells: list[CellResult]) -> list[CellResult]:
         acc = accuracy_vs_reference(r, cells)
         if acc is not None:
             values, check = acc
+            unknown = unknown_tags(values)
+            if unknown:  # the same rule as for a worker's values
+                raise ValueError(f"accuracy values must be metric tags of the registry; unknown: {', '.join(unknown)}")
             r = r.model_copy(update={"cell_values": {**r.cell_values, **values},
                                      "summaries": {**r.summaries, **{k: summarize([v]) for k, v in values.items()}}})
             gates = gate_checks(r)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from harness.core.metrics import METRICS
+from harness.core.metrics import unknown_readings, unknown_tags
 from harness.core.schema import (
     BatchRecord,
     CheckOutputs,
@@ -36,7 +36,7 @@ class _CellValues(_Event):
     @field_validator("cell_values")
     @classmethod
     def _registry_keys(cls, values: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(k for k in values if k not in METRICS)
+        unknown = unknown_tags(values)
         if unknown:
             raise ValueError(f"cell values must be metric tags of the registry; unknown: {', '.join(unknown)}")
         return values
@@ -83,6 +83,15 @@ class SampleEvent(_Event):
     event: Literal["sample"] = "sample"
     sample: Sample
     of: int | None = Field(None, description="calls the cell will make at least (for progress)")
+
+    @field_validator("sample")
+    @classmethod
+    def _declared_readings(cls, sample: Sample) -> Sample:
+        unknown = unknown_readings(sample.readings)
+        if unknown:
+            raise ValueError(f"sample readings must be declared in the metric registry (READINGS); unknown: "
+                             f"{', '.join(unknown)}")
+        return sample
 
 
 class BatchEvent(_Event):

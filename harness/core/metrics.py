@@ -8,17 +8,31 @@ per-cell metrics are measured once per cell by the worker and only declared here
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from harness.core.schema import BatchRecord, Sample
 
 
 class Metric:
+    """A metric: its tag (the key in results.json), title, unit and direction; its docstring is its definition.
+    A metric is one of the scopes below, and code names it by its class (`TTFT.tag`), never by a string."""
+
     tag: ClassVar[str]
     title: ClassVar[str]
     unit: ClassVar[str]
     higher_is_better: ClassVar[bool]
     # "sample": per generate() call or request; "batch": per batch of concurrent requests; "cell": once per cell
+    scope: ClassVar[str]
+
+    @classmethod
+    def formula(cls) -> str:
+        return " ".join((cls.__doc__ or "").split())
+
+
+class SampleMetric(Metric):
+    """Computed from one sample's own clock readings and recorded values."""
+
     scope: ClassVar[str] = "sample"
 
     @classmethod
@@ -26,19 +40,69 @@ class Metric:
         """Values contributed by one sample ([] when the metric does not apply)."""
         raise NotImplementedError
 
+
+class DerivedMetric(Metric):
+    """Computed from the values of the metrics it `requires` for the same sample; evaluated after them."""
+
+    scope: ClassVar[str] = "sample"
+    requires: ClassVar[tuple[type[Metric], ...]]
+
     @classmethod
-    def formula(cls) -> str:
-        return " ".join((cls.__doc__ or "").split())
+    def derive(cls, values: Mapping[str, list[float]]) -> list[float]:
+        raise NotImplementedError
 
 
 METRICS: dict[str, type[Metric]] = {}
 
 
 def metric(cls: type[Metric]) -> type[Metric]:
+    """Register a metric. A derived metric's requirements must be registered before it, so the registry's order
+    is an order in which every metric can be evaluated."""
     if cls.tag in METRICS:
         raise ValueError(f"metric tag {cls.tag!r} defined twice")
+    missing = [r.tag for r in getattr(cls, "requires", ()) if r.tag not in METRICS]
+    if missing:
+        raise ValueError(f"metric {cls.tag!r} requires {', '.join(missing)}, not registered before it")
     METRICS[cls.tag] = cls
     return cls
+
+
+# What a backend may record in a Sample's `readings` beside its clock readings: the inputs of the per-sample
+# metrics that divide by them, and what checks compare with. A worker's sample naming anything else is refused.
+READINGS: dict[str, str] = {
+    "tokens": "tokens the call processed (encoders, tokenizer passes)",
+    "texts": "texts per call (tokenizer parity)",
+    "documents": "documents per call or request (embeddings, rerank)",
+    "images": "images per call (a VLM's input, an image pipeline's output)",
+    "pixels": "pixels per generated image",
+    "steps": "denoising steps per call",
+    "frames": "video frames per call",
+    "audio_s": "seconds of input audio (speech to text)",
+    "generated_samples": "audio samples generated (text to speech)",
+    "generated_audio_s": "seconds of audio generated (text to speech)",
+    "ov_encode_ms": "OpenVINO tokenizer: encoding time of the call's texts",
+    "hf_encode_ms": "Hugging Face tokenizer: encoding time of the call's texts",
+    "ov_decode_ms": "OpenVINO detokenizer: decoding time of the call's ids",
+    "hf_decode_ms": "Hugging Face tokenizer: decoding time of the call's ids",
+    "http_connect_ms": "serving: TCP (and TLS) connect, on a new connection",
+    "http_send_ms": "serving: request headers start to body sent",
+    "http_wait_ms": "serving: body sent to response headers received",
+    "http_receive_ms": "serving: headers received to the last body byte",
+    "connection_reused": "serving: 1 when the request opened no connection",
+    "conversation": "serving: the request's conversation",
+    "turn": "serving: the request's turn in its conversation (1-based)",
+    "max_tokens": "serving: output tokens the request asked for",
+}
+
+
+def unknown_readings(names: Iterable[str]) -> list[str]:
+    return sorted(n for n in names if n not in READINGS)
+
+
+def unknown_tags(tags: Iterable[str]) -> list[str]:
+    """The tags the registry lacks: the one rule for a value keyed by something that is no metric (a worker's event,
+    a cell's figures, a run-level check) is to refuse it, naming them."""
+    return sorted(t for t in tags if t not in METRICS)
 
 
 def _e2e_ms(s: Sample) -> float:
@@ -58,7 +122,7 @@ def _ttft_ms(s: Sample) -> float | None:
 
 
 @metric
-class InputTokens(Metric):
+class InputTokens(SampleMetric):
     """Prompt length in tokens, as counted by the pipeline's tokenizer (PerfMetrics num_input_tokens);
     absent when none was reported (0: e.g. text-to-image, speech, a rerank server without usage)."""
 
@@ -70,7 +134,7 @@ class InputTokens(Metric):
 
 
 @metric
-class OutputTokens(Metric):
+class OutputTokens(SampleMetric):
     """Generated tokens: the sum of tokens delivered to the streamer over the call."""
 
     tag, title, unit, higher_is_better = "output_tokens", "output tokens", "tokens", True
@@ -83,7 +147,7 @@ class OutputTokens(Metric):
 
 
 @metric
-class E2ELatency(Metric):
+class E2ELatency(SampleMetric):
     """End-to-end latency: generate() return − generate() call, on the harness's monotonic clock."""
 
     tag, title, unit, higher_is_better = "e2e_ms", "e2e latency", "ms", False
@@ -94,7 +158,7 @@ class E2ELatency(Metric):
 
 
 @metric
-class TTFT(Metric):
+class TTFT(SampleMetric):
     """Time to first token: arrival of the first streamer chunk − generate() call. Includes tokenization and prefill."""
 
     tag, title, unit, higher_is_better = "ttft_ms", "TTFT", "ms", False
@@ -106,7 +170,7 @@ class TTFT(Metric):
 
 
 @metric
-class TPOT(Metric):
+class TPOT(SampleMetric):
     """Time per output token after the first: (e2e − TTFT) / (output tokens − 1). Undefined for one token."""
 
     tag, title, unit, higher_is_better = "tpot_ms", "TPOT", "ms", False
@@ -120,7 +184,7 @@ class TPOT(Metric):
 
 
 @metric
-class InterChunkLatency(Metric):
+class InterChunkLatency(SampleMetric):
     """Inter-token latency per streamer chunk: gaps between consecutive chunk arrivals (all gaps of all
     samples pooled). With speculative decoding or prompt lookup one chunk can carry several tokens, so
     this is not TPOT."""
@@ -134,7 +198,7 @@ class InterChunkLatency(Metric):
 
 
 @metric
-class OutputThroughput(Metric):
+class OutputThroughput(SampleMetric):
     """Output tokens per second over the whole call: output tokens / e2e seconds."""
 
     tag, title, unit, higher_is_better = "output_tps", "output tok/s per request", "tokens/s", True
@@ -148,18 +212,19 @@ class OutputThroughput(Metric):
 
 
 @metric
-class DecodeThroughput(Metric):
+class DecodeThroughput(DerivedMetric):
     """Decode tokens per second: (output tokens − 1) / (e2e − TTFT) seconds; 1000 / TPOT."""
 
     tag, title, unit, higher_is_better = "decode_tps", "decode tok/s per request", "tokens/s", True
+    requires = (TPOT,)
 
     @classmethod
-    def compute(cls, s: Sample) -> list[float]:
-        return [1000.0 / v for v in TPOT.compute(s) if v > 0]
+    def derive(cls, values: Mapping[str, list[float]]) -> list[float]:
+        return [1000.0 / v for v in values.get(TPOT.tag, []) if v > 0]
 
 
 @metric
-class TokensPerChunk(Metric):
+class TokensPerChunk(SampleMetric):
     """Tokens carried per streamer chunk (1 for plain decoding; more when drafts are accepted)."""
 
     tag, title, unit, higher_is_better = "tokens_per_chunk", "tokens per chunk", "tokens", True
@@ -170,7 +235,7 @@ class TokensPerChunk(Metric):
 
 
 @metric
-class ExtraStepTokens(Metric):
+class ExtraStepTokens(SampleMetric):
     """Tokens delivered beyond one per generation step: sum over streamed steps of (tokens in step − 1).
     0 for plain decoding; with speculative decoding or prompt lookup it counts tokens gained from
     accepted proposals. Read off the stream, so it exists for prompt lookup, where openvino-genai
@@ -187,7 +252,7 @@ class ExtraStepTokens(Metric):
 
 
 @metric
-class TTST(Metric):
+class TTST(SampleMetric):
     """Time to second token (aiperf's definition): arrival of the second content chunk − arrival of the first;
     absent for a response of one chunk. The first inter-chunk gap: the first decode step after prefill."""
 
@@ -199,7 +264,7 @@ class TTST(Metric):
         return [o[1] - o[0]] if len(o) > 1 else []
 
 
-class _Recorded(Metric):
+class _Recorded(SampleMetric):
     """Base for a value the backend recorded on the sample: `reading` in its `readings` or its `genai` dict."""
 
     reading: ClassVar[str]
@@ -313,7 +378,7 @@ class VLMEmbeddingsTime(_GenAIReading):
         "vlm_embeddings_ms", "image embeddings", "ms", False, "prepare_embeddings_ms")
 
 
-class _SecondsPerAudioSecond(Metric):
+class _SecondsPerAudioSecond(SampleMetric):
     """Base for real-time factors: e2e latency in seconds / the seconds of audio in the reading `audio`."""
 
     audio: ClassVar[str]
@@ -347,7 +412,7 @@ class WhisperEncode(_GenAIReading):
 
 
 @metric
-class SecondsPerImage(Metric):
+class SecondsPerImage(SampleMetric):
     """Image generation (text to image, image to image, inpainting): e2e of one generate() call (one image at the
     cell's width, height and steps), in seconds."""
 
@@ -359,7 +424,7 @@ class SecondsPerImage(Metric):
 
 
 @metric
-class SecondsPerVideo(Metric):
+class SecondsPerVideo(SampleMetric):
     """Text to video: e2e of one generate() call (one video at the cell's width, height, frames and steps), in
     seconds."""
 
@@ -371,7 +436,7 @@ class SecondsPerVideo(Metric):
 
 
 @metric
-class FrameTime(Metric):
+class FrameTime(SampleMetric):
     """Text to video: e2e / frames of the video (all of one call's work shared over its frames), in ms."""
 
     tag, title, unit, higher_is_better = "frame_ms", "time per frame", "ms", False
@@ -383,7 +448,7 @@ class FrameTime(Metric):
 
 
 @metric
-class StepTime(Metric):
+class StepTime(SampleMetric):
     """Image and video generation: e2e / denoising steps run (image to image and inpainting run
     int(steps · strength) of them; includes the text encoder and VAE share), in ms."""
 
@@ -396,7 +461,7 @@ class StepTime(Metric):
 
 
 @metric
-class GeneratedAudio(Metric):
+class GeneratedAudio(SampleMetric):
     """Text to speech: seconds of audio one generate() call produced = samples / the pipeline's output sample
     rate (SpeechT5: 512 samples, 32 ms, per decoder step)."""
 
@@ -418,7 +483,7 @@ class SpeechRealTimeFactor(_SecondsPerAudioSecond):
 
 
 @metric
-class SpeechSampleThroughput(Metric):
+class SpeechSampleThroughput(SampleMetric):
     """Text to speech: audio samples the generate() call produced / its e2e latency in seconds (openvino-genai's
     SpeechGenerationPerfMetrics.throughput is the same ratio on its own clock)."""
 
@@ -487,7 +552,7 @@ class ProposedTokens(_GenAIReading):
 # ---------------------------------------------------------------- tokenizers (per sample, from readings)
 
 
-class _TokenizerSpeed(Metric):
+class _TokenizerSpeed(SampleMetric):
     """Base: corpus tokens / one pass's time in seconds, for one tokenizer and direction."""
 
     reading: ClassVar[str]
@@ -532,7 +597,7 @@ class HFDecodeSpeed(_TokenizerSpeed):
 
 
 @metric
-class DocumentThroughput(Metric):
+class DocumentThroughput(SampleMetric):
     """Embeddings / rerank: documents in the call / e2e seconds (e2e_ms is the call's latency)."""
 
     tag, title, unit, higher_is_better = "documents_per_s", "documents/s", "documents/s", True
@@ -544,7 +609,7 @@ class DocumentThroughput(Metric):
 
 
 @metric
-class EncoderTokenThroughput(Metric):
+class EncoderTokenThroughput(SampleMetric):
     """Embeddings / rerank: tokens of all texts in the call (with special tokens) / e2e seconds."""
 
     tag, title, unit, higher_is_better = "input_tps", "input tok/s", "tokens/s", True
@@ -559,7 +624,7 @@ class EncoderTokenThroughput(Metric):
 
 
 @metric
-class TTFTFirstTurn(Metric):
+class TTFTFirstTurn(SampleMetric):
     """Serving with `turns` > 1: TTFT of a conversation's first turn, whose prompt has no history (the
     request's `turn` reading is 1)."""
 
@@ -572,7 +637,7 @@ class TTFTFirstTurn(Metric):
 
 
 @metric
-class TTFTLaterTurns(Metric):
+class TTFTLaterTurns(SampleMetric):
     """Serving with `turns` > 1: TTFT of turns 2 and later, whose prompts carry the conversation so far (earlier
     user turns and the server's answers); against ttft_first_turn_ms it shows what the history costs, or what
     a prefix cache saves of it."""
@@ -589,11 +654,9 @@ class TTFTLaterTurns(Metric):
 
 
 class BatchMetric(Metric):
-    scope: ClassVar[str] = "batch"
+    """Computed from one batch record (a load of concurrent requests, a continuous-batching call)."""
 
-    @classmethod
-    def compute(cls, s: Sample) -> list[float]:
-        return []
+    scope: ClassVar[str] = "batch"
 
     @classmethod
     def compute_batch(cls, b: BatchRecord) -> list[float]:
@@ -681,11 +744,9 @@ class KVCachePeakUsage(BatchMetric):
 
 
 class CellMetric(Metric):
-    scope: ClassVar[str] = "cell"
+    """One figure per cell, given by the worker, the runner or the run's analysis (declared here, not computed)."""
 
-    @classmethod
-    def compute(cls, s: Sample) -> list[float]:
-        return []
+    scope: ClassVar[str] = "cell"
 
 
 @metric
@@ -861,7 +922,7 @@ class PeakOutputThroughput(CellMetric):
 
 
 @metric
-class PrefillThroughput(Metric):
+class PrefillThroughput(SampleMetric):
     """Prefill tokens per second of one request: input tokens / TTFT seconds (aiperf's per-request prefill
     throughput). TTFT is what the client saw, so it holds queueing, tokenization and the network as well as the
     engine's prefill. Not the whole load's figure (load_prefill_tps)."""
@@ -875,7 +936,7 @@ class PrefillThroughput(Metric):
 
 
 @metric
-class SendLag(Metric):
+class SendLag(SampleMetric):
     """Serving, open loop: how late the generator sent the request against its arrival schedule: send time −
     scheduled time (Sample.start_ns − scheduled_ns). Absent in a closed loop, which has no schedule."""
 
@@ -887,7 +948,7 @@ class SendLag(Metric):
 
 
 @metric
-class CorrectedE2E(Metric):
+class CorrectedE2E(SampleMetric):
     """Serving, open loop: e2e latency corrected for coordinated omission: response end − the time the arrival
     schedule meant the request to be sent (end_ns − scheduled_ns), so a stall that delayed sending counts against
     the latency (aiperf's effective_latency, which measures from its credit issue). Absent in a closed loop."""
@@ -900,7 +961,7 @@ class CorrectedE2E(Metric):
 
 
 @metric
-class CorrectedTTFT(Metric):
+class CorrectedTTFT(SampleMetric):
     """Serving, open loop: TTFT corrected for coordinated omission: first content chunk − scheduled send time
     (start_ns + TTFT − scheduled_ns). Absent in a closed loop and for requests without a streamed chunk."""
 
@@ -1066,19 +1127,23 @@ def batch_values(batch: BatchRecord) -> dict[str, list[float]]:
     """All per-batch metric values of one batch."""
     out: dict[str, list[float]] = {}
     for tag, m in METRICS.items():
-        if m.scope == "batch":
-            vals = m.compute_batch(batch)  # type: ignore[attr-defined]
+        if issubclass(m, BatchMetric):
+            vals = m.compute_batch(batch)
             if vals:
                 out[tag] = vals
     return out
 
 
 def sample_values(sample: Sample) -> dict[str, list[float]]:
-    """All per-sample metric values of one sample."""
+    """All per-sample metric values of one sample, in the registry's (dependency) order."""
     out: dict[str, list[float]] = {}
     for tag, m in METRICS.items():
-        if m.scope == "sample":
+        if issubclass(m, SampleMetric):
             vals = m.compute(sample)
-            if vals:
-                out[tag] = vals
+        elif issubclass(m, DerivedMetric):
+            vals = m.derive(out)
+        else:
+            continue
+        if vals:
+            out[tag] = vals
     return out

@@ -159,3 +159,12 @@ def test_a_torn_or_garbled_worker_line_keeps_the_readable_samples_and_says_so(tm
     [note] = [n for n in r.notes if "could not be read" in n]
     assert note.startswith("2 record(s)") and "iterat" in note
     assert sum(isinstance(e, Unreadable) for e in seen) >= 1  # progress saw the garbled line as it came
+
+
+def test_a_sample_with_an_undeclared_reading_is_refused():
+    from harness.core.events import SampleEvent
+
+    s = factories.sample(0).model_copy(update={"readings": {"tokens": 3.0, "mystery": 1.0}})
+    with pytest.raises(ValidationError, match="unknown: mystery"):
+        SampleEvent(sample=s)
+    assert SampleEvent(sample=s.model_copy(update={"readings": {"tokens": 3.0}})).sample.readings == {"tokens": 3.0}

@@ -155,3 +155,26 @@ def test_roofline_figures_of_a_plain_decoding_cell():
     assert v["achieved_bandwidth_gbs"] == pytest.approx(150e6 * (1000 / 9.0) / 1e9)  # 16.67 GB/s
     assert v["roofline_pct"] == pytest.approx(100 * 150e6 * (1000 / 9.0) / 1e9 / 25.0)  # 66.7%
     assert r.summaries["roofline_pct"].median == pytest.approx(v["roofline_pct"])
+
+
+def test_a_derived_metric_is_evaluated_after_what_it_requires_and_must_be_registered_after_it():
+    from harness.core.metrics import TPOT, DecodeThroughput, DerivedMetric, metric
+
+    order = list(METRICS)
+    assert all(order.index(r.tag) < order.index(m.tag) for m in METRICS.values() for r in getattr(m, "requires", ()))
+    assert DecodeThroughput.requires == (TPOT,)
+
+    class Early(DerivedMetric):
+        tag, title, unit, higher_is_better = "early_x", "x", "x", True
+        requires = (type("Later", (DerivedMetric,), {"tag": "later_x"}),)
+
+    with pytest.raises(ValueError, match="requires later_x, not registered before it"):
+        metric(Early)
+    assert "early_x" not in METRICS
+
+
+def test_every_reading_a_metric_reads_is_declared():
+    from harness.core.metrics import READINGS
+
+    read = {m.reading for m in METRICS.values() if hasattr(m, "reading") and not getattr(m, "genai", False)}
+    assert read <= set(READINGS), sorted(read - set(READINGS))
