@@ -9,7 +9,7 @@ per-cell metrics are measured once per cell by the worker and only declared here
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from harness.core.schema import BatchRecord, Sample
 
@@ -53,6 +53,9 @@ class DerivedMetric(Metric):
 
 
 METRICS: dict[str, type[Metric]] = {}
+
+# the per-request metrics a serving suite's `slo:` may limit (goodput, SLO search)
+SloMetric = Literal["ttft_ms", "tpot_ms", "e2e_ms"]
 
 
 def metric(cls: type[Metric]) -> type[Metric]:

@@ -138,6 +138,9 @@ class KindSpec:
     # "module:function" (values, suite_file) -> values: the cell's file parameters made absolute (relative to the
     # suite file) and read once as the suite expands; in the layer that reads such files, above the registry
     resolve_files: str | None = None
+    # "module:function" (cell, suite_file, said) -> cell: the kind's rules for an expanded cell, raising
+    # HarnessInputError naming the suite field; `said` holds the warnings already given for the suite
+    cell_rules: str | None = None
     # "module:function" cell -> the bare reference loop's task fields (harness/execute/reference.py: pipeline,
     # properties, draft, scheduler, generation), raising Unsupported for cells it cannot run; None: no fidelity
     bare_reference: str | None = None
@@ -145,6 +148,10 @@ class KindSpec:
     def files_resolved(self, values: dict[str, Any], suite_file: Path) -> dict[str, Any]:
         """A cell's parameter values with its files resolved and checked (unchanged for kinds without files)."""
         return _named(self.resolve_files)(values, suite_file) if self.resolve_files else values
+
+    def cell_checked(self, cell: CellSpec, suite_file: Path, said: set[str]) -> CellSpec:
+        """An expanded cell after its kind's rules (unchanged for kinds without)."""
+        return _named(self.cell_rules)(cell, suite_file, said) if self.cell_rules else cell
 
     def bare_reference_fields(self, cell: CellSpec) -> dict[str, Any]:
         assert self.bare_reference is not None

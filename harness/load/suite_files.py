@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessInputError
+from harness.core.schema import CellSpec
 from harness.kinds.serving import ServingParams
 from harness.load.exports import read_payloads
 from harness.load.traces import read_trace
@@ -48,3 +49,25 @@ def resolve_serving_files(values: dict[str, Any], suite_file: Path) -> dict[str,
 def _path_like(name: str) -> bool:
     """A tokenizer value that can only be a path: absolute, ~, ./ or ../, a trailing slash, or more than one /."""
     return name.startswith(("/", "~", "./", "../", ".\\")) or name.endswith(("/", "\\")) or name.count("/") > 1
+
+
+def serving_cell_rules(cell: CellSpec, suite_file: Path, said: set[str]) -> CellSpec:
+    """An SLO search needs the suite's `slo:` and runs one search per cell (its loads are the search's probes, so
+    the suite's `processes` go to the other cells); a remote server's prefix caching is its own setting."""
+    p = ServingParams.of(cell)
+    name = cell.scenario.name
+    if p.slo_search:
+        if not cell.slo:
+            raise HarnessInputError(str(suite_file), f"scenarios.{name}.slo_search", True,
+                                    "needs the suite's `slo:` per-request limits, e.g. {ttft_ms: 1000}")
+        if cell.processes > 1:
+            if name not in said:
+                logging.getLogger("harness.plan.suite").warning(
+                    "warning: scenarios.%s: slo_search runs one search per cell; processes: %d applies to the other "
+                    "cells", name, cell.processes)
+                said.add(name)
+            cell = cell.model_copy(update={"processes": 1})
+    if cell.remote and p.enable_prefix_caching is not None:
+        raise HarnessInputError(str(suite_file), f"scenarios.{name}.enable_prefix_caching", p.enable_prefix_caching,
+                                "configures harness serve (server: local); a running server has its own setting")
+    return cell

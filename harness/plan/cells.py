@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +88,7 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                            for n in suite.prompts.input_tokens]
     cells: list[CellSpec] = []
     seen: set[str] = set()
-    one_search: set[str] = set()  # SLO-search scenarios already told they run one load sequence per cell
+    said: set[str] = set()  # warnings a kind's cell rules gave once for the whole suite
     environments: list[str | None] = [e.name for e in suite.environments] or [None]
     remote = suite.server != "local"
     precision: Precision
@@ -145,23 +144,7 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                 spec.gates = [Gate(metric=g.metric, stat=g.stat, min=g.min, max=g.max) for g in suite.gates
                               if not g.where or _excluded(spec.axes(), [g.where])]
                 spec.key = cell_key(spec, plabel, prop_names)
-                if kind_spec(scenario.kind).served and spec.scenario.params.get("slo_search") is True:
-                    if not spec.slo:
-                        raise HarnessInputError(str(suite_file), f"scenarios.{scenario.name}.slo_search", True,
-                                                "needs the suite's `slo:` per-request limits, e.g. {ttft_ms: 1000}")
-                    if spec.processes > 1:  # its loads are the search's probes: the suite's repeats go elsewhere
-                        if scenario.name not in one_search:
-                            # the logger of suite warnings (harness.load.suite_files logs its own there too)
-                            logging.getLogger("harness.plan.suite").warning(
-                                "warning: scenarios.%s: slo_search runs one search per cell; processes: %d applies "
-                                "to the other cells", scenario.name, spec.processes)
-                        one_search.add(scenario.name)
-                        spec.processes = 1
-                if spec.remote and spec.scenario.params.get("enable_prefix_caching") is not None:
-                    raise HarnessInputError(str(suite_file), f"scenarios.{scenario.name}.enable_prefix_caching",
-                                            spec.scenario.params["enable_prefix_caching"],
-                                            "configures harness serve (server: local); a running server has its "
-                                            "own setting")
+                spec = kind_spec(scenario.kind).cell_checked(spec, suite_file, said)
                 spec.scenario.params = kind_spec(scenario.kind).files_resolved(spec.scenario.params, suite_file)
                 if spec.key in seen:
                     raise HarnessInputError(str(suite_file), "scenarios", spec.key, "two cells expand to the same key")

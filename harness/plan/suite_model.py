@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness.core.metrics import SloMetric
 from harness.core.schema import (
     ChangeSettings,
     CompressionSpec,
@@ -198,7 +199,7 @@ class Suite(_Strict):
     description: str = ""
     server: str = Field("local", description="serving scenarios' target: `local` (harness serve on loopback, "
                         "started per cell) or the base URL of an OpenAI-compatible server, e.g. http://host:8000/v3")
-    slo: dict[Literal["ttft_ms", "tpot_ms", "e2e_ms"], float] = Field(
+    slo: dict[SloMetric, float] = Field(
         default_factory=dict, description="serving: per-request limits in ms; a request meeting all of them "
         "counts towards goodput (vLLM's --goodput), e.g. {ttft_ms: 1000, tpot_ms: 100}")
     models: list[SuiteModel] = Field(min_length=1)

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from harness.core.metrics import UNetTime, VAEDecoderTime
 from harness.core.schema import CellSpec, CheckOutputs, Sample
 from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, measure_cell, prompt_index
@@ -63,7 +64,7 @@ def _perf(pipe: Any) -> dict[str, float | None]:
     pm = pipe.get_performance_metrics()
     out: dict[str, float | None] = {}
     for name, getter in (("text_encoder_ms", "get_text_encoder_infer_duration"),
-                         ("unet_ms", "get_unet_infer_duration"), ("vae_decoder_ms", "get_vae_decoder_infer_duration")):
+                         (UNetTime.tag, "get_unet_infer_duration"), (VAEDecoderTime.tag, "get_vae_decoder_infer_duration")):
         try:
             out[name] = measured_ms(getattr(pm, getter)())
         except Exception:  # noqa: BLE001 - not every pipeline has every part (e.g. a transformer, no UNet)

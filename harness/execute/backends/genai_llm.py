@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import error_line
-from harness.core.metrics import GenAILoadTime
+from harness.core.metrics import GenAILoadTime, InputTokens
 from harness.core.schema import CellSpec, CheckOutputs, Sample
 from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, TextSession, measure_cell, prompt_index
@@ -85,7 +85,7 @@ def measure_call(pipe: Any, prompt: str, cfg: Any, streamer_cls: type | None, it
     out_tokens = sum(chunk_tokens) if chunk_tokens else int(genai["generated_tokens"] or 0)
     return Sample(
         iteration=iteration, warmup=warmup, prompt_index=prompt_index,
-        input_tokens=int(genai["input_tokens"] or 0), output_tokens=out_tokens,
+        input_tokens=int(genai[InputTokens.tag] or 0), output_tokens=out_tokens,
         start_ns=start, end_ns=end, chunk_offsets_ms=offsets, chunk_tokens=chunk_tokens,
         genai=genai, output_text=res.texts[0], output_ids=ids,
         output_ids_source="generated" if streamer is not None else "reencoded",

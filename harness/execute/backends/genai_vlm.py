@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from harness.core.metrics import InputTokens
 from harness.core.schema import CellSpec, Sample
 from harness.core.synthetic_images import synthetic_image
 from harness.execute.backends import CellModels, Emit
@@ -42,7 +43,7 @@ def measure_call(pipe: Any, prompt: str, images: list[Any], cfg: Any, streamer_c
         genai["prepare_embeddings_ms"] = pm.get_prepare_embeddings_duration().mean
     offsets, chunks, ids = token_timeline(res, start, streamer, pipe.get_tokenizer())
     return Sample(iteration=iteration, warmup=warmup, prompt_index=prompt_index,
-                  input_tokens=int(genai["input_tokens"] or 0), output_tokens=sum(chunks) if chunks else 0,
+                  input_tokens=int(genai[InputTokens.tag] or 0), output_tokens=sum(chunks) if chunks else 0,
                   start_ns=start, end_ns=end, chunk_offsets_ms=offsets, chunk_tokens=chunks, genai=genai,
                   output_text=res.texts[0], output_ids=ids, readings={"images": float(len(images))},
                   output_ids_source="generated" if streamer is not None else "reencoded")
