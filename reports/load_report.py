@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from harness.analyze.load_analysis import (
     TimeSlice,
     downsample_steps,
@@ -26,9 +28,10 @@ from harness.core.metrics import (
 )
 from harness.core.schema import BatchRecord, CellResult, RunResults
 from harness.kinds import kind_spec
+from harness.kinds.serving import ServingParams
 from reports.rows import fmt_value, md_code
 
-DEFAULT_WINDOW_S = 10.0
+DEFAULT_WINDOW_S: float = ServingParams.model_fields["window_s"].default
 CHART_POINTS = 240  # points per line: a 1000-request load's chart stays a few kB
 SERVER_FAMILIES = 4  # server families charted per cell
 MAX_SLICES = 200  # time windows per load in the tables
@@ -48,8 +51,11 @@ class LoadView:
 
 
 def window_s(cell: CellResult) -> float:
-    raw = cell.spec.scenario.params.get("window_s", DEFAULT_WINDOW_S)
-    return float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0 else DEFAULT_WINDOW_S
+    """The cell's report window; the default where a foreign results file holds parameters this harness refuses."""
+    try:
+        return ServingParams.of(cell.spec).window_s
+    except ValidationError:
+        return DEFAULT_WINDOW_S
 
 
 def load_views(cells: list[CellResult]) -> list[LoadView]:
