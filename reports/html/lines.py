@@ -21,6 +21,20 @@ from reports.html.svg import (
 )
 
 
+def _axes(xt: list[float], yt: list[float], x_of: Scale, y_of: Scale, box: tuple[float, float, float, float],
+          x_unit: str, y_unit: str, unit_above: float) -> list[Markup]:
+    """Horizontal grid lines with their tick labels, the x ticks, and the two unit labels."""
+    left, right, top, bottom = box
+    out: list[Markup] = []
+    for t in yt:
+        out += [el("line", x1=left, x2=right, y1=y_of(t), y2=y_of(t), class_="grid"),
+                text(left - 6, y_of(t) + 4, tick_label(t, yt), anchor="end", cls="tick")]
+    for t in xt:
+        out.append(text(x_of(t), bottom + 16, tick_label(t, xt), anchor="middle", cls="tick"))
+    return out + [text(left - 6, top - unit_above, y_unit, anchor="end", cls="unit"),
+                  text(right, bottom + 32, x_unit, anchor="end", cls="unit")]
+
+
 def render_curve_svg(points: list[tuple[str, float, float]], title: str, x_unit: str, y_unit: str,
                      subtitle: str = "") -> str:
     """A throughput-vs-latency curve: (label, x, y) points joined in the given order (e.g. by concurrency)."""
@@ -30,14 +44,7 @@ def render_curve_svg(points: list[tuple[str, float, float]], title: str, x_unit:
     xt = nice_ticks(0, max(xs) * 1.1 or 1.0, 5)
     yt = nice_ticks(0, max(ys) * 1.1 or 1.0, 4)
     x_of, y_of = Scale(xt, left, right), Scale(yt, bottom, top)
-    body: list[Markup] = []
-    for t in yt:
-        body += [el("line", x1=left, x2=right, y1=y_of(t), y2=y_of(t), class_="grid"),
-                 text(left - 6, y_of(t) + 4, tick_label(t, yt), anchor="end", cls="tick")]
-    for t in xt:
-        body.append(text(x_of(t), bottom + 16, tick_label(t, xt), anchor="middle", cls="tick"))
-    body += [text(left - 6, top - 12, y_unit, anchor="end", cls="unit"),
-             text(right, bottom + 32, x_unit, anchor="end", cls="unit")]
+    body: list[Markup] = _axes(xt, yt, x_of, y_of, (left, right, top, bottom), x_unit, y_unit, unit_above=12)
     xy = [(x_of(x), y_of(y)) for _, x, y in points]
     body.append(el("polyline", points=" ".join(f"{x:.1f},{y:.1f}" for x, y in xy), class_="trend"))
     for (label, x, y), (px, py) in zip(points, xy, strict=True):
@@ -75,14 +82,8 @@ def render_time_svg(title: str, y_unit: str, lines: Sequence[TimeLine], subtitle
     xt = nice_ticks(min(0.0, *xs), max(xs) or 1.0, 6)
     yt = nice_ticks(min(0.0, *ys), max(ys) * 1.1 or 1.0, 4)
     x_of, y_of = Scale(xt, left, right), Scale(yt, bottom, top)
-    body: list[Markup] = list(legend_els)
-    for t in yt:
-        body += [el("line", x1=left, x2=right, y1=y_of(t), y2=y_of(t), class_="grid"),
-                 text(left - 6, y_of(t) + 4, tick_label(t, yt), anchor="end", cls="tick")]
-    for t in xt:
-        body.append(text(x_of(t), bottom + 16, tick_label(t, xt), anchor="middle", cls="tick"))
-    body += [text(left - 6, top - 10, y_unit, anchor="end", cls="unit"),
-             text(right, bottom + 32, x_unit, anchor="end", cls="unit")]
+    body: list[Markup] = [*legend_els, *_axes(xt, yt, x_of, y_of, (left, right, top, bottom), x_unit, y_unit,
+                                               unit_above=10)]
     for ln in lines:
         pts = ln.points
         if ln.step:
