@@ -60,7 +60,9 @@ def _cell(source: str, key: str):
 def record(path: Path, minutes: float, seed: int) -> None:
     import openvino as ov
 
-    from harness.execute.runner import ProgressSink, RunOptions, measure_process, prepare_cell
+    from harness.execute.run_options import RunOptions
+    from harness.execute.runner import measure_process, prepare_cell
+    from harness.execute.worker_process import ProgressSink
     from harness.experiment.ab import round_values
     from harness.models.cache import default_cache_dir
 

@@ -25,7 +25,10 @@ import openvino as ov
 from harness.core.schema import CellResult, CellSpec
 from harness.execute.cluster.executor import ClusterOptions, connect, run_cells_on_cluster
 from harness.execute.cluster.local import LocalCluster
-from harness.execute.runner import ProgressSink, RunOptions, new_run_metadata, run_cells
+from harness.execute.run_options import RunOptions
+from harness.execute.run_record import new_run_metadata
+from harness.execute.runner import run_cells
+from harness.execute.worker_process import ProgressSink
 from harness.models.cache import default_cache_dir
 from harness.plan.suite import expand
 from harness.plan.suite_model import Suite

@@ -18,8 +18,8 @@ from rich.progress import (
 from harness.core.console import plain
 from harness.core.events import Event, Loaded, Log, Phase, SampleEvent
 from harness.core.schema import CellResult, CellSpec
-from harness.execute.preparation import PrepareKey
-from harness.execute.runner import Preparation, ProgressSink
+from harness.execute.preparation import Preparation, PrepareKey
+from harness.execute.worker_process import ProgressSink
 
 _STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "timeout": "red", "crashed": "red"}
 

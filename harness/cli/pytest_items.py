@@ -15,8 +15,9 @@ from harness.analyze.checks import run_level_checks
 from harness.analyze.history import load_run
 from harness.analyze.session_checks import baseline_regressions, unjudged_accuracy_gates
 from harness.core.schema import FAILED_STATUSES, CellResult, CellSpec
+from harness.execute.run_options import RunOptions
 from harness.execute.run_record import new_run_metadata, now_iso
-from harness.execute.runner import RunOptions, run_cell
+from harness.execute.runner import run_cell
 from harness.execute.worker_process import ProgressSink
 from harness.models.cache import default_cache_dir
 from harness.plan.overrides import expand_overridden, set_overrides

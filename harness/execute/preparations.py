@@ -6,18 +6,15 @@ import hashlib
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from harness.core.events import Event
 from harness.core.schema import CellSpec
 from harness.execute import worker_process
 from harness.execute.preparation import Preparation, PreparationFailure, PrepareKey, Role, prepare_keys
+from harness.execute.run_options import RunOptions
 from harness.execute.worker import WorkerTask
 from harness.execute.worker_process import ProgressSink
-
-if TYPE_CHECKING:
-    from harness.execute.runner import RunOptions
-
 
 PrepareLimit = Literal["since_progress", "total"]
 

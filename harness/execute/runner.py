@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.analyze.aggregate import cell_result
@@ -31,25 +31,13 @@ from harness.core.schema import (
 from harness.execute import worker_process
 from harness.execute.preparation import Preparation, Role, failed_preparation
 from harness.execute.preparations import Preparations
-from harness.execute.run_record import RunRecord, assemble, execute, new_run_metadata, now_iso, pending_cells  # noqa: F401 - until the cli imports them from run_record
+from harness.execute.run_options import RunOptions
+from harness.execute.run_record import RunRecord, execute, now_iso
 from harness.execute.worker import WorkerTask
 from harness.execute.worker_process import ProgressSink, cell_workdir
 from harness.kinds import kind_spec
 from harness.plan.devices import missing_devices
 from harness.plan.environments import PreparedEnvironment
-
-
-@dataclass
-class RunOptions:
-    cache_dir: Path
-    available_devices: list[str]
-    # Test-only: cell key -> fault the worker injects ("crash", "hang").
-    faults: dict[str, str] = field(default_factory=dict)
-    keep_workdirs: bool = False
-    # environment name -> a built environment; cells whose spec names one run their measuring workers in it
-    environments: dict[str, PreparedEnvironment] = field(default_factory=dict)
-    # the host's measured triad bandwidth (harness.analyze.roofline), a cell value of every cell it measures
-    memory_bandwidth_gbs: float | None = None
 
 
 def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: ProgressSink,

@@ -22,8 +22,9 @@ from harness.execute.cluster.executor import (
     ClusterOptions,
     connect,
 )
+from harness.execute.run_options import RunOptions
 from harness.execute.run_record import RunRecord, execute, new_run_metadata, now_iso
-from harness.execute.runner import LocalExecutor, RunOptions
+from harness.execute.runner import LocalExecutor
 from harness.execute.worker import faults_module
 from harness.execute.worker_process import ProgressSink
 from harness.plan.environments import prepare_environments, with_environments

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, model_validator
 
+from harness.core.backend import CellModels, Emit
 from harness.core.errors import error_line
 from harness.core.events import BatchEvent, Done, Error, Event, Log, Phase, Prepared, Runtime, SampleEvent
 from harness.core.schema import CellSpec
-from harness.execute.backends import CellModels, Emit, backend_for
+from harness.execute.backends import backend_for
 from harness.execute.preparation import PrepareKey, prepare_keys
 from harness.kinds import kind_spec
 from harness.plan import validation

@@ -45,14 +45,10 @@ from harness.core.metrics import (
 )
 from harness.core.schema import CellResult, CellSpec, PropertyValue
 from harness.core.stats import confidence_sequence, geomean_ratio_ci
-from harness.execute.runner import (
-    PreparedCell,
-    ProgressSink,
-    RunOptions,
-    measure_process,
-    now_iso,
-    prepare_cell,
-)
+from harness.execute.run_options import RunOptions
+from harness.execute.run_record import now_iso
+from harness.execute.runner import PreparedCell, measure_process, prepare_cell
+from harness.execute.worker_process import ProgressSink
 
 AB_VERSION = "1.0"
 INTERRUPTED = "interrupted by the user"

@@ -93,8 +93,8 @@ def execute_ab(req: ABRequest, log: Callable[[str], None]) -> tuple[ABResult, di
     the record and the sides' runs. An environment that cannot be installed raises HarnessInputError."""
     import openvino as ov
 
+    from harness.execute.run_options import RunOptions
     from harness.execute.run_record import assemble, new_run_metadata, now_iso
-    from harness.execute.runner import RunOptions
     from harness.execute.worker_process import ProgressSink
     from harness.experiment.ab import run_ab
     from harness.plan.environments import prepare_environments

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict
 from harness.core.metrics import TPOT, OutputThroughput
 
 if TYPE_CHECKING:
+    from harness.core.backend import CellModels, Emit
     from harness.core.schema import CellSpec
-    from harness.execute.backends import CellModels, Emit
 
 
 @dataclass(frozen=True)

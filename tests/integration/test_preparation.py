@@ -283,7 +283,7 @@ def test_the_cluster_submitter_sends_no_more_cells_needing_a_model_that_failed_t
     from harness.execute.cluster import placement
     from harness.execute.cluster.executor import Cluster, ClusterOptions, run_cells_on_cluster
     from harness.execute.cluster.node_task import CellOnNode
-    from harness.execute.runner import now_iso
+    from harness.execute.run_record import now_iso
 
     def on_node(cell, job) -> CellOnNode:
         """A node: the int4 export fails (only w1 fails in each-node mode), everything else measures."""

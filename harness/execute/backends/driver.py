@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from harness.core.backend import CellModels, Emit
 from harness.core.errors import ServerError
 from harness.core.events import BatchEvent, Done, Loaded, SampleEvent, ServerReport, SloSearchReport
 from harness.core.metrics import LoadTimeCached, LoadTimeCold, ModelMemory, PeakRSS
 from harness.core.schema import BatchRecord, CellSpec, CheckOutputs, Sample, ServerInfo, SloProbe
-from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.process_memory import peak_rss_mb, rss_mb
 from harness.load.slo_search import SearchPolicy, next_rate, outcome, probe
 

@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from harness.core.backend import CellModels, Emit
 from harness.core.schema import BatchRecord, CellSpec, CheckOutputs, Sample
-from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, BatchCall, measure_cell, pipeline_properties
 from harness.execute.backends.genai_common import generation_config, generation_fields, prompt_texts
 from harness.kinds.continuous_batching import ContinuousBatchingParams

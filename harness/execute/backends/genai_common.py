@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.core.backend import CellModels
 from harness.core.metrics import (
     TPOT,
     TTFT,
@@ -20,7 +21,6 @@ from harness.core.metrics import (
 )
 from harness.core.prompts import synthetic_prompt
 from harness.core.schema import CellSpec
-from harness.execute.backends import CellModels
 from harness.execute.backends.driver import pipeline_properties
 
 

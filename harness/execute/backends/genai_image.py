@@ -14,9 +14,9 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from harness.core.backend import CellModels, Emit
 from harness.core.metrics import UNetTime, VAEDecoderTime
 from harness.core.schema import CellSpec, CheckOutputs, Sample
-from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, measure_cell, prompt_index
 from harness.execute.backends.genai_common import pipeline_builder, prompt_texts
 from harness.kinds.base import Params

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.core.backend import CellModels, Emit
 from harness.core.errors import error_line
 from harness.core.metrics import GenAILoadTime, InputTokens
 from harness.core.schema import CellSpec, CheckOutputs, Sample
-from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, TextSession, measure_cell, prompt_index
 from harness.execute.backends.genai_common import (
     fed_prompt_ids,

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.core.backend import CellModels, Emit
 from harness.core.metrics import TokenizationTime
 from harness.core.schema import CellSpec, CheckOutputs, Sample
-from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, measure_cell, prompt_index
 from harness.execute.backends.genai_common import pipeline_builder, prompt_texts
 from harness.kinds.text2speech import SpeechGenerationParams

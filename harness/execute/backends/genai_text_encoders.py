@@ -11,8 +11,8 @@ import time
 from functools import partial
 from typing import Any
 
+from harness.core.backend import CellModels, Emit
 from harness.core.schema import CellSpec, CheckOutputs, Sample
-from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, measure_cell, pipeline_properties
 from harness.execute.backends.genai_common import prompt_texts
 from harness.kinds.text_encoders import EmbeddingsParams, RerankParams

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.core.backend import CellModels, Emit
 from harness.core.metrics import TransformerTime, VAEDecoderTime
 from harness.core.schema import CellSpec
-from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, measure_cell
 from harness.execute.backends.genai_common import pipeline_builder
 from harness.execute.backends.genai_image import DiffusionSession, measured_ms, thumbnail

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from harness.core.backend import CellModels, Emit
 from harness.core.metrics import InputTokens
 from harness.core.schema import CellSpec, Sample
 from harness.core.synthetic_images import synthetic_image
-from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, TextSession, measure_cell, prompt_index
 from harness.execute.backends.genai_common import (
     genai_readings,

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.core.backend import CellModels, Emit
 from harness.core.schema import CellSpec, Sample
-from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, TextSession, measure_cell, prompt_index
 from harness.execute.backends.genai_common import (
     genai_readings,

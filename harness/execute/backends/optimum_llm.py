@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.core.backend import CellModels, Emit
 from harness.core.errors import ModelPreparationError
 from harness.core.schema import CellSpec, CheckOutputs, Sample
-from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import (
     Backend,
     TextSession,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from harness.core.backend import CellModels, Emit
 from harness.core.metrics import (
     CancelledRequests,
     CancelledServerTokens,
@@ -32,7 +33,6 @@ from harness.core.schema import (
     ServerInfo,
     ServingErrors,
 )
-from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Load, LoadBackend, measure_loads
 from harness.execute.backends.serving_requests import (
     MAX_DISTINCT_PROMPTS,

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness.core.backend import CellModels
 from harness.core.schema import CellSpec
-from harness.execute.backends import CellModels
 from harness.kinds.serving import ServingParams
 from harness.load.client import RequestInput
 from harness.load.content import PREFIX_INDEX_BASE, BlockPrompts, RequestMaker, image_sets

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.core.backend import CellModels
 from harness.core.child_process import die_with_parent
 from harness.core.errors import ModelPreparationError, ServerError
 from harness.core.host import free_loopback_port
 from harness.core.schema import CellSpec
-from harness.execute.backends import CellModels
 from harness.kinds.serving import ServingParams
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from harness.core.backend import CellModels, Emit
 from harness.core.metrics import TokenizerDecodeMismatches, TokenizerEncodeMismatches
 from harness.core.schema import (
     CellSpec,
@@ -20,7 +21,6 @@ from harness.core.schema import (
     Sample,
     TokenizerParity,
 )
-from harness.execute.backends import CellModels, Emit
 from harness.execute.backends.driver import Backend, measure_cell
 from harness.execute.tokenizer_corpus import tokenizer_corpus
 

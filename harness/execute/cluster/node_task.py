@@ -9,7 +9,10 @@ from pydantic import BaseModel, Field
 
 from harness.core.schema import FAILED_STATUSES, CellResult, CellSpec, NodeIdentity
 from harness.execute.preparation import PreparationFailure
-from harness.execute.runner import Preparations, ProgressSink, RunOptions, cell_workdir, run_cell
+from harness.execute.preparations import Preparations
+from harness.execute.run_options import RunOptions
+from harness.execute.runner import run_cell
+from harness.execute.worker_process import ProgressSink, cell_workdir
 from harness.load.exports import exported_files
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from harness.core.backend import CellModels
 from harness.core.events import Done
 from harness.core.schema import CheckOutputs, Sample
-from harness.execute.backends import CellModels
 from harness.execute.backends.driver import Backend, measure_cell, pipeline_properties, prompt_index
 from tests import factories
 

@@ -123,7 +123,8 @@ def _run(script, tmp_path, settings: ABSettings, cells=None):
     cells = cells or [make_cell_spec()]
     result = ABResult(ab_id="t", suite_name="s", base=SideSpec(), candidate=SideSpec(), base_run="b",
                       candidate_run="c", settings=settings, started_at="now")
-    from harness.execute.runner import ProgressSink, RunOptions
+    from harness.execute.run_options import RunOptions
+    from harness.execute.worker_process import ProgressSink
 
     side_cells = ab.run_ab(cells, SideSpec(), SideSpec(), tmp_path, RunOptions(tmp_path, ["CPU"]), settings, result,
                            ProgressSink(), log=lambda m: None)
