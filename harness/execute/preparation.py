@@ -44,9 +44,7 @@ def prepare_keys(cell: CellSpec) -> dict[Role, PrepareKey]:
     """The models a cell's prepare phase makes, by role; none for a cell that prepares no model (a serving cell
     against a remote server that names its own tokenizer: its prepare phase only loads that tokenizer, cheap and
     per cell)."""
-    from harness.kinds.serving import needs_local_model
-
-    if not needs_local_model(cell):
+    if not kind_spec(cell.scenario.kind).needs_local_model(cell):
         return {}
     # a remote server's cell prepares the model only for its tokenizer, which no precision changes
     precision: ExportPrecision = "fp16" if cell.remote or cell.precision == "served" else cell.precision

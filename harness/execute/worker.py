@@ -106,7 +106,7 @@ def run_task(task: WorkerTask, emit: Emit) -> None:
         return
     keys = prepare_keys(cell)
     if not keys:
-        _load_remote_tokenizer(cell)
+        kind_spec(cell.scenario.kind).check_without_local_model(cell)
         emit(Prepared(model_dir=""))  # a remote server serves its own model; "" = nothing local
         emit(Done())
         return
@@ -141,15 +141,6 @@ def _source_dir(source: str, prepared: PreparedModel, cache: Path, log: Callable
     except Exception as e:  # noqa: BLE001 - costs the cell only its transformers reference
         log(f"no Hugging Face folder for the transformers reference: {error_line(e)}")
         return None, f"the Hugging Face folder of '{source}' was not found: {error_line(e)}"
-
-
-def _load_remote_tokenizer(cell: CellSpec) -> None:
-    """A remote server's cell prepares no model; the tokenizer it names instead is loaded once here, so a bad
-    one fails the cell before any request is sent."""
-    from harness.kinds.serving import ServingParams
-    from harness.load.prompt_tokenizer import load_prompt_tokenizer
-
-    load_prompt_tokenizer(ServingParams.of(cell).tokenizer_source(remote=True), None)
 
 
 def _weight_bytes(cell: CellSpec, model_dir: Path, log: Callable[[str], None]) -> int | None:

@@ -138,6 +138,11 @@ class KindSpec:
     # "module:function" (values, suite_file) -> values: the cell's file parameters made absolute (relative to the
     # suite file) and read once as the suite expands; in the layer that reads such files, above the registry
     resolve_files: str | None = None
+    # whether a cell needs its model prepared here (a remote server serves its own)
+    needs_local_model: Callable[[CellSpec], bool] = lambda cell: True
+    # "module:function" cell -> None: what the prepare phase checks instead for a cell with no local model, raising
+    # for one that cannot run (a remote server's cell: the tokenizer it names, loaded once)
+    without_local_model: str | None = None
     # "module:function" (cell, suite_file, said) -> cell: the kind's rules for an expanded cell, raising
     # HarnessInputError naming the suite field; `said` holds the warnings already given for the suite
     cell_rules: str | None = None
@@ -148,6 +153,10 @@ class KindSpec:
     def files_resolved(self, values: dict[str, Any], suite_file: Path) -> dict[str, Any]:
         """A cell's parameter values with its files resolved and checked (unchanged for kinds without files)."""
         return _named(self.resolve_files)(values, suite_file) if self.resolve_files else values
+
+    def check_without_local_model(self, cell: CellSpec) -> None:
+        if self.without_local_model:
+            _named(self.without_local_model)(cell)
 
     def cell_checked(self, cell: CellSpec, suite_file: Path, said: set[str]) -> CellSpec:
         """An expanded cell after its kind's rules (unchanged for kinds without)."""

@@ -181,6 +181,7 @@ KIND = KindSpec(
     name="serving", params=ServingParams, backend="harness.execute.backends.serving:run", same_as_greedy=True, served=True,
     resolve_files="harness.load.suite_files:resolve_serving_files",
     cell_rules="harness.load.suite_files:serving_cell_rules",
+    needs_local_model=needs_local_model, without_local_model="harness.load.prompt_tokenizer:check_remote_tokenizer",
     bare_reference="harness.execute.backends.serving:bare_reference_fields",
     greedy_comparable=sends_greedy_prompts,
     report=ReportTable(

