@@ -315,7 +315,8 @@ def test_serving_reference_is_a_bare_loop_at_concurrency_one(tmp_path):
     s.warmup = 2
     assert bare_reference.unsupported(s) is None
     task = bare_reference.reference_task(s, tmp_path, None)
-    assert task.kind == "continuous_batching" and task.concurrency == 1 and task.scheduler == {}
+    assert task.pipeline == "continuous_batching" and task.concurrency == 1 and task.scheduler == {}
+    assert task.kind == "serving"  # the modules its preload imports are the serving worker's
     assert task.iterations == 5 and task.warmup == 2 and len(task.prompts) == 7
     assert task.generation["apply_chat_template"] is True and task.generation["do_sample"] is False
     s.scenario.params["api"] = "completions"
