@@ -12,6 +12,7 @@ import typer
 from harness.cli.common import check_alpha, check_metrics, check_rounds, err_console
 from harness.core.console import PlainConsole
 from harness.core.errors import HarnessInputError
+from harness.records.run_files import write_whole
 
 if TYPE_CHECKING:
     from harness.experiment.ab import ABResult
@@ -126,8 +127,8 @@ def compare_sides(req: ABRequest) -> ABResult:
     from reports.ab_report import render_ab_html, render_ab_md
 
     result, runs = execute_ab(req, log=lambda m: err_console.print(m, highlight=False))
-    (req.out_dir / "ab.md").write_text(render_ab_md(result), encoding="utf-8")
-    (req.out_dir / "ab.html").write_text(render_ab_html(result), encoding="utf-8")
+    write_whole(req.out_dir, "ab.md", render_ab_md(result))
+    write_whole(req.out_dir, "ab.html", render_ab_html(result))
     record_ab_in_history(result, runs["base"], runs["candidate"], req.out_dir,
                          req.db or default_history_url(beside=req.out_dir))
     return result

@@ -12,6 +12,7 @@ from harness.cli.history.recording import history_trends, record_in_history
 from harness.core.console import styled
 from harness.core.schema import FAILED_STATUSES, DroppedGate, RunResults
 from harness.models.cache import default_cache_dir
+from harness.records.run_files import write_whole
 
 
 def run(
@@ -108,10 +109,9 @@ def write_reports(results: RunResults, run_dir: Path, history: str | None) -> No
     from reports.html import render_html
 
     for fmt in ("md", "csv"):
-        (run_dir / f"report.{fmt}").write_text(render(results, fmt), encoding="utf-8")
+        write_whole(run_dir, f"report.{fmt}", render(results, fmt))
     typer.echo(render(results, "md"))
     history = history or default_history_url(beside=run_dir)  # beside the run, where --out put it
     record_in_history(results, run_dir, history)
-    (run_dir / "report.html").write_text(render_html(results, trends=history_trends(results, history)),
-                                         encoding="utf-8")
+    write_whole(run_dir, "report.html", render_html(results, trends=history_trends(results, history)))
     err_console.print(f"wrote {run_dir / 'results.json'}, report.md, report.csv and report.html")

@@ -32,6 +32,7 @@ from harness.plan.overrides import OverriddenSuite, expand_overridden, run_overr
 from harness.plan.source_checks import validate_sources
 from harness.plan.suite import load_suite, resolve_suite_path
 from harness.plan.suite_model import Suite
+from harness.records.run_files import refuse_links
 from harness.records.store import load_metadata, lock_run_dir, scan_cells, write_metadata
 
 DEFAULT_RESULTS = Path("results")
@@ -156,6 +157,7 @@ def open_run(planned: PlannedRun, say: Say) -> RunSession:
     if request.resume is None or planned.overridden.overrides:  # a resume without overrides keeps what it recorded
         meta.overrides, meta.dropped_gates = planned.overridden.overrides, planned.overridden.dropped_gates
     run_dir.mkdir(parents=True, exist_ok=True)
+    refuse_links(run_dir)
     lock = lock_run_dir(run_dir)
     if request.resume is not None:
         say.info(_resume_summary(run_dir, cells, request.retry_failed))

@@ -17,6 +17,7 @@ from harness.core.events import Done, Error, Event, Phase, parse_event
 from harness.core.schema import CellResult, CellSpec, CellStatus
 from harness.execute.preparation import Preparation, PrepareKey
 from harness.execute.worker import WorkerTask
+from harness.records.run_files import open_for_write, write_whole
 
 if TYPE_CHECKING:
     from harness.plan.environments import PreparedEnvironment
@@ -76,11 +77,11 @@ def run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpec
     task_path, events_path, log_path = (workdir / f"{name}-task.json", workdir / f"{name}-events.jsonl",
                                         workdir / f"{name}.log")
     events_path.unlink(missing_ok=True)
-    task_path.write_text(task.model_dump_json())
+    write_whole(workdir, task_path.name, task.model_dump_json())
     events: list[Event] = []
     offset = 0
     timed_out = False
-    with open(log_path, "wb") as log:
+    with open_for_write(workdir, log_path.name, binary=True) as log:
         proc = subprocess.Popen([env.python if env else sys.executable, "-m", "harness.execute.worker", str(task_path),
                                  str(events_path)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, preexec_fn=die_with_parent,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from harness.core.errors import HarnessInputError
 from harness.experiment.ab import ABResult
+from harness.records.run_files import refuse_links, write_whole
 
 if TYPE_CHECKING:
     from harness.core.schema import CellSpec, RunResults
@@ -104,6 +105,7 @@ def execute_ab(req: ABRequest, log: Callable[[str], None]) -> tuple[ABResult, di
     out_dir, sides = req.out_dir, req.sides
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
+    refuse_links(out_dir)
     lock = lock_run_dir(out_dir)  # noqa: F841 - held until this function returns
     core = ov.Core()
     metas = {}
@@ -127,7 +129,7 @@ def execute_ab(req: ABRequest, log: Callable[[str], None]) -> tuple[ABResult, di
         f"budget {req.settings.budget_s / 60:g} min -> {out_dir}")
 
     def save(r: ABResult) -> None:
-        (out_dir / AB_JSON).write_text(r.model_dump_json(indent=1), encoding="utf-8")
+        write_whole(out_dir, AB_JSON, r.model_dump_json(indent=1))
 
     side_cells = run_ab(req.cells, sides["base"], sides["candidate"], out_dir, options, req.settings, result,
                         ProgressSink(), log=log, on_round=save)

@@ -23,6 +23,7 @@ from harness.experiment.bisect import (
     next_probe,
     safe_name,
 )
+from harness.records.run_files import write_whole
 
 if TYPE_CHECKING:
     from harness.analyze.history import HistoryStore
@@ -103,8 +104,8 @@ def run_steps(record: BisectRecord, store: HistoryStore, hooks: StepHooks) -> bo
 def _save(record: BisectRecord, store: HistoryStore, hooks: StepHooks) -> None:
     store.save_bisect(record)
     out = Path(record.out_dir)
-    (out / BISECT_JSON).write_text(record.model_dump_json(indent=1), encoding="utf-8")
-    (out / "bisect.md").write_text(hooks.render_md(record), encoding="utf-8")
+    write_whole(out, BISECT_JSON, record.model_dump_json(indent=1))
+    write_whole(out, "bisect.md", hooks.render_md(record))
 
 
 def _measure(record: BisectRecord, index: int, hooks: StepHooks) -> Step | None:

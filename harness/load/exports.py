@@ -20,6 +20,7 @@ from harness.core.errors import HarnessInputError
 from harness.core.input_files import json_objects, read_text
 from harness.kinds.serving import Api
 from harness.load.client import PATHS, RequestOutput, encode_body
+from harness.records.run_files import open_for_write
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,10 @@ def write_exports(workdir: Path, api: str, warmup: list[RequestOutput], measured
     pay_dir.mkdir(parents=True, exist_ok=True)
     order = sorted([(o, True) for o in warmup] + [(o, False) for o in measured], key=lambda x: x[0].start_ns)
     req_path, pay_path = req_dir / f"{stem}.jsonl", pay_dir / f"{stem}.jsonl"
-    with req_path.open("w") as f:
+    with open_for_write(workdir, req_path.relative_to(workdir)) as f:
         for o, w in order:
             f.write(json.dumps(request_record(o, w, start_ns)) + "\n")
-    with pay_path.open("w") as f:
+    with open_for_write(workdir, pay_path.relative_to(workdir)) as f:
         for o, w in order:
             if o.body:
                 body = json.loads(o.body)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from harness.core.errors import HarnessInputError
 from harness.core.schema import SCHEMA_VERSION, CellResult, RunMetadata, RunResults
 from harness.records.result_schema import read_cell, unknown_kind, upgraded
+from harness.records.run_files import checked_path, open_for_append, write_whole
 
 CELLS = "cells.jsonl"
 METADATA = "metadata.json"
@@ -24,16 +25,10 @@ RESULTS = "results.json"
 LOCK = ".lock"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def append_cell(run_dir: Path, result: CellResult) -> None:
     """Append one record. A torn last line (the disk filled, or the process died mid-write) is closed with a
     newline first, so the new record stands on a line of its own instead of being glued to the fragment."""
-    with open(run_dir / CELLS, "ab") as f:
+    with open_for_append(run_dir, CELLS) as f:
         if f.tell() > 0:
             with open(run_dir / CELLS, "rb") as r:
                 r.seek(-1, os.SEEK_END)
@@ -69,7 +64,7 @@ def load_cells(run_dir: Path) -> list[CellResult]:
 def lock_run_dir(run_dir: Path) -> IO[str]:
     """Hold the run directory for this process (released when the returned file closes or the process dies,
     so a crashed run leaves no stale lock). A second harness on the same directory gets one clear line."""
-    f = open(run_dir / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the caller's lifetime
+    f = open(checked_path(run_dir, LOCK), "a+", encoding="utf-8")  # noqa: SIM115 - held for the caller's lifetime
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -86,7 +81,7 @@ def lock_run_dir(run_dir: Path) -> IO[str]:
 
 
 def write_metadata(run_dir: Path, meta: RunMetadata) -> None:
-    _atomic_write(run_dir / METADATA, meta.model_dump_json(indent=2))
+    write_whole(run_dir, METADATA, meta.model_dump_json(indent=2))
 
 
 def load_metadata(run_dir: Path) -> RunMetadata:
@@ -102,9 +97,7 @@ def load_metadata(run_dir: Path) -> RunMetadata:
 
 
 def write_results(run_dir: Path, results: RunResults) -> Path:
-    path = run_dir / RESULTS
-    _atomic_write(path, results.model_dump_json(indent=1))
-    return path
+    return write_whole(run_dir, RESULTS, results.model_dump_json(indent=1))
 
 
 def load_results(path: str | Path) -> RunResults:

@@ -435,3 +435,22 @@ def test_history_db_that_is_not_a_database_is_one_line(tmp_path, content):
     proc = run_cli("history", "--db", f"sqlite:///{db}")
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_resume_refuses_a_run_directory_holding_a_link_before_running_anything(tmp_path):
+    from harness.records.store import write_metadata
+
+    target = tmp_path / "system-file"
+    target.write_text("precious\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_metadata(run_dir, run([]).metadata)
+    (run_dir / CELLS).symlink_to(target)
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nmodels: [{name: tiny, source: 'synthetic:tiny'}]\nprecisions: [fp16]\n"
+                     "scenarios: [{name: greedy, kind: generate}]\niterations: 1\n")
+    proc = run_cli("run", str(suite), "--resume", str(run_dir))
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "cells.jsonl" in errors[0] and "symbolic link" in errors[0], \
+        proc.stderr[-2000:]
+    assert target.read_text() == "precious\n" and "cells, cache" not in proc.stderr  # no cell started

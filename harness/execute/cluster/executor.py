@@ -31,6 +31,7 @@ from harness.execute.cluster.nodes import (
 from harness.execute.preparation import FailedPreparations, failed_preparation
 from harness.execute.run_record import RunRecord, execute, now_iso
 from harness.execute.worker_process import ProgressSink
+from harness.records.run_files import open_for_write
 
 CONNECT_TIMEOUT_S = 30.0  # HARNESS_RAY_CONNECT_TIMEOUT_S overrides it (a slow link to a distant head)
 WAIT_S = 0.5
@@ -213,9 +214,10 @@ def write_exports_from_node(run_dir: Path, on_node: CellOnNode, result: CellResu
         target = run_dir / rel
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-        except OSError as e:
-            result.notes.append(f"could not write {target}: {e.strerror or e}")
+            with open_for_write(run_dir, rel, binary=True) as f:
+                f.write(content)
+        except (OSError, HarnessInputError) as e:
+            result.notes.append(f"could not write {target}: {getattr(e, 'strerror', None) or e}")
 
 
 def _deadline_s(cell: CellSpec) -> float:
