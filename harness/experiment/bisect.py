@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.core.errors import HarnessInputError
+from harness.core.input_files import read_text
 from harness.experiment.ab import SideSpec
 from harness.plan.environments import EnvironmentSpec
 
@@ -257,9 +258,10 @@ def load_candidate_file(path, declared: dict[str, EnvironmentSpec]) -> list[Cand
     from pydantic import ValidationError
 
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise HarnessInputError(str(path), None, None, f"cannot read the candidates: {str(e).splitlines()[0]}") from None
+        raw = yaml.safe_load(read_text(Path(path), "candidates file"))
+    except (yaml.YAMLError, RecursionError) as e:
+        why = str(e).splitlines()[0] if str(e) else "nested too deeply"
+        raise HarnessInputError(str(path), None, None, f"cannot read the candidates: {why}") from None
     if isinstance(raw, dict) and "candidates" in raw:
         raw = raw["candidates"]
     if not isinstance(raw, list):

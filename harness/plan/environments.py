@@ -218,7 +218,16 @@ def probe(python: str, name: str, source_dir: Path) -> dict[str, str | None]:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise HarnessInputError(f"environment {name}", "python", python,
                                 f"cannot import openvino_genai and the harness worker: {last[:300]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = proc.stdout.strip().splitlines()
+    try:
+        found = json.loads(lines[-1]) if lines else None
+    except (ValueError, RecursionError):
+        found = None
+    if not isinstance(found, dict):
+        shown = lines[-1][:120] if lines else "nothing"
+        raise HarnessInputError(f"environment {name}", "python", python,
+                                f"its version probe printed {shown!r}, not the JSON object of versions it prints")
+    return found
 
 
 def prepare_environment(spec: EnvironmentSpec, cache_dir: Path,

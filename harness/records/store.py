@@ -113,11 +113,15 @@ def load_results(path: str | Path) -> RunResults:
         raise HarnessInputError(str(p), None, None, f"not a results file (not UTF-8 text at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise HarnessInputError(str(p), f"line {e.lineno}", None, f"not valid JSON: {e.msg}") from None
+    except RecursionError:
+        raise HarnessInputError(str(p), None, None, "not a results file (JSON nested too deeply)") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version is None or str(version).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
         raise HarnessInputError(str(p), "schema_version", version, f"unsupported result schema (this harness reads {SCHEMA_VERSION})")
     try:
         results = RunResults.model_validate(data)
+    except RecursionError:
+        raise HarnessInputError(str(p), None, None, "not a results file (nested too deeply)") from None
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])

@@ -1,0 +1,35 @@
+"""Files and programs from outside the harness that are not what they should be: one line naming them, never a
+traceback (an environment's version probe, a bisect candidates file, a results file nested without end)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.core.errors import HarnessInputError
+from harness.experiment.bisect import load_candidate_file
+from harness.plan.environments import probe
+from harness.records.store import load_results
+
+
+@pytest.mark.parametrize("prints", ["hello", "{not json", "[1, 2]", ""])
+def test_an_interpreter_whose_probe_prints_no_json_object_is_one_line(tmp_path, prints):
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' '{prints}'\n")
+    fake.chmod(0o755)
+    with pytest.raises(HarnessInputError, match="version probe printed"):
+        probe(str(fake), "broken", tmp_path)
+
+
+def test_a_candidates_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "candidates.yaml"
+    path.write_bytes(b"- name: a\n  env: \xff\xfe\n")
+    with pytest.raises(HarnessInputError, match="not valid UTF-8"):
+        load_candidate_file(path, {})
+
+
+@pytest.mark.parametrize("text", ["[" * 200_000 + "]" * 200_000, '{"a":' * 100_000 + "1" + "}" * 100_000])
+def test_a_results_file_nested_without_end_is_one_line(tmp_path, text):
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    with pytest.raises(HarnessInputError, match="nested too deeply"):
+        load_results(path)
