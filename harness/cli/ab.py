@@ -11,7 +11,7 @@ import typer
 
 from harness.cli.common import check_alpha, check_metrics, check_rounds, err_console
 from harness.core.console import PlainConsole
-from harness.core.errors import HarnessInputError
+from harness.core.errors import EXIT_NOT_JUDGED, HarnessInputError
 from harness.records.run_files import write_whole
 
 if TYPE_CHECKING:
@@ -109,6 +109,12 @@ def ab(
     if result.stop_reason == INTERRUPTED:
         err_console.print(f"interrupted: the finished rounds are kept in {out_dir}")
         raise typer.Exit(130)
+    for c in result.cells:
+        if c.error is not None or not c.metrics:
+            err_console.print(f"not judged: {c.key}: {c.error or 'no metric measured on both sides'}", highlight=False)
+    if not any(c.error is None and c.metrics for c in result.cells):
+        err_console.print(f"nothing judged: no cell measured on both sides ({result.stop_reason or 'no round ran'})")
+        raise typer.Exit(EXIT_NOT_JUDGED)
     if result.counts()["regression"]:
         raise typer.Exit(1)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Exit codes every command keeps: 0 judged and fine, 1 judged and failed or regressed, 2 bad input, and 3 when
+# nothing could be judged (every cell of one side failed), so a gate never passes on an empty comparison.
+EXIT_NOT_JUDGED = 3
+
 
 class HarnessInputError(Exception):
     """Bad user input: names the file, the field and the offending value."""

@@ -231,3 +231,15 @@ def test_an_interrupt_keeps_the_finished_rounds(scripted, tmp_path):
     result, side_cells = _run(scripted(script), tmp_path, ABSettings(metrics=["tpot_ms"]))
     assert result.stop_reason == ab.INTERRUPTED and result.cells[0].rounds == 3
     assert result.cells[0].metrics[0].rounds == 3 and side_cells["base"] and side_cells["candidate"]
+
+
+def test_a_side_failing_every_round_judges_nothing_and_says_so(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nmodels: [{name: tiny, source: 'synthetic:tiny'}]\nprecisions: [fp16]\n"
+                     "scenarios: [{name: g, kind: generate}]\nprompts: {input_tokens: [8]}\n"
+                     "generation: {max_new_tokens: 4}\niterations: 1\nwarmup: 0\nvalidation_prompts: 0\n")
+    proc = run_cli("ab", str(suite), "--out", str(tmp_path / "ab"), "--budget", "1m",
+                   "--candidate", "properties.KV_CACHE_PRECISION=banana", timeout=300)
+    assert proc.returncode == 3, proc.stderr[-2000:]  # a gate must not pass on an empty comparison
+    assert "not judged: tiny/fp16/CPU/g/in8-out4: candidate" in proc.stderr and "banana" in proc.stderr
+    assert "nothing judged" in proc.stderr
