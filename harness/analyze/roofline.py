@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 from harness.core.host import fingerprint as host_fingerprint
 from harness.core.metrics import AchievedBandwidth, HostMemoryBandwidth, RooflinePercent, WeightBytesPerToken
 from harness.core.schema import BandwidthReading, HostInfo, MemoryBandwidth
+from harness.records.run_files import write_whole
 
 MiB = 2**20
 # Triad and copy bytes per float64 element as STREAM counts them: read b and c, write a; read b, write a.
@@ -246,9 +247,7 @@ def host_bandwidth(cache_dir: Path, host: HostInfo, remeasure: bool = False,
             known = history  # the same arrays and threads as the host's full measurement, so the readings compare
             reading = (check or (lambda: check_bandwidth(known.threads, known.array_mb)))()
             history = history.with_reading(reading)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(history.model_dump_json(indent=1))
-        tmp.replace(path)
+        write_whole(path.parent, path.name, history.model_dump_json(indent=1))
         return history.figure(reading)
 
 

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.records.run_files import write_whole
+
 MiB = 1024 * 1024
 BIG_FILE = 256 * MiB
 EDGE = 16 * MiB
@@ -148,9 +150,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def write_json_whole(path: Path, data: dict[str, Any]) -> None:
     """write_json for a record other processes may read meanwhile: they find it whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    write_json(partial, data)
-    partial.replace(path)
+    write_whole(path.parent, path.name, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def default_cache_dir() -> Path:

@@ -1,4 +1,4 @@
-"""The one place where a file inside a run directory (or an A/B or bisect folder) is opened for writing.
+"""The one place where a file inside a run directory (an A/B or bisect folder, a cache record) is opened for writing.
 
 A path that is a symbolic link, or that resolves outside its folder through one, is refused in one line
 (HarnessInputError, exit 2) instead of followed: a resumed run whose cells.jsonl is a link would otherwise append
