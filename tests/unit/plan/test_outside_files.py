@@ -59,3 +59,20 @@ def test_a_text_cell_beyond_the_models_context_is_refused_before_measuring(tmp_p
     why = beyond_context(cell, str(tmp_path))
     assert (why is not None) == refused and (not refused or "context of 4096" in why)
     assert beyond_context(cell, str(tmp_path / "no-config")) is None  # unknown context: nothing refused
+
+
+def test_an_exclude_naming_an_undeclared_environment_is_refused(tmp_path):
+    from harness.plan.suite import load_suite
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nmodels: [{name: m, source: synthetic:tiny}]\nscenarios: [{name: g, kind: generate}]\n"
+                     "environments: [{name: old, packages: [openvino-genai==2026.3.1]}]\nexclude: [{env: olld}]\n")
+    with pytest.raises(HarnessInputError, match="environment 'olld', which the suite does not declare"):
+        load_suite(suite)
+
+
+def test_a_second_fault_for_one_cell_is_refused():
+    from harness.execute.session import parse_faults
+
+    with pytest.raises(HarnessInputError, match="a second fault for the cell; it has crash"):
+        parse_faults(["k=crash", "k=hang"], {"k"})
