@@ -76,6 +76,12 @@ class SuitePrompts(_Strict):
     file: str | None = Field(None, description=".txt (one prompt a line) or .jsonl with a 'prompt' field")
     vary_per_iteration: bool = True
 
+    @model_validator(mode="after")
+    def _some_length(self) -> SuitePrompts:
+        if not self.input_tokens and not self.file:
+            raise ValueError("input_tokens is empty: give at least one prompt length (or a prompts file)")
+        return self
+
     @field_validator("input_tokens")
     @classmethod
     def _positive(cls, v: list[int]) -> list[int]:

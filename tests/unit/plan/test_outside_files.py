@@ -76,3 +76,14 @@ def test_a_second_fault_for_one_cell_is_refused():
 
     with pytest.raises(HarnessInputError, match="a second fault for the cell; it has crash"):
         parse_faults(["k=crash", "k=hang"], {"k"})
+
+
+def test_an_empty_prompt_length_axis_is_named_not_blamed_on_exclude(tmp_path):
+    from harness.plan.suite import load_suite
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nmodels: [{name: m, source: synthetic:tiny}]\nscenarios: [{name: g, kind: generate}]\n"
+                     "prompts: {input_tokens: []}\n")
+    with pytest.raises(HarnessInputError, match="input_tokens is empty") as e:
+        load_suite(suite)
+    assert "exclude" not in str(e.value)
