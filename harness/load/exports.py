@@ -64,10 +64,10 @@ def write_exports(workdir: Path, api: str, warmup: list[RequestOutput], measured
     pay_dir.mkdir(parents=True, exist_ok=True)
     order = sorted([(o, True) for o in warmup] + [(o, False) for o in measured], key=lambda x: x[0].start_ns)
     req_path, pay_path = req_dir / f"{stem}.jsonl", pay_dir / f"{stem}.jsonl"
-    with open_for_write(workdir, req_path.relative_to(workdir)) as f:
+    with open_for_write(req_dir, req_path.name) as f:
         for o, w in order:
             f.write(json.dumps(request_record(o, w, start_ns)) + "\n")
-    with open_for_write(workdir, pay_path.relative_to(workdir)) as f:
+    with open_for_write(pay_dir, pay_path.name) as f:
         for o, w in order:
             if o.body:
                 body = json.loads(o.body)
