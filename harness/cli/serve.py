@@ -49,6 +49,7 @@ def serve(
     except ValueError as e:
         raise HarnessInputError("command line", "--scheduler", scheduler, str(e)) from None
     _usable_device(device)
+    _resolvable(host, port)
     cache_dir = cache_dir or default_cache_dir()
     log = lambda m: err_console.print(m)  # noqa: E731
     model_dir = prepare_model(model, "fp16", CompressionSpec(), cache_dir, log=log).path
@@ -76,3 +77,13 @@ def _usable_device(device: str) -> None:
     if missing := missing_devices(device, available):
         raise HarnessInputError("command line", "--device", device,
                                 f"{', '.join(missing)} not available here (available: {', '.join(available) or 'none'})")
+
+
+def _resolvable(host: str, port: int) -> None:
+    """A --host this machine cannot resolve is bad input, said before any model is prepared (uvicorn would exit 3)."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise HarnessInputError("command line", "--host", host, f"cannot be resolved here: {e}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,11 +123,32 @@ def prepare_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: P
     prepared = [e for e in events if isinstance(e, Prepared)]
     if not prepared:
         return PreparedCell(cell, workdir, events, "failed", "the prepare worker named no prepared model")
+    too_long = beyond_context(cell, prepared[-1].model_dir)
+    if too_long:
+        return PreparedCell(cell, workdir, events, "failed", too_long)
     try:
         task = _measure_task(base, prepared[-1], env, options.cache_dir)
     except Exception as e:  # noqa: BLE001 - e.g. the environment cannot convert the tokenizer
         return PreparedCell(cell, workdir, events, "failed", f"{type(e).__name__}: {e}")
     return PreparedCell(cell, workdir, events, "ok", None, task, env)
+
+
+def beyond_context(cell: CellSpec, model_dir: str) -> str | None:
+    """Why a text cell asks for more tokens than its model's context holds (its config.json's
+    max_position_embeddings), refused before any measuring instead of running to the cell's timeout; None when
+    it fits or the context is not known."""
+    config = Path(model_dir) / "config.json" if model_dir else None
+    if not kind_spec(cell.scenario.kind).generates_text or config is None or not config.is_file():
+        return None
+    try:
+        context = json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    asked = (cell.prompts.input_tokens or 0) + cell.generation.max_new_tokens
+    if not isinstance(context, int) or context <= 0 or asked <= context:
+        return None
+    return (f"asks {cell.prompts.input_tokens or 0} prompt + {cell.generation.max_new_tokens} new tokens = {asked}, "
+            f"beyond the model's context of {context} tokens (max_position_embeddings in {config})")
 
 
 def _from_preparations(cell: CellSpec, shared: dict[Role, Preparation]) -> tuple[list[Event], CellStatus, str | None]:

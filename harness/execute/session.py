@@ -253,12 +253,14 @@ def parse_faults(given: list[str], keys: set[str]) -> dict[str, str]:
         known = faults_module().FAULTS
     except (RuntimeError, ImportError) as e:
         raise HarnessInputError("command line", "--fault", given[0], error_line(e)) from None
-    faults = {}
+    faults: dict[str, str] = {}
     for f in given:
         key, sep, kind = f.rpartition("=")
         if not sep or kind not in known:
             raise HarnessInputError("command line", "--fault", f, f"expected CELL_KEY=KIND, KIND one of {', '.join(known)}")
         if key not in keys:  # a fault that reaches no cell would pass silently
             raise HarnessInputError("command line", "--fault", f, "names no cell of the suite (see --list)")
+        if key in faults:  # one fault per cell: the second would silently replace the first
+            raise HarnessInputError("command line", "--fault", f, f"a second fault for the cell; it has {faults[key]}")
         faults[key] = kind
     return faults

@@ -156,7 +156,8 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
             raise HarnessInputError(str(suite_file), f"gates[{i}].where", _fmt_where(g.where),
                                     "selects no cell of the suite")
     if not cells:
-        raise HarnessInputError(str(suite_file), "exclude", None, "the suite expands to no cell")
+        raise HarnessInputError(str(suite_file), "exclude" if suite.exclude else None, None,
+                                "the suite expands to no cell" + ("" if suite.exclude else " (an empty axis?)"))
     return validation.unread_passes_dropped(cells)
 
 

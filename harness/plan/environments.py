@@ -32,6 +32,8 @@ from harness.models import cache
 
 # Bump when what goes into an environment changes (requirements, layout), so old builds are not reused.
 ENV_FORMAT = 1
+# importing openvino_genai in a cold environment reads hundreds of MB; a hung interpreter must still end
+PROBE_TIMEOUT_S = 300.0
 MANIFEST = "harness-env.json"
 # What the worker, the reference loop and `harness serve` import besides the stack, pinned to the versions
 # the harness itself runs (numpy left to the resolver: older openvino releases cap it).
@@ -207,12 +209,18 @@ def _resolve(spec: EnvironmentSpec, reqs: list[str], python: str) -> list[str]:
     return sorted(ln.strip() for ln in out.splitlines() if ln.strip() and not ln.startswith("#"))
 
 
-def probe(python: str, name: str, source_dir: Path) -> dict[str, str | None]:
+def probe(python: str, name: str, source_dir: Path, log: Callable[[str], None] | None = None,
+          timeout_s: float = PROBE_TIMEOUT_S) -> dict[str, str | None]:
     """The stack versions an interpreter imports (worker.runtime_versions), the harness's worker importable."""
+    if log:
+        log(f"environment {name}: asking {python} which stack it imports (up to {timeout_s:g} s) ...")
     try:
-        proc = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=300,
+        proc = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=timeout_s,
                               env=_child_env(source_dir))
-    except (OSError, subprocess.TimeoutExpired) as e:
+    except subprocess.TimeoutExpired:
+        raise HarnessInputError(f"environment {name}", "python", python,
+                                f"did not answer within {timeout_s:g} s (importing openvino_genai and the worker)") from None
+    except OSError as e:
         raise HarnessInputError(f"environment {name}", "python", python, f"cannot run: {e}") from None
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -239,7 +247,7 @@ def prepare_environment(spec: EnvironmentSpec, cache_dir: Path,
         python = spec.python
         if not Path(python).is_file():
             raise HarnessInputError(f"environment {spec.name}", "python", python, "no such interpreter")
-        return _prepared(source_dir, name=spec.name, python=python, versions=probe(python, spec.name, source_dir))
+        return _prepared(source_dir, name=spec.name, python=python, versions=probe(python, spec.name, source_dir, log))
     base = sys.executable
     reqs = requirements(spec)
     log(f"environment {spec.name}: resolving {' '.join(spec.packages)} ...")
@@ -258,7 +266,7 @@ def prepare_environment(spec: EnvironmentSpec, cache_dir: Path,
         log(f"environment {spec.name}: installing {len(resolved)} packages into {entry} ...")
         try:
             _install(spec, resolved, base, entry)
-            versions = probe(str(entry / "bin" / "python"), spec.name, source_dir)
+            versions = probe(str(entry / "bin" / "python"), spec.name, source_dir, log)
         except BaseException:
             shutil.rmtree(entry, ignore_errors=True)
             raise

@@ -79,6 +79,10 @@ class EnvironmentsOverride(SuiteOverride):
 
     def apply(self, data: dict[str, Any]) -> None:
         data["environments"] = [e.model_dump() for e in self.environments]
+        # the suite's excludes of environments it no longer has would exclude nothing: they go with them
+        names = {e.name for e in self.environments}
+        data["exclude"] = [r for r in data.get("exclude") or [] if not isinstance(r, dict) or "env" not in r
+                           or set(r["env"] if isinstance(r["env"], list) else [r["env"]]) & names]
 
 
 class SetOverride(SuiteOverride):

@@ -76,6 +76,12 @@ class SuitePrompts(_Strict):
     file: str | None = Field(None, description=".txt (one prompt a line) or .jsonl with a 'prompt' field")
     vary_per_iteration: bool = True
 
+    @model_validator(mode="after")
+    def _some_length(self) -> SuitePrompts:
+        if not self.input_tokens and not self.file:
+            raise ValueError("input_tokens is empty: give at least one prompt length (or a prompts file)")
+        return self
+
     @field_validator("input_tokens")
     @classmethod
     def _positive(cls, v: list[int]) -> list[int]:
@@ -320,10 +326,16 @@ class Suite(_Strict):
         known |= set(self.properties) | {p for k in KINDS.values() for p in k.params.model_fields}
         if self.environments:
             known.add("env")
+        env_names = {e.name for e in self.environments}
         for i, rule in enumerate(self.exclude):
             for k in rule:
                 if k not in known:
                     raise ValueError(f"exclude[{i}] names unknown axis {k!r}; known: {sorted(known)}")
+            named = rule.get("env")
+            for env in named if isinstance(named, list) else [] if named is None else [named]:
+                if env not in env_names:  # it would exclude nothing, silently
+                    raise ValueError(f"exclude[{i}] names environment {env!r}, which the suite does not declare; "
+                                     f"declared: {sorted(env_names)}")
         if self.iterations > self.max_iterations:
             raise ValueError(f"iterations ({self.iterations}) is above max_iterations ({self.max_iterations})")
         for i, gate in enumerate(self.gates):

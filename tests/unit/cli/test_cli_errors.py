@@ -158,3 +158,9 @@ def test_every_command_reads_harness_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("HARNESS_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert default_cache_dir() == tmp_path / "x" / "ov-genai-harness"
+
+
+def test_serve_on_a_host_that_cannot_be_resolved_is_one_line():
+    proc = run_cli("serve", "synthetic:tiny", "--host", "no-such-host.invalid", timeout=60)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "--host" in errors[0], proc.stderr
