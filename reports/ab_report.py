@@ -3,14 +3,13 @@ table and an HTML page whose chart draws every ratio with its interval."""
 
 from __future__ import annotations
 
-import html
 import math
 
 from rich.table import Table
 from rich.text import Text
 
+from harness.core.escaping import html_text, md_code, md_text
 from harness.experiment.ab import ABCell, ABMetric, ABResult
-from reports.rows import md_code, md_text
 
 _ORDER = {"regression": 0, "inconclusive": 1, "improvement": 2, "unchanged": 3}
 _COLOUR = {"regression": "#c0392b", "improvement": "#1e8449", "unchanged": "#566573", "inconclusive": "#b9770e"}
@@ -45,12 +44,12 @@ def render_ab_md(ab: ABResult) -> str:
     """The release comparison: per model × precision × scenario and metric, both medians, the ratio with
     its 95% interval and always-valid sequence, the minimum effect, the rounds and the verdict."""
     n = ab.counts()
-    lines = [f"# A/B `{md_text(ab.ab_id)}` — suite `{md_text(ab.suite_name)}`", "",
-             f"- base: {md_text(ab.base.label())} (run `{md_text(ab.base_run)}`)",
-             f"- candidate: {md_text(ab.candidate.label())} (run `{md_text(ab.candidate_run)}`)"]
+    lines = [f"# A/B {md_code(ab.ab_id)} — suite {md_code(ab.suite_name)}", "",
+             f"- base: {md_text(ab.base.label())} (run {md_code(ab.base_run)})",
+             f"- candidate: {md_text(ab.candidate.label())} (run {md_code(ab.candidate_run)})"]
     for side, versions in ab.environments.items():
         shown = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-        lines.append(f"- {side} imports: {md_text(shown)}")
+        lines.append(f"- {md_text(side)} imports: {md_text(shown)}")
     lines += [f"- {len(ab.cells)} cells, wall time {ab.wall_s / 60:.1f} min, stopped: {md_text(ab.stop_reason)}",
               f"- alpha {ab.settings.alpha} over the whole comparison (Bonferroni over cells and metrics), "
               f"budget {ab.settings.budget_s / 60:g} min, at least {ab.settings.min_rounds} rounds", "",
@@ -66,8 +65,8 @@ def render_ab_md(ab: ABResult) -> str:
         scen = c.scenario + (f"[{params}]" if params else "")
         settled = f"{m.rounds}" + (f" (settled at {m.settled_at})" if m.settled_at else "")
         verdict = m.verdict.upper() if m.verdict == "regression" else m.verdict
-        lines.append(f"| {md_text(c.model)} | {c.precision} | {md_text(scen)} | {m.metric} | {_median(m, m.base_median)} "
-                     f"| {_median(m, m.candidate_median)} | {ratio_pct(m.ratio)} | {ratio_interval(m.ci_low, m.ci_high)} "
+        lines.append(f"| {md_text(c.model)} | {md_text(c.precision)} | {md_text(scen)} | {md_text(m.metric)} "
+                     f"| {md_text(_median(m, m.base_median))} | {md_text(_median(m, m.candidate_median))} | {ratio_pct(m.ratio)} | {ratio_interval(m.ci_low, m.ci_high)} "
                      f"| {ratio_interval(m.cs_low, m.cs_high)} | {m.threshold * 100:.0f}% | {settled} | {verdict} |")
     lines += ["", "ratio: geometric mean of the per-round paired ratios candidate / base; 95% CI: Student-t on the "
               "log ratios at the last round; sequence: the always-valid confidence sequence that decided the verdict "
@@ -80,7 +79,7 @@ def ab_table(ab: ABResult) -> Table:
                   title=f"A/B {ab.ab_id}: {ab.base.label()} → {ab.candidate.label()}")
     for c, m in sorted(_rows(ab), key=lambda r: _ORDER[r[1].verdict]):
         style = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow"}.get(m.verdict, "")
-        table.add_row(Text(c.key), m.metric, _median(m, m.base_median), _median(m, m.candidate_median),
+        table.add_row(c.key, m.metric, _median(m, m.base_median), _median(m, m.candidate_median),
                       f"{ratio_pct(m.ratio)} {ratio_interval(m.ci_low, m.ci_high)}", str(m.rounds), Text(m.verdict, style=style))
     return table
 
@@ -110,7 +109,7 @@ def _forest(ab: ABResult) -> str:
         y = 25 + i * row_h
         band = (x(1 / (1 + m.threshold)), x(1 + m.threshold))
         out.append(f'<rect x="{band[0]:.1f}" y="{y - 8}" width="{band[1] - band[0]:.1f}" height="16" fill="#eee"/>')
-        label = html.escape(f"{_cell_label(c)} · {m.metric}")
+        label = html_text(f"{_cell_label(c)} · {m.metric}")
         out.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{label}</text>')
         colour = _COLOUR[m.verdict]
         if m.cs_low is not None and m.cs_high is not None:
@@ -119,8 +118,8 @@ def _forest(ab: ABResult) -> str:
         if m.ci_low is not None and m.ci_high is not None:
             out.append(f'<line x1="{x(m.ci_low):.1f}" y1="{y}" x2="{x(m.ci_high):.1f}" y2="{y}" stroke="{colour}" '
                        'stroke-width="5" stroke-opacity="0.6"/>')
-        out.append(f'<circle cx="{x(m.ratio):.1f}" cy="{y}" r="4" fill="{colour}"><title>{html.escape(ratio_pct(m.ratio))} '
-                   f'{html.escape(ratio_interval(m.ci_low, m.ci_high))} {m.verdict}</title></circle>')
+        out.append(f'<circle cx="{x(m.ratio):.1f}" cy="{y}" r="4" fill="{colour}"><title>{html_text(ratio_pct(m.ratio))} '
+                   f'{html_text(ratio_interval(m.ci_low, m.ci_high))} {m.verdict}</title></circle>')
         out.append(f'<text x="{left + width + 8}" y="{y + 4}" fill="{colour}">{ratio_pct(m.ratio)} {m.verdict}</text>')
     for v in (0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25):
         if lo <= math.log(v) <= hi:
@@ -131,19 +130,19 @@ def _forest(ab: ABResult) -> str:
 
 def render_ab_html(ab: ABResult) -> str:
     md_rows = "".join(
-        f"<tr><td>{html.escape(c.model)}</td><td>{c.precision}</td><td>{html.escape(c.scenario)}</td>"
-        f"<td>{m.metric}</td><td>{html.escape(_median(m, m.base_median))}</td>"
-        f"<td>{html.escape(_median(m, m.candidate_median))}</td><td>{ratio_pct(m.ratio)}</td>"
-        f"<td>{html.escape(ratio_interval(m.ci_low, m.ci_high))}</td><td>{html.escape(ratio_interval(m.cs_low, m.cs_high))}</td>"
+        f"<tr><td>{html_text(c.model)}</td><td>{html_text(c.precision)}</td><td>{html_text(c.scenario)}</td>"
+        f"<td>{html_text(m.metric)}</td><td>{html_text(_median(m, m.base_median))}</td>"
+        f"<td>{html_text(_median(m, m.candidate_median))}</td><td>{ratio_pct(m.ratio)}</td>"
+        f"<td>{html_text(ratio_interval(m.ci_low, m.ci_high))}</td><td>{html_text(ratio_interval(m.cs_low, m.cs_high))}</td>"
         f"<td>{m.threshold * 100:.0f}%</td><td>{m.rounds}</td>"
         f"<td style=\"color:{_COLOUR[m.verdict]}\">{m.verdict}</td></tr>" for c, m in _rows(ab))
     n = ab.counts()
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>A/B {html.escape(ab.ab_id)}</title>
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>A/B {html_text(ab.ab_id)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}</style>
-</head><body><h1>A/B {html.escape(ab.ab_id)} — suite {html.escape(ab.suite_name)}</h1>
-<p>base: {html.escape(ab.base.label())} · candidate: {html.escape(ab.candidate.label())}<br>
+</head><body><h1>A/B {html_text(ab.ab_id)} — suite {html_text(ab.suite_name)}</h1>
+<p>base: {html_text(ab.base.label())} · candidate: {html_text(ab.candidate.label())}<br>
 {n['regression']} regressions, {n['improvement']} improvements, {n['unchanged']} unchanged, {n['inconclusive']} inconclusive;
-wall time {ab.wall_s / 60:.1f} min; stopped: {html.escape(ab.stop_reason)}</p>
+wall time {ab.wall_s / 60:.1f} min; stopped: {html_text(ab.stop_reason)}</p>
 <h2>Ratio candidate / base</h2><p>dot: geometric mean of paired ratios; thick bar: 95% CI; thin bar: the always-valid
 sequence that decided the verdict; grey band: the minimum effect.</p>
 {_forest(ab)}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from harness.core.escaping import md_code, md_text
 from harness.experiment.bisect import BisectRecord, Evidence, Step
 from reports.ab_report import ratio_interval, ratio_pct
-from reports.rows import md_text
 
 
 def evidence_text(e: Evidence) -> str:
@@ -44,12 +44,12 @@ def summary_lines(record: BisectRecord) -> list[str]:
 
 def render_bisect_md(record: BisectRecord) -> str:
     lines = [f"# Bisect {md_text(record.bisect_id)}", "",
-             f"Suite `{md_text(record.suite_name)}`, cell `{md_text(record.cell_key)}`, metric `{record.metric}`; "
-             f"{len(record.candidates)} candidates from `{md_text(record.candidates[0].name)}` (good) to "
-             f"`{md_text(record.candidates[-1].name)}` (bad). Status: **{record.status}**.", ""]
+             f"Suite {md_code(record.suite_name)}, cell {md_code(record.cell_key)}, metric {md_code(record.metric)}; "
+             f"{len(record.candidates)} candidates from {md_code(record.candidates[0].name)} (good) to "
+             f"{md_code(record.candidates[-1].name)} (bad). Status: **{record.status}**.", ""]
     lines += [md_text(x) for x in summary_lines(record)] + ["", "| step | candidate | mark | evidence (vs the good end) | "
                                                             "minutes |", "|---|---|---|---|---|"]
     for s in record.steps:
         lines.append(f"| {s.step} | {md_text(s.candidate)} | {s.mark} | {md_text(s.reason)} | {s.minutes:.1f} |")
-    lines += ["", "Candidates in order: " + ", ".join(f"`{md_text(c.name)}`" for c in record.candidates)]
+    lines += ["", "Candidates in order: " + ", ".join(f"{md_code(c.name)}" for c in record.candidates)]
     return "\n".join(lines) + "\n"

@@ -9,8 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.analyze.changes import ChangePoint
+from harness.core.escaping import md_code, md_text
 from harness.core.schema import ChangeSettings
-from reports.rows import md_code, md_text
 
 _COLOUR = {"regression": "red", "improvement": "green", "change": "yellow"}
 

@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.analyze.compare import Comparison, MetricComparison
+from harness.core.escaping import json_of, md_code, md_text
 
 _MARK = {"regression": "REGRESSION", "improvement": "improvement", "unchanged": "unchanged",
          "inconclusive": "inconclusive"}
@@ -39,31 +40,34 @@ def sorted_rows(comp: Comparison) -> list[tuple[str, MetricComparison]]:
 def render_comparison_md(comp: Comparison) -> str:
     """Markdown: drift, counts, unmatched cells, then one row per cell and metric, worst first."""
     n = comp.counts()
-    lines = [f"# Comparison: `{comp.base_run}` → `{comp.candidate_run}`", ""]
+    lines = [f"# Comparison: {md_code(comp.base_run)} → {md_code(comp.candidate_run)}", ""]
     if comp.drift:
         lines += ["## Environment drift", "", "| what | base | candidate |", "|---|---|---|"]
-        lines += [f"| {d.field} | {d.base or '—'} | {d.candidate or '—'} |" for d in comp.drift]
+        lines += [f"| {md_text(d.field)} | {md_text(d.base or '—')} | {md_text(d.candidate or '—')} |"
+                  for d in comp.drift]
         lines.append("")
     lines += [f"**{n['regression']} regressions**, {n['improvement']} improvements, {n['unchanged']} unchanged, "
               f"{n['inconclusive']} inconclusive (alpha {comp.settings.alpha}, Benjamini–Hochberg-corrected Welch t-test on log values, "
               f"bootstrap 95% CI of the ratio of medians).", ""]
     if comp.only_in_base or comp.only_in_candidate:
         lines += ["Unmatched cells:"]
-        lines += [f"- only in base: `{k}`" for k in comp.only_in_base]
-        lines += [f"- only in candidate: `{k}`" for k in comp.only_in_candidate]
+        lines += [f"- only in base: {md_code(k)}" for k in comp.only_in_base]
+        lines += [f"- only in candidate: {md_code(k)}" for k in comp.only_in_candidate]
         lines.append("")
     status = [c for c in comp.cells if c.base_status != "ok" or c.candidate_status != "ok"]
     if status:
         lines += ["Cells not compared (status):"]
-        lines += [f"- `{c.key}`: base {c.base_status}, candidate {c.candidate_status}" for c in status]
+        lines += [f"- {md_code(c.key)}: base {md_text(c.base_status)}, candidate {md_text(c.candidate_status)}"
+                  for c in status]
         lines.append("")
     lines += ["| cell | metric | base median | candidate median | change [95% CI] | p (adj.) | min effect | n | verdict |",
               "|---|---|---|---|---|---|---|---|---|"]
     for key, m in sorted_rows(comp):
-        lines.append(f"| `{key}` | {m.metric} | {m.base_median:.3g} {m.unit} | {m.candidate_median:.3g} {m.unit} "
+        lines.append(f"| {md_code(key)} | {md_text(m.metric)} | {m.base_median:.3g} {md_text(m.unit)} "
+                     f"| {m.candidate_median:.3g} {md_text(m.unit)} "
                      f"| {change_text(m)} | {p_text(m)} | {_min_effect(m)} | {m.n_base}/{m.n_candidate} "
                      f"| {'**' + _MARK[m.verdict] + '**' if m.verdict == 'regression' else _MARK[m.verdict]}"
-                     f"{' (' + m.note + ')' if m.note else ''} |")
+                     f"{' (' + md_text(m.note) + ')' if m.note else ''} |")
     if any(m.effective_threshold is not None and m.effective_threshold > m.threshold for _, m in sorted_rows(comp)):
         lines += ["", "\\* minimum effect raised to the cell's run-to-run noise in the history "
                   f"(exp({comp.settings.noise_z:g} · sd · √2) − 1 over earlier runs' medians)."]
@@ -71,7 +75,7 @@ def render_comparison_md(comp: Comparison) -> str:
 
 
 def render_comparison_json(comp: Comparison) -> str:
-    return comp.model_dump_json(indent=1)
+    return json_of(comp, indent=1, ascii_only=True)
 
 
 def comparison_table(comp: Comparison) -> Table:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+from harness.core.escaping import csv_cell
 from harness.core.metrics import METRICS
 from harness.core.schema import RunResults
 from reports.rows import cell_row
@@ -33,20 +34,6 @@ def table(res: RunResults) -> tuple[list[str], list[dict[str, object]]]:
     return cols, rows
 
 
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def cell_text(v: object) -> object:
-    """A CSV cell as a spreadsheet must show it: text that would start a formula gets a leading quote
-    (numbers, negative ones included, are written as numbers)."""
-    if v is None:
-        return ""
-    if isinstance(v, str) and v.startswith(FORMULA_START):
-        return "'" + v
-    return v
-
-
 def render_csv(res: RunResults) -> str:
     """The CSV report of a run."""
     cols, rows = table(res)
@@ -54,5 +41,5 @@ def render_csv(res: RunResults) -> str:
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for row in rows:
-        w.writerow({k: cell_text(v) for k, v in row.items()})
+        w.writerow({k: csv_cell(v) for k, v in row.items()})
     return buf.getvalue()

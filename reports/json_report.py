@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from harness.core.escaping import ascii_json
 from harness.core.schema import RunResults
 from reports.csv_report import table
 
@@ -11,5 +10,5 @@ from reports.csv_report import table
 def render_json(res: RunResults) -> str:
     """The JSON report of a run (flat rows; results.json stays the full record)."""
     _, rows = table(res)
-    return json.dumps({"schema_version": res.schema_version, "metadata": res.metadata.model_dump(mode="json"),
+    return ascii_json({"schema_version": res.schema_version, "metadata": res.metadata.model_dump(),
                        "cells": rows}, indent=1)

@@ -18,6 +18,7 @@ from harness.analyze.load_analysis import (
     server_series,
     time_slices,
 )
+from harness.core.escaping import md_code
 from harness.core.metrics import (
     CorrectedE2E,
     CorrectedTTFT,
@@ -29,7 +30,7 @@ from harness.core.metrics import (
 from harness.core.schema import BatchRecord, CellResult, RunResults
 from harness.kinds import kind_spec
 from harness.kinds.serving import ServingParams
-from reports.rows import fmt_value, md_code
+from reports.rows import fmt_value
 
 DEFAULT_WINDOW_S: float = ServingParams.model_fields["window_s"].default
 CHART_POINTS = 240  # points per line: a 1000-request load's chart stays a few kB

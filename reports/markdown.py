@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.analyze.roofline import exceeds_host
+from harness.core.escaping import md_code, md_text
 from harness.core.schema import CellResult, RunResults
 from harness.kinds import kind_spec
 from reports.goodput import sweep_limits
@@ -14,8 +15,6 @@ from reports.rows import (
     cell_row,
     column_text,
     fmt_value,
-    md_code,
-    md_text,
     runs_locally,
     server_rows,
 )
@@ -30,19 +29,19 @@ def _header(res: RunResults) -> list[str]:
         f"# Run {md_code(m.run_id)} — suite {md_code(m.suite_name)}",
         "",
         f"- {'submitted from' if m.cluster else 'host'}: {md_text(m.host.cpu_model or '?')}, {m.host.logical_cores} logical cores, "
-        f"{m.host.memory_total_mb / 1024:.1f} GiB RAM, {m.host.os}",
+        f"{m.host.memory_total_mb / 1024:.1f} GiB RAM, {md_text(m.host.os)}",
         f"- devices: {devs}",
         *([f"- Ray cluster {md_code(m.cluster.address)} ({m.cluster.mode}); cells ran on: "
            + "; ".join(f"{md_text(n.name)} ({md_text(n.host.cpu_model or '?')}, {n.host.logical_cores} cores, "
-                       f"{', '.join(d.name for d in n.devices)})" for n in m.cluster.nodes)]
+                       f"{', '.join(md_text(d.name) for d in n.devices)})" for n in m.cluster.nodes)]
           if m.cluster else []),
-        f"- openvino {v.get('openvino')}, openvino-genai {v.get('openvino-genai')}, optimum-intel "
-        f"{v.get('optimum-intel')}, nncf {v.get('nncf')}, transformers {v.get('transformers')}; harness "
-        f"{v.get('ov-genai-harness')} ({m.harness_commit or 'no git commit'})",
+        md_text(f"- openvino {v.get('openvino')}, openvino-genai {v.get('openvino-genai')}, optimum-intel "
+                f"{v.get('optimum-intel')}, nncf {v.get('nncf')}, transformers {v.get('transformers')}; harness "
+                f"{v.get('ov-genai-harness')} ({m.harness_commit or 'no git commit'})"),
         *([f"- memory bandwidth: triad {bw.triad_gbs:.1f} GB/s{md_text(bandwidth_provenance(bw))}"]
           if (bw := m.host.memory_bandwidth) is not None else []),
-        f"- started {m.started_at}, finished {m.finished_at or 'not finished'}"
-        + (f", resumed {', '.join(m.resumed_at)}" if m.resumed_at else ""),
+        md_text(f"- started {m.started_at}, finished {m.finished_at or 'not finished'}"
+                + (f", resumed {', '.join(m.resumed_at)}" if m.resumed_at else "")),
         *([f"- the suite as run differs from its file by: {', '.join(md_code(o) for o in m.overrides)}"]
           if m.overrides else []),
         *dropped_gate_lines(res),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.core.escaping import json_of
 from harness.core.metrics import METRICS, ModelSizeOnDisk, PeakRSS
 from harness.core.schema import CellResult
 from harness.kinds import Column, kind_spec
@@ -33,7 +34,7 @@ class PrecisionGroup:
 def _group_key(c: CellResult) -> tuple:
     s = c.spec
     return (s.model.name, s.device, s.scenario.name, tuple(sorted(s.scenario.params.items())),
-            s.prompts.model_dump_json(), s.generation.model_dump_json(), tuple(sorted(s.properties.items())),
+            json_of(s.prompts), json_of(s.generation), tuple(sorted(s.properties.items())),
             s.environment, s.host)
 
 

@@ -97,25 +97,6 @@ def runs_locally(c: CellResult) -> bool:
     return not c.spec.remote
 
 
-_MD_ESCAPES = str.maketrans({"|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " ", "`": "'"})
-_CODE_ESCAPES = str.maketrans({"|": "\\|", "\n": " ", "\r": " ", "`": "'"})
-
-
-def md_text(text: object) -> str:
-    """User text (names, parameters, errors, check details) in Markdown: it cannot break a table row or
-    pass HTML through."""
-    return str(text).translate(_MD_ESCAPES)
-
-
-def md_code(text: object) -> str:
-    """User text (cell keys) as a `code span`; text with angle brackets as escaped plain text instead, since
-    a code span shows entities literally and would keep raw HTML in the file."""
-    text = str(text)
-    if "<" in text or ">" in text:
-        return md_text(text)
-    return "`" + text.translate(_CODE_ESCAPES) + "`"
-
-
 def fmt_value(v: float | None, digits: int = 1) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from harness.analyze.roofline import decode_tokens_per_s, exceeds_host, under_load
+from harness.core.escaping import md_code, md_text
 from harness.core.metrics import TPOT, AchievedBandwidth, RooflinePercent, WeightBytesPerToken
 from harness.core.schema import FAILED_STATUSES, CellResult, DeviceInfo, HostInfo, MemoryBandwidth, RunResults
 from harness.kinds import kind_spec
@@ -21,10 +22,10 @@ def _cell_passes(c: CellResult) -> bool:
 
 
 def _host_line(name: str | None, host: HostInfo, devices: list[DeviceInfo], versions: dict[str, str | None]) -> str:
-    who = f"Node {name}: " if name else "Host: "
-    return (f"{who}{host.cpu_model}, {host.logical_cores} logical cores, {host.memory_total_mb / 1024:.0f} GiB, "
-            f"{_bandwidth_text(host)}; devices {', '.join(d.name for d in devices) or 'none'}; "
-            f"openvino-genai {versions.get('openvino-genai')}.")
+    who = f"Node {md_text(name)}: " if name else "Host: "
+    return (f"{who}{md_text(host.cpu_model)}, {host.logical_cores} logical cores, {host.memory_total_mb / 1024:.0f} GiB, "
+            f"{md_text(_bandwidth_text(host))}; devices {', '.join(md_text(d.name) for d in devices) or 'none'}; "
+            f"openvino-genai {md_text(versions.get('openvino-genai'))}.")
 
 
 ROOFLINE_HEADERS = ("decode tok/s", "weight MB/token", "achieved GB/s", "roofline %")
@@ -76,12 +77,13 @@ def render_qualification(res: RunResults) -> str:
     by_place: dict[tuple[str | None, str], list[CellResult]] = defaultdict(list)
     for c in res.cells:
         by_place[(c.node.name if c.node else None, c.spec.device)].append(c)
-    lines = [f"# Qualification — suite `{m.suite_name}`, run `{m.run_id}`", ""]
+    lines = [f"# Qualification — suite {md_code(m.suite_name)}, run {md_code(m.run_id)}", ""]
     if m.cluster is None:
         lines += [_host_line(None, m.host, m.devices, m.versions), ""]
     else:
-        lines += [f"Ray cluster `{m.cluster.address}`, {m.cluster.mode}: {len(m.cluster.nodes)} node(s)."
-                  + (" Left out: " + "; ".join(f"{k} ({v})" for k, v in m.cluster.left_out.items()) + "."
+        lines += [f"Ray cluster {md_code(m.cluster.address)}, {m.cluster.mode}: {len(m.cluster.nodes)} node(s)."
+                  + (" Left out: " + "; ".join(f"{md_text(k)} ({md_text(v)})" for k, v in m.cluster.left_out.items())
+                     + "."
                      if m.cluster.left_out else ""), ""]
         lines += ["- " + _host_line(n.name, n.host, n.devices, n.versions) for n in m.cluster.nodes] + [""]
     for (node, device), cells in sorted(by_place.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
@@ -93,9 +95,9 @@ def render_qualification(res: RunResults) -> str:
         else:
             verdict = "PASS" if all(_cell_passes(c) for c in cells if c.status != "skipped") else "FAIL"
         where = f"{node} · {device}" if node else device
-        lines += [f"## {where}{f' ({full})' if full else ''}: **{verdict}**", ""]
+        lines += [f"## {md_text(where)}{f' ({md_text(full)})' if full else ''}: **{verdict}**", ""]
         if skipped and len(skipped) == len(cells):
-            lines += [f"- {skipped[0].error}", ""]
+            lines += [f"- {md_text(skipped[0].error)}", ""]
             continue
         lines += ["| cell | status | gates | failed | " + " | ".join(ROOFLINE_HEADERS) + " |",
                   "|---|---|---|---|" + "---|" * len(ROOFLINE_HEADERS)]
@@ -105,8 +107,8 @@ def render_qualification(res: RunResults) -> str:
                       if ch.status == "fail"]
             if c.status in FAILED_STATUSES:
                 failed.append(c.error or c.status)
-            lines.append(f"| `{c.key}` | {c.status} | {sum(g.status == 'pass' for g in gates)}/{len(gates)} "
-                         f"| {'; '.join(failed) or '—'} | " + " | ".join(_roofline_columns(c)) + " |")
+            lines.append(f"| {md_code(c.key)} | {c.status} | {sum(g.status == 'pass' for g in gates)}/{len(gates)} "
+                         f"| {md_text('; '.join(failed)) or '—'} | " + " | ".join(_roofline_columns(c)) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -124,11 +126,11 @@ def render_release(res: RunResults) -> str:
         params = ",".join(f"{k}={v}" for k, v in sorted(c.spec.scenario.params.items()))
         rows[(c.spec.model.name, c.spec.precision, c.spec.scenario.name + (f"[{params}]" if params else ""))][
             _place(c)] = c
-    lines = [f"# Release report — suite `{res.metadata.suite_name}`, run `{res.metadata.run_id}`", "",
+    lines = [f"# Release report — suite {md_code(res.metadata.suite_name)}, run {md_code(res.metadata.run_id)}", "",
              "Each device cell: the scenario's two headline figures (text generation: output tok/s and TTFT; "
              "continuous batching: total tok/s and TTFT p90; embeddings/rerank: documents/s and latency; "
              "tokenizer: OpenVINO encode tok/s and mismatches) and the verdict (all gates and checks).", "",
-             "| model | precision | scenario | " + " | ".join(devices) + " |",
+             "| model | precision | scenario | " + " | ".join(md_text(d) for d in devices) + " |",
              "|---|---|---|" + "---|" * len(devices)]
     for (model, precision, scenario), per_dev in sorted(rows.items()):
         cols: list[str] = []
@@ -146,5 +148,5 @@ def render_release(res: RunResults) -> str:
                 cols.append(f"{column_text(first, c.summaries)} {first.header} · {column_text(second, c.summaries)} "
                             f"{second.header}"
                             f" · {verdict}")
-        lines.append(f"| {model} | {precision} | {scenario} | " + " | ".join(cols) + " |")
+        lines.append(f"| {md_text(model)} | {precision} | {md_text(scenario)} | " + " | ".join(cols) + " |")
     return "\n".join(lines) + "\n"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from harness.analyze.aggregate import cell_result
-from harness.core.events import Done, Event, SampleEvent
+from harness.core.events import BatchEvent, Done, Event, SampleEvent
 from harness.core.schema import (
+    BatchRecord,
     CellSpec,
     CheckOutputs,
     GenerationSpec,
     HostInfo,
+    LoadTimeline,
+    MetricsScrape,
     ModelRef,
     PromptSpec,
     RunMetadata,
@@ -16,6 +19,8 @@ from harness.core.schema import (
     Sample,
     ScenarioSpec,
 )
+
+S = 1_000_000_000  # ns per second
 
 
 def spec(kind: str = "generate", precision: str = "fp16", key: str | None = None, **gen) -> CellSpec:
@@ -52,3 +57,34 @@ def run(cells) -> RunResults:
                                      physical_cores=1, logical_cores=2, memory_total_mb=1024.0),
                        versions={"openvino": "x"}, harness_commit=None, devices=[])
     return RunResults(metadata=meta, cells=cells)
+
+
+def serving_cell(requests: int = 1000, rate: float = 10.0, slow_after_s: float = 70.0, key: str = "m/fp16/CPU/load",
+                 window_s: float = 10.0):
+    """A constructed open-loop load through the aggregate step: `requests` at `rate`/s, 32 output tokens each
+    (TTFT 50 ms, 10 ms a token), everything twice as slow from `slow_after_s`; /metrics scraped every second."""
+    cell = spec(key=key)
+    cell.scenario = ScenarioSpec(name="load", kind="serving", params={"api": "chat", "rate": rate,
+                                                                      "window_s": window_s})
+    t0 = 5 * S
+    samples = []
+    for i in range(requests):
+        at = i / rate
+        f = 2.0 if at >= slow_after_s else 1.0
+        ttft, tok = 0.05 * f, 0.01 * f
+        offsets = [1000 * (ttft + k * tok) for k in range(32)]
+        start = t0 + round(at * S)
+        samples.append(Sample(iteration=i, warmup=False, request=i, prompt_index=i, input_tokens=64, output_tokens=32,
+                              start_ns=start, end_ns=start + round((offsets[-1] + 1) * 1e6),
+                              chunk_offsets_ms=offsets, chunk_tokens=[], scheduled_ns=start - 1_000_000))
+    end = samples[-1].end_ns
+    batch = BatchRecord(iteration=0, warmup=False, requests=requests, start_ns=t0, end_ns=end, output_tokens=32 * requests,
+                        input_tokens=64 * requests, steps=0)
+    scrapes = [MetricsScrape(t_ns=t0 + k * S, values={'reqs_total{name="m"}': float(k * rate),
+                                                      'running{name="m"}': float(k % 4)})
+               for k in range(int((end - t0) / S) + 2)]
+    timeline = LoadTimeline(interval_s=1, scrapes=scrapes, types={"reqs": "counter", "running": "gauge"},
+                            scraper_cpu_s=0.05, failed_start_ns=[t0 + 50 * S], failed_end_ns=[t0 + 51 * S])
+    events = [*(SampleEvent(sample=s) for s in samples), BatchEvent(batch=batch),
+              Done(cell_values={}, check_outputs=CheckOutputs(load_timeline=timeline))]
+    return cell_result(cell, events, "ok", None, "2026-01-01T00:00:00", "2026-01-01T00:02:00", 120.0)

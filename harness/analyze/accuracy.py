@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import statistics
 
+from harness.core.escaping import json_of
 from harness.core.metrics import FirstDivergence, OutputSimilarity, TokenMatch
 from harness.core.schema import CellResult, CheckResult
 from harness.kinds import KINDS, kind_spec
@@ -24,7 +25,7 @@ ACCURACY_TAGS = tuple(dict.fromkeys((*TEXT_ACCURACY_TAGS, *(col.metric for k in 
 
 def _signature(r: CellResult) -> tuple:
     s = r.spec
-    return (s.model.name, s.model.source, s.device, s.prompts.model_dump_json(), s.generation.model_dump_json(),
+    return (s.model.name, s.model.source, s.device, json_of(s.prompts), json_of(s.generation),
             tuple(sorted(s.properties.items())), s.environment)
 
 

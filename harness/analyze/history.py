@@ -28,7 +28,8 @@ from harness.analyze.history_tables import (
     runs,
     upsert,
 )
-from harness.core.errors import HarnessInputError
+from harness.core.errors import HarnessInputError, HistoryUnreadable
+from harness.core.escaping import json_of
 from harness.core.schema import FAILED_STATUSES, RunResults
 
 
@@ -62,7 +63,7 @@ def _row_values(results: RunResults, run_dir: str | None) -> dict[str, Any]:
         "genai_version": meta.versions.get("openvino-genai"), "openvino_version": meta.versions.get("openvino"),
         "n_cells": len(statuses), "n_ok": statuses.count("ok"),
         "n_failed": sum(s in FAILED_STATUSES for s in statuses), "harness_commit": meta.harness_commit,
-        "run_dir": run_dir, "recorded_at": _now(), "results_json": results.model_dump_json(),
+        "run_dir": run_dir, "recorded_at": _now(), "results_json": json_of(results),
     }
 
 
@@ -110,7 +111,7 @@ class HistoryStore(HistoryQueries):
             migrate(self.engine)
         except DatabaseError as e:  # unreachable server, or a file that is not a database
             reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e).splitlines()[0]
-            raise HarnessInputError(None, "history URL", self.url, f"cannot open the history database: {reason}") from None
+            raise HistoryUnreadable(None, "history URL", self.url, f"cannot open the history database: {reason}") from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -142,7 +143,7 @@ class HistoryStore(HistoryQueries):
         values = {"suite_name": ab.suite_name, "started_at": ab.started_at, "base_run": ab.base_run,
                   "candidate_run": ab.candidate_run, "base_side": ab.base.label(),
                   "candidate_side": ab.candidate.label(), "n_regressions": ab.counts()["regression"],
-                  "n_cells": len(ab.cells), "ab_dir": ab_dir, "ab_json": ab.model_dump_json()}
+                  "n_cells": len(ab.cells), "ab_dir": ab_dir, "ab_json": json_of(ab)}
         with self.engine.begin() as conn:
             upsert(conn, ab_records, {"ab_id": ab.ab_id}, values)
 
@@ -155,7 +156,7 @@ class HistoryStore(HistoryQueries):
         """Insert or update a bisect's record (harness/experiment/bisect.py's BisectRecord) after each of its steps."""
         values = {"suite_name": record.suite_name, "cell_key": record.cell_key, "metric": record.metric,
                   "status": record.status, "started_at": record.started_at, "updated_at": _now(),
-                  "record_json": record.model_dump_json()}
+                  "record_json": json_of(record)}
         with self.engine.begin() as conn:
             upsert(conn, bisects, {"bisect_id": record.bisect_id}, values)
 

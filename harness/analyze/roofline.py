@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from harness.core.escaping import json_of
 from harness.core.host import fingerprint as host_fingerprint
 from harness.core.metrics import AchievedBandwidth, HostMemoryBandwidth, RooflinePercent, WeightBytesPerToken
 from harness.core.schema import BandwidthReading, HostInfo, MemoryBandwidth
@@ -247,7 +248,7 @@ def host_bandwidth(cache_dir: Path, host: HostInfo, remeasure: bool = False,
             known = history  # the same arrays and threads as the host's full measurement, so the readings compare
             reading = (check or (lambda: check_bandwidth(known.threads, known.array_mb)))()
             history = history.with_reading(reading)
-        write_whole(path.parent, path.name, history.model_dump_json(indent=1))
+        write_whole(path.parent, path.name, json_of(history, indent=1))
         return history.figure(reading)
 
 

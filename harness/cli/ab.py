@@ -59,7 +59,8 @@ def ab(
         "--set", help="change a suite field, KEY=VALUE as for harness run (repeatable; HARNESS_SET applies first)")] = None,
 ) -> None:
     """Interleaved, paired A/B comparison of two sides of a suite with sequential stopping; exit 1 on a
-    regression. Writes base/ and candidate/ results, ab.json, ab.md and ab.html; records the pair in the history."""
+    regression, 3 when no cell was measured on both sides. Writes base/ and candidate/ results, ab.json, ab.md and
+    ab.html; records the pair in the history."""
     from harness.analyze.compare import parse_thresholds
     from harness.experiment.ab import INTERRUPTED, ABSettings, parse_side
     from harness.experiment.ab_session import (
@@ -109,9 +110,12 @@ def ab(
     if result.stop_reason == INTERRUPTED:
         err_console.print(f"interrupted: the finished rounds are kept in {out_dir}")
         raise typer.Exit(130)
-    for c in result.cells:
-        if c.error is not None or not c.metrics:
-            err_console.print(f"not judged: {c.key}: {c.error or 'no metric measured on both sides'}", highlight=False)
+    for c in result.cells:  # one line per side that failed, with its error
+        for failed, error in c.errors.items():
+            err_console.print(f"not judged: {c.key}: {failed} {getattr(c, f'{failed}_status')}: {error}",
+                              highlight=False)
+        if not c.errors and not c.metrics:
+            err_console.print(f"not judged: {c.key}: no metric measured on both sides", highlight=False)
     if not any(c.error is None and c.metrics for c in result.cells):
         err_console.print(f"nothing judged: no cell measured on both sides ({result.stop_reason or 'no round ran'})")
         raise typer.Exit(EXIT_NOT_JUDGED)

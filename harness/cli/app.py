@@ -22,7 +22,7 @@ from harness.cli.run import run
 from harness.cli.schema import schema
 from harness.cli.serve import serve
 from harness.core.console import styled
-from harness.core.errors import HarnessInputError, ModelPreparationError
+from harness.core.errors import EXIT_NOT_JUDGED, HarnessInputError, HistoryUnreadable, ModelPreparationError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and validate the OpenVINO generative-AI stack.")
@@ -38,7 +38,8 @@ app.command()(bisect)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line and exit code 2 (tracebacks only with --debug)."""
+    """Entry point: user errors become one line and exit code 2, a history database that cannot be read or a full
+    disk one line and exit code 3 (nothing could be judged); tracebacks only with --debug. README, "Exit codes"."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
@@ -46,6 +47,11 @@ def main(argv: list[str] | None = None) -> None:
         rc = app(args=argv, prog_name="harness", standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
+    except HistoryUnreadable as e:
+        if debug:
+            raise
+        err_console.print(styled("red", "error:", e))
+        sys.exit(EXIT_NOT_JUDGED)
     except (HarnessInputError, ModelPreparationError) as e:
         if debug:
             raise
@@ -58,8 +64,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         where = f"{e.filename}: " if e.filename else ""
         err_console.print(styled("red", "error:", f"{where}{e.strerror or e}"))
-        # a path the user gave that cannot be used is bad input; a full or failing disk is not
-        sys.exit(1 if e.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT) else 2)
+        # a path the user gave that cannot be used is bad input; a full or failing disk is not, and leaves
+        # nothing that could be judged
+        sys.exit(EXIT_NOT_JUDGED if e.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT) else 2)
     except Exception as e:  # click usage errors and the like
         import click
 
@@ -68,4 +75,18 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         if isinstance(e, click.exceptions.Abort):
             sys.exit(130)
+        if _history_failure(e) and not debug:  # a database that opened but cannot be read (a foreign schema)
+            err_console.print(styled("red", "error:", f"history database: {_first_line(e)}"))
+            sys.exit(EXIT_NOT_JUDGED)
         raise
+
+
+def _history_failure(e: Exception) -> bool:
+    """An error of the history database's driver (SQLAlchemy is imported only by commands that use it)."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    return exc is not None and isinstance(e, exc.DatabaseError)
+
+
+def _first_line(e: Exception) -> str:
+    orig = getattr(e, "orig", None) or e
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]

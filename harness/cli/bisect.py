@@ -1,7 +1,8 @@
 """`harness bisect SUITE --cell KEY --metric M --good PIN --bad PIN` (or --candidates): the command line of
 harness/experiment/bisect.py. Exit 0 when the first bad candidate is named, 1 when it cannot be (a range of skipped
-candidates, no regression at the bad end, or the bad end could not be measured), 2 on bad input, 130 when
-interrupted (the steps so far are kept; the same command resumes)."""
+candidates, no regression at the bad end), 2 on bad input, 3 when no candidate could be judged good or bad (every
+step skipped: the bad end could not be measured, ...), 130 when interrupted (the steps so far are kept; the same
+command resumes)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rich.text import Text
 
 from harness.cli.common import check_alpha, check_metrics, check_rounds, err_console
 from harness.core.console import PlainConsole, styled
-from harness.core.errors import HarnessInputError
+from harness.core.errors import EXIT_NOT_JUDGED, HarnessInputError
 
 if TYPE_CHECKING:
     from harness.experiment.ab import ABResult
@@ -111,8 +112,14 @@ def bisect(
     if interrupted:
         err_console.print(f"interrupted: {len(record.steps)} steps kept; run the same command to resume")
         raise typer.Exit(130)
-    if record.status != "found":
-        raise typer.Exit(1)
+    if record.status == "found":
+        return
+    if not any(s.mark in ("good", "bad") for s in record.steps):  # every step skipped: nothing was judged
+        skipped = ", ".join(s.candidate for s in record.steps) or "none measured"
+        err_console.print(styled("red", "nothing judged:", f"no candidate could be judged good or bad (skipped: "
+                                 f"{skipped})"), highlight=False)
+        raise typer.Exit(EXIT_NOT_JUDGED)
+    raise typer.Exit(1)
 
 
 def _say_mark(step: Step) -> None:

@@ -1,14 +1,19 @@
-"""`harness compare BASE CANDIDATE`: two runs, cell by cell; exit 1 on a regression."""
+"""`harness compare BASE CANDIDATE`: two runs, cell by cell; exit 1 on a regression or a cell that ran in the base
+and failed in the candidate, 3 when no cell could be compared."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from harness.cli.common import check_alpha, check_format, err_console, wide_console
 from harness.core.console import styled
+from harness.core.errors import EXIT_NOT_JUDGED
+
+if TYPE_CHECKING:
+    from harness.analyze.compare import Comparison
 
 
 def compare(
@@ -24,7 +29,8 @@ def compare(
     history_noise: Annotated[bool, typer.Option(
         help="raise each cell's minimum effect to its run-to-run noise in the history (>= 5 earlier runs)")] = True,
 ) -> None:
-    """Compare two runs; exit code 1 when any metric of any cell regressed."""
+    """Compare two runs; exit code 1 when any metric of any cell regressed or a cell failed in the candidate only,
+    3 when no cell ran in both runs (nothing compared)."""
     from harness.analyze.compare import DEFAULT_THRESHOLDS, CompareSettings, compare_runs, parse_thresholds
     from harness.analyze.history import load_run
     from reports.comparison import comparison_table, render_comparison_json, render_comparison_md
@@ -57,8 +63,25 @@ def compare(
             out.write_text(text, encoding="utf-8")
         else:
             typer.echo(text)
-    if comp.regressions():
+    _exit(comp)
+
+
+def _exit(comp: Comparison) -> None:
+    """1 for a regression or a cell that ran in the base and failed in the candidate; 3 when no metric of any cell
+    was compared (no cell in both runs, or none that ran in both); else 0."""
+    from harness.core.schema import FAILED_STATUSES
+
+    newly_failed = [c for c in comp.cells if c.base_status == "ok" and c.candidate_status in FAILED_STATUSES]
+    for c in newly_failed:
+        err_console.print(styled("red", "failed in the candidate:", f"{c.key} ({c.candidate_status}; ok in the base)"))
+    if comp.regressions() or newly_failed:
         raise typer.Exit(1)
+    if not any(c.metrics for c in comp.cells):
+        ran = sum(c.base_status == c.candidate_status == "ok" for c in comp.cells)
+        err_console.print(styled("red", "nothing judged:", f"no metric of any cell compared ({len(comp.cells)} cells "
+                                 f"in both runs, {ran} of them ran in both; {len(comp.only_in_base)} only in the base, "
+                                 f"{len(comp.only_in_candidate)} only in the candidate)"))
+        raise typer.Exit(EXIT_NOT_JUDGED)
 
 
 def _noise_floor(db: str | None, runs: set[str]):

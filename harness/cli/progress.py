@@ -15,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from harness.core.console import plain
+from harness.core.escaping import terminal
 from harness.core.events import Event, Loaded, Log, Phase, SampleEvent
 from harness.core.schema import CellResult, CellSpec
 from harness.execute.preparation import Preparation, PrepareKey
@@ -42,7 +42,7 @@ class RichProgress(ProgressSink):
         self.progress.__exit__(*exc)
 
     def cell_started(self, index: int, total: int, cell: CellSpec) -> None:
-        self.progress.update(self.task, detail=escape(plain(f"{cell.key} · starting")))
+        self.progress.update(self.task, detail=escape(terminal(f"{cell.key} · starting")))
 
     def cell_placed(self, cell: CellSpec, node: str) -> None:
         # cluster runs: cells run side by side, so each start is a line of its own rather than the bar's detail
@@ -61,14 +61,14 @@ class RichProgress(ProgressSink):
                 detail = "pipeline loaded"
             case _:
                 return
-        self.progress.update(self.task, detail=escape(plain(f"{cell.key} · {detail}")))
+        self.progress.update(self.task, detail=escape(terminal(f"{cell.key} · {detail}")))
 
     def preparation_started(self, key: PrepareKey) -> None:
-        self.progress.update(self.task, detail=escape(plain(f"preparing {key.describe()}")))
+        self.progress.update(self.task, detail=escape(terminal(f"preparing {key.describe()}")))
 
     def preparation_event(self, key: PrepareKey, event: Event) -> None:
         if isinstance(event, Log):  # training and export progress: the build is what the run waits for
-            self.progress.update(self.task, detail=escape(plain(f"preparing {key.describe()} · {event.message}")))
+            self.progress.update(self.task, detail=escape(terminal(f"preparing {key.describe()} · {event.message}")))
 
     def preparation_finished(self, preparation: Preparation) -> None:
         # a line of its own: the time went into no cell, and its outcome applies to every cell needing the model

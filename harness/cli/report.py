@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from harness.core.errors import HarnessInputError
+from harness.core.escaping import json_of
 
 
 def report(
@@ -36,7 +37,7 @@ def report(
             from reports.ab_report import render_ab_html, render_ab_md
 
             _write(render_ab_html(record) if format == "html" else (
-                record.model_dump_json(indent=1) if format == "json" else render_ab_md(record)), out)
+                json_of(record, indent=1, ascii_only=True) if format == "json" else render_ab_md(record)), out)
             return
     results = load_results(run_dir)
     if kind in kinds:

@@ -10,6 +10,7 @@ import typer
 from harness.cli.common import CacheOpt, err_console
 from harness.cli.history.recording import history_trends, record_in_history
 from harness.core.console import styled
+from harness.core.errors import EXIT_NOT_JUDGED
 from harness.core.schema import FAILED_STATUSES, DroppedGate, RunResults
 from harness.models.cache import default_cache_dir
 from harness.records.run_files import write_whole
@@ -54,8 +55,10 @@ def run(
     """Run a suite; write results.json, report.md, report.csv and report.html; print the report.
 
     Exit code: 0 when every cell ran or was skipped for a missing device, 1 when a cell failed,
-    crashed or timed out (or, with --fail-on-checks, a check failed), 2 for bad input."""
+    crashed or timed out (or, with --fail-on-checks, a check failed), 2 for bad input, 3 when no cell ran
+    (every one failed or was skipped), 130 when interrupted."""
     from harness.cli.progress import RichProgress
+    from harness.core.escaping import terminal
     from harness.execute.session import ClusterRequest, RunRequest, open_run, plan_run
 
     request = RunRequest(
@@ -66,7 +69,7 @@ def run(
     planned = plan_run(request)
     if list_cells:
         for c in planned.cells:
-            print(c.key)
+            print(terminal(c.key))
         _say_dropped(planned.overridden.dropped_gates)
         err_console.print(f"{len(planned.cells)} cells from {planned.suite_path}")
         return
@@ -85,6 +88,10 @@ def run(
     write_reports(results, session.run_dir, history)
     bad = [c for c in results.cells if c.status in FAILED_STATUSES]
     failed_checks = [c for c in results.cells for ch in c.checks if ch.status == "fail"]
+    if not any(c.status == "ok" for c in results.cells):  # a gate must not read "failed" or "fine" into nothing
+        err_console.print(styled("red", "nothing judged:", f"no cell ran ({len(bad)} failed, "
+                                 f"{len(results.cells) - len(bad)} skipped of {len(results.cells)})"))
+        raise typer.Exit(EXIT_NOT_JUDGED)
     if bad or (fail_on_checks and failed_checks):
         raise typer.Exit(1)
 

@@ -26,22 +26,17 @@ def serve(
     """OpenAI-compatible server shaped like OpenVINO Model Server (/v3/chat/completions, /v3/completions,
     /v3/embeddings, /v3/rerank, /metrics) on a ContinuousBatchingPipeline. MODEL may also be an
     embedding or rerank model alone."""
-    import json
-
+    from harness.core.input_files import parse_json
     from harness.core.schema import CompressionSpec
     from harness.models.prepare import prepare_model
     from harness.serve.server import serve as run_server
 
-    try:
-        props = json.loads(properties)
-        assert isinstance(props, dict)
-    except (ValueError, AssertionError):
-        raise HarnessInputError("command line", "--properties", properties, "expected a JSON object") from None
-    try:
-        sched = json.loads(scheduler)
-        assert isinstance(sched, dict)
-    except (ValueError, AssertionError):
-        raise HarnessInputError("command line", "--scheduler", scheduler, "expected a JSON object") from None
+    props = parse_json(properties, "command line", "value", field="--properties", value=properties)
+    if not isinstance(props, dict):
+        raise HarnessInputError("command line", "--properties", properties, "expected a JSON object")
+    sched = parse_json(scheduler, "command line", "value", field="--scheduler", value=scheduler)
+    if not isinstance(sched, dict):
+        raise HarnessInputError("command line", "--scheduler", scheduler, "expected a JSON object")
     from harness.serve.server import scheduler_config
 
     try:
@@ -61,6 +56,11 @@ def serve(
                    rerank_model_dir=rerank_dir, scheduler=sched)
     except RuntimeError as e:  # the runtime refused the model or the properties while loading
         raise ModelPreparationError(f"cannot serve {model_dir} on {device}: {error_line(e)}") from None
+    except SystemExit as e:  # uvicorn could not start after all (it logged why); its 3 is not "nothing judged"
+        if e.code in (0, None):
+            raise
+        raise HarnessInputError("command line", "--port", port, f"the server did not start on {host}:{port} "
+                                "(the reason is logged above)") from None
 
 
 def _usable_device(device: str) -> None:
@@ -80,10 +80,22 @@ def _usable_device(device: str) -> None:
 
 
 def _resolvable(host: str, port: int) -> None:
-    """A --host this machine cannot resolve is bad input, said before any model is prepared (uvicorn would exit 3)."""
+    """A --host this machine cannot resolve or listen on, or a --port in use, is bad input, said before any model
+    is prepared (uvicorn would exit 3)."""
+    import errno
     import socket
 
     try:
-        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as e:
         raise HarnessInputError("command line", "--host", host, f"cannot be resolved here: {e}") from None
+    # a port in use, or an address of another machine
+    family, _, _, _, address = found[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise HarnessInputError("command line", "--port" if e.errno == errno.EADDRINUSE else "--host",
+                                    port if e.errno == errno.EADDRINUSE else host,
+                                    f"cannot listen on {host}:{port}: {e.strerror or e}") from None

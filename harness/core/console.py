@@ -3,18 +3,10 @@ may hold rich markup (`[/x]`) or terminal control sequences, and neither may act
 
 from __future__ import annotations
 
-import re
-
 from rich.console import Console
 from rich.text import Text
 
-# C0 controls other than tab and newline, DEL, and C1 controls (ESC starts terminal sequences)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def plain(text: object) -> str:
-    """`text` with every control character shown as U+FFFD."""
-    return _CONTROL.sub("\ufffd", str(text))
+from harness.core.escaping import terminal
 
 
 class PlainConsole(Console):
@@ -25,9 +17,9 @@ class PlainConsole(Console):
         super().__init__(markup=False, highlight=False, emoji=False, **kwargs)  # type: ignore[arg-type]
 
     def render_str(self, text: str, **kwargs: object) -> Text:  # type: ignore[override]
-        return super().render_str(plain(text), **kwargs)  # type: ignore[arg-type]
+        return super().render_str(terminal(text), **kwargs)  # type: ignore[arg-type]
 
 
 def styled(style: str, label: str, text: object = "") -> Text:
     """A coloured label followed by user text, e.g. styled("red", "error:", e)."""
-    return Text.assemble((label, style), " " if text != "" else "", plain(text))
+    return Text.assemble((label, style), " " if text != "" else "", terminal(text))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-# Exit codes every command keeps: 0 judged and fine, 1 judged and failed or regressed, 2 bad input, and 3 when
-# nothing could be judged (every cell of one side failed), so a gate never passes on an empty comparison.
+# Exit codes every command keeps (README, "Exit codes"): 0 judged and fine, 1 judged and failed or regressed, 2 bad
+# input, 3 when nothing could be judged (every cell failed, no cell on both sides, an unreadable history database,
+# a full disk), so a gate never passes on an empty comparison; 130 interrupted.
 EXIT_NOT_JUDGED = 3
+
+
+SHOWN_CHARS = 200
 
 
 class HarnessInputError(Exception):
@@ -21,9 +25,16 @@ class HarnessInputError(Exception):
         parts = [p for p in (self.file, self.field) if p]
         where = ": ".join(parts)
         shown = repr(self.value) if self.value is not None else None
+        if shown is not None and len(shown) > SHOWN_CHARS:  # one line stays one readable line
+            shown = f"{shown[:SHOWN_CHARS]}… ({len(shown)} characters)"
         head = f"{where}: " if where else ""
         tail = f" (got {shown})" if shown is not None else ""
         return f"{head}{self.message}{tail}"
+
+
+class HistoryUnreadable(HarnessInputError):
+    """The history database cannot be opened or read (a file that is not a database, a server that cannot be
+    reached): nothing recorded there could be judged, so the command exits EXIT_NOT_JUDGED, not 2."""
 
 
 class ModelPreparationError(Exception):

@@ -6,11 +6,13 @@ re-export `schema/results.schema.json` with `harness schema`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+
+from harness.core.errors import HarnessInputError
+from harness.core.input_files import parse_json
 
 SCHEMA_VERSION = "1.11"
 
@@ -407,6 +409,17 @@ class TransformersReference(Strict):
         "cache and no process ran; since 1.11")
 
 
+def _old_json(raw: Any) -> Any:
+    """A value a record before schema 1.7 kept as JSON text, read through the one loader (ValueError, which
+    pydantic reports at its field, when it is not one)."""
+    if not isinstance(raw, str):
+        raise ValueError(f"expected JSON text, got {type(raw).__name__}")
+    try:
+        return parse_json(raw, "check outputs", "JSON text", strict=False)
+    except HarnessInputError as e:
+        raise ValueError(e.message) from None
+
+
 class CheckOutputs(Strict):
     """What a cell keeps only for its checks and accuracy: made untimed, or on the side of the timed calls.
     Keyed by prompt index (for embeddings and rerank, the call's first document). Before schema 1.7 this was
@@ -442,17 +455,17 @@ class CheckOutputs(Strict):
         for key, raw in data.items():
             head, _, index = str(key).rpartition(":")
             if key in ("tokenizer_parity", "serving_errors", "server_metrics_delta"):
-                out[key] = json.loads(raw)
+                out[key] = _old_json(raw)
             elif key == "f32_error":
                 out[key] = raw
             elif head == "repeat":
                 out.setdefault("repeat_texts", {})[int(index)] = raw
             elif head == "f32":
-                out.setdefault("f32_ids", {})[int(index)] = json.loads(raw)
+                out.setdefault("f32_ids", {})[int(index)] = _old_json(raw)
             elif head.endswith("_repeat"):
-                out.setdefault("repeat_outputs", {})[int(index)] = json.loads(raw)
+                out.setdefault("repeat_outputs", {})[int(index)] = _old_json(raw)
             elif head:
-                out.setdefault("first_outputs", {})[int(index)] = json.loads(raw)
+                out.setdefault("first_outputs", {})[int(index)] = _old_json(raw)
         return out
 
     def merged(self, other: CheckOutputs) -> CheckOutputs:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.analyze.aggregate import cell_result
+from harness.core.errors import HarnessInputError
 from harness.core.events import (
     Done,
     Event,
@@ -20,6 +20,7 @@ from harness.core.events import (
     TransformersDone,
     Unreadable,
 )
+from harness.core.input_files import MAX_MODEL_CONFIG_BYTES, load_json
 from harness.core.metrics import HostMemoryBandwidth, RunnerCPU, WeightBytesPerToken
 from harness.core.schema import (
     CellResult,
@@ -136,16 +137,16 @@ def prepare_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: P
 def beyond_context(cell: CellSpec, model_dir: str) -> str | None:
     """Why a text cell asks for more tokens than its model's context holds (its config.json's
     max_position_embeddings), refused before any measuring instead of running to the cell's timeout; None when
-    it fits or the context is not known."""
+    it fits or the context is not known; the one line of a config.json that cannot be read."""
     config = Path(model_dir) / "config.json" if model_dir else None
     if not kind_spec(cell.scenario.kind).generates_text or config is None or not config.is_file():
         return None
     try:
-        context = json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings")
-    except (OSError, ValueError, AttributeError):
-        return None
+        context = load_json(config, "model file", MAX_MODEL_CONFIG_BYTES).get("max_position_embeddings")
+    except HarnessInputError as e:
+        return e.line()
     asked = (cell.prompts.input_tokens or 0) + cell.generation.max_new_tokens
-    if not isinstance(context, int) or context <= 0 or asked <= context:
+    if type(context) is not int or context <= 0 or asked <= context:
         return None
     return (f"asks {cell.prompts.input_tokens or 0} prompt + {cell.generation.max_new_tokens} new tokens = {asked}, "
             f"beyond the model's context of {context} tokens (max_position_embeddings in {config})")

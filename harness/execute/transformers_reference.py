@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.core.child_process import die_with_parent
 from harness.core.errors import error_line
+from harness.core.escaping import json_of
 from harness.core.schema import CellSpec, CheckOutputs, TokenDisagreement, TransformersReference
 from harness.plan import validation
 
@@ -136,7 +137,7 @@ def _scored(task: TransformersTask, workdir: Path, timeout_s: float) -> Transfor
     """The transformers process's result for `task`."""
     source_dir = task.source_dir
     task_path = workdir / "transformers-task.json"
-    task_path.write_text(task.model_dump_json(), encoding="utf-8")
+    task_path.write_text(json_of(task), encoding="utf-8")
     start = time.monotonic()
     try:
         proc = subprocess.run([sys.executable, "-m", "harness.execute.transformers_reference", str(task_path)],
@@ -261,7 +262,7 @@ def main(argv: list[str]) -> int:
         found = score(task)
     except Exception as e:  # noqa: BLE001 - one line for the check's not-run reason
         found = TransformersReference(source=task.source_dir, error=error_line(e))
-    print(found.model_dump_json(), flush=True)
+    print(json_of(found), flush=True)
     return 0
 
 

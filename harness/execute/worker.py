@@ -17,6 +17,7 @@ from pydantic import BaseModel, model_validator
 
 from harness.core.backend import CellModels, Emit
 from harness.core.errors import error_line
+from harness.core.escaping import json_of
 from harness.core.events import BatchEvent, Done, Error, Event, Log, Phase, Prepared, Runtime, SampleEvent
 from harness.core.schema import CellSpec
 from harness.execute.backends import backend_for
@@ -74,7 +75,7 @@ def _emitter(path: Path) -> Emit:
     f = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the process
 
     def emit(event: Event) -> None:
-        f.write(event.model_dump_json() + "\n")
+        f.write(json_of(event) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

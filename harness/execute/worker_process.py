@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.core.child_process import die_with_parent
+from harness.core.escaping import json_of
 from harness.core.events import Done, Error, Event, Phase, parse_event
 from harness.core.schema import CellResult, CellSpec, CellStatus
 from harness.execute.preparation import Preparation, PrepareKey
@@ -77,7 +78,7 @@ def run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpec
     task_path, events_path, log_path = (workdir / f"{name}-task.json", workdir / f"{name}-events.jsonl",
                                         workdir / f"{name}.log")
     events_path.unlink(missing_ok=True)
-    write_whole(workdir, task_path.name, task.model_dump_json())
+    write_whole(workdir, task_path.name, json_of(task))
     events: list[Event] = []
     offset = 0
     timed_out = False

@@ -99,7 +99,7 @@ def parse_side(option: str, items: list[str]) -> SideSpec:
 def _scalar(text: str) -> PropertyValue:
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON (or nested without end): the text itself
         return text
     return value if isinstance(value, str | int | float | bool) else text
 
@@ -160,6 +160,7 @@ class ABCell(BaseModel):
     base_status: str = "ok"
     candidate_status: str = "ok"
     error: str | None = None
+    errors: dict[str, str] = Field(default_factory=dict, description="each failed side's error (base, candidate)")
     rounds: int = 0
     settled: bool = False
     order: list[str] = Field(default_factory=list, description="which side ran first in each round")
@@ -254,8 +255,9 @@ def run_ab(cells: list[CellSpec], base: SideSpec, candidate: SideSpec, out_dir: 
         ab = ABCell(key=cell.key, model=cell.model.name, precision=cell.precision, device=cell.device,
                     scenario=cell.scenario.name, params=dict(cell.scenario.params),
                     base_status=sides["base"].status, candidate_status=sides["candidate"].status)
-        if bad := [f"{s}: {p.error}" for s, p in sides.items() if p.status != "ok"]:
-            ab.error = "; ".join(bad)
+        ab.errors = {s: p.error or p.status for s, p in sides.items() if p.status != "ok"}
+        if ab.errors:
+            ab.error = "; ".join(f"{s}: {e}" for s, e in ab.errors.items())
         result.cells.append(ab)
         runs.append(_CellRun(cell, sides, ab, events={s: list(p.events) for s, p in sides.items()}))
     alpha_each: float | None = None  # fixed once the first round shows which metrics each cell measures
@@ -294,8 +296,8 @@ def run_ab(cells: list[CellSpec], base: SideSpec, candidate: SideSpec, out_dir: 
         for side in SIDES:
             status = getattr(run.ab, f"{side}_status")
             side_cells[side].append(cell_result(run.sides[side].cell, run.events[side], status,
-                                                None if status == "ok" else run.ab.error, result.started_at,
-                                                now_iso(), result.wall_s))
+                                                None if status == "ok" else run.ab.errors.get(side, run.ab.error),
+                                                result.started_at, now_iso(), result.wall_s))
     return side_cells
 
 
@@ -321,7 +323,8 @@ def _one_round(run: _CellRun, rnd: int, rng: random.Random, settings: ABSettings
         run.events[side] += events
         if status != "ok":
             setattr(run.ab, f"{side}_status", status)
-            run.ab.error = f"{side}, round {rnd + 1}: {error}"
+            run.ab.errors[side] = f"round {rnd + 1}: {error or status}"
+            run.ab.error = f"{side}, {run.ab.errors[side]}"
             return
         got[side] = events
     run.ab.rounds = rnd + 1

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.core.errors import HarnessInputError
+from harness.core.escaping import json_of
+from harness.core.input_files import MAX_AB_BYTES, invalid, load_json, parse_json
 from harness.experiment.ab import ABResult
 from harness.records.run_files import refuse_links, write_whole
 
@@ -129,7 +131,7 @@ def execute_ab(req: ABRequest, log: Callable[[str], None]) -> tuple[ABResult, di
         f"budget {req.settings.budget_s / 60:g} min -> {out_dir}")
 
     def save(r: ABResult) -> None:
-        write_whole(out_dir, AB_JSON, r.model_dump_json(indent=1))
+        write_whole(out_dir, AB_JSON, json_of(r, indent=1))
 
     side_cells = run_ab(req.cells, sides["base"], sides["candidate"], out_dir, options, req.settings, result,
                         ProgressSink(), log=log, on_round=save)
@@ -149,12 +151,11 @@ def load_ab(path: Path) -> ABResult:
     from pydantic import ValidationError
 
     p = path / AB_JSON if path.is_dir() else path
+    data = load_json(p, "A/B record", MAX_AB_BYTES)
     try:
-        return ABResult.model_validate_json(p.read_bytes())
-    except OSError as e:
-        raise HarnessInputError(str(p), None, None, f"cannot read the A/B record: {e.strerror}") from None
-    except (ValidationError, ValueError) as e:
-        raise HarnessInputError(str(p), None, None, f"not an A/B record: {str(e).splitlines()[0][:200]}") from None
+        return ABResult.model_validate(data)
+    except ValidationError as e:
+        raise invalid(e, str(p), "not an A/B record") from None
 
 
 def find_ab(ref: Path, db: str | None) -> ABResult | None:
@@ -170,4 +171,12 @@ def find_ab(ref: Path, db: str | None) -> ABResult | None:
             found = store.ab_json(str(ref))
     except HarnessInputError:
         return None
-    return ABResult.model_validate_json(found) if found else None
+    if not found:
+        return None
+    from pydantic import ValidationError
+
+    data = parse_json(str(found), db or "history database", "A/B record", field=f"A/B {ref}", strict=False)
+    try:
+        return ABResult.model_validate(data)
+    except ValidationError as e:
+        raise invalid(e, db or "history database", f"A/B {ref} is not an A/B record") from None

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.core.errors import HarnessInputError
-from harness.core.input_files import read_text
+from harness.core.input_files import MAX_SUITE_BYTES, load_yaml
 from harness.experiment.ab import SideSpec
 from harness.plan.environments import EnvironmentSpec
 
@@ -231,6 +231,16 @@ class CandidateFileEntry(BaseModel):
     python: str | None = Field(None, description="define `env` as this interpreter")
 
 
+def _reason(err: ValueError) -> str:
+    """What a refused environment definition says is wrong: the validator's message, not pydantic's last line (a
+    link to its documentation)."""
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError) and err.errors():
+        return str(err.errors()[0]["msg"]).removeprefix("Value error, ")
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 def parse_candidate_items(items: Sequence[str], declared: dict[str, EnvironmentSpec]) -> list[Candidate]:
     """`--candidates a,b,c`: each an environment declared in the suite or with --env, or a pin pkg==version."""
     out = []
@@ -241,7 +251,7 @@ def parse_candidate_items(items: Sequence[str], declared: dict[str, EnvironmentS
             try:
                 env = EnvironmentSpec(name=name, packages=[item.strip()])
             except ValueError as e:
-                raise HarnessInputError("command line", "--candidates", item, str(e).splitlines()[-1]) from None
+                raise HarnessInputError("command line", "--candidates", item, _reason(e)) from None
             out.append(Candidate(name=item.strip(), side=SideSpec(env=name), environment=env))
         elif item in declared:
             out.append(Candidate(name=item, side=SideSpec(env=item)))
@@ -254,14 +264,9 @@ def parse_candidate_items(items: Sequence[str], declared: dict[str, EnvironmentS
 
 def load_candidate_file(path, declared: dict[str, EnvironmentSpec]) -> list[Candidate]:
     """A YAML or JSON list of CandidateFileEntry, ordered from good to bad."""
-    import yaml
     from pydantic import ValidationError
 
-    try:
-        raw = yaml.safe_load(read_text(Path(path), "candidates file"))
-    except (yaml.YAMLError, RecursionError) as e:
-        why = str(e).splitlines()[0] if str(e) else "nested too deeply"
-        raise HarnessInputError(str(path), None, None, f"cannot read the candidates: {why}") from None
+    raw = load_yaml(Path(path), "candidates file", MAX_SUITE_BYTES)
     if isinstance(raw, dict) and "candidates" in raw:
         raw = raw["candidates"]
     if not isinstance(raw, list):
@@ -282,7 +287,7 @@ def load_candidate_file(path, declared: dict[str, EnvironmentSpec]) -> list[Cand
                 env = EnvironmentSpec(name=item.env or _env_name("env", item.name), packages=item.packages, python=item.python)
             except ValueError as err:
                 raise HarnessInputError(str(path), f"[{i}].packages", item.packages or item.python,
-                                        str(err).splitlines()[-1]) from None
+                                        _reason(err)) from None
         elif item.env and item.env not in declared:
             raise HarnessInputError(str(path), f"[{i}].env", item.env, "unknown environment; declare it in the suite, "
                                     f"with --env, or give packages: here (known: {', '.join(declared) or 'none'})")

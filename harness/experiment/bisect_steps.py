@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.core.errors import HarnessInputError
+from harness.core.escaping import json_of
+from harness.core.input_files import invalid, parse_json
 from harness.execute.run_record import now_iso
 from harness.experiment.ab import INTERRUPTED
 from harness.experiment.bisect import (
@@ -56,7 +58,13 @@ def resume_or_start(store: HistoryStore, key: str, restart: bool, retry_skipped:
         store.delete_bisect(key)
         log(f"bisect {key}: recorded steps forgotten (--restart)")
         return None
-    record = BisectRecord.model_validate_json(text)
+    from pydantic import ValidationError
+
+    try:
+        record = BisectRecord.model_validate(parse_json(str(text), "history database", "bisect record",
+                                                        field=f"bisect {key}", strict=False))
+    except ValidationError as e:
+        raise invalid(e, "history database", f"bisect {key} is not a bisect record") from None
     state = "finished" if record.status != "running" else "interrupted"
     if retry_skipped and any(s.mark == "skip" for s in record.steps):
         dropped = [s.candidate for s in record.steps if s.mark == "skip"]
@@ -104,7 +112,7 @@ def run_steps(record: BisectRecord, store: HistoryStore, hooks: StepHooks) -> bo
 def _save(record: BisectRecord, store: HistoryStore, hooks: StepHooks) -> None:
     store.save_bisect(record)
     out = Path(record.out_dir)
-    write_whole(out, BISECT_JSON, record.model_dump_json(indent=1))
+    write_whole(out, BISECT_JSON, json_of(record, indent=1))
     write_whole(out, "bisect.md", hooks.render_md(record))
 
 

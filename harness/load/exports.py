@@ -11,13 +11,12 @@ Only bodies are written: headers (which carry the API key) never are."""
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessInputError
-from harness.core.input_files import json_objects, read_text
+from harness.core.input_files import MAX_PAYLOADS_BYTES, finite_number, json_objects, lines, read_text
 from harness.kinds.serving import Api
 from harness.load.client import PATHS, RequestOutput, encode_body
 from harness.records.run_files import open_for_write
@@ -82,10 +81,9 @@ def read_payloads(path: str | Path) -> list[RecordedPayload]:
     shape = ("a recorded payload: {\"warmup\": bool, \"t_s\": seconds, \"api\": chat|completions|embeddings|rerank, "
              "\"body\": {...}}")
     out = []
-    for n, row in json_objects(p, read_text(p, "payloads file").splitlines(), shape):
-        if not (isinstance(row.get("body"), dict) and row.get("api") in PATHS
-                and isinstance(row.get("t_s"), int | float) and not isinstance(row.get("t_s"), bool)
-                and math.isfinite(row["t_s"]) and isinstance(row.get("warmup"), bool)):
+    for n, row in json_objects(p, lines(read_text(p, "payloads file", MAX_PAYLOADS_BYTES)), shape):
+        if not (isinstance(row.get("body"), dict) and isinstance(row.get("api"), str) and row["api"] in PATHS
+                and finite_number(row.get("t_s")) and isinstance(row.get("warmup"), bool)):
             raise HarnessInputError(str(p), f"line {n}", json.dumps(row)[:80], f"expected {shape}")
         try:
             encode_body(row["body"])

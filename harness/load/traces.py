@@ -15,14 +15,21 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from harness.core.errors import HarnessInputError
-from harness.core.input_files import json_objects, read_text
+from harness.core.input_files import (
+    MAX_TRACE_BYTES,
+    NotJSON,
+    finite_number,
+    json_objects,
+    parse_json,
+    read_text,
+)
+from harness.core.input_files import lines as text_lines
 from harness.kinds.base import MAX_PROMPT_TOKENS
 
 TraceFormat = Literal["auto", "mooncake", "azure", "harness"]
@@ -58,8 +65,8 @@ def _detect(path: Path, first: str | None) -> TraceFormat:
     if first is None:
         raise HarnessInputError(str(path), None, None, "trace holds no requests")
     try:
-        keys = json.loads(first or "")
-    except ValueError:
+        keys = parse_json(first, str(path), "record", field="line 1")
+    except NotJSON:
         keys = None
     if isinstance(keys, dict):
         for fmt in ("mooncake", "harness"):
@@ -95,9 +102,9 @@ def _time_s(path: Path, line: int, fmt: str, v: Any) -> float:
     if fmt == "azure":
         try:
             return datetime.fromisoformat(str(v).strip()).timestamp()
-        except ValueError:
+        except (ValueError, OverflowError, OSError):  # not a date, or one the platform's clock cannot hold
             raise HarnessInputError(str(path), f"line {line}.TIMESTAMP", v, "not a date and time") from None
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+    if not finite_number(v) or v < 0:
         raise HarnessInputError(str(path), f"line {line}.{FIELDS[fmt][0]}", v, "a time is a finite number ≥ 0")
     return float(v) / 1000.0 if fmt == "mooncake" else float(v)
 
@@ -112,19 +119,22 @@ def _request(path: Path, line: int, fmt: str, row: dict[str, Any]) -> TraceReque
 def read_trace(path: str | Path, fmt: TraceFormat = "auto") -> Trace:
     """The trace's requests in arrival order, times in seconds after the first arrival."""
     p = Path(path)
-    text = read_text(p, "trace file")
-    lines = text.splitlines()
+    text = read_text(p, "trace file", MAX_TRACE_BYTES)
+    lines = text_lines(text)
     if fmt == "auto":
         fmt = _detect(p, next((ln for ln in lines if ln.strip()), None))
     t_key = FIELDS[fmt][0]
     rows: list[tuple[int, dict[str, Any]]] = []
     if fmt == "azure":
         reader = csv.DictReader(lines)
-        missing = [k for k in FIELDS["azure"] if k not in (reader.fieldnames or [])]
-        if missing:
-            raise HarnessInputError(str(p), "line 1", ",".join(reader.fieldnames or []),
-                                    f"an Azure trace CSV needs the columns {', '.join(FIELDS['azure'])}")
-        rows = [(reader.line_num, row) for row in reader]
+        try:
+            columns = [str(c) for c in reader.fieldnames or []]
+            if any(k not in columns for k in FIELDS["azure"]):
+                raise HarnessInputError(str(p), "line 1", ",".join(columns)[:200],
+                                        f"an Azure trace CSV needs the columns {', '.join(FIELDS['azure'])}")
+            rows = [(reader.line_num, row) for row in reader]
+        except csv.Error as e:  # a field past the csv module's limit
+            raise HarnessInputError(str(p), f"line {reader.line_num + 1}", None, f"not a readable CSV row: {e}") from None
     else:
         for n, row in json_objects(p, lines, "a JSON object"):
             if t_key not in row:

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.core.errors import HarnessInputError
+from harness.core.input_files import MAX_METADATA_BYTES, load_json
 from harness.records.run_files import write_whole
 
 MiB = 1024 * 1024
@@ -137,10 +139,12 @@ def publish(tmp: Path, entry: Path) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    """A cache record (a JSON object), or None when it is missing or damaged: the entry is then built again."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        data: dict[str, Any] = load_json(path, "cache record", MAX_METADATA_BYTES)
+    except HarnessInputError:
         return None
+    return data
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from harness.core.errors import ModelPreparationError, error_line
+from harness.core.input_files import MAX_MODEL_CONFIG_BYTES, load_json
 from harness.core.schema import CompressionSpec
 
 LOG_NAME = "export.log"
@@ -41,20 +42,14 @@ DIFFUSION_TASKS = ("text-to-image", "text-to-video")
 def export_task(src: Path) -> str:
     """The optimum task for the model in `src`: for a diffusers pipeline (model_index.json) text-to-video for
     LTX-Video, else text-to-image; else from config.json's architectures (text generation when unknown)."""
-    index = src / "model_index.json"
+    index, config = src / "model_index.json", src / "config.json"
     if index.is_file():
-        try:
-            pipeline = json.loads(index.read_text()).get("_class_name")
-        except (OSError, ValueError):
-            pipeline = None
-        return PIPELINE_TASKS.get(str(pipeline), "text-to-image")
-    try:
-        archs = json.loads((src / "config.json").read_text()).get("architectures") or []
-    except (OSError, ValueError):
-        archs = []
-    for arch in archs:
+        pipeline = load_json(index, "model file", MAX_MODEL_CONFIG_BYTES).get("_class_name")
+        return PIPELINE_TASKS.get(pipeline if isinstance(pipeline, str) else "", "text-to-image")
+    archs = load_json(config, "model file", MAX_MODEL_CONFIG_BYTES).get("architectures") if config.is_file() else None
+    for arch in archs if isinstance(archs, list) else []:
         for suffix, task in TASKS:
-            if arch.endswith(suffix):
+            if isinstance(arch, str) and arch.endswith(suffix):
                 return task
     return "text-generation-with-past"
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.core.errors import ModelPreparationError
+from harness.core.errors import HarnessInputError, ModelPreparationError
+from harness.core.input_files import MAX_MODEL_CONFIG_BYTES, gguf_header, load_json
 
 # llama.cpp's pre-tokenizer names (tokenizer.ggml.pre) -> whether digits are split one by one before the
 # GPT-2 byte-level regex (llama-vocab.cpp: STARCODER, REFACT, COMMAND_R, SMOLLM, CODESHELL, EXAONE, MINERVA
@@ -31,6 +32,8 @@ CONTROL, USER_DEFINED = 3, 4
 # what transformers' GGUF loader maps to a Hugging Face model class
 TRANSFORMERS_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3", "stablelm",
                               "starcoder2", "falcon", "gpt2", "bloom", "t5", "mamba", "nemotron", "qwen2moe")
+# What the harness takes from a file's metadata as a count (layers, hidden size): past this it is not a model.
+MAX_GGUF_COUNT = 2**31
 ROUND_TRIP_TEXTS = (
     "Hello world, this is  a test 12345.",
     "def f(x):\n    return x + 1\n\n\n",
@@ -64,16 +67,55 @@ def _reader(path: Path) -> Any:
     except ImportError:
         raise ModelPreparationError("reading a GGUF file needs the `gguf` package (pip install gguf)") from None
     try:
+        gguf_header(path)  # counts the file cannot hold are refused before the reader loops over them
+    except HarnessInputError as e:
+        detail = HarnessInputError(None, e.field, e.value, e.message).line()
+        raise ModelPreparationError(f"'{path}' is not a readable GGUF file: {detail}") from None
+    try:
         return GGUFReader(path)
     except Exception as e:  # noqa: BLE001 - any parse failure is one line naming the file
-        raise ModelPreparationError(f"'{path}' is not a readable GGUF file: {type(e).__name__}: {e}") from None
+        raise ModelPreparationError(f"'{path}' is not a readable GGUF file: {type(e).__name__}: "
+                                    f"{str(e)[:300]}") from None
 
 
 def _value(reader: Any, key: str, default: Any = None) -> Any:
     field = reader.fields.get(key)
     if field is None:
         return default
-    return field.contents()
+    try:
+        return field.contents()
+    except Exception as e:  # noqa: BLE001 - text that is not UTF-8, parts that do not fit: one line naming the key
+        raise ModelPreparationError(f"'{Path(reader.data.filename).name}': metadata {key} is not readable: "
+                                    f"{type(e).__name__}: {str(e)[:200]}") from None
+
+
+def _text(reader: Any, key: str, default: str | None) -> str | None:
+    """A metadata value that must be text (a name, a tokenizer kind, a chat template)."""
+    v = _value(reader, key, default)
+    if v is not None and not isinstance(v, str):
+        raise ModelPreparationError(f"'{Path(reader.data.filename).name}': metadata {key} is "
+                                    f"{type(v).__name__} {str(v)[:60]}, not text")
+    return v
+
+
+def _count(reader: Any, key: str) -> int | None:
+    """A metadata value that must be a count (layers, hidden size): a whole number 1 to MAX_GGUF_COUNT."""
+    v = _value(reader, key)
+    if v is None:
+        return None
+    if type(v) is not int or not 0 < v <= MAX_GGUF_COUNT:
+        raise ModelPreparationError(f"'{Path(reader.data.filename).name}': metadata {key} is {str(v)[:60]}, not a "
+                                    f"count (a whole number 1 to {MAX_GGUF_COUNT})")
+    return v
+
+
+def _list(reader: Any, key: str, kind: type, default: list[Any] | None = None) -> list[Any]:
+    """A metadata array whose every item is of `kind` (tokens, token types, merges)."""
+    v = _value(reader, key, default)
+    if not isinstance(v, list) or not all(type(x) is kind for x in v):
+        raise ModelPreparationError(f"'{Path(reader.data.filename).name}': metadata {key} is not a list of "
+                                    f"{kind.__name__} values")
+    return v
 
 
 def read_info(path: Path, cache_dir: Path | None = None) -> GgufInfo:
@@ -101,26 +143,21 @@ def read_info(path: Path, cache_dir: Path | None = None) -> GgufInfo:
 
 def _parsed_info(path: Path) -> GgufInfo:
     r = _reader(path)
-    arch = str(_value(r, "general.architecture", "unknown"))
+    arch = _text(r, "general.architecture", "unknown") or "unknown"
     quant: dict[str, int] = {}
     for t in r.tensors:
         quant[t.tensor_type.name] = quant.get(t.tensor_type.name, 0) + 1
-    hidden, layers = _value(r, f"{arch}.embedding_length"), _value(r, f"{arch}.block_count")
-    return GgufInfo(path=path, architecture=arch, name=str(_value(r, "general.name", path.stem)),
-                    tokenizer_model=str(_value(r, "tokenizer.ggml.model", "none")),
-                    pre_tokenizer=str(_value(r, "tokenizer.ggml.pre", "default")), quantization=quant,
-                    hidden_size=int(hidden) if hidden is not None else None,
-                    layers=int(layers) if layers is not None else None,
-                    chat_template=_value(r, "tokenizer.chat_template"))
+    return GgufInfo(path=path, architecture=arch, name=_text(r, "general.name", path.stem) or path.stem,
+                    tokenizer_model=_text(r, "tokenizer.ggml.model", "none") or "none",
+                    pre_tokenizer=_text(r, "tokenizer.ggml.pre", "default") or "default", quantization=quant,
+                    hidden_size=_count(r, f"{arch}.embedding_length"), layers=_count(r, f"{arch}.block_count"),
+                    chat_template=_text(r, "tokenizer.chat_template", None))
 
 
 def hf_tokenizer(path: Path) -> Any:
     """A PreTrainedTokenizerFast equal to the GGUF file's own BPE tokenizer."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
     r = _reader(path)
-    kind, pre = str(_value(r, "tokenizer.ggml.model", "none")), str(_value(r, "tokenizer.ggml.pre", "default"))
+    kind, pre = _text(r, "tokenizer.ggml.model", "none"), _text(r, "tokenizer.ggml.pre", "default")
     if kind != "gpt2":
         raise ModelPreparationError(
             f"'{path.name}': tokenizer kind '{kind}' is not converted by the harness (only byte-level BPE, 'gpt2'); "
@@ -130,10 +167,20 @@ def hf_tokenizer(path: Path) -> Any:
             f"'{path.name}': pre-tokenizer '{pre}' is not known to the harness (known: "
             f"{', '.join(sorted(GPT2_PRE_TOKENIZERS))}); measure the file through openvino-genai's own GGUF reader "
             "instead (precision: gguf)")
-    tokens = [str(t) for t in _value(r, "tokenizer.ggml.tokens")]
-    types = [int(t) for t in _value(r, "tokenizer.ggml.token_type", [1] * len(tokens))]
-    merges = [tuple(str(m).split(" ", 1)) for m in _value(r, "tokenizer.ggml.merges", [])]
-    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, ignore_merges=False))
+    tokens = _list(r, "tokenizer.ggml.tokens", str)
+    types = _list(r, "tokenizer.ggml.token_type", int, [1] * len(tokens))
+    merges = [tuple(m.split(" ", 1)) for m in _list(r, "tokenizer.ggml.merges", str, [])]
+    if len(types) != len(tokens) or any(len(m) != 2 for m in merges):
+        raise ModelPreparationError(f"'{path.name}': {len(types)} token types for {len(tokens)} tokens, or a merge "
+                                    "that is not two tokens apart: not a tokenizer the harness can rebuild")
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    try:
+        tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, ignore_merges=False))
+    except Exception as e:  # noqa: BLE001 - the tokenizers library's own reason, one line
+        raise ModelPreparationError(f"'{path.name}': its vocabulary does not make a BPE tokenizer: "
+                                    f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
     steps = [pre_tokenizers.Digits(individual_digits=True)] if GPT2_PRE_TOKENIZERS[pre] else []
     tok.pre_tokenizer = pre_tokenizers.Sequence([*steps, pre_tokenizers.ByteLevel(add_prefix_space=False,
                                                                                    use_regex=True)])
@@ -143,7 +190,7 @@ def hf_tokenizer(path: Path) -> Any:
 
     def special(key: str) -> str | None:
         i = _value(r, f"tokenizer.ggml.{key}_token_id")
-        return tokens[int(i)] if i is not None and 0 <= int(i) < len(tokens) else None
+        return tokens[i] if type(i) is int and 0 <= i < len(tokens) else None
 
     bos, eos = special("bos"), special("eos")
     # BPE GGUF files say whether BOS is prepended; without the key llama.cpp prepends it for BPE vocabularies
@@ -153,7 +200,7 @@ def hf_tokenizer(path: Path) -> Any:
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, unk_token=special("unknown"),
-                                   pad_token=special("padding"), chat_template=_value(r, "tokenizer.chat_template"),
+                                   pad_token=special("padding"), chat_template=_text(r, "tokenizer.chat_template", None),
                                    clean_up_tokenization_spaces=False)
 
 
@@ -190,7 +237,7 @@ def convert_to_hf(path: Path, out: Path, log: Callable[[str], None]) -> None:
     tok.save_pretrained(out)
     # generation_config.json: the file's own special tokens (transformers copies them from config.json)
     gen = out / "generation_config.json"
-    cfg = json.loads(gen.read_text()) if gen.is_file() else {}
+    cfg = load_json(gen, "model file", MAX_MODEL_CONFIG_BYTES) if gen.is_file() else {}
     cfg.update({k: v for k, v in (("bos_token_id", tok.bos_token_id), ("eos_token_id", tok.eos_token_id),
                                   ("pad_token_id", tok.pad_token_id)) if v is not None})
     gen.write_text(json.dumps(cfg, indent=2) + "\n")

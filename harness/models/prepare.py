@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.core.errors import ModelPreparationError
 from harness.core.host import package_versions
+from harness.core.input_files import MAX_MODEL_CONFIG_BYTES, load_json
 from harness.core.metrics import ExportTime
 from harness.core.schema import CompressionSpec
 from harness.models import cache, synthetic
@@ -109,14 +110,20 @@ def _cached_ir(src: ResolvedSource, source: str, precision: str, compression: Co
 def model_channels(hf_dir: Path) -> dict[str, int]:
     """The input-channel counts of a Hugging Face text model's weight matrices, from its config.json: what an
     int4 group size must divide."""
-    config = cache.read_json(hf_dir / "config.json") or {}
+    path = hf_dir / "config.json"
+    config = load_json(path, "model file", MAX_MODEL_CONFIG_BYTES) if path.is_file() else {}
     config = config.get("text_config", config) if isinstance(config.get("text_config"), dict) else config
+
+    def count(name: str) -> int | None:  # a channel count; anything else (a string, a bool, 10**30) is unknown
+        v = config.get(name)
+        return v if type(v) is int and 0 < v < 2**31 else None
+
     out: dict[str, int] = {}
     for name in ("hidden_size", "intermediate_size"):
-        if isinstance(config.get(name), int):
-            out[name] = config[name]
-    heads, head_dim = config.get("num_attention_heads"), config.get("head_dim")
-    if isinstance(heads, int) and isinstance(head_dim, int):
+        if (n := count(name)) is not None:
+            out[name] = n
+    heads, head_dim = count("num_attention_heads"), count("head_dim")
+    if heads is not None and head_dim is not None:
         out["attention width"] = heads * head_dim
     return out
 

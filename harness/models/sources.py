@@ -15,6 +15,7 @@ from typing import Literal
 
 from harness.core.errors import ModelPreparationError
 from harness.core.host import package_versions
+from harness.core.input_files import MAX_MODEL_CONFIG_BYTES, MAX_TOKENIZER_BYTES, gguf_header, load_json
 from harness.models import cache, synthetic
 from harness.models.ir import MODEL_XML, model_irs
 
@@ -32,6 +33,11 @@ FETCH_TIMEOUT_S = 600
 CONVERT_VERSION = 1
 CONVERT_LIBS = ("transformers", "tokenizers", "gguf", "torch")
 BUILTIN_COMMAND = "scripts/harness run builtin"
+# A Hugging Face folder's JSON files that the harness, transformers, optimum or openvino-tokenizers read (a
+# diffusers pipeline's in each component's folder too); each is read through the one loader before any cell runs.
+HF_JSON_FILES = ("config.json", "generation_config.json", "model_index.json", "tokenizer_config.json",
+                 "special_tokens_map.json", "preprocessor_config.json", "processor_config.json",
+                 "scheduler_config.json", "tokenizer.json")
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,25 @@ def classify_source(source: str) -> SourceKind:
     if HF_ID.fullmatch(source) and not source.startswith(".") and not is_gguf_file(path):
         return "hf_id"
     raise ModelPreparationError(f"model path not found: {source!r}")
+
+
+def check_model_files(kind: SourceKind, path: Path) -> None:
+    """A local model's files read the way the harness reads outside files (HarnessInputError naming the file):
+    a Hugging Face folder's JSON files (size, UTF-8, JSON, nesting, a JSON object at the top), a GGUF file's
+    header (magic, version, counts its size can hold). Other kinds are checked where they are prepared."""
+    if kind == "gguf":
+        gguf_header(path)
+        return
+    if kind != "hf_dir":
+        return
+    folders = [path]
+    if (path / "model_index.json").is_file():
+        folders += sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for folder in folders:
+        for name in HF_JSON_FILES:
+            if (folder / name).is_file():
+                load_json(folder / name, "model file", MAX_TOKENIZER_BYTES if name == "tokenizer.json" else
+                          MAX_MODEL_CONFIG_BYTES)
 
 
 def resolve_source(source: str, cache_dir: Path, log: Callable[[str], None], convert: bool = True) -> ResolvedSource:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from harness.core.schema import CellSpec, PropertyValue
+
+
+def model_key_part(name: str) -> str:
+    """A model's name as its cells' keys carry it: a model may be named as its folder is ('Llama 3.2 1B+LoRA'),
+    a key stays one path segment without spaces or punctuation (anything but letters and digits of any script,
+    '_', '.' and '-' becomes '_'; a name that was allowed before names were free keeps its keys)."""
+    return re.sub(r"[^\w.-]", "_", name)
 
 
 def _fmt(v: PropertyValue) -> str:
@@ -19,7 +27,7 @@ def cell_key(spec: CellSpec, prompt_label: str, prop_names: list[str]) -> str:
         scen += "[" + ",".join(f"{k}={_fmt(v)}" for k, v in sorted(spec.scenario.params.items())) + "]"
     # a remote server's cell is named by its endpoint: the precision and device are the server's, not ours
     where = [f"server={urlsplit(spec.server or '').netloc}"] if spec.remote else [spec.precision, spec.device]
-    parts = [spec.model.name, *where, scen, f"{prompt_label}-out{spec.generation.max_new_tokens}"]
+    parts = [model_key_part(spec.model.name), *where, scen, f"{prompt_label}-out{spec.generation.max_new_tokens}"]
     if prop_names:
         parts.append(",".join(f"{k}={_fmt(spec.properties[k])}" for k in prop_names))
     if spec.environment is not None:

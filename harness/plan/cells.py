@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness.core.errors import HarnessInputError
-from harness.core.input_files import json_objects, read_text
+from harness.core.input_files import MAX_PROMPT_FILE_BYTES, json_objects, lines, read_text
 from harness.core.schema import (
     REMOTE_DEVICE,
     CellSpec,
@@ -33,16 +33,16 @@ def _load_prompt_file(suite_file: Path, rel: str) -> list[str]:
     path = (suite_file.parent / rel).resolve()
     if not path.is_file():
         raise HarnessInputError(str(suite_file), "prompts.file", rel, "prompt file not found")
-    lines = read_text(path, "prompt file").splitlines()
+    text = read_text(path, "prompt file", MAX_PROMPT_FILE_BYTES)
     texts: list[str] = []
     if path.suffix == ".jsonl":
-        for n, obj in json_objects(path, lines, "a JSON object with 'prompt'"):
+        for n, obj in json_objects(path, lines(text), "a JSON object with 'prompt'"):
             prompt = obj.get("prompt")
             if not isinstance(prompt, str) or not prompt.strip():
                 raise HarnessInputError(str(path), f"line {n}.prompt", str(prompt)[:60], "a prompt is non-empty text")
             texts.append(prompt)
     else:
-        texts = [line for line in lines if line.strip()]
+        texts = [line for line in text.splitlines() if line.strip()]
     if not texts:
         raise HarnessInputError(str(suite_file), "prompts.file", rel, "prompt file holds no prompts")
     return texts

@@ -27,6 +27,14 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from harness.core.errors import HarnessInputError
+from harness.core.input_files import (
+    MAX_METADATA_BYTES,
+    MAX_PROBE_OUTPUT_BYTES,
+    NotJSON,
+    decode,
+    load_json,
+    parse_json,
+)
 from harness.core.schema import EnvironmentRecord
 from harness.models import cache
 
@@ -215,7 +223,7 @@ def probe(python: str, name: str, source_dir: Path, log: Callable[[str], None] |
     if log:
         log(f"environment {name}: asking {python} which stack it imports (up to {timeout_s:g} s) ...")
     try:
-        proc = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=timeout_s,
+        proc = subprocess.run([python, "-c", PROBE], capture_output=True, timeout=timeout_s,
                               env=_child_env(source_dir))
     except subprocess.TimeoutExpired:
         raise HarnessInputError(f"environment {name}", "python", python,
@@ -223,15 +231,19 @@ def probe(python: str, name: str, source_dir: Path, log: Callable[[str], None] |
     except OSError as e:
         raise HarnessInputError(f"environment {name}", "python", python, f"cannot run: {e}") from None
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        last = (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
         raise HarnessInputError(f"environment {name}", "python", python,
                                 f"cannot import openvino_genai and the harness worker: {last[:300]}")
-    lines = proc.stdout.strip().splitlines()
+    if len(proc.stdout) > MAX_PROBE_OUTPUT_BYTES:
+        raise HarnessInputError(f"environment {name}", "python", python, f"its version probe printed "
+                                f"{len(proc.stdout)} bytes, not the one line of versions it prints")
+    lines = decode(proc.stdout, f"environment {name}", "its version probe's output").strip().splitlines()
     try:
-        found = json.loads(lines[-1]) if lines else None
-    except (ValueError, RecursionError):
+        found = parse_json(lines[-1], f"environment {name}", "its version probe's output", field="python",
+                           value=python) if lines else None
+    except NotJSON:
         found = None
-    if not isinstance(found, dict):
+    if not isinstance(found, dict) or not all(isinstance(v, str | None) for v in found.values()):
         shown = lines[-1][:120] if lines else "nothing"
         raise HarnessInputError(f"environment {name}", "python", python,
                                 f"its version probe printed {shown!r}, not the JSON object of versions it prints")
@@ -280,11 +292,12 @@ def prepare_environment(spec: EnvironmentSpec, cache_dir: Path,
 
 
 def _manifest(entry: Path) -> dict | None:
-    try:
-        manifest = json.loads((entry / MANIFEST).read_text())
-    except (OSError, ValueError):
+    try:  # a damaged manifest is a build that never finished: built again
+        manifest = load_json(entry / MANIFEST, "environment manifest", MAX_METADATA_BYTES)
+    except HarnessInputError:
         return None
-    if manifest.get("format") != ENV_FORMAT or not (entry / "bin" / "python").exists():
+    if (manifest.get("format") != ENV_FORMAT or not isinstance(manifest.get("versions"), dict)
+            or not (entry / "bin" / "python").exists()):
         return None
     return manifest
 

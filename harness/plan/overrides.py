@@ -13,17 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.core.errors import HarnessInputError
+from harness.core.input_files import parse_yaml
 from harness.core.schema import CellSpec, DroppedGate, Gate
 from harness.kinds import KINDS
 from harness.plan.cells import expand, gate_selects
 from harness.plan.environments import EnvironmentSpec
 from harness.plan.suite_file import format_loc
 from harness.plan.suite_model import Suite, SuiteGate
-from harness.plan.suite_yaml import YAMLRefused, bounded_yaml
 
 SET_ENV = "HARNESS_SET"
 SetOrigin = Literal["--set", "HARNESS_SET"]
@@ -104,13 +103,7 @@ def parse_set(item: str, origin: SetOrigin) -> SetOverride:
     if not sep or not _KEY.fullmatch(key) or "" in key.split("."):
         raise HarnessInputError(origin, None, item, "expected KEY=VALUE, KEY a suite field such as iterations or a "
                                 "dotted path such as generation.max_new_tokens or models.*.source")
-    try:
-        value = bounded_yaml(text.encode())
-    except YAMLRefused as e:
-        raise HarnessInputError(origin, key, text, str(e)) from None
-    except yaml.YAMLError as e:
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise HarnessInputError(origin, key, text, f"malformed YAML value: {problem}") from None
+    value = parse_yaml(text, origin, f"{origin} value", field=key, value=text[:80])
     shown = "--set " if origin == "--set" else f"{SET_ENV} "
     return SetOverride(origin=origin, option=f"{shown}{key}={text}", key=key, value=value)
 

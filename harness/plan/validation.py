@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.core.errors import error_line
+from harness.core.escaping import json_of
 from harness.core.schema import CellSpec, CheckOutputs
 from harness.kinds import kind_spec
 
@@ -44,8 +45,8 @@ def transformers_source_wanted(cell: CellSpec) -> bool:
 
 def greedy_signature(cell: CellSpec) -> tuple:
     """What a cell held to plain greedy shares with its greedy cell."""
-    return (cell.model.name, cell.model.source, cell.precision, cell.device, cell.prompts.model_dump_json(),
-            cell.generation.model_dump_json(), tuple(sorted(cell.properties.items())), cell.environment)
+    return (cell.model.name, cell.model.source, cell.precision, cell.device, json_of(cell.prompts),
+            json_of(cell.generation), tuple(sorted(cell.properties.items())), cell.environment)
 
 
 def unread_passes_dropped(cells: list[CellSpec]) -> list[CellSpec]:

@@ -7,7 +7,6 @@ interrupted run keeps every finished cell. `metadata.json` is written at the sta
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from pathlib import Path
 from typing import IO
@@ -15,6 +14,8 @@ from typing import IO
 from pydantic import ValidationError
 
 from harness.core.errors import HarnessInputError
+from harness.core.escaping import json_of
+from harness.core.input_files import MAX_METADATA_BYTES, MAX_RECORDS_BYTES, invalid, load_json, read_bytes
 from harness.core.schema import SCHEMA_VERSION, CellResult, RunMetadata, RunResults
 from harness.records.result_schema import read_cell, unknown_kind, upgraded
 from harness.records.run_files import checked_path, open_for_append, write_whole
@@ -34,7 +35,7 @@ def append_cell(run_dir: Path, result: CellResult) -> None:
                 r.seek(-1, os.SEEK_END)
                 if r.read(1) != b"\n":
                     f.write(b"\n")
-        f.write(result.model_dump_json().encode("utf-8") + b"\n")
+        f.write(json_of(result).encode("utf-8") + b"\n")
         f.flush()
         os.fsync(f.fileno())
 
@@ -46,7 +47,7 @@ def scan_cells(run_dir: Path) -> tuple[list[CellResult], list[int]]:
         return [], []
     out: list[CellResult] = []
     bad: list[int] = []
-    for n, line in enumerate(path.read_bytes().split(b"\n"), 1):
+    for n, line in enumerate(read_bytes(path, "cell records file", MAX_RECORDS_BYTES).split(b"\n"), 1):
         if not line.strip():
             continue
         try:
@@ -81,23 +82,22 @@ def lock_run_dir(run_dir: Path) -> IO[str]:
 
 
 def write_metadata(run_dir: Path, meta: RunMetadata) -> None:
-    write_whole(run_dir, METADATA, meta.model_dump_json(indent=2))
+    write_whole(run_dir, METADATA, json_of(meta, indent=2))
 
 
 def load_metadata(run_dir: Path) -> RunMetadata:
     path = run_dir / METADATA
     if not path.exists():
         raise HarnessInputError(str(run_dir), None, None, "not a run directory (no metadata.json)")
+    data = load_json(path, "run metadata file", MAX_METADATA_BYTES)
     try:
-        return RunMetadata.model_validate_json(path.read_bytes())
+        return RunMetadata.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or None
-        raise HarnessInputError(str(path), loc, None, f"damaged run metadata: {err['msg']}") from None
+        raise invalid(e, str(path), "damaged run metadata") from None
 
 
 def write_results(run_dir: Path, results: RunResults) -> Path:
-    return write_whole(run_dir, RESULTS, results.model_dump_json(indent=1))
+    return write_whole(run_dir, RESULTS, json_of(results, indent=1))
 
 
 def load_results(path: str | Path) -> RunResults:
@@ -107,25 +107,15 @@ def load_results(path: str | Path) -> RunResults:
         p = p / RESULTS
     if not p.is_file():
         raise HarnessInputError(str(p), None, None, "results file not found")
-    try:
-        data = json.loads(p.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise HarnessInputError(str(p), None, None, f"not a results file (not UTF-8 text at byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise HarnessInputError(str(p), f"line {e.lineno}", None, f"not valid JSON: {e.msg}") from None
-    except RecursionError:
-        raise HarnessInputError(str(p), None, None, "not a results file (JSON nested too deeply)") from None
+    data = load_json(p, "results file", MAX_RECORDS_BYTES, expect=None)
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version is None or str(version).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        raise HarnessInputError(str(p), "schema_version", version, f"unsupported result schema (this harness reads {SCHEMA_VERSION})")
+        raise HarnessInputError(str(p), "schema_version", None if version is None else str(version)[:40],
+                                f"unsupported result schema (this harness reads {SCHEMA_VERSION})")
     try:
         results = RunResults.model_validate(data)
-    except RecursionError:
-        raise HarnessInputError(str(p), None, None, "not a results file (nested too deeply)") from None
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise HarnessInputError(str(p), loc, None, err["msg"]) from None
+        raise invalid(e, str(p), "not a results file") from None
     for i, cell in enumerate(results.cells):
         why = unknown_kind(cell)
         if why:

@@ -6,7 +6,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
+
+from harness.core.escaping import html_text
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac")
 WIDTH = 600  # every chart's viewBox width; the page scales it to its column
@@ -22,11 +24,11 @@ def _attr_value(v: object) -> str:
 def el(tag: str, *children: object, **attrs: object) -> Markup:
     """One SVG element. Text children and attribute values are escaped; Markup children are kept.
     `class_` -> class, `font_size` -> font-size; None attributes are left out."""
-    attr = "".join(f' {k.rstrip("_").replace("_", "-")}="{escape(_attr_value(v))}"'
+    attr = "".join(f' {k.rstrip("_").replace("_", "-")}="{html_text(_attr_value(v))}"'
                    for k, v in attrs.items() if v is not None)
     if not children:
         return Markup(f"<{tag}{attr}/>")
-    return Markup(f"<{tag}{attr}>{''.join(str(escape(c)) for c in children)}</{tag}>")
+    return Markup(f"<{tag}{attr}>{''.join(c if isinstance(c, Markup) else html_text(c) for c in children)}</{tag}>")
 
 
 def text(x: float, y: float, s: str, *, anchor: str = "start", cls: str | None = None, tip: str | None = None,

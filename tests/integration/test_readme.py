@@ -137,7 +137,9 @@ TABLE: dict[str, Expect] = {
     # Tracking a series: the history of the runs made here
     "scripts/harness history changes": Expect(OK, "series of", needs=("default_run",), slow=False),
     "scripts/harness history changes --suite nightly --recent 3": Expect(
-        OK, "series of", needs=("last_good",), slow=False),
+        (3,), "nothing judged", needs=("last_good",), slow=False,
+        why="one nightly run is recorded here: no series is long enough to hold a change point, so the gate judged "
+            "nothing (exit 3, not a pass)"),
     "scripts/harness history changes --cell KEY --metric tpot_ms --since 2026-11-01 --format md --out changes.md":
         Expect(OK, "", writes="changes.md", needs=("default_run",), slow=False),
     "scripts/harness history --cell KEY --metric tpot_ms": Expect(OK, "tpot_ms", needs=("default_run",), slow=False),
@@ -148,9 +150,9 @@ TABLE: dict[str, Expect] = {
         why="released versions come from the package registry: offline their environments cannot be built"),
     "scripts/harness bisect bisect-tiny --cell tiny/int8/CPU/greedy/in32-out64 --metric tpot_ms "
     "--candidates suites/candidates/config-history.yaml": Expect(
-        (1,), "cannot bisect", set=QUICK, append=("--budget", "1s", "--min-rounds", "2"),
+        (3,), "cannot bisect", set=QUICK, append=("--budget", "1s", "--min-rounds", "2"),
         why="each step's A/B cut to two rounds (the README's 10 minutes a step is the real thing): the bad end "
-            "stays inconclusive, so the bisect says it cannot name the first bad one (exit 1)"),
+            "stays inconclusive, so no candidate is judged and the bisect says it cannot bisect (exit 3)"),
     # Serving
     "scripts/harness run suites/serving.yaml": Expect(OK, "cells ok", set=QUICK + SHORT + (
         "scenarios.chat.concurrency=1", "scenarios.embed.concurrency=1", "scenarios.*.requests=4")),

@@ -127,7 +127,7 @@ def test_a_tokenizer_name_nobody_has_fails_the_cell_in_one_line(tmp_path, remote
     url, _ = remote
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(_suite(url, tokenizer="no-org/no-such-tokenizer")))
     proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "run"), cache=tmp_path / "c")
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # its only cell failed: nothing judged
     [c] = load_results(tmp_path / "run").cells
     assert c.status == "failed" and "no-org/no-such-tokenizer" in (c.error or ""), c.error
     assert len((c.error or "").splitlines()) == 1
@@ -155,7 +155,7 @@ def test_a_server_nobody_answers_fails_the_cell_in_one_line(tmp_path):
     port = free_loopback_port()  # nothing listens there
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(_suite(f"http://127.0.0.1:{port}/v3")))
     proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "run"), cache=tmp_path / "c")
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # its only cell failed: nothing judged
     [c] = load_results(tmp_path / "run").cells
     assert c.status == "failed" and f"the server at http://127.0.0.1:{port}/v3 cannot be reached" in (c.error or "")
 
@@ -186,7 +186,7 @@ def test_a_server_that_refuses_every_request_fails_the_cell_in_one_line(tmp_path
     with app_in_thread(_refusing_app(probe_ok)) as url:
         (tmp_path / "suite.yaml").write_text(yaml.safe_dump(_suite(f"{url}/v3")))
         proc = run_cli("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "run"), cache=tmp_path / "c")
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # its only cell failed: nothing judged
     [c] = load_results(tmp_path / "run").cells
     assert c.status == "failed" and says in (c.error or "") and len((c.error or "").splitlines()) == 1, c.error
     if probe_ok:  # what the load measured is kept: its errors

@@ -10,7 +10,8 @@ import typer
 from harness.cli.common import check_format, check_metrics, err_console, wide_console
 from harness.cli.history.common import DbOpt, open_store, similar_cells
 from harness.core.console import styled
-from harness.core.errors import HarnessInputError
+from harness.core.errors import EXIT_NOT_JUDGED, HarnessInputError
+from harness.core.escaping import json_of
 
 
 def changes(
@@ -38,7 +39,8 @@ def changes(
     out: Annotated[Path | None, typer.Option(help="write the md or json here instead of stdout")] = None,
 ) -> None:
     """Change points in every suite x host x cell x metric series of the history (PELT, then a trimmed Welch
-    t-test); exit 1 with --recent N when a regression starts among a series' newest N runs."""
+    t-test); exit 1 with --recent N when a regression starts among a series' newest N runs, 3 when nothing could be
+    judged (no recorded series match; with --recent, none long enough to hold a change point)."""
     from harness.analyze.changes import default_metrics, recent_regressions
     from harness.analyze.history_changes import change_settings, changes_in, too_short
     from harness.core.schema import ChangeSettings
@@ -79,16 +81,14 @@ def changes(
     flagged = recent_regressions(found, recent) if recent is not None else []
     report = ChangesReport(database=url, settings=settings, series=len(series), too_short=too_short(series, settings),
                            recent=recent, recent_regressions=len(flagged), changes=found)
-    if format == "table":
-        if not series:
-            err_console.print(f"no recorded series match in {url}", highlight=False)
-        elif not found:
+    if format == "table":  # no series at all is said below (nothing judged)
+        if found:
+            wide_console().print(changes_table(report))
+        elif series:
             err_console.print(f"no change points in {len(series)} series of {url} ({report.too_short} too short "
                               f"to have one: under {2 * settings.min_segment} runs)", highlight=False)
-        else:
-            wide_console().print(changes_table(report))
     else:
-        text = report.model_dump_json(indent=1) if format == "json" else render_changes_md(report)
+        text = json_of(report, indent=1, ascii_only=True) if format == "json" else render_changes_md(report)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
@@ -100,6 +100,11 @@ def changes(
                                  f"newest {recent} runs: " + "; ".join(f"{c.label()} {pct(c.change)} from run "
                                                                       f"{c.after_run}" for c in flagged)))
         raise typer.Exit(1)
+    if not series or (recent is not None and report.too_short == len(series)):  # a gate that looked at nothing
+        why = (f"no recorded series match in {url}" if not series else f"each of the {len(series)} series is too short "
+               f"to hold a change point (under {2 * settings.min_segment} runs)")
+        err_console.print(styled("red", "nothing judged:", why))
+        raise typer.Exit(EXIT_NOT_JUDGED)
 
 
 def _since(text: str) -> str:

@@ -16,6 +16,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import Request
 
+from harness.core.input_files import MAX_MODEL_CONFIG_BYTES, load_json
 from harness.serve.api.protocol import (
     ApiError,
     ChatMessage,
@@ -38,14 +39,14 @@ router = APIRouter()
 
 def context_length(model_dir: Path) -> int | None:
     """The model's context window from its config.json (a vision-language model's: its text_config's; None
-    when it does not say)."""
-    try:
-        top = json.loads((Path(model_dir) / "config.json").read_text())
-    except (OSError, ValueError):
+    when it does not say); HarnessInputError naming the file when it cannot be read."""
+    config = Path(model_dir) / "config.json"
+    if not config.is_file():
         return None
-    for cfg in (top, top.get("text_config") if isinstance(top, dict) else None):
+    top = load_json(config, "model file", MAX_MODEL_CONFIG_BYTES)
+    for cfg in (top, top.get("text_config")):
         for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-            if isinstance(cfg, dict) and isinstance(cfg.get(key), int) and cfg[key] > 0:
+            if isinstance(cfg, dict) and type(cfg.get(key)) is int and cfg[key] > 0:
                 return cfg[key]
     return None
 

@@ -247,15 +247,15 @@ def test_cli_skips_an_uninstallable_candidate_and_resumes(tmp_path: Path, monkey
     args = ["bisect", str(suite), "--cell", "tiny/int8/CPU/g/in8-out4", "--metric", "tpot_ms", "--candidates",
             str(cands), "--no-check-ends", "--out", str(tmp_path / "out")]
     proc = run_cli(*args, cwd=tmp_path, cache=tmp_path / "cache")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 3, proc.stdout + proc.stderr  # no candidate was judged: the only step was skipped
     assert "skip: broken" in proc.stderr and "cannot be installed" in proc.stderr
     assert "the first bad is one of: broken, slow" in proc.stderr
     record = json.loads((tmp_path / "out" / "bisect.json").read_text())
     assert record["status"] == "range" and [s["candidate"] for s in record["steps"]] == ["broken"]
     again = run_cli(*args, cwd=tmp_path, cache=tmp_path / "cache")
-    assert again.returncode == 1 and "resuming the finished bisect" in again.stderr and "step 1" not in again.stderr
+    assert again.returncode == 3 and "resuming the finished bisect" in again.stderr and "step 1" not in again.stderr
     retried = run_cli(*args, "--retry-skipped", cwd=tmp_path, cache=tmp_path / "cache")
-    assert retried.returncode == 1 and "measuring again the skipped broken" in retried.stderr
+    assert retried.returncode == 3 and "measuring again the skipped broken" in retried.stderr
     assert "step 1: broken" in retried.stderr and "the first bad is one of: broken, slow" in retried.stderr
     with HistoryStore(f"sqlite:///{tmp_path / 'h.sqlite'}") as store:
         assert json.loads(store.bisect_json(record["bisect_id"]))["status"] == "range"
