@@ -420,13 +420,22 @@ def test_prepare_command_reports_the_built_quality(model_cache):
 
 @pytest.mark.parametrize(("index", "task"), [({"_class_name": "LTXPipeline"}, "text-to-video"),
                                              ({"_class_name": "StableDiffusionPipeline"}, "text-to-image"),
-                                             (None, "text-to-image")])
+                                             ({}, "text-to-image")])
 def test_a_diffusers_pipeline_exports_by_its_class(tmp_path, index, task):
     from harness.models.export import export_task
 
-    (tmp_path / "model_index.json").write_text(json.dumps(index) if index is not None else "not json")
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
     assert export_task(tmp_path) == task
     assert export_command(tmp_path, tmp_path / "out", "int8", CompressionSpec())[7:9] == ["--task", task]
+
+
+def test_a_model_index_that_is_not_json_is_one_line(tmp_path):
+    from harness.core.errors import HarnessInputError
+    from harness.models.export import export_task
+
+    (tmp_path / "model_index.json").write_text("not json")
+    with pytest.raises(HarnessInputError, match="model_index.json: line 1, column 1: model file not valid JSON"):
+        export_task(tmp_path)
 
 
 @pytest.mark.integration  # two Unigram trainings: seconds on an idle machine, minutes on a busy one

@@ -179,7 +179,7 @@ def test_dropped_gates_are_in_the_metadata_and_the_report_and_older_results_read
     again = RunResults.model_validate_json(res.model_dump_json())
     assert again.metadata.dropped_gates == res.metadata.dropped_gates
     md = render(again, "md")
-    assert ("- gate dropped, not checked: gates[2] acceptance_rate_pct median &gt;= 20 where `kind=speculative`: "
+    assert ("- gate dropped, not checked: gates[2] `acceptance_rate_pct median >= 20` where `kind=speculative`: "
             "no cell left by `--model /models/x`") in md
     assert "- the suite as run differs from its file by: `--model /models/x`" in md
     old = json.loads(run([result(spec(), [sample(0)])]).model_dump_json())
@@ -215,7 +215,7 @@ def test_run_drops_the_gates_its_overrides_empty_and_records_them(tmp_path):
     assert [(d["index"], d["overrides"]) for d in meta["dropped_gates"]] == [(1, ["--precision fp16"]),
                                                                             (2, ["--device GPU"])]
     md = (tmp_path / "run" / "report.md").read_text()
-    assert "gates[2] tpot_ms median &lt;= 100 where `device=CPU`: no cell left by `--device GPU`" in md
+    assert "gates[2] `tpot_ms median <= 100` where `device=CPU`: no cell left by `--device GPU`" in md
     html = (tmp_path / "run" / "report.html").read_text()
     assert "Gates dropped by overrides" in html and "no cell left by --precision fp16" in html
     # the gate every cell keeps is still checked on them
