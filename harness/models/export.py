@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,9 @@ from harness.core.input_files import MAX_MODEL_CONFIG_BYTES, load_json
 from harness.core.schema import CompressionSpec
 
 LOG_NAME = "export.log"
+# optimum-cli's export of a 7B model takes under an hour on a laptop; one that has not ended in 4 hours is hung
+# (a tracing deadlock, a swap storm), and a suite must not wait on it without end
+EXPORT_TIMEOUT_S = 4 * 3600
 TOKENIZER_FILES = ("openvino_tokenizer.xml", "openvino_detokenizer.xml")
 # Files openvino-genai reads next to the IR that optimum-cli does not always copy (without torchvision it
 # cannot load an image processor, and skips preprocessor_config.json).
@@ -79,8 +83,15 @@ def export_ir(src: Path, out: Path, precision: str, compression: CompressionSpec
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     log_path = out / LOG_NAME
     with log_path.open("w") as f:
-        rc = subprocess.run(export_command(src, out, precision, compression), stdout=f,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env).returncode
+        proc = subprocess.Popen(export_command(src, out, precision, compression), stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=EXPORT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its whole group: optimum-cli may have started workers
+            proc.wait()
+            raise ModelPreparationError(f"optimum-cli export of '{src}' to {precision} did not end within "
+                                        f"{EXPORT_TIMEOUT_S} s; stopped") from None
     if rc != 0:
         raise ModelPreparationError(
             f"optimum-cli export of '{src}' to {precision} failed (exit {rc}): {last_error(log_path.read_text())}")

@@ -153,3 +153,33 @@ def test_a_well_formed_small_gguf_file_reads(tmp_path):
 
     info = read_info(_gguf(tmp_path / "m.gguf"))
     assert (info.architecture, info.layers, info.name) == ("llama", 2, "tiny")
+
+
+def test_an_export_that_never_ends_is_stopped_with_its_whole_group(tmp_path, monkeypatch):
+    """Before: optimum-cli was waited on without a bound; a hung export held a suite for ever."""
+    import sys
+    import time
+
+    from harness.models import export
+
+    marker = tmp_path / "grandchild.pid"
+    # the stand-in export starts a grandchild in its group, then hangs: both must go
+    script = (f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; "
+              f"time.sleep(60)']); open({str(marker)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    monkeypatch.setattr(export, "export_command", lambda *a: [sys.executable, "-c", script])
+    monkeypatch.setattr(export, "EXPORT_TIMEOUT_S", 3)
+    start = time.monotonic()
+    with pytest.raises(ModelPreparationError, match="did not end within 3 s; stopped"):
+        export.export_ir(tmp_path, tmp_path, "fp16", export.CompressionSpec())
+    assert time.monotonic() - start < 30
+    pid = int(marker.read_text())
+    for _ in range(50):  # the killed grandchild is reaped by init shortly after
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(") ")[1].startswith("Z"):
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the export's grandchild {pid} still runs")
