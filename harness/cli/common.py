@@ -19,6 +19,14 @@ CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", envvar="HARNESS_CA
                                                help="built models and IR cache [default: ~/.cache/ov-genai-harness]")]
 
 
+def write_out(out: Path, text: str) -> None:
+    """An `--out` file, written whole through the one run-file writer: a symbolic link at the name is refused,
+    not written through (it could point anywhere, a run directory's files included)."""
+    from harness.records.run_files import write_whole
+
+    write_whole(out.parent, out.name, text)
+
+
 def wide_console() -> Console:
     """Standard output at least 160 columns wide: run ids and cell keys are long, and a pipe or CI log is not
     80 columns wide."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from harness.cli.common import check_alpha, check_format, err_console, wide_console
+from harness.cli.common import check_alpha, check_format, err_console, wide_console, write_out
 from harness.core.console import styled
 from harness.core.errors import EXIT_NOT_JUDGED
 
@@ -47,7 +47,7 @@ def compare(
     if html is not None:
         from reports.html import render_comparison_html
 
-        html.write_text(render_comparison_html(comp, b, c), encoding="utf-8")
+        write_out(html, render_comparison_html(comp, b, c))
         err_console.print(f"HTML comparison: {html}")
     if format == "table" and out is None:
         wide_console().print(comparison_table(comp))
@@ -60,7 +60,7 @@ def compare(
     else:
         text = render_comparison_json(comp) if format == "json" else render_comparison_md(comp)
         if out:
-            out.write_text(text, encoding="utf-8")
+            write_out(out, text)
         else:
             typer.echo(text)
     _exit(comp)

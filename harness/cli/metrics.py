@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 
+from harness.cli.common import write_out
+
 
 def metrics(out: Annotated[Path | None, typer.Option(help="write the document here (docs/metrics.md)")] = None) -> None:
     """Print the metric definitions (docs/metrics.md)."""
     from reports.metric_docs import markdown_doc
 
     if out:
-        out.write_text(markdown_doc(), encoding="utf-8")
+        write_out(out, markdown_doc())
     else:
         typer.echo(markdown_doc(), nl=False)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from harness.cli.common import write_out
 from harness.core.errors import HarnessInputError
 from harness.core.escaping import json_of
 
@@ -56,6 +57,6 @@ def report(
 
 def _write(text: str, out: Path | None) -> None:
     if out:
-        out.write_text(text, encoding="utf-8")
+        write_out(out, text)
     else:
         typer.echo(text)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from harness.cli.common import write_out
+
 
 def schema(out: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None) -> None:
     """Print the JSON Schema of results.json."""
@@ -16,6 +18,6 @@ def schema(out: Annotated[Path | None, typer.Option(help="write here instead of 
 
     text = json.dumps(json_schema(), indent=1) + "\n"
     if out:
-        out.write_text(text)
+        write_out(out, text)
     else:
         typer.echo(text, nl=False)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import check_format, check_metrics, err_console, wide_console
+from harness.cli.common import check_format, check_metrics, err_console, wide_console, write_out
 from harness.cli.history.common import DbOpt, open_store, similar_cells
 from harness.core.console import styled
 from harness.core.errors import EXIT_NOT_JUDGED, HarnessInputError
@@ -91,7 +91,7 @@ def changes(
         text = json_of(report, indent=1, ascii_only=True) if format == "json" else render_changes_md(report)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+            write_out(out, text + ("" if text.endswith("\n") else "\n"))
             err_console.print(f"wrote {out}", highlight=False)
         else:
             typer.echo(text, nl=not text.endswith("\n"))

@@ -164,3 +164,23 @@ def test_serve_on_a_host_that_cannot_be_resolved_is_one_line():
     proc = run_cli("serve", "synthetic:tiny", "--host", "no-such-host.invalid", timeout=60)
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "--host" in errors[0], proc.stderr
+
+
+@pytest.mark.parametrize("command", [["report", "{run}", "--format", "html"], ["schema"], ["metrics"],
+                                     ["compare", "{run}", "{run}", "--format", "md"]])
+def test_an_out_file_that_is_a_link_is_refused_not_written_through(tmp_path, command):
+    """Before: `--out RUN/report.html` where report.html is a link overwrote the link's target, anywhere."""
+    from harness.records.store import write_metadata, write_results
+    from tests.factories import result, run, sample, spec
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    results = run([result(spec(), [sample(i) for i in range(3)])])
+    write_metadata(run_dir, results.metadata)
+    write_results(run_dir, results)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (run_dir / "out.txt").symlink_to(victim)
+    proc = run_cli(*[a.format(run=run_dir) for a in command], "--out", str(run_dir / "out.txt"))
+    _check_one_line(proc, "out.txt", "symbolic link")
+    assert victim.read_text() == "keep"
