@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, insert, select
+from sqlalchemy import Engine, create_engine, delete, event, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
@@ -29,7 +29,7 @@ from harness.analyze.history_tables import (
     upsert,
 )
 from harness.core.errors import HarnessInputError, HistoryUnreadable
-from harness.core.escaping import json_of
+from harness.core.escaping import json_of, valid_tree
 from harness.core.schema import FAILED_STATUSES, RunResults
 
 
@@ -52,6 +52,15 @@ def _normalise_url(url: str) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _valid_parameters(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                      executemany: bool) -> tuple[str, Any]:
+    if isinstance(parameters, tuple):
+        return statement, tuple(valid_tree(list(parameters)))
+    if isinstance(parameters, list) and executemany:
+        return statement, [tuple(valid_tree(list(p))) if isinstance(p, tuple) else valid_tree(p) for p in parameters]
+    return statement, valid_tree(parameters)
 
 
 def _row_values(results: RunResults, run_dir: str | None) -> dict[str, Any]:
@@ -106,6 +115,9 @@ class HistoryStore(HistoryQueries):
         except NoSuchModuleError:
             raise HarnessInputError(None, "history URL", self.url, "unsupported database; use sqlite:///PATH or "
                                     "postgresql+psycopg://USER@HOST/DB") from None
+        # every value written or looked up must encode: a path that is not UTF-8, or a --cell given in such bytes,
+        # holds lone surrogates (os.fsdecode), which the drivers refuse with a traceback
+        event.listen(self.engine, "before_cursor_execute", _valid_parameters, retval=True)
         try:
             metadata.create_all(self.engine)
             migrate(self.engine)

@@ -419,3 +419,15 @@ def test_report_trends_carry_the_change_points_of_the_runs_suite(tmp_path: Path)
     assert len(t.points) == 20 and [m.index for m in t.marks] == [10] and t.marks[0].regression
     assert all(p[0].startswith("t-") for p in t.points)  # the other suite's series is not mixed in
     assert history_trends(last, f"sqlite:///{tmp_path / 'missing' / 'x.sqlite'}") == {}
+
+
+def test_text_that_does_not_encode_is_recorded_and_looked_up(tmp_path):
+    """Before: a run directory or a --cell holding a lone surrogate (a path or argument in bytes that are not
+    UTF-8, as os.fsdecode gives them) made the driver raise UnicodeEncodeError."""
+    res = factories.run([factories.result(factories.spec(key="k\udcff"), [factories.sample(i) for i in range(3)])])
+    with HistoryStore(f"sqlite:///{tmp_path}/h.sqlite") as store:
+        store.record_run(res, str(tmp_path / "run\udcff"))
+        [row] = store.list_runs()
+        assert row.run_dir.endswith("run\ufffd")
+        assert [p.median for p in store.trend("k\udcff", "tpot_ms")] == [p.median for p in store.trend("k\ufffd", "tpot_ms")]
+        assert store.trend("k\ufffd", "tpot_ms")

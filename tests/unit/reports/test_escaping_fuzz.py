@@ -334,6 +334,35 @@ def run_renderers(res: RunResults) -> dict[str, tuple[str, Callable[[str, str], 
             "compare terminal": (terminal_text(comparison_table(comp)), check_terminal)}
 
 
+def history_renderers(res: RunResults) -> dict[str, tuple[str, Callable[[str, str], None] | None]]:
+    """The run recorded twice in a history database, then what `harness history` prints (runs, a trend) and the
+    HTML report with its trend charts."""
+    import tempfile
+
+    from harness.analyze.history import HistoryStore
+    from harness.cli.history import runs
+    from harness.cli.history.recording import history_trends
+    from reports.html import render_html
+
+    out = io.StringIO()
+    console = PlainConsole(file=out, width=160, color_system=None, force_terminal=False)
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{folder}/history.sqlite"
+        second = res.model_copy(deep=True)
+        second.metadata.run_id += "-2"
+        with HistoryStore(url) as store:
+            store.record_run(res, "/runs/1")
+            store.record_run(second, "/runs/2")
+            shown, runs.wide_console = runs.wide_console, lambda: console  # type: ignore[assignment]
+            try:
+                runs._print_runs(store, 20, None)
+                runs._print_trend(store, res.cells[0].key, "tpot_ms", 50, None)
+            finally:
+                runs.wide_console = shown
+        html = render_html(second, trends=history_trends(second, url))
+    return {"history terminal": (out.getvalue(), check_terminal), "report with trends.html": (html, None)}
+
+
 def ab_renderers(ab: ABResult) -> dict[str, tuple[str, Callable[[str, str], None] | None]]:
     return {"ab.md": (render_ab_md(ab), check_markdown), "ab.html": (render_ab_html(ab), None),
             "ab terminal": (terminal_text(ab_table(ab)), check_terminal)}
@@ -353,8 +382,18 @@ def _as_is(record: Any) -> None:
     pass
 
 
+def _unique_keys(res: RunResults) -> None:
+    """A run's cell keys are unique (the history keys its rows by them): hostile, but each its own."""
+    seen: set[str] = set()
+    for i, c in enumerate(res.cells):
+        if c.key in seen:
+            c.key = f"{c.key}#{i}"
+        seen.add(c.key)
+
+
 CASES: dict[str, tuple[Callable[[], Any], Callable[[Any], dict], frozenset, Callable[[Any], None]]] = {
     "results": (_run, run_renderers, RESULT_SKIP, _as_is),
+    "history": (_run, history_renderers, RESULT_SKIP | {("RunMetadata", "run_id")}, _unique_keys),
     "ab": (_ab, ab_renderers, frozenset({("ABCell", "base_status"), ("ABCell", "candidate_status"),
                                          ("ABCell", "order"), ("ABMetric", "metric"), ("ABSettings", "metrics"),
                                          ("ABSettings", "thresholds")}), _as_is),
@@ -380,7 +419,7 @@ def test_every_renderer_keeps_its_format_with_hostile_text(case: str) -> None:
     assert n_slots >= 8, f"{case}: only {n_slots} text slots found"
 
     # a pool of hostile strings spread over every slot: drawing one string per slot (hundreds) is slow
-    @settings(max_examples=120 if case == "results" else 60, deadline=None, database=None,
+    @settings(max_examples={"results": 120, "history": 25}.get(case, 60), deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(st.lists(hostile, min_size=1, max_size=16), st.integers(1, 97), st.integers(0, 96))
     def fuzz(pool: list[str], stride: int, offset: int) -> None:
