@@ -56,10 +56,11 @@ def _now() -> str:
 
 def _valid_parameters(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
                       executemany: bool) -> tuple[str, Any]:
+    # valid_tree turns tuples into lists; the driver wants a row's positional parameters back as a tuple
     if isinstance(parameters, tuple):
-        return statement, tuple(valid_tree(list(parameters)))
+        return statement, tuple(valid_tree(parameters))
     if isinstance(parameters, list) and executemany:
-        return statement, [tuple(valid_tree(list(p))) if isinstance(p, tuple) else valid_tree(p) for p in parameters]
+        return statement, [tuple(valid_tree(p)) if isinstance(p, tuple) else valid_tree(p) for p in parameters]
     return statement, valid_tree(parameters)
 
 

@@ -323,14 +323,15 @@ def check_terminal(text: str, where: str) -> None:
 # ---------------------------------------------------------------- renderers per record
 
 def run_renderers(res: RunResults) -> dict[str, tuple[str, Callable[[str, str], None] | None]]:
-    comp = compare_runs(_run(), res)
+    base = _run()
+    comp = compare_runs(base, res)
     return {"report.md": (render(res, "md"), check_markdown), "report.csv": (render(res, "csv"), check_csv),
             "report.json": (render(res, "json"), check_json), "report.html": (render(res, "html"), None),
             "qualification.md": (render_qualification(res), check_markdown),
             "release.md": (render_release(res), check_markdown),
             "compare.md": (render_comparison_md(comp), check_markdown),
             "compare.json": (render_comparison_json(comp), check_json),
-            "compare.html": (render_comparison_html(comp, _run(), res), None),
+            "compare.html": (render_comparison_html(comp, base, res), None),
             "compare terminal": (terminal_text(comparison_table(comp)), check_terminal)}
 
 
