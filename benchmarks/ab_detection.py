@@ -60,10 +60,10 @@ def _cell(source: str, key: str):
 def record(path: Path, minutes: float, seed: int) -> None:
     import openvino as ov
 
+    from harness.analyze.aggregate import median_values
     from harness.execute.run_options import RunOptions
     from harness.execute.runner import measure_process, prepare_cell
     from harness.execute.worker_process import ProgressSink
-    from harness.experiment.ab import round_values
     from harness.models.cache import default_cache_dir
 
     work = Path("/tmp/ab-detection-work")
@@ -84,7 +84,7 @@ def record(path: Path, minutes: float, seed: int) -> None:
             events, status, error = measure_process(prepared[side], len(rounds), options, ProgressSink())
             assert status == "ok", error
             entry["wall_s"][side] = time.monotonic() - t0
-            entry["tpot_ms"][side] = round_values(events, prepared[side].cell)["tpot_ms"]
+            entry["tpot_ms"][side] = median_values(events, prepared[side].cell)["tpot_ms"]
         rounds.append(entry)
         r = entry["tpot_ms"]
         print(f"round {len(rounds)}: " + " ".join(f"{s} {r[s]:.2f}" for s in SIDES), flush=True)

@@ -40,6 +40,12 @@ def _median(m: ABMetric, v: float) -> str:
     return f"{v:.4g} {m.unit}"
 
 
+def _levels(m: ABMetric) -> str:
+    if m.within_sd is None or m.between_sd is None:
+        return "–"
+    return f"{100 * m.within_sd:.1f}% / {100 * m.between_sd:.1f}%"
+
+
 def render_ab_md(ab: ABResult) -> str:
     """The release comparison: per model × precision × scenario and metric, both medians, the ratio with
     its 95% interval and always-valid sequence, the minimum effect, the rounds and the verdict."""
@@ -58,8 +64,13 @@ def render_ab_md(ab: ABResult) -> str:
     failed = [c for c in ab.cells if c.error]
     if failed:
         lines += ["Cells not compared:"] + [f"- {md_code(c.key)}: {md_text(c.error or '')}" for c in failed] + [""]
+    by_processes = [c for c in ab.cells if c.pairing_note]
+    if by_processes:
+        lines += ["Cells paired by whole processes:"] + [f"- {md_code(c.key)}: {md_text(c.pairing_note or '')}"
+                                                         for c in by_processes] + [""]
     lines += ["| model | precision | scenario | metric | base median | candidate median | ratio | 95% CI | "
-              "sequence | min effect | rounds | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "sequence | min effect | rounds | pairs | sd call / process | verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c, m in _rows(ab):
         params = ",".join(f"{k}={v}" for k, v in sorted(c.params.items()))
         scen = c.scenario + (f"[{params}]" if params else "")
@@ -67,10 +78,12 @@ def render_ab_md(ab: ABResult) -> str:
         verdict = m.verdict.upper() if m.verdict == "regression" else m.verdict
         lines.append(f"| {md_text(c.model)} | {md_text(c.precision)} | {md_text(scen)} | {md_text(m.metric)} "
                      f"| {md_text(_median(m, m.base_median))} | {md_text(_median(m, m.candidate_median))} | {ratio_pct(m.ratio)} | {ratio_interval(m.ci_low, m.ci_high)} "
-                     f"| {ratio_interval(m.cs_low, m.cs_high)} | {m.threshold * 100:.0f}% | {settled} | {verdict} |")
-    lines += ["", "ratio: geometric mean of the per-round paired ratios candidate / base; 95% CI: Student-t on the "
-              "log ratios at the last round; sequence: the always-valid confidence sequence that decided the verdict "
-              "(docs/ab.md)."]
+                     f"| {ratio_interval(m.cs_low, m.cs_high)} | {m.threshold * 100:.0f}% | {settled} "
+                     f"| {m.pairs} {'calls' if m.paired_by == 'call' else 'processes'} | {_levels(m)} | {verdict} |")
+    lines += ["", "ratio: geometric mean of the per-round paired ratios candidate / base (paired by calls: a round's "
+              "ratio is the geometric mean of its call pairs'); 95% CI: Student-t on the rounds' log ratios at the last "
+              "round; sequence: the always-valid confidence sequence that decided the verdict; sd call / process: the "
+              "sd of one call pair's log ratio and of a process pair's own offset (docs/ab.md)."]
     return "\n".join(lines) + "\n"
 
 

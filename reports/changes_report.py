@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from rich.table import Table
@@ -10,17 +11,23 @@ from rich.text import Text
 
 from harness.analyze.changes import ChangePoint
 from harness.core.escaping import md_code, md_text
-from harness.core.schema import ChangeSettings
+from harness.core.schema import ChangeSettings, RatioChangeSettings
 
 _COLOUR = {"regression": "red", "improvement": "green", "change": "yellow"}
+# which series `harness history changes --on` looks at: run medians, ratios to a reference side, or both
+SeriesOn = Literal["value", "ratio", "both"]
 
 
 class ChangesReport(BaseModel):
     """What `harness history changes --format json` writes."""
 
     database: str
+    on: SeriesOn = "both"
     settings: ChangeSettings
+    ratio_settings: RatioChangeSettings = Field(default_factory=RatioChangeSettings, description="the settings of "
+                                                "ratio series (candidate / reference side)")
     series: int = Field(description="series analysed")
+    ratio_series: int = Field(0, description="of them, series of ratios to a reference side")
     too_short: int = Field(description="series with fewer runs than two segments need (not analysed)")
     recent: int | None = Field(None, description="--recent: the gate's window in runs")
     recent_regressions: int = 0
@@ -56,11 +63,15 @@ def changes_table(report: ChangesReport) -> Table:
 
 
 def render_changes_md(report: ChangesReport) -> str:
-    s = report.settings
+    s, r = report.settings, report.ratio_settings
     lines = [f"# Change points in {md_text(report.database)}", "",
              f"{report.series} series analysed ({report.too_short} too short), {len(report.changes)} change points. "
              f"PELT on log medians, trimmed Welch p < {s.max_pvalue:g}, |change| ≥ {s.min_magnitude:.0%}, "
              f"≥ {s.min_segment} runs per side.", ""]
+    if report.ratio_series:
+        lines += [f"{report.ratio_series} of the series are ratios candidate / reference side (marked ÷ REFERENCE): "
+                  f"PELT on log ratios, trimmed means against the series' noise p < {r.max_pvalue:g}, |change| ≥ "
+                  f"{r.min_magnitude:.1%}, ≥ {r.min_segment} runs per side.", ""]
     if report.recent is not None:
         lines += [f"Regressions whose first run is among the last {report.recent}: **{report.recent_regressions}**", ""]
     if not report.changes:

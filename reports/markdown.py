@@ -7,6 +7,8 @@ from harness.core.escaping import md_code, md_text
 from harness.core.schema import CellResult, RunResults
 from harness.kinds import kind_spec
 from reports.goodput import sweep_limits
+from reports.host_states import BUSY_MARK, busy_warnings
+from reports.host_states import markdown_lines as host_state_lines
 from reports.load_report import markdown_lines as load_markdown_lines
 from reports.precision_table import precision_groups
 from reports.repeated_loads import repeated_loads
@@ -94,10 +96,11 @@ def scenario_table(kind: str, cells: list[CellResult]) -> list[str]:
     for c in cells:
         r = cell_row(c)
         inout = f"{fmt_value(r.input_tokens, 0)}/{fmt_value(r.output_tokens, 0)}"
+        status = f"{r.status} {BUSY_MARK}" if busy_warnings(c) else r.status
         checks = ", ".join(f"{md_text(k)}: {v}" for k, v in r.checks.items()) or "—"
         lines.append(f"| {md_text(r.model)} | {r.precision} | {md_text(r.device)} | {md_text(r.scenario)} "
                      f"| {md_text(r.params) or '—'} | {inout} | "
-                     + " | ".join(column_text(col, r.summaries) for col in cols) + f" | {checks} | {r.status} |")
+                     + " | ".join(column_text(col, r.summaries) for col in cols) + f" | {checks} | {status} |")
     return lines + [""]
 
 
@@ -142,6 +145,30 @@ def fidelity_lines(cells: list[CellResult]) -> list[str]:
                      f"| {fmt_value(tps.median if tps else None, 1)} | {fmt_value(v.get('reference_output_tps'), 1)} "
                      f"| {fmt_value(v.get('fidelity_tps_ratio'), 3)} | {fmt_value(v.get('fidelity_ttft_ratio'), 3)} "
                      f"| {check.status if check else '—'} |")
+    return lines
+
+
+def reference_side_lines(cells: list[CellResult]) -> list[str]:
+    """The cells measured beside the suite's reference side: each metric's ratio to it, with its interval."""
+    found = [c for c in cells if c.vs_reference is not None and c.vs_reference.ratios]
+    if not found:
+        return []
+    lines = ["", "### Against the reference side", "",
+             "Each cell was measured interleaved with the suite's pinned reference side in the same run, call by call "
+             "in pairs of worker processes: ratio = cell / reference, the geometric mean of the paired calls' ratios "
+             "[95% interval, counting the process pairs' own offsets where there are two or more]. The machine's "
+             "drift moves both sides alike and cancels in the ratio.", "",
+             "| cell | reference | metric | ratio [95% CI] | better | call pairs / process pairs | reference median |",
+             "|---|---|---|---|---|---|---|"]
+    for c in found:
+        vs = c.vs_reference
+        assert vs is not None
+        for f in vs.ratios:
+            own = vs.summaries.get(f.metric)
+            lines.append(f"| {md_code(c.key)} | {md_text(vs.label)} ({md_text(vs.description)}) | {md_text(f.metric)} "
+                         f"| {fmt_value(f.ratio, 3)} [{fmt_value(f.ci_low, 3)}, {fmt_value(f.ci_high, 3)}] "
+                         f"| {'higher' if f.higher_is_better else 'lower'} | {f.call_pairs} / {f.process_pairs} "
+                         f"| {fmt_value(own.median if own else None, 2)} |")
     return lines
 
 
@@ -234,6 +261,7 @@ def render_markdown(res: RunResults) -> str:
     for kind, cells in by_kind(res.cells).items():
         lines += scenario_table(kind, cells)
     lines += roofline_lines(res.cells)
+    lines += host_state_lines(res)
     lines += sweep_limit_lines(res.cells)
     lines += load_markdown_lines(res)
     lines += precision_lines(res.cells)
@@ -248,6 +276,7 @@ def render_markdown(res: RunResults) -> str:
                      f"| {fmt_value(v.get('model_memory_mb'), 0)} | {fmt_value(v.get('peak_rss_mb'), 0)} "
                      f"| {fmt_value(v.get('model_size_mb'), 1)} | {fmt_value(v.get('export_s'), 1)} |")
     lines += preparation_lines(res.cells)
+    lines += reference_side_lines(res.cells)
     lines += fidelity_lines(res.cells)
     lines += transformers_lines(res.cells)
     lines += slo_search_lines(res.cells)

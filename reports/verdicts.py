@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from harness.analyze.roofline import decode_tokens_per_s, exceeds_host, under_load
+from harness.analyze.roofline import decode_tokens_per_s, exceeds_host, figure_busy, under_load
 from harness.core.escaping import md_code, md_text
 from harness.core.metrics import TPOT, AchievedBandwidth, RooflinePercent, WeightBytesPerToken
 from harness.core.schema import FAILED_STATUSES, CellResult, DeviceInfo, HostInfo, MemoryBandwidth, RunResults
@@ -61,9 +61,10 @@ def _bandwidth_text(host: HostInfo) -> str:
 def bandwidth_provenance(bw: MemoryBandwidth) -> str:
     """Where a run's bandwidth figure came from: measured by the run, or the best of the host's earlier
     measurements (when), and what the run's own reading said."""
+    busy = "; taken on a busy host, as every reading of it so far: likely low" if figure_busy(bw) else ""
     if not bw.cached:
-        return f" (measured by this run at {bw.measured_at})"
-    text = f" (best of {bw.measurements} measurements of this host, from {bw.measured_at}"
+        return f" (measured by this run at {bw.measured_at}{busy})"
+    text = f" (best of {bw.measurements} measurements of this host, from {bw.measured_at}{busy}"
     if bw.this_run is not None:
         text += f"; this run read {bw.this_run.triad_gbs:.1f}" + (": host under load" if under_load(bw) else "")
     return text + ")"

@@ -179,3 +179,9 @@ def cell_result(spec: CellSpec, events: list[Event], status: CellStatus, error: 
     )
     result.checks = cell_checks(result)
     return result
+
+
+def median_values(events: list[Event], spec: CellSpec) -> dict[str, float]:
+    """Each metric's median over the measured calls in `events` (or its one value): one worker process's value,
+    or one call's (the paired A/B engine's call pairs)."""
+    return {tag: s.median for tag, s in cell_result(spec, events, "ok", None, "", "", 0.0).summaries.items()}

@@ -11,7 +11,13 @@ re-tested, until every remaining point passes. Its magnitude is the ratio of the
 geometric means with the test's 95% interval. A series with a zero or negative value is taken on its linear scale.
 
 Each series is one (suite, host, cell, metric): the same cell key in another suite or on another machine
-measures something else and would show a false shift where the series interleave."""
+measures something else and would show a false shift where the series interleave.
+
+A cell measured beside a suite's reference side has a second series, its ratios candidate / reference (one per
+reference label). The machine's drift cancels in a ratio, so its noise is stationary and small, and it has its own
+settings (`RatioChangeSettings`, `noise: series`): the trimmed means of the two segments are tested against the
+whole series' noise instead of the segments' own spread, which three new runs cannot estimate (Welch's test leaves
+them about two degrees of freedom)."""
 
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from harness.core.stats import successive_sd
 # change in them is not a regression or an improvement.
 COUNT_UNITS = ("tokens",)
 TRIM = 0.2  # Yuen's trimmed means: the fifth of runs at either end of a segment does not count
+RATIO_UNIT = "× reference"
 
 
 @dataclass(frozen=True)
@@ -63,9 +70,10 @@ def find_shifts(values: Sequence[float], settings: ChangeSettings) -> list[Shift
     else:
         floor_sd = sd
     cuts = _pelt(y, settings.penalty * sd * sd * math.log(y.size), settings.min_segment)
+    series_noise = settings.noise == "series" and floor_sd > 0
     while True:
-        tested = [_test(y, lo, cut, hi, log_scale, floor_sd) for lo, cut, hi in zip([0, *cuts], cuts, [*cuts[1:], y.size],
-                                                                          strict=False)]
+        tested = [_test(y, lo, cut, hi, log_scale, floor_sd, series_noise)
+                  for lo, cut, hi in zip([0, *cuts], cuts, [*cuts[1:], y.size], strict=False)]
         failing = [(s.pvalue, -abs(s.change or 0), i) for i, s in enumerate(tested)
                    if s.pvalue > settings.max_pvalue or (s.change is not None and abs(s.change) < settings.min_magnitude)]
         if not failing:
@@ -80,8 +88,9 @@ def _pelt(y: np.ndarray, penalty: float, min_size: int) -> list[int]:
     return [int(e) for e in ends[:-1]]  # the last "end" is always len(y)
 
 
-def _test(y: np.ndarray, lo: int, cut: int, hi: int, log_scale: bool, noise_sd: float) -> Shift:
-    """Yuen's trimmed Welch test of y[lo:cut] against y[cut:hi] (scipy), so one wild run does not hide a step."""
+def _test(y: np.ndarray, lo: int, cut: int, hi: int, log_scale: bool, noise_sd: float, series_noise: bool) -> Shift:
+    """Yuen's trimmed Welch test of y[lo:cut] against y[cut:hi] (scipy), so one wild run does not hide a step;
+    with `series_noise`, the difference of the same trimmed means against the whole series' noise sd."""
     import warnings
 
     from scipy import stats as sps
@@ -102,6 +111,11 @@ def _test(y: np.ndarray, lo: int, cut: int, hi: int, log_scale: bool, noise_sd: 
     # A few runs can agree by chance far better than the series' noise allows: the whole series' noise
     # floors the standard error, so three lucky runs do not make a significant step.
     se = max(se, noise_sd * math.sqrt(1 / a.size + 1 / b.size))
+    if series_noise:
+        # stationary noise (a ratio series): three new runs are judged against the noise the whole series shows,
+        # with its degrees of freedom, not the two or so Welch's test leaves a three-run segment
+        se, df = noise_sd * math.sqrt(1 / a.size + 1 / b.size), float(y.size - 2)
+        q = float(sps.t.ppf(0.975, df))
     if se == 0:  # two flat segments at different levels: certain
         pvalue, half = (0.0 if diff else 1.0), 0.0
     else:
@@ -119,7 +133,8 @@ def _test(y: np.ndarray, lo: int, cut: int, hi: int, log_scale: bool, noise_sd: 
 
 
 class SeriesPoint(BaseModel):
-    """One run's median of one metric of one cell, as the history holds it."""
+    """One run's median of one metric of one cell, as the history holds it (on a ratio series, the run's ratio
+    candidate / reference in `median`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -154,14 +169,17 @@ class ChangePoint(BaseModel):
     change: float | None = Field(description="after / before - 1 (None when before is 0)")
     ci_low: float | None = Field(description="95% trimmed Welch interval of `change`")
     ci_high: float | None
-    pvalue: float = Field(description="trimmed (Yuen) Welch t-test between the two segments")
+    pvalue: float = Field(description="trimmed (Yuen) Welch t-test between the two segments (on a ratio series, "
+                          "the same trimmed means against the series' noise)")
     before_runs: int
     after_runs: int
     runs_since: int = Field(description="runs from the first at the new level to the newest, both counted")
+    reference: str | None = Field(None, description="a ratio series: the reference side's label (the values are "
+                                  "candidate / reference); None: the run medians themselves")
 
     def label(self) -> str:
         where = f"{self.suite}" + (f" @ {self.host}" if self.host else "")
-        return f"{where}: {self.cell_key} {self.metric}"
+        return f"{where}: {self.cell_key} {self.metric}" + (f" ÷ {self.reference}" if self.reference else "")
 
 
 class SeriesKey(BaseModel):
@@ -171,6 +189,8 @@ class SeriesKey(BaseModel):
     host: str | None
     cell_key: str
     metric: str
+    reference: str | None = Field(None, description="a ratio series to this reference side's label; None: the run "
+                                  "medians")
 
 
 def _versions(p: SeriesPoint) -> str:
@@ -191,8 +211,9 @@ def series_changes(key: SeriesKey, points: Sequence[SeriesPoint], settings: Chan
             worse = (s.after < s.before) if metric.higher_is_better else (s.after > s.before)
             direction = "regression" if worse else "improvement"
         out.append(ChangePoint(
-            suite=key.suite, host=key.host, cell_key=key.cell_key, metric=key.metric,
-            unit=metric.unit if metric else "", direction=direction, before_run=before.run_id,
+            suite=key.suite, host=key.host, cell_key=key.cell_key, metric=key.metric, reference=key.reference,
+            unit=RATIO_UNIT if key.reference else metric.unit if metric else "", direction=direction,
+            before_run=before.run_id,
             after_run=after.run_id, before_started=before.started_at, after_started=after.started_at,
             before_versions=_versions(before), after_versions=_versions(after), before_value=s.before,
             after_value=s.after, change=s.change, ci_low=s.ci_low, ci_high=s.ci_high, pvalue=s.pvalue,

@@ -269,7 +269,9 @@ def measurement_config(cell: CellResult, meta: RunMetadata) -> str:
     host = measured_on(cell, meta)
     stack = cell.runtime_versions or {k: meta.versions.get(k) for k in ("openvino", "openvino-genai",
                                                                          "openvino-tokenizers")}
-    doc = {"spec": cell.spec.model_dump(mode="json", exclude=_NOT_MEASUREMENT), "stack": stack,
+    # a cell without a reference side digests as it did before the field existed: its recorded noise floor holds
+    unset = {"reference_side"} if cell.spec.reference_side is None else set()
+    doc = {"spec": cell.spec.model_dump(mode="json", exclude=_NOT_MEASUREMENT | unset), "stack": stack,
            "host": [host.hostname, host.cpu_model, host.logical_cores]}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

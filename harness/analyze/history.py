@@ -1,4 +1,5 @@
-"""The history database: every run, its per-cell metric summaries, and named baselines.
+"""The history database: every run, its per-cell metric summaries, its cells' ratios to a reference side, and
+named baselines.
 
 SQLite by default (`results/history.sqlite`), PostgreSQL through a URL (`postgresql+psycopg://...`)
 so many machines can write to one place. The full `results.json` of each run is kept in the
@@ -23,6 +24,7 @@ from harness.analyze.history_tables import (
     baselines,
     bisects,
     cell_metrics,
+    cell_ratios,
     metadata,
     migrate,
     runs,
@@ -91,6 +93,23 @@ def _metric_rows(results: RunResults) -> list[dict[str, Any]]:
     return rows
 
 
+def _ratio_rows(results: RunResults) -> list[dict[str, Any]]:
+    run_id = results.metadata.run_id
+    rows = []
+    for cell in results.cells:
+        vs = cell.vs_reference
+        if vs is None:
+            continue
+        host = cell.node.name if cell.node is not None else results.metadata.host.hostname
+        for f in vs.ratios:
+            own = vs.summaries.get(f.metric)
+            rows.append({"run_id": run_id, "cell_key": cell.key, "metric": f.metric, "reference": vs.label,
+                         "side": vs.description, "ratio": f.ratio, "ci_low": f.ci_low, "ci_high": f.ci_high,
+                         "call_pairs": f.call_pairs, "process_pairs": f.process_pairs,
+                         "reference_median": own.median if own else None, "host": host})
+    return rows
+
+
 class HistoryStore(HistoryQueries):
     """The history database at one SQLAlchemy URL; creates its tables when missing."""
 
@@ -138,16 +157,17 @@ class HistoryStore(HistoryQueries):
     # ------------------------------------------------------------ writing
 
     def record_run(self, results: RunResults, run_dir: str | None) -> None:
-        """Insert or replace a run (a resumed run updates its row) and its per-cell summaries."""
+        """Insert or replace a run (a resumed run updates its row), its per-cell summaries and its cells' ratios
+        to their reference side."""
         run_id = results.metadata.run_id
         values = _row_values(results, run_dir)
         with self.engine.begin() as conn:
             # An upsert, not delete-then-insert: baselines keep pointing at the row.
             upsert(conn, runs, {"run_id": run_id}, values)
-            conn.execute(delete(cell_metrics).where(cell_metrics.c.run_id == run_id))
-            rows = _metric_rows(results)
-            if rows:
-                conn.execute(insert(cell_metrics), rows)
+            for table, rows in ((cell_metrics, _metric_rows(results)), (cell_ratios, _ratio_rows(results))):
+                conn.execute(delete(table).where(table.c.run_id == run_id))
+                if rows:
+                    conn.execute(insert(table), rows)
 
     def record_ab(self, ab: Any, base: RunResults, candidate: RunResults, ab_dir: str | None) -> None:
         """One A/B comparison (harness/experiment/ab.py's ABResult) linking the two runs it measured."""

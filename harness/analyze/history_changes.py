@@ -1,5 +1,6 @@
 """Change points over the history as the commands ask for them: the trends a run's report charts, the marks
-of one cell's trend, and the search of `harness history changes`."""
+of one cell's trend, and the search of `harness history changes` (over run medians and over ratios to a
+reference side, each kind of series with its own settings)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 from harness.analyze.changes import ChangePoint, SeriesKey, SeriesPoint, series_changes
 from harness.core.errors import HarnessInputError
 from harness.core.metrics import TPOT, TTFT, OutputThroughput
-from harness.core.schema import ChangeSettings
+from harness.core.schema import ChangeSettings, RatioChangeSettings
 
 if TYPE_CHECKING:
     from harness.analyze.history import HistoryStore
@@ -57,36 +58,46 @@ def suite_change_settings(suite_file: str | None) -> ChangeSettings:
     return ChangeSettings()
 
 
-def change_settings(suite: str | None) -> tuple[ChangeSettings, str | None]:
-    """The suite's `changes:` settings and its name when `suite` names a suite file or shipped suite; else
-    the defaults and `suite` taken as a recorded suite name."""
+def change_settings(suite: str | None) -> tuple[ChangeSettings, RatioChangeSettings, str | None]:
+    """The suite's `changes:` settings (run medians), its reference side's (ratio series) and its name when
+    `suite` names a suite file or shipped suite; else the defaults and `suite` taken as a recorded suite name."""
     from harness.plan.suite import load_suite, resolve_suite_path
 
     if suite is None:
-        return ChangeSettings(), None
+        return ChangeSettings(), RatioChangeSettings(), None
     path = resolve_suite_path(suite)
     if path.is_file():
         parsed, _ = load_suite(path)
-        return parsed.changes, parsed.name
-    return ChangeSettings(), suite
+        ratios = parsed.reference_side.changes if parsed.reference_side else RatioChangeSettings()
+        return parsed.changes, ratios, parsed.name
+    return ChangeSettings(), RatioChangeSettings(), suite
 
 
-def change_starts(store: HistoryStore, cell: str, metric: str, suite: str | None) -> dict[str, ChangePoint]:
-    """The change points within each (suite, host) series of one cell's metric, by their first run at the new
-    level."""
-    return {c.after_run: c for key, series in store.series(cells=[cell], metrics=[metric], suite=suite).items()
-            for c in series_changes(key, series, ChangeSettings())}
+def settings_for(key: SeriesKey, settings: ChangeSettings, ratio_settings: RatioChangeSettings) -> ChangeSettings:
+    """A series' settings: a ratio series (its key names a reference side) has its own."""
+    return ratio_settings if key.reference is not None else settings
 
 
-def changes_in(series: dict[SeriesKey, list[SeriesPoint]], settings: ChangeSettings) -> list[ChangePoint]:
+def change_starts(store: HistoryStore, cell: str, metric: str, suite: str | None,
+                  ratios: bool = False) -> dict[str, ChangePoint]:
+    """The change points within each (suite, host) series of one cell's metric (with `ratios`, of its ratio
+    series to a reference side), by their first run at the new level."""
+    found = (store.ratio_series if ratios else store.series)(cells=[cell], metrics=[metric], suite=suite)
+    return {c.after_run: c for key, series in found.items()
+            for c in series_changes(key, series, settings_for(key, ChangeSettings(), RatioChangeSettings()))}
+
+
+def changes_in(series: dict[SeriesKey, list[SeriesPoint]], settings: ChangeSettings,
+               ratio_settings: RatioChangeSettings) -> list[ChangePoint]:
     """Every series' change points: regressions first, then the most recent, then by series."""
     found = [c for key, points in sorted(series.items(), key=lambda kv: tuple(str(v) for v in kv[0].model_dump().values()))
-             for c in series_changes(key, points, settings)]
+             for c in series_changes(key, points, settings_for(key, settings, ratio_settings))]
     found.sort(key=lambda c: (c.direction != "regression", c.runs_since, c.label()))
     return found
 
 
-def too_short(series: dict[SeriesKey, list[SeriesPoint]], settings: ChangeSettings) -> int:
+def too_short(series: dict[SeriesKey, list[SeriesPoint]], settings: ChangeSettings,
+              ratio_settings: RatioChangeSettings) -> int:
     """How many series have fewer runs than two segments need (not analysed)."""
-    return sum(len(p) < 2 * settings.min_segment for p in series.values())
+    return sum(len(p) < 2 * settings_for(k, settings, ratio_settings).min_segment for k, p in series.items())
 

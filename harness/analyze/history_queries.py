@@ -1,4 +1,5 @@
-"""Reading the history database: runs, trends and series of a metric, noise, baselines and recorded results."""
+"""Reading the history database: runs, trends and series of a metric (its run medians, or its ratios to a
+reference side), noise, baselines and recorded results."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, Table, and_, func, select
 from sqlalchemy.engine import Connection
 
-from harness.analyze.history_tables import ab_records, baselines, cell_metrics, runs
+from harness.analyze.history_tables import ab_records, baselines, cell_metrics, cell_ratios, runs
 from harness.core.errors import HarnessInputError
 from harness.core.schema import SCHEMA_VERSION, RunResults
 from harness.core.stats import successive_sd
@@ -53,6 +54,10 @@ class TrendPoint:
     n: int
     p90: float
     genai_version: str | None
+    ratio: float | None = None  # to the cell's reference side in that run (None: it had none)
+    ratio_low: float | None = None
+    ratio_high: float | None = None
+    reference: str | None = None  # the reference side's label
 
 
 def _ab_runs():
@@ -82,9 +87,11 @@ class HistoryQueries:
     def trend(self, cell_key: str, metric: str, limit: int = 50) -> list[TrendPoint]:
         """The last `limit` runs' summaries of one metric of one cell, oldest first (A/B sides left out, as
         in `series`)."""
-        m = cell_metrics.c
-        q = (select(m.run_id, runs.c.started_at, m.median, m.mean, m.stdev, m.n, m.p90, runs.c.genai_version)
+        m, v = cell_metrics.c, cell_ratios.c
+        q = (select(m.run_id, runs.c.started_at, m.median, m.mean, m.stdev, m.n, m.p90, runs.c.genai_version,
+                    v.ratio, v.ci_low.label("ratio_low"), v.ci_high.label("ratio_high"), v.reference)
              .join(runs, runs.c.run_id == m.run_id)
+             .outerjoin(cell_ratios, and_(v.run_id == m.run_id, v.cell_key == m.cell_key, v.metric == m.metric))
              .where(m.cell_key == cell_key, m.metric == metric, m.run_id.not_in(_ab_runs()))
              .order_by(runs.c.started_at.desc(), m.run_id.desc()).limit(limit))
         with self.engine.connect() as conn:
@@ -98,13 +105,28 @@ class HistoryQueries:
         runs; filtered by cell keys, metric tags, suite name, hostname and first run time (ISO). The two
         sides of A/B comparisons (and so of bisect steps) are not in any series: they measure other
         settings under the suite's keys, interleaved in time with its nightly runs."""
+        return self._series(cell_metrics, cells, metrics, suite, host, since, limit)
+
+    def ratio_series(self, cells: Sequence[str] = (), metrics: Sequence[str] = (), suite: str | None = None,
+                     host: str | None = None, since: str | None = None,
+                     limit: int = 500) -> dict[SeriesKey, list[SeriesPoint]]:
+        """As `series`, the cells' ratios to their reference side: one series per (suite, host, cell, metric,
+        reference label), so a new pinned reference starts a series of its own."""
+        return self._series(cell_ratios, cells, metrics, suite, host, since, limit)
+
+    def _series(self, table: Table, cells: Sequence[str], metrics: Sequence[str], suite: str | None,
+                host: str | None, since: str | None, limit: int) -> dict[SeriesKey, list[SeriesPoint]]:
         from harness.analyze.changes import SeriesKey, SeriesPoint
 
-        m, r = cell_metrics.c, runs.c
+        m, r = table.c, runs.c
+        ratios = table is cell_ratios
         cell_host = func.coalesce(m.host, r.hostname)
-        q = (select(r.suite_name, cell_host.label("hostname"), m.cell_key, m.metric, m.run_id, r.started_at, m.median,
-                    r.genai_version, r.openvino_version)
-             .join(runs, r.run_id == m.run_id).where(m.run_id.not_in(_ab_runs())).order_by(r.started_at, m.run_id))
+        value = m.ratio if ratios else m.median
+        q: Select = (select(r.suite_name, cell_host.label("hostname"), m.cell_key, m.metric, m.run_id, r.started_at,
+                            value.label("value"), r.genai_version, r.openvino_version,
+                            *([m.reference] if ratios else []))
+                     .join(runs, r.run_id == m.run_id).where(m.run_id.not_in(_ab_runs()))
+                     .order_by(r.started_at, m.run_id))
         if cells:
             q = q.where(m.cell_key.in_(list(cells)))
         if metrics:
@@ -118,9 +140,10 @@ class HistoryQueries:
         out: dict[SeriesKey, list[SeriesPoint]] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(q):
-                key = SeriesKey(suite=row.suite_name, host=row.hostname, cell_key=row.cell_key, metric=row.metric)
+                key = SeriesKey(suite=row.suite_name, host=row.hostname, cell_key=row.cell_key, metric=row.metric,
+                                reference=row.reference if ratios else None)
                 out.setdefault(key, []).append(SeriesPoint(
-                    run_id=row.run_id, started_at=row.started_at, median=row.median,
+                    run_id=row.run_id, started_at=row.started_at, median=row.value,
                     genai_version=row.genai_version, openvino_version=row.openvino_version))
         return {k: v[-limit:] for k, v in out.items()}
 

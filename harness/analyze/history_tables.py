@@ -62,6 +62,25 @@ cell_metrics = Table(
     Index("ix_cell_metrics_cell_metric", "cell_key", "metric"),
 )
 
+# A cell's ratios to its reference side (CellResult.vs_reference), beside its absolute values in cell_metrics.
+# Added after the first databases: create_all adds it to an older one when it is opened.
+cell_ratios = Table(
+    "cell_ratios", metadata,
+    Column("run_id", String, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("cell_key", String, primary_key=True),
+    Column("metric", String, primary_key=True),
+    Column("reference", String, nullable=False),  # the reference side's label: it names the ratio series
+    Column("side", Text, nullable=False),  # what the reference side changes (SideSpec.label())
+    Column("ratio", Double, nullable=False),  # candidate / reference
+    Column("ci_low", Double),
+    Column("ci_high", Double),
+    Column("call_pairs", Integer, nullable=False),
+    Column("process_pairs", Integer, nullable=False),
+    Column("reference_median", Double),  # the reference side's own median
+    Column("host", String),  # as cell_metrics.host
+    Index("ix_cell_ratios_cell_metric", "cell_key", "metric"),
+)
+
 ab_records = Table(
     "ab_records", metadata,
     Column("ab_id", String, primary_key=True),

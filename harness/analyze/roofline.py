@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 from harness.core.escaping import json_of
 from harness.core.host import fingerprint as host_fingerprint
 from harness.core.metrics import AchievedBandwidth, HostMemoryBandwidth, RooflinePercent, WeightBytesPerToken
-from harness.core.schema import BandwidthReading, HostInfo, MemoryBandwidth
+from harness.core.schema import BandwidthReading, HostInfo, HostLoad, MemoryBandwidth
 from harness.records.run_files import write_whole
 
 MiB = 2**20
@@ -161,6 +161,26 @@ def check_bandwidth(threads: int | None = None, array_mb: float | None = None) -
 # A run's check below this share of the host's best: the host was busy with other work when the run started.
 UNDER_LOAD_SHARE = 0.7
 KEPT_READINGS = 20  # the best reading and the latest others: enough to see a host's spread, a bounded file
+# A reading below this share of the host's best is implausible for a quiet host (quiet full measurements here
+# spread 17.2-19.8 GB/s, within 13%): it is measured again, so that one busy moment decides nothing.
+REMEASURE_BELOW_SHARE = 0.8
+REMEASURES = 3  # at most, each a short check
+REMEASURE_PAUSE_S = 1.0  # between them: long enough for a burst of other work (a compile, a test) to pass
+
+LoadWatch = Callable[[], Callable[[], HostLoad]]  # start watching; the function returned gives the load since
+
+
+def watch_load() -> Callable[[], HostLoad]:
+    """How busy the host is while a bandwidth measurement runs in this process: other processes' CPU over it (this
+    process's threads are the measurement; its child processes count as other work)."""
+    from harness.core.host_state import watch
+
+    done = watch(descendants=False, own_work=True)
+    return lambda: done().load()
+
+
+def _busy(reading: BandwidthReading) -> bool:
+    return reading.load is not None and reading.load.busy
 
 
 class BandwidthHistory(BaseModel):
@@ -176,6 +196,10 @@ class BandwidthHistory(BaseModel):
     def best(self) -> BandwidthReading:
         return max(self.readings, key=lambda r: r.triad_gbs)
 
+    def quiet(self) -> bool:
+        """Some reading was taken on a quiet host (readings from before loads were recorded count as quiet)."""
+        return any(not _busy(r) for r in self.readings)
+
     def with_reading(self, reading: BandwidthReading) -> BandwidthHistory:
         readings = [*self.readings, reading]
         best = max(readings, key=lambda r: r.triad_gbs)
@@ -187,19 +211,22 @@ class BandwidthHistory(BaseModel):
         kept = [r for r in readings if any(r is k for k in [*pinned, *latest])]
         return self.model_copy(update={"measurements": self.measurements + 1, "readings": kept})
 
-    def figure(self, this_run: BandwidthReading | None) -> MemoryBandwidth:
+    def figure(self, this_run: BandwidthReading | None,
+               remeasured: list[BandwidthReading] | None = None) -> MemoryBandwidth:
         best = self.best()
+        mine = [r for r in (this_run, *(remeasured or [])) if r is not None]
         copies = [r.copy_gbs for r in self.readings if r.copy_gbs is not None]
         return MemoryBandwidth(triad_gbs=best.triad_gbs, copy_gbs=max(copies) if copies else None,
                                triad_median_gbs=best.triad_median_gbs, array_mb=self.array_mb, threads=self.threads,
-                               seconds=this_run.seconds if this_run else 0.0, measured_at=best.measured_at,
-                               fingerprint=self.fingerprint,
-                               cached=this_run is None or this_run.triad_gbs < best.triad_gbs, method=self.method,
-                               measurements=self.measurements, this_run=this_run)
+                               seconds=round(sum(r.seconds for r in mine), 2), measured_at=best.measured_at,
+                               fingerprint=self.fingerprint, cached=best not in mine, method=self.method,
+                               measurements=self.measurements, this_run=this_run, best=best,
+                               remeasured=remeasured or [])
 
 
 def _read_history(path: Path, fingerprint: str) -> BandwidthHistory | None:
-    """The host's cached measurements; a file of the earlier format (one measurement) reads as one reading."""
+    """The host's cached measurements; a file of the earlier format (one measurement) reads as one reading, and
+    readings from before loads were recorded read with none."""
     try:
         text = path.read_text()
     except OSError:
@@ -218,43 +245,88 @@ def _read_history(path: Path, fingerprint: str) -> BandwidthHistory | None:
     return found if found.fingerprint == fingerprint and found.readings else None
 
 
+def implausible(reading: BandwidthReading, prior: BandwidthReading | None) -> bool:
+    """A reading the host's figure must not rest on alone: far below the host's earlier best, or, on a host with
+    no reading yet, taken while the host was busy. (A host whose readings are all busy ones is measured in full
+    on every call until a quiet one comes, so it is not measured again on top of that.)"""
+    if prior is None:
+        return _busy(reading)
+    return reading.triad_gbs < REMEASURE_BELOW_SHARE * prior.triad_gbs
+
+
 def host_bandwidth(cache_dir: Path, host: HostInfo, remeasure: bool = False,
                    measure: Callable[[str], MemoryBandwidth] | None = None,
-                   check: Callable[[], BandwidthReading] | None = None) -> MemoryBandwidth:
-    """The host's bandwidth: the best of its measurements, cached under its fingerprint.
+                   check: Callable[[], BandwidthReading] | None = None, watch: LoadWatch | None = None,
+                   pause_s: float = REMEASURE_PAUSE_S) -> MemoryBandwidth:
+    """The host's bandwidth: the best of its measurements, cached under its fingerprint, each kept with how busy
+    the host was while it ran (`watch`).
 
     A figure measured once and trusted forever was wrong for good when that one measurement ran beside other
     work (4.3 GB/s read on a host that gives 19.8 idle: every later roofline 4x too high). Other work can only
     lower a reading, so the best one is the host's figure, and each call adds a short `check` (a second or less)
     that raises it when the host is quieter than before and tells the caller, in `this_run`, how busy the host
-    is now. The first call on a host makes a full measurement (`measure`, a few seconds); so does `remeasure`,
-    whose reading is added to the others. A cache file that does not read as measurements is replaced."""
+    is now. A full measurement (`measure`, a few seconds) is made on a host's first call, with `remeasure`, and
+    while no reading of the host was taken on a quiet one (its figure is still a busy one's). A reading that is
+    `implausible` is measured again, up to REMEASURES short checks `pause_s` apart, stopping at a plausible one;
+    every reading is kept. A cache file that does not read as measurements is replaced."""
     from harness.models.cache import entry_lock
 
     fingerprint = host_fingerprint(host)
     path = cache_dir / "host-bandwidth" / f"{fingerprint}.json"
+    start = watch or watch_load
+
+    def checked(known: BandwidthHistory) -> BandwidthReading:
+        # the same arrays and threads as the host's full measurement, so the readings compare
+        done = start()
+        reading = (check or (lambda: check_bandwidth(known.threads, known.array_mb)))()
+        return reading.model_copy(update={"load": done()})
+
     # one measurement at a time per host: two at once would each see half the bandwidth
     with entry_lock(path):
         history = _read_history(path, fingerprint)
-        if history is None or remeasure:
+        prior = history.best() if history is not None else None
+        if history is None or remeasure or not history.quiet():
+            done = start()
             full = (measure or (lambda f: measure_bandwidth(fingerprint=f)))(fingerprint)
-            reading = full.this_run or BandwidthReading(
+            reading = (full.this_run or BandwidthReading(
                 kind="full", triad_gbs=full.triad_gbs, triad_median_gbs=full.triad_median_gbs,
                 copy_gbs=full.copy_gbs, seconds=full.seconds, measured_at=full.measured_at)
+            ).model_copy(update={"load": done()})
             history = (history.with_reading(reading) if history is not None else
                        BandwidthHistory(fingerprint=fingerprint, array_mb=full.array_mb, threads=full.threads,
                                         method=full.method, measurements=1, readings=[reading]))
         else:
-            known = history  # the same arrays and threads as the host's full measurement, so the readings compare
-            reading = (check or (lambda: check_bandwidth(known.threads, known.array_mb)))()
+            reading = checked(history)
             history = history.with_reading(reading)
+        again: list[BandwidthReading] = []
+        while len(again) < REMEASURES and implausible(again[-1] if again else reading, prior):
+            time.sleep(pause_s)
+            again.append(checked(history))
+            history = history.with_reading(again[-1])
         write_whole(path.parent, path.name, json_of(history, indent=1))
-        return history.figure(reading)
+        return history.figure(reading, again)
+
+
+def this_run_best(bw: MemoryBandwidth) -> BandwidthReading | None:
+    """The best of the readings this run made (its first and any re-measurements)."""
+    mine = [r for r in (bw.this_run, *bw.remeasured) if r is not None]
+    return max(mine, key=lambda r: r.triad_gbs) if mine else None
 
 
 def under_load(bw: MemoryBandwidth) -> bool:
-    """This run's own reading is far below the host's best: other work was using memory bandwidth (and CPU)."""
-    return bw.this_run is not None and bw.this_run.triad_gbs < UNDER_LOAD_SHARE * bw.triad_gbs
+    """The host is busy now: even the best of this run's readings is far below the host's best, or every one of
+    them was taken while other processes used the CPU."""
+    now = this_run_best(bw)
+    if now is None:
+        return False
+    mine = [r for r in (bw.this_run, *bw.remeasured) if r is not None]
+    return now.triad_gbs < UNDER_LOAD_SHARE * bw.triad_gbs or all(_busy(r) for r in mine)
+
+
+def figure_busy(bw: MemoryBandwidth) -> bool:
+    """The figure itself is a busy host's: no reading of this host was taken on a quiet one yet, so it is likely
+    low (every roofline % against it high) until a quiet run measures the host again."""
+    return bw.best is not None and _busy(bw.best)
 
 
 # ---------------------------------------------------------------- weight bytes per token

@@ -51,6 +51,11 @@ def ab(
     min_rounds: Annotated[int, typer.Option(min=2, max=10000, help="rounds before any verdict")] = 5,
     max_rounds: Annotated[int, typer.Option(min=2, max=100000)] = 200,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="seed of the side order")] = 0,
+    pairing: Annotated[str | None, typer.Option(help="calls: both sides loaded in long-lived processes, calls "
+                                                "alternating in ABBA blocks (default); processes: one fresh process "
+                                                "per side per round")] = None,
+    blocks: Annotated[int | None, typer.Option(min=1, max=10000, help="calls pairing: ABBA blocks (two call pairs "
+                                               "each) per pair of processes [default: 4]")] = None,
     out: Annotated[Path | None, typer.Option(help="output directory (default: results/<time>-ab-<suite>)")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="model and environment cache [default: HARNESS_CACHE_DIR or "
                                                         "~/.cache/ov-genai-harness]")] = None,
@@ -82,6 +87,10 @@ def ab(
         base, candidate = base or parsed.ab.base, candidate or parsed.ab.candidate
         budget = budget or parsed.ab.budget
         metric = metric or parsed.ab.metrics
+        pairing = pairing or parsed.ab.pairing
+        blocks = blocks or parsed.ab.blocks
+    if pairing not in (None, "calls", "processes"):
+        raise HarnessInputError("command line", "--pairing", pairing, "must be calls or processes")
     budget_s = parse_duration(budget or "10m")
     check_alpha(alpha)
     check_rounds(min_rounds, max_rounds)
@@ -94,7 +103,7 @@ def ab(
         validate_side("command line", f"--{option}", side, by_name)
     cells = ab_cells(parsed, suite_path)
     settings = ABSettings(alpha=alpha, budget_s=budget_s, min_rounds=min_rounds, max_rounds=max_rounds,
-                          metrics=list(metric or []), seed=seed)
+                          metrics=list(metric or []), seed=seed, pairing=pairing or "calls", blocks=blocks or 4)
     settings.thresholds.update(parsed.compare_thresholds)
     settings.thresholds.update(parse_thresholds(threshold))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

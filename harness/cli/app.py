@@ -15,6 +15,7 @@ from harness.cli.common import err_console
 from harness.cli.compare import compare
 from harness.cli.devices import devices
 from harness.cli.history import register as register_history
+from harness.cli.host import host
 from harness.cli.metrics import metrics
 from harness.cli.prepare import prepare
 from harness.cli.report import report
@@ -30,7 +31,7 @@ DEFAULT_RESULTS = Path("results")
 
 
 # in the order --help lists them
-for command in (run, report, compare, serve, devices, prepare, schema, metrics):
+for command in (run, report, compare, serve, devices, host, prepare, schema, metrics):
     app.command()(command)
 register_history(app)
 app.command()(ab)

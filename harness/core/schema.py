@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 from harness.core.errors import HarnessInputError
 from harness.core.input_files import parse_json
 
-SCHEMA_VERSION = "1.11"
+SCHEMA_VERSION = "1.12"
 
 ExportPrecision = Literal["fp16", "int8", "int4", "gguf"]
 # "served": a remote server's model, whatever it runs; the harness neither exported nor measured its precision
@@ -94,6 +94,34 @@ class ScenarioSpec(Strict):
     params: dict[str, PropertyValue] = Field(default_factory=dict)
 
 
+class SideSpec(Strict):
+    """What one side changes on top of the suite: at most an environment, a model folder, a device and
+    OpenVINO properties (an A/B side, a bisect candidate, a cell's reference side)."""
+
+    env: str | None = None
+    model: str | None = None
+    device: str | None = None
+    properties: dict[str, PropertyValue] = Field(default_factory=dict)
+
+    def label(self) -> str:
+        parts = [f"env={self.env}"] if self.env else []
+        parts += [f"model={self.model}"] if self.model else []
+        parts += [f"device={self.device}"] if self.device else []
+        parts += [f"properties.{k}={v}" for k, v in sorted(self.properties.items())]
+        return " ".join(parts) or "the suite as is"
+
+
+class ReferenceSide(Strict):
+    """A pinned reference a cell is measured against, interleaved with it in the same run (the suite's
+    `reference_side`): its ratios form their own series in the history, named by `label`."""
+
+    label: str = Field(description="the name of the ratio series, e.g. r2026.3")
+    side: SideSpec
+    process_pairs: int = Field(2, ge=1, le=100, description="pairs of fresh processes (reference and cell, both "
+                               "loaded) each cell is measured against it in")
+    blocks: int = Field(8, ge=1, le=1000, description="ABBA blocks (two call pairs each) per process pair")
+
+
 
 class Gate(Strict):
     """A pass/fail limit on one metric's summary, for qualification and release suites."""
@@ -119,6 +147,25 @@ class ChangeSettings(BaseModel):
                              "is confirmed only after this many runs at the new level")
     penalty: float = Field(3.0, gt=0, le=1000, description="PELT penalty per change point, in units of "
                            "run-to-run variance x log(runs)")
+    noise: Literal["segments", "series"] = Field(
+        "segments", description="the t-test's standard error: `segments`, the two segments' own spread (Yuen's "
+        "trimmed Welch test, floored by the series' noise), for absolute series whose noise drifts and has heavy "
+        "tails; `series`, the whole series' robust noise sd with the series' degrees of freedom, for series whose "
+        "noise is stationary (ratios to a reference side: the machine's drift cancels)")
+
+
+class RatioChangeSettings(ChangeSettings):
+    """Change settings of ratio series (candidate / reference side), tuned by benchmarks/ratio_series_detection.py:
+    the drift cancels in a ratio, so its noise is stationary and the series' own noise is the test's error
+    (`noise: series`); a 3% shift at 1% noise per run is then found 3 runs after it 92% of the time, with 0.07
+    false change points per 100 runs (0.57 with heavy-tailed noise). With the run medians' settings (a Welch test
+    of the 3 new runs' own spread, 2 or 3 degrees of freedom) it was found 8.5% of the time."""
+
+    max_pvalue: float = Field(0.01, gt=0, lt=1, description="t-test p-value a change point must be below")
+    min_magnitude: float = Field(0.015, ge=0, lt=10, description="smallest relative shift reported (0.015 = 1.5%)")
+    penalty: float = Field(2.0, gt=0, le=1000, description="PELT penalty per change point, in units of "
+                           "run-to-run variance x log(runs)")
+    noise: Literal["segments", "series"] = Field("series", description="see ChangeSettings.noise")
 
 
 class CellSpec(Strict):
@@ -175,6 +222,9 @@ class CellSpec(Strict):
         None, description="the Python environment (stack version) its worker processes run in; None: the harness's own")
     host: str | None = Field(
         None, description="cluster runs with --each-node: the node (host) the cell is pinned to, an axis of its key")
+    reference_side: ReferenceSide | None = Field(
+        None, description="the suite's pinned reference, measured interleaved with this cell (CellResult.vs_reference); "
+        "not part of the key")
 
     @property
     def remote(self) -> bool:
@@ -480,6 +530,35 @@ class CheckOutputs(Strict):
         return self.model_copy(update=update)
 
 
+class RatioFigure(Strict):
+    """One metric of a cell against its reference side: candidate / reference over paired calls."""
+
+    metric: str
+    ratio: float = Field(description="geometric mean of the paired ratios candidate / reference")
+    ci_low: float | None = Field(description="95% interval of the ratio; with 2+ process pairs it counts the "
+                                 "process pairs' own offsets (cluster-robust over process pairs, Student-t), with one "
+                                 "only the call-to-call noise; None with fewer than 2 call pairs")
+    ci_high: float | None
+    call_pairs: int = Field(description="paired calls (one candidate and one reference call each)")
+    process_pairs: int = Field(description="pairs of worker processes the calls came from")
+    higher_is_better: bool = Field(description="the metric's direction: a ratio above 1 is better when true")
+
+
+class ReferenceRatios(Strict):
+    """A cell measured against the suite's reference side in the same run (CellSpec.reference_side)."""
+
+    label: str = Field(description="the reference side's name, which names its ratio series in the history")
+    description: str = Field(description="what the reference side changes (SideSpec.label())")
+    runtime_versions: dict[str, str | None] = Field(
+        default_factory=dict, description="stack versions the reference side's worker imported")
+    ratios: list[RatioFigure] = Field(default_factory=list)
+    summaries: dict[str, Summary] = Field(default_factory=dict, description="the reference side's own values per "
+                                          "metric")
+
+    def figure(self, metric: str) -> RatioFigure | None:
+        return next((f for f in self.ratios if f.metric == metric), None)
+
+
 class CellResult(Strict):
     key: str
     spec: CellSpec
@@ -510,6 +589,10 @@ class CellResult(Strict):
                                       "since 1.9")
     slo_search: SloSearch | None = Field(None, description="serving with slo_search: the rates tried and the "
                                          "highest within the SLO; since 1.9")
+    vs_reference: ReferenceRatios | None = Field(None, description="the cell against its reference side "
+                                                 "(spec.reference_side), measured interleaved in the same run")
+    host_state: HostState | None = Field(None, description="what else ran on the host while the cell's measuring "
+                                         "processes ran (harness/core/host_state.py); since 1.12")
 
 
 # ---------------------------------------------------------------- the run
@@ -519,6 +602,81 @@ class DeviceInfo(Strict):
     name: str
     full_name: str | None = None
     properties: dict[str, str] = Field(default_factory=dict)
+
+
+HostWarningKind = Literal["other_cpu", "load", "cpu_pressure", "steal", "throttle", "memory", "swap", "governor",
+                          "turbo", "smt", "battery"]
+# what other work does to the host while it measures; the other kinds are how the host is set up
+BUSY_KINDS: frozenset[str] = frozenset({"other_cpu", "load", "cpu_pressure", "steal", "throttle", "memory", "swap"})
+
+
+class HostWarning(Strict):
+    """One thing about the host that makes measurements move (harness/core/host_state.py)."""
+
+    kind: HostWarningKind
+    message: str = Field(description="one line, with the figures that tripped it")
+
+    @property
+    def busy(self) -> bool:
+        return self.kind in BUSY_KINDS
+
+
+class BusyProcess(Strict):
+    name: str
+    pid: int
+    cpu_pct: float = Field(description="CPU it used over the window, % of one core (as top shows it)")
+
+
+class HostLoad(Strict):
+    """How busy the host was while something was measured: the part of a HostState a bandwidth reading keeps."""
+
+    other_cpu_pct: float | None = Field(None, description="CPU of other processes, % of all logical cores")
+    load_avg_1m: float | None = None
+    busy: bool = Field(description="the host state's warnings said busy (HostState.busy)")
+
+
+class HostState(Strict):
+    """What made numbers move on the host while it measured (a quiet-host check, after pyperf's `system show`);
+    every reading is None where the host does not expose it (containers and VMs hide much of /sys). Since 1.12."""
+
+    measured_at: str
+    window_s: float = Field(description="the window other processes' CPU, steal and swapping were measured over")
+    own_work: bool = Field(False, description="taken over the harness's own measuring work (a cell's processes, a "
+                           "bandwidth measurement): the load average and CPU pressure count that work, so they are "
+                           "recorded but not judged")
+    logical_cores: int | None = None
+    other_cpu_pct: float | None = Field(None, description="CPU used by processes other than the harness's own "
+                                        "(its measuring workers included), % of all logical cores")
+    steal_pct: float | None = Field(None, description="CPU the hypervisor gave to other guests, % of all cores")
+    busy_processes: list[BusyProcess] = Field(default_factory=list, description="the busiest other processes")
+    load_avg_1m: float | None = None
+    load_avg_5m: float | None = None
+    cpu_pressure_pct: float | None = Field(None, description="/proc/pressure/cpu some avg10: % of time a task waited "
+                                           "for a CPU")
+    cpu_mhz: float | None = Field(None, description="current CPU clock (psutil), MHz")
+    cpu_governor: str | None = Field(None, description="cpufreq scaling governor(s), comma-separated when CPUs differ")
+    cpu_freq_driver: str | None = None
+    turbo: bool | None = Field(None, description="turbo / boost on (intel_pstate no_turbo, cpufreq boost)")
+    smt: str | None = Field(None, description="/sys/devices/system/cpu/smt/control: on, off, notsupported, ...")
+    throttle_count: int | None = Field(None, description="thermal throttle events since boot, summed over CPUs")
+    throttled: int | None = Field(None, description="thermal throttle events during the window")
+    memory_total_mb: float | None = None
+    memory_available_mb: float | None = None
+    memory_pressure_pct: float | None = Field(None, description="/proc/pressure/memory some avg10: % of time a task "
+                                              "stalled on memory")
+    swap_used_mb: float | None = None
+    swapped_mb: float | None = Field(None, description="swapped in and out during the window, MiB")
+    on_battery: bool | None = None
+    warnings: list[HostWarning] = Field(default_factory=list, description="what the thresholds of "
+                                        "harness/core/host_state.py made of these readings when they were taken")
+
+    @property
+    def busy(self) -> bool:
+        """Other work disturbed the measurement (a warning of a BUSY_KINDS kind)."""
+        return any(w.busy for w in self.warnings)
+
+    def load(self) -> HostLoad:
+        return HostLoad(other_cpu_pct=self.other_cpu_pct, load_avg_1m=self.load_avg_1m, busy=self.busy)
 
 
 class BandwidthReading(Strict):
@@ -531,6 +689,8 @@ class BandwidthReading(Strict):
     copy_gbs: float | None = Field(None, description="best copy of its repetitions (full measurements only)")
     seconds: float = Field(description="wall time it took, allocating the arrays included")
     measured_at: str
+    load: HostLoad | None = Field(None, description="how busy the host was while it measured (None: not recorded, "
+                                  "readings before 1.12)")
 
 
 class MemoryBandwidth(Strict):
@@ -546,7 +706,8 @@ class MemoryBandwidth(Strict):
     triad_median_gbs: float = Field(description="median triad over the repetitions of the best measurement")
     array_mb: float = Field(description="size of each of the three arrays, MiB")
     threads: int
-    seconds: float = Field(description="wall time of the measurement (since 1.10: this run's, 0 when it made none)")
+    seconds: float = Field(description="wall time of the measurement (since 1.10: this run's, 0 when it made none; "
+                           "since 1.12 with its re-measurements)")
     measured_at: str = Field(description="when the measurement giving triad_gbs was made")
     fingerprint: str = Field(description="the host fingerprint it is cached under (harness.core.host.fingerprint)")
     cached: bool = Field(False, description="triad_gbs comes from an earlier measurement, read from the cache, "
@@ -556,6 +717,12 @@ class MemoryBandwidth(Strict):
     this_run: BandwidthReading | None = Field(
         None, description="the measurement this run made (None: none); far below triad_gbs, the host was busy with "
         "other work when the run started; since 1.10")
+    best: BandwidthReading | None = Field(
+        None, description="the reading triad_gbs is: its kind, when, and how busy the host was then (its load busy: "
+        "no reading of this host was taken on a quiet host yet, so the figure is likely low); since 1.12")
+    remeasured: list[BandwidthReading] = Field(
+        default_factory=list, description="readings this run made again because its first one was implausible "
+        "(far below the host's best, or taken on a busy host with no best to compare to); since 1.12")
 
 
 class HostInfo(Strict):
@@ -697,6 +864,8 @@ class RunMetadata(Strict):
                                  "items), as given")
     dropped_gates: list[DroppedGate] = Field(default_factory=list, description="gates of the suite that the "
                                              "overrides left without a cell, so not checked")
+    host_state_before: HostState | None = Field(None, description="the host before the first cell (a resumed run: "
+                                                "before it was resumed last); since 1.12")
 
 
 class RunResults(Strict):

@@ -121,3 +121,38 @@ def successive_sd(values: Sequence[float] | np.ndarray) -> float:
         return 0.0
     diffs = np.diff(x)
     return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / math.sqrt(2))
+
+
+def two_level_sd(groups: Sequence[Sequence[float]]) -> tuple[float, float] | None:
+    """(within, between) standard deviations of values nested in groups (one-way random effects, method of
+    moments): `within` pooled over the groups, `between` the sd of the groups' own offsets beyond what the
+    within noise puts into their means (floored at 0). None without two groups of two values."""
+    kept = [np.asarray(g, dtype=float) for g in groups if len(g) >= 2]
+    if len(kept) < 2:
+        return None
+    dof = sum(g.size - 1 for g in kept)
+    within_var = sum(float(((g - g.mean()) ** 2).sum()) for g in kept) / dof
+    means = np.asarray([g.mean() for g in kept])
+    mean_share = float(np.mean([within_var / g.size for g in kept]))
+    between_var = max(0.0, float(means.var(ddof=1)) - mean_share)
+    return math.sqrt(within_var), math.sqrt(between_var)
+
+
+def clustered_geomean_ratio_ci(groups: Sequence[Sequence[float]],
+                               confidence: float = 0.95) -> tuple[float, float, float] | None:
+    """Geometric mean of paired ratios measured in groups (one group per pair of worker processes), with an
+    interval that counts the groups' own offsets: with 2+ groups the cluster-robust (CR1) standard error of the
+    mean log ratio with k − 1 degrees of freedom (for equal groups, the Student-t interval of the group means);
+    with one group, the Student-t interval of its ratios, which sees the call-to-call noise only. None for fewer
+    than 2 ratios."""
+    logs = [np.log(np.asarray(g, dtype=float)) for g in groups if len(g)]
+    n = sum(g.size for g in logs)
+    if n < 2:
+        return None
+    if len(logs) == 1:
+        return geomean_ratio_ci(np.exp(logs[0]).tolist(), confidence)
+    m = float(sum(g.sum() for g in logs) / n)
+    k = len(logs)
+    var = k / (k - 1) * sum(float(g.sum() - g.size * m) ** 2 for g in logs) / n ** 2
+    h = float(sps.t.ppf(0.5 + confidence / 2, k - 1)) * math.sqrt(var)
+    return math.exp(m), math.exp(m - h), math.exp(m + h)

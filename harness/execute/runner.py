@@ -20,6 +20,7 @@ from harness.core.events import (
     TransformersDone,
     Unreadable,
 )
+from harness.core.host_state import watch
 from harness.core.input_files import MAX_MODEL_CONFIG_BYTES, load_json
 from harness.core.metrics import HostMemoryBandwidth, RunnerCPU, WeightBytesPerToken
 from harness.core.schema import (
@@ -61,10 +62,13 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
         return failed_preparation(cell, failure, started, now_iso())
     prepared = prepare_cell(cell, run_dir, options, progress, shared)
     events, status, error = prepared.events, prepared.status, prepared.error
+    host_state = None
     if prepared.task is not None:
         reference = _reference_runner(cell, prepared.task, prepared.workdir, prepared.env)
         # the runner's own CPU over the worker processes' wall time (reference runs left out of both)
         busy, wall = 0.0, 0.0
+        # other work on the host over the measuring processes: two snapshots, the harness and its workers excluded
+        host = watch(own_work=True)
         for process in range(cell.processes):
             # Odd processes run their reference first, so neither side always runs in the other's wake.
             if reference and process % 2:
@@ -77,6 +81,7 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
                 break
             if reference and not process % 2:
                 events.append(reference(process))
+        host_state = host()
         if status == "ok":
             found = transformers_reference(prepared, events, progress, options.cache_dir)
             if found is not None:
@@ -85,9 +90,22 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
             events.append(RunnerValues(cell_values={RunnerCPU.tag: 100.0 * busy / wall}))
         if options.memory_bandwidth_gbs is not None:
             events.append(RunnerValues(cell_values={HostMemoryBandwidth.tag: options.memory_bandwidth_gbs}))
+    ratios, note = None, None
+    if status == "ok" and prepared.task is not None and cell.reference_side is not None:
+        from harness.execute.paired import call_pairing_possible
+        from harness.execute.reference_side import measure_vs_reference, reference_cell
+
+        ref = (prepare_cell(reference_cell(cell), run_dir / "reference-side", options, progress)
+               if call_pairing_possible(cell.scenario.kind) else None)
+        ratios, note = measure_vs_reference(prepared, ref, options, progress)
     if not options.keep_workdirs:
         worker_process.remove_tree(prepared.workdir / "compile-cache")
-    return cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)
+    result = cell_result(cell, events, status, error, started, now_iso(), time.monotonic() - t0)
+    result.host_state = host_state
+    result.vs_reference = ratios
+    if note:
+        result.notes.append(note)
+    return result
 
 
 @dataclass

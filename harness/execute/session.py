@@ -10,10 +10,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.analyze.roofline import figure_busy, this_run_best, under_load
 from harness.analyze.roofline import host_bandwidth as measured_bandwidth
-from harness.analyze.roofline import under_load
 from harness.core.errors import HarnessInputError, error_line
-from harness.core.schema import FAILED_STATUSES, CellSpec, HostInfo, MemoryBandwidth, RunMetadata, RunResults
+from harness.core.host_state import read_host_state
+from harness.core.schema import (
+    FAILED_STATUSES,
+    CellSpec,
+    HostInfo,
+    HostState,
+    MemoryBandwidth,
+    RunMetadata,
+    RunResults,
+)
 from harness.execute.cluster import placement
 from harness.execute.cluster.executor import (
     RESULTS_EVERY_S,
@@ -162,6 +171,8 @@ def open_run(planned: PlannedRun, say: Say) -> RunSession:
     if request.resume is not None:
         say.info(_resume_summary(run_dir, cells, request.retry_failed))
     if fleet is None:  # on a cluster each node measures its own, in its probe
+        # before the bandwidth check: that check's own threads would count in the load it reads
+        meta.host_state_before = quiet_host_check(say)
         meta.host.memory_bandwidth = host_bandwidth(request.cache_dir, meta.host, say)
     environments = prepare_environments(suite.environments, request.cache_dir, log=say.info)
     meta.environments = [e.record() for e in environments.values()]
@@ -236,13 +247,30 @@ def host_bandwidth(cache_dir: Path, host: HostInfo, say: Say) -> MemoryBandwidth
     else:
         how = (f"best of {bw.measurements} measurements on this host, from {bw.measured_at}; this run's "
                f"{now.kind}: {now.triad_gbs:.1f} GB/s in {now.seconds:.1f} s")
+    if bw.remeasured:
+        how += (f"; too low or taken on a busy host, so measured {len(bw.remeasured)} more times: "
+                + ", ".join(f"{r.triad_gbs:.1f}" for r in bw.remeasured) + " GB/s")
     copy = f", copy {bw.copy_gbs:.1f} GB/s" if bw.copy_gbs is not None else ""
     say.info(f"memory bandwidth: triad {bw.triad_gbs:.1f} GB/s{copy} ({how})")
-    if now is not None and under_load(bw):
-        say.warn(f"memory bandwidth now {now.triad_gbs:.1f} GB/s, {100 * now.triad_gbs / bw.triad_gbs:.0f}% of this "
-                 "host's best: other work is running, so this run's measurements will be slower and noisier than on "
-                 "a quiet host")
+    best_now = this_run_best(bw)
+    if best_now is not None and under_load(bw):
+        load = best_now.load
+        cpu = f", other processes {load.other_cpu_pct:.0f}% CPU" if load and load.other_cpu_pct is not None else ""
+        say.warn(f"memory bandwidth now {best_now.triad_gbs:.1f} GB/s, {100 * best_now.triad_gbs / bw.triad_gbs:.0f}% "
+                 f"of this host's best{cpu}: other work is running, so this run's measurements will be slower and "
+                 "noisier than on a quiet host")
+    if figure_busy(bw):
+        say.warn(f"this host's memory bandwidth figure ({bw.triad_gbs:.1f} GB/s) comes from readings taken on a busy "
+                 "host only: roofline % will read high until a run measures it on a quiet one (docs/roofline.md)")
     return bw
+
+
+def quiet_host_check(say: Say) -> HostState:
+    """The host before the first cell (harness/core/host_state.py), each of its warnings said in one line."""
+    state = read_host_state()
+    for w in state.warnings:
+        say.warn(f"host: {w.message}")
+    return state
 
 
 def parse_faults(given: list[str], keys: set[str]) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """Worker process: prepares the models of one cell and runs it, reporting through an events file.
 
-Run as `python -m harness.execute.worker TASK_JSON EVENTS_JSONL`. Each event (harness/core/events.py) is one JSON line,
-flushed at once, so the parent keeps everything measured even if this process is killed or crashes."""
+Run as `python -m harness.execute.worker TASK_JSON EVENTS_JSONL [READY_FD]`. Each event (harness/core/events.py) is
+one JSON line, flushed at once, so the parent keeps everything measured even if this process is killed or crashes.
+A `calls` task stays loaded and takes its calls as `CallOrder` lines on stdin, writing a byte to READY_FD when it
+is ready for the next (harness/execute/call_worker.py drives it)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from harness.core.errors import error_line
 from harness.core.escaping import json_of
 from harness.core.events import BatchEvent, Done, Error, Event, Log, Phase, Prepared, Runtime, SampleEvent
 from harness.core.schema import CellSpec
-from harness.execute.backends import backend_for
+from harness.execute.backends import backend_for, call_backend
+from harness.execute.backends.driver import serve_calls
 from harness.execute.preparation import PrepareKey, prepare_keys
 from harness.kinds import kind_spec
 from harness.plan import validation
@@ -31,9 +34,16 @@ if TYPE_CHECKING:
 
 FAULTS_MODULE_ENV = "HARNESS_FAULTS_MODULE"
 
+class CallOrder(BaseModel):
+    """What the parent of a `calls` worker asks next: one measured call on `iteration`'s input, or None: finish."""
+
+    iteration: int | None
+
+
 class WorkerTask(BaseModel):
-    # "prepare": build/export the cell's models into the cache; "measure": load them and run the cell.
-    mode: Literal["prepare", "measure"]
+    # "prepare": build/export the cell's models into the cache; "measure": load them and run the cell; "calls":
+    # load them and make one call per order (the paired A/B engine)
+    mode: Literal["prepare", "measure", "calls"]
     cell: CellSpec
     cache_dir: str
     workdir: str
@@ -49,7 +59,7 @@ class WorkerTask(BaseModel):
 
     @model_validator(mode="after")
     def _measure_has_models(self) -> WorkerTask:
-        if self.mode == "measure" and self.model_dir is None:
+        if self.mode != "prepare" and self.model_dir is None:
             raise ValueError("a measure task names the prepared model_dir")
         return self
 
@@ -82,15 +92,15 @@ def _emitter(path: Path) -> Emit:
     return emit
 
 
-def run_task(task: WorkerTask, emit: Emit) -> None:
+def run_task(task: WorkerTask, emit: Emit, calls: CallChannel | None = None) -> None:
     from harness.models.prepare import prepare_model
 
     cell = task.cell
     cache = Path(task.cache_dir)
     log = lambda msg: emit(Log(message=msg))  # noqa: E731
-    if task.mode == "measure":
+    if task.mode != "prepare":
         assert task.model_dir is not None  # the task's validator requires it for measuring
-        _measure(task, Path(task.model_dir), Path(task.draft_dir) if task.draft_dir else None, emit)
+        _measure(task, Path(task.model_dir), Path(task.draft_dir) if task.draft_dir else None, emit, calls)
         return
     emit(Phase(phase="prepare"))
     if task.prepare is not None:  # one model of the run's shared preparations (runner.Preparations)
@@ -174,7 +184,22 @@ def faults_module() -> Any:
     return importlib.import_module(name)
 
 
-def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit: Emit) -> None:
+class CallChannel:
+    """A `calls` worker's side of its orders: CallOrder lines on a text stream, a byte on `ready_fd` when ready."""
+
+    def __init__(self, orders: Any, ready_fd: int) -> None:
+        self.orders, self.ready_fd = orders, ready_fd
+
+    def next(self) -> int | None:
+        line = self.orders.readline()
+        return CallOrder.model_validate_json(line).iteration if line.strip() else None  # EOF: the parent is gone
+
+    def ready(self) -> None:
+        os.write(self.ready_fd, b"r")
+
+
+def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit: Emit,
+             calls: CallChannel | None = None) -> None:
     cell = task.cell
     emit(Runtime(versions=runtime_versions()))
     if task.fault is not None:
@@ -200,6 +225,12 @@ def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit: Em
                                         f"'{cell.model.source}'")
         source = resolved.path
     models = CellModels(model_dir, draft_dir, Path(task.workdir), source)
+    if task.mode == "calls":
+        backend = call_backend(cell.scenario.kind)
+        if backend is None or calls is None:
+            raise RuntimeError(f"kind {cell.scenario.kind} cannot make its calls one at a time on order")
+        serve_calls(cell, models, emit_tagged, backend, calls.next, calls.ready)
+        return
     backend_for(cell.scenario.kind)(cell, models, emit_tagged)
 
 
@@ -207,8 +238,9 @@ def main(argv: list[str]) -> int:
     task_path, events_path = Path(argv[0]), Path(argv[1])
     emit = _emitter(events_path)
     task = WorkerTask.model_validate_json(task_path.read_text())
+    calls = CallChannel(sys.stdin, int(argv[2])) if len(argv) > 2 else None
     try:
-        run_task(task, emit)
+        run_task(task, emit, calls)
     except Exception as e:  # noqa: BLE001 - every failure becomes a recorded cell error
         emit(Error(error=error_line(e), traceback=traceback.format_exc()))
         return 1

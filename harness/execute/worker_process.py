@@ -43,7 +43,7 @@ def cell_workdir(run_dir: Path, key: str) -> Path:
     return run_dir / "work" / re.sub(r"[^A-Za-z0-9_.=-]+", "_", key)[:150]
 
 
-def _read_new(path: Path, offset: int, final: bool = False) -> tuple[list[Event], int]:
+def read_new(path: Path, offset: int, final: bool = False) -> tuple[list[Event], int]:
     """Events of the complete lines appended since `offset`, a line that is no event as Unreadable. A partial
     last line waits for the next read, unless the worker is over (`final`): then it is a torn write."""
     if not path.exists():
@@ -90,7 +90,7 @@ def run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpec
         try:
             while True:
                 rc = proc.poll()
-                new, offset = _read_new(events_path, offset)
+                new, offset = read_new(events_path, offset)
                 for ev in new:
                     events.append(ev)
                     progress.cell_event(cell, ev)
@@ -106,23 +106,29 @@ def run_worker(task: WorkerTask, workdir: Path, timeout_s: float, cell: CellSpec
         except BaseException:
             kill_group(proc)
             raise
-        new, offset = _read_new(events_path, offset, final=True)
+        new, offset = read_new(events_path, offset, final=True)
         events.extend(new)
+    return events, *worker_outcome(events, rc, timed_out, since_progress, timeout_s, name, log_path)
+
+
+def worker_outcome(events: list[Event], rc: int | None, timed_out: bool, since_progress: bool, timeout_s: float,
+                   name: str, log_path: Path) -> tuple[CellStatus, str | None]:
+    """A finished (or stopped) worker's status and error from its events, exit code and log."""
     phase = next((e.phase for e in reversed(events) if isinstance(e, Phase)), name)
     err_event = next((e for e in events if isinstance(e, Error)), None)
     if timed_out and since_progress:
-        return events, "timeout", (f"reported no progress for {timeout_s:g} s, the {name} timeout (phase: {phase}); "
-                                   f"log: {_log_tail(log_path)}")
+        return "timeout", (f"reported no progress for {timeout_s:g} s, the {name} timeout (phase: {phase}); "
+                           f"log: {_log_tail(log_path)}")
     if timed_out:
-        return events, "timeout", f"exceeded the {name} timeout of {timeout_s:g} s (phase: {phase})"
+        return "timeout", f"exceeded the {name} timeout of {timeout_s:g} s (phase: {phase})"
     if err_event is not None:
-        return events, "failed", err_event.error
+        return "failed", err_event.error
     if rc == 0 and any(isinstance(e, Done) for e in events):
-        return events, "ok", None
+        return "ok", None
     if rc is not None and rc < 0:
         sig = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
-        return events, "crashed", f"worker died with signal {sig} (phase: {phase}); log: {_log_tail(log_path)}"
-    return events, "crashed", f"worker exited with code {rc} (phase: {phase}); log: {_log_tail(log_path)}"
+        return "crashed", f"worker died with signal {sig} (phase: {phase}); log: {_log_tail(log_path)}"
+    return "crashed", f"worker exited with code {rc} (phase: {phase}); log: {_log_tail(log_path)}"
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -18,7 +18,6 @@ settled or the time budget would be exceeded by another round. See docs/ab.md.""
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import statistics
@@ -26,13 +25,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
-from harness.analyze.aggregate import cell_result
+from harness.analyze.aggregate import cell_result, median_values
 from harness.analyze.compare import DEFAULT_THRESHOLDS, Verdict, worst_verdict
-from harness.core.errors import HarnessInputError
 from harness.core.events import Event
 from harness.core.metrics import (
     METRICS,
@@ -43,79 +41,21 @@ from harness.core.metrics import (
     PeakRSS,
     RequestThroughput,
 )
-from harness.core.schema import CellResult, CellSpec, PropertyValue
-from harness.core.stats import confidence_sequence, geomean_ratio_ci
+from harness.core.schema import CellResult, CellSpec, PropertyValue, SideSpec
+from harness.core.stats import confidence_sequence, geomean_ratio_ci, two_level_sd
+from harness.execute.paired import call_pairing_possible, process_pair
 from harness.execute.run_options import RunOptions
 from harness.execute.run_record import now_iso
 from harness.execute.runner import PreparedCell, measure_process, prepare_cell
 from harness.execute.worker_process import ProgressSink
+from harness.plan.sides import apply_side
+from harness.plan.sides import parse_side as parse_side  # re-exported: callers' old home
 
-AB_VERSION = "1.0"
+AB_VERSION = "1.1"  # 1.1: calls pairing (ABSettings.pairing, ABCell.pairing, ABMetric.paired_by)
 INTERRUPTED = "interrupted by the user"
 # Metrics judged by default, where a cell measures them (e2e follows TTFT and TPOT, so it is not judged twice).
 DEFAULT_METRICS = (TTFT.tag, TPOT.tag, OutputThroughput.tag, BatchOutputThroughput.tag, RequestThroughput.tag, PeakRSS.tag)
 SIDES = ("base", "candidate")
-
-
-class SideSpec(BaseModel):
-    """What one side changes on top of the suite: at most an environment, a model folder, a device and
-    OpenVINO properties."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    env: str | None = None
-    model: str | None = None
-    device: str | None = None
-    properties: dict[str, PropertyValue] = Field(default_factory=dict)
-
-    def label(self) -> str:
-        parts = [f"env={self.env}"] if self.env else []
-        parts += [f"model={self.model}"] if self.model else []
-        parts += [f"device={self.device}"] if self.device else []
-        parts += [f"properties.{k}={v}" for k, v in sorted(self.properties.items())]
-        return " ".join(parts) or "the suite as is"
-
-
-def parse_side(option: str, items: list[str]) -> SideSpec:
-    """`--base env=r263 --base properties.KV_CACHE_PRECISION=u8` and the like."""
-    side = SideSpec()
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not value:
-            raise HarnessInputError("command line", option, item, "expected env=NAME, model=DIR, device=NAME or "
-                                    "properties.NAME=VALUE")
-        if key in ("env", "model", "device"):
-            if getattr(side, key) is not None:
-                raise HarnessInputError("command line", option, item, f"{key} is given twice")
-            setattr(side, key, value)
-        elif key.startswith("properties.") and len(key) > len("properties."):
-            side.properties[key.removeprefix("properties.")] = _scalar(value)
-        else:
-            raise HarnessInputError("command line", option, item, f"unknown axis {key!r}; use env, model, device "
-                                    "or properties.NAME")
-    return side
-
-
-def _scalar(text: str) -> PropertyValue:
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):  # not JSON (or nested without end): the text itself
-        return text
-    return value if isinstance(value, str | int | float | bool) else text
-
-
-def apply_side(cell: CellSpec, side: SideSpec) -> CellSpec:
-    """The cell as one side runs it; the key stays the suite's so both sides' results line up."""
-    update: dict[str, Any] = {}
-    if side.env:
-        update["environment"] = side.env
-    if side.model:
-        update["model"] = cell.model.model_copy(update={"source": str(Path(side.model).resolve())})
-    if side.device:
-        update["device"] = side.device
-    if side.properties:
-        update["properties"] = {**cell.properties, **side.properties}
-    return cell.model_copy(update=update)
 
 
 class ABSettings(BaseModel):
@@ -128,6 +68,11 @@ class ABSettings(BaseModel):
                                "measure)")
     thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     seed: int = 0
+    pairing: Literal["calls", "processes"] = Field(
+        "calls", description="calls: both sides loaded at once in long-lived processes, calls alternating in ABBA "
+        "blocks, a round is one pair of fresh processes (kinds that cannot, and sides that do not fit in memory "
+        "together, fall back to processes); processes: a round is one fresh process per side")
+    blocks: int = Field(4, ge=1, description="calls pairing: ABBA blocks (two call pairs each) per process pair")
 
 
 class ABMetric(BaseModel):
@@ -146,6 +91,14 @@ class ABMetric(BaseModel):
     threshold: float = Field(description="the minimum effect that decided the verdict")
     verdict: Verdict
     settled_at: int | None = Field(None, description="round at which the verdict was settled")
+    paired_by: Literal["call", "process"] = Field(
+        "process", description="call: the ratio is of calls paired within a round (the round's value is the mean "
+        "of its call pairs' log ratios); process: of the rounds' per-process values")
+    pairs: int = Field(0, description="paired samples: call pairs (paired_by call) or rounds")
+    within_sd: float | None = Field(None, description="paired_by call: sd of one call pair's log ratio within a "
+                                    "process pair (pooled)")
+    between_sd: float | None = Field(None, description="paired_by call: sd of the process pairs' own offsets (log "
+                                     "ratio), beyond what the within-pair noise explains; 0 when not seen")
     base_values: list[float] = Field(default_factory=list, description="per-round values, base side")
     candidate_values: list[float] = Field(default_factory=list, description="per-round values, candidate side")
 
@@ -163,7 +116,9 @@ class ABCell(BaseModel):
     errors: dict[str, str] = Field(default_factory=dict, description="each failed side's error (base, candidate)")
     rounds: int = 0
     settled: bool = False
-    order: list[str] = Field(default_factory=list, description="which side ran first in each round")
+    order: list[str] = Field(default_factory=list, description="which side ran (or loaded) first in each round")
+    pairing: Literal["calls", "processes"] = Field("processes", description="how this cell's sides were paired")
+    pairing_note: str | None = Field(None, description="why a cell asked to pair calls was paired by processes")
     metrics: list[ABMetric] = Field(default_factory=list)
 
     @property
@@ -173,6 +128,14 @@ class ABCell(BaseModel):
 
 class ABResult(BaseModel):
     version: str = AB_VERSION
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """A 1.0 record paired whole processes (there was nothing else), whatever today's default is."""
+        if isinstance(data, dict) and data.get("version") == "1.0" and isinstance(data.get("settings"), dict):
+            data = {**data, "settings": {"pairing": "processes", **data["settings"]}}
+        return data
     ab_id: str
     suite_name: str
     suite_file: str | None = None
@@ -215,31 +178,39 @@ def decide(cs: tuple[float, float] | None, threshold: float, higher_is_better: b
 
 
 def judge(metric: str, base: list[float], cand: list[float], alpha: float, threshold: float,
-          target_rounds: int, min_rounds: int) -> ABMetric:
-    """One (cell, metric) from its paired per-round values."""
+          target_rounds: int, min_rounds: int, call_logs: list[list[float]] | None = None) -> ABMetric:
+    """One (cell, metric) from its paired per-round values; with `call_logs` (each round's call pairs' log
+    ratios) the rounds' log ratios are the means of their call pairs' (a two-level estimate: the rounds are the
+    independent units, so a process pair's own offset counts as the noise it is, and the call pairs make each
+    round's value precise)."""
     m = METRICS[metric]
     pairs = [(b, c) for b, c in zip(base, cand, strict=True) if b > 0 and c > 0]
-    logs = [math.log(c / b) for b, c in pairs]
-    ratio = math.exp(sum(logs) / len(logs)) if logs else float("nan")
-    fixed = geomean_ratio_ci([c / b for b, c in pairs]) if len(pairs) >= 2 else None
+    levels = None
+    if call_logs is not None:
+        kept = [r for r in call_logs if r]
+        logs = [statistics.fmean(r) for r in kept]
+        levels = two_level_sd(kept)
+        n_pairs = sum(len(r) for r in kept)
+    else:
+        logs = [math.log(c / b) for b, c in pairs]
+        n_pairs = len(pairs)
+    ratio = math.exp(statistics.fmean(logs)) if logs else float("nan")
+    fixed = geomean_ratio_ci([math.exp(x) for x in logs]) if len(logs) >= 2 else None
     seq = confidence_sequence(logs, alpha, target_rounds) if len(logs) >= 2 else None
     cs = (seq[1], seq[2]) if seq else None
     verdict = decide(cs, threshold, m.higher_is_better) if len(logs) >= min_rounds else "inconclusive"
     return ABMetric(
-        metric=metric, unit=m.unit, higher_is_better=m.higher_is_better, rounds=len(pairs),
+        metric=metric, unit=m.unit, higher_is_better=m.higher_is_better, rounds=len(logs),
         base_median=_median([b for b, _ in pairs]), candidate_median=_median([c for _, c in pairs]), ratio=ratio,
         ci_low=fixed[1] if fixed else None, ci_high=fixed[2] if fixed else None,
         cs_low=math.exp(cs[0]) if cs else None, cs_high=math.exp(cs[1]) if cs else None,
-        threshold=threshold, verdict=verdict, base_values=list(base), candidate_values=list(cand))
+        threshold=threshold, verdict=verdict, base_values=list(base), candidate_values=list(cand),
+        paired_by="call" if call_logs is not None else "process", pairs=n_pairs,
+        within_sd=levels[0] if levels else None, between_sd=levels[1] if levels else None)
 
 
 def _median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
-
-
-def round_values(events: list[Event], spec: CellSpec) -> dict[str, float]:
-    """One worker process's value of each metric: the median of its measured iterations (or its one value)."""
-    return {tag: s.median for tag, s in cell_result(spec, events, "ok", None, "", "", 0.0).summaries.items()}
 
 
 def run_ab(cells: list[CellSpec], base: SideSpec, candidate: SideSpec, out_dir: Path, options: RunOptions,
@@ -258,6 +229,11 @@ def run_ab(cells: list[CellSpec], base: SideSpec, candidate: SideSpec, out_dir: 
         ab.errors = {s: p.error or p.status for s, p in sides.items() if p.status != "ok"}
         if ab.errors:
             ab.error = "; ".join(f"{s}: {e}" for s, e in ab.errors.items())
+        elif settings.pairing == "calls":
+            if call_pairing_possible(cell.scenario.kind):
+                ab.pairing = "calls"
+            else:
+                ab.pairing_note = f"a {cell.scenario.kind} cell is measured as whole processes (no call-level pairing)"
         result.cells.append(ab)
         runs.append(_CellRun(cell, sides, ab, events={s: list(p.events) for s, p in sides.items()}))
     alpha_each: float | None = None  # fixed once the first round shows which metrics each cell measures
@@ -273,7 +249,10 @@ def run_ab(cells: list[CellSpec], base: SideSpec, candidate: SideSpec, out_dir: 
                 break
             r0 = time.monotonic()
             for run in active:
-                _one_round(run, rnd, rng, settings, options, progress)
+                if run.ab.pairing == "calls":
+                    _call_round(run, rnd, rng, settings, options, progress)
+                else:
+                    _one_round(run, rnd, rng, settings, options, progress)
             if alpha_each is None:
                 alpha_each = settings.alpha / max(1, sum(len(r.values) for r in runs))
             for run in active:
@@ -308,6 +287,7 @@ class _CellRun:
     ab: ABCell
     events: dict[str, list[Event]] = field(default_factory=dict)
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # metric -> side -> per round
+    call_logs: dict[str, list[list[float]]] = field(default_factory=dict)  # metric -> per round -> its call pairs'
     settled: dict[str, ABMetric] = field(default_factory=dict)  # metric -> the judgement that settled it
 
 
@@ -328,14 +308,53 @@ def _one_round(run: _CellRun, rnd: int, rng: random.Random, settings: ABSettings
             return
         got[side] = events
     run.ab.rounds = rnd + 1
-    base = round_values(got["base"], run.sides["base"].cell)
-    cand = round_values(got["candidate"], run.sides["candidate"].cell)
+    base = median_values(got["base"], run.sides["base"].cell)
+    cand = median_values(got["candidate"], run.sides["candidate"].cell)
     for metric in settings.metrics or DEFAULT_METRICS:
         b, c = base.get(metric), cand.get(metric)
         if b is not None and c is not None:
             vals = run.values.setdefault(metric, {"base": [], "candidate": []})
             vals["base"].append(b)
             vals["candidate"].append(c)
+
+
+def _call_round(run: _CellRun, rnd: int, rng: random.Random, settings: ABSettings, options: RunOptions,
+                progress: ProgressSink) -> None:
+    """One pair of fresh processes, both loaded, calls alternating in ABBA blocks (harness/execute/paired.py);
+    metrics a call measures are kept per call pair, the processes' own (load, memory) per round. When the two
+    sides do not fit in memory together the cell goes on in whole-process rounds, saying why."""
+    spec = {side: run.sides[side].cell for side in SIDES}
+    pp = process_pair(run.sides, rnd, settings.blocks, run.cell.warmup + 2 * settings.blocks * rnd, rng, options,
+                      progress)
+    for side in SIDES:
+        run.events[side] += pp.events.get(side, [])
+    if pp.no_room is not None:
+        run.ab.pairing, run.ab.pairing_note = "processes", f"paired by processes from round {rnd + 1}: {pp.no_room}"
+        _one_round(run, rnd, rng, settings, options, progress)
+        return
+    run.ab.order.append("base" if pp.blocks and pp.blocks[0] == "ABBA" else "candidate")
+    for side in SIDES:
+        if pp.status.get(side, "ok") != "ok":
+            setattr(run.ab, f"{side}_status", pp.status[side])
+            run.ab.errors[side] = f"round {rnd + 1}: {pp.errors[side]}"
+            run.ab.error = f"{side}, {run.ab.errors[side]}"
+            return
+    run.ab.rounds = rnd + 1
+    calls = [{side: median_values(p.events[side], spec[side]) for side in SIDES} for p in pp.pairs]
+    process = {side: median_values(pp.process_events(side), spec[side]) for side in SIDES}
+    for metric in settings.metrics or DEFAULT_METRICS:
+        got = [(c["base"][metric], c["candidate"][metric]) for c in calls
+               if c["base"].get(metric, 0) > 0 and c["candidate"].get(metric, 0) > 0]
+        vals = run.values.setdefault(metric, {"base": [], "candidate": []})
+        if got:
+            run.call_logs.setdefault(metric, []).append([math.log(c / b) for b, c in got])
+            vals["base"].append(statistics.median(b for b, _ in got))
+            vals["candidate"].append(statistics.median(c for _, c in got))
+        elif metric in process["base"] and metric in process["candidate"]:
+            vals["base"].append(process["base"][metric])
+            vals["candidate"].append(process["candidate"][metric])
+        elif not vals["base"]:
+            del run.values[metric]
 
 
 def _judge_cell(run: _CellRun, alpha: float, settings: ABSettings) -> None:
@@ -345,7 +364,7 @@ def _judge_cell(run: _CellRun, alpha: float, settings: ABSettings) -> None:
     for metric, vals in run.values.items():
         m = judge(metric, vals["base"], vals["candidate"], alpha,
                   settings.thresholds.get(metric, DEFAULT_THRESHOLDS.get(metric, 0.05)),
-                  settings.target_rounds, settings.min_rounds)
+                  settings.target_rounds, settings.min_rounds, run.call_logs.get(metric))
         if metric in run.settled:
             first = run.settled[metric]
             m.verdict, m.cs_low, m.cs_high, m.settled_at = first.verdict, first.cs_low, first.cs_high, first.settled_at

@@ -14,6 +14,7 @@ from harness.core.errors import HarnessInputError
 from harness.core.escaping import json_of
 from harness.core.input_files import MAX_AB_BYTES, invalid, load_json, parse_json
 from harness.experiment.ab import ABResult
+from harness.plan.sides import validate_side as validate_side  # re-exported: callers' old home
 from harness.records.run_files import refuse_links, write_whole
 
 if TYPE_CHECKING:
@@ -54,10 +55,11 @@ def read_suite(suite: str, sets: list[str] | None) -> tuple[Path, str, Overridde
 
 
 def ab_cells(suite: Suite, suite_path: Path) -> list[CellSpec]:
-    """The suite's cells as the sides run them: without the suite's environments (a side names its own)."""
+    """The suite's cells as the sides run them: without the suite's environments (a side names its own) and
+    without its reference side (the two sides are the comparison)."""
     from harness.plan.suite import expand
 
-    return expand(suite.model_copy(update={"environments": []}), suite_path)
+    return expand(suite.model_copy(update={"environments": [], "reference_side": None}), suite_path)
 
 
 def declared_environments(suite: Suite, env_options: list[str] | None) -> dict[str, EnvironmentSpec]:
@@ -68,27 +70,6 @@ def declared_environments(suite: Suite, env_options: list[str] | None) -> dict[s
     if env_options:
         declared.update({e.name: e for e in with_environments(suite, env_options).environments})
     return declared
-
-
-def validate_side(where: str, field: str, side: SideSpec, environments: dict[str, EnvironmentSpec]) -> None:
-    """One line (exit 2) when a side names an undeclared environment, a folder that is not an IR, or a
-    malformed device."""
-    from harness.models.ir import validate_ir_dir
-    from harness.plan.devices import validate_device_string
-
-    if side.env and side.env not in environments:
-        raise HarnessInputError(where, field, f"env={side.env}", "unknown environment; declare it in the suite's "
-                                f"environments or with --env {side.env}=PINS (known: {', '.join(environments) or 'none'})")
-    if side.model:
-        try:
-            validate_ir_dir(Path(side.model))
-        except Exception as e:  # noqa: BLE001 - ModelPreparationError: one line
-            raise HarnessInputError(where, field, f"model={side.model}", str(e)) from None
-    if side.device:
-        try:
-            validate_device_string(side.device)
-        except ValueError as e:
-            raise HarnessInputError(where, field, f"device={side.device}", str(e)) from None
 
 
 def execute_ab(req: ABRequest, log: Callable[[str], None]) -> tuple[ABResult, dict[str, RunResults]]:

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict
 from harness.core.metrics import TPOT, OutputThroughput
 
 if TYPE_CHECKING:
-    from harness.core.backend import CellModels, Emit
     from harness.core.schema import CellSpec
 
 
@@ -100,7 +99,10 @@ class KindSpec:
 
     name: str
     params: type[Params]
-    backend: str  # "module:function", imported in the worker only (it needs OpenVINO)
+    # "module:NAME" of its backend (harness/execute/backends/driver.py): a `Backend` (a pipeline and one call at a
+    # time), a `LoadBackend` (a server and loads), or a function `run(cell, models, emit)`; imported in the worker
+    # only (it needs OpenVINO)
+    backend: str
     report: ReportTable
     generates_text: bool = True  # token counts, greedy reference, repeat of the text
     # its output ids come from a streamer (LLMPipeline, VLMPipeline): without one (token_timing genai, beam search)
@@ -166,7 +168,8 @@ class KindSpec:
         assert self.bare_reference is not None
         return _named(self.bare_reference)(cell)
 
-    def run(self) -> Callable[[CellSpec, CellModels, Emit], None]:
+    def named_backend(self) -> Any:
+        """What `backend` names (the execute layer knows its types)."""
         return _named(self.backend)
 
 

@@ -33,7 +33,7 @@ class ContinuousBatchingParams(Params):
 
 
 KIND = KindSpec(
-    name="continuous_batching", params=ContinuousBatchingParams, backend="harness.execute.backends.genai_cb:run",
+    name="continuous_batching", params=ContinuousBatchingParams, backend="harness.execute.backends.genai_cb:BACKEND",
     bare_reference="harness.execute.backends.genai_cb:bare_reference_fields",
     same_as_greedy=True, throughput_metric=BatchOutputThroughput.tag,
     report=ReportTable(

@@ -12,7 +12,7 @@ class Image2ImageParams(ImageParams):
                             "int(steps · strength)")
 
 
-KIND = image_kind("image2image", Image2ImageParams, "harness.execute.backends.genai_image:run_image2image", image_table(
+KIND = image_kind("image2image", Image2ImageParams, "harness.execute.backends.genai_image:IMAGE2IMAGE", image_table(
     "Image to image (Image2ImagePipeline)",
     "One Image2ImagePipeline.generate call per iteration on a fixed generated input image (width × height, seeded "
     "noise over a gradient); step ms = time per image / denoising steps run (int(steps · strength)); VAE encoder "

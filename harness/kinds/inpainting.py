@@ -13,7 +13,7 @@ class InpaintingParams(ImageParams):
                                  "image's sides")
 
 
-KIND = image_kind("inpainting", InpaintingParams, "harness.execute.backends.genai_image:run_inpainting", image_table(
+KIND = image_kind("inpainting", InpaintingParams, "harness.execute.backends.genai_image:INPAINTING", image_table(
     "Inpainting (InpaintingPipeline)",
     "One InpaintingPipeline.generate call per iteration on a fixed generated image with a centred square mask "
     "(`mask_fraction` of each side); step ms = time per image / denoising steps run."))

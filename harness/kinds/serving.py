@@ -178,7 +178,7 @@ def needs_local_model(cell: CellSpec) -> bool:
 
 
 KIND = KindSpec(
-    name="serving", params=ServingParams, backend="harness.execute.backends.serving:run", same_as_greedy=True, served=True,
+    name="serving", params=ServingParams, backend="harness.execute.backends.serving:BACKEND", same_as_greedy=True, served=True,
     resolve_files="harness.load.suite_files:resolve_serving_files",
     cell_rules="harness.load.suite_files:serving_cell_rules",
     needs_local_model=needs_local_model, without_local_model="harness.load.prompt_tokenizer:check_remote_tokenizer",

@@ -22,7 +22,7 @@ class SpeechParams(Params):
 
 
 KIND = KindSpec(
-    name="speech", params=SpeechParams, backend="harness.execute.backends.genai_whisper:run", reference="same_kind",
+    name="speech", params=SpeechParams, backend="harness.execute.backends.genai_whisper:BACKEND", reference="same_kind",
     report=ReportTable(
         title="Speech to text (WhisperPipeline)",
         columns=(Column("RTF", RealTimeFactor.tag, digits=3), Column("latency ms", E2ELatency.tag), Column("TTFT ms", TTFT.tag, digits=2),

@@ -51,7 +51,7 @@ class PromptLookupParams(Params):
     max_ngram_size: int = Field(3, gt=0)
 
 
-LLM_BACKEND = "harness.execute.backends.genai_llm:run"
+LLM_BACKEND = "harness.execute.backends.genai_llm:BACKEND"
 LLM_REFERENCE = "harness.execute.backends.genai_llm:bare_reference_fields"
 GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, bare_reference=LLM_REFERENCE, streamed_ids=True, roofline=True, exact_input_length=True,
                     transformers_reference=True, greedy_reference=True,
@@ -66,10 +66,10 @@ PROMPT_LOOKUP = KindSpec(name="prompt_lookup", params=PromptLookupParams, backen
                          exact_input_length=True,
                          report=text_table("Prompt lookup decoding", DRAFTED_COLUMNS))
 OPTIMUM = KindSpec(
-    name="optimum", params=NoParams, backend="harness.execute.backends.optimum_llm:run", same_as_greedy=True,
+    name="optimum", params=NoParams, backend="harness.execute.backends.optimum_llm:OPTIMUM", same_as_greedy=True,
     report=text_table("Optimum Intel (OVModelForCausalLM.generate)", note=(
         "The same IR, prompts and generation settings through Optimum Intel; timed from tokenization to the "
         "decoded text like GenAI's generate(str), tokens timed by a transformers streamer.")))
-PYTORCH = KindSpec(name="pytorch", params=NoParams, backend="harness.execute.backends.optimum_llm:run_pytorch",
+PYTORCH = KindSpec(name="pytorch", params=NoParams, backend="harness.execute.backends.optimum_llm:PYTORCH",
                    original_weights=True,
                    reference="none", report=text_table("PyTorch reference (original Hugging Face model, f32)"))

@@ -51,7 +51,7 @@ def image_kind(name: str, params: type[Params], backend: str, table: ReportTable
                     reference="same_kind", compare_outputs=compare_images, repeat_tolerance=1.0)
 
 
-KIND = image_kind("text2image", ImageParams, "harness.execute.backends.genai_image:run_text2image", image_table(
+KIND = image_kind("text2image", ImageParams, "harness.execute.backends.genai_image:TEXT2IMAGE", image_table(
     "Text to image (Text2ImagePipeline)",
     "One Text2ImagePipeline.generate call per iteration (fixed width, height, steps and seed); step ms = time per "
     "image / denoising steps run; UNet and VAE decoder times from openvino-genai's ImageGenerationPerfMetrics."))

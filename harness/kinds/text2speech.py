@@ -60,7 +60,7 @@ def compare_audio(a: Any, b: Any) -> tuple[dict[str, float], str] | None:
 _ACCURACY = (Column("SNR vs fp16 dB", AudioSNR.tag, "max", 1), Column("cosine vs fp16", AudioCosine.tag, "max", 4))
 
 KIND = KindSpec(
-    name="text2speech", params=SpeechGenerationParams, backend="harness.execute.backends.genai_text2speech:run",
+    name="text2speech", params=SpeechGenerationParams, backend="harness.execute.backends.genai_text2speech:TEXT2SPEECH",
     generates_text=False, reference="same_kind", compare_outputs=compare_audio,
     # the kept waveform is rounded to 5 significant digits: a repeat computing the same audio keeps the same
     # points, a repeat off by float noise may move one in its last digit

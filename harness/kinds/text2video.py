@@ -70,6 +70,6 @@ TABLE = ReportTable(
     speedup_metric=SecondsPerVideo.tag, accuracy=IMAGE_ACCURACY)
 
 # kept thumbnails are block means rounded to whole pixel values: a repeat may move one by 1
-KIND = KindSpec(name="text2video", params=VideoParams, backend="harness.execute.backends.genai_video:run", report=TABLE,
+KIND = KindSpec(name="text2video", params=VideoParams, backend="harness.execute.backends.genai_video:TEXT2VIDEO", report=TABLE,
                 generates_text=False, reference="same_kind", compare_outputs=compare_videos,
                 repeat_tolerance=1.0)

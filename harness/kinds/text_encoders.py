@@ -70,7 +70,7 @@ def _encoder_kind(name: str, params: type[Params], compare: CompareOutputs, titl
                   note: str) -> KindSpec:
     """A text-encoder kind: documents per call, no text, accuracy on the first call's kept outputs."""
     return KindSpec(
-        name=name, params=params, backend=f"harness.execute.backends.genai_text_encoders:run_{name}", generates_text=False,
+        name=name, params=params, backend=f"harness.execute.backends.genai_text_encoders:{name.upper()}", generates_text=False,
         reference="same_kind", compare_outputs=compare,
         report=ReportTable(title=title, columns=(*_COLUMNS, accuracy), headline=_HEADLINE, speed=_SPEED,
                            speedup_metric=DocumentThroughput.tag, accuracy=(accuracy,), note=note))

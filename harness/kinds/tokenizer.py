@@ -13,7 +13,7 @@ from harness.core.metrics import (
 from harness.kinds.base import Column, KindSpec, NoParams, ReportTable
 
 KIND = KindSpec(
-    name="tokenizer", params=NoParams, backend="harness.execute.backends.tokenizer_parity:run", generates_text=False,
+    name="tokenizer", params=NoParams, backend="harness.execute.backends.tokenizer_parity:BACKEND", generates_text=False,
     reference="none", precision_axis=False,
     report=ReportTable(
         title="OpenVINO Tokenizers vs Hugging Face",

@@ -15,7 +15,7 @@ class VLMParams(Params):
 
 
 KIND = KindSpec(
-    name="vlm", params=VLMParams, backend="harness.execute.backends.genai_vlm:run", reference="same_kind", streamed_ids=True,
+    name="vlm", params=VLMParams, backend="harness.execute.backends.genai_vlm:BACKEND", reference="same_kind", streamed_ids=True,
     report=text_table(
         "Vision-language (VLMPipeline)",
         (*GENERATE_COLUMNS[:2], Column("image emb. ms", VLMEmbeddingsTime.tag, digits=2), *GENERATE_COLUMNS[2:4]),

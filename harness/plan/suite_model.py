@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harness.core.metrics import SloMetric
 from harness.core.schema import (
@@ -16,12 +24,15 @@ from harness.core.schema import (
     ExportPrecision,
     GenerationSpec,
     PropertyValue,
+    RatioChangeSettings,
+    SideSpec,
 )
 from harness.kinds import KINDS, kind_spec
 from harness.kinds.base import MAX_PROMPT_TOKENS
 from harness.plan.cell_keys import model_key_part
 from harness.plan.devices import validate_device_string
 from harness.plan.environments import EnvironmentSpec
+from harness.plan.sides import BadSideItem, side_item, side_of
 
 ATTENTION_BACKENDS = {"SDPA", "PA"}
 
@@ -208,6 +219,54 @@ class SuiteAB(_Strict):
     candidate: list[str] = Field(default_factory=list, description="e.g. [env=r2026_4]")
     budget: str | None = Field(None, description="e.g. 30m")
     metrics: list[str] = Field(default_factory=list, description="metrics judged (default: harness.experiment.ab.DEFAULT_METRICS)")
+    pairing: Literal["calls", "processes"] | None = Field(None, description="calls (default) or processes: see "
+                                                          "`harness ab --help`")
+    blocks: int | None = Field(None, ge=1, description="calls pairing: ABBA blocks per pair of processes")
+
+
+def _side_item(item: str) -> str:
+    try:
+        side_item(item)
+    except BadSideItem as e:
+        raise ValueError(e.message) from None
+    return item
+
+
+class SuiteReferenceSide(_Strict):
+    """A pinned reference measured interleaved with every cell the suite runs locally; the history keeps each
+    cell's ratios to it as their own series (`harness history changes`)."""
+
+    side: list[Annotated[str, AfterValidator(_side_item)]] = Field(
+        min_length=1, description="what the reference changes, as ab.base: env=NAME, model=DIR, device=NAME, "
+        "properties.NAME=VALUE, e.g. [env=r2026_3]")
+    label: str | None = Field(None, min_length=1, max_length=100, description="the name of its ratio series, e.g. "
+                              "r2026.3 (default: the side's items)")
+    changes: RatioChangeSettings = Field(default_factory=RatioChangeSettings, description="how `harness history "
+                                         "changes` finds change points in the ratio series")
+    process_pairs: int = Field(2, ge=1, le=100, description="pairs of fresh processes (the reference side and the "
+                               "cell, both loaded, calls in ABBA blocks) per cell, after the cell's own processes")
+    blocks: int = Field(8, ge=1, le=1000, description="ABBA blocks (two call pairs each) per process pair")
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or re.search(r"[\x00-\x1f\x7f-\x9f]", v)):
+            raise ValueError("a label is printable text, not blank and without control characters")
+        return v
+
+    @model_validator(mode="after")
+    def _one_side(self) -> SuiteReferenceSide:
+        try:
+            side_of(self.side)
+        except BadSideItem as e:
+            raise ValueError(f"{e.message} (got {e.item!r})") from None
+        return self
+
+    def spec(self) -> SideSpec:
+        return side_of(self.side)
+
+    def series_label(self) -> str:
+        return self.label or self.spec().label()
 
 
 class Suite(_Strict):
@@ -253,6 +312,9 @@ class Suite(_Strict):
     ab: SuiteAB | None = Field(None, description="the sides `harness ab` compares when the command line names none")
     changes: ChangeSettings = Field(default_factory=ChangeSettings, description="how `harness history changes` "
                                     "finds change points in this suite's series (command-line options override)")
+    reference_side: SuiteReferenceSide | None = Field(
+        None, description="a pinned reference (an environment, a model folder, ...) measured interleaved with each "
+        "cell in the same run; its environment is not an axis. The history keeps each cell's ratio to it")
 
     @field_validator("environments")
     @classmethod
@@ -344,15 +406,23 @@ class Suite(_Strict):
         if self.environments:
             known.add("env")
         env_names = {e.name for e in self.environments}
+        reference_env = self.reference_side.spec().env if self.reference_side else None
+        if reference_env is not None and reference_env not in env_names:
+            raise ValueError(f"reference_side names environment {reference_env!r}, which the suite does not declare "
+                             f"in environments; declared: {sorted(env_names)}")
+        axis_envs = env_names - {reference_env}  # the reference side's environment is no axis
         for i, rule in enumerate(self.exclude):
             for k in rule:
                 if k not in known:
                     raise ValueError(f"exclude[{i}] names unknown axis {k!r}; known: {sorted(known)}")
             named = rule.get("env")
             for env in named if isinstance(named, list) else [] if named is None else [named]:
-                if env not in env_names:  # it would exclude nothing, silently
+                if env == reference_env:  # it would exclude nothing, silently
+                    raise ValueError(f"exclude[{i}] names environment {env!r}, the reference side's, which is no "
+                                     "axis of the suite's cells")
+                if env not in axis_envs:
                     raise ValueError(f"exclude[{i}] names environment {env!r}, which the suite does not declare; "
-                                     f"declared: {sorted(env_names)}")
+                                     f"declared: {sorted(axis_envs)}")
         if self.iterations > self.max_iterations:
             raise ValueError(f"iterations ({self.iterations}) is above max_iterations ({self.max_iterations})")
         for i, gate in enumerate(self.gates):

@@ -6,9 +6,11 @@ from collections import defaultdict
 
 from markupsafe import Markup
 
+from harness.core.host_state import summary
 from harness.core.schema import FAILED_STATUSES, CellResult, RunResults
 from harness.kinds import kind_spec
 from reports.goodput import sweep_limits
+from reports.host_states import BUSY_NOTE, busy_cells
 from reports.html.environment import env
 from reports.html.labels import short_labels
 from reports.html.loads import load_sections, sweep_curves
@@ -81,4 +83,7 @@ def render_html(results: RunResults, trends: dict[str, Trend] | None = None) -> 
         servers=server_rows(results.cells),
         repeated=[(c.key, figs) for c in ok if (figs := repeated_loads(c))],
         searches=[c for c in ok if c.slo_search is not None],
+        references=[(c.key, c.vs_reference) for c in ok if c.vs_reference is not None and c.vs_reference.ratios],
+        busy={c.key: found for c, found in busy_cells(results.cells)}, busy_note=BUSY_NOTE,
+        host_before=results.metadata.host_state_before, host_summary=summary,
     )

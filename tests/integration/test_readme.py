@@ -101,6 +101,7 @@ TABLE: dict[str, Expect] = {
         OK, "device GPU not available on this host", set=QUICK + SHORT + ("precisions=[int8]",),
         why="no GPU here: its cells are skipped with the reason; AUTO runs on the CPU"),
     "scripts/harness devices": Expect(OK, "CPU", slow=False),
+    "scripts/harness host": Expect(OK, "other processes' CPU", slow=False),
     "scripts/harness run suites/release.yaml --list": Expect(OK, "cells from", slow=False),
     "scripts/harness prepare synthetic:small --precision int4": Expect(
         OK, "tiny-int4-", placeholders=(("synthetic:small", "synthetic:tiny"),),
@@ -131,6 +132,9 @@ TABLE: dict[str, Expect] = {
     "scripts/harness ab default --candidate properties.KV_CACHE_PRECISION=u8 --metric tpot_ms": Expect(
         (0, 1), "wrote", set=QUICK + SHORT + ON_TINY + AB_ONE, append=("--min-rounds", "2"),
         why="two rounds of one cell: the verdict, so exit 0 or 1, is the measurement's"),
+    "scripts/harness ab default --candidate properties.KV_CACHE_PRECISION=u8 --pairing processes --budget 5m": Expect(
+        (0, 1), "wrote", set=QUICK + SHORT + ON_TINY + AB_ONE, append=("--min-rounds", "2"),
+        why="two rounds of whole processes of one cell: the verdict, so exit 0 or 1, is the measurement's"),
     "scripts/harness run default --env old=openvino-genai==2026.3.1 --env new=openvino-genai==2026.4.1": Expect(
         BAD_INPUT, "environment old", env=NO_ENVS, set=QUICK + SHORT + ON_TINY,
         why="openvino-genai 2026.3.1 comes from the package registry: offline its environment cannot be built"),
@@ -140,6 +144,10 @@ TABLE: dict[str, Expect] = {
         (3,), "nothing judged", needs=("last_good",), slow=False,
         why="one nightly run is recorded here: no series is long enough to hold a change point, so the gate judged "
             "nothing (exit 3, not a pass)"),
+    "scripts/harness history changes --on ratio --recent 3": Expect(
+        (3,), "nothing judged", slow=False,
+        why="no run recorded here was measured beside a reference side: there is no ratio series, so the gate "
+            "judged nothing (exit 3, not a pass)"),
     "scripts/harness history changes --cell KEY --metric tpot_ms --since 2026-11-01 --format md --out changes.md":
         Expect(OK, "", writes="changes.md", needs=("default_run",), slow=False),
     "scripts/harness history --cell KEY --metric tpot_ms": Expect(OK, "tpot_ms", needs=("default_run",), slow=False),

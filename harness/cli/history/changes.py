@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast, get_args
 
 import typer
 
@@ -35,34 +35,43 @@ def changes(
                                                     "change point (default 3)")] = None,
     penalty: Annotated[float | None, typer.Option(show_default=False, help="PELT penalty in units of run-to-run "
                                                   "variance x log(runs) (default 3)")] = None,
+    on: Annotated[str, typer.Option("--on", help="which series: value (run medians), ratio (candidate / reference "
+                                    "side, where a suite has reference_side) or both")] = "both",
     format: Annotated[str, typer.Option("--format", "-f", help="table | md | json")] = "table",
     out: Annotated[Path | None, typer.Option(help="write the md or json here instead of stdout")] = None,
 ) -> None:
     """Change points in every suite x host x cell x metric series of the history (PELT, then a trimmed Welch
-    t-test); exit 1 with --recent N when a regression starts among a series' newest N runs, 3 when nothing could be
-    judged (no recorded series match; with --recent, none long enough to hold a change point)."""
-    from harness.analyze.changes import default_metrics, recent_regressions
+    t-test), and in every series of ratios to a reference side; exit 1 with --recent N when a regression starts
+    among a series' newest N runs, 3 when nothing could be judged (no recorded series match; with --recent, none
+    long enough to hold a change point)."""
+    from harness.analyze.changes import SeriesKey, SeriesPoint, default_metrics, recent_regressions
     from harness.analyze.history_changes import change_settings, changes_in, too_short
-    from harness.core.schema import ChangeSettings
-    from reports.changes_report import ChangesReport, changes_table, pct, render_changes_md
+    from harness.core.schema import ChangeSettings, RatioChangeSettings
+    from reports.changes_report import ChangesReport, SeriesOn, changes_table, pct, render_changes_md
 
     check_format(format, ("table", "md", "json"))
+    if on not in get_args(SeriesOn):  # checked here, not by typer, for the one-line error every option gives
+        raise HarnessInputError("command line", "--on", on, f"choose from {', '.join(get_args(SeriesOn))}")
+    which = cast("SeriesOn", on)
     if out is not None and format == "table":
         raise HarnessInputError("command line", "--out", str(out), "writes md or json: add --format md or --format json")
     check_metrics(metric or [])
     since_iso = _since(since) if since is not None else None
-    settings, suite_name = change_settings(suite)
+    settings, ratio_settings, suite_name = change_settings(suite)
+    # the options apply to both kinds of series
     overrides = {k: v for k, v in (("max_pvalue", max_pvalue), ("min_magnitude", min_magnitude),
                                    ("min_segment", min_segment), ("penalty", penalty)) if v is not None}
     try:
         settings = ChangeSettings.model_validate({**settings.model_dump(), **overrides})
+        ratio_settings = RatioChangeSettings.model_validate({**ratio_settings.model_dump(), **overrides})
     except Exception as e:  # noqa: BLE001 - pydantic ValidationError: one line naming the option
         err = e.errors()[0]  # type: ignore[attr-defined]
         raise HarnessInputError("command line", f"--{str(err['loc'][0]).replace('_', '-')}", err["input"],
                                 err["msg"]) from None
-    if recent is not None and recent < settings.min_segment:
+    segment = max(settings.min_segment if on != "ratio" else 0, ratio_settings.min_segment if on != "value" else 0)
+    if recent is not None and recent < segment:
         raise HarnessInputError("command line", "--recent", recent, f"is below the minimum segment "
-                                f"({settings.min_segment} runs): a change point needs that many runs at the new "
+                                f"({segment} runs): a change point needs that many runs at the new "
                                 "level, so one among fewer could never be flagged")
     with open_store(db) as store:
         if suite_name is not None and suite_name not in store.suite_names():
@@ -74,19 +83,25 @@ def changes(
                 if key not in known:
                     raise HarnessInputError(store.url, "--cell", key,
                                             f"no recorded values for this cell{similar_cells(key, sorted(known))}")
-        series = store.series(cells=cell or (), metrics=metric or default_metrics(), suite=suite_name, host=host,
-                              since=since_iso, limit=limit)
+        series: dict[SeriesKey, list[SeriesPoint]] = {}
+        for query, wanted in ((store.series, on != "ratio"), (store.ratio_series, on != "value")):
+            if wanted:
+                series |= query(cells=cell or (), metrics=metric or default_metrics(), suite=suite_name, host=host,
+                                since=since_iso, limit=limit)
         url = store.url
-    found = changes_in(series, settings)
+    ratio_series = sum(k.reference is not None for k in series)
+    found = changes_in(series, settings, ratio_settings)
     flagged = recent_regressions(found, recent) if recent is not None else []
-    report = ChangesReport(database=url, settings=settings, series=len(series), too_short=too_short(series, settings),
+    report = ChangesReport(database=url, on=which, settings=settings, ratio_settings=ratio_settings, series=len(series),
+                           ratio_series=ratio_series, too_short=too_short(series, settings, ratio_settings),
                            recent=recent, recent_regressions=len(flagged), changes=found)
     if format == "table":  # no series at all is said below (nothing judged)
         if found:
             wide_console().print(changes_table(report))
         elif series:
-            err_console.print(f"no change points in {len(series)} series of {url} ({report.too_short} too short "
-                              f"to have one: under {2 * settings.min_segment} runs)", highlight=False)
+            err_console.print(f"no change points in {len(series)} series of {url} ({ratio_series} of them "
+                              f"ratios to a reference side; {report.too_short} too short to have one: under "
+                              f"{2 * segment} runs)", highlight=False)
     else:
         text = json_of(report, indent=1, ascii_only=True) if format == "json" else render_changes_md(report)
         if out is not None:
@@ -101,8 +116,9 @@ def changes(
                                                                       f"{c.after_run}" for c in flagged)))
         raise typer.Exit(1)
     if not series or (recent is not None and report.too_short == len(series)):  # a gate that looked at nothing
-        why = (f"no recorded series match in {url}" if not series else f"each of the {len(series)} series is too short "
-               f"to hold a change point (under {2 * settings.min_segment} runs)")
+        what = {"value": "series", "ratio": "ratio series", "both": "series"}[on]
+        why = (f"no recorded {what} match in {url}" if not series else f"each of the {len(series)} series is too "
+               f"short to hold a change point (under {2 * segment} runs)")
         err_console.print(styled("red", "nothing judged:", why))
         raise typer.Exit(EXIT_NOT_JUDGED)
 

@@ -13,6 +13,7 @@ from harness.cli.history.common import DbOpt, open_store, similar_cells, when
 from harness.core.errors import HarnessInputError
 
 if TYPE_CHECKING:
+    from harness.analyze.changes import ChangePoint
     from harness.analyze.history import HistoryStore
     from harness.analyze.history_queries import TrendPoint
 
@@ -75,7 +76,6 @@ def _change(prev: TrendPoint | None, cur: TrendPoint, higher_is_better: bool) ->
 def _print_trend(store: HistoryStore, cell: str, metric: str, limit: int, suite: str | None) -> None:
     from harness.analyze.history_changes import change_starts
     from harness.core.metrics import METRICS
-    from reports.changes_report import magnitude, pvalue
 
     check_metrics([metric])
     points = store.trend(cell, metric, limit=limit)
@@ -86,15 +86,34 @@ def _print_trend(store: HistoryStore, cell: str, metric: str, limit: int, suite:
     direction = "higher" if m.higher_is_better else "lower"
     # change points are marked on their first run at the new level
     starts = change_starts(store, cell, metric, suite)
+    # where the cell ran beside a reference side: its ratio to it, a series of its own with its own change points
+    ratios = any(p.ratio is not None for p in points)
+    ratio_starts = change_starts(store, cell, metric, suite, ratios=True) if ratios else {}
     table = Table("run", "date", f"median ± stdev ({m.unit})", "n", "genai", "vs previous", "change point",
+                  *(["÷ reference [95% CI]", "ratio change point"] if ratios else []),
                   title=f"{metric} of {cell} ({direction} is better)")
     prev = None
     for p in points:
         spread = f" ± {_num(p.stdev)}" if p.stdev is not None else ""
-        c = starts.get(p.run_id)
-        mark = Text(f"▶ {magnitude(c)} {c.direction}, p={pvalue(c.pvalue)}",
-                    style="red" if c.direction == "regression" else "green") if c else ""
+        ratio = [_ratio(p), _mark(ratio_starts.get(p.run_id))] if ratios else []
         table.add_row(p.run_id, when(p.started_at), f"{_num(p.median)}{spread}", str(p.n),
-                      p.genai_version or "?", _change(prev, p, m.higher_is_better), mark)
+                      p.genai_version or "?", _change(prev, p, m.higher_is_better), _mark(starts.get(p.run_id)),
+                      *ratio)
         prev = p
     wide_console().print(table)
+
+
+def _mark(c: ChangePoint | None) -> Text | str:
+    from reports.changes_report import magnitude, pvalue
+
+    if c is None:
+        return ""
+    return Text(f"▶ {magnitude(c)} {c.direction}, p={pvalue(c.pvalue)}",
+                style="red" if c.direction == "regression" else "green")
+
+
+def _ratio(p: TrendPoint) -> str:
+    if p.ratio is None:
+        return ""
+    interval = f" [{p.ratio_low:.3f}, {p.ratio_high:.3f}]" if p.ratio_low is not None and p.ratio_high is not None else ""
+    return f"{p.ratio:.3f}{interval} ÷ {p.reference}"

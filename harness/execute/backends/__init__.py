@@ -1,16 +1,33 @@
 """Backends run one cell inside a worker process.
 
-Each backend is a function `run(cell, models, emit)` (harness/core/backend.py), named by its kind's registry
-entry (harness.kinds), that reports through `emit` as typed events (harness/core/events.py)."""
+A kind's registry entry (harness.kinds) names its backend: a `Backend` or `LoadBackend` that the one driver
+(driver.py) runs, or a plain function `run(cell, models, emit)`; every one reports through `emit` as typed events
+(harness/core/events.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from harness.core.backend import CellModels, Emit
 from harness.core.schema import CellSpec
+from harness.execute.backends.driver import Backend, LoadBackend, measure_cell, measure_loads
 from harness.kinds import kind_spec
 
 
 def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
-    return kind_spec(kind).run()
+    """The function that runs one cell of `kind` in a worker."""
+    named = kind_spec(kind).named_backend()
+    if isinstance(named, Backend):
+        return partial(measure_cell, backend=named)
+    if isinstance(named, LoadBackend):
+        return partial(measure_loads, backend=named)
+    return named  # type: ignore[no-any-return]
+
+
+def call_backend(kind: str) -> Backend | None:
+    """The kind's `Backend` when its calls can be made one at a time on order (a loaded pipeline, one call per
+    measured unit: what the paired A/B engine needs); None for kinds measured only as whole processes (a load
+    against a server, a plain run function)."""
+    named = kind_spec(kind).named_backend()
+    return named if isinstance(named, Backend) else None

@@ -82,9 +82,8 @@ def _timed(build: Callable[..., T], *args: Any) -> tuple[T, float]:
     return built, (time.perf_counter() - t0) * 1000
 
 
-def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backend) -> None:
-    """Run one cell through `backend`, emitting loaded, every sample, and done."""
-    load_twice = cell.load_twice and backend.compile_cache
+def _load(cell: CellSpec, models: CellModels, backend: Backend, load_twice: bool) -> tuple[Any, dict[str, float]]:
+    """The built pipeline (again from the compile cache when `load_twice`) and its load figures."""
     rss_before = rss_mb()
     cell_values: dict[str, float] = {}
     compile_cache = models.workdir / "compile-cache" if load_twice else None
@@ -94,6 +93,19 @@ def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backen
         del pipe
         gc.collect()
         pipe, cell_values[LoadTimeCached.tag] = _timed(backend.build, cell, models, compile_cache)
+    return pipe, cell_values
+
+
+def _emit_call(result: Sample | BatchCall, emit: Emit, of: int) -> None:
+    for sample in result.samples if isinstance(result, BatchCall) else [result]:
+        emit(SampleEvent(sample=sample, of=of))
+    if isinstance(result, BatchCall):
+        emit(BatchEvent(batch=result.batch))
+
+
+def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backend) -> None:
+    """Run one cell through `backend`, emitting loaded, every sample, and done."""
+    pipe, cell_values = _load(cell, models, backend, cell.load_twice and backend.compile_cache)
     emit(Loaded(cell_values=dict(cell_values)))
 
     session = backend.start(pipe, cell, models)
@@ -109,15 +121,32 @@ def measure_cell(cell: CellSpec, models: CellModels, emit: Emit, backend: Backen
             measure_start = time.perf_counter()
         result = session.call(i, i < cell.warmup)
         i += 1
-        for sample in result.samples if isinstance(result, BatchCall) else [result]:
-            emit(SampleEvent(sample=sample, of=max(total, i + 1)))
-        if isinstance(result, BatchCall):
-            emit(BatchEvent(batch=result.batch))
+        _emit_call(result, emit, max(total, i + 1))
     check_outputs = session.repeat(cell.warmup) if deterministic(cell) else CheckOutputs()
     cell_values[PeakRSS.tag] = peak_rss_mb()
     values, outputs = session.finish()
     cell_values.update(values)
     emit(Done(cell_values=cell_values, check_outputs=check_outputs.merged(outputs)))
+
+
+def serve_calls(cell: CellSpec, models: CellModels, emit: Emit, backend: Backend,
+                orders: Callable[[], int | None], ready: Callable[[], None]) -> None:
+    """A loaded cell that stays loaded and makes its calls one at a time when told (`orders` gives the next call's
+    iteration, None when there are no more): the paired A/B engine drives two of these in lockstep
+    (harness/execute/paired.py). Loads once (no load_twice: a paired process measures calls, not its load twice),
+    warms up, then says `ready` after the warm-up and after every call. No repeat check or validation pass:
+    those belong to the cell's own run."""
+    pipe, cell_values = _load(cell, models, backend, False)
+    emit(Loaded(cell_values=dict(cell_values)))
+    session = backend.start(pipe, cell, models)
+    del pipe
+    for i in range(cell.warmup):
+        _emit_call(session.call(i, True), emit, cell.warmup)
+    ready()
+    while (iteration := orders()) is not None:
+        _emit_call(session.call(iteration, False), emit, iteration + 1)
+        ready()
+    emit(Done(cell_values={PeakRSS.tag: peak_rss_mb()}))
 
 
 @dataclass(frozen=True)

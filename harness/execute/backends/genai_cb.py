@@ -13,9 +13,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from harness.core.backend import CellModels, Emit
+from harness.core.backend import CellModels
 from harness.core.schema import BatchRecord, CellSpec, CheckOutputs, Sample
-from harness.execute.backends.driver import Backend, BatchCall, measure_cell, pipeline_properties
+from harness.execute.backends.driver import Backend, BatchCall, pipeline_properties
 from harness.execute.backends.genai_common import generation_config, generation_fields, prompt_texts
 from harness.kinds.continuous_batching import ContinuousBatchingParams
 from harness.plan import validation
@@ -146,10 +146,6 @@ class BatchSession:
 
 BACKEND = Backend(build=build_pipeline, start=BatchSession)
 
-
-def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    """Load, warm up, measure batches of `concurrency` requests; emit samples, batches and cell figures."""
-    measure_cell(cell, models, emit, BACKEND)
 
 
 def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str],

@@ -14,10 +14,10 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from harness.core.backend import CellModels, Emit
+from harness.core.backend import CellModels
 from harness.core.metrics import UNetTime, VAEDecoderTime
 from harness.core.schema import CellSpec, CheckOutputs, Sample
-from harness.execute.backends.driver import Backend, measure_cell, prompt_index
+from harness.execute.backends.driver import Backend, prompt_index
 from harness.execute.backends.genai_common import pipeline_builder, prompt_texts
 from harness.kinds.base import Params
 from harness.kinds.image2image import Image2ImageParams
@@ -175,13 +175,4 @@ IMAGE2IMAGE = Backend(build=pipeline_builder("Image2ImagePipeline"), start=_star
 INPAINTING = Backend(build=pipeline_builder("InpaintingPipeline"), start=_start(_inpainting, InpaintingParams))
 
 
-def run_text2image(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    measure_cell(cell, models, emit, TEXT2IMAGE)
 
-
-def run_image2image(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    measure_cell(cell, models, emit, IMAGE2IMAGE)
-
-
-def run_inpainting(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    measure_cell(cell, models, emit, INPAINTING)

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.core.backend import CellModels, Emit
+from harness.core.backend import CellModels
 from harness.core.errors import error_line
 from harness.core.metrics import GenAILoadTime, InputTokens
 from harness.core.schema import CellSpec, CheckOutputs, Sample
-from harness.execute.backends.driver import Backend, TextSession, measure_cell, prompt_index
+from harness.execute.backends.driver import Backend, TextSession, prompt_index
 from harness.execute.backends.genai_common import (
     fed_prompt_ids,
     genai_readings,
@@ -120,10 +120,6 @@ class LLMSession(TextSession):
 
 BACKEND = Backend(build=build_pipeline, start=LLMSession)
 
-
-def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    """Load, warm up, measure; emit load/memory figures, every sample, and the check outputs."""
-    measure_cell(cell, models, emit, BACKEND)
 
 
 def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str]) -> CheckOutputs:

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.core.backend import CellModels, Emit
+from harness.core.backend import CellModels
 from harness.core.metrics import TokenizationTime
 from harness.core.schema import CellSpec, CheckOutputs, Sample
-from harness.execute.backends.driver import Backend, measure_cell, prompt_index
+from harness.execute.backends.driver import Backend, prompt_index
 from harness.execute.backends.genai_common import pipeline_builder, prompt_texts
 from harness.kinds.text2speech import SpeechGenerationParams
 
@@ -89,6 +89,3 @@ class SpeechSession:
 
 TEXT2SPEECH = Backend(build=pipeline_builder("Text2SpeechPipeline"), start=SpeechSession)
 
-
-def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    measure_cell(cell, models, emit, TEXT2SPEECH)

@@ -11,9 +11,9 @@ import time
 from functools import partial
 from typing import Any
 
-from harness.core.backend import CellModels, Emit
+from harness.core.backend import CellModels
 from harness.core.schema import CellSpec, CheckOutputs, Sample
-from harness.execute.backends.driver import Backend, measure_cell, pipeline_properties
+from harness.execute.backends.driver import Backend, pipeline_properties
 from harness.execute.backends.genai_common import prompt_texts
 from harness.kinds.text_encoders import EmbeddingsParams, RerankParams
 
@@ -107,11 +107,3 @@ RERANK = Backend(build=_rerank_pipeline, start=partial(EncoderSession, call=_rer
                                                                   with_query=True))
 
 
-def run_embeddings(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    """Embed `batch_size` documents per call."""
-    measure_cell(cell, models, emit, EMBEDDINGS)
-
-
-def run_rerank(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    """Rerank `batch_size` documents against one query per call."""
-    measure_cell(cell, models, emit, RERANK)

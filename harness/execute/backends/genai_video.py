@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.core.backend import CellModels, Emit
+from harness.core.backend import CellModels
 from harness.core.metrics import TransformerTime, VAEDecoderTime
 from harness.core.schema import CellSpec
-from harness.execute.backends.driver import Backend, measure_cell
+from harness.execute.backends.driver import Backend
 from harness.execute.backends.genai_common import pipeline_builder
 from harness.execute.backends.genai_image import DiffusionSession, measured_ms, thumbnail
 from harness.kinds.text2video import VideoParams
@@ -73,6 +73,3 @@ def _start(pipe: Any, cell: CellSpec, models: CellModels) -> VideoSession:
 
 TEXT2VIDEO = Backend(build=pipeline_builder("Text2VideoPipeline"), start=_start)
 
-
-def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    measure_cell(cell, models, emit, TEXT2VIDEO)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from harness.core.backend import CellModels, Emit
+from harness.core.backend import CellModels
 from harness.core.metrics import InputTokens
 from harness.core.schema import CellSpec, Sample
 from harness.core.synthetic_images import synthetic_image
-from harness.execute.backends.driver import Backend, TextSession, measure_cell, prompt_index
+from harness.execute.backends.driver import Backend, TextSession, prompt_index
 from harness.execute.backends.genai_common import (
     genai_readings,
     generation_config,
@@ -69,7 +69,3 @@ class VLMSession(TextSession):
 
 BACKEND = Backend(build=pipeline_builder("VLMPipeline"), start=VLMSession)
 
-
-def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    """Load (cold, then cached compile), warm up, measure; every call with its own generated image(s)."""
-    measure_cell(cell, models, emit, BACKEND)

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.core.backend import CellModels, Emit
+from harness.core.backend import CellModels
 from harness.core.schema import CellSpec, Sample
-from harness.execute.backends.driver import Backend, TextSession, measure_cell, prompt_index
+from harness.execute.backends.driver import Backend, TextSession, prompt_index
 from harness.execute.backends.genai_common import (
     genai_readings,
     generation_config,
@@ -78,7 +78,3 @@ class WhisperSession(TextSession):
 
 BACKEND = Backend(build=pipeline_builder("WhisperPipeline"), start=WhisperSession)
 
-
-def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    """Load (cold, then cached compile), warm up, measure; each iteration transcribes its own clip."""
-    measure_cell(cell, models, emit, BACKEND)

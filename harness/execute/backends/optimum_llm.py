@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.core.backend import CellModels, Emit
+from harness.core.backend import CellModels
 from harness.core.errors import ModelPreparationError
 from harness.core.schema import CellSpec, CheckOutputs, Sample
 from harness.execute.backends.driver import (
     Backend,
     TextSession,
-    measure_cell,
     pipeline_properties,
     prompt_index,
 )
@@ -147,14 +146,6 @@ def _source(models: CellModels) -> Path:
     return models.source
 
 
-def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    """OVModelForCausalLM: load (cold, then from the compile cache), warm up, measure."""
-    measure_cell(cell, models, emit, OPTIMUM)
-
-
-def run_pytorch(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    """The original Hugging Face model in PyTorch (f32), on the same prompts: the accuracy reference."""
-    measure_cell(cell, models, emit, PYTORCH)
 
 
 def _validation_outputs(cell: CellSpec, model_dir: Path, tok: Any, kwargs: dict[str, Any], prompts: list[str],

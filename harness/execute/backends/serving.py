@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from harness.core.backend import CellModels, Emit
+from harness.core.backend import CellModels
 from harness.core.metrics import (
     CancelledRequests,
     CancelledServerTokens,
@@ -33,7 +33,7 @@ from harness.core.schema import (
     ServerInfo,
     ServingErrors,
 )
-from harness.execute.backends.driver import Load, LoadBackend, measure_loads
+from harness.execute.backends.driver import Load, LoadBackend
 from harness.execute.backends.serving_requests import (
     MAX_DISTINCT_PROMPTS,
     PromptPlan,
@@ -226,10 +226,6 @@ class ServingSession:
 
 BACKEND = LoadBackend(build=reach_server, start=ServingSession)
 
-
-def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    """Start (or reach) the server, run the load (or an SLO search's), stop; emit requests, loads and figures."""
-    measure_loads(cell, models, emit, BACKEND)
 
 
 def load_outcome(result: LoadResult, every_output: list[RequestOutput], deltas: dict[str, float],

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from harness.core.backend import CellModels, Emit
+from harness.core.backend import CellModels
 from harness.core.metrics import TokenizerDecodeMismatches, TokenizerEncodeMismatches
 from harness.core.schema import (
     CellSpec,
@@ -21,7 +21,7 @@ from harness.core.schema import (
     Sample,
     TokenizerParity,
 )
-from harness.execute.backends.driver import Backend, measure_cell
+from harness.execute.backends.driver import Backend
 from harness.execute.tokenizer_corpus import tokenizer_corpus
 
 EXAMPLES = 5  # mismatching texts kept for the report
@@ -126,6 +126,3 @@ class ParitySession:
 
 BACKEND = Backend(build=_load, start=ParitySession, compile_cache=False)
 
-
-def run(cell: CellSpec, models: CellModels, emit: Emit) -> None:
-    measure_cell(cell, models, emit, BACKEND)

@@ -45,8 +45,18 @@ SYNTHETIC_MODELS: dict[str, SyntheticSpec] = {
     "small-rerank": BertSpec(hidden_size=768, num_layers=6, num_heads=12, intermediate_size=3072, head="score",
                              arch="roberta"),
     "small-draft": AliasSpec(of="small-base"),
-    # `small` with a wider MLP: each generated token reads ~5.1% / ~10.2% more weight bytes (and does as much
-    # more matrix work); candidates with a physical slowdown for the A/B detection benchmark
+    # `small` with a wider MLP: each generated token reads ~1% / ~2% / ~4% / ~5.1% / ~10.2% more weight bytes
+    # (and does as much more matrix work); candidates with a physical slowdown for the A/B detection benchmarks.
+    # Their weights are random; `small-random` is `small`'s shape with random weights, their baseline: on an Intel
+    # Xeon host the random-weight models decoded ~13% slower than the trained `small` at the same shape.
+    "small-random": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=2688,
+                              max_position_embeddings=4096),
+    "small-wide1": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=2728,
+                             max_position_embeddings=4096),
+    "small-wide2": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=2768,
+                             max_position_embeddings=4096),
+    "small-wide4": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=2840,
+                             max_position_embeddings=4096),
     "small-wide5": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=2880,
                              max_position_embeddings=4096),
     "small-wide10": LlamaSpec(hidden_size=1024, num_layers=12, num_heads=16, num_kv_heads=4, intermediate_size=3072,

@@ -102,3 +102,28 @@ def test_recent_window() -> None:
     changes = series_changes(SeriesKey(suite="s", host=None, cell_key="c", metric="ttft_ms"), _points(x), S)
     assert [c.runs_since for c in changes] == [5]
     assert recent_regressions(changes, 5) == changes and recent_regressions(changes, 4) == []
+
+
+def test_ratio_series_settings_find_a_small_shift_three_runs_after_it() -> None:
+    """A ratio to a reference side: 1% noise, +3% for the last 3 runs. The run medians' test judges the 3 new runs
+    by their own spread (Welch, ~2 degrees of freedom) and misses nearly all; the ratio series' test judges them
+    against the whole series' noise (benchmarks/ratio_series_detection.py has the rates)."""
+    from harness.analyze.changes import RATIO_UNIT
+    from harness.core.schema import RatioChangeSettings
+
+    ratio = RatioChangeSettings()
+    found = old = 0
+    for seed in range(40):
+        x = noisy(33, 0.01, 100 + seed)
+        x[30:] *= 1.03
+        found += any(abs(s.index - 30) <= 1 and s.change > 0 for s in find_shifts(x, ratio))
+        old += any(abs(s.index - 30) <= 1 for s in find_shifts(x, S))
+    assert found >= 34 and old <= 6
+    false = sum(len(find_shifts(noisy(100, 0.01, 200 + seed), ratio)) for seed in range(20))
+    assert false <= 2
+    key = SeriesKey(suite="nightly", host="h", cell_key="c", metric="tpot_ms", reference="r2026.3")
+    x = noisy(33, 0.01, 7)
+    x[30:] *= 1.05
+    (c,) = series_changes(key, _points(x), ratio)
+    assert c.reference == "r2026.3" and c.unit == RATIO_UNIT and c.direction == "regression" and c.runs_since == 3
+    assert c.label() == "nightly @ h: c tpot_ms ÷ r2026.3"

@@ -431,3 +431,103 @@ def test_text_that_does_not_encode_is_recorded_and_looked_up(tmp_path):
         assert row.run_dir.endswith("run\ufffd")
         assert [p.median for p in store.trend("k\udcff", "tpot_ms")] == [p.median for p in store.trend("k\ufffd", "tpot_ms")]
         assert store.trend("k\ufffd", "tpot_ms")
+
+
+# ---------------------------------------------------------------- ratios to a reference side
+
+
+def _with_reference(results: RunResults, ratio: float, label: str = "r2026.3") -> RunResults:
+    """The fp16 cell measured beside a reference side: its e2e ratio `ratio` to it."""
+    from harness.core.schema import RatioFigure, ReferenceRatios
+    from harness.core.stats import summarize
+
+    cell = results.cells[0]
+    e2e = cell.summaries["e2e_ms"].median
+    cell.vs_reference = ReferenceRatios(
+        label=label, description="env=r2026_3", runtime_versions={"openvino-genai": "2026.3.1"},
+        ratios=[RatioFigure(metric="e2e_ms", ratio=ratio, ci_low=ratio * 0.99, ci_high=ratio * 1.01, call_pairs=32,
+                            process_pairs=4, higher_is_better=False)],
+        summaries={"e2e_ms": summarize([e2e / ratio] * 3)})
+    return results
+
+
+def _nightly_with_reference(store: HistoryStore, n: int = 30, step_at: int = 27, factor: float = 1.05,
+                            seed: int = 0) -> None:
+    """`n` runs whose e2e medians move 8% run to run with the machine while their ratio to the reference side moves
+    1%; from run `step_at` on the candidate is `factor` slower, in both."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    machine, own = np.exp(rng.normal(0, 0.08, n)), np.exp(rng.normal(0, 0.01, n))
+    for i in range(n):
+        ratio = own[i] * (factor if i >= step_at else 1.0)
+        run = make_run(f"t-{i:02d}", f"2026-03-{i + 1:02d}T00:00:00+00:00", e2e=100 * machine[i] * ratio - 1)
+        store.record_run(_with_reference(run, float(ratio)), None)
+
+
+def test_ratios_round_trip_beside_the_values(store: HistoryStore) -> None:
+    store.record_run(_with_reference(make_run("r1", "2026-01-01T00:00:00+00:00", e2e=10.0), 1.04), None)
+    store.record_run(make_run("r2", "2026-01-02T00:00:00+00:00", e2e=20.0), None)  # no reference side
+    store.record_run(_with_reference(make_run("r3", "2026-01-03T00:00:00+00:00"), 0.97, label="r2026.4"), None)
+    series = store.ratio_series(cells=[KEY], metrics=["e2e_ms"])
+    assert {k.reference for k in series} == {"r2026.3", "r2026.4"}  # a new reference starts its own series
+    (old,) = [v for k, v in series.items() if k.reference == "r2026.3"]
+    assert [(p.run_id, p.median) for p in old] == [("r1", pytest.approx(1.04))]
+    assert all(k.reference is None for k in store.series(cells=[KEY], metrics=["e2e_ms"]))
+    points = store.trend(KEY, "e2e_ms")
+    assert [(p.run_id, p.ratio, p.reference) for p in points] == [
+        ("r1", pytest.approx(1.04), "r2026.3"), ("r2", None, None), ("r3", pytest.approx(0.97), "r2026.4")]
+    assert points[0].ratio_low == pytest.approx(1.04 * 0.99) and points[0].median == pytest.approx(11.0)
+    # re-recording replaces the ratios with the run's
+    store.record_run(make_run("r1", "2026-01-01T00:00:00+00:00", e2e=10.0), None)
+    assert store.trend(KEY, "e2e_ms")[0].ratio is None
+    assert store.load("r3").cells[0].vs_reference is not None
+
+
+def test_a_database_from_before_the_ratio_table_opens_and_records(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    HistoryStore(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE cell_ratios")
+    with HistoryStore(f"sqlite:///{path}") as store:
+        assert store.ratio_series() == {} and store.trend(KEY, "e2e_ms") == []
+        store.record_run(_with_reference(make_run("m1", "2026-01-01T00:00:00+00:00"), 1.02), None)
+        assert [p.ratio for p in store.trend(KEY, "e2e_ms")] == [pytest.approx(1.02)]
+
+
+def test_cli_changes_finds_the_shift_in_the_ratio_series_the_absolute_one_hides(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    monkeypatch.setenv("HARNESS_HISTORY_URL", url)
+    with HistoryStore(url) as s:
+        _nightly_with_reference(s)
+    proc = run_cli("history", "changes", "--metric", "e2e_ms", "--on", "ratio", "--recent", "3", "--format", "json")
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    (c,) = report["changes"]
+    assert (c["reference"], c["after_run"], c["direction"], c["runs_since"]) == ("r2026.3", "t-27", "regression", 3)
+    assert 0.03 < c["change"] < 0.07 and report["ratio_series"] == report["series"] == 1
+    assert report["ratio_settings"]["noise"] == "series" and report["on"] == "ratio"
+    assert "÷ r2026.3" in proc.stderr  # the gate's line names the ratio series
+    # the run medians, moved 8% by the machine, show nothing
+    proc = run_cli("history", "changes", "--metric", "e2e_ms", "--on", "value", "--recent", "3")
+    assert proc.returncode == 0 and "no change points" in proc.stderr
+    proc = run_cli("history", "changes", "--metric", "e2e_ms", "--cell", KEY)  # both by default, labelled
+    assert proc.returncode == 0 and "e2e_ms ÷ r2026.3" in proc.stdout and "t-26 → t-27" in proc.stdout
+    proc = run_cli("history", "changes", "--metric", "e2e_ms", "--format", "md")
+    assert "1 of the series are ratios candidate / reference side" in proc.stdout
+    proc = run_cli("history", "--cell", KEY, "--metric", "e2e_ms")  # the trend shows the ratios and marks the start
+    assert proc.returncode == 0 and "÷ reference" in proc.stdout and "÷ r2026.3" in proc.stdout
+    (marked,) = [ln for ln in proc.stdout.splitlines() if "▶" in ln]
+    assert marked.split()[1] == "t-27"
+    line = _one_error_line(run_cli("history", "changes", "--on", "ratios"))
+    assert "--on" in line and "value, ratio, both" in line
+
+
+def test_cli_changes_on_ratio_with_no_ratio_series_judges_nothing(cli_db: HistoryStore) -> None:
+    proc = run_cli("history", "changes", "--on", "ratio")
+    assert proc.returncode == 3 and "no recorded ratio series match" in proc.stderr

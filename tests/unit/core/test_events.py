@@ -79,7 +79,7 @@ def test_the_worker_writes_one_line_per_event_and_the_runner_reads_them_back(tmp
     for e in EVERY_EVENT:
         emit(e)
     assert path.read_text().count("\n") == len(EVERY_EVENT)
-    events, offset = worker_process._read_new(path, 0)
+    events, offset = worker_process.read_new(path, 0)
     assert events == EVERY_EVENT and offset == path.stat().st_size
 
 
@@ -110,9 +110,9 @@ def test_a_partial_last_line_waits_until_the_worker_is_over(tmp_path: Path) -> N
     path = tmp_path / "events.jsonl"
     whole = Log(message="a").model_dump_json() + "\n"
     path.write_text(whole + '{"event": "log", "mess')
-    events, offset = worker_process._read_new(path, 0)
+    events, offset = worker_process.read_new(path, 0)
     assert events == [Log(message="a")] and offset == len(whole)
-    events, offset = worker_process._read_new(path, offset, final=True)  # the worker ended mid-write: a torn line
+    events, offset = worker_process.read_new(path, offset, final=True)  # the worker ended mid-write: a torn line
     assert len(events) == 1 and isinstance(events[0], Unreadable) and offset == path.stat().st_size
 
 

@@ -50,3 +50,24 @@ def test_mean_ci_is_student_t():
     # t(0.975, df=2) = 4.3027, sem = 1 / sqrt(3)
     assert mean == 2.0 and abs((high - mean) - 4.3027 / 3 ** 0.5) < 1e-3 and abs((mean - low) - (high - mean)) < 1e-12
     assert mean_ci([5.0]) is None
+
+
+def test_clustered_ratio_interval_counts_the_process_pairs_offsets():
+    """Before: one Student-t interval over every call pair, as if calls of one process pair were independent."""
+    from harness.core.stats import clustered_geomean_ratio_ci, geomean_ratio_ci
+
+    rng = np.random.default_rng(3)
+    covered = naive_covered = 0
+    for _ in range(400):
+        # 6 process pairs of 20 calls; each pair's offset (sd 3%) dwarfs the call noise (sd 1%): true ratio 1.05
+        groups = [np.exp(np.log(1.05) + rng.normal(0, 0.03) + rng.normal(0, 0.01, 20)).tolist() for _ in range(6)]
+        _, lo, hi = clustered_geomean_ratio_ci(groups)
+        covered += lo < 1.05 < hi
+        _, lo, hi = geomean_ratio_ci([r for g in groups for r in g])
+        naive_covered += lo < 1.05 < hi
+    assert covered / 400 > 0.92 and naive_covered / 400 < 0.6
+    ratio, lo, hi = clustered_geomean_ratio_ci([[1.1, 1.1], [1.0, 1.0, 1.0, 1.0]])
+    assert ratio == pytest.approx(np.exp((2 * np.log(1.1)) / 6)) and lo < ratio < hi  # call-weighted
+    single = clustered_geomean_ratio_ci([[1.0, 1.02, 1.04]])
+    assert single == pytest.approx(geomean_ratio_ci([1.0, 1.02, 1.04]))  # one process pair: its calls
+    assert clustered_geomean_ratio_ci([[1.0]]) is None and clustered_geomean_ratio_ci([]) is None

@@ -112,15 +112,16 @@ def scripted(monkeypatch, tmp_path):
     def install(script: _Script):
         monkeypatch.setattr(ab, "prepare_cell", script.prepare)
         monkeypatch.setattr(ab, "measure_process", script.measure)
-        monkeypatch.setattr(ab, "round_values", lambda events, spec: {"tpot_ms": events[0]["v"],
-                                                                       "ttft_ms": events[0]["v"]})
+        monkeypatch.setattr(ab, "median_values", lambda events, spec: {"tpot_ms": events[0]["v"],
+                                                                       "ttft_ms": events[0]["v"]} if events else {})
         monkeypatch.setattr(ab, "cell_result", lambda spec, events, status, *a: (spec.key, len(events), status))
         return script
     return install
 
 
-def _run(script, tmp_path, settings: ABSettings, cells=None):
+def _run(script, tmp_path, settings: ABSettings, cells=None, pairing="processes"):
     cells = cells or [make_cell_spec()]
+    settings = settings.model_copy(update={"pairing": pairing})
     result = ABResult(ab_id="t", suite_name="s", base=SideSpec(), candidate=SideSpec(), base_run="b",
                       candidate_run="c", settings=settings, started_at="now")
     from harness.execute.run_options import RunOptions

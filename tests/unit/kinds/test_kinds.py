@@ -17,8 +17,13 @@ def test_entry_is_complete(name):
     spec = KINDS[name]
     assert spec.name == name
     spec.params()  # every parameter has a default
-    module, _, function = spec.backend.partition(":")
-    assert callable(getattr(importlib.import_module(module), function))
+    from harness.execute.backends import backend_for
+    from harness.execute.backends.driver import Backend, LoadBackend
+
+    module, _, name_ = spec.backend.partition(":")
+    named = getattr(importlib.import_module(module), name_)
+    assert isinstance(named, Backend | LoadBackend) or callable(named)
+    assert callable(backend_for(name))
     table = spec.report
     assert table.title and table.columns and len(table.headline) == 2
     for col in (*table.columns, *table.headline, *table.speed, *table.accuracy):

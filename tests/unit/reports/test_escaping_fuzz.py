@@ -34,6 +34,7 @@ from harness.core.console import PlainConsole
 from harness.core.escaping import FORMULA_START
 from harness.core.schema import (
     BandwidthReading,
+    BusyProcess,
     ChangeSettings,
     CheckOutputs,
     CheckResult,
@@ -42,8 +43,13 @@ from harness.core.schema import (
     DroppedGate,
     EnvironmentRecord,
     Gate,
+    HostState,
+    HostWarning,
     MemoryBandwidth,
     NodeIdentity,
+    RatioFigure,
+    ReferenceRatios,
+    ReferenceSide,
     RunResults,
     ServerInfo,
 )
@@ -127,6 +133,7 @@ def text_slots(obj: Any, skip: frozenset[tuple[str, str]], path: str = "") -> It
 
 # kinds, metric tags and summaries' keys are refused by the loaders when unknown; a key must stay unique
 RESULT_SKIP = frozenset({("ScenarioSpec", "kind"), ("CellResult", "summaries"), ("CellResult", "cell_values"),
+                         ("ReferenceRatios", "summaries"),
                          ("Sample", "genai"), ("Sample", "values"), ("BatchRecord", "values"),
                          ("CheckOutputs", "f32_ids")})
 
@@ -154,7 +161,16 @@ def _run() -> RunResults:
                               name="OpenVINO Model Server", version="2026.0", model_versions=["1 AVAILABLE"],
                               tokenizer="model")
     cells[1].check_outputs = CheckOutputs()
+    first.spec.reference_side = ReferenceSide(label="r2026.3", side=SideSpec(env="old", properties={"K": "v"}))
+    first.vs_reference = ReferenceRatios(
+        label="r2026.3", description="env=old properties.K=v", runtime_versions={"openvino": "1"},
+        ratios=[RatioFigure(metric="tpot_ms", ratio=1.02, ci_low=1.01, ci_high=1.03, call_pairs=8, process_pairs=2,
+                            higher_is_better=False)], summaries={"tpot_ms": first.summaries["tpot_ms"]})
+    first.host_state = HostState(measured_at="2026-01-01T00:00:00", window_s=1.0, own_work=True, other_cpu_pct=40,
+                                 busy_processes=[BusyProcess(name="stress", pid=7, cpu_pct=80)], cpu_governor="ondemand",
+                                 smt="on", warnings=[HostWarning(kind="other_cpu", message="other processes used 40%")])
     res = run(cells)
+    res.metadata.host_state_before = first.host_state.model_copy(update={"own_work": False})
     m = res.metadata
     m.host.cpu_model = "Intel Xeon"
     m.suite_file = "suites/s.yaml"
@@ -220,8 +236,9 @@ def _changes() -> ChangesReport:
                          before_versions="genai 1 / ov 1", after_versions="genai 2 / ov 2", before_value=10,
                          after_value=11, change=0.1, ci_low=0.05, ci_high=0.15, pvalue=0.0001, before_runs=3,
                          after_runs=3, runs_since=3)
-    return ChangesReport(database="/h.db", settings=ChangeSettings(), series=1, too_short=0, recent=3,
-                         recent_regressions=1, changes=[change])
+    ratio = change.model_copy(update={"reference": "r2026.3", "unit": "× reference"})
+    return ChangesReport(database="/h.db", settings=ChangeSettings(), series=2, ratio_series=1, too_short=0, recent=3,
+                         recent_regressions=2, changes=[change, ratio])
 
 
 # ---------------------------------------------------------------- each format's invariants

@@ -41,3 +41,24 @@ def test_csv_and_json_rows():
     data = json.loads(render(res, "json"))
     assert data["cells"][0]["key"] == "m/fp16/CPU/generate/in8-out4"
     assert data["metadata"]["run_id"] == "r1"
+
+
+def test_a_cells_ratio_to_its_reference_side_is_shown_with_its_interval():
+    from harness.analyze.vs_reference import ProcessPairValues, vs_reference
+    from harness.core.metrics import TPOT
+    from harness.core.schema import ReferenceSide, SideSpec
+
+    res = _results()
+    assert "Against the reference side" not in render(res, "md") + render(res, "html")
+    ref = ReferenceSide(label="r2026.3 <b>", side=SideSpec(env="r2026_3"))
+    res.cells[0].vs_reference = vs_reference(ref, {}, [
+        ProcessPairValues(candidate={TPOT.tag: [2.06, 2.04, 2.08]}, reference={TPOT.tag: [2.0, 2.0, 2.0]}),
+        ProcessPairValues(candidate={TPOT.tag: [2.02, 2.06, 2.04]}, reference={TPOT.tag: [2.0, 2.0, 2.0]})])
+    fig = res.cells[0].vs_reference.figure(TPOT.tag)
+    md = render(res, "md")
+    row = next(line for line in md.splitlines() if line.startswith("| `m/fp16/CPU/generate/in8-out4` | r2026.3"))
+    assert f"{fig.ratio:.3f} [{fig.ci_low:.3f}, {fig.ci_high:.3f}]" in row and "| lower | 6 / 2 | 2.00 |" in row
+    assert "<b>" not in row and "env=r2026_3" in row  # outside text through the one escaping layer
+    html = render(res, "html")
+    assert "Against the reference side" in html and f"{fig.ratio:.3f} [{fig.ci_low:.3f}, {fig.ci_high:.3f}]" in html
+    assert "r2026.3 &lt;b&gt;" in html and "r2026.3 <b>" not in html

@@ -1,0 +1,226 @@
+"""`harness ab` pairing calls: the two-level estimate, the round loop over scripted process pairs (ABBA blocks,
+process offsets, drift within a round), the fallback when two sides do not fit, and the block order of the
+process-pair engine over scripted workers."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from harness.core.stats import two_level_sd
+from harness.execute import paired
+from harness.execute.paired import CallPair, ProcessPair
+from harness.experiment import ab
+from harness.experiment.ab import ABResult, ABSettings, SideSpec, judge
+from tests.factories import spec as make_cell_spec
+
+
+def test_two_level_sd_separates_process_offsets_from_call_noise():
+    rng = np.random.default_rng(1)
+    groups = [rng.normal(rng.normal(0, 0.02), 0.05, 16) for _ in range(400)]
+    within, between = two_level_sd(groups)
+    assert within == pytest.approx(0.05, rel=0.05) and between == pytest.approx(0.02, rel=0.2)
+    no_offsets = [rng.normal(0, 0.05, 16) for _ in range(400)]
+    assert two_level_sd(no_offsets)[1] < 0.006
+    assert two_level_sd([[1.0, 2.0]]) is None
+
+
+def test_judge_on_call_pairs_uses_rounds_as_the_units():
+    """Forty call pairs in one round with an offset are one unit, not forty: one process pair cannot settle."""
+    rng = random.Random(0)
+    logs = [[0.03 + rng.gauss(0, 0.002) for _ in range(40)]]
+    m = judge("tpot_ms", [1.0], [1.03], 0.05, 0.05, 20, 1, call_logs=logs)
+    assert m.paired_by == "call" and m.pairs == 40 and m.rounds == 1 and m.verdict == "inconclusive"
+    many = [[0.03 + rng.gauss(0, 0.01) for _ in range(16)] for _ in range(8)]
+    m = judge("tpot_ms", [1.0] * 8, [1.03] * 8, 0.05, 0.01, 20, 5, call_logs=many)
+    assert m.verdict == "regression" and m.ratio == pytest.approx(1.03, abs=0.005)
+    assert m.within_sd == pytest.approx(0.01, rel=0.2) and m.between_sd is not None
+
+
+class _Pairs:
+    """Stands in for process pairs: each process has its own offset, the machine drifts within a round, each
+    call has its own noise; the candidate is slower by `effect`."""
+
+    def __init__(self, effect: float, offset_sd: float = 0.005, call_sd: float = 0.02, drift: float = 0.3,
+                 seed: int = 0, room: bool = True):
+        self.effect, self.offset_sd, self.call_sd, self.drift = effect, offset_sd, call_sd, drift
+        self.rng = random.Random(seed)
+        self.room = room
+        self.rounds: list[tuple[int, int]] = []
+        self.process_rounds: list[int] = []
+
+    def prepare(self, cell, run_dir, options, progress):
+        return ab.PreparedCell(cell, run_dir, [], "ok", None, task=run_dir.name)  # type: ignore[arg-type]
+
+    def measure(self, prepared, process, options, progress):
+        self.process_rounds.append(process)
+        return [{"v": 10.0 * (1 + self.effect if prepared.task == "candidate" else 1)}], "ok", None
+
+    def process_pair(self, sides, process, blocks, first_iteration, rng, options, progress):
+        self.rounds.append((process, first_iteration))
+        if not self.room:
+            return ProcessPair(no_room="1 MB available, 900 MB needed")
+        offset = {s: self.rng.gauss(0, self.offset_sd) for s in paired.SIDES}
+        out = ProcessPair(status={"base": "ok", "candidate": "ok"})
+        for i in range(2 * blocks):
+            level = 10 * (1 + self.drift * math.sin(i / 2 + process))  # the machine moves between calls
+            out.pairs.append(CallPair(first_iteration + i, {
+                s: [{"v": level * (1 + offset[s]) * (1 + (self.effect if s == "candidate" else 0))
+                     * (1 + self.rng.gauss(0, self.call_sd))}] for s in paired.SIDES}))
+        out.blocks = ["ABBA"] * blocks
+        return out
+
+
+@pytest.fixture
+def scripted_pairs(monkeypatch):
+    def install(script: _Pairs):
+        monkeypatch.setattr(ab, "prepare_cell", script.prepare)
+        monkeypatch.setattr(ab, "measure_process", script.measure)
+        monkeypatch.setattr(ab, "process_pair", script.process_pair)
+        monkeypatch.setattr(ab, "median_values", lambda events, spec: {"tpot_ms": events[0]["v"]} if events else {})
+        monkeypatch.setattr(ab, "cell_result", lambda spec, events, status, *a: (spec.key, len(events), status))
+        return script
+    return install
+
+
+def _run(tmp_path, settings: ABSettings):
+    from harness.execute.run_options import RunOptions
+    from harness.execute.worker_process import ProgressSink
+
+    result = ABResult(ab_id="t", suite_name="s", base=SideSpec(), candidate=SideSpec(), base_run="b",
+                      candidate_run="c", settings=settings, started_at="now")
+    ab.run_ab([make_cell_spec()], SideSpec(), SideSpec(), tmp_path, RunOptions(tmp_path, ["CPU"]), settings, result,
+              ProgressSink(), log=lambda m: None)
+    return result.cells[0]
+
+
+def test_calls_pairing_finds_a_two_percent_slowdown_under_drift_that_process_rounds_miss(scripted_pairs, tmp_path):
+    script = scripted_pairs(_Pairs(effect=0.02))
+    cell = _run(tmp_path, ABSettings(metrics=["tpot_ms"], blocks=8, max_rounds=12, thresholds={"tpot_ms": 0.01}))
+    m = cell.metrics[0]
+    assert cell.pairing == "calls" and m.paired_by == "call" and m.pairs == 16 * cell.rounds
+    assert m.verdict == "regression" and m.ratio == pytest.approx(1.02, abs=0.006)
+    # every round is one process pair, its calls numbered on from the warm-up, never reused
+    firsts = [first for _, first in script.rounds]
+    assert firsts == [make_cell_spec().warmup + 16 * r for r in range(cell.rounds)]
+
+
+def test_calls_pairing_a_a_is_not_a_change(scripted_pairs, tmp_path):
+    for seed in range(5):
+        scripted_pairs(_Pairs(effect=0.0, seed=seed))
+        cell = _run(tmp_path / str(seed), ABSettings(metrics=["tpot_ms"], max_rounds=10, seed=seed))
+        assert cell.metrics[0].verdict in ("unchanged", "inconclusive")
+
+
+def test_process_offsets_widen_the_interval_instead_of_hiding(scripted_pairs, tmp_path):
+    """Large process-level offsets with tiny call noise: the call pairs alone would look certain; the two-level
+    estimate reports the offsets and stays honest."""
+    scripted_pairs(_Pairs(effect=0.0, offset_sd=0.03, call_sd=0.001, seed=3))
+    cell = _run(tmp_path, ABSettings(metrics=["tpot_ms"], max_rounds=6, min_rounds=5))
+    m = cell.metrics[0]
+    assert m.between_sd is not None and m.between_sd > 0.02 and m.within_sd < 0.005
+    assert m.verdict != "regression" and m.verdict != "improvement"
+    assert m.cs_high / m.cs_low > 1.02  # the interval spans the offsets, not the call noise
+
+
+def test_sides_that_do_not_fit_together_fall_back_to_process_rounds(scripted_pairs, tmp_path):
+    script = scripted_pairs(_Pairs(effect=0.0, room=False))
+    cell = _run(tmp_path, ABSettings(metrics=["tpot_ms"], max_rounds=6))
+    assert cell.pairing == "processes" and "900 MB needed" in cell.pairing_note
+    assert len(script.rounds) == 1 and script.process_rounds  # asked once, then whole-process rounds
+    assert cell.metrics[0].paired_by == "process"
+
+
+def test_a_kind_without_call_backend_is_paired_by_processes(scripted_pairs, tmp_path, monkeypatch):
+    scripted_pairs(_Pairs(effect=0.0))
+    monkeypatch.setattr(ab, "call_pairing_possible", lambda kind: False)
+    cell = _run(tmp_path, ABSettings(metrics=["tpot_ms"], max_rounds=5))
+    assert cell.pairing == "processes" and "whole processes" in cell.pairing_note
+
+
+class _FakeWorker:
+    """A CallWorker that records the order of calls (for the block structure)."""
+
+    log: list[tuple[str, int]] = []
+    fail_at: int | None = None
+
+    def __init__(self, prepared, process, fault, progress):
+        self.side = prepared.task
+        self.pid = None
+
+    def start(self):
+        pass
+
+    def wait_ready(self):
+        return True
+
+    def call(self, iteration):
+        if _FakeWorker.fail_at is not None and len(_FakeWorker.log) == _FakeWorker.fail_at:
+            return None
+        _FakeWorker.log.append((self.side, iteration))
+        return []
+
+    def finish(self):
+        failed = _FakeWorker.fail_at is not None
+        return [], "crashed" if failed and self.side == "candidate" else "ok", "died" if failed else None
+
+    def kill(self):
+        pass
+
+
+def _sides(tmp_path):
+    return {s: ab.PreparedCell(make_cell_spec(), tmp_path / s, [], "ok", None, task=s)  # type: ignore[arg-type]
+            for s in paired.SIDES}
+
+
+def test_process_pair_runs_balanced_abba_blocks_on_shared_inputs(monkeypatch, tmp_path):
+    from harness.execute.run_options import RunOptions
+
+    monkeypatch.setattr(paired, "CallWorker", _FakeWorker)
+    monkeypatch.setattr(paired, "rss_mb", lambda pid: 500.0)
+    monkeypatch.setattr(paired, "available_mb", lambda: 10_000.0)
+    _FakeWorker.log, _FakeWorker.fail_at = [], None
+    out = paired.process_pair(_sides(tmp_path), 0, 50, 3, random.Random(0), RunOptions(tmp_path, ["CPU"]), None)
+    log = _FakeWorker.log
+    assert len(out.pairs) == 100 and len(log) == 200 and [p.iteration for p in out.pairs] == list(range(3, 103))
+    for b, kind in enumerate(out.blocks):
+        block = [s for s, _ in log[4 * b:4 * b + 4]]
+        first, second = ("base", "candidate") if kind == "ABBA" else ("candidate", "base")
+        assert block == [first, second, second, first]
+        # both calls of a pair are on the same input
+        assert log[4 * b][1] == log[4 * b + 1][1] and log[4 * b + 2][1] == log[4 * b + 3][1]
+    assert 15 <= out.blocks.count("ABBA") <= 35  # random, balanced
+
+
+def test_process_pair_stops_at_a_failed_call_and_keeps_the_pairs_before(monkeypatch, tmp_path):
+    from harness.execute.run_options import RunOptions
+
+    monkeypatch.setattr(paired, "CallWorker", _FakeWorker)
+    monkeypatch.setattr(paired, "rss_mb", lambda pid: 500.0)
+    monkeypatch.setattr(paired, "available_mb", lambda: 10_000.0)
+    _FakeWorker.log, _FakeWorker.fail_at = [], 5
+    out = paired.process_pair(_sides(tmp_path), 0, 4, 0, random.Random(1), RunOptions(tmp_path, ["CPU"]), None)
+    assert len(out.pairs) == 2 and out.status["candidate"] == "crashed" and out.errors["candidate"] == "died"
+
+
+def test_no_room_for_the_second_side_is_said_before_loading_it(monkeypatch, tmp_path):
+    from harness.execute.run_options import RunOptions
+
+    monkeypatch.setattr(paired, "CallWorker", _FakeWorker)
+    monkeypatch.setattr(paired, "rss_mb", lambda pid: 4000.0)
+    monkeypatch.setattr(paired, "available_mb", lambda: 3000.0)
+    _FakeWorker.log, _FakeWorker.fail_at = [], None
+    out = paired.process_pair(_sides(tmp_path), 0, 4, 0, random.Random(1), RunOptions(tmp_path, ["CPU"]), None)
+    assert out.no_room is not None and "needed" in out.no_room and not out.pairs and len(out.events) == 1
+
+
+def test_a_1_0_record_reads_as_paired_by_processes():
+    record = {"version": "1.0", "ab_id": "x", "suite_name": "s", "base": {}, "candidate": {}, "base_run": "b",
+              "candidate_run": "c", "settings": {"alpha": 0.05}, "started_at": "now",
+              "cells": [{"key": "k", "model": "m", "precision": "int8", "device": "CPU", "scenario": "g"}]}
+    old = ABResult.model_validate(record)
+    assert old.settings.pairing == "processes" and old.cells[0].pairing == "processes"
+    assert ABResult.model_validate({**record, "version": "1.1"}).settings.pairing == "calls"
