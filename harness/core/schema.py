@@ -117,9 +117,9 @@ class ReferenceSide(Strict):
 
     label: str = Field(description="the name of the ratio series, e.g. r2026.3")
     side: SideSpec
-    process_pairs: int = Field(2, ge=1, le=100, description="pairs of fresh processes (reference and cell, both "
+    process_pairs: int = Field(4, ge=1, le=100, description="pairs of fresh processes (reference and cell, both "
                                "loaded) each cell is measured against it in")
-    blocks: int = Field(8, ge=1, le=1000, description="ABBA blocks (two call pairs each) per process pair")
+    blocks: int = Field(4, ge=1, le=1000, description="ABBA blocks (two call pairs each) per process pair")
 
 
 

@@ -243,9 +243,9 @@ class SuiteReferenceSide(_Strict):
                               "r2026.3 (default: the side's items)")
     changes: RatioChangeSettings = Field(default_factory=RatioChangeSettings, description="how `harness history "
                                          "changes` finds change points in the ratio series")
-    process_pairs: int = Field(2, ge=1, le=100, description="pairs of fresh processes (the reference side and the "
+    process_pairs: int = Field(4, ge=1, le=100, description="pairs of fresh processes (the reference side and the "
                                "cell, both loaded, calls in ABBA blocks) per cell, after the cell's own processes")
-    blocks: int = Field(8, ge=1, le=1000, description="ABBA blocks (two call pairs each) per process pair")
+    blocks: int = Field(4, ge=1, le=1000, description="ABBA blocks (two call pairs each) per process pair")
 
     @field_validator("label")
     @classmethod

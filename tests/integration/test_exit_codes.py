@@ -141,6 +141,7 @@ def fake_workers(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(ab, "prepare_cell", prepare)
     monkeypatch.setattr(ab, "measure_process", measure)
+    monkeypatch.setattr(ab, "call_pairing_possible", lambda kind: False)  # the stand-ins are whole processes
 
 
 def suite_file(ctx: Ctx, **changes: object) -> Path:
@@ -417,6 +418,16 @@ def _(ctx: Ctx) -> None:
 @case("devices", 2)
 def _(ctx: Ctx) -> None:
     ctx.expect(2, "devices", "--no-such-option")
+
+
+@case("host", 0)
+def _(ctx: Ctx) -> None:
+    assert '"logical_cores"' in ctx.expect(0, "host", "--json", "--window", "0.2").out
+
+
+@case("host", 2)
+def _(ctx: Ctx) -> None:
+    ctx.expect(2, "host", "--window", "-1")
 
 
 @case("schema", 0)
