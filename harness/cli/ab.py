@@ -102,8 +102,9 @@ def ab(
     for option, side in sides.items():
         validate_side("command line", f"--{option}", side, by_name)
     cells = ab_cells(parsed, suite_path)
+    given = {k: v for k, v in {"pairing": pairing, "blocks": blocks}.items() if v is not None}  # else ABSettings'
     settings = ABSettings(alpha=alpha, budget_s=budget_s, min_rounds=min_rounds, max_rounds=max_rounds,
-                          metrics=list(metric or []), seed=seed, pairing=pairing or "calls", blocks=blocks or 4)
+                          metrics=list(metric or []), seed=seed, **given)
     settings.thresholds.update(parsed.compare_thresholds)
     settings.thresholds.update(parse_thresholds(threshold))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -151,19 +151,3 @@ class CallWorker:
             self.events.append(ev)
             self.progress.cell_event(self.prepared.cell, ev)
 
-
-def rss_mb(pid: int | None) -> float | None:
-    """A live worker's resident memory, MB (None when it is gone)."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).memory_info().rss / 2**20 if pid is not None else None
-    except psutil.Error:
-        return None
-
-
-def available_mb() -> float:
-    import psutil
-
-    return psutil.virtual_memory().available / 2**20
-

@@ -16,9 +16,12 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import psutil
+
 from harness.core.events import BatchEvent, Done, Event, Loaded, RunnerValues, SampleEvent
 from harness.core.schema import CellStatus
-from harness.execute.call_worker import CallWorker, available_mb, rss_mb
+from harness.execute.backends.process_memory import available_mb, rss_mb
+from harness.execute.call_worker import CallWorker
 
 if TYPE_CHECKING:
     from harness.execute.run_options import RunOptions
@@ -74,8 +77,7 @@ def process_pair(sides: dict[str, PreparedCell], process: int, blocks: int, firs
     try:
         for n, side in enumerate(order):
             if n == 1:
-                first = workers[order[0]]
-                need = (rss_mb(first.pid) or 0.0) * SECOND_SIDE_HEADROOM + MEMORY_MARGIN_MB
+                need = _rss_mb(workers[order[0]].pid) * SECOND_SIDE_HEADROOM + MEMORY_MARGIN_MB
                 if available_mb() < need:
                     out.no_room = (f"{available_mb():.0f} MB available, {need:.0f} MB needed to load the {side} side "
                                    f"beside the {order[0]} one")
@@ -97,6 +99,14 @@ def process_pair(sides: dict[str, PreparedCell], process: int, blocks: int, firs
         if out.status[side] != "ok":
             out.errors[side] = error or out.status[side]
     return out
+
+
+def _rss_mb(pid: int | None) -> float:
+    """A loaded worker's resident memory, MiB; 0 when it is already gone (its failure is read at its finish)."""
+    try:
+        return rss_mb(pid) if pid is not None else 0.0
+    except psutil.Error:
+        return 0.0
 
 
 def _blocks(workers: dict[str, CallWorker], blocks: int, first_iteration: int, rng: random.Random,

@@ -13,7 +13,7 @@ from harness.analyze.aggregate import median_values
 from harness.analyze.vs_reference import ProcessPairValues, vs_reference
 from harness.core.events import Runtime
 from harness.core.schema import CellSpec, ReferenceRatios
-from harness.execute.paired import call_pairing_possible, process_pair
+from harness.execute.paired import process_pair
 from harness.plan.sides import apply_side
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def measure_vs_reference(prepared: PreparedCell, ref: PreparedCell | None, optio
     reference = cell.reference_side
     assert reference is not None
     label = f"reference side {reference.label}"
-    if ref is None or not call_pairing_possible(cell.scenario.kind):
+    if ref is None:
         return None, f"{label}: a {cell.scenario.kind} cell cannot pair its calls; no ratios"
     ref_cell = ref.cell
     if ref.status != "ok":

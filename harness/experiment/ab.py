@@ -41,9 +41,9 @@ from harness.core.metrics import (
     PeakRSS,
     RequestThroughput,
 )
-from harness.core.schema import CellResult, CellSpec, PropertyValue, SideSpec
+from harness.core.schema import CellResult, CellSpec, CellStatus, PropertyValue, SideSpec
 from harness.core.stats import confidence_sequence, geomean_ratio_ci, two_level_sd
-from harness.execute.paired import call_pairing_possible, process_pair
+from harness.execute.paired import SIDES, call_pairing_possible, process_pair
 from harness.execute.run_options import RunOptions
 from harness.execute.run_record import now_iso
 from harness.execute.runner import PreparedCell, measure_process, prepare_cell
@@ -55,7 +55,6 @@ AB_VERSION = "1.1"  # 1.1: calls pairing (ABSettings.pairing, ABCell.pairing, AB
 INTERRUPTED = "interrupted by the user"
 # Metrics judged by default, where a cell measures them (e2e follows TTFT and TPOT, so it is not judged twice).
 DEFAULT_METRICS = (TTFT.tag, TPOT.tag, OutputThroughput.tag, BatchOutputThroughput.tag, RequestThroughput.tag, PeakRSS.tag)
-SIDES = ("base", "candidate")
 
 
 class ABSettings(BaseModel):
@@ -128,14 +127,6 @@ class ABCell(BaseModel):
 
 class ABResult(BaseModel):
     version: str = AB_VERSION
-
-    @model_validator(mode="before")
-    @classmethod
-    def _upgrade(cls, data: Any) -> Any:
-        """A 1.0 record paired whole processes (there was nothing else), whatever today's default is."""
-        if isinstance(data, dict) and data.get("version") == "1.0" and isinstance(data.get("settings"), dict):
-            data = {**data, "settings": {"pairing": "processes", **data["settings"]}}
-        return data
     ab_id: str
     suite_name: str
     suite_file: str | None = None
@@ -151,6 +142,14 @@ class ABResult(BaseModel):
     environments: dict[str, dict[str, str | None]] = Field(
         default_factory=dict, description="versions each side's environment imports")
     cells: list[ABCell] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """A 1.0 record paired whole processes (there was nothing else), whatever today's default is."""
+        if isinstance(data, dict) and data.get("version") == "1.0" and isinstance(data.get("settings"), dict):
+            data = {**data, "settings": {"pairing": "processes", **data["settings"]}}
+        return data
 
     def counts(self) -> dict[str, int]:
         out = {"regression": 0, "improvement": 0, "unchanged": 0, "inconclusive": 0}
@@ -302,9 +301,7 @@ def _one_round(run: _CellRun, rnd: int, rng: random.Random, settings: ABSettings
         events, status, error = measure_process(run.sides[side], rnd, options, progress)
         run.events[side] += events
         if status != "ok":
-            setattr(run.ab, f"{side}_status", status)
-            run.ab.errors[side] = f"round {rnd + 1}: {error or status}"
-            run.ab.error = f"{side}, {run.ab.errors[side]}"
+            _side_failed(run, side, rnd, status, error or status)
             return
         got[side] = events
     run.ab.rounds = rnd + 1
@@ -313,9 +310,21 @@ def _one_round(run: _CellRun, rnd: int, rng: random.Random, settings: ABSettings
     for metric in settings.metrics or DEFAULT_METRICS:
         b, c = base.get(metric), cand.get(metric)
         if b is not None and c is not None:
-            vals = run.values.setdefault(metric, {"base": [], "candidate": []})
-            vals["base"].append(b)
-            vals["candidate"].append(c)
+            _keep(run, metric, b, c)
+
+
+def _side_failed(run: _CellRun, side: str, rnd: int, status: CellStatus, error: str) -> None:
+    """A side that failed in round `rnd` ends its cell's comparison, saying which side and why."""
+    setattr(run.ab, f"{side}_status", status)
+    run.ab.errors[side] = f"round {rnd + 1}: {error}"
+    run.ab.error = f"{side}, {run.ab.errors[side]}"
+
+
+def _keep(run: _CellRun, metric: str, base: float, candidate: float) -> None:
+    """One round's value of a metric on each side."""
+    vals = run.values.setdefault(metric, {"base": [], "candidate": []})
+    vals["base"].append(base)
+    vals["candidate"].append(candidate)
 
 
 def _call_round(run: _CellRun, rnd: int, rng: random.Random, settings: ABSettings, options: RunOptions,
@@ -335,9 +344,7 @@ def _call_round(run: _CellRun, rnd: int, rng: random.Random, settings: ABSetting
     run.ab.order.append("base" if pp.blocks and pp.blocks[0] == "ABBA" else "candidate")
     for side in SIDES:
         if pp.status.get(side, "ok") != "ok":
-            setattr(run.ab, f"{side}_status", pp.status[side])
-            run.ab.errors[side] = f"round {rnd + 1}: {pp.errors[side]}"
-            run.ab.error = f"{side}, {run.ab.errors[side]}"
+            _side_failed(run, side, rnd, pp.status[side], pp.errors[side])
             return
     run.ab.rounds = rnd + 1
     calls = [{side: median_values(p.events[side], spec[side]) for side in SIDES} for p in pp.pairs]
@@ -345,16 +352,11 @@ def _call_round(run: _CellRun, rnd: int, rng: random.Random, settings: ABSetting
     for metric in settings.metrics or DEFAULT_METRICS:
         got = [(c["base"][metric], c["candidate"][metric]) for c in calls
                if c["base"].get(metric, 0) > 0 and c["candidate"].get(metric, 0) > 0]
-        vals = run.values.setdefault(metric, {"base": [], "candidate": []})
         if got:
             run.call_logs.setdefault(metric, []).append([math.log(c / b) for b, c in got])
-            vals["base"].append(statistics.median(b for b, _ in got))
-            vals["candidate"].append(statistics.median(c for _, c in got))
+            _keep(run, metric, statistics.median(b for b, _ in got), statistics.median(c for _, c in got))
         elif metric in process["base"] and metric in process["candidate"]:
-            vals["base"].append(process["base"][metric])
-            vals["candidate"].append(process["candidate"][metric])
-        elif not vals["base"]:
-            del run.values[metric]
+            _keep(run, metric, process["base"][metric], process["candidate"][metric])
 
 
 def _judge_cell(run: _CellRun, alpha: float, settings: ABSettings) -> None:

@@ -87,19 +87,24 @@ def apply_side(cell: CellSpec, side: SideSpec) -> CellSpec:
     return cell.model_copy(update=update)
 
 
-def validate_side(where: str, field: str, side: SideSpec, environments: Mapping[str, EnvironmentSpec]) -> None:
-    """One line (exit 2) when a side names an undeclared environment, a folder that is not an IR, or a
-    malformed device."""
+def validate_side_model(where: str, field: str, side: SideSpec) -> None:
+    """One line (exit 2) when a side's model folder is not an IR."""
     from harness.models.ir import validate_ir_dir
 
-    if side.env and side.env not in environments:
-        raise HarnessInputError(where, field, f"env={side.env}", "unknown environment; declare it in the suite's "
-                                f"environments or with --env {side.env}=PINS (known: {', '.join(environments) or 'none'})")
     if side.model:
         try:
             validate_ir_dir(Path(side.model))
         except Exception as e:  # noqa: BLE001 - ModelPreparationError: one line
             raise HarnessInputError(where, field, f"model={side.model}", str(e)) from None
+
+
+def validate_side(where: str, field: str, side: SideSpec, environments: Mapping[str, EnvironmentSpec]) -> None:
+    """One line (exit 2) when a side names an undeclared environment, a folder that is not an IR, or a
+    malformed device."""
+    if side.env and side.env not in environments:
+        raise HarnessInputError(where, field, f"env={side.env}", "unknown environment; declare it in the suite's "
+                                f"environments or with --env {side.env}=PINS (known: {', '.join(environments) or 'none'})")
+    validate_side_model(where, field, side)
     if side.device:
         try:
             validate_device_string(side.device)

@@ -12,6 +12,7 @@ from harness.core.schema import CellSpec
 from harness.kinds import kind_spec
 from harness.models.prepare import classify_source, validate_ir_dir
 from harness.models.sources import check_model_files, package_gguf, package_in
+from harness.plan.sides import validate_side_model
 from harness.plan.suite_model import Suite
 
 
@@ -45,12 +46,8 @@ def validate_sources(cells: list[CellSpec], suite_file: Path, suite: Suite, log:
                     raise HarnessInputError("command line", "--model", source, problem)
                 raise HarnessInputError(str(suite_file), f"models[{i}].{field}", source, problem)
     reference = next((c.reference_side for c in cells if c.reference_side is not None), None)
-    if reference is not None and reference.side.model is not None:
-        try:
-            validate_ir_dir(Path(reference.side.model))
-        except ModelPreparationError as e:
-            raise HarnessInputError(str(suite_file), "reference_side.side", f"model={reference.side.model}",
-                                    str(e)) from None
+    if reference is not None:
+        validate_side_model(str(suite_file), "reference_side.side", reference.side)
 
 
 def hub_problem(repo_id: str) -> str | None:

@@ -147,7 +147,6 @@ class BatchSession:
 BACKEND = Backend(build=build_pipeline, start=BatchSession)
 
 
-
 def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str],
                        request_ids: Iterator[int]) -> CheckOutputs:
     """The f32 validation pass (harness/plan/validation.py): its prompts in one batch of a fresh pipeline."""

@@ -173,6 +173,3 @@ def _start(generate: Callable[..., Any], params: type[ImageParams]) -> Callable[
 TEXT2IMAGE = Backend(build=pipeline_builder("Text2ImagePipeline"), start=_start(_text2image, ImageParams))
 IMAGE2IMAGE = Backend(build=pipeline_builder("Image2ImagePipeline"), start=_start(_image2image, Image2ImageParams))
 INPAINTING = Backend(build=pipeline_builder("InpaintingPipeline"), start=_start(_inpainting, InpaintingParams))
-
-
-

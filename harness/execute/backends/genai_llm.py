@@ -121,7 +121,6 @@ class LLMSession(TextSession):
 BACKEND = Backend(build=build_pipeline, start=LLMSession)
 
 
-
 def validation_outputs(cell: CellSpec, models: CellModels, prompts: list[str]) -> CheckOutputs:
     """The f32 validation pass (harness/plan/validation.py) through a fresh LLMPipeline, with the prompt ids it fed
     (for the transformers reference, which is fed the same ids) and the input tokens the pipeline counted."""

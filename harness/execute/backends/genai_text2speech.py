@@ -88,4 +88,3 @@ class SpeechSession:
 
 
 TEXT2SPEECH = Backend(build=pipeline_builder("Text2SpeechPipeline"), start=SpeechSession)
-

@@ -105,5 +105,3 @@ EMBEDDINGS = Backend(build=_embedding_pipeline, start=partial(EncoderSession, ca
                                                                         with_query=False))
 RERANK = Backend(build=_rerank_pipeline, start=partial(EncoderSession, call=_rerank, params=RerankParams,
                                                                   with_query=True))
-
-

@@ -72,4 +72,3 @@ def _start(pipe: Any, cell: CellSpec, models: CellModels) -> VideoSession:
 
 
 TEXT2VIDEO = Backend(build=pipeline_builder("Text2VideoPipeline"), start=_start)
-

@@ -68,4 +68,3 @@ class VLMSession(TextSession):
 
 
 BACKEND = Backend(build=pipeline_builder("VLMPipeline"), start=VLMSession)
-

@@ -77,4 +77,3 @@ class WhisperSession(TextSession):
 
 
 BACKEND = Backend(build=pipeline_builder("WhisperPipeline"), start=WhisperSession)
-

@@ -146,8 +146,6 @@ def _source(models: CellModels) -> Path:
     return models.source
 
 
-
-
 def _validation_outputs(cell: CellSpec, model_dir: Path, tok: Any, kwargs: dict[str, Any], prompts: list[str],
                         streamer_cls: type) -> CheckOutputs:
     """The f32 validation pass (harness/plan/validation.py) through a fresh OVModelForCausalLM."""

@@ -1,4 +1,5 @@
-"""Memory of the worker process itself, as the backends report it."""
+"""Memory of a worker process as the backends report it (their own), and as the paired engine reads it (a live
+worker's, and what the host has left) before loading a second side beside a first."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import resource
 import psutil
 
 
-def rss_mb() -> float:
-    """Current resident set size, MiB."""
-    return psutil.Process().memory_info().rss / 2**20
+def rss_mb(pid: int | None = None) -> float:
+    """Current resident set size of this process (or of `pid`; psutil.Error when it is gone), MiB."""
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def available_mb() -> float:
+    """Memory the host can still give processes without swapping, MiB."""
+    return psutil.virtual_memory().available / 2**20
 
 
 def peak_rss_mb() -> float:

@@ -155,7 +155,6 @@ def bare_reference_fields(cell: CellSpec) -> dict[str, Any]:
                                             "do_sample": False, "apply_chat_template": p.api == "chat"}}
 
 
-
 class ServingSession:
     """A serving cell's loads against its server: the requests are made once the server has said what it
     serves; its counters are read before the first load and after the last, and every `metrics_interval_s`
@@ -225,7 +224,6 @@ class ServingSession:
 
 
 BACKEND = LoadBackend(build=reach_server, start=ServingSession)
-
 
 
 def load_outcome(result: LoadResult, every_output: list[RequestOutput], deltas: dict[str, float],

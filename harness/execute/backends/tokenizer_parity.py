@@ -125,4 +125,3 @@ class ParitySession:
 
 
 BACKEND = Backend(build=_load, start=ParitySession, compile_cache=False)
-

@@ -149,7 +149,7 @@ class _FakeWorker:
 
     def __init__(self, prepared, process, fault, progress):
         self.side = prepared.task
-        self.pid = None
+        self.pid = 4242  # a started worker has one; the memory readings of it are faked
 
     def start(self):
         pass
@@ -176,14 +176,20 @@ def _sides(tmp_path):
             for s in paired.SIDES}
 
 
-def test_process_pair_runs_balanced_abba_blocks_on_shared_inputs(monkeypatch, tmp_path):
+def _process_pair(monkeypatch, tmp_path, blocks, first_iteration, seed, fail_at=None, rss=500.0, available=10_000.0):
+    """One process pair over fake workers, with the memory readings given."""
     from harness.execute.run_options import RunOptions
 
     monkeypatch.setattr(paired, "CallWorker", _FakeWorker)
-    monkeypatch.setattr(paired, "rss_mb", lambda pid: 500.0)
-    monkeypatch.setattr(paired, "available_mb", lambda: 10_000.0)
-    _FakeWorker.log, _FakeWorker.fail_at = [], None
-    out = paired.process_pair(_sides(tmp_path), 0, 50, 3, random.Random(0), RunOptions(tmp_path, ["CPU"]), None)
+    monkeypatch.setattr(paired, "rss_mb", lambda pid: rss)
+    monkeypatch.setattr(paired, "available_mb", lambda: available)
+    _FakeWorker.log, _FakeWorker.fail_at = [], fail_at
+    return paired.process_pair(_sides(tmp_path), 0, blocks, first_iteration, random.Random(seed),
+                               RunOptions(tmp_path, ["CPU"]), None)
+
+
+def test_process_pair_runs_balanced_abba_blocks_on_shared_inputs(monkeypatch, tmp_path):
+    out = _process_pair(monkeypatch, tmp_path, 50, 3, 0)
     log = _FakeWorker.log
     assert len(out.pairs) == 100 and len(log) == 200 and [p.iteration for p in out.pairs] == list(range(3, 103))
     for b, kind in enumerate(out.blocks):
@@ -196,24 +202,12 @@ def test_process_pair_runs_balanced_abba_blocks_on_shared_inputs(monkeypatch, tm
 
 
 def test_process_pair_stops_at_a_failed_call_and_keeps_the_pairs_before(monkeypatch, tmp_path):
-    from harness.execute.run_options import RunOptions
-
-    monkeypatch.setattr(paired, "CallWorker", _FakeWorker)
-    monkeypatch.setattr(paired, "rss_mb", lambda pid: 500.0)
-    monkeypatch.setattr(paired, "available_mb", lambda: 10_000.0)
-    _FakeWorker.log, _FakeWorker.fail_at = [], 5
-    out = paired.process_pair(_sides(tmp_path), 0, 4, 0, random.Random(1), RunOptions(tmp_path, ["CPU"]), None)
+    out = _process_pair(monkeypatch, tmp_path, 4, 0, 1, fail_at=5)
     assert len(out.pairs) == 2 and out.status["candidate"] == "crashed" and out.errors["candidate"] == "died"
 
 
 def test_no_room_for_the_second_side_is_said_before_loading_it(monkeypatch, tmp_path):
-    from harness.execute.run_options import RunOptions
-
-    monkeypatch.setattr(paired, "CallWorker", _FakeWorker)
-    monkeypatch.setattr(paired, "rss_mb", lambda pid: 4000.0)
-    monkeypatch.setattr(paired, "available_mb", lambda: 3000.0)
-    _FakeWorker.log, _FakeWorker.fail_at = [], None
-    out = paired.process_pair(_sides(tmp_path), 0, 4, 0, random.Random(1), RunOptions(tmp_path, ["CPU"]), None)
+    out = _process_pair(monkeypatch, tmp_path, 4, 0, 1, rss=4000.0, available=3000.0)
     assert out.no_room is not None and "needed" in out.no_room and not out.pairs and len(out.events) == 1
 
 
