@@ -47,31 +47,13 @@ sys.path.insert(0, str(ROOT))
 SIDES = {"A": "synthetic:small", "A2": "synthetic:small", "W5": "synthetic:small-wide5", "W10": "synthetic:small-wide10"}
 
 
-def _cell(source: str, key: str):
-    from harness.core.schema import CellSpec, GenerationSpec, ModelRef, PromptSpec, ScenarioSpec
-
-    return CellSpec(key=key, model=ModelRef(name="small", source=source), precision="int8", device="CPU",
-                    scenario=ScenarioSpec(name="greedy", kind="generate"),
-                    generation=GenerationSpec(max_new_tokens=64, ignore_eos=True),
-                    prompts=PromptSpec(source="synthetic", input_tokens=32), warmup=1, iterations=3,
-                    load_twice=False)
-
-
 def record(path: Path, minutes: float, seed: int) -> None:
-    import openvino as ov
-
+    from benchmarks.small_sides import prepare_sides
     from harness.analyze.aggregate import median_values
-    from harness.execute.run_options import RunOptions
-    from harness.execute.runner import measure_process, prepare_cell
+    from harness.execute.runner import measure_process
     from harness.execute.worker_process import ProgressSink
-    from harness.models.cache import default_cache_dir
 
-    work = Path("/tmp/ab-detection-work")
-    options = RunOptions(cache_dir=default_cache_dir(), available_devices=list(ov.Core().available_devices))
-    prepared = {}
-    for side, source in SIDES.items():
-        prepared[side] = prepare_cell(_cell(source, f"small/{side}"), work / side, options, ProgressSink())
-        assert prepared[side].status == "ok", prepared[side].error
+    prepared, options = prepare_sides(SIDES, Path("/tmp/ab-detection-work"))
     rng = random.Random(seed)
     rounds = []
     deadline = time.monotonic() + minutes * 60

@@ -47,32 +47,13 @@ SIDES = {"A": "synthetic:small-random", "A2": "synthetic:small-random", "W1": "s
 SLOWER = ("W1", "W2", "W4")
 
 
-def _cell(source: str, key: str):
-    from harness.core.schema import CellSpec, GenerationSpec, ModelRef, PromptSpec, ScenarioSpec
-
-    return CellSpec(key=key, model=ModelRef(name="small", source=source), precision="int8", device="CPU",
-                    scenario=ScenarioSpec(name="greedy", kind="generate"),
-                    generation=GenerationSpec(max_new_tokens=64, ignore_eos=True),
-                    prompts=PromptSpec(source="synthetic", input_tokens=32), warmup=1, iterations=3,
-                    load_twice=False, timeout_s=300)
-
-
 def record(path: Path, minutes: float, blocks: int, seed: int, rotation: list[str]) -> None:
-    import openvino as ov
-
+    from benchmarks.small_sides import prepare_sides
     from harness.analyze.aggregate import median_values
     from harness.execute.paired import process_pair
-    from harness.execute.run_options import RunOptions
-    from harness.execute.runner import prepare_cell
     from harness.execute.worker_process import ProgressSink
-    from harness.models.cache import default_cache_dir
 
-    work = Path("/tmp/call-pairing-work")
-    options = RunOptions(cache_dir=default_cache_dir(), available_devices=list(ov.Core().available_devices))
-    prepared = {}
-    for side, source in SIDES.items():
-        prepared[side] = prepare_cell(_cell(source, f"small/{side}"), work / side, options, ProgressSink())
-        assert prepared[side].status == "ok", prepared[side].error
+    prepared, options = prepare_sides(SIDES, Path("/tmp/call-pairing-work"), timeout_s=300)
     rng = random.Random(seed)
     sets: list[dict] = []
     deadline = time.monotonic() + minutes * 60

@@ -73,15 +73,20 @@ scenarios: [{{name: g, kind: generate}}]
 """
 
 
-def test_a_run_measures_each_cell_against_its_reference_side(tmp_path, model_cache):
+def _run_beside(side: str, tmp_path, model_cache):
+    """`harness run` of the reference suite with `side` as its reference side: the exit code's check, its cell."""
     from harness.records.store import load_results
     from tests.conftest import run_cli
 
     suite = tmp_path / "ref.yaml"
-    suite.write_text(REFERENCE_SUITE.format(side="properties.KV_CACHE_PRECISION=f16"))
+    suite.write_text(REFERENCE_SUITE.format(side=side))
     proc = run_cli("run", str(suite), "--out", str(tmp_path / "run"), cache=model_cache, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    cell = load_results(tmp_path / "run").cells[0]
+    return load_results(tmp_path / "run").cells[0]
+
+
+def test_a_run_measures_each_cell_against_its_reference_side(tmp_path, model_cache):
+    cell = _run_beside("properties.KV_CACHE_PRECISION=f16", tmp_path, model_cache)
     ratios = cell.vs_reference
     assert ratios is not None and ratios.label == "pinned"
     tpot = ratios.figure("tpot_ms")
@@ -90,13 +95,6 @@ def test_a_run_measures_each_cell_against_its_reference_side(tmp_path, model_cac
 
 
 def test_a_reference_side_that_fails_costs_the_cell_only_its_ratios(tmp_path, model_cache):
-    from harness.records.store import load_results
-    from tests.conftest import run_cli
-
-    suite = tmp_path / "ref.yaml"
-    suite.write_text(REFERENCE_SUITE.format(side="properties.KV_CACHE_PRECISION=banana"))
-    proc = run_cli("run", str(suite), "--out", str(tmp_path / "run"), cache=model_cache, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    cell = load_results(tmp_path / "run").cells[0]
+    cell = _run_beside("properties.KV_CACHE_PRECISION=banana", tmp_path, model_cache)
     assert cell.status == "ok" and cell.vs_reference is None and cell.summaries
     assert any("reference side pinned" in n and "banana" in n for n in cell.notes), cell.notes
