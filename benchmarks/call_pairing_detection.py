@@ -1,5 +1,6 @@
 """Can `harness ab`, pairing calls, tell a 1%, 2% or 4% slowdown from noise on this machine, and in what time?
-(prints figures)
+And which way of taking a call pair does it better here: slices (both calls at once, one side let run at a time,
+switching every `--slice-ms`) or calls one after the other? (prints figures)
 
 The slowdowns are physical: `synthetic:small-wide1` / `-wide2` / `-wide4` are `synthetic:small-random` (the `small`
 model's shape, random weights like theirs) with a wider MLP, so each generated token reads ~1% / ~2% / ~4% more
@@ -11,7 +12,9 @@ baseline must have random weights too.)
    worker processes, A (small-random) and one other side X, both loaded and warmed up in a random order
    (harness/execute/call_worker.py), then `--blocks` ABBA / BAAB blocks (harness/execute/paired.py) on inputs
    numbered on; X rotates through `--rotation` (A2 = small-random again, an A/A pair; W1, W2, W4). Per call: TPOT,
-   TTFT, wall time; per process: load time. Written after every set. (Five sides loaded at once, calls in a
+   TTFT, wall time; per process: load time. Written after every set. With `--modes slices calls` the sets
+   alternate between the two ways of taking a call pair (the sides rotate alike in both), so the two are measured
+   interleaved, on the same host state, and analyzed apart. (Five sides loaded at once, calls in a
    palindrome, was tried first: pairs up to four calls apart on this VM, whose speed jumps between ~12 and ~21
    ms/token within seconds, measured a noise `harness ab` does not face.)
 2. True sizes: the mean over X's sets of the set's mean call-pair log ratio X/A, with a 95% t-interval over sets.
@@ -47,7 +50,8 @@ SIDES = {"A": "synthetic:small-random", "A2": "synthetic:small-random", "W1": "s
 SLOWER = ("W1", "W2", "W4")
 
 
-def record(path: Path, minutes: float, blocks: int, seed: int, rotation: list[str]) -> None:
+def record(path: Path, minutes: float, blocks: int, seed: int, rotation: list[str], modes: list[str],
+           slice_ms: float) -> None:
     from benchmarks.small_sides import prepare_sides
     from harness.analyze.aggregate import median_values
     from harness.execute.paired import process_pair
@@ -59,13 +63,14 @@ def record(path: Path, minutes: float, blocks: int, seed: int, rotation: list[st
     deadline = time.monotonic() + minutes * 60
     while time.monotonic() < deadline:
         n = len(sets)
-        other = rotation[n % len(rotation)]
+        mode = modes[n % len(modes)]
+        other = rotation[(n // len(modes)) % len(rotation)]
         t0 = time.monotonic()
         pp = process_pair({"base": prepared["A"], "candidate": prepared[other]}, n, blocks, 1, rng, options,
-                          ProgressSink())
-        assert not pp.errors and pp.no_room is None, (pp.errors, pp.no_room)
-        entry: dict = {"t": time.time(), "other": other, "wall_s": time.monotonic() - t0, "blocks": pp.blocks,
-                       "calls": []}
+                          ProgressSink(), slice_ms if mode == "slices" else None)
+        assert not pp.errors and pp.no_room is None and pp.sliced == (mode == "slices"), (pp.errors, pp.no_room)
+        entry: dict = {"t": time.time(), "mode": mode, "other": other, "wall_s": time.monotonic() - t0,
+                       "blocks": pp.blocks, "calls": []}
         for p in pp.pairs:
             for role, side in (("base", "A"), ("candidate", other)):
                 values = median_values(p.events[role], prepared[side].cell)
@@ -73,9 +78,9 @@ def record(path: Path, minutes: float, blocks: int, seed: int, rotation: list[st
                                        "ttft_ms": values.get("ttft_ms")})
         sets.append(entry)
         logs = set_logs(entry, other, "tpot_ms")
-        print(f"set {n + 1}: {other}/A TPOT {100 * math.expm1(statistics.fmean(logs)):+.2f}% (sd of a pair "
+        print(f"set {n + 1} {mode}: {other}/A TPOT {100 * math.expm1(statistics.fmean(logs)):+.2f}% (sd of a pair "
               f"{100 * statistics.stdev(logs):.1f}%), {entry['wall_s']:.0f} s", flush=True)
-        path.write_text(json.dumps({"sides": SIDES, "blocks": blocks, "sets": sets}))
+        path.write_text(json.dumps({"sides": SIDES, "blocks": blocks, "slice_ms": slice_ms, "sets": sets}))
 
 
 def set_logs(entry: dict, side: str, metric: str, blocks: int | None = None) -> list[float]:
@@ -126,10 +131,17 @@ def _rate(pool: list[list[float]], side: str, rounds: int, threshold: float, tri
 
 def analyze(path: Path, budgets_min: list[float], threshold: float, trials: int, seed: int,
             blocks_options: list[int]) -> None:
+    data = json.loads(path.read_text())
+    for mode in dict.fromkeys(s.get("mode", "calls") for s in data["sets"]):  # recordings before modes: calls
+        print(f"\n=== call pairs taken as {mode}" + (f" of {data['slice_ms']:g} ms" if mode == "slices" else ""))
+        _analyze_sets(data, [s for s in data["sets"] if s.get("mode", "calls") == mode], budgets_min, threshold,
+                      trials, seed, blocks_options)
+
+
+def _analyze_sets(data: dict, sets: list[dict], budgets_min: list[float], threshold: float, trials: int, seed: int,
+                  blocks_options: list[int]) -> None:
     from harness.core.stats import mean_ci, two_level_sd
 
-    data = json.loads(path.read_text())
-    sets = data["sets"]
     by_side = {side: [s for s in sets if s["other"] == side] for side in ("A2", *SLOWER)}
     print(f"recording: {len(sets)} process pairs of {data['blocks']} ABBA blocks ("
           + ", ".join(f"{len(v)} A-{k}" for k, v in by_side.items()) + f"), {statistics.mean(s['wall_s'] for s in sets):.0f} s each")
@@ -188,6 +200,9 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=8, help="blocks per process pair when recording")
     ap.add_argument("--rotation", nargs="+", default=["A2", "W2", "A2", "W2", "W1", "W4"],
                     help="the sides paired with A, set after set")
+    ap.add_argument("--modes", nargs="+", choices=["slices", "calls"], default=["slices", "calls"],
+                    help="ways of taking a call pair, alternating set after set")
+    ap.add_argument("--slice-ms", type=float, default=25)
     ap.add_argument("--analyze", type=Path)
     ap.add_argument("--budget-min", type=float, nargs="+", default=[2, 4, 6, 8, 10, 15, 20])
     ap.add_argument("--use-blocks", type=int, nargs="+", default=[2, 4, 8])
@@ -196,7 +211,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     if a.record:
-        record(a.record, a.minutes, a.blocks, a.seed, a.rotation)
+        record(a.record, a.minutes, a.blocks, a.seed, a.rotation, a.modes, a.slice_ms)
     if a.analyze or a.record:
         analyze(a.analyze or a.record, a.budget_min, a.threshold, a.trials, a.seed, a.use_blocks)
 

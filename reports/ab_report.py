@@ -64,10 +64,10 @@ def render_ab_md(ab: ABResult) -> str:
     failed = [c for c in ab.cells if c.error]
     if failed:
         lines += ["Cells not compared:"] + [f"- {md_code(c.key)}: {md_text(c.error or '')}" for c in failed] + [""]
-    by_processes = [c for c in ab.cells if c.pairing_note]
-    if by_processes:
-        lines += ["Cells paired by whole processes:"] + [f"- {md_code(c.key)}: {md_text(c.pairing_note or '')}"
-                                                         for c in by_processes] + [""]
+    otherwise = [c for c in ab.cells if c.pairing_note]
+    if otherwise:
+        lines += [f"Cells not paired as asked ({ab.settings.pairing}):"] + [
+            f"- {md_code(c.key)}: {md_text(c.pairing_note or '')}" for c in otherwise] + [""]
     lines += ["| model | precision | scenario | metric | base median | candidate median | ratio | 95% CI | "
               "sequence | min effect | rounds | pairs | sd call / process | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -79,12 +79,19 @@ def render_ab_md(ab: ABResult) -> str:
         lines.append(f"| {md_text(c.model)} | {md_text(c.precision)} | {md_text(scen)} | {md_text(m.metric)} "
                      f"| {md_text(_median(m, m.base_median))} | {md_text(_median(m, m.candidate_median))} | {ratio_pct(m.ratio)} | {ratio_interval(m.ci_low, m.ci_high)} "
                      f"| {ratio_interval(m.cs_low, m.cs_high)} | {m.threshold * 100:.0f}% | {settled} "
-                     f"| {m.pairs} {'calls' if m.paired_by == 'call' else 'processes'} | {_levels(m)} | {verdict} |")
+                     f"| {m.pairs} {_paired_by(c, m)} | {_levels(m)} | {verdict} |")
     lines += ["", "ratio: geometric mean of the per-round paired ratios candidate / base (paired by calls: a round's "
-              "ratio is the geometric mean of its call pairs'); 95% CI: Student-t on the rounds' log ratios at the last "
+              "ratio is the geometric mean of its call pairs'; sliced calls ran at once, one side at a time, each "
+              "timed on its active clock); 95% CI: Student-t on the rounds' log ratios at the last "
               "round; sequence: the always-valid confidence sequence that decided the verdict; sd call / process: the "
               "sd of one call pair's log ratio and of a process pair's own offset (docs/ab.md)."]
     return "\n".join(lines) + "\n"
+
+
+def _paired_by(c: ABCell, m: ABMetric) -> str:
+    if m.paired_by == "process":
+        return "processes"
+    return "sliced calls" if c.pairing == "slices" else "calls"
 
 
 def ab_table(ab: ABResult) -> Table:

@@ -21,6 +21,7 @@ class ProcessPairValues:
 
     candidate: Mapping[str, Sequence[float]]
     reference: Mapping[str, Sequence[float]]
+    sliced: bool = False  # the call pairs ran in slices (harness/execute/paired.py)
 
 
 def _usable(c: float, r: float) -> bool:
@@ -58,4 +59,5 @@ def vs_reference(reference: ReferenceSide, runtime_versions: Mapping[str, str | 
                                   ci_high=est[2] if est else None, call_pairs=sum(map(len, groups)),
                                   process_pairs=len(groups), higher_is_better=METRICS[tag].higher_is_better))
     return ReferenceRatios(label=reference.label, description=reference.side.label(),
-                           runtime_versions=dict(runtime_versions), ratios=ratios, summaries=summaries)
+                           runtime_versions=dict(runtime_versions), ratios=ratios, summaries=summaries,
+                           sliced=bool(pairs) and all(p.sliced for p in pairs))

@@ -51,11 +51,14 @@ def ab(
     min_rounds: Annotated[int, typer.Option(min=2, max=10000, help="rounds before any verdict")] = 5,
     max_rounds: Annotated[int, typer.Option(min=2, max=100000)] = 200,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="seed of the side order")] = 0,
-    pairing: Annotated[str | None, typer.Option(help="calls: both sides loaded in long-lived processes, calls "
-                                                "alternating in ABBA blocks (default); processes: one fresh process "
-                                                "per side per round")] = None,
-    blocks: Annotated[int | None, typer.Option(min=1, max=10000, help="calls pairing: ABBA blocks (two call pairs "
-                                               "each) per pair of processes [default: 4]")] = None,
+    pairing: Annotated[str | None, typer.Option(help="slices (default): both sides loaded in long-lived processes, "
+                                                "the two calls of a pair run at once, one side at a time, switching "
+                                                "every --slice-ms; calls: the same processes, one call after the "
+                                                "other; processes: one fresh process per side per round")] = None,
+    blocks: Annotated[int | None, typer.Option(min=1, max=10000, help="slices and calls pairing: blocks (two call "
+                                               "pairs each) per pair of processes [default: 4]")] = None,
+    slice_ms: Annotated[float | None, typer.Option(min=1, max=10000, help="slices pairing: ms one side runs before the "
+                                                   "other takes over [default: 25]")] = None,
     out: Annotated[Path | None, typer.Option(help="output directory (default: results/<time>-ab-<suite>)")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="model and environment cache [default: HARNESS_CACHE_DIR or "
                                                         "~/.cache/ov-genai-harness]")] = None,
@@ -89,8 +92,9 @@ def ab(
         metric = metric or parsed.ab.metrics
         pairing = pairing or parsed.ab.pairing
         blocks = blocks or parsed.ab.blocks
-    if pairing not in (None, "calls", "processes"):
-        raise HarnessInputError("command line", "--pairing", pairing, "must be calls or processes")
+        slice_ms = slice_ms or parsed.ab.slice_ms
+    if pairing not in (None, "slices", "calls", "processes"):
+        raise HarnessInputError("command line", "--pairing", pairing, "must be slices, calls or processes")
     budget_s = parse_duration(budget or "10m")
     check_alpha(alpha)
     check_rounds(min_rounds, max_rounds)
@@ -102,7 +106,8 @@ def ab(
     for option, side in sides.items():
         validate_side("command line", f"--{option}", side, by_name)
     cells = ab_cells(parsed, suite_path)
-    given = {k: v for k, v in {"pairing": pairing, "blocks": blocks}.items() if v is not None}  # else ABSettings'
+    given = {k: v for k, v in {"pairing": pairing, "blocks": blocks, "slice_ms": slice_ms}.items()
+             if v is not None}  # else ABSettings'
     settings = ABSettings(alpha=alpha, budget_s=budget_s, min_rounds=min_rounds, max_rounds=max_rounds,
                           metrics=list(metric or []), seed=seed, **given)
     settings.thresholds.update(parsed.compare_thresholds)

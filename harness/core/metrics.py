@@ -1150,3 +1150,10 @@ def sample_values(sample: Sample) -> dict[str, list[float]]:
         if vals:
             out[tag] = vals
     return out
+
+
+def genai_call_durations() -> frozenset[str]:
+    """The openvino-genai readings of one call that are a duration (ms) or a rate per second, timed by its own
+    clock: what a paused call's times cannot be taken out of (sliced pairing, harness/execute/paired.py)."""
+    return frozenset(m.reading for m in METRICS.values() if issubclass(m, _Recorded) and m.genai
+                     and (m.unit == "ms" or m.unit.endswith("/s")))

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 from harness.core.errors import HarnessInputError
 from harness.core.input_files import parse_json
 
-SCHEMA_VERSION = "1.12"
+SCHEMA_VERSION = "1.13"
 
 ExportPrecision = Literal["fp16", "int8", "int4", "gguf"]
 # "served": a remote server's model, whatever it runs; the harness neither exported nor measured its precision
@@ -119,7 +119,10 @@ class ReferenceSide(Strict):
     side: SideSpec
     process_pairs: int = Field(4, ge=1, le=100, description="pairs of fresh processes (reference and cell, both "
                                "loaded) each cell is measured against it in")
-    blocks: int = Field(4, ge=1, le=1000, description="ABBA blocks (two call pairs each) per process pair")
+    blocks: int = Field(4, ge=1, le=1000, description="blocks (two call pairs each, either side first once) per "
+                        "process pair")
+    slice_ms: float | None = Field(25, ge=1, le=10000, description="the two calls of a pair run at once, one side at a "
+                                   "time, switching every slice_ms; None: one call after the other; since 1.13")
 
 
 
@@ -288,6 +291,10 @@ class Sample(Strict):
     scheduled_ns: int | None = Field(
         None, description="serving, open loop: perf_counter_ns at which the arrival schedule meant the request "
         "to be sent (start_ns is when it was); None in a closed loop; since 1.9")
+    paused_ms: float | None = Field(
+        None, description="sliced pairing: how long the call's process was paused while the other side ran (SIGSTOP); "
+        "start_ns, end_ns and the chunk offsets are then on the call's active clock (its pauses taken out) and the "
+        "backend's own timed readings are left out; None for a call that was not sliced; since 1.13")
 
 
 class BatchRecord(Strict):
@@ -552,6 +559,8 @@ class ReferenceRatios(Strict):
     runtime_versions: dict[str, str | None] = Field(
         default_factory=dict, description="stack versions the reference side's worker imported")
     ratios: list[RatioFigure] = Field(default_factory=list)
+    sliced: bool = Field(False, description="the call pairs ran in slices (ReferenceSide.slice_ms; results before 1.13 "
+                         "ran them one after the other)")
     summaries: dict[str, Summary] = Field(default_factory=dict, description="the reference side's own values per "
                                           "metric")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -71,15 +72,22 @@ class CallWorker:
     def wait_ready(self) -> bool:
         """Wait until the worker is ready for an order (loaded and warmed up, or its last call done); False when
         it died or took longer than the cell's timeout (then it is stopped)."""
+        return self.poll_ready(time.monotonic() + self.timeout_s, None) is True
+
+    def poll_ready(self, deadline: float, until: float | None) -> bool | None:
+        """Wait for the worker's ready byte until `until` (monotonic; None: as long as it takes): True when it came,
+        None when `until` passed first, False when the worker died or `deadline` passed (then it is stopped)."""
         assert self._ready_r is not None
-        deadline = time.monotonic() + self.timeout_s
         while not self._lost:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 self._timed_out = True
                 self._stop()
                 break
-            readable, _, _ = select.select([self._ready_r], [], [], min(left, 1.0))
+            if until is not None and now >= until:
+                return None
+            wait = min(deadline, until if until is not None else deadline) - now
+            readable, _, _ = select.select([self._ready_r], [], [], min(wait, 1.0))
             if readable:
                 if os.read(self._ready_r, 1):
                     self._read()
@@ -90,19 +98,38 @@ class CallWorker:
         self._read()
         return False
 
-    def call(self, iteration: int) -> list[Event] | None:
-        """One measured call on `iteration`'s input: its events, or None when the worker failed."""
+    def order(self, iteration: int) -> bool:
+        """Order one measured call on `iteration`'s input without waiting for it; False when the worker is gone."""
         if self._lost or self._proc is None or self._proc.stdin is None:
-            return None
-        before = len(self.events)
+            return False
         try:
             self._proc.stdin.write((json_of(CallOrder(iteration=iteration)) + "\n").encode())
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError):
             self._lost = True
             self._read()
-            return None
-        if not self.wait_ready():
+            return False
+        return True
+
+    def pause(self) -> None:
+        """Stop every thread of the worker's process group where it is (SIGSTOP): its call makes no progress and
+        takes no CPU until `resume`."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            try:
+                os.killpg(self._proc.pid, sig)  # the worker leads its own session (start_new_session)
+            except ProcessLookupError:
+                pass
+
+    def call(self, iteration: int) -> list[Event] | None:
+        """One measured call on `iteration`'s input: its events, or None when the worker failed."""
+        before = len(self.events)
+        if not self.order(iteration) or not self.wait_ready():
             return None
         return self.events[before:]
 
@@ -135,7 +162,7 @@ class CallWorker:
     def _stop(self) -> None:
         self._lost = True
         if self._proc is not None and self._proc.returncode is None:
-            kill_group(self._proc)
+            kill_group(self._proc)  # SIGKILL ends a paused group too
 
     def _close(self) -> None:
         if self._ready_r is not None:

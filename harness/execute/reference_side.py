@@ -50,7 +50,7 @@ def measure_vs_reference(prepared: PreparedCell, ref: PreparedCell | None, optio
     blocks = reference.blocks
     for p in range(reference.process_pairs):
         pp = process_pair({"base": ref, "candidate": prepared}, p, blocks, cell.warmup + 2 * blocks * p, rng,
-                          options, progress)
+                          options, progress, reference.slice_ms)
         if pp.no_room is not None:
             note = f"{label}: {pp.no_room}"
             break
@@ -58,16 +58,16 @@ def measure_vs_reference(prepared: PreparedCell, ref: PreparedCell | None, optio
         if pp.errors:
             note = f"{label}, process pair {p + 1}: " + "; ".join(f"{s}: {e}" for s, e in pp.errors.items())
             break
-        pairs.append(_values(pp.pairs, prepared.cell, ref_cell))
+        pairs.append(_values(pp.pairs, prepared.cell, ref_cell, pp.sliced))
     if not pairs:
         return None, note or f"{label}: no call pair measured"
     return vs_reference(reference, versions, pairs), note
 
 
-def _values(call_pairs: list, cell: CellSpec, ref_cell: CellSpec) -> ProcessPairValues:
+def _values(call_pairs: list, cell: CellSpec, ref_cell: CellSpec, sliced: bool) -> ProcessPairValues:
     """Each side's value of every metric per call pair; a metric only where both sides have it in every pair."""
     cand = [median_values(p.events["candidate"], cell) for p in call_pairs]
     ref = [median_values(p.events["base"], ref_cell) for p in call_pairs]
     tags = [t for t in (cand[0] if cand else {}) if all(t in c and t in r for c, r in zip(cand, ref, strict=True))]
     return ProcessPairValues(candidate={t: [c[t] for c in cand] for t in tags},
-                             reference={t: [r[t] for r in ref] for t in tags})
+                             reference={t: [r[t] for r in ref] for t in tags}, sliced=sliced)

@@ -51,7 +51,7 @@ from harness.execute.worker_process import ProgressSink
 from harness.plan.sides import apply_side
 from harness.plan.sides import parse_side as parse_side  # re-exported: callers' old home
 
-AB_VERSION = "1.1"  # 1.1: calls pairing (ABSettings.pairing, ABCell.pairing, ABMetric.paired_by)
+AB_VERSION = "1.2"  # 1.1: calls pairing (ABSettings.pairing, ABCell.pairing, ABMetric.paired_by); 1.2: slices
 INTERRUPTED = "interrupted by the user"
 # Metrics judged by default, where a cell measures them (e2e follows TTFT and TPOT, so it is not judged twice).
 DEFAULT_METRICS = (TTFT.tag, TPOT.tag, OutputThroughput.tag, BatchOutputThroughput.tag, RequestThroughput.tag, PeakRSS.tag)
@@ -67,11 +67,17 @@ class ABSettings(BaseModel):
                                "measure)")
     thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     seed: int = 0
-    pairing: Literal["calls", "processes"] = Field(
-        "calls", description="calls: both sides loaded at once in long-lived processes, calls alternating in ABBA "
-        "blocks, a round is one pair of fresh processes (kinds that cannot, and sides that do not fit in memory "
-        "together, fall back to processes); processes: a round is one fresh process per side")
-    blocks: int = Field(4, ge=1, description="calls pairing: ABBA blocks (two call pairs each) per process pair")
+    pairing: Literal["slices", "calls", "processes"] = Field(
+        "slices", description="slices: both sides loaded at once in long-lived processes, the two calls of a pair run "
+        "at once with only one side let run at a time, switching every slice_ms, each call timed on its active "
+        "clock; calls: likewise, but the calls of a pair run one after the other (ABBA blocks); a round is one pair "
+        "of fresh processes (calls whose times only the backend took fall back from slices to calls; kinds that "
+        "cannot pair calls, and sides that do not fit in memory together, to processes); processes: a round is one "
+        "fresh process per side")
+    blocks: int = Field(4, ge=1, description="slices and calls pairing: blocks (two call pairs each, either side "
+                        "first once) per process pair")
+    slice_ms: float = Field(25, ge=1, le=10000, description="slices pairing: how long one side runs before the other "
+                            "takes over")
 
 
 class ABMetric(BaseModel):
@@ -116,8 +122,9 @@ class ABCell(BaseModel):
     rounds: int = 0
     settled: bool = False
     order: list[str] = Field(default_factory=list, description="which side ran (or loaded) first in each round")
-    pairing: Literal["calls", "processes"] = Field("processes", description="how this cell's sides were paired")
-    pairing_note: str | None = Field(None, description="why a cell asked to pair calls was paired by processes")
+    pairing: Literal["slices", "calls", "processes"] = Field("processes", description="how this cell's sides were "
+                                                               "paired")
+    pairing_note: str | None = Field(None, description="why a cell was paired otherwise than asked")
     metrics: list[ABMetric] = Field(default_factory=list)
 
     @property
@@ -146,9 +153,11 @@ class ABResult(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _upgrade(cls, data: Any) -> Any:
-        """A 1.0 record paired whole processes (there was nothing else), whatever today's default is."""
-        if isinstance(data, dict) and data.get("version") == "1.0" and isinstance(data.get("settings"), dict):
-            data = {**data, "settings": {"pairing": "processes", **data["settings"]}}
+        """A 1.0 record paired whole processes (there was nothing else), a 1.1 record calls one after the other,
+        whatever today's default is."""
+        before = {"1.0": "processes", "1.1": "calls"}
+        if isinstance(data, dict) and data.get("version") in before and isinstance(data.get("settings"), dict):
+            data = {**data, "settings": {"pairing": before[data["version"]], **data["settings"]}}
         return data
 
     def counts(self) -> dict[str, int]:
@@ -228,9 +237,9 @@ def run_ab(cells: list[CellSpec], base: SideSpec, candidate: SideSpec, out_dir: 
         ab.errors = {s: p.error or p.status for s, p in sides.items() if p.status != "ok"}
         if ab.errors:
             ab.error = "; ".join(f"{s}: {e}" for s, e in ab.errors.items())
-        elif settings.pairing == "calls":
+        elif settings.pairing != "processes":
             if call_pairing_possible(cell.scenario.kind):
-                ab.pairing = "calls"
+                ab.pairing = settings.pairing
             else:
                 ab.pairing_note = f"a {cell.scenario.kind} cell is measured as whole processes (no call-level pairing)"
         result.cells.append(ab)
@@ -248,7 +257,7 @@ def run_ab(cells: list[CellSpec], base: SideSpec, candidate: SideSpec, out_dir: 
                 break
             r0 = time.monotonic()
             for run in active:
-                if run.ab.pairing == "calls":
+                if run.ab.pairing != "processes":
                     _call_round(run, rnd, rng, settings, options, progress)
                 else:
                     _one_round(run, rnd, rng, settings, options, progress)
@@ -329,12 +338,15 @@ def _keep(run: _CellRun, metric: str, base: float, candidate: float) -> None:
 
 def _call_round(run: _CellRun, rnd: int, rng: random.Random, settings: ABSettings, options: RunOptions,
                 progress: ProgressSink) -> None:
-    """One pair of fresh processes, both loaded, calls alternating in ABBA blocks (harness/execute/paired.py);
-    metrics a call measures are kept per call pair, the processes' own (load, memory) per round. When the two
-    sides do not fit in memory together the cell goes on in whole-process rounds, saying why."""
+    """One pair of fresh processes, both loaded, call pairs in blocks, sliced or one call after the other
+    (harness/execute/paired.py); metrics a call measures are kept per call pair, the processes' own (load, memory)
+    per round. When the two sides do not fit in memory together the cell goes on in whole-process rounds, and when
+    their calls cannot be sliced in calls one after the other, saying why."""
     spec = {side: run.sides[side].cell for side in SIDES}
     pp = process_pair(run.sides, rnd, settings.blocks, run.cell.warmup + 2 * settings.blocks * rnd, rng, options,
-                      progress)
+                      progress, settings.slice_ms if run.ab.pairing == "slices" else None)
+    if pp.slicing_note is not None:
+        run.ab.pairing, run.ab.pairing_note = "calls", f"calls one after the other from round {rnd + 1}: {pp.slicing_note}"
     for side in SIDES:
         run.events[side] += pp.events.get(side, [])
     if pp.no_room is not None:

@@ -67,7 +67,8 @@ def _reference_side(suite: Suite, suite_file: Path) -> ReferenceSide | None:
     if side.model is not None:
         side.model = _source(suite_file, side.model)
     return ReferenceSide(label=suite.reference_side.series_label(), side=side,
-                         process_pairs=suite.reference_side.process_pairs, blocks=suite.reference_side.blocks)
+                         process_pairs=suite.reference_side.process_pairs, blocks=suite.reference_side.blocks,
+                         slice_ms=suite.reference_side.slice_ms)
 
 
 def _excluded(axes: dict[str, PropertyValue], rules: list[dict[str, Any]]) -> bool:

@@ -219,9 +219,12 @@ class SuiteAB(_Strict):
     candidate: list[str] = Field(default_factory=list, description="e.g. [env=r2026_4]")
     budget: str | None = Field(None, description="e.g. 30m")
     metrics: list[str] = Field(default_factory=list, description="metrics judged (default: harness.experiment.ab.DEFAULT_METRICS)")
-    pairing: Literal["calls", "processes"] | None = Field(None, description="calls (default) or processes: see "
-                                                          "`harness ab --help`")
-    blocks: int | None = Field(None, ge=1, description="calls pairing: ABBA blocks per pair of processes")
+    pairing: Literal["slices", "calls", "processes"] | None = Field(None, description="slices (default), calls or "
+                                                                    "processes: see `harness ab --help`")
+    blocks: int | None = Field(None, ge=1, description="slices and calls pairing: blocks (two call pairs each) per "
+                               "pair of processes")
+    slice_ms: float | None = Field(None, ge=1, le=10000, description="slices pairing: how long one side runs before "
+                                   "the other takes over (default 25)")
 
 
 def _side_item(item: str) -> str:
@@ -245,7 +248,11 @@ class SuiteReferenceSide(_Strict):
                                          "changes` finds change points in the ratio series")
     process_pairs: int = Field(4, ge=1, le=100, description="pairs of fresh processes (the reference side and the "
                                "cell, both loaded, calls in ABBA blocks) per cell, after the cell's own processes")
-    blocks: int = Field(4, ge=1, le=1000, description="ABBA blocks (two call pairs each) per process pair")
+    blocks: int = Field(4, ge=1, le=1000, description="blocks (two call pairs each, either side first once) per "
+                        "process pair")
+    slice_ms: float | None = Field(25, ge=1, le=10000, description="the two calls of a pair run at once, one side at a "
+                                   "time, switching every slice_ms (harness/execute/paired.py); null: one call after "
+                                   "the other")
 
     @field_validator("label")
     @classmethod

@@ -23,8 +23,10 @@ def _cell(key: str, timeout_s: float = 120):
         "warmup": 1, "iterations": 1, "load_twice": False, "timeout_s": timeout_s})
 
 
-def _ab(tmp_path, cells, model_cache, faults=None, rounds=2):
-    settings = ABSettings(metrics=["tpot_ms", "ttft_ms", "peak_rss_mb"], min_rounds=2, max_rounds=rounds, blocks=2)
+def _ab(tmp_path, cells, model_cache, faults=None, rounds=2, pairing="slices"):
+    # a 2 ms slice: the tiny model's calls (~10 ms) are paused and resumed several times each
+    settings = ABSettings(metrics=["tpot_ms", "ttft_ms", "peak_rss_mb"], min_rounds=2, max_rounds=rounds, blocks=2,
+                          pairing=pairing, slice_ms=2)
     result = ABResult(ab_id="t", suite_name="s", base=SideSpec(), candidate=SideSpec(), base_run="b",
                       candidate_run="c", settings=settings, started_at="now")
     options = RunOptions(model_cache, ["CPU"], faults=faults or {})
@@ -33,10 +35,11 @@ def _ab(tmp_path, cells, model_cache, faults=None, rounds=2):
     return result, sides
 
 
-def test_two_loaded_sides_take_their_calls_in_blocks(tmp_path, model_cache):
-    result, sides = _ab(tmp_path, [_cell("a")], model_cache)
+@pytest.mark.parametrize("pairing", ["slices", "calls"])
+def test_two_loaded_sides_take_their_calls_in_blocks(tmp_path, model_cache, pairing):
+    result, sides = _ab(tmp_path, [_cell("a")], model_cache, pairing=pairing)
     cell = result.cells[0]
-    assert cell.error is None and cell.pairing == "calls" and cell.rounds == 2
+    assert cell.error is None and cell.pairing == pairing and cell.rounds == 2
     by = {m.metric: m for m in cell.metrics}
     assert by["tpot_ms"].paired_by == "call" and by["tpot_ms"].pairs == 8  # 2 rounds x 2 blocks x 2 pairs
     assert by["peak_rss_mb"].paired_by == "process" and by["peak_rss_mb"].pairs == 2
@@ -46,6 +49,12 @@ def test_two_loaded_sides_take_their_calls_in_blocks(tmp_path, model_cache):
         assert result_cell.status == "ok"
         measured = [s for s in result_cell.samples if not s.warmup]
         assert len(measured) == 8 and sorted({s.process for s in measured}) == [0, 1]
+        if pairing == "slices":  # each call on its active clock: pauses out, openvino-genai's own durations left out
+            assert all(s.paused_ms is not None and "tpot_ms" not in s.genai for s in measured)
+            assert any(s.paused_ms > 0 for s in measured)
+            assert all(0 < s.chunk_offsets_ms[0] <= (s.end_ns - s.start_ns) / 1e6 for s in measured)
+        else:
+            assert all(s.paused_ms is None and "tpot_ms" in s.genai for s in measured)
     # the worker's own files are in the side's folder, one set per process pair
     assert (tmp_path / "base" / "work" / "a" / "calls-p1-events.jsonl").is_file()
 

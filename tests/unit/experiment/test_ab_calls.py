@@ -10,11 +10,14 @@ import random
 import numpy as np
 import pytest
 
+from harness.core.events import BatchEvent, SampleEvent
+from harness.core.schema import BatchRecord
 from harness.core.stats import two_level_sd
 from harness.execute import paired
 from harness.execute.paired import CallPair, ProcessPair
 from harness.experiment import ab
 from harness.experiment.ab import ABResult, ABSettings, SideSpec, judge
+from tests.factories import sample
 from tests.factories import spec as make_cell_spec
 
 
@@ -51,6 +54,7 @@ class _Pairs:
         self.room = room
         self.rounds: list[tuple[int, int]] = []
         self.process_rounds: list[int] = []
+        self.slices: list[float | None] = []
 
     def prepare(self, cell, run_dir, options, progress):
         return ab.PreparedCell(cell, run_dir, [], "ok", None, task=run_dir.name)  # type: ignore[arg-type]
@@ -59,8 +63,9 @@ class _Pairs:
         self.process_rounds.append(process)
         return [{"v": 10.0 * (1 + self.effect if prepared.task == "candidate" else 1)}], "ok", None
 
-    def process_pair(self, sides, process, blocks, first_iteration, rng, options, progress):
+    def process_pair(self, sides, process, blocks, first_iteration, rng, options, progress, slice_ms=None):
         self.rounds.append((process, first_iteration))
+        self.slices.append(slice_ms)
         if not self.room:
             return ProcessPair(no_room="1 MB available, 900 MB needed")
         offset = {s: self.rng.gauss(0, self.offset_sd) for s in paired.SIDES}
@@ -97,11 +102,15 @@ def _run(tmp_path, settings: ABSettings):
     return result.cells[0]
 
 
-def test_calls_pairing_finds_a_two_percent_slowdown_under_drift_that_process_rounds_miss(scripted_pairs, tmp_path):
+@pytest.mark.parametrize("pairing", ["slices", "calls"])
+def test_calls_pairing_finds_a_two_percent_slowdown_under_drift_that_process_rounds_miss(scripted_pairs, tmp_path,
+                                                                                        pairing):
     script = scripted_pairs(_Pairs(effect=0.02))
-    cell = _run(tmp_path, ABSettings(metrics=["tpot_ms"], blocks=8, max_rounds=12, thresholds={"tpot_ms": 0.01}))
+    cell = _run(tmp_path, ABSettings(metrics=["tpot_ms"], blocks=8, max_rounds=12, thresholds={"tpot_ms": 0.01},
+                                     pairing=pairing, slice_ms=7))
     m = cell.metrics[0]
-    assert cell.pairing == "calls" and m.paired_by == "call" and m.pairs == 16 * cell.rounds
+    assert cell.pairing == pairing and m.paired_by == "call" and m.pairs == 16 * cell.rounds
+    assert set(script.slices) == ({7} if pairing == "slices" else {None})
     assert m.verdict == "regression" and m.ratio == pytest.approx(1.02, abs=0.006)
     # every round is one process pair, its calls numbered on from the warm-up, never reused
     firsts = [first for _, first in script.rounds]
@@ -146,10 +155,14 @@ class _FakeWorker:
 
     log: list[tuple[str, int]] = []
     fail_at: int | None = None
+    warmup_readings: dict[str, float] | None = {}  # None: no warm-up call
 
     def __init__(self, prepared, process, fault, progress):
         self.side = prepared.task
         self.pid = 4242  # a started worker has one; the memory readings of it are faked
+        readings = _FakeWorker.warmup_readings
+        warm = sample(0, warmup=True).model_copy(update={"readings": dict(readings or {})})
+        self.events = [SampleEvent(sample=warm, of=1)] if readings is not None else []
 
     def start(self):
         pass
@@ -176,16 +189,17 @@ def _sides(tmp_path):
             for s in paired.SIDES}
 
 
-def _process_pair(monkeypatch, tmp_path, blocks, first_iteration, seed, fail_at=None, rss=500.0, available=10_000.0):
+def _process_pair(monkeypatch, tmp_path, blocks, first_iteration, seed, fail_at=None, rss=500.0, available=10_000.0,
+                  slice_ms=None, readings: dict[str, float] | None = {}):  # noqa: B006 (never mutated)
     """One process pair over fake workers, with the memory readings given."""
     from harness.execute.run_options import RunOptions
 
     monkeypatch.setattr(paired, "CallWorker", _FakeWorker)
     monkeypatch.setattr(paired, "rss_mb", lambda pid: rss)
     monkeypatch.setattr(paired, "available_mb", lambda: available)
-    _FakeWorker.log, _FakeWorker.fail_at = [], fail_at
+    _FakeWorker.log, _FakeWorker.fail_at, _FakeWorker.warmup_readings = [], fail_at, readings
     return paired.process_pair(_sides(tmp_path), 0, blocks, first_iteration, random.Random(seed),
-                               RunOptions(tmp_path, ["CPU"]), None)
+                               RunOptions(tmp_path, ["CPU"]), None, slice_ms)
 
 
 def test_process_pair_runs_balanced_abba_blocks_on_shared_inputs(monkeypatch, tmp_path):
@@ -218,3 +232,34 @@ def test_a_1_0_record_reads_as_paired_by_processes():
     old = ABResult.model_validate(record)
     assert old.settings.pairing == "processes" and old.cells[0].pairing == "processes"
     assert ABResult.model_validate({**record, "version": "1.1"}).settings.pairing == "calls"
+    assert ABResult.model_validate({**record, "version": "1.2"}).settings.pairing == "slices"
+
+
+def test_calls_the_backend_alone_timed_are_not_sliced_but_run_one_after_the_other(monkeypatch, tmp_path):
+    """Sliced calls are read on their active clock; a call whose times only the backend took (its readings) cannot
+    be, so the pair runs its calls one after the other and says why."""
+    out = _process_pair(monkeypatch, tmp_path, 2, 0, 1, slice_ms=25, readings={"ov_encode_ms": 3.0})
+    assert not out.sliced and "ov_encode_ms" in out.slicing_note and len(out.pairs) == 4
+    assert [s for s, _ in _FakeWorker.log[:2]] in (["base", "candidate"], ["candidate", "base"])
+    out = _process_pair(monkeypatch, tmp_path, 1, 0, 1, slice_ms=25, readings=None)
+    assert not out.sliced and "no warm-up call" in out.slicing_note
+
+
+def test_a_sliced_call_is_read_on_its_active_clock():
+    """Pauses inside a call come out of its chunk times and its end; the backend's own timed readings, which
+    include them, are left out; counts stay; a batch's end follows too."""
+    s = sample(3, chunks=(10.0, 30.0, 50.0), e2e_ms=60.0).model_copy(update={"genai": {
+        "ttft_ms": 10.0, "tpot_ms": 20.0, "input_tokens": 8.0}})
+    t0 = s.start_ns
+    ms = 1_000_000
+    pauses = [(t0 - 5 * ms, t0 - ms), (t0 + 15 * ms, t0 + 25 * ms), (t0 + 40 * ms, t0 + 45 * ms)]
+    batch = BatchRecord(iteration=3, warmup=False, requests=1, start_ns=t0, end_ns=t0 + 60 * ms, output_tokens=3,
+                        input_tokens=8, steps=3)
+    sample_ev, batch_ev = paired.on_active_clock([SampleEvent(sample=s, of=4), BatchEvent(batch=batch)], pauses)
+    got = sample_ev.sample
+    assert got.chunk_offsets_ms == pytest.approx([10.0, 20.0, 35.0])
+    assert got.end_ns - got.start_ns == 45 * ms and got.paused_ms == pytest.approx(15.0)
+    assert got.genai == {"input_tokens": 8.0}
+    assert batch_ev.batch.end_ns - batch_ev.batch.start_ns == 45 * ms
+    unpaused = paired.on_active_clock([SampleEvent(sample=s, of=4)], [])[0].sample
+    assert unpaused.paused_ms == 0.0 and unpaused.chunk_offsets_ms == [10.0, 30.0, 50.0]

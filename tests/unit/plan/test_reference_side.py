@@ -48,6 +48,9 @@ def test_every_cell_carries_the_reference_side_and_its_environment_is_no_axis(tm
     assert cell.reference_side is not None and cell.reference_side.label == "r2026.3"
     assert cell.reference_side.side == SideSpec(env="r2026_3", properties={"KV_CACHE_PRECISION": "u8", "NUM_STREAMS": 1})
     assert suite.reference_side is not None and suite.reference_side.changes == RatioChangeSettings()
+    assert cell.reference_side.slice_ms == 25  # sliced call pairs unless the suite says null
+    path.write_text(path.read_text() + "  slice_ms: null\n")
+    assert expand(load_suite(path)[0], path)[0].reference_side.slice_ms is None
 
 
 def test_other_environments_stay_axes_and_the_label_defaults_to_the_side(tmp_path):
@@ -90,6 +93,8 @@ def test_a_model_folder_is_relative_to_the_suite_file_and_must_be_an_ir(tmp_path
     ("{side: [env=r2026_3], changes: {max_pvalue: 2}}", "reference_side.changes.max_pvalue"),
     ("[env=r2026_3]", "reference_side"),
     ("{side: [properties.=1]}", "reference_side.side[0]: unknown axis"),
+    ("{side: [env=r2026_3], slice_ms: 0}", "reference_side.slice_ms"),
+    ("{side: [env=r2026_3], slice_ms: fast}", "reference_side.slice_ms"),
 ])
 def test_a_bad_reference_side_is_one_line(tmp_path, block, says):
     assert says in error_of(tmp_path, SUITE + ENVS + f"reference_side: {block}\n")
