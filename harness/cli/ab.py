@@ -95,6 +95,8 @@ def ab(
         slice_ms = slice_ms or parsed.ab.slice_ms
     if pairing not in (None, "slices", "calls", "processes"):
         raise HarnessInputError("command line", "--pairing", pairing, "must be slices, calls or processes")
+    if slice_ms is not None and not 1 <= slice_ms <= 10000:  # NaN passes typer's range check
+        raise HarnessInputError("command line", "--slice-ms", str(slice_ms), "must be a number of ms from 1 to 10000")
     budget_s = parse_duration(budget or "10m")
     check_alpha(alpha)
     check_rounds(min_rounds, max_rounds)

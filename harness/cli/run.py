@@ -72,6 +72,14 @@ def run(
             print(terminal(c.key))
         _say_dropped(planned.overridden.dropped_gates)
         err_console.print(f"{len(planned.cells)} cells from {planned.suite_path}")
+        beside = [c for c in planned.cells if c.reference_side is not None]
+        if beside:
+            ref = beside[0].reference_side
+            assert ref is not None
+            how = f"sliced every {ref.slice_ms:g} ms" if ref.slice_ms is not None else "calls one after the other"
+            err_console.print(terminal(
+                f"{len(beside)} of them measured against the reference side {ref.label} ({ref.side.label()}): "
+                f"{ref.process_pairs} process pairs x {ref.blocks} blocks a cell, {how}"), highlight=False)
         return
     _say_dropped(planned.overridden.dropped_gates)
     session = open_run(planned, ConsoleSay())

@@ -318,7 +318,9 @@ def test_trace_ramp_and_cancellation_against_harness_serve(tmp_path, model_cache
     assert c.check_outputs.serving_errors.cancelled == 4 and not c.check_outputs.serving_errors.counts
     assert not c.samples
     server_tokens = c.cell_values["cancelled_server_tokens"]
-    assert 2 <= server_tokens < 100, server_tokens  # far from the 800 it was asked for
+    # far from the 800 it was asked for (a server that did not stop makes all 800); 127 were seen with the
+    # whole suite running beside it, so the bound leaves room for a loaded machine
+    assert 2 <= server_tokens < 200, server_tokens
 
 
 @pytest.mark.parametrize("scenario,field,value", [

@@ -209,6 +209,9 @@ def test_bad_durations(text):
     (["--min-rounds", "9", "--max-rounds", "3"], "--max-rounds"),
     (["--env", "bad"], "NAME=SPEC"),
     (["--env", "x=not a pin!"], "--env"),
+    (["--pairing", "tokens"], "--pairing"),
+    (["--slice-ms", "nan"], "--slice-ms"),
+    (["--slice-ms", "0"], "--slice-ms"),
 ])
 def test_ab_bad_input_is_one_line(tmp_path, args, needle):
     suite = tmp_path / "s.yaml"

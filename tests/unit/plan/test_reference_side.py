@@ -127,3 +127,13 @@ def test_ab_leaves_the_reference_side_out(tmp_path):
     path = write(tmp_path, SUITE + ENVS + "reference_side: {side: [env=r2026_3]}\n")
     (cell,) = ab_cells(load_suite(path)[0], path)
     assert cell.reference_side is None
+
+
+def test_run_list_says_how_the_cells_meet_their_reference_side(tmp_path):
+    from tests.conftest import run_cli
+
+    path = write(tmp_path, SUITE + ENVS + "reference_side: {side: [env=r2026_3], label: r2026.3, blocks: 2}\n")
+    proc = run_cli("run", str(path), "--list")
+    assert proc.returncode == 0 and "r2026_3" not in proc.stdout  # stdout: the cell keys alone
+    assert ("1 of them measured against the reference side r2026.3 (env=r2026_3): 4 process pairs x 2 blocks a "
+            "cell, sliced every 25 ms") in proc.stderr
