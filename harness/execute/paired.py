@@ -209,14 +209,14 @@ def on_active_clock(events: list[Event], pauses: list[tuple[int, int]]) -> list[
     the pauses (perf_counter_ns intervals) before it, the backend's own timed readings left out."""
     genai_timed = genai_call_durations()
 
-    def paused_ns(lo: int, hi: float) -> int:
-        return sum(max(0, min(p1, hi) - max(p0, lo)) for p0, p1 in pauses)  # type: ignore[misc]
+    def paused_ns(lo: int, hi: int) -> int:
+        return sum(max(0, min(p1, hi) - max(p0, lo)) for p0, p1 in pauses)
 
     out: list[Event] = []
     for e in events:
         if isinstance(e, SampleEvent):
             s: Sample = e.sample
-            offsets = [o - paused_ns(s.start_ns, s.start_ns + o * 1e6) / 1e6 for o in s.chunk_offsets_ms]
+            offsets = [o - paused_ns(s.start_ns, s.start_ns + round(o * 1e6)) / 1e6 for o in s.chunk_offsets_ms]
             gone = paused_ns(s.start_ns, s.end_ns)
             out.append(e.model_copy(update={"sample": s.model_copy(update={
                 "end_ns": s.end_ns - gone, "chunk_offsets_ms": offsets, "paused_ms": gone / 1e6,
