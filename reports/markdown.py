@@ -11,6 +11,7 @@ from reports.host_states import BUSY_MARK, busy_warnings
 from reports.host_states import markdown_lines as host_state_lines
 from reports.load_report import markdown_lines as load_markdown_lines
 from reports.precision_table import precision_groups
+from reports.quality_table import quality_lines
 from reports.repeated_loads import repeated_loads
 from reports.rows import (
     by_kind,
@@ -98,7 +99,7 @@ def scenario_table(kind: str, cells: list[CellResult]) -> list[str]:
         inout = f"{fmt_value(r.input_tokens, 0)}/{fmt_value(r.output_tokens, 0)}"
         status = f"{r.status} {BUSY_MARK}" if busy_warnings(c) else r.status
         checks = ", ".join(f"{md_text(k)}: {v}" for k, v in r.checks.items()) or "—"
-        lines.append(f"| {md_text(r.model)} | {r.precision} | {md_text(r.device)} | {md_text(r.scenario)} "
+        lines.append(f"| {md_text(r.model)} | {md_text(r.precision)} | {md_text(r.device)} | {md_text(r.scenario)} "
                      f"| {md_text(r.params) or '—'} | {inout} | "
                      + " | ".join(column_text(col, r.summaries) for col in cols) + f" | {checks} | {status} |")
     return lines + [""]
@@ -265,6 +266,7 @@ def render_markdown(res: RunResults) -> str:
     lines += sweep_limit_lines(res.cells)
     lines += load_markdown_lines(res)
     lines += precision_lines(res.cells)
+    lines += quality_lines(res.cells)
     local = [c for c in res.cells if c.status == "ok" and runs_locally(c)]
     if local:  # a run against remote servers only loads nothing here
         lines += ["", "### Load, memory and size", "",

@@ -71,7 +71,7 @@ def precision_groups(cells: list[CellResult]) -> list[PrecisionGroup]:
         for c in members:
             size, ref_size = c.cell_values.get(ModelSizeOnDisk.tag), ref.cell_values.get(ModelSizeOnDisk.tag) if ref else None
             rows.append(PrecisionRow(
-                precision=c.spec.precision, key=c.key, cells=[column_text(col, c.summaries) for col in cols],
+                precision=c.spec.precision_label(), key=c.key, cells=[column_text(col, c.summaries) for col in cols],
                 speedup=_speedup(ref, c, speed_tag),
                 compression=ref_size / size if ref_size and size else None))
         m = members[0].spec

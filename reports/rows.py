@@ -58,7 +58,7 @@ def _params(r: CellResult) -> str:
 def cell_row(r: CellResult) -> CellRow:
     s = r.summaries
     return CellRow(
-        key=r.key, model=r.spec.model.name, precision=r.spec.precision, device=r.spec.device,
+        key=r.key, model=r.spec.model.name, precision=r.spec.precision_label(), device=r.spec.device,
         scenario=r.spec.scenario.name, params=_params(r), status=r.status, error=r.error,
         input_tokens=s[InputTokens.tag].median if InputTokens.tag in s else None,
         output_tokens=s[OutputTokens.tag].median if OutputTokens.tag in s else None,

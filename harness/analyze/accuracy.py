@@ -26,7 +26,7 @@ ACCURACY_TAGS = tuple(dict.fromkeys((*TEXT_ACCURACY_TAGS, *(col.metric for k in 
 def _signature(r: CellResult) -> tuple:
     s = r.spec
     return (s.model.name, s.model.source, s.device, json_of(s.prompts), json_of(s.generation),
-            tuple(sorted(s.properties.items())), s.environment)
+            tuple(sorted(s.properties.items())), s.environment, s.runtime)
 
 
 def token_match(a: list[int], b: list[int]) -> float:

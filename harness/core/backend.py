@@ -20,3 +20,5 @@ class CellModels:
     draft: Path | None
     workdir: Path
     source: Path | None = None  # the original Hugging Face directory (for the PyTorch reference)
+    baseline: Path | None = None  # the model's fp16 IR (kinds with a logits baseline)
+    cache: Path | None = None  # the harness cache (what a backend keeps across runs, e.g. baseline logits)

@@ -59,6 +59,7 @@ class Prepared(_Event):
     cache_hit: bool = False
     export_s: float | None = None
     draft_dir: str | None = None
+    baseline_dir: str | None = Field(None, description="the model's fp16 IR, for kinds whose logits are held to it")
     weight_bytes_per_token: int | None = Field(
         None, description="bytes of weights a decoding step reads, from the IR (harness.analyze.roofline); kinds the "
         "memory roofline applies to only")

@@ -95,6 +95,7 @@ READINGS: dict[str, str] = {
     "conversation": "serving: the request's conversation",
     "turn": "serving: the request's turn in its conversation (1-based)",
     "max_tokens": "serving: output tokens the request asked for",
+    "window_tokens": "quality pass: tokens of the window the call ran forward",
 }
 
 
@@ -1157,3 +1158,143 @@ def genai_call_durations() -> frozenset[str]:
     clock: what a paused call's times cannot be taken out of (sliced pairing, harness/execute/paired.py)."""
     return frozenset(m.reading for m in METRICS.values() if issubclass(m, _Recorded) and m.genai
                      and (m.unit == "ms" or m.unit.endswith("/s")))
+
+
+# ---------------------------------------------------------------- quality from logits (harness/analyze/logit_quality.py)
+# The quality kind runs the model once forward over fixed windows of a text set (n_ctx tokens each, llama.cpp's
+# `llama-perplexity` layout) and scores the second half of every window: the predictions at positions n_ctx/2 ..
+# n_ctx-2 of the tokens after them. "Base" is the model's fp16 IR on the same token ids, its log-probabilities
+# saved once per model, text set and window layout. Standard errors are llama.cpp's: of a mean over scored
+# tokens, sqrt(var / (N - 1)).
+
+
+@metric
+class Perplexity(CellMetric):
+    """exp(mean negative log-likelihood of the scored tokens): llama-perplexity's "Final estimate: PPL"."""
+
+    tag, title, unit, higher_is_better = "ppl", "perplexity", "perplexity", False
+
+
+@metric
+class PerplexitySE(CellMetric):
+    """Standard error of the perplexity: PPL · sqrt(var(NLL) / (N − 1)), llama-perplexity's "+/-"."""
+
+    tag, title, unit, higher_is_better = "ppl_se", "perplexity ± se", "perplexity", False
+
+
+@metric
+class BasePerplexity(CellMetric):
+    """The fp16 IR's perplexity on the same scored tokens (llama.cpp's PPL(base))."""
+
+    tag, title, unit, higher_is_better = "ppl_base", "perplexity fp16", "perplexity", False
+
+
+@metric
+class LnPerplexityRatio(CellMetric):
+    """Mean of ln p_base(token) − ln p(token) over the scored tokens: ln(PPL / PPL(base)), llama.cpp's
+    "Mean ln(PPL(Q)/PPL(base))"; its standard error is `ln_ppl_ratio_se`."""
+
+    tag, title, unit, higher_is_better = "ln_ppl_ratio", "ln(PPL/PPL fp16)", "nats", False
+
+
+@metric
+class LnPerplexityRatioSE(CellMetric):
+    """Standard error of ln_ppl_ratio: sqrt(var / (N − 1)) of the per-token differences (paired, so it is far
+    smaller than either perplexity's own error)."""
+
+    tag, title, unit, higher_is_better = "ln_ppl_ratio_se", "ln(PPL ratio) ± se", "nats", False
+
+
+@metric
+class KLDMean(CellMetric):
+    """Mean over scored tokens of KL(base ‖ model) = Σ_v p_base(v) · (ln p_base(v) − ln p(v)), in nats, over the
+    whole vocabulary: llama.cpp's "Mean KLD"."""
+
+    tag, title, unit, higher_is_better = "kld_mean", "KLD mean", "nats", False
+
+
+@metric
+class KLDSE(CellMetric):
+    """Standard error of kld_mean: sqrt(var / (N − 1)) (llama.cpp's "±")."""
+
+    tag, title, unit, higher_is_better = "kld_se", "KLD ± se", "nats", False
+
+
+@metric
+class KLDMedian(CellMetric):
+    """Median of the per-token KL divergences."""
+
+    tag, title, unit, higher_is_better = "kld_median", "KLD median", "nats", False
+
+
+@metric
+class KLDP99(CellMetric):
+    """99th percentile of the per-token KL divergences (llama.cpp's "99.0%": the sorted value at index
+    floor(0.99 · (N − 1)))."""
+
+    tag, title, unit, higher_is_better = "kld_p99", "KLD p99", "nats", False
+
+
+@metric
+class KLDP999(CellMetric):
+    """99.9th percentile of the per-token KL divergences (index floor(0.999 · (N − 1)) of the sorted values)."""
+
+    tag, title, unit, higher_is_better = "kld_p999", "KLD p99.9", "nats", False
+
+
+@metric
+class KLDMax(CellMetric):
+    """Largest per-token KL divergence."""
+
+    tag, title, unit, higher_is_better = "kld_max", "KLD max", "nats", False
+
+
+@metric
+class Top1Agreement(CellMetric):
+    """Share of scored tokens whose most likely next token is the base model's most likely one, in %
+    (llama.cpp's "Same top p")."""
+
+    tag, title, unit, higher_is_better = "top1_agree_pct", "same top-1", "%", True
+
+
+@metric
+class Top1AgreementSE(CellMetric):
+    """Standard error of top1_agree_pct: 100 · sqrt(p (1 − p) / (N − 1))."""
+
+    tag, title, unit, higher_is_better = "top1_agree_se", "same top-1 ± se", "%", False
+
+
+@metric
+class DeltaPAbsMean(CellMetric):
+    """Mean over scored tokens of |p(t*) − p_base(t*)|, t* the base model's most likely token, in percentage
+    points (llama.cpp reports the signed mean and the RMS of the same difference; the signed mean is `dp_mean`)."""
+
+    tag, title, unit, higher_is_better = "dp_abs_mean", "mean |Δp|", "%", False
+
+
+@metric
+class DeltaPMean(CellMetric):
+    """Mean over scored tokens of p(t*) − p_base(t*), t* the base model's most likely token, in percentage points:
+    llama.cpp's "Mean Δp" (negative: the model is less sure of the base model's choice)."""
+
+    tag, title, unit, higher_is_better = "dp_mean", "mean Δp", "%", True
+
+
+@metric
+class ScoredTokens(CellMetric):
+    """Tokens scored by the quality pass: windows × (n_ctx − 1 − n_ctx/2)."""
+
+    tag, title, unit, higher_is_better = "scored_tokens", "scored tokens", "tokens", True
+
+
+@metric
+class LogitsThroughput(SampleMetric):
+    """Quality pass: tokens of one window / seconds of its one forward pass (the runtime alone: no tokenizer, no
+    sampling, logits of every position returned)."""
+
+    tag, title, unit, higher_is_better = "eval_tps", "forward tok/s", "tokens/s", True
+
+    @classmethod
+    def compute(cls, s: Sample) -> list[float]:
+        n, e2e = s.readings.get("window_tokens"), _e2e_ms(s)
+        return [n / (e2e / 1000.0)] if n and e2e > 0 else []

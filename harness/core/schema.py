@@ -7,18 +7,23 @@ re-export `schema/results.schema.json` with `harness schema`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from harness.core.errors import HarnessInputError
 from harness.core.input_files import parse_json
 
-SCHEMA_VERSION = "1.13"
+SCHEMA_VERSION = "1.14"
 
 ExportPrecision = Literal["fp16", "int8", "int4", "gguf"]
 # "served": a remote server's model, whatever it runs; the harness neither exported nor measured its precision
 Precision = Literal["fp16", "int8", "int4", "gguf", "served"]
+# what runs a cell's model: OpenVINO (GenAI pipelines, or the runtime itself for logits), or the peer runtime users
+# compare it with on a CPU, llama.cpp (through llama-cpp-python, on a GGUF file; since 1.14)
+Runtime = Literal["openvino", "llama.cpp"]
+DEFAULT_RUNTIME: Runtime = "openvino"
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
 REMOTE_DEVICE = "remote"  # a remote server's cells: the server's device is the server's business
 CellStatus = Literal["ok", "failed", "timeout", "crashed", "skipped"]
 # a cell that did not finish (skipped: its device is missing here): exit code 1, --retry-failed, history's n_failed
@@ -35,11 +40,16 @@ class Strict(BaseModel):
 
 
 class CompressionSpec(Strict):
-    """Weight-compression options for int8/int4 (NNCF through optimum-intel)."""
+    """Weight-compression options for int8/int4 (NNCF: in process from the fp16 IR for text models, else through
+    optimum-intel)."""
 
     group_size: int = Field(128, ge=-1, le=65536, description="int4 group size; -1 for per-channel")
     ratio: float = Field(1.0, gt=0, le=1, description="share of layers in int4, the rest int8")
     sym: bool = Field(False, description="symmetric quantisation")
+    awq: bool = Field(False, description="int4: activation-aware weight quantization (needs `dataset`); since 1.14")
+    scale_estimation: bool = Field(False, description="int4: scale estimation (needs `dataset`); since 1.14")
+    dataset: bool = Field(False, description="int4: data-aware compression, calibrated on the built-in calibration "
+                          "text (harness/models/texts: never a quality pass's text); since 1.14")
 
     @field_validator("group_size")
     @classmethod
@@ -47,6 +57,24 @@ class CompressionSpec(Strict):
         if v == 0:
             raise ValueError("group_size is a positive number of channels, or -1 for per-channel")
         return v
+
+    @model_validator(mode="after")
+    def _data_aware(self) -> CompressionSpec:
+        if (self.awq or self.scale_estimation) and not self.dataset:
+            raise ValueError("awq and scale_estimation calibrate on data: set dataset: true")
+        return self
+
+    def label(self) -> str:
+        """A short readable name, e.g. g64-r0.8-sym-awq-se-data (a cell key's compression segment)."""
+        parts = [f"g{self.group_size}", f"r{self.ratio:g}", "sym" if self.sym else "asym"]
+        parts += [name for name, on in (("awq", self.awq), ("se", self.scale_estimation), ("data", self.dataset)) if on]
+        return "-".join(parts)
+
+    def key_dict(self) -> dict[str, Any]:
+        """What a cache key holds: the options since 1.14 only when set, so entries built before keep their keys."""
+        out = self.model_dump(include={"group_size", "ratio", "sym"})
+        out.update({k: True for k in ("awq", "scale_estimation", "dataset") if getattr(self, k)})
+        return out
 
 
 class GenerationSpec(Strict):
@@ -101,12 +129,14 @@ class SideSpec(Strict):
     env: str | None = None
     model: str | None = None
     device: str | None = None
+    runtime: Runtime | None = Field(None, description="the runtime the side runs its cells on; since 1.14")
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
 
     def label(self) -> str:
         parts = [f"env={self.env}"] if self.env else []
         parts += [f"model={self.model}"] if self.model else []
         parts += [f"device={self.device}"] if self.device else []
+        parts += [f"runtime={self.runtime}"] if self.runtime else []
         parts += [f"properties.{k}={v}" for k, v in sorted(self.properties.items())]
         return " ".join(parts) or "the suite as is"
 
@@ -225,6 +255,8 @@ class CellSpec(Strict):
         None, description="the Python environment (stack version) its worker processes run in; None: the harness's own")
     host: str | None = Field(
         None, description="cluster runs with --each-node: the node (host) the cell is pinned to, an axis of its key")
+    runtime: Runtime = Field(DEFAULT_RUNTIME, description="what runs the model: OpenVINO, or llama.cpp on the GGUF "
+                             "file (precision gguf); an axis of the key when not openvino; since 1.14")
     reference_side: ReferenceSide | None = Field(
         None, description="the suite's pinned reference, measured interleaved with this cell (CellResult.vs_reference); "
         "not part of the key")
@@ -233,6 +265,14 @@ class CellSpec(Strict):
     def remote(self) -> bool:
         """A serving cell against a server the harness did not start: nothing is prepared or loaded here."""
         return self.server is not None and self.server != "local"
+
+    def precision_label(self) -> str:
+        """The precision as reports name it: int4 with its compression setting where not the default, and the
+        runtime where not OpenVINO (e.g. "int4 g64-r0.8-asym-awq-se-data", "gguf · llama.cpp")."""
+        text: str = self.precision
+        if self.precision == "int4" and self.compression != CompressionSpec():
+            text += f" {self.compression.label()}"
+        return text + (f" · {self.runtime}" if self.runtime != DEFAULT_RUNTIME else "")
 
     def axes(self) -> dict[str, PropertyValue]:
         """Flat parameter view used for exclude rules, markers and report columns."""
@@ -251,6 +291,9 @@ class CellSpec(Strict):
             flat["env"] = self.environment
         if self.host is not None:
             flat["host"] = self.host
+        flat["runtime"] = self.runtime
+        if self.precision == "int4":
+            flat["compression"] = self.compression.label()
         flat.update(self.scenario.params)
         flat.update(self.properties)
         return flat

@@ -28,7 +28,7 @@ import psutil
 
 from harness.core.events import BatchEvent, Done, Event, Loaded, RunnerValues, SampleEvent
 from harness.core.metrics import genai_call_durations
-from harness.core.schema import BatchRecord, CellStatus, Sample
+from harness.core.schema import BatchRecord, CellSpec, CellStatus, Sample
 from harness.execute.backends.process_memory import available_mb, rss_mb
 from harness.execute.call_worker import CallWorker
 
@@ -70,11 +70,12 @@ class ProcessPair:
         return [e for e in self.events.get(side, []) if isinstance(e, Loaded | Done | RunnerValues)]
 
 
-def call_pairing_possible(kind: str) -> bool:
-    """Whether the kind's calls can be ordered one at a time (a Backend, not a server load or a plain function)."""
+def call_pairing_possible(*cells: CellSpec) -> bool:
+    """Whether every cell's calls can be ordered one at a time (a Backend on its runtime, not a server load or a
+    plain function)."""
     from harness.execute.backends import call_backend
 
-    return call_backend(kind) is not None
+    return all(call_backend(cell) is not None for cell in cells)
 
 
 def process_pair(sides: dict[str, PreparedCell], process: int, blocks: int, first_iteration: int,

@@ -21,7 +21,7 @@ from harness.core.events import Event, Prepared
 from harness.core.schema import CellResult, CellSpec, CellStatus, CompressionSpec, ExportPrecision
 from harness.kinds import kind_spec
 
-Role = Literal["model", "draft"]
+Role = Literal["model", "draft", "baseline"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,9 @@ class PrepareKey:
 
     def describe(self) -> str:
         c = self.compression
-        options = f" (group {c.group_size}, ratio {c.ratio:g}{', sym' if c.sym else ''})" if self.precision == "int4" else ""
+        extra = "".join(f", {name}" for name, on in (("sym", c.sym), ("awq", c.awq), ("scale estimation", c.scale_estimation),
+                                                     ("data-aware", c.dataset)) if on)
+        options = f" (group {c.group_size}, ratio {c.ratio:g}{extra})" if self.precision == "int4" else ""
         return f"{self.source or repr(self.source)} {self.precision}{options}" + (f" on {self.host}" if self.host else "")
 
 
@@ -52,6 +54,8 @@ def prepare_keys(cell: CellSpec) -> dict[Role, PrepareKey]:
     if kind_spec(cell.scenario.kind).uses_draft:
         keys["draft"] = PrepareKey(cell.model.draft or "", cell.model.draft_precision or precision, cell.compression,
                                    cell.host)
+    if kind_spec(cell.scenario.kind).logits_baseline:
+        keys["baseline"] = PrepareKey(cell.model.source, "fp16", cell.compression, cell.host)
     return keys
 
 

@@ -126,9 +126,9 @@ def _preload_worker_modules(kind: str) -> None:
     """Import what `python -m harness.execute.worker` imports before it builds a pipeline; run none of it."""
     import harness.execute.worker  # noqa: F401
     import harness.models.prepare  # noqa: F401
-    from harness.execute.backends import backend_for
+    from harness.kinds import kind_spec
 
-    backend_for(kind)
+    kind_spec(kind).named_backend()
 
 
 def main(argv: list[str]) -> int:

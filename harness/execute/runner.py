@@ -95,8 +95,9 @@ def run_cell(cell: CellSpec, run_dir: Path, options: RunOptions, progress: Progr
         from harness.execute.paired import call_pairing_possible
         from harness.execute.reference_side import measure_vs_reference, reference_cell
 
-        ref = (prepare_cell(reference_cell(cell), run_dir / "reference-side", options, progress)
-               if call_pairing_possible(cell.scenario.kind) else None)
+        ref_cell = reference_cell(cell)
+        ref = (prepare_cell(ref_cell, run_dir / "reference-side", options, progress)
+               if call_pairing_possible(cell, ref_cell) else None)
         ratios, note = measure_vs_reference(prepared, ref, options, progress)
     if not options.keep_workdirs:
         worker_process.remove_tree(prepared.workdir / "compile-cache")
@@ -176,8 +177,9 @@ def _from_preparations(cell: CellSpec, shared: dict[Role, Preparation]) -> tuple
         if p.status != "ok":
             return p.events, p.status, p.error
     model, draft = shared["model"].prepared(), shared["draft"].prepared() if "draft" in shared else None
+    baseline = shared["baseline"].prepared() if "baseline" in shared else None
     unreadable: list[Event] = [e for p in shared.values() for e in p.events if isinstance(e, Unreadable)]
-    if model is None or ("draft" in shared and draft is None):
+    if model is None or ("draft" in shared and draft is None) or ("baseline" in shared and baseline is None):
         return unreadable, "failed", "the prepare worker named no prepared model"
     # a preparation reads weight bytes for any model; only the kinds with a memory roofline keep them
     weight_bytes = model.weight_bytes_per_token if kind_spec(cell.scenario.kind).roofline else None
@@ -186,7 +188,8 @@ def _from_preparations(cell: CellSpec, shared: dict[Role, Preparation]) -> tuple
 
     wanted = wants_source(cell)
     return [*unreadable, model.model_copy(update={
-        "draft_dir": draft.model_dir if draft else None, WeightBytesPerToken.tag: weight_bytes, "notes": notes,
+        "draft_dir": draft.model_dir if draft else None, "baseline_dir": baseline.model_dir if baseline else None,
+        WeightBytesPerToken.tag: weight_bytes, "notes": notes,
         "source_dir": model.source_dir if wanted else None, "source_error": model.source_error if wanted else None,
     })], "ok", None
 
@@ -207,11 +210,13 @@ def _measure_task(prepare: WorkerTask, prepared: Prepared, env: PreparedEnvironm
 
     if not prepared.model_dir:  # a remote server's cell: no local model
         return prepare.model_copy(update={"mode": "measure", "model_dir": ""})
-    model_dir, draft_dir = Path(prepared.model_dir), prepared.draft_dir
+    model_dir, draft_dir, baseline_dir = Path(prepared.model_dir), prepared.draft_dir, prepared.baseline_dir
     if env is not None:
         model_dir = model_view(env, model_dir, cache_dir)
         draft_dir = str(model_view(env, Path(draft_dir), cache_dir)) if draft_dir else None
-    return prepare.model_copy(update={"mode": "measure", "model_dir": str(model_dir), "draft_dir": draft_dir})
+        baseline_dir = str(model_view(env, Path(baseline_dir), cache_dir)) if baseline_dir else None
+    return prepare.model_copy(update={"mode": "measure", "model_dir": str(model_dir), "draft_dir": draft_dir,
+                                      "baseline_dir": baseline_dir})
 
 
 def transformers_reference(prepared: PreparedCell, events: list[Event], progress: ProgressSink,

@@ -54,6 +54,7 @@ class WorkerTask(BaseModel):
     # worker prepares nothing, so it can run in an environment with another stack
     model_dir: str | None = None
     draft_dir: str | None = None
+    baseline_dir: str | None = None
     # prepare: this one model only, for every cell that needs it (runner.Preparations); None: the cell's models
     prepare: PrepareKey | None = None
 
@@ -64,8 +65,8 @@ class WorkerTask(BaseModel):
         return self
 
 
-def runtime_versions() -> dict[str, str | None]:
-    """The stack this process imports (a cell's record of what really ran)."""
+def runtime_versions(runtime: str = "openvino") -> dict[str, str | None]:
+    """The stack this process imports (a cell's record of what really ran); with a peer runtime, its package too."""
     import platform
 
     import openvino
@@ -77,8 +78,17 @@ def runtime_versions() -> dict[str, str | None]:
         tokenizers = openvino_tokenizers.__version__
     except Exception:  # noqa: BLE001 - a stack without it still measures
         tokenizers = None
-    return {"python": platform.python_version(), "openvino": openvino.__version__,
-            "openvino-genai": openvino_genai.__version__, "openvino-tokenizers": tokenizers}
+    versions: dict[str, str | None] = {
+        "python": platform.python_version(), "openvino": openvino.__version__,
+        "openvino-genai": openvino_genai.__version__, "openvino-tokenizers": tokenizers}
+    if runtime == "llama.cpp":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            versions["llama-cpp-python"] = version("llama_cpp_python")
+        except PackageNotFoundError:
+            versions["llama-cpp-python"] = None
+    return versions
 
 
 def _emitter(path: Path) -> Emit:
@@ -123,15 +133,19 @@ def run_task(task: WorkerTask, emit: Emit, calls: CallChannel | None = None) -> 
         return
     model = keys["model"]
     target = prepare_model(model.source, model.precision, model.compression, cache, log=log)
-    draft = None
+    draft = baseline = None
     if "draft" in keys:
         d = keys["draft"]
         draft = prepare_model(d.source, d.precision, d.compression, cache, log=log)
+    if "baseline" in keys:
+        b = keys["baseline"]
+        baseline = prepare_model(b.source, b.precision, b.compression, cache, log=log)
     notes = list(target.notes) + [f"draft: {n}" for n in (draft.notes if draft is not None else ())]
     source_dir, source_error = (_source_dir(model.source, target, cache, log)
                                 if validation.transformers_source_wanted(cell) else (None, None))
     emit(Prepared(model_dir=str(target.path), model_size_mb=target.size_mb, cache_hit=target.cache_hit,
                   export_s=target.export_s, draft_dir=str(draft.path) if draft is not None else None,
+                  baseline_dir=str(baseline.path) if baseline is not None else None,
                   weight_bytes_per_token=_weight_bytes(cell, target.path, log), notes=notes,
                   source_dir=source_dir, source_error=source_error))
     emit(Done())
@@ -201,7 +215,7 @@ class CallChannel:
 def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit: Emit,
              calls: CallChannel | None = None) -> None:
     cell = task.cell
-    emit(Runtime(versions=runtime_versions()))
+    emit(Runtime(versions=runtime_versions(cell.runtime)))
     if task.fault is not None:
         faults_module().inject(task.fault)
     emit(Phase(phase="run"))
@@ -224,14 +238,15 @@ def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit: Em
             raise ModelPreparationError(f"the pytorch reference needs a Hugging Face model, not the IR directory "
                                         f"'{cell.model.source}'")
         source = resolved.path
-    models = CellModels(model_dir, draft_dir, Path(task.workdir), source)
+    models = CellModels(model_dir, draft_dir, Path(task.workdir), source,
+                        Path(task.baseline_dir) if task.baseline_dir else None, Path(task.cache_dir))
     if task.mode == "calls":
-        backend = call_backend(cell.scenario.kind)
+        backend = call_backend(cell)
         if backend is None or calls is None:
             raise RuntimeError(f"kind {cell.scenario.kind} cannot make its calls one at a time on order")
         serve_calls(cell, models, emit_tagged, backend, calls.next, calls.ready)
         return
-    backend_for(cell.scenario.kind)(cell, models, emit_tagged)
+    backend_for(cell)(cell, models, emit_tagged)
 
 
 def main(argv: list[str]) -> int:

@@ -238,10 +238,11 @@ def run_ab(cells: list[CellSpec], base: SideSpec, candidate: SideSpec, out_dir: 
         if ab.errors:
             ab.error = "; ".join(f"{s}: {e}" for s, e in ab.errors.items())
         elif settings.pairing != "processes":
-            if call_pairing_possible(cell.scenario.kind):
+            if call_pairing_possible(*(p.cell for p in sides.values())):
                 ab.pairing = settings.pairing
             else:
-                ab.pairing_note = f"a {cell.scenario.kind} cell is measured as whole processes (no call-level pairing)"
+                ab.pairing_note = (f"a {cell.scenario.kind} cell on {' and '.join(sorted({p.cell.runtime for p in sides.values()}))} "
+                                   "is measured as whole processes (no call-level pairing)")
         result.cells.append(ab)
         runs.append(_CellRun(cell, sides, ab, events={s: list(p.events) for s, p in sides.items()}))
     alpha_each: float | None = None  # fixed once the first round shows which metrics each cell measures

@@ -6,6 +6,7 @@ from harness.kinds import (
     continuous_batching,
     image2image,
     inpainting,
+    quality,
     serving,
     speech,
     text,
@@ -21,7 +22,7 @@ from harness.kinds.base import Column, KindSpec, Params, ReportTable
 KINDS: dict[str, KindSpec] = {k.name: k for k in (
     text.GENERATE, text.SPECULATIVE, text.PROMPT_LOOKUP, continuous_batching.KIND, text.OPTIMUM, text.PYTORCH,
     vlm.KIND, speech.KIND, text2image.KIND, image2image.KIND, inpainting.KIND, text2speech.KIND, text2video.KIND, tokenizer.KIND,
-    text_encoders.EMBEDDINGS, text_encoders.RERANK, serving.KIND,
+    text_encoders.EMBEDDINGS, text_encoders.RERANK, serving.KIND, quality.KIND,
 )}
 
 

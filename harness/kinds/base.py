@@ -111,6 +111,11 @@ class KindSpec:
     same_as_greedy: bool = False  # greedy output must equal the plain greedy cell's
     greedy_reference: bool = False  # the plain greedy cell that same_as_greedy kinds are held to
     uses_draft: bool = False  # loads the suite model's `draft` beside it (prepared as a model of its own)
+    # prepares the model's fp16 IR beside it (same source and compression): the baseline its logits are held to
+    logits_baseline: bool = False
+    # runtimes other than OpenVINO that can run its cells (CellSpec.runtime) -> "module:NAME" of their backend, as
+    # `backend` names OpenVINO's; a runtime not named here has no cells of the kind
+    peers: tuple[tuple[str, str], ...] = ()
     # runs the model's original Hugging Face weights (PyTorch, f32): the text accuracy reference of every cell of
     # its model where the suite has one, and needs a Hugging Face source
     original_weights: bool = False
@@ -168,9 +173,12 @@ class KindSpec:
         assert self.bare_reference is not None
         return _named(self.bare_reference)(cell)
 
-    def named_backend(self) -> Any:
-        """What `backend` names (the execute layer knows its types)."""
-        return _named(self.backend)
+    def runs_on(self, runtime: str) -> bool:
+        return runtime == "openvino" or runtime in dict(self.peers)
+
+    def named_backend(self, runtime: str = "openvino") -> Any:
+        """What `backend` (or the runtime's peer backend) names (the execute layer knows its types)."""
+        return _named(self.backend if runtime == "openvino" else dict(self.peers)[runtime])
 
 
 def _named(ref: str) -> Any:

@@ -54,6 +54,7 @@ class PromptLookupParams(Params):
 LLM_BACKEND = "harness.execute.backends.genai_llm:BACKEND"
 LLM_REFERENCE = "harness.execute.backends.genai_llm:bare_reference_fields"
 GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, bare_reference=LLM_REFERENCE, streamed_ids=True, roofline=True, exact_input_length=True,
+                    peers=(("llama.cpp", "harness.execute.backends.llama_cpp:GENERATE"),),
                     transformers_reference=True, greedy_reference=True,
                     report=text_table("Plain generation", ROOFLINE_COLUMNS))
 SPECULATIVE = KindSpec(name="speculative", params=SpeculativeParams, backend=LLM_BACKEND, bare_reference=LLM_REFERENCE, streamed_ids=True, same_as_greedy=True,

@@ -9,7 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.core.errors import ModelPreparationError, error_line
 from harness.core.input_files import MAX_MODEL_CONFIG_BYTES, load_json
@@ -71,6 +73,10 @@ def export_command(src: Path, out: Path, precision: str, compression: Compressio
                 f"(e.g. microsoft/speecht5_hifigan) in {src / VOCODER_DIR}")
         cmd += ["--model-kwargs", json.dumps({"vocoder": str(src / VOCODER_DIR)})]
     if precision == "int4":
+        if compression.dataset:
+            # optimum-cli calibrates only on datasets it downloads; the harness calibrates in process (text models)
+            raise ModelPreparationError(f"data-aware int4 compression (dataset: true) is for text models, compressed "
+                                        f"in process; optimum-cli's export of '{src}' ({task}) would download its data")
         cmd += ["--group-size", str(compression.group_size), "--ratio", str(compression.ratio)]
         if compression.sym:
             cmd.append("--sym")
@@ -115,9 +121,11 @@ COMPRESSIBLE_TASKS = ("text-generation-with-past", "feature-extraction", "text-c
 MODEL_XML = "openvino_model.xml"
 
 
-def compress_ir(fp16_dir: Path, out: Path, precision: str, compression: CompressionSpec) -> None:
+def compress_ir(fp16_dir: Path, out: Path, precision: str, compression: CompressionSpec,
+                calibration_text: Callable[[], str] | None = None) -> None:
     """The fp16 IR in `fp16_dir` with its weights compressed to `precision` by NNCF, written into the existing
-    directory `out` beside copies of its other files (tokenizers, configs); NNCF's own output goes to out/export.log."""
+    directory `out` beside copies of its other files (tokenizers, configs); NNCF's own output goes to out/export.log.
+    Data-aware settings calibrate on `calibration_text`."""
     import contextlib
 
     for f in fp16_dir.iterdir():
@@ -129,16 +137,47 @@ def compress_ir(fp16_dir: Path, out: Path, precision: str, compression: Compress
             import nncf
             import openvino as ov
 
+            model = ov.Core().read_model(fp16_dir / MODEL_XML)
             if precision == "int8":
                 options: dict = {"mode": nncf.CompressWeightsMode.INT8_ASYM}
             else:
                 options = {"mode": nncf.CompressWeightsMode.INT4_SYM if compression.sym else nncf.CompressWeightsMode.INT4_ASYM,
                            "group_size": compression.group_size, "ratio": compression.ratio}
-            model = nncf.compress_weights(ov.Core().read_model(fp16_dir / MODEL_XML), **options)
+                if compression.dataset:
+                    if calibration_text is None:
+                        raise ModelPreparationError("data-aware compression needs a calibration text")
+                    options.update(dataset=nncf.Dataset(calibration_inputs(fp16_dir, model, calibration_text())),
+                                   awq=compression.awq,
+                                   scale_estimation=compression.scale_estimation)
+            model = nncf.compress_weights(model, **options)
             ov.save_model(model, out / MODEL_XML, compress_to_fp16=False)
     except Exception as e:  # noqa: BLE001 - NNCF's refusal (e.g. a group size), one line
         raise ModelPreparationError(f"NNCF weight compression of '{fp16_dir}' to {precision} failed: "
                                     f"{error_line(e)}") from None
+
+
+# data-aware int4: this many windows of this many tokens of the calibration text
+CALIBRATION_SAMPLES, CALIBRATION_TOKENS = 32, 128
+
+
+def calibration_inputs(ir_dir: Path, model: Any, text: str) -> list[dict[str, Any]]:
+    """The inputs NNCF calibrates a text model on: windows of the calibration text encoded by the IR's own
+    tokenizer, as one prefill each."""
+    import numpy as np
+    import openvino_genai as ov_genai
+
+    ids = ov_genai.Tokenizer(str(ir_dir)).encode(text, add_special_tokens=False).input_ids.data[0]
+    n = CALIBRATION_TOKENS
+    if len(ids) < n:
+        raise ModelPreparationError(f"the calibration text encodes to {len(ids)} tokens, fewer than one window of {n}")
+    names = {i.get_any_name() for i in model.inputs}
+    out = []
+    for w in range(min(CALIBRATION_SAMPLES, len(ids) // n)):
+        window = np.asarray(ids[w * n:(w + 1) * n], dtype=np.int64)[None, :]
+        item = {"input_ids": window, "attention_mask": np.ones_like(window),
+                "position_ids": np.arange(n, dtype=np.int64)[None, :], "beam_idx": np.zeros(1, dtype=np.int32)}
+        out.append({k: v for k, v in item.items() if k in names})
+    return out
 
 
 def last_error(text: str) -> str:

@@ -20,6 +20,7 @@ from harness.models.export import COMPRESSIBLE_TASKS, LOG_NAME, compress_ir, exp
 from harness.models.gguf import read_info
 from harness.models.ir import ir_size_mb, total_size_mb, validate_ir_dir
 from harness.models.sources import ResolvedSource, SourceKind, classify_source, is_gguf_source, resolve_source
+from harness.models.texts import CALIBRATION, text_of
 
 __all__ = ["PreparedModel", "prepare_model", "classify_source", "validate_ir_dir", "PRECISIONS"]
 
@@ -153,7 +154,7 @@ def export_key(src: ResolvedSource, precision: str, compression: CompressionSpec
         "content": cache.fingerprint_dir(src.path, exclude=frozenset({MANIFEST, synthetic.MARKER})),
         "precision": precision,
         # fp16 and int8 (per-channel) ignore the int4 options; keeping them out shares the entry.
-        "compression": compression.model_dump() if precision == "int4" else None,
+        "compression": compression.key_dict() if precision == "int4" else None,
         "versions": package_versions(EXPORT_LIBS),
     }
 
@@ -162,7 +163,7 @@ def compressed_key(fp16_entry: Path, precision: str, compression: CompressionSpe
     """Everything an IR compressed from an fp16 entry depends on (the entry's name holds its own key's digest)."""
     return {
         "export": EXPORT_VERSION, "compressed_from": fp16_entry.name, "precision": precision,
-        "compression": compression.model_dump() if precision == "int4" else None,
+        "compression": compression.key_dict() if precision == "int4" else None,
         "versions": package_versions(("openvino", "nncf")),
     }
 
@@ -194,7 +195,7 @@ def _build_entry(src: ResolvedSource, precision: str, compression: CompressionSp
         start = time.perf_counter()
         try:
             if fp16_entry is not None:
-                compress_ir(fp16_entry, tmp, precision, compression)
+                compress_ir(fp16_entry, tmp, precision, compression, lambda: text_of(CALIBRATION))
             else:
                 export_ir(src.path, tmp, precision, compression)
         except ModelPreparationError as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from harness.core.schema import CellSpec, PropertyValue
+from harness.core.schema import DEFAULT_RUNTIME, CellSpec, PropertyValue
 
 
 def model_key_part(name: str) -> str:
@@ -19,9 +19,10 @@ def _fmt(v: PropertyValue) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
-def cell_key(spec: CellSpec, prompt_label: str, prop_names: list[str]) -> str:
-    """Stable, human-readable key: model/precision/device/scenario[params]/prompts-out[/props]; a remote
-    server's cells have server=HOST:PORT in place of precision/device."""
+def cell_key(spec: CellSpec, prompt_label: str, prop_names: list[str], compression_axis: bool = False) -> str:
+    """Stable, human-readable key: model/precision/device/scenario[params]/prompts-out[/props][/wc=LABEL]
+    [/runtime=NAME]; a remote server's cells have server=HOST:PORT in place of precision/device. `wc=` (the int4
+    compression setting) only where the suite lists several, `runtime=` only where it is not OpenVINO."""
     scen = spec.scenario.name
     if spec.scenario.params:
         scen += "[" + ",".join(f"{k}={_fmt(v)}" for k, v in sorted(spec.scenario.params.items())) + "]"
@@ -30,6 +31,10 @@ def cell_key(spec: CellSpec, prompt_label: str, prop_names: list[str]) -> str:
     parts = [model_key_part(spec.model.name), *where, scen, f"{prompt_label}-out{spec.generation.max_new_tokens}"]
     if prop_names:
         parts.append(",".join(f"{k}={_fmt(spec.properties[k])}" for k in prop_names))
+    if compression_axis and spec.precision == "int4":
+        parts.append(f"wc={spec.compression.label()}")
+    if spec.runtime != DEFAULT_RUNTIME:
+        parts.append(f"runtime={spec.runtime}")
     if spec.environment is not None:
         parts.append(f"env={spec.environment}")
     if spec.host is not None:

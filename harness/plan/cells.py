@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from harness.core.errors import HarnessInputError
 from harness.core.input_files import MAX_PROMPT_FILE_BYTES, json_objects, lines, read_text
 from harness.core.schema import (
+    DEFAULT_RUNTIME,
     REMOTE_DEVICE,
     CellSpec,
     Gate,
@@ -71,6 +72,11 @@ def _reference_side(suite: Suite, suite_file: Path) -> ReferenceSide | None:
                          slice_ms=suite.reference_side.slice_ms)
 
 
+def _reference_runs(reference: ReferenceSide | None, precision: str, kind: str) -> bool:
+    runtime = reference.side.runtime if reference is not None else None
+    return runtime in (None, DEFAULT_RUNTIME) or (precision == "gguf" and kind_spec(kind).runs_on(runtime))
+
+
 def _excluded(axes: dict[str, PropertyValue], rules: list[dict[str, Any]]) -> bool:
     for rule in rules:
         if all((axes.get(k) in v) if isinstance(v, list) else axes.get(k) == v for k, v in rule.items()):
@@ -107,13 +113,18 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
     environments: list[str | None] = [e.name for e in suite.environments
                                       if reference is None or e.name != reference.side.env] or [None]
     remote = suite.server != "local"
+    compressions = suite.compressions()
     precision: Precision
-    for model, precision, device, scenario, environment in itertools.product(
-            suite.models, suite.precisions, suite.devices, suite.scenarios, environments):
+    for model, precision, device, scenario, environment, runtime, compression in itertools.product(
+            suite.models, suite.precisions, suite.devices, suite.scenarios, environments, suite.runtimes, compressions):
         if scenario.models is not None and model.name not in scenario.models:
             continue
         if precision == "gguf" and not is_gguf_source(model.source):
             continue  # the GGUF route: only a model that is a GGUF file has it
+        if precision != "int4" and compression is not compressions[0]:
+            continue  # only int4 weights have compression settings: one cell for the others
+        if runtime != DEFAULT_RUNTIME and (precision != "gguf" or not kind_spec(scenario.kind).runs_on(runtime)):
+            continue  # a peer runtime runs the GGUF file as it is, for the kinds that name it
         if remote and kind_spec(scenario.kind).served:
             # the server runs what it runs: one cell per model, not one per local precision and device
             if (precision, device) != (suite.precisions[0], suite.devices[0]):
@@ -141,7 +152,7 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                     precision=precision, device=device,
                     scenario=ScenarioSpec(name=scenario.name, kind=scenario.kind, params=dict(zip(pnames, pvals, strict=True))),
                     generation=GenerationSpec(max_new_tokens=mnt, **gen_base),
-                    prompts=prompts, compression=suite.compression,
+                    prompts=prompts, compression=compression, runtime=runtime,
                     properties=dict(zip(prop_names, props, strict=True)),
                     warmup=suite.warmup, iterations=suite.iterations, min_measure_s=suite.min_measure_s,
                     max_iterations=suite.max_iterations, processes=suite.processes, timeout_s=suite.timeout_s,
@@ -154,14 +165,16 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                     server=suite.server if kind_spec(scenario.kind).served else None,
                     slo=dict(suite.slo) if kind_spec(scenario.kind).served else {},
                     environment=environment,
-                    # a remote server runs what it runs: nothing here to pin a reference beside
-                    reference_side=None if precision == "served" else reference,
+                    # a remote server runs what it runs: nothing here to pin a reference beside; a peer runtime
+                    # reference only beside the cells it can run (the GGUF file, its kinds)
+                    reference_side=None if precision == "served" or not _reference_runs(reference, precision,
+                                                                                           scenario.kind) else reference,
                 )
                 if _excluded(spec.axes(), suite.exclude):
                     continue
                 spec.gates = [Gate(metric=g.metric, stat=g.stat, min=g.min, max=g.max) for g in suite.gates
                               if not g.where or _excluded(spec.axes(), [g.where])]
-                spec.key = cell_key(spec, plabel, prop_names)
+                spec.key = cell_key(spec, plabel, prop_names, compression_axis=len(compressions) > 1)
                 spec = kind_spec(scenario.kind).cell_checked(spec, suite_file, said)
                 spec.scenario.params = kind_spec(scenario.kind).files_resolved(spec.scenario.params, suite_file)
                 if spec.key in seen:

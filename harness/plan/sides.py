@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.core.errors import HarnessInputError
-from harness.core.schema import CellSpec, PropertyValue, SideSpec
+from harness.core.schema import RUNTIMES, CellSpec, PropertyValue, SideSpec
 from harness.plan.devices import validate_device_string
 
 if TYPE_CHECKING:
     from harness.plan.environments import EnvironmentSpec
 
-AXES = ("env", "model", "device")
-ITEM_FORMS = "env=NAME, model=DIR, device=NAME or properties.NAME=VALUE"
+AXES = ("env", "model", "device", "runtime")
+ITEM_FORMS = "env=NAME, model=DIR, device=NAME, runtime=NAME or properties.NAME=VALUE"
 
 
 class BadSideItem(ValueError):
@@ -34,7 +34,9 @@ def side_item(item: str) -> tuple[str, str]:
     if not sep or not value:
         raise BadSideItem(item, f"expected {ITEM_FORMS}")
     if key not in AXES and not (key.startswith("properties.") and len(key) > len("properties.")):
-        raise BadSideItem(item, f"unknown axis {key!r}; use env, model, device or properties.NAME")
+        raise BadSideItem(item, f"unknown axis {key!r}; use env, model, device, runtime or properties.NAME")
+    if key == "runtime" and value not in RUNTIMES:
+        raise BadSideItem(item, f"unknown runtime; known: {', '.join(RUNTIMES)}")
     if key == "device":
         try:
             validate_device_string(value)
@@ -82,6 +84,8 @@ def apply_side(cell: CellSpec, side: SideSpec) -> CellSpec:
         update["model"] = cell.model.model_copy(update={"source": str(Path(side.model).resolve())})
     if side.device:
         update["device"] = side.device
+    if side.runtime:
+        update["runtime"] = side.runtime
     if side.properties:
         update["properties"] = {**cell.properties, **side.properties}
     return cell.model_copy(update=update)

@@ -19,12 +19,14 @@ from pydantic import (
 
 from harness.core.metrics import SloMetric
 from harness.core.schema import (
+    DEFAULT_RUNTIME,
     ChangeSettings,
     CompressionSpec,
     ExportPrecision,
     GenerationSpec,
     PropertyValue,
     RatioChangeSettings,
+    Runtime,
     SideSpec,
 )
 from harness.kinds import KINDS, kind_spec
@@ -289,7 +291,12 @@ class Suite(_Strict):
     models: list[SuiteModel] = Field(min_length=1)
     precisions: list[ExportPrecision] = Field(default_factory=lambda: list[ExportPrecision](["fp16"]), min_length=1)
     devices: list[str] = Field(default_factory=lambda: ["CPU"], min_length=1)
-    compression: CompressionSpec = Field(default_factory=CompressionSpec)
+    compression: CompressionSpec | list[CompressionSpec] = Field(
+        default_factory=CompressionSpec, description="int4 weight-compression settings; a list is an axis of the int4 "
+        "cells (their keys gain `wc=LABEL`), each setting prepared and cached once")
+    runtimes: list[Runtime] = Field(
+        default_factory=lambda: list[Runtime]([DEFAULT_RUNTIME]), min_length=1, description="what runs the cells: "
+        "openvino, and llama.cpp for the kinds that have it, on precision gguf (keys gain `runtime=llama.cpp`)")
     prompts: SuitePrompts = Field(default_factory=SuitePrompts)
     generation: SuiteGeneration = Field(default_factory=SuiteGeneration)
     warmup: int = Field(1, ge=0)
@@ -322,6 +329,27 @@ class Suite(_Strict):
     reference_side: SuiteReferenceSide | None = Field(
         None, description="a pinned reference (an environment, a model folder, ...) measured interleaved with each "
         "cell in the same run; its environment is not an axis. The history keeps each cell's ratio to it")
+
+    def compressions(self) -> list[CompressionSpec]:
+        return self.compression if isinstance(self.compression, list) else [self.compression]
+
+    @field_validator("compression")
+    @classmethod
+    def _compressions(cls, v: CompressionSpec | list[CompressionSpec]) -> CompressionSpec | list[CompressionSpec]:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("an empty list of compression settings")
+            labels = [c.label() for c in v]
+            if dup := next((x for x in labels if labels.count(x) > 1), None):
+                raise ValueError(f"compression setting {dup} is listed twice")
+        return v
+
+    @field_validator("runtimes")
+    @classmethod
+    def _runtimes(cls, v: list[Runtime]) -> list[Runtime]:
+        if dup := next((x for x in v if v.count(x) > 1), None):
+            raise ValueError(f"runtime {dup} is listed twice")
+        return v
 
     @field_validator("environments")
     @classmethod

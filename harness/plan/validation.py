@@ -46,7 +46,7 @@ def transformers_source_wanted(cell: CellSpec) -> bool:
 def greedy_signature(cell: CellSpec) -> tuple:
     """What a cell held to plain greedy shares with its greedy cell."""
     return (cell.model.name, cell.model.source, cell.precision, cell.device, json_of(cell.prompts),
-            json_of(cell.generation), tuple(sorted(cell.properties.items())), cell.environment)
+            json_of(cell.generation), tuple(sorted(cell.properties.items())), cell.environment, cell.runtime)
 
 
 def unread_passes_dropped(cells: list[CellSpec]) -> list[CellSpec]:

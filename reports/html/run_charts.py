@@ -1,5 +1,5 @@
-"""The measurement charts of a run page: medians by precision · device, latency distributions, memory and
-speculative acceptance."""
+"""The measurement charts of a run page: medians by precision · device, latency distributions, memory,
+speculative acceptance and quality against weight size."""
 
 from __future__ import annotations
 
@@ -7,11 +7,22 @@ from dataclasses import dataclass, replace
 
 from markupsafe import Markup
 
-from harness.core.metrics import METRICS, TPOT, TTFT, AcceptanceRate, ModelMemory, OutputThroughput, PeakRSS
+from harness.core.metrics import (
+    METRICS,
+    TPOT,
+    TTFT,
+    AcceptanceRate,
+    KLDMean,
+    ModelMemory,
+    OutputThroughput,
+    PeakRSS,
+)
 from harness.core.schema import CellResult, Summary
 from reports.html.charts import Bar, bar_chart, box_chart
 from reports.html.labels import short_labels
+from reports.html.scatter import scatter_chart
 from reports.html.svg import num, palette, unique
+from reports.quality_table import quality_groups
 
 
 def _measured(cell: CellResult, tag: str) -> list[float]:
@@ -88,3 +99,15 @@ def acceptance_chart(cells: list[CellResult], labels: dict[str, str]) -> Markup 
     bars = {(g, "acceptance"): replace(_summary_bar(s), label=f"{s.median:.1f}%") for g, s in summaries.items()}
     return bar_chart("Speculative acceptance rate (%)", "%", [g for g, _ in bars], ["acceptance"], bars,
                      subtitle="share of proposed draft tokens accepted; median, whiskers min–max", include=(100,))
+
+
+def pareto_charts(cells: list[CellResult]) -> list[Markup]:
+    """Per quality group (reports/quality_table.py), KLD mean (log scale) against weight size, the front joined."""
+    out = []
+    for g in quality_groups(cells):
+        drawn = [(r.label, r.size_mib, kld, r.pareto) for r in g.rows
+                 if r.size_mib is not None and (kld := r.figures.get(KLDMean.tag)) is not None]
+        if len(drawn) >= 2:
+            out.append(scatter_chart(f"KLD vs weight size · {g.title}", "weights MiB", "KLD mean, nats", drawn,
+                                     subtitle="lower left is better; ★ the Pareto front; KLD 0 drawn on the floor"))
+    return out

@@ -14,10 +14,19 @@ from reports.host_states import BUSY_NOTE, busy_cells
 from reports.html.environment import env
 from reports.html.labels import short_labels
 from reports.html.loads import load_sections, sweep_curves
-from reports.html.run_charts import Series, acceptance_chart, latency_boxes, memory_chart, performance_charts
+from reports.html.run_charts import (
+    Series,
+    acceptance_chart,
+    latency_boxes,
+    memory_chart,
+    pareto_charts,
+    performance_charts,
+)
 from reports.html.svg import truncate
 from reports.html.trend import Trend, render_trend_svg, trend_unit
 from reports.precision_table import precision_groups
+from reports.quality_table import HEADERS as QUALITY_HEADERS
+from reports.quality_table import quality_groups, row_cells
 from reports.repeated_loads import repeated_loads
 from reports.rows import by_kind, cell_row, column_text, fmt_spread, fmt_value, server_rows
 
@@ -69,6 +78,7 @@ def render_html(results: RunResults, trends: dict[str, Trend] | None = None) -> 
         "latency": latency_boxes(ok, labels, series),
         "memory": [c for c in (memory_chart(ok, labels),) if c is not None],
         "acceptance": [c for c in (acceptance_chart(ok, labels),) if c is not None],
+        "quality": pareto_charts(ok),
         "curves": sweep_curves(ok),
         "trends": [Markup(render_trend_svg(t.points, title, trend_unit(title), t.marks))
                    for title, t in (trends or {}).items()],
@@ -80,6 +90,7 @@ def render_html(results: RunResults, trends: dict[str, Trend] | None = None) -> 
         spread=fmt_spread, value=fmt_value, column_text=column_text,
         any_speculative=any(kind_spec(c.spec.scenario.kind).drafts for c in ok),
         limits=sweep_limits(results.cells), precision_groups=precision_groups(results.cells), loads=loads,
+        quality=quality_groups(results.cells), quality_headers=QUALITY_HEADERS, quality_cells=row_cells,
         servers=server_rows(results.cells),
         repeated=[(c.key, figs) for c in ok if (figs := repeated_loads(c))],
         searches=[c for c in ok if c.slo_search is not None],

@@ -15,9 +15,9 @@ from harness.execute.backends.driver import Backend, LoadBackend, measure_cell, 
 from harness.kinds import kind_spec
 
 
-def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
-    """The function that runs one cell of `kind` in a worker."""
-    named = kind_spec(kind).named_backend()
+def backend_for(cell: CellSpec) -> Callable[[CellSpec, CellModels, Emit], None]:
+    """The function that runs the cell in a worker: its kind's backend on the cell's runtime."""
+    named = kind_spec(cell.scenario.kind).named_backend(cell.runtime)
     if isinstance(named, Backend):
         return partial(measure_cell, backend=named)
     if isinstance(named, LoadBackend):
@@ -25,9 +25,9 @@ def backend_for(kind: str) -> Callable[[CellSpec, CellModels, Emit], None]:
     return named  # type: ignore[no-any-return]
 
 
-def call_backend(kind: str) -> Backend | None:
+def call_backend(cell: CellSpec) -> Backend | None:
     """The kind's `Backend` when its calls can be made one at a time on order (a loaded pipeline, one call per
     measured unit: what the paired A/B engine needs); None for kinds measured only as whole processes (a load
     against a server, a plain run function)."""
-    named = kind_spec(kind).named_backend()
+    named = kind_spec(cell.scenario.kind).named_backend(cell.runtime)
     return named if isinstance(named, Backend) else None

@@ -8,8 +8,10 @@ import pytest
 
 from harness.core.errors import HarnessInputError
 from harness.core.metrics import METRICS
+from harness.core.schema import ScenarioSpec
 from harness.kinds import KINDS, kind_spec
 from harness.plan.suite import expand, load_suite
+from tests.factories import spec as spec_of
 
 
 @pytest.mark.parametrize("name", list(KINDS))
@@ -23,7 +25,9 @@ def test_entry_is_complete(name):
     module, _, name_ = spec.backend.partition(":")
     named = getattr(importlib.import_module(module), name_)
     assert isinstance(named, Backend | LoadBackend) or callable(named)
-    assert callable(backend_for(name))
+    for runtime in ("openvino", *dict(spec.peers)):
+        cell = spec_of(kind="generate").model_copy(update={"runtime": runtime, "scenario": ScenarioSpec(name=name, kind=name)})
+        assert callable(backend_for(cell))
     table = spec.report
     assert table.title and table.columns and len(table.headline) == 2
     for col in (*table.columns, *table.headline, *table.speed, *table.accuracy):
