@@ -73,7 +73,7 @@ def score_window(logp: np.ndarray, base_logp: np.ndarray, targets: np.ndarray) -
         raise ValueError(f"the model's logits are {logp.shape[-1]} wide and the fp16 model's {base_logp.shape[-1]}: "
                          "not the same vocabulary")
     rows = np.arange(len(targets))
-    base = base_logp.astype(np.float64)
+    logp, base = logp.astype(np.float64), base_logp.astype(np.float64)
     p_base = np.exp(base)
     kld = (p_base * (base - logp)).sum(axis=-1)
     top_base = base.argmax(axis=-1)

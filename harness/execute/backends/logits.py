@@ -225,7 +225,8 @@ class QualitySession:
         logits = self.model.forward(window)
         end = time.perf_counter_ns()
         if not warmup and index not in self.scores:
-            logp = log_softmax(logits[scored_rows(len(window))])
+            # rounded to float32 as the saved baseline is, so the same logits score exactly 0
+            logp = log_softmax(logits[scored_rows(len(window))]).astype(np.float32)
             self.scores[index] = score_window(logp, np.asarray(self.base[index]), scored_targets(window))
         return Sample(iteration=iteration, warmup=warmup, prompt_index=index, input_tokens=len(window),
                       output_tokens=0, start_ns=start, end_ns=end, chunk_offsets_ms=[], chunk_tokens=[],
