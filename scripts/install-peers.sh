@@ -28,8 +28,9 @@ if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   fi
   rm -rf "$wheels" && mv "$wheels.tmp" "$wheels"
 fi
-if "${pip[@]}" install --no-index --find-links "$wheels" "llama-cpp-python==$version" >&2 2>/dev/null \
-   || "${pip[@]}" install --find-links "$wheels" --only-binary llama-cpp-python "llama-cpp-python==$version" >&2; then
+# the wheel itself over any other build of the same version (pip would keep an installed one), then what it needs
+if "${pip[@]}" install --force-reinstall --no-deps "$wheels"/llama_cpp_python-*.whl >&2 \
+   && "${pip[@]}" install --find-links "$wheels" --only-binary llama-cpp-python "llama-cpp-python==$version" >&2; then
   touch "$venv/.peers-portable"
 else
   echo "install-peers: the built llama-cpp-python wheel did not install (in $wheels); runtime llama.cpp is unavailable" >&2

@@ -65,8 +65,10 @@ class WorkerTask(BaseModel):
         return self
 
 
-def runtime_versions(runtime: str = "openvino") -> dict[str, str | None]:
-    """The stack this process imports (a cell's record of what really ran); with a peer runtime, its package too."""
+def runtime_versions(runtime: str = "openvino", model: Path | None = None, cache: Path | None = None
+                     ) -> dict[str, str | None]:
+    """The stack this process imports (a cell's record of what really ran); with a peer runtime, its package too
+    and, for llama.cpp's portable build, the CPU variant it runs (chosen now, on the cell's model file)."""
     import platform
 
     import openvino
@@ -88,6 +90,10 @@ def runtime_versions(runtime: str = "openvino") -> dict[str, str | None]:
             versions["llama-cpp-python"] = version("llama_cpp_python")
         except PackageNotFoundError:
             versions["llama-cpp-python"] = None
+        if versions["llama-cpp-python"] and model is not None and model.is_file():
+            from harness.execute.backends.llama_cpp_cpu import ensure_cpu_backend
+
+            versions["llama.cpp CPU variant"] = ensure_cpu_backend(model, cache)
     return versions
 
 
@@ -215,7 +221,7 @@ class CallChannel:
 def _measure(task: WorkerTask, model_dir: Path, draft_dir: Path | None, emit: Emit,
              calls: CallChannel | None = None) -> None:
     cell = task.cell
-    emit(Runtime(versions=runtime_versions(cell.runtime)))
+    emit(Runtime(versions=runtime_versions(cell.runtime, model_dir, Path(task.cache_dir))))
     if task.fault is not None:
         faults_module().inject(task.fault)
     emit(Phase(phase="run"))

@@ -103,6 +103,13 @@ TABLE: dict[str, Expect] = {
     "scripts/harness devices": Expect(OK, "CPU", slow=False),
     "scripts/harness host": Expect(OK, "other processes' CPU", slow=False),
     "scripts/harness run suites/release.yaml --list": Expect(OK, "cells from", slow=False),
+    "scripts/harness run quality": Expect(
+        OK, "Quality against size and speed",
+        set=QUICK + SHORT + ON_TINY + ("scenarios.quality.context=32", "scenarios.quality.tokens=128"),
+        why="on the tiny model: its fp16 / int8 / three int4 settings (a built-in model has no GGUF file, so no "
+        "gguf or llama.cpp cells)"),
+    "scripts/install-peers.sh": Expect(OK, "", set=(), slow=False,
+                                       why="scripts/test ran it before the tests: installed, it returns at once"),
     "scripts/harness prepare synthetic:small --precision int4": Expect(
         OK, "tiny-int4-", placeholders=(("synthetic:small", "synthetic:tiny"),),
         why="synthetic:small trains for 20+ minutes: the same command on synthetic:tiny"),

@@ -36,9 +36,14 @@ def threads(cell: CellSpec | None = None) -> int:
     return int(asked) if isinstance(asked, int) and asked > 0 else len(os.sched_getaffinity(0))
 
 
-def load_llama(gguf: Path, n_ctx: int, logits_all: bool = False, cell: CellSpec | None = None) -> Any:
-    """A llama_cpp.Llama over the file on the CPU, one batch as wide as the context."""
+def load_llama(gguf: Path, n_ctx: int, logits_all: bool = False, cell: CellSpec | None = None,
+               cache: Path | None = None) -> Any:
+    """A llama_cpp.Llama over the file on the CPU, one batch as wide as the context, on the CPU variant of the build
+    this machine runs (llama_cpp_cpu.py)."""
+    from harness.execute.backends.llama_cpp_cpu import ensure_cpu_backend
+
     llama_cpp = _llama_cpp()
+    ensure_cpu_backend(gguf, cache)
     n = threads(cell)
     return llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=n,
                            n_threads_batch=n, logits_all=logits_all, n_gpu_layers=0, verbose=False)
@@ -55,10 +60,13 @@ def require_gguf(cell: CellSpec, models: CellModels) -> Path:
     return models.target
 
 
-def _context_for(cell: CellSpec, gguf: Path) -> int:
+def _context_for(cell: CellSpec, gguf: Path, models: CellModels) -> int:
     if cell.prompts.source == "synthetic" and cell.prompts.input_tokens is not None:
         longest = cell.prompts.input_tokens
     else:  # a file's prompts: counted by the file's own tokenizer (vocabulary only, no weights loaded)
+        from harness.execute.backends.llama_cpp_cpu import ensure_cpu_backend
+
+        ensure_cpu_backend(gguf, models.cache)
         vocab = _llama_cpp().Llama(model_path=str(gguf), vocab_only=True, verbose=False)
         longest = max(len(vocab.tokenize(t.encode(), add_bos=True)) for t in cell.prompts.texts)
     return longest + cell.generation.max_new_tokens + CONTEXT_MARGIN
@@ -71,7 +79,7 @@ def _build(cell: CellSpec, models: CellModels, compile_cache: Path | None) -> An
         raise Unsupported("runtime llama.cpp: beam search is not measured (llama-cpp-python has none)")
     if g.apply_chat_template:
         raise Unsupported("runtime llama.cpp: generation.apply_chat_template is not supported yet; send plain prompts")
-    return load_llama(gguf, _context_for(cell, gguf), cell=cell)
+    return load_llama(gguf, _context_for(cell, gguf, models), cell=cell, cache=models.cache)
 
 
 class LlamaCppSession(TextSession):

@@ -110,10 +110,10 @@ def _build_openvino(cell: CellSpec, models: CellModels, compile_cache: Path | No
 class LlamaCppLogits:
     """The GGUF file in llama.cpp with every position's logits kept; one window per eval, its KV cache cleared."""
 
-    def __init__(self, gguf: Path, cell: CellSpec) -> None:
+    def __init__(self, gguf: Path, cell: CellSpec, cache: Path | None) -> None:
         from harness.execute.backends.llama_cpp import load_llama
 
-        self.llm = load_llama(gguf, n_ctx=QualityParams.of(cell).context, logits_all=True, cell=cell)
+        self.llm = load_llama(gguf, n_ctx=QualityParams.of(cell).context, logits_all=True, cell=cell, cache=cache)
 
     def forward(self, ids: np.ndarray) -> np.ndarray:
         self.llm.reset()
@@ -124,7 +124,7 @@ class LlamaCppLogits:
 def _build_llama_cpp(cell: CellSpec, models: CellModels, compile_cache: Path | None) -> LlamaCppLogits:
     from harness.execute.backends.llama_cpp import require_gguf
 
-    return LlamaCppLogits(require_gguf(cell, models), cell)
+    return LlamaCppLogits(require_gguf(cell, models), cell, models.cache)
 
 
 # ---------------------------------------------------------------- the text, the baseline, the session
