@@ -107,7 +107,13 @@ def ab(
     by_name = declared_environments(parsed, env)
     for option, side in sides.items():
         validate_side("command line", f"--{option}", side, by_name)
-    cells = ab_cells(parsed, suite_path)
+    cells, left_out = ab_cells(parsed, suite_path, sides)
+    if left_out:
+        err_console.print(f"note: {len(left_out)} cells left out, a side cannot run them ({left_out[0]}"
+                          + (f"; and {len(left_out) - 1} more" if len(left_out) > 1 else "") + ")", highlight=False)
+    if not cells:
+        raise HarnessInputError(str(suite_path), "--base/--candidate", " | ".join(s.label() for s in sides.values()),
+                                f"no cell of the suite runs on both sides ({left_out[0]})")
     given = {k: v for k, v in {"pairing": pairing, "blocks": blocks, "slice_ms": slice_ms}.items()
              if v is not None}  # else ABSettings'
     settings = ABSettings(alpha=alpha, budget_s=budget_s, min_rounds=min_rounds, max_rounds=max_rounds,

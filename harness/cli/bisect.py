@@ -78,7 +78,7 @@ def bisect(
         raise HarnessInputError("command line", "--threshold", threshold, "a minimum effect is a fraction above 0, "
                                 "e.g. 0.05 for 5%")
     budget_s = parse_duration(budget)
-    cells = cell_named(ab_cells(parsed, suite_path), cell, suite_path, suite)
+    cells = cell_named(ab_cells(parsed, suite_path)[0], cell, suite_path, suite)
     listed, known_envs = choose_candidates(candidates, good, bad, declared_environments(parsed, env))
     th = threshold if threshold is not None else parsed.compare_thresholds.get(metric, DEFAULT_THRESHOLDS.get(metric, 0.05))
     settings = ABSettings(alpha=alpha, budget_s=budget_s, min_rounds=min_rounds, max_rounds=max_rounds,

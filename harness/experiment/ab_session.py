@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from harness.core.errors import HarnessInputError
 from harness.core.escaping import json_of
 from harness.core.input_files import MAX_AB_BYTES, invalid, load_json, parse_json
+from harness.core.schema import DEFAULT_RUNTIME
 from harness.experiment.ab import ABResult
 from harness.plan.sides import validate_side as validate_side  # re-exported: callers' old home
 from harness.records.run_files import refuse_links, write_whole
@@ -54,12 +55,27 @@ def read_suite(suite: str, sets: list[str] | None) -> tuple[Path, str, Overridde
     return suite_path, sha, expand_overridden(written, set_overrides(sets or []), suite_path)
 
 
-def ab_cells(suite: Suite, suite_path: Path) -> list[CellSpec]:
-    """The suite's cells as the sides run them: without the suite's environments (a side names its own) and
-    without its reference side (the two sides are the comparison)."""
+def ab_cells(suite: Suite, suite_path: Path, sides: dict[str, SideSpec] | None = None
+             ) -> tuple[list[CellSpec], list[str]]:
+    """The suite's cells as the sides run them: without the suite's environments (a side names its own), without
+    its reference side (the two sides are the comparison) and, where a side names a runtime, without the suite's
+    runtimes axis and without the cells that runtime cannot run; and why each left-out cell was."""
+    from harness.plan.sides import runtime_refusal
     from harness.plan.suite import expand
 
-    return expand(suite.model_copy(update={"environments": [], "reference_side": None}), suite_path)
+    sides = sides or {}
+    update: dict[str, object] = {"environments": [], "reference_side": None}
+    if any(s.runtime for s in sides.values()):
+        update["runtimes"] = [DEFAULT_RUNTIME]
+    cells: list[CellSpec] = []
+    left_out: list[str] = []
+    for cell in expand(suite.model_copy(update=update), suite_path):
+        why = next((r for s in sides.values() if (r := runtime_refusal(cell, s))), None)
+        if why is None:
+            cells.append(cell)
+        else:
+            left_out.append(f"{cell.key}: {why}")
+    return cells, left_out
 
 
 def declared_environments(suite: Suite, env_options: list[str] | None) -> dict[str, EnvironmentSpec]:

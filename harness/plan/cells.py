@@ -27,6 +27,7 @@ from harness.kinds import kind_spec
 from harness.models.sources import is_gguf_source
 from harness.plan import validation
 from harness.plan.cell_keys import cell_key
+from harness.plan.sides import runtime_refusal
 from harness.plan.suite_file import format_loc
 from harness.plan.suite_model import Suite, SuiteGeneration
 
@@ -70,11 +71,6 @@ def _reference_side(suite: Suite, suite_file: Path) -> ReferenceSide | None:
     return ReferenceSide(label=suite.reference_side.series_label(), side=side,
                          process_pairs=suite.reference_side.process_pairs, blocks=suite.reference_side.blocks,
                          slice_ms=suite.reference_side.slice_ms)
-
-
-def _reference_runs(reference: ReferenceSide | None, precision: str, kind: str) -> bool:
-    runtime = reference.side.runtime if reference is not None else None
-    return runtime in (None, DEFAULT_RUNTIME) or (precision == "gguf" and kind_spec(kind).runs_on(runtime))
 
 
 def _excluded(axes: dict[str, PropertyValue], rules: list[dict[str, Any]]) -> bool:
@@ -165,13 +161,13 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                     server=suite.server if kind_spec(scenario.kind).served else None,
                     slo=dict(suite.slo) if kind_spec(scenario.kind).served else {},
                     environment=environment,
-                    # a remote server runs what it runs: nothing here to pin a reference beside; a peer runtime
-                    # reference only beside the cells it can run (the GGUF file, its kinds)
-                    reference_side=None if precision == "served" or not _reference_runs(reference, precision,
-                                                                                           scenario.kind) else reference,
+                    # a remote server runs what it runs: nothing here to pin a reference beside
+                    reference_side=None if precision == "served" else reference,
                 )
                 if _excluded(spec.axes(), suite.exclude):
                     continue
+                if spec.reference_side is not None and runtime_refusal(spec, spec.reference_side.side):
+                    spec.reference_side = None  # a peer runtime's reference only beside the cells it can run
                 spec.gates = [Gate(metric=g.metric, stat=g.stat, min=g.min, max=g.max) for g in suite.gates
                               if not g.where or _excluded(spec.axes(), [g.where])]
                 spec.key = cell_key(spec, plabel, prop_names, compression_axis=len(compressions) > 1)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.core.errors import HarnessInputError
-from harness.core.schema import RUNTIMES, CellSpec, PropertyValue, SideSpec
+from harness.core.schema import DEFAULT_RUNTIME, RUNTIMES, CellSpec, PropertyValue, SideSpec
 from harness.plan.devices import validate_device_string
 
 if TYPE_CHECKING:
@@ -73,6 +73,21 @@ def _scalar(text: str) -> PropertyValue:
     except (ValueError, RecursionError):  # not JSON (or nested without end): the text itself
         return text
     return value if isinstance(value, str | int | float | bool) else text
+
+
+def runtime_refusal(cell: CellSpec, side: SideSpec) -> str | None:
+    """Why the side's runtime cannot run the cell (None when it can): a peer runtime runs the GGUF file as it is,
+    for the kinds whose registry entry names it."""
+    from harness.kinds import kind_spec
+
+    runtime = side.runtime
+    if runtime in (None, DEFAULT_RUNTIME):
+        return None
+    if cell.precision != "gguf":
+        return f"runtime {runtime} runs GGUF files (precision gguf), not precision {cell.precision}"
+    if not kind_spec(cell.scenario.kind).runs_on(runtime):
+        return f"a {cell.scenario.kind} cell has no {runtime} backend"
+    return None
 
 
 def apply_side(cell: CellSpec, side: SideSpec) -> CellSpec:

@@ -106,3 +106,20 @@ def test_runtime_is_a_side_axis_and_a_peer_reference_side_is_kept_only_where_it_
     assert with_ref == {("gguf", "quality"), ("gguf", "generate")}
     cell = next(c for c in cells if c.reference_side is not None)
     assert apply_side(cell, side).runtime == "llama.cpp"
+
+
+def test_an_ab_runtime_side_compares_only_the_cells_both_runtimes_run(tmp_path):
+    from harness.experiment.ab_session import ab_cells
+
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(GGUF_SUITE))
+    suite = load_suite(path)[0]
+    sides = {"base": side_of(["runtime=openvino"]), "candidate": side_of(["runtime=llama.cpp"])}
+    cells, left_out = ab_cells(suite, path, sides)
+    # the suite's own runtimes axis goes (a side names the runtime); only the GGUF file's generate and quality remain
+    assert {(c.precision, c.scenario.kind, c.runtime) for c in cells} == {("gguf", "generate", "openvino"),
+                                                                         ("gguf", "quality", "openvino")}
+    assert any("not precision int4" in why for why in left_out)
+    assert any("speculative cell has no llama.cpp backend" in why for why in left_out)
+    assert len(ab_cells(suite, path)[0]) == len(expand(suite, path))  # without sides: every cell, as before

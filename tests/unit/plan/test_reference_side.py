@@ -125,7 +125,7 @@ def test_ab_leaves_the_reference_side_out(tmp_path):
     from harness.experiment.ab_session import ab_cells
 
     path = write(tmp_path, SUITE + ENVS + "reference_side: {side: [env=r2026_3]}\n")
-    (cell,) = ab_cells(load_suite(path)[0], path)
+    (cell,), _ = ab_cells(load_suite(path)[0], path)
     assert cell.reference_side is None
 
 
