@@ -158,17 +158,20 @@ def beyond_context(cell: CellSpec, model_dir: str) -> str | None:
     max_position_embeddings), refused before any measuring instead of running to the cell's timeout; None when
     it fits or the context is not known; the one line of a config.json that cannot be read."""
     config = Path(model_dir) / "config.json" if model_dir else None
-    if not kind_spec(cell.scenario.kind).generates_text or config is None or not config.is_file():
+    kind = kind_spec(cell.scenario.kind)
+    window = kind.params.of(cell).window_tokens()
+    if (window is None and not kind.generates_text) or config is None or not config.is_file():
         return None
     try:
         context = load_json(config, "model file", MAX_MODEL_CONFIG_BYTES).get("max_position_embeddings")
     except HarnessInputError as e:
         return e.line()
-    asked = (cell.prompts.input_tokens or 0) + cell.generation.max_new_tokens
+    asked = window if window is not None else (cell.prompts.input_tokens or 0) + cell.generation.max_new_tokens
     if type(context) is not int or context <= 0 or asked <= context:
         return None
-    return (f"asks {cell.prompts.input_tokens or 0} prompt + {cell.generation.max_new_tokens} new tokens = {asked}, "
-            f"beyond the model's context of {context} tokens (max_position_embeddings in {config})")
+    what = (f"windows of {window} tokens" if window is not None else
+            f"{cell.prompts.input_tokens or 0} prompt + {cell.generation.max_new_tokens} new tokens = {asked}")
+    return f"asks {what}, beyond the model's context of {context} tokens (max_position_embeddings in {config})"
 
 
 def _from_preparations(cell: CellSpec, shared: dict[Role, Preparation]) -> tuple[list[Event], CellStatus, str | None]:

@@ -58,6 +58,11 @@ class Params(BaseModel):
         """Whether this cell's calls answer with generated text (of a kind that generates text); yes by default."""
         return True
 
+    def window_tokens(self) -> int | None:
+        """Tokens one call runs through the model at once where the kind fixes them itself (not prompt + new
+        tokens); held to the model's context like a prompt. None by default."""
+        return None
+
     @classmethod
     def of(cls: type[P], cell: CellSpec) -> P:
         """The cell's parameters with defaults filled in, as the kind's own type."""

@@ -32,6 +32,9 @@ class QualityParams(Params):
     def outputs_text(self) -> bool:
         return False
 
+    def window_tokens(self) -> int | None:
+        return self.context
+
     def windows(self) -> int:
         return max(1, self.tokens // self.context)
 

@@ -166,8 +166,10 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
                 )
                 if _excluded(spec.axes(), suite.exclude):
                     continue
-                if spec.reference_side is not None and runtime_refusal(spec, spec.reference_side.side):
-                    spec.reference_side = None  # a peer runtime's reference only beside the cells it can run
+                if spec.reference_side is not None and (runtime_refusal(spec, spec.reference_side.side)
+                                                        or spec.runtime == spec.reference_side.side.runtime):
+                    # a peer runtime's reference only beside the cells it can run, and not beside its own cells
+                    spec.reference_side = None
                 spec.gates = [Gate(metric=g.metric, stat=g.stat, min=g.min, max=g.max) for g in suite.gates
                               if not g.where or _excluded(spec.axes(), [g.where])]
                 spec.key = cell_key(spec, plabel, prop_names, compression_axis=len(compressions) > 1)

@@ -24,9 +24,11 @@ def resolve_text(values: dict[str, Any], suite_file: Path) -> dict[str, Any]:
     path = Path(str(text)).expanduser()
     path = path if path.is_absolute() else (suite_file.parent / path).resolve()
     try:
-        text_of(str(path))
+        read = text_of(str(path))
     except HarnessInputError as e:
         raise HarnessInputError(str(suite_file), "text", text, e.message) from None
+    if not read.strip():
+        raise HarnessInputError(str(suite_file), "text", text, f"{path} holds no text")
     return {**values, "text": str(path)}
 
 

@@ -183,3 +183,16 @@ def test_an_export_that_never_ends_is_stopped_with_its_whole_group(tmp_path, mon
         time.sleep(0.1)
     else:
         raise AssertionError(f"the export's grandchild {pid} still runs")
+
+
+def test_a_quality_window_longer_than_the_models_context_is_refused_before_measuring(tmp_path):
+    from harness.core.schema import ScenarioSpec
+    from harness.execute.runner import beyond_context
+    from tests.factories import spec
+
+    folder = _folder(tmp_path, "config.json", b'{"max_position_embeddings": 256}')
+    cell = spec().model_copy(update={"scenario": ScenarioSpec(name="q", kind="quality", params={"context": 512})})
+    why = beyond_context(cell, str(folder))
+    assert why is not None and "windows of 512 tokens" in why and "context of 256" in why
+    fits = cell.model_copy(update={"scenario": ScenarioSpec(name="q", kind="quality", params={"context": 128})})
+    assert beyond_context(fits, str(folder)) is None

