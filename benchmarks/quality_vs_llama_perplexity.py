@@ -12,6 +12,11 @@ text, llama-perplexity's layout (second half of each window scored):
 It also says how many of the harness's token ids equal llama.cpp's tokenization of the whole text, since (1) and
 (2) can differ only by their tokens.
 
+With `--kld`, KL divergence the same three ways: llama-perplexity's own (`--kl-divergence-base` from an F16 GGUF
+of the same weights, written here from the fp16 IR's Hugging Face folder, then `--kl-divergence` on the file), the
+harness's scorer on the same two llama.cpp runs' logits (like for like: only the computation differs), and what
+the harness's quality cell reports (the file on llama.cpp against the fp16 IR on OpenVINO at f32).
+
 `llama-perplexity` is not part of the harness: build it from the llama-cpp-python source package's vendored llama.cpp
 (cmake -B build -DGGML_NATIVE=OFF -DGGML_AVX2=ON ... && cmake --build build --target llama-perplexity) and pass
 `--llama-perplexity PATH`.
@@ -41,6 +46,9 @@ from harness.models.prepare import prepare_model
 from harness.models.texts import text_of
 
 FINAL = re.compile(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)")
+KLD_LINES = {"mean": re.compile(r"Mean\s+KLD:\s+([0-9.]+)\s+±\s+([0-9.]+)"),
+             "p99.9": re.compile(r"99\.9%\s+KLD:\s+([0-9.]+)"), "median": re.compile(r"Median\s+KLD:\s+([0-9.]+)"),
+             "same top": re.compile(r"Same top p:\s+([0-9.]+)\s+±\s+([0-9.]+)")}
 
 
 def perplexity(forward, windows: np.ndarray) -> tuple[float, float, float]:
@@ -65,6 +73,7 @@ def main() -> int:
     ap.add_argument("--chunks", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", type=Path, default=None)
+    ap.add_argument("--kld", action="store_true", help="also KL divergence against an F16 GGUF of the same weights")
     args = ap.parse_args()
     cache = args.cache_dir or default_cache_dir()
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
@@ -119,7 +128,59 @@ def main() -> int:
     for name, ppl, se, seconds in rows:
         print(f"| {name} | {ppl:.4f} | {se:.4f} | {100 * (ppl / ref_ppl - 1):+.2f}% | "
               f"{'—' if seconds is None else f'{seconds:.1f}'} |")
+    if args.kld:
+        kld_rows(args, gguf, fp16, text, windows.ids, llama_forward, props)
     return 0
+
+
+def kld_rows(args: argparse.Namespace, gguf: Path, fp16: Path, text: str, windows: np.ndarray, llama_forward,
+             props: dict) -> None:
+    from harness.analyze.logit_quality import TokenScores, score_window, summary
+    from harness.execute.backends.llama_cpp import load_llama
+    from harness.models.sources import resolve_source
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the GGUF writer of the tests, from a checkout
+    from tests.gguf_files import write_gguf
+
+    hf = resolve_source(args.source, args.cache_dir or default_cache_dir(), lambda m: None).path
+    with tempfile.TemporaryDirectory() as tmp:
+        f16 = write_gguf(hf, Path(tmp) / "f16.gguf", "F16", pre="smollm")
+        text_file, base_file = Path(tmp) / "text.txt", Path(tmp) / "base.kld"
+        text_file.write_text(text, encoding="utf-8")
+        common = ["-f", str(text_file), "-c", str(args.context), "--chunks", str(args.chunks), "-t", str(args.threads),
+                  "-b", str(args.context), "--kl-divergence-base", str(base_file)]
+        subprocess.run([str(args.llama_perplexity), "-m", str(f16), *common], capture_output=True, check=True,
+                       timeout=3600)
+        tool = subprocess.run([str(args.llama_perplexity), "-m", str(gguf), *common, "--kl-divergence"],
+                              capture_output=True, text=True, timeout=3600)
+        out = tool.stdout + tool.stderr
+        theirs = {k: rx.search(out) for k, rx in KLD_LINES.items()}
+        base_llm = load_llama(f16, n_ctx=args.context, logits_all=True)
+
+        def base_forward(w: np.ndarray) -> np.ndarray:
+            base_llm.reset()
+            base_llm.eval([int(t) for t in w])
+            return np.array(base_llm.scores[:len(w)], dtype=np.float32)
+
+        ov_base = OpenVINOLogits(fp16 / "openvino_model.xml", "CPU", props).forward
+        like, cell = [], []
+        for w in windows:
+            q = log_softmax(llama_forward(w)[scored_rows(len(w))])
+            like.append(score_window(q, log_softmax(base_forward(w)[scored_rows(len(w))]), scored_targets(w)))
+            cell.append(score_window(q, log_softmax(ov_base(w)[scored_rows(len(w))]), scored_targets(w)))
+    ours_like, ours_cell = summary(TokenScores.join(like)), summary(TokenScores.join(cell))
+    print("\n| KLD of the GGUF file on llama.cpp | mean ± se | median | p99.9 | same top-1 % |")
+    print("|---|---|---|---|---|")
+    if all(theirs.values()):
+        t = {k: m.groups() for k, m in theirs.items() if m}
+        print(f"| llama-perplexity vs its F16 GGUF | {t['mean'][0]} ± {t['mean'][1]} | {t['median'][0]} "
+              f"| {t['p99.9'][0]} | {t['same top'][0]} ± {t['same top'][1]} |")
+    else:
+        print("| llama-perplexity printed no KLD figures | | | | |\n" + out[-1500:])
+    for name, s in (("harness scorer, same two llama.cpp runs", ours_like),
+                    ("harness quality cell (vs fp16 IR on OpenVINO, f32)", ours_cell)):
+        print(f"| {name} | {s['kld_mean']:.6f} ± {s['kld_se']:.6f} | {s['kld_median']:.6f} | {s['kld_p999']:.6f} "
+              f"| {s['top1_agree_pct']:.3f} ± {s['top1_agree_se']:.3f} |")
 
 
 if __name__ == "__main__":

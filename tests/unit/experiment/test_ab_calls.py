@@ -145,7 +145,7 @@ def test_sides_that_do_not_fit_together_fall_back_to_process_rounds(scripted_pai
 
 def test_a_kind_without_call_backend_is_paired_by_processes(scripted_pairs, tmp_path, monkeypatch):
     scripted_pairs(_Pairs(effect=0.0))
-    monkeypatch.setattr(ab, "call_pairing_possible", lambda kind: False)
+    monkeypatch.setattr(ab, "call_pairing_possible", lambda *cells: False)
     cell = _run(tmp_path, ABSettings(metrics=["tpot_ms"], max_rounds=5))
     assert cell.pairing == "processes" and "whole processes" in cell.pairing_note
 
