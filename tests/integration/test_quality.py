@@ -60,9 +60,10 @@ def test_fp16_against_itself_is_zero_and_int8_is_not(run):
     fp16, int8 = _cell(results, "fp16", "quality"), _cell(results, "int8", "quality")
     assert fp16.status == "ok" and int8.status == "ok", proc.stdout[-3000:]
     v16, v8 = fp16.cell_values, int8.cell_values
-    assert v16["kld_mean"] < 1e-9 and v16["kld_max"] < 1e-6 and v16["top1_agree_pct"] == 100.0
-    assert v16["ppl"] == pytest.approx(v16["ppl_base"], rel=1e-9)
-    assert v8["kld_mean"] > 1e-6 and v8["kld_se"] > 0 and v8["ppl_base"] == pytest.approx(v16["ppl"], rel=1e-9)
+    # the same IR twice: 0 up to the CPU plugin's run-to-run rounding (1.6e-8 nats measured on SmolLM2)
+    assert v16["kld_mean"] < 1e-6 and v16["kld_max"] < 1e-4 and v16["top1_agree_pct"] == 100.0
+    assert v16["ppl"] == pytest.approx(v16["ppl_base"], rel=1e-6)
+    assert v8["kld_mean"] > 1e-6 and v8["kld_se"] > 0 and v8["ppl_base"] == v16["ppl_base"]  # one saved baseline
     assert v8["kld_p999"] >= v8["kld_p99"] >= v8["kld_median"]
     windows = TOKENS // CONTEXT
     assert v16["scored_tokens"] == windows * (CONTEXT - 1 - CONTEXT // 2)
@@ -76,7 +77,7 @@ def test_the_gguf_readers_graph_is_scored_against_the_same_baseline(run):
     _proc, _out, results, _ = run
     g = _cell(results, "gguf", "quality")
     assert g.status == "ok", g.error
-    assert g.cell_values["ppl_base"] == pytest.approx(_cell(results, "fp16", "quality").cell_values["ppl"], rel=1e-9)
+    assert g.cell_values["ppl_base"] == _cell(results, "fp16", "quality").cell_values["ppl_base"]
     assert g.cell_values["kld_mean"] >= 0
 
 
