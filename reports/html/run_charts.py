@@ -108,6 +108,6 @@ def pareto_charts(cells: list[CellResult]) -> list[Markup]:
         drawn = [(r.label, r.size_mib, kld, r.pareto) for r in g.rows
                  if r.size_mib is not None and (kld := r.figures.get(KLDMean.tag)) is not None]
         if len(drawn) >= 2:
-            out.append(scatter_chart(f"KLD vs weight size · {g.title}", "weights MiB", "KLD mean, nats", drawn,
-                                     subtitle="lower left is better; ★ the Pareto front; KLD 0 drawn on the floor"))
+            out.append(scatter_chart("KLD vs weight size", "weights MiB", "KLD mean, nats", drawn,
+                                     subtitle=f"{g.title}; lower left is better; ★ the Pareto front"))
     return out
