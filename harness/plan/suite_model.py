@@ -291,9 +291,9 @@ class Suite(_Strict):
     models: list[SuiteModel] = Field(min_length=1)
     precisions: list[ExportPrecision] = Field(default_factory=lambda: list[ExportPrecision](["fp16"]), min_length=1)
     devices: list[str] = Field(default_factory=lambda: ["CPU"], min_length=1)
-    compression: CompressionSpec | list[CompressionSpec] = Field(
-        default_factory=CompressionSpec, description="int4 weight-compression settings; a list is an axis of the int4 "
-        "cells (their keys gain `wc=LABEL`), each setting prepared and cached once")
+    compression: list[CompressionSpec] = Field(
+        default_factory=lambda: [CompressionSpec()], description="int4 weight-compression settings, one or a list; "
+        "several are an axis of the int4 cells (their keys gain `wc=LABEL`), each setting prepared and cached once")
     runtimes: list[Runtime] = Field(
         default_factory=lambda: list[Runtime]([DEFAULT_RUNTIME]), min_length=1, description="what runs the cells: "
         "openvino, and llama.cpp for the kinds that have it, on precision gguf (keys gain `runtime=llama.cpp`)")
@@ -331,17 +331,21 @@ class Suite(_Strict):
         "cell in the same run; its environment is not an axis. The history keeps each cell's ratio to it")
 
     def compressions(self) -> list[CompressionSpec]:
-        return self.compression if isinstance(self.compression, list) else [self.compression]
+        return self.compression
+
+    @field_validator("compression", mode="before")
+    @classmethod
+    def _one_setting(cls, v: object) -> object:
+        return [v] if isinstance(v, dict) else v  # one setting, as suites wrote it before lists
 
     @field_validator("compression")
     @classmethod
-    def _compressions(cls, v: CompressionSpec | list[CompressionSpec]) -> CompressionSpec | list[CompressionSpec]:
-        if isinstance(v, list):
-            if not v:
-                raise ValueError("an empty list of compression settings")
-            labels = [c.label() for c in v]
-            if dup := next((x for x in labels if labels.count(x) > 1), None):
-                raise ValueError(f"compression setting {dup} is listed twice")
+    def _compressions(cls, v: list[CompressionSpec]) -> list[CompressionSpec]:
+        if not v:
+            raise ValueError("an empty list of compression settings")
+        labels = [c.label() for c in v]
+        if dup := next((x for x in labels if labels.count(x) > 1), None):
+            raise ValueError(f"compression setting {dup} is listed twice")
         return v
 
     @field_validator("runtimes")
