@@ -23,7 +23,8 @@ from harness.core.input_files import MAX_MODEL_CONFIG_BYTES, gguf_header, load_j
 # GPT-2 byte-level regex (llama-vocab.cpp: STARCODER, REFACT, COMMAND_R, SMOLLM, CODESHELL, EXAONE, MINERVA
 # use "\p{N}" then the GPT-2 pattern; GPT2, MPT, OLMO, JAIS the GPT-2 pattern alone).
 GPT2_PRE_TOKENIZERS = {
-    "gpt2": False, "mpt": False, "olmo": False, "jais": False, "default": False,
+    # "gpt-2" is the name llama.cpp's converter writes and reads; "gpt2" only older files carry
+    "gpt-2": False, "gpt2": False, "mpt": False, "olmo": False, "jais": False, "default": False,
     "starcoder": True, "refact": True, "command-r": True, "smollm": True, "codeshell": True, "exaone": True,
     "minerva": True,
 }

@@ -141,7 +141,7 @@ def fake_workers(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(ab, "prepare_cell", prepare)
     monkeypatch.setattr(ab, "measure_process", measure)
-    monkeypatch.setattr(ab, "call_pairing_possible", lambda kind: False)  # the stand-ins are whole processes
+    monkeypatch.setattr(ab, "call_pairing_possible", lambda *cells: False)  # the stand-ins are whole processes
 
 
 def suite_file(ctx: Ctx, **changes: object) -> Path:

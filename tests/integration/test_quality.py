@@ -28,7 +28,9 @@ def cache_dir(tmp_path_factory, model_cache) -> Path:
 
 @pytest.fixture(scope="module")
 def gguf(cache_dir, tmp_path_factory) -> Path:
-    return write_gguf(build_synthetic("tiny", cache_dir), tmp_path_factory.mktemp("gguf") / "tiny-Q8_0.gguf", "Q8_0")
+    # "gpt-2": the pre-tokenizer name llama.cpp knows (it refuses "gpt2")
+    return write_gguf(build_synthetic("tiny", cache_dir), tmp_path_factory.mktemp("gguf") / "tiny-Q8_0.gguf", "Q8_0",
+                      pre="gpt-2")
 
 
 @pytest.fixture(scope="module")

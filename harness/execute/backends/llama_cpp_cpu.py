@@ -37,7 +37,7 @@ import sys
 from harness.execute.backends.llama_cpp_cpu import load_variant
 import llama_cpp
 load_variant(sys.argv[1])
-llm = llama_cpp.Llama(model_path=sys.argv[2], n_ctx=32, n_batch=32, n_threads=1, verbose=False)
+llm = llama_cpp.Llama(model_path=sys.argv[2], n_ctx=32, n_batch=32, n_threads=1, verbose=True)
 llm.eval(llm.tokenize(b"The quick brown fox", add_bos=True)[:4])
 print("ok")
 """
@@ -93,6 +93,8 @@ def choose_variant(gguf: Path, cache: Path | None) -> Path | None:
     for path in order:
         probe = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(gguf)], capture_output=True, text=True,
                                timeout=PROBE_TIMEOUT_S)
+        if probe.returncode > 0:  # an error, not an instruction this CPU lacks: the file, not the variant
+            raise RuntimeError(f"llama.cpp cannot run {gguf.name}: {_reason(probe.stderr)}")
         if probe.returncode == 0 and "ok" in probe.stdout:
             if record is not None:
                 record.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +102,13 @@ def choose_variant(gguf: Path, cache: Path | None) -> Path | None:
             return path
         tried.append(f"{path.stem.removeprefix('libggml-cpu-')} (exit {probe.returncode})")
     raise RuntimeError(f"no CPU variant of the llama.cpp build runs here; tried {', '.join(tried) or 'none'}")
+
+
+def _reason(stderr: str) -> str:
+    """llama.cpp's own line about what went wrong (it logs it; the Python error only says the load failed)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    found = next((line for line in lines if "error loading model" in line or "error:" in line.lower()), None)
+    return (found or (lines[-1] if lines else "no output"))[:300]
 
 
 def ensure_cpu_backend(gguf: Path, cache: Path | None) -> str:
