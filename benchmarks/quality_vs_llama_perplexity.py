@@ -39,7 +39,7 @@ import numpy as np
 
 from harness.analyze.logit_quality import log_softmax, scored_rows, scored_targets
 from harness.core.schema import CompressionSpec
-from harness.execute.backends.logits import OpenVINOLogits, _baseline_tokenizer, encode_windows, genai_graph
+from harness.execute.backends.logits import OpenVINOLogits, baseline_tokenizer, encode_windows, genai_graph
 from harness.kinds.quality import QualityParams
 from harness.models.cache import default_cache_dir
 from harness.models.prepare import prepare_model
@@ -81,7 +81,7 @@ def main() -> int:
     fp16 = prepare_model(args.source, "fp16", CompressionSpec(), cache, log).path
     params = QualityParams(text=args.text, context=args.context, tokens=args.context * args.chunks)
     text = text_of(args.text)
-    encode, bos = _baseline_tokenizer(fp16)
+    encode, bos = baseline_tokenizer(fp16)
     windows = encode_windows(text, encode, bos, params)
     ids = windows.ids.reshape(-1)
 

@@ -161,7 +161,7 @@ def encode_windows(text: str, encode: Callable[[str], list[int]], bos: int | Non
     return Windows(windows, digest(text), hashlib.sha256(windows.tobytes()).hexdigest()[:16], len(ids))
 
 
-def _baseline_tokenizer(baseline: Path) -> tuple[Callable[[str], list[int]], int | None]:
+def baseline_tokenizer(baseline: Path) -> tuple[Callable[[str], list[int]], int | None]:
     """Encoding without special tokens, and the BOS token the tokenizer adds (None when it adds none)."""
     import openvino_genai as ov_genai
 
@@ -217,7 +217,7 @@ class QualitySession:
         if models.baseline is None:
             raise ModelPreparationError("a quality cell needs its model's fp16 IR prepared beside it")
         self.model, self.cell, self.params = model, cell, QualityParams.of(cell)
-        encode, bos = _baseline_tokenizer(models.baseline)
+        encode, bos = baseline_tokenizer(models.baseline)
         self.windows = encode_windows(text_of(self.params.text), encode, bos, self.params)
         self.base = baseline_logprobs(models.baseline, self.windows, cell, models.cache, lambda _m: None)
         self.scores: dict[int, TokenScores] = {}
