@@ -278,7 +278,9 @@ def test_disk_full_mid_run_keeps_what_was_measured(small_tmpfs, monkeypatch):
     with pytest.raises(OSError):
         runner.run_cells(specs, run_dir, run([]).metadata, opts, runner.ProgressSink())
     assert [c.key for c in load_cells(run_dir)] == ["c0", "c1"]
-    assert [c.key for c in load_results(run_dir).cells] == ["c0", "c1"]  # the last complete results.json
+    # the last complete results.json: rewritten after a cell unless the last rewrite was under 5x its own cost ago
+    # (RunRecord.record), so with these instant cells it may hold c0 alone; never a torn file
+    assert [c.key for c in load_results(run_dir).cells] in (["c0"], ["c0", "c1"])
     (small_tmpfs / "filler").unlink()
     runner.run_cells(specs, run_dir, run([]).metadata, opts, runner.ProgressSink())  # resume after freeing space
     assert [c.key for c in load_cells(run_dir)] == ["c0", "c1", "c2", "c3"]
