@@ -39,7 +39,13 @@ import numpy as np
 
 from harness.analyze.logit_quality import log_softmax, scored_rows, scored_targets
 from harness.core.schema import CompressionSpec
-from harness.execute.backends.logits import OpenVINOLogits, baseline_tokenizer, encode_windows, genai_graph
+from harness.execute.backends.logits import (
+    LlamaCppLogits,
+    OpenVINOLogits,
+    baseline_tokenizer,
+    encode_windows,
+    genai_graph,
+)
 from harness.kinds.quality import QualityParams
 from harness.models.cache import default_cache_dir
 from harness.models.prepare import prepare_model
@@ -107,11 +113,7 @@ def main() -> int:
         return 1
     ref_ppl, ref_se = float(found.group(1)), float(found.group(2))
 
-    def llama_forward(w: np.ndarray) -> np.ndarray:
-        llm.reset()
-        llm.eval([int(t) for t in w])
-        return np.array(llm.scores[:len(w)], dtype=np.float32)
-
+    llama_forward = LlamaCppLogits(llm).forward
     rows = [("llama-perplexity (llama.cpp's own)", ref_ppl, ref_se, None)]
     rows.append(("harness scorer on llama.cpp logits", *perplexity(llama_forward, windows.ids)))
     props = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
@@ -155,12 +157,7 @@ def kld_rows(args: argparse.Namespace, gguf: Path, fp16: Path, text: str, window
                               capture_output=True, text=True, timeout=3600)
         out = tool.stdout + tool.stderr
         theirs = {k: rx.search(out) for k, rx in KLD_LINES.items()}
-        base_llm = load_llama(f16, n_ctx=args.context, logits_all=True)
-
-        def base_forward(w: np.ndarray) -> np.ndarray:
-            base_llm.reset()
-            base_llm.eval([int(t) for t in w])
-            return np.array(base_llm.scores[:len(w)], dtype=np.float32)
+        base_forward = LlamaCppLogits(load_llama(f16, n_ctx=args.context, logits_all=True)).forward
 
         ov_base = OpenVINOLogits(fp16 / "openvino_model.xml", "CPU", props).forward
         like, cell = [], []

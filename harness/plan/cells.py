@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from harness.core.errors import HarnessInputError
 from harness.core.input_files import MAX_PROMPT_FILE_BYTES, json_objects, lines, read_text
 from harness.core.schema import (
-    DEFAULT_RUNTIME,
     REMOTE_DEVICE,
     CellSpec,
     Gate,
@@ -27,7 +26,7 @@ from harness.kinds import kind_spec
 from harness.models.sources import is_gguf_source
 from harness.plan import validation
 from harness.plan.cell_keys import cell_key
-from harness.plan.sides import runtime_refusal
+from harness.plan.sides import refused_runtime, runtime_refusal
 from harness.plan.suite_file import format_loc
 from harness.plan.suite_model import Suite, SuiteGeneration
 
@@ -109,7 +108,7 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
     environments: list[str | None] = [e.name for e in suite.environments
                                       if reference is None or e.name != reference.side.env] or [None]
     remote = suite.server != "local"
-    compressions = suite.compressions()
+    compressions = suite.compression
     precision: Precision
     for model, precision, device, scenario, environment, runtime, compression in itertools.product(
             suite.models, suite.precisions, suite.devices, suite.scenarios, environments, suite.runtimes, compressions):
@@ -119,7 +118,7 @@ def expand(suite: Suite, suite_file: str | Path, require_gate_cells: bool = True
             continue  # the GGUF route: only a model that is a GGUF file has it
         if precision != "int4" and compression is not compressions[0]:
             continue  # only int4 weights have compression settings: one cell for the others
-        if runtime != DEFAULT_RUNTIME and (precision != "gguf" or not kind_spec(scenario.kind).runs_on(runtime)):
+        if refused_runtime(runtime, precision, scenario.kind):
             continue  # a peer runtime runs the GGUF file as it is, for the kinds that name it
         if remote and kind_spec(scenario.kind).served:
             # the server runs what it runs: one cell per model, not one per local precision and device

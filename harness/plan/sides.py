@@ -75,19 +75,23 @@ def _scalar(text: str) -> PropertyValue:
     return value if isinstance(value, str | int | float | bool) else text
 
 
-def runtime_refusal(cell: CellSpec, side: SideSpec) -> str | None:
-    """Why the side's runtime cannot run the cell (None when it can): a peer runtime runs the GGUF file as it is,
-    for the kinds whose registry entry names it."""
+def refused_runtime(runtime: str | None, precision: str, kind: str) -> str | None:
+    """Why the runtime cannot run a cell of this precision and kind (None when it can): a peer runtime runs the
+    GGUF file as it is, for the kinds whose registry entry names it."""
     from harness.kinds import kind_spec
 
-    runtime = side.runtime
     if runtime in (None, DEFAULT_RUNTIME):
         return None
-    if cell.precision != "gguf":
-        return f"runtime {runtime} runs GGUF files (precision gguf), not precision {cell.precision}"
-    if not kind_spec(cell.scenario.kind).runs_on(runtime):
-        return f"a {cell.scenario.kind} cell has no {runtime} backend"
+    if precision != "gguf":
+        return f"runtime {runtime} runs GGUF files (precision gguf), not precision {precision}"
+    if not kind_spec(kind).runs_on(runtime):
+        return f"a {kind} cell has no {runtime} backend"
     return None
+
+
+def runtime_refusal(cell: CellSpec, side: SideSpec) -> str | None:
+    """Why the side's runtime cannot run the cell (None when it can)."""
+    return refused_runtime(side.runtime, cell.precision, cell.scenario.kind)
 
 
 def apply_side(cell: CellSpec, side: SideSpec) -> CellSpec:

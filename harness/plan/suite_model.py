@@ -330,9 +330,6 @@ class Suite(_Strict):
         None, description="a pinned reference (an environment, a model folder, ...) measured interleaved with each "
         "cell in the same run; its environment is not an axis. The history keeps each cell's ratio to it")
 
-    def compressions(self) -> list[CompressionSpec]:
-        return self.compression
-
     @field_validator("compression", mode="before")
     @classmethod
     def _one_setting(cls, v: object) -> object:

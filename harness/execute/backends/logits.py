@@ -32,7 +32,8 @@ from harness.core.errors import ModelPreparationError
 from harness.core.schema import CellSpec, CheckOutputs, Sample
 from harness.execute.backends.driver import Backend
 from harness.kinds.quality import QualityParams
-from harness.models.texts import digest, text_of
+from harness.models.cache import digest
+from harness.models.texts import text_of
 
 # the fp16 baseline (and, unless the cell's properties say otherwise, the cell) runs at f32 with an f32 KV cache:
 # what a quality pass measures is the weights' precision, not the CPU's default activation or cache precision
@@ -94,12 +95,8 @@ def genai_graph(gguf: Path, workdir: Path) -> Path:
     return where / "openvino_model.xml"
 
 
-def _openvino_properties(cell: CellSpec) -> dict[str, Any]:
-    return {**F32_PROPERTIES, **cell.properties}
-
-
 def _build_openvino(cell: CellSpec, models: CellModels, compile_cache: Path | None) -> OpenVINOLogits:
-    properties = _openvino_properties(cell) | ({"CACHE_DIR": str(compile_cache)} if compile_cache else {})
+    properties = {**F32_PROPERTIES, **cell.properties} | ({"CACHE_DIR": str(compile_cache)} if compile_cache else {})
     properties.pop("GGUF_READER", None)  # an LLMPipeline's option, not the compiled model's
     xml = genai_graph(models.target, models.workdir) if models.target.is_file() else models.target / "openvino_model.xml"
     return OpenVINOLogits(xml, cell.device, properties)
@@ -111,10 +108,8 @@ def _build_openvino(cell: CellSpec, models: CellModels, compile_cache: Path | No
 class LlamaCppLogits:
     """The GGUF file in llama.cpp with every position's logits kept; one window per eval, its KV cache cleared."""
 
-    def __init__(self, gguf: Path, cell: CellSpec, cache: Path | None) -> None:
-        from harness.execute.backends.llama_cpp import load_llama
-
-        self.llm = load_llama(gguf, n_ctx=QualityParams.of(cell).context, logits_all=True, cell=cell, cache=cache)
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm  # a llama_cpp.Llama loaded with logits_all
 
     def forward(self, ids: np.ndarray) -> np.ndarray:
         self.llm.reset()
@@ -123,9 +118,10 @@ class LlamaCppLogits:
 
 
 def _build_llama_cpp(cell: CellSpec, models: CellModels, compile_cache: Path | None) -> LlamaCppLogits:
-    from harness.execute.backends.llama_cpp import require_gguf
+    from harness.execute.backends.llama_cpp import load_llama, require_gguf
 
-    return LlamaCppLogits(require_gguf(cell, models), cell, models.cache)
+    return LlamaCppLogits(load_llama(require_gguf(cell, models), n_ctx=QualityParams.of(cell).context,
+                                     logits_all=True, cell=cell, cache=models.cache))
 
 
 # ---------------------------------------------------------------- the text, the baseline, the session
@@ -133,12 +129,10 @@ def _build_llama_cpp(cell: CellSpec, models: CellModels, compile_cache: Path | N
 
 @dataclass(frozen=True)
 class Windows:
-    """The token ids of the text set cut into windows of `context`, with the text's and the ids' digests."""
+    """The token ids of the text set cut into windows of `context`, and their digest (part of the baseline's key)."""
 
     ids: np.ndarray  # [windows, context]
-    text_digest: str
     ids_digest: str
-    text_tokens: int  # the whole text's, of which the windows take the first windows * context
 
 
 def encode_windows(text: str, encode: Callable[[str], list[int]], bos: int | None, params: QualityParams) -> Windows:
@@ -158,7 +152,7 @@ def encode_windows(text: str, encode: Callable[[str], list[int]], bos: int | Non
     windows = np.asarray(ids[:n * params.context], dtype=np.int64).reshape(n, params.context)
     if bos is not None:
         windows[:, 0] = bos
-    return Windows(windows, digest(text), hashlib.sha256(windows.tobytes()).hexdigest()[:16], len(ids))
+    return Windows(windows, hashlib.sha256(windows.tobytes()).hexdigest()[:16])
 
 
 def baseline_tokenizer(baseline: Path) -> tuple[Callable[[str], list[int]], int | None]:
@@ -177,31 +171,26 @@ def baseline_tokenizer(baseline: Path) -> tuple[Callable[[str], list[int]], int 
     return encode, bos
 
 
-def _manifest_key(ir_dir: Path) -> str:
+def _manifest_key(ir_dir: Path) -> Any:
     """What identifies a prepared IR: its cache manifest's key, else the model files' sizes and times."""
     manifest = ir_dir / "harness-manifest.json"
     if manifest.is_file():
-        return json.dumps(json.loads(manifest.read_text()).get("key"), sort_keys=True)
-    return json.dumps([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(ir_dir.glob("openvino_model.*"))])
+        return json.loads(manifest.read_text()).get("key")
+    return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(ir_dir.glob("openvino_model.*"))]
 
 
-def baseline_logprobs(baseline: Path, windows: Windows, cell: CellSpec, cache: Path | None,
-                      log: Callable[[str], None]) -> np.ndarray:
+def baseline_logprobs(baseline: Path, windows: Windows, cell: CellSpec, cache: Path | None) -> np.ndarray:
     """The fp16 IR's log-probabilities of every window's scored rows [windows, rows, vocabulary], float32: read from
     the cache, or computed now (OpenVINO, f32) and saved there."""
     import openvino
 
     rows = scored_rows(windows.ids.shape[1])
-    key = hashlib.sha256(json.dumps([BASELINE_VERSION, _manifest_key(baseline), windows.ids_digest, cell.device,
-                                     openvino.__version__]).encode()).hexdigest()[:16]
+    key = digest([BASELINE_VERSION, _manifest_key(baseline), windows.ids_digest, cell.device, openvino.__version__])
     path = (cache / "logits" / f"{key}.npy") if cache is not None else None
     if path is not None and path.is_file():
-        log(f"fp16 baseline log-probabilities from {path}")
         return np.load(path, mmap_mode="r")
     model = OpenVINOLogits(baseline / "openvino_model.xml", cell.device, dict(F32_PROPERTIES))
-    t0 = time.perf_counter()
     out = np.stack([log_softmax(model.forward(w)[rows]).astype(np.float32) for w in windows.ids])
-    log(f"fp16 baseline: {len(windows.ids)} windows in {time.perf_counter() - t0:.1f} s")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
@@ -219,7 +208,7 @@ class QualitySession:
         self.model, self.cell, self.params = model, cell, QualityParams.of(cell)
         encode, bos = baseline_tokenizer(models.baseline)
         self.windows = encode_windows(text_of(self.params.text), encode, bos, self.params)
-        self.base = baseline_logprobs(models.baseline, self.windows, cell, models.cache, lambda _m: None)
+        self.base = baseline_logprobs(models.baseline, self.windows, cell, models.cache)
         self.scores: dict[int, TokenScores] = {}
 
     def call(self, iteration: int, warmup: bool) -> Sample:

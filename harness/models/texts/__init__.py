@@ -4,14 +4,13 @@
   modules (PSF licence), extracted once and kept as a file so every machine and Python reads the same text.
 - `stdlib-heldout`: the built-in models' held-out text, the last 3.5% of every standard-library file they train on
   (training holds out the last 4% by tokens, so no trained-on token is in it). It varies with the Python version;
-  a quality result records its digest.
+  the saved fp16 baseline is keyed by the windows' token ids, so another text gets a baseline of its own.
 - `stdlib-calibration` (data-aware int4 compression only): the first half of those files, which no quality pass
   reads.
 Any other name is a text file's path (the suite makes it absolute, harness/plan)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from harness.core.errors import HarnessInputError
@@ -43,7 +42,3 @@ def text_of(name: str) -> str:
     if not path.is_file():
         raise HarnessInputError(name, "text", name, f"no such text file, and not a text set ({', '.join(NAMES)})")
     return read_text(path, "text file", MAX_PROMPT_FILE_BYTES)
-
-
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
