@@ -137,8 +137,7 @@ def prompt_texts(cell: CellSpec, tok: Any, count: int, lengths: list[int] | None
     """`count` prompts (or documents) of the cell: from its file, or synthetic of its input length under
     `tok` (an openvino_genai.Tokenizer), or of `lengths[i]` tokens each when given."""
     if cell.prompts.source == "file":
-        texts = cell.prompts.texts
-        return [texts[i % len(texts)] for i in range(count)]
+        return cell_prompts(cell, count, None, None)
 
     def encode(text: str) -> list[int]:
         return [int(x) for x in tok.encode(text, add_special_tokens=False).input_ids.data[0]]
@@ -146,9 +145,20 @@ def prompt_texts(cell: CellSpec, tok: Any, count: int, lengths: list[int] | None
     def decode(ids: list[int]) -> str:
         return tok.decode(ids, skip_special_tokens=True)
 
-    assert cell.prompts.input_tokens is not None
     # the chat template's own tokens count towards the length asked for, as the pipeline counts them
     overhead = chat_overhead(tok) if cell.generation.apply_chat_template else 0
+    return cell_prompts(cell, count, encode, decode, overhead, lengths)
+
+
+def cell_prompts(cell: CellSpec, count: int, encode: Callable[[str], list[int]] | None,
+                 decode: Callable[[list[int]], str] | None, overhead: int = 0,
+                 lengths: list[int] | None = None) -> list[str]:
+    """`count` prompts of the cell under any runtime's tokenizer (`encode` / `decode` without special tokens): its
+    file's texts in turn, or synthetic ones of its input length (or `lengths[i]`) less `overhead` tokens."""
+    if cell.prompts.source == "file":
+        texts = cell.prompts.texts
+        return [texts[i % len(texts)] for i in range(count)]
+    assert cell.prompts.input_tokens is not None and encode is not None and decode is not None
     return [synthetic_prompt(i, max(1, (lengths[i] if lengths else cell.prompts.input_tokens) - overhead), encode,
                              decode, cell.prompts.style) for i in range(count)]
 

@@ -87,16 +87,11 @@ class LlamaCppSession(TextSession):
     file's own tokenizer), its KV cache cleared first so no call reuses another's prompt."""
 
     def __init__(self, llm: Any, cell: CellSpec, models: CellModels) -> None:
-        from harness.core.prompts import synthetic_prompt
+        from harness.execute.backends.genai_common import cell_prompts
 
         self.llm, self.cell = llm, cell
         count = cell.warmup + cell.iterations if cell.prompts.vary_per_iteration else 1
-        if cell.prompts.source == "file":
-            self.prompts = [cell.prompts.texts[i % len(cell.prompts.texts)] for i in range(count)]
-        else:
-            assert cell.prompts.input_tokens is not None
-            self.prompts = [synthetic_prompt(i, cell.prompts.input_tokens, self._encode, self._decode,
-                                             cell.prompts.style) for i in range(count)]
+        self.prompts = cell_prompts(cell, count, self._encode, self._decode)
         self.eos = llm.token_eos()
 
     def _encode(self, text: str) -> list[int]:
