@@ -1,7 +1,8 @@
 """Change points in a metric's series over recorded runs: where a cell's nightly medians shifted and stayed.
 
 Detection is ruptures' PELT (Killick, Fearnhead & Eckley 2012) on the log of the run medians with an l2
-(mean-shift) cost; its penalty is scaled by the series' own run-to-run variance (`stats.successive_sd`,
+(mean-shift) cost, through its C implementation (`KernelCPD` with the linear kernel, whose cost is the l2 cost:
+the same change points as `Pelt(model="l2")`, ~1000x faster on 500 runs); its penalty is scaled by the series' own run-to-run variance (`stats.successive_sd`,
 robust to the shifts it is looking for), so no threshold is set per metric. Each change point PELT proposes
 is then tested as Apache Otava (E-Divisive + Student t) and MongoDB's CI do, with a t-test between the runs
 since the previous change point and the runs up to the next: Yuen's trimmed-mean Welch test (scipy), since
@@ -84,7 +85,8 @@ def find_shifts(values: Sequence[float], settings: ChangeSettings) -> list[Shift
 def _pelt(y: np.ndarray, penalty: float, min_size: int) -> list[int]:
     import ruptures as rpt
 
-    ends = rpt.Pelt(model="l2", min_size=min_size, jump=1).fit(y.reshape(-1, 1)).predict(pen=penalty)
+    # the linear kernel's cost is the l2 cost; ruptures' Python Pelt takes ~0.6 s a 500-run series, this ~0.5 ms
+    ends = rpt.KernelCPD(kernel="linear", min_size=min_size, jump=1).fit(y.reshape(-1, 1)).predict(pen=penalty)
     return [int(e) for e in ends[:-1]]  # the last "end" is always len(y)
 
 

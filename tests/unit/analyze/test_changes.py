@@ -127,3 +127,20 @@ def test_ratio_series_settings_find_a_small_shift_three_runs_after_it() -> None:
     (c,) = series_changes(key, _points(x), ratio)
     assert c.reference == "r2026.3" and c.unit == RATIO_UNIT and c.direction == "regression" and c.runs_since == 3
     assert c.label() == "nightly @ h: c tpot_ms ÷ r2026.3"
+
+
+def test_the_c_search_finds_what_ruptures_python_pelt_finds() -> None:
+    # _pelt runs PELT through KernelCPD's C code with the linear kernel: the same l2 problem as Pelt(model="l2")
+    import ruptures as rpt
+
+    from harness.analyze.changes import _pelt
+
+    rng = np.random.default_rng(7)
+    for case in range(60):
+        n, min_size = int(rng.integers(8, 90)), int(rng.integers(1, 5))
+        y = rng.standard_t(3, n) * 0.03
+        for _ in range(int(rng.integers(0, 4))):
+            y[int(rng.integers(0, n)):] += rng.normal(0, 0.1)
+        penalty = float(rng.uniform(0.5, 6)) * 0.03 ** 2 * np.log(n)
+        slow = rpt.Pelt(model="l2", min_size=min_size, jump=1).fit(y.reshape(-1, 1)).predict(pen=penalty)[:-1]
+        assert _pelt(y, penalty, min_size) == slow, case
