@@ -40,7 +40,7 @@ from collections.abc import Callable
 import numpy as np
 
 from harness.analyze.changes import SeriesKey, SeriesPoint
-from harness.analyze.history_changes import changes_in
+from harness.analyze.history_changes import ChangeRules, changes_in
 from harness.core.metrics import TPOT
 from harness.core.schema import ChangeSettings, RatioChangeSettings
 from harness.core.stats import successive_sd
@@ -67,7 +67,7 @@ def points(log_values: np.ndarray) -> list[SeriesPoint]:
 
 
 def changes(key: SeriesKey, log_values: np.ndarray, values: ChangeSettings, ratios: RatioChangeSettings) -> list:
-    return changes_in({key: points(log_values)}, values, ratios)
+    return changes_in({key: points(log_values)}, ChangeRules(values, ratios))
 
 
 def recall(key: SeriesKey, noise: Noise, n: int, history: int, within: int, shift: float,

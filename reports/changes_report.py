@@ -30,7 +30,10 @@ class ChangesReport(BaseModel):
     ratio_series: int = Field(0, description="of them, series of ratios to a reference side")
     too_short: int = Field(description="series with fewer runs than two segments need (not analysed)")
     recent: int | None = Field(None, description="--recent: the gate's window in runs")
-    recent_regressions: int = 0
+    recent_regressions: int = Field(0, description="untriaged regressions among the newest `recent` runs (the gate)")
+    recent_triaged: int = Field(0, description="triaged regressions among them (not failing the gate)")
+    suite_settings: dict[str, ChangeSettings] = Field(default_factory=dict, description="suites searched with their "
+                                                      "own `changes:` settings (from their files) instead of `settings`")
     changes: list[ChangePoint]
 
 
@@ -52,13 +55,17 @@ def versions(c: ChangePoint) -> str:
     return c.after_versions if c.before_versions == c.after_versions else f"{c.before_versions} → {c.after_versions}"
 
 
+def triage_text(c: ChangePoint) -> str:
+    return c.id + (f" · {c.triage.state}: {c.triage.note}" if c.triage else "")
+
+
 def changes_table(report: ChangesReport) -> Table:
     table = Table("series", "change [95% CI]", "p", "", "last old run → first new run", "stack", "runs before/after",
-                  "runs since", title=f"change points in {report.database} ({report.series} series)")
+                  "runs since", "id · triage", title=f"change points in {report.database} ({report.series} series)")
     for c in report.changes:
         table.add_row(c.label(), magnitude(c), pvalue(c.pvalue), Text(c.direction, style=_COLOUR[c.direction]),
                       f"{c.before_run} → {c.after_run}", versions(c), f"{c.before_runs}/{c.after_runs}",
-                      str(c.runs_since))
+                      str(c.runs_since), triage_text(c))
     return table
 
 
@@ -68,18 +75,22 @@ def render_changes_md(report: ChangesReport) -> str:
              f"{report.series} series analysed ({report.too_short} too short), {len(report.changes)} change points. "
              f"PELT on log medians, trimmed Welch p < {s.max_pvalue:g}, |change| ≥ {s.min_magnitude:.0%}, "
              f"≥ {s.min_segment} runs per side.", ""]
+    for name, own in report.suite_settings.items():
+        lines += [f"Suite {md_text(name)} with its own settings: p < {own.max_pvalue:g}, |change| ≥ "
+                  f"{own.min_magnitude:.0%}, ≥ {own.min_segment} runs per side.", ""]
     if report.ratio_series:
         lines += [f"{report.ratio_series} of the series are ratios candidate / reference side (marked ÷ REFERENCE): "
                   f"PELT on log ratios, trimmed means against the series' noise p < {r.max_pvalue:g}, |change| ≥ "
                   f"{r.min_magnitude:.1%}, ≥ {r.min_segment} runs per side.", ""]
     if report.recent is not None:
-        lines += [f"Regressions whose first run is among the last {report.recent}: **{report.recent_regressions}**", ""]
+        lines += [f"Untriaged regressions whose first run is among the last {report.recent}: "
+                  f"**{report.recent_regressions}** ({report.recent_triaged} triaged)", ""]
     if not report.changes:
         return "\n".join([*lines, "No change points."]) + "\n"
     lines += ["| series | change [95% CI] | p | direction | last old run → first new run | stack | runs before/after "
-              "| runs since |", "|---|---|---|---|---|---|---|---|"]
+              "| runs since | id · triage |", "|---|---|---|---|---|---|---|---|---|"]
     for c in report.changes:
         lines.append(f"| {md_text(c.label())} | {magnitude(c)} | {pvalue(c.pvalue)} | {c.direction} | "
                      f"{md_code(c.before_run)} → {md_code(c.after_run)} | {md_text(versions(c))} | "
-                     f"{c.before_runs}/{c.after_runs} | {c.runs_since} |")
+                     f"{c.before_runs}/{c.after_runs} | {c.runs_since} | {md_text(triage_text(c))} |")
     return "\n".join(lines) + "\n"

@@ -25,10 +25,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from harness.core.schema import ChangeSettings
 from harness.core.stats import successive_sd
@@ -145,6 +145,34 @@ class SeriesPoint(BaseModel):
     median: float
     genai_version: str | None = None
     openvino_version: str | None = None
+    ci_low: float | None = None  # the median's (a ratio series: the ratio's) 95% interval, where recorded
+    ci_high: float | None = None
+
+
+TriageState = Literal["acknowledged", "expected", "fixed"]
+TRIAGE_STATES: tuple[TriageState, ...] = get_args(TriageState)
+
+
+class TriageMark(BaseModel):
+    """A team's verdict on a change point, kept in the history (`harness history triage`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: TriageState = Field(description="acknowledged: being looked at; expected: a known, accepted change; "
+                               "fixed: resolved. Each keeps the point out of the `--recent` gate")
+    note: str
+    author: str | None = None
+    marked_at: str
+    marked_run: str = Field(description="the first run at the new level when it was marked (a later search may "
+                            "have moved the point by a run)")
+
+
+def change_id(suite: str, host: str | None, cell_key: str, metric: str, reference: str | None, after_run: str) -> str:
+    """A change point's stable name: its series and its first run at the new level."""
+    import hashlib
+
+    text = "\x1f".join((suite, host or "", cell_key, metric, reference or "", after_run))
+    return "cp-" + hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:10]
 
 
 class ChangePoint(BaseModel):
@@ -178,6 +206,13 @@ class ChangePoint(BaseModel):
     runs_since: int = Field(description="runs from the first at the new level to the newest, both counted")
     reference: str | None = Field(None, description="a ratio series: the reference side's label (the values are "
                                   "candidate / reference); None: the run medians themselves")
+    triage: TriageMark | None = Field(None, description="the team's verdict, where one was recorded")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        """For `harness history triage ID`: the same point keeps it while its first run at the new level does."""
+        return change_id(self.suite, self.host, self.cell_key, self.metric, self.reference, self.after_run)
 
     def label(self) -> str:
         where = f"{self.suite}" + (f" @ {self.host}" if self.host else "")
@@ -231,5 +266,10 @@ def default_metrics() -> list[str]:
 
 
 def recent_regressions(changes: Sequence[ChangePoint], recent: int) -> list[ChangePoint]:
-    """Regression change points whose first run at the new level is among the newest `recent` runs."""
+    """Regression change points whose first run at the new level is among the newest `recent` runs (triaged
+    ones too: the gate leaves those out, `untriaged`)."""
     return [c for c in changes if c.direction == "regression" and c.runs_since <= recent]
+
+
+def untriaged(changes: Sequence[ChangePoint]) -> list[ChangePoint]:
+    return [c for c in changes if c.triage is None]

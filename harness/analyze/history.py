@@ -28,6 +28,7 @@ from harness.analyze.history_tables import (
     metadata,
     migrate,
     runs,
+    triage,
     upsert,
 )
 from harness.core.errors import HarnessInputError, HistoryUnreadable
@@ -88,7 +89,8 @@ def _metric_rows(results: RunResults) -> list[dict[str, Any]]:
         config = measurement_config(cell, results.metadata)
         host = cell.node.name if cell.node is not None else results.metadata.host.hostname
         rows += [{"run_id": run_id, "cell_key": cell.key, "metric": tag, "median": s.median, "mean": s.mean,
-                  "stdev": s.stdev, "p90": s.p90, "p99": s.p99, "n": s.n, "config": config, "host": host}
+                  "stdev": s.stdev, "p90": s.p90, "p99": s.p99, "n": s.n, "config": config, "host": host,
+                  "ci_low": s.median_ci_low, "ci_high": s.median_ci_high}
                  for tag, s in cell.summaries.items()]
     return rows
 
@@ -206,6 +208,32 @@ class HistoryStore(HistoryQueries):
         with self.engine.begin() as conn:
             self._require_run(conn, run_id)
             upsert(conn, baselines, {"name": name}, {"run_id": run_id, "set_at": _now()})
+
+
+    def set_triage(self, change: Any, mark: Any) -> None:
+        """Record a TriageMark (harness/analyze/changes.py) on a ChangePoint, replacing an earlier one."""
+        from harness.analyze.triage import series_ids
+
+        suite, host, cell, metric, reference = series_ids(change)
+        key = {"suite_name": suite, "host": host, "cell_key": cell, "metric": metric, "reference": reference,
+               "after_run": change.after_run}
+        values = {"before_run": change.before_run, "direction": change.direction, "state": mark.state,
+                  "note": mark.note, "author": mark.author, "marked_at": mark.marked_at}
+        with self.engine.begin() as conn:
+            upsert(conn, triage, key, values)
+
+    def clear_triage(self, change: Any) -> bool:
+        """Remove the marks a ChangePoint carries (exact or moved by a run); whether there was one."""
+        from harness.analyze.triage import series_ids
+
+        suite, host, cell, metric, reference = series_ids(change)
+        t = triage.c
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(triage).where(
+                t.suite_name == suite, t.host == host, t.cell_key == cell, t.metric == metric,
+                t.reference == reference, t.after_run.in_([change.after_run, change.before_run])
+                | t.before_run.in_([change.after_run, change.before_run]))).rowcount
+        return bool(gone)
 
 
 def load_run(ref: str, url: str | None) -> RunResults:

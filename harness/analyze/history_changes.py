@@ -4,8 +4,10 @@ reference side, each kind of series with its own settings)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from harness.analyze.changes import ChangePoint, SeriesKey, SeriesPoint, series_changes
 from harness.core.errors import HarnessInputError
@@ -58,24 +60,66 @@ def suite_change_settings(suite_file: str | None) -> ChangeSettings:
     return ChangeSettings()
 
 
+@dataclass(frozen=True)
+class ChangeRules:
+    """The settings each series is searched with: its suite's own `changes:` (and its reference side's), where
+    that suite's file is known, else these defaults."""
+
+    value: ChangeSettings = field(default_factory=ChangeSettings)
+    ratio: RatioChangeSettings = field(default_factory=RatioChangeSettings)
+    suites: Mapping[str, tuple[ChangeSettings, RatioChangeSettings]] = field(default_factory=dict)
+
+    def of(self, key: SeriesKey) -> ChangeSettings:
+        """A series' settings: a ratio series (its key names a reference side) has its own."""
+        value, ratio = self.suites.get(key.suite, (self.value, self.ratio))
+        return ratio if key.reference is not None else value
+
+    def overridden(self, overrides: Mapping[str, object]) -> ChangeRules:
+        """The same rules with the command line's settings on top of each (pydantic errors as raised)."""
+        def over(s: ChangeSettings) -> ChangeSettings:
+            return type(s).model_validate({**s.model_dump(), **overrides})
+
+        return ChangeRules(over(self.value), cast(RatioChangeSettings, over(self.ratio)),
+                           {k: (over(v), cast(RatioChangeSettings, over(r))) for k, (v, r) in self.suites.items()})
+
+    def widest_segment(self) -> int:
+        return max([self.value.min_segment, self.ratio.min_segment,
+                    *(s.min_segment for pair in self.suites.values() for s in pair)])
+
+
+def _file_settings(path: Path) -> tuple[ChangeSettings, RatioChangeSettings, str]:
+    from harness.plan.suite import load_suite
+
+    parsed, _ = load_suite(path)
+    ratios = parsed.reference_side.changes if parsed.reference_side else RatioChangeSettings()
+    return parsed.changes, ratios, parsed.name
+
+
 def change_settings(suite: str | None) -> tuple[ChangeSettings, RatioChangeSettings, str | None]:
     """The suite's `changes:` settings (run medians), its reference side's (ratio series) and its name when
     `suite` names a suite file or shipped suite; else the defaults and `suite` taken as a recorded suite name."""
-    from harness.plan.suite import load_suite, resolve_suite_path
+    from harness.plan.suite import resolve_suite_path
 
     if suite is None:
         return ChangeSettings(), RatioChangeSettings(), None
     path = resolve_suite_path(suite)
     if path.is_file():
-        parsed, _ = load_suite(path)
-        ratios = parsed.reference_side.changes if parsed.reference_side else RatioChangeSettings()
-        return parsed.changes, ratios, parsed.name
+        return _file_settings(path)
     return ChangeSettings(), RatioChangeSettings(), suite
 
 
-def settings_for(key: SeriesKey, settings: ChangeSettings, ratio_settings: RatioChangeSettings) -> ChangeSettings:
-    """A series' settings: a ratio series (its key names a reference side) has its own."""
-    return ratio_settings if key.reference is not None else settings
+def recorded_rules(store: HistoryStore) -> ChangeRules:
+    """Each recorded suite's settings from the file its newest run came from, where that file is still there
+    and reads (as `harness history changes --suite FILE` would use); the defaults for the others."""
+    suites: dict[str, tuple[ChangeSettings, RatioChangeSettings]] = {}
+    for name, suite_file in store.suite_files().items():
+        if suite_file and Path(suite_file).is_file():
+            try:
+                value, ratio, _ = _file_settings(Path(suite_file))
+            except HarnessInputError:
+                continue
+            suites[name] = (value, ratio)
+    return ChangeRules(suites=suites)
 
 
 def change_starts(store: HistoryStore, cell: str, metric: str, suite: str | None,
@@ -83,21 +127,37 @@ def change_starts(store: HistoryStore, cell: str, metric: str, suite: str | None
     """The change points within each (suite, host) series of one cell's metric (with `ratios`, of its ratio
     series to a reference side), by their first run at the new level."""
     found = (store.ratio_series if ratios else store.series)(cells=[cell], metrics=[metric], suite=suite)
-    return {c.after_run: c for key, series in found.items()
-            for c in series_changes(key, series, settings_for(key, ChangeSettings(), RatioChangeSettings()))}
+    rules = ChangeRules()
+    return {c.after_run: c for key, series in found.items() for c in series_changes(key, series, rules.of(key))}
 
 
-def changes_in(series: dict[SeriesKey, list[SeriesPoint]], settings: ChangeSettings,
-               ratio_settings: RatioChangeSettings) -> list[ChangePoint]:
+def changes_in(series: dict[SeriesKey, list[SeriesPoint]], rules: ChangeRules) -> list[ChangePoint]:
     """Every series' change points: regressions first, then the most recent, then by series."""
     found = [c for key, points in sorted(series.items(), key=lambda kv: tuple(str(v) for v in kv[0].model_dump().values()))
-             for c in series_changes(key, points, settings_for(key, settings, ratio_settings))]
+             for c in series_changes(key, points, rules.of(key))]
     found.sort(key=lambda c: (c.direction != "regression", c.runs_since, c.label()))
     return found
 
 
-def too_short(series: dict[SeriesKey, list[SeriesPoint]], settings: ChangeSettings,
-              ratio_settings: RatioChangeSettings) -> int:
+def too_short(series: dict[SeriesKey, list[SeriesPoint]], rules: ChangeRules) -> int:
     """How many series have fewer runs than two segments need (not analysed)."""
-    return sum(len(p) < 2 * settings_for(k, settings, ratio_settings).min_segment for k, p in series.items())
+    return sum(len(p) < 2 * rules.of(k).min_segment for k, p in series.items())
 
+
+def find_change(store: HistoryStore, wanted: str, limit: int = 500) -> ChangePoint | None:
+    """The change point named `wanted` (ChangePoint.id) as a search over its series finds it now, with its mark;
+    None when no series has one by that name. Its first run at the new level is named in the id's hash, so the
+    runs are tried newest first and only the one series whose name matches is searched."""
+    from harness.analyze.changes import change_id
+    from harness.analyze.triage import with_triage
+
+    for run_id in store.run_ids_newest_first():
+        for key in store.series_in_run(run_id):
+            if change_id(key.suite, key.host, key.cell_key, key.metric, key.reference, run_id) != wanted:
+                continue
+            query = store.ratio_series if key.reference is not None else store.series
+            found = query(cells=[key.cell_key], metrics=[key.metric], suite=key.suite, host=key.host, limit=limit)
+            points = found.get(key, [])
+            changes = series_changes(key, points, recorded_rules(store).of(key))
+            return next((c for c in with_triage(changes, store.triage_marks()) if c.id == wanted), None)
+    return None

@@ -12,13 +12,14 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, Select, Table, and_, func, select
 from sqlalchemy.engine import Connection
 
-from harness.analyze.history_tables import ab_records, baselines, cell_metrics, cell_ratios, runs
+from harness.analyze.history_tables import ab_records, baselines, cell_metrics, cell_ratios, runs, triage
 from harness.core.errors import HarnessInputError
 from harness.core.schema import SCHEMA_VERSION, RunResults
 from harness.core.stats import successive_sd
 
 if TYPE_CHECKING:
     from harness.analyze.changes import SeriesKey, SeriesPoint
+    from harness.analyze.triage import StoredMark
 
 LAST_GOOD = "last-good"
 
@@ -123,7 +124,7 @@ class HistoryQueries:
         cell_host = func.coalesce(m.host, r.hostname)
         value = m.ratio if ratios else m.median
         q: Select = (select(r.suite_name, cell_host.label("hostname"), m.cell_key, m.metric, m.run_id, r.started_at,
-                            value.label("value"), r.genai_version, r.openvino_version,
+                            value.label("value"), m.ci_low, m.ci_high, r.genai_version, r.openvino_version,
                             *([m.reference] if ratios else []))
                      .join(runs, r.run_id == m.run_id).where(m.run_id.not_in(_ab_runs()))
                      .order_by(r.started_at, m.run_id))
@@ -137,15 +138,68 @@ class HistoryQueries:
             q = q.where(cell_host == host)
         if since:
             q = q.where(r.started_at >= since)
-        out: dict[SeriesKey, list[SeriesPoint]] = {}
+        out: dict[tuple, list[SeriesPoint]] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(q):
-                key = SeriesKey(suite=row.suite_name, host=row.hostname, cell_key=row.cell_key, metric=row.metric,
-                                reference=row.reference if ratios else None)
-                out.setdefault(key, []).append(SeriesPoint(
-                    run_id=row.run_id, started_at=row.started_at, median=row.value,
-                    genai_version=row.genai_version, openvino_version=row.openvino_version))
-        return {k: v[-limit:] for k, v in out.items()}
+                key = (row.suite_name, row.hostname, row.cell_key, row.metric, row.reference if ratios else None)
+                # model_construct: the values come typed from our own tables, and a lab's history holds millions
+                out.setdefault(key, []).append(SeriesPoint.model_construct(
+                    run_id=row.run_id, started_at=row.started_at, median=row.value, ci_low=row.ci_low,
+                    ci_high=row.ci_high, genai_version=row.genai_version, openvino_version=row.openvino_version))
+        return {SeriesKey(suite=k[0], host=k[1], cell_key=k[2], metric=k[3], reference=k[4]): v[-limit:]
+                for k, v in out.items()}
+
+    def triage_marks(self) -> list[StoredMark]:
+        """Every triage mark (harness/analyze/triage.py)."""
+        from harness.analyze.changes import TriageMark
+        from harness.analyze.triage import StoredMark
+
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(select(triage)))
+        return [StoredMark(series=(r.suite_name, r.host, r.cell_key, r.metric, r.reference), before_run=r.before_run,
+                           after_run=r.after_run, direction=r.direction,
+                           mark=TriageMark(state=r.state, note=r.note, author=r.author, marked_at=r.marked_at,
+                                           marked_run=r.after_run))
+                for r in rows]
+
+    def series_in_run(self, run_id: str) -> list[SeriesKey]:
+        """The series (run medians and ratios) a run has a value in."""
+        from harness.analyze.changes import SeriesKey
+
+        out = []
+        with self.engine.connect() as conn:
+            suite = conn.execute(select(runs.c.suite_name, runs.c.hostname).where(runs.c.run_id == run_id)).first()
+            if suite is None:
+                return []
+            for table in (cell_metrics, cell_ratios):
+                ratios = table is cell_ratios
+                cols = [table.c.cell_key, table.c.metric, table.c.host, *([table.c.reference] if ratios else [])]
+                for row in conn.execute(select(*cols).where(table.c.run_id == run_id)):
+                    out.append(SeriesKey(suite=suite.suite_name, host=row.host or suite.hostname, cell_key=row.cell_key,
+                                         metric=row.metric, reference=row.reference if ratios else None))
+        return out
+
+    def run_ids_newest_first(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(runs.c.run_id).order_by(runs.c.started_at.desc(),
+                                                                    runs.c.run_id.desc())).scalars())
+
+    def suite_files(self) -> dict[str, str | None]:
+        """Each recorded suite's file, as its newest run recorded it (None: run without one)."""
+        import json
+
+        newest = (select(runs.c.suite_name, func.max(runs.c.started_at).label("started_at"))
+                  .group_by(runs.c.suite_name).subquery())
+        q = (select(runs.c.suite_name, runs.c.results_json)
+             .join(newest, and_(runs.c.suite_name == newest.c.suite_name, runs.c.started_at == newest.c.started_at)))
+        out: dict[str, str | None] = {}
+        with self.engine.connect() as conn:
+            for name, text in conn.execute(q):
+                try:
+                    out[name] = json.loads(text).get("metadata", {}).get("suite_file")
+                except (ValueError, AttributeError):
+                    out[name] = None
+        return out
 
     def suite_names(self) -> list[str]:
         with self.engine.connect() as conn:

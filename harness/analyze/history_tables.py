@@ -59,6 +59,8 @@ cell_metrics = Table(
     Column("config", String),
     # the host the cell ran on: its cluster node's name, else the run's hostname (history series follow it)
     Column("host", String),
+    Column("ci_low", Double),  # the median's 95% interval (Summary.median_ci_low/high); added later, so older rows have none
+    Column("ci_high", Double),
     Index("ix_cell_metrics_cell_metric", "cell_key", "metric"),
 )
 
@@ -108,6 +110,24 @@ bisects = Table(
     Column("record_json", Text, nullable=False),
 )
 
+# A team's verdict on a change point (harness/analyze/triage.py): one row per series and first run at the new
+# level. reference and host are '' where the series has none, so they can be part of the key.
+triage = Table(
+    "triage", metadata,
+    Column("suite_name", String, primary_key=True),
+    Column("host", String, primary_key=True),
+    Column("cell_key", String, primary_key=True),
+    Column("metric", String, primary_key=True),
+    Column("reference", String, primary_key=True),
+    Column("after_run", String, primary_key=True),
+    Column("before_run", String, nullable=False),  # a later search that moves the point by one run still matches
+    Column("direction", String),
+    Column("state", String, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("author", String),
+    Column("marked_at", String, nullable=False),
+)
+
 baselines = Table(
     "baselines", metadata,
     Column("name", String, primary_key=True),
@@ -121,10 +141,11 @@ def migrate(engine: Engine) -> None:
     from sqlalchemy import inspect, text
 
     have = {c["name"] for c in inspect(engine).get_columns("cell_metrics")}
-    for column in ("config", "host"):
-        if column not in have:
+    for column, sql_type in (("config", "VARCHAR"), ("host", "VARCHAR"), ("ci_low", "DOUBLE PRECISION"),
+                             ("ci_high", "DOUBLE PRECISION")):
+        if column not in have:  # runs recorded before have no value there (the median's interval is then unknown)
             with engine.begin() as conn:
-                conn.execute(text(f"ALTER TABLE cell_metrics ADD COLUMN {column} VARCHAR"))
+                conn.execute(text(f"ALTER TABLE cell_metrics ADD COLUMN {column} {sql_type}"))
 
 
 def upsert(conn: Connection, table: Table, key: dict[str, Any], values: dict[str, Any]) -> None:

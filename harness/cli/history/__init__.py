@@ -1,4 +1,4 @@
-"""Command line of the history database: `harness history [changes | record]` and `harness baseline set|list`,
+"""Command line of the history database: `harness history [changes | record | triage | publish]` and `harness baseline set|list`,
 a module per command.
 
 `harness.analyze.history` (and with it SQLAlchemy) is imported inside the commands so other commands
@@ -10,8 +10,10 @@ import typer
 
 from harness.cli.history.baseline import baseline_list, baseline_set
 from harness.cli.history.changes import changes
+from harness.cli.history.publish import publish
 from harness.cli.history.record import record
 from harness.cli.history.runs import history
+from harness.cli.history.triage import triage
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +22,8 @@ def register(app: typer.Typer) -> None:
     history_app.callback(invoke_without_command=True)(history)
     history_app.command("changes")(changes)
     history_app.command("record")(record)
+    history_app.command("triage")(triage)
+    history_app.command("publish")(publish)
     baseline_app = typer.Typer(no_args_is_help=True, help="Named baselines (e.g. last-good) in the history database.")
     baseline_app.command("set")(baseline_set)
     baseline_app.command("list")(baseline_list)

@@ -8,7 +8,7 @@ from typing import Annotated, cast, get_args
 import typer
 
 from harness.cli.common import check_format, check_metrics, err_console, wide_console, write_out
-from harness.cli.history.common import DbOpt, open_store, similar_cells
+from harness.cli.history.common import DbOpt, open_store, parse_since, similar_cells
 from harness.core.console import styled
 from harness.core.errors import EXIT_NOT_JUDGED, HarnessInputError
 from harness.core.escaping import json_of
@@ -44,9 +44,15 @@ def changes(
     t-test), and in every series of ratios to a reference side; exit 1 with --recent N when a regression starts
     among a series' newest N runs, 3 when nothing could be judged (no recorded series match; with --recent, none
     long enough to hold a change point)."""
-    from harness.analyze.changes import SeriesKey, SeriesPoint, default_metrics, recent_regressions
-    from harness.analyze.history_changes import change_settings, changes_in, too_short
-    from harness.core.schema import ChangeSettings, RatioChangeSettings
+    from harness.analyze.changes import SeriesKey, SeriesPoint, default_metrics, recent_regressions, untriaged
+    from harness.analyze.history_changes import (
+        ChangeRules,
+        change_settings,
+        changes_in,
+        recorded_rules,
+        too_short,
+    )
+    from harness.analyze.triage import with_triage
     from reports.changes_report import ChangesReport, SeriesOn, changes_table, pct, render_changes_md
 
     check_format(format, ("table", "md", "json"))
@@ -56,24 +62,26 @@ def changes(
     if out is not None and format == "table":
         raise HarnessInputError("command line", "--out", str(out), "writes md or json: add --format md or --format json")
     check_metrics(metric or [])
-    since_iso = _since(since) if since is not None else None
+    since_iso = parse_since(since) if since is not None else None
     settings, ratio_settings, suite_name = change_settings(suite)
     # the options apply to both kinds of series
     overrides = {k: v for k, v in (("max_pvalue", max_pvalue), ("min_magnitude", min_magnitude),
                                    ("min_segment", min_segment), ("penalty", penalty)) if v is not None}
-    try:
-        settings = ChangeSettings.model_validate({**settings.model_dump(), **overrides})
-        ratio_settings = RatioChangeSettings.model_validate({**ratio_settings.model_dump(), **overrides})
-    except Exception as e:  # noqa: BLE001 - pydantic ValidationError: one line naming the option
-        err = e.errors()[0]  # type: ignore[attr-defined]
-        raise HarnessInputError("command line", f"--{str(err['loc'][0]).replace('_', '-')}", err["input"],
-                                err["msg"]) from None
-    segment = max(settings.min_segment if on != "ratio" else 0, ratio_settings.min_segment if on != "value" else 0)
-    if recent is not None and recent < segment:
-        raise HarnessInputError("command line", "--recent", recent, f"is below the minimum segment "
-                                f"({segment} runs): a change point needs that many runs at the new "
-                                "level, so one among fewer could never be flagged")
     with open_store(db) as store:
+        # without --suite, each recorded suite's own settings (from its file, where that is still there)
+        rules = ChangeRules(settings, ratio_settings) if suite is not None else recorded_rules(store)
+        try:
+            rules = rules.overridden(overrides)
+        except Exception as e:  # noqa: BLE001 - pydantic ValidationError: one line naming the option
+            err = e.errors()[0]  # type: ignore[attr-defined]
+            raise HarnessInputError("command line", f"--{str(err['loc'][0]).replace('_', '-')}", err["input"],
+                                    err["msg"]) from None
+        pairs = [(rules.value, rules.ratio), *rules.suites.values()]
+        segment = max([v.min_segment for v, _ in pairs if on != "ratio"] + [r.min_segment for _, r in pairs if on != "value"])
+        if recent is not None and recent < segment:
+            raise HarnessInputError("command line", "--recent", recent, f"is below the minimum segment "
+                                    f"({segment} runs): a change point needs that many runs at the new "
+                                    "level, so one among fewer could never be flagged")
         if suite_name is not None and suite_name not in store.suite_names():
             raise HarnessInputError(store.url, "--suite", suite, "no runs of this suite recorded (recorded: "
                                     f"{', '.join(store.suite_names()) or 'none'})")
@@ -88,13 +96,17 @@ def changes(
             if wanted:
                 series |= query(cells=cell or (), metrics=metric or default_metrics(), suite=suite_name, host=host,
                                 since=since_iso, limit=limit)
+        marks = store.triage_marks()
         url = store.url
     ratio_series = sum(k.reference is not None for k in series)
-    found = changes_in(series, settings, ratio_settings)
-    flagged = recent_regressions(found, recent) if recent is not None else []
-    report = ChangesReport(database=url, on=which, settings=settings, ratio_settings=ratio_settings, series=len(series),
-                           ratio_series=ratio_series, too_short=too_short(series, settings, ratio_settings),
-                           recent=recent, recent_regressions=len(flagged), changes=found)
+    found = with_triage(changes_in(series, rules), marks)
+    recent_found = recent_regressions(found, recent) if recent is not None else []
+    flagged = untriaged(recent_found)
+    report = ChangesReport(database=url, on=which, settings=rules.value, ratio_settings=rules.ratio,
+                           suite_settings={k: v for k, (v, _) in rules.suites.items()},
+                           series=len(series), ratio_series=ratio_series, too_short=too_short(series, rules),
+                           recent=recent, recent_regressions=len(flagged),
+                           recent_triaged=len(recent_found) - len(flagged), changes=found)
     if format == "table":  # no series at all is said below (nothing judged)
         if found:
             wide_console().print(changes_table(report))
@@ -110,6 +122,9 @@ def changes(
             err_console.print(f"wrote {out}", highlight=False)
         else:
             typer.echo(text, nl=not text.endswith("\n"))
+    if recent_found and len(recent_found) > len(flagged):
+        err_console.print("triaged, so not failing the gate: " + "; ".join(
+            f"{c.label()} {pct(c.change)} ({c.triage.state})" for c in recent_found if c.triage), highlight=False)
     if flagged:
         err_console.print(styled("red", "regression:", f"{len(flagged)} change point(s) of regression among the "
                                  f"newest {recent} runs: " + "; ".join(f"{c.label()} {pct(c.change)} from run "
@@ -121,16 +136,3 @@ def changes(
                f"short to hold a change point (under {2 * segment} runs)")
         err_console.print(styled("red", "nothing judged:", why))
         raise typer.Exit(EXIT_NOT_JUDGED)
-
-
-def _since(text: str) -> str:
-    from datetime import datetime, timezone
-
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise HarnessInputError("command line", "--since", text, "expected a date such as 2026-11-01 or "
-                                "2026-11-01T08:00") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).isoformat(timespec="seconds")

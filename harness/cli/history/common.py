@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from harness.core.errors import HarnessInputError
+
 if TYPE_CHECKING:
     from harness.analyze.history import HistoryStore
 
@@ -37,3 +39,17 @@ def similar_cells(key: str, known: Iterable[str]) -> str:
     """'; similar cells: ...' for a cell key the history does not hold, or ''."""
     close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.5)
     return f"; similar cells: {', '.join(close)}" if close else ""
+
+
+def parse_since(text: str) -> str:
+    """--since as the ISO time (UTC) the history stores."""
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise HarnessInputError("command line", "--since", text, "expected a date such as 2026-11-01 or "
+                                "2026-11-01T08:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).isoformat(timespec="seconds")

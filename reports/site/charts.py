@@ -1,0 +1,115 @@
+"""The site's two charts, inline SVG drawn here: an overview sparkline, and a series' run medians with their
+95% intervals, segment levels and change points (the page's script adds the run cursor on top)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from markupsafe import Markup
+
+from harness.analyze.changes import ChangePoint, SeriesPoint
+from reports.changes_report import magnitude
+from reports.html.svg import Scale, el, nice_ticks, text, tick_label
+
+SPARK_W, SPARK_H = 72.0, 20.0
+CHART_W, TOP, PLOT_H, LEFT, RIGHT = 960.0, 34.0, 260.0, 64.0, 16.0
+
+
+def spark_class(changes: Sequence[ChangePoint]) -> str:
+    """A sparkline's colour: by the newest change point (a triaged regression is muted)."""
+    if not changes:
+        return "sp-none"
+    last = changes[-1]
+    if last.direction == "regression" and last.triage is not None:
+        return "sp-triaged"
+    return {"regression": "sp-reg", "improvement": "sp-imp"}.get(last.direction, "sp-chg")
+
+
+def sparkline(values: Sequence[float], runs: int, changes: Sequence[ChangePoint]) -> Markup:
+    """The newest values as a line; the newest change point within them as a tick."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return Markup("")
+    lo, hi = min(finite), max(finite)
+    span = (hi - lo) or abs(hi) or 1.0
+    step = SPARK_W / max(len(values) - 1, 1)
+    pts = " ".join(f"{i * step:.1f},{SPARK_H - 2 - (v - lo) / span * (SPARK_H - 4):.1f}"
+                   for i, v in enumerate(values) if math.isfinite(v))
+    body = [el("polyline", points=pts)]
+    if changes:
+        # the change point's position among the drawn values: runs_since counts from it to the newest run
+        at = len(values) - changes[-1].runs_since
+        if 0 < at < len(values):
+            x = (at - 0.5) * step
+            body.append(el("line", x1=x, x2=x, y1=0, y2=SPARK_H, class_="cp"))
+    return el("svg", *body, viewBox=f"0 0 {SPARK_W:g} {SPARK_H:g}", width=SPARK_W, height=SPARK_H,
+              class_=f"spark {spark_class(changes)}", aria_hidden="true", focusable="false")
+
+
+def _value_range(points: Sequence[SeriesPoint]) -> tuple[float, float]:
+    values = sorted(p.median for p in points)
+    lo, hi = values[0], values[-1]
+    span = (hi - lo) or abs(hi) * 0.05 or 1.0
+    # intervals widen the axis, but one run's wild interval must not flatten the series
+    bounds = [b for p in points for b in (p.ci_low, p.ci_high) if b is not None and math.isfinite(b)]
+    if bounds:
+        lo = max(min(lo, min(bounds)), lo - span)
+        hi = min(max(hi, max(bounds)), hi + span)
+    pad = (hi - lo) * 0.06 or span * 0.1
+    return lo - pad, hi + pad
+
+
+def series_chart(points: Sequence[SeriesPoint], changes: Sequence[ChangePoint], unit: str,
+                 tick_dates: bool = True) -> Markup:
+    """Run medians (a line), their 95% intervals (bars), each segment's level between change points, and the
+    change points labelled with their shift and interval."""
+    n = len(points)
+    lo, hi = _value_range(points)
+    ticks = nice_ticks(lo, hi, 5)
+    bottom = TOP + PLOT_H
+    y_of = Scale(ticks, bottom, TOP)
+    right = CHART_W - RIGHT
+    step = (right - LEFT) / max(n - 1, 1)
+
+    def x_of(i: float) -> float:
+        return LEFT + i * step if n > 1 else (LEFT + right) / 2
+
+    def y(v: float) -> float:
+        return min(max(y_of(v), TOP - 6), bottom + 6)
+
+    body: list[Markup] = []
+    for t in ticks:
+        body += [el("line", x1=LEFT, x2=right, y1=y_of(t), y2=y_of(t), class_="grid"),
+                 text(LEFT - 6, y_of(t) + 4, tick_label(t, ticks), anchor="end", cls="tick")]
+    body.append(text(LEFT - 6, TOP - 14, unit, anchor="end", cls="unit"))
+    every = max(1, math.ceil(n / 6))
+    for i in range(0, n, every):
+        body.append(text(x_of(i), bottom + 18, points[i].started_at[:10], anchor="middle", cls="tick"))
+    bars = "".join(f"M{x_of(i):.1f} {y(p.ci_low):.1f}V{y(p.ci_high):.1f}" for i, p in enumerate(points)
+                   if p.ci_low is not None and p.ci_high is not None and math.isfinite(p.ci_low + p.ci_high))
+    if bars:
+        body.append(el("path", d=bars, class_="ci"))
+    body.append(el("polyline", points=" ".join(f"{x_of(i):.1f},{y(p.median):.1f}" for i, p in enumerate(points)),
+                   class_="medians"))
+    starts = [n - c.runs_since for c in changes]
+    edges = [0, *starts, n]
+    levels = [changes[0].before_value, *(c.after_value for c in changes)] if changes else []
+    for (a, b), level in zip(zip(edges, edges[1:], strict=False), levels, strict=False):
+        body.append(el("line", x1=x_of(a), x2=x_of(b - 1), y1=y(level), y2=y(level), class_="level"))
+    for c, at in zip(changes, starts, strict=True):
+        if not 0 < at < n:
+            continue
+        x = x_of(at - 0.5)
+        cls = f"cp {c.direction}" + (" triaged" if c.triage else "")
+        label = magnitude(c) + (f" · {c.triage.state}" if c.triage else "")
+        body += [el("line", el("title", f"{c.id}: {label}, p={c.pvalue:.1e}, from run {c.after_run}"),
+                    x1=x, x2=x, y1=TOP - 8, y2=bottom, class_=cls),
+                 text(x + 4, TOP - 10 + 12 * (starts.index(at) % 2), label, cls=cls)]
+    body.append(el("g", el("line", x1=0, x2=0, y1=TOP, y2=bottom), el("circle", cx=0, cy=0, r=4.5),
+                   id="cursor", class_="cursor", visibility="hidden"))
+    body.append(el("g", id="marks"))
+    return el("svg", *body, viewBox=f"0 0 {CHART_W:g} {bottom + 28:g}", class_="series", role="img",
+              aria_label=f"{n} run medians" + (f", {len(changes)} change points" if changes else ""),
+              data_left=f"{LEFT:g}", data_step=f"{step:.4f}", data_n=n, data_t0=f"{ticks[0]:.6g}",
+              data_t1=f"{ticks[-1]:.6g}", data_top=f"{TOP:g}", data_bottom=f"{bottom:g}")

@@ -1,0 +1,115 @@
+"""The site's machine-readable files: every change point (changes.json), the regressions with their triage and
+what followed them (regressions.json), and an Atom feed of the regressions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from xml.sax.saxutils import escape as _escape
+from xml.sax.saxutils import quoteattr as _quoteattr
+
+from pydantic import BaseModel, Field
+
+from harness.analyze.changes import ChangePoint
+from harness.analyze.dashboard import RecordEntry
+from reports.changes_report import magnitude, pvalue
+
+FEED_ENTRIES = 100
+
+
+class FollowUps(BaseModel):
+    """The A/B comparisons and bisects that came after a change point, on its suite (and cell)."""
+
+    ab: list[str] = Field(default_factory=list, description="A/B record ids")
+    bisect: list[str] = Field(default_factory=list, description="bisect record ids")
+
+
+class Regression(BaseModel):
+    change: ChangePoint
+    page: str = Field(description="the series' page, relative to the site")
+    followed_by: FollowUps
+
+
+class RegressionsFile(BaseModel):
+    """regressions.json: the regression change points, newest first; `open` are those without a triage mark
+    of expected or fixed."""
+
+    generated_at: str
+    database: str
+    open: int
+    regressions: list[Regression]
+
+
+class ChangesFile(BaseModel):
+    """changes.json: every change point on the site, as `harness history changes --format json` lists them."""
+
+    generated_at: str
+    database: str
+    series: int
+    changes: list[ChangePoint]
+
+
+def escape(text: str) -> str:
+    return _escape(_xml_chars(text))
+
+
+def quoteattr(text: str) -> str:
+    return _quoteattr(_xml_chars(text))
+
+
+def _xml_chars(text: str) -> str:
+    """XML 1.0 refuses control characters and lone surrogates, which a cell key or note may hold."""
+    return "".join(ch if ch in "\t\n\r" or (" " <= ch <= "\ud7ff") or ("\ue000" <= ch <= "\ufffd")
+                   or ch > "\uffff" else "\ufffd" for ch in text)
+
+
+def is_open(c: ChangePoint) -> bool:
+    return c.triage is None or c.triage.state == "acknowledged"
+
+
+def follow_ups(c: ChangePoint, abs_: Sequence[RecordEntry], bisects: Sequence[RecordEntry]) -> FollowUps:
+    """A/B records of the suite started at or after the first bad run that compared the cell (or named no
+    cells), and bisects of the same cell and metric."""
+    return FollowUps(
+        ab=[a.record_id for a in abs_ if a.suite == c.suite and a.started_at >= c.after_started
+            and (not a.cells or c.cell_key in a.cells)],
+        bisect=[b.record_id for b in bisects if b.suite == c.suite and b.cell_key == c.cell_key
+                and b.metric == c.metric and b.started_at >= c.after_started])
+
+
+def atom(regressions: Sequence[Regression], generated_at: str, base_url: str, title: str) -> str:
+    """An Atom 1.0 feed of the newest regressions (entry updated: its first bad run, or its triage)."""
+    base = base_url.rstrip("/") + "/" if base_url else ""
+    entries = []
+    for r in regressions[:FEED_ENTRIES]:
+        c = r.change
+        updated = max(c.after_started, c.triage.marked_at if c.triage else "")
+        state = f" [{c.triage.state}]" if c.triage else ""
+        summary = (f"{magnitude(c)} (p {pvalue(c.pvalue)}) from run {c.after_run} ({c.after_started[:16]}); "
+                   f"stack {c.before_versions} → {c.after_versions}" + (f"; {c.triage.note}" if c.triage else ""))
+        entries.append(
+            "<entry>"
+            f"<id>urn:ov-genai-harness:change:{escape(c.id)}</id>"
+            f"<title>{escape(c.label() + ' ' + magnitude(c) + state)}</title>"
+            f"<updated>{escape(_rfc3339(updated))}</updated>"
+            f"<link rel=\"alternate\" type=\"text/html\" href={quoteattr(base + r.page)}/>"
+            f"<summary>{escape(summary)}</summary>"
+            "</entry>")
+    return ("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">"
+            f"<id>urn:ov-genai-harness:regressions:{escape(title)}</id><title>{escape('Regressions: ' + title)}</title>"
+            f"<updated>{escape(_rfc3339(generated_at))}</updated><author><name>ov-genai-harness</name></author>"
+            f"<link rel=\"self\" href={quoteattr(base + 'regressions.atom')}/>"
+            f"<link rel=\"alternate\" type=\"text/html\" href={quoteattr(base + 'regressions.html')}/>"
+            + "".join(entries) + "</feed>\n")
+
+
+def _rfc3339(iso: str) -> str:
+    """Atom wants a zone: the schema's naive times are UTC."""
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return "1970-01-01T00:00:00Z"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

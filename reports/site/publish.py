@@ -1,0 +1,309 @@
+"""`harness history publish`: the history database as a static site, written again only where it changed.
+
+The site's folder keeps `.publish/state.json`: what the last publish read (each run's recorded_at, the A/B
+sides), every series' view (its change points and sparkline) and a digest of every file written. A publish
+searches again only the series a new or re-recorded run touched, draws again only their pages (and those whose
+triage marks changed), and writes a file only when its bytes differ; files of series that are gone are removed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from harness.analyze.changes import ChangePoint
+from harness.analyze.dashboard import (
+    RecordEntry,
+    RunEntry,
+    SeriesView,
+    Snapshot,
+    ab_entries,
+    bisect_entries,
+    changed_series,
+    facets_of,
+    fetch_series,
+    page_of,
+    run_entries,
+    view_of,
+)
+from harness.analyze.history import HistoryStore
+from harness.analyze.history_changes import recorded_rules
+from harness.analyze.triage import with_triage
+from reports.site.feeds import ChangesFile, Regression, RegressionsFile, atom, follow_ups
+from reports.site.pages import (
+    SiteContext,
+    ab_rows,
+    bisect_rows,
+    render_bisect,
+    render_overview,
+    render_record_list,
+    render_regressions,
+    render_series,
+)
+
+STATE = ".publish/state.json"
+STATIC = Path(__file__).parent / "static"
+TEMPLATES = Path(__file__).parents[1] / "templates" / "site"
+
+
+class PublishState(BaseModel):
+    """What the previous publish read and wrote (see the module docstring)."""
+
+    generator: str
+    snapshot: Snapshot
+    run_numbers: dict[str, int] = Field(description="a run's index in runs.js: kept for good, so pages not drawn "
+                                        "again still point at the right run")
+    views: dict[str, SeriesView] = Field(description="by page")
+    triage: dict[str, str] = Field(default_factory=dict, description="page -> digest of its change points' marks")
+    records: dict[str, str] = Field(default_factory=dict, description="A/B or bisect page -> its record's digest")
+    files: dict[str, str] = Field(default_factory=dict, description="file -> sha256 of what was written")
+
+
+class PublishSummary(BaseModel):
+    out: str
+    series: int
+    searched: int = Field(description="series whose change points were searched again")
+    changes: int
+    open_regressions: int
+    written: int
+    unchanged: int
+    removed: int
+    bytes: int = Field(description="the site's size on disk")
+    seconds: float
+    full: bool
+
+
+def _generator_digest(limit: int, since: str | None, base_url: str) -> str:
+    """Code, templates and options that shape every page: when any changes, everything is drawn again."""
+    h = hashlib.sha256(f"{limit}|{since}|{base_url}".encode())
+    for folder in (Path(__file__).parent, STATIC, TEMPLATES, Path(__file__).parents[1] / "html"):
+        for f in sorted(folder.glob("*")):
+            if f.is_file() and f.suffix in (".py", ".j2", ".css", ".js"):
+                h.update(f.name.encode() + f.read_bytes())
+    from harness.analyze import changes, dashboard
+
+    for module in (changes, dashboard):
+        h.update(Path(module.__file__ or "").read_bytes())
+    return h.hexdigest()[:20]
+
+
+def _read_state(out: Path, generator: str) -> PublishState | None:
+    try:
+        state = PublishState.model_validate_json((out / STATE).read_bytes())
+    except (OSError, ValidationError, ValueError):
+        return None
+    return state if state.generator == generator else None
+
+
+def _report_links(run_list: Sequence[RunEntry], out: Path) -> dict[str, str]:
+    """run id -> its report.html relative to the site's root, where its folder is known and holds one."""
+    links = {}
+    base = out.resolve()
+    for r in run_list:
+        if r.run_dir and (Path(r.run_dir) / "report.html").is_file():
+            links[r.run_id] = Path(os.path.relpath(Path(r.run_dir).resolve() / "report.html", base)).as_posix()
+    return links
+
+
+def _record_page(kind: str, record_id: str) -> str:
+    return f"{kind}/" + hashlib.sha1(record_id.encode("utf-8", "surrogateescape")).hexdigest()[:12] + ".html"
+
+
+def _triage_digest(changes: Sequence[ChangePoint]) -> str:
+    return hashlib.sha1(json.dumps([c.triage.model_dump() if c.triage else None for c in changes]).encode()).hexdigest()
+
+
+def _others(view: SeriesView, views: dict[str, SeriesView]) -> list[tuple[str, str]]:
+    """The same cell and metric on other hosts, its ratio (or value) series, and its other precisions/devices."""
+    k, out = view.key, []
+    for page, other in views.items():
+        o = other.key
+        if page == view.page or o.suite != k.suite or o.metric != k.metric:
+            continue
+        if o.cell_key == k.cell_key and o.reference == k.reference and o.host != k.host:
+            out.append((f"on {o.host or '?'}", page))
+        elif o.cell_key == k.cell_key and o.host == k.host and o.reference != k.reference:
+            out.append((f"÷ {o.reference}" if o.reference else "the values", page))
+        elif (o.host == k.host and o.reference == k.reference and view.facets and other.facets
+              and (other.facets.model, other.facets.scenario, other.facets.runtime, other.facets.environment)
+              == (view.facets.model, view.facets.scenario, view.facets.runtime, view.facets.environment)
+              and (other.facets.precision, other.facets.device) != (view.facets.precision, view.facets.device)):
+            out.append((f"{other.facets.precision} · {other.facets.device}", page))
+    return sorted(out)[:24]
+
+
+class _Writer:
+    """Writes a file only when its bytes differ from what the last publish wrote (and it is still there)."""
+
+    def __init__(self, out: Path, before: dict[str, str]):
+        self.out, self.before, self.files = out, before, {}  # type: ignore[var-annotated]
+        self.written = self.unchanged = 0
+
+    def put(self, rel: str, text: str | bytes) -> None:
+        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+        digest = hashlib.sha256(data).hexdigest()
+        self.files[rel] = digest
+        path = self.out / rel
+        if self.before.get(rel) == digest and path.is_file():
+            self.unchanged += 1
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        self.written += 1
+
+    def keep(self, rel: str) -> None:
+        """A file this publish did not draw again: it stays as it was."""
+        if rel in self.before:
+            self.files[rel] = self.before[rel]
+
+
+def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | None = None, base_url: str = "",
+            full: bool = False) -> PublishSummary:
+    """Publish the history at `store` into the folder `out` (see the module docstring)."""
+    t0 = time.perf_counter()
+    generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    generator = _generator_digest(limit, since, base_url)
+    state = None if full else _read_state(out, generator)
+    run_list = run_entries(store)
+    abs_, bisects_ = ab_entries(store), bisect_entries(store)
+    snapshot = Snapshot(runs={r.run_id: r.recorded_at for r in run_list},
+                        ab_runs=sorted({x for a in abs_ for x in (a.base_run or "", a.candidate_run or "") if x}))
+    touched = changed_series(store, state.snapshot if state else None, snapshot)
+    rebuild = touched is None
+    rules = recorded_rules(store)
+    points = fetch_series(store, touched, since, limit)
+    run_stack = {r.run_id: r.stack() for r in run_list}
+    views: dict[str, SeriesView] = {} if rebuild or state is None else dict(state.views)
+    if touched is not None:  # the touched series that have no points now (a run became an A/B side) are gone
+        for key in touched:
+            if key not in points:
+                views.pop(page_of(key), None)
+    facets = facets_of(store, [k for k in points if rebuild or page_of(k) not in views], run_list)
+    for key, pts in points.items():
+        if not pts:
+            continue
+        old = views.get(page_of(key))
+        known = old.facets if old is not None else None
+        views[page_of(key)] = view_of(key, pts, rules.of(key), facets.get((key.suite, key.cell_key), known), run_stack)
+    marks = store.triage_marks()
+    triaged = {page: with_triage(v.changes, marks) for page, v in views.items()}
+    triage_digests = {page: _triage_digest(cs) for page, cs in triaged.items()}
+    # the pages to draw: searched again, or their marks changed; their points are fetched if not yet
+    redraw = {page_of(k) for k in points} | {p for p in views if state is None or rebuild
+                                             or state.triage.get(p) != triage_digests[p]}
+    missing = {views[p].key for p in redraw if views[p].key not in points}
+    if missing:
+        points |= fetch_series(store, missing, since, limit)
+
+    run_numbers = dict(state.run_numbers) if state and not rebuild else {}
+    for r in run_list:
+        run_numbers.setdefault(r.run_id, len(run_numbers))
+    reports = _report_links(run_list, out)
+    ctx = SiteContext(generated_at=generated_at, database=store.url, limit=limit)
+    writer = _Writer(out, {} if full or state is None else state.files)
+    for page in sorted(views):
+        if page not in redraw:
+            writer.keep(page)
+            continue
+        view = views[page]
+        writer.put(page, render_series(ctx, view, points[view.key], triaged[page], run_numbers, run_stack, reports.get,
+                                       _others(view, views), rules.of(view.key)))
+    by_number = sorted(run_numbers.items(), key=lambda kv: kv[1])
+    runs_by_id = {r.run_id: r for r in run_list}
+    rows = [[rid, runs_by_id[rid].started_at if rid in runs_by_id else "", run_stack.get(rid, ""), reports.get(rid)]
+            for rid, _ in by_number]
+    writer.put("runs.js", "window.HARNESS_RUNS=" + json.dumps(rows, separators=(",", ":")).replace("<", "\\u003c")
+               + ";\n")
+    for name in ("site.css", "site.js"):
+        writer.put(name, (STATIC / name).read_bytes())
+
+    ab_pages = {a.record_id: _record_page("ab", a.record_id) for a in abs_}
+    bisect_pages = {b.record_id: _record_page("bisect", b.record_id) for b in bisects_}
+    records = _write_records(store, ctx, writer, abs_, bisects_, ab_pages, bisect_pages,
+                             {} if state is None or rebuild else state.records)
+    all_changes = [c for cs in triaged.values() for c in cs]
+    regressions = sorted((Regression(change=c, page=page, followed_by=follow_ups(c, abs_, bisects_))
+                          for page, cs in triaged.items() for c in cs if c.direction == "regression"),
+                         key=lambda r: (r.change.after_started, r.change.id), reverse=True)
+    from reports.site.feeds import is_open
+
+    n_open = sum(is_open(r.change) for r in regressions)
+    writer.put("regressions.json", RegressionsFile(generated_at=generated_at, database=store.url, open=n_open,
+                                                   regressions=regressions).model_dump_json(indent=1))
+    writer.put("changes.json", ChangesFile(generated_at=generated_at, database=store.url, series=len(views),
+                                           changes=sorted(all_changes, key=lambda c: (c.after_started, c.id)))
+               .model_dump_json(indent=1))
+    writer.put("regressions.atom", atom(regressions, generated_at, base_url, store.url))
+    writer.put("regressions.html", render_regressions(ctx, regressions, reports.get,
+                                                      ab_pages, bisect_pages))
+    groups: dict[tuple[str, str | None], tuple[int, str, str]] = {}
+    for v in views.values():
+        g = (v.key.suite, v.key.host)
+        n, newest, stack = groups.get(g, (0, "", ""))
+        if v.last_started >= newest:
+            newest, stack = v.last_started, v.last_stack
+        groups[g] = (max(n, v.runs), newest, stack)
+    writer.put("index.html", render_overview(ctx, [(v, triaged[page]) for page, v in views.items()], len(run_list),
+                                             run_list[-1].started_at if run_list else "", groups, len(abs_),
+                                             len(bisects_)))
+    removed = 0
+    before = {} if state is None else state.files
+    for rel in set(before) - set(writer.files):
+        path = out / rel
+        if path.is_file():
+            path.unlink()
+            removed += 1
+    new_state = PublishState(generator=generator, snapshot=snapshot, run_numbers=run_numbers, views=views,
+                             triage=triage_digests, records=records, files=writer.files)
+    (out / STATE).parent.mkdir(parents=True, exist_ok=True)
+    tmp = out / (STATE + ".tmp")
+    tmp.write_text(new_state.model_dump_json(), encoding="utf-8")
+    tmp.replace(out / STATE)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    return PublishSummary(out=str(out), series=len(views), searched=len(points), changes=len(all_changes),
+                          open_regressions=n_open, written=writer.written, unchanged=writer.unchanged, removed=removed,
+                          bytes=size, seconds=round(time.perf_counter() - t0, 2), full=rebuild)
+
+
+def _write_records(store: HistoryStore, ctx: SiteContext, writer: _Writer, abs_: Sequence[RecordEntry],
+                   bisects_: Sequence[RecordEntry], ab_pages: dict[str, str], bisect_pages: dict[str, str],
+                   before: dict[str, str]) -> dict[str, str]:
+    """A/B and bisect pages (drawn again when their record changed) and their lists."""
+    from harness.experiment.ab import ABResult
+    from harness.experiment.bisect import BisectRecord
+    from reports.ab_report import render_ab_html
+
+    digests = {}
+    for entries, pages, load in ((abs_, ab_pages, "ab"), (bisects_, bisect_pages, "bisect")):
+        for e in entries:
+            page = pages[e.record_id]
+            digests[page] = e.digest
+            if before.get(page) == e.digest:
+                writer.keep(page)
+                continue
+            try:
+                if load == "ab":
+                    text = store.ab_json(e.record_id) or ""
+                    writer.put(page, render_ab_html(ABResult.model_validate_json(text)))
+                else:
+                    text = store.bisect_json(e.record_id) or ""
+                    writer.put(page, render_bisect(ctx, BisectRecord.model_validate_json(text)))
+            except ValidationError as err:  # a record an older or newer harness wrote: named, not drawn
+                writer.put(page, render_record_list(ctx, load, f"{e.record_id} could not be read", str(
+                    err.errors()[0]["msg"]), [], []))
+    writer.put("ab/index.html", render_record_list(
+        ctx, "ab", "A/B comparisons", "Interleaved A/B comparisons recorded by `harness ab` (and by bisect steps), "
+        "newest first.", ["id", "started", "suite", "base → candidate run", "regressions", "cells"],
+        ab_rows(abs_, ab_pages)))
+    writer.put("bisect/index.html", render_record_list(
+        ctx, "bisect", "Bisects", "Bisects over stack versions recorded by `harness bisect`, newest first.",
+        ["id", "started", "suite", "cell", "metric", "status"], bisect_rows(bisects_, bisect_pages)))
+    return digests
