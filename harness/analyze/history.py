@@ -54,7 +54,8 @@ def _normalise_url(url: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # microseconds: `history publish` tells a re-recorded run by this time, and a run may be re-recorded within a second
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _valid_parameters(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,

@@ -33,7 +33,7 @@ class RegressionsFile(BaseModel):
     """regressions.json: the regression change points, newest first; `open` are those without a triage mark
     of expected or fixed."""
 
-    generated_at: str
+    as_of: str = Field(description="the newest recorded run's start")
     database: str
     open: int
     regressions: list[Regression]
@@ -42,7 +42,7 @@ class RegressionsFile(BaseModel):
 class ChangesFile(BaseModel):
     """changes.json: every change point on the site, as `harness history changes --format json` lists them."""
 
-    generated_at: str
+    as_of: str
     database: str
     series: int
     changes: list[ChangePoint]
@@ -76,13 +76,13 @@ def follow_ups(c: ChangePoint, abs_: Sequence[RecordEntry], bisects: Sequence[Re
                 and b.metric == c.metric and b.started_at >= c.after_started])
 
 
-def atom(regressions: Sequence[Regression], generated_at: str, base_url: str, title: str) -> str:
+def atom(regressions: Sequence[Regression], as_of: str, base_url: str, title: str) -> str:
     """An Atom 1.0 feed of the newest regressions (entry updated: its first bad run, or its triage)."""
     base = base_url.rstrip("/") + "/" if base_url else ""
     entries = []
     for r in regressions[:FEED_ENTRIES]:
         c = r.change
-        updated = max(c.after_started, c.triage.marked_at if c.triage else "")
+        updated = _updated(c)
         state = f" [{c.triage.state}]" if c.triage else ""
         summary = (f"{magnitude(c)} (p {pvalue(c.pvalue)}) from run {c.after_run} ({c.after_started[:16]}); "
                    f"stack {c.before_versions} → {c.after_versions}" + (f"; {c.triage.note}" if c.triage else ""))
@@ -96,10 +96,14 @@ def atom(regressions: Sequence[Regression], generated_at: str, base_url: str, ti
             "</entry>")
     return ("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">"
             f"<id>urn:ov-genai-harness:regressions:{escape(title)}</id><title>{escape('Regressions: ' + title)}</title>"
-            f"<updated>{escape(_rfc3339(generated_at))}</updated><author><name>ov-genai-harness</name></author>"
+            f"<updated>{escape(_rfc3339(max([as_of, *(_updated(r.change) for r in regressions)])))}</updated><author><name>ov-genai-harness</name></author>"
             f"<link rel=\"self\" href={quoteattr(base + 'regressions.atom')}/>"
             f"<link rel=\"alternate\" type=\"text/html\" href={quoteattr(base + 'regressions.html')}/>"
             + "".join(entries) + "</feed>\n")
+
+
+def _updated(c: ChangePoint) -> str:
+    return max(c.after_started, c.triage.marked_at if c.triage else "")
 
 
 def _rfc3339(iso: str) -> str:

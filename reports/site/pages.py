@@ -24,13 +24,13 @@ from reports.site.feeds import Regression, is_open
 class SiteContext:
     """What every page shows in its frame."""
 
-    generated_at: str
+    as_of: str  # the newest run's start: what the pages show depends on the data only, so unchanged pages stay
     database: str
     limit: int
 
 
 def _frame(ctx: SiteContext, root: str, section: str) -> dict[str, Any]:
-    return {"generated_at": ctx.generated_at, "database": ctx.database, "root": root, "section": section}
+    return {"as_of": ctx.as_of, "database": ctx.database, "root": root, "section": section}
 
 
 def value_text(v: float, unit: str) -> str:

@@ -12,7 +12,6 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
@@ -169,7 +168,6 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
             full: bool = False) -> PublishSummary:
     """Publish the history at `store` into the folder `out` (see the module docstring)."""
     t0 = time.perf_counter()
-    generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     generator = _generator_digest(limit, since, base_url)
     state = None if full else _read_state(out, generator)
     run_list = run_entries(store)
@@ -199,6 +197,7 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
     # the pages to draw: searched again, or their marks changed; their points are fetched if not yet
     redraw = {page_of(k) for k in points} | {p for p in views if state is None or rebuild
                                              or state.triage.get(p) != triage_digests[p]}
+    searched = len(points)
     missing = {views[p].key for p in redraw if views[p].key not in points}
     if missing:
         points |= fetch_series(store, missing, since, limit)
@@ -207,7 +206,8 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
     for r in run_list:
         run_numbers.setdefault(r.run_id, len(run_numbers))
     reports = _report_links(run_list, out)
-    ctx = SiteContext(generated_at=generated_at, database=store.url, limit=limit)
+    as_of = max((r.started_at for r in run_list), default="")
+    ctx = SiteContext(as_of=as_of, database=store.url, limit=limit)
     writer = _Writer(out, {} if full or state is None else state.files)
     for page in sorted(views):
         if page not in redraw:
@@ -236,12 +236,12 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
     from reports.site.feeds import is_open
 
     n_open = sum(is_open(r.change) for r in regressions)
-    writer.put("regressions.json", RegressionsFile(generated_at=generated_at, database=store.url, open=n_open,
+    writer.put("regressions.json", RegressionsFile(as_of=as_of, database=store.url, open=n_open,
                                                    regressions=regressions).model_dump_json(indent=1))
-    writer.put("changes.json", ChangesFile(generated_at=generated_at, database=store.url, series=len(views),
+    writer.put("changes.json", ChangesFile(as_of=as_of, database=store.url, series=len(views),
                                            changes=sorted(all_changes, key=lambda c: (c.after_started, c.id)))
                .model_dump_json(indent=1))
-    writer.put("regressions.atom", atom(regressions, generated_at, base_url, store.url))
+    writer.put("regressions.atom", atom(regressions, as_of, base_url, store.url))
     writer.put("regressions.html", render_regressions(ctx, regressions, reports.get,
                                                       ab_pages, bisect_pages))
     groups: dict[tuple[str, str | None], tuple[int, str, str]] = {}
@@ -268,7 +268,7 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
     tmp.write_text(new_state.model_dump_json(), encoding="utf-8")
     tmp.replace(out / STATE)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    return PublishSummary(out=str(out), series=len(views), searched=len(points), changes=len(all_changes),
+    return PublishSummary(out=str(out), series=len(views), searched=searched, changes=len(all_changes),
                           open_regressions=n_open, written=writer.written, unchanged=writer.unchanged, removed=removed,
                           bytes=size, seconds=round(time.perf_counter() - t0, 2), full=rebuild)
 

@@ -35,7 +35,8 @@
     // arrow keys move between the grid's sparkline links, as in a spreadsheet
     document.addEventListener("keydown", function (e) {
       var a = document.activeElement;
-      if (e.key === "/" && a.tagName !== "INPUT") { e.preventDefault(); form.querySelector("input[type=search]").focus(); return; }
+      var typing = a && (a.tagName === "TEXTAREA" || (a.tagName === "INPUT" && /^(search|text)$/.test(a.type)));
+      if (e.key === "/" && !typing) { e.preventDefault(); form.querySelector("input[type=search]").focus(); return; }
       if (!a || !a.classList || !a.classList.contains("sp")) return;
       var td = a.parentElement, tr = td.parentElement, col = Array.prototype.indexOf.call(tr.children, td), target = null;
       function linkIn(row, c) { var cell = row && row.children[c]; return cell && cell.querySelector("a.sp"); }
