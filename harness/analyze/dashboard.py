@@ -174,14 +174,14 @@ def fetch_series(store: HistoryStore, wanted: set[SeriesKey] | None, since: str 
         return {**store.series(metrics=metrics, since=since, limit=limit),
                 **store.ratio_series(metrics=metrics, since=since, limit=limit)}
     out: dict[SeriesKey, list[SeriesPoint]] = {}
-    by_suite: dict[tuple[str, bool], set[SeriesKey]] = {}
+    groups: dict[tuple[str, str | None, bool], set[SeriesKey]] = {}
     for key in wanted:
         if METRICS.get(key.metric) is not None or key.reference is not None:
-            by_suite.setdefault((key.suite, key.reference is not None), set()).add(key)
-    for (suite, ratio), keys in by_suite.items():
+            groups.setdefault((key.suite, key.host, key.reference is not None), set()).add(key)
+    for (suite, host, ratio), keys in groups.items():
         query = store.ratio_series if ratio else store.series
         found = query(cells=sorted({k.cell_key for k in keys}), metrics=sorted({k.metric for k in keys}),
-                      suite=suite, since=since, limit=limit)
+                      suite=suite, host=host, since=since, limit=limit)
         out |= {k: v for k, v in found.items() if k in keys}
     return out
 

@@ -140,12 +140,13 @@ class HistoryQueries:
             q = q.where(r.started_at >= since)
         out: dict[tuple, list[SeriesPoint]] = {}
         with self.engine.connect() as conn:
-            for row in conn.execute(q):
-                key = (row.suite_name, row.hostname, row.cell_key, row.metric, row.reference if ratios else None)
-                # model_construct: the values come typed from our own tables, and a lab's history holds millions
-                out.setdefault(key, []).append(SeriesPoint.model_construct(
-                    run_id=row.run_id, started_at=row.started_at, median=row.value, ci_low=row.ci_low,
-                    ci_high=row.ci_high, genai_version=row.genai_version, openvino_version=row.openvino_version))
+            # positional unpacking and a slotted dataclass: a lab's history holds millions of rows
+            for name, hostname, cell, tag, run_id, started, median, lo, hi, genai, ov, *reference in conn.execute(q):
+                key = (name, hostname, cell, tag, reference[0] if ratios else None)
+                points = out.get(key)
+                if points is None:
+                    points = out[key] = []
+                points.append(SeriesPoint(run_id, started, median, genai, ov, lo, hi))
         return {SeriesKey(suite=k[0], host=k[1], cell_key=k[2], metric=k[3], reference=k[4]): v[-limit:]
                 for k, v in out.items()}
 

@@ -118,8 +118,12 @@ def _json_for_script(data: object) -> str:
     return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def _finite(v: float | None) -> float | None:
-    return round(v, 6) if v is not None and math.isfinite(v) else None
+def _rounded(values: Sequence[float | None]) -> list[float | None]:
+    """Six significant digits for the page's script; None where there is no finite value."""
+    import numpy as np
+
+    x = np.array([np.nan if v is None else v for v in values], dtype=float)
+    return [float(f"{v:.6g}") if math.isfinite(v) else None for v in x.tolist()]
 
 
 def render_series(ctx: SiteContext, view: SeriesView, points: Sequence[SeriesPoint], changes: Sequence[ChangePoint],
@@ -130,8 +134,8 @@ def render_series(ctx: SiteContext, view: SeriesView, points: Sequence[SeriesPoi
 
     metric = METRICS.get(view.key.metric)
     data = {"unit": view.unit, "root": "../", "run": [run_numbers.get(p.run_id, -1) for p in points],
-            "v": [_finite(p.median) for p in points], "lo": [_finite(p.ci_low) for p in points],
-            "hi": [_finite(p.ci_high) for p in points]}
+            "v": _rounded([p.median for p in points]), "lo": _rounded([p.ci_low for p in points]),
+            "hi": _rounded([p.ci_high for p in points])}
     rows = []
     for c in changes:
         report = report_of(c.after_run)

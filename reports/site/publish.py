@@ -118,22 +118,23 @@ def _triage_digest(changes: Sequence[ChangePoint]) -> str:
     return hashlib.sha1(json.dumps([c.triage.model_dump() if c.triage else None for c in changes]).encode()).hexdigest()
 
 
-def _others(view: SeriesView, views: dict[str, SeriesView]) -> list[tuple[str, str]]:
-    """The same cell and metric on other hosts, its ratio (or value) series, and its other precisions/devices."""
+def _others(view: SeriesView, peers: Sequence[SeriesView]) -> list[tuple[str, str]]:
+    """The same cell and metric on other hosts, its ratio (or value) series, and its other precisions/devices;
+    `peers` are the series of the same suite and metric."""
     k, out = view.key, []
-    for page, other in views.items():
+    for other in peers:
         o = other.key
-        if page == view.page or o.suite != k.suite or o.metric != k.metric:
+        if other.page == view.page:
             continue
         if o.cell_key == k.cell_key and o.reference == k.reference and o.host != k.host:
-            out.append((f"on {o.host or '?'}", page))
+            out.append((f"on {o.host or '?'}", other.page))
         elif o.cell_key == k.cell_key and o.host == k.host and o.reference != k.reference:
-            out.append((f"÷ {o.reference}" if o.reference else "the values", page))
+            out.append((f"÷ {o.reference}" if o.reference else "the values", other.page))
         elif (o.host == k.host and o.reference == k.reference and view.facets and other.facets
               and (other.facets.model, other.facets.scenario, other.facets.runtime, other.facets.environment)
               == (view.facets.model, view.facets.scenario, view.facets.runtime, view.facets.environment)
               and (other.facets.precision, other.facets.device) != (view.facets.precision, view.facets.device)):
-            out.append((f"{other.facets.precision} · {other.facets.device}", page))
+            out.append((f"{other.facets.precision} · {other.facets.device}", other.page))
     return sorted(out)[:24]
 
 
@@ -209,13 +210,16 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
     as_of = max((r.started_at for r in run_list), default="")
     ctx = SiteContext(as_of=as_of, database=store.url, limit=limit)
     writer = _Writer(out, {} if full or state is None else state.files)
+    peers: dict[tuple[str, str], list[SeriesView]] = {}
+    for v in views.values():
+        peers.setdefault((v.key.suite, v.key.metric), []).append(v)
     for page in sorted(views):
         if page not in redraw:
             writer.keep(page)
             continue
         view = views[page]
         writer.put(page, render_series(ctx, view, points[view.key], triaged[page], run_numbers, run_stack, reports.get,
-                                       _others(view, views), rules.of(view.key)))
+                                       _others(view, peers[(view.key.suite, view.key.metric)]), rules.of(view.key)))
     by_number = sorted(run_numbers.items(), key=lambda kv: kv[1])
     runs_by_id = {r.run_id: r for r in run_list}
     rows = [[rid, runs_by_id[rid].started_at if rid in runs_by_id else "", run_stack.get(rid, ""), reports.get(rid)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -91,7 +93,7 @@ def test_direction_follows_the_metric_registry_and_names_the_runs() -> None:
     (c,) = series_changes(key.model_copy(update={"metric": "output_tokens"}), _points(x), S)
     assert c.direction == "change"  # a count is neither
     holed = _points(x)
-    holed[3] = holed[3].model_copy(update={"median": float("nan")})
+    holed[3] = dataclasses.replace(holed[3], median=float("nan"))
     (c,) = series_changes(key, holed, S)  # a NaN run is left out, not the series
     assert c.after_run == "r12" and c.before_runs == 11
 
@@ -144,3 +146,23 @@ def test_the_c_search_finds_what_ruptures_python_pelt_finds() -> None:
         penalty = float(rng.uniform(0.5, 6)) * 0.03 ** 2 * np.log(n)
         slow = rpt.Pelt(model="l2", min_size=min_size, jump=1).fit(y.reshape(-1, 1)).predict(pen=penalty)[:-1]
         assert _pelt(y, penalty, min_size) == slow, case
+
+
+def test_trimmed_welch_is_scipys_yuen_test() -> None:
+    from scipy import stats as sps
+
+    from harness.analyze.changes import TRIM, trimmed_welch
+
+    rng = np.random.default_rng(11)
+    for case in range(200):
+        a = rng.standard_t(3, int(rng.integers(2, 40))) * rng.uniform(0.01, 1)
+        b = rng.standard_t(3, int(rng.integers(2, 40))) * rng.uniform(0.01, 1) + rng.normal(0, 0.3)
+        if case % 17 == 0:
+            a[:] = 1.0  # a constant segment
+        mean_a, mean_b, se, df, _ = trimmed_welch(a, b)
+        res = sps.ttest_ind(b, a, equal_var=False, trim=TRIM)
+        assert mean_a == pytest.approx(sps.trim_mean(a, TRIM), rel=1e-12, abs=1e-15), case
+        assert mean_b == pytest.approx(sps.trim_mean(b, TRIM), rel=1e-12, abs=1e-15), case
+        assert df == pytest.approx(float(res.df), rel=1e-9), case
+        if np.isfinite(res.statistic) and se > 0:
+            assert (mean_b - mean_a) / se == pytest.approx(float(res.statistic), rel=1e-9), case
