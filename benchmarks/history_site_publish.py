@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from benchmarks.synthetic_history import generate
@@ -72,11 +71,10 @@ def main() -> None:
               f"({fulls[-1].series} series, {fulls[-1].changes} change points, {fulls[-1].written} files)")
         same = publish(store, out)
         print(f"publish with nothing new: {same.seconds:.2f} s (wrote {same.written} files)")
-    last = datetime.fromisoformat(_newest(url))
+    recorded = _count(url)
     incs = []
-    for i in range(args.repeats):
-        generate(url, runs=1, cells=args.cells, metrics=args.metrics, hosts=("lab-a",), seed=100 + i,
-                 start=last + timedelta(hours=12 * (i + 1)))
+    for i in range(args.repeats):  # the next run of the same series
+        generate(url, runs=args.runs, cells=args.cells, metrics=args.metrics, first=recorded + i, count=1)
         with HistoryStore(url) as store:
             incs.append(publish(store, out))
     print(f"publish after one new run: {min(s.seconds for s in incs):.2f} s best, "
@@ -106,9 +104,9 @@ def main() -> None:
     print(f"site at {out}")
 
 
-def _newest(url: str) -> str:
+def _count(url: str) -> int:
     with HistoryStore(url) as store:
-        return max(r.started_at for r in store.list_runs(limit=1))
+        return len(store.run_ids_newest_first())
 
 
 if __name__ == "__main__":

@@ -90,8 +90,10 @@ def _summary(median: float, rng: np.random.Generator) -> Summary:
 
 
 def generate(url: str, runs: int = 1000, cells: int = 50, metrics: int = 20, hosts: tuple[str, ...] = ("lab-a", "lab-b"),
-             suite: str = "nightly", seed: int = 0, start: datetime | None = None) -> list[Shift]:
-    """Record `runs` runs (alternating over `hosts`, 12 hours apart) into the history at `url`; the shifts."""
+             suite: str = "nightly", seed: int = 0, first: int = 0, count: int | None = None) -> list[Shift]:
+    """Record runs `first` … `first + count - 1` (default: all `runs`) of a history of `runs` runs (alternating
+    over `hosts`, 12 hours apart) into the history at `url`; the shifts. A later call with the same seed and a
+    higher `first` continues the same series."""
     rng = np.random.default_rng(seed)
     tags = [t for t in default_metrics() if METRICS[t].unit in ("ms", "MB", "tokens/s", "s")][:metrics]
     specs = _cells(cells)
@@ -99,11 +101,12 @@ def generate(url: str, runs: int = 1000, cells: int = 50, metrics: int = 20, hos
     base = {(h, c, t): _base(t, rng) for h in hosts for c in range(cells) for t in tags}
     own_sd = {k: float(rng.uniform(0.02, 0.05)) for k in base}
     drift = dict.fromkeys(base, 0.0)
-    t0 = start or datetime(2025, 6, 1, tzinfo=timezone.utc)
+    rng = np.random.default_rng([seed, first])  # the noise of these runs
+    t0 = datetime(2025, 6, 1, tzinfo=timezone.utc)
     with HistoryStore(url) as store:
-        for r in range(runs):
+        for r in range(first, first + (runs if count is None else count)):
             host = hosts[r % len(hosts)]
-            stack = STACKS[min(r * len(STACKS) // runs, len(STACKS) - 1)]
+            stack = STACKS[min(r * len(STACKS) // max(runs, 1), len(STACKS) - 1)]
             machine = float(rng.normal(0, 0.04))
             results = []
             for c, spec in enumerate(specs):

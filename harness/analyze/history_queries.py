@@ -115,8 +115,19 @@ class HistoryQueries:
         reference label), so a new pinned reference starts a series of its own."""
         return self._series(cell_ratios, cells, metrics, suite, host, since, limit)
 
+    def points_in_runs(self, run_ids: Sequence[str]) -> dict[SeriesKey, list[SeriesPoint]]:
+        """The points these runs add to any series (run medians and ratios; none for an A/B side)."""
+        out: dict[SeriesKey, list[SeriesPoint]] = {}
+        for start in range(0, len(run_ids), 500):  # bounded IN lists
+            chunk = run_ids[start:start + 500]
+            for table in (cell_metrics, cell_ratios):
+                for key, points in self._series(table, (), (), None, None, None, 10**9, chunk).items():
+                    out.setdefault(key, []).extend(points)
+        return out
+
     def _series(self, table: Table, cells: Sequence[str], metrics: Sequence[str], suite: str | None,
-                host: str | None, since: str | None, limit: int) -> dict[SeriesKey, list[SeriesPoint]]:
+                host: str | None, since: str | None, limit: int,
+                run_ids: Sequence[str] = ()) -> dict[SeriesKey, list[SeriesPoint]]:
         from harness.analyze.changes import SeriesKey, SeriesPoint
 
         m, r = table.c, runs.c
@@ -138,6 +149,8 @@ class HistoryQueries:
             q = q.where(cell_host == host)
         if since:
             q = q.where(r.started_at >= since)
+        if run_ids:
+            q = q.where(m.run_id.in_(list(run_ids)))
         out: dict[tuple, list[SeriesPoint]] = {}
         with self.engine.connect() as conn:
             # positional unpacking and a slotted dataclass: a lab's history holds millions of rows

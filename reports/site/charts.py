@@ -48,15 +48,18 @@ def sparkline(values: Sequence[float], runs: int, changes: Sequence[ChangePoint]
               class_=f"spark {spark_class(changes)}", aria_hidden="true", focusable="false")
 
 
-def _value_range(points: Sequence[SeriesPoint]) -> tuple[float, float]:
-    values = sorted(p.median for p in points)
-    lo, hi = values[0], values[-1]
+def _value_range(medians: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tuple[float, float]:
+    finite = medians[np.isfinite(medians)]
+    if not finite.size:
+        return 0.0, 1.0
+    lo, hi = float(finite.min()), float(finite.max())
     span = (hi - lo) or abs(hi) * 0.05 or 1.0
     # intervals widen the axis, but one run's wild interval must not flatten the series
-    bounds = [b for p in points for b in (p.ci_low, p.ci_high) if b is not None and math.isfinite(b)]
-    if bounds:
-        lo = max(min(lo, min(bounds)), lo - span)
-        hi = min(max(hi, max(bounds)), hi + span)
+    bounds = np.concatenate([lows, highs])
+    bounds = bounds[np.isfinite(bounds)]
+    if bounds.size:
+        lo = max(min(lo, float(bounds.min())), lo - span)
+        hi = min(max(hi, float(bounds.max())), hi + span)
     pad = (hi - lo) * 0.06 or span * 0.1
     return lo - pad, hi + pad
 
@@ -71,7 +74,11 @@ def series_chart(points: Sequence[SeriesPoint], changes: Sequence[ChangePoint], 
     """Run medians (a line), their 95% intervals (bars), each segment's level between change points, and the
     change points labelled with their shift and interval."""
     n = len(points)
-    lo, hi = _value_range(points)
+    # the named tuples' columns at once; numpy reads None as NaN in a float array
+    columns = list(zip(*points, strict=True))
+    medians = np.array(columns[2], dtype=float)
+    lows, highs = np.array(columns[5], dtype=float), np.array(columns[6], dtype=float)
+    lo, hi = _value_range(medians, lows, highs)
     ticks = nice_ticks(lo, hi, 5)
     bottom = TOP + PLOT_H
     y_of = Scale(ticks, bottom, TOP)
@@ -94,16 +101,15 @@ def series_chart(points: Sequence[SeriesPoint], changes: Sequence[ChangePoint], 
         body.append(text(x_of(i), bottom + 18, points[i].started_at[:10], anchor="middle", cls="tick"))
     # numpy for the per-run coordinates: a publish after one run draws ~1000 pages of ~500 runs
     xs = np.round(LEFT + np.arange(n) * step if n > 1 else np.full(n, (LEFT + right) / 2), 1)
-    lows, highs = (np.array([np.nan if b is None else b for b in bound], dtype=float)
-                   for bound in ([p.ci_low for p in points], [p.ci_high for p in points]))
     has = np.isfinite(lows) & np.isfinite(highs)
     if has.any():
         y_lo, y_hi = _ys(lows[has], y_of, bottom), _ys(highs[has], y_of, bottom)
-        body.append(el("path", d="".join(f"M{x} {a}V{b}" for x, a, b in zip(
-            xs[has].tolist(), y_lo.tolist(), y_hi.tolist(), strict=True)), class_="ci"))
-    y_med = _ys(np.array([p.median for p in points], dtype=float), y_of, bottom)
-    body.append(el("polyline", points=" ".join(f"{x},{y_}" for x, y_ in zip(xs.tolist(), y_med.tolist(), strict=True)),
-                   class_="medians"))
+        # one %-format over all runs: a format per run costs ~0.3 s a publish
+        bars = np.column_stack([xs[has], y_lo, y_hi]).ravel().tolist()
+        body.append(el("path", d="M%.1f %.1fV%.1f" * int(has.sum()) % tuple(bars), class_="ci"))
+    y_med = _ys(medians, y_of, bottom)
+    line = np.column_stack([xs, y_med]).ravel().tolist()
+    body.append(el("polyline", points=" ".join(["%.1f,%.1f"] * n) % tuple(line), class_="medians"))
     starts = [n - c.runs_since for c in changes]
     edges = [0, *starts, n]
     levels = [changes[0].before_value, *(c.after_value for c in changes)] if changes else []

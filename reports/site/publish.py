@@ -11,24 +11,27 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from harness.analyze.changes import ChangePoint
+from harness.analyze.changes import ChangePoint, SeriesKey
 from harness.analyze.dashboard import (
+    PointCache,
     RecordEntry,
     RunEntry,
     SeriesView,
     Snapshot,
     ab_entries,
     bisect_entries,
-    changed_series,
     facets_of,
     fetch_series,
+    merged_points,
     page_of,
     run_entries,
+    touched_series,
+    touched_since,
     view_of,
 )
 from harness.analyze.history import HistoryStore
@@ -47,6 +50,7 @@ from reports.site.pages import (
 )
 
 STATE = ".publish/state.json"
+POINTS = ".publish/points.npz"
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parents[1] / "templates" / "site"
 
@@ -118,24 +122,39 @@ def _triage_digest(changes: Sequence[ChangePoint]) -> str:
     return hashlib.sha1(json.dumps([c.triage.model_dump() if c.triage else None for c in changes]).encode()).hexdigest()
 
 
-def _others(view: SeriesView, peers: Sequence[SeriesView]) -> list[tuple[str, str]]:
-    """The same cell and metric on other hosts, its ratio (or value) series, and its other precisions/devices;
-    `peers` are the series of the same suite and metric."""
+def _others(view: SeriesView, peers: dict[tuple, list[SeriesView]]) -> list[tuple[str, str]]:
+    """The same cell and metric on other hosts, its ratio (or value) series, and its other precisions/devices
+    (`peers`: `_peer_index`)."""
     k, out = view.key, []
-    for other in peers:
+    for other in peers.get(("cell", k.suite, k.metric, k.cell_key), []):
         o = other.key
         if other.page == view.page:
             continue
-        if o.cell_key == k.cell_key and o.reference == k.reference and o.host != k.host:
+        if o.reference == k.reference and o.host != k.host:
             out.append((f"on {o.host or '?'}", other.page))
-        elif o.cell_key == k.cell_key and o.host == k.host and o.reference != k.reference:
+        elif o.host == k.host and o.reference != k.reference:
             out.append((f"÷ {o.reference}" if o.reference else "the values", other.page))
-        elif (o.host == k.host and o.reference == k.reference and view.facets and other.facets
-              and (other.facets.model, other.facets.scenario, other.facets.runtime, other.facets.environment)
-              == (view.facets.model, view.facets.scenario, view.facets.runtime, view.facets.environment)
-              and (other.facets.precision, other.facets.device) != (view.facets.precision, view.facets.device)):
-            out.append((f"{other.facets.precision} · {other.facets.device}", other.page))
+    for other in peers.get(_sibling_key(view), []) if view.facets else []:
+        f = other.facets
+        if f is not None and (f.precision, f.device) != (view.facets.precision, view.facets.device):  # type: ignore[union-attr]
+            out.append((f"{f.precision} · {f.device}", other.page))
     return sorted(out)[:24]
+
+
+def _sibling_key(v: SeriesView) -> tuple:
+    f = v.facets
+    return ("model", v.key.suite, v.key.metric, v.key.host, v.key.reference,
+            *((f.model, f.scenario, f.runtime, f.environment) if f else ()))
+
+
+def _peer_index(views: Iterable[SeriesView]) -> dict[tuple, list[SeriesView]]:
+    """Series by cell (for its other hosts and ratio series) and by model and scenario (for its precisions)."""
+    index: dict[tuple, list[SeriesView]] = {}
+    for v in views:
+        index.setdefault(("cell", v.key.suite, v.key.metric, v.key.cell_key), []).append(v)
+        if v.facets:
+            index.setdefault(_sibling_key(v), []).append(v)
+    return index
 
 
 class _Writer:
@@ -175,16 +194,28 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
     abs_, bisects_ = ab_entries(store), bisect_entries(store)
     snapshot = Snapshot(runs={r.run_id: r.recorded_at for r in run_list},
                         ab_runs=sorted({x for a in abs_ for x in (a.base_run or "", a.candidate_run or "") if x}))
-    touched = changed_series(store, state.snapshot if state else None, snapshot)
-    rebuild = touched is None
+    touched = touched_since(state.snapshot if state else None, snapshot)
+    rebuild = state is None or touched is None
+    run_numbers = dict(state.run_numbers) if state is not None and not rebuild else {}
+    for r in run_list:
+        run_numbers.setdefault(r.run_id, len(run_numbers))
+    by_number: list[RunEntry | None] = [None] * len(run_numbers)
+    for r in run_list:
+        by_number[run_numbers[r.run_id]] = r
+    cache = PointCache() if rebuild else PointCache.load(out / POINTS)
     rules = recorded_rules(store)
-    points = fetch_series(store, touched, since, limit)
+    if touched is None:
+        points = fetch_series(store, None, since, limit)
+        keys: set[SeriesKey] = set(points)
+    else:
+        keys = touched_series(store, touched)
+        points = merged_points(store, cache, touched, keys, by_number, since, limit)
     run_stack = {r.run_id: r.stack() for r in run_list}
     views: dict[str, SeriesView] = {} if rebuild or state is None else dict(state.views)
-    if touched is not None:  # the touched series that have no points now (a run became an A/B side) are gone
-        for key in touched:
-            if key not in points:
-                views.pop(page_of(key), None)
+    for key in keys:  # a touched series with no points now (its runs became A/B sides) is gone
+        if not points.get(key):
+            views.pop(page_of(key), None)
+            cache.series.pop(page_of(key), None)
     facets = facets_of(store, [k for k in points if rebuild or page_of(k) not in views], run_list)
     for key, pts in points.items():
         if not pts:
@@ -192,38 +223,34 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
         old = views.get(page_of(key))
         known = old.facets if old is not None else None
         views[page_of(key)] = view_of(key, pts, rules.of(key), facets.get((key.suite, key.cell_key), known), run_stack)
+        cache.put(page_of(key), pts, run_numbers)
     marks = store.triage_marks()
     triaged = {page: with_triage(v.changes, marks) for page, v in views.items()}
     triage_digests = {page: _triage_digest(cs) for page, cs in triaged.items()}
-    # the pages to draw: searched again, or their marks changed; their points are fetched if not yet
-    redraw = {page_of(k) for k in points} | {p for p in views if state is None or rebuild
-                                             or state.triage.get(p) != triage_digests[p]}
+    # the pages to draw: searched again, or their marks changed (their points from the cache)
+    redraw = {page_of(k) for k in points if points[k]} | {p for p in views if rebuild
+                                                          or state is None or state.triage.get(p) != triage_digests[p]}
     searched = len(points)
-    missing = {views[p].key for p in redraw if views[p].key not in points}
-    if missing:
-        points |= fetch_series(store, missing, since, limit)
+    for page in redraw:
+        key = views[page].key
+        if key not in points:
+            cached = cache.points(page, by_number)
+            points[key] = cached if cached is not None else fetch_series(store, {key}, since, limit).get(key, [])
 
-    run_numbers = dict(state.run_numbers) if state and not rebuild else {}
-    for r in run_list:
-        run_numbers.setdefault(r.run_id, len(run_numbers))
     reports = _report_links(run_list, out)
     as_of = max((r.started_at for r in run_list), default="")
     ctx = SiteContext(as_of=as_of, database=store.url, limit=limit)
     writer = _Writer(out, {} if full or state is None else state.files)
-    peers: dict[tuple[str, str], list[SeriesView]] = {}
-    for v in views.values():
-        peers.setdefault((v.key.suite, v.key.metric), []).append(v)
+    peers = _peer_index(views.values())
     for page in sorted(views):
         if page not in redraw:
             writer.keep(page)
             continue
         view = views[page]
         writer.put(page, render_series(ctx, view, points[view.key], triaged[page], run_numbers, run_stack, reports.get,
-                                       _others(view, peers[(view.key.suite, view.key.metric)]), rules.of(view.key)))
-    by_number = sorted(run_numbers.items(), key=lambda kv: kv[1])
-    runs_by_id = {r.run_id: r for r in run_list}
-    rows = [[rid, runs_by_id[rid].started_at if rid in runs_by_id else "", run_stack.get(rid, ""), reports.get(rid)]
-            for rid, _ in by_number]
+                                       _others(view, peers), rules.of(view.key)))
+    # by run number; a number whose run is gone keeps its place (an empty entry) until a full publish
+    rows = [[r.run_id, r.started_at, r.stack(), reports.get(r.run_id)] if r else ["", "", "", None] for r in by_number]
     writer.put("runs.js", "window.HARNESS_RUNS=" + json.dumps(rows, separators=(",", ":")).replace("<", "\\u003c")
                + ";\n")
     for name in ("site.css", "site.js"):
@@ -267,6 +294,8 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
             removed += 1
     new_state = PublishState(generator=generator, snapshot=snapshot, run_numbers=run_numbers, views=views,
                              triage=triage_digests, records=records, files=writer.files)
+    cache.series = {page: cache.series[page] for page in views if page in cache.series}
+    cache.save(out / POINTS)
     (out / STATE).parent.mkdir(parents=True, exist_ok=True)
     tmp = out / (STATE + ".tmp")
     tmp.write_text(new_state.model_dump_json(), encoding="utf-8")

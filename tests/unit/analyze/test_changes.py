@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -93,7 +91,7 @@ def test_direction_follows_the_metric_registry_and_names_the_runs() -> None:
     (c,) = series_changes(key.model_copy(update={"metric": "output_tokens"}), _points(x), S)
     assert c.direction == "change"  # a count is neither
     holed = _points(x)
-    holed[3] = dataclasses.replace(holed[3], median=float("nan"))
+    holed[3] = holed[3]._replace(median=float("nan"))
     (c,) = series_changes(key, holed, S)  # a NaN run is left out, not the series
     assert c.after_run == "r12" and c.before_runs == 11
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -99,7 +98,7 @@ def test_publish_again_after_one_run_redraws_only_that_runs_series(tmp_path: Pat
     assert not again.full and again.searched == 0 and again.written == 0  # nothing recorded in between
     pages = sorted((out / "s").glob("*.html"))
     before = {p: p.stat().st_mtime_ns for p in pages}
-    generate(url, runs=1, cells=8, metrics=4, seed=9, hosts=("lab-a",), start=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    generate(url, runs=40, cells=8, metrics=4, seed=3, first=40, count=1)  # run 40: on lab-a
     with HistoryStore(url) as store:
         after = publish(store, out)
         lab_a = [v for v in first_views(out) if v["key"]["host"] == "lab-a"]
@@ -109,6 +108,9 @@ def test_publish_again_after_one_run_redraws_only_that_runs_series(tmp_path: Pat
     # + the overview, runs.js, changes.json, regressions.json / .html / .atom where their figures moved
     assert len(lab_a) + 2 <= after.written <= len(lab_a) + 6
     assert after.unchanged > 0 and after.removed == 0
+    # the merged points give the figures a search over the database gives
+    site = json.loads((out / "changes.json").read_text())["changes"]
+    assert sorted(_changes_json(url), key=lambda c: c["id"]) == sorted(site, key=lambda c: c["id"])
 
 
 def first_views(out: Path) -> list[dict]:
