@@ -80,10 +80,11 @@ def main() -> None:
     print(f"publish after one new run: {min(s.seconds for s in incs):.2f} s best, "
           f"{statistics.median(s.seconds for s in incs):.2f} s median of {len(incs)} "
           f"(searched {incs[-1].searched} series, wrote {incs[-1].written} files, {incs[-1].unchanged} unchanged)")
-    files = [f for f in out.rglob("*") if f.is_file()]
-    print(f"site: {sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {len(files)} files "
-          f"(overview {(out / 'index.html').stat().st_size / 1e6:.2f} MB, state "
-          f"{(out / '.publish' / 'state.json').stat().st_size / 1e6:.1f} MB)")
+    files = [f for f in out.rglob("*") if f.is_file() and ".publish" not in f.relative_to(out).parts]
+    print(f"site: {sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {len(files)} files (overview "
+          f"{(out / 'index.html').stat().st_size / 1e6:.2f} MB, a series page ~"
+          f"{statistics.median(f.stat().st_size for f in (out / 's').glob('*.html')) / 1e3:.0f} KB); "
+          f"what the next publish reads, .publish/: {incs[-1].state_bytes / 1e6:.1f} MB")
     loads = _overview_load(out / "index.html")
     print(f"overview load in headless chromium: {statistics.median(loads):.2f} s median of {len(loads)} "
           f"(min {min(loads):.2f}, max {max(loads):.2f})")

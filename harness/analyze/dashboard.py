@@ -188,7 +188,7 @@ class PointCache:
         try:
             with np.load(path, allow_pickle=False) as z:
                 pages, offsets = [str(p) for p in z["pages"]], z["offsets"]
-                arrays = [z[name] for name in ("runs", "v", "lo", "hi")]
+                arrays = [z["runs"], z["v"], z["lo"].astype(float), z["hi"].astype(float)]
         except (OSError, KeyError, ValueError):
             return cls()
         return cls({page: tuple(a[offsets[i]:offsets[i + 1]] for a in arrays)  # type: ignore[misc]
@@ -201,8 +201,9 @@ class PointCache:
         columns = [np.concatenate([self.series[p][i] for p in pages]) if pages else np.zeros(0) for i in range(4)]
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name("points.tmp.npz")
-        np.savez(tmp, pages=np.array(pages, dtype=str), offsets=offsets, runs=columns[0].astype(np.int64),
-                 v=columns[1].astype(float), lo=columns[2].astype(float), hi=columns[3].astype(float))
+        # values at full precision (the search must see what the database holds); intervals are only drawn
+        np.savez(tmp, pages=np.array(pages, dtype=str), offsets=offsets, runs=columns[0].astype(np.int32),
+                 v=columns[1].astype(float), lo=columns[2].astype(np.float32), hi=columns[3].astype(np.float32))
         tmp.replace(path)
 
     def put(self, page: str, points: Sequence[SeriesPoint], numbers: dict[str, int]) -> None:

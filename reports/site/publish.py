@@ -77,7 +77,8 @@ class PublishSummary(BaseModel):
     written: int
     unchanged: int
     removed: int
-    bytes: int = Field(description="the site's size on disk")
+    bytes: int = Field(description="the site's size on disk (what is served: without .publish/)")
+    state_bytes: int = Field(description="the size of .publish/, what the next publish reads")
     seconds: float
     full: bool
 
@@ -300,10 +301,11 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
     tmp = out / (STATE + ".tmp")
     tmp.write_text(new_state.model_dump_json(), encoding="utf-8")
     tmp.replace(out / STATE)
-    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    sizes = [(f.relative_to(out).parts[0] == ".publish", f.stat().st_size) for f in out.rglob("*") if f.is_file()]
     return PublishSummary(out=str(out), series=len(views), searched=searched, changes=len(all_changes),
                           open_regressions=n_open, written=writer.written, unchanged=writer.unchanged, removed=removed,
-                          bytes=size, seconds=round(time.perf_counter() - t0, 2), full=rebuild)
+                          bytes=sum(n for state_file, n in sizes if not state_file),
+                          state_bytes=sum(n for state_file, n in sizes if state_file), seconds=round(time.perf_counter() - t0, 2), full=rebuild)
 
 
 def _write_records(store: HistoryStore, ctx: SiteContext, writer: _Writer, abs_: Sequence[RecordEntry],

@@ -158,6 +158,13 @@ TABLE: dict[str, Expect] = {
     "scripts/harness history changes --cell KEY --metric tpot_ms --since 2026-11-01 --format md --out changes.md":
         Expect(OK, "", writes="changes.md", needs=("default_run",), slow=False),
     "scripts/harness history --cell KEY --metric tpot_ms": Expect(OK, "tpot_ms", needs=("default_run",), slow=False),
+    # The history as a site
+    "scripts/harness history publish --out site": Expect(OK, "published", writes="site/index.html",
+                                                         needs=("default_run",), slow=False),
+    'scripts/harness history triage CHANGE_ID --state acknowledged --note "bug 1234"': Expect(
+        BAD_INPUT, "no change point with this id", slow=False,
+        why="the runs recorded here hold no change point, so no id names one (the site tests mark real ones)"),
+    "scripts/harness history triage": Expect(OK, "no triage marks", slow=False),
     "scripts/harness bisect nightly --cell KEY --metric tpot_ms --good openvino-genai==2026.2.0 "
     "--bad openvino-genai==2026.4.1": Expect(
         BAD_INPUT, "cannot be installed", env=NO_ENVS, set=QUICK + SHORT + NIGHTLY_ONE,

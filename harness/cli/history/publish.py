@@ -39,4 +39,4 @@ def publish(
         f"published {out / 'index.html'}: {summary.series} series ({summary.searched} searched again"
         f"{', all' if summary.full else ''}), {summary.changes} change points, {summary.open_regressions} open "
         f"regressions; wrote {summary.written} files, {summary.unchanged} unchanged, removed {summary.removed}; "
-        f"site {summary.bytes / 1e6:.1f} MB; {summary.seconds:.1f} s", highlight=False)
+        f"site {summary.bytes / 1e6:.1f} MB (+ {summary.state_bytes / 1e6:.1f} MB in .publish/); {summary.seconds:.1f} s", highlight=False)

@@ -300,3 +300,23 @@ def test_screenshots(browser, site: Path) -> None:
         page.goto((site / rel).as_uri(), wait_until="load")
         page.screenshot(path=str(out / f"{name}.png"), full_page=name != "overview")
     page.close()
+
+
+def test_publish_and_triage_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """A lab's central history: the same site and marks from PostgreSQL."""
+    generate(pg_url, runs=30, cells=4, metrics=3, seed=3)
+    _hostile_runs(pg_url)
+    proc = run_cli("history", "publish", "--db", pg_url, "--out", str(tmp_path / "site"))
+    assert proc.returncode == 0, proc.stderr
+    expected = _changes_json(pg_url)
+    site = json.loads((tmp_path / "site" / "changes.json").read_text())["changes"]
+    assert sorted(expected, key=lambda c: c["id"]) == sorted(site, key=lambda c: c["id"]) and expected
+    (change,) = [c for c in expected if c["metric"] == "e2e_ms" and c["suite"] == "odd <suite>"]
+    for state in ("acknowledged", "fixed"):  # the second replaces the first
+        assert run_cli("history", "triage", change["id"], "--state", state, "--db", pg_url).returncode == 0
+    listed = run_cli("history", "triage", "--db", pg_url)
+    assert listed.returncode == 0 and "fixed" in listed.stdout and "acknowledged" not in listed.stdout
+    again = run_cli("history", "publish", "--db", pg_url, "--out", str(tmp_path / "site"))
+    assert again.returncode == 0 and "searched again" in again.stderr
+    regressions = json.loads((tmp_path / "site" / "regressions.json").read_text())["regressions"]
+    assert [r["change"]["triage"]["state"] for r in regressions if r["change"]["id"] == change["id"]] == ["fixed"]
