@@ -123,7 +123,9 @@ def series_chart(points: Sequence[SeriesPoint], changes: Sequence[ChangePoint], 
         label = magnitude(c) + (f" · {c.triage.state}" if c.triage else "")
         body += [el("line", el("title", f"{c.id}: {label}, p={c.pvalue:.1e}, from run {c.after_run}"),
                     x1=x, x2=x, y1=TOP - 8, y2=bottom, class_=cls),
-                 text(x + 4, TOP - 10 + 12 * (starts.index(at) % 2), label, cls=cls)]
+                 # a label near the right edge runs leftwards from its line
+                 text(x - 4 if x > LEFT + 0.6 * (right - LEFT) else x + 4, TOP - 10 + 12 * (starts.index(at) % 2),
+                      label, anchor="end" if x > LEFT + 0.6 * (right - LEFT) else "start", cls=cls)]
     body.append(el("g", el("line", x1=0, x2=0, y1=TOP, y2=bottom), el("circle", cx=0, cy=0, r=4.5),
                    id="cursor", class_="cursor", visibility="hidden"))
     body.append(el("g", id="marks"))
