@@ -125,8 +125,13 @@ def test_a_re_recorded_run_is_searched_again_and_records_get_pages(tmp_path: Pat
         publish(store, out)
         res = store.load("hostile-11")
         res.cells[0].summaries["e2e_ms"] = res.cells[0].summaries["e2e_ms"].model_copy(update={"median": 999.0})
-        store.record_run(res, None)
+        run_dir = tmp_path / "results" / "hostile-11"  # its folder is known now, with its report
+        run_dir.mkdir(parents=True)
+        (run_dir / "report.html").write_text("<!DOCTYPE html><title>run</title>")
+        store.record_run(res, str(run_dir))
         again = publish(store, out)
+    runs_js = (out / "runs.js").read_text()
+    assert '"../results/hostile-11/report.html"' in runs_js and runs_js.count("report.html") == 1
     assert again.searched >= 1 and not again.full
     page = next(v for v in first_views(out) if v["key"]["metric"] == "e2e_ms")
     assert page["last_value"] == 999.0
@@ -272,6 +277,13 @@ def test_series_page_with_a_change_point_in_chromium(browser, site: Path, tmp_pa
     page.goto((site / "regressions.html").as_uri(), wait_until="load")
     assert page.locator("tr.open").count() == json.loads((site / "regressions.json").read_text())["open"]
     page.goto((site / "ab" / "index.html").as_uri(), wait_until="load")
+    assert page.locator("table a").count() == 1
+    # the browser's own XML parser on the feed (a file:// .atom has no MIME type to make it parse it as XML)
+    parsed = page.evaluate("""text => { const d = new DOMParser().parseFromString(text, 'application/xml');
+        return {error: d.getElementsByTagName('parsererror').length, ns: d.documentElement.namespaceURI,
+                entries: d.getElementsByTagNameNS('http://www.w3.org/2005/Atom', 'entry').length}; }""",
+                           (site / "regressions.atom").read_text())
+    assert parsed == {"error": 0, "ns": "http://www.w3.org/2005/Atom", "entries": len(regressions)}
     assert problems == [], problems
     page.close()
 
