@@ -34,7 +34,11 @@ def publish(
                                 "into an empty or new folder (or one an earlier publish wrote)")
     since_iso = parse_since(since) if since is not None else None
     with open_store(db) as store:
-        summary = publish_site(store, out, limit=limit, since=since_iso, base_url=base_url, full=full)
+        try:
+            summary = publish_site(store, out, limit=limit, since=since_iso, base_url=base_url, full=full)
+        except OSError as e:  # a full disk or a folder it may not write: the site as far as it got stays
+            raise HarnessInputError("command line", "--out", str(out), f"cannot be written: "
+                                    f"{e.strerror or e} ({e.filename or out})") from None
     err_console.print(
         f"published {out / 'index.html'}: {summary.series} series ({summary.searched} searched again"
         f"{', all' if summary.full else ''}), {summary.changes} change points, {summary.open_regressions} open "
