@@ -316,8 +316,15 @@ def _write_records(store: HistoryStore, ctx: SiteContext, writer: _Writer, abs_:
     from harness.experiment.bisect import BisectRecord
     from reports.ab_report import render_ab_html
 
+    def ab_page(record_id: str) -> str:
+        return render_ab_html(ABResult.model_validate_json(store.ab_json(record_id) or ""))
+
+    def bisect_page(record_id: str) -> str:
+        return render_bisect(ctx, BisectRecord.model_validate_json(store.bisect_json(record_id) or ""))
+
     digests = {}
-    for entries, pages, load in ((abs_, ab_pages, "ab"), (bisects_, bisect_pages, "bisect")):
+    for entries, pages, section, render in ((abs_, ab_pages, "ab", ab_page), (bisects_, bisect_pages, "bisect",
+                                                                              bisect_page)):
         for e in entries:
             page = pages[e.record_id]
             digests[page] = e.digest
@@ -325,14 +332,9 @@ def _write_records(store: HistoryStore, ctx: SiteContext, writer: _Writer, abs_:
                 writer.keep(page)
                 continue
             try:
-                if load == "ab":
-                    text = store.ab_json(e.record_id) or ""
-                    writer.put(page, render_ab_html(ABResult.model_validate_json(text)))
-                else:
-                    text = store.bisect_json(e.record_id) or ""
-                    writer.put(page, render_bisect(ctx, BisectRecord.model_validate_json(text)))
+                writer.put(page, render(e.record_id))
             except ValidationError as err:  # a record an older or newer harness wrote: named, not drawn
-                writer.put(page, render_record_list(ctx, load, f"{e.record_id} could not be read", str(
+                writer.put(page, render_record_list(ctx, section, f"{e.record_id} could not be read", str(
                     err.errors()[0]["msg"]), [], []))
     writer.put("ab/index.html", render_record_list(
         ctx, "ab", "A/B comparisons", "Interleaved A/B comparisons recorded by `harness ab` (and by bisect steps), "

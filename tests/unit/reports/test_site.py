@@ -145,6 +145,15 @@ def test_a_re_recorded_run_is_searched_again_and_records_get_pages(tmp_path: Pat
     assert "ab-&lt;1&gt;" in (out / "ab" / "index.html").read_text()
     listed = (out / "regressions.html").read_text()
     assert "A/B ab-&lt;1&gt;" in listed and "bisect bisect-1" in listed
+    with HistoryStore(url) as store:  # a record this harness cannot read is named on its page, not a crash
+        from sqlalchemy import update
+
+        from harness.analyze.history_tables import bisects
+        with store.engine.begin() as conn:
+            conn.execute(update(bisects).values(record_json='{"bisect_id": 7}'))
+        publish(store, out)
+    (bisect_page,) = (out / "bisect").glob("[!i]*.html")
+    assert "could not be read" in bisect_page.read_text()
 
 
 def test_triage_marks_reach_the_site_and_the_gate(tmp_path: Path) -> None:
