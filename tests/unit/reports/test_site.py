@@ -341,3 +341,31 @@ def test_publish_and_triage_on_postgresql(pg_url: str, tmp_path: Path) -> None:
     assert again.returncode == 0 and "searched again" in again.stderr
     regressions = json.loads((tmp_path / "site" / "regressions.json").read_text())["regressions"]
     assert [r["change"]["triage"]["state"] for r in regressions if r["change"]["id"] == change["id"]] == ["fixed"]
+
+
+def test_ratio_series_to_a_reference_side_through_incremental_publishes(tmp_path: Path) -> None:
+    """A suite measured beside a reference side: its ratio series, published run by run, as `history changes`
+    finds them (the ratio settings: a 5% step three runs after it)."""
+    from tests.unit.analyze.test_history import _nightly_with_reference
+
+    whole = f"sqlite:///{tmp_path / 'whole.sqlite'}"
+    with HistoryStore(whole) as store:
+        _nightly_with_reference(store, n=30, step_at=27)
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    out = tmp_path / "site"
+    with HistoryStore(whole) as source, HistoryStore(url) as store:
+        for i, run_id in enumerate(reversed(source.run_ids_newest_first())):
+            store.record_run(source.load(run_id), None)
+            if i >= 24:  # the last runs one publish each, as a nightly would
+                summary = publish(store, out)
+                assert summary.full == (i == 24)
+    expected = _changes_json(url)
+    assert any(c["reference"] == "r2026.3" and c["direction"] == "regression" for c in expected)
+    site = json.loads((out / "changes.json").read_text())["changes"]
+    assert sorted(expected, key=lambda c: c["id"]) == sorted(site, key=lambda c: c["id"])
+    overview = (out / "index.html").read_text()
+    assert "e2e_ms ÷ r2026.3" in overview
+    ratio = next(c for c in site if c["reference"] == "r2026.3")
+    page = next(v["page"] for v in first_views(out) if v["key"]["reference"] == "r2026.3"
+                and v["key"]["metric"] == ratio["metric"])
+    assert f'id="{ratio["id"]}"' in (out / page).read_text()
