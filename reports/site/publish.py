@@ -49,8 +49,9 @@ from reports.site.pages import (
     render_series,
 )
 
-STATE = ".publish/state.json"
-POINTS = ".publish/points.npz"
+STATE_DIR = ".publish"
+STATE = f"{STATE_DIR}/state.json"
+POINTS = f"{STATE_DIR}/points.npz"
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parents[1] / "templates" / "site"
 
@@ -187,8 +188,13 @@ class _Writer:
 
 def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | None = None, base_url: str = "",
             full: bool = False) -> PublishSummary:
-    """Publish the history at `store` into the folder `out` (see the module docstring)."""
+    """Publish the history at `store` into the folder `out` (see the module docstring); a second publish into the
+    same folder at once gets one clear line."""
+    from harness.records.store import lock_run_dir
+
     t0 = time.perf_counter()
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    lock = lock_run_dir(out / STATE_DIR)  # noqa: F841 - held until this function returns
     generator = _generator_digest(limit, since, base_url)
     state = None if full else _read_state(out, generator)
     run_list = run_entries(store)

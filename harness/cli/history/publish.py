@@ -24,12 +24,12 @@ def publish(
 ) -> None:
     """Publish the history database as a static site in --out: open it as OUT/index.html or serve the folder
     from any static host; regressions.json, changes.json and regressions.atom are for machines."""
-    from reports.site.publish import STATE
+    from reports.site.publish import STATE_DIR
     from reports.site.publish import publish as publish_site
 
     if out.exists() and not out.is_dir():
         raise HarnessInputError("command line", "--out", str(out), "is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / STATE).is_file():
+    if out.is_dir() and any(out.iterdir()) and not (out / STATE_DIR).is_dir():
         raise HarnessInputError("command line", "--out", str(out), "is a folder that holds other files; publish "
                                 "into an empty or new folder (or one an earlier publish wrote)")
     since_iso = parse_since(since) if since is not None else None

@@ -369,3 +369,18 @@ def test_ratio_series_to_a_reference_side_through_incremental_publishes(tmp_path
     page = next(v["page"] for v in first_views(out) if v["key"]["reference"] == "r2026.3"
                 and v["key"]["metric"] == ratio["metric"])
     assert f'id="{ratio["id"]}"' in (out / page).read_text()
+
+
+def test_a_second_publish_into_the_same_folder_at_once_is_one_line(tmp_path: Path) -> None:
+    from harness.records.store import lock_run_dir
+
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    _hostile_runs(url, n=3)
+    (tmp_path / "site" / ".publish").mkdir(parents=True)
+    held = lock_run_dir(tmp_path / "site" / ".publish")
+    try:
+        proc = run_cli("history", "publish", "--db", url, "--out", str(tmp_path / "site"))
+    finally:
+        held.close()
+    assert proc.returncode == 2 and "in use" in proc.stderr and proc.stderr.count("\n") == 1
+    assert run_cli("history", "publish", "--db", url, "--out", str(tmp_path / "site")).returncode == 0
