@@ -353,6 +353,57 @@ def _(ctx: Ctx) -> None:
     ctx.expect(3, "history", "record", run_dir(ctx, "a", make_run("rec-a")), "--db", ctx.not_a_database())
 
 
+@case("history publish", 0)
+def _(ctx: Ctx) -> None:
+    url = history(ctx, 10, step_at=6)
+    got = ctx.expect(0, "history", "publish", "--db", url, "--out", ctx.tmp / "site")
+    assert "published" in got.err and (ctx.tmp / "site" / "index.html").is_file()
+    assert "0 searched again" in ctx.expect(0, "history", "publish", "--db", url, "--out", ctx.tmp / "site").err
+
+
+@case("history publish", 2)
+def _(ctx: Ctx) -> None:
+    (ctx.tmp / "mine").mkdir()
+    (ctx.tmp / "mine" / "notes.txt").write_text("not a site")
+    ctx.expect(2, "history", "publish", "--db", history(ctx, 2), "--out", ctx.tmp / "mine")
+    ctx.expect(2, "history", "publish", "--db", history(ctx, 2), "--out", ctx.tmp / "mine" / "notes.txt")
+
+
+@case("history publish", 3)
+def _(ctx: Ctx) -> None:
+    ctx.expect(3, "history", "publish", "--db", ctx.not_a_database(), "--out", ctx.tmp / "site")
+
+
+def _change_id(ctx: Ctx, url: str) -> str:
+    import json
+
+    changes = json.loads(ctx.expect(0, "history", "changes", "--db", url, "--metric", "tpot_ms", "--format",
+                                    "json").out)["changes"]
+    return changes[0]["id"]
+
+
+@case("history triage", 0)
+def _(ctx: Ctx) -> None:
+    url = history(ctx, 10, step_at=6)
+    ctx.expect(1, "history", "changes", "--db", url, "--recent", "4", "--metric", "tpot_ms")
+    ctx.expect(0, "history", "triage", _change_id(ctx, url), "--state", "acknowledged", "--note", "bug 1", "--db", url)
+    assert "bug 1" in ctx.expect(0, "history", "triage", "--db", url).out
+    ctx.expect(0, "history", "changes", "--db", url, "--recent", "4", "--metric", "tpot_ms")  # the gate honours it
+
+
+@case("history triage", 2)
+def _(ctx: Ctx) -> None:
+    url = history(ctx, 10, step_at=6)
+    ctx.expect(2, "history", "triage", "cp-0123456789", "--state", "fixed", "--db", url)
+    ctx.expect(2, "history", "triage", _change_id(ctx, url), "--state", "maybe", "--db", url)
+    ctx.expect(2, "history", "triage", _change_id(ctx, url), "--clear", "--db", url)  # nothing to clear
+
+
+@case("history triage", 3)
+def _(ctx: Ctx) -> None:
+    ctx.expect(3, "history", "triage", "--db", ctx.not_a_database())
+
+
 @case("baseline set", 0)
 def _(ctx: Ctx) -> None:
     url = history(ctx, 2)
