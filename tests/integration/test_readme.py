@@ -161,7 +161,7 @@ TABLE: dict[str, Expect] = {
     # The history as a site
     "scripts/harness history publish --out site": Expect(OK, "published", writes="site/index.html",
                                                          needs=("default_run",), slow=False),
-    'scripts/harness history triage CHANGE_ID --state acknowledged --note "bug 1234"': Expect(
+    "scripts/harness history triage CHANGE_ID --state acknowledged --note bug 1234": Expect(
         BAD_INPUT, "no change point with this id", slow=False,
         why="the runs recorded here hold no change point, so no id names one (the site tests mark real ones)"),
     "scripts/harness history triage": Expect(OK, "no triage marks", slow=False),
