@@ -194,7 +194,7 @@ def change_id(suite: str, host: str | None, cell_key: str, metric: str, referenc
     import hashlib
 
     text = "\x1f".join((suite, host or "", cell_key, metric, reference or "", after_run))
-    return "cp-" + hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return "cp-" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
 
 
 class ChangePoint(BaseModel):

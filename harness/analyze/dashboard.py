@@ -109,7 +109,7 @@ class Snapshot(BaseModel):
 
 def page_of(key: SeriesKey) -> str:
     text = "\x1f".join((key.suite, key.host or "", key.cell_key, key.metric, key.reference or ""))
-    return "s/" + hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:12] + ".html"
+    return "s/" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:12] + ".html"
 
 
 def run_entries(store: HistoryStore) -> list[RunEntry]:
@@ -153,7 +153,7 @@ def bisect_entries(store: HistoryStore) -> list[RecordEntry]:
 
 
 def _digest(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 class Touched(BaseModel):

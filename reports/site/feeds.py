@@ -4,13 +4,12 @@ what followed them (regressions.json), and an Atom feed of the regressions."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from xml.sax.saxutils import escape as _escape
-from xml.sax.saxutils import quoteattr as _quoteattr
 
 from pydantic import BaseModel, Field
 
 from harness.analyze.changes import ChangePoint
 from harness.analyze.dashboard import RecordEntry
+from harness.core.escaping import html_text
 from reports.changes_report import magnitude, pvalue
 
 FEED_ENTRIES = 100
@@ -49,17 +48,9 @@ class ChangesFile(BaseModel):
 
 
 def escape(text: str) -> str:
-    return _escape(_xml_chars(text))
-
-
-def quoteattr(text: str) -> str:
-    return _quoteattr(_xml_chars(text))
-
-
-def _xml_chars(text: str) -> str:
-    """XML 1.0 refuses control characters and lone surrogates, which a cell key or note may hold."""
-    return "".join(ch if ch in "\t\n\r" or (" " <= ch <= "\ud7ff") or ("\ue000" <= ch <= "\ufffd")
-                   or ch > "\uffff" else "\ufffd" for ch in text)
+    """Text or a quoted attribute value in the feed: the one HTML escaping is XML's too (the five entities, and
+    control characters, bidirectional overrides and lone surrogates shown as U+FFFD)."""
+    return html_text(text)
 
 
 def is_open(c: ChangePoint) -> bool:
@@ -91,14 +82,14 @@ def atom(regressions: Sequence[Regression], as_of: str, base_url: str, title: st
             f"<id>urn:ov-genai-harness:change:{escape(c.id)}</id>"
             f"<title>{escape(c.label() + ' ' + magnitude(c) + state)}</title>"
             f"<updated>{escape(_rfc3339(updated))}</updated>"
-            f"<link rel=\"alternate\" type=\"text/html\" href={quoteattr(base + r.page)}/>"
+            f"<link rel=\"alternate\" type=\"text/html\" href=\"{escape(base + r.page)}\"/>"
             f"<summary>{escape(summary)}</summary>"
             "</entry>")
     return ("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">"
             f"<id>urn:ov-genai-harness:regressions:{escape(title)}</id><title>{escape('Regressions: ' + title)}</title>"
             f"<updated>{escape(_rfc3339(max([as_of, *(_updated(r.change) for r in regressions)])))}</updated><author><name>ov-genai-harness</name></author>"
-            f"<link rel=\"self\" href={quoteattr(base + 'regressions.atom')}/>"
-            f"<link rel=\"alternate\" type=\"text/html\" href={quoteattr(base + 'regressions.html')}/>"
+            f"<link rel=\"self\" href=\"{escape(base + 'regressions.atom')}\"/>"
+            f"<link rel=\"alternate\" type=\"text/html\" href=\"{escape(base + 'regressions.html')}\"/>"
             + "".join(entries) + "</feed>\n")
 
 

@@ -117,7 +117,7 @@ def _report_links(run_list: Sequence[RunEntry], out: Path) -> dict[str, str]:
 
 
 def _record_page(kind: str, record_id: str) -> str:
-    return f"{kind}/" + hashlib.sha1(record_id.encode("utf-8", "surrogateescape")).hexdigest()[:12] + ".html"
+    return f"{kind}/" + hashlib.sha1(record_id.encode("utf-8", "surrogatepass")).hexdigest()[:12] + ".html"
 
 
 def _triage_digest(changes: Sequence[ChangePoint]) -> str:
@@ -167,7 +167,7 @@ class _Writer:
         self.written = self.unchanged = 0
 
     def put(self, rel: str, text: str | bytes) -> None:
-        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+        data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
         digest = hashlib.sha256(data).hexdigest()
         self.files[rel] = digest
         path = self.out / rel

@@ -445,7 +445,8 @@ def test_serving_report_renders_in_chromium(tmp_path):
     """The load charts in a real browser: no console problem, no network, every chart sized and drawn."""
     from reports.html import render_html
     from tests.factories import run
-    from tests.unit.reports.test_html import Browser, _check_page, _find_chromium, _svg_titles
+    from tests.unit.reports.conftest import Browser, _find_chromium
+    from tests.unit.reports.test_html import _check_page, _svg_titles
 
     binary = _find_chromium()
     if binary is None:

@@ -393,7 +393,37 @@ def bisect_renderers(record: BisectRecord) -> dict[str, tuple[str, Callable[[str
 
 def changes_renderers(report: ChangesReport) -> dict[str, tuple[str, Callable[[str, str], None] | None]]:
     return {"changes.md": (render_changes_md(report), check_markdown),
-            "changes terminal": (terminal_text(changes_table(report)), check_terminal)}
+            "changes terminal": (terminal_text(changes_table(report)), check_terminal), **site_renderers(report)}
+
+
+def _check_atom(text: str, where: str) -> None:
+    import xml.etree.ElementTree as ET
+
+    _no_control(text, where)
+    root = ET.fromstring(text)  # an XML parser refuses what a feed reader would
+    assert len(root.findall("{http://www.w3.org/2005/Atom}entry")) == 2, where
+
+
+def site_renderers(report: ChangesReport) -> dict[str, tuple[str, Callable[[str, str], None] | None]]:
+    """`history publish`'s pages of these change points: the regressions page, a series page, the feed."""
+    from harness.analyze.changes import SeriesKey, SeriesPoint
+    from harness.analyze.dashboard import SeriesView
+    from reports.site.feeds import FollowUps, Regression, atom
+    from reports.site.pages import SiteContext, render_regressions, render_series
+
+    ctx = SiteContext(as_of="2026-01-01T00:00:00", database=report.database, limit=500)
+    regressions = [Regression(change=c, page="s/x.html", followed_by=FollowUps()) for c in report.changes]
+    c = report.changes[0]
+    key = SeriesKey(suite=c.suite, host=c.host, cell_key=c.cell_key, metric=c.metric, reference=c.reference)
+    points = [SeriesPoint(f"r{i}", f"2026-01-0{i + 1}", 10.0 + i % 2, c.before_versions, c.after_versions, 9.5, 11.5)
+              for i in range(6)]
+    view = SeriesView(key=key, page="s/x.html", unit=c.unit, higher_is_better=False, facets=None, runs=6,
+                      first_started="2026-01-01", last_started="2026-01-06", last_run="r5", last_value=11.0,
+                      last_stack=c.after_versions, spark=[p.median for p in points], changes=[c])
+    series = render_series(ctx, view, points, [c], {p.run_id: i for i, p in enumerate(points)}, {}, lambda r: None,
+                           [(c.cell_key, "s/y.html")], report.settings)
+    return {"regressions.html": (render_regressions(ctx, regressions, lambda r: None, {}, {}), None),
+            "series.html": (series, None), "regressions.atom": (atom(regressions, ctx.as_of, "", c.suite), _check_atom)}
 
 
 def _as_is(record: Any) -> None:
