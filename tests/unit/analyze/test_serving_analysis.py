@@ -294,8 +294,9 @@ def test_a_server_stall_is_in_the_open_loops_corrected_latency():
     assert _max(samples, "ttft_co_ms") >= 0.9 * STALL_S * 1000
     # the stall hit many requests, not only the few in flight: about rate x stall of them waited > 0.3 s
     assert sum(s.values["e2e_co_ms"][0] > 300 for s in samples) >= 10
-    # and sending kept to the schedule, so here the uncorrected figure saw the stall as well
-    assert _max(samples, "send_lag_ms") < 300
+    # and sending kept to the schedule, so here the uncorrected figure saw the stall as well: a sender that waited
+    # the stall out would lag ~1 s; 0.3 s was seen beside the other test worker on 2 cores, so the bound is half
+    assert _max(samples, "send_lag_ms") < 0.5 * STALL_S * 1000
 
 
 def test_requests_sent_into_a_server_stall_are_timed_from_their_send():
