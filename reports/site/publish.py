@@ -84,9 +84,10 @@ class PublishSummary(BaseModel):
     full: bool
 
 
-def _generator_digest(limit: int, since: str | None, base_url: str) -> str:
-    """Code, templates and options that shape every page: when any changes, everything is drawn again."""
-    h = hashlib.sha256(f"{limit}|{since}|{base_url}".encode())
+def _generator_digest(url: str, limit: int, since: str | None, base_url: str) -> str:
+    """The database, code, templates and options that shape every page: when any changes, everything is drawn
+    again (the folder's state says nothing of another database's runs)."""
+    h = hashlib.sha256(f"{url}|{limit}|{since}|{base_url}".encode("utf-8", "surrogatepass"))
     for folder in (Path(__file__).parent, STATIC, TEMPLATES, Path(__file__).parents[1] / "html"):
         for f in sorted(folder.glob("*")):
             if f.is_file() and f.suffix in (".py", ".j2", ".css", ".js"):
@@ -98,12 +99,11 @@ def _generator_digest(limit: int, since: str | None, base_url: str) -> str:
     return h.hexdigest()[:20]
 
 
-def _read_state(out: Path, generator: str) -> PublishState | None:
+def _read_state(out: Path) -> PublishState | None:
     try:
-        state = PublishState.model_validate_json((out / STATE).read_bytes())
+        return PublishState.model_validate_json((out / STATE).read_bytes())
     except (OSError, ValidationError, ValueError):
         return None
-    return state if state.generator == generator else None
 
 
 def _report_links(run_list: Sequence[RunEntry], out: Path) -> dict[str, str]:
@@ -195,8 +195,9 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
     t0 = time.perf_counter()
     (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     lock = lock_run_dir(out / STATE_DIR)  # noqa: F841 - held until this function returns
-    generator = _generator_digest(limit, since, base_url)
-    state = None if full else _read_state(out, generator)
+    generator = _generator_digest(store.url, limit, since, base_url)
+    previous = _read_state(out)  # its file list, to remove what this publish no longer writes
+    state = previous if previous is not None and previous.generator == generator and not full else None
     run_list = run_entries(store)
     abs_, bisects_ = ab_entries(store), bisect_entries(store)
     snapshot = Snapshot(runs={r.run_id: r.recorded_at for r in run_list},
@@ -293,7 +294,7 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
                                              run_list[-1].started_at if run_list else "", groups, len(abs_),
                                              len(bisects_)))
     removed = 0
-    before = {} if state is None else state.files
+    before = {} if previous is None else previous.files
     for rel in set(before) - set(writer.files):
         path = out / rel
         if path.is_file():

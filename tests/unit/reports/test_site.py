@@ -96,6 +96,15 @@ def test_publish_again_after_one_run_redraws_only_that_runs_series(tmp_path: Pat
         again = publish(store, out)
     assert first.full and first.written > first.series
     assert not again.full and again.searched == 0 and again.written == 0  # nothing recorded in between
+    other = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    _hostile_runs(other, n=3)
+    with HistoryStore(other) as store:  # another database into the same folder: all of it anew, the rest removed
+        switched = publish(store, out)
+    assert switched.full and switched.removed == first.series  # every page of the other history
+    assert len(list((out / "s").glob("*.html"))) == switched.series
+    assert {v["key"]["suite"] for v in first_views(out)} == {"odd <suite>"}
+    with HistoryStore(url) as store:
+        assert publish(store, out).full
     pages = sorted((out / "s").glob("*.html"))
     before = {p: p.stat().st_mtime_ns for p in pages}
     generate(url, runs=40, cells=8, metrics=4, seed=3, first=40, count=1)  # run 40: on lab-a
