@@ -30,6 +30,7 @@ from typing import Literal, NamedTuple, get_args
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from harness.core.digest import digest
 from harness.core.schema import ChangeSettings
 from harness.core.stats import successive_sd
 
@@ -191,10 +192,7 @@ class TriageMark(BaseModel):
 
 def change_id(suite: str, host: str | None, cell_key: str, metric: str, reference: str | None, after_run: str) -> str:
     """A change point's stable name: its series and its first run at the new level."""
-    import hashlib
-
-    text = "\x1f".join((suite, host or "", cell_key, metric, reference or "", after_run))
-    return "cp-" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return "cp-" + digest([suite, host, cell_key, metric, reference, after_run], 10)
 
 
 class ChangePoint(BaseModel):

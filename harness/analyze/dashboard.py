@@ -8,7 +8,6 @@ last publish (`Snapshot` remembers each run's recorded_at); the rest come from t
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from sqlalchemy import select
 
 from harness.analyze.changes import ChangePoint, SeriesKey, SeriesPoint, series_changes
 from harness.analyze.history_tables import ab_records, bisects, runs
+from harness.core.digest import digest
 from harness.core.metrics import METRICS
 
 if TYPE_CHECKING:
@@ -108,8 +108,7 @@ class Snapshot(BaseModel):
 
 
 def page_of(key: SeriesKey) -> str:
-    text = "\x1f".join((key.suite, key.host or "", key.cell_key, key.metric, key.reference or ""))
-    return "s/" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:12] + ".html"
+    return f"s/{digest([key.suite, key.host, key.cell_key, key.metric, key.reference], 12)}.html"
 
 
 def run_entries(store: HistoryStore) -> list[RunEntry]:
@@ -137,7 +136,7 @@ def ab_entries(store: HistoryStore) -> list[RecordEntry]:
             except (ValueError, AttributeError):
                 cells = []
             out.append(RecordEntry(record_id=row.ab_id, suite=row.suite_name, started_at=row.started_at,
-                                   digest=_digest(row.ab_json), base_run=row.base_run, candidate_run=row.candidate_run,
+                                   digest=digest(row.ab_json), base_run=row.base_run, candidate_run=row.candidate_run,
                                    n_regressions=row.n_regressions, cells=[c for c in cells if c]))
     return out
 
@@ -148,12 +147,8 @@ def bisect_entries(store: HistoryStore) -> list[RecordEntry]:
         rows = list(conn.execute(select(b.bisect_id, b.suite_name, b.started_at, b.cell_key, b.metric, b.status,
                                         b.record_json).order_by(b.started_at)))
     return [RecordEntry(record_id=row.bisect_id, suite=row.suite_name, started_at=row.started_at,
-                        digest=_digest(row.record_json), cell_key=row.cell_key, metric=row.metric, status=row.status)
+                        digest=digest(row.record_json), cell_key=row.cell_key, metric=row.metric, status=row.status)
             for row in rows]
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 class Touched(BaseModel):

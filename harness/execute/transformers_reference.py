@@ -115,7 +115,8 @@ def reference(cell: CellSpec, source_dir: str | None, source_error: str | None, 
         return TransformersReference(source=source_dir, error=task)
     kept = None
     if cache_dir is not None:
-        from harness.models.cache import digest, read_json, write_json_whole
+        from harness.core.digest import digest
+        from harness.models.cache import read_json, write_json_whole
 
         kept = cache_dir / "transformers-reference" / f"{digest(reuse_key(task))}.json"
         earlier = read_json(kept)

@@ -26,12 +26,6 @@ BIG_FILE = 256 * MiB
 EDGE = 16 * MiB
 
 
-def digest(obj: Any, length: int = 16) -> str:
-    """Stable short hash of a JSON-able object."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:length]
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:

@@ -128,7 +128,8 @@ def read_info(path: Path, cache_dir: Path | None = None) -> GgufInfo:
         return _parsed_info(path)
     from dataclasses import asdict
 
-    from harness.models.cache import digest, fingerprint_file, read_json, write_json_whole
+    from harness.core.digest import digest
+    from harness.models.cache import fingerprint_file, read_json, write_json_whole
 
     kept = cache_dir / "gguf-info" / f"{digest({'file': fingerprint_file(path), 'version': 1})}.json"
     found = read_json(kept)

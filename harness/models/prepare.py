@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.core.digest import digest
 from harness.core.errors import ModelPreparationError
 from harness.core.host import package_versions
 from harness.core.input_files import MAX_MODEL_CONFIG_BYTES, load_json
@@ -97,7 +98,7 @@ def _cached_ir(src: ResolvedSource, source: str, precision: str, compression: Co
         notes = (*notes, f"{precision} weights compressed by NNCF from the fp16 IR")
     else:
         key = export_key(src, precision, compression)
-    entry = cache_dir / "ir" / f"{src.slug}-{precision}-{cache.digest(key)}"
+    entry = cache_dir / "ir" / f"{src.slug}-{precision}-{digest(key)}"
     with cache.entry_lock(entry, on_wait=lambda: log(f"waiting for another process preparing {entry.name} ...")):
         manifest = _verified_manifest(entry, log)
         if manifest is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from harness.core.digest import digest
 from harness.core.errors import ModelPreparationError
 from harness.core.host import package_versions
 from harness.core.input_files import MAX_MODEL_CONFIG_BYTES, MAX_TOKENIZER_BYTES, gguf_header, load_json
@@ -222,7 +223,7 @@ def _gguf_to_hf(gguf: Path, slug: str, cache_dir: Path, log: Callable[[str], Non
     from harness.models.gguf import convert_to_hf
 
     key = {"convert": CONVERT_VERSION, "gguf": cache.fingerprint_file(gguf), "versions": package_versions(CONVERT_LIBS)}
-    entry = Path(cache_dir) / "hf" / f"{slug}-{cache.digest(key)}"
+    entry = Path(cache_dir) / "hf" / f"{slug}-{digest(key)}"
     return _cached(entry, lambda tmp: convert_to_hf(gguf, tmp, log), "converting", log)
 
 
@@ -231,7 +232,7 @@ def _cut(inner: ResolvedSource, layers: int, cache_dir: Path, log: Callable[[str
 
     key = {"convert": CONVERT_VERSION, "content": cache.fingerprint_dir(inner.path, exclude=frozenset({
         "harness-entry.json", synthetic.MARKER})), "layers": layers, "versions": package_versions(CONVERT_LIBS)}
-    entry = Path(cache_dir) / "hf" / f"{inner.slug}-layers{layers}-{cache.digest(key)}"
+    entry = Path(cache_dir) / "hf" / f"{inner.slug}-layers{layers}-{digest(key)}"
 
     def build(tmp: Path) -> None:
         log(f"cutting the first {layers} layers of {inner.slug}")

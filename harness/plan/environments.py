@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from harness.core.digest import digest
 from harness.core.errors import HarnessInputError
 from harness.core.input_files import (
     MAX_METADATA_BYTES,
@@ -119,7 +120,7 @@ def parse_env_option(text: str) -> EnvironmentSpec:
 def harness_source_dir(cache_dir: Path) -> Path:
     """A folder in the cache holding only a link to the `harness` package (what a worker's PYTHONPATH names)."""
     pkg = Path(__file__).resolve().parents[1]
-    shim = Path(cache_dir) / "envs" / "src" / cache.digest(str(pkg), 12)
+    shim = Path(cache_dir) / "envs" / "src" / digest(str(pkg), 12)
     link = shim / "harness"
     if not link.exists():
         shim.mkdir(parents=True, exist_ok=True)
@@ -264,14 +265,14 @@ def prepare_environment(spec: EnvironmentSpec, cache_dir: Path,
     reqs = requirements(spec)
     log(f"environment {spec.name}: resolving {' '.join(spec.packages)} ...")
     resolved = _resolve(spec, reqs, base)
-    digest = cache.digest({"format": ENV_FORMAT, "python": sys.version.split()[0], "packages": resolved})
-    entry = Path(cache_dir) / "envs" / digest
-    with cache.entry_lock(entry, on_wait=lambda: log(f"waiting for another process building environment {digest}")):
+    env_digest = digest({"format": ENV_FORMAT, "python": sys.version.split()[0], "packages": resolved})
+    entry = Path(cache_dir) / "envs" / env_digest
+    with cache.entry_lock(entry, on_wait=lambda: log(f"waiting for another process building environment {env_digest}")):
         manifest = _manifest(entry)
         if manifest is not None:
             log(f"environment {spec.name}: reusing {entry}")
             return _prepared(source_dir, name=spec.name, python=str(entry / "bin" / "python"),
-                             requested=spec.packages, resolved=resolved, digest=digest, versions=manifest["versions"],
+                             requested=spec.packages, resolved=resolved, digest=env_digest, versions=manifest["versions"],
                              build_s=manifest.get("build_s"))
         shutil.rmtree(entry, ignore_errors=True)  # a build that never finished is never reused
         t0 = time.monotonic()
@@ -288,7 +289,7 @@ def prepare_environment(spec: EnvironmentSpec, cache_dir: Path,
                                                  indent=1))
         log(f"environment {spec.name}: openvino-genai {versions.get('openvino-genai')} ready in {build_s:.0f} s")
     return _prepared(source_dir, name=spec.name, python=str(entry / "bin" / "python"), requested=spec.packages,
-                     resolved=resolved, digest=digest, versions=versions, build_s=build_s)
+                     resolved=resolved, digest=env_digest, versions=versions, build_s=build_s)
 
 
 def _manifest(entry: Path) -> dict | None:
@@ -325,8 +326,8 @@ def model_view(env: PreparedEnvironment, model_dir: Path, cache_dir: Path,
         return model_dir
     if not any((model_dir / f).exists() for f in TOKENIZER_FILES):
         return model_dir  # no tokenizer IR to replace (for instance a diffusion or speech layout)
-    view = (Path(cache_dir) / "envs" / "views" / (env.digest or cache.digest(env.python, 12))
-            / f"{model_dir.name}-{cache.digest(str(model_dir.resolve()), 8)}")
+    view = (Path(cache_dir) / "envs" / "views" / (env.digest or digest(env.python, 12))
+            / f"{model_dir.name}-{digest(str(model_dir.resolve()), 8)}")
     done = view / ".harness-view"
     with cache.entry_lock(view):
         if done.exists():

@@ -37,6 +37,7 @@ from harness.analyze.dashboard import (
 from harness.analyze.history import HistoryStore
 from harness.analyze.history_changes import recorded_rules
 from harness.analyze.triage import with_triage
+from harness.core.digest import digest
 from reports.site.feeds import ChangesFile, Regression, RegressionsFile, atom, follow_ups
 from reports.site.pages import (
     SiteContext,
@@ -117,11 +118,11 @@ def _report_links(run_list: Sequence[RunEntry], out: Path) -> dict[str, str]:
 
 
 def _record_page(kind: str, record_id: str) -> str:
-    return f"{kind}/" + hashlib.sha1(record_id.encode("utf-8", "surrogatepass")).hexdigest()[:12] + ".html"
+    return f"{kind}/{digest(record_id, 12)}.html"
 
 
 def _triage_digest(changes: Sequence[ChangePoint]) -> str:
-    return hashlib.sha1(json.dumps([c.triage.model_dump() if c.triage else None for c in changes]).encode()).hexdigest()
+    return digest([c.triage.model_dump() if c.triage else None for c in changes])
 
 
 def _others(view: SeriesView, peers: dict[tuple, list[SeriesView]]) -> list[tuple[str, str]]:

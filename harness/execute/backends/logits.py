@@ -28,11 +28,11 @@ from harness.analyze.logit_quality import (
     summary,
 )
 from harness.core.backend import CellModels
+from harness.core.digest import digest
 from harness.core.errors import ModelPreparationError
 from harness.core.schema import CellSpec, CheckOutputs, Sample
 from harness.execute.backends.driver import Backend
 from harness.kinds.quality import QualityParams
-from harness.models.cache import digest
 from harness.models.texts import text_of
 
 # the fp16 baseline (and, unless the cell's properties say otherwise, the cell) runs at f32 with an f32 KV cache:

@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.core.digest import digest
 from harness.core.errors import ModelPreparationError
 from harness.core.host import package_versions
 from harness.models import cache
@@ -99,7 +100,7 @@ def cache_key(name: str) -> dict[str, Any]:
 
 
 def entry_dir(name: str, cache_dir: Path) -> Path:
-    return Path(cache_dir) / "synthetic" / f"{name}-{cache.digest(cache_key(name))}"
+    return Path(cache_dir) / "synthetic" / f"{name}-{digest(cache_key(name))}"
 
 
 def _intact(entry: Path, log: Callable[[str], None], repair: bool = False) -> bool:
