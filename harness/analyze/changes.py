@@ -2,10 +2,11 @@
 
 Detection is ruptures' PELT (Killick, Fearnhead & Eckley 2012) on the log of the run medians with an l2
 (mean-shift) cost, through its C implementation (`KernelCPD` with the linear kernel, whose cost is the l2 cost:
-the same change points as `Pelt(model="l2")`, ~1000x faster on 500 runs); its penalty is scaled by the series' own run-to-run variance (`stats.successive_sd`,
-robust to the shifts it is looking for), so no threshold is set per metric. Each change point PELT proposes
-is then tested as Apache Otava (E-Divisive + Student t) and MongoDB's CI do, with a t-test between the runs
-since the previous change point and the runs up to the next: Yuen's trimmed-mean Welch test (scipy), since
+the same change points as `Pelt(model="l2")`, ~1000x faster on 500 runs); its penalty is scaled by the series'
+own run-to-run variance (`stats.successive_sd`, robust to the shifts it is looking for), so no threshold is set
+per metric. Each change point PELT proposes is then tested as Apache Otava (E-Divisive + Student t) and MongoDB's
+CI do, with a t-test between the runs since the previous change point and the runs up to the next: Yuen's
+trimmed-mean Welch test (scipy's figures, computed here: `trimmed_welch`), since
 a shared machine's runs have heavy tails and one wild run must not hide a step. The weakest point that fails the
 significance (`max_pvalue`) or the minimum magnitude is dropped and its neighbours' segments merged and
 re-tested, until every remaining point passes. Its magnitude is the ratio of the two segments' (trimmed)
@@ -95,10 +96,10 @@ def _pelt(y: np.ndarray, penalty: float, min_size: int) -> list[int]:
     return [int(e) for e in ends[:-1]]  # the last "end" is always len(y)
 
 
-def trimmed_welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float, float]:
+def trimmed_welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
     """Yuen's trimmed Welch test of b against a, as scipy.stats.ttest_ind(b, a, equal_var=False, trim=TRIM)
     computes it: (trimmed mean of a, of b, the standard error of their difference, degrees of freedom (1 where
-    undefined, as scipy), and b's size after trimming). Here rather than through scipy because its per-call
+    undefined, as scipy)). Here rather than through scipy because its per-call
     overhead (~2.5 ms) made a 500-run series' search cost more than everything else on the site."""
     parts = []
     for x in (a, b):
@@ -114,7 +115,7 @@ def trimmed_welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, fl
     spread = vn_a ** 2 / (h_a - 1) + vn_b ** 2 / (h_b - 1) if h_a > 1 and h_b > 1 else math.nan
     df = (vn_a + vn_b) ** 2 / spread if spread > 0 else math.nan
     df = 1.0 if not math.isfinite(df) else float(df)
-    return mean_a, mean_b, math.sqrt(vn_a + vn_b) if vn_a + vn_b >= 0 else math.nan, df, float(h_b)
+    return mean_a, mean_b, math.sqrt(vn_a + vn_b) if vn_a + vn_b >= 0 else math.nan, df
 
 
 def _test(y: np.ndarray, lo: int, cut: int, hi: int, log_scale: bool, noise_sd: float, series_noise: bool) -> Shift:
@@ -129,7 +130,7 @@ def _test(y: np.ndarray, lo: int, cut: int, hi: int, log_scale: bool, noise_sd: 
     change: float | None
     low: float | None
     high: float | None
-    centre_a, centre_b, se, df, _ = trimmed_welch(a, b)
+    centre_a, centre_b, se, df = trimmed_welch(a, b)
     diff = centre_b - centre_a
     if not math.isfinite(se):
         se = 0.0
@@ -190,6 +191,12 @@ class TriageMark(BaseModel):
                             "have moved the point by a run)")
 
 
+def series_label(suite: str, host: str | None, cell_key: str, metric: str, reference: str | None) -> str:
+    """'suite @ host: cell metric ÷ reference', as the commands name a series."""
+    where = f"{suite}" + (f" @ {host}" if host else "")
+    return f"{where}: {cell_key} {metric}" + (f" ÷ {reference}" if reference else "")
+
+
 def change_id(suite: str, host: str | None, cell_key: str, metric: str, reference: str | None, after_run: str) -> str:
     """A change point's stable name: its series and its first run at the new level."""
     return "cp-" + digest([suite, host, cell_key, metric, reference, after_run], 10)
@@ -235,8 +242,7 @@ class ChangePoint(BaseModel):
         return change_id(self.suite, self.host, self.cell_key, self.metric, self.reference, self.after_run)
 
     def label(self) -> str:
-        where = f"{self.suite}" + (f" @ {self.host}" if self.host else "")
-        return f"{where}: {self.cell_key} {self.metric}" + (f" ÷ {self.reference}" if self.reference else "")
+        return series_label(self.suite, self.host, self.cell_key, self.metric, self.reference)
 
 
 class SeriesKey(BaseModel):

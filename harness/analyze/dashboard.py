@@ -167,8 +167,9 @@ def touched_since(before: Snapshot | None, now: Snapshot) -> Touched | None:
                    ab_runs=sorted(set(before.ab_runs) ^ set(now.ab_runs)))
 
 
-def touched_series(store: HistoryStore, touched: Touched) -> set[SeriesKey]:
-    return {key for run in [*touched.runs, *touched.ab_runs] for key in store.series_in_run(run)}
+def touched_series(store: HistoryStore, run_ids: Iterable[str]) -> set[SeriesKey]:
+    """The series these runs have a value in."""
+    return {key for run in run_ids for key in store.series_in_run(run)}
 
 
 class PointCache:
@@ -231,7 +232,7 @@ def merged_points(store: HistoryStore, cache: PointCache, touched: Touched, keys
     in (a re-recorded run's replacing its old ones); read whole where the cache cannot tell (a new series, or a
     run that became or stopped being an A/B side)."""
     fresh = store.points_in_runs(touched.runs)
-    whole = touched_series(store, Touched(runs=touched.ab_runs, ab_runs=[])) if touched.ab_runs else set()
+    whole = touched_series(store, touched.ab_runs)
     gone = set(touched.runs)
     out: dict[SeriesKey, list[SeriesPoint]] = {}
     for key in keys - whole:

@@ -210,7 +210,6 @@ class HistoryStore(HistoryQueries):
             self._require_run(conn, run_id)
             upsert(conn, baselines, {"name": name}, {"run_id": run_id, "set_at": _now()})
 
-
     def set_triage(self, change: Any, mark: Any) -> None:
         """Record a TriageMark (harness/analyze/changes.py) on a ChangePoint, replacing an earlier one."""
         from harness.analyze.triage import series_ids

@@ -82,9 +82,10 @@ class ChangeRules:
         return ChangeRules(over(self.value), cast(RatioChangeSettings, over(self.ratio)),
                            {k: (over(v), cast(RatioChangeSettings, over(r))) for k, (v, r) in self.suites.items()})
 
-    def widest_segment(self) -> int:
-        return max([self.value.min_segment, self.ratio.min_segment,
-                    *(s.min_segment for pair in self.suites.values() for s in pair)])
+    def widest_segment(self, values: bool = True, ratios: bool = True) -> int:
+        """The longest `min_segment` of the run medians' settings and/or the ratio series' (every suite's)."""
+        pairs = [(self.value, self.ratio), *self.suites.values()]
+        return max([v.min_segment for v, _ in pairs if values] + [r.min_segment for _, r in pairs if ratios])
 
 
 def _file_settings(path: Path) -> tuple[ChangeSettings, RatioChangeSettings, str]:

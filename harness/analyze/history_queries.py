@@ -153,7 +153,7 @@ class HistoryQueries:
             q = q.where(m.run_id.in_(list(run_ids)))
         out: dict[tuple, list[SeriesPoint]] = {}
         with self.engine.connect() as conn:
-            # positional unpacking and a slotted dataclass: a lab's history holds millions of rows
+            # positional unpacking into named tuples: a lab's history holds millions of rows
             for name, hostname, cell, tag, run_id, started, median, lo, hi, genai, ov, *reference in conn.execute(q):
                 key = (name, hostname, cell, tag, reference[0] if ratios else None)
                 points = out.get(key)

@@ -27,7 +27,7 @@ def spark_class(changes: Sequence[ChangePoint]) -> str:
     return {"regression": "sp-reg", "improvement": "sp-imp"}.get(last.direction, "sp-chg")
 
 
-def sparkline(values: Sequence[float], runs: int, changes: Sequence[ChangePoint]) -> Markup:
+def sparkline(values: Sequence[float], changes: Sequence[ChangePoint]) -> Markup:
     """The newest values as a line; the newest change point within them as a tick."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite:

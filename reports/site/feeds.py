@@ -47,12 +47,6 @@ class ChangesFile(BaseModel):
     changes: list[ChangePoint]
 
 
-def escape(text: str) -> str:
-    """Text or a quoted attribute value in the feed: the one HTML escaping is XML's too (the five entities, and
-    control characters, bidirectional overrides and lone surrogates shown as U+FFFD)."""
-    return html_text(text)
-
-
 def is_open(c: ChangePoint) -> bool:
     return c.triage is None or c.triage.state == "acknowledged"
 
@@ -68,7 +62,9 @@ def follow_ups(c: ChangePoint, abs_: Sequence[RecordEntry], bisects: Sequence[Re
 
 
 def atom(regressions: Sequence[Regression], as_of: str, base_url: str, title: str) -> str:
-    """An Atom 1.0 feed of the newest regressions (entry updated: its first bad run, or its triage)."""
+    """An Atom 1.0 feed of the newest regressions (entry updated: its first bad run, or its triage). Its text
+    goes through the one HTML escaping, which is XML's too (the five entities; control characters, bidirectional
+    overrides and lone surrogates shown as U+FFFD)."""
     base = base_url.rstrip("/") + "/" if base_url else ""
     entries = []
     for r in regressions[:FEED_ENTRIES]:
@@ -79,17 +75,19 @@ def atom(regressions: Sequence[Regression], as_of: str, base_url: str, title: st
                    f"stack {c.before_versions} → {c.after_versions}" + (f"; {c.triage.note}" if c.triage else ""))
         entries.append(
             "<entry>"
-            f"<id>urn:ov-genai-harness:change:{escape(c.id)}</id>"
-            f"<title>{escape(c.label() + ' ' + magnitude(c) + state)}</title>"
-            f"<updated>{escape(_rfc3339(updated))}</updated>"
-            f"<link rel=\"alternate\" type=\"text/html\" href=\"{escape(base + r.page)}\"/>"
-            f"<summary>{escape(summary)}</summary>"
+            f"<id>urn:ov-genai-harness:change:{html_text(c.id)}</id>"
+            f"<title>{html_text(c.label() + ' ' + magnitude(c) + state)}</title>"
+            f"<updated>{html_text(_rfc3339(updated))}</updated>"
+            f"<link rel=\"alternate\" type=\"text/html\" href=\"{html_text(base + r.page)}\"/>"
+            f"<summary>{html_text(summary)}</summary>"
             "</entry>")
     return ("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">"
-            f"<id>urn:ov-genai-harness:regressions:{escape(title)}</id><title>{escape('Regressions: ' + title)}</title>"
-            f"<updated>{escape(_rfc3339(max([as_of, *(_updated(r.change) for r in regressions)])))}</updated><author><name>ov-genai-harness</name></author>"
-            f"<link rel=\"self\" href=\"{escape(base + 'regressions.atom')}\"/>"
-            f"<link rel=\"alternate\" type=\"text/html\" href=\"{escape(base + 'regressions.html')}\"/>"
+            f"<id>urn:ov-genai-harness:regressions:{html_text(title)}</id>"
+            f"<title>{html_text('Regressions: ' + title)}</title>"
+            f"<updated>{html_text(_rfc3339(max([as_of, *(_updated(r.change) for r in regressions)])))}</updated>"
+            "<author><name>ov-genai-harness</name></author>"
+            f"<link rel=\"self\" href=\"{html_text(base + 'regressions.atom')}\"/>"
+            f"<link rel=\"alternate\" type=\"text/html\" href=\"{html_text(base + 'regressions.html')}\"/>"
             + "".join(entries) + "</feed>\n")
 
 

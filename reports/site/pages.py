@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.analyze.changes import ChangePoint, SeriesKey, SeriesPoint
+from harness.analyze.changes import ChangePoint, SeriesPoint
 from harness.analyze.dashboard import SPARK_POINTS, RecordEntry, SeriesView
 from harness.core.metrics import METRICS
 from harness.core.schema import ChangeSettings
@@ -24,21 +24,20 @@ from reports.site.feeds import Regression, is_open
 class SiteContext:
     """What every page shows in its frame."""
 
-    as_of: str  # the newest run's start: what the pages show depends on the data only, so unchanged pages stay
     database: str
     limit: int
 
 
 def _frame(ctx: SiteContext, root: str, section: str) -> dict[str, Any]:
-    return {"as_of": ctx.as_of, "database": ctx.database, "root": root, "section": section}
+    return {"database": ctx.database, "root": root, "section": section}
 
 
 def value_text(v: float, unit: str) -> str:
     return "—" if not math.isfinite(v) else f"{v:.4g} {unit}".rstrip()
 
 
-def _series_label(key: SeriesKey) -> str:
-    return key.metric + (f" ÷ {key.reference}" if key.reference else "")
+def _column_label(metric: str, reference: str | None) -> str:
+    return metric + (f" ÷ {reference}" if reference else "")
 
 
 def _metric_order(label_key: tuple[str, str | None]) -> tuple[int, str, str]:
@@ -48,7 +47,7 @@ def _metric_order(label_key: tuple[str, str | None]) -> tuple[int, str, str]:
 
 
 def render_overview(ctx: SiteContext, views: Sequence[tuple[SeriesView, list[ChangePoint]]], n_runs: int, newest: str,
-                    group_runs: dict[tuple[str, str | None], tuple[int, str, str]], n_ab: int, n_bisect: int) -> str:
+                    n_ab: int, n_bisect: int) -> str:
     """The suites × hosts grid: a row per cell, a column per metric (and ratio), each series a sparkline."""
     grouped: dict[tuple[str, str | None], list[SeriesView]] = defaultdict(list)
     marked: dict[str, list[ChangePoint]] = {}
@@ -87,19 +86,18 @@ def render_overview(ctx: SiteContext, views: Sequence[tuple[SeriesView, list[Cha
                 group_open += sum(is_open(c) for c in regressions)
                 triaged += sum(c.triage is not None for c in regressions)
                 last = changes[-1] if changes else None
-                tip = f"{cell} {_series_label(v.key)}: {value_text(v.last_value, v.unit)}"
+                tip = f"{cell} {_column_label(v.key.metric, v.key.reference)}: {value_text(v.last_value, v.unit)}"
                 if last:
                     tip += f"; {last.direction} {magnitude(last)} from {last.after_started[:10]}"
                     tip += f" ({last.triage.state})" if last.triage else ""
-                row["sparks"].append({"page": v.page, "title": tip, "svg": sparkline(v.spark, v.runs, changes)})
+                row["sparks"].append({"page": v.page, "title": tip, "svg": sparkline(v.spark, changes)})
             rows.append(row)
         n_rows += len(rows)
         open_total += group_open
-        runs, newest_run, stack = group_runs.get((suite, host), (0, "", ""))
-        groups.append({"suite": suite, "host": host or "", "runs": runs, "newest": newest_run, "stack": stack,
-                       "open": group_open, "rows": rows,
-                       "metrics": [{"label": _series_label(SeriesKey(suite=suite, host=host, cell_key="", metric=m,
-                                                                     reference=r)),
+        latest = max(members, key=lambda v: v.last_started)  # the group's newest run, and its stack
+        groups.append({"suite": suite, "host": host or "", "runs": max(v.runs for v in members),
+                       "newest": latest.last_started, "stack": latest.last_stack, "open": group_open, "rows": rows,
+                       "metrics": [{"label": _column_label(m, r),
                                     "title": f"{METRICS[m].title}: {METRICS[m].formula()}" if m in METRICS else m} for m, r in columns]})
         facet_values["suite"].add(suite)
         facet_values["host"].add(host or "")
@@ -113,7 +111,7 @@ def render_overview(ctx: SiteContext, views: Sequence[tuple[SeriesView, list[Cha
         n_ab=n_ab, n_bisect=n_bisect, n_rows=n_rows, spark_points=SPARK_POINTS)
 
 
-def _json_for_script(data: object) -> str:
+def script_json(data: object) -> str:
     # inside <script>: no "</" can close it; the template's escaping must not apply (Markup via |safe is not used)
     return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c").replace(">", "\\u003e")
 
@@ -158,7 +156,7 @@ def render_series(ctx: SiteContext, view: SeriesView, points: Sequence[SeriesPoi
         metric_doc=f"{metric.title}: {metric.formula()}" if metric else "", latest=value_text(view.last_value, view.unit),
         settings_text=settings_text, others=[{"href": "../" + page, "label": label} for label, page in others],
         stacks=sorted({run_stack.get(p.run_id, "") for p in points} - {""}),
-        chart=series_chart(points, changes, view.unit), data=Markup(_json_for_script(data)))
+        chart=series_chart(points, changes, view.unit), data=Markup(script_json(data)))
 
 
 def render_regressions(ctx: SiteContext, regressions: Sequence[Regression], report_of: Callable[[str], str | None],
@@ -170,8 +168,7 @@ def render_regressions(ctx: SiteContext, regressions: Sequence[Regression], repo
         row = {"id": c.id, "page": r.page, "suite": c.suite, "host": c.host, "cell_key": c.cell_key, "metric": c.metric,
                "reference": c.reference, "magnitude": magnitude(c), "p": pvalue(c.pvalue), "after_run": c.after_run,
                "after_started": c.after_started, "runs_since": c.runs_since, "report": report_of(c.after_run),
-               "stack": f"{c.before_versions} → {c.after_versions}" if c.before_versions != c.after_versions
-               else c.after_versions, "triage": c.triage,
+               "stack": versions(c), "triage": c.triage,
                "ab": [{"href": ab_pages[a], "label": a} for a in r.followed_by.ab if a in ab_pages],
                "bisect": [{"href": bisect_pages[b], "label": b} for b in r.followed_by.bisect if b in bisect_pages]}
         (rows_open if is_open(c) else rows_closed).append(row)

@@ -8,7 +8,6 @@ triage marks changed), and writes a file only when its bytes differ; files of se
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -38,7 +37,8 @@ from harness.analyze.history import HistoryStore
 from harness.analyze.history_changes import recorded_rules
 from harness.analyze.triage import with_triage
 from harness.core.digest import digest
-from reports.site.feeds import ChangesFile, Regression, RegressionsFile, atom, follow_ups
+from harness.core.escaping import json_of
+from reports.site.feeds import ChangesFile, Regression, RegressionsFile, atom, follow_ups, is_open
 from reports.site.pages import (
     SiteContext,
     ab_rows,
@@ -48,6 +48,7 @@ from reports.site.pages import (
     render_record_list,
     render_regressions,
     render_series,
+    script_json,
 )
 
 STATE_DIR = ".publish"
@@ -164,7 +165,8 @@ class _Writer:
     """Writes a file only when its bytes differ from what the last publish wrote (and it is still there)."""
 
     def __init__(self, out: Path, before: dict[str, str]):
-        self.out, self.before, self.files = out, before, {}  # type: ignore[var-annotated]
+        self.out, self.before = out, before
+        self.files: dict[str, str] = {}  # what this publish wrote or kept, by its digest
         self.written = self.unchanged = 0
 
     def put(self, rel: str, text: str | bytes) -> None:
@@ -198,14 +200,15 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
     lock = lock_run_dir(out / STATE_DIR)  # noqa: F841 - held until this function returns
     generator = _generator_digest(store.url, limit, since, base_url)
     previous = _read_state(out)  # its file list, to remove what this publish no longer writes
-    state = previous if previous is not None and previous.generator == generator and not full else None
+    usable = previous if previous is not None and previous.generator == generator and not full else None
     run_list = run_entries(store)
     abs_, bisects_ = ab_entries(store), bisect_entries(store)
     snapshot = Snapshot(runs={r.run_id: r.recorded_at for r in run_list},
                         ab_runs=sorted({x for a in abs_ for x in (a.base_run or "", a.candidate_run or "") if x}))
-    touched = touched_since(state.snapshot if state else None, snapshot)
-    rebuild = state is None or touched is None
-    run_numbers = dict(state.run_numbers) if state is not None and not rebuild else {}
+    touched = touched_since(usable.snapshot if usable else None, snapshot)
+    state = usable if touched is not None else None  # what this publish builds on; None: everything anew
+    rebuild = state is None
+    run_numbers = dict(state.run_numbers) if state is not None else {}
     for r in run_list:
         run_numbers.setdefault(r.run_id, len(run_numbers))
     by_number: list[RunEntry | None] = [None] * len(run_numbers)
@@ -213,14 +216,14 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
         by_number[run_numbers[r.run_id]] = r
     cache = PointCache() if rebuild else PointCache.load(out / POINTS)
     rules = recorded_rules(store)
-    if touched is None:
+    if state is None or touched is None:
         points = fetch_series(store, None, since, limit)
         keys: set[SeriesKey] = set(points)
     else:
-        keys = touched_series(store, touched)
+        keys = touched_series(store, [*touched.runs, *touched.ab_runs])
         points = merged_points(store, cache, touched, keys, by_number, since, limit)
     run_stack = {r.run_id: r.stack() for r in run_list}
-    views: dict[str, SeriesView] = {} if rebuild or state is None else dict(state.views)
+    views: dict[str, SeriesView] = {} if state is None else dict(state.views)
     for key in keys:  # a touched series with no points now (its runs became A/B sides) is gone
         if not points.get(key):
             views.pop(page_of(key), None)
@@ -237,8 +240,8 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
     triaged = {page: with_triage(v.changes, marks) for page, v in views.items()}
     triage_digests = {page: _triage_digest(cs) for page, cs in triaged.items()}
     # the pages to draw: searched again, or their marks changed (their points from the cache)
-    redraw = {page_of(k) for k in points if points[k]} | {p for p in views if rebuild
-                                                          or state is None or state.triage.get(p) != triage_digests[p]}
+    redraw = {page_of(k) for k in points if points[k]} | {p for p in views if state is None
+                                                          or state.triage.get(p) != triage_digests[p]}
     searched = len(points)
     for page in redraw:
         key = views[page].key
@@ -248,8 +251,8 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
 
     reports = _report_links(run_list, out)
     as_of = max((r.started_at for r in run_list), default="")
-    ctx = SiteContext(as_of=as_of, database=store.url, limit=limit)
-    writer = _Writer(out, {} if full or state is None else state.files)
+    ctx = SiteContext(database=store.url, limit=limit)
+    writer = _Writer(out, {} if state is None else state.files)
     peers = _peer_index(views.values())
     for page in sorted(views):
         if page not in redraw:
@@ -260,40 +263,28 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
                                        _others(view, peers), rules.of(view.key)))
     # by run number; a number whose run is gone keeps its place (an empty entry) until a full publish
     rows = [[r.run_id, r.started_at, r.stack(), reports.get(r.run_id)] if r else ["", "", "", None] for r in by_number]
-    writer.put("runs.js", "window.HARNESS_RUNS=" + json.dumps(rows, separators=(",", ":")).replace("<", "\\u003c")
-               + ";\n")
+    writer.put("runs.js", f"window.HARNESS_RUNS={script_json(rows)};\n")
     for name in ("site.css", "site.js"):
         writer.put(name, (STATIC / name).read_bytes())
 
     ab_pages = {a.record_id: _record_page("ab", a.record_id) for a in abs_}
     bisect_pages = {b.record_id: _record_page("bisect", b.record_id) for b in bisects_}
     records = _write_records(store, ctx, writer, abs_, bisects_, ab_pages, bisect_pages,
-                             {} if state is None or rebuild else state.records)
+                             {} if state is None else state.records)
     all_changes = [c for cs in triaged.values() for c in cs]
     regressions = sorted((Regression(change=c, page=page, followed_by=follow_ups(c, abs_, bisects_))
                           for page, cs in triaged.items() for c in cs if c.direction == "regression"),
                          key=lambda r: (r.change.after_started, r.change.id), reverse=True)
-    from reports.site.feeds import is_open
-
     n_open = sum(is_open(r.change) for r in regressions)
-    writer.put("regressions.json", RegressionsFile(as_of=as_of, database=store.url, open=n_open,
-                                                   regressions=regressions).model_dump_json(indent=1))
-    writer.put("changes.json", ChangesFile(as_of=as_of, database=store.url, series=len(views),
-                                           changes=sorted(all_changes, key=lambda c: (c.after_started, c.id)))
-               .model_dump_json(indent=1))
+    writer.put("regressions.json", json_of(RegressionsFile(as_of=as_of, database=store.url, open=n_open,
+                                                           regressions=regressions), indent=1))
+    writer.put("changes.json", json_of(ChangesFile(as_of=as_of, database=store.url, series=len(views), changes=sorted(
+        all_changes, key=lambda c: (c.after_started, c.id))), indent=1))
     writer.put("regressions.atom", atom(regressions, as_of, base_url, store.url))
     writer.put("regressions.html", render_regressions(ctx, regressions, reports.get,
                                                       ab_pages, bisect_pages))
-    groups: dict[tuple[str, str | None], tuple[int, str, str]] = {}
-    for v in views.values():
-        g = (v.key.suite, v.key.host)
-        n, newest, stack = groups.get(g, (0, "", ""))
-        if v.last_started >= newest:
-            newest, stack = v.last_started, v.last_stack
-        groups[g] = (max(n, v.runs), newest, stack)
     writer.put("index.html", render_overview(ctx, [(v, triaged[page]) for page, v in views.items()], len(run_list),
-                                             run_list[-1].started_at if run_list else "", groups, len(abs_),
-                                             len(bisects_)))
+                                             as_of, len(abs_), len(bisects_)))
     removed = 0
     before = {} if previous is None else previous.files
     for rel in set(before) - set(writer.files):
@@ -305,11 +296,10 @@ def publish(store: HistoryStore, out: Path, *, limit: int = 500, since: str | No
                              triage=triage_digests, records=records, files=writer.files)
     cache.series = {page: cache.series[page] for page in views if page in cache.series}
     cache.save(out / POINTS)
-    (out / STATE).parent.mkdir(parents=True, exist_ok=True)
     tmp = out / (STATE + ".tmp")
     tmp.write_text(new_state.model_dump_json(), encoding="utf-8")
     tmp.replace(out / STATE)
-    sizes = [(f.relative_to(out).parts[0] == ".publish", f.stat().st_size) for f in out.rglob("*") if f.is_file()]
+    sizes = [(f.relative_to(out).parts[0] == STATE_DIR, f.stat().st_size) for f in out.rglob("*") if f.is_file()]
     return PublishSummary(out=str(out), series=len(views), searched=searched, changes=len(all_changes),
                           open_regressions=n_open, written=writer.written, unchanged=writer.unchanged, removed=removed,
                           bytes=sum(n for state_file, n in sizes if not state_file),

@@ -76,8 +76,7 @@ def changes(
             err = e.errors()[0]  # type: ignore[attr-defined]
             raise HarnessInputError("command line", f"--{str(err['loc'][0]).replace('_', '-')}", err["input"],
                                     err["msg"]) from None
-        pairs = [(rules.value, rules.ratio), *rules.suites.values()]
-        segment = max([v.min_segment for v, _ in pairs if on != "ratio"] + [r.min_segment for _, r in pairs if on != "value"])
+        segment = rules.widest_segment(values=on != "ratio", ratios=on != "value")
         if recent is not None and recent < segment:
             raise HarnessInputError("command line", "--recent", recent, f"is below the minimum segment "
                                     f"({segment} runs): a change point needs that many runs at the new "

@@ -58,6 +58,8 @@ def triage(
 
 
 def _list(db: str | None) -> None:
+    from harness.analyze.changes import series_label
+
     with open_store(db) as store:
         marks = store.triage_marks()
     if not marks:
@@ -65,7 +67,5 @@ def _list(db: str | None) -> None:
         return
     table = Table("series", "first run at the new level", "state", "note", "by", "at")
     for m in sorted(marks, key=lambda m: m.mark.marked_at, reverse=True):
-        suite, host, cell, metric, reference = m.series
-        label = f"{suite}" + (f" @ {host}" if host else "") + f": {cell} {metric}" + (f" ÷ {reference}" if reference else "")
-        table.add_row(label, m.after_run, m.mark.state, m.mark.note, m.mark.author or "", m.mark.marked_at)
+        table.add_row(series_label(*m.series), m.after_run, m.mark.state, m.mark.note, m.mark.author or "", m.mark.marked_at)
     wide_console().print(table)
