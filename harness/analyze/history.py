@@ -45,7 +45,7 @@ def default_history_url(beside: Path | None = None) -> str:
     return env or f"sqlite:///{folder / 'history.sqlite'}"
 
 
-def _normalise_url(url: str) -> str:
+def normalise_url(url: str) -> str:
     # A plain postgresql:// URL would make SQLAlchemy look for psycopg2; psycopg 3 is what we ship.
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
@@ -117,7 +117,7 @@ class HistoryStore(HistoryQueries):
     """The history database at one SQLAlchemy URL; creates its tables when missing."""
 
     def __init__(self, url: str | None = None):
-        url = _normalise_url(url or default_history_url())
+        url = normalise_url(url or default_history_url())
         try:
             parsed = make_url(url)
         except ArgumentError:

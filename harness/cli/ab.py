@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from harness.plan.overrides import OverriddenSuite
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, where: str = "command line", field: str = "--budget") -> float:
     """'10m', '90s', '1h', '1h30m' or seconds as a number."""
     t = text.strip().lower()
     try:
@@ -28,11 +28,11 @@ def parse_duration(text: str) -> float:
     except ValueError:
         parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", t)
         if not t or not parts or not any(parts.groups()):
-            raise HarnessInputError("command line", "--budget", text, "expected a duration such as 10m, 90s or 1h") from None
+            raise HarnessInputError(where, field, text, "expected a duration such as 10m, 90s or 1h") from None
         h, m, s = (float(g) if g else 0.0 for g in parts.groups())
         value = h * 3600 + m * 60 + s
     if not 0 < value <= 7 * 24 * 3600:
-        raise HarnessInputError("command line", "--budget", text, "must be more than 0 and at most 7 days")
+        raise HarnessInputError(where, field, text, "must be more than 0 and at most 7 days")
     return value
 
 

@@ -22,6 +22,7 @@ from harness.cli.report import report
 from harness.cli.run import run
 from harness.cli.schema import schema
 from harness.cli.serve import serve
+from harness.cli.tune import tune
 from harness.core.console import styled
 from harness.core.errors import EXIT_NOT_JUDGED, HarnessInputError, HistoryUnreadable, ModelPreparationError
 
@@ -36,6 +37,7 @@ for command in (run, report, compare, serve, devices, host, prepare, schema, met
 register_history(app)
 app.command()(ab)
 app.command()(bisect)
+app.command()(tune)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 from harness.core.errors import HarnessInputError
 from harness.core.input_files import parse_json
 
-SCHEMA_VERSION = "1.14"
+SCHEMA_VERSION = "1.15"
 
 ExportPrecision = Literal["fp16", "int8", "int4", "gguf"]
 # "served": a remote server's model, whatever it runs; the harness neither exported nor measured its precision
@@ -123,14 +123,16 @@ class ScenarioSpec(Strict):
 
 
 class SideSpec(Strict):
-    """What one side changes on top of the suite: at most an environment, a model folder, a device and
-    OpenVINO properties (an A/B side, a bisect candidate, a cell's reference side)."""
+    """What one side changes on top of the suite: at most an environment, a model folder, a device, OpenVINO
+    properties and scenario parameters (an A/B side, a bisect candidate, a cell's reference side, a tuned setting)."""
 
     env: str | None = None
     model: str | None = None
     device: str | None = None
     runtime: Runtime | None = Field(None, description="the runtime the side runs its cells on; since 1.14")
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
+    params: dict[str, PropertyValue] = Field(default_factory=dict, description="scenario parameters the side sets "
+                                             "(its kind's, e.g. max_num_batched_tokens); since 1.15")
 
     def label(self) -> str:
         parts = [f"env={self.env}"] if self.env else []
@@ -138,6 +140,7 @@ class SideSpec(Strict):
         parts += [f"device={self.device}"] if self.device else []
         parts += [f"runtime={self.runtime}"] if self.runtime else []
         parts += [f"properties.{k}={v}" for k, v in sorted(self.properties.items())]
+        parts += [f"params.{k}={v}" for k, v in sorted(self.params.items())]
         return " ".join(parts) or "the suite as is"
 
 

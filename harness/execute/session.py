@@ -30,6 +30,7 @@ from harness.execute.cluster.executor import (
     ClusterExecutor,
     ClusterOptions,
     connect,
+    node_filter,
 )
 from harness.execute.run_options import RunOptions
 from harness.execute.run_record import RunRecord, execute, new_run_metadata, now_iso
@@ -225,12 +226,7 @@ def join_cluster(request: ClusterRequest, suite: Suite, cells: list[CellSpec], s
     if request.shared_cache is not None and not Path(request.shared_cache).is_absolute():
         raise HarnessInputError("command line", "--shared-cache", request.shared_cache, "must be an absolute path "
                                 "(every node reads it from its own working directory)")
-    wanted: dict[str, str] = {}
-    for given in request.nodes:
-        label, sep, value = given.partition("=")
-        if not sep or not label.strip() or not value.strip():
-            raise HarnessInputError("command line", "--nodes", given, "expected LABEL=VALUE (a Ray node label)")
-        wanted[label.strip()] = value.strip()
+    wanted = node_filter(request.nodes)
     options = ClusterOptions(address=address, mode="each-node" if request.each_node else "spread",
                              node_filter=wanted, shared_cache=request.shared_cache)
     fleet = connect(options, log=say.info)

@@ -72,6 +72,28 @@ class Params(BaseModel):
 P = TypeVar("P", bound=Params)
 
 
+@dataclass(frozen=True)
+class Knob:
+    """One setting `harness tune` may change, written as a side item's name (`properties.NAME`: an OpenVINO property;
+    `params.NAME`: a scenario parameter of the kind), and the values it tries. None among them leaves the cell as the
+    suite has it; every default space starts with it, so the defaults are one of the settings searched."""
+
+    name: str
+    choices: tuple[Any, ...] = ()
+    # the choices are thread counts up to the host's logical CPUs (1, powers of two, the count itself)
+    upto_cpus: bool = False
+    devices: tuple[str, ...] = ()  # applies on these devices only (a CPU plugin property); empty: any
+    remote: bool = False  # applies to a remote server's cells too (else the server's own settings, not ours)
+
+
+# OpenVINO properties of the LLM pipelines (shared/stack-facts.md: accepted on CPU), searched by default
+THREADS = Knob("properties.INFERENCE_NUM_THREADS", (None,), upto_cpus=True, devices=("CPU",))
+HINT = Knob("properties.PERFORMANCE_HINT", (None, "LATENCY", "THROUGHPUT"))
+KV_PRECISION = Knob("properties.KV_CACHE_PRECISION", (None, "u8", "f16"))
+DYNAMIC_QUANTIZATION = Knob("properties.DYNAMIC_QUANTIZATION_GROUP_SIZE", (None, 0, 32, 64), devices=("CPU",))
+LLM_PROPERTY_KNOBS = (THREADS, HINT, KV_PRECISION, DYNAMIC_QUANTIZATION)
+
+
 class Unsupported(ValueError):
     """A kind's hook cannot serve this cell; the message says why in one line."""
 
@@ -161,6 +183,8 @@ class KindSpec:
     # "module:function" cell -> the bare reference loop's task fields (harness/execute/reference.py: pipeline,
     # properties, draft, scheduler, generation), raising Unsupported for cells it cannot run; None: no fidelity
     bare_reference: str | None = None
+    # what `harness tune` searches when the suite declares no space (harness/plan/tuning.py); empty: nothing
+    tune_space: tuple[Knob, ...] = ()
 
     def files_resolved(self, values: dict[str, Any], suite_file: Path) -> dict[str, Any]:
         """A cell's parameter values with its files resolved and checked (unchanged for kinds without files)."""

@@ -13,7 +13,7 @@ from harness.core.metrics import (
     PeakRSS,
     RequestThroughput,
 )
-from harness.kinds.base import Column, KindSpec, Params, ReportTable
+from harness.kinds.base import LLM_PROPERTY_KNOBS, Column, KindSpec, Knob, Params, ReportTable
 from harness.kinds.text import ACCURACY
 
 
@@ -36,6 +36,11 @@ KIND = KindSpec(
     name="continuous_batching", params=ContinuousBatchingParams, backend="harness.execute.backends.genai_cb:BACKEND",
     bare_reference="harness.execute.backends.genai_cb:bare_reference_fields",
     same_as_greedy=True, throughput_metric=BatchOutputThroughput.tag,
+    # the scheduler's budget per step and how a long prompt's prefill shares steps with decoding
+    tune_space=(*LLM_PROPERTY_KNOBS, Knob("params.max_num_batched_tokens", (None, 64, 128, 256, 512, 1024, 2048)),
+                Knob("params.max_num_seqs", (None, 2, 4, 8, 16, 64, 256)),
+                Knob("params.dynamic_split_fuse", (None, True, False)),
+                Knob("params.cache_size_gb", (None, 1, 2, 4))),
     report=ReportTable(
         title="Continuous batching",
         columns=(Column("total tok/s", BatchOutputThroughput.tag), Column("req/s", RequestThroughput.tag, digits=2),

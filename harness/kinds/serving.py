@@ -17,7 +17,15 @@ from harness.core.metrics import (
     PeakOutputThroughput,
     RequestThroughput,
 )
-from harness.kinds.base import MAX_PROMPT_TOKENS, Column, KindSpec, Params, ReportTable
+from harness.kinds.base import (
+    LLM_PROPERTY_KNOBS,
+    MAX_PROMPT_TOKENS,
+    Column,
+    KindSpec,
+    Knob,
+    Params,
+    ReportTable,
+)
 from harness.kinds.text import ACCURACY
 
 if TYPE_CHECKING:
@@ -184,6 +192,9 @@ KIND = KindSpec(
     needs_local_model=needs_local_model, without_local_model="harness.load.prompt_tokenizer:check_remote_tokenizer",
     bare_reference="harness.execute.backends.serving:bare_reference_fields",
     greedy_comparable=sends_greedy_prompts,
+    # requests in flight (the load a deployment takes), and the local server's pipeline settings
+    tune_space=(Knob("params.concurrency", (None, 1, 2, 4, 8, 16, 32), remote=True),
+                Knob("params.enable_prefix_caching", (None, True, False)), *LLM_PROPERTY_KNOBS),
     report=ReportTable(
         title="Serving (OpenAI-compatible endpoint)",
         columns=(Column("req/s", RequestThroughput.tag, digits=2), Column("goodput req/s", Goodput.tag, digits=2),

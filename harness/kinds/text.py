@@ -15,7 +15,7 @@ from harness.core.metrics import (
     TokenMatch,
     TokensPerChunk,
 )
-from harness.kinds.base import Column, KindSpec, NoParams, Params, ReportTable
+from harness.kinds.base import LLM_PROPERTY_KNOBS, Column, KindSpec, Knob, NoParams, Params, ReportTable
 
 GENERATE_COLUMNS = (Column("TTFT ms", TTFT.tag, digits=2), Column("TPOT ms", TPOT.tag, digits=2),
                     Column("tok/s", OutputThroughput.tag), Column("peak MiB", PeakRSS.tag, digits=0),
@@ -56,15 +56,20 @@ LLM_REFERENCE = "harness.execute.backends.genai_llm:bare_reference_fields"
 GENERATE = KindSpec(name="generate", params=NoParams, backend=LLM_BACKEND, bare_reference=LLM_REFERENCE, streamed_ids=True, roofline=True, exact_input_length=True,
                     peers=(("llama.cpp", "harness.execute.backends.llama_cpp:GENERATE"),),
                     transformers_reference=True, greedy_reference=True,
+                    # SDPA: the stateful pipeline instead of the paged-attention adapter (stack-facts)
+                    tune_space=(*LLM_PROPERTY_KNOBS, Knob("properties.ATTENTION_BACKEND", (None, "PA", "SDPA"))),
                     report=text_table("Plain generation", ROOFLINE_COLUMNS))
 SPECULATIVE = KindSpec(name="speculative", params=SpeculativeParams, backend=LLM_BACKEND, bare_reference=LLM_REFERENCE, streamed_ids=True, same_as_greedy=True,
                        uses_draft=True, drafts=True,
                        exact_input_length=True,
+                       tune_space=(*LLM_PROPERTY_KNOBS, Knob("params.num_assistant_tokens", (None, 2, 3, 4, 6, 8))),
                        report=text_table("Speculative decoding", DRAFTED_COLUMNS))
 PROMPT_LOOKUP = KindSpec(name="prompt_lookup", params=PromptLookupParams, backend=LLM_BACKEND,
                          bare_reference=LLM_REFERENCE, streamed_ids=True, same_as_greedy=True,
                          pipeline_options=(("prompt_lookup", True),), drafts=True,
                          exact_input_length=True,
+                         tune_space=(*LLM_PROPERTY_KNOBS, Knob("params.num_assistant_tokens", (None, 2, 3, 4, 6, 8)),
+                                     Knob("params.max_ngram_size", (None, 2, 3, 4, 5))),
                          report=text_table("Prompt lookup decoding", DRAFTED_COLUMNS))
 OPTIMUM = KindSpec(
     name="optimum", params=NoParams, backend="harness.execute.backends.optimum_llm:OPTIMUM", same_as_greedy=True,

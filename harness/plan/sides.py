@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from harness.plan.environments import EnvironmentSpec
 
 AXES = ("env", "model", "device", "runtime")
-ITEM_FORMS = "env=NAME, model=DIR, device=NAME, runtime=NAME or properties.NAME=VALUE"
+ITEM_FORMS = "env=NAME, model=DIR, device=NAME, runtime=NAME, properties.NAME=VALUE or params.NAME=VALUE"
+MAPS = ("properties", "params")  # items NAME.KEY=VALUE: OpenVINO properties, scenario parameters
 
 
 class BadSideItem(ValueError):
@@ -33,8 +34,10 @@ def side_item(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not value:
         raise BadSideItem(item, f"expected {ITEM_FORMS}")
-    if key not in AXES and not (key.startswith("properties.") and len(key) > len("properties.")):
-        raise BadSideItem(item, f"unknown axis {key!r}; use env, model, device, runtime or properties.NAME")
+    mapped, dot, name = key.partition(".")
+    if key not in AXES and not (mapped in MAPS and dot and name):
+        raise BadSideItem(item, f"unknown axis {key!r}; use env, model, device, runtime, properties.NAME or "
+                          "params.NAME")
     if key == "runtime" and value not in RUNTIMES:
         raise BadSideItem(item, f"unknown runtime; known: {', '.join(RUNTIMES)}")
     if key == "device":
@@ -55,7 +58,8 @@ def side_of(items: Sequence[str]) -> SideSpec:
                 raise BadSideItem(item, f"{key} is given twice")
             setattr(side, key, value)
         else:
-            side.properties[key.removeprefix("properties.")] = _scalar(value)
+            mapped, _, name = key.partition(".")
+            getattr(side, mapped)[name] = parse_value(value)
     return side
 
 
@@ -67,7 +71,8 @@ def parse_side(option: str, items: list[str]) -> SideSpec:
         raise HarnessInputError("command line", option, e.item, e.message) from None
 
 
-def _scalar(text: str) -> PropertyValue:
+def parse_value(text: str) -> PropertyValue:
+    """A side item's value: a JSON number, boolean or string, else the text itself."""
     try:
         value = json.loads(text)
     except (ValueError, RecursionError):  # not JSON (or nested without end): the text itself
@@ -90,8 +95,9 @@ def refused_runtime(runtime: str | None, precision: str, kind: str) -> str | Non
 
 
 def runtime_refusal(cell: CellSpec, side: SideSpec) -> str | None:
-    """Why the side's runtime cannot run the cell (None when it can)."""
-    return refused_runtime(side.runtime, cell.precision, cell.scenario.kind)
+    """Why the side cannot run the cell: its runtime, or scenario parameters the cell's kind does not take (None when
+    it can)."""
+    return refused_runtime(side.runtime, cell.precision, cell.scenario.kind) or params_refusal(cell, side)
 
 
 def apply_side(cell: CellSpec, side: SideSpec) -> CellSpec:
@@ -107,7 +113,27 @@ def apply_side(cell: CellSpec, side: SideSpec) -> CellSpec:
         update["runtime"] = side.runtime
     if side.properties:
         update["properties"] = {**cell.properties, **side.properties}
+    if side.params:
+        update["scenario"] = cell.scenario.model_copy(update={"params": {**cell.scenario.params, **side.params}})
     return cell.model_copy(update=update)
+
+
+def params_refusal(cell: CellSpec, side: SideSpec) -> str | None:
+    """Why the side's scenario parameters do not fit the cell's kind (None when they do, or it sets none)."""
+    from pydantic import ValidationError
+
+    from harness.kinds import kind_spec
+
+    if not side.params:
+        return None
+    kind = kind_spec(cell.scenario.kind)
+    try:
+        kind.params.model_validate({**cell.scenario.params, **side.params}, strict=False)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"a {cell.scenario.kind} cell: params.{where}: {first['msg']}"
+    return None
 
 
 def validate_side_model(where: str, field: str, side: SideSpec) -> None:

@@ -35,6 +35,7 @@ from harness.plan.cell_keys import model_key_part
 from harness.plan.devices import validate_device_string
 from harness.plan.environments import EnvironmentSpec
 from harness.plan.sides import BadSideItem, side_item, side_of
+from harness.plan.tuning import check_knob, objective_of, slo_of
 
 ATTENTION_BACKENDS = {"SDPA", "PA"}
 
@@ -229,6 +230,40 @@ class SuiteAB(_Strict):
                                    "the other takes over (default 25)")
 
 
+def _objective(text: str) -> str:
+    objective_of(text)
+    return text
+
+
+def _slo(text: str) -> str:
+    slo_of(text)
+    return text
+
+
+class SuiteTune(_Strict):
+    """Defaults for `harness tune` on this suite (the command line's options win)."""
+
+    objective: list[Annotated[str, AfterValidator(_objective)]] = Field(
+        default_factory=list, description="figures to optimise, METRIC [STAT], e.g. [output_tps] or [batch_output_tps, "
+        "ttft_ms p90] (several: the Pareto front)")
+    slo: list[Annotated[str, AfterValidator(_slo)]] = Field(
+        default_factory=list, description="limits every setting must meet, e.g. ['ttft_ms p90 < 500']")
+    budget: str | None = Field(None, description="wall time of the search and the proof together, e.g. 30m")
+    proof_budget: str | None = Field(None, description="of the budget, what the A/B proof of the winner gets, e.g. 8m")
+    min_gain: float | None = Field(None, gt=0, lt=1, description="the smallest gain over the defaults the proof "
+                                   "counts, 0.02 = 2%")
+    space: dict[str, list[PropertyValue | None]] = Field(
+        default_factory=dict, description="the knobs and their values (null: the suite's own), replacing the kind's "
+        "default space, e.g. {properties.INFERENCE_NUM_THREADS: [null, 1, 2], params.max_num_seqs: [null, 4, 16]}")
+
+    @field_validator("space")
+    @classmethod
+    def _knobs(cls, v: dict[str, list[PropertyValue | None]]) -> dict[str, list[PropertyValue | None]]:
+        for name, values in v.items():
+            check_knob(name, values)
+        return v
+
+
 def _side_item(item: str) -> str:
     try:
         side_item(item)
@@ -324,6 +359,7 @@ class Suite(_Strict):
         default_factory=list, description="Python environments (stack versions) to run every cell in; an axis "
         "(`env` in keys, excludes and gates). None: the harness's own interpreter")
     ab: SuiteAB | None = Field(None, description="the sides `harness ab` compares when the command line names none")
+    tune: SuiteTune | None = Field(None, description="what `harness tune` searches and optimises on this suite's cells")
     changes: ChangeSettings = Field(default_factory=ChangeSettings, description="how `harness history changes` "
                                     "finds change points in this suite's series (command-line options override)")
     reference_side: SuiteReferenceSide | None = Field(

@@ -320,3 +320,28 @@ def test_a_node_killed_in_an_each_node_run_fails_its_own_cells_only(cluster: Loc
     assert cells["a@w1"]["error"].startswith("node w1 failed during the cell (NodeDiedError: ")
     assert cells["a@w1"]["error"].endswith("; no other live node can run it")
     assert cells["b@w1"]["error"] == "node w1 died before the cell could run there"
+
+
+def test_tune_runs_one_study_per_node(cluster: LocalCluster, tmp_path: Path) -> None:
+    """`harness tune --cluster`: each node tunes the cell in its own study (its name part of the question), the
+    nodes of one machine in turn; each node's result comes back to the submitter's folder."""
+    folder = tmp_path / "tune"
+    folder.mkdir()
+    (folder / "suite.yaml").write_text(yaml.safe_dump(_suite(scenarios=[{"name": "greedy", "kind": "generate"}])))
+    db = f"sqlite:///{tmp_path / 'studies.sqlite'}"
+    args = [sys.executable, "-m", "harness", "tune", str(folder / "suite.yaml"), "--knob",
+            "properties.KV_CACHE_PRECISION=null,u8", "--no-proof", "--out", str(folder / "out"), "--db", db,
+            "--cluster", cluster.address]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=cluster.env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = {n: json.loads((folder / "out" / n / "tune.json").read_text()) for n in ("w1", "w2")}
+    assert {r["host"] for r in results.values()} == {"w1", "w2"}
+    assert results["w1"]["study"] != results["w2"]["study"]
+    assert all(len(r["trials"]) == 2 and r["trials"][0]["status"] == "ok" for r in results.values())
+    spans = sorted((r["started_at"], r["finished_at"]) for r in results.values())
+    assert spans[1][0] >= spans[0][1], spans  # one machine: the studies took turns
+    # the same command again: both studies are read back, nothing is measured again
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600, env=cluster.env, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    said = again.stdout + again.stderr
+    assert said.count("resuming study") == 2 and "trial 2" not in said, said[-3000:]

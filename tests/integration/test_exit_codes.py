@@ -144,6 +144,23 @@ def fake_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ab, "call_pairing_possible", lambda *cells: False)  # the stand-ins are whole processes
 
 
+def fake_trials(monkeypatch: pytest.MonkeyPatch, noise: float = 0.005) -> None:
+    """`tune`'s trials measured by a stand-in: a cell of three samples whose times are its FAKE_SLOWDOWN property
+    times the factories' (`noise` per trial, seeded by the trial's folder), failed when it sets FAKE_FAIL."""
+    from harness.cli import tune
+
+    def local_measure(out_dir, options):
+        def measure(cell, folder):
+            if "FAKE_FAIL" in cell.properties:
+                return factories.result(cell, [], status="failed", error="RuntimeError: the stand-in refuses FAKE_FAIL")
+            f = float(cell.properties.get("FAKE_SLOWDOWN", 1.0)) * (1 + random.Random(folder.name).gauss(0, noise))
+            return factories.result(cell, [factories.sample(i, chunks=tuple(c * f for c in (10.0, 12.0, 14.0, 16.0)),
+                                                            e2e_ms=17.0 * f) for i in range(3)])
+        return measure
+
+    monkeypatch.setattr(tune, "_local_measure", local_measure)
+
+
 def suite_file(ctx: Ctx, **changes: object) -> Path:
     path = ctx.tmp / "suite.yaml"
     path.write_text(yaml.safe_dump({**SUITE, **changes}))
@@ -252,6 +269,34 @@ def _(ctx: Ctx) -> None:
     assert (f"not judged: {TINY_KEY}: candidate failed: round 1: RuntimeError: the stand-in worker refuses "
             "FAKE_FAIL") in got.err, got.said()
     assert "base failed" not in got.err and "nothing judged" in got.err
+
+
+TUNE = ("--objective", "output_tps", "--budget", "10m", "--proof-budget", "5m", "--min-rounds", "3")
+
+
+@case("tune", 0)
+def _(ctx: Ctx) -> None:
+    fake_workers(ctx.monkeypatch)
+    fake_trials(ctx.monkeypatch)
+    got = ctx.expect(0, "tune", suite_file(ctx), "--knob", "properties.FAKE_SLOWDOWN=null,0.7,1.3", "--out",
+                     ctx.tmp / "tune", *TUNE)
+    assert "gain: output_tps +4" in got.err, got.said()  # 1 / 0.7 - 1 = +43%, proven by the A/B
+
+
+@case("tune", 2)
+def _(ctx: Ctx) -> None:
+    got = ctx.expect(2, "tune", suite_file(ctx), "--slo", "ttft_ms p90 < soon", "--out", ctx.tmp / "tune")
+    assert "--slo" in got.err and "not a number" in got.err
+    assert not (ctx.tmp / "tune").exists()
+
+
+@case("tune", 3)
+def _(ctx: Ctx) -> None:
+    fake_trials(ctx.monkeypatch)
+    got = ctx.expect(3, "tune", suite_file(ctx, properties={"FAKE_FAIL": 1}), "--knob",
+                     "properties.FAKE_SLOWDOWN=null,0.7", "--out", ctx.tmp / "tune", *TUNE)
+    assert "trial 0: the suite as is: failed (RuntimeError: the stand-in refuses FAKE_FAIL)" in got.err, got.said()
+    assert "nothing judged" in got.err
 
 
 @case("bisect", 0)

@@ -145,6 +145,17 @@ TABLE: dict[str, Expect] = {
     "scripts/harness run default --env old=openvino-genai==2026.3.1 --env new=openvino-genai==2026.4.1": Expect(
         BAD_INPUT, "environment old", env=NO_ENVS, set=QUICK + SHORT + ON_TINY,
         why="openvino-genai 2026.3.1 comes from the package registry: offline its environment cannot be built"),
+    # Tuning a cell: the tiny model in place of SmolLM2, a few trials and a short proof
+    "scripts/harness tune tune-cb": Expect(
+        OK, "wrote", set=QUICK + SHORT + ON_TINY + ("tune.budget=2m",),
+        append=("--max-trials", "2", "--proof-budget", "30s", "--min-rounds", "2"),
+        why="two trials and a proof of at least two A/B rounds (the README's 30 minutes is the real thing)"),
+    "scripts/harness tune tune-cb --objective batch_output_tps --objective ttft_ms p90 --budget 10m": Expect(
+        OK, "wrote", set=QUICK + SHORT + ON_TINY, append=("--max-trials", "3", "--proof-budget", "30s",
+                                                          "--min-rounds", "2"),
+        why="three trials and a proof of at least two A/B rounds"),
+    "scripts/harness tune default --cell KEY --knob properties.INFERENCE_NUM_THREADS=null,1,2 --no-proof": Expect(
+        OK, "wrote", set=QUICK + SHORT + ON_TINY, needs=("default_run",)),
     # Tracking a series: the history of the runs made here
     "scripts/harness history changes": Expect(OK, "series of", needs=("default_run",), slow=False),
     "scripts/harness history changes --suite nightly --recent 3": Expect(

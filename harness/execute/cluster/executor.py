@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +65,17 @@ class Cluster:
         o = self.options
         return ClusterRecord(address=o.address, mode=o.mode, node_filter=o.node_filter, shared_cache=o.shared_cache,
                              nodes=self.nodes, left_out=self.left_out)
+
+
+def node_filter(items: Sequence[str]) -> dict[str, str]:
+    """`--nodes LABEL=VALUE` items as the labels a node must carry; one line (exit 2) for one that is not."""
+    wanted: dict[str, str] = {}
+    for given in items:
+        label, sep, value = given.partition("=")
+        if not sep or not label.strip() or not value.strip():
+            raise HarnessInputError("command line", "--nodes", given, "expected LABEL=VALUE (a Ray node label)")
+        wanted[label.strip()] = value.strip()
+    return wanted
 
 
 def _import_ray() -> Any:

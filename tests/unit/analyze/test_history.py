@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.analyze.history import HistoryStore, _normalise_url, default_history_url
+from harness.analyze.history import HistoryStore, default_history_url, normalise_url
 from harness.cli.history.recording import record_in_history
 from harness.core.errors import HarnessInputError
 from harness.core.schema import RunResults
@@ -168,9 +168,9 @@ def test_default_url_and_sqlite_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_url_handling() -> None:
-    assert _normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert _normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert _normalise_url("sqlite:///x.sqlite") == "sqlite:///x.sqlite"
+    assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("sqlite:///x.sqlite") == "sqlite:///x.sqlite"
     for bad in ("not a url", "mysql+nosuchdriver://u@h/db"):
         with pytest.raises(HarnessInputError) as e:
             HistoryStore(bad)
