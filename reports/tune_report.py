@@ -8,10 +8,10 @@ import math
 from markupsafe import Markup
 from rich.table import Table
 
-from harness.core.escaping import html_text, md_code, md_text
+from harness.core.escaping import html_text, md_block, md_code, md_text
 from harness.experiment.tune import TuneProof, TuneResult, TuneTrial
 from reports.ab_report import ratio_interval, ratio_pct
-from reports.html.scatter import scatter_chart
+from reports.html.trials import Kind, TrialPoint, trials_chart
 
 _STATUS_COLOUR = {"ok": "#1e8449", "slo_violated": "#b9770e"}
 
@@ -91,8 +91,7 @@ def render_tune_md(r: TuneResult) -> str:
     else:
         lines.append(f"- {md_text(r.importance_note or 'not computed')}")
     if r.snippet:
-        lines += ["", f"## Suite snippet ({_snippet_kind(r)})", "", "```yaml",
-                  r.snippet.rstrip(), "```"]
+        lines += ["", f"## Suite snippet ({_snippet_kind(r)})", "", md_block(r.snippet, "yaml")]
     return "\n".join(lines) + "\n"
 
 
@@ -124,18 +123,22 @@ def _chart(r: TuneResult) -> Markup:
     measured = [t for t in _measured(r) if t.status in ("ok", "slo_violated") and all(v is not None for v in t.values)]
     if not measured:
         return Markup("<p>No trial measured the objectives.</p>")
+    two = len(objs) >= 2
+    front = set(r.pareto) if two else {r.best}
 
-    def label(t: TuneTrial) -> str:
-        return f"#{t.number} {_setting(t)}" + (" (SLO broken)" if t.status == "slo_violated" else "")
+    def point(t: TuneTrial) -> TrialPoint:
+        kind: Kind = "front" if t.number in front else "within" if t.status == "ok" else "outside"
+        tip = f"#{t.number} {_setting(t)}: " + ", ".join(f"{o} {_value(v)}" for o, v in zip(r.objectives, t.values,
+                                                                                           strict=True))
+        x = float(t.values[0] or 0.0) if two else float(t.number)
+        return TrialPoint(tip, x, float(t.values[1 if two else 0] or 0.0), kind)
 
-    if len(objs) >= 2:
-        pts = [(label(t), float(t.values[0] or 0.0), float(t.values[1] or 0.0), t.number in r.pareto)
-               for t in measured]
-        return scatter_chart(f"{r.objectives[1]} against {r.objectives[0]}", METRICS[objs[0].metric].unit,
-                             METRICS[objs[1].metric].unit, pts, subtitle="green: the Pareto front (within the SLO)")
-    pts = [(label(t), float(t.number), float(t.values[0] or 0.0), t.number == r.best) for t in measured]
-    return scatter_chart(f"{r.objectives[0]} by trial", "trial", METRICS[objs[0].metric].unit, pts,
-                         subtitle="green: the best trial within the SLO")
+    points = [point(t) for t in measured]
+    if two:
+        return trials_chart(f"{r.objectives[1]} against {r.objectives[0]}", "each trial; hover for its setting",
+                            METRICS[objs[0].metric].unit, METRICS[objs[1].metric].unit, points)
+    return trials_chart(f"{r.objectives[0]} by trial", "each trial; hover for its setting", "trial",
+                        METRICS[objs[0].metric].unit, points)
 
 
 def _importance_bars(r: TuneResult) -> str:

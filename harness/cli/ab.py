@@ -38,8 +38,9 @@ def parse_duration(text: str, where: str = "command line", field: str = "--budge
 
 def ab(
     suite: Annotated[str, typer.Argument(help="suite file or shipped suite name")],
-    base: Annotated[list[str], typer.Option(help="base side: env=NAME, model=DIR, device=NAME or "
-                                            "properties.NAME=VALUE (repeatable); nothing: the suite as is")] = [],  # noqa: B006
+    base: Annotated[list[str], typer.Option(help="base side: env=NAME, model=DIR, device=NAME, "
+                                            "properties.NAME=VALUE or params.NAME=VALUE (a scenario parameter) "
+                                            "(repeatable); nothing: the suite as is")] = [],  # noqa: B006
     candidate: Annotated[list[str], typer.Option(help="candidate side, as --base")] = [],  # noqa: B006
     env: Annotated[list[str] | None, typer.Option(
         "--env", help="define an environment NAME=PINS or NAME=/path/to/python (repeatable), beside the suite's")] = None,

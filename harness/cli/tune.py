@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from harness.plan.tuning import Dimension, Objective
 
 DEFAULT_BUDGET = "30m"
+T = TypeVar("T")
 
 
 def tune(
@@ -159,12 +160,7 @@ def _objectives(given: list[str] | None, settings: SuiteTune | None, cell: CellS
     texts, field, origin = (given, "--objective", "command line") if given else (
         (settings.objective, "tune.objective", where) if settings and settings.objective else
         ([kind_spec(cell.scenario.kind).throughput_metric], "--objective", "command line"))
-    out = []
-    for text in texts:
-        try:
-            out.append(objective_of(text))
-        except ValueError as e:
-            raise HarnessInputError(origin, field, text, str(e)) from None
+    out = _each(texts, origin, field, objective_of)
     if len({o.label() for o in out}) != len(out):
         raise HarnessInputError(origin, field, texts, "an objective is named twice")
     return out
@@ -175,10 +171,15 @@ def _slos(given: list[str] | None, settings: SuiteTune | None, where: str) -> li
 
     texts, field, origin = (given, "--slo", "command line") if given else (
         (settings.slo if settings else [], "tune.slo", where))
+    return _each(texts, origin, field, slo_of)
+
+
+def _each(texts: list[str], origin: str, field: str, parse: Callable[[str], T]) -> list[T]:
+    """Each text read, the first that cannot be one line naming where it was given."""
     out = []
     for text in texts:
         try:
-            out.append(slo_of(text))
+            out.append(parse(text))
         except ValueError as e:
             raise HarnessInputError(origin, field, text, str(e)) from None
     return out

@@ -6,7 +6,8 @@ with hostile strings.
 - `valid_text` / `json_of`: any text made encodable (lone surrogates, from a JSON escape or a file name that is
   not UTF-8, would fail every UTF-8 write; pydantic refuses to serialize them).
 - `terminal`: no control character reaches a terminal (ESC starts sequences that retitle or rewrite it).
-- `md_text` / `md_code`: cannot end or split a table cell, start a link or pass HTML through.
+- `md_text` / `md_code`: cannot end or split a table cell, start a link or pass HTML through; `md_block`: a
+  fenced block nothing inside can end.
 - `csv_cell`: a spreadsheet shows text as text, never runs it as a formula.
 - `html_text`: escaped text (jinja's autoescape does the same for templates).
 JSON is written by `json_of` (or `json.dumps`), which escapes everything else.
@@ -95,6 +96,19 @@ def md_code(text: object) -> str:
     if "\\" in text or _TAG_START.search(text):
         return md_text(text)
     return "`" + text.translate(_CODE) + "`"
+
+
+def md_block(text: object, info: str = "") -> str:
+    """Text as a fenced code block: fenced by more backticks than any run inside it (nothing inside can end it),
+    without control characters. Text that could open a tag is escaped plain text instead, line by line (its
+    indentation kept as no-break spaces), as md_code does: a renderer that passes HTML through would run it."""
+    text = _CONTROL.sub(REPLACEMENT, str(text)).rstrip("\n")
+    if _TAG_START.search(text):
+        lines = [md_text(line.lstrip(" ")) for line in text.split("\n")]
+        indents = [len(line) - len(line.lstrip(" ")) for line in text.split("\n")]
+        return "  \n".join("\u00a0" * n + line for n, line in zip(indents, lines, strict=True))
+    fence = "`" * max(3, max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").

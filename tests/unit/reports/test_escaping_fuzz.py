@@ -426,6 +426,19 @@ def site_renderers(report: ChangesReport) -> dict[str, tuple[str, Callable[[str,
             "series.html": (series, None), "regressions.atom": (atom(regressions, "2026-01-01T00:00:00", "", c.suite), _check_atom)}
 
 
+def _tune() -> Any:
+    from tests.unit.reports.test_tune_report import _result
+
+    return _result(["output_tps", "peak_rss_mb"])
+
+
+def tune_renderers(result: Any) -> dict[str, tuple[str, Callable[[str, str], None] | None]]:
+    from reports.tune_report import render_tune_html, render_tune_md, tune_table
+
+    return {"tune.md": (render_tune_md(result), check_markdown), "tune.html": (render_tune_html(result), None),
+            "tune terminal": (terminal_text(tune_table(result)), check_terminal)}
+
+
 def _as_is(record: Any) -> None:
     pass
 
@@ -449,6 +462,8 @@ CASES: dict[str, tuple[Callable[[], Any], Callable[[Any], dict], frozenset, Call
                                                      ("BisectRecord", "range"), ("Evidence", "verdict")}),
                _consistent_bisect),
     "changes": (_changes, changes_renderers, frozenset({("ChangePoint", "metric")}), _as_is),
+    "tune": (_tune, tune_renderers, frozenset({("TuneResult", "objectives"), ("Gate", "metric"),
+                                               ("ProofMetric", "metric")}), _as_is),
 }
 
 
