@@ -84,6 +84,8 @@ class Knob:
     upto_cpus: bool = False
     devices: tuple[str, ...] = ()  # applies on these devices only (a CPU plugin property); empty: any
     remote: bool = False  # applies to a remote server's cells too (else the server's own settings, not ours)
+    # the kind's own rule for which of its cells the knob changes anything in (None: every cell)
+    applies: Callable[[CellSpec], bool] | None = None
 
 
 # OpenVINO properties of the LLM pipelines (shared/stack-facts.md: accepted on CPU), searched by default

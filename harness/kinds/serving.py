@@ -185,6 +185,11 @@ def needs_local_model(cell: CellSpec) -> bool:
     return not cell.remote or ServingParams.of(cell).tokenizer_source(remote=True) == "model"
 
 
+def closed_loop(cell: CellSpec) -> bool:
+    """A load of `concurrency` requests in flight (an open loop's rate, trace or replay sets its own pace)."""
+    return not {"rate", "trace", "replay_payloads"} & {k for k, v in cell.scenario.params.items() if v is not None}
+
+
 KIND = KindSpec(
     name="serving", params=ServingParams, backend="harness.execute.backends.serving:BACKEND", same_as_greedy=True, served=True,
     resolve_files="harness.load.suite_files:resolve_serving_files",
@@ -193,7 +198,7 @@ KIND = KindSpec(
     bare_reference="harness.execute.backends.serving:bare_reference_fields",
     greedy_comparable=sends_greedy_prompts,
     # requests in flight (the load a deployment takes), and the local server's pipeline settings
-    tune_space=(Knob("params.concurrency", (None, 1, 2, 4, 8, 16, 32), remote=True),
+    tune_space=(Knob("params.concurrency", (None, 1, 2, 4, 8, 16, 32), remote=True, applies=closed_loop),
                 Knob("params.enable_prefix_caching", (None, True, False)), *LLM_PROPERTY_KNOBS),
     report=ReportTable(
         title="Serving (OpenAI-compatible endpoint)",

@@ -132,7 +132,8 @@ def default_space(cell: CellSpec, cpus: int) -> list[Dimension]:
     from harness.kinds import kind_spec
 
     return [knob_dimension(k, cpus) for k in kind_spec(cell.scenario.kind).tune_space
-            if (not k.devices or cell.device in k.devices) and (k.remote or not cell.remote)]
+            if (not k.devices or cell.device in k.devices) and (k.remote or not cell.remote)
+            and (k.applies is None or k.applies(cell))]
 
 
 def declared_space(cell: CellSpec, space: Mapping[str, Sequence[PropertyValue | None]]) -> list[Dimension]:

@@ -102,6 +102,8 @@ def test_a_remote_serving_cell_searches_only_what_the_client_sets():
         "scenario": factories.spec().scenario.model_copy(update={"kind": "serving", "params": {}})})
     assert cell.remote
     assert [d.name for d in default_space(cell, 8)] == ["params.concurrency"]
+    open_loop = cell.model_copy(update={"scenario": cell.scenario.model_copy(update={"params": {"rate": 2.0}})})
+    assert default_space(open_loop, 8) == []  # an open loop's pace is its rate
 
 
 def test_declared_space_is_checked_against_the_kind():
