@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, insert, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
 from harness.analyze.history_queries import HistoryQueries
@@ -113,24 +113,32 @@ def _ratio_rows(results: RunResults) -> list[dict[str, Any]]:
     return rows
 
 
+def database_url(url: str | None) -> tuple[URL, dict[str, Any]]:
+    """The history database's URL as SQLAlchemy reads it (HARNESS_HISTORY_URL or results/history.sqlite by default),
+    a SQLite file's folder made, and the connection arguments every user of it connects with (the history, the tuning
+    studies); one line (exit 2) for what is no database URL."""
+    url = normalise_url(url or default_history_url())
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise HarnessInputError(None, "history URL", url, "not a database URL (e.g. sqlite:///path or "
+                                "postgresql+psycopg://user@host/db)") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        connect_args["timeout"] = 30  # wait for a concurrent writer instead of failing at once
+    elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = 15  # an unreachable host would otherwise hang the run
+    return parsed, connect_args
+
+
 class HistoryStore(HistoryQueries):
     """The history database at one SQLAlchemy URL; creates its tables when missing."""
 
     def __init__(self, url: str | None = None):
-        url = normalise_url(url or default_history_url())
-        try:
-            parsed = make_url(url)
-        except ArgumentError:
-            raise HarnessInputError(None, "history URL", url, "not a database URL (e.g. sqlite:///path or "
-                                    "postgresql+psycopg://user@host/db)") from None
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        parsed, connect_args = database_url(url)
         self.url = parsed.render_as_string(hide_password=True)
-        connect_args: dict[str, Any] = {}
-        if parsed.get_backend_name() == "sqlite":
-            connect_args["timeout"] = 30  # wait for a concurrent writer instead of failing at once
-        elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-            connect_args["connect_timeout"] = 15  # an unreachable host would otherwise hang the run
         try:
             self.engine: Engine = create_engine(parsed, connect_args=connect_args)
         except ModuleNotFoundError as e:

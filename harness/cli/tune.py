@@ -137,6 +137,7 @@ def tune(
                                  log=lambda m: err_console.print(m, highlight=False))}
     for node, result in results.items():
         folder = req.out_dir / node if node else req.out_dir
+        folder.mkdir(parents=True, exist_ok=True)
         write_whole(folder, TUNE_JSON, json_of(result, indent=1))
         write_whole(folder, "tune.md", render_tune_md(result))
         write_whole(folder, "tune.html", render_tune_html(result))
@@ -255,13 +256,15 @@ def tune_here(req: TuneRequest, proving: ProofSetup | None, cache_dir: Path, dev
     return run_tune(req, _local_measure(req.out_dir, options), compare_sides if proving else None, log)
 
 
-def _tune_on_node(req: TuneRequest, proving: ProofSetup | None, cache_dir: str, devices: list[str]) -> TuneResult:
-    """A cluster node's own study, in a folder of the node's (what comes back is its TuneResult)."""
+def _tune_on_node(req: TuneRequest, proving: ProofSetup | None, cache_dir: str, devices: list[str],
+                  said: Any) -> TuneResult:
+    """A cluster node's own study, in a folder of the node's (what comes back is its TuneResult); its progress lines
+    go to the submitter through `said` (a Ray queue)."""
     import tempfile
 
     folder = Path(tempfile.gettempdir()) / "ov-genai-harness-cluster" / study_name(req)
     return tune_here(dataclasses.replace(req, out_dir=folder), proving, Path(cache_dir), devices,
-                     log=lambda m: print(f"{req.host}: {m}", flush=True))
+                     log=lambda m: said.put(f"{req.host}: {m}"))
 
 
 def _on_cluster(address: str, nodes: list[str], req: TuneRequest, proving: ProofSetup | None
@@ -278,7 +281,10 @@ def _on_cluster(address: str, nodes: list[str], req: TuneRequest, proving: Proof
     capable = placement.capable(req.cell, fleet.nodes)
     if not capable:
         raise HarnessInputError("command line", "--cluster", address, placement.no_node_reason(req.cell, fleet.nodes))
+    from ray.util.queue import Queue
+
     remote = fleet.ray.remote(max_retries=0)(_tune_on_node)
+    said = Queue()
     # nodes on one machine (one fingerprint) take turns: two studies side by side would measure each other
     waiting: dict[str, list[NodeIdentity]] = {}
     for n in capable:
@@ -290,15 +296,23 @@ def _on_cluster(address: str, nodes: list[str], req: TuneRequest, proving: Proof
         node_req = dataclasses.replace(req, host=n.name, machine=placement.machine(n), ab_request=None)
         err_console.print(f"node {n.name}: study {study_name(node_req)}", highlight=False)
         ref = remote.options(num_cpus=n.cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(
-            n.node_id, soft=False)).remote(node_req, proving, fleet.cache_dirs[n.node_id], placement.device_names(n))
+            n.node_id, soft=False)).remote(node_req, proving, fleet.cache_dirs[n.node_id], placement.device_names(n),
+                                           said)
         running[ref] = machine + "\0" + n.name
+
+    def relay() -> None:
+        while not said.empty():
+            err_console.print(said.get(), highlight=False)
 
     out: dict[str, TuneResult] = {}
     try:
         for machine in waiting:
             submit(machine)
         while running:
-            done, _ = fleet.ray.wait(list(running), num_returns=1)
+            done, _ = fleet.ray.wait(list(running), num_returns=1, timeout=1.0)
+            relay()
+            if not done:
+                continue
             machine, _, name = running.pop(done[0]).partition("\0")
             try:
                 out[name] = fleet.ray.get(done[0])

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from harness.analyze.history import normalise_url
+from harness.analyze.history import database_url
 from harness.core.digest import digest
 from harness.core.escaping import json_of
 from harness.core.schema import CellResult, CellSpec, Gate, PropertyValue, SideSpec
 from harness.execute.run_record import now_iso
+from harness.experiment.ab import INTERRUPTED as AB_INTERRUPTED
 from harness.plan.tuning import (
     Dimension,
     Objective,
@@ -203,7 +204,9 @@ def open_study(req: TuneRequest) -> optuna.Study:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name(req)
-    storage = optuna.storages.RDBStorage(normalise_url(req.storage))
+    url, connect_args = database_url(req.storage)
+    storage = optuna.storages.RDBStorage(url.render_as_string(hide_password=False),
+                                         engine_kwargs={"connect_args": connect_args})
     if req.restart:
         try:
             optuna.delete_study(study_name=name, storage=storage)
@@ -233,13 +236,16 @@ def recorded_trials(study: optuna.Study) -> tuple[list[TuneTrial], list[dict[str
     """The trials earlier sessions finished (from the study), and the settings of those they left unfinished."""
     from optuna.trial import TrialState
 
-    done, unfinished = [], []
+    done: list[TuneTrial] = []
+    unfinished: list[dict[str, Any]] = []
     for t in study.get_trials(deepcopy=False):
         if ATTR in t.user_attrs and t.state in (TrialState.COMPLETE, TrialState.FAIL):
             done.append(TuneTrial.model_validate(t.user_attrs[ATTR]))
         elif t.state in (TrialState.RUNNING, TrialState.FAIL):  # interrupted: its setting is measured again
             unfinished.append(dict(t.params))
-    return done, unfinished
+    # an interrupted setting a later session measured is done (its trial stays failed in the study)
+    finished = {_key(t.setting) for t in done if t.repeat_of is None}
+    return done, [s for s in unfinished if _key(s) not in finished]
 
 
 def run_tune(req: TuneRequest, measure: Measure, prove: Prove | None, log: Callable[[str], None]) -> TuneResult:
@@ -257,6 +263,9 @@ def run_tune(req: TuneRequest, measure: Measure, prove: Prove | None, log: Calla
         budget_s=req.budget_s, proof_budget_s=req.proof_budget_s, min_gain=req.min_gain, seed=req.seed,
         started_at=now_iso(), trials=trials)
     spent = float(study.user_attrs.get(SEARCH_S, 0.0))
+    for t in trials:  # a study whose defaults measured no objective stays refused on every resume
+        if t.is_defaults and t.repeat_of is None:
+            _check_objectives_measured(req, t)
     if trials:
         log(f"resuming study {study.study_name}: {len(trials)} trials kept"
             + (f", {len(unfinished)} interrupted measured again" if unfinished else ""))
@@ -535,6 +544,10 @@ def prove_winners(result: TuneResult, req: TuneRequest, prove: Prove, log: Calla
             save()
             continue
         proof.ab_id, proof.stop_reason = ab.ab_id, ab.stop_reason
+        if ab.stop_reason == AB_INTERRUPTED:  # the A/B keeps its rounds and returns; the study stops here too
+            proof.error = INTERRUPTED
+            save()
+            raise KeyboardInterrupt
         cell = ab.cells[0] if ab.cells else None
         if cell is not None and cell.error:
             proof.error = cell.error
@@ -565,9 +578,12 @@ def conclusion(result: TuneResult) -> str:
             line += (f"; the best other setting (trial {p.trial}, {p.candidate.label()}) against them by A/B: "
                      f"{m.metric} {100 * (m.ratio - 1):+.1f}% [{_pct(m.cs_low)}, {_pct(m.cs_high)}] {m.verdict}")
         return line
+    if result.stop_reason == INTERRUPTED:
+        return (f"trial {best.number} measured best ({setting_side(best.setting).label()}), not proven: "
+                "interrupted (the same command resumes)")
     if not result.proofs:
         return (f"trial {best.number} measured best ({setting_side(best.setting).label()}), not proven: "
-                + ("interrupted" if result.stop_reason == INTERRUPTED else "no proof was run"))
+                "no proof was run")
     if all(p.error and not p.metrics for p in result.proofs):
         return (f"trial {best.number} measured best ({setting_side(best.setting).label()}), not proven: the A/B "
                 f"could not run ({result.proofs[0].error})")

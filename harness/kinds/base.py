@@ -94,6 +94,8 @@ HINT = Knob("properties.PERFORMANCE_HINT", (None, "LATENCY", "THROUGHPUT"))
 KV_PRECISION = Knob("properties.KV_CACHE_PRECISION", (None, "u8", "f16"))
 DYNAMIC_QUANTIZATION = Knob("properties.DYNAMIC_QUANTIZATION_GROUP_SIZE", (None, 0, 32, 64), devices=("CPU",))
 LLM_PROPERTY_KNOBS = (THREADS, HINT, KV_PRECISION, DYNAMIC_QUANTIZATION)
+# what every other OpenVINO pipeline's compile takes
+DEVICE_KNOBS = (THREADS, HINT)
 
 
 class Unsupported(ValueError):

@@ -13,7 +13,7 @@ from harness.core.metrics import (
     RealTimeFactor,
     WhisperEncode,
 )
-from harness.kinds.base import Column, KindSpec, Params, ReportTable
+from harness.kinds.base import DEVICE_KNOBS, Column, KindSpec, Params, ReportTable
 from harness.kinds.text import ACCURACY
 
 
@@ -23,6 +23,7 @@ class SpeechParams(Params):
 
 KIND = KindSpec(
     name="speech", params=SpeechParams, backend="harness.execute.backends.genai_whisper:BACKEND", reference="same_kind",
+    tune_space=DEVICE_KNOBS,
     report=ReportTable(
         title="Speech to text (WhisperPipeline)",
         columns=(Column("RTF", RealTimeFactor.tag, digits=3), Column("latency ms", E2ELatency.tag), Column("TTFT ms", TTFT.tag, digits=2),

@@ -15,7 +15,16 @@ from harness.core.metrics import (
     TokenMatch,
     TokensPerChunk,
 )
-from harness.kinds.base import LLM_PROPERTY_KNOBS, Column, KindSpec, Knob, NoParams, Params, ReportTable
+from harness.kinds.base import (
+    DEVICE_KNOBS,
+    LLM_PROPERTY_KNOBS,
+    Column,
+    KindSpec,
+    Knob,
+    NoParams,
+    Params,
+    ReportTable,
+)
 
 GENERATE_COLUMNS = (Column("TTFT ms", TTFT.tag, digits=2), Column("TPOT ms", TPOT.tag, digits=2),
                     Column("tok/s", OutputThroughput.tag), Column("peak MiB", PeakRSS.tag, digits=0),
@@ -73,6 +82,7 @@ PROMPT_LOOKUP = KindSpec(name="prompt_lookup", params=PromptLookupParams, backen
                          report=text_table("Prompt lookup decoding", DRAFTED_COLUMNS))
 OPTIMUM = KindSpec(
     name="optimum", params=NoParams, backend="harness.execute.backends.optimum_llm:OPTIMUM", same_as_greedy=True,
+    tune_space=DEVICE_KNOBS,
     report=text_table("Optimum Intel (OVModelForCausalLM.generate)", note=(
         "The same IR, prompts and generation settings through Optimum Intel; timed from tokenization to the "
         "decoded text like GenAI's generate(str), tokens timed by a transformers streamer.")))

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from harness.core.metrics import ImageSimilarity, PeakRSS, SecondsPerImage, StepTime, UNetTime, VAEDecoderTime
-from harness.kinds.base import Column, KindSpec, Params, ReportTable
+from harness.kinds.base import DEVICE_KNOBS, Column, KindSpec, Params, ReportTable
 
 
 class ImageParams(Params):
@@ -48,7 +48,8 @@ def image_kind(name: str, params: type[Params], backend: str, table: ReportTable
     """An image-generation kind: no text, accuracy as pixel similarity against the fp16 cell of the same kind."""
     # kept thumbnails are block means rounded to whole pixel values: a repeat may move one by 1
     return KindSpec(name=name, params=params, backend=backend, report=table, generates_text=False,
-                    reference="same_kind", compare_outputs=compare_images, repeat_tolerance=1.0)
+                    reference="same_kind", compare_outputs=compare_images, repeat_tolerance=1.0,
+                    tune_space=DEVICE_KNOBS)
 
 
 KIND = image_kind("text2image", ImageParams, "harness.execute.backends.genai_image:TEXT2IMAGE", image_table(

@@ -16,7 +16,7 @@ from harness.core.metrics import (
     SpeechRealTimeFactor,
     SpeechSampleThroughput,
 )
-from harness.kinds.base import Column, KindSpec, Params, ReportTable
+from harness.kinds.base import DEVICE_KNOBS, Column, KindSpec, Params, ReportTable
 
 
 class SpeechGenerationParams(Params):
@@ -61,7 +61,7 @@ _ACCURACY = (Column("SNR vs fp16 dB", AudioSNR.tag, "max", 1), Column("cosine vs
 
 KIND = KindSpec(
     name="text2speech", params=SpeechGenerationParams, backend="harness.execute.backends.genai_text2speech:TEXT2SPEECH",
-    generates_text=False, reference="same_kind", compare_outputs=compare_audio,
+    generates_text=False, reference="same_kind", compare_outputs=compare_audio, tune_space=DEVICE_KNOBS,
     # the kept waveform is rounded to 5 significant digits: a repeat computing the same audio keeps the same
     # points, a repeat off by float noise may move one in its last digit
     repeat_tolerance=1e-4,

@@ -15,7 +15,7 @@ from harness.core.metrics import (
     TransformerTime,
     VAEDecoderTime,
 )
-from harness.kinds.base import Column, KindSpec, Params, ReportTable
+from harness.kinds.base import DEVICE_KNOBS, Column, KindSpec, Params, ReportTable
 from harness.kinds.text2image import IMAGE_ACCURACY, compare_images
 
 # LTX-Video's VAE compresses 32x in space and 8x in time: other sizes are not refused by openvino-genai but
@@ -72,4 +72,4 @@ TABLE = ReportTable(
 # kept thumbnails are block means rounded to whole pixel values: a repeat may move one by 1
 KIND = KindSpec(name="text2video", params=VideoParams, backend="harness.execute.backends.genai_video:TEXT2VIDEO", report=TABLE,
                 generates_text=False, reference="same_kind", compare_outputs=compare_videos,
-                repeat_tolerance=1.0)
+                repeat_tolerance=1.0, tune_space=DEVICE_KNOBS)

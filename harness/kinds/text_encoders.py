@@ -16,7 +16,7 @@ from harness.core.metrics import (
     PeakRSS,
     RerankAgreement,
 )
-from harness.kinds.base import Column, CompareOutputs, KindSpec, Params, ReportTable
+from harness.kinds.base import DEVICE_KNOBS, Column, CompareOutputs, KindSpec, Params, ReportTable
 
 
 class EmbeddingsParams(Params):
@@ -71,7 +71,7 @@ def _encoder_kind(name: str, params: type[Params], compare: CompareOutputs, titl
     """A text-encoder kind: documents per call, no text, accuracy on the first call's kept outputs."""
     return KindSpec(
         name=name, params=params, backend=f"harness.execute.backends.genai_text_encoders:{name.upper()}", generates_text=False,
-        reference="same_kind", compare_outputs=compare,
+        reference="same_kind", compare_outputs=compare, tune_space=DEVICE_KNOBS,
         report=ReportTable(title=title, columns=(*_COLUMNS, accuracy), headline=_HEADLINE, speed=_SPEED,
                            speedup_metric=DocumentThroughput.tag, accuracy=(accuracy,), note=note))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from harness.core.metrics import VLMEmbeddingsTime
-from harness.kinds.base import Column, KindSpec, Params
+from harness.kinds.base import LLM_PROPERTY_KNOBS, Column, KindSpec, Params
 from harness.kinds.text import GENERATE_COLUMNS, text_table
 
 
@@ -16,6 +16,7 @@ class VLMParams(Params):
 
 KIND = KindSpec(
     name="vlm", params=VLMParams, backend="harness.execute.backends.genai_vlm:BACKEND", reference="same_kind", streamed_ids=True,
+    tune_space=LLM_PROPERTY_KNOBS,
     report=text_table(
         "Vision-language (VLMPipeline)",
         (*GENERATE_COLUMNS[:2], Column("image emb. ms", VLMEmbeddingsTime.tag, digits=2), *GENERATE_COLUMNS[2:4]),

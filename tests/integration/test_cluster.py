@@ -340,8 +340,11 @@ def test_tune_runs_one_study_per_node(cluster: LocalCluster, tmp_path: Path) -> 
     assert all(len(r["trials"]) == 2 and r["trials"][0]["status"] == "ok" for r in results.values())
     spans = sorted((r["started_at"], r["finished_at"]) for r in results.values())
     assert spans[1][0] >= spans[0][1], spans  # one machine: the studies took turns
+    assert "w1: trial 1: properties.KV_CACHE_PRECISION=u8: ok" in proc.stderr  # the nodes' progress, relayed
     # the same command again: both studies are read back, nothing is measured again
     again = subprocess.run(args, capture_output=True, text=True, timeout=600, env=cluster.env, cwd=ROOT)
     assert again.returncode == 0, again.stderr[-3000:]
-    said = again.stdout + again.stderr
-    assert said.count("resuming study") == 2 and "trial 2" not in said, said[-3000:]
+    assert again.stderr.count("resuming study") == 2 and "trial 2" not in again.stderr, again.stderr[-3000:]
+    for n, first in results.items():
+        read_back = json.loads((folder / "out" / n / "tune.json").read_text())
+        assert [t["started_at"] for t in read_back["trials"]] == [t["started_at"] for t in first["trials"]]

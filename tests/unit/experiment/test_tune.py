@@ -87,6 +87,11 @@ def test_a_study_resumes_after_ctrl_c_without_measuring_finished_trials_again(tm
     assert not [c for c in again if c in done_before]
     assert len([t for t in second.trials if t.repeat_of is None]) == 15
     assert len({t.number for t in second.trials}) == len(second.trials)
+    # a third session finds nothing left: the interrupted trial, measured by the second, is not queued again
+    said: list[str] = []
+    third: list[dict] = []
+    run_tune(req, fake_measure(third), None, log=said.append)
+    assert not third and "interrupted" not in said[0], said
 
 
 def test_restart_forgets_the_study(tmp_path):
@@ -158,6 +163,16 @@ def test_only_a_proven_gain_is_reported_as_one(tmp_path, verdict, gain):
     assert metrics == ["output_tps", "ttft_ms"] and thresholds == {"output_tps": 0.02}
     assert result.proofs[0].gain is gain
     assert result.conclusion.startswith("gain: output_tps +30.0%" if gain else "no gain")
+
+
+def test_ctrl_c_during_the_proof_stops_the_study(tmp_path):
+    from harness.experiment.ab import INTERRUPTED as AB_INTERRUPTED
+
+    stopped = _ab("inconclusive", 1.0).model_copy(update={"stop_reason": AB_INTERRUPTED})
+    req = request(tmp_path, proof_budget_s=600, ab_request=lambda *a: "r", slo=[slo_of("ttft_ms < 6")])
+    result = run_tune(req, fake_measure([]), lambda r: stopped, log=lambda m: None)
+    assert result.stop_reason == INTERRUPTED and result.proofs[0].error == INTERRUPTED
+    assert result.conclusion.endswith("not proven: interrupted (the same command resumes)"), result.conclusion
 
 
 @pytest.mark.parametrize(("verdict", "says"), [

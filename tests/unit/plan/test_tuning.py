@@ -82,6 +82,10 @@ def test_default_space_follows_the_kind_and_the_device():
     hetero = [d.name for d in default_space(factories.spec().model_copy(update={"device": "HETERO:CPU"}), 4)]
     assert "properties.DYNAMIC_QUANTIZATION_GROUP_SIZE" not in hetero
     assert default_space(factories.spec("tokenizer"), 4) == []
+    image = factories.spec().model_copy(update={"scenario": factories.spec().scenario.model_copy(
+        update={"kind": "text2image", "params": {}})})
+    assert [d.name for d in default_space(image, 2)] == ["properties.INFERENCE_NUM_THREADS",
+                                                         "properties.PERFORMANCE_HINT"]
 
 
 def test_every_default_knob_fits_its_kind():
