@@ -109,8 +109,9 @@ def tune(
     proof_s = parse_duration(proof_text, "command line" if proof_budget else where,
                              "--proof-budget" if proof_budget else "tune.proof_budget") if proof_text else budget_s / 3
     if proof and proof_s >= budget_s:
-        raise HarnessInputError("command line", "--proof-budget", proof_text, f"must leave the search some of the "
-                                f"budget ({budget_s / 60:g} min)")
+        raise HarnessInputError("command line" if proof_budget else where,
+                                "--proof-budget" if proof_budget else "tune.proof_budget", proof_text,
+                                f"must leave the search some of the budget ({budget_s / 60:g} min)")
     gain = min_gain if min_gain is not None else (settings.min_gain if settings and settings.min_gain else 0.02)
     if not 0 < gain < 1:
         raise HarnessInputError("command line", "--min-gain", min_gain, "a fraction above 0 and below 1, e.g. 0.02")
@@ -129,7 +130,8 @@ def tune(
     err_console.print(f"tune {target.key}: {len(space)} knobs, {space_size(space)} settings; objective "
                       f"{', '.join(o.label() for o in objectives)}"
                       + (f"; SLO {', '.join(g.describe() for g in slos)}" if slos else "")
-                      + f"; budget {budget_s / 60:g} min ({proof_s / 60:g} proof) -> {req.out_dir}", highlight=False)
+                      + f"; budget {budget_s / 60:g} min" + (f" ({proof_s / 60:g} proof)" if proof else ", no proof")
+                      + f" -> {req.out_dir}", highlight=False)
     if cluster is not None:
         results = _on_cluster(cluster, nodes or [], req, proving)
     else:

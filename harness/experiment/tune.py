@@ -189,16 +189,6 @@ def study_name(req: TuneRequest) -> str:
                              "space": [[d.name, list(d.choices)] for d in req.space]}, 12)
 
 
-def public_url(url: str) -> str:
-    """A database URL without its password."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: shown as given
-        return url
-
-
 def open_study(req: TuneRequest) -> optuna.Study:
     import optuna
 
@@ -256,7 +246,8 @@ def run_tune(req: TuneRequest, measure: Measure, prove: Prove | None, log: Calla
     study = open_study(req)
     trials, unfinished = recorded_trials(study)
     result = TuneResult(
-        study=study.study_name, storage=public_url(req.storage), suite_name=req.suite_name,
+        study=study.study_name, storage=database_url(req.storage)[0].render_as_string(hide_password=True),
+        suite_name=req.suite_name,
         suite_file=str(req.suite_file), cell_key=req.cell.key, host=req.host,
         objectives=[o.label() for o in req.objectives], slo=req.slo,
         space=[{"name": d.name, "choices": list(d.choices)} for d in req.space], space_size=space_size(req.space),
