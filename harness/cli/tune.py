@@ -130,7 +130,7 @@ def tune(
     err_console.print(f"tune {target.key}: {len(space)} knobs, {space_size(space)} settings; objective "
                       f"{', '.join(o.label() for o in objectives)}"
                       + (f"; SLO {', '.join(g.describe() for g in slos)}" if slos else "")
-                      + f"; budget {budget_s / 60:g} min" + (f" ({proof_s / 60:g} proof)" if proof else ", no proof")
+                      + f"; budget {budget_s / 60:.3g} min" + (f" ({proof_s / 60:.3g} proof)" if proof else ", no proof")
                       + f" -> {req.out_dir}", highlight=False)
     if cluster is not None:
         results = _on_cluster(cluster, nodes or [], req, proving)
