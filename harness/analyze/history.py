@@ -123,6 +123,11 @@ def database_url(url: str | None) -> tuple[URL, dict[str, Any]]:
     except ArgumentError:
         raise HarnessInputError(None, "history URL", url, "not a database URL (e.g. sqlite:///path or "
                                 "postgresql+psycopg://user@host/db)") from None
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise HarnessInputError(None, "history URL", url, "unsupported database; use sqlite:///PATH or "
+                                "postgresql+psycopg://USER@HOST/DB") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     connect_args: dict[str, Any] = {}

@@ -77,7 +77,7 @@ def tune(
     against the defaults by an interleaved A/B; resumable (the study is kept in the database)."""
     import openvino as ov
 
-    from harness.analyze.history import default_history_url
+    from harness.analyze.history import database_url, default_history_url
     from harness.cli.ab import parse_duration, say_dropped
     from harness.core.host import fingerprint, host_info
     from harness.experiment.ab_session import ab_cells, read_suite
@@ -117,6 +117,7 @@ def tune(
         raise HarnessInputError("command line", "--min-gain", min_gain, "a fraction above 0 and below 1, e.g. 0.02")
     host = host_info()
     db_url = db or default_history_url(beside=out)
+    database_url(db_url)  # one line before anything runs for what is no database URL
     core = ov.Core()
     req = TuneRequest(suite_name=parsed.name, suite_file=suite_path, cell=target, space=space, objectives=objectives,
                       slo=slos, budget_s=budget_s, proof_budget_s=proof_s if proof else 0.0, min_gain=gain,
