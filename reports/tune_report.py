@@ -11,7 +11,7 @@ from rich.table import Table
 from harness.core.escaping import html_text, md_block, md_code, md_text
 from harness.experiment.tune import TuneProof, TuneResult, TuneTrial
 from reports.ab_report import ratio_interval, ratio_pct
-from reports.html.trials import Kind, TrialPoint, trials_chart
+from reports.html.lines import TrialKind, TrialPoint, trials_chart
 
 _STATUS_COLOUR = {"ok": "#1e8449", "slo_violated": "#b9770e"}
 
@@ -127,7 +127,7 @@ def _chart(r: TuneResult) -> Markup:
     front = set(r.pareto) if two else {r.best}
 
     def point(t: TuneTrial) -> TrialPoint:
-        kind: Kind = "front" if t.number in front else "within" if t.status == "ok" else "outside"
+        kind: TrialKind = "front" if t.number in front else "within" if t.status == "ok" else "outside"
         tip = f"#{t.number} {_setting(t)}: " + ", ".join(f"{o} {_value(v)}" for o, v in zip(r.objectives, t.values,
                                                                                            strict=True))
         x = float(t.values[0] or 0.0) if two else float(t.number)

@@ -148,9 +148,6 @@ class HistoryStore(HistoryQueries):
             self.engine: Engine = create_engine(parsed, connect_args=connect_args)
         except ModuleNotFoundError as e:
             raise HarnessInputError(None, "history URL", self.url, f"database driver not installed: {e.name}") from None
-        except NoSuchModuleError:
-            raise HarnessInputError(None, "history URL", self.url, "unsupported database; use sqlite:///PATH or "
-                                    "postgresql+psycopg://USER@HOST/DB") from None
         # every value written or looked up must encode: a path that is not UTF-8, or a --cell given in such bytes,
         # holds lone surrogates (os.fsdecode), which the drivers refuse with a traceback
         event.listen(self.engine, "before_cursor_execute", _valid_parameters, retval=True)

@@ -33,6 +33,7 @@ from harness.experiment.ab import INTERRUPTED as AB_INTERRUPTED
 from harness.plan.tuning import (
     Dimension,
     Objective,
+    SloReading,
     objective_of,
     setting_side,
     slo_readings,
@@ -44,6 +45,7 @@ from harness.records.run_files import write_whole
 
 if TYPE_CHECKING:
     import optuna
+    from sqlalchemy.engine import URL
 
     from harness.experiment.ab import ABResult
     from harness.experiment.ab_session import ABRequest
@@ -60,13 +62,6 @@ Role = Literal["best", "knee", "runner_up"]
 TrialStatus = Literal["ok", "slo_violated", "failed", "timeout", "crashed", "skipped", "not_measured"]
 
 
-class SloCheck(BaseModel):
-    slo: str
-    value: float | None = Field(description="the measured statistic (None: the cell did not measure it)")
-    met: bool
-    excess: float = Field(description="how far past its limit, relative to it (<= 0: met): the search's constraint")
-
-
 class TuneTrial(BaseModel):
     """One measured setting."""
 
@@ -75,7 +70,7 @@ class TuneTrial(BaseModel):
     status: TrialStatus = Field(description="ok: measured within the SLO; slo_violated: measured, outside it; "
                                 "not_measured: the cell ran but measured no objective; else the cell's status")
     values: list[float | None] = Field(default_factory=list, description="each objective, in order")
-    slo: list[SloCheck] = Field(default_factory=list)
+    slo: list[SloReading] = Field(default_factory=list)
     error: str | None = None
     wall_s: float = 0.0
     started_at: str = ""
@@ -189,12 +184,11 @@ def study_name(req: TuneRequest) -> str:
                              "space": [[d.name, list(d.choices)] for d in req.space]}, 12)
 
 
-def open_study(req: TuneRequest) -> optuna.Study:
+def open_study(req: TuneRequest, url: URL, connect_args: dict[str, Any]) -> optuna.Study:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name(req)
-    url, connect_args = database_url(req.storage)
     storage = optuna.storages.RDBStorage(url.render_as_string(hide_password=False),
                                          engine_kwargs={"connect_args": connect_args})
     if req.restart:
@@ -241,13 +235,11 @@ def recorded_trials(study: optuna.Study) -> tuple[list[TuneTrial], list[dict[str
 def run_tune(req: TuneRequest, measure: Measure, prove: Prove | None, log: Callable[[str], None]) -> TuneResult:
     """Search until the budget (less the proof's share) is spent or every setting is measured, then prove the
     winner; tune.json is written after every trial. Ctrl-C keeps what was measured (stop_reason INTERRUPTED)."""
-    from optuna.trial import TrialState
-
-    study = open_study(req)
+    url, connect_args = database_url(req.storage)
+    study = open_study(req, url, connect_args)
     trials, unfinished = recorded_trials(study)
     result = TuneResult(
-        study=study.study_name, storage=database_url(req.storage)[0].render_as_string(hide_password=True),
-        suite_name=req.suite_name,
+        study=study.study_name, storage=url.render_as_string(hide_password=True), suite_name=req.suite_name,
         suite_file=str(req.suite_file), cell_key=req.cell.key, host=req.host,
         objectives=[o.label() for o in req.objectives], slo=req.slo,
         space=[{"name": d.name, "choices": list(d.choices)} for d in req.space], space_size=space_size(req.space),
@@ -299,7 +291,7 @@ def run_tune(req: TuneRequest, measure: Measure, prove: Prove | None, log: Calla
             if earlier is not None:  # the figures of the same setting: no new measurement, no new information
                 repeats += 1
                 copy = earlier.model_copy(update={"number": trial.number, "repeat_of": earlier.number, "wall_s": 0.0})
-                _tell(study, trial, copy, req, TrialState)
+                _tell(study, trial, copy)
                 result.trials.append(copy)
                 log(f"trial {trial.number}: the setting of trial {earlier.number} again: its figures, not measured again")
                 # TPE settles on the best region of a small space and proposes it again and again: an untried
@@ -312,7 +304,7 @@ def run_tune(req: TuneRequest, measure: Measure, prove: Prove | None, log: Calla
             one = _measure_trial(req, trial.number, setting, measure, log)
             seen[_key(setting)] = one
             result.trials.append(one)
-            _tell(study, trial, one, req, TrialState)
+            _tell(study, trial, one)
             if one.number == 0 or one.is_defaults:
                 _check_objectives_measured(req, one)
             study.set_user_attr(SEARCH_S, spent + time.monotonic() - session_t0)
@@ -321,7 +313,7 @@ def run_tune(req: TuneRequest, measure: Measure, prove: Prove | None, log: Calla
     except KeyboardInterrupt:
         result.stop_reason = INTERRUPTED
         try:
-            _fail_running(study, TrialState)
+            _fail_running(study)
         except Exception:  # noqa: BLE001 - the next session measures a trial left running again anyway
             pass
     result.search_s = spent + time.monotonic() - session_t0
@@ -394,7 +386,7 @@ def judge_trial(req: TuneRequest, number: int, setting: dict[str, PropertyValue 
     else:
         status = "ok"
     return TuneTrial(number=number, setting=setting, status=status, values=values,
-                     slo=[SloCheck(slo=r.slo, value=r.value, met=r.met, excess=r.excess) for r in readings],
+                     slo=readings,
                      error=result.error, wall_s=wall_s, started_at=started)
 
 
@@ -405,19 +397,23 @@ def trial_line(req: TuneRequest, t: TuneTrial) -> str:
             + f" [{t.wall_s:.0f} s]")
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, t: TuneTrial, req: TuneRequest, states: Any) -> None:
+def _tell(study: optuna.Study, trial: optuna.Trial, t: TuneTrial) -> None:
+    from optuna.trial import TrialState
+
     trial.set_user_attr(ATTR, t.model_dump(mode="json"))
     if t.status in ("ok", "slo_violated"):
         for c in t.slo:
             trial.set_constraint(c.slo, c.excess)
         study.tell(trial, [float(v) for v in t.values if v is not None])
     else:
-        study.tell(trial, state=states.FAIL)
+        study.tell(trial, state=TrialState.FAIL)
 
 
-def _fail_running(study: optuna.Study, states: Any) -> None:
-    for t in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
-        study.tell(t.number, state=states.FAIL)
+def _fail_running(study: optuna.Study) -> None:
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(t.number, state=TrialState.FAIL)
 
 
 def _check_objectives_measured(req: TuneRequest, t: TuneTrial) -> None:

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
+from pydantic import BaseModel, Field
+
 from harness.core.schema import CellResult, CellSpec, Gate, PropertyValue, SideSpec
 from harness.kinds.base import Knob
 from harness.plan.sides import BadSideItem, apply_side, params_refusal, side_item
@@ -78,14 +80,13 @@ def slo_of(text: str) -> Gate:
     return Gate(metric=metric, stat=stat, max=limit) if op.startswith("<") else Gate(metric=metric, stat=stat, min=limit)
 
 
-@dataclass(frozen=True)
-class SloReading:
-    """One SLO limit on one measured setting."""
+class SloReading(BaseModel):
+    """One SLO limit on one measured setting (a tuning trial keeps its own)."""
 
     slo: str
-    value: float | None  # None: the cell did not measure it
+    value: float | None = Field(description="the measured statistic (None: the cell did not measure it)")
     met: bool
-    excess: float  # how far past the limit, relative to it (<= 0: met); what the search's constraint reads
+    excess: float = Field(description="how far past its limit, relative to it (<= 0: met): the search's constraint")
 
 
 def slo_readings(gates: Sequence[Gate], result: CellResult) -> list[SloReading]:
@@ -93,13 +94,13 @@ def slo_readings(gates: Sequence[Gate], result: CellResult) -> list[SloReading]:
     for g in gates:
         s = result.summaries.get(g.metric)
         if s is None:
-            out.append(SloReading(g.describe(), None, False, 1.0))
+            out.append(SloReading(slo=g.describe(), value=None, met=False, excess=1.0))
             continue
         v = float(getattr(s, g.stat))
         limit = g.max if g.max is not None else g.min
         assert limit is not None
         excess = (v - limit if g.max is not None else limit - v) / (abs(limit) or 1.0)
-        out.append(SloReading(g.describe(), v, excess <= 0, excess))
+        out.append(SloReading(slo=g.describe(), value=v, met=excess <= 0, excess=excess))
     return out
 
 

@@ -1,9 +1,11 @@
-"""Line charts on numeric axes: a throughput-vs-latency curve, and series over the time of a load."""
+"""Charts on numeric axes: a throughput-vs-latency curve, series over the time of a load, and a tuning study's
+trials (each a dot coloured by what it was, its setting in its tooltip, the Pareto front joined)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from markupsafe import Markup
 
@@ -96,3 +98,37 @@ def render_time_svg(title: str, y_unit: str, lines: Sequence[TimeLine], subtitle
                        points=" ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in xy), fill="none",
                        stroke=ln.color, stroke_width=1.8, stroke_dasharray="4 3" if ln.dashed else None))
     return str(chart_svg(title, subtitle, bottom + 38, body, cls="chart trend"))
+
+
+TrialKind = Literal["front", "within", "outside"]
+TRIAL_COLOURS: dict[TrialKind, str] = {"front": "#59a14f", "within": "#4e79a7", "outside": "#f28e2b"}
+TRIAL_NAMES: dict[TrialKind, str] = {"front": "best / Pareto front", "within": "within the SLO",
+                                     "outside": "outside the SLO"}
+
+
+@dataclass(frozen=True)
+class TrialPoint:
+    tip: str
+    x: float
+    y: float
+    kind: TrialKind
+
+
+def trials_chart(title: str, subtitle: str, x_unit: str, y_unit: str, points: Sequence[TrialPoint]) -> Markup:
+    """Every trial a dot, without labels (a study has dozens of trials: the setting is in the tooltip)."""
+    left, right, top = 64.0, WIDTH - 24.0, header_height(subtitle) + 22.0
+    bottom = top + 260
+    xt = nice_ticks(min(p.x for p in points), max(p.x for p in points))
+    yt = nice_ticks(min(p.y for p in points), max(p.y for p in points))
+    x_of, y_of = Scale(xt, left, right), Scale(yt, bottom, top)
+    body: list[Markup] = _axes(xt, yt, x_of, y_of, (left, right, top, bottom), x_unit, y_unit, unit_above=10)
+    front = sorted((p.x, p.y) for p in points if p.kind == "front")
+    if len(front) >= 2:
+        body.append(el("polyline", points=" ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in front),
+                       fill="none", stroke=TRIAL_COLOURS["front"], stroke_width=1.5))
+    for p in sorted(points, key=lambda p: p.kind == "front"):  # the front drawn last, on top
+        body.append(el("circle", el("title", p.tip), cx=round(x_of(p.x), 1), cy=round(y_of(p.y), 1),
+                       r=5 if p.kind == "front" else 3.5, fill=TRIAL_COLOURS[p.kind], fill_opacity=0.85))
+    legend, height = swatches([(TRIAL_NAMES[k], c) for k, c in TRIAL_COLOURS.items() if any(p.kind == k for p in points)],
+                              left, bottom + 50, right - left)
+    return chart_svg(title, subtitle, bottom + 50 + height, [*body, *legend])

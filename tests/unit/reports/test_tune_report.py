@@ -6,8 +6,8 @@ import re
 
 from harness.core.console import PlainConsole
 from harness.core.schema import SideSpec
-from harness.experiment.tune import ProofMetric, SloCheck, TuneProof, TuneResult, TuneTrial
-from harness.plan.tuning import slo_of
+from harness.experiment.tune import ProofMetric, TuneProof, TuneResult, TuneTrial
+from harness.plan.tuning import SloReading, slo_of
 from reports.tune_report import render_tune_html, render_tune_md, tune_table
 
 HOSTILE = "<script>alert(1)</script>|`x`"
@@ -17,7 +17,7 @@ def _result(objectives: list[str], gain: bool = True) -> TuneResult:
     def trial(n: int, value: float, status: str = "ok", setting=None, second: float = 10.0) -> TuneTrial:
         values = [value, second][:len(objectives)]
         return TuneTrial(number=n, setting=setting if setting is not None else {"properties.X": n or None},
-                         status=status, values=values, slo=[SloCheck(slo="ttft_ms p90 <= 300", value=100.0 * n,
+                         status=status, values=values, slo=[SloReading(slo="ttft_ms p90 <= 300", value=100.0 * n,
                                                                      met=status == "ok", excess=0.0)],
                          wall_s=12.0)
 
