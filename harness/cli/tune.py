@@ -99,7 +99,9 @@ def tune(
     target = cell_named(cells, cell, suite_path, suite)[0] if cell is not None else cells[0]
     objectives = _objectives(objective, settings, target, where)
     slos = _slos(slo, settings, where)
-    space = _space(knob, settings, target, where)
+    host = host_info()
+    space = _space(knob, settings, target, where, host.logical_cores or 1)
+    declared = bool(knob or (settings and settings.space))
     if not space:
         raise HarnessInputError(where, "tune.space", target.scenario.kind, "this kind has no default space to "
                                 "search here: declare the knobs in the suite's tune.space or with --knob")
@@ -115,7 +117,6 @@ def tune(
     gain = min_gain if min_gain is not None else (settings.min_gain if settings and settings.min_gain else 0.02)
     if not 0 < gain < 1:
         raise HarnessInputError("command line", "--min-gain", min_gain, "a fraction above 0 and below 1, e.g. 0.02")
-    host = host_info()
     db_url = db or default_history_url(beside=out)
     database_url(db_url)  # one line before anything runs for what is no database URL
     core = ov.Core()
@@ -134,7 +135,7 @@ def tune(
                       + f"; budget {budget_s / 60:.3g} min" + (f" ({proof_s / 60:.3g} proof)" if proof else ", no proof")
                       + f" -> {req.out_dir}", highlight=False)
     if cluster is not None:
-        results = _on_cluster(cluster, nodes or [], req, proving)
+        results = _on_cluster(cluster, nodes or [], req, proving, declared)
     else:
         results = {"": tune_here(req, proving, cache_dir, list(core.available_devices),
                                  log=lambda m: err_console.print(m, highlight=False))}
@@ -189,9 +190,8 @@ def _each(texts: list[str], origin: str, field: str, parse: Callable[[str], T]) 
     return out
 
 
-def _space(knobs: list[str] | None, settings: SuiteTune | None, cell: CellSpec, where: str) -> list[Dimension]:
-    import os
-
+def _space(knobs: list[str] | None, settings: SuiteTune | None, cell: CellSpec, where: str,
+           cpus: int) -> list[Dimension]:
     from harness.plan.sides import parse_value
     from harness.plan.tuning import declared_space, default_space
 
@@ -210,7 +210,7 @@ def _space(knobs: list[str] | None, settings: SuiteTune | None, cell: CellSpec, 
     elif settings and settings.space:
         origin, field, space = where, "tune.space", dict(settings.space)
     else:
-        return default_space(cell, os.cpu_count() or 1)
+        return default_space(cell, cpus)
     try:
         return declared_space(cell, space)
     except ValueError as e:
@@ -270,7 +270,7 @@ def _tune_on_node(req: TuneRequest, proving: ProofSetup | None, cache_dir: str, 
                      log=lambda m: said.put(f"{req.host}: {m}"))
 
 
-def _on_cluster(address: str, nodes: list[str], req: TuneRequest, proving: ProofSetup | None
+def _on_cluster(address: str, nodes: list[str], req: TuneRequest, proving: ProofSetup | None, declared: bool
                 ) -> dict[str, TuneResult]:
     """One study per matching node that can run the cell, each holding its node's CPUs while it runs; each node's
     result by node name. Ctrl-C cancels the nodes' studies (their measured trials stay in the database)."""
@@ -278,6 +278,7 @@ def _on_cluster(address: str, nodes: list[str], req: TuneRequest, proving: Proof
 
     from harness.execute.cluster import placement
     from harness.execute.cluster.executor import ClusterOptions, connect, node_filter
+    from harness.plan.tuning import default_space
 
     fleet = connect(ClusterOptions(address=address, mode="each-node", node_filter=node_filter(nodes)),
                     log=lambda m: err_console.print(m, highlight=False))
@@ -296,7 +297,9 @@ def _on_cluster(address: str, nodes: list[str], req: TuneRequest, proving: Proof
 
     def submit(machine: str) -> None:
         n = waiting[machine].pop(0)
-        node_req = dataclasses.replace(req, host=n.name, machine=placement.machine(n), ab_request=None)
+        # a default space's thread counts are the node's own (its cores, not the submitter's)
+        space = req.space if declared else default_space(req.cell, n.host.logical_cores or 1)
+        node_req = dataclasses.replace(req, host=n.name, machine=placement.machine(n), ab_request=None, space=space)
         err_console.print(f"node {n.name}: study {study_name(node_req)}", highlight=False)
         ref = remote.options(num_cpus=n.cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(
             n.node_id, soft=False)).remote(node_req, proving, fleet.cache_dirs[n.node_id], placement.device_names(n),
