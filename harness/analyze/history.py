@@ -124,10 +124,13 @@ def database_url(url: str | None) -> tuple[URL, dict[str, Any]]:
         raise HarnessInputError(None, "history URL", url, "not a database URL (e.g. sqlite:///path or "
                                 "postgresql+psycopg://user@host/db)") from None
     try:
-        parsed.get_dialect()
+        parsed.get_dialect().import_dbapi()
     except NoSuchModuleError:
         raise HarnessInputError(None, "history URL", url, "unsupported database; use sqlite:///PATH or "
                                 "postgresql+psycopg://USER@HOST/DB") from None
+    except ModuleNotFoundError as e:
+        raise HarnessInputError(None, "history URL", parsed.render_as_string(hide_password=True),
+                                f"database driver not installed: {e.name}") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     connect_args: dict[str, Any] = {}
@@ -144,10 +147,7 @@ class HistoryStore(HistoryQueries):
     def __init__(self, url: str | None = None):
         parsed, connect_args = database_url(url)
         self.url = parsed.render_as_string(hide_password=True)
-        try:
-            self.engine: Engine = create_engine(parsed, connect_args=connect_args)
-        except ModuleNotFoundError as e:
-            raise HarnessInputError(None, "history URL", self.url, f"database driver not installed: {e.name}") from None
+        self.engine: Engine = create_engine(parsed, connect_args=connect_args)
         # every value written or looked up must encode: a path that is not UTF-8, or a --cell given in such bytes,
         # holds lone surrogates (os.fsdecode), which the drivers refuse with a traceback
         event.listen(self.engine, "before_cursor_execute", _valid_parameters, retval=True)

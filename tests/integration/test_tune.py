@@ -98,6 +98,7 @@ def test_ctrl_c_keeps_the_trials_and_the_same_command_resumes(ctx: Ctx) -> None:
     (("--budget", "5m", "--proof-budget", "6m"), "--proof-budget"),
     (("--min-gain", "1.5"), "--min-gain"),
     (("--db", "nonsense://"), "unsupported database"),
+    (("--db", "mysql://u:secret@h/db"), "database driver not installed"),
 ])
 def test_bad_input_is_one_line(ctx: Ctx, args, says) -> None:
     got = ctx.expect(2, "tune", suite_file(ctx), *args, "--out", ctx.tmp / "tune")

@@ -531,3 +531,12 @@ def test_cli_changes_finds_the_shift_in_the_ratio_series_the_absolute_one_hides(
 def test_cli_changes_on_ratio_with_no_ratio_series_judges_nothing(cli_db: HistoryStore) -> None:
     proc = run_cli("history", "changes", "--on", "ratio")
     assert proc.returncode == 3 and "no recorded ratio series match" in proc.stderr
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("nonsense://", "unsupported database"), ("mysql://u:secret@h/db", "database driver not installed: MySQLdb"),
+    ("://", "not a database URL")])
+def test_a_url_no_database_can_be_opened_from_is_one_line(url, says):
+    with pytest.raises(HarnessInputError) as e:
+        HistoryStore(url)
+    assert says in e.value.line() and "secret" not in e.value.line()
